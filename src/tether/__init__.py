@@ -1,0 +1,72 @@
+"""tether: durable sessions for AI agents.
+
+A session (history, state, metadata, options, status) is data, kept in a store through one
+small contract with versioned writes. Start with :func:`open_store`::
+
+    import tether
+
+    with tether.open_store("sqlite:///app.db") as store:
+        session = store.create(tether.Session(agent="support", owner="ada"))
+        store.commit(session.id, session.version, append=[{"role": "user", "content": "hi"}])
+"""
+
+from __future__ import annotations
+
+from ._ids import new_session_id, validate_session_id
+from ._registry import (
+    DEFAULT_URL,
+    async_store_from_config,
+    open_async_store,
+    open_store,
+    register_store,
+    store_from_config,
+)
+from .errors import (
+    ConfigurationError,
+    ConflictError,
+    CorruptSession,
+    InvalidRequest,
+    InvalidSessionData,
+    InvalidSessionId,
+    LockTimeout,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    TetherError,
+    UnsupportedSchemaVersion,
+)
+from .models import HistoryItem, Page, Session, SessionHeader, SessionStatus
+from .stores.base import AsyncStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncStore",
+    "ConfigurationError",
+    "ConflictError",
+    "CorruptSession",
+    "HistoryItem",
+    "InvalidRequest",
+    "InvalidSessionData",
+    "InvalidSessionId",
+    "LockTimeout",
+    "Page",
+    "Session",
+    "SessionExists",
+    "SessionHeader",
+    "SessionNotFound",
+    "SessionStatus",
+    "Store",
+    "StoreError",
+    "TetherError",
+    "UnsupportedSchemaVersion",
+    "__version__",
+    "async_store_from_config",
+    "new_session_id",
+    "open_async_store",
+    "open_store",
+    "register_store",
+    "store_from_config",
+    "validate_session_id",
+]

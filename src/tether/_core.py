@@ -1,0 +1,426 @@
+"""The rules every store shares, with no I/O: encode, check, apply, filter, page.
+
+A store method is *validate and encode here -> one atomic I/O step -> decode here, or raise*.
+Keeping the rules here means a store class only moves bytes, and every store agrees on what a
+commit, a window or a listing means.
+
+Headers travel between this module and the stores as plain *header documents* (``Doc``): the
+fields of :class:`~tether.SessionHeader` with ``status`` as its string, timestamps as integer
+microseconds since the epoch, and ``metadata`` / ``state`` / ``options`` as JSON values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import _json
+from ._ids import validate_session_id
+from ._time import from_micros, to_micros
+from .errors import CorruptSession, InvalidRequest, InvalidSessionData
+from .models import HistoryItem, Page, Session, SessionHeader, SessionStatus
+from .schema import schema
+
+Doc = dict[str, Any]
+EncodedItem = tuple[int, bytes]
+"""A history item ready to store: its ``seq`` and its JSON (which includes the ``seq``)."""
+
+JSON_FIELDS = ("metadata", "state", "options")
+CHANGEABLE_FIELDS = frozenset({"owner", "agent", "status", "expires_at", *JSON_FIELDS})
+_STATUSES = frozenset(s.value for s in SessionStatus)
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+# --- headers -----------------------------------------------------------------------------------
+
+
+def _opt_micros(value: datetime | None) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+def header_to_doc(header: SessionHeader) -> Doc:
+    return {
+        "id": header.id,
+        "owner": header.owner,
+        "agent": header.agent,
+        "status": SessionStatus(header.status).value,
+        "metadata": header.metadata,
+        "state": header.state,
+        "options": header.options,
+        "parent_id": header.parent_id,
+        "fork_seq": header.fork_seq,
+        "version": header.version,
+        "schema_version": header.schema_version,
+        "created_at": _opt_micros(header.created_at),
+        "updated_at": _opt_micros(header.updated_at),
+        "expires_at": _opt_micros(header.expires_at),
+        "last_seq": header.last_seq,
+        "history_len": header.history_len,
+    }
+
+
+def _fields_from_doc(doc: Doc) -> dict[str, Any]:
+    fields = dict(doc)
+    fields["status"] = SessionStatus(doc["status"])
+    for name in ("created_at", "updated_at", "expires_at"):
+        value = doc.get(name)
+        fields[name] = None if value is None else from_micros(value)
+    return fields
+
+
+def doc_to_header(doc: Doc) -> SessionHeader:
+    """Build a header from a document the store wrote itself (trusted, not re-validated)."""
+    return SessionHeader.model_construct(**_fields_from_doc(doc))
+
+
+def needs_upgrade(doc: Doc) -> bool:
+    return int(doc["schema_version"]) != schema.current
+
+
+def check_writable(session_id: str, doc: Doc) -> None:
+    """Raise if this tether may not write over the stored session (a newer schema)."""
+    schema.check(session_id, int(doc["schema_version"]))
+
+
+def upgrade_doc(doc: Doc) -> Doc:
+    """A copy of ``doc`` brought to the current schema if it is older; else ``doc`` itself."""
+    if int(doc["schema_version"]) < schema.current:
+        return schema.upgrade_header(dict(doc))
+    return doc
+
+
+def readable_session(doc: Doc, history: list[HistoryItem]) -> Session:
+    """The session a load returns: upgraded in memory if it was stored by an older tether.
+
+    Raises :class:`~tether.errors.UnsupportedSchemaVersion` if a newer tether stored it.
+    """
+    check_writable(str(doc["id"]), doc)
+    if needs_upgrade(doc):
+        old = int(doc["schema_version"])
+        doc = upgrade_doc(doc)
+        history = upgrade_items(history, old)
+    return make_session(doc, history)
+
+
+def encode_item(item: HistoryItem) -> bytes:
+    return _json.dumps(item, what="history item")
+
+
+def make_session(doc: Doc, history: list[HistoryItem]) -> Session:
+    fields = _fields_from_doc(doc)
+    fields["history"] = history
+    return Session.model_construct(**fields)
+
+
+def parse_header_doc(session_id: str, raw: bytes | str) -> Doc:
+    """Decode and validate a header document read from untrusted bytes (a file, say).
+
+    Anything wrong becomes :class:`CorruptSession` for this id alone; a newer schema version
+    becomes :class:`~tether.errors.UnsupportedSchemaVersion`; an older one is upgraded.
+    """
+    try:
+        doc = _json.loads(raw)
+    except _json.orjson.JSONDecodeError as exc:
+        raise CorruptSession(session_id, f"header is not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("schema_version"), int):
+        raise CorruptSession(session_id, "header is not a tether session document")
+    doc = schema.upgrade_header(doc)
+    try:
+        SessionHeader.model_validate(_fields_from_doc(doc))
+    except (ValidationError, KeyError, ValueError, TypeError) as exc:
+        raise CorruptSession(session_id, f"header does not validate ({exc})") from exc
+    if doc["id"] != session_id:
+        raise CorruptSession(session_id, f"header belongs to session {doc['id']!r}")
+    return doc
+
+
+def new_session_doc(session: SessionHeader, now: int) -> Doc:
+    """The header document ``create`` stores: checked, copied, version 1, stamped ``now``."""
+    validate_session_id(session.id)  # fields may have been assigned after validation
+    if session.parent_id is not None:
+        validate_session_id(session.parent_id)
+    doc = header_to_doc(session)
+    for name in JSON_FIELDS:
+        doc[name] = json_copy(doc[name], what=name, must_be_object=True)
+    for name in ("owner", "agent"):
+        if doc[name] is not None and not isinstance(doc[name], str):
+            raise InvalidSessionData(f"{name} must be a str or None, not {type(doc[name])}")
+    doc.update(
+        version=1,
+        schema_version=schema.current,
+        created_at=now,
+        updated_at=now,
+        last_seq=0,
+        history_len=0,
+    )
+    return doc
+
+
+def json_copy(value: Any, *, what: str, must_be_object: bool = False) -> Any:
+    """A deep copy made by a JSON round trip: proves the value is JSON and detaches it."""
+    if must_be_object and not isinstance(value, dict):
+        raise InvalidSessionData(f"{what} must be a JSON object (dict), not {type(value)}")
+    return _json.loads(_json.dumps(value, what=what))
+
+
+# --- history items -----------------------------------------------------------------------------
+
+
+def prepare_items(items: Iterable[Mapping[str, Any]], first_seq: int, now: int) -> list[EncodedItem]:
+    """Number, timestamp and encode new history items; raise before any I/O if one is bad."""
+    if isinstance(items, (str, bytes, Mapping)):
+        raise InvalidSessionData("append must be a list of item dicts, not a single value")
+    stamp: str | None = None
+    encoded: list[EncodedItem] = []
+    for offset, item in enumerate(items):
+        seq = first_seq + offset
+        if not isinstance(item, Mapping):
+            raise InvalidSessionData(f"history item {offset} is a {type(item)}, not a dict")
+        if not isinstance(item.get("role"), str):
+            raise InvalidSessionData(f"history item {offset} needs a str 'role' (e.g. 'user')")
+        record = dict(item)
+        record["seq"] = seq
+        if record.get("timestamp") is None:
+            if stamp is None:
+                stamp = from_micros(now).isoformat(timespec="microseconds")
+            record["timestamp"] = stamp
+        encoded.append((seq, _json.dumps(record, what=f"history item {offset}")))
+    return encoded
+
+
+def decode_items(session_id: str, raw: Iterable[bytes | str]) -> list[HistoryItem]:
+    try:
+        return [_json.loads(data) for data in raw]
+    except _json.orjson.JSONDecodeError as exc:
+        raise CorruptSession(session_id, f"a history item is not valid JSON ({exc})") from exc
+
+
+def upgrade_items(items: list[HistoryItem], from_version: int) -> list[HistoryItem]:
+    if not schema.items_need_upgrade(from_version):
+        return items
+    return [schema.upgrade_item(item, from_version) for item in items]
+
+
+def check_window(last: int | None, after: int | None) -> None:
+    for name, value in (("last", last), ("after", after)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidRequest(f"{name} must be an int or None, not {value!r}")
+        if value is not None and value < 0:
+            raise InvalidRequest(f"{name} must be >= 0, not {value}")
+
+
+def window(seqs: Sequence[int], last: int | None, after: int | None) -> slice:
+    """The slice of an ascending ``seqs`` list that ``load(last=, after=)`` returns."""
+    start = 0
+    if after is not None:
+        # bisect by hand: seqs are ascending and contiguous in practice, but never assume it
+        lo, hi = 0, len(seqs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if seqs[mid] <= after:
+                lo = mid + 1
+            else:
+                hi = mid
+        start = lo
+    if last is not None:
+        start = max(start, len(seqs) - last)
+    return slice(start, len(seqs))
+
+
+# --- commits -----------------------------------------------------------------------------------
+
+
+def normalize_changes(changes: Mapping[str, Any] | None) -> Doc:
+    """Check header changes and turn them into document values; raise before any I/O."""
+    if not changes:
+        return {}
+    unknown = set(changes) - CHANGEABLE_FIELDS
+    if unknown:
+        raise InvalidRequest(
+            f"cannot change {sorted(unknown)}: a commit may change only "
+            f"{sorted(CHANGEABLE_FIELDS)} (history goes in append=, the rest is the store's)"
+        )
+    out: Doc = {}
+    for name, value in changes.items():
+        if name in JSON_FIELDS:
+            out[name] = json_copy(value, what=name, must_be_object=True)
+        elif name == "status":
+            status = value.value if isinstance(value, SessionStatus) else value
+            if status not in _STATUSES:
+                raise InvalidRequest(f"status {value!r} is not one of {sorted(_STATUSES)}")
+            out[name] = status
+        elif name == "expires_at":
+            if value is not None and not isinstance(value, datetime):
+                raise InvalidRequest("expires_at must be an aware datetime or None")
+            try:
+                out[name] = _opt_micros(value)
+            except ValueError as exc:
+                raise InvalidRequest(f"expires_at: {exc}") from exc
+        else:
+            if value is not None and not isinstance(value, str):
+                raise InvalidRequest(f"{name} must be a str or None, not {type(value)}")
+            out[name] = value
+    return out
+
+
+def apply_commit(doc: Doc, changes: Doc, appended: int, now: int) -> Doc:
+    """The header document after a commit (a new dict; ``doc`` is not changed)."""
+    new = {**doc, **changes}
+    new["version"] = doc["version"] + 1
+    new["updated_at"] = now
+    new["last_seq"] = doc["last_seq"] + appended
+    new["history_len"] = doc["history_len"] + appended
+    new["schema_version"] = schema.current
+    return new
+
+
+def apply_replace(doc: Doc, count: int, now: int) -> Doc:
+    """The header after ``replace_history``: fresh seqs continue after the old ``last_seq``."""
+    new = apply_commit(doc, {}, 0, now)
+    new["last_seq"] = doc["last_seq"] + count
+    new["history_len"] = count
+    return new
+
+
+def check_version(expected_version: int) -> None:
+    if isinstance(expected_version, bool) or not isinstance(expected_version, int):
+        raise InvalidRequest(f"expected_version must be an int, not {expected_version!r}")
+
+
+def is_live(doc: Doc, now: int) -> bool:
+    expires = doc.get("expires_at")
+    return expires is None or expires > now
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A checked ``list`` request. Order: ``updated_at`` descending, then ``id`` descending."""
+
+    owner: str | None = None
+    agent: str | None = None
+    statuses: frozenset[str] | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    """(key, canonical JSON of the value) pairs that must all match."""
+    updated_after: int | None = None
+    updated_before: int | None = None
+    limit: int = DEFAULT_PAGE_SIZE
+    cursor: tuple[int, str] | None = None
+    """(updated_at, id) of the last session of the previous page."""
+
+    def matches(self, doc: Doc, now: int) -> bool:
+        if not is_live(doc, now):
+            return False
+        if self.owner is not None and doc["owner"] != self.owner:
+            return False
+        if self.agent is not None and doc["agent"] != self.agent:
+            return False
+        if self.statuses is not None and doc["status"] not in self.statuses:
+            return False
+        updated = doc["updated_at"]
+        if self.updated_after is not None and updated <= self.updated_after:
+            return False
+        if self.updated_before is not None and updated >= self.updated_before:
+            return False
+        if self.cursor is not None and (updated, doc["id"]) >= self.cursor:
+            return False
+        meta = doc["metadata"]
+        return all(
+            key in meta and _json.canonical(meta[key]) == value for key, value in self.metadata
+        )
+
+    def page(self, docs: Iterable[Doc], now: int) -> Page:
+        """Filter, order and cut a page from documents held in memory (memory and file stores)."""
+        chosen = sorted(
+            (d for d in docs if self.matches(d, now)),
+            key=lambda d: (d["updated_at"], d["id"]),
+            reverse=True,
+        )
+        return make_page([doc_to_header(d) for d in chosen[: self.limit + 1]], self.limit)
+
+
+def make_page(headers: list[SessionHeader], limit: int) -> Page:
+    """Cut ``limit + 1`` fetched headers into a page and the cursor of the next one."""
+    if len(headers) <= limit:
+        return Page(sessions=headers, next_cursor=None)
+    headers = headers[:limit]
+    tail = headers[-1]
+    assert tail.updated_at is not None
+    return Page(sessions=headers, next_cursor=encode_cursor(to_micros(tail.updated_at), tail.id))
+
+
+def encode_cursor(updated_at: int, session_id: str) -> str:
+    raw = _json.dumps([updated_at, session_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        updated_at, session_id = _json.loads(raw)
+        if not isinstance(updated_at, int) or isinstance(updated_at, bool):
+            raise ValueError("bad timestamp")
+        return updated_at, validate_session_id(session_id)
+    except (ValueError, TypeError, binascii.Error, _json.orjson.JSONDecodeError) as exc:
+        raise InvalidRequest(
+            f"cursor {cursor[:40]!r} is not a cursor this store returned; pass the "
+            "next_cursor of a previous page unchanged, or no cursor for the first page"
+        ) from exc
+    except Exception as exc:  # InvalidSessionId: the cursor was tampered with
+        raise InvalidRequest(f"cursor {cursor[:40]!r} is not valid ({exc})") from exc
+
+
+def build_list_query(
+    *,
+    owner: str | None = None,
+    agent: str | None = None,
+    status: str | SessionStatus | Collection[str | SessionStatus] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    cursor: str | None = None,
+) -> ListQuery:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidRequest(f"limit must be an int from 1 to {MAX_PAGE_SIZE}, not {limit!r}")
+    statuses: frozenset[str] | None = None
+    if status is not None:
+        raw = [status] if isinstance(status, (str, SessionStatus)) else list(status)
+        values = {s.value if isinstance(s, SessionStatus) else s for s in raw}
+        bad = values - _STATUSES
+        if bad:
+            raise InvalidRequest(f"status {sorted(bad)} not among {sorted(_STATUSES)}")
+        statuses = frozenset(values)
+    pairs: list[tuple[str, str]] = []
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str):
+            raise InvalidRequest(f"metadata filter keys must be str, not {key!r}")
+        pairs.append((key, _json.canonical(value, what=f"metadata filter {key!r}")))
+    try:
+        after = _opt_micros(updated_after)
+        before = _opt_micros(updated_before)
+    except ValueError as exc:
+        raise InvalidRequest(f"updated_after / updated_before: {exc}") from exc
+    return ListQuery(
+        owner=owner,
+        agent=agent,
+        statuses=statuses,
+        metadata=tuple(sorted(pairs)),
+        updated_after=after,
+        updated_before=before,
+        limit=limit,
+        cursor=None if cursor is None else decode_cursor(cursor),
+    )
+
+
+def metadata_index(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, canonical value) for every top-level metadata key: what a store indexes."""
+    return [(key, _json.canonical(value)) for key, value in metadata.items()]

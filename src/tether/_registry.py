@@ -1,0 +1,172 @@
+"""Choosing a store: by URL, by environment, or by a configuration mapping.
+
+Store modules are imported only when their scheme is used, so ``import tether`` never imports
+a driver. A store that needs a driver which is not installed names the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .errors import ConfigurationError
+from .stores.base import AsyncStore, Store
+
+__all__ = [
+    "DEFAULT_URL",
+    "async_store_from_config",
+    "open_async_store",
+    "open_store",
+    "register_store",
+    "store_from_config",
+]
+
+DEFAULT_URL = "sqlite:///.tether/sessions.db"
+"""The embedded default: a SQLite file under ``.tether/`` in the working directory."""
+
+# scheme -> (sync "module:Class", async "module:Class", extra that installs its driver or None)
+_SCHEMES: dict[str, tuple[str, str, str | None]] = {
+    "memory": ("tether.stores.memory:MemoryStore", "tether.stores.memory:AsyncMemoryStore", None),
+    "file": ("tether.stores.file:FileStore", "tether.stores.file:AsyncFileStore", None),
+    "sqlite": ("tether.stores.sqlite:SQLiteStore", "tether.stores.sqlite:AsyncSQLiteStore", None),
+}
+
+
+def register_store(
+    scheme: str, sync_class: str, async_class: str, *, extra: str | None = None
+) -> None:
+    """Make ``scheme://...`` URLs open your store. Classes are given as ``"module:Class"``
+    (imported on first use) and must have a ``from_url(url)`` classmethod."""
+    if not scheme.isidentifier() or scheme.lower() != scheme:
+        raise ConfigurationError(f"scheme {scheme!r} must be a lowercase identifier")
+    _SCHEMES[scheme] = (sync_class, async_class, extra)
+
+
+def _resolve_url(url: str | None) -> str:
+    if url is None:
+        url = os.environ.get("TETHER_URL") or DEFAULT_URL
+    if not isinstance(url, str) or ":" not in url:
+        raise ConfigurationError(
+            f"{url!r} is not a store URL; use one of: memory://, file:///abs/dir, "
+            "file:relative/dir, sqlite:///relative.db, sqlite:////abs/path.db"
+        )
+    return url
+
+
+def _load_class(url: str, index: int) -> Any:
+    scheme = url.split(":", 1)[0].lower()
+    if scheme not in _SCHEMES:
+        raise ConfigurationError(
+            f"unknown store scheme {scheme!r} in {url!r}; valid schemes: "
+            f"{', '.join(sorted(_SCHEMES))} (or register_store() your own)"
+        )
+    target, extra = _SCHEMES[scheme][index], _SCHEMES[scheme][2]
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f" Install it with: pip install 'tether[{extra}]'" if extra else ""
+        raise ConfigurationError(
+            f"the {scheme} store needs a package that is not installed ({exc.name}).{hint}"
+        ) from exc
+    return getattr(module, class_name)
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open the store a URL names; ``TETHER_URL`` if no URL is given, else the SQLite default.
+
+    ``memory://``, ``file:///abs/dir`` or ``file:relative/dir``, ``sqlite:///relative.db`` or
+    ``sqlite:////abs/path.db``; options go in the query string (``?synchronous=full``).
+    """
+    url = _resolve_url(url)
+    store: Store = _load_class(url, 0).from_url(url)
+    return store
+
+
+def open_async_store(url: str | None = None) -> AsyncStore:
+    """The async twin of :func:`open_store`: same URLs, an :class:`AsyncStore`."""
+    url = _resolve_url(url)
+    store: AsyncStore = _load_class(url, 1).from_url(url)
+    return store
+
+
+_STORE_KEYS = ("store", "driver", "session_store")
+_STORE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "memory": (),
+    "file": ("directory", "lock_timeout", "fsync"),
+    "sqlite": ("path", "synchronous", "timeout"),
+}
+
+
+def config_to_url(config: Mapping[str, Any]) -> str:
+    """The store URL a configuration mapping describes (see :func:`store_from_config`)."""
+    if not isinstance(config, Mapping):
+        raise ConfigurationError(f"a store configuration is a mapping, not {type(config)}")
+    config = dict(config)
+    if "url" in config:
+        url = config.pop("url")
+        if config:
+            raise ConfigurationError(f"'url' cannot be combined with {sorted(config)}")
+        return _resolve_url(url)
+    names = [key for key in _STORE_KEYS if key in config]
+    kinds = {config[key] for key in names}
+    if len(kinds) > 1:
+        raise ConfigurationError(f"{' and '.join(names)} disagree: {sorted(map(str, kinds))}")
+    kind = config.pop(names[0]) if names else "sqlite"
+    for key in names[1:]:
+        config.pop(key)
+    if kind not in _STORE_OPTIONS:
+        raise ConfigurationError(
+            f"unknown store {kind!r}; valid stores: {', '.join(sorted(_STORE_OPTIONS))} "
+            "(or give a 'url')"
+        )
+    options = dict(config.pop(kind, None) or {})
+    if "directory" in config:  # the seeds' top-level alias for file.directory
+        options.setdefault("directory", config.pop("directory"))
+    leftover = set(config) - set(_STORE_OPTIONS)
+    if leftover:
+        raise ConfigurationError(
+            f"unknown configuration keys {sorted(leftover)}; valid keys: store (or driver, "
+            f"session_store), url, directory, and one section named after the store"
+        )
+    unknown = set(options) - set(_STORE_OPTIONS[kind])
+    if unknown:
+        valid = ", ".join(_STORE_OPTIONS[kind]) or "none"
+        raise ConfigurationError(f"unknown {kind} options {sorted(unknown)}; valid: {valid}")
+    query = "&".join(
+        f"{key}={quote(str(value).lower() if isinstance(value, bool) else str(value))}"
+        for key, value in options.items()
+        if key not in ("directory", "path")
+    )
+    suffix = f"?{query}" if query else ""
+    if kind == "memory":
+        return "memory://"
+    if kind == "file":
+        if "directory" not in options:
+            raise ConfigurationError("the file store needs file.directory (or directory)")
+        return f"file:{quote(str(Path(options['directory'])))}{suffix}"
+    path = Path(options.get("path", ".tether/sessions.db"))
+    return f"sqlite:///{quote(str(path))}{suffix}"
+
+
+def store_from_config(config: Mapping[str, Any]) -> Store:
+    """Open a store from a configuration mapping, in the seeds' shape::
+
+        {"store": "file", "file": {"directory": "var/sessions"}}
+        {"store": "sqlite", "sqlite": {"path": "app.db", "synchronous": "full"}}
+        {"store": "memory"}
+        {"url": "sqlite:///app.db"}
+
+    ``driver`` and ``session_store`` are accepted for ``store``, and a top-level ``directory``
+    for ``file.directory``. With no store named, the SQLite default is used.
+    """
+    return open_store(config_to_url(config))
+
+
+def async_store_from_config(config: Mapping[str, Any]) -> AsyncStore:
+    """The async twin of :func:`store_from_config`."""
+    return open_async_store(config_to_url(config))

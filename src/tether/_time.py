@@ -1,0 +1,27 @@
+"""Timestamps: timezone-aware UTC datetimes outside, integer microseconds inside (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+__all__ = ["Clock", "from_micros", "system_clock", "to_micros"]
+
+Clock = Callable[[], datetime]
+"""A zero-argument callable returning the current time as an aware datetime."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def system_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass a timezone-aware datetime, e.g. with tz=UTC")
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)

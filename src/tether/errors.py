@@ -1,0 +1,152 @@
+"""Every error tether raises, under one root.
+
+Catch :class:`TetherError` to handle anything tether raises; catch a leaf to handle one case::
+
+    TetherError
+    ├── ConfigurationError        a store URL, option or config dict is wrong
+    ├── InvalidSessionId          an id breaks the id rules (checked before any I/O)
+    ├── InvalidRequest            a bad argument: cursor, limit, window, unknown change field
+    │   └── InvalidSessionData    a value that is not JSON (checked before any I/O)
+    ├── SessionNotFound           no session with that id (or it has expired)
+    ├── ConflictError             the stored version is not the one the write expected
+    │   └── SessionExists         create() with an id that is already taken
+    ├── CorruptSession            a stored session cannot be decoded
+    ├── UnsupportedSchemaVersion  stored by a newer tether; never overwritten
+    └── StoreError                the backend failed (driver error chained as __cause__)
+        └── LockTimeout           a session lock was not acquired in time
+
+Every message says what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ConflictError",
+    "CorruptSession",
+    "InvalidRequest",
+    "InvalidSessionData",
+    "InvalidSessionId",
+    "LockTimeout",
+    "SessionExists",
+    "SessionNotFound",
+    "StoreError",
+    "TetherError",
+    "UnsupportedSchemaVersion",
+]
+
+
+class TetherError(Exception):
+    """The root of every error tether raises."""
+
+
+class ConfigurationError(TetherError):
+    """A store URL, option or configuration mapping is not valid."""
+
+
+class InvalidSessionId(TetherError):
+    """A session id breaks the id rules.
+
+    Ids are 1-128 characters from ``[A-Za-z0-9._:-]`` and do not start with ``.``. The check
+    runs before anything is written, so an id can never escape a store's directory or key space.
+    """
+
+    def __init__(self, session_id: object, reason: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"invalid session id {session_id!r}: {reason}. Use 1-128 characters from "
+            "[A-Za-z0-9._:-], not starting with '.', or pass no id to get a generated one."
+        )
+
+
+class InvalidRequest(TetherError, ValueError):
+    """An argument to a store call is not valid (a cursor, a limit, a window, a change field)."""
+
+
+class InvalidSessionData(InvalidRequest):
+    """A value cannot be stored because it is not plain JSON. Nothing was written."""
+
+
+class SessionNotFound(TetherError):
+    """No session with this id exists in the store (or it has expired)."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} not found: it was never created in this store, was "
+            "deleted, or has expired. Check the id and the store URL, or create it first."
+        )
+
+
+class ConflictError(TetherError):
+    """A write expected one version of a session and the store holds another.
+
+    Nothing was written. Reload the session, re-apply the change and commit again.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        actual_version: int | None,
+        message: str | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(
+            message
+            or (
+                f"conflict on session {session_id!r}: the write expected version "
+                f"{expected_version} but the store holds version {actual_version}; another "
+                "writer got there first. Nothing was written: reload the session, re-apply "
+                "your change and commit again."
+            )
+        )
+
+
+class SessionExists(ConflictError):
+    """``create`` was given an id that is already taken."""
+
+    def __init__(self, session_id: str, actual_version: int | None = None) -> None:
+        super().__init__(
+            session_id,
+            0,
+            actual_version,
+            f"session {session_id!r} already exists (version {actual_version}); create() never "
+            "overwrites. Load it and commit to change it, delete it first, or pick another id.",
+        )
+
+
+class CorruptSession(TetherError):
+    """A stored session cannot be decoded. Other sessions in the store are unaffected."""
+
+    def __init__(self, session_id: str, detail: str) -> None:
+        self.session_id = session_id
+        self.detail = detail
+        super().__init__(
+            f"session {session_id!r} is corrupt in the store: {detail}. Restore it from a "
+            "backup or delete it; the other sessions are not affected."
+        )
+
+
+class UnsupportedSchemaVersion(TetherError):
+    """A session was stored by a newer tether. It is refused and never overwritten."""
+
+    def __init__(self, session_id: str, found: int, supported: int) -> None:
+        self.session_id = session_id
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"session {session_id!r} has schema version {found}, but this tether supports "
+            f"versions up to {supported}. It was written by a newer tether: upgrade tether to "
+            "read or change it. It has been left untouched."
+        )
+
+
+class StoreError(TetherError):
+    """The storage backend failed. The driver's own exception is chained as ``__cause__``."""
+
+
+class LockTimeout(StoreError):
+    """A session's lock was held by someone else for longer than the store's lock timeout."""

@@ -1,0 +1,111 @@
+"""The public data model: a session's header, its history items, and a page of a listing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from ._ids import new_session_id, validate_session_id
+from .schema import schema
+
+__all__ = ["HistoryItem", "Page", "Session", "SessionHeader", "SessionStatus"]
+
+HistoryItem = dict[str, Any]
+"""One history item: a plain JSON object, so any framework's message dicts fit unchanged.
+
+It has a ``role`` (str) and usually ``content``; ``name``, ``tool_calls`` and ``tool_call_id``
+and any other keys are kept as given. The store adds ``seq`` (1, 2, 3, ... within the session,
+never reused) and ``timestamp`` (ISO 8601 UTC with microseconds) unless one was given.
+"""
+
+
+class SessionStatus(str, Enum):
+    """Where a session stands. Stores keep it; the runtime decides the moves between them."""
+
+    NEW = "new"
+    RUNNING = "running"
+    HIBERNATED = "hibernated"
+    WAITING = "waiting"
+    FINISHED = "finished"
+    ERROR = "error"
+    SUSPENDED = "suspended"
+    ARCHIVED = "archived"
+
+
+class SessionHeader(BaseModel):
+    """Everything about a session except its history. ``list`` returns these.
+
+    The store owns ``version``, ``schema_version``, ``created_at``, ``updated_at``,
+    ``last_seq`` and ``history_len``: whatever a caller puts there is replaced on ``create``.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    id: str = Field(default_factory=new_session_id)
+    owner: str | None = None
+    """The user or tenant the session belongs to."""
+    agent: str | None = None
+    """The name of the agent definition that runs the session."""
+    status: SessionStatus = SessionStatus.NEW
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Free JSON about the session (channel, title, tags). ``list`` filters on its keys."""
+    state: dict[str, Any] = Field(default_factory=dict)
+    """The agent's key-value state."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Run options: by convention ``model``, ``system_prompt``, ``cwd``, and any others."""
+    parent_id: str | None = None
+    """The session this one was forked from."""
+    fork_seq: int | None = None
+    """The last ``seq`` of the parent's history that this fork includes."""
+    version: int = 0
+    """0 before the session is stored; 1 after ``create``; +1 on every write."""
+    schema_version: int = Field(default_factory=lambda: schema.current)
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    """After this moment the session behaves exactly as if it did not exist."""
+    last_seq: int = 0
+    """The ``seq`` of the newest history item (0 when there never was one)."""
+    history_len: int = 0
+    """How many items the whole history holds, whatever window was loaded."""
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        return validate_session_id(value)
+
+    @field_validator("parent_id")
+    @classmethod
+    def _check_parent_id(cls, value: str | None) -> str | None:
+        return None if value is None else validate_session_id(value)
+
+    @property
+    def first_seq(self) -> int:
+        """The ``seq`` of the oldest item in the whole history (``last_seq + 1`` when empty)."""
+        return self.last_seq - self.history_len + 1
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+class Session(SessionHeader):
+    """A session: its header plus the loaded window of its history (all of it by default)."""
+
+    history: list[HistoryItem] = Field(default_factory=list)
+
+    @property
+    def header(self) -> SessionHeader:
+        return SessionHeader.model_construct(
+            **{name: getattr(self, name) for name in SessionHeader.model_fields}
+        )
+
+
+class Page(BaseModel):
+    """One page of :meth:`Store.list`: headers newest first, and the cursor of the next page."""
+
+    sessions: list[SessionHeader]
+    next_cursor: str | None = None
+    """Pass as ``cursor=`` to get the next page; ``None`` when this is the last page."""

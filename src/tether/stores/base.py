@@ -1,0 +1,309 @@
+"""The store contract: what every store, built-in or your own, promises.
+
+:class:`Store` (sync) and :class:`AsyncStore` (async) have the same methods with the same
+meaning; the contract is written once, here, on :class:`Store`.
+
+Every write is versioned. A session is stored at version 1 by ``create`` and every successful
+write adds 1. A write that names a version the store no longer holds raises
+:class:`~tether.errors.ConflictError` and writes nothing: two writers can never both succeed
+from the same version, and nothing either wrote is lost silently.
+
+History is append-only: a commit adds items after the existing ones and never rewrites them, so
+the cost of a commit does not grow with the length of the history. The store gives every item a
+``seq`` (1, 2, 3, ... within the session; never reused, even by ``replace_history``).
+
+A session whose ``expires_at`` has passed behaves exactly as a missing one.
+
+To check a store against this contract, run the conformance suite in :mod:`tether.testing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ..models import Page, Session, SessionHeader, SessionStatus
+
+__all__ = ["AsyncStore", "Store", "SyncBackedAsyncStore"]
+
+StatusFilter = str | SessionStatus | Collection[str | SessionStatus] | None
+_S = TypeVar("_S", bound="Store")
+_A = TypeVar("_A", bound="AsyncStore")
+_T = TypeVar("_T")
+
+
+class Store(ABC):
+    """A place sessions live. Subclass it to write your own store; see ``docs/stores.md``."""
+
+    @abstractmethod
+    def create(self, session: Session) -> Session:
+        """Store a new session at version 1 and return it as stored.
+
+        The store sets ``version`` (1), ``schema_version``, ``created_at`` / ``updated_at``
+        (now), and numbers ``session.history`` from ``seq`` 1. Raises
+        :class:`~tether.errors.SessionExists` if the id is taken (an expired session's id is
+        free again), :class:`~tether.errors.InvalidSessionId` or
+        :class:`~tether.errors.InvalidSessionData` before anything is written.
+        """
+
+    @abstractmethod
+    def load(self, session_id: str, *, last: int | None = None, after: int | None = None) -> Session:
+        """The session's header and a window of its history, oldest item first.
+
+        By default the whole history; ``last=N`` the newest N items (``last=0``: header only);
+        ``after=S`` the items with ``seq > S`` (what a worker holding items up to ``S`` is
+        missing); both together: the newest N of those. ``history_len`` and ``last_seq`` always
+        describe the whole history. Raises :class:`~tether.errors.SessionNotFound`.
+        """
+
+    @abstractmethod
+    def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: Iterable[Mapping[str, Any]] = (),
+        changes: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Atomically: check the version, append items, apply header changes. Returns the new version.
+
+        ``changes`` maps header fields to their new values: ``state``, ``metadata``,
+        ``options`` (each replaced whole), ``status``, ``owner``, ``agent``, ``expires_at``.
+        If the stored version is not ``expected_version``, raises
+        :class:`~tether.errors.ConflictError` (with the expected and actual versions) and
+        writes nothing. Bad input raises before anything is written. All or nothing: a crash
+        mid-commit leaves the session as it was before the call.
+        """
+
+    @abstractmethod
+    def replace_history(
+        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+    ) -> int:
+        """Compare-and-replace the whole history (for compaction). Returns the new version.
+
+        The new items get fresh ``seq`` numbers after the old ``last_seq``, so a reader that
+        cached items by ``seq`` sees that its cache is stale (``first_seq`` moved past it).
+        Raises :class:`~tether.errors.ConflictError` like :meth:`commit`.
+        """
+
+    @abstractmethod
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: StatusFilter = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of session headers (never histories), newest ``updated_at`` first.
+
+        Filters combine with AND: ``status`` may be one status or several; ``metadata`` keeps
+        sessions whose top-level metadata has every given key with an equal JSON value;
+        ``updated_after`` / ``updated_before`` are exclusive bounds. Pass a page's
+        ``next_cursor`` to get the next one: sessions created or updated while you page move to
+        the front and are not repeated; no session that stays put is skipped or repeated.
+        """
+
+    @abstractmethod
+    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+        """Delete a session and its history. Returns False if there was none.
+
+        With ``expected_version``, deletes only that version: otherwise raises
+        :class:`~tether.errors.ConflictError`, or :class:`~tether.errors.SessionNotFound` if
+        the session is missing.
+        """
+
+    @abstractmethod
+    def exists(self, session_id: str) -> bool:
+        """Whether a live (not expired) session with this id is stored."""
+
+    def close(self) -> None:
+        """Release connections and files. The store is unusable afterwards."""
+
+    def iter_sessions(self, **filters: Any) -> Iterator[SessionHeader]:
+        """Every header that :meth:`list` would return with these filters, page by page."""
+        cursor = None
+        while True:
+            page = self.list(**filters, cursor=cursor)
+            yield from page.sessions
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncStore(ABC):
+    """The async side of :class:`Store`: same methods, same meaning, awaited."""
+
+    @abstractmethod
+    async def create(self, session: Session) -> Session:
+        """See :meth:`Store.create`."""
+
+    @abstractmethod
+    async def load(
+        self, session_id: str, *, last: int | None = None, after: int | None = None
+    ) -> Session:
+        """See :meth:`Store.load`."""
+
+    @abstractmethod
+    async def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: Iterable[Mapping[str, Any]] = (),
+        changes: Mapping[str, Any] | None = None,
+    ) -> int:
+        """See :meth:`Store.commit`."""
+
+    @abstractmethod
+    async def replace_history(
+        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+    ) -> int:
+        """See :meth:`Store.replace_history`."""
+
+    @abstractmethod
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: StatusFilter = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """See :meth:`Store.list`."""
+
+    @abstractmethod
+    async def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+        """See :meth:`Store.delete`."""
+
+    @abstractmethod
+    async def exists(self, session_id: str) -> bool:
+        """See :meth:`Store.exists`."""
+
+    async def close(self) -> None:
+        """See :meth:`Store.close`."""
+
+    async def iter_sessions(self, **filters: Any) -> AsyncIterator[SessionHeader]:
+        """See :meth:`Store.iter_sessions`."""
+        cursor = None
+        while True:
+            page = await self.list(**filters, cursor=cursor)
+            for header in page.sessions:
+                yield header
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def __aenter__(self: _A) -> _A:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class SyncBackedAsyncStore(AsyncStore):
+    """An :class:`AsyncStore` that runs a sync :class:`Store`'s methods off the event loop.
+
+    The file and SQLite stores do blocking file I/O with no native async driver to use, so
+    their async twins are this thin adapter: every call runs in a worker thread
+    (``asyncio.to_thread``) and the event loop never blocks. A store whose calls never block
+    (the memory store) sets ``offload = False`` and is called inline.
+    """
+
+    offload = True
+
+    def __init__(self, store: Store) -> None:
+        self.sync = store
+        """The sync store doing the work; use it from sync code that shares this store."""
+
+    async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        if self.offload:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    async def create(self, session: Session) -> Session:
+        return await self._call(self.sync.create, session)
+
+    async def load(
+        self, session_id: str, *, last: int | None = None, after: int | None = None
+    ) -> Session:
+        return await self._call(self.sync.load, session_id, last=last, after=after)
+
+    async def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: Iterable[Mapping[str, Any]] = (),
+        changes: Mapping[str, Any] | None = None,
+    ) -> int:
+        # A lazy iterable (a generator, say) is drained here, in the caller's thread.
+        return await self._call(
+            self.sync.commit, session_id, expected_version, append=list(append), changes=changes
+        )
+
+    async def replace_history(
+        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+    ) -> int:
+        return await self._call(self.sync.replace_history, session_id, expected_version, list(items))
+
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: StatusFilter = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return await self._call(
+            self.sync.list,
+            owner=owner,
+            agent=agent,
+            status=status,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    async def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+        return await self._call(self.sync.delete, session_id, expected_version)
+
+    async def exists(self, session_id: str) -> bool:
+        return await self._call(self.sync.exists, session_id)
+
+    async def close(self) -> None:
+        await self._call(self.sync.close)

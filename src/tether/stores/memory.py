@@ -1,0 +1,208 @@
+"""The memory store: sessions in a dict of this process. For tests, demos and one-shot scripts."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from .. import _core
+from .._time import Clock, system_clock, to_micros
+from ..errors import ConflictError, SessionExists, SessionNotFound
+from ..models import Page, Session
+from .base import StatusFilter, Store, SyncBackedAsyncStore
+
+__all__ = ["AsyncMemoryStore", "MemoryStore"]
+
+
+class _Entry:
+    __slots__ = ("doc", "items", "seqs")
+
+    def __init__(self, doc: _core.Doc, items: list[bytes], seqs: list[int]) -> None:
+        self.doc = doc
+        self.items = items  # encoded JSON: every load decodes a fresh copy
+        self.seqs = seqs
+
+
+class MemoryStore(Store):
+    """Sessions kept in this process only; gone when it exits.
+
+    Values are copied in and out (history items are kept as encoded JSON and decoded on each
+    load), so mutating a loaded or committed object never changes the store. Thread-safe; its
+    async twin :class:`AsyncMemoryStore` is asyncio-safe (no call ever waits while holding the
+    lock).
+    """
+
+    def __init__(self, *, clock: Clock = system_clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, _Entry] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        from .._urls import parse_store_url
+
+        parse_store_url(url, "memory", {})
+        return cls()
+
+    def _now(self) -> int:
+        return to_micros(self._clock())
+
+    def _live(self, session_id: str, now: int) -> _Entry | None:
+        entry = self._sessions.get(session_id)
+        if entry is None or not _core.is_live(entry.doc, now):
+            return None
+        return entry
+
+    def _get(self, session_id: str, now: int) -> _Entry:
+        entry = self._live(session_id, now)
+        if entry is None:
+            raise SessionNotFound(session_id)
+        return entry
+
+    @staticmethod
+    def _check(session_id: str, entry: _Entry, expected_version: int) -> None:
+        _core.check_writable(session_id, entry.doc)
+        if entry.doc["version"] != expected_version:
+            raise ConflictError(session_id, expected_version, entry.doc["version"])
+        if _core.needs_upgrade(entry.doc):
+            # Written back upgraded by this write, history included.
+            old = entry.doc["schema_version"]
+            entry.doc = _core.upgrade_doc(entry.doc)
+            items = _core.upgrade_items(_core.decode_items(session_id, entry.items), old)
+            entry.items = [_core.encode_item(item) for item in items]
+
+    def create(self, session: Session) -> Session:
+        now = self._now()
+        doc = _core.new_session_doc(session, now)
+        encoded = _core.prepare_items(session.history, 1, now)
+        doc["last_seq"] = doc["history_len"] = len(encoded)
+        with self._lock:
+            existing = self._live(doc["id"], now)
+            if existing is not None:
+                _core.check_writable(doc["id"], existing.doc)
+                raise SessionExists(doc["id"], existing.doc["version"])
+            self._sessions[doc["id"]] = _Entry(
+                doc, [data for _, data in encoded], [seq for seq, _ in encoded]
+            )
+        return _core.make_session(_core.json_copy(doc, what="header"), _decode(doc["id"], encoded))
+
+    def load(self, session_id: str, *, last: int | None = None, after: int | None = None) -> Session:
+        _core.check_window(last, after)
+        with self._lock:
+            entry = self._get(session_id, self._now())
+            doc = entry.doc
+            raw = entry.items[_core.window(entry.seqs, last, after)]
+        # doc is replaced (never mutated) on writes, so decoding outside the lock is safe
+        return _core.readable_session(
+            _core.json_copy(doc, what="header"), _core.decode_items(session_id, raw)
+        )
+
+    def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: Iterable[Mapping[str, Any]] = (),
+        changes: Mapping[str, Any] | None = None,
+    ) -> int:
+        _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
+        items = list(append)
+        with self._lock:
+            now = self._now()
+            entry = self._get(session_id, now)
+            self._check(session_id, entry, expected_version)
+            encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
+            entry.doc = _core.apply_commit(entry.doc, normalized, len(encoded), now)
+            entry.items = entry.items + [data for _, data in encoded]
+            entry.seqs = entry.seqs + [seq for seq, _ in encoded]
+            return int(entry.doc["version"])
+
+    def replace_history(
+        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+    ) -> int:
+        _core.check_version(expected_version)
+        new_items = list(items)
+        with self._lock:
+            now = self._now()
+            entry = self._get(session_id, now)
+            self._check(session_id, entry, expected_version)
+            encoded = _core.prepare_items(new_items, entry.doc["last_seq"] + 1, now)
+            entry.doc = _core.apply_replace(entry.doc, len(encoded), now)
+            entry.items = [data for _, data in encoded]
+            entry.seqs = [seq for seq, _ in encoded]
+            return int(entry.doc["version"])
+
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: StatusFilter = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        query = _core.build_list_query(
+            owner=owner,
+            agent=agent,
+            status=status,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+        with self._lock:
+            docs = [entry.doc for entry in self._sessions.values()]
+        page = query.page(docs, self._now())
+        for header in page.sessions:  # detach the JSON fields from the stored documents
+            for name in _core.JSON_FIELDS:
+                setattr(header, name, _core.json_copy(getattr(header, name), what=name))
+        return page
+
+    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+        if expected_version is not None:
+            _core.check_version(expected_version)
+        with self._lock:
+            entry = self._live(session_id, self._now())
+            if entry is None:
+                self._sessions.pop(session_id, None)  # drop an expired one too
+                if expected_version is not None:
+                    raise SessionNotFound(session_id)
+                return False
+            if expected_version is not None:
+                self._check(session_id, entry, expected_version)
+            del self._sessions[session_id]
+            return True
+
+    def exists(self, session_id: str) -> bool:
+        with self._lock:
+            return self._live(session_id, self._now()) is not None
+
+    def close(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+
+def _decode(session_id: str, encoded: list[_core.EncodedItem]) -> list[dict[str, Any]]:
+    return _core.decode_items(session_id, [data for _, data in encoded])
+
+
+class AsyncMemoryStore(SyncBackedAsyncStore):
+    """The async twin of :class:`MemoryStore`. Calls run inline: none of them blocks."""
+
+    offload = False
+    sync: MemoryStore
+
+    def __init__(self, *, clock: Clock = system_clock, store: MemoryStore | None = None) -> None:
+        super().__init__(store if store is not None else MemoryStore(clock=clock))
+
+    @classmethod
+    def from_url(cls, url: str) -> AsyncMemoryStore:
+        return cls(store=MemoryStore.from_url(url))
+

@@ -1,0 +1,552 @@
+"""The SQLite store: the embedded default. One file, no server, safe across processes.
+
+Layout: one row per session header (``tether_sessions``), one row per history item
+(``tether_items``, keyed by ``(session_id, seq)``), and one row per top-level metadata key
+(``tether_session_meta``) so that metadata filters use an index. WAL mode, a busy timeout, and
+every write inside ``BEGIN IMMEDIATE``: the version check and the write happen under one
+database write lock, so two processes can never both commit from the same version.
+
+Durability: ``synchronous=normal`` (the default) survives the process being killed at any
+moment; ``synchronous=full`` also survives power loss, at the cost of an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import _core, _json
+from .._time import Clock, system_clock, to_micros
+from .._urls import as_choice, as_float, parse_store_url
+from ..errors import ConflictError, SessionExists, SessionNotFound, StoreError
+from ..models import Page, Session
+from ..schema import schema
+from .base import StatusFilter, Store, SyncBackedAsyncStore
+
+__all__ = ["DEFAULT_PATH", "AsyncSQLiteStore", "SQLiteStore"]
+
+DEFAULT_PATH = Path(".tether") / "sessions.db"
+
+# Ordered schema migrations of the database itself (not of session documents): each entry is
+# applied once, in order, recorded in tether_schema_migrations.
+_DB_MIGRATIONS: Sequence[Sequence[str]] = (
+    (
+        """CREATE TABLE tether_sessions (
+            id TEXT PRIMARY KEY NOT NULL,
+            owner TEXT,
+            agent TEXT,
+            status TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            state TEXT NOT NULL,
+            options TEXT NOT NULL,
+            parent_id TEXT,
+            fork_seq INTEGER,
+            version INTEGER NOT NULL,
+            schema_version INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            expires_at INTEGER,
+            last_seq INTEGER NOT NULL,
+            history_len INTEGER NOT NULL
+        )""",
+        """CREATE TABLE tether_items (
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        )""",
+        """CREATE TABLE tether_session_meta (
+            session_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (session_id, key)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX tether_session_meta_kv ON tether_session_meta (key, value, session_id)",
+        "CREATE INDEX tether_sessions_updated ON tether_sessions (updated_at, id)",
+        "CREATE INDEX tether_sessions_owner ON tether_sessions (owner, updated_at, id)",
+        "CREATE INDEX tether_sessions_agent ON tether_sessions (agent, updated_at, id)",
+        "CREATE INDEX tether_sessions_status ON tether_sessions (status, updated_at, id)",
+        """CREATE INDEX tether_sessions_expires ON tether_sessions (expires_at)
+            WHERE expires_at IS NOT NULL""",
+    ),
+)
+
+_HEADER_COLUMNS = (
+    "id",
+    "owner",
+    "agent",
+    "status",
+    "metadata",
+    "state",
+    "options",
+    "parent_id",
+    "fork_seq",
+    "version",
+    "schema_version",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "last_seq",
+    "history_len",
+)
+_SELECT_HEADER = f"SELECT {', '.join(_HEADER_COLUMNS)} FROM tether_sessions"
+_INSERT_HEADER = (
+    f"INSERT INTO tether_sessions ({', '.join(_HEADER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _HEADER_COLUMNS)})"
+)
+_JSON_COLUMNS = frozenset(_core.JSON_FIELDS)
+
+
+def _row_to_doc(row: Sequence[Any]) -> _core.Doc:
+    doc = dict(zip(_HEADER_COLUMNS, row))
+    for name in _core.JSON_FIELDS:
+        doc[name] = _json.loads(doc[name])
+    return doc
+
+
+def _doc_to_row(doc: _core.Doc) -> tuple[Any, ...]:
+    return tuple(
+        _json.dumps(doc[name]).decode() if name in _JSON_COLUMNS else doc[name]
+        for name in _HEADER_COLUMNS
+    )
+
+
+class SQLiteStore(Store):
+    """Sessions in one SQLite database file (``.tether/sessions.db`` unless told otherwise).
+
+    Safe to share between threads (one connection, serialized) and between processes (SQLite's
+    file locks). ``timeout`` is how long a write waits for another process's write to finish
+    before raising :class:`~tether.errors.StoreError`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = DEFAULT_PATH,
+        *,
+        synchronous: str = "normal",
+        timeout: float = 30.0,
+        clock: Clock = system_clock,
+    ) -> None:
+        if synchronous not in ("normal", "full"):
+            raise ValueError("synchronous must be 'normal' or 'full'")
+        self.path = str(path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open SQLite database {self.path!r}: {exc}. Check that the directory "
+                "exists and is writable."
+            ) from exc
+        try:
+            self._set_journal_mode(timeout)
+            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(f"cannot prepare SQLite database {self.path!r}: {exc}") from exc
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock = system_clock) -> SQLiteStore:
+        """``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, or ``sqlite://``
+        for the default path; options ``synchronous`` (normal|full) and ``timeout`` (seconds).
+        """
+        netloc, path, options = parse_store_url(
+            url, "sqlite", {"synchronous": as_choice("normal", "full"), "timeout": as_float}
+        )
+        if netloc:
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"{url!r} names a host ({netloc!r}); a SQLite URL is sqlite:///relative.db "
+                "or sqlite:////absolute/path.db"
+            )
+        # sqlite:///x.db -> "x.db" (relative); sqlite:////tmp/x.db -> "/tmp/x.db"
+        file_path = path[1:] if path.startswith("/") else path
+        return cls(file_path or DEFAULT_PATH, clock=clock, **options)
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _set_journal_mode(self, timeout: float) -> None:
+        # Switching a new file to WAL needs an exclusive lock; with several processes opening
+        # the same new file at once, one of them can be refused without the busy handler.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _migrate(self) -> None:
+        target = len(_DB_MIGRATIONS)
+        try:
+            row = self._conn.execute("SELECT max(version) FROM tether_schema_migrations").fetchone()
+            if row[0] == target:
+                return  # the common case: no write lock taken on open
+        except sqlite3.OperationalError:
+            pass  # no migrations table yet
+        with self._write():
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS tether_schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+            )
+            row = self._conn.execute("SELECT max(version) FROM tether_schema_migrations").fetchone()
+            applied = row[0] or 0
+            if applied > target:
+                raise StoreError(
+                    f"database {self.path!r} has schema version {applied}, newer than this "
+                    f"tether knows ({target}); upgrade tether to use it"
+                )
+            for version in range(applied + 1, target + 1):
+                for statement in _DB_MIGRATIONS[version - 1]:
+                    self._conn.execute(statement)
+                self._conn.execute(
+                    "INSERT INTO tether_schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (version, self._now()),
+                )
+
+    def _now(self) -> int:
+        return to_micros(self._clock())
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the database write lock; driver errors wrapped."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite write on {self.path!r} could not start: {exc}") from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"SQLite write on {self.path!r} failed: {exc}") from exc
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every SELECT inside sees the same snapshot."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StoreError(f"SQLite read on {self.path!r} failed: {exc}") from exc
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    def _live_doc(self, conn: sqlite3.Connection, session_id: str, now: int) -> _core.Doc | None:
+        row = conn.execute(f"{_SELECT_HEADER} WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            return None
+        doc = _row_to_doc(row)
+        return doc if _core.is_live(doc, now) else None
+
+    def _writable(
+        self, conn: sqlite3.Connection, session_id: str, expected_version: int, now: int
+    ) -> _core.Doc:
+        doc = self._live_doc(conn, session_id, now)
+        if doc is None:
+            raise SessionNotFound(session_id)
+        _core.check_writable(session_id, doc)
+        if doc["version"] != expected_version:
+            raise ConflictError(session_id, expected_version, doc["version"])
+        if _core.needs_upgrade(doc):
+            self._write_back_upgraded(conn, doc)
+        return doc
+
+    def _write_back_upgraded(self, conn: sqlite3.Connection, doc: _core.Doc) -> None:
+        """Rewrite a session stored by an older tether in the current schema (once)."""
+        old = int(doc["schema_version"])
+        session_id = doc["id"]
+        upgraded = _core.upgrade_doc(doc)
+        assignments = ", ".join(f"{name} = ?" for name in _HEADER_COLUMNS[1:])
+        conn.execute(
+            f"UPDATE tether_sessions SET {assignments} WHERE id = ?",
+            (*_doc_to_row(upgraded)[1:], session_id),
+        )
+        self._write_meta(conn, session_id, upgraded["metadata"])
+        rows = conn.execute(
+            "SELECT seq, data FROM tether_items WHERE session_id = ?", (session_id,)
+        ).fetchall()
+        if rows and schema.items_need_upgrade(old):
+            items = _core.upgrade_items(_core.decode_items(session_id, [r[1] for r in rows]), old)
+            conn.executemany(
+                "UPDATE tether_items SET data = ? WHERE session_id = ? AND seq = ?",
+                [
+                    (_core.encode_item(item).decode(), session_id, seq)
+                    for (seq, _), item in zip(rows, items)
+                ],
+            )
+        doc.update(upgraded)
+
+    @staticmethod
+    def _write_meta(conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]) -> None:
+        conn.execute("DELETE FROM tether_session_meta WHERE session_id = ?", (session_id,))
+        conn.executemany(
+            "INSERT INTO tether_session_meta (session_id, key, value) VALUES (?, ?, ?)",
+            [(session_id, key, value) for key, value in _core.metadata_index(metadata)],
+        )
+
+    @staticmethod
+    def _insert_items(
+        conn: sqlite3.Connection, session_id: str, encoded: list[_core.EncodedItem]
+    ) -> None:
+        if encoded:
+            conn.executemany(
+                "INSERT INTO tether_items (session_id, seq, data) VALUES (?, ?, ?)",
+                [(session_id, seq, data.decode()) for seq, data in encoded],
+            )
+
+    @staticmethod
+    def _delete_rows(conn: sqlite3.Connection, session_id: str) -> None:
+        for table, column in (
+            ("tether_items", "session_id"),
+            ("tether_session_meta", "session_id"),
+            ("tether_sessions", "id"),
+        ):
+            conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (session_id,))
+
+    # --- the contract --------------------------------------------------------------------------
+
+    def create(self, session: Session) -> Session:
+        now = self._now()
+        doc = _core.new_session_doc(session, now)
+        encoded = _core.prepare_items(session.history, 1, now)
+        doc["last_seq"] = doc["history_len"] = len(encoded)
+        row = _doc_to_row(doc)
+        session_id = doc["id"]
+        with self._write() as conn:
+            existing = conn.execute(
+                "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
+                (session_id,),
+            ).fetchone()
+            if existing is not None:
+                version, schema_version, expires_at = existing
+                _core.check_writable(session_id, {"schema_version": schema_version})
+                if _core.is_live({"expires_at": expires_at}, now):
+                    raise SessionExists(session_id, version)
+                self._delete_rows(conn, session_id)  # expired: its id is free again
+            conn.execute(_INSERT_HEADER, row)
+            self._insert_items(conn, session_id, encoded)
+            self._write_meta(conn, session_id, doc["metadata"])
+        return _core.make_session(doc, _core.decode_items(session_id, [d for _, d in encoded]))
+
+    def load(self, session_id: str, *, last: int | None = None, after: int | None = None) -> Session:
+        _core.check_window(last, after)
+        now = self._now()
+        with self._read() as conn:
+            doc = self._live_doc(conn, session_id, now)
+            if doc is None:
+                raise SessionNotFound(session_id)
+            # seqs of one session are contiguous, so a window is a range: first seq > floor.
+            floor = doc["last_seq"] - doc["history_len"]
+            if after is not None:
+                floor = max(floor, after)
+            if last is not None:
+                floor = max(floor, doc["last_seq"] - last)
+            if floor >= doc["last_seq"]:
+                history = []
+            else:
+                (joined,) = conn.execute(
+                    "SELECT '[' || group_concat(data, ',') || ']' FROM "
+                    "(SELECT data FROM tether_items WHERE session_id = ? AND seq > ? ORDER BY seq)",
+                    (session_id, floor),
+                ).fetchone()
+                history = _core.decode_items(session_id, [joined])[0] if joined else []
+        return _core.readable_session(doc, history)
+
+    def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: Iterable[Mapping[str, Any]] = (),
+        changes: Mapping[str, Any] | None = None,
+    ) -> int:
+        _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
+        items = list(append)
+        with self._write() as conn:
+            now = self._now()
+            doc = self._writable(conn, session_id, expected_version, now)
+            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
+            new = _core.apply_commit(doc, normalized, len(encoded), now)
+            self._insert_items(conn, session_id, encoded)
+            columns = ["version", "updated_at", "last_seq", "history_len", *normalized]
+            values = [
+                _json.dumps(new[c]).decode() if c in _JSON_COLUMNS else new[c] for c in columns
+            ]
+            # column names come from the fixed CHANGEABLE_FIELDS set, never from input text
+            assignments = ", ".join(f"{c} = ?" for c in columns)
+            conn.execute(
+                f"UPDATE tether_sessions SET {assignments} WHERE id = ?", (*values, session_id)
+            )
+            if "metadata" in normalized:
+                self._write_meta(conn, session_id, new["metadata"])
+        return int(new["version"])
+
+    def replace_history(
+        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+    ) -> int:
+        _core.check_version(expected_version)
+        new_items = list(items)
+        with self._write() as conn:
+            now = self._now()
+            doc = self._writable(conn, session_id, expected_version, now)
+            encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
+            new = _core.apply_replace(doc, len(encoded), now)
+            conn.execute("DELETE FROM tether_items WHERE session_id = ?", (session_id,))
+            self._insert_items(conn, session_id, encoded)
+            conn.execute(
+                "UPDATE tether_sessions SET version = ?, updated_at = ?, last_seq = ?, "
+                "history_len = ? WHERE id = ?",
+                (new["version"], now, new["last_seq"], new["history_len"], session_id),
+            )
+        return int(new["version"])
+
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: StatusFilter = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        query = _core.build_list_query(
+            owner=owner,
+            agent=agent,
+            status=status,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+        # Only fixed SQL fragments are joined; every value is a bound parameter.
+        where = ["(s.expires_at IS NULL OR s.expires_at > ?)"]
+        params: list[Any] = [self._now()]
+        for column, value in (("owner", query.owner), ("agent", query.agent)):
+            if value is not None:
+                where.append(f"s.{column} = ?")
+                params.append(value)
+        if query.statuses is not None:
+            where.append(f"s.status IN ({', '.join('?' for _ in query.statuses)})")
+            params.extend(sorted(query.statuses))
+        if query.updated_after is not None:
+            where.append("s.updated_at > ?")
+            params.append(query.updated_after)
+        if query.updated_before is not None:
+            where.append("s.updated_at < ?")
+            params.append(query.updated_before)
+        if query.cursor is not None:
+            where.append("(s.updated_at < ? OR (s.updated_at = ? AND s.id < ?))")
+            params.extend((query.cursor[0], query.cursor[0], query.cursor[1]))
+        for key, value in query.metadata:
+            where.append(
+                "EXISTS (SELECT 1 FROM tether_session_meta m "
+                "WHERE m.session_id = s.id AND m.key = ? AND m.value = ?)"
+            )
+            params.extend((key, value))
+        columns = ", ".join(f"s.{c}" for c in _HEADER_COLUMNS)
+        sql = (
+            f"SELECT {columns} FROM tether_sessions s WHERE {' AND '.join(where)} "
+            "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
+        )
+        params.append(query.limit + 1)
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        headers = [_core.doc_to_header(_core.upgrade_doc(_row_to_doc(row))) for row in rows]
+        return _core.make_page(headers, query.limit)
+
+    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+        if expected_version is not None:
+            _core.check_version(expected_version)
+        with self._write() as conn:
+            now = self._now()
+            row = conn.execute(
+                "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
+                (session_id,),
+            ).fetchone()
+            if row is not None:
+                _core.check_writable(session_id, {"schema_version": row[1]})
+            if row is None or not _core.is_live({"expires_at": row[2]}, now):
+                if row is not None:
+                    self._delete_rows(conn, session_id)  # clean up the expired one
+                if expected_version is not None:
+                    raise SessionNotFound(session_id)
+                return False
+            if expected_version is not None and row[0] != expected_version:
+                raise ConflictError(session_id, expected_version, row[0])
+            self._delete_rows(conn, session_id)
+            return True
+
+    def exists(self, session_id: str) -> bool:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT expires_at FROM tether_sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        return row is not None and _core.is_live({"expires_at": row[0]}, self._now())
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # no transaction was open: nothing to undo
+
+
+class AsyncSQLiteStore(SyncBackedAsyncStore):
+    """The async twin of :class:`SQLiteStore`: each call runs in a worker thread."""
+
+    sync: SQLiteStore
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = DEFAULT_PATH,
+        *,
+        synchronous: str = "normal",
+        timeout: float = 30.0,
+        clock: Clock = system_clock,
+        store: SQLiteStore | None = None,
+    ) -> None:
+        super().__init__(
+            store
+            if store is not None
+            else SQLiteStore(path, synchronous=synchronous, timeout=timeout, clock=clock)
+        )
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock = system_clock) -> AsyncSQLiteStore:
+        return cls(store=SQLiteStore.from_url(url, clock=clock))

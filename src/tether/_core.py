@@ -118,25 +118,22 @@ def make_session(doc: Doc, history: list[HistoryItem]) -> Session:
     return Session.model_construct(**fields)
 
 
-def parse_header_doc(session_id: str, raw: bytes | str) -> Doc:
-    """Decode and validate a header document read from untrusted bytes (a file, say).
+def validate_header_doc(session_id: str, doc: object) -> Doc:
+    """Check a header document read from untrusted storage (a file, say).
 
     Anything wrong becomes :class:`CorruptSession` for this id alone; a newer schema version
-    becomes :class:`~tether.errors.UnsupportedSchemaVersion`; an older one is upgraded.
+    becomes :class:`~tether.errors.UnsupportedSchemaVersion`. The document is returned as
+    stored (not upgraded).
     """
-    try:
-        doc = _json.loads(raw)
-    except _json.orjson.JSONDecodeError as exc:
-        raise CorruptSession(session_id, f"header is not valid JSON ({exc})") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("schema_version"), int):
         raise CorruptSession(session_id, "header is not a tether session document")
-    doc = schema.upgrade_header(doc)
+    check_writable(session_id, doc)
     try:
-        SessionHeader.model_validate(_fields_from_doc(doc))
+        SessionHeader.model_validate(_fields_from_doc(schema.upgrade_header(dict(doc))))
     except (ValidationError, KeyError, ValueError, TypeError) as exc:
         raise CorruptSession(session_id, f"header does not validate ({exc})") from exc
-    if doc["id"] != session_id:
-        raise CorruptSession(session_id, f"header belongs to session {doc['id']!r}")
+    if doc.get("id") != session_id:
+        raise CorruptSession(session_id, f"header belongs to session {doc.get('id')!r}")
     return doc
 
 
@@ -172,7 +169,9 @@ def json_copy(value: Any, *, what: str, must_be_object: bool = False) -> Any:
 # --- history items -----------------------------------------------------------------------------
 
 
-def prepare_items(items: Iterable[Mapping[str, Any]], first_seq: int, now: int) -> list[EncodedItem]:
+def prepare_items(
+    items: Iterable[Mapping[str, Any]], first_seq: int, now: int
+) -> list[EncodedItem]:
     """Number, timestamp and encode new history items; raise before any I/O if one is bad."""
     if isinstance(items, (str, bytes, Mapping)):
         raise InvalidSessionData("append must be a list of item dicts, not a single value")
@@ -195,10 +194,22 @@ def prepare_items(items: Iterable[Mapping[str, Any]], first_seq: int, now: int) 
 
 
 def decode_items(session_id: str, raw: Iterable[bytes | str]) -> list[HistoryItem]:
+    """Decode stored items, one JSON object each."""
     try:
         return [_json.loads(data) for data in raw]
-    except _json.orjson.JSONDecodeError as exc:
+    except _json.JSONDecodeError as exc:
         raise CorruptSession(session_id, f"a history item is not valid JSON ({exc})") from exc
+
+
+def decode_item_array(session_id: str, joined: str) -> list[HistoryItem]:
+    """Decode stored items that the store joined into one JSON array."""
+    try:
+        items = _json.loads(joined)
+    except _json.JSONDecodeError as exc:
+        raise CorruptSession(session_id, f"a history item is not valid JSON ({exc})") from exc
+    if not isinstance(items, list):
+        raise CorruptSession(session_id, "its history is not a list of items")
+    return items
 
 
 def upgrade_items(items: list[HistoryItem], from_version: int) -> list[HistoryItem]:
@@ -369,7 +380,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         if not isinstance(updated_at, int) or isinstance(updated_at, bool):
             raise ValueError("bad timestamp")
         return updated_at, validate_session_id(session_id)
-    except (ValueError, TypeError, binascii.Error, _json.orjson.JSONDecodeError) as exc:
+    except (ValueError, TypeError, binascii.Error, _json.JSONDecodeError) as exc:
         raise InvalidRequest(
             f"cursor {cursor[:40]!r} is not a cursor this store returned; pass the "
             "next_cursor of a previous page unchanged, or no cursor for the first page"

@@ -35,9 +35,16 @@ def validate_session_id(session_id: object) -> str:
     return session_id
 
 
-_lock = threading.Lock()
-_last_ms = 0
-_counter = 0
+class _IdClock:
+    """Last millisecond used and the counter within it, shared by every thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last_ms = 0
+        self.counter = 0
+
+
+_clock = _IdClock()
 
 
 def new_session_id() -> str:
@@ -46,19 +53,18 @@ def new_session_id() -> str:
     48 bits of Unix milliseconds, a 12-bit counter for ids made in the same millisecond, and
     62 random bits, in the usual 8-4-4-4-12 hex form.
     """
-    global _last_ms, _counter
-    with _lock:
+    with _clock.lock:
         now_ms = time.time_ns() // 1_000_000
-        if now_ms <= _last_ms:
+        if now_ms <= _clock.last_ms:
             # Same millisecond (or the clock stepped back): keep order with the counter.
-            _counter += 1
-            if _counter > 0xFFF:
-                _last_ms += 1
-                _counter = 0
-            now_ms = _last_ms
+            _clock.counter += 1
+            if _clock.counter > 0xFFF:
+                _clock.last_ms += 1
+                _clock.counter = 0
+            now_ms = _clock.last_ms
         else:
-            _last_ms, _counter = now_ms, 0
-        counter = _counter
+            _clock.last_ms, _clock.counter = now_ms, 0
+        counter = _clock.counter
     rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (now_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
     h = f"{value:032x}"

@@ -16,7 +16,7 @@ import orjson
 
 from .errors import InvalidSessionData
 
-__all__ = ["canonical", "dumps", "loads"]
+__all__ = ["JSONDecodeError", "canonical", "dumps", "loads"]
 
 _STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _CANONICAL = _STRICT | orjson.OPT_SORT_KEYS
@@ -70,3 +70,4 @@ def canonical(value: object, *, what: str = "value") -> str:
 
 
 loads = orjson.loads
+JSONDecodeError = orjson.JSONDecodeError

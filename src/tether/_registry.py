@@ -64,7 +64,8 @@ def _load_class(url: str, index: int) -> Any:
             f"unknown store scheme {scheme!r} in {url!r}; valid schemes: "
             f"{', '.join(sorted(_SCHEMES))} (or register_store() your own)"
         )
-    target, extra = _SCHEMES[scheme][index], _SCHEMES[scheme][2]
+    sync_target, async_target, extra = _SCHEMES[scheme]
+    target = async_target if index else sync_target
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)

@@ -51,7 +51,9 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def load(self, session_id: str, *, last: int | None = None, after: int | None = None) -> Session:
+    def load(
+        self, session_id: str, *, last: int | None = None, after: int | None = None
+    ) -> Session:
         """The session's header and a window of its history, oldest item first.
 
         By default the whole history; ``last=N`` the newest N items (``last=0``: header only);
@@ -69,7 +71,7 @@ class Store(ABC):
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
     ) -> int:
-        """Atomically: check the version, append items, apply header changes. Returns the new version.
+        """Atomically check the version, append items, apply header changes; return the version.
 
         ``changes`` maps header fields to their new values: ``state``, ``metadata``,
         ``options`` (each replaced whole), ``status``, ``owner``, ``agent``, ``expires_at``.
@@ -125,7 +127,7 @@ class Store(ABC):
     def exists(self, session_id: str) -> bool:
         """Whether a live (not expired) session with this id is stored."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a store with nothing to release skips it
         """Release connections and files. The store is unusable afterwards."""
 
     def iter_sessions(self, **filters: Any) -> Iterator[SessionHeader]:
@@ -203,7 +205,7 @@ class AsyncStore(ABC):
     async def exists(self, session_id: str) -> bool:
         """See :meth:`Store.exists`."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional, as on Store
         """See :meth:`Store.close`."""
 
     async def iter_sessions(self, **filters: Any) -> AsyncIterator[SessionHeader]:
@@ -273,7 +275,9 @@ class SyncBackedAsyncStore(AsyncStore):
     async def replace_history(
         self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
     ) -> int:
-        return await self._call(self.sync.replace_history, session_id, expected_version, list(items))
+        return await self._call(
+            self.sync.replace_history, session_id, expected_version, list(items)
+        )
 
     async def list(
         self,

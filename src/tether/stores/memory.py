@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import _core
+from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
 from ..errors import ConflictError, SessionExists, SessionNotFound
 from ..models import Page, Session
@@ -88,7 +89,10 @@ class MemoryStore(Store):
             )
         return _core.make_session(_core.json_copy(doc, what="header"), _decode(doc["id"], encoded))
 
-    def load(self, session_id: str, *, last: int | None = None, after: int | None = None) -> Session:
+    def load(
+        self, session_id: str, *, last: int | None = None, after: int | None = None
+    ) -> Session:
+        validate_session_id(session_id)
         _core.check_window(last, after)
         with self._lock:
             entry = self._get(session_id, self._now())
@@ -107,6 +111,7 @@ class MemoryStore(Store):
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
     ) -> int:
+        validate_session_id(session_id)
         _core.check_version(expected_version)
         normalized = _core.normalize_changes(changes)
         items = list(append)
@@ -123,6 +128,7 @@ class MemoryStore(Store):
     def replace_history(
         self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
     ) -> int:
+        validate_session_id(session_id)
         _core.check_version(expected_version)
         new_items = list(items)
         with self._lock:
@@ -166,6 +172,7 @@ class MemoryStore(Store):
         return page
 
     def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+        validate_session_id(session_id)
         if expected_version is not None:
             _core.check_version(expected_version)
         with self._lock:
@@ -175,12 +182,14 @@ class MemoryStore(Store):
                 if expected_version is not None:
                     raise SessionNotFound(session_id)
                 return False
+            _core.check_writable(session_id, entry.doc)
             if expected_version is not None:
                 self._check(session_id, entry, expected_version)
             del self._sessions[session_id]
             return True
 
     def exists(self, session_id: str) -> bool:
+        validate_session_id(session_id)
         with self._lock:
             return self._live(session_id, self._now()) is not None
 
@@ -205,4 +214,3 @@ class AsyncMemoryStore(SyncBackedAsyncStore):
     @classmethod
     def from_url(cls, url: str) -> AsyncMemoryStore:
         return cls(store=MemoryStore.from_url(url))
-

@@ -1,0 +1,524 @@
+"""The file store: a directory of plain files, no database, safe across processes on one host.
+
+Per session ``<id>``:
+
+* ``<id>.json``: the header, plus the committed length of the history log. Written to a temp
+  file in the same directory, fsynced, ``os.replace``d over the old one, then the directory is
+  fsynced: a reader sees the old header or the new one, never half of one.
+* ``<id>.<gen>.log``: the history, one framed record per item (4-byte length, 4-byte CRC-32,
+  the item's JSON). A commit appends after the committed length and fsyncs before the header
+  that commits it is written, so a crash mid-commit leaves bytes past the committed length
+  (a torn tail) that are ignored, never returned and never fatal, and cut off by the next
+  commit. ``replace_history`` writes a new generation and switches to it in the header.
+* ``<id>.lock``: taken with ``fcntl.flock`` (exclusive to write, shared to read) with a
+  timeout. It is never unlinked, not even by ``delete``: unlinking a lock file that another
+  process holds open would let a third process lock a new file and two writers run at once.
+
+``list`` reads only the headers; a header that cannot be decoded makes ``load`` of that session
+raise :class:`~tether.errors.CorruptSession` and is skipped (with a logged warning) by ``list``,
+which still returns the others. Listing reads every header, so it costs O(sessions): use the
+SQLite store when you keep many thousands of sessions.
+
+Ids are used as file names as they are, so on a case-insensitive file system (macOS, Windows
+defaults) ``Ada`` and ``ada`` would be the same session: use lowercase ids there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import _core, _json
+from .._ids import validate_session_id
+from .._time import Clock, system_clock, to_micros
+from .._urls import as_bool, as_float, parse_store_url
+from ..errors import (
+    ConfigurationError,
+    ConflictError,
+    CorruptSession,
+    LockTimeout,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    TetherError,
+)
+from ..models import HistoryItem, Page, Session
+from ..schema import schema
+from .base import StatusFilter, Store, SyncBackedAsyncStore
+
+__all__ = ["AsyncFileStore", "FileStore"]
+
+log = logging.getLogger(__name__)
+
+_FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
+
+
+def _frame(payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def _scan(data: bytes) -> tuple[list[tuple[int, int]], int]:
+    """(offset, length) of each intact record's payload, and where the intact prefix ends.
+
+    Stops at the first incomplete frame; payload checksums are checked when decoded.
+    """
+    records: list[tuple[int, int]] = []
+    pos, end = 0, len(data)
+    header_size = _FRAME.size
+    while pos + header_size <= end:
+        length, _ = _FRAME.unpack_from(data, pos)
+        if pos + header_size + length > end:
+            break
+        records.append((pos + header_size, length))
+        pos += header_size + length
+    return records, pos
+
+
+def _decode_records(
+    session_id: str, data: bytes, records: list[tuple[int, int]]
+) -> tuple[list[HistoryItem], int]:
+    """Decode records in order until one fails its checksum; (items, records decoded)."""
+    items: list[HistoryItem] = []
+    view = memoryview(data)
+    for offset, length in records:
+        payload = view[offset : offset + length]
+        _, crc = _FRAME.unpack_from(data, offset - _FRAME.size)
+        if zlib.crc32(payload) != crc:
+            break
+        try:
+            items.append(_json.loads(payload))
+        except _json.JSONDecodeError:
+            break
+    return items, len(items)
+
+
+class FileStore(Store):
+    """Sessions as files in one directory (created if missing).
+
+    ``fsync=False`` skips the fsyncs: still atomic against a killed process, but a power loss
+    can lose recent commits. ``lock_timeout`` (seconds) bounds the wait for another writer.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        lock_timeout: float = 10.0,
+        fsync: bool = True,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.directory = Path(directory)
+        self.lock_timeout = lock_timeout
+        self.fsync = fsync
+        self._clock = clock
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create store directory {str(self.directory)!r}: {exc}"
+            ) from exc
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock = system_clock) -> FileStore:
+        """``file:///absolute/dir`` or ``file:relative/dir``; options ``lock_timeout``
+        (seconds) and ``fsync`` (true|false)."""
+        netloc, path, options = parse_store_url(
+            url, "file", {"lock_timeout": as_float, "fsync": as_bool}
+        )
+        if netloc not in ("", "localhost"):
+            raise ConfigurationError(
+                f"{url!r} names host {netloc!r}; use file:///absolute/dir or file:relative/dir"
+            )
+        if not path:
+            raise ConfigurationError(f"{url!r} names no directory")
+        return cls(path, clock=clock, **options)
+
+    # --- paths, locks, atomic files ------------------------------------------------------------
+
+    def _header_path(self, session_id: str) -> Path:
+        return self.directory / f"{session_id}.json"
+
+    def _log_path(self, session_id: str, gen: int) -> Path:
+        return self.directory / f"{session_id}.{gen}.log"
+
+    @contextlib.contextmanager
+    def _locked(self, session_id: str, *, shared: bool = False) -> Iterator[None]:
+        validate_session_id(session_id)  # before the id becomes part of a path
+        path = self.directory / f"{session_id}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open lock file {str(path)!r}: {exc}") from exc
+        try:
+            mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+            deadline = time.monotonic() + self.lock_timeout
+            pause = 0.0005
+            while True:
+                try:
+                    fcntl.flock(fd, mode)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(
+                            f"session {session_id!r} stayed locked by another writer for "
+                            f"{self.lock_timeout}s ({str(path)!r}); if no tether process is "
+                            "running, a stuck process may hold it: end it, or raise "
+                            "lock_timeout"
+                        ) from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.05)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock; the file stays
+
+    def _sync_dir(self) -> None:
+        if self.fsync:
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _write_header(self, doc: _core.Doc, gen: int, log_size: int) -> None:
+        session_id = doc["id"]
+        payload = _json.dumps({"session": doc, "log_gen": gen, "log_size": log_size})
+        tmp = self.directory / f".{session_id}.json.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                if self.fsync:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, self._header_path(session_id))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self._sync_dir()
+
+    def _read_header(self, session_id: str) -> tuple[_core.Doc, int, int] | None:
+        """(document as stored, log generation, committed log size), or None if absent."""
+        try:
+            raw = self._header_path(session_id).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            wrapper = _json.loads(raw)
+        except _json.JSONDecodeError as exc:
+            raise CorruptSession(session_id, f"header file is not valid JSON ({exc})") from exc
+        if not (
+            isinstance(wrapper, dict)
+            and isinstance(wrapper.get("log_gen"), int)
+            and isinstance(wrapper.get("log_size"), int)
+        ):
+            raise CorruptSession(session_id, "header file is not a tether file-store header")
+        doc = _core.validate_header_doc(session_id, wrapper.get("session"))
+        return doc, wrapper["log_gen"], wrapper["log_size"]
+
+    def _live_header(self, session_id: str, now: int) -> tuple[_core.Doc, int, int]:
+        found = self._read_header(session_id)
+        if found is None or not _core.is_live(found[0], now):
+            raise SessionNotFound(session_id)
+        return found
+
+    def _read_log(self, session_id: str, gen: int, log_size: int) -> bytes:
+        try:
+            with open(self._log_path(session_id, gen), "rb") as handle:
+                return handle.read(log_size)
+        except FileNotFoundError:
+            if log_size == 0:
+                return b""
+            raise CorruptSession(session_id, "its history log is missing") from None
+
+    def _read_items(
+        self, session_id: str, doc: _core.Doc, gen: int, log_size: int, start: int
+    ) -> tuple[list[HistoryItem], int, int]:
+        """Items from index ``start`` on; plus how many intact items there are and where they end.
+
+        Damage inside the committed region (a log cut short, a bad checksum) is logged and the
+        intact prefix is returned: never an error, never a damaged item.
+        """
+        data = self._read_log(session_id, gen, log_size)
+        records, end = _scan(data)
+        items, decoded = _decode_records(session_id, data, records[start:])
+        intact = start + decoded
+        if decoded < len(records) - start or end < log_size:
+            intact = min(intact, len(records))
+            log.warning(
+                "session %r: history log damaged after item %d of %d; returning the intact part",
+                session_id,
+                intact,
+                doc["history_len"],
+            )
+            end = records[intact][0] - _FRAME.size if intact < len(records) else end
+        return items, intact, end
+
+    # --- the contract --------------------------------------------------------------------------
+
+    def create(self, session: Session) -> Session:
+        now = to_micros(self._clock())
+        doc = _core.new_session_doc(session, now)
+        encoded = _core.prepare_items(session.history, 1, now)
+        doc["last_seq"] = doc["history_len"] = len(encoded)
+        session_id = doc["id"]
+        with self._locked(session_id):
+            existing = self._read_header(session_id)  # a corrupt one is refused, not overwritten
+            gen = 0
+            if existing is not None:
+                if _core.is_live(existing[0], now):
+                    raise SessionExists(session_id, existing[0]["version"])
+                gen = existing[1] + 1  # expired: start a fresh log beside the old one
+            size = self._write_log(session_id, gen, encoded)
+            self._write_header(doc, gen, size)
+            if existing is not None:
+                self._unlink_log(session_id, existing[1])
+        return _core.make_session(doc, _core.decode_items(session_id, [d for _, d in encoded]))
+
+    def _write_log(self, session_id: str, gen: int, encoded: list[_core.EncodedItem]) -> int:
+        data = b"".join(_frame(payload) for _, payload in encoded)
+        with open(self._log_path(session_id, gen), "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if self.fsync:
+                os.fsync(handle.fileno())
+        return len(data)
+
+    def _unlink_log(self, session_id: str, gen: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._log_path(session_id, gen).unlink()
+
+    def load(
+        self, session_id: str, *, last: int | None = None, after: int | None = None
+    ) -> Session:
+        _core.check_window(last, after)
+        with self._locked(session_id, shared=True):
+            doc, gen, log_size = self._live_header(session_id, to_micros(self._clock()))
+            # Records are in seq order, contiguous from first_seq: the window is an index range.
+            first = doc["last_seq"] - doc["history_len"] + 1
+            start = 0
+            if after is not None:
+                start = max(start, after - first + 1)
+            if last is not None:
+                start = max(start, doc["history_len"] - last)
+            if start >= doc["history_len"]:
+                items: list[HistoryItem] = []
+            else:
+                items = self._read_items(session_id, doc, gen, log_size, start)[0]
+        return _core.readable_session(doc, items)
+
+    def _prepare_write(
+        self, session_id: str, expected_version: int, now: int
+    ) -> tuple[_core.Doc, int, int]:
+        doc, gen, log_size = self._live_header(session_id, now)
+        _core.check_writable(session_id, doc)
+        if doc["version"] != expected_version:
+            raise ConflictError(session_id, expected_version, doc["version"])
+        return doc, gen, log_size
+
+    def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: Iterable[Mapping[str, Any]] = (),
+        changes: Mapping[str, Any] | None = None,
+    ) -> int:
+        _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
+        items = list(append)
+        with self._locked(session_id):
+            now = to_micros(self._clock())
+            doc, gen, log_size = self._prepare_write(session_id, expected_version, now)
+            if _core.needs_upgrade(doc) or self._log_damaged(session_id, gen, log_size):
+                doc, gen, log_size = self._rewrite(session_id, doc, gen, log_size)
+            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
+            if encoded:
+                log_size = self._append(session_id, gen, log_size, encoded)
+            new = _core.apply_commit(doc, normalized, len(encoded), now)
+            self._write_header(new, gen, log_size)
+        return int(new["version"])
+
+    def _log_damaged(self, session_id: str, gen: int, log_size: int) -> bool:
+        try:
+            return os.path.getsize(self._log_path(session_id, gen)) < log_size
+        except FileNotFoundError:
+            return log_size > 0
+
+    def _rewrite(
+        self, session_id: str, doc: _core.Doc, gen: int, log_size: int
+    ) -> tuple[_core.Doc, int, int]:
+        """Write the intact history, upgraded to the current schema, as a new generation.
+
+        The rare path: a session stored by an older tether, or a log damaged inside its
+        committed part (then the items lost are dropped from the header too, so seqs stay
+        contiguous). The caller writes the header that switches to the new generation.
+        """
+        items, intact, _ = self._read_items(session_id, doc, gen, log_size, 0)
+        old_version = int(doc["schema_version"])
+        doc = dict(_core.upgrade_doc(doc))
+        items = _core.upgrade_items(items, old_version)
+        doc["last_seq"] = doc["last_seq"] - doc["history_len"] + intact
+        doc["history_len"] = intact
+        encoded = [(item.get("seq", 0), _core.encode_item(item)) for item in items]
+        new_gen = gen + 1
+        size = self._write_log(session_id, new_gen, encoded)
+        doc["schema_version"] = schema.current
+        return doc, new_gen, size
+
+    def _append(
+        self, session_id: str, gen: int, log_size: int, encoded: list[_core.EncodedItem]
+    ) -> int:
+        data = b"".join(_frame(payload) for _, payload in encoded)
+        fd = os.open(self._log_path(session_id, gen), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            # Cut any torn tail a crashed commit left past the committed length, then append.
+            os.ftruncate(fd, log_size)
+            os.lseek(fd, log_size, os.SEEK_SET)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return log_size + len(data)
+
+    def replace_history(
+        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+    ) -> int:
+        _core.check_version(expected_version)
+        new_items = list(items)
+        with self._locked(session_id):
+            now = to_micros(self._clock())
+            doc, gen, _ = self._prepare_write(session_id, expected_version, now)
+            doc = _core.upgrade_doc(doc)
+            encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
+            size = self._write_log(session_id, gen + 1, encoded)
+            new = _core.apply_replace(doc, len(encoded), now)
+            self._write_header(new, gen + 1, size)
+            self._unlink_log(session_id, gen)
+        return int(new["version"])
+
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: StatusFilter = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        query = _core.build_list_query(
+            owner=owner,
+            agent=agent,
+            status=status,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+        return query.page(self._headers(), to_micros(self._clock()))
+
+    def _headers(self) -> Iterator[_core.Doc]:
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError as exc:
+            raise StoreError(f"cannot read store directory {str(self.directory)!r}: {exc}") from exc
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            session_id = name[: -len(".json")]
+            try:
+                validate_session_id(session_id)
+                found = self._read_header(session_id)
+            except TetherError as exc:  # one bad header must not hide the others
+                log.warning("skipping session %r in listing: %s", session_id, exc)
+                continue
+            if found is not None:
+                yield _core.upgrade_doc(found[0])
+
+    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+        if expected_version is not None:
+            _core.check_version(expected_version)
+        with self._locked(session_id):
+            try:
+                found = self._read_header(session_id)
+            except CorruptSession:
+                if expected_version is not None:
+                    raise  # a version cannot be checked against an unreadable header
+                self._remove_files(session_id)  # deleting is how a corrupt session is cleared
+                return True
+            if found is None:
+                if expected_version is not None:
+                    raise SessionNotFound(session_id)
+                return False
+            doc = found[0]
+            _core.check_writable(session_id, doc)
+            live = _core.is_live(doc, to_micros(self._clock()))
+            if expected_version is not None:
+                if not live:
+                    raise SessionNotFound(session_id)
+                if doc["version"] != expected_version:
+                    raise ConflictError(session_id, expected_version, doc["version"])
+            self._remove_files(session_id)
+            return live
+
+    def _remove_files(self, session_id: str) -> None:
+        """Remove the header (first: then the session is gone) and every log generation."""
+        with contextlib.suppress(FileNotFoundError):
+            self._header_path(session_id).unlink()
+        prefix = f"{session_id}."
+        for entry in os.scandir(self.directory):
+            rest = entry.name[len(prefix) :] if entry.name.startswith(prefix) else ""
+            if rest.endswith(".log") and rest[: -len(".log")].isdigit():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        self._sync_dir()
+
+    def exists(self, session_id: str) -> bool:
+        validate_session_id(session_id)
+        try:
+            found = self._read_header(session_id)
+        except CorruptSession:
+            return True  # it is there, just not readable
+        return found is not None and _core.is_live(found[0], to_micros(self._clock()))
+
+
+class AsyncFileStore(SyncBackedAsyncStore):
+    """The async twin of :class:`FileStore`: each call runs in a worker thread."""
+
+    sync: FileStore
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        lock_timeout: float = 10.0,
+        fsync: bool = True,
+        clock: Clock = system_clock,
+        store: FileStore | None = None,
+    ) -> None:
+        if store is None:
+            if directory is None:
+                raise ConfigurationError("AsyncFileStore needs a directory")
+            store = FileStore(directory, lock_timeout=lock_timeout, fsync=fsync, clock=clock)
+        super().__init__(store)
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock = system_clock) -> AsyncFileStore:
+        return cls(store=FileStore.from_url(url, clock=clock))

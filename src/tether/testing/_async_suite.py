@@ -1,0 +1,571 @@
+"""Store conformance suite, async side; tools/unasync.py writes the sync side from it."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from .. import (
+    AsyncStore,
+    ConflictError,
+    InvalidRequest,
+    InvalidSessionData,
+    InvalidSessionId,
+    Session,
+    SessionExists,
+    SessionHeader,
+    SessionNotFound,
+    SessionStatus,
+    UnsupportedSchemaVersion,
+)
+from ..schema import schema
+from ._workers import (
+    append_process,
+    append_with_retry_async,
+    gather_tasks,
+    race_process,
+    race_tasks,
+    run_processes,
+)
+
+__all__ = ["AsyncStoreConformance"]
+
+UNICODE = 'héllo wörld ✓ 日本語 עברית 🙂 \u0000 nul and \\ backslash " quote'
+NESTED = {"a": [1, 2.5, {"b": None, "c": [True, False]}], "d": {"e": {"f": "g"}}, "n": -(2**63)}
+
+
+def _items(count: int, prefix: str = "m") -> list[dict[str, Any]]:
+    return [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"{prefix}{i}"}
+        for i in range(count)
+    ]
+
+
+def _past() -> datetime:
+    return datetime.now(timezone.utc) - timedelta(seconds=5)
+
+
+def _future() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(days=1)
+
+
+class AsyncStoreConformance:
+    """Every clause of the store contract, for an :class:`~tether.AsyncStore`.
+
+    Subclass it in a test module and provide a ``store`` fixture that yields a fresh, empty
+    store. To run the multi-process clauses for real, also provide ``store_opener``: a
+    picklable zero-argument callable that opens another handle on the *same* store in another
+    process (``functools.partial(tether.open_async_store, url)``); without it those clauses race
+    on the one store object instead.
+    """
+
+    is_async = True
+    pytestmark = pytest.mark.asyncio
+    race_rounds = 20
+    writers = 8
+    appends_per_writer = 200
+
+    @pytest.fixture
+    def store_opener(self) -> Callable[[], Any] | None:
+        return None
+
+    # --- create and load -----------------------------------------------------------------------
+
+    async def test_create_stores_version_1_and_numbers_history(self, store: AsyncStore) -> None:
+        created = await store.create(Session(agent="support", history=_items(3)))
+        assert created.version == 1
+        assert [item["seq"] for item in created.history] == [1, 2, 3]
+        assert created.last_seq == 3
+        assert created.history_len == 3
+        assert created.created_at is not None
+        assert created.created_at == created.updated_at
+        assert created.created_at.tzinfo is not None
+        assert all(isinstance(item["timestamp"], str) for item in created.history)
+        loaded = await store.load(created.id)
+        assert loaded == created
+
+    async def test_every_field_round_trips_exactly(self, store: AsyncStore) -> None:
+        big = "x" * (1024 * 1024)
+        expires = _future().replace(microsecond=123456)
+        session = Session(
+            id="round-trip:1.a_b",
+            owner="ada@example.com",
+            agent="support",
+            status=SessionStatus.WAITING,
+            metadata={"title": UNICODE, "nested": NESTED},
+            state={"counter": 3, "nested": NESTED, "empty": {}, "list": []},
+            options={"model": "gpt-x", "system_prompt": UNICODE, "cwd": "/tmp/project"},
+            parent_id="parent-1",
+            fork_seq=7,
+            expires_at=expires,
+            history=[
+                {"role": "user", "content": UNICODE},
+                {"role": "assistant", "content": None, "tool_calls": [NESTED], "extra": 1.5},
+                {"role": "tool", "name": "lookup", "tool_call_id": "call_1", "content": big},
+                {"role": "user", "content": [{"type": "text", "text": "parts"}]},
+            ],
+        )
+        created = await store.create(session)
+        loaded = await store.load(session.id)
+        for name in (
+            "owner", "agent", "status", "metadata", "state", "options",
+            "parent_id", "fork_seq", "expires_at",
+        ):  # fmt: skip
+            assert getattr(loaded, name) == getattr(session, name), name
+        assert loaded.expires_at == expires
+        assert loaded.created_at == created.created_at
+        assert loaded.updated_at == created.updated_at
+        for given, got in zip(session.history, loaded.history, strict=True):
+            assert {k: v for k, v in got.items() if k not in ("seq", "timestamp")} == given
+        assert loaded.history[2]["content"] == big
+        assert loaded == created
+
+    async def test_empty_history_round_trips(self, store: AsyncStore) -> None:
+        created = await store.create(Session())
+        loaded = await store.load(created.id)
+        assert loaded.history == []
+        assert (loaded.last_seq, loaded.history_len, loaded.first_seq) == (0, 0, 1)
+        assert loaded.status == SessionStatus.NEW
+
+    async def test_generated_ids_are_time_ordered(self, store: AsyncStore) -> None:
+        ids = [(await store.create(Session())).id for _ in range(5)]
+        assert ids == sorted(ids)
+        assert len(set(ids)) == 5
+
+    async def test_given_timestamps_are_kept(self, store: AsyncStore) -> None:
+        stamp = "2020-01-02T03:04:05.678901+00:00"
+        created = await store.create(Session(history=[{"role": "user", "timestamp": stamp}]))
+        assert (await store.load(created.id)).history[0]["timestamp"] == stamp
+
+    async def test_store_holds_copies_not_caller_objects(self, store: AsyncStore) -> None:
+        history: list[dict[str, Any]] = [{"role": "user", "content": {"text": "original"}}]
+        session = Session(state={"k": ["v"]}, history=history)
+        created = await store.create(session)
+        history[0]["content"]["text"] = "changed by caller"
+        session.state["k"].append("changed")
+        created.state["k"].append("changed too")
+        created.history[0]["content"]["text"] = "changed through the result"
+        loaded = await store.load(session.id)
+        assert loaded.state == {"k": ["v"]}
+        assert loaded.history[0]["content"] == {"text": "original"}
+        loaded.metadata["x"] = 1
+        loaded.history.append({"role": "user"})
+        again = await store.load(session.id)
+        assert again.metadata == {}
+        assert len(again.history) == 1
+
+    async def test_load_missing_raises_not_found(self, store: AsyncStore) -> None:
+        with pytest.raises(SessionNotFound) as info:
+            await store.load("no-such-session")
+        assert info.value.session_id == "no-such-session"
+        assert not await store.exists("no-such-session")
+
+    # --- conflicts -----------------------------------------------------------------------------
+
+    async def test_create_twice_conflicts(self, store: AsyncStore) -> None:
+        await store.create(Session(id="dup", history=_items(1)))
+        with pytest.raises(SessionExists) as info:
+            await store.create(Session(id="dup", state={"overwrite": True}))
+        assert isinstance(info.value, ConflictError)
+        assert info.value.session_id == "dup"
+        assert info.value.actual_version == 1
+        loaded = await store.load("dup")
+        assert loaded.state == {}
+        assert len(loaded.history) == 1
+
+    async def test_stale_commit_conflicts_and_writes_nothing(self, store: AsyncStore) -> None:
+        created = await store.create(Session(state={"n": 0}))
+        assert await store.commit(created.id, 1, append=_items(2), changes={"state": {"n": 1}}) == 2
+        before = await store.load(created.id)
+        with pytest.raises(ConflictError) as info:
+            await store.commit(
+                created.id, 1, append=_items(5, "stale"), changes={"state": {"n": 9}}
+            )
+        err = info.value
+        assert (err.session_id, err.expected_version, err.actual_version) == (created.id, 1, 2)
+        assert "version" in str(err)
+        assert await store.load(created.id) == before
+
+    async def test_commit_applies_header_changes(self, store: AsyncStore) -> None:
+        created = await store.create(Session(owner="a", agent="x"))
+        expires = _future()
+        changes: dict[str, Any] = {
+            "state": {"step": 2},
+            "metadata": {"title": "t"},
+            "options": {"model": "m"},
+            "status": "finished",
+            "owner": "b",
+            "agent": "y",
+            "expires_at": expires,
+        }
+        version = await store.commit(created.id, created.version, changes=changes)
+        loaded = await store.load(created.id)
+        assert version == loaded.version == 2
+        assert loaded.state == {"step": 2}
+        assert loaded.metadata == {"title": "t"}
+        assert loaded.options == {"model": "m"}
+        assert loaded.status == SessionStatus.FINISHED
+        assert (loaded.owner, loaded.agent, loaded.expires_at) == ("b", "y", expires)
+        assert loaded.updated_at is not None
+        assert created.updated_at is not None
+        assert loaded.updated_at >= created.updated_at
+        assert loaded.created_at == created.created_at
+
+    async def test_commit_appends_after_existing_items(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(2)))
+        await store.commit(created.id, 1, append=_items(3, "b"))
+        await store.commit(created.id, 2)  # a commit with nothing to add still counts
+        loaded = await store.load(created.id)
+        assert loaded.version == 3
+        assert [i["seq"] for i in loaded.history] == [1, 2, 3, 4, 5]
+        assert [i["content"] for i in loaded.history] == ["m0", "m1", "b0", "b1", "b2"]
+
+    async def test_commit_to_missing_session_raises_not_found(self, store: AsyncStore) -> None:
+        with pytest.raises(SessionNotFound):
+            await store.commit("missing", 1, append=_items(1))
+
+    async def test_bad_changes_raise_before_writing(self, store: AsyncStore) -> None:
+        created = await store.create(Session())
+        bad_changes: list[dict[str, Any]] = [
+            {"version": 5},
+            {"history": []},
+            {"status": "sleeping"},
+            {"state": ["not", "an", "object"]},
+            {"expires_at": "tomorrow"},
+            {"expires_at": datetime(2030, 1, 1)},  # naive
+        ]
+        for changes in bad_changes:
+            with pytest.raises(InvalidRequest):
+                await store.commit(created.id, 1, append=_items(1), changes=changes)
+        assert await store.load(created.id) == created
+
+    # --- windows -------------------------------------------------------------------------------
+
+    async def test_load_windows(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(10)))
+
+        async def seqs(**window: int) -> list[int]:
+            loaded = await store.load(created.id, **window)
+            assert (loaded.last_seq, loaded.history_len) == (10, 10)
+            return [item["seq"] for item in loaded.history]
+
+        assert await seqs() == list(range(1, 11))
+        assert await seqs(last=3) == [8, 9, 10]
+        assert await seqs(last=0) == []
+        assert await seqs(last=50) == list(range(1, 11))
+        assert await seqs(after=7) == [8, 9, 10]
+        assert await seqs(after=0) == list(range(1, 11))
+        assert await seqs(after=10) == []
+        assert await seqs(after=99) == []
+        assert await seqs(after=2, last=3) == [8, 9, 10]
+        assert await seqs(after=8, last=5) == [9, 10]
+        for bad in ({"last": -1}, {"after": -1}, {"last": "3"}):
+            with pytest.raises(InvalidRequest):
+                await store.load(created.id, **bad)
+
+    async def test_after_window_follows_new_commits(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(4)))
+        held = created.last_seq
+        await store.commit(created.id, 1, append=_items(2, "new"))
+        fresh = await store.load(created.id, after=held)
+        assert [i["content"] for i in fresh.history] == ["new0", "new1"]
+
+    # --- replace_history -----------------------------------------------------------------------
+
+    async def test_replace_history_compare_and_replace(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(6)))
+        version = await store.replace_history(created.id, 1, [{"role": "system", "content": "sum"}])
+        assert version == 2
+        loaded = await store.load(created.id)
+        assert [(i["seq"], i["content"]) for i in loaded.history] == [(7, "sum")]
+        assert (loaded.first_seq, loaded.last_seq, loaded.history_len) == (7, 7, 1)
+        with pytest.raises(ConflictError):
+            await store.replace_history(created.id, 1, [])
+        await store.commit(created.id, 2, append=_items(1, "after"))
+        loaded = await store.load(created.id)
+        assert [(i["seq"], i["content"]) for i in loaded.history] == [(7, "sum"), (8, "after0")]
+        assert [i["seq"] for i in (await store.load(created.id, last=1)).history] == [8]
+        await store.replace_history(created.id, 3, [])
+        emptied = await store.load(created.id)
+        assert (emptied.history, emptied.history_len, emptied.last_seq) == ([], 0, 8)
+
+    # --- listing -------------------------------------------------------------------------------
+
+    async def test_list_returns_headers_newest_first(self, store: AsyncStore) -> None:
+        ids = [(await store.create(Session(history=_items(2)))).id for _ in range(4)]
+        await store.commit(ids[1], 1)  # now the most recently updated
+        page = await store.list()
+        assert [h.id for h in page.sessions] == [ids[1], ids[3], ids[2], ids[0]]
+        assert all(type(h) is SessionHeader for h in page.sessions)
+        assert page.next_cursor is None
+        assert page.sessions[0].version == 2
+        assert page.sessions[0].history_len == 2
+
+    async def test_list_filters(self, store: AsyncStore) -> None:
+        a = await store.create(Session(owner="ada", agent="support", metadata={"tier": "gold"}))
+        b = await store.create(Session(owner="ada", agent="sales", metadata={"tier": 1}))
+        c = await store.create(Session(owner="bob", agent="support", metadata={"tier": True}))
+        await store.commit(c.id, 1, changes={"status": "finished"})
+
+        async def ids(**filters: Any) -> set[str]:
+            return {h.id for h in (await store.list(**filters)).sessions}
+
+        assert await ids(owner="ada") == {a.id, b.id}
+        assert await ids(agent="support") == {a.id, c.id}
+        assert await ids(owner="ada", agent="support") == {a.id}
+        assert await ids(status="finished") == {c.id}
+        assert await ids(status=SessionStatus.NEW) == {a.id, b.id}
+        assert await ids(status=["new", "finished"]) == {a.id, b.id, c.id}
+        assert await ids(metadata={"tier": "gold"}) == {a.id}
+        # JSON equality: 1, true and "1" are different values
+        assert await ids(metadata={"tier": 1}) == {b.id}
+        assert await ids(metadata={"tier": True}) == {c.id}
+        assert await ids(metadata={"tier": "1"}) == set()
+        assert await ids(metadata={"missing": None}) == set()
+        assert await ids(owner="nobody") == set()
+        b_updated = (await store.load(b.id)).updated_at
+        assert b_updated is not None
+        assert await ids(updated_after=b_updated) == {c.id}
+        assert await ids(updated_before=b_updated) == {a.id}
+        for bad in ({"status": "asleep"}, {"limit": 0}, {"limit": 10**6}, {"cursor": "junk"}):
+            with pytest.raises(InvalidRequest):
+                await store.list(**bad)
+
+    async def test_list_metadata_filter_follows_commits(self, store: AsyncStore) -> None:
+        created = await store.create(Session(metadata={"tag": "old"}))
+        await store.commit(created.id, 1, changes={"metadata": {"tag": "new", "n": {"x": 1}}})
+        assert (await store.list(metadata={"tag": "old"})).sessions == []
+        assert [h.id for h in (await store.list(metadata={"n": {"x": 1}})).sessions] == [created.id]
+
+    async def test_list_pages_have_no_gaps_or_duplicates_under_writes(
+        self, store: AsyncStore
+    ) -> None:
+        original = [(await store.create(Session(owner="pager"))).id for _ in range(23)]
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await store.list(owner="pager", limit=5, cursor=cursor)
+            seen.extend(h.id for h in page.sessions)
+            # other writers keep creating sessions while we page
+            await store.create(Session(owner="pager"))
+            await store.create(Session(owner="someone-else"))
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert len(seen) == len(set(seen)), "a session was listed twice"
+        assert set(original) <= set(seen), "a session was skipped"
+        assert seen[: len(original)] == list(reversed(original))
+
+    async def test_iter_sessions_pages_through_everything(self, store: AsyncStore) -> None:
+        ids = {(await store.create(Session(agent="it"))).id for _ in range(7)}
+        got = [h.id async for h in store.iter_sessions(agent="it", limit=2)]
+        assert set(got) == ids
+        assert len(got) == 7
+
+    # --- bad input -----------------------------------------------------------------------------
+
+    async def test_invalid_ids_raise_before_writing(self, store: AsyncStore) -> None:
+        bad_ids = ["", "../x", "a/b", "x\x00y", ".hidden", "a" * 129, "sp ace", "ünï", "a\\b"]
+        for bad in bad_ids:
+            with pytest.raises(InvalidSessionId):
+                Session(id=bad)
+            sneaky = Session()
+            sneaky.id = bad  # assignment is not validated by the model, the store checks again
+            with pytest.raises(InvalidSessionId):
+                await store.create(sneaky)
+            calls: list[Callable[[], Any]] = [
+                lambda bad=bad: store.load(bad),  # type: ignore[misc]
+                lambda bad=bad: store.commit(bad, 1),  # type: ignore[misc]
+                lambda bad=bad: store.replace_history(bad, 1, []),  # type: ignore[misc]
+                lambda bad=bad: store.delete(bad),  # type: ignore[misc]
+                lambda bad=bad: store.exists(bad),  # type: ignore[misc]
+            ]
+            for call in calls:
+                with pytest.raises(InvalidSessionId):
+                    await call()
+        assert (await store.list()).sessions == []
+        assert Session(id="a" * 128).id == "a" * 128
+
+    async def test_non_json_values_raise_before_writing(self, store: AsyncStore) -> None:
+        bad_values: list[Any] = [
+            datetime.now(timezone.utc),
+            {1, 2},
+            float("nan"),
+            float("inf"),
+            {1: "int key"},
+            object(),
+            Decimal("1.5"),
+            b"bytes",
+            2**70,
+        ]
+        for value in bad_values:
+            for field in ("metadata", "state", "options"):
+                with pytest.raises(InvalidSessionData):
+                    await store.create(Session(id="bad", **{field: {"k": value}}))
+            with pytest.raises(InvalidSessionData):
+                await store.create(Session(id="bad", history=[{"role": "user", "content": value}]))
+        assert not await store.exists("bad")
+        created = await store.create(Session(id="good"))
+        for value in bad_values:
+            with pytest.raises(InvalidSessionData):
+                await store.commit("good", 1, append=[{"role": "user", "content": value}])
+            with pytest.raises(InvalidSessionData):
+                await store.commit("good", 1, changes={"state": {"k": [value]}})
+        with pytest.raises(InvalidSessionData):
+            await store.commit("good", 1, append=[{"content": "no role"}])
+        with pytest.raises(InvalidSessionData):
+            await store.commit("good", 1, append=["not a dict"])  # type: ignore[list-item]
+        assert await store.load("good") == created
+
+    # --- delete, exists, expiry ----------------------------------------------------------------
+
+    async def test_delete(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(3)))
+        with pytest.raises(ConflictError):
+            await store.delete(created.id, expected_version=7)
+        assert await store.exists(created.id)
+        assert await store.delete(created.id, expected_version=1) is True
+        assert not await store.exists(created.id)
+        with pytest.raises(SessionNotFound):
+            await store.load(created.id)
+        assert await store.delete(created.id) is False
+        with pytest.raises(SessionNotFound):
+            await store.delete(created.id, expected_version=1)
+        recreated = await store.create(Session(id=created.id))
+        assert recreated.version == 1
+        assert (await store.load(created.id)).history == []
+
+    async def test_expired_session_behaves_as_missing(self, store: AsyncStore) -> None:
+        gone = await store.create(Session(id="gone", owner="ttl", expires_at=_past()))
+        kept = await store.create(Session(id="kept", owner="ttl", expires_at=_future()))
+        assert not await store.exists(gone.id)
+        with pytest.raises(SessionNotFound):
+            await store.load(gone.id)
+        with pytest.raises(SessionNotFound):
+            await store.commit(gone.id, 1)
+        assert [h.id for h in (await store.list(owner="ttl")).sessions] == [kept.id]
+        # expiring by commit works the same way
+        await store.commit(kept.id, 1, changes={"expires_at": _past()})
+        assert not await store.exists(kept.id)
+        # an expired session's id is free again, with nothing of the old one left
+        again = await store.create(Session(id="gone", history=_items(1)))
+        assert again.version == 1
+        assert len((await store.load("gone")).history) == 1
+
+    # --- schema versions -----------------------------------------------------------------------
+
+    async def test_newer_schema_version_is_refused_and_left_untouched(
+        self, store: AsyncStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(schema, "current", schema.current + 1)
+        future = await store.create(Session(id="from-the-future", state={"k": 1}))
+        monkeypatch.setattr(schema, "current", schema.current - 1)
+        with pytest.raises(UnsupportedSchemaVersion) as info:
+            await store.load(future.id)
+        assert info.value.found == schema.current + 1
+        writes: list[Callable[[], Any]] = [
+            lambda: store.commit(future.id, 1, append=_items(1), changes={"state": {}}),
+            lambda: store.replace_history(future.id, 1, []),
+            lambda: store.delete(future.id),
+            lambda: store.create(Session(id=future.id)),
+        ]
+        for write in writes:
+            with pytest.raises(UnsupportedSchemaVersion):
+                await write()
+        monkeypatch.setattr(schema, "current", schema.current + 1)
+        assert await store.load(future.id) == future
+
+    async def test_older_schema_version_is_migrated_and_written_back(
+        self, store: AsyncStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        old = await store.create(Session(id="old", metadata={"v": 1}, history=_items(2)))
+        assert old.schema_version == schema.current
+        new_version = schema.current + 1
+
+        def header_step(doc: dict[str, Any]) -> dict[str, Any]:
+            doc["metadata"] = {**doc["metadata"], "migrated": True}
+            return doc
+
+        def item_step(item: dict[str, Any]) -> dict[str, Any]:
+            return {**item, "migrated": True}
+
+        monkeypatch.setattr(schema, "current", new_version)
+        monkeypatch.setitem(schema.header_migrations, new_version - 1, header_step)
+        monkeypatch.setitem(schema.item_migrations, new_version - 1, item_step)
+        loaded = await store.load("old")
+        assert loaded.schema_version == new_version
+        assert loaded.metadata == {"v": 1, "migrated": True}
+        assert all(item["migrated"] for item in loaded.history)
+        await store.commit("old", loaded.version, append=_items(1, "new"))
+        # with the migrations gone, the upgraded form must be what is stored
+        monkeypatch.delitem(schema.header_migrations, new_version - 1)
+        monkeypatch.delitem(schema.item_migrations, new_version - 1)
+        stored = await store.load("old")
+        assert stored.schema_version == new_version
+        assert stored.metadata == {"v": 1, "migrated": True}
+        assert [item.get("migrated") for item in stored.history] == [True, True, None]
+        assert [item["seq"] for item in stored.history] == [1, 2, 3]
+
+    # --- concurrency ---------------------------------------------------------------------------
+
+    async def test_racing_writers_from_one_version_exactly_one_wins(
+        self, store: AsyncStore, store_opener: Callable[[], Any] | None
+    ) -> None:
+        created = await store.create(Session())
+        rounds = self.race_rounds
+        if store_opener is None:
+            wins = await race_tasks(store, created.id, rounds, racers=2)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            barrier = ctx.Barrier(2)
+            counter = ctx.Value("i", 0)
+            run_processes(
+                race_process,
+                [(store_opener, self.is_async, created.id, rounds, barrier, counter)] * 2,
+            )
+            wins = counter.value
+        assert wins == rounds, f"{wins} commits won in {rounds} rounds of two racing writers"
+        loaded = await store.load(created.id)
+        assert loaded.version == rounds + 1
+        assert [i["seq"] for i in loaded.history] == list(range(1, rounds + 1))
+
+    async def test_concurrent_appends_with_retry_lose_nothing(
+        self, store: AsyncStore, store_opener: Callable[[], Any] | None
+    ) -> None:
+        created = await store.create(Session())
+        writers, count = self.writers, self.appends_per_writer
+        if store_opener is None:
+            await gather_tasks(
+                [
+                    lambda w=w: append_with_retry_async(store, created.id, w, count)  # type: ignore[misc]
+                    for w in range(writers)
+                ]
+            )
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            start = ctx.Event()
+            args = [
+                (store_opener, self.is_async, created.id, w, count, start) for w in range(writers)
+            ]
+            procs = [ctx.Process(target=append_process, args=a) for a in args]
+            for proc in procs:
+                proc.start()
+            start.set()  # all at once, after every process has started
+            for proc in procs:
+                proc.join(timeout=300)
+            assert [p.exitcode for p in procs] == [0] * writers
+        loaded = await store.load(created.id)
+        total = writers * count
+        assert loaded.history_len == total
+        assert loaded.version == total + 1
+        assert [i["seq"] for i in loaded.history] == list(range(1, total + 1))
+        contents = [i["content"] for i in loaded.history]
+        assert len(set(contents)) == total, "an item was stored twice"
+        for worker in range(writers):
+            mine = [i["index"] for i in loaded.history if i["worker"] == worker]
+            assert mine == list(range(count)), f"writer {worker}'s items lost or reordered"

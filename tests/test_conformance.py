@@ -1,0 +1,74 @@
+"""Every built-in store, sync and async, runs the whole conformance suite."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tether
+from tether.stores.file import AsyncFileStore, FileStore
+from tether.stores.memory import AsyncMemoryStore, MemoryStore
+from tether.stores.sqlite import AsyncSQLiteStore, SQLiteStore
+from tether.testing import AsyncStoreConformance, StoreConformance
+
+
+class TestMemoryStore(StoreConformance):
+    @pytest.fixture
+    def store(self) -> Iterator[MemoryStore]:
+        with MemoryStore() as store:
+            yield store
+
+
+class TestAsyncMemoryStore(AsyncStoreConformance):
+    @pytest.fixture
+    async def store(self) -> AsyncIterator[AsyncMemoryStore]:
+        async with AsyncMemoryStore() as store:
+            yield store
+
+
+class TestFileStore(StoreConformance):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[FileStore]:
+        with FileStore(tmp_path / "sessions") as store:
+            yield store
+
+    @pytest.fixture
+    def store_opener(self, tmp_path: Path) -> Callable[[], Any]:
+        return functools.partial(tether.open_store, f"file:{tmp_path / 'sessions'}")
+
+
+class TestAsyncFileStore(AsyncStoreConformance):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[AsyncFileStore]:
+        async with AsyncFileStore(tmp_path / "sessions") as store:
+            yield store
+
+    @pytest.fixture
+    def store_opener(self, tmp_path: Path) -> Callable[[], Any]:
+        return functools.partial(tether.open_async_store, f"file:{tmp_path / 'sessions'}")
+
+
+class TestSQLiteStore(StoreConformance):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SQLiteStore]:
+        with SQLiteStore(tmp_path / "sessions.db") as store:
+            yield store
+
+    @pytest.fixture
+    def store_opener(self, tmp_path: Path) -> Callable[[], Any]:
+        return functools.partial(tether.open_store, f"sqlite:///{tmp_path / 'sessions.db'}")
+
+
+class TestAsyncSQLiteStore(AsyncStoreConformance):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[AsyncSQLiteStore]:
+        async with AsyncSQLiteStore(tmp_path / "sessions.db") as store:
+            yield store
+
+    @pytest.fixture
+    def store_opener(self, tmp_path: Path) -> Callable[[], Any]:
+        return functools.partial(tether.open_async_store, f"sqlite:///{tmp_path / 'sessions.db'}")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import tether
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -37,6 +39,8 @@ def test_doc_example_runs(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TETHER_URL", raising=False)
+    # an example may register_store(): keep that from leaking into other tests
+    monkeypatch.setattr(tether._registry, "_SCHEMES", dict(tether._registry._SCHEMES))
     exec(compile(code, name, "exec"), {"__name__": "__doc_example__"})
 
 

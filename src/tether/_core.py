@@ -263,7 +263,7 @@ def normalize_changes(changes: Mapping[str, Any] | None) -> Doc:
             out[name] = json_copy(value, what=name, must_be_object=True)
         elif name == "status":
             status = value.value if isinstance(value, SessionStatus) else value
-            if status not in _STATUSES:
+            if not isinstance(status, str) or status not in _STATUSES:
                 raise InvalidRequest(f"status {value!r} is not one of {sorted(_STATUSES)}")
             out[name] = status
         elif name == "expires_at":
@@ -374,6 +374,8 @@ def encode_cursor(updated_at: int, session_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[int, str]:
+    if not isinstance(cursor, str):
+        raise InvalidRequest(f"cursor must be the str a previous page returned, not {cursor!r}")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         updated_at, session_id = _json.loads(raw)
@@ -404,17 +406,28 @@ def build_list_query(
         raise InvalidRequest(f"limit must be an int from 1 to {MAX_PAGE_SIZE}, not {limit!r}")
     statuses: frozenset[str] | None = None
     if status is not None:
-        raw = [status] if isinstance(status, (str, SessionStatus)) else list(status)
-        values = {s.value if isinstance(s, SessionStatus) else s for s in raw}
-        bad = values - _STATUSES
-        if bad:
-            raise InvalidRequest(f"status {sorted(bad)} not among {sorted(_STATUSES)}")
-        statuses = frozenset(values)
+        if isinstance(status, (str, SessionStatus)):
+            raw: list[object] = [status]
+        elif isinstance(status, Collection):
+            raw = list(status)
+        else:
+            raise InvalidRequest(f"status must be a status or a list of them, not {status!r}")
+        values = [s.value if isinstance(s, SessionStatus) else s for s in raw]
+        bad = [v for v in values if not isinstance(v, str) or v not in _STATUSES]
+        if bad or not values:
+            raise InvalidRequest(
+                f"status {bad or '[]'!r} is not a status; use one or several of "
+                f"{sorted(_STATUSES)}, or None for any status"
+            )
+        statuses = frozenset(str(v) for v in values)
     pairs: list[tuple[str, str]] = []
     for key, value in (metadata or {}).items():
         if not isinstance(key, str):
             raise InvalidRequest(f"metadata filter keys must be str, not {key!r}")
         pairs.append((key, _json.canonical(value, what=f"metadata filter {key!r}")))
+    for name, bound in (("updated_after", updated_after), ("updated_before", updated_before)):
+        if bound is not None and not isinstance(bound, datetime):
+            raise InvalidRequest(f"{name} must be an aware datetime or None, not {bound!r}")
     try:
         after = _opt_micros(updated_after)
         before = _opt_micros(updated_before)

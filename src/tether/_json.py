@@ -32,12 +32,12 @@ def _find_non_finite(value: object, path: str) -> str | None:
     if isinstance(value, dict):
         for key, item in value.items():
             found = _find_non_finite(item, f"{path}.{key}")
-            if found:
+            if found is not None:
                 return found
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             found = _find_non_finite(item, f"{path}[{index}]")
-            if found:
+            if found is not None:
                 return found
     return None
 
@@ -56,7 +56,7 @@ def dumps(value: object, *, what: str = "value", option: int = _STRICT) -> bytes
     # so the walk runs only then.
     if b"null" in encoded:
         where = _find_non_finite(value, what)
-        if where:
+        if where is not None:
             raise InvalidSessionData(
                 f"{where} is NaN or infinite, which JSON cannot represent; store None or a "
                 "string instead. Nothing was written."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,11 @@ def register_store(
 ) -> None:
     """Make ``scheme://...`` URLs open your store. Classes are given as ``"module:Class"``
     (imported on first use) and must have a ``from_url(url)`` classmethod."""
-    if not scheme.isidentifier() or scheme.lower() != scheme:
-        raise ConfigurationError(f"scheme {scheme!r} must be a lowercase identifier")
+    if not re.fullmatch(r"[a-z][a-z0-9+.\-]*", scheme):
+        raise ConfigurationError(
+            f"scheme {scheme!r} is not a URL scheme: a lowercase letter, then letters, digits, "
+            "'+', '-' or '.'"
+        )
     _SCHEMES[scheme] = (sync_class, async_class, extra)
 
 
@@ -74,7 +78,13 @@ def _load_class(url: str, index: int) -> Any:
         raise ConfigurationError(
             f"the {scheme} store needs a package that is not installed ({exc.name}).{hint}"
         ) from exc
-    return getattr(module, class_name)
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise ConfigurationError(
+            f"the {scheme} store is registered as {target!r}, but {module_name} has no "
+            f"{class_name}; fix the register_store() call"
+        ) from None
 
 
 def open_store(url: str | None = None) -> Store:

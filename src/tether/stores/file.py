@@ -84,21 +84,28 @@ def _scan(data: bytes) -> tuple[list[tuple[int, int]], int]:
 
 
 def _decode_records(
-    session_id: str, data: bytes, records: list[tuple[int, int]]
-) -> tuple[list[HistoryItem], int]:
-    """Decode records in order until one fails its checksum; (items, records decoded)."""
+    session_id: str, data: bytes, records: list[tuple[int, int]], first_index: int
+) -> list[HistoryItem]:
+    """Decode records, checking each checksum.
+
+    A record that fails it was damaged after it was committed (a crash cannot do that: torn
+    tails lie past the committed length and are never read), so it raises
+    :class:`CorruptSession` rather than quietly returning a history with a hole in it.
+    """
     items: list[HistoryItem] = []
     view = memoryview(data)
-    for offset, length in records:
+    for index, (offset, length) in enumerate(records, first_index):
         payload = view[offset : offset + length]
         _, crc = _FRAME.unpack_from(data, offset - _FRAME.size)
-        if zlib.crc32(payload) != crc:
-            break
         try:
+            if zlib.crc32(payload) != crc:
+                raise ValueError("checksum mismatch")
             items.append(_json.loads(payload))
-        except _json.JSONDecodeError:
-            break
-    return items, len(items)
+        except ValueError as exc:  # JSONDecodeError is a ValueError
+            raise CorruptSession(
+                session_id, f"history item {index + 1} in its log is damaged ({exc})"
+            ) from exc
+    return items
 
 
 class FileStore(Store):
@@ -241,26 +248,23 @@ class FileStore(Store):
 
     def _read_items(
         self, session_id: str, doc: _core.Doc, gen: int, log_size: int, start: int
-    ) -> tuple[list[HistoryItem], int, int]:
-        """Items from index ``start`` on; plus how many intact items there are and where they end.
+    ) -> tuple[list[HistoryItem], int]:
+        """Items from index ``start`` on, and how many complete records the log holds.
 
-        Damage inside the committed region (a log cut short, a bad checksum) is logged and the
-        intact prefix is returned: never an error, never a damaged item.
+        A log cut short inside its committed part (by something outside tether: a crash cannot
+        do it, the log is fsynced before the header that commits it) loads the complete records
+        before the cut, with a warning; the next commit rewrites it that way.
         """
         data = self._read_log(session_id, gen, log_size)
         records, end = _scan(data)
-        items, decoded = _decode_records(session_id, data, records[start:])
-        intact = start + decoded
-        if decoded < len(records) - start or end < log_size:
-            intact = min(intact, len(records))
+        if end < log_size:
             log.warning(
-                "session %r: history log damaged after item %d of %d; returning the intact part",
+                "session %r: history log is cut short: %d of %d items are intact; loading those",
                 session_id,
-                intact,
+                len(records),
                 doc["history_len"],
             )
-            end = records[intact][0] - _FRAME.size if intact < len(records) else end
-        return items, intact, end
+        return _decode_records(session_id, data, records[start:], start), len(records)
 
     # --- the contract --------------------------------------------------------------------------
 
@@ -338,16 +342,21 @@ class FileStore(Store):
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, log_size = self._prepare_write(session_id, expected_version, now)
-            if _core.needs_upgrade(doc) or self._log_damaged(session_id, gen, log_size):
+            if _core.needs_upgrade(doc) or self._log_cut_short(session_id, gen, log_size):
+                old_gen = gen
                 doc, gen, log_size = self._rewrite(session_id, doc, gen, log_size)
+            else:
+                old_gen = None
             encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
             if encoded:
                 log_size = self._append(session_id, gen, log_size, encoded)
             new = _core.apply_commit(doc, normalized, len(encoded), now)
             self._write_header(new, gen, log_size)
+            if old_gen is not None:
+                self._unlink_log(session_id, old_gen)
         return int(new["version"])
 
-    def _log_damaged(self, session_id: str, gen: int, log_size: int) -> bool:
+    def _log_cut_short(self, session_id: str, gen: int, log_size: int) -> bool:
         try:
             return os.path.getsize(self._log_path(session_id, gen)) < log_size
         except FileNotFoundError:
@@ -358,11 +367,12 @@ class FileStore(Store):
     ) -> tuple[_core.Doc, int, int]:
         """Write the intact history, upgraded to the current schema, as a new generation.
 
-        The rare path: a session stored by an older tether, or a log damaged inside its
+        The rare path: a session stored by an older tether, or a log cut short inside its
         committed part (then the items lost are dropped from the header too, so seqs stay
-        contiguous). The caller writes the header that switches to the new generation.
+        contiguous and the next items take the lost items' seqs). The caller writes the header
+        that switches to the new generation.
         """
-        items, intact, _ = self._read_items(session_id, doc, gen, log_size, 0)
+        items, intact = self._read_items(session_id, doc, gen, log_size, 0)
         old_version = int(doc["schema_version"])
         doc = dict(_core.upgrade_doc(doc))
         items = _core.upgrade_items(items, old_version)

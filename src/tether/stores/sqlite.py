@@ -13,6 +13,7 @@ moment; ``synchronous=full`` also survives power loss, at the cost of an fsync p
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -27,7 +28,14 @@ from .. import _core, _json
 from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
 from .._urls import as_choice, as_float, parse_store_url
-from ..errors import ConflictError, CorruptSession, SessionExists, SessionNotFound, StoreError
+from ..errors import (
+    ConflictError,
+    CorruptSession,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    TetherError,
+)
 from ..models import HistoryItem, Page, Session
 from ..schema import schema
 from .base import StatusFilter, Store, SyncBackedAsyncStore
@@ -35,6 +43,8 @@ from .base import StatusFilter, Store, SyncBackedAsyncStore
 __all__ = ["DEFAULT_PATH", "AsyncSQLiteStore", "SQLiteStore"]
 
 DEFAULT_PATH = Path(".tether") / "sessions.db"
+
+log = logging.getLogger(__name__)
 
 # Ordered schema migrations of the database itself (not of session documents): each entry is
 # applied once, in order, recorded in tether_schema_migrations.
@@ -98,6 +108,7 @@ _HEADER_COLUMNS = (
     "last_seq",
     "history_len",
 )
+_UPDATED_AT = _HEADER_COLUMNS.index("updated_at")
 _SELECT_HEADER = f"SELECT {', '.join(_HEADER_COLUMNS)} FROM tether_sessions"
 _INSERT_HEADER = (
     f"INSERT INTO tether_sessions ({', '.join(_HEADER_COLUMNS)}) "
@@ -173,6 +184,9 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             self._conn.close()
             raise StoreError(f"cannot prepare SQLite database {self.path!r}: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock = system_clock) -> SQLiteStore:
@@ -490,9 +504,10 @@ class SQLiteStore(Store):
             where.append("(s.updated_at < ? OR (s.updated_at = ? AND s.id < ?))")
             params.extend((query.cursor[0], query.cursor[0], query.cursor[1]))
         for key, value in query.metadata:
+            # IN (subquery), not a correlated EXISTS: SQLite then drives it from the
+            # (key, value) index instead of probing every session.
             where.append(
-                "EXISTS (SELECT 1 FROM tether_session_meta m "
-                "WHERE m.session_id = s.id AND m.key = ? AND m.value = ?)"
+                "s.id IN (SELECT session_id FROM tether_session_meta WHERE key = ? AND value = ?)"
             )
             params.extend((key, value))
         columns = ", ".join(f"s.{c}" for c in _HEADER_COLUMNS)
@@ -503,8 +518,19 @@ class SQLiteStore(Store):
         params.append(query.limit + 1)
         with self._read() as conn:
             rows = conn.execute(sql, params).fetchall()
-        headers = [_core.doc_to_header(_core.upgrade_doc(_row_to_doc(row))) for row in rows]
-        return _core.make_page(headers, query.limit)
+        headers = []
+        for row in rows[: query.limit]:
+            try:
+                headers.append(_core.doc_to_header(_core.upgrade_doc(_row_to_doc(row))))
+            except TetherError as exc:  # one bad row must not hide the others
+                log.warning("skipping session %r in listing: %s", row[0], exc)
+        cursor_row = rows[query.limit - 1] if len(rows) > query.limit else None
+        return Page(
+            sessions=headers,
+            next_cursor=None
+            if cursor_row is None
+            else _core.encode_cursor(cursor_row[_UPDATED_AT], cursor_row[0]),
+        )
 
     def delete(self, session_id: str, expected_version: int | None = None) -> bool:
         validate_session_id(session_id)

@@ -1,0 +1,785 @@
+"""The no-I/O rules in ``tether._core`` and ``tether.schema``, exercised without any store."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tether import (
+    CorruptSession,
+    InvalidRequest,
+    InvalidSessionData,
+    SessionHeader,
+    SessionStatus,
+    TetherError,
+    UnsupportedSchemaVersion,
+    _core,
+    _json,
+)
+from tether._time import from_micros, to_micros
+from tether.schema import CURRENT_SCHEMA_VERSION, SchemaRegistry, schema
+
+UTC = dt.timezone.utc
+T0 = to_micros(dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
+CHANGEABLE = ["agent", "expires_at", "metadata", "options", "owner", "state", "status"]
+
+
+def make_doc(session_id: str = "s1", updated_at: int = T0, **fields: Any) -> _core.Doc:
+    """A complete header document, as a store would hold it."""
+    doc: _core.Doc = {
+        "id": session_id,
+        "owner": None,
+        "agent": None,
+        "status": "new",
+        "metadata": {},
+        "state": {},
+        "options": {},
+        "parent_id": None,
+        "fork_seq": None,
+        "version": 1,
+        "schema_version": CURRENT_SCHEMA_VERSION,
+        "created_at": T0,
+        "updated_at": updated_at,
+        "expires_at": None,
+        "last_seq": 0,
+        "history_len": 0,
+    }
+    unknown = set(fields) - set(doc)
+    assert not unknown, unknown
+    doc.update(fields)
+    return doc
+
+
+# --- normalize_changes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changes", [None, {}])
+def test_normalize_changes_empty(changes: dict[str, Any] | None) -> None:
+    assert _core.normalize_changes(changes) == {}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"owner": "ada"}, {"owner": "ada"}),
+        ({"owner": None}, {"owner": None}),
+        ({"agent": "support"}, {"agent": "support"}),
+        ({"agent": None}, {"agent": None}),
+        ({"status": SessionStatus.RUNNING}, {"status": "running"}),
+        ({"status": "waiting"}, {"status": "waiting"}),
+        ({"status": SessionStatus.ARCHIVED}, {"status": "archived"}),
+        (
+            {"expires_at": dt.datetime(2024, 5, 1, 12, 0, 0, 7, tzinfo=UTC)},
+            {"expires_at": T0 + 7},
+        ),
+        (
+            # another offset, the same instant
+            {
+                "expires_at": dt.datetime(
+                    2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))
+                )
+            },
+            {"expires_at": T0},
+        ),
+        ({"expires_at": None}, {"expires_at": None}),
+        ({"metadata": {"a": [1, {"b": None}]}}, {"metadata": {"a": [1, {"b": None}]}}),
+        ({"state": {}}, {"state": {}}),
+        ({"options": {"model": "m", "t": (1, 2)}}, {"options": {"model": "m", "t": [1, 2]}}),
+    ],
+)
+def test_normalize_changes_accepts_each_field(
+    changes: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    out = _core.normalize_changes(changes)
+    assert out == expected
+    if "status" in out:
+        assert type(out["status"]) is str
+    if out.get("expires_at") is not None:
+        assert type(out["expires_at"]) is int
+
+
+def test_normalize_changes_all_fields_at_once() -> None:
+    expires = dt.datetime(2030, 1, 1, tzinfo=UTC)
+    out = _core.normalize_changes(
+        {
+            "owner": "o",
+            "agent": "a",
+            "status": SessionStatus.FINISHED,
+            "expires_at": expires,
+            "metadata": {"m": 1},
+            "state": {"s": 2},
+            "options": {"o": 3},
+        }
+    )
+    assert sorted(out) == CHANGEABLE
+    assert out["status"] == "finished"
+    assert from_micros(out["expires_at"]) == expires
+
+
+@pytest.mark.parametrize("name", ["version", "history", "id", "last_seq", "created_at", "bogus"])
+def test_normalize_changes_rejects_unknown_fields(name: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        _core.normalize_changes({name: 1, "owner": "ok"})
+    message = str(info.value)
+    assert repr(name) in message
+    assert str(CHANGEABLE) in message
+
+
+def test_normalize_changes_rejects_naive_expires_at() -> None:
+    with pytest.raises(InvalidRequest, match=r"expires_at.*naive"):
+        _core.normalize_changes({"expires_at": dt.datetime(2030, 1, 1)})
+
+
+@pytest.mark.parametrize("value", [T0, "2030-01-01T00:00:00+00:00", dt.date(2030, 1, 1)])
+def test_normalize_changes_rejects_non_datetime_expires_at(value: object) -> None:
+    with pytest.raises(InvalidRequest, match="expires_at"):
+        _core.normalize_changes({"expires_at": value})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"owner": 5}, {"owner": b"ada"}, {"agent": ["x"]}, {"agent": 1.0}],
+)
+def test_normalize_changes_rejects_non_str_owner_and_agent(changes: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRequest, match="must be a str or None"):
+        _core.normalize_changes(changes)
+
+
+@pytest.mark.parametrize("status", ["bogus", "NEW", None, 1])
+def test_normalize_changes_rejects_unknown_status(status: object) -> None:
+    with pytest.raises(InvalidRequest, match="is not one of"):
+        _core.normalize_changes({"status": status})
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"metadata": None}, "metadata must be a JSON object"),
+        ({"state": [1, 2]}, "state must be a JSON object"),
+        ({"options": "x"}, "options must be a JSON object"),
+        ({"state": {"k": float("nan")}}, "state.k is NaN"),
+        ({"metadata": {"when": dt.datetime(2024, 1, 1, tzinfo=UTC)}}, "metadata is not plain"),
+    ],
+)
+def test_normalize_changes_rejects_non_json_objects(changes: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(InvalidSessionData, match=re.escape(fragment)):
+        _core.normalize_changes(changes)
+
+
+def test_normalize_changes_returns_copies() -> None:
+    metadata: dict[str, Any] = {"tags": ["a"], "nested": {"k": 1}}
+    state = {"counter": 1}
+    out = _core.normalize_changes({"metadata": metadata, "state": state})
+    metadata["tags"].append("b")
+    metadata["nested"]["k"] = 2
+    metadata["new"] = True
+    state["counter"] = 99
+    assert out == {"metadata": {"tags": ["a"], "nested": {"k": 1}}, "state": {"counter": 1}}
+
+
+# --- prepare_items -----------------------------------------------------------------------------
+
+NOW = T0 + 123_456
+ISO_UTC_MICROS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
+
+
+def _decoded(encoded: list[_core.EncodedItem]) -> list[dict[str, Any]]:
+    return [_json.loads(data) for _, data in encoded]
+
+
+def test_prepare_items_numbers_from_first_seq_and_stamps() -> None:
+    items = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    encoded = _core.prepare_items(items, 7, NOW)
+    assert [seq for seq, _ in encoded] == [7, 8]
+    decoded = _decoded(encoded)
+    assert [item["seq"] for item in decoded] == [7, 8]
+    assert [item["content"] for item in decoded] == ["hi", "hello"]
+    for item in decoded:
+        stamp = item["timestamp"]
+        assert ISO_UTC_MICROS.fullmatch(stamp), stamp
+        parsed = dt.datetime.fromisoformat(stamp)
+        assert parsed.utcoffset() == dt.timedelta(0)
+        assert to_micros(parsed) == NOW
+
+
+def test_prepare_items_timestamp_keeps_zero_microseconds() -> None:
+    (item,) = _decoded(_core.prepare_items([{"role": "user"}], 1, T0))
+    assert item["timestamp"] == "2024-05-01T12:00:00.000000+00:00"
+
+
+def test_prepare_items_keeps_given_timestamp_and_extra_keys() -> None:
+    items: list[dict[str, Any]] = [
+        {"role": "tool", "timestamp": "2020-01-01T00:00:00Z", "tool_call_id": "c1", "x": [1]},
+        {"role": "user", "timestamp": None},
+    ]
+    first, second = _decoded(_core.prepare_items(items, 1, NOW))
+    assert first == {
+        "role": "tool",
+        "timestamp": "2020-01-01T00:00:00Z",
+        "tool_call_id": "c1",
+        "x": [1],
+        "seq": 1,
+    }
+    assert second["timestamp"] != None  # noqa: E711 - a null timestamp is replaced
+    assert to_micros(dt.datetime.fromisoformat(second["timestamp"])) == NOW
+
+
+def test_prepare_items_overrides_a_caller_seq() -> None:
+    (item,) = _decoded(_core.prepare_items([{"role": "user", "seq": 99}], 3, NOW))
+    assert item["seq"] == 3
+
+
+def test_prepare_items_does_not_mutate_caller_dicts() -> None:
+    items: list[dict[str, Any]] = [
+        {"role": "user", "content": {"parts": ["a"]}},
+        {"role": "assistant"},
+    ]
+    snapshot = copy.deepcopy(items)
+    _core.prepare_items(items, 1, NOW)
+    assert items == snapshot
+    assert "seq" not in items[0]
+    assert "timestamp" not in items[1]
+
+
+def test_prepare_items_accepts_empty_and_generators() -> None:
+    assert _core.prepare_items([], 1, NOW) == []
+    encoded = _core.prepare_items(({"role": r} for r in ("user", "assistant")), 4, NOW)
+    assert [seq for seq, _ in encoded] == [4, 5]
+
+
+@pytest.mark.parametrize(
+    ("items", "fragment"),
+    [
+        ([{"role": "user"}, ["role", "user"]], "history item 1 is a"),
+        ([{"role": "user"}, "hello"], "history item 1 is a"),
+        ([None], "history item 0 is a"),
+        ([{"content": "no role"}], "history item 0 needs a str 'role'"),
+        ([{"role": None}], "history item 0 needs a str 'role'"),
+        ([{"role": 1}], "history item 0 needs a str 'role'"),
+        ([{"role": "user"}, {"role": b"user"}], "history item 1 needs a str 'role'"),
+        ([{"role": "user", "x": float("inf")}], "history item 0.x is NaN"),
+        ([{"role": "user"}, {"role": "u", "x": {1, 2}}], "history item 1 is not plain JSON"),
+        ({"role": "user", "content": "a single dict"}, "must be a list of item dicts"),
+        ("hello", "must be a list of item dicts"),
+        (b"hello", "must be a list of item dicts"),
+    ],
+)
+def test_prepare_items_refuses_bad_items(items: Any, fragment: str) -> None:
+    with pytest.raises(InvalidSessionData, match=re.escape(fragment)):
+        _core.prepare_items(items, 1, NOW)
+
+
+# --- window ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seqs", "last", "after", "expected"),
+    [
+        ([], None, None, []),
+        ([], 3, None, []),
+        ([], None, 3, []),
+        ([], 0, 0, []),
+        ([1, 2, 3, 4, 5], None, None, [1, 2, 3, 4, 5]),
+        ([1, 2, 3, 4, 5], 2, None, [4, 5]),
+        ([1, 2, 3, 4, 5], 0, None, []),
+        ([1, 2, 3, 4, 5], 5, None, [1, 2, 3, 4, 5]),
+        ([1, 2, 3, 4, 5], 50, None, [1, 2, 3, 4, 5]),
+        ([1, 2, 3, 4, 5], None, 0, [1, 2, 3, 4, 5]),
+        ([1, 2, 3, 4, 5], None, 3, [4, 5]),
+        ([1, 2, 3, 4, 5], None, 5, []),
+        ([1, 2, 3, 4, 5], None, 99, []),
+        ([1, 2, 3, 4, 5], 3, 1, [3, 4, 5]),  # last is the tighter bound
+        ([1, 2, 3, 4, 5], 3, 4, [5]),  # after is the tighter bound
+        ([1, 2, 3, 4, 5], 0, 0, []),
+        ([10, 11, 12], None, 10, [11, 12]),  # after replace_history seqs start later
+        ([10, 11, 12], None, 9, [10, 11, 12]),
+        ([10, 11, 12], 1, 0, [12]),
+        ([2, 4, 6, 8], None, 5, [6, 8]),  # not contiguous: never assumed
+        ([2, 4, 6, 8], None, 4, [6, 8]),
+        ([2, 4, 6, 8], None, 1, [2, 4, 6, 8]),
+        ([2, 4, 6, 8], 1, None, [8]),
+        ([7], None, 6, [7]),
+        ([7], None, 7, []),
+        ([7], 1, 7, []),
+    ],
+)
+def test_window(seqs: list[int], last: int | None, after: int | None, expected: list[int]) -> None:
+    assert seqs[_core.window(seqs, last, after)] == expected
+
+
+@pytest.mark.parametrize(
+    ("last", "after"), [(-1, None), (None, -1), (True, None), (None, False), (1.0, None)]
+)
+def test_check_window_rejects(last: Any, after: Any) -> None:
+    with pytest.raises(InvalidRequest):
+        _core.check_window(last, after)
+
+
+def test_check_window_accepts() -> None:
+    _core.check_window(None, None)
+    _core.check_window(0, 0)
+    _core.check_window(10, 3)
+
+
+# --- cursors -----------------------------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("updated_at", "session_id"),
+    [(T0, "s1"), (0, "a"), (2**62, "A.b_c:d-9"), (-5, "x" * 128), (1, "01a1fcd1-c767-7000")],
+)
+def test_cursor_round_trip(updated_at: int, session_id: str) -> None:
+    cursor = _core.encode_cursor(updated_at, session_id)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor), cursor  # url-safe, no padding
+    assert _core.decode_cursor(cursor) == (updated_at, session_id)
+
+
+GOOD_CURSOR = _core.encode_cursor(1_700_000_000_123_456, "abc-1:x")
+
+BAD_CURSORS = {
+    "reversed": GOOD_CURSOR[::-1],
+    "upper": GOOD_CURSOR.upper(),
+    "first-char": "X" + GOOD_CURSOR[1:],
+    "drop-first": GOOD_CURSOR[1:],
+    "truncated-1": GOOD_CURSOR[:-1],
+    "truncated-4": GOOD_CURSOR[:-4],
+    "truncated-half": GOOD_CURSOR[: len(GOOD_CURSOR) // 2],
+    "one-char": GOOD_CURSOR[:1],
+    "empty": "",
+    "not-base64": "!!!!",
+    "words": "not a cursor",
+    "non-ascii": "é",
+    "json-object": _b64(b'{"a": 1, "b": 2}'),
+    "json-one": _b64(b"[1]"),
+    "json-three": _b64(b'[1, "a", 2]'),
+    "json-string": _b64(b'"ab"'),
+    "json-null": _b64(b"null"),
+    "float-ts": _b64(b'[1.5, "a"]'),
+    "str-ts": _b64(b'["1", "a"]'),
+    "bool-ts": _b64(b'[true, "a"]'),
+    "false-ts": _b64(b'[false, "a"]'),
+    "int-id": _b64(b"[1, 5]"),
+    "null-id": _b64(b"[1, null]"),
+    "dotdot-id": _b64(b'[1, "../x"]'),
+    "slash-id": _b64(b'[1, "a/b"]'),
+    "empty-id": _b64(b'[1, ""]'),
+}
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS.values(), ids=BAD_CURSORS.keys())
+def test_bad_cursor_raises_invalid_request(cursor: str) -> None:
+    with pytest.raises(InvalidRequest, match="cursor") as info:
+        _core.decode_cursor(cursor)
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, TetherError)
+
+
+def test_bad_cursor_message_says_what_to_pass() -> None:
+    with pytest.raises(InvalidRequest, match="next_cursor"):
+        _core.decode_cursor("!!!!")
+
+
+def test_non_str_cursor_raises_invalid_request() -> None:
+    with pytest.raises(InvalidRequest):
+        _core.decode_cursor(12345)  # type: ignore[arg-type]
+
+
+# --- build_list_query --------------------------------------------------------------------------
+
+
+def test_build_list_query_defaults() -> None:
+    query = _core.build_list_query()
+    assert query == _core.ListQuery()
+    assert query.limit == _core.DEFAULT_PAGE_SIZE == 50
+    assert query.statuses is None
+    assert query.metadata == ()
+    assert query.cursor is None
+
+
+@pytest.mark.parametrize("limit", [1, 2, 999, 1000])
+def test_build_list_query_limit_in_bounds(limit: int) -> None:
+    assert _core.build_list_query(limit=limit).limit == limit
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001, 10**9, True, False, 1.0, "10", None])
+def test_build_list_query_limit_out_of_bounds(limit: Any) -> None:
+    with pytest.raises(InvalidRequest, match="limit must be an int from 1 to 1000"):
+        _core.build_list_query(limit=limit)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("new", {"new"}),
+        (SessionStatus.ERROR, {"error"}),
+        (["new", SessionStatus.RUNNING], {"new", "running"}),
+        (("waiting", "waiting"), {"waiting"}),
+        ({SessionStatus.FINISHED, "archived"}, {"finished", "archived"}),
+        (frozenset({"suspended"}), {"suspended"}),
+    ],
+)
+def test_build_list_query_status(status: Any, expected: set[str]) -> None:
+    statuses = _core.build_list_query(status=status).statuses
+    assert statuses == frozenset(expected)
+    assert all(type(s) is str for s in statuses or ())
+
+
+@pytest.mark.parametrize("status", ["bogus", "NEW", ["new", "bogus"], [SessionStatus.NEW, ""]])
+def test_build_list_query_invalid_status(status: Any) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        _core.build_list_query(status=status)
+    # the message lists the valid statuses
+    for valid in SessionStatus:
+        assert repr(valid.value) in str(info.value)
+
+
+def test_build_list_query_canonicalizes_metadata() -> None:
+    query = _core.build_list_query(metadata={"b": {"y": 1, "x": [2, None]}, "a": "t"})
+    assert query.metadata == (("a", '"t"'), ("b", '{"x":[2,null],"y":1}'))
+    other = _core.build_list_query(metadata={"a": "t", "b": {"x": [2, None], "y": 1}})
+    assert other.metadata == query.metadata
+
+
+def test_build_list_query_rejects_bad_metadata() -> None:
+    with pytest.raises(InvalidRequest, match="metadata filter keys must be str"):
+        _core.build_list_query(metadata={1: "x"})  # type: ignore[dict-item]
+    with pytest.raises(InvalidSessionData, match="metadata filter 'k'"):
+        _core.build_list_query(metadata={"k": float("nan")})
+    with pytest.raises(InvalidSessionData, match="metadata filter 'k'"):
+        _core.build_list_query(metadata={"k": {1, 2}})
+
+
+def test_build_list_query_datetimes() -> None:
+    after = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    before = dt.datetime(2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    query = _core.build_list_query(updated_after=after, updated_before=before)
+    assert query.updated_after == T0
+    assert query.updated_before == T0 + 3600 * 1_000_000
+
+
+@pytest.mark.parametrize("name", ["updated_after", "updated_before"])
+def test_build_list_query_rejects_naive_datetimes(name: str) -> None:
+    kwargs: dict[str, Any] = {name: dt.datetime(2024, 1, 1)}
+    with pytest.raises(InvalidRequest, match="naive"):
+        _core.build_list_query(**kwargs)
+
+
+def test_build_list_query_decodes_cursor() -> None:
+    query = _core.build_list_query(cursor=_core.encode_cursor(T0, "s9"), owner="o", agent="a")
+    assert query.cursor == (T0, "s9")
+    assert (query.owner, query.agent) == ("o", "a")
+    with pytest.raises(InvalidRequest):
+        _core.build_list_query(cursor="garbage!")
+
+
+BAD_TYPED_ARGUMENTS: dict[str, Callable[[], object]] = {
+    "list-status-mixed-types": lambda: _core.build_list_query(status=["bogus", 5]),  # type: ignore[list-item]
+    "list-status-int": lambda: _core.build_list_query(status=5),  # type: ignore[arg-type]
+    "list-status-unhashable": lambda: _core.build_list_query(status=[["new"]]),  # type: ignore[list-item]
+    "list-updated-after-int": lambda: _core.build_list_query(updated_after=T0),  # type: ignore[arg-type]
+    "commit-status-unhashable": lambda: _core.normalize_changes({"status": ["new"]}),
+}
+
+
+@pytest.mark.parametrize("call", BAD_TYPED_ARGUMENTS.values(), ids=BAD_TYPED_ARGUMENTS.keys())
+def test_wrongly_typed_list_and_commit_arguments_raise_invalid_request(
+    call: Callable[[], object],
+) -> None:
+    with pytest.raises(InvalidRequest):
+        call()
+
+
+# --- ListQuery.matches and .page ---------------------------------------------------------------
+
+
+def test_matches_expiry() -> None:
+    query = _core.ListQuery()
+    assert query.matches(make_doc(expires_at=None), T0)
+    assert query.matches(make_doc(expires_at=T0 + 1), T0)
+    assert not query.matches(make_doc(expires_at=T0), T0)
+    assert not query.matches(make_doc(expires_at=T0 - 1), T0)
+
+
+def test_matches_owner_agent_status() -> None:
+    doc = make_doc(owner="ada", agent="support", status="running")
+    assert _core.build_list_query(owner="ada").matches(doc, T0)
+    assert not _core.build_list_query(owner="bob").matches(doc, T0)
+    assert _core.build_list_query(agent="support").matches(doc, T0)
+    assert not _core.build_list_query(agent="other").matches(doc, T0)
+    assert _core.build_list_query(status=["new", "running"]).matches(doc, T0)
+    assert not _core.build_list_query(status="new").matches(doc, T0)
+    assert not _core.build_list_query(owner="ada", agent="other").matches(doc, T0)
+
+
+def test_matches_updated_bounds_are_exclusive() -> None:
+    doc = make_doc(updated_at=T0)
+    at = from_micros(T0)
+    step = dt.timedelta(microseconds=1)
+    assert _core.build_list_query(updated_after=at - step).matches(doc, T0)
+    assert not _core.build_list_query(updated_after=at).matches(doc, T0)
+    assert _core.build_list_query(updated_before=at + step).matches(doc, T0)
+    assert not _core.build_list_query(updated_before=at).matches(doc, T0)
+
+
+def test_matches_metadata() -> None:
+    doc = make_doc(metadata={"channel": "web", "n": 1, "tags": {"b": 2, "a": 1}, "flag": True})
+    q = _core.build_list_query
+    assert q(metadata={"channel": "web"}).matches(doc, T0)
+    assert q(metadata={"channel": "web", "n": 1}).matches(doc, T0)
+    assert q(metadata={"tags": {"a": 1, "b": 2}}).matches(doc, T0)  # key order is irrelevant
+    assert not q(metadata={"channel": "sms"}).matches(doc, T0)
+    assert not q(metadata={"missing": None}).matches(doc, T0)
+    assert not q(metadata={"n": 1.0}).matches(doc, T0)
+    assert not q(metadata={"n": True}).matches(doc, T0)
+    assert not q(metadata={"n": "1"}).matches(doc, T0)
+    assert not q(metadata={"flag": 1}).matches(doc, T0)
+    assert not q(metadata={"tags": {"a": 1}}).matches(doc, T0)  # whole values, not subsets
+
+
+def test_matches_cursor_excludes_everything_up_to_it() -> None:
+    query = _core.build_list_query(cursor=_core.encode_cursor(T0, "m"))
+    assert query.matches(make_doc("l", T0), T0)  # same time, smaller id: after it
+    assert not query.matches(make_doc("m", T0), T0)  # the cursor's own session
+    assert not query.matches(make_doc("n", T0), T0)
+    assert query.matches(make_doc("z", T0 - 1), T0)  # older: after it
+    assert not query.matches(make_doc("a", T0 + 1), T0)  # newer: already returned
+
+
+DOCS = [
+    make_doc("a", T0 + 100),
+    make_doc("b", T0 + 300),
+    make_doc("c", T0 + 200),
+    make_doc("d", T0 + 300),
+    make_doc("e", T0 + 300),
+    make_doc("f", T0 + 50, status="finished"),
+    make_doc("g", T0 + 999, expires_at=T0 + 1),
+]
+EXPECTED_ORDER = ["e", "d", "b", "c", "a", "f"]  # updated_at desc, then id desc
+
+
+def test_page_orders_newest_first_with_id_ties() -> None:
+    now = T0 + 10
+    page = _core.build_list_query().page(list(reversed(DOCS)), now)
+    assert [h.id for h in page.sessions] == EXPECTED_ORDER
+    assert page.next_cursor is None
+    first = page.sessions[0]
+    assert isinstance(first, SessionHeader)
+    assert first.status is SessionStatus.NEW
+    assert first.updated_at == from_micros(T0 + 300)
+
+
+def test_page_filters_before_cutting() -> None:
+    page = _core.build_list_query(status="finished", limit=1).page(DOCS, T0 + 10)
+    assert [h.id for h in page.sessions] == ["f"]
+    assert page.next_cursor is None
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 6, 7])
+def test_page_cursor_continuation(limit: int) -> None:
+    now = T0 + 10
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = _core.build_list_query(limit=limit, cursor=cursor).page(DOCS, now)
+        pages += 1
+        assert len(page.sessions) <= limit
+        seen.extend(h.id for h in page.sessions)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        assert len(page.sessions) == limit
+        tail = next(d for d in DOCS if d["id"] == seen[-1])
+        assert _core.decode_cursor(cursor) == (tail["updated_at"], tail["id"])
+        assert pages < 10
+    assert seen == EXPECTED_ORDER
+    # a page that is exactly full is the last one: no empty trailing page
+    assert pages == -(-len(EXPECTED_ORDER) // limit)
+
+
+def test_page_of_nothing() -> None:
+    page = _core.build_list_query().page([], T0)
+    assert page.sessions == []
+    assert page.next_cursor is None
+
+
+# --- apply_commit / apply_replace --------------------------------------------------------------
+
+
+def test_apply_commit_arithmetic_and_no_mutation() -> None:
+    doc = make_doc(version=3, last_seq=10, history_len=4, owner="ada", metadata={"k": [1]})
+    snapshot = copy.deepcopy(doc)
+    new = _core.apply_commit(doc, {"owner": "bob", "status": "running"}, 3, T0 + 500)
+    assert doc == snapshot
+    assert new is not doc
+    assert new["version"] == 4
+    assert new["last_seq"] == 13
+    assert new["history_len"] == 7
+    assert new["updated_at"] == T0 + 500
+    assert new["created_at"] == doc["created_at"]
+    assert new["owner"] == "bob"
+    assert new["status"] == "running"
+    assert new["metadata"] == {"k": [1]}
+    assert new["schema_version"] == schema.current
+
+
+def test_apply_commit_without_items() -> None:
+    doc = make_doc(version=7, last_seq=5, history_len=5)
+    new = _core.apply_commit(doc, {}, 0, T0 + 1)
+    assert (new["version"], new["last_seq"], new["history_len"]) == (8, 5, 5)
+    assert new["updated_at"] == T0 + 1
+
+
+def test_apply_replace_arithmetic_and_no_mutation() -> None:
+    doc = make_doc(version=2, last_seq=10, history_len=4)
+    snapshot = copy.deepcopy(doc)
+    new = _core.apply_replace(doc, 2, T0 + 600)
+    assert doc == snapshot
+    assert new["version"] == 3
+    assert new["last_seq"] == 12  # fresh seqs continue after the old last_seq
+    assert new["history_len"] == 2
+    assert new["updated_at"] == T0 + 600
+    emptied = _core.apply_replace(doc, 0, T0 + 700)
+    assert (emptied["version"], emptied["last_seq"], emptied["history_len"]) == (3, 10, 0)
+    # first_seq of the header is last_seq + 1 for an empty history
+    header = _core.doc_to_header(emptied)
+    assert header.first_seq == 11
+    assert _core.doc_to_header(new).first_seq == 11
+
+
+# --- SchemaRegistry ----------------------------------------------------------------------------
+
+
+def _trail(tag: int) -> Callable[[_core.Doc], _core.Doc]:
+    def step(doc: _core.Doc) -> _core.Doc:
+        doc.setdefault("trail", []).append(tag)
+        return doc
+
+    return step
+
+
+def test_global_schema_is_version_1() -> None:
+    assert schema.current == CURRENT_SCHEMA_VERSION == 1
+
+
+def test_header_migrations_are_chained_in_order() -> None:
+    registry = SchemaRegistry(current=3)
+    step1 = registry.header_migration(from_version=1)(_trail(1))
+    registry.header_migration(from_version=2)(_trail(2))
+    assert registry.header_migrations[1] is step1
+
+    doc = registry.upgrade_header({"id": "s", "schema_version": 1})
+    assert doc == {"id": "s", "schema_version": 3, "trail": [1, 2]}
+    doc = registry.upgrade_header({"id": "s", "schema_version": 2})
+    assert doc == {"id": "s", "schema_version": 3, "trail": [2]}
+    doc = registry.upgrade_header({"id": "s", "schema_version": 3})
+    assert doc == {"id": "s", "schema_version": 3}
+
+
+def test_a_migration_sees_the_output_of_the_previous_one() -> None:
+    registry = SchemaRegistry(current=3)
+
+    @registry.header_migration(from_version=1)
+    def rename(doc: _core.Doc) -> _core.Doc:
+        doc["agent"] = doc.pop("agent_name")
+        return doc
+
+    @registry.header_migration(from_version=2)
+    def upper(doc: _core.Doc) -> _core.Doc:
+        return {**doc, "agent": doc["agent"].upper()}
+
+    doc = registry.upgrade_header({"id": "s", "schema_version": 1, "agent_name": "bot"})
+    assert doc == {"id": "s", "schema_version": 3, "agent": "BOT"}
+
+
+def test_missing_migration_steps_are_no_ops() -> None:
+    registry = SchemaRegistry(current=3)
+    registry.header_migration(from_version=2)(_trail(2))
+    assert registry.upgrade_header({"id": "s", "schema_version": 1}) == {
+        "id": "s",
+        "schema_version": 3,
+        "trail": [2],
+    }
+    bare = SchemaRegistry(current=3)
+    assert bare.upgrade_header({"id": "s", "schema_version": 1, "x": 1}) == {
+        "id": "s",
+        "schema_version": 3,
+        "x": 1,
+    }
+
+
+@pytest.mark.parametrize("found", [4, 99])
+def test_newer_schema_version_is_unsupported(found: int) -> None:
+    registry = SchemaRegistry(current=3)
+    registry.header_migration(from_version=1)(_trail(1))
+    with pytest.raises(UnsupportedSchemaVersion) as info:
+        registry.upgrade_header({"id": "s7", "schema_version": found})
+    assert (info.value.found, info.value.supported, info.value.session_id) == (found, 3, "s7")
+    with pytest.raises(UnsupportedSchemaVersion):
+        registry.check("s7", found)
+
+
+@pytest.mark.parametrize("doc", [{"id": "s", "schema_version": 0}, {"id": "s"}])
+def test_version_zero_is_corrupt(doc: _core.Doc) -> None:
+    registry = SchemaRegistry(current=3)
+    with pytest.raises(CorruptSession) as info:
+        registry.upgrade_header(doc)
+    assert info.value.session_id == "s"
+    assert "schema version 0" in str(info.value)
+
+
+def test_check_accepts_every_supported_version() -> None:
+    registry = SchemaRegistry(current=3)
+    for version in (1, 2, 3):
+        registry.check("s", version)
+    with pytest.raises(CorruptSession):
+        registry.check("s", -1)
+
+
+def test_items_need_upgrade() -> None:
+    registry = SchemaRegistry(current=3)
+    assert not registry.items_need_upgrade(1)
+    registry.item_migration(from_version=2)(_trail(2))
+    assert registry.items_need_upgrade(1)
+    assert registry.items_need_upgrade(2)
+    assert not registry.items_need_upgrade(3)
+
+    only_first = SchemaRegistry(current=3)
+    only_first.item_migration(from_version=1)(_trail(1))
+    assert only_first.items_need_upgrade(1)
+    assert not only_first.items_need_upgrade(2)
+
+
+def test_upgrade_item_applies_steps_in_order_from_its_version() -> None:
+    registry = SchemaRegistry(current=3)
+    registry.item_migration(from_version=1)(_trail(1))
+    registry.item_migration(from_version=2)(_trail(2))
+    assert registry.upgrade_item({"role": "user"}, 1) == {"role": "user", "trail": [1, 2]}
+    assert registry.upgrade_item({"role": "user"}, 2) == {"role": "user", "trail": [2]}
+    assert registry.upgrade_item({"role": "user"}, 3) == {"role": "user"}
+
+
+def test_header_and_item_migrations_are_separate() -> None:
+    registry = SchemaRegistry(current=2)
+    registry.item_migration(from_version=1)(_trail(1))
+    assert registry.upgrade_header({"id": "s", "schema_version": 1}) == {
+        "id": "s",
+        "schema_version": 2,
+    }
+    assert not registry.header_migrations
+    assert not SchemaRegistry().item_migrations  # instances do not share dicts
+
+
+def test_empty_status_list_is_refused_not_a_silent_match_nothing() -> None:
+    with pytest.raises(InvalidRequest, match="None for any status"):
+        _core.build_list_query(status=[])

@@ -10,7 +10,7 @@ from the same version, and nothing either wrote is lost silently.
 
 History is append-only: a commit adds items after the existing ones and never rewrites them, so
 the cost of a commit does not grow with the length of the history. The store gives every item a
-``seq`` (1, 2, 3, ... within the session; never reused, even by ``replace_history``).
+``seq`` (1, 2, 3, ... within the session, contiguous; ``replace_history`` never reuses one).
 
 A session whose ``expires_at`` has passed behaves exactly as a missing one.
 

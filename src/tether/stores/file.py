@@ -14,6 +14,11 @@ Per session ``<id>``:
   timeout. It is never unlinked, not even by ``delete``: unlinking a lock file that another
   process holds open would let a third process lock a new file and two writers run at once.
 
+A log cut short inside its committed part (something outside tether did that: the log is
+fsynced before the header that commits it) loads its complete records, with a warning. A record
+whose checksum fails raises :class:`~tether.errors.CorruptSession` when read: never a history
+with a silent hole in it.
+
 ``list`` reads only the headers; a header that cannot be decoded makes ``load`` of that session
 raise :class:`~tether.errors.CorruptSession` and is skipped (with a logged warning) by ``list``,
 which still returns the others. Listing reads every header, so it costs O(sessions): use the

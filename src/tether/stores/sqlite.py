@@ -254,39 +254,28 @@ class SQLiteStore(Store):
         return to_micros(self._clock())
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction under the database write lock; driver errors wrapped."""
+    def _transaction(self, begin: str, what: str) -> Iterator[sqlite3.Connection]:
+        """One transaction on the shared connection; driver errors become StoreError."""
         with self._lock:
             conn = self._conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"SQLite write on {self.path!r} could not start: {exc}") from exc
-            try:
+                conn.execute(begin)
                 yield conn
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 _rollback(conn)
-                raise StoreError(f"SQLite write on {self.path!r} failed: {exc}") from exc
+                raise StoreError(f"SQLite {what} on {self.path!r} failed: {exc}") from exc
             except BaseException:
                 _rollback(conn)
                 raise
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        """One read transaction: every SELECT inside sees the same snapshot."""
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN")
-                yield conn
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                raise StoreError(f"SQLite read on {self.path!r} failed: {exc}") from exc
-            except BaseException:
-                _rollback(conn)
-                raise
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction, under the database write lock from its first statement."""
+        return self._transaction("BEGIN IMMEDIATE", "write")
+
+    def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A read transaction: every SELECT inside sees the same snapshot."""
+        return self._transaction("BEGIN", "read")
 
     def _live_doc(self, conn: sqlite3.Connection, session_id: str, now: int) -> _core.Doc | None:
         row = conn.execute(f"{_SELECT_HEADER} WHERE id = ?", (session_id,)).fetchone()

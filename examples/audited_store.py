@@ -12,15 +12,15 @@ prove it with the conformance suite (``tests/test_audited_store_example.py``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import tether
-from tether import AsyncStore, Page, Session, Store
+from tether import AsyncStore, Lease, Page, Session, Store
 from tether.stores.base import StatusFilter
 
 AuditEntry = tuple[str, str, int]
-"""(operation, session id, version written)."""
+"""(operation, session id, version written, or the lease's fence for claim / release)."""
 
 
 class AuditedStore(Store):
@@ -51,15 +51,23 @@ class AuditedStore(Store):
         *,
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
     ) -> int:
-        version = self.inner.commit(session_id, expected_version, append=append, changes=changes)
+        version = self.inner.commit(
+            session_id, expected_version, append=append, changes=changes, lease=lease
+        )
         self.audit.append(("commit", session_id, version))
         return version
 
     def replace_history(
-        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
     ) -> int:
-        version = self.inner.replace_history(session_id, expected_version, items)
+        version = self.inner.replace_history(session_id, expected_version, items, lease=lease)
         self.audit.append(("replace_history", session_id, version))
         return version
 
@@ -95,6 +103,18 @@ class AuditedStore(Store):
     def exists(self, session_id: str) -> bool:
         return self.inner.exists(session_id)
 
+    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        lease = self.inner.claim(session_id, owner, ttl)
+        self.audit.append(("claim", session_id, lease.fence))
+        return lease
+
+    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        return self.inner.renew(lease, ttl)
+
+    def release(self, lease: Lease) -> None:
+        self.inner.release(lease)
+        self.audit.append(("release", lease.session_id, lease.fence))
+
     def close(self) -> None:
         self.inner.close()
 
@@ -127,17 +147,23 @@ class AsyncAuditedStore(AsyncStore):
         *,
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
     ) -> int:
         version = await self.inner.commit(
-            session_id, expected_version, append=append, changes=changes
+            session_id, expected_version, append=append, changes=changes, lease=lease
         )
         self.audit.append(("commit", session_id, version))
         return version
 
     async def replace_history(
-        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
     ) -> int:
-        version = await self.inner.replace_history(session_id, expected_version, items)
+        version = await self.inner.replace_history(session_id, expected_version, items, lease=lease)
         self.audit.append(("replace_history", session_id, version))
         return version
 
@@ -172,6 +198,18 @@ class AsyncAuditedStore(AsyncStore):
 
     async def exists(self, session_id: str) -> bool:
         return await self.inner.exists(session_id)
+
+    async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        lease = await self.inner.claim(session_id, owner, ttl)
+        self.audit.append(("claim", session_id, lease.fence))
+        return lease
+
+    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        return await self.inner.renew(lease, ttl)
+
+    async def release(self, lease: Lease) -> None:
+        await self.inner.release(lease)
+        self.audit.append(("release", lease.session_id, lease.fence))
 
     async def close(self) -> None:
         await self.inner.close()

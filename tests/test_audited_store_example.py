@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 import tether
-from tether.testing import AsyncStoreConformance, StoreConformance
+from tether.stores.file import AsyncFileStore
+from tether.stores.sqlite import SQLiteStore
+from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
 EXAMPLES = str(Path(__file__).resolve().parent.parent / "examples")
 if EXAMPLES not in sys.path:
@@ -42,8 +44,8 @@ def open_audited_async(url: str) -> tether.AsyncStore:
 
 class TestAuditedStore(StoreConformance):
     @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[tether.Store]:
-        with tether.open_store(f"audited:sqlite:///{tmp_path / 'a.db'}") as store:
+    def store(self, tmp_path: Path, clock: FakeClock) -> Iterator[tether.Store]:
+        with AuditedStore(SQLiteStore(tmp_path / "a.db", clock=clock)) as store:
             yield store
 
     @pytest.fixture
@@ -53,8 +55,8 @@ class TestAuditedStore(StoreConformance):
 
 class TestAsyncAuditedStore(AsyncStoreConformance):
     @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[tether.AsyncStore]:
-        async with tether.open_async_store(f"audited:file:{tmp_path / 'files'}") as store:
+    async def store(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[tether.AsyncStore]:
+        async with AsyncAuditedStore(AsyncFileStore(tmp_path / "files", clock=clock)) as store:
             yield store
 
     @pytest.fixture
@@ -69,5 +71,18 @@ def test_audit_trail_records_writes() -> None:
     store.commit("s1", created.version, append=[{"role": "user", "content": "hi"}])
     with pytest.raises(tether.ConflictError):
         store.commit("s1", 1)
+    lease = store.claim("s1", "worker", 30)
+    store.release(lease)
     store.delete("s1")
-    assert store.audit == [("create", "s1", 1), ("commit", "s1", 2), ("delete", "s1", 0)]
+    assert store.audit == [
+        ("create", "s1", 1),
+        ("commit", "s1", 2),
+        ("claim", "s1", 1),
+        ("release", "s1", 1),
+        ("delete", "s1", 0),
+    ]
+
+
+def test_opening_by_url_after_registration() -> None:
+    with tether.open_store("audited:memory://") as store:
+        assert isinstance(store, AuditedStore)

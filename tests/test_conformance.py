@@ -13,27 +13,27 @@ import tether
 from tether.stores.file import AsyncFileStore, FileStore
 from tether.stores.memory import AsyncMemoryStore, MemoryStore
 from tether.stores.sqlite import AsyncSQLiteStore, SQLiteStore
-from tether.testing import AsyncStoreConformance, StoreConformance
+from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
 
 class TestMemoryStore(StoreConformance):
     @pytest.fixture
-    def store(self) -> Iterator[MemoryStore]:
-        with MemoryStore() as store:
+    def store(self, clock: FakeClock) -> Iterator[MemoryStore]:
+        with MemoryStore(clock=clock) as store:
             yield store
 
 
 class TestAsyncMemoryStore(AsyncStoreConformance):
     @pytest.fixture
-    async def store(self) -> AsyncIterator[AsyncMemoryStore]:
-        async with AsyncMemoryStore() as store:
+    async def store(self, clock: FakeClock) -> AsyncIterator[AsyncMemoryStore]:
+        async with AsyncMemoryStore(clock=clock) as store:
             yield store
 
 
 class TestFileStore(StoreConformance):
     @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[FileStore]:
-        with FileStore(tmp_path / "sessions") as store:
+    def store(self, tmp_path: Path, clock: FakeClock) -> Iterator[FileStore]:
+        with FileStore(tmp_path / "sessions", clock=clock) as store:
             yield store
 
     @pytest.fixture
@@ -43,8 +43,8 @@ class TestFileStore(StoreConformance):
 
 class TestAsyncFileStore(AsyncStoreConformance):
     @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[AsyncFileStore]:
-        async with AsyncFileStore(tmp_path / "sessions") as store:
+    async def store(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[AsyncFileStore]:
+        async with AsyncFileStore(tmp_path / "sessions", clock=clock) as store:
             yield store
 
     @pytest.fixture
@@ -54,8 +54,8 @@ class TestAsyncFileStore(AsyncStoreConformance):
 
 class TestSQLiteStore(StoreConformance):
     @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[SQLiteStore]:
-        with SQLiteStore(tmp_path / "sessions.db") as store:
+    def store(self, tmp_path: Path, clock: FakeClock) -> Iterator[SQLiteStore]:
+        with SQLiteStore(tmp_path / "sessions.db", clock=clock) as store:
             yield store
 
     @pytest.fixture
@@ -65,8 +65,8 @@ class TestSQLiteStore(StoreConformance):
 
 class TestAsyncSQLiteStore(AsyncStoreConformance):
     @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[AsyncSQLiteStore]:
-        async with AsyncSQLiteStore(tmp_path / "sessions.db") as store:
+    async def store(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[AsyncSQLiteStore]:
+        async with AsyncSQLiteStore(tmp_path / "sessions.db", clock=clock) as store:
             yield store
 
     @pytest.fixture

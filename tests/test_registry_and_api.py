@@ -541,6 +541,7 @@ def test_config_accepts_any_mapping(tmp_path: Path) -> None:
 
 EXPECTED_ALL = [
     "DEFAULT_URL",
+    "AlreadyClaimed",
     "AsyncStore",
     "ConfigurationError",
     "ConflictError",
@@ -549,6 +550,8 @@ EXPECTED_ALL = [
     "InvalidRequest",
     "InvalidSessionData",
     "InvalidSessionId",
+    "Lease",
+    "LeaseLost",
     "LockTimeout",
     "Page",
     "Session",
@@ -558,6 +561,7 @@ EXPECTED_ALL = [
     "SessionStatus",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "TetherError",
     "UnsupportedSchemaVersion",
     "__version__",

@@ -37,6 +37,7 @@ RULES: list[tuple[str, str]] = [
     (r"\bawait ", ""),
     (r"\bgather_tasks\b", "gather_threads"),
     (r"\brace_tasks\b", "race_threads"),
+    (r"\bclaim_race_tasks\b", "claim_race_threads"),
     (r"\bappend_with_retry_async\b", "append_with_retry"),
     (r"\bopen_async_store\b", "open_store"),
     (r"\bis_async = True\b", "is_async = False"),

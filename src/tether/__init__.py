@@ -22,26 +22,30 @@ from ._registry import (
     store_from_config,
 )
 from .errors import (
+    AlreadyClaimed,
     ConfigurationError,
     ConflictError,
     CorruptSession,
     InvalidRequest,
     InvalidSessionData,
     InvalidSessionId,
+    LeaseLost,
     LockTimeout,
     SessionExists,
     SessionNotFound,
     StoreError,
+    StoreUnavailable,
     TetherError,
     UnsupportedSchemaVersion,
 )
-from .models import HistoryItem, Page, Session, SessionHeader, SessionStatus
+from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
 from .stores.base import AsyncStore, Store
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URL",
+    "AlreadyClaimed",
     "AsyncStore",
     "ConfigurationError",
     "ConflictError",
@@ -50,6 +54,8 @@ __all__ = [
     "InvalidRequest",
     "InvalidSessionData",
     "InvalidSessionId",
+    "Lease",
+    "LeaseLost",
     "LockTimeout",
     "Page",
     "Session",
@@ -59,6 +65,7 @@ __all__ = [
     "SessionStatus",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "TetherError",
     "UnsupportedSchemaVersion",
     "__version__",

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import secrets
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,8 +25,8 @@ from pydantic import ValidationError
 from . import _json
 from ._ids import validate_session_id
 from ._time import from_micros, to_micros
-from .errors import CorruptSession, InvalidRequest, InvalidSessionData
-from .models import HistoryItem, Page, Session, SessionHeader, SessionStatus
+from .errors import AlreadyClaimed, CorruptSession, InvalidRequest, InvalidSessionData, LeaseLost
+from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
 from .schema import schema
 
 Doc = dict[str, Any]
@@ -62,13 +64,18 @@ def header_to_doc(header: SessionHeader) -> Doc:
         "expires_at": _opt_micros(header.expires_at),
         "last_seq": header.last_seq,
         "history_len": header.history_len,
+        "lease_owner": header.lease_owner,
+        "lease_token": None,
+        "lease_fence": header.lease_fence,
+        "lease_expires_at": _opt_micros(header.lease_expires_at),
     }
 
 
 def _fields_from_doc(doc: Doc) -> dict[str, Any]:
     fields = dict(doc)
+    fields.pop("lease_token", None)  # the holder's secret: never in a header or a listing
     fields["status"] = SessionStatus(doc["status"])
-    for name in ("created_at", "updated_at", "expires_at"):
+    for name in ("created_at", "updated_at", "expires_at", "lease_expires_at"):
         value = doc.get(name)
         fields[name] = None if value is None else from_micros(value)
     return fields
@@ -155,6 +162,10 @@ def new_session_doc(session: SessionHeader, now: int) -> Doc:
         updated_at=now,
         last_seq=0,
         history_len=0,
+        lease_owner=None,
+        lease_token=None,
+        lease_fence=0,
+        lease_expires_at=None,
     )
     return doc
 
@@ -307,6 +318,87 @@ def check_version(expected_version: int) -> None:
 def is_live(doc: Doc, now: int) -> bool:
     expires = doc.get("expires_at")
     return expires is None or expires > now
+
+
+# --- leases ------------------------------------------------------------------------------------
+
+LEASE_FIELDS = ("lease_owner", "lease_token", "lease_fence", "lease_expires_at")
+
+
+def ttl_micros(ttl: float | timedelta) -> int:
+    """A lease time-to-live in microseconds; it must be positive."""
+    if isinstance(ttl, timedelta):
+        micros = ttl // timedelta(microseconds=1)
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and math.isfinite(ttl):
+        micros = int(ttl * 1_000_000)
+    else:
+        raise InvalidRequest(f"ttl must be seconds (a number) or a timedelta, not {ttl!r}")
+    if micros <= 0:
+        raise InvalidRequest(f"ttl must be positive, not {ttl!r}")
+    return micros
+
+
+def check_owner(owner: object) -> str:
+    if not isinstance(owner, str) or not owner or len(owner) > 256:
+        raise InvalidRequest(
+            f"a lease owner is a non-empty str of up to 256 characters, not {owner!r}"
+        )
+    return owner
+
+
+def lease_is_live(doc: Doc, now: int) -> bool:
+    expires = doc.get("lease_expires_at")
+    return doc.get("lease_token") is not None and expires is not None and expires > now
+
+
+def claim_fields(doc: Doc, owner: str, ttl: int, now: int) -> Doc:
+    """The lease fields a claim writes; raises if another owner holds a live lease.
+
+    The current holder claiming again gets a new lease (new token, next fence): its old one is
+    lost. That is what a restarted runner with the same name wants.
+    """
+    if lease_is_live(doc, now) and doc["lease_owner"] != owner:
+        raise AlreadyClaimed(doc["id"], doc["lease_owner"], from_micros(doc["lease_expires_at"]))
+    return {
+        "lease_owner": owner,
+        "lease_token": secrets.token_hex(16),
+        "lease_fence": int(doc.get("lease_fence") or 0) + 1,
+        "lease_expires_at": now + ttl,
+    }
+
+
+def check_lease(doc: Doc, lease: Lease, now: int) -> None:
+    """Raise :class:`LeaseLost` unless ``lease`` is the session's current, unexpired lease."""
+    if not isinstance(lease, Lease):
+        raise InvalidRequest(f"lease must be a tether.Lease, not {type(lease).__name__}")
+    if doc.get("lease_token") != lease.token:
+        holder = doc.get("lease_owner") if lease_is_live(doc, now) else None
+        reason = f"{holder!r} claimed it since" if holder else "it was released or replaced"
+        raise LeaseLost(doc["id"], reason)
+    if not lease_is_live(doc, now):
+        raise LeaseLost(doc["id"], f"it expired at {lease.expires_at.isoformat()}")
+
+
+def check_write_lease(doc: Doc, lease: Lease | None, now: int) -> None:
+    """A write with ``lease`` needs it current; a write without one needs no live lease."""
+    if lease is not None:
+        check_lease(doc, lease, now)
+    elif lease_is_live(doc, now):
+        raise AlreadyClaimed(doc["id"], doc["lease_owner"], from_micros(doc["lease_expires_at"]))
+
+
+def released_fields() -> Doc:
+    return {"lease_token": None, "lease_expires_at": None}
+
+
+def lease_from_doc(doc: Doc) -> Lease:
+    return Lease(
+        session_id=doc["id"],
+        owner=doc["lease_owner"],
+        token=doc["lease_token"],
+        fence=doc["lease_fence"],
+        expires_at=from_micros(doc["lease_expires_at"]),
+    )
 
 
 # --- listing -----------------------------------------------------------------------------------

@@ -10,27 +10,35 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
     ├── SessionNotFound           no session with that id (or it has expired)
     ├── ConflictError             the stored version is not the one the write expected
     │   └── SessionExists         create() with an id that is already taken
+    ├── AlreadyClaimed            another runner holds an unexpired lease on the session
+    ├── LeaseLost                 your lease expired, was released, or was taken over
     ├── CorruptSession            a stored session cannot be decoded
     ├── UnsupportedSchemaVersion  stored by a newer tether; never overwritten
     └── StoreError                the backend failed (driver error chained as __cause__)
-        └── LockTimeout           a session lock was not acquired in time
+        ├── LockTimeout           a session lock was not acquired in time
+        └── StoreUnavailable      the server cannot be reached (down, restarting, network)
 
 Every message says what happened and what to do about it.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 __all__ = [
+    "AlreadyClaimed",
     "ConfigurationError",
     "ConflictError",
     "CorruptSession",
     "InvalidRequest",
     "InvalidSessionData",
     "InvalidSessionId",
+    "LeaseLost",
     "LockTimeout",
     "SessionExists",
     "SessionNotFound",
     "StoreError",
+    "StoreUnavailable",
     "TetherError",
     "UnsupportedSchemaVersion",
 ]
@@ -118,6 +126,41 @@ class SessionExists(ConflictError):
         )
 
 
+class AlreadyClaimed(TetherError):
+    """Another runner holds an unexpired lease on the session; nothing was written.
+
+    It is not a :class:`ConflictError` on purpose: reloading and retrying cannot help until
+    the holder releases the session or its lease expires.
+    """
+
+    def __init__(self, session_id: str, holder: str | None, expires_at: datetime | None) -> None:
+        self.session_id = session_id
+        self.holder = holder
+        self.expires_at = expires_at
+        until = f" until {expires_at.isoformat()}" if expires_at else ""
+        super().__init__(
+            f"session {session_id!r} is claimed by {holder!r}{until}; only one runner works on a "
+            "session at a time. Wait for it to be released (or for the lease to expire) and "
+            "claim it then, or pass the holder's lease to write."
+        )
+
+
+class LeaseLost(TetherError):
+    """The lease is no longer the session's current one; nothing was written.
+
+    It expired, was released, or another claim replaced it. Stop working on the session:
+    whatever you would write could overwrite the new holder's work.
+    """
+
+    def __init__(self, session_id: str, reason: str) -> None:
+        self.session_id = session_id
+        self.reason = reason
+        super().__init__(
+            f"lease on session {session_id!r} lost: {reason}. Stop this run; claim the session "
+            "again to continue (reload it first: the new holder may have written)."
+        )
+
+
 class CorruptSession(TetherError):
     """A stored session cannot be decoded. Other sessions in the store are unaffected."""
 
@@ -150,3 +193,7 @@ class StoreError(TetherError):
 
 class LockTimeout(StoreError):
     """A session's lock was held by someone else for longer than the store's lock timeout."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached. The call failed fast; retry when it is back."""

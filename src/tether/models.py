@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from ._ids import new_session_id, validate_session_id
 from .schema import schema
 
-__all__ = ["HistoryItem", "Page", "Session", "SessionHeader", "SessionStatus"]
+__all__ = ["HistoryItem", "Lease", "Page", "Session", "SessionHeader", "SessionStatus"]
 
 HistoryItem = dict[str, Any]
 """One history item: a plain JSON object, so any framework's message dicts fit unchanged.
@@ -71,6 +71,12 @@ class SessionHeader(BaseModel):
     """The ``seq`` of the newest history item (0 when there never was one)."""
     history_len: int = 0
     """How many items the whole history holds, whatever window was loaded."""
+    lease_owner: str | None = None
+    """Who holds (or last held) the session's lease; see :meth:`Store.claim`."""
+    lease_expires_at: AwareDatetime | None = None
+    """When that lease ends. The lease is live only while this is in the future."""
+    lease_fence: int = 0
+    """The fencing number of the newest claim: it grows with every new claim."""
 
     @field_validator("id")
     @classmethod
@@ -101,6 +107,24 @@ class Session(SessionHeader):
         return SessionHeader.model_construct(
             **{name: getattr(self, name) for name in SessionHeader.model_fields}
         )
+
+
+class Lease(BaseModel):
+    """The right to run a session, held by one owner until ``expires_at``.
+
+    Returned by :meth:`Store.claim` and :meth:`Store.renew`; pass it to ``commit(lease=...)``
+    so that a runner that lost its lease can never write. ``fence`` grows with every new claim
+    of the session, so any system downstream can refuse work stamped with an older fence.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str
+    owner: str
+    token: str
+    """Opaque proof of this claim. Keep it to yourself: listings never show it."""
+    fence: int
+    expires_at: AwareDatetime
 
 
 class Page(BaseModel):

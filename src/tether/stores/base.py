@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ..models import Page, Session, SessionHeader, SessionStatus
+from ..models import Lease, Page, Session, SessionHeader, SessionStatus
 
 __all__ = ["AsyncStore", "Store", "SyncBackedAsyncStore"]
 
@@ -70,6 +70,7 @@ class Store(ABC):
         *,
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
     ) -> int:
         """Atomically check the version, append items, apply header changes; return the version.
 
@@ -79,17 +80,27 @@ class Store(ABC):
         :class:`~tether.errors.ConflictError` (with the expected and actual versions) and
         writes nothing. Bad input raises before anything is written. All or nothing: a crash
         mid-commit leaves the session as it was before the call.
+
+        Leases: with ``lease``, the write happens only while it is the session's current,
+        unexpired lease, else :class:`~tether.errors.LeaseLost`. Without one, the write is
+        refused with :class:`~tether.errors.AlreadyClaimed` while another runner holds a live
+        lease. Either way nothing is written.
         """
 
     @abstractmethod
     def replace_history(
-        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
     ) -> int:
         """Compare-and-replace the whole history (for compaction). Returns the new version.
 
         The new items get fresh ``seq`` numbers after the old ``last_seq``, so a reader that
         cached items by ``seq`` sees that its cache is stale (``first_seq`` moved past it).
-        Raises :class:`~tether.errors.ConflictError` like :meth:`commit`.
+        Raises :class:`~tether.errors.ConflictError` and checks ``lease`` like :meth:`commit`.
         """
 
     @abstractmethod
@@ -126,6 +137,31 @@ class Store(ABC):
     @abstractmethod
     def exists(self, session_id: str) -> bool:
         """Whether a live (not expired) session with this id is stored."""
+
+    @abstractmethod
+    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        """Take the session's lease for ``ttl`` (seconds or a timedelta): one runner at a time.
+
+        Returns a :class:`~tether.Lease` with a new token and the next fencing number. Raises
+        :class:`~tether.errors.AlreadyClaimed` (with the holder and when its lease ends) if
+        another owner holds an unexpired lease; the same owner claiming again gets a new lease
+        and its old one is lost. A lease that expired is free to take: a crashed runner never
+        blocks a session for longer than its ttl. Claims do not change ``version``.
+        """
+
+    @abstractmethod
+    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        """Extend a lease to ``ttl`` from now (same token and fence).
+
+        Raises :class:`~tether.errors.LeaseLost` unless ``lease`` is the current, unexpired one.
+        """
+
+    @abstractmethod
+    def release(self, lease: Lease) -> None:
+        """Give the lease up so the next owner can claim at once.
+
+        Raises :class:`~tether.errors.LeaseLost` unless ``lease`` is the current, unexpired one.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional: a store with nothing to release skips it
         """Release connections and files. The store is unusable afterwards."""
@@ -173,12 +209,18 @@ class AsyncStore(ABC):
         *,
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
     ) -> int:
         """See :meth:`Store.commit`."""
 
     @abstractmethod
     async def replace_history(
-        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
     ) -> int:
         """See :meth:`Store.replace_history`."""
 
@@ -204,6 +246,18 @@ class AsyncStore(ABC):
     @abstractmethod
     async def exists(self, session_id: str) -> bool:
         """See :meth:`Store.exists`."""
+
+    @abstractmethod
+    async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        """See :meth:`Store.claim`."""
+
+    @abstractmethod
+    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        """See :meth:`Store.renew`."""
+
+    @abstractmethod
+    async def release(self, lease: Lease) -> None:
+        """See :meth:`Store.release`."""
 
     async def close(self) -> None:  # noqa: B027 - optional, as on Store
         """See :meth:`Store.close`."""
@@ -266,17 +320,28 @@ class SyncBackedAsyncStore(AsyncStore):
         *,
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
     ) -> int:
         # A lazy iterable (a generator, say) is drained here, in the caller's thread.
         return await self._call(
-            self.sync.commit, session_id, expected_version, append=list(append), changes=changes
+            self.sync.commit,
+            session_id,
+            expected_version,
+            append=list(append),
+            changes=changes,
+            lease=lease,
         )
 
     async def replace_history(
-        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
     ) -> int:
         return await self._call(
-            self.sync.replace_history, session_id, expected_version, list(items)
+            self.sync.replace_history, session_id, expected_version, list(items), lease=lease
         )
 
     async def list(
@@ -308,6 +373,15 @@ class SyncBackedAsyncStore(AsyncStore):
 
     async def exists(self, session_id: str) -> bool:
         return await self._call(self.sync.exists, session_id)
+
+    async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        return await self._call(self.sync.claim, session_id, owner, ttl)
+
+    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        return await self._call(self.sync.renew, lease, ttl)
+
+    async def release(self, lease: Lease) -> None:
+        await self._call(self.sync.release, lease)
 
     async def close(self) -> None:
         await self._call(self.sync.close)

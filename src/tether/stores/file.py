@@ -38,7 +38,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +50,14 @@ from ..errors import (
     ConfigurationError,
     ConflictError,
     CorruptSession,
+    LeaseLost,
     LockTimeout,
     SessionExists,
     SessionNotFound,
     StoreError,
     TetherError,
 )
-from ..models import HistoryItem, Page, Session
+from ..models import HistoryItem, Lease, Page, Session
 from ..schema import schema
 from .base import StatusFilter, Store, SyncBackedAsyncStore
 
@@ -325,10 +326,11 @@ class FileStore(Store):
         return _core.readable_session(doc, items)
 
     def _prepare_write(
-        self, session_id: str, expected_version: int, now: int
+        self, session_id: str, expected_version: int, lease: Lease | None, now: int
     ) -> tuple[_core.Doc, int, int]:
         doc, gen, log_size = self._live_header(session_id, now)
         _core.check_writable(session_id, doc)
+        _core.check_write_lease(doc, lease, now)
         if doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, doc["version"])
         return doc, gen, log_size
@@ -340,13 +342,14 @@ class FileStore(Store):
         *,
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
     ) -> int:
         _core.check_version(expected_version)
         normalized = _core.normalize_changes(changes)
         items = list(append)
         with self._locked(session_id):
             now = to_micros(self._clock())
-            doc, gen, log_size = self._prepare_write(session_id, expected_version, now)
+            doc, gen, log_size = self._prepare_write(session_id, expected_version, lease, now)
             if _core.needs_upgrade(doc) or self._log_cut_short(session_id, gen, log_size):
                 old_gen = gen
                 doc, gen, log_size = self._rewrite(session_id, doc, gen, log_size)
@@ -409,13 +412,18 @@ class FileStore(Store):
         return log_size + len(data)
 
     def replace_history(
-        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
     ) -> int:
         _core.check_version(expected_version)
         new_items = list(items)
         with self._locked(session_id):
             now = to_micros(self._clock())
-            doc, gen, _ = self._prepare_write(session_id, expected_version, now)
+            doc, gen, _ = self._prepare_write(session_id, expected_version, lease, now)
             doc = _core.upgrade_doc(doc)
             encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
             size = self._write_log(session_id, gen + 1, encoded)
@@ -504,6 +512,35 @@ class FileStore(Store):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
         self._sync_dir()
+
+    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+        with self._locked(session_id):
+            now = to_micros(self._clock())
+            doc, gen, log_size = self._live_header(session_id, now)
+            _core.check_writable(session_id, doc)
+            doc = {**doc, **_core.claim_fields(doc, owner, ttl_us, now)}
+            self._write_header(doc, gen, log_size)
+        return _core.lease_from_doc(doc)
+
+    def _update_lease(self, lease: Lease, fields: _core.Doc | None, ttl_us: int = 0) -> Lease:
+        """Check ``lease`` is current, then write ``fields`` (or extend it by ``ttl_us``)."""
+        with self._locked(lease.session_id):
+            now = to_micros(self._clock())
+            found = self._read_header(lease.session_id)
+            if found is None or not _core.is_live(found[0], now):
+                raise LeaseLost(lease.session_id, "the session no longer exists")
+            doc, gen, log_size = found
+            _core.check_lease(doc, lease, now)
+            doc = {**doc, **(fields if fields is not None else {"lease_expires_at": now + ttl_us})}
+            self._write_header(doc, gen, log_size)
+        return _core.lease_from_doc(doc) if fields is None else lease
+
+    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        return self._update_lease(lease, None, _core.ttl_micros(ttl))
+
+    def release(self, lease: Lease) -> None:
+        self._update_lease(lease, _core.released_fields())
 
     def exists(self, session_id: str) -> bool:
         validate_session_id(session_id)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .. import _core
 from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
-from ..errors import ConflictError, SessionExists, SessionNotFound
-from ..models import Page, Session
+from ..errors import ConflictError, LeaseLost, SessionExists, SessionNotFound
+from ..models import Lease, Page, Session
 from .base import StatusFilter, Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
@@ -63,8 +63,11 @@ class MemoryStore(Store):
         return entry
 
     @staticmethod
-    def _check(session_id: str, entry: _Entry, expected_version: int) -> None:
+    def _check(
+        session_id: str, entry: _Entry, expected_version: int, lease: Lease | None, now: int
+    ) -> None:
         _core.check_writable(session_id, entry.doc)
+        _core.check_write_lease(entry.doc, lease, now)
         if entry.doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, entry.doc["version"])
         if _core.needs_upgrade(entry.doc):
@@ -110,6 +113,7 @@ class MemoryStore(Store):
         *,
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
@@ -118,7 +122,7 @@ class MemoryStore(Store):
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
-            self._check(session_id, entry, expected_version)
+            self._check(session_id, entry, expected_version, lease, now)
             encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
             entry.doc = _core.apply_commit(entry.doc, normalized, len(encoded), now)
             # In place: O(new items). Readers slice under the lock, so they never see a
@@ -128,7 +132,12 @@ class MemoryStore(Store):
             return int(entry.doc["version"])
 
     def replace_history(
-        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
@@ -136,7 +145,7 @@ class MemoryStore(Store):
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
-            self._check(session_id, entry, expected_version)
+            self._check(session_id, entry, expected_version, lease, now)
             encoded = _core.prepare_items(new_items, entry.doc["last_seq"] + 1, now)
             entry.doc = _core.apply_replace(entry.doc, len(encoded), now)
             entry.items = [data for _, data in encoded]
@@ -185,8 +194,8 @@ class MemoryStore(Store):
                     raise SessionNotFound(session_id)
                 return False
             _core.check_writable(session_id, entry.doc)
-            if expected_version is not None:
-                self._check(session_id, entry, expected_version)
+            if expected_version is not None and entry.doc["version"] != expected_version:
+                raise ConflictError(session_id, expected_version, entry.doc["version"])
             del self._sessions[session_id]
             return True
 
@@ -194,6 +203,36 @@ class MemoryStore(Store):
         validate_session_id(session_id)
         with self._lock:
             return self._live(session_id, self._now()) is not None
+
+    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        validate_session_id(session_id)
+        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+        with self._lock:
+            now = self._now()
+            entry = self._get(session_id, now)
+            _core.check_writable(session_id, entry.doc)
+            entry.doc = {**entry.doc, **_core.claim_fields(entry.doc, owner, ttl_us, now)}
+            return _core.lease_from_doc(entry.doc)
+
+    def _leased(self, lease: Lease, now: int) -> _Entry:
+        entry = self._live(lease.session_id, now)
+        if entry is None:
+            raise LeaseLost(lease.session_id, "the session no longer exists")
+        _core.check_lease(entry.doc, lease, now)
+        return entry
+
+    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        ttl_us = _core.ttl_micros(ttl)
+        with self._lock:
+            now = self._now()
+            entry = self._leased(lease, now)
+            entry.doc = {**entry.doc, "lease_expires_at": now + ttl_us}
+            return _core.lease_from_doc(entry.doc)
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            entry = self._leased(lease, self._now())
+            entry.doc = {**entry.doc, **_core.released_fields()}
 
     def close(self) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,13 @@ from .._urls import as_choice, as_float, parse_store_url
 from ..errors import (
     ConflictError,
     CorruptSession,
+    LeaseLost,
     SessionExists,
     SessionNotFound,
     StoreError,
     TetherError,
 )
-from ..models import HistoryItem, Page, Session
+from ..models import HistoryItem, Lease, Page, Session
 from ..schema import schema
 from .base import StatusFilter, Store, SyncBackedAsyncStore
 
@@ -88,6 +89,12 @@ _DB_MIGRATIONS: Sequence[Sequence[str]] = (
         """CREATE INDEX tether_sessions_expires ON tether_sessions (expires_at)
             WHERE expires_at IS NOT NULL""",
     ),
+    (  # 2: leases (claims)
+        "ALTER TABLE tether_sessions ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE tether_sessions ADD COLUMN lease_token TEXT",
+        "ALTER TABLE tether_sessions ADD COLUMN lease_fence INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tether_sessions ADD COLUMN lease_expires_at INTEGER",
+    ),
 )
 
 _HEADER_COLUMNS = (
@@ -107,6 +114,10 @@ _HEADER_COLUMNS = (
     "expires_at",
     "last_seq",
     "history_len",
+    "lease_owner",
+    "lease_token",
+    "lease_fence",
+    "lease_expires_at",
 )
 _UPDATED_AT = _HEADER_COLUMNS.index("updated_at")
 _SELECT_HEADER = f"SELECT {', '.join(_HEADER_COLUMNS)} FROM tether_sessions"
@@ -285,12 +296,18 @@ class SQLiteStore(Store):
         return doc if _core.is_live(doc, now) else None
 
     def _writable(
-        self, conn: sqlite3.Connection, session_id: str, expected_version: int, now: int
+        self,
+        conn: sqlite3.Connection,
+        session_id: str,
+        expected_version: int,
+        lease: Lease | None,
+        now: int,
     ) -> _core.Doc:
         doc = self._live_doc(conn, session_id, now)
         if doc is None:
             raise SessionNotFound(session_id)
         _core.check_writable(session_id, doc)
+        _core.check_write_lease(doc, lease, now)
         if doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, doc["version"])
         if _core.needs_upgrade(doc):
@@ -407,6 +424,7 @@ class SQLiteStore(Store):
         *,
         append: Iterable[Mapping[str, Any]] = (),
         changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
@@ -414,7 +432,7 @@ class SQLiteStore(Store):
         items = list(append)
         with self._write() as conn:
             now = self._now()
-            doc = self._writable(conn, session_id, expected_version, now)
+            doc = self._writable(conn, session_id, expected_version, lease, now)
             encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
             new = _core.apply_commit(doc, normalized, len(encoded), now)
             self._insert_items(conn, session_id, encoded)
@@ -432,14 +450,19 @@ class SQLiteStore(Store):
         return int(new["version"])
 
     def replace_history(
-        self, session_id: str, expected_version: int, items: Iterable[Mapping[str, Any]]
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
         new_items = list(items)
         with self._write() as conn:
             now = self._now()
-            doc = self._writable(conn, session_id, expected_version, now)
+            doc = self._writable(conn, session_id, expected_version, lease, now)
             encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
             new = _core.apply_replace(doc, len(encoded), now)
             conn.execute("DELETE FROM tether_items WHERE session_id = ?", (session_id,))
@@ -551,6 +574,48 @@ class SQLiteStore(Store):
                 "SELECT expires_at FROM tether_sessions WHERE id = ?", (session_id,)
             ).fetchone()
         return row is not None and _core.is_live({"expires_at": row[0]}, self._now())
+
+    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        validate_session_id(session_id)
+        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+        with self._write() as conn:
+            now = self._now()
+            doc = self._live_doc(conn, session_id, now)
+            if doc is None:
+                raise SessionNotFound(session_id)
+            _core.check_writable(session_id, doc)
+            fields = _core.claim_fields(doc, owner, ttl_us, now)
+            self._set_lease(conn, session_id, fields)
+        return _core.lease_from_doc({**doc, **fields})
+
+    @staticmethod
+    def _set_lease(conn: sqlite3.Connection, session_id: str, fields: _core.Doc) -> None:
+        # column names come from the fixed LEASE_FIELDS, never from input text
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        conn.execute(
+            f"UPDATE tether_sessions SET {assignments} WHERE id = ?", (*fields.values(), session_id)
+        )
+
+    def _update_lease(self, lease: Lease, fields: _core.Doc | None, ttl_us: int = 0) -> Lease:
+        """Check ``lease`` is current, then write ``fields`` (or extend it by ``ttl_us``)."""
+        validate_session_id(lease.session_id)
+        with self._write() as conn:
+            now = self._now()
+            doc = self._live_doc(conn, lease.session_id, now)
+            if doc is None:
+                raise LeaseLost(lease.session_id, "the session no longer exists")
+            _core.check_lease(doc, lease, now)
+            if fields is None:
+                fields = {"lease_expires_at": now + ttl_us}
+                lease = _core.lease_from_doc({**doc, **fields})
+            self._set_lease(conn, lease.session_id, fields)
+        return lease
+
+    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        return self._update_lease(lease, None, _core.ttl_micros(ttl))
+
+    def release(self, lease: Lease) -> None:
+        self._update_lease(lease, _core.released_fields())
 
     def close(self) -> None:
         with self._lock:

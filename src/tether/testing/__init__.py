@@ -9,8 +9,8 @@ provide a ``store`` fixture yielding a fresh, empty store::
 
     class TestMyStore(StoreConformance):
         @pytest.fixture
-        def store(self, tmp_path):
-            with MyStore(tmp_path) as store:
+        def store(self, tmp_path, clock):    # clock: the suite's FakeClock
+            with MyStore(tmp_path, clock=clock) as store:
                 yield store
 
         # optional: run the multi-process clauses across real OS processes
@@ -23,6 +23,7 @@ declare the async ``store`` fixture with ``@pytest_asyncio.fixture``. See ``docs
 """
 
 from ._async_suite import AsyncStoreConformance
+from ._clock import FakeClock
 from ._sync_suite import StoreConformance
 
-__all__ = ["AsyncStoreConformance", "StoreConformance"]
+__all__ = ["AsyncStoreConformance", "FakeClock", "StoreConformance"]

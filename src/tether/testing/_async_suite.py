@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 
 from .. import (
+    AlreadyClaimed,
     AsyncStore,
     ConflictError,
     InvalidRequest,
     InvalidSessionData,
     InvalidSessionId,
+    Lease,
+    LeaseLost,
     Session,
     SessionExists,
     SessionHeader,
@@ -24,9 +27,12 @@ from .. import (
     UnsupportedSchemaVersion,
 )
 from ..schema import schema
+from ._clock import FakeClock
 from ._workers import (
     append_process,
     append_with_retry_async,
+    claim_race_process,
+    claim_race_tasks,
     gather_tasks,
     race_process,
     race_tasks,
@@ -58,7 +64,9 @@ class AsyncStoreConformance:
     """Every clause of the store contract, for an :class:`~tether.AsyncStore`.
 
     Subclass it in a test module and provide a ``store`` fixture that yields a fresh, empty
-    store. To run the multi-process clauses for real, also provide ``store_opener``: a
+    store built with the suite's ``clock`` fixture (``MyStore(..., clock=clock)``): the lease
+    and expiry clauses move that clock instead of sleeping. To run the multi-process clauses
+    for real, also provide ``store_opener``: a
     picklable zero-argument callable that opens another handle on the *same* store in another
     process (``functools.partial(tether.open_async_store, url)``); without it those clauses race
     on the one store object instead.
@@ -69,10 +77,16 @@ class AsyncStoreConformance:
     race_rounds = 20
     writers = 8
     appends_per_writer = 200
+    claim_racers = 16
+    claim_rounds = 200
 
     @pytest.fixture
     def store_opener(self) -> Callable[[], Any] | None:
         return None
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
 
     # --- create and load -----------------------------------------------------------------------
 
@@ -569,3 +583,199 @@ class AsyncStoreConformance:
         for worker in range(writers):
             mine = [i["index"] for i in loaded.history if i["worker"] == worker]
             assert mine == list(range(count)), f"writer {worker}'s items lost or reordered"
+
+    # --- expiry by the clock -------------------------------------------------------------------
+
+    async def test_session_disappears_when_its_time_comes(
+        self, store: AsyncStore, clock: FakeClock
+    ) -> None:
+        created = await store.create(
+            Session(owner="ttl", expires_at=clock() + timedelta(seconds=60))
+        )
+        assert await store.exists(created.id)
+        assert [h.id for h in (await store.list(owner="ttl")).sessions] == [created.id]
+        clock.advance(61)
+        assert not await store.exists(created.id)
+        with pytest.raises(SessionNotFound):
+            await store.load(created.id)
+        assert (await store.list(owner="ttl")).sessions == []
+        with pytest.raises(SessionNotFound):
+            await store.claim(created.id, "late", 10)
+
+    # --- claims (leases with fencing) ----------------------------------------------------------
+
+    async def test_claim_gives_a_lease_and_changes_no_data(
+        self, store: AsyncStore, clock: FakeClock
+    ) -> None:
+        created = await store.create(Session(history=_items(1)))
+        before = clock()
+        lease = await store.claim(created.id, "worker-1", 30)
+        assert isinstance(lease, Lease)
+        assert (lease.session_id, lease.owner, lease.fence) == (created.id, "worker-1", 1)
+        assert before + timedelta(seconds=29) < lease.expires_at <= clock() + timedelta(seconds=30)
+        header = await store.load(created.id, last=0)
+        assert header.version == 1, "a claim is not a data write"
+        assert header.updated_at == created.updated_at
+        assert (header.lease_owner, header.lease_fence) == ("worker-1", 1)
+        assert header.lease_expires_at == lease.expires_at
+        listed = (await store.list()).sessions[0]
+        assert lease.token not in listed.model_dump_json(), "a listing must not reveal the token"
+        assert lease.token not in header.model_dump_json()
+
+    async def test_another_owner_is_refused_while_the_lease_lives(
+        self, store: AsyncStore, clock: FakeClock
+    ) -> None:
+        created = await store.create(Session())
+        lease = await store.claim(created.id, "worker-1", 30)
+        clock.advance(29)
+        with pytest.raises(AlreadyClaimed) as info:
+            await store.claim(created.id, "worker-2", 30)
+        assert info.value.holder == "worker-1"
+        assert info.value.expires_at == lease.expires_at
+        assert info.value.session_id == created.id
+
+    async def test_the_holder_claiming_again_replaces_its_lease(self, store: AsyncStore) -> None:
+        created = await store.create(Session())
+        first = await store.claim(created.id, "worker-1", 30)
+        second = await store.claim(created.id, "worker-1", 30)
+        assert second.fence == first.fence + 1
+        assert second.token != first.token
+        with pytest.raises(LeaseLost):
+            await store.renew(first, 30)
+        await store.commit(created.id, 1, append=_items(1), lease=second)
+
+    async def test_renew_keeps_ownership(self, store: AsyncStore, clock: FakeClock) -> None:
+        created = await store.create(Session())
+        lease = await store.claim(created.id, "worker-1", 30)
+        clock.advance(20)
+        renewed = await store.renew(lease, 30)
+        assert (renewed.token, renewed.fence, renewed.owner) == (lease.token, 1, "worker-1")
+        assert renewed.expires_at > lease.expires_at
+        clock.advance(20)  # past the first expiry, within the renewed one
+        with pytest.raises(AlreadyClaimed):
+            await store.claim(created.id, "worker-2", 30)
+        assert await store.commit(created.id, 1, append=_items(1), lease=renewed) == 2
+        await store.renew(renewed, timedelta(minutes=5))
+
+    async def test_release_lets_the_next_owner_claim_at_once(self, store: AsyncStore) -> None:
+        created = await store.create(Session())
+        first = await store.claim(created.id, "worker-1", 300)
+        await store.release(first)
+        header = await store.load(created.id, last=0)
+        assert header.lease_expires_at is None
+        second = await store.claim(created.id, "worker-2", 300)
+        assert second.fence == 2
+        with pytest.raises(LeaseLost):
+            await store.release(first)
+        with pytest.raises(LeaseLost):
+            await store.renew(first, 30)
+
+    async def test_fence_grows_with_every_new_claim(
+        self, store: AsyncStore, clock: FakeClock
+    ) -> None:
+        created = await store.create(Session())
+        fences = []
+        for round_ in range(4):
+            lease = await store.claim(created.id, f"worker-{round_}", 10)
+            fences.append(lease.fence)
+            if round_ % 2:
+                await store.release(lease)
+            else:
+                clock.advance(11)  # let it expire instead
+        assert fences == [1, 2, 3, 4]
+
+    async def test_expired_holder_cannot_write_and_new_holder_survives(
+        self, store: AsyncStore, clock: FakeClock
+    ) -> None:
+        created = await store.create(Session())
+        old = await store.claim(created.id, "slow-runner", 10)
+        assert await store.commit(created.id, 1, append=_items(1, "old"), lease=old) == 2
+        clock.advance(11)
+        new = await store.claim(created.id, "new-runner", 10)
+        assert new.fence == old.fence + 1
+        before = await store.load(created.id)
+        late_writes: list[Callable[[], Any]] = [
+            lambda: store.commit(created.id, 2, append=_items(1, "late"), lease=old),
+            lambda: store.replace_history(created.id, 2, [], lease=old),
+            lambda: store.renew(old, 10),
+            lambda: store.release(old),
+        ]
+        for write in late_writes:
+            with pytest.raises(LeaseLost):
+                await write()
+        assert await store.load(created.id) == before
+        assert await store.commit(created.id, 2, append=_items(1, "new"), lease=new) == 3
+        contents = [i["content"] for i in (await store.load(created.id)).history]
+        assert contents == ["old0", "new0"]
+
+    async def test_lapsed_lease_is_lost_even_if_nobody_claimed(
+        self, store: AsyncStore, clock: FakeClock
+    ) -> None:
+        created = await store.create(Session())
+        lease = await store.claim(created.id, "worker-1", 10)
+        clock.advance(11)
+        with pytest.raises(LeaseLost):
+            await store.commit(created.id, 1, append=_items(1), lease=lease)
+        with pytest.raises(LeaseLost):
+            await store.renew(lease, 10)
+        assert await store.commit(created.id, 1, append=_items(1)) == 2  # unclaimed again
+
+    async def test_writes_without_the_lease_are_refused_while_claimed(
+        self, store: AsyncStore
+    ) -> None:
+        created = await store.create(Session(history=_items(2)))
+        lease = await store.claim(created.id, "worker-1", 300)
+        with pytest.raises(AlreadyClaimed):
+            await store.commit(created.id, 1, append=_items(1, "intruder"))
+        with pytest.raises(AlreadyClaimed):
+            await store.replace_history(created.id, 1, [])
+        assert (await store.load(created.id)) == await store.load(created.id)
+        assert (await store.load(created.id)).history_len == 2
+        # the lease is checked before the version: a lost runner learns it is lost
+        other = await store.create(Session())
+        with pytest.raises(LeaseLost):
+            await store.commit(other.id, 99, lease=lease)
+        await store.release(lease)
+        assert await store.commit(created.id, 1, append=_items(1)) == 2
+
+    async def test_claim_bad_input(self, store: AsyncStore) -> None:
+        created = await store.create(Session())
+        with pytest.raises(SessionNotFound):
+            await store.claim("missing", "worker-1", 10)
+        with pytest.raises(InvalidSessionId):
+            await store.claim("../x", "worker-1", 10)
+        for ttl in (0, -1, float("nan"), "10", None):
+            with pytest.raises(InvalidRequest):
+                await store.claim(created.id, "worker-1", ttl)  # type: ignore[arg-type]
+        for owner in ("", None, 5):
+            with pytest.raises(InvalidRequest):
+                await store.claim(created.id, owner, 10)  # type: ignore[arg-type]
+        lease = await store.claim(created.id, "worker-1", 10)
+        with pytest.raises(InvalidRequest):
+            await store.renew(lease, 0)
+        await store.delete(created.id)
+        with pytest.raises(LeaseLost):
+            await store.renew(lease, 10)
+
+    async def test_racing_claims_have_exactly_one_winner_per_round(
+        self, store: AsyncStore, store_opener: Callable[[], Any] | None
+    ) -> None:
+        created = await store.create(Session())
+        racers, rounds = self.claim_racers, self.claim_rounds
+        if store_opener is None:
+            wins = await claim_race_tasks(store, created.id, rounds, racers)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            barrier = ctx.Barrier(racers)
+            counts = ctx.Array("i", rounds)
+            run_processes(
+                claim_race_process,
+                [
+                    (store_opener, self.is_async, created.id, w, rounds, barrier, counts)
+                    for w in range(racers)
+                ],
+            )
+            wins = [counts[index] for index in range(rounds)]
+        assert wins == [1] * rounds, f"rounds without exactly one winner: {wins}"
+        header = await store.load(created.id, last=0)
+        assert header.lease_fence == rounds

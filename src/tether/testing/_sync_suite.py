@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 
 from .. import (
+    AlreadyClaimed,
     ConflictError,
     InvalidRequest,
     InvalidSessionData,
     InvalidSessionId,
+    Lease,
+    LeaseLost,
     Session,
     SessionExists,
     SessionHeader,
@@ -24,9 +27,12 @@ from .. import (
     UnsupportedSchemaVersion,
 )
 from ..schema import schema
+from ._clock import FakeClock
 from ._workers import (
     append_process,
     append_with_retry,
+    claim_race_process,
+    claim_race_threads,
     gather_threads,
     race_process,
     race_threads,
@@ -58,7 +64,9 @@ class StoreConformance:
     """Every clause of the store contract, for a :class:`~tether.Store`.
 
     Subclass it in a test module and provide a ``store`` fixture that yields a fresh, empty
-    store. To run the multi-process clauses for real, also provide ``store_opener``: a
+    store built with the suite's ``clock`` fixture (``MyStore(..., clock=clock)``): the lease
+    and expiry clauses move that clock instead of sleeping. To run the multi-process clauses
+    for real, also provide ``store_opener``: a
     picklable zero-argument callable that opens another handle on the *same* store in another
     process (``functools.partial(tether.open_store, url)``); without it those clauses race
     on the one store object instead.
@@ -68,10 +76,16 @@ class StoreConformance:
     race_rounds = 20
     writers = 8
     appends_per_writer = 200
+    claim_racers = 16
+    claim_rounds = 200
 
     @pytest.fixture
     def store_opener(self) -> Callable[[], Any] | None:
         return None
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
 
     # --- create and load -----------------------------------------------------------------------
 
@@ -564,3 +578,189 @@ class StoreConformance:
         for worker in range(writers):
             mine = [i["index"] for i in loaded.history if i["worker"] == worker]
             assert mine == list(range(count)), f"writer {worker}'s items lost or reordered"
+
+    # --- expiry by the clock -------------------------------------------------------------------
+
+    def test_session_disappears_when_its_time_comes(self, store: Store, clock: FakeClock) -> None:
+        created = store.create(Session(owner="ttl", expires_at=clock() + timedelta(seconds=60)))
+        assert store.exists(created.id)
+        assert [h.id for h in (store.list(owner="ttl")).sessions] == [created.id]
+        clock.advance(61)
+        assert not store.exists(created.id)
+        with pytest.raises(SessionNotFound):
+            store.load(created.id)
+        assert (store.list(owner="ttl")).sessions == []
+        with pytest.raises(SessionNotFound):
+            store.claim(created.id, "late", 10)
+
+    # --- claims (leases with fencing) ----------------------------------------------------------
+
+    def test_claim_gives_a_lease_and_changes_no_data(self, store: Store, clock: FakeClock) -> None:
+        created = store.create(Session(history=_items(1)))
+        before = clock()
+        lease = store.claim(created.id, "worker-1", 30)
+        assert isinstance(lease, Lease)
+        assert (lease.session_id, lease.owner, lease.fence) == (created.id, "worker-1", 1)
+        assert before + timedelta(seconds=29) < lease.expires_at <= clock() + timedelta(seconds=30)
+        header = store.load(created.id, last=0)
+        assert header.version == 1, "a claim is not a data write"
+        assert header.updated_at == created.updated_at
+        assert (header.lease_owner, header.lease_fence) == ("worker-1", 1)
+        assert header.lease_expires_at == lease.expires_at
+        listed = (store.list()).sessions[0]
+        assert lease.token not in listed.model_dump_json(), "a listing must not reveal the token"
+        assert lease.token not in header.model_dump_json()
+
+    def test_another_owner_is_refused_while_the_lease_lives(
+        self, store: Store, clock: FakeClock
+    ) -> None:
+        created = store.create(Session())
+        lease = store.claim(created.id, "worker-1", 30)
+        clock.advance(29)
+        with pytest.raises(AlreadyClaimed) as info:
+            store.claim(created.id, "worker-2", 30)
+        assert info.value.holder == "worker-1"
+        assert info.value.expires_at == lease.expires_at
+        assert info.value.session_id == created.id
+
+    def test_the_holder_claiming_again_replaces_its_lease(self, store: Store) -> None:
+        created = store.create(Session())
+        first = store.claim(created.id, "worker-1", 30)
+        second = store.claim(created.id, "worker-1", 30)
+        assert second.fence == first.fence + 1
+        assert second.token != first.token
+        with pytest.raises(LeaseLost):
+            store.renew(first, 30)
+        store.commit(created.id, 1, append=_items(1), lease=second)
+
+    def test_renew_keeps_ownership(self, store: Store, clock: FakeClock) -> None:
+        created = store.create(Session())
+        lease = store.claim(created.id, "worker-1", 30)
+        clock.advance(20)
+        renewed = store.renew(lease, 30)
+        assert (renewed.token, renewed.fence, renewed.owner) == (lease.token, 1, "worker-1")
+        assert renewed.expires_at > lease.expires_at
+        clock.advance(20)  # past the first expiry, within the renewed one
+        with pytest.raises(AlreadyClaimed):
+            store.claim(created.id, "worker-2", 30)
+        assert store.commit(created.id, 1, append=_items(1), lease=renewed) == 2
+        store.renew(renewed, timedelta(minutes=5))
+
+    def test_release_lets_the_next_owner_claim_at_once(self, store: Store) -> None:
+        created = store.create(Session())
+        first = store.claim(created.id, "worker-1", 300)
+        store.release(first)
+        header = store.load(created.id, last=0)
+        assert header.lease_expires_at is None
+        second = store.claim(created.id, "worker-2", 300)
+        assert second.fence == 2
+        with pytest.raises(LeaseLost):
+            store.release(first)
+        with pytest.raises(LeaseLost):
+            store.renew(first, 30)
+
+    def test_fence_grows_with_every_new_claim(self, store: Store, clock: FakeClock) -> None:
+        created = store.create(Session())
+        fences = []
+        for round_ in range(4):
+            lease = store.claim(created.id, f"worker-{round_}", 10)
+            fences.append(lease.fence)
+            if round_ % 2:
+                store.release(lease)
+            else:
+                clock.advance(11)  # let it expire instead
+        assert fences == [1, 2, 3, 4]
+
+    def test_expired_holder_cannot_write_and_new_holder_survives(
+        self, store: Store, clock: FakeClock
+    ) -> None:
+        created = store.create(Session())
+        old = store.claim(created.id, "slow-runner", 10)
+        assert store.commit(created.id, 1, append=_items(1, "old"), lease=old) == 2
+        clock.advance(11)
+        new = store.claim(created.id, "new-runner", 10)
+        assert new.fence == old.fence + 1
+        before = store.load(created.id)
+        late_writes: list[Callable[[], Any]] = [
+            lambda: store.commit(created.id, 2, append=_items(1, "late"), lease=old),
+            lambda: store.replace_history(created.id, 2, [], lease=old),
+            lambda: store.renew(old, 10),
+            lambda: store.release(old),
+        ]
+        for write in late_writes:
+            with pytest.raises(LeaseLost):
+                write()
+        assert store.load(created.id) == before
+        assert store.commit(created.id, 2, append=_items(1, "new"), lease=new) == 3
+        contents = [i["content"] for i in (store.load(created.id)).history]
+        assert contents == ["old0", "new0"]
+
+    def test_lapsed_lease_is_lost_even_if_nobody_claimed(
+        self, store: Store, clock: FakeClock
+    ) -> None:
+        created = store.create(Session())
+        lease = store.claim(created.id, "worker-1", 10)
+        clock.advance(11)
+        with pytest.raises(LeaseLost):
+            store.commit(created.id, 1, append=_items(1), lease=lease)
+        with pytest.raises(LeaseLost):
+            store.renew(lease, 10)
+        assert store.commit(created.id, 1, append=_items(1)) == 2  # unclaimed again
+
+    def test_writes_without_the_lease_are_refused_while_claimed(self, store: Store) -> None:
+        created = store.create(Session(history=_items(2)))
+        lease = store.claim(created.id, "worker-1", 300)
+        with pytest.raises(AlreadyClaimed):
+            store.commit(created.id, 1, append=_items(1, "intruder"))
+        with pytest.raises(AlreadyClaimed):
+            store.replace_history(created.id, 1, [])
+        assert (store.load(created.id)) == store.load(created.id)
+        assert (store.load(created.id)).history_len == 2
+        # the lease is checked before the version: a lost runner learns it is lost
+        other = store.create(Session())
+        with pytest.raises(LeaseLost):
+            store.commit(other.id, 99, lease=lease)
+        store.release(lease)
+        assert store.commit(created.id, 1, append=_items(1)) == 2
+
+    def test_claim_bad_input(self, store: Store) -> None:
+        created = store.create(Session())
+        with pytest.raises(SessionNotFound):
+            store.claim("missing", "worker-1", 10)
+        with pytest.raises(InvalidSessionId):
+            store.claim("../x", "worker-1", 10)
+        for ttl in (0, -1, float("nan"), "10", None):
+            with pytest.raises(InvalidRequest):
+                store.claim(created.id, "worker-1", ttl)  # type: ignore[arg-type]
+        for owner in ("", None, 5):
+            with pytest.raises(InvalidRequest):
+                store.claim(created.id, owner, 10)  # type: ignore[arg-type]
+        lease = store.claim(created.id, "worker-1", 10)
+        with pytest.raises(InvalidRequest):
+            store.renew(lease, 0)
+        store.delete(created.id)
+        with pytest.raises(LeaseLost):
+            store.renew(lease, 10)
+
+    def test_racing_claims_have_exactly_one_winner_per_round(
+        self, store: Store, store_opener: Callable[[], Any] | None
+    ) -> None:
+        created = store.create(Session())
+        racers, rounds = self.claim_racers, self.claim_rounds
+        if store_opener is None:
+            wins = claim_race_threads(store, created.id, rounds, racers)
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            barrier = ctx.Barrier(racers)
+            counts = ctx.Array("i", rounds)
+            run_processes(
+                claim_race_process,
+                [
+                    (store_opener, self.is_async, created.id, w, rounds, barrier, counts)
+                    for w in range(racers)
+                ],
+            )
+            wins = [counts[index] for index in range(rounds)]
+        assert wins == [1] * rounds, f"rounds without exactly one winner: {wins}"
+        header = store.load(created.id, last=0)
+        assert header.lease_fence == rounds

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import ConflictError
+from ..errors import AlreadyClaimed, ConflictError
 from ..stores.base import AsyncStore, Store
 
 __all__ = ["gather_tasks", "gather_threads", "run_processes"]
@@ -213,3 +213,105 @@ class _AsyncBarrier:
             event.set()
             return
         await self._event.wait()
+
+
+# --- claim races -------------------------------------------------------------------------------
+
+
+def claim_race_process(
+    opener: Opener,
+    is_async: bool,
+    session_id: str,
+    worker: int,
+    rounds: int,
+    barrier: Any,
+    wins: Any,
+) -> None:
+    """Each round every racer claims at once; the winner releases after the round."""
+    if is_async:
+
+        async def main() -> None:
+            store = opener()
+            try:
+                for round_ in range(rounds):
+                    await asyncio.to_thread(barrier.wait)
+                    try:
+                        lease = await store.claim(session_id, f"worker-{worker}", 60)
+                    except AlreadyClaimed:
+                        lease = None
+                    else:
+                        with wins.get_lock():
+                            wins[round_] += 1
+                    await asyncio.to_thread(barrier.wait)
+                    if lease is not None:
+                        await store.release(lease)
+                    await asyncio.to_thread(barrier.wait)
+            finally:
+                await store.close()
+
+        asyncio.run(main())
+        return
+    with opener() as store:
+        for round_ in range(rounds):
+            barrier.wait()
+            try:
+                lease = store.claim(session_id, f"worker-{worker}", 60)
+            except AlreadyClaimed:
+                lease = None
+            else:
+                with wins.get_lock():
+                    wins[round_] += 1
+            barrier.wait()
+            if lease is not None:
+                store.release(lease)
+            barrier.wait()
+
+
+def claim_race_threads(store: Store, session_id: str, rounds: int, racers: int) -> list[int]:
+    """The claim race with threads on one store object; returns the winners of each round."""
+    barrier = threading.Barrier(racers)
+    wins = [0] * rounds
+    lock = threading.Lock()
+
+    def racer(worker: int) -> None:
+        for round_ in range(rounds):
+            barrier.wait()
+            try:
+                lease = store.claim(session_id, f"worker-{worker}", 60)
+            except AlreadyClaimed:
+                lease = None
+            else:
+                with lock:
+                    wins[round_] += 1
+            barrier.wait()
+            if lease is not None:
+                store.release(lease)
+            barrier.wait()
+
+    gather_threads([lambda w=w: racer(w) for w in range(racers)])  # type: ignore[misc]
+    return wins
+
+
+async def claim_race_tasks(
+    store: AsyncStore, session_id: str, rounds: int, racers: int
+) -> list[int]:
+    """The claim race with asyncio tasks on one async store object."""
+    barrier = _AsyncBarrier(racers)
+    wins = [0] * rounds
+
+    async def racer(worker: int) -> None:
+        for round_ in range(rounds):
+            await barrier.wait()
+            try:
+                lease = await store.claim(session_id, f"worker-{worker}", 60)
+            except AlreadyClaimed:
+                lease = None
+            else:
+                wins[round_] += 1
+            await barrier.wait()
+            if lease is not None:
+                await store.release(lease)
+            await barrier.wait()
+
+    await gather_tasks([lambda w=w: racer(w) for w in range(racers)])  # type: ignore[misc]
+    return wins

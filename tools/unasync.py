@@ -19,15 +19,29 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# (async source, generated sync file)
-FILES = [
+# (async source, generated sync file, rules for this file only)
+FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     (
         ROOT / "src/tether/testing/_async_suite.py",
         ROOT / "src/tether/testing/_sync_suite.py",
+        [],
+    ),
+    # --- redis: rules for the Redis store only --------------------------------------------
+    (
+        ROOT / "src/tether/stores/redis_async.py",
+        ROOT / "src/tether/stores/redis_sync.py",
+        [],
+    ),
+    # --- postgres: rules for the PostgreSQL store only ------------------------------------
+    (
+        ROOT / "src/tether/stores/postgres_async.py",
+        ROOT / "src/tether/stores/postgres_sync.py",
+        [],
     ),
 ]
 
-# Applied in order to every line. Every rule must match somewhere, or --check fails.
+# Shared rules, applied in order to every line of every file (after the file's own rules).
+# Every rule must match somewhere, or --check fails.
 RULES: list[tuple[str, str]] = [
     (r"^\s*pytestmark = pytest\.mark\.asyncio\n", ""),
     (r"\bAsyncStoreConformance\b", "StoreConformance"),
@@ -49,14 +63,14 @@ RULES: list[tuple[str, str]] = [
 ]
 
 
-def convert(source: str, used: set[int]) -> str:
+def convert(source: str, rules: list[tuple[str, str]], used: set[str]) -> str:
     out = []
     for original in source.splitlines(keepends=True):
         line = original
-        for index, (pattern, replacement) in enumerate(RULES):
+        for pattern, replacement in rules:
             line, count = re.subn(pattern, replacement, line)
             if count:
-                used.add(index)
+                used.add(pattern)
         out.append(line)
     return "".join(out)
 
@@ -78,16 +92,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if output is stale")
     args = parser.parse_args()
-    used: set[int] = set()
+    used: set[str] = set()
     stale = []
-    for source, target in FILES:
-        text = formatted(convert(source.read_text(), used), target)
+    all_rules = list(RULES)
+    for source, target, own_rules in FILES:
+        if not source.exists():
+            print(f"unasync: {source.relative_to(ROOT)} does not exist yet", file=sys.stderr)
+            if target.exists():
+                stale.append(target.relative_to(ROOT))
+            continue
+        all_rules += own_rules
+        # a file's own rules run first, so they can match before the shared ones rewrite
+        text = formatted(convert(source.read_text(), own_rules + RULES, used), target)
         current = target.read_text() if target.exists() else None
         if current != text:
             stale.append(target.relative_to(ROOT))
             if not args.check:
                 target.write_text(text)
-    unused = [RULES[i][0] for i in range(len(RULES)) if i not in used]
+    unused = [pattern for pattern, _ in all_rules if pattern not in used]
     if unused:
         print(f"unasync: rules that matched nothing (remove them): {unused}", file=sys.stderr)
         return 1

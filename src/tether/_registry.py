@@ -34,6 +34,26 @@ _SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "memory": ("tether.stores.memory:MemoryStore", "tether.stores.memory:AsyncMemoryStore", None),
     "file": ("tether.stores.file:FileStore", "tether.stores.file:AsyncFileStore", None),
     "sqlite": ("tether.stores.sqlite:SQLiteStore", "tether.stores.sqlite:AsyncSQLiteStore", None),
+    "redis": (
+        "tether.stores.redis_sync:RedisStore",
+        "tether.stores.redis_async:AsyncRedisStore",
+        "redis",
+    ),
+    "rediss": (
+        "tether.stores.redis_sync:RedisStore",
+        "tether.stores.redis_async:AsyncRedisStore",
+        "redis",
+    ),
+    "postgresql": (
+        "tether.stores.postgres_sync:PostgresStore",
+        "tether.stores.postgres_async:AsyncPostgresStore",
+        "postgres",
+    ),
+    "postgres": (
+        "tether.stores.postgres_sync:PostgresStore",
+        "tether.stores.postgres_async:AsyncPostgresStore",
+        "postgres",
+    ),
 }
 
 

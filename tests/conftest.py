@@ -1,0 +1,60 @@
+"""Shared test plumbing: the real Redis and PostgreSQL servers the server-backed tests need.
+
+URLs come from ``TETHER_TEST_REDIS_URL`` / ``TETHER_TEST_POSTGRES_URL`` (defaults: the local
+servers of ``shared/SERVICES.md``). When a server does not answer, its tests skip with a
+one-line reason; under ``CI=true`` a skip would hide a broken setup, so they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+
+REDIS_URL = os.environ.get("TETHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "TETHER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_answers: dict[str, str | None] = {}
+
+
+def _reachable(url: str, default_port: int) -> str | None:
+    """None if something listens at the URL's host and port, else why not (cached)."""
+    if url not in _answers:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or default_port
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                _answers[url] = None
+        except OSError as exc:
+            _answers[url] = f"nothing answers at {host}:{port} ({exc})"
+    return _answers[url]
+
+
+def require_server(kind: str) -> str:
+    """The test URL of ``kind`` ("redis" or "postgres"); skip (or fail in CI) if it is down."""
+    url, port, env = {
+        "redis": (REDIS_URL, 6379, "TETHER_TEST_REDIS_URL"),
+        "postgres": (POSTGRES_URL, 5432, "TETHER_TEST_POSTGRES_URL"),
+    }[kind]
+    why = _reachable(url, port)
+    if why is not None:
+        message = f"{kind} server not reachable: {why}; start it or set {env}"
+        if IN_CI:
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return require_server("redis")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    return require_server("postgres")

@@ -1,0 +1,314 @@
+"""Chat turns on the server stores, beside raw redis-py and psycopg loops in the same run.
+
+Run ``.venv/bin/python benchmarks/server_turns.py [--quick] [--json OUT.json]``. Needs the
+local Redis and PostgreSQL (``TETHER_TEST_REDIS_URL`` / ``TETHER_TEST_POSTGRES_URL`` override
+the defaults); a server that does not answer is skipped with a note.
+
+One turn appends a user message (~200 bytes) and an assistant message (~800 bytes) to a session
+that starts with 20 messages. Measured per system:
+
+- **round trips per commit**: read from the server's own counters around 200 commits:
+  Redis ``INFO commandstats`` (commands executed), PostgreSQL ``pg_stat_database.xact_commit``
+  (transactions committed; one statement in autocommit is one transaction);
+- **turns/s from 1 process** and **from 8 processes** (each on its own sessions), for:
+  - ``raw redis-py``: ``LRANGE`` the history, then ``RPUSH`` the two messages (2 round trips);
+  - ``raw psycopg``: in one transaction ``SELECT`` the history rows, ``INSERT`` two rows;
+  - ``tether <store> cached``: a worker holding the session fetches what is new
+    (``load(id, after=last_seq)``) and commits (2 round trips);
+  - ``tether <store> whole``: ``load(id)`` then ``commit``.
+
+Raw loops use the same servers and the same durability (Redis as configured; PostgreSQL with
+its default ``synchronous_commit=on``). Ratios from one run are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import tether
+
+REDIS_URL = os.environ.get("TETHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "TETHER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+USER = {"role": "user", "content": "u" * 200}
+ASSISTANT = {"role": "assistant", "content": "a" * 800}
+PREFILL = 20
+
+TurnLoop = Callable[[int, int], float]
+"""(sessions, turns per session) -> seconds taken, run inside one process."""
+
+
+# --- raw baselines -------------------------------------------------------------------------------
+
+
+def raw_redis_loop(tag: str) -> TurnLoop:
+    def run(sessions: int, turns: int) -> float:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = [f"bench:{tag}:{uuid.uuid4().hex}" for _ in range(sessions)]
+        payload = json.dumps(USER), json.dumps(ASSISTANT)
+        for key in keys:
+            client.rpush(key, *([payload[0]] * PREFILL))
+        start = time.perf_counter()
+        for _ in range(turns):
+            for key in keys:
+                [json.loads(item) for item in client.lrange(key, 0, -1)]
+                client.rpush(key, *payload)
+        elapsed = time.perf_counter() - start
+        client.delete(*keys)
+        client.close()
+        return elapsed
+
+    return run
+
+
+def raw_postgres_loop(tag: str) -> TurnLoop:
+    def run(sessions: int, turns: int) -> float:
+        import psycopg
+
+        table = f"bench_{tag}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE TABLE {table} (session_id text, seq int, role text, content text, "
+                "PRIMARY KEY (session_id, seq))"
+            )
+            ids = [uuid.uuid4().hex for _ in range(sessions)]
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {table} VALUES (%s, %s, %s, %s)",
+                    [(i, n, "user", USER["content"]) for i in ids for n in range(PREFILL)],
+                )
+            conn.autocommit = False
+            start = time.perf_counter()
+            for _ in range(turns):
+                for session_id in ids:
+                    with conn.transaction():
+                        rows = conn.execute(
+                            f"SELECT seq, role, content FROM {table} WHERE session_id = %s "
+                            "ORDER BY seq",
+                            (session_id,),
+                        ).fetchall()
+                        last = rows[-1][0]
+                        with conn.cursor() as cur:
+                            cur.executemany(
+                                f"INSERT INTO {table} VALUES (%s, %s, %s, %s)",
+                                [
+                                    (session_id, last + 1, "user", USER["content"]),
+                                    (session_id, last + 2, "assistant", ASSISTANT["content"]),
+                                ],
+                            )
+            elapsed = time.perf_counter() - start
+            conn.autocommit = True
+            conn.execute(f"DROP TABLE {table}")
+        return elapsed
+
+    return run
+
+
+# --- tether --------------------------------------------------------------------------------------
+
+
+def tether_url(kind: str) -> str:
+    suffix = uuid.uuid4().hex[:12]
+    if kind == "redis":
+        sep = "&" if "?" in REDIS_URL else "?"
+        return f"{REDIS_URL}{sep}namespace=bench-{suffix}"
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{sep}schema=bench_{suffix}"
+
+
+def tether_loop(url: str, cached: bool) -> TurnLoop:
+    def run(sessions: int, turns: int) -> float:
+        with tether.open_store(url) as store:
+            held = {}
+            for _ in range(sessions):
+                session = store.create(tether.Session(history=[USER] * PREFILL))
+                held[session.id] = store.load(session.id)
+            start = time.perf_counter()
+            for _ in range(turns):
+                for session_id, cache in held.items():
+                    if cached:
+                        new = store.load(session_id, after=cache.last_seq)
+                        cache.history += new.history
+                        store.commit(session_id, new.version, append=[USER, ASSISTANT])
+                        cache.version, cache.last_seq = new.version + 1, new.last_seq + 2
+                    else:
+                        loaded = store.load(session_id)
+                        store.commit(session_id, loaded.version, append=[USER, ASSISTANT])
+            elapsed = time.perf_counter() - start
+            for session_id in held:
+                store.delete(session_id)
+        return elapsed
+
+    return run
+
+
+def cleanup(url: str) -> None:
+    """Drop what a tether run left: the Redis namespace's keys or the PostgreSQL schema."""
+    if url.startswith("redis"):
+        import redis
+
+        namespace = url.rsplit("namespace=", 1)[1]
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"tether:{{{namespace}}}:*", count=1000):
+            client.delete(key)
+        client.close()
+    else:
+        import psycopg
+        from psycopg import sql
+
+        schema = url.rsplit("schema=", 1)[1]
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+# --- measurement ---------------------------------------------------------------------------------
+
+
+def _child(loop: TurnLoop, sessions: int, turns: int, out: Any) -> None:
+    out.put(loop(sessions, turns))
+
+
+def turns_per_second(loop: TurnLoop, processes: int, sessions: int, turns: int) -> float:
+    if processes == 1:
+        return sessions * turns / loop(sessions, turns)
+    ctx = multiprocessing.get_context("fork")  # closures cannot be pickled for spawn
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_child, args=(loop, sessions, turns, out)) for _ in range(processes)
+    ]
+    start = time.perf_counter()
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    elapsed = time.perf_counter() - start
+    if any(p.exitcode for p in procs):
+        raise RuntimeError("a benchmark process failed")
+    return processes * sessions * turns / elapsed
+
+
+def redis_commands() -> int:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    stats = client.info("commandstats")
+    client.close()
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+def postgres_transactions() -> int:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def round_trips_per_commit(kind: str, url: str, commits: int = 200) -> float:
+    """Server-side operations per tether commit, from the server's own counters."""
+    counter = redis_commands if kind == "redis" else postgres_transactions
+    with tether.open_store(url) as store:
+        session = store.create(tether.Session(history=[USER]))
+        version = session.version
+        store.commit(session.id, version, append=[USER])  # warm: scripts loaded, pool open
+        version += 1
+        if kind == "postgres":
+            time.sleep(0.6)  # the statistics collector reports with a delay
+        before = counter()
+        for _ in range(commits):
+            version = store.commit(session.id, version, append=[USER, ASSISTANT])
+        if kind == "postgres":
+            time.sleep(0.6)
+        after = counter()
+    # the counter reads themselves are one command / transaction each
+    return (after - before - 1) / commits
+
+
+def available(kind: str) -> str | None:
+    try:
+        store = tether.open_store(tether_url(kind))
+    except tether.TetherError as exc:
+        return str(exc)
+    try:
+        store.exists("probe")
+    except tether.TetherError as exc:
+        return str(exc)
+    finally:
+        store.close()
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    sessions, turns, reps = (5, 10, 1) if args.quick else (20, 25, 3)
+    results: dict[str, Any] = {"sessions": sessions, "turns": turns, "systems": {}}
+    print(f"server turns: {sessions} sessions x {turns} turns per process, best of {reps} runs")
+    print(
+        f"{'system':<26}{'RT/commit':>10}{'1 proc t/s':>12}{'8 proc t/s':>12}{'x raw 1p':>10}{'x raw 8p':>10}"
+    )
+    for kind in ("redis", "postgres"):
+        why = available(kind)
+        if why is not None:
+            print(f"{kind}: skipped ({why})")
+            continue
+        raw = raw_redis_loop(kind) if kind == "redis" else raw_postgres_loop(kind)
+        rows: list[tuple[str, TurnLoop, float | None]] = [(f"raw {kind}", raw, None)]
+        urls = []
+        for cached in (True, False):
+            url = tether_url(kind)
+            urls.append(url)
+            rows.append(
+                (f"tether {kind} {'cached' if cached else 'whole'}", tether_loop(url, cached), None)
+            )
+        rt_url = tether_url(kind)
+        urls.append(rt_url)
+        round_trips = round_trips_per_commit(kind, rt_url)
+        base: dict[int, float] = {}
+        try:
+            for name, loop, _ in rows:
+                figures = {}
+                for procs in (1, 8):
+                    figures[procs] = max(
+                        turns_per_second(loop, procs, sessions, turns) for _ in range(reps)
+                    )
+                if name.startswith("raw"):
+                    base = figures
+                rt = "" if name.startswith("raw") else f"{round_trips:.2f}"
+                print(
+                    f"{name:<26}{rt:>10}{figures[1]:>12,.0f}{figures[8]:>12,.0f}"
+                    f"{figures[1] / base[1]:>10.2f}{figures[8] / base[8]:>10.2f}"
+                )
+                results["systems"][name] = {
+                    "turns_per_s_1": figures[1],
+                    "turns_per_s_8": figures[8],
+                    "round_trips_per_commit": None if name.startswith("raw") else round_trips,
+                }
+        finally:
+            for url in urls:
+                cleanup(url)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

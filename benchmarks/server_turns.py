@@ -261,9 +261,9 @@ def main() -> int:
     sessions, turns, reps = (5, 10, 1) if args.quick else (20, 25, 3)
     results: dict[str, Any] = {"sessions": sessions, "turns": turns, "systems": {}}
     print(f"server turns: {sessions} sessions x {turns} turns per process, best of {reps} runs")
-    print(
-        f"{'system':<26}{'RT/commit':>10}{'1 proc t/s':>12}{'8 proc t/s':>12}{'x raw 1p':>10}{'x raw 8p':>10}"
-    )
+    columns = ("RT/commit", "1 proc t/s", "8 proc t/s", "x raw 1p", "x raw 8p")
+    widths = (10, 12, 12, 10, 10)
+    print(f"{'system':<26}" + "".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
     for kind in ("redis", "postgres"):
         why = available(kind)
         if why is not None:

@@ -668,8 +668,12 @@ def _trail(tag: int) -> Callable[[_core.Doc], _core.Doc]:
     return step
 
 
-def test_global_schema_is_version_1() -> None:
-    assert schema.current == CURRENT_SCHEMA_VERSION == 1
+def test_global_schema_is_version_2_with_a_migration_from_1() -> None:
+    assert schema.current == CURRENT_SCHEMA_VERSION == 2
+    upgraded = schema.upgrade_header({"id": "s", "schema_version": 1, "metadata": {}})
+    assert upgraded["schema_version"] == 2
+    assert upgraded["lease_fence"] == 0
+    assert upgraded["lease_owner"] is None
 
 
 def test_header_migrations_are_chained_in_order() -> None:

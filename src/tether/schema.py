@@ -30,7 +30,7 @@ from .errors import CorruptSession, UnsupportedSchemaVersion
 
 __all__ = ["CURRENT_SCHEMA_VERSION", "SchemaRegistry", "schema"]
 
-CURRENT_SCHEMA_VERSION = 1
+CURRENT_SCHEMA_VERSION = 2
 
 Doc = dict[str, Any]
 Migration = Callable[[Doc], Doc]
@@ -90,3 +90,20 @@ class SchemaRegistry:
 
 schema = SchemaRegistry()
 """The registry every built-in store reads. Register migrations on it."""
+
+
+# --- the history of the session document ---------------------------------------------------------
+# 1: the first layout (tether 0.1 before claims).
+# 2: adds the lease fields (lease_owner, lease_token, lease_fence, lease_expires_at).
+
+
+@schema.header_migration(from_version=1)
+def _add_lease_fields(doc: Doc) -> Doc:
+    for name, empty in (
+        ("lease_owner", None),
+        ("lease_token", None),
+        ("lease_fence", 0),
+        ("lease_expires_at", None),
+    ):
+        doc.setdefault(name, empty)
+    return doc

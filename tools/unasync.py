@@ -26,6 +26,29 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/testing/_sync_suite.py",
         [],
     ),
+    # --- the session runtime --------------------------------------------------------------
+    (
+        ROOT / "src/tether/sessions_async.py",
+        ROOT / "src/tether/sessions_sync.py",
+        [
+            (r"\bAsyncSessions\b", "Sessions"),
+            (r"\bcall_hook\b", "call_hook_sync"),
+            (r"\bapublish\b", "publish"),
+            (r"\b__aenter__\b", "__enter__"),
+            (r"\b__aexit__\b", "__exit__"),
+        ],
+    ),
+    # --- the runtime's tests ---------------------------------------------------------------
+    (
+        ROOT / "tests/test_runtime_async.py",
+        ROOT / "tests/test_runtime_sync.py",
+        [
+            (r"\bAsyncSessions\b", "Sessions"),
+            (r"\bAsync(File|Memory|SQLite)Store\b", r"\1Store"),
+            (r"\bAsyncIterator\b", "Iterator"),
+            (r"\basync with\b", "with"),
+        ],
+    ),
     # --- redis: rules for the Redis store only --------------------------------------------
     (
         ROOT / "src/tether/stores/redis_async.py",

@@ -21,10 +21,24 @@ from ._registry import (
     register_store,
     store_from_config,
 )
+from .actions import (
+    Action,
+    AppendMessages,
+    ChangeOptions,
+    ClearHistory,
+    DeleteState,
+    Draft,
+    Fork,
+    Resume,
+    SetState,
+    Suspend,
+    WriteMetadata,
+)
 from .errors import (
     AlreadyClaimed,
     ConfigurationError,
     ConflictError,
+    ConflictingSessionIds,
     CorruptSession,
     InvalidRequest,
     InvalidSessionData,
@@ -38,19 +52,33 @@ from .errors import (
     TetherError,
     UnsupportedSchemaVersion,
 )
+from .hooks import HookContext, HookStage
 from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
+from .sessions_async import AsyncSessions
+from .sessions_sync import Sessions
 from .stores.base import AsyncStore, Store
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_URL",
+    "Action",
     "AlreadyClaimed",
+    "AppendMessages",
+    "AsyncSessions",
     "AsyncStore",
+    "ChangeOptions",
+    "ClearHistory",
     "ConfigurationError",
     "ConflictError",
+    "ConflictingSessionIds",
     "CorruptSession",
+    "DEFAULT_URL",
+    "DeleteState",
+    "Draft",
+    "Fork",
     "HistoryItem",
+    "HookContext",
+    "HookStage",
     "InvalidRequest",
     "InvalidSessionData",
     "InvalidSessionId",
@@ -58,16 +86,21 @@ __all__ = [
     "LeaseLost",
     "LockTimeout",
     "Page",
+    "Resume",
     "Session",
     "SessionExists",
     "SessionHeader",
     "SessionNotFound",
     "SessionStatus",
+    "Sessions",
+    "SetState",
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "Suspend",
     "TetherError",
     "UnsupportedSchemaVersion",
+    "WriteMetadata",
     "__version__",
     "async_store_from_config",
     "new_session_id",

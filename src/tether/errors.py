@@ -6,7 +6,8 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
     ├── ConfigurationError        a store URL, option or config dict is wrong
     ├── InvalidSessionId          an id breaks the id rules (checked before any I/O)
     ├── InvalidRequest            a bad argument: cursor, limit, window, unknown change field
-    │   └── InvalidSessionData    a value that is not JSON (checked before any I/O)
+    │   ├── InvalidSessionData    a value that is not JSON (checked before any I/O)
+    │   └── ConflictingSessionIds both id= and session_id= given, with different values
     ├── SessionNotFound           no session with that id (or it has expired)
     ├── ConflictError             the stored version is not the one the write expected
     │   └── SessionExists         create() with an id that is already taken
@@ -29,6 +30,7 @@ __all__ = [
     "AlreadyClaimed",
     "ConfigurationError",
     "ConflictError",
+    "ConflictingSessionIds",
     "CorruptSession",
     "InvalidRequest",
     "InvalidSessionData",
@@ -73,6 +75,17 @@ class InvalidRequest(TetherError, ValueError):
 
 class InvalidSessionData(InvalidRequest):
     """A value cannot be stored because it is not plain JSON. Nothing was written."""
+
+
+class ConflictingSessionIds(InvalidRequest):
+    """Both ``id`` and ``session_id`` were passed, with different values."""
+
+    def __init__(self, id_: str, session_id: str) -> None:
+        self.ids = (id_, session_id)
+        super().__init__(
+            f"id={id_!r} and session_id={session_id!r} disagree; pass only session_id, or make "
+            "them equal"
+        )
 
 
 class SessionNotFound(TetherError):

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, SessionStatus
 
 __all__ = ["AsyncStore", "Store", "SyncBackedAsyncStore"]
@@ -382,6 +383,13 @@ class SyncBackedAsyncStore(AsyncStore):
 
     async def release(self, lease: Lease) -> None:
         await self._call(self.sync.release, lease)
+
+    async def purge_expired(self) -> int:
+        """See the sync store's ``purge_expired`` (an optional ability)."""
+        purge: Callable[[], int] | None = getattr(self.sync, "purge_expired", None)
+        if purge is None:
+            raise InvalidRequest(f"{type(self.sync).__name__} has no purge_expired()")
+        return await self._call(purge)
 
     async def close(self) -> None:
         await self._call(self.sync.close)

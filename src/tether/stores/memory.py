@@ -234,6 +234,15 @@ class MemoryStore(Store):
             entry = self._leased(lease, self._now())
             entry.doc = {**entry.doc, **_core.released_fields()}
 
+    def purge_expired(self) -> int:
+        """Remove the sessions whose ``expires_at`` has passed; returns how many."""
+        with self._lock:
+            now = self._now()
+            expired = [k for k, e in self._sessions.items() if not _core.is_live(e.doc, now)]
+            for session_id in expired:
+                del self._sessions[session_id]
+        return len(expired)
+
     def close(self) -> None:
         with self._lock:
             self._sessions.clear()

@@ -617,6 +617,17 @@ class SQLiteStore(Store):
     def release(self, lease: Lease) -> None:
         self._update_lease(lease, _core.released_fields())
 
+    def purge_expired(self) -> int:
+        """Delete the sessions whose ``expires_at`` has passed; returns how many."""
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT id FROM tether_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (self._now(),),
+            ).fetchall()
+            for (session_id,) in rows:
+                self._delete_rows(conn, session_id)
+        return len(rows)
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

@@ -1,0 +1,259 @@
+"""Actions: the changes ``Sessions.execute`` applies to a session, and the draft they edit.
+
+An action changes a :class:`Draft`: header fields directly on ``draft.session`` (``state``,
+``metadata``, ``options``, ``status``, ``owner``, ``agent``, ``expires_at``), and history
+through ``draft.append(...)`` or ``draft.replace_history(...)``. The runtime turns the draft
+into one atomic store write. Write your own by subclassing :class:`Action`::
+
+    class CountTurn(Action):
+        name = "count_turn"
+        retry_safe = True          # re-applying it to a fresher session is correct
+
+        def apply(self, draft: Draft) -> None:
+            draft.session.state["turns"] = draft.session.state.get("turns", 0) + 1
+
+``retry_safe`` says the action may be re-applied after a conflict (``execute(retries=N)``):
+true for changes computed from the session as it is then (set a key, append a message), false
+for ones that assume the session they first saw.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from . import _core
+from .errors import InvalidRequest
+from .models import HistoryItem, Session, SessionStatus
+
+__all__ = [
+    "Action",
+    "AppendMessages",
+    "ChangeOptions",
+    "ClearHistory",
+    "DeleteState",
+    "Draft",
+    "Fork",
+    "Resume",
+    "SetState",
+    "Suspend",
+    "WriteMetadata",
+]
+
+
+class Draft:
+    """A session being changed: edit ``session``'s header fields, add history with append()."""
+
+    def __init__(self, loaded: Session, session: Session) -> None:
+        self.loaded = loaded
+        """The session as the store returned it. Do not change it."""
+        self.session = session
+        """The working copy: change its header fields (its history is read-only here)."""
+        self.appended: list[HistoryItem] = []
+        self.replacement: list[HistoryItem] | None = None
+        self._history_len = len(session.history)
+
+    def append(self, *items: Mapping[str, Any]) -> None:
+        """Add items at the end of the history (each a dict with a ``role``)."""
+        self.appended.extend(dict(item) for item in items)
+
+    def replace_history(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the whole history (compaction, clearing). Items appended so far are dropped."""
+        self.replacement = [dict(item) for item in items]
+        self.appended = []
+
+    def changes(self) -> dict[str, Any]:
+        """The header fields that differ from the loaded session, as ``commit(changes=)``."""
+        if len(self.session.history) != self._history_len:
+            raise InvalidRequest(
+                "the history was changed in place; use draft.append(...) or "
+                "draft.replace_history(...) so the change can be stored"
+            )
+        changes: dict[str, Any] = {}
+        for name in sorted(_core.CHANGEABLE_FIELDS):
+            new, old = getattr(self.session, name), getattr(self.loaded, name)
+            if new != old:
+                changes[name] = new
+        return changes
+
+
+class Action(ABC):
+    """One change to a session, applied by :meth:`tether.Sessions.execute`."""
+
+    name: ClassVar[str] = "action"
+    retry_safe: ClassVar[bool] = False
+    """May be re-applied to a fresher session after a conflict (``execute(retries=N)``)."""
+    needs_history: ClassVar[bool] = False
+    """Needs ``draft.session.history`` loaded (otherwise only the header is read)."""
+
+    @abstractmethod
+    def apply(self, draft: Draft) -> None:
+        """Change ``draft``. Raise to abort: nothing is written."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class AppendMessages(Action):
+    """Append history items (messages, tool calls, tool results)."""
+
+    name = "append_messages"
+    retry_safe = True
+
+    def __init__(self, *items: Mapping[str, Any]) -> None:
+        if not items:
+            raise InvalidRequest("AppendMessages needs at least one item")
+        self.items = [dict(item) for item in items]
+
+    def apply(self, draft: Draft) -> None:
+        draft.append(*self.items)
+
+
+class SetState(Action):
+    """Set state keys (others are kept)."""
+
+    name = "set_state"
+    retry_safe = True
+
+    def __init__(self, values: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        self.values = {**(values or {}), **more}
+
+    def apply(self, draft: Draft) -> None:
+        draft.session.state.update(_core.json_copy(self.values, what="state"))
+
+
+class DeleteState(Action):
+    """Delete state keys (missing ones are ignored)."""
+
+    name = "delete_state"
+    retry_safe = True
+
+    def __init__(self, *keys: str) -> None:
+        self.keys = keys
+
+    def apply(self, draft: Draft) -> None:
+        for key in self.keys:
+            draft.session.state.pop(key, None)
+
+
+class WriteMetadata(Action):
+    """Set metadata keys; with ``replace=True`` the metadata becomes exactly ``values``."""
+
+    name = "write_metadata"
+    retry_safe = True
+
+    def __init__(self, values: Mapping[str, Any], *, replace: bool = False) -> None:
+        self.values = dict(values)
+        self.replace = replace
+
+    def apply(self, draft: Draft) -> None:
+        values = _core.json_copy(self.values, what="metadata")
+        if self.replace:
+            draft.session.metadata = values
+        else:
+            draft.session.metadata.update(values)
+
+
+_UNSET: Any = object()
+
+
+class ChangeOptions(Action):
+    """Change run options: the model, the system prompt, the working dir, or any other."""
+
+    name = "change_options"
+    retry_safe = True
+
+    def __init__(
+        self,
+        *,
+        model: str | None = _UNSET,
+        system_prompt: str | None = _UNSET,
+        cwd: str | None = _UNSET,
+        **other: Any,
+    ) -> None:
+        given = {"model": model, "system_prompt": system_prompt, "cwd": cwd}
+        self.values = {k: v for k, v in given.items() if v is not _UNSET} | other
+        if not self.values:
+            raise InvalidRequest("ChangeOptions needs at least one option")
+
+    def apply(self, draft: Draft) -> None:
+        for key, value in _core.json_copy(self.values, what="options").items():
+            if value is None:
+                draft.session.options.pop(key, None)  # None removes an option
+            else:
+                draft.session.options[key] = value
+
+
+class Suspend(Action):
+    """Set the status to ``suspended``: the session keeps everything but takes no turns."""
+
+    name = "suspend"
+    retry_safe = True
+
+    def apply(self, draft: Draft) -> None:
+        if draft.session.status == SessionStatus.ARCHIVED:
+            raise InvalidRequest(f"session {draft.session.id!r} is archived; resume it first")
+        draft.session.status = SessionStatus.SUSPENDED
+
+
+class Resume(Action):
+    """Bring a suspended or archived session back: ``new`` if it never ran, else ``finished``."""
+
+    name = "resume"
+    retry_safe = True
+
+    def apply(self, draft: Draft) -> None:
+        if draft.session.status not in (SessionStatus.SUSPENDED, SessionStatus.ARCHIVED):
+            return  # already active: nothing to do
+        draft.session.status = (
+            SessionStatus.NEW if draft.session.history_len == 0 else SessionStatus.FINISHED
+        )
+
+
+class Archive(Action):
+    """Set the status to ``archived``: kept, but left out of default listings."""
+
+    name = "archive"
+    retry_safe = True
+
+    def apply(self, draft: Draft) -> None:
+        draft.session.status = SessionStatus.ARCHIVED
+
+
+class ClearHistory(Action):
+    """Empty the history of the same session; state, options and metadata are kept."""
+
+    name = "clear_history"
+    retry_safe = True
+
+    def apply(self, draft: Draft) -> None:
+        draft.replace_history([])
+
+
+class SetExpiry(Action):
+    """Set (or with ``None`` remove) the moment the session expires."""
+
+    name = "set_expiry"
+    retry_safe = True
+
+    def __init__(self, expires_at: datetime | None) -> None:
+        self.expires_at = expires_at
+
+    def apply(self, draft: Draft) -> None:
+        draft.session.expires_at = self.expires_at
+
+
+class Fork(Action):
+    """Fork the session; ``execute`` then returns the new child session (see ``fork()``)."""
+
+    name = "fork"
+    retry_safe = True
+
+    def __init__(self, new_id: str | None = None, *, at: int | None = None) -> None:
+        self.new_id = new_id
+        self.at = at
+
+    def apply(self, draft: Draft) -> None:
+        raise InvalidRequest("Fork is carried out by Sessions.execute / Sessions.fork")

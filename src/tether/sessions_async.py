@@ -1,0 +1,468 @@
+"""The session runtime, async side; tools/unasync.py writes the sync side from it.
+
+One object to create, load, change, fork, list and retire sessions over any store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from . import _core
+from ._cache import SessionCache, detach
+from ._registry import open_async_store
+from ._time import Clock, system_clock
+from .actions import Action, Archive, ClearHistory, Draft, Fork
+from .errors import (
+    AlreadyClaimed,
+    ConflictError,
+    ConflictingSessionIds,
+    InvalidRequest,
+    SessionNotFound,
+    TetherError,
+)
+from .events import (
+    ActionExecuted,
+    ConflictDetected,
+    Event,
+    EventBus,
+    EventHandler,
+    LoadFailed,
+    SaveFailed,
+    SessionArchived,
+    SessionCreated,
+    SessionDeleted,
+    SessionForked,
+    SessionLoaded,
+    SessionSaved,
+)
+from .hooks import HookContext, HookFunction, HookRegistry, HookStage, call_hook
+from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
+from .stores.base import AsyncStore
+
+__all__ = ["AsyncSessions"]
+
+_E = TypeVar("_E", bound=Event)
+
+_ACTIVE = frozenset(s.value for s in SessionStatus) - {SessionStatus.ARCHIVED.value}
+_IN_FLIGHT = frozenset({SessionStatus.RUNNING, SessionStatus.HIBERNATED, SessionStatus.WAITING})
+
+
+class AsyncSessions:
+    """Sessions over one store: ``AsyncSessions("sqlite:///app.db")`` or over a store object.
+
+    ``cache_size`` sessions are kept in this process so that loading one this object already
+    holds fetches only what is new (0 turns the cache off). ``clock`` is used for
+    ``archive_inactive`` and event times.
+    """
+
+    def __init__(
+        self,
+        store: AsyncStore | str | None = None,
+        *,
+        cache_size: int = 256,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.store: AsyncStore = store if isinstance(store, AsyncStore) else open_async_store(store)
+        self._cache = SessionCache(cache_size)
+        self._hooks = HookRegistry()
+        self._events = EventBus()
+        self._clock = clock
+
+    # --- hooks and events ----------------------------------------------------------------------
+
+    def add_hook(
+        self,
+        stage: HookStage | str,
+        fn: HookFunction,
+        *,
+        name: str | None = None,
+        priority: int = 0,
+    ) -> str:
+        """Run ``fn(ctx)`` at ``stage``; returns the hook's name (for :meth:`remove_hook`)."""
+        return self._hooks.add(stage, fn, name, priority)
+
+    def remove_hook(self, name: str) -> None:
+        self._hooks.remove(name)
+
+    def subscribe(self, handler: Callable[[_E], Any], *types: type[_E]) -> None:
+        """Deliver events of ``types`` (all if none) to ``handler``; see :mod:`tether.events`."""
+        self._events.subscribe(handler, *types)
+
+    def unsubscribe(self, handler: EventHandler) -> None:
+        self._events.unsubscribe(handler)
+
+    async def _run_hooks(self, stage: HookStage, ctx: HookContext) -> None:
+        ctx.stage = stage
+        for hook in self._hooks.for_stage(stage):
+            await call_hook(hook, ctx)
+
+    async def _emit(self, event: Event) -> None:
+        await self._events.apublish(event)
+
+    # --- create, get, list ---------------------------------------------------------------------
+
+    async def create(
+        self,
+        agent: str | None = None,
+        *,
+        session_id: str | None = None,
+        id: str | None = None,  # the seeds' spelling, accepted as an alias of session_id
+        owner: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        history: Iterable[Mapping[str, Any]] = (),
+        expires_at: datetime | None = None,
+    ) -> Session:
+        """Create a session: the one entry point, through every create hook and event.
+
+        Hooks: ``before_create`` -> ``before_save`` -> persist -> ``after_save`` ->
+        ``after_create``. Raises :class:`~tether.errors.ConflictingSessionIds` if ``id`` and
+        ``session_id`` disagree, :class:`~tether.errors.SessionExists` if the id is taken.
+        """
+        if id is not None and session_id is not None and id != session_id:
+            raise ConflictingSessionIds(id, session_id)
+        chosen = session_id if session_id is not None else id
+        fields: dict[str, Any] = {
+            "agent": agent,
+            "owner": owner,
+            "metadata": dict(metadata or {}),
+            "state": dict(state or {}),
+            "options": dict(options or {}),
+            "history": [dict(item) for item in history],
+            "expires_at": expires_at,
+        }
+        if chosen is not None:
+            fields["id"] = chosen
+        return await self._create(Session(**fields), "create")
+
+    async def _create(self, session: Session, operation: str) -> Session:
+        ctx = HookContext(HookStage.BEFORE_CREATE, operation, session)
+        await self._run_hooks(HookStage.BEFORE_CREATE, ctx)
+        await self._run_hooks(HookStage.BEFORE_SAVE, ctx)
+        try:
+            created = await self.store.create(ctx.session)
+        except TetherError as exc:
+            await self._emit(SaveFailed(ctx.session.id, self._clock(), exc))
+            raise
+        self._cache.put(created)
+        after = HookContext(HookStage.AFTER_SAVE, operation, detach(created))
+        await self._run_hooks(HookStage.AFTER_SAVE, after)
+        await self._emit(SessionSaved(created.id, self._clock(), created.version))
+        after.session = detach(created)
+        await self._run_hooks(HookStage.AFTER_CREATE, after)
+        await self._emit(SessionCreated(created.id, self._clock(), created.version))
+        return detach(created)
+
+    async def _fetch(self, session_id: str) -> Session:
+        """The whole session, through the cache: only what is new is read from the store."""
+        cached = self._cache.get(session_id)
+        if cached is not None:
+            fresh = await self.store.load(session_id, after=cached.last_seq)
+            merged = SessionCache.merge(cached, fresh)
+            if merged is not None:
+                self._cache.put(merged)
+                return merged
+        loaded = await self.store.load(session_id)
+        self._cache.put(loaded)
+        return loaded
+
+    async def get(self, session_id: str) -> Session:
+        """The whole session (``after_load`` hooks run on it). Raises SessionNotFound."""
+        try:
+            loaded = detach(await self._fetch(session_id))
+        except TetherError as exc:
+            self._cache.drop(session_id)
+            await self._emit(LoadFailed(session_id, self._clock(), exc))
+            raise
+        ctx = HookContext(HookStage.AFTER_LOAD, "get", loaded)
+        await self._run_hooks(HookStage.AFTER_LOAD, ctx)
+        await self._emit(SessionLoaded(session_id, self._clock(), loaded.version))
+        return ctx.session
+
+    async def info(self, session_id: str) -> SessionHeader:
+        """The header alone: no history is read."""
+        return (await self.store.load(session_id, last=0)).header
+
+    async def exists(self, session_id: str) -> bool:
+        return await self.store.exists(session_id)
+
+    async def history(
+        self, session_id: str, *, last: int | None = None, after: int | None = None
+    ) -> list[HistoryItem]:
+        """A window of the history: the last N items, or the items after a ``seq``.
+
+        Served from the cache when this object holds the session (refreshed with only what
+        is new), else read from the store as just that window.
+        """
+        _core.check_window(last, after)
+        if self._cache.get(session_id) is None:
+            return (await self.store.load(session_id, last=last, after=after)).history
+        session = await self._fetch(session_id)
+        items = session.history[_core.window([i["seq"] for i in session.history], last, after)]
+        return list(items)
+
+    async def list(
+        self,
+        *,
+        include_archived: bool = False,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Headers, newest first, with the store's filters and cursor pages.
+
+        Archived sessions are left out unless ``include_archived`` or a ``status`` asks for them.
+        """
+        if status is None and not include_archived:
+            status = sorted(_ACTIVE)
+        return await self.store.list(
+            owner=owner,
+            agent=agent,
+            status=status,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    async def for_owner(self, owner: str, **filters: Any) -> Page:
+        """The sessions of one user or tenant (see :meth:`list` for the filters)."""
+        return await self.list(owner=owner, **filters)
+
+    # --- changing a session --------------------------------------------------------------------
+
+    async def execute(
+        self, session_id: str, action: Action, *, retries: int = 0, lease: Lease | None = None
+    ) -> Session:
+        """Apply ``action`` and commit it; returns the session as saved.
+
+        Pipeline: load -> ``after_load`` -> the action -> ``after_action`` -> ``before_save`` ->
+        commit -> ``after_save``. A stale version raises :class:`~tether.errors.ConflictError`;
+        with ``retries=N`` an action that is ``retry_safe`` is re-applied to the reloaded
+        session up to N more times. ``lease`` is passed to the store's commit (see claims).
+        A :class:`~tether.actions.Fork` action returns the new child session instead.
+        """
+        if not isinstance(action, Action):
+            raise InvalidRequest(f"execute() takes an Action, not {type(action).__name__}")
+        if isinstance(action, Fork):
+            return await self.fork(session_id, action.new_id, at=action.at)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise InvalidRequest(f"retries must be an int >= 0, not {retries!r}")
+        if retries and not action.retry_safe:
+            raise InvalidRequest(
+                f"{type(action).__name__} is not retry_safe: re-applying it after a conflict "
+                "could be wrong; handle ConflictError yourself, or mark the action retry_safe"
+            )
+        attempt = 0
+        while True:
+            try:
+                return await self._execute_once(session_id, action, lease)
+            except ConflictError as conflict:
+                attempt += 1
+                self._cache.drop(session_id)
+                will_retry = attempt <= retries
+                await self._emit(
+                    ConflictDetected(
+                        session_id,
+                        self._clock(),
+                        conflict.expected_version,
+                        conflict.actual_version,
+                        attempt,
+                        will_retry,
+                    )
+                )
+                if not will_retry:
+                    await self._emit(SaveFailed(session_id, self._clock(), conflict))
+                    raise
+
+    async def _execute_once(self, session_id: str, action: Action, lease: Lease | None) -> Session:
+        try:
+            if action.needs_history:
+                loaded = await self._fetch(session_id)
+            else:
+                loaded = await self.store.load(session_id, last=0)
+        except TetherError as exc:
+            await self._emit(LoadFailed(session_id, self._clock(), exc))
+            raise
+        draft = Draft(loaded, detach(loaded))
+        ctx = HookContext(HookStage.AFTER_LOAD, "execute", draft.session, draft, action)
+        await self._run_hooks(HookStage.AFTER_LOAD, ctx)
+        action.apply(draft)
+        await self._run_hooks(HookStage.AFTER_ACTION, ctx)
+        await self._run_hooks(HookStage.BEFORE_SAVE, ctx)
+        changes = draft.changes()
+        try:
+            if draft.replacement is not None:
+                if changes:
+                    raise InvalidRequest(
+                        f"{action.name}: replacing the history and changing {sorted(changes)} "
+                        "are two writes; run them as two actions"
+                    )
+                await self.store.replace_history(
+                    session_id, loaded.version, draft.replacement, lease=lease
+                )
+            else:
+                await self.store.commit(
+                    session_id, loaded.version, append=draft.appended, changes=changes, lease=lease
+                )
+        except ConflictError:
+            raise  # execute() reports it and decides on a retry
+        except TetherError as exc:
+            await self._emit(SaveFailed(session_id, self._clock(), exc))
+            raise
+        saved = await self._fetch(session_id)  # only the new items are read
+        await self._run_hooks(
+            HookStage.AFTER_SAVE, HookContext(HookStage.AFTER_SAVE, "execute", detach(saved))
+        )
+        await self._emit(
+            ActionExecuted(
+                session_id,
+                self._clock(),
+                action.name,
+                loaded.version,
+                saved.version,
+                loaded.status,
+                saved.status,
+            )
+        )
+        await self._emit(SessionSaved(session_id, self._clock(), saved.version))
+        return detach(saved)
+
+    # --- fork ----------------------------------------------------------------------------------
+
+    async def fork(
+        self, session_id: str, new_id: str | None = None, *, at: int | None = None
+    ) -> Session:
+        """A new session with the parent's history up to ``seq`` ``at`` (default: all of it).
+
+        Runs through the create pipeline (``before_create`` ... ``after_create``) with
+        operation ``fork``. The child records ``parent_id`` and ``fork_seq``; it copies the
+        parent's owner, agent, metadata, state and options. Its status is ``new`` (no history)
+        or ``finished``: a fork never inherits work in flight. The parent is not changed, and
+        its later writes are not seen by the child.
+        """
+        parent = await self._fetch(session_id)
+        point = parent.last_seq if at is None else at
+        if isinstance(point, bool) or not isinstance(point, int):
+            raise InvalidRequest(f"at must be a seq (int), not {point!r}")
+        if not parent.first_seq - 1 <= point <= parent.last_seq:
+            raise InvalidRequest(
+                f"cannot fork {session_id!r} at seq {point}: its history holds seqs "
+                f"{parent.first_seq}..{parent.last_seq}"
+            )
+        kept = [_without_seq(item) for item in parent.history if item["seq"] <= point]
+        fields: dict[str, Any] = {
+            "owner": parent.owner,
+            "agent": parent.agent,
+            "metadata": _core.json_copy(parent.metadata, what="metadata"),
+            "state": _core.json_copy(parent.state, what="state"),
+            "options": _core.json_copy(parent.options, what="options"),
+            "parent_id": parent.id,
+            "fork_seq": point,
+            "status": SessionStatus.FINISHED if kept else SessionStatus.NEW,
+            "history": kept,
+        }
+        if new_id is not None:
+            fields["id"] = new_id
+        child = await self._create(Session(**fields), "fork")
+        await self._emit(SessionForked(child.id, self._clock(), parent.id, point))
+        return child
+
+    # --- retiring sessions ---------------------------------------------------------------------
+
+    async def delete(self, session_id: str) -> bool:
+        """Delete a session and its history; False if there was none."""
+        deleted = await self.store.delete(session_id)
+        self._cache.drop(session_id)
+        if deleted:
+            await self._emit(SessionDeleted(session_id, self._clock()))
+        return deleted
+
+    async def archive(self, session_id: str) -> Session:
+        """Status ``archived``: kept, out of default listings; :class:`Resume` brings it back."""
+        archived = await self.execute(session_id, Archive(), retries=3)
+        await self._emit(SessionArchived(session_id, self._clock(), archived.version))
+        return archived
+
+    async def archive_inactive(self, days: float = 30) -> int:
+        """Archive every session not updated for ``days``; returns how many were archived.
+
+        Sessions being written meanwhile (a conflict) or held by a runner (a claim) are skipped:
+        they are not inactive.
+        """
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
+            raise InvalidRequest(f"days must be a number >= 0, not {days!r}")
+        cutoff = self._clock() - timedelta(days=days)
+        statuses = sorted(_ACTIVE)
+        stale = [
+            h.id async for h in self.store.iter_sessions(status=statuses, updated_before=cutoff)
+        ]
+        count = 0
+        for session_id in stale:
+            try:
+                await self.execute(session_id, Archive())
+            except (ConflictError, AlreadyClaimed, SessionNotFound):
+                continue
+            await self._emit(SessionArchived(session_id, self._clock(), 0))
+            count += 1
+        return count
+
+    async def clear(self, session_id: str) -> Session:
+        """Empty the history of the same session; state, options and metadata are kept."""
+        return await self.execute(session_id, ClearHistory(), retries=3)
+
+    async def clear_all(self, *, confirm: bool = False) -> int:
+        """Delete every session in the store; refuses unless ``confirm=True``. Returns how many."""
+        if confirm is not True:
+            raise InvalidRequest(
+                "clear_all() deletes every session in the store and cannot be undone; "
+                "call clear_all(confirm=True) if that is what you want"
+            )
+        ids = [h.id async for h in self.store.iter_sessions(limit=500)]
+        count = 0
+        for session_id in ids:
+            if await self.delete(session_id):
+                count += 1
+        self._cache.clear()
+        return count
+
+    async def purge_expired(self) -> int:
+        """Delete sessions whose ``expires_at`` has passed, for stores that keep them until then.
+
+        Expired sessions already behave as missing; this reclaims their space. Returns how many
+        were removed (0 on stores whose expiry is native, such as Redis).
+        """
+        purge: Callable[[], Any] | None = getattr(self.store, "purge_expired", None)
+        if purge is None:
+            raise InvalidRequest(
+                f"{type(self.store).__name__} has no purge_expired(); its sessions either "
+                "expire natively or it cannot find expired ones"
+            )
+        count: int = await purge()
+        return count
+
+    async def close(self) -> None:
+        self._cache.clear()
+        await self.store.close()
+
+    async def __aenter__(self) -> AsyncSessions:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _without_seq(item: HistoryItem) -> HistoryItem:
+    """A copy of ``item`` for a new session: the store there numbers it afresh."""
+    copy = dict(item)
+    copy.pop("seq", None)
+    return copy

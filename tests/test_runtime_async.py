@@ -1,0 +1,511 @@
+"""The session runtime on every built-in store.
+
+This is the async side; tools/unasync.py writes the sync side from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tether
+from tether import (
+    Action,
+    AppendMessages,
+    AsyncSessions,
+    ChangeOptions,
+    DeleteState,
+    Draft,
+    Fork,
+    HookContext,
+    Resume,
+    Session,
+    SessionStatus,
+    SetState,
+    Suspend,
+    WriteMetadata,
+    events,
+)
+from tether.stores.file import AsyncFileStore
+from tether.stores.memory import AsyncMemoryStore
+from tether.stores.sqlite import AsyncSQLiteStore
+from tether.testing import FakeClock
+
+FIXTURES = Path(__file__).parent / "fixtures" / "schema_v1"
+
+
+def _msgs(*texts: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text} for text in texts]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "file", "sqlite"])
+async def sessions(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[AsyncSessions]:
+    kind = request.param
+    if kind == "memory":
+        store: tether.AsyncStore = AsyncMemoryStore(clock=clock)
+    elif kind == "file":
+        store = AsyncFileStore(tmp_path / "files", clock=clock)
+    else:
+        store = AsyncSQLiteStore(tmp_path / "db.sqlite", clock=clock)
+    async with AsyncSessions(store, clock=clock) as runtime:
+        yield runtime
+
+
+# --- create, get, list ---------------------------------------------------------------------------
+
+
+async def test_create_runs_hooks_in_order(sessions: AsyncSessions) -> None:
+    seen: list[tuple[str, str, int]] = []
+    for stage in ("after_create", "before_save", "after_save", "before_create"):
+        sessions.add_hook(
+            stage,
+            lambda ctx, stage=stage: seen.append((ctx.operation, stage, ctx.session.version)),  # type: ignore[misc]
+        )
+    created = await sessions.create("support", session_id="s1", owner="ada")
+    assert seen == [
+        ("create", "before_create", 0),
+        ("create", "before_save", 0),
+        ("create", "after_save", 1),
+        ("create", "after_create", 1),
+    ]
+    assert (created.id, created.agent, created.owner, created.version) == (
+        "s1",
+        "support",
+        "ada",
+        1,
+    )
+
+
+async def test_before_hooks_can_change_and_stop_a_create(sessions: AsyncSessions) -> None:
+    def defaults(ctx: HookContext) -> None:
+        ctx.session.metadata.setdefault("channel", "web")
+
+    def guard(ctx: HookContext) -> None:
+        if ctx.session.owner is None:
+            raise PermissionError("sessions need an owner")
+
+    sessions.add_hook("before_create", defaults)
+    sessions.add_hook("before_save", guard, name="guard")
+    created = await sessions.create(owner="ada")
+    assert created.metadata == {"channel": "web"}
+    with pytest.raises(PermissionError):
+        await sessions.create(session_id="anon")
+    assert not await sessions.exists("anon")
+    sessions.remove_hook("guard")
+    await sessions.create(session_id="anon")
+
+
+async def test_hook_priorities_names_and_removal(sessions: AsyncSessions) -> None:
+    order: list[str] = []
+    sessions.add_hook("before_save", lambda ctx: order.append("low"), name="low", priority=-5)
+    sessions.add_hook("before_save", lambda ctx: order.append("high"), name="high", priority=10)
+    sessions.add_hook("before_save", lambda ctx: order.append("first-0"), name="a")
+    sessions.add_hook("before_save", lambda ctx: order.append("second-0"), name="b")
+    await sessions.create()
+    assert order == ["high", "first-0", "second-0", "low"]
+    with pytest.raises(tether.InvalidRequest):
+        sessions.add_hook("before_save", lambda ctx: None, name="a")
+    with pytest.raises(tether.InvalidRequest):
+        sessions.add_hook("during_save", lambda ctx: None)
+    sessions.remove_hook("high")
+    with pytest.raises(tether.InvalidRequest):
+        sessions.remove_hook("high")
+
+
+async def test_after_save_hooks_cannot_change_the_saved_session(sessions: AsyncSessions) -> None:
+    def sneaky(ctx: HookContext) -> Session:
+        ctx.session.state["changed"] = True
+        return ctx.session
+
+    sessions.add_hook("after_save", sneaky, name="sneaky")
+    with pytest.raises(TypeError, match="already saved"):
+        await sessions.create(session_id="s1")
+    sessions.remove_hook("sneaky")
+    sessions.add_hook("after_save", lambda ctx: ctx.session.state.update(changed=True))
+    await sessions.execute("s1", SetState(a=1))
+    assert (await sessions.get("s1")).state == {"a": 1}, "a copy: the saved session is unchanged"
+
+
+async def test_conflicting_ids(sessions: AsyncSessions) -> None:
+    with pytest.raises(tether.ConflictingSessionIds):
+        await sessions.create(id="a", session_id="b")
+    assert (await sessions.create(id="same", session_id="same")).id == "same"
+    assert (await sessions.create(id="only-id")).id == "only-id"
+    with pytest.raises(tether.SessionExists):
+        await sessions.create(session_id="same")
+
+
+async def test_get_info_exists_history(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1", history=_msgs("a", "b", "c"))
+    got = await sessions.get("s1")
+    assert [i["content"] for i in got.history] == ["a", "b", "c"]
+    info = await sessions.info("s1")
+    assert type(info) is tether.SessionHeader
+    assert info.history_len == 3
+    assert await sessions.exists("s1")
+    assert not await sessions.exists("nope")
+    assert [i["seq"] for i in await sessions.history("s1", last=2)] == [2, 3]
+    assert [i["seq"] for i in await sessions.history("s1", after=1)] == [2, 3]
+    with pytest.raises(tether.SessionNotFound):
+        await sessions.get("nope")
+
+
+async def test_cached_session_sees_other_writers(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1", history=_msgs("a"))
+    await sessions.get("s1")  # now cached
+    await sessions.store.commit("s1", 1, append=_msgs("from elsewhere"))
+    assert [i["content"] for i in (await sessions.get("s1")).history] == ["a", "from elsewhere"]
+    assert [i["content"] for i in await sessions.history("s1", last=1)] == ["from elsewhere"]
+    # someone compacts the history: the cache notices and reloads it whole
+    await sessions.store.replace_history("s1", 2, _msgs("summary"))
+    got = await sessions.get("s1")
+    assert [(i["seq"], i["content"]) for i in got.history] == [(3, "summary")]
+
+
+async def test_returned_sessions_do_not_change_the_cache(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1", state={"k": {"n": 1}})
+    got = await sessions.get("s1")
+    got.state["k"]["n"] = 99
+    got.history.append({"role": "user"})
+    again = await sessions.get("s1")
+    assert again.state == {"k": {"n": 1}}
+    assert again.history == []
+
+
+async def test_list_leaves_archived_out_by_default(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="live", owner="ada")
+    await sessions.create(session_id="old", owner="ada")
+    await sessions.archive("old")
+    assert [h.id for h in (await sessions.list()).sessions] == ["live"]
+    assert {h.id for h in (await sessions.list(include_archived=True)).sessions} == {"live", "old"}
+    assert [h.id for h in (await sessions.list(status="archived")).sessions] == ["old"]
+    assert [h.id for h in (await sessions.for_owner("ada")).sessions] == ["live"]
+    assert (await sessions.for_owner("bob")).sessions == []
+
+
+# --- execute -------------------------------------------------------------------------------------
+
+
+async def test_execute_pipeline_order_and_result(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1")
+    seen: list[str] = []
+    for stage in ("after_save", "before_save", "after_action", "after_load"):
+        sessions.add_hook(stage, lambda ctx, stage=stage: seen.append(stage))  # type: ignore[misc]
+    saved = await sessions.execute("s1", AppendMessages(*_msgs("hi", "there")))
+    assert seen == ["after_load", "after_action", "before_save", "after_save"]
+    assert saved.version == 2
+    assert [(i["seq"], i["content"]) for i in saved.history] == [(1, "hi"), (2, "there")]
+    assert all("timestamp" in i for i in saved.history)
+
+
+async def test_built_in_actions(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1", options={"model": "a"}, metadata={"x": 1})
+    s = await sessions.execute("s1", SetState({"a": 1}, b=2))
+    assert s.state == {"a": 1, "b": 2}
+    s = await sessions.execute("s1", DeleteState("a", "missing"))
+    assert s.state == {"b": 2}
+    s = await sessions.execute("s1", WriteMetadata({"y": 2}))
+    assert s.metadata == {"x": 1, "y": 2}
+    s = await sessions.execute("s1", WriteMetadata({"z": 3}, replace=True))
+    assert s.metadata == {"z": 3}
+    s = await sessions.execute("s1", ChangeOptions(model="b", system_prompt="be brief", cwd="/w"))
+    assert s.options == {"model": "b", "system_prompt": "be brief", "cwd": "/w"}
+    s = await sessions.execute("s1", ChangeOptions(cwd=None, temperature=0.2))
+    assert s.options == {"model": "b", "system_prompt": "be brief", "temperature": 0.2}
+    s = await sessions.execute("s1", AppendMessages(*_msgs("a", "b")))
+    s = await sessions.execute("s1", Suspend())
+    assert s.status == SessionStatus.SUSPENDED
+    s = await sessions.execute("s1", Resume())
+    assert s.status == SessionStatus.FINISHED  # it has a history: ready for the next turn
+    s = await sessions.clear("s1")
+    assert (s.history, s.history_len) == ([], 0)
+    assert (s.options["model"], s.metadata, s.state) == ("b", {"z": 3}, {"b": 2})
+    with pytest.raises(tether.InvalidRequest):
+        await sessions.execute("s1", "not an action")  # type: ignore[arg-type]
+
+
+async def test_custom_action_and_draft_rules(sessions: AsyncSessions) -> None:
+    class CountTurn(Action):
+        name = "count_turn"
+        retry_safe = True
+
+        def apply(self, draft: Draft) -> None:
+            draft.session.state["turns"] = draft.session.state.get("turns", 0) + 1
+            draft.append({"role": "system", "content": f"turn {draft.session.state['turns']}"})
+
+    class InPlace(Action):
+        name = "in_place"
+        needs_history = True
+
+        def apply(self, draft: Draft) -> None:
+            draft.session.history.append({"role": "user", "content": "sneaky"})
+
+    class ReplaceAndChange(Action):
+        def apply(self, draft: Draft) -> None:
+            draft.replace_history([])
+            draft.session.state["x"] = 1
+
+    await sessions.create(session_id="s1")
+    await sessions.execute("s1", CountTurn())
+    s = await sessions.execute("s1", CountTurn())
+    assert s.state == {"turns": 2}
+    assert [i["content"] for i in s.history] == ["turn 1", "turn 2"]
+    for action in (InPlace(), ReplaceAndChange()):
+        with pytest.raises(tether.InvalidRequest):
+            await sessions.execute("s1", action)
+    assert (await sessions.get("s1")).version == 3, "nothing was written by the refused actions"
+
+
+async def test_conflict_is_raised_or_retried(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1")
+    conflicts: list[events.ConflictDetected] = []
+    failures: list[events.SaveFailed] = []
+    sessions.subscribe(conflicts.append, events.ConflictDetected)
+    sessions.subscribe(failures.append, events.SaveFailed)
+
+    class Racing(Action):
+        """Lets another writer in between its load and its commit, the first `times` times."""
+
+        name = "racing"
+        retry_safe = True
+        interloper: int | None = None
+
+        def __init__(self, store: Any, times: int) -> None:
+            self.store, self.times = store, times
+
+        def apply(self, draft: Draft) -> None:
+            if self.times:
+                self.times -= 1
+                self.interloper = draft.loaded.version
+            draft.append({"role": "user", "content": "mine"})
+
+    async def interleave(action: Racing) -> None:
+        async def hook(ctx: HookContext) -> None:
+            version = action.interloper
+            if version is not None:
+                action.interloper = None
+                await sessions.store.commit("s1", version, append=_msgs("theirs"))
+
+        name = sessions.add_hook("before_save", hook)
+        try:
+            await sessions.execute("s1", action, retries=1)
+        finally:
+            sessions.remove_hook(name)
+
+    await interleave(Racing(sessions.store, times=1))
+    assert [i["content"] for i in (await sessions.get("s1")).history] == ["theirs", "mine"]
+    assert [(c.attempt, c.will_retry) for c in conflicts] == [(1, True)]
+    assert failures == []
+
+    with pytest.raises(tether.ConflictError):
+        await interleave(Racing(sessions.store, times=2))  # conflicts again on the retry
+    assert [(c.attempt, c.will_retry) for c in conflicts[1:]] == [(1, True), (2, False)]
+    assert len(failures) == 1
+
+    class NotSafe(Action):
+        def apply(self, draft: Draft) -> None:
+            draft.append({"role": "user"})
+
+    with pytest.raises(tether.InvalidRequest, match="retry_safe"):
+        await sessions.execute("s1", NotSafe(), retries=2)
+
+
+async def test_execute_with_a_lease(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1")
+    lease = await sessions.store.claim("s1", "runner", 30)
+    with pytest.raises(tether.AlreadyClaimed):
+        await sessions.execute("s1", SetState(a=1))
+    saved = await sessions.execute("s1", SetState(a=1), lease=lease)
+    assert saved.state == {"a": 1}
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+async def test_events_are_typed_and_a_failing_handler_breaks_nothing(
+    sessions: AsyncSessions, caplog: pytest.LogCaptureFixture
+) -> None:
+    got: list[events.Event] = []
+
+    def boom(event: events.Event) -> None:
+        raise RuntimeError("handler bug")
+
+    async def async_handler(event: events.Event) -> None:
+        got.append(event)
+
+    sessions.subscribe(boom)
+    sessions.subscribe(async_handler)
+    with caplog.at_level(logging.ERROR, logger="tether.events"):
+        await sessions.create(session_id="s1")
+        await sessions.execute("s1", AppendMessages(*_msgs("a")))
+        await sessions.get("s1")
+        await sessions.fork("s1", "child")
+        await sessions.archive("s1")
+        await sessions.delete("child")
+        with pytest.raises(tether.SessionNotFound):
+            await sessions.get("gone")
+    kinds = [type(e).__name__ for e in got]
+    assert kinds == [
+        "SessionSaved",
+        "SessionCreated",
+        "ActionExecuted",
+        "SessionSaved",
+        "SessionLoaded",
+        "SessionSaved",
+        "SessionCreated",
+        "SessionForked",
+        "ActionExecuted",
+        "SessionSaved",
+        "SessionArchived",
+        "SessionDeleted",
+        "LoadFailed",
+    ]
+    executed = next(e for e in got if isinstance(e, events.ActionExecuted))
+    assert (executed.before_version, executed.after_version) == (1, 2)
+    archived = [e for e in got if isinstance(e, events.ActionExecuted)][-1]
+    assert archived.after_status == SessionStatus.ARCHIVED
+    assert "handler bug" in caplog.text
+    assert (await sessions.info("s1")).status == SessionStatus.ARCHIVED, "saves went through"
+    sessions.unsubscribe(boom)
+    with pytest.raises(LookupError):
+        sessions.unsubscribe(boom)
+
+
+# --- fork ----------------------------------------------------------------------------------------
+
+
+async def test_fork_isolation(sessions: AsyncSessions) -> None:
+    seen: list[str] = []
+    sessions.add_hook("before_create", lambda ctx: seen.append(ctx.operation))
+    await sessions.create(
+        "support", session_id="parent", owner="ada", state={"k": 1}, history=_msgs("a", "b", "c")
+    )
+    child = await sessions.fork("parent", "child", at=2)
+    assert seen == ["create", "fork"]
+    assert (child.parent_id, child.fork_seq, child.owner, child.agent) == (
+        "parent",
+        2,
+        "ada",
+        "support",
+    )
+    assert [(i["seq"], i["content"]) for i in child.history] == [(1, "a"), (2, "b")]
+    assert child.state == {"k": 1}
+    await sessions.execute("parent", AppendMessages(*_msgs("parent later")))
+    await sessions.execute("child", AppendMessages(*_msgs("child later")))
+    parent = await sessions.get("parent")
+    child = await sessions.get("child")
+    assert [i["content"] for i in parent.history] == ["a", "b", "c", "parent later"]
+    assert [i["content"] for i in child.history] == ["a", "b", "child later"]
+    whole = await sessions.execute("parent", Fork())
+    assert whole.fork_seq == 4
+    assert len(whole.history) == 4
+    with pytest.raises(tether.InvalidRequest):
+        await sessions.fork("parent", at=99)
+    empty = await sessions.fork("parent", at=0)
+    assert (empty.history, empty.status) == ([], SessionStatus.NEW)
+
+
+# --- retiring ------------------------------------------------------------------------------------
+
+
+async def test_archive_inactive(sessions: AsyncSessions, clock: FakeClock) -> None:
+    await sessions.create(session_id="old-1")
+    await sessions.create(session_id="old-2")
+    clock.advance(timedelta(days=40).total_seconds())
+    await sessions.create(session_id="fresh")
+    await sessions.create(session_id="old-but-held")
+    clock.advance(-timedelta(days=40).total_seconds())
+    held = await sessions.store.claim("old-1", "runner", 10**9)
+    clock.advance(timedelta(days=40).total_seconds())
+    assert await sessions.archive_inactive(days=30) == 1  # old-2; old-1 is held by a runner
+    statuses = {h.id: h.status for h in (await sessions.list(include_archived=True)).sessions}
+    assert statuses["old-2"] == SessionStatus.ARCHIVED
+    assert statuses["old-1"] == SessionStatus.NEW
+    assert statuses["fresh"] == SessionStatus.NEW
+    await sessions.store.release(held)
+    assert await sessions.archive_inactive(days=30) == 1
+    assert await sessions.archive_inactive(days=30) == 0
+    with pytest.raises(tether.InvalidRequest):
+        await sessions.archive_inactive(days=-1)
+
+
+async def test_clear_all_needs_confirmation(sessions: AsyncSessions) -> None:
+    for n in range(3):
+        await sessions.create(session_id=f"s{n}")
+    await sessions.archive("s0")
+    with pytest.raises(tether.InvalidRequest, match="confirm=True"):
+        await sessions.clear_all()
+    assert len((await sessions.list(include_archived=True)).sessions) == 3
+    assert await sessions.clear_all(confirm=True) == 3
+    assert (await sessions.list(include_archived=True)).sessions == []
+
+
+async def test_expiry_and_purge(sessions: AsyncSessions, clock: FakeClock) -> None:
+    await sessions.create(session_id="brief", expires_at=clock() + timedelta(hours=1))
+    await sessions.create(session_id="lasting")
+    clock.advance(3601)
+    assert not await sessions.exists("brief")
+    assert await sessions.purge_expired() == 1
+    assert await sessions.purge_expired() == 0
+    assert await sessions.exists("lasting")
+
+
+async def test_delete(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1")
+    await sessions.get("s1")
+    assert await sessions.delete("s1") is True
+    assert await sessions.delete("s1") is False
+    with pytest.raises(tether.SessionNotFound):
+        await sessions.get("s1")
+
+
+# --- schema versions through the runtime ---------------------------------------------------------
+
+
+async def test_old_sessions_are_migrated_and_written_back(tmp_path: Path) -> None:
+    directory = Path(shutil.copytree(FIXTURES / "files", tmp_path / "files"))
+    async with AsyncSessions(AsyncFileStore(directory)) as runtime:
+        old = await runtime.get("support-42")
+        assert old.schema_version == 2
+        assert [i["content"] for i in old.history] == [
+            "Where is order A1001?",
+            "It shipped yesterday.",
+        ]
+        saved = await runtime.execute("support-42", AppendMessages(*_msgs("thanks")))
+        assert saved.schema_version == 2
+    assert '"schema_version":2' in (directory / "support-42.json").read_text()
+
+
+async def test_newer_sessions_are_refused_and_untouched(
+    sessions: AsyncSessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tether.schema.schema, "current", 3)
+    await sessions.create(session_id="future", state={"k": 1})
+    monkeypatch.setattr(tether.schema.schema, "current", 2)
+    runtime = AsyncSessions(sessions.store)  # a process that never saw it: nothing cached
+    with pytest.raises(tether.UnsupportedSchemaVersion):
+        await runtime.get("future")
+    with pytest.raises(tether.UnsupportedSchemaVersion):
+        await runtime.execute("future", SetState(k=2))
+    monkeypatch.setattr(tether.schema.schema, "current", 3)
+    assert (await runtime.get("future")).state == {"k": 1}
+
+
+async def test_open_by_url(tmp_path: Path) -> None:
+    async with AsyncSessions(f"sqlite:///{tmp_path / 'app.db'}") as runtime:
+        await runtime.create(session_id="by-url")
+        assert isinstance(runtime.store, AsyncSQLiteStore)
+        assert await runtime.exists("by-url")

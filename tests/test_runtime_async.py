@@ -418,6 +418,40 @@ async def test_fork_isolation(sessions: AsyncSessions) -> None:
     assert (empty.history, empty.status) == ([], SessionStatus.NEW)
 
 
+async def test_fork_of_a_compacted_history_numbers_from_one(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="p", history=_msgs("a", "b", "c"))
+    await sessions.store.replace_history("p", 1, _msgs("summary", "d", "e"))  # seqs 4, 5, 6
+    child = await sessions.fork("p", "c", at=5)
+    assert [(i["seq"], i["content"]) for i in child.history] == [(1, "summary"), (2, "d")]
+    assert (child.fork_seq, child.last_seq, child.history_len) == (5, 2, 2)
+    stored = await sessions.store.load("c")
+    assert [(i["seq"], i["content"]) for i in stored.history] == [(1, "summary"), (2, "d")]
+    assert (await sessions.store.load("c", after=1)).history[0]["content"] == "d"
+
+
+async def test_fork_hooks_can_change_the_child(sessions: AsyncSessions) -> None:
+    def mark(ctx: HookContext) -> None:
+        if ctx.operation == "fork":
+            ctx.session.metadata["forked"] = True
+            ctx.session.history.append({"role": "system", "content": "forked here"})
+
+    def redact(ctx: HookContext) -> None:
+        if ctx.operation == "fork":
+            ctx.session.history[0] = {"role": "user", "content": "[redacted]"}
+
+    name = sessions.add_hook("before_create", mark)
+    await sessions.create(session_id="p", history=_msgs("a"))
+    child = await sessions.fork("p", "c")
+    stored = await sessions.store.load("c")
+    assert stored.metadata == {"forked": True}
+    assert [i["content"] for i in stored.history] == ["a", "forked here"]
+    assert child.history_len == 2
+    sessions.remove_hook(name)
+    sessions.add_hook("before_create", redact)
+    await sessions.fork("p", "c2")
+    assert [i["content"] for i in (await sessions.store.load("c2")).history] == ["[redacted]"]
+
+
 # --- retiring ------------------------------------------------------------------------------------
 
 

@@ -255,6 +255,19 @@ def window(seqs: Sequence[int], last: int | None, after: int | None) -> slice:
     return slice(start, len(seqs))
 
 
+def fork_count(parent: Doc, at: int) -> int:
+    """How many of the parent's items a fork at seq ``at`` keeps; raises if ``at`` is outside."""
+    if isinstance(at, bool) or not isinstance(at, int):
+        raise InvalidRequest(f"at must be a seq (int), not {at!r}")
+    first = parent["last_seq"] - parent["history_len"] + 1
+    if not first - 1 <= at <= parent["last_seq"]:
+        raise InvalidRequest(
+            f"cannot fork {parent['id']!r} at seq {at}: its history holds seqs "
+            f"{first}..{parent['last_seq']}"
+        )
+    return int(at - first + 1)
+
+
 # --- commits -----------------------------------------------------------------------------------
 
 

@@ -139,11 +139,12 @@ class AsyncSessions:
         return await self._create(Session(**fields), "create")
 
     async def _create(self, session: Session, operation: str) -> Session:
+        given = list(session.history)  # what the hooks get; if they change it, no store copy
         ctx = HookContext(HookStage.BEFORE_CREATE, operation, session)
         await self._run_hooks(HookStage.BEFORE_CREATE, ctx)
         await self._run_hooks(HookStage.BEFORE_SAVE, ctx)
         try:
-            created = await self.store.create(ctx.session)
+            created = await self._persist_new(ctx.session, history_given=given)
         except TetherError as exc:
             await self._emit(SaveFailed(ctx.session.id, self._clock(), exc))
             raise
@@ -155,6 +156,31 @@ class AsyncSessions:
         await self._run_hooks(HookStage.AFTER_CREATE, after)
         await self._emit(SessionCreated(created.id, self._clock(), created.version))
         return detach(created)
+
+    async def _persist_new(self, session: Session, history_given: list[HistoryItem]) -> Session:
+        """Store a new session; a fork whose store can copy the prefix itself lets it.
+
+        The store copies only when the hooks left the child's history exactly as the fork made
+        it (the same item objects); otherwise the child is created from its history as it stands.
+        """
+        fork_session: Callable[[Session, int], Any] | None = getattr(
+            self.store, "fork_session", None
+        )
+        at = session.fork_seq
+        if (
+            fork_session is None
+            or session.parent_id is None
+            or at is None
+            or len(session.history) != len(history_given)
+            or any(a is not b for a, b in zip(session.history, history_given, strict=True))
+        ):
+            return await self.store.create(session)
+        try:
+            header: SessionHeader = await fork_session(session, at)
+        except NotImplementedError:
+            return await self.store.create(session)
+        history = [{**item, "seq": seq} for seq, item in enumerate(session.history, 1)]
+        return Session.model_construct(**dict(header), history=history)
 
     async def _fetch(self, session_id: str) -> Session:
         """The whole session, through the cache: only what is new is read from the store."""
@@ -352,13 +378,7 @@ class AsyncSessions:
         """
         parent = await self._fetch(session_id)
         point = parent.last_seq if at is None else at
-        if isinstance(point, bool) or not isinstance(point, int):
-            raise InvalidRequest(f"at must be a seq (int), not {point!r}")
-        if not parent.first_seq - 1 <= point <= parent.last_seq:
-            raise InvalidRequest(
-                f"cannot fork {session_id!r} at seq {point}: its history holds seqs "
-                f"{parent.first_seq}..{parent.last_seq}"
-            )
+        _core.fork_count(_core.header_to_doc(parent), point)  # raises if outside the history
         kept = [_without_seq(item) for item in parent.history if item["seq"] <= point]
         fields: dict[str, Any] = {
             "owner": parent.owner,

@@ -384,6 +384,15 @@ class SyncBackedAsyncStore(AsyncStore):
     async def release(self, lease: Lease) -> None:
         await self._call(self.sync.release, lease)
 
+    async def fork_session(self, child: Session, at: int) -> SessionHeader:
+        """See the sync store's ``fork_session`` (an optional ability)."""
+        fork: Callable[[Session, int], SessionHeader] | None = getattr(
+            self.sync, "fork_session", None
+        )
+        if fork is None:  # the runtime then copies the items itself
+            raise NotImplementedError(f"{type(self.sync).__name__} has no fork_session()")
+        return await self._call(fork, child, at)
+
     async def purge_expired(self) -> int:
         """See the sync store's ``purge_expired`` (an optional ability)."""
         purge: Callable[[], int] | None = getattr(self.sync, "purge_expired", None)

@@ -10,8 +10,8 @@ from typing import Any
 from .. import _core
 from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
-from ..errors import ConflictError, LeaseLost, SessionExists, SessionNotFound
-from ..models import Lease, Page, Session
+from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionExists, SessionNotFound
+from ..models import Lease, Page, Session, SessionHeader
 from .base import StatusFilter, Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
@@ -233,6 +233,34 @@ class MemoryStore(Store):
         with self._lock:
             entry = self._leased(lease, self._now())
             entry.doc = {**entry.doc, **_core.released_fields()}
+
+    def fork_session(self, child: Session, at: int) -> SessionHeader:
+        """Create ``child`` with its parent's items up to seq ``at``, sharing their encoded form.
+
+        See :meth:`tether.stores.sqlite.SQLiteStore.fork_session`.
+        """
+        if child.parent_id is None:
+            raise InvalidRequest("fork_session needs child.parent_id")
+        now = self._now()
+        doc = _core.new_session_doc(child, now)
+        with self._lock:
+            parent = self._get(child.parent_id, now)
+            _core.check_writable(child.parent_id, parent.doc)
+            if _core.needs_upgrade(parent.doc):
+                raise NotImplementedError("the parent needs a schema upgrade: copy its items")
+            count = _core.fork_count(parent.doc, at)
+            offset = at - count
+            kept = parent.items[: len(parent.items) - (parent.doc["last_seq"] - at)]
+            if offset:  # a compacted parent: renumber from 1
+                items = _core.decode_items(child.parent_id, kept)
+                kept = [_core.encode_item({**item, "seq": item["seq"] - offset}) for item in items]
+            doc.update(fork_seq=at, last_seq=count, history_len=count)
+            existing = self._live(doc["id"], now)
+            if existing is not None:
+                _core.check_writable(doc["id"], existing.doc)
+                raise SessionExists(doc["id"], existing.doc["version"])
+            self._sessions[doc["id"]] = _Entry(doc, list(kept), list(range(1, count + 1)))
+        return _core.doc_to_header(_core.json_copy(doc, what="header"))
 
     def purge_expired(self) -> int:
         """Remove the sessions whose ``expires_at`` has passed; returns how many."""

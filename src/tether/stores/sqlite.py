@@ -31,13 +31,14 @@ from .._urls import as_choice, as_float, parse_store_url
 from ..errors import (
     ConflictError,
     CorruptSession,
+    InvalidRequest,
     LeaseLost,
     SessionExists,
     SessionNotFound,
     StoreError,
     TetherError,
 )
-from ..models import HistoryItem, Lease, Page, Session
+from ..models import HistoryItem, Lease, Page, Session, SessionHeader
 from ..schema import schema
 from .base import StatusFilter, Store, SyncBackedAsyncStore
 
@@ -616,6 +617,54 @@ class SQLiteStore(Store):
 
     def release(self, lease: Lease) -> None:
         self._update_lease(lease, _core.released_fields())
+
+    def fork_session(self, child: Session, at: int) -> SessionHeader:
+        """Create ``child`` with its parent's items up to seq ``at``, copied inside the database.
+
+        An optional ability the runtime's ``fork`` uses when a store has it: the items are
+        copied row to row by SQLite (renumbered from 1 if the parent's history was compacted),
+        never decoded. ``child.history`` is ignored; ``child.parent_id`` names the parent.
+        """
+        if child.parent_id is None:
+            raise InvalidRequest("fork_session needs child.parent_id")
+        parent_id = child.parent_id
+        now = self._now()
+        doc = _core.new_session_doc(child, now)
+        with self._write() as conn:
+            parent = self._live_doc(conn, parent_id, now)
+            if parent is None:
+                raise SessionNotFound(parent_id)
+            _core.check_writable(parent_id, parent)
+            if schema.items_need_upgrade(int(parent["schema_version"])):
+                raise NotImplementedError("the parent's items need a schema upgrade: copy them")
+            count = _core.fork_count(parent, at)
+            offset = at - count  # seqs before the first kept item
+            doc.update(fork_seq=at, last_seq=count, history_len=count)
+            existing = conn.execute(
+                "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
+                (doc["id"],),
+            ).fetchone()
+            if existing is not None:
+                _core.check_writable(doc["id"], {"schema_version": existing[1]})
+                if _core.is_live({"expires_at": existing[2]}, now):
+                    raise SessionExists(doc["id"], existing[0])
+                self._delete_rows(conn, doc["id"])
+            conn.execute(_INSERT_HEADER, _doc_to_row(doc))
+            if offset == 0:
+                conn.execute(
+                    "INSERT INTO tether_items (session_id, seq, data) "
+                    "SELECT ?, seq, data FROM tether_items WHERE session_id = ? AND seq <= ?",
+                    (doc["id"], parent_id, at),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO tether_items (session_id, seq, data) "
+                    "SELECT ?, seq - ?, json_set(data, '$.seq', seq - ?) FROM tether_items "
+                    "WHERE session_id = ? AND seq > ? AND seq <= ?",
+                    (doc["id"], offset, offset, parent_id, offset, at),
+                )
+            self._write_meta(conn, doc["id"], doc["metadata"])
+        return _core.doc_to_header(doc)
 
     def purge_expired(self) -> int:
         """Delete the sessions whose ``expires_at`` has passed; returns how many."""

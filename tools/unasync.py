@@ -53,13 +53,36 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     (
         ROOT / "src/tether/stores/redis_async.py",
         ROOT / "src/tether/stores/redis_sync.py",
-        [],
+        [
+            (r"\bredis\.asyncio\b", "redis"),
+            (r"\bAsyncRedisStore\b", "RedisStore"),
+            (r"\bAsyncScript\b", "Script"),
+            (r"\.aclose\(\)", ".close()"),
+            (
+                r"asyncio side \(hand-written; tools/unasync\.py generates redis_sync\.py\)\.",
+                "sync side (generated from redis_async.py by tools/unasync.py: do not edit).",
+            ),
+        ],
     ),
     # --- postgres: rules for the PostgreSQL store only ------------------------------------
     (
         ROOT / "src/tether/stores/postgres_async.py",
         ROOT / "src/tether/stores/postgres_sync.py",
-        [],
+        [
+            (r"\bAsyncPostgresStore\b", "PostgresStore"),
+            (r"\bAsyncConnectionPool\b", "ConnectionPool"),
+            (r"\bAsyncConnection\b", "Connection"),
+            (r"\bAsyncIterator\b", "Iterator"),
+            (r"\basynccontextmanager\b", "contextmanager"),
+            (r"\basync with\b", "with"),
+            (r"^import asyncio$", "import threading"),
+            (r"\basyncio\.Lock\(\)", "threading.Lock()"),
+            (
+                r"^The async side is written by hand; postgres_sync\.py is generated from it by "
+                r"tools/unasync\.py\.$",
+                "The sync side, generated from postgres_async.py by tools/unasync.py: do not edit.",
+            ),
+        ],
     ),
 ]
 

@@ -1,0 +1,404 @@
+"""The Redis store, asyncio side (hand-written; tools/unasync.py generates redis_sync.py).
+
+Key layout, for namespace ``ns`` (every key carries the hash tag ``{ns}``, so a namespace lives
+in one Redis Cluster slot and one script may touch any of its keys):
+
+* ``tether:{ns}:s:<id>``: the session header, a hash with one JSON text per field;
+* ``tether:{ns}:h:<id>``: the history, a list with one JSON item per element (oldest first;
+  seqs are contiguous, so a window is an LRANGE);
+* ``tether:{ns}:m:<id>``: top-level metadata key -> canonical JSON value, for ``list`` filters;
+* ``tether:{ns}:ix:updated``, ``ix:owner``, ``ix:agent``, ``ix:status``: the listing indexes,
+  lex-ordered sorted sets whose members are ``<prefix><updated_at>:<id>``;
+* ``tether:{ns}:ix:who``: id -> the index entries the session has, so they can be removed
+  even after Redis expired the session's own keys; ``ix:sweep``: where the next bounded clean
+  up of the index resumes.
+
+Atomicity: every write is one Lua script run with EVALSHA, i.e. one round trip, and Redis runs
+a script alone: a commit checks the session is live, the schema, the lease and the version,
+then appends the items, updates the header, the metadata and the indexes and sets the expiry,
+all or nothing. Reads are one round trip too: a script, or for a whole history (or its last
+N items) a MULTI/EXEC of HMGET + LRANGE (+ TIME), which keeps the items out of Lua. Time is
+Redis's ``TIME`` (or an injected clock's), so expiry and leases follow one clock whatever the
+client machines say. The scripts are in :mod:`tether.stores._redis_common`; see
+``docs/redis.md`` for costs and failure behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    RedisError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+)
+from redis.exceptions import (
+    TimeoutError as RedisTimeoutError,
+)
+
+from .. import _core
+from .._ids import validate_session_id
+from .._time import Clock, to_micros
+from ..errors import StoreError, StoreUnavailable
+from ..models import Lease, Page, Session
+from ..schema import schema
+from . import _redis_common as rc
+from .base import AsyncStore, StatusFilter
+
+__all__ = ["AsyncRedisStore", "client_options"]
+
+
+def client_options(
+    *, socket_timeout: float = rc.SOCKET_TIMEOUT, socket_connect_timeout: float = rc.CONNECT_TIMEOUT
+) -> dict[str, Any]:
+    """The client settings the store uses when it builds its own client.
+
+    Timeouts make a dead server fail fast. One immediate retry on a connection error lets the
+    first call after a server restart reconnect instead of failing on a pooled, dead
+    connection; the scripts recognise a write they already applied (a nonce or the new lease
+    token), so the retry never applies a commit twice. Timeouts are not retried: a server that
+    does not answer is reported at once.
+    """
+    return {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "retry": Retry(NoBackoff(), 1, (RedisConnectionError,)),
+    }
+
+
+class AsyncRedisStore(AsyncStore):
+    """Sessions in Redis (6.2 or later), shared by every process and machine that uses it.
+
+    Build it from a URL with :meth:`from_url`, or from a client you made
+    (``AsyncRedisStore(client, namespace="app")``): the store then uses that client's
+    connection pool, timeouts and retries, and ``close`` leaves it open unless
+    ``close_client=True``. ``namespace`` keeps apps (and tests) apart; ``ttl`` (seconds) makes
+    every session expire after that long without a write; ``clock`` replaces Redis's clock
+    (for tests).
+    """
+
+    list_budget = rc.LIST_BUDGET
+    """Index entries one listing script examines before the client resumes it."""
+
+    def __init__(
+        self,
+        client: Redis | None = None,
+        *,
+        namespace: str = rc.DEFAULT_NAMESPACE,
+        ttl: float | timedelta | None = None,
+        clock: Clock | None = None,
+        close_client: bool | None = None,
+    ) -> None:
+        self.keys = rc.Keys.for_namespace(namespace)
+        self.ttl_ms = rc.ttl_millis(ttl)
+        self._clock = clock
+        self._close_client = client is None if close_client is None else close_client
+        self.client: Redis = (
+            client if client is not None else Redis.from_url(rc.DEFAULT_URL, **client_options())
+        )
+        self._where = rc.describe_client(self.client.connection_pool.connection_kwargs)
+        self._scripts: dict[str, AsyncScript] = {
+            name: self.client.register_script(source) for name, source in rc.SCRIPTS.items()
+        }
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock | None = None) -> AsyncRedisStore:
+        """``redis://[user:password@]host[:port][/db]`` or ``rediss://`` (TLS); options
+        ``namespace``, ``ttl`` (seconds, 0 = none), ``socket_timeout`` and
+        ``socket_connect_timeout`` (seconds)."""
+        config = rc.parse_url(url)
+        client = Redis.from_url(
+            config.client_url,
+            **client_options(
+                socket_timeout=config.socket_timeout,
+                socket_connect_timeout=config.socket_connect_timeout,
+            ),
+        )
+        return cls(
+            client, namespace=config.namespace, ttl=config.ttl, clock=clock, close_client=True
+        )
+
+    @property
+    def namespace(self) -> str:
+        return self.keys.namespace
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """One EVALSHA (plus SCRIPT LOAD the first time a server sees the script)."""
+        return await self._guarded(script, lambda: self._scripts[script](keys=keys, args=args))
+
+    async def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
+        """Run one round trip; driver errors become StoreUnavailable or StoreError."""
+        try:
+            return await call()
+        except (AuthenticationError, AuthorizationError) as exc:
+            raise StoreError(
+                f"Redis at {self._where} refused the store's credentials or commands ({exc}); "
+                "check the user and password in the URL and the user's ACL"
+            ) from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(
+                f"Redis at {self._where} cannot be reached ({type(exc).__name__}: {exc}). "
+                "Nothing more was done; check that the server is up and retry when it is back."
+            ) from exc
+        except RedisError as exc:
+            raise StoreError(f"Redis at {self._where} failed the {what} call: {exc}") from exc
+
+    def _now(self) -> str:
+        return rc.now_arg(self._clock)
+
+    async def _upgrade(self, session_id: str) -> None:
+        """Write a session stored by an older tether back in the current schema (once).
+
+        A rare path (the first write after an upgrade of tether), so it may take a few round
+        trips: read the header, read the items if they migrate, then a compare-and-set on the
+        version and schema version. A loser of a race just retries its commit.
+        """
+        keys = self.keys.session(session_id)[:2]
+        raw = rc.loaded_raw(session_id, await self._run("load", keys, [self._now(), 0, ""]))
+        if raw is None:
+            return
+        doc = raw[0]
+        old = int(doc["schema_version"])
+        if old >= schema.current:
+            return
+        items = None
+        if schema.items_need_upgrade(old):
+            raw = rc.loaded_raw(session_id, await self._run("load", keys, [self._now(), "", ""]))
+            if raw is None or raw[0]["version"] != doc["version"]:
+                return
+            items = _core.upgrade_items(raw[1], old)
+        args = rc.upgrade_args(
+            self.keys, _core.upgrade_doc(doc), old, items, now=self._now(), ttl_ms=self.ttl_ms
+        )
+        await self._run("upgrade", self.keys.write_keys(session_id), args)
+
+    async def _write(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        mode: str,
+        changes: _core.Doc,
+        items: list[rc.EncodedItem],
+        lease: Lease | None,
+    ) -> int:
+        keys = self.keys.write_keys(session_id)
+        for _ in range(5):
+            args = rc.commit_args(
+                self.keys,
+                session_id,
+                expected_version,
+                mode=mode,
+                changes=changes,
+                items=items,
+                lease=lease,
+                now=self._now(),
+                ttl_ms=self.ttl_ms,
+                nonce=rc.new_nonce(),
+            )
+            version = rc.written_version(
+                session_id, expected_version, lease, await self._run("commit", keys, args)
+            )
+            if version is not None:
+                return version
+            await self._upgrade(session_id)
+        raise StoreError(
+            f"session {session_id!r} kept changing while it was being upgraded to schema "
+            f"version {schema.current}; retry the write"
+        )
+
+    # --- the contract --------------------------------------------------------------------------
+
+    async def create(self, session: Session) -> Session:
+        doc = _core.new_session_doc(session, 0)  # the script stamps the time
+        items = rc.encode_items(session.history)
+        args = rc.create_args(
+            self.keys, doc, items, now=self._now(), ttl_ms=self.ttl_ms, nonce=rc.new_nonce()
+        )
+        reply = await self._run("create", self.keys.write_keys(doc["id"]), args)
+        return rc.created_session(doc, items, reply)
+
+    async def load(
+        self, session_id: str, *, last: int | None = None, after: int | None = None
+    ) -> Session:
+        validate_session_id(session_id)
+        _core.check_window(last, after)
+        keys = self.keys.session(session_id)[:2]
+        if rc.use_transaction(last, after):
+            now = None if self._clock is None else to_micros(self._clock())
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hmget(keys[0], rc.HEADER_FIELDS)
+            pipe.lrange(keys[1], 0 if last is None else -last, -1)
+            if now is None:
+                pipe.time()
+            replies = await self._guarded("load", pipe.execute)
+            return rc.transaction_session(session_id, now, replies)
+        args = [self._now(), "" if last is None else last, "" if after is None else after]
+        return rc.loaded_session(session_id, await self._run("load", keys, args))
+
+    async def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: Iterable[Mapping[str, Any]] = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
+        items = rc.encode_items(append)
+        if lease is not None:
+            rc.check_lease_arg(lease)
+        return await self._write(
+            session_id,
+            expected_version,
+            mode="append",
+            changes=normalized,
+            items=items,
+            lease=lease,
+        )
+
+    async def replace_history(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
+    ) -> int:
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        encoded = rc.encode_items(items)
+        if lease is not None:
+            rc.check_lease_arg(lease)
+        return await self._write(
+            session_id, expected_version, mode="replace", changes={}, items=encoded, lease=lease
+        )
+
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: StatusFilter = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        query = _core.build_list_query(
+            owner=owner,
+            agent=agent,
+            status=status,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+        plan = rc.list_plan(query)
+        if plan is None:
+            return Page(sessions=[], next_cursor=None)
+        rows: list[tuple[str, bytes | str]] = []
+        upper = plan.upper
+        # One script call unless a selective filter makes it examine more than list_budget
+        # entries: then it stops, and the next call resumes after the last entry it examined.
+        while True:
+            want = query.limit + 1 - len(rows)
+            args = plan.args(upper, want, max(self.list_budget, 1), self._now(), self.keys.base)
+            found, resume = rc.list_rows(await self._run("list", list(self.keys.index), args))
+            rows += found
+            if len(rows) > query.limit or not resume:
+                return rc.list_page(rows, query.limit, plan.prefix)
+            upper = "(" + resume
+
+    async def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+        validate_session_id(session_id)
+        if expected_version is not None:
+            _core.check_version(expected_version)
+        args = [
+            self._now(),
+            self.keys.base,
+            session_id,
+            "" if expected_version is None else expected_version,
+            schema.current,
+        ]
+        reply = await self._run("delete", self.keys.write_keys(session_id), args)
+        return rc.deleted(session_id, expected_version, reply)
+
+    async def exists(self, session_id: str) -> bool:
+        validate_session_id(session_id)
+        reply = await self._run("exists", self.keys.session(session_id)[:1], [self._now()])
+        return bool(reply)
+
+    async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        validate_session_id(session_id)
+        owner, ttl_us = _core.check_owner(owner), rc.lease_ttl_micros(ttl)
+        token = rc.new_token()
+        args = [
+            self._now(),
+            self.keys.base,
+            session_id,
+            rc.json_text(owner),
+            ttl_us,
+            rc.json_text(token),
+            schema.current,
+            self.ttl_ms,
+        ]
+        reply = await self._run("claim", self.keys.write_keys(session_id), args)
+        return rc.claimed(session_id, owner, token, reply)
+
+    async def _lease_call(self, lease: Lease, ttl_us: int | None) -> Lease:
+        rc.check_lease_arg(lease)
+        args = [
+            self._now(),
+            self.keys.base,
+            lease.session_id,
+            rc.json_text(lease.token),
+            "" if ttl_us is None else ttl_us,
+            self.ttl_ms,
+            rc.new_nonce(),
+        ]
+        reply = await self._run("lease", self.keys.write_keys(lease.session_id), args)
+        return rc.lease_updated(lease, reply)
+
+    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        return await self._lease_call(lease, rc.lease_ttl_micros(ttl))
+
+    async def release(self, lease: Lease) -> None:
+        await self._lease_call(lease, None)
+
+    async def purge_expired(self) -> int:
+        """Delete what is left of expired sessions; returns how many sessions it deleted.
+
+        Redis removes an expired session's keys by itself (native expiry), so this usually
+        returns 0: it deletes sessions whose ``expires_at`` passed by this store's clock while
+        Redis's clock has not reached it (an injected clock), and removes the index entries of
+        sessions Redis already expired. It walks the ``ix:updated`` index, not the keyspace, in
+        script calls of ``list_budget`` entries each, so the server is never held for long.
+        """
+        removed, resume = 0, ""
+        while True:
+            args = [self._now(), self.keys.base, resume, max(self.list_budget, 1)]
+            count, resume = rc.purged(await self._run("purge", list(self.keys.index), args))
+            removed += count
+            if not resume:
+                return removed
+
+    async def close(self) -> None:
+        if self._close_client:
+            await self.client.aclose()

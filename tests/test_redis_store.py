@@ -1,0 +1,863 @@
+"""The Redis store: the whole conformance suite (sync and async) and what the Redis layout adds.
+
+Every test works in its own namespace (``t<uuid hex>``) and deletes that namespace's keys
+afterwards (SCAN MATCH on the namespace's own prefix); nothing here flushes a database. The
+server comes from ``TETHER_TEST_REDIS_URL`` (default: the local Redis): the tests skip when it
+does not answer, and fail instead under ``CI=true``. The fault tests start a throwaway
+``redis-server`` of their own (skipped when the binary is missing).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pytest
+import redis
+import redis.asyncio
+
+import tether
+from tether import (
+    ConfigurationError,
+    CorruptSession,
+    InvalidRequest,
+    Session,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+    _core,
+)
+from tether._time import to_micros
+from tether.stores import _redis_common as rc
+from tether.stores import redis_async, redis_sync
+from tether.stores.redis_async import AsyncRedisStore
+from tether.stores.redis_sync import RedisStore
+from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def _url(base: str, **options: str) -> str:
+    """``base`` with tether options added to its query string."""
+    parts = urlsplit(base)
+    query = dict(parse_qsl(parts.query))
+    query.update(options)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _wipe(url: str, namespace: str) -> None:
+    """Delete one namespace's keys: SCAN MATCH on its validated prefix, never FLUSH*."""
+    client = redis.Redis.from_url(url.split("?", 1)[0])
+    try:
+        keys = list(client.scan_iter(match=rc.Keys.for_namespace(namespace).pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    name = f"t{uuid.uuid4().hex}"
+    yield name
+    _wipe(redis_url, name)
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client beside the store's, to look at the keys."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def _items(count: int, prefix: str = "m") -> list[dict[str, Any]]:
+    return [{"role": "user", "content": f"{prefix}{i}"} for i in range(count)]
+
+
+# --- the conformance suite ---------------------------------------------------------------------
+
+
+class TestRedisStore(StoreConformance):
+    @pytest.fixture
+    def store(self, redis_url: str, namespace: str, clock: FakeClock) -> Iterator[RedisStore]:
+        with RedisStore.from_url(_url(redis_url, namespace=namespace), clock=clock) as store:
+            yield store
+
+    @pytest.fixture
+    def store_opener(self, redis_url: str, namespace: str) -> Callable[[], Any]:
+        return functools.partial(tether.open_store, _url(redis_url, namespace=namespace))
+
+
+class TestAsyncRedisStore(AsyncStoreConformance):
+    @pytest.fixture
+    async def store(
+        self, redis_url: str, namespace: str, clock: FakeClock
+    ) -> AsyncIterator[AsyncRedisStore]:
+        url = _url(redis_url, namespace=namespace)
+        async with AsyncRedisStore.from_url(url, clock=clock) as store:
+            yield store
+
+    @pytest.fixture
+    def store_opener(self, redis_url: str, namespace: str) -> Callable[[], Any]:
+        return functools.partial(tether.open_async_store, _url(redis_url, namespace=namespace))
+
+
+# --- helpers: counting connections and a throwaway server --------------------------------------
+
+
+class Wire:
+    """What went over the wire: packets sent, replies read, and the commands in the packets."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+        self.reads = 0
+        self.commands: list[str] = []
+        self.lose_next_reply = False
+
+    def reset(self) -> None:
+        self.sends, self.reads, self.commands = 0, 0, []
+
+    def sent(self, packet: bytes | list[bytes] | tuple[bytes, ...]) -> None:
+        """Count one packet and note the name of every command in it (RESP arrays)."""
+        self.sends += 1
+        data = packet if isinstance(packet, bytes) else b"".join(packet)
+        pos = 0
+        while pos < len(data):
+            end = data.index(b"\r\n", pos)
+            count, pos = int(data[pos + 1 : end]), end + 2
+            for index in range(count):
+                end = data.index(b"\r\n", pos)
+                size, pos = int(data[pos + 1 : end]), end + 2
+                if index == 0:
+                    self.commands.append(data[pos : pos + size].decode().upper())
+                pos += size + 2
+
+    def read(self) -> None:
+        self.reads += 1
+        if self.lose_next_reply and self.commands[-1:] == ["EVALSHA"]:
+            # the server ran the script and answered; the answer is lost on the way back
+            self.lose_next_reply = False
+            raise redis.ConnectionError("simulated: connection lost before the reply arrived")
+
+    def one_round_trip(self) -> list[str]:
+        """The commands of the one packet sent, after checking nothing else went out and each
+        of its replies was read (a MULTI/EXEC packet has one reply per command)."""
+        assert self.sends == 1, f"{self.sends} packets sent: {self.commands}"
+        assert self.reads == len(self.commands), f"{self.reads} replies for {self.commands}"
+        return self.commands
+
+
+WIRE = Wire()
+
+
+class CountingConnection(redis.Connection):
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        WIRE.sent(command)
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().read_response(*args, **kwargs)
+        WIRE.read()
+        return response
+
+
+class AsyncCountingConnection(redis.asyncio.Connection):
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        WIRE.sent(command)
+        await super().send_packed_command(command, check_health)
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        response = await super().read_response(*args, **kwargs)
+        WIRE.read()
+        return response
+
+
+def counting_store(url: str, namespace: str, **kwargs: Any) -> RedisStore:
+    """A store whose client counts what it sends and reads (the store's own client settings)."""
+    pool = redis.ConnectionPool.from_url(
+        url.split("?", 1)[0], connection_class=CountingConnection, **redis_sync.client_options()
+    )
+    client = redis.Redis(connection_pool=pool)
+    return RedisStore(client, namespace=namespace, close_client=True, **kwargs)
+
+
+def async_counting_store(url: str, namespace: str, **kwargs: Any) -> AsyncRedisStore:
+    pool = redis.asyncio.ConnectionPool.from_url(
+        url.split("?", 1)[0],
+        connection_class=AsyncCountingConnection,
+        **redis_async.client_options(),
+    )
+    client = redis.asyncio.Redis(connection_pool=pool)
+    return AsyncRedisStore(client, namespace=namespace, close_client=True, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ThrowawayRedis:
+    """A redis-server of this test's own, on a free port, keeping nothing on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with redis.Redis(port=self.port, socket_timeout=1) as client:
+                    client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+
+@pytest.fixture
+def throwaway(tmp_path: Path) -> Iterator[ThrowawayRedis]:
+    if not os.access(REDIS_SERVER, os.X_OK):
+        pytest.skip(f"no redis-server binary at {REDIS_SERVER} to run a throwaway server")
+    server = ThrowawayRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.signal(signal.SIGCONT)  # in case a test left it stopped
+        server.kill()
+
+
+@pytest.fixture
+def store(redis_url: str, namespace: str) -> Iterator[RedisStore]:
+    """A plain store on the test Redis, on Redis's own clock."""
+    with RedisStore.from_url(_url(redis_url, namespace=namespace)) as store:
+        yield store
+
+
+def _members(raw: redis.Redis, key: str) -> list[str]:
+    members: list[bytes] = raw.zrange(key, 0, -1)  # type: ignore[assignment]
+    return [m.decode() for m in members]
+
+
+def _index_mentions(raw: redis.Redis, keys: rc.Keys, session_id: str) -> list[str]:
+    """Every index entry and ix:who field that names ``session_id``."""
+    found = [
+        f"{key}: {member}"
+        for key in keys.index[:4]
+        for member in _members(raw, key)
+        if member.endswith(":" + session_id)
+    ]
+    if raw.hexists(keys.index[4], session_id):
+        found.append(f"{keys.index[4]}: {session_id}")
+    return found
+
+
+# --- URLs and construction ---------------------------------------------------------------------
+
+
+def test_url_options_reach_the_store_and_its_client(redis_url: str) -> None:
+    url = _url(
+        redis_url, namespace="app-1", ttl="90", socket_timeout="3.5", socket_connect_timeout="1"
+    )
+    with RedisStore.from_url(url) as store:
+        assert store.namespace == "app-1"
+        assert store.ttl_ms == 90_000
+        kwargs = store.client.connection_pool.connection_kwargs
+        assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (3.5, 1.0)
+    with RedisStore.from_url(redis_url) as store:  # defaults: a few seconds, no ttl
+        assert (store.namespace, store.ttl_ms) == ("default", 0)
+        kwargs = store.client.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == rc.SOCKET_TIMEOUT
+        assert kwargs["socket_connect_timeout"] == rc.CONNECT_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost/0?nmespace=x", "valid options for redis: namespace, "
+         "socket_connect_timeout, socket_timeout, ttl"),
+        ("rediss://localhost/0?db=3", "valid options for rediss: namespace"),
+        ("redis://localhost/0?ttl=soon", "option ttl"),
+        ("redis://localhost/0?ttl=-5", "option ttl"),
+        ("redis://localhost/0?socket_timeout=0", "socket_timeout"),
+        ("redis://localhost/0?namespace=a%20b", "namespace 'a b' is not valid"),
+        ("redis://localhost/0?namespace=x%7By%7D", "is not valid"),
+        ("redis://localhost/0?namespace=*", "is not valid"),
+        ("redis://localhost/0?namespace=", "is not valid"),
+        ("redis://localhost/sessions", "database number"),
+        ("http://localhost/0", "redis:// or rediss://"),
+    ],
+)  # fmt: skip
+def test_bad_urls_raise_configuration_errors(url: str, message: str) -> None:
+    for cls in (RedisStore, AsyncRedisStore):
+        with pytest.raises(ConfigurationError, match=message.replace("*", r"\*")):
+            cls.from_url(url)
+
+
+def test_registry_opens_redis_urls_without_connecting() -> None:
+    # nothing listens on port 1: building a store does no I/O, the first call would
+    with tether.open_store("redis://127.0.0.1:1/0?namespace=reg") as store:
+        assert isinstance(store, RedisStore)
+        assert store.namespace == "reg"
+    store_async = tether.open_async_store("rediss://user:secret@127.0.0.1:1/2?namespace=reg")
+    assert isinstance(store_async, AsyncRedisStore)
+    pool = store_async.client.connection_pool
+    assert pool.connection_class is redis.asyncio.SSLConnection
+    assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (2, "secret")
+
+
+def test_store_from_an_existing_client_leaves_it_open(redis_url: str, namespace: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    with RedisStore(client, namespace=namespace, ttl=timedelta(minutes=5)) as store:
+        assert store.ttl_ms == 300_000
+        store.create(Session(id="mine"))
+    assert client.ping()  # the caller's client: the store did not close it
+    client.close()
+    with pytest.raises(ConfigurationError, match="ttl"):
+        RedisStore(client, namespace=namespace, ttl=-1)
+    with pytest.raises(ConfigurationError, match="namespace"):
+        RedisStore(client, namespace="no/slash")
+
+
+def test_a_client_that_decodes_replies_works_too(redis_url: str, namespace: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    with RedisStore(client, namespace=namespace, close_client=True) as store:
+        created = store.create(Session(owner="ada", history=_items(2)))
+        assert store.load(created.id) == created
+        lease = store.claim(created.id, "w", 60)
+        assert store.commit(created.id, 1, append=_items(1), lease=lease) == 2
+        page = store.list(owner="ada", limit=1)
+        assert [h.id for h in page.sessions] == [created.id]
+        with pytest.raises(tether.AlreadyClaimed):
+            store.claim(created.id, "other", 60)
+
+
+async def test_async_store_from_an_existing_client(redis_url: str, namespace: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    async with AsyncRedisStore(client, namespace=namespace) as store:
+        created = await store.create(Session(history=_items(2)))
+        assert (await store.load(created.id)) == created
+    assert await client.ping()
+    await client.aclose()
+
+
+# --- namespaces and key layout -----------------------------------------------------------------
+
+
+def test_namespaces_never_see_each_other(redis_url: str, namespace: str, raw: redis.Redis) -> None:
+    other = namespace + "x"  # a namespace that extends the first one's name
+    try:
+        with (
+            RedisStore.from_url(_url(redis_url, namespace=namespace)) as a,
+            RedisStore.from_url(_url(redis_url, namespace=other)) as b,
+        ):
+            a.create(Session(id="shared", owner="ada", state={"app": "a"}, history=_items(1)))
+            b.create(Session(id="shared", owner="ada", state={"app": "b"}, history=_items(3)))
+            b.create(Session(id="only-b", owner="ada"))
+            assert a.load("shared").state == {"app": "a"}
+            assert b.load("shared").history_len == 3
+            assert not a.exists("only-b")
+            assert [h.id for h in a.list(owner="ada").sessions] == ["shared"]
+            assert [h.id for h in b.list(owner="ada").sessions] == ["only-b", "shared"]
+            lease = a.claim("shared", "worker", 60)
+            b.commit("shared", 1, append=_items(1))  # b's session is not claimed
+            assert a.delete("shared", expected_version=1)
+            assert b.load("shared").version == 2
+            a_keys = {k.decode() for k in raw.scan_iter(match=a.keys.pattern)}
+            b_keys = {k.decode() for k in raw.scan_iter(match=b.keys.pattern)}
+            assert a_keys.isdisjoint(b_keys)
+            assert all(key.startswith(f"tether:{{{namespace}}}:") for key in a_keys)
+            assert all(key.startswith(f"tether:{{{other}}}:") for key in b_keys)
+            with pytest.raises(tether.LeaseLost):
+                a.renew(lease, 60)
+    finally:
+        _wipe(redis_url, other)
+
+
+def test_key_layout_one_slot_and_one_element_per_item(store: RedisStore, raw: redis.Redis) -> None:
+    created = store.create(
+        Session(owner="José 🙂", agent="support", metadata={"tier": "gold"}, history=_items(3))
+    )
+    store.commit(created.id, 1, append=_items(2, "b"))
+    header, items, meta = store.keys.session(created.id)
+    assert raw.type(header) == b"hash"
+    assert raw.type(items) == b"list"
+    assert raw.type(meta) == b"hash"
+    for key in store.keys.index[:4]:
+        assert raw.type(key) == b"zset"
+    # one element per item, oldest first, each with its seq: a commit only appends
+    stored = [tether._json.loads(x) for x in raw.lrange(items, 0, -1)]
+    assert [(i["seq"], i["content"]) for i in stored] == [
+        (1, "m0"), (2, "m1"), (3, "m2"), (4, "b0"), (5, "b1")
+    ]  # fmt: skip
+    assert raw.hget(meta, "tier") == b'"gold"'
+    assert raw.hget(header, "lease_token") == b"null"
+    # every key of the namespace hashes to one cluster slot: one script may touch them all
+    every_key = [k.decode() for k in raw.scan_iter(match=store.keys.pattern)]
+    assert {redis.crc.key_slot(k.encode()) for k in every_key} == {
+        redis.crc.key_slot(store.keys.base.encode())
+    }
+    # owner and agent appear in index entries only hex-encoded
+    owner_entries = _members(raw, store.keys.index[1])
+    assert owner_entries[0].startswith("José 🙂".encode().hex() + ":")
+
+
+def test_index_prefixes_separate_look_alike_owners(store: RedisStore) -> None:
+    for session_id, owner in [("a", "a"), ("ab", "ab"), ("empty", ""), ("none", None)]:
+        store.create(Session(id=session_id, owner=owner, agent=owner))
+    assert [h.id for h in store.list(owner="a").sessions] == ["a"]
+    assert [h.id for h in store.list(agent="ab").sessions] == ["ab"]
+    assert [h.id for h in store.list(owner="").sessions] == ["empty"]
+    assert [h.id for h in store.list(owner="b").sessions] == []
+    assert len(store.list().sessions) == 4
+    store.commit("a", 1, changes={"owner": "b", "status": "running"})
+    assert [h.id for h in store.list(owner="a").sessions] == []
+    assert [h.id for h in store.list(owner="b").sessions] == ["a"]
+    assert [h.id for h in store.list(status="running").sessions] == ["a"]
+    assert [h.id for h in store.list(status=["running", "error"], agent="a").sessions] == ["a"]
+
+
+# --- one round trip ----------------------------------------------------------------------------
+
+
+SCRIPT = ["EVALSHA"]
+READ = ["MULTI", "HMGET", "LRANGE", "TIME", "EXEC"]  # one packet out; one reply per command
+
+
+def test_every_call_is_one_round_trip(redis_url: str, namespace: str) -> None:
+    """Counted on the connection: one packet sent per call, and only its replies read."""
+    with counting_store(redis_url, namespace) as store:
+        created = store.create(Session(owner="o", history=_items(2)))
+        store.commit(created.id, 1, append=_items(1))  # warm: every script loaded, pool open
+        lease = store.claim(created.id, "w", 60)
+        store.release(lease)
+        store.list(owner="o")
+        store.exists(created.id)
+        store.load(created.id, last=1)
+        store.delete(store.create(Session()).id)
+        version = 2
+        calls: list[tuple[str, list[str], Callable[[], Any]]] = [
+            ("commit", SCRIPT, lambda: store.commit(created.id, version, append=_items(2),
+                                                    changes={"metadata": {"k": 1}})),
+            ("load", READ, lambda: store.load(created.id)),
+            ("load last 100", READ, lambda: store.load(created.id, last=100)),
+            ("load last 3", SCRIPT, lambda: store.load(created.id, last=3)),
+            ("load header", SCRIPT, lambda: store.load(created.id, last=0)),
+            ("load after", SCRIPT, lambda: store.load(created.id, after=3)),
+            ("list", SCRIPT, lambda: store.list(owner="o", metadata={"k": 1})),
+            ("exists", SCRIPT, lambda: store.exists(created.id)),
+            ("create", SCRIPT, lambda: store.create(Session(history=_items(3)))),
+            ("claim", SCRIPT, lambda: store.claim(created.id, "w", 60)),
+        ]  # fmt: skip
+        for what, expected, call in calls:
+            WIRE.reset()
+            call()
+            assert WIRE.one_round_trip() == expected, what
+            version += what == "commit"
+        lease = store.claim(created.id, "w", 60)  # the holder again: a new lease
+        leased: list[tuple[str, Callable[[], Any]]] = [
+            ("leased commit", lambda: store.commit(created.id, 3, append=_items(1), lease=lease)),
+            ("renew", lambda: store.renew(lease, 60)),
+            ("release", lambda: store.release(lease)),
+        ]  # fmt: skip
+        for what, call in leased:
+            WIRE.reset()
+            call()
+            assert WIRE.one_round_trip() == SCRIPT, what
+
+
+async def test_every_async_call_is_one_round_trip(redis_url: str, namespace: str) -> None:
+    async with async_counting_store(redis_url, namespace) as store:
+        created = await store.create(Session(history=_items(2)))
+        await store.commit(created.id, 1, append=_items(1))
+        await store.load(created.id)
+        await store.load(created.id, after=1)
+        held = 3
+        for version in (2, 3, 4):
+            WIRE.reset()
+            assert await store.commit(created.id, version, append=_items(2)) == version + 1
+            assert WIRE.one_round_trip() == SCRIPT
+            WIRE.reset()
+            assert len((await store.load(created.id, after=held)).history) == 2
+            held += 2
+            assert WIRE.one_round_trip() == SCRIPT
+            WIRE.reset()
+            assert (await store.load(created.id)).version == version + 1
+            assert WIRE.one_round_trip() == READ
+
+
+def test_an_injected_clock_replaces_time_in_load_transactions(
+    redis_url: str, namespace: str
+) -> None:
+    clock = FakeClock()
+    with counting_store(redis_url, namespace, clock=clock) as store:
+        created = store.create(Session(expires_at=clock() + timedelta(seconds=5)))
+        WIRE.reset()
+        assert store.load(created.id) == created
+        assert WIRE.one_round_trip() == ["MULTI", "HMGET", "LRANGE", "EXEC"]
+        clock.advance(6)
+        with pytest.raises(SessionNotFound):
+            store.load(created.id)
+
+
+def test_server_counts_one_script_call_per_commit(throwaway: ThrowawayRedis) -> None:
+    """The server's own count, on a server nobody else uses: one EVALSHA per commit, and the
+    commands inside it only append (no read-modify-write of the history from the client)."""
+    with RedisStore.from_url(_url(throwaway.url, namespace="rt")) as store:
+        created = store.create(Session(history=_items(50)))
+        store.commit(created.id, 1, append=_items(1))
+        client = redis.Redis(port=throwaway.port)
+        client.config_resetstat()
+        for version in range(2, 12):
+            store.commit(created.id, version, append=_items(2))
+        stats = {
+            k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()
+        }
+        client.close()
+    assert stats.pop("evalsha") == 10
+    assert stats.pop("config|resetstat") == 1
+    assert stats.pop("rpush") == 10  # one append per commit ...
+    assert not {"lrange", "lset", "ltrim", "del", "multi", "exec", "watch", "eval"} & set(stats)
+
+
+# --- TTL and expiry ----------------------------------------------------------------------------
+
+
+def _pttls(raw: redis.Redis, keys: list[str]) -> list[int]:
+    return [int(raw.pttl(key)) for key in keys]
+
+
+def test_store_ttl_is_set_and_refreshed_on_every_write(
+    redis_url: str, namespace: str, raw: redis.Redis
+) -> None:
+    with RedisStore.from_url(_url(redis_url, namespace=namespace, ttl="60")) as store:
+        created = store.create(Session(metadata={"k": 1}, history=_items(2)))
+        keys = store.keys.session(created.id)
+        assert all(55_000 < ttl <= 60_000 for ttl in _pttls(raw, keys))
+        for key in keys:
+            raw.pexpire(key, 5_000)
+        store.commit(created.id, 1, append=_items(1))
+        assert all(55_000 < ttl <= 60_000 for ttl in _pttls(raw, keys)), "commit refreshes"
+        for key in keys:
+            raw.pexpire(key, 5_000)
+        lease = store.claim(created.id, "w", 30)
+        assert all(55_000 < ttl <= 60_000 for ttl in _pttls(raw, keys)), "claims refresh too"
+        store.release(lease)
+        # the index keys are the namespace's, shared by every session: they never expire
+        assert [raw.pttl(key) for key in (store.keys.index[0], store.keys.index[4])] == [-1, -1]
+
+
+def test_expires_at_sets_native_expiry(
+    redis_url: str, namespace: str, store: RedisStore, raw: redis.Redis
+) -> None:
+    expires = datetime.now(timezone.utc) + timedelta(seconds=100)
+    created = store.create(Session(expires_at=expires, metadata={"k": 1}, history=_items(1)))
+    keys = store.keys.session(created.id)
+    expected_ms = -(-to_micros(expires) // 1000)  # ceil: Redis never drops it early
+    assert [raw.pexpiretime(key) for key in keys] == [expected_ms] * 3
+    store.commit(created.id, 1, changes={"expires_at": None})
+    assert _pttls(raw, keys) == [-1, -1, -1]
+    # with a store ttl as well, whichever comes first wins
+    with RedisStore.from_url(_url(redis_url, namespace=namespace, ttl="30")) as short:
+        short.commit(created.id, 2, changes={"expires_at": expires})
+        assert all(25_000 < ttl <= 30_000 for ttl in _pttls(raw, keys))
+    # expiring by commit removes the session and its index entries at once
+    store.commit(created.id, 3, changes={"expires_at": datetime.now(timezone.utc)})
+    assert raw.exists(*keys) == 0
+    assert _index_mentions(raw, store.keys, created.id) == []
+
+
+def test_index_entries_of_natively_expired_sessions_are_cleaned_lazily(
+    redis_url: str, namespace: str, raw: redis.Redis
+) -> None:
+    with counting_store(redis_url, namespace) as store:
+        soon = datetime.now(timezone.utc) + timedelta(milliseconds=300)
+        gone = store.create(Session(owner="o", agent="a", expires_at=soon, history=_items(1)))
+        kept = store.create(Session(owner="o", agent="a"))
+        time.sleep(0.4)
+        assert raw.exists(*store.keys.session(gone.id)) == 0, "Redis expired the keys itself"
+        # left behind: its entries in the four sorted sets and its ix:who field
+        assert len(_index_mentions(raw, store.keys, gone.id)) == 5
+        WIRE.reset()
+        assert [h.id for h in store.list(agent="a").sessions] == [kept.id]
+        assert WIRE.commands == ["EVALSHA"], "one script call, no SCAN"
+        assert _index_mentions(raw, store.keys, gone.id) == [], "all four indexes cleaned"
+        assert len(_index_mentions(raw, store.keys, kept.id)) == 5
+    for source in rc.SCRIPTS.values():
+        assert "'SCAN'" not in source.upper()
+        assert "'KEYS'" not in source.upper()
+
+
+def test_creates_sweep_stale_entries_that_nobody_lists(
+    redis_url: str, namespace: str, raw: redis.Redis
+) -> None:
+    with RedisStore.from_url(_url(redis_url, namespace=namespace)) as store:
+        soon = datetime.now(timezone.utc) + timedelta(milliseconds=200)
+        stale = [store.create(Session(owner="o", expires_at=soon)).id for _ in range(3)]
+        time.sleep(0.3)
+        for _ in range(3):  # each create re-checks rc.SWEEP entries, round robin
+            store.create(Session(owner="o"))
+        for session_id in stale:
+            assert _index_mentions(raw, store.keys, session_id) == []
+        assert raw.zcard(store.keys.index[0]) == 3
+
+
+def test_purge_expired_walks_the_index(redis_url: str, namespace: str, raw: redis.Redis) -> None:
+    clock = FakeClock()
+    with RedisStore.from_url(_url(redis_url, namespace=namespace), clock=clock) as store:
+        store.list_budget = 2  # several script calls
+        ids = [
+            store.create(Session(expires_at=clock() + timedelta(seconds=10))).id for _ in range(3)
+        ]
+        kept = store.create(Session()).id
+        clock.advance(11)  # expired by the store's clock; Redis's clock says not yet
+        assert raw.exists(*store.keys.session(ids[0])) == 1
+        assert store.purge_expired() == 3
+        assert all(raw.exists(*store.keys.session(i)) == 0 for i in ids)
+        assert all(_index_mentions(raw, store.keys, i) == [] for i in ids)
+        assert store.purge_expired() == 0
+        assert store.exists(kept)
+
+
+# --- listing -----------------------------------------------------------------------------------
+
+
+def test_ties_are_broken_by_id_and_cursors_are_keysets(redis_url: str, namespace: str) -> None:
+    frozen = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    with RedisStore.from_url(_url(redis_url, namespace=namespace), clock=lambda: frozen) as store:
+        ids = ["a", "a:1", "a:10", "a:2", "b", "b-", "z"]
+        for session_id in ids:
+            store.create(Session(id=session_id, owner="tie"))
+        seen, cursor, cursors = [], None, []
+        while True:
+            page = store.list(owner="tie", limit=2, cursor=cursor)
+            seen += [h.id for h in page.sessions]
+            if page.next_cursor is None:
+                break
+            cursors.append(page.next_cursor)
+            # the cursor is the core's opaque (updated_at, id) of the page's last session
+            assert _core.decode_cursor(page.next_cursor) == (to_micros(frozen), seen[-1])
+            cursor = page.next_cursor
+        assert seen == sorted(ids, reverse=True)
+        # a cursor stays valid when its session is gone: it is a position, not a pointer
+        store.delete("a:2")
+        assert [h.id for h in store.list(owner="tie", cursor=cursors[1]).sessions] == [
+            "a:10",
+            "a:1",
+            "a",
+        ]
+        with pytest.raises(InvalidRequest):
+            store.list(cursor=cursors[0][:-3] + "!!!")
+
+
+def test_selective_listing_resumes_past_the_budget(redis_url: str, namespace: str) -> None:
+    with counting_store(redis_url, namespace) as store:
+        store.list_budget = 3
+        oldest = store.create(Session(owner="o", metadata={"rare": True})).id
+        for _ in range(10):
+            store.create(Session(owner="o", metadata={"rare": False}))
+        WIRE.reset()
+        page = store.list(owner="o", metadata={"rare": True})
+        assert [h.id for h in page.sessions] == [oldest]
+        assert page.next_cursor is None
+        assert WIRE.commands == ["EVALSHA"] * 4, "11 entries, 3 per script call"
+        store.list_budget = rc.LIST_BUDGET
+        WIRE.reset()
+        assert [h.id for h in store.list(metadata={"rare": True}).sessions] == [oldest]
+        assert WIRE.commands == ["EVALSHA"]
+
+
+def test_list_time_bounds_at_the_edges(store: RedisStore) -> None:
+    created = store.create(Session(owner="o"))
+    assert created.updated_at is not None
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    far = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+    def ids(**filters: Any) -> list[str]:
+        return [h.id for h in store.list(**filters).sessions]
+
+    assert ids(updated_before=epoch) == []
+    assert ids(updated_after=far) == []
+    assert ids(updated_after=datetime(1900, 1, 1, tzinfo=timezone.utc)) == [created.id]
+    assert ids(updated_before=far) == [created.id]
+    assert ids(updated_after=created.updated_at) == []
+    assert ids(updated_before=created.updated_at + timedelta(microseconds=1)) == [created.id]
+
+
+# --- time --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(1970, 1, 1, tzinfo=timezone.utc),
+        datetime(2000, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc),
+        datetime(2024, 12, 31, 12, 0, 0, 5, tzinfo=timezone.utc),
+        datetime(2100, 3, 1, 0, 0, 1, 100000, tzinfo=timezone.utc),
+        datetime(2255, 6, 5, 23, 47, 34, 740991, tzinfo=timezone.utc),
+    ],
+)
+def test_item_timestamps_stamped_by_the_script_match_python(
+    redis_url: str, namespace: str, moment: datetime
+) -> None:
+    with RedisStore.from_url(_url(redis_url, namespace=namespace), clock=lambda: moment) as store:
+        created = store.create(Session(history=_items(1)))
+        stamp = moment.isoformat(timespec="microseconds")
+        assert created.history[0]["timestamp"] == stamp
+        assert store.load(created.id).history[0]["timestamp"] == stamp
+        assert created.created_at == moment
+
+
+def test_without_a_clock_redis_time_is_used(store: RedisStore, raw: redis.Redis) -> None:
+    seconds, micros = raw.time()
+    server_now = datetime.fromtimestamp(seconds, timezone.utc) + timedelta(microseconds=micros)
+    created = store.create(Session(history=_items(1)))
+    assert created.created_at is not None
+    assert abs(created.created_at - server_now) < timedelta(seconds=2)
+    lease = store.claim(created.id, "w", 30)
+    assert abs(lease.expires_at - (server_now + timedelta(seconds=30))) < timedelta(seconds=2)
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+def test_other_redis_errors_are_store_errors(store: RedisStore, raw: redis.Redis) -> None:
+    header = store.keys.session("squatted")[0]
+    raw.set(header, "not a hash")
+    with pytest.raises(StoreError) as info:
+        store.load("squatted")
+    assert not isinstance(info.value, StoreUnavailable)
+    assert isinstance(info.value.__cause__, redis.ResponseError)
+    assert "WRONGTYPE" in str(info.value)
+
+
+def test_a_corrupt_header_is_that_session_alone(store: RedisStore, raw: redis.Redis) -> None:
+    bad = store.create(Session(owner="o"))
+    good = store.create(Session(owner="o"))
+    raw.hset(store.keys.session(bad.id)[0], "state", "{not json")
+    with pytest.raises(CorruptSession):
+        store.load(bad.id)
+    assert [h.id for h in store.list(owner="o").sessions] == [good.id]
+
+
+def test_a_retried_write_whose_reply_was_lost_applies_once(redis_url: str, namespace: str) -> None:
+    """The client's one retry on a connection error re-sends the script; the nonce (or the
+    new lease token) lets the script see it already ran, so nothing is applied twice."""
+    with counting_store(redis_url, namespace) as store:
+        created = store.create(Session())
+        store.load(created.id)
+        WIRE.lose_next_reply = True
+        assert store.commit(created.id, 1, append=_items(1)) == 2
+        assert not WIRE.lose_next_reply, "the reply was lost and the call retried"
+        assert store.load(created.id).history_len == 1
+        WIRE.lose_next_reply = True
+        again = store.create(Session(id="retried", history=_items(2)))
+        assert not WIRE.lose_next_reply
+        assert store.load("retried") == again
+        WIRE.lose_next_reply = True
+        lease = store.claim(created.id, "w", 60)
+        assert not WIRE.lose_next_reply
+        assert lease.fence == 1
+        WIRE.lose_next_reply = True
+        store.release(lease)
+        assert not WIRE.lose_next_reply
+        assert store.load(created.id, last=0).lease_expires_at is None
+
+
+def test_down_server_fails_fast_and_the_next_call_after_restart_works(
+    throwaway: ThrowawayRedis,
+) -> None:
+    url = _url(throwaway.url, namespace="faults", socket_timeout="2", socket_connect_timeout="1")
+    with RedisStore.from_url(url) as store:
+        store.create(Session(id="before"))
+        throwaway.kill()
+        calls: list[Callable[[], Any]] = [
+            lambda: store.load("before"),
+            lambda: store.commit("before", 1, append=_items(1)),
+            lambda: store.create(Session()),
+            store.list,
+            lambda: store.exists("before"),
+            lambda: store.claim("before", "w", 10),
+            lambda: store.delete("before"),
+        ]
+        for call in calls:
+            start = time.monotonic()
+            with pytest.raises(StoreUnavailable) as info:
+                call()
+            assert time.monotonic() - start < 10, "a hang guard, not a speed test"
+            assert isinstance(info.value.__cause__, redis.ConnectionError)
+            assert f"127.0.0.1:{throwaway.port}" in str(info.value)
+        throwaway.start()  # same port, empty: this server keeps nothing
+        assert not store.exists("before")
+        store.create(Session(id="before", history=_items(1)))
+        assert store.load("before").history_len == 1
+
+
+def test_stalled_server_times_out_instead_of_hanging(throwaway: ThrowawayRedis) -> None:
+    url = _url(throwaway.url, namespace="stall", socket_timeout="0.5")
+    with RedisStore.from_url(url) as store:
+        created = store.create(Session())
+        throwaway.signal(signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            with pytest.raises(StoreUnavailable) as info:
+                store.load(created.id)
+            assert time.monotonic() - start < 10
+            assert isinstance(info.value.__cause__, redis.TimeoutError)
+        finally:
+            throwaway.signal(signal.SIGCONT)
+        assert store.load(created.id).version == 1
+
+
+async def test_async_down_server_fails_fast_and_recovers(throwaway: ThrowawayRedis) -> None:
+    url = _url(throwaway.url, namespace="faults", socket_timeout="2", socket_connect_timeout="1")
+    async with AsyncRedisStore.from_url(url) as store:
+        await store.create(Session(id="before"))
+        throwaway.kill()
+        for call in (lambda: store.load("before"), store.list):
+            start = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await call()
+            assert time.monotonic() - start < 10
+        throwaway.start()
+        with pytest.raises(SessionNotFound):
+            await store.load("before")
+        await store.create(Session(id="before"))
+        assert await store.exists("before")

@@ -130,6 +130,9 @@ _STORE_OPTIONS: dict[str, tuple[str, ...]] = {
     "memory": (),
     "file": ("directory", "lock_timeout", "fsync"),
     "sqlite": ("path", "synchronous", "timeout"),
+    # server stores: a "url" plus the store's URL options
+    "redis": ("url", "namespace", "ttl", "socket_timeout", "socket_connect_timeout"),
+    "postgres": ("url", "schema"),
 }
 
 
@@ -171,9 +174,15 @@ def config_to_url(config: Mapping[str, Any]) -> str:
     query = "&".join(
         f"{key}={quote(str(value).lower() if isinstance(value, bool) else str(value))}"
         for key, value in options.items()
-        if key not in ("directory", "path")
+        if key not in ("directory", "path", "url")
     )
     suffix = f"?{query}" if query else ""
+    if kind in ("redis", "postgres"):
+        if "url" not in options:
+            raise ConfigurationError(f"the {kind} store needs {kind}.url (its server URL)")
+        base = str(options["url"])
+        joiner = "&" if "?" in base else "?"
+        return f"{base}{joiner}{query}" if query else base
     if kind == "memory":
         return "memory://"
     if kind == "file":

@@ -24,6 +24,7 @@ its default ``synchronous_commit=on``). Ratios from one run are what to compare.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -259,16 +260,15 @@ def round_trips_per_commit(kind: str, url: str, commits: int = 200) -> float:
 
 
 def available(kind: str) -> str | None:
+    url = tether_url(kind)
     try:
-        store = tether.open_store(tether_url(kind))
-    except tether.TetherError as exc:
-        return str(exc)
-    try:
-        store.exists("probe")
+        with tether.open_store(url) as store:
+            store.exists("probe")
     except tether.TetherError as exc:
         return str(exc)
     finally:
-        store.close()
+        with contextlib.suppress(Exception):  # a server that is down has nothing to clean
+            cleanup(url)
     return None
 
 

@@ -58,3 +58,42 @@ def redis_url() -> str:
 @pytest.fixture
 def postgres_url() -> str:
     return require_server("postgres")
+
+
+# --- isolated namespaces and schemas on the shared servers -------------------------------------
+
+
+def with_options(base: str, **options: str) -> str:
+    """``base`` with tether options added to its query string."""
+    from urllib.parse import parse_qsl, urlencode, urlunsplit
+
+    parts = urlsplit(base)
+    query = dict(parse_qsl(parts.query))
+    query.update(options)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def wipe_redis_namespace(url: str, namespace: str) -> None:
+    """Delete one namespace's keys: SCAN MATCH on its validated prefix, never FLUSH*."""
+    import redis
+
+    from tether.stores import _redis_common
+
+    client = redis.Redis.from_url(url.split("?", 1)[0])
+    try:
+        pattern = _redis_common.Keys.for_namespace(namespace).pattern
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def drop_postgres_schema(url: str, schema: str) -> None:
+    """Drop one test schema (never a shared database or ``public``)."""
+    import psycopg
+    from psycopg import sql
+
+    assert schema.startswith("tether_t"), schema
+    with psycopg.connect(url.split("?", 1)[0], autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

@@ -449,8 +449,10 @@ async def test_async_store_from_config(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 CONFIG_ERRORS: dict[str, tuple[Any, list[str]]] = {
-    "unknown-store": ({"store": "redis"}, ["unknown store 'redis'", "file, memory, sqlite"]),
-    "unknown-driver": ({"driver": "postgres"}, ["unknown store 'postgres'", "file, memory"]),
+    "unknown-store": ({"store": "mongo"}, ["unknown store 'mongo'", "file, memory, postgres"]),
+    "unknown-driver": ({"driver": "dynamo"}, ["unknown store 'dynamo'", "file, memory"]),
+    "server-store-without-url": ({"store": "redis"}, ["needs redis.url"]),
+    "postgres-without-url": ({"driver": "postgres", "postgres": {}}, ["needs postgres.url"]),
     "unknown-file-option": (
         {"store": "file", "file": {"directory": "d", "compress": True}},
         ["['compress']", "directory, lock_timeout, fsync"],

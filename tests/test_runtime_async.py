@@ -5,9 +5,11 @@ This is the async side; tools/unasync.py writes the sync side from it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ from tether.stores.memory import AsyncMemoryStore
 from tether.stores.sqlite import AsyncSQLiteStore
 from tether.testing import FakeClock
 
+from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
+
 FIXTURES = Path(__file__).parent / "fixtures" / "schema_v1"
 
 
@@ -49,19 +53,35 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "file", "sqlite"])
+@pytest.fixture(params=["memory", "file", "sqlite", "redis", "postgres"])
 async def sessions(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[AsyncSessions]:
     kind = request.param
+    cleanup: Callable[[], None] = lambda: None  # noqa: E731
     if kind == "memory":
         store: tether.AsyncStore = AsyncMemoryStore(clock=clock)
     elif kind == "file":
         store = AsyncFileStore(tmp_path / "files", clock=clock)
-    else:
+    elif kind == "sqlite":
         store = AsyncSQLiteStore(tmp_path / "db.sqlite", clock=clock)
-    async with AsyncSessions(store, clock=clock) as runtime:
-        yield runtime
+    elif kind == "redis":
+        from tether.stores.redis_async import AsyncRedisStore
+
+        url, namespace = require_server("redis"), f"rt{uuid.uuid4().hex}"
+        store = AsyncRedisStore.from_url(with_options(url, namespace=namespace), clock=clock)
+        cleanup = functools.partial(wipe_redis_namespace, url, namespace)
+    else:
+        from tether.stores.postgres_async import AsyncPostgresStore
+
+        url, schema = require_server("postgres"), f"tether_trt_{uuid.uuid4().hex[:16]}"
+        store = AsyncPostgresStore.from_url(with_options(url, schema=schema), clock=clock)
+        cleanup = functools.partial(drop_postgres_schema, url, schema)
+    try:
+        async with AsyncSessions(store, clock=clock) as runtime:
+            yield runtime
+    finally:
+        cleanup()
 
 
 # --- create, get, list ---------------------------------------------------------------------------

@@ -44,7 +44,8 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "tests/test_runtime_sync.py",
         [
             (r"\bAsyncSessions\b", "Sessions"),
-            (r"\bAsync(File|Memory|SQLite)Store\b", r"\1Store"),
+            (r"\bAsync(File|Memory|SQLite|Redis|Postgres)Store\b", r"\1Store"),
+            (r"\b(redis|postgres)_async\b", r"\1_sync"),
             (r"\bAsyncIterator\b", "Iterator"),
             (r"\basync with\b", "with"),
         ],

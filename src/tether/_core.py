@@ -15,7 +15,7 @@ import base64
 import binascii
 import math
 import secrets
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -180,21 +180,44 @@ def json_copy(value: Any, *, what: str, must_be_object: bool = False) -> Any:
 # --- history items -----------------------------------------------------------------------------
 
 
-def prepare_items(
-    items: Iterable[Mapping[str, Any]], first_seq: int, now: int
-) -> list[EncodedItem]:
-    """Number, timestamp and encode new history items; raise before any I/O if one is bad."""
+def _checked_items(items: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(offset, a copy) of each new history item, refusing anything that is not one."""
     if isinstance(items, (str, bytes, Mapping)):
         raise InvalidSessionData("append must be a list of item dicts, not a single value")
-    stamp: str | None = None
-    encoded: list[EncodedItem] = []
     for offset, item in enumerate(items):
-        seq = first_seq + offset
         if not isinstance(item, Mapping):
             raise InvalidSessionData(f"history item {offset} is a {type(item)}, not a dict")
         if not isinstance(item.get("role"), str):
             raise InvalidSessionData(f"history item {offset} needs a str 'role' (e.g. 'user')")
-        record = dict(item)
+        yield offset, dict(item)
+
+
+def encode_unnumbered_items(items: Iterable[Mapping[str, Any]]) -> list[tuple[bool, bytes]]:
+    """Check and encode new items for a store that numbers and stamps them server-side.
+
+    Each item is encoded without ``seq`` (and without ``timestamp`` when it has none), paired
+    with whether the server must add the timestamp. The rules are those of
+    :func:`prepare_items`; the Redis and PostgreSQL stores use this because only their
+    server-side step knows the session's ``last_seq`` and the server's time.
+    """
+    encoded: list[tuple[bool, bytes]] = []
+    for offset, record in _checked_items(items):
+        record.pop("seq", None)
+        needs_stamp = record.get("timestamp") is None
+        if needs_stamp:
+            record.pop("timestamp", None)
+        encoded.append((needs_stamp, _json.dumps(record, what=f"history item {offset}")))
+    return encoded
+
+
+def prepare_items(
+    items: Iterable[Mapping[str, Any]], first_seq: int, now: int
+) -> list[EncodedItem]:
+    """Number, timestamp and encode new history items; raise before any I/O if one is bad."""
+    stamp: str | None = None
+    encoded: list[EncodedItem] = []
+    for offset, record in _checked_items(items):
+        seq = first_seq + offset
         record["seq"] = seq
         if record.get("timestamp") is None:
             if stamp is None:

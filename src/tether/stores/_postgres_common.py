@@ -30,7 +30,6 @@ from ..errors import (
     ConflictError,
     CorruptSession,
     InvalidRequest,
-    InvalidSessionData,
     LeaseLost,
     SessionExists,
     SessionNotFound,
@@ -275,30 +274,14 @@ def check_lease_arg(lease: object) -> None:
 
 
 def encode_new_items(items: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[bool]]:
-    """Check and encode items to append, without their ``seq`` and (when missing) ``timestamp``.
+    """Check and encode items to append: their JSON texts, and which need a timestamp.
 
-    The same rules as :func:`tether._core.prepare_items`, but the statement that stores the
-    items puts ``seq`` and the timestamp in front of each one: only it knows the session's
-    ``last_seq`` (a commit is one round trip, so it is never read first) and the server's time.
-    Returns the JSON texts and, per item, whether the statement must add the timestamp.
+    The statement that stores them puts ``seq`` (and a missing timestamp) in front of each
+    one: only it knows the session's ``last_seq`` and the server's time. The texts are never
+    "{}": ``role`` is always there, so the statement can splice after the "{".
     """
-    if isinstance(items, (str, bytes, Mapping)):
-        raise InvalidSessionData("append must be a list of item dicts, not a single value")
-    texts: list[str] = []
-    stamps: list[bool] = []
-    for offset, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise InvalidSessionData(f"history item {offset} is a {type(item)}, not a dict")
-        if not isinstance(item.get("role"), str):
-            raise InvalidSessionData(f"history item {offset} needs a str 'role' (e.g. 'user')")
-        record = {key: value for key, value in item.items() if key != "seq"}
-        stamp = record.get("timestamp") is None
-        if stamp:
-            record.pop("timestamp", None)
-        # never "{}": 'role' is always there, so the statement can splice after the "{"
-        texts.append(_json.dumps(record, what=f"history item {offset}").decode())
-        stamps.append(stamp)
-    return texts, stamps
+    encoded = _core.encode_unnumbered_items(items)
+    return [data.decode() for _, data in encoded], [stamp for stamp, _ in encoded]
 
 
 def stored_items(

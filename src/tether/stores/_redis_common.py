@@ -34,7 +34,6 @@ from ..errors import (
     ConflictError,
     CorruptSession,
     InvalidRequest,
-    InvalidSessionData,
     InvalidSessionId,
     LeaseLost,
     SessionExists,
@@ -771,26 +770,8 @@ EncodedItem = tuple[bool, bytes]
 
 
 def encode_items(items: Iterable[Mapping[str, Any]]) -> list[EncodedItem]:
-    """Check and encode new history items before any I/O (the rules of _core.prepare_items).
-
-    ``seq`` and a missing ``timestamp`` are added by the script, which alone knows the last
-    seq and (with Redis's clock) the time.
-    """
-    if isinstance(items, (str, bytes, Mapping)):
-        raise InvalidSessionData("append must be a list of item dicts, not a single value")
-    encoded: list[EncodedItem] = []
-    for offset, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise InvalidSessionData(f"history item {offset} is a {type(item)}, not a dict")
-        if not isinstance(item.get("role"), str):
-            raise InvalidSessionData(f"history item {offset} needs a str 'role' (e.g. 'user')")
-        record = dict(item)
-        record.pop("seq", None)
-        needs_stamp = record.get("timestamp") is None
-        if needs_stamp:
-            record.pop("timestamp", None)
-        encoded.append((needs_stamp, _json.dumps(record, what=f"history item {offset}")))
-    return encoded
+    """Check and encode new history items before any I/O; the script numbers and stamps them."""
+    return _core.encode_unnumbered_items(items)
 
 
 def _item_args(items: Sequence[EncodedItem]) -> list[str | bytes]:

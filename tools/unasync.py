@@ -38,6 +38,20 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             (r"\b__aexit__\b", "__exit__"),
         ],
     ),
+    # --- agent turns ----------------------------------------------------------------------
+    (
+        ROOT / "src/tether/agent/agent_async.py",
+        ROOT / "src/tether/agent/agent_sync.py",
+        [
+            (r"\bAsyncAgent\b", "Agent"),
+            (r"\bAsyncSessions\b", "Sessions"),
+            (r"\bsessions_async\b", "sessions_sync"),
+            (r"\bcall_model\b", "call_model_sync"),
+            (r"\.acall\(", ".call("),
+            (r"\b__aenter__\b", "__enter__"),
+            (r"\b__aexit__\b", "__exit__"),
+        ],
+    ),
     # --- the runtime's tests ---------------------------------------------------------------
     (
         ROOT / "tests/test_runtime_async.py",
@@ -46,6 +60,18 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             (r"\bAsyncSessions\b", "Sessions"),
             (r"\bAsync(File|Memory|SQLite|Redis|Postgres)Store\b", r"\1Store"),
             (r"\b(redis|postgres)_async\b", r"\1_sync"),
+            (r"\bAsyncIterator\b", "Iterator"),
+            (r"\basync with\b", "with"),
+        ],
+    ),
+    # --- agent tests ----------------------------------------------------------------------
+    (
+        ROOT / "tests/test_agent_async.py",
+        ROOT / "tests/test_agent_sync.py",
+        [
+            (r"\bAsyncAgent\b", "Agent"),
+            (r"\bagent_async\b", "agent_sync"),
+            (r"\bAsync(Memory|SQLite)Store\b", r"\1Store"),
             (r"\bAsyncIterator\b", "Iterator"),
             (r"\basync with\b", "with"),
         ],

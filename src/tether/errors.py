@@ -12,9 +12,14 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
     ├── ConflictError             the stored version is not the one the write expected
     │   └── SessionExists         create() with an id that is already taken
     ├── AlreadyClaimed            another runner holds an unexpired lease on the session
+    │   └── AlreadyRunning        a turn is already running on the session
     ├── LeaseLost                 your lease expired, was released, or was taken over
     ├── CorruptSession            a stored session cannot be decoded
     ├── UnsupportedSchemaVersion  stored by a newer tether; never overwritten
+    ├── MissingSnapshot           resume() on a session with nothing to resume
+    ├── ApprovalExpired           a review was answered after its time limit
+    ├── ReviewMismatch            a review id that is not this session's open interrupt
+    ├── ModelError                a model call failed (HTTP error, bad reply, timeout)
     └── StoreError                the backend failed (driver error chained as __cause__)
         ├── LockTimeout           a session lock was not acquired in time
         └── StoreUnavailable      the server cannot be reached (down, restarting, network)
@@ -28,6 +33,8 @@ from datetime import datetime
 
 __all__ = [
     "AlreadyClaimed",
+    "AlreadyRunning",
+    "ApprovalExpired",
     "ConfigurationError",
     "ConflictError",
     "ConflictingSessionIds",
@@ -37,6 +44,9 @@ __all__ = [
     "InvalidSessionId",
     "LeaseLost",
     "LockTimeout",
+    "MissingSnapshot",
+    "ModelError",
+    "ReviewMismatch",
     "SessionExists",
     "SessionNotFound",
     "StoreError",
@@ -158,6 +168,47 @@ class AlreadyClaimed(TetherError):
         )
 
 
+class AlreadyRunning(AlreadyClaimed):
+    """A turn is already running on this session (another runner holds its lease).
+
+    Raised before any model call, so no work is wasted and nothing interleaves.
+    """
+
+
+class MissingSnapshot(TetherError):
+    """``resume`` was called on a session that has no hibernated turn to continue."""
+
+    def __init__(self, session_id: str, status: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} has nothing to resume (status {status!r}): it never "
+            "hibernated, or its turn already finished. Run a new turn instead."
+        )
+
+
+class ApprovalExpired(TetherError):
+    """A review was answered after its approval time limit; nothing was approved."""
+
+    def __init__(self, review_id: str, expired_at: datetime) -> None:
+        self.review_id = review_id
+        self.expired_at = expired_at
+        super().__init__(
+            f"review {review_id!r} expired at {expired_at.isoformat()}; the tool was not run. "
+            "Resume the session: the model is told the approval lapsed and can ask again."
+        )
+
+
+class ReviewMismatch(TetherError):
+    """A review id that is not an open interrupt of its session (answered, or never asked)."""
+
+    def __init__(self, review_id: str, reason: str) -> None:
+        self.review_id = review_id
+        super().__init__(
+            f"review {review_id!r} does not match an open interrupt: {reason}. List the open "
+            "ones with pending_reviews() and answer one of those."
+        )
+
+
 class LeaseLost(TetherError):
     """The lease is no longer the session's current one; nothing was written.
 
@@ -198,6 +249,18 @@ class UnsupportedSchemaVersion(TetherError):
             f"versions up to {supported}. It was written by a newer tether: upgrade tether to "
             "read or change it. It has been left untouched."
         )
+
+
+class ModelError(TetherError):
+    """A model call failed: the server answered with an error, an unreadable reply, or not at all.
+
+    ``status`` is the HTTP status when there was one. Nothing of the turn was committed past
+    the last checkpoint; fix the cause (key, URL, quota) and run or resume the turn again.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class StoreError(TetherError):

@@ -1,0 +1,320 @@
+"""The rules of an agent turn, with no I/O: what the model sees, what is stored, what replay shows.
+
+Where a turn's data lives:
+
+* **history** (append-only): the user message, each assistant reply (with its tool calls), each
+  tool result, and *events* (``{"role": "tether", "event": ...}``): turn started / finished,
+  checkpoints, reviews asked and answered, tool runs, errors. Events are never sent to the
+  model; they make replay a plain read of the history.
+* **state["_tether"]** (replaced on each commit, small): the *snapshot* of a turn in progress
+  (its step, the tool calls still to resolve, the ``once`` tools started) and the open reviews.
+  The key is reserved for the agent runtime.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import inspect
+import secrets
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .. import _json
+from .._time import from_micros, to_micros
+from ..errors import InvalidRequest, ModelError
+from ..models import HistoryItem, Session
+from .types import Model, ModelReply, ModelRequest, ToolCall
+
+RESERVED = "_tether"
+EVENT_ROLE = "tether"
+MODEL_ROLES = frozenset({"system", "user", "assistant", "tool"})
+MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+CHECKPOINTS = frozenset({"none", "after_prompt", "after_each_tool"})
+
+
+# --- what the model sees -------------------------------------------------------------------------
+
+
+def model_messages(history: Iterable[HistoryItem]) -> list[dict[str, Any]]:
+    """The chat messages of a history: events left out, tether's own keys stripped."""
+    return [
+        {key: item[key] for key in MESSAGE_KEYS if key in item}
+        for item in history
+        if item.get("role") in MODEL_ROLES
+    ]
+
+
+def user_item(message: str | Mapping[str, Any]) -> HistoryItem:
+    if isinstance(message, str):
+        return {"role": "user", "content": message}
+    if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
+        raise InvalidRequest("a message is a str or a message dict with a 'role'")
+    return dict(message)
+
+
+def assistant_item(reply: ModelReply) -> HistoryItem:
+    item: HistoryItem = {"role": "assistant", "content": reply.text}
+    if reply.tool_calls:
+        item["tool_calls"] = [call.to_message() for call in reply.tool_calls]
+    return item
+
+
+def tool_result_item(call: ToolCall, content: object) -> HistoryItem:
+    text = (
+        content if isinstance(content, str) else _json.dumps(content, what="tool result").decode()
+    )
+    return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": text}
+
+
+def event(kind: str, **data: Any) -> HistoryItem:
+    return {"role": EVENT_ROLE, "event": kind, **data}
+
+
+def call_to_json(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": dict(call.arguments)}
+
+
+def call_from_json(data: Mapping[str, Any]) -> ToolCall:
+    return ToolCall(id=data["id"], name=data["name"], arguments=data["arguments"])
+
+
+def call_model_sync(llm: Model, request: ModelRequest) -> ModelReply:
+    reply = llm(request)
+    if inspect.isawaitable(reply):
+        close = getattr(reply, "close", None)
+        if close is not None:
+            close()
+        raise TypeError("this model is async: use the async Agent (AsyncAgent)")
+    return _checked_reply(reply)
+
+
+async def call_model(llm: Model, request: ModelRequest) -> ModelReply:
+    reply = llm(request)
+    if inspect.isawaitable(reply):
+        reply = await _await(reply)
+    return _checked_reply(reply)
+
+
+async def _await(awaitable: Awaitable[ModelReply]) -> ModelReply:
+    return await awaitable
+
+
+def _checked_reply(reply: object) -> ModelReply:
+    if isinstance(reply, str):
+        return ModelReply(text=reply)
+    if not isinstance(reply, ModelReply):
+        raise ModelError(f"a model must return a ModelReply (or str), not {type(reply).__name__}")
+    return reply
+
+
+# --- runtime state: the snapshot and the reviews -------------------------------------------------
+
+
+def runtime(session: Session) -> dict[str, Any]:
+    """The reserved runtime part of the session's state (a copy)."""
+    data = session.state.get(RESERVED)
+    return _json.loads(_json.dumps(data)) if isinstance(data, dict) else {}
+
+
+def state_with(session_state: Mapping[str, Any], rt: Mapping[str, Any]) -> dict[str, Any]:
+    """The session's state with its runtime part replaced (dropped when empty)."""
+    state = {k: v for k, v in session_state.items() if k != RESERVED}
+    kept = {k: v for k, v in rt.items() if v not in (None, [], {})}
+    if kept:
+        state[RESERVED] = kept
+    return state
+
+
+def new_snapshot(turn_id: str, step: str, checkpoint: str) -> dict[str, Any]:
+    return {"turn": turn_id, "step": step, "pending": [], "started": [], "checkpoint": checkpoint}
+
+
+# --- reviews -------------------------------------------------------------------------------------
+
+
+def review_id(session_id: str) -> str:
+    """Review ids carry their session id (ids never contain '/'), so an answer finds it."""
+    return f"{session_id}/rv_{secrets.token_hex(6)}"
+
+
+def split_review_id(review: str) -> tuple[str, str]:
+    if not isinstance(review, str) or "/" not in review:
+        raise InvalidRequest(f"{review!r} is not a review id (they look like 'session/rv_...')")
+    session_id, _, _ = review.partition("/")
+    return session_id, review
+
+
+def new_review(
+    session_id: str, call: ToolCall, reason: str, now: datetime, ttl: float | None
+) -> dict[str, Any]:
+    created = to_micros(now)
+    return {
+        "id": review_id(session_id),
+        "session_id": session_id,
+        "call": call_to_json(call),
+        "tool": call.name,
+        "arguments": dict(call.arguments),
+        "reason": reason,
+        "created_at": created,
+        "expires_at": None if ttl is None else created + int(ttl * 1_000_000),
+        "decision": None,
+        "note": None,
+    }
+
+
+@dataclass(frozen=True)
+class Review:
+    """A tool call waiting for a human: approve it or deny it, then resume the session."""
+
+    id: str
+    session_id: str
+    tool: str
+    arguments: Mapping[str, Any]
+    reason: str
+    created_at: datetime
+    expires_at: datetime | None
+    decision: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Review:
+        expires = data.get("expires_at")
+        return cls(
+            id=data["id"],
+            session_id=data["session_id"],
+            tool=data["tool"],
+            arguments=data["arguments"],
+            reason=data["reason"],
+            created_at=from_micros(data["created_at"]),
+            expires_at=None if expires is None else from_micros(expires),
+            decision=data.get("decision"),
+        )
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """A finished turn: the final text, what the turn added, its events, token usage."""
+
+    session_id: str
+    text: str | None
+    items: list[HistoryItem]
+    events: list[HistoryItem]
+    usage: dict[str, int] = field(default_factory=dict)
+    status: str = "finished"
+
+
+@dataclass(frozen=True)
+class Hibernation:
+    """A turn that stopped at a safe point; ``resume`` continues it (in any process).
+
+    ``status`` is ``hibernated`` (a checkpoint) or ``waiting`` (a human must answer ``reviews``).
+    """
+
+    session_id: str
+    status: str
+    snapshot: Mapping[str, Any]
+    reviews: list[Review] = field(default_factory=list)
+
+
+def add_usage(total: dict[str, int], usage: Mapping[str, int] | None) -> None:
+    for key, value in (usage or {}).items():
+        total[key] = total.get(key, 0) + int(value)
+
+
+# --- signed snapshots ----------------------------------------------------------------------------
+
+
+def sign_snapshot(secret: bytes, session_id: str, snapshot: Mapping[str, Any]) -> str:
+    """A token carrying a snapshot out of the store, signed with HMAC-SHA256."""
+    body = base64.urlsafe_b64encode(_json.dumps({"session": session_id, "snapshot": snapshot}))
+    mac = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return f"{body.decode()}.{mac}"
+
+
+def verify_snapshot(secret: bytes, token: str) -> tuple[str, dict[str, Any]]:
+    """(session id, snapshot) from a token, or InvalidRequest if it was altered or forged."""
+    body, _, mac = token.rpartition(".")
+    expected = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
+    if not body or not hmac.compare_digest(mac, expected):
+        raise InvalidRequest("snapshot token signature does not match: altered, or another secret")
+    data = _json.loads(base64.urlsafe_b64decode(body))
+    return data["session"], data["snapshot"]
+
+
+# --- replay: a projection of what a session already knows ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What happened, in order, from the stored data alone: no model or tool is called."""
+
+    session_id: str
+    status: str
+    timeline: list[dict[str, Any]]
+    journal: list[dict[str, Any]]
+    pending_reviews: list[Review]
+    result: Mapping[str, Any] | None
+
+
+def replay(session: Session) -> Replay:
+    timeline: list[dict[str, Any]] = []
+    journal: list[dict[str, Any]] = []
+    calls: dict[str, dict[str, Any]] = {}
+    for item in session.history:
+        role = item.get("role")
+        base = {"seq": item.get("seq"), "at": item.get("timestamp")}
+        if role == EVENT_ROLE:
+            timeline.append({**base, "kind": item.get("event"), **_event_data(item)})
+        elif role == "assistant" and item.get("tool_calls"):
+            for call in item["tool_calls"]:
+                arguments = _json.loads(call["function"]["arguments"])
+                calls[call["id"]] = {"tool": call["function"]["name"], "arguments": arguments}
+                timeline.append(
+                    {**base, "kind": "tool_call", "id": call["id"], **calls[call["id"]]}
+                )
+            if item.get("content"):
+                timeline.append({**base, "kind": "assistant", "text": item["content"]})
+        elif role == "tool":
+            entry = {**calls.get(item.get("tool_call_id", ""), {}), "result": item.get("content")}
+            journal.append({"id": item.get("tool_call_id"), **entry})
+            timeline.append(
+                {**base, "kind": "tool_result", "id": item.get("tool_call_id"), **entry}
+            )
+        elif role in ("user", "assistant", "system"):
+            timeline.append({**base, "kind": role, "text": item.get("content")})
+    rt = runtime(session)
+    reviews = [Review.from_json(r) for r in rt.get("reviews", []) if r.get("decision") is None]
+    result = rt.get("result")
+    return Replay(session.id, session.status.value, timeline, journal, reviews, result)
+
+
+def _event_data(item: HistoryItem) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in ("role", "event", "seq", "timestamp")}
+
+
+def render(replay_: Replay) -> str:
+    """A plain-text view of a replay for a person."""
+    lines = [f"session {replay_.session_id}  status {replay_.status}"]
+    for entry in replay_.timeline:
+        kind = entry["kind"]
+        head = f"  #{entry['seq']:<4} {kind:<16}"
+        if kind in ("user", "assistant", "system"):
+            lines.append(f"{head} {entry.get('text')}")
+        elif kind == "tool_call":
+            lines.append(f"{head} {entry['tool']}({_json.dumps(entry['arguments']).decode()})")
+        elif kind == "tool_result":
+            lines.append(f"{head} {entry.get('tool', '?')} -> {entry.get('result')}")
+        else:
+            detail = {k: v for k, v in entry.items() if k not in ("seq", "at", "kind")}
+            lines.append(f"{head} {_json.dumps(detail).decode() if detail else ''}".rstrip())
+    for review in replay_.pending_reviews:
+        lines.append(f"  pending review {review.id}: {review.tool}({dict(review.arguments)})")
+    if replay_.result:
+        lines.append(f"  result: {replay_.result.get('text') or replay_.result.get('error')}")
+    return "\n".join(lines)

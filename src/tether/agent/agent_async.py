@@ -1,0 +1,450 @@
+"""Agent turns on durable sessions, async side; tools/unasync.py writes the sync side from it.
+
+A turn claims its session (so a second caller gets AlreadyRunning before any model call),
+commits the prompt, then alternates model calls and tool runs, committing each completed step.
+It can stop at a checkpoint or on a human-approval interrupt and be resumed later by any process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .._time import Clock, system_clock, to_micros
+from ..errors import (
+    AlreadyClaimed,
+    AlreadyRunning,
+    ApprovalExpired,
+    ConflictError,
+    InvalidRequest,
+    MissingSnapshot,
+    ModelError,
+    ReviewMismatch,
+)
+from ..models import HistoryItem, Lease, Session, SessionHeader, SessionStatus
+from ..sessions_async import AsyncSessions
+from ..stores.base import AsyncStore
+from . import _turn
+from ._turn import Hibernation, Replay, Review, TurnResult, call_model
+from .tools import Tool, ToolArgumentError, tools_by_name
+from .types import Model, ModelRequest, Rerun, ToolCall
+
+__all__ = ["AsyncAgent"]
+
+TurnOutcome = TurnResult | Hibernation
+
+
+class _Turn:
+    """One turn in progress: the lease, the version it writes from, what it has added."""
+
+    def __init__(self, session: Session, lease: Lease, snapshot: dict[str, Any]) -> None:
+        self.session_id = session.id
+        self.lease = lease
+        self.version = session.version
+        self.history = list(session.history)
+        self.state = dict(session.state)
+        self.rt = _turn.runtime(session)
+        self.snapshot = snapshot
+        self.added: list[HistoryItem] = []
+        self.usage: dict[str, int] = {}
+
+
+class AsyncAgent:
+    """Runs agent turns on the sessions of one store.
+
+    ``llm`` is any model callable (see :mod:`tether.agent.types`); ``tools`` are callables or
+    :class:`~tether.agent.tools.Tool` objects. ``runner`` names this process in leases (default:
+    host and pid); ``lease_ttl`` is how long a crashed runner can block a session; ``secret``
+    signs snapshot tokens. Each of ``llm``, ``tools`` and ``checkpoint`` can be overridden per call.
+    """
+
+    def __init__(
+        self,
+        store: AsyncSessions | AsyncStore | str | None = None,
+        *,
+        llm: Model | None = None,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        checkpoint: str = "none",
+        runner: str | None = None,
+        lease_ttl: float = 60.0,
+        max_steps: int = 16,
+        secret: bytes | None = None,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.sessions = (
+            store if isinstance(store, AsyncSessions) else AsyncSessions(store, clock=clock)
+        )
+        self.store = self.sessions.store
+        self.llm = llm
+        self.tools = tools_by_name(tools)
+        self.checkpoint = _checked_checkpoint(checkpoint)
+        self.runner = runner or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease_ttl = lease_ttl
+        self.max_steps = max_steps
+        self.secret = secret
+        self._clock = clock
+
+    # --- turns ---------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        session_id: str,
+        message: str | Mapping[str, Any],
+        *,
+        llm: Model | None = None,
+        tools: Iterable[Tool | Callable[..., Any]] | None = None,
+        checkpoint: str | None = None,
+    ) -> TurnOutcome:
+        """Run one turn: the result, or a :class:`Hibernation` if it stopped to wait."""
+        policy = _checked_checkpoint(checkpoint or self.checkpoint)
+        user = _turn.user_item(message)
+        turn = await self._begin(session_id)
+        try:
+            if turn.rt.get("snapshot"):
+                raise InvalidRequest(
+                    f"session {session_id!r} has a turn in progress "
+                    f"({turn.rt['snapshot']['step']}); resume() it (answering its reviews first, "
+                    "if any) before sending a new message"
+                )
+            turn_id = uuid.uuid4().hex[:12]
+            turn.snapshot = _turn.new_snapshot(turn_id, "model", policy)
+            started = _turn.event("turn_started", turn=turn_id, checkpoint=policy)
+            if policy == "after_prompt":
+                await self._commit(
+                    turn,
+                    [user, started, _turn.event("checkpoint", step="model")],
+                    SessionStatus.HIBERNATED,
+                )
+                return await self._hibernate(turn, SessionStatus.HIBERNATED)
+            # the prompt is committed before any model call: a conflict shows up here, free
+            await self._commit(turn, [user, started], SessionStatus.RUNNING)
+            return await self._drive(turn, llm, tools)
+        finally:
+            await self._release(turn)
+
+    async def chat(
+        self, session_id: str, message: str | Mapping[str, Any], **options: Any
+    ) -> str | Hibernation:
+        """Run one turn and return just its text (or the :class:`Hibernation` if it stopped)."""
+        outcome = await self.run(session_id, message, **options)
+        return outcome if isinstance(outcome, Hibernation) else (outcome.text or "")
+
+    async def resume(
+        self,
+        session_id: str,
+        *,
+        llm: Model | None = None,
+        tools: Iterable[Tool | Callable[..., Any]] | None = None,
+    ) -> TurnOutcome:
+        """Continue the session's hibernated turn from its snapshot.
+
+        Never re-sends a model call or re-runs a tool whose result was committed. A ``once``
+        tool that had started when the turn was cut off is not run again: it becomes a review
+        ("did this happen?"). Raises :class:`~tether.errors.MissingSnapshot` if there is
+        nothing to resume.
+        """
+        turn = await self._begin(session_id)
+        try:
+            snapshot = turn.rt.get("snapshot")
+            if not snapshot:
+                raise MissingSnapshot(
+                    session_id, (await self.store.load(session_id, last=0)).status.value
+                )
+            turn.snapshot = snapshot
+            if self._open_reviews(turn):
+                return await self._hibernate(turn, SessionStatus.WAITING)
+            await self._commit(
+                turn, [_turn.event("resumed", step=snapshot["step"])], SessionStatus.RUNNING
+            )
+            return await self._drive(turn, llm, tools)
+        finally:
+            await self._release(turn)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def _drive(
+        self, turn: _Turn, llm: Model | None, tools: Iterable[Tool | Callable[..., Any]] | None
+    ) -> TurnOutcome:
+        model = llm or self.llm
+        if model is None:
+            raise InvalidRequest("no model: pass llm= to the agent or to run()/resume()")
+        toolbox = self.tools if tools is None else tools_by_name(tools)
+        for _ in range(self.max_steps):
+            await self._keep_lease(turn)
+            if turn.snapshot["step"] == "model":
+                request = ModelRequest(
+                    messages=_turn.model_messages(turn.history),
+                    tools=[tool.spec() for tool in toolbox.values()],
+                    options=(await self.store.load(turn.session_id, last=0)).options,
+                )
+                try:
+                    reply = await call_model(model, request)
+                except ModelError as exc:
+                    await self._fail(turn, exc)
+                    raise
+                _turn.add_usage(turn.usage, reply.usage)
+                assistant = _turn.assistant_item(reply)
+                if not reply.tool_calls:
+                    return await self._finish(turn, assistant, reply.text)
+                turn.snapshot["step"] = "tools"
+                turn.snapshot["pending"] = [_turn.call_to_json(c) for c in reply.tool_calls]
+                # committed before any tool runs: a resume never sends this model call again
+                await self._commit(turn, [assistant], SessionStatus.RUNNING)
+                continue
+            outcome = await self._next_tool(turn, toolbox)
+            if outcome is not None:
+                return outcome
+        error = ModelError(f"the turn took more than {self.max_steps} steps; raise max_steps")
+        await self._fail(turn, error)
+        raise error
+
+    async def _next_tool(self, turn: _Turn, toolbox: dict[str, Tool]) -> TurnOutcome | None:
+        """Resolve the first pending tool call; a Hibernation if the turn must stop."""
+        snapshot = turn.snapshot
+        if not snapshot["pending"]:
+            snapshot["step"] = "model"
+            return None
+        call = _turn.call_from_json(snapshot["pending"][0])
+        tool = toolbox.get(call.name)
+        review = self._review_for(turn, call.id)
+        if tool is not None and review is None:
+            interrupted = call.id in snapshot["started"]
+            if tool.requires_approval or interrupted:
+                reason = (
+                    "the turn was cut off after this once-only tool started: did it run? "
+                    "Approve to run it now, deny to tell the model it did not run"
+                    if interrupted
+                    else "this tool needs a human's approval"
+                )
+                new = _turn.new_review(
+                    turn.session_id, call, reason, self._clock(), tool.approval_ttl
+                )
+                turn.rt.setdefault("reviews", []).append(new)
+                await self._commit(
+                    turn,
+                    [_turn.event("review_requested", review=new["id"], tool=call.name)],
+                    SessionStatus.WAITING,
+                )
+                return await self._hibernate(turn, SessionStatus.WAITING)
+        if tool is None:
+            result: object = f"error: there is no tool named {call.name!r}"
+        elif review is not None and review["decision"] != "approved":
+            result = f"not run: a human {review['decision']} it" + (
+                f" ({review['note']})" if review.get("note") else ""
+            )
+        else:
+            if tool.rerun == Rerun.ONCE:  # recorded first: a crash now is seen on resume
+                snapshot["started"].append(call.id)
+                await self._commit(
+                    turn,
+                    [_turn.event("tool_started", id=call.id, tool=call.name)],
+                    SessionStatus.RUNNING,
+                )
+            result = await self._run_tool(tool, call)
+        snapshot["pending"].pop(0)
+        if call.id in snapshot["started"]:
+            snapshot["started"].remove(call.id)
+        if review is not None:
+            turn.rt["reviews"] = [r for r in turn.rt.get("reviews", []) if r["id"] != review["id"]]
+        items = [
+            _turn.tool_result_item(call, result),
+            _turn.event("tool_ran", id=call.id, tool=call.name),
+        ]
+        if snapshot["checkpoint"] == "after_each_tool":
+            items.append(
+                _turn.event("checkpoint", step="tools" if snapshot["pending"] else "model")
+            )
+            if not snapshot["pending"]:
+                snapshot["step"] = "model"
+            await self._commit(turn, items, SessionStatus.HIBERNATED)
+            return await self._hibernate(turn, SessionStatus.HIBERNATED)
+        await self._commit(turn, items, SessionStatus.RUNNING)
+        return None
+
+    async def _run_tool(self, tool: Tool, call: ToolCall) -> object:
+        try:
+            return await tool.acall(call.arguments)
+        except ToolArgumentError as exc:
+            return f"error: bad arguments for {call.name}: {exc}"
+        except Exception as exc:  # the model is told, and decides what to do next
+            return f"error: {call.name} raised {type(exc).__name__}: {exc}"
+
+    # --- commits -------------------------------------------------------------------------------
+
+    async def _begin(self, session_id: str) -> _Turn:
+        try:
+            lease = await self.store.claim(session_id, self.runner, self.lease_ttl)
+        except AlreadyClaimed as exc:
+            raise AlreadyRunning(session_id, exc.holder, exc.expires_at) from None
+        try:
+            # through the runtime's cache: a worker that ran the last turn reads only what is new
+            session = await self.sessions.get(session_id)
+        except BaseException:
+            await self.store.release(lease)
+            raise
+        return _Turn(session, lease, {})
+
+    async def _commit(self, turn: _Turn, items: list[HistoryItem], status: SessionStatus) -> None:
+        rt = dict(turn.rt)
+        rt["snapshot"] = turn.snapshot or None
+        state = _turn.state_with(turn.state, rt)
+        turn.version = await self.store.commit(
+            turn.session_id,
+            turn.version,
+            append=items,
+            changes={"state": state, "status": status},
+            lease=turn.lease,
+        )
+        turn.state = state
+        first = turn.history[-1]["seq"] + 1 if turn.history else 1
+        numbered = [{**item, "seq": first + n} for n, item in enumerate(items)]
+        turn.history.extend(numbered)
+        turn.added.extend(numbered)
+
+    async def _finish(self, turn: _Turn, assistant: HistoryItem, text: str | None) -> TurnResult:
+        turn.rt["result"] = {"turn": turn.snapshot["turn"], "text": text, "usage": turn.usage}
+        turn.snapshot = {}
+        await self._commit(
+            turn,
+            [assistant, _turn.event("turn_finished", usage=turn.usage)],
+            SessionStatus.FINISHED,
+        )
+        events = [i for i in turn.added if i["role"] == _turn.EVENT_ROLE]
+        items = [i for i in turn.added if i["role"] != _turn.EVENT_ROLE]
+        return TurnResult(turn.session_id, text, items, events, dict(turn.usage))
+
+    async def _fail(self, turn: _Turn, error: Exception) -> None:
+        turn.rt["result"] = {"turn": turn.snapshot.get("turn"), "error": str(error)}
+        turn.snapshot = {}
+        # the error still reaches the caller; on a conflict the session shows the other write
+        with contextlib.suppress(ConflictError):
+            await self._commit(
+                turn, [_turn.event("error", message=str(error))], SessionStatus.ERROR
+            )
+
+    async def _hibernate(self, turn: _Turn, status: SessionStatus) -> Hibernation:
+        reviews = [Review.from_json(r) for r in self._open_reviews(turn)]
+        return Hibernation(turn.session_id, status.value, dict(turn.snapshot), reviews)
+
+    async def _keep_lease(self, turn: _Turn) -> None:
+        left = to_micros(turn.lease.expires_at) - to_micros(self._clock())
+        if left < self.lease_ttl * 1_000_000 / 2:
+            turn.lease = await self.store.renew(turn.lease, self.lease_ttl)
+
+    async def _release(self, turn: _Turn) -> None:
+        with contextlib.suppress(Exception):  # lost or gone: nothing to give back
+            await self.store.release(turn.lease)
+
+    def _open_reviews(self, turn: _Turn) -> list[dict[str, Any]]:
+        return [r for r in turn.rt.get("reviews", []) if r.get("decision") is None]
+
+    def _review_for(self, turn: _Turn, call_id: str) -> dict[str, Any] | None:
+        answered: list[dict[str, Any]] = [
+            r
+            for r in turn.rt.get("reviews", [])
+            if r["call"]["id"] == call_id and r.get("decision") is not None
+        ]
+        return answered[0] if answered else None
+
+    # --- human review --------------------------------------------------------------------------
+
+    async def pending_reviews(self, session_id: str | None = None) -> list[Review]:
+        """Open reviews of one session, or of every waiting session (an indexed status query)."""
+        headers: list[SessionHeader]
+        if session_id is not None:
+            headers = [await self.store.load(session_id, last=0)]
+        else:
+            headers = []
+            async for header in self.store.iter_sessions(status="waiting", limit=200):
+                headers.append(header)
+        reviews = []
+        for header in headers:
+            data = header.state.get(_turn.RESERVED) or {}
+            reviews += [
+                Review.from_json(r) for r in data.get("reviews", []) if r.get("decision") is None
+            ]
+        return reviews
+
+    async def approve(self, review_id: str) -> Review:
+        """Approve a pending tool call; ``resume`` then runs it once."""
+        return await self._answer(review_id, "approved", None)
+
+    async def deny(self, review_id: str, reason: str) -> Review:
+        """Deny a pending tool call; ``resume`` then tells the model it was denied, and why."""
+        return await self._answer(review_id, "denied", reason)
+
+    async def _answer(self, review_id: str, decision: str, note: str | None) -> Review:
+        session_id, _ = _turn.split_review_id(review_id)
+        for _attempt in range(5):
+            session = await self.store.load(session_id, last=0)
+            rt = _turn.runtime(session)
+            review = next((r for r in rt.get("reviews", []) if r["id"] == review_id), None)
+            if review is None:
+                raise ReviewMismatch(review_id, "the session has no such open review")
+            if review.get("decision") is not None:
+                raise ReviewMismatch(review_id, f"it was already answered ({review['decision']})")
+            expires = review.get("expires_at")
+            expired = expires is not None and expires <= to_micros(self._clock())
+            review["decision"] = "expired" if expired else decision
+            review["note"] = note
+            kind = "review_expired" if expired else f"review_{decision}"
+            try:
+                await self.store.commit(
+                    session_id,
+                    session.version,
+                    append=[_turn.event(kind, review=review_id, note=note)],
+                    changes={"state": _turn.state_with(session.state, rt)},
+                )
+            except ConflictError:
+                continue  # someone wrote in between: read the review again
+            if expired:
+                raise ApprovalExpired(
+                    review_id, Review.from_json(review).expires_at or self._clock()
+                )
+            return Review.from_json(review)
+        raise ReviewMismatch(review_id, "the session kept changing while answering; try again")
+
+    # --- looking back --------------------------------------------------------------------------
+
+    async def replay(self, session_id: str) -> Replay:
+        """The timeline, journal, open reviews and latest result: data only, nothing is called."""
+        return _turn.replay(await self.store.load(session_id))
+
+    async def inspect(self, session_id: str) -> str:
+        """A plain-text rendering of :meth:`replay` for a person."""
+        return _turn.render(await self.replay(session_id))
+
+    async def snapshot_token(self, session_id: str) -> str:
+        """The session's snapshot as a token signed with ``secret`` (HMAC-SHA256)."""
+        if self.secret is None:
+            raise InvalidRequest("snapshot tokens need a secret: pass secret= to the agent")
+        session = await self.store.load(session_id, last=0)
+        snapshot = _turn.runtime(session).get("snapshot")
+        if not snapshot:
+            raise MissingSnapshot(session_id, session.status.value)
+        return _turn.sign_snapshot(self.secret, session_id, snapshot)
+
+    def verify_token(self, token: str) -> tuple[str, dict[str, Any]]:
+        """(session id, snapshot) from a token made by :meth:`snapshot_token`; raises if forged."""
+        if self.secret is None:
+            raise InvalidRequest("verifying snapshot tokens needs the secret they were signed with")
+        return _turn.verify_snapshot(self.secret, token)
+
+    async def close(self) -> None:
+        await self.sessions.close()
+
+    async def __aenter__(self) -> AsyncAgent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _checked_checkpoint(policy: str) -> str:
+    if policy not in _turn.CHECKPOINTS:
+        raise InvalidRequest(f"checkpoint {policy!r} is not one of {sorted(_turn.CHECKPOINTS)}")
+    return policy

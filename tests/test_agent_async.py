@@ -5,7 +5,9 @@ This is the async side; tools/unasync.py writes the sync side from it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,12 @@ from tether.agent.agent_async import AsyncAgent
 from tether.agent.models import ScriptedModel
 from tether.agent.tools import tool
 from tether.agent.types import ModelReply, ModelRequest, ToolCall
+from tether.stores.file import AsyncFileStore
 from tether.stores.memory import AsyncMemoryStore
 from tether.stores.sqlite import AsyncSQLiteStore
 from tether.testing import FakeClock
+
+from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
 
 ORDERS = {"A1001": "shipped"}
 
@@ -49,16 +54,35 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "file", "sqlite", "redis", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[tether.AsyncStore]:
-    if request.param == "memory":
-        async with AsyncMemoryStore(clock=clock) as memory:
-            yield memory
+    kind = request.param
+    cleanup: Callable[[], None] = lambda: None  # noqa: E731
+    if kind == "memory":
+        opened: tether.AsyncStore = AsyncMemoryStore(clock=clock)
+    elif kind == "file":
+        opened = AsyncFileStore(tmp_path / "files", clock=clock)
+    elif kind == "sqlite":
+        opened = AsyncSQLiteStore(tmp_path / "agent.db", clock=clock)
+    elif kind == "redis":
+        from tether.stores.redis_async import AsyncRedisStore
+
+        url, namespace = require_server("redis"), f"ag{uuid.uuid4().hex}"
+        opened = AsyncRedisStore.from_url(with_options(url, namespace=namespace), clock=clock)
+        cleanup = functools.partial(wipe_redis_namespace, url, namespace)
     else:
-        async with AsyncSQLiteStore(tmp_path / "agent.db", clock=clock) as sqlite:
-            yield sqlite
+        from tether.stores.postgres_async import AsyncPostgresStore
+
+        url, schema = require_server("postgres"), f"tether_tag_{uuid.uuid4().hex[:16]}"
+        opened = AsyncPostgresStore.from_url(with_options(url, schema=schema), clock=clock)
+        cleanup = functools.partial(drop_postgres_schema, url, schema)
+    try:
+        async with opened:
+            yield opened
+    finally:
+        cleanup()
 
 
 def call(name: str, id_: str, **arguments: Any) -> ToolCall:
@@ -317,6 +341,21 @@ async def test_replay_shows_tools_reviews_and_errors(store: tether.AsyncStore) -
     assert "refund" in text
     assert "model down" in text
     assert len(model.requests) == 3, "replay called no model"
+
+
+async def test_the_snapshot_names_the_tools_and_holds_no_objects(store: tether.AsyncStore) -> None:
+    await new_session(store)
+    agent = AsyncAgent(store, tools=[lookup_order, refund])
+    stopped = await agent.run("s1", "later", checkpoint="after_prompt")
+    assert isinstance(stopped, tether.agent.Hibernation)
+    assert stopped.snapshot["tools"] == ["lookup_order", "refund"]
+    stored = (await store.load("s1", last=0)).state["_tether"]["snapshot"]
+    assert stored == dict(stopped.snapshot)  # plain JSON, as stored
+
+
+async def test_an_agent_needs_a_store() -> None:
+    with pytest.raises(tether.MissingStore, match="Pass the store"):
+        AsyncAgent(tether.Session())  # type: ignore[arg-type]
 
 
 async def test_snapshot_tokens_are_signed(store: tether.AsyncStore) -> None:

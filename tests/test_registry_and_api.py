@@ -568,6 +568,7 @@ EXPECTED_ALL = [
     "LeaseLost",
     "LockTimeout",
     "MissingSnapshot",
+    "MissingStore",
     "ModelError",
     "Page",
     "Resume",

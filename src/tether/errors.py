@@ -4,6 +4,7 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
 
     TetherError
     ├── ConfigurationError        a store URL, option or config dict is wrong
+    │   └── MissingStore          an agent was given something that is not a store
     ├── InvalidSessionId          an id breaks the id rules (checked before any I/O)
     ├── InvalidRequest            a bad argument: cursor, limit, window, unknown change field
     │   ├── InvalidSessionData    a value that is not JSON (checked before any I/O)
@@ -45,6 +46,7 @@ __all__ = [
     "LeaseLost",
     "LockTimeout",
     "MissingSnapshot",
+    "MissingStore",
     "ModelError",
     "ReviewMismatch",
     "SessionExists",
@@ -62,6 +64,17 @@ class TetherError(Exception):
 
 class ConfigurationError(TetherError):
     """A store URL, option or configuration mapping is not valid."""
+
+
+class MissingStore(ConfigurationError):
+    """An agent or runtime was given something that is not a store, a URL or ``Sessions``."""
+
+    def __init__(self, given: str) -> None:
+        super().__init__(
+            f"expected a store, a store URL or Sessions, got a {given}. Pass the store on every "
+            "Agent: Agent(tether.open_store(url)), Agent('sqlite:///app.db'), or Agent() for "
+            "$TETHER_URL / the embedded SQLite default."
+        )
 
 
 class InvalidSessionId(TetherError):

@@ -129,8 +129,19 @@ def state_with(session_state: Mapping[str, Any], rt: Mapping[str, Any]) -> dict[
     return state
 
 
-def new_snapshot(turn_id: str, step: str, checkpoint: str) -> dict[str, Any]:
-    return {"turn": turn_id, "step": step, "pending": [], "started": [], "checkpoint": checkpoint}
+def new_snapshot(turn_id: str, step: str, checkpoint: str, tools: list[str]) -> dict[str, Any]:
+    """Where a turn stands: everything else it needs (messages, options) is on the session.
+
+    Never in-flight or unserializable objects: the tool *names* it may call, not the tools.
+    """
+    return {
+        "turn": turn_id,
+        "step": step,
+        "pending": [],
+        "started": [],
+        "checkpoint": checkpoint,
+        "tools": tools,
+    }
 
 
 # --- reviews -------------------------------------------------------------------------------------

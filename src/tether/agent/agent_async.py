@@ -22,6 +22,7 @@ from ..errors import (
     ConflictError,
     InvalidRequest,
     MissingSnapshot,
+    MissingStore,
     ModelError,
     ReviewMismatch,
 )
@@ -75,6 +76,8 @@ class AsyncAgent:
         secret: bytes | None = None,
         clock: Clock = system_clock,
     ) -> None:
+        if store is not None and not isinstance(store, (AsyncSessions, AsyncStore, str)):
+            raise MissingStore(type(store).__name__)
         self.sessions = (
             store if isinstance(store, AsyncSessions) else AsyncSessions(store, clock=clock)
         )
@@ -111,7 +114,8 @@ class AsyncAgent:
                     "if any) before sending a new message"
                 )
             turn_id = uuid.uuid4().hex[:12]
-            turn.snapshot = _turn.new_snapshot(turn_id, "model", policy)
+            names = sorted(self.tools if tools is None else tools_by_name(tools))
+            turn.snapshot = _turn.new_snapshot(turn_id, "model", policy, names)
             started = _turn.event("turn_started", turn=turn_id, checkpoint=policy)
             if policy == "after_prompt":
                 await self._commit(

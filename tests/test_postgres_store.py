@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -52,16 +51,9 @@ from tether.stores.postgres_async import AsyncPostgresStore
 from tether.stores.postgres_sync import PostgresStore
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
-from .conftest import IN_CI
+from .conftest import IN_CI, drop_postgres_schema, with_options
 
 SCHEMA_PREFIX = "tether_t_"
-
-
-def _with_options(url: str, **options: str) -> str:
-    parts = urlsplit(url)
-    extra = "&".join(f"{key}={value}" for key, value in options.items())
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return urlunsplit(parts._replace(query=query))
 
 
 def _new_schema() -> str:
@@ -70,9 +62,7 @@ def _new_schema() -> str:
 
 def _drop_schema(url: str, name: str) -> None:
     assert name.startswith(SCHEMA_PREFIX), "tests drop only the schemas they made"
-    conninfo, _ = common.parse_url(url)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    drop_postgres_schema(url, name)
 
 
 def _raw(url: str) -> psycopg.Connection[Any]:
@@ -99,7 +89,7 @@ class TestPostgresStore(StoreConformance):
 
     @pytest.fixture
     def store_opener(self, postgres_url: str, pg_schema: str) -> Callable[[], Any]:
-        return functools.partial(tether.open_store, _with_options(postgres_url, schema=pg_schema))
+        return functools.partial(tether.open_store, with_options(postgres_url, schema=pg_schema))
 
 
 class TestAsyncPostgresStore(AsyncStoreConformance):
@@ -107,20 +97,20 @@ class TestAsyncPostgresStore(AsyncStoreConformance):
     async def store(
         self, postgres_url: str, pg_schema: str, clock: FakeClock
     ) -> AsyncIterator[AsyncPostgresStore]:
-        url = _with_options(postgres_url, schema=pg_schema)
+        url = with_options(postgres_url, schema=pg_schema)
         async with AsyncPostgresStore.from_url(url, clock=clock) as store:
             yield store
 
     @pytest.fixture
     def store_opener(self, postgres_url: str, pg_schema: str) -> Callable[[], Any]:
-        url = _with_options(postgres_url, schema=pg_schema)
+        url = with_options(postgres_url, schema=pg_schema)
         return functools.partial(tether.open_async_store, url)
 
 
 @pytest.fixture
 def store(postgres_url: str, pg_schema: str) -> Iterator[PostgresStore]:
     """A store on the server's clock (no clock injected), as applications run it."""
-    with PostgresStore.from_url(_with_options(postgres_url, schema=pg_schema)) as opened:
+    with PostgresStore.from_url(with_options(postgres_url, schema=pg_schema)) as opened:
         yield opened
 
 
@@ -283,7 +273,7 @@ def _open_in_process(url: str, start: Any) -> None:
 def test_processes_opening_a_new_schema_at_once_migrate_it_once(
     postgres_url: str, pg_schema: str
 ) -> None:
-    url = _with_options(postgres_url, schema=pg_schema)
+    url = with_options(postgres_url, schema=pg_schema)
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     procs = [ctx.Process(target=_open_in_process, args=(url, start)) for _ in range(6)]
@@ -302,7 +292,7 @@ def test_processes_opening_a_new_schema_at_once_migrate_it_once(
 def test_a_database_migrated_by_a_newer_tether_is_refused(
     postgres_url: str, pg_schema: str
 ) -> None:
-    url = _with_options(postgres_url, schema=pg_schema)
+    url = with_options(postgres_url, schema=pg_schema)
     with PostgresStore.from_url(url) as first:
         first.open()
     with _raw(postgres_url) as conn:
@@ -326,8 +316,8 @@ def test_two_schemas_never_see_each_other(postgres_url: str, pg_schema: str) -> 
     other_schema = _new_schema()
     try:
         with (
-            PostgresStore.from_url(_with_options(postgres_url, schema=pg_schema)) as one,
-            PostgresStore.from_url(_with_options(postgres_url, schema=other_schema)) as two,
+            PostgresStore.from_url(with_options(postgres_url, schema=pg_schema)) as one,
+            PostgresStore.from_url(with_options(postgres_url, schema=other_schema)) as two,
         ):
             one.create(Session(id="shared-id", owner="one", state={"in": "one"}))
             assert not two.exists("shared-id")
@@ -585,7 +575,7 @@ def _has_user(name: str) -> bool:
 def test_server_down_gives_store_unavailable_and_the_next_call_after_works(
     throwaway: ThrowawayServer,
 ) -> None:
-    url = _with_options(throwaway.url, schema="tether_t_fault_sync", pool_timeout="3")
+    url = with_options(throwaway.url, schema="tether_t_fault_sync", pool_timeout="3")
     with PostgresStore.from_url(url) as store:
         created = store.create(Session(history=[{"role": "user", "content": "hi"}]))
         # restarted while idle: the pool's dead connection is noticed and replaced
@@ -599,7 +589,7 @@ def test_server_down_gives_store_unavailable_and_the_next_call_after_works(
                 call()
             assert time.monotonic() - started < 15, "a hang guard, not a speed target"
         # a store whose first call meets the server down opens once it is back
-        late_url = _with_options(throwaway.url, schema="tether_t_fault_late", pool_timeout="2")
+        late_url = with_options(throwaway.url, schema="tether_t_fault_late", pool_timeout="2")
         late = PostgresStore.from_url(late_url)
         with pytest.raises(StoreUnavailable):
             late.exists("x")
@@ -613,7 +603,7 @@ def test_server_down_gives_store_unavailable_and_the_next_call_after_works(
 async def test_async_server_down_gives_store_unavailable_and_the_next_call_after_works(
     throwaway: ThrowawayServer,
 ) -> None:
-    url = _with_options(throwaway.url, schema="tether_t_fault_async", pool_timeout="3")
+    url = with_options(throwaway.url, schema="tether_t_fault_async", pool_timeout="3")
     async with AsyncPostgresStore.from_url(url) as store:
         created = await store.create(Session(history=[{"role": "user", "content": "hi"}]))
         await asyncio.to_thread(throwaway.stop)

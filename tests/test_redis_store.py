@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -45,33 +44,16 @@ from tether.stores.redis_async import AsyncRedisStore
 from tether.stores.redis_sync import RedisStore
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
+from .conftest import wipe_redis_namespace, with_options
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def _url(base: str, **options: str) -> str:
-    """``base`` with tether options added to its query string."""
-    parts = urlsplit(base)
-    query = dict(parse_qsl(parts.query))
-    query.update(options)
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def _wipe(url: str, namespace: str) -> None:
-    """Delete one namespace's keys: SCAN MATCH on its validated prefix, never FLUSH*."""
-    client = redis.Redis.from_url(url.split("?", 1)[0])
-    try:
-        keys = list(client.scan_iter(match=rc.Keys.for_namespace(namespace).pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture
 def namespace(redis_url: str) -> Iterator[str]:
     name = f"t{uuid.uuid4().hex}"
     yield name
-    _wipe(redis_url, name)
+    wipe_redis_namespace(redis_url, name)
 
 
 @pytest.fixture
@@ -92,12 +74,14 @@ def _items(count: int, prefix: str = "m") -> list[dict[str, Any]]:
 class TestRedisStore(StoreConformance):
     @pytest.fixture
     def store(self, redis_url: str, namespace: str, clock: FakeClock) -> Iterator[RedisStore]:
-        with RedisStore.from_url(_url(redis_url, namespace=namespace), clock=clock) as store:
+        with RedisStore.from_url(
+            with_options(redis_url, namespace=namespace), clock=clock
+        ) as store:
             yield store
 
     @pytest.fixture
     def store_opener(self, redis_url: str, namespace: str) -> Callable[[], Any]:
-        return functools.partial(tether.open_store, _url(redis_url, namespace=namespace))
+        return functools.partial(tether.open_store, with_options(redis_url, namespace=namespace))
 
 
 class TestAsyncRedisStore(AsyncStoreConformance):
@@ -105,13 +89,15 @@ class TestAsyncRedisStore(AsyncStoreConformance):
     async def store(
         self, redis_url: str, namespace: str, clock: FakeClock
     ) -> AsyncIterator[AsyncRedisStore]:
-        url = _url(redis_url, namespace=namespace)
+        url = with_options(redis_url, namespace=namespace)
         async with AsyncRedisStore.from_url(url, clock=clock) as store:
             yield store
 
     @pytest.fixture
     def store_opener(self, redis_url: str, namespace: str) -> Callable[[], Any]:
-        return functools.partial(tether.open_async_store, _url(redis_url, namespace=namespace))
+        return functools.partial(
+            tether.open_async_store, with_options(redis_url, namespace=namespace)
+        )
 
 
 # --- helpers: counting connections and a throwaway server --------------------------------------
@@ -267,7 +253,7 @@ def throwaway(tmp_path: Path) -> Iterator[ThrowawayRedis]:
 @pytest.fixture
 def store(redis_url: str, namespace: str) -> Iterator[RedisStore]:
     """A plain store on the test Redis, on Redis's own clock."""
-    with RedisStore.from_url(_url(redis_url, namespace=namespace)) as store:
+    with RedisStore.from_url(with_options(redis_url, namespace=namespace)) as store:
         yield store
 
 
@@ -293,7 +279,7 @@ def _index_mentions(raw: redis.Redis, keys: rc.Keys, session_id: str) -> list[st
 
 
 def test_url_options_reach_the_store_and_its_client(redis_url: str) -> None:
-    url = _url(
+    url = with_options(
         redis_url, namespace="app-1", ttl="90", socket_timeout="3.5", socket_connect_timeout="1"
     )
     with RedisStore.from_url(url) as store:
@@ -385,8 +371,8 @@ def test_namespaces_never_see_each_other(redis_url: str, namespace: str, raw: re
     other = namespace + "x"  # a namespace that extends the first one's name
     try:
         with (
-            RedisStore.from_url(_url(redis_url, namespace=namespace)) as a,
-            RedisStore.from_url(_url(redis_url, namespace=other)) as b,
+            RedisStore.from_url(with_options(redis_url, namespace=namespace)) as a,
+            RedisStore.from_url(with_options(redis_url, namespace=other)) as b,
         ):
             a.create(Session(id="shared", owner="ada", state={"app": "a"}, history=_items(1)))
             b.create(Session(id="shared", owner="ada", state={"app": "b"}, history=_items(3)))
@@ -408,7 +394,7 @@ def test_namespaces_never_see_each_other(redis_url: str, namespace: str, raw: re
             with pytest.raises(tether.LeaseLost):
                 a.renew(lease, 60)
     finally:
-        _wipe(redis_url, other)
+        wipe_redis_namespace(redis_url, other)
 
 
 def test_key_layout_one_slot_and_one_element_per_item(store: RedisStore, raw: redis.Redis) -> None:
@@ -540,7 +526,7 @@ def test_an_injected_clock_replaces_time_in_load_transactions(
 def test_server_counts_one_script_call_per_commit(throwaway: ThrowawayRedis) -> None:
     """The server's own count, on a server nobody else uses: one EVALSHA per commit, and the
     commands inside it only append (no read-modify-write of the history from the client)."""
-    with RedisStore.from_url(_url(throwaway.url, namespace="rt")) as store:
+    with RedisStore.from_url(with_options(throwaway.url, namespace="rt")) as store:
         created = store.create(Session(history=_items(50)))
         store.commit(created.id, 1, append=_items(1))
         client = redis.Redis(port=throwaway.port)
@@ -567,7 +553,7 @@ def _pttls(raw: redis.Redis, keys: list[str]) -> list[int]:
 def test_store_ttl_is_set_and_refreshed_on_every_write(
     redis_url: str, namespace: str, raw: redis.Redis
 ) -> None:
-    with RedisStore.from_url(_url(redis_url, namespace=namespace, ttl="60")) as store:
+    with RedisStore.from_url(with_options(redis_url, namespace=namespace, ttl="60")) as store:
         created = store.create(Session(metadata={"k": 1}, history=_items(2)))
         keys = store.keys.session(created.id)
         assert all(55_000 < ttl <= 60_000 for ttl in _pttls(raw, keys))
@@ -595,7 +581,7 @@ def test_expires_at_sets_native_expiry(
     store.commit(created.id, 1, changes={"expires_at": None})
     assert _pttls(raw, keys) == [-1, -1, -1]
     # with a store ttl as well, whichever comes first wins
-    with RedisStore.from_url(_url(redis_url, namespace=namespace, ttl="30")) as short:
+    with RedisStore.from_url(with_options(redis_url, namespace=namespace, ttl="30")) as short:
         short.commit(created.id, 2, changes={"expires_at": expires})
         assert all(25_000 < ttl <= 30_000 for ttl in _pttls(raw, keys))
     # expiring by commit removes the session and its index entries at once
@@ -628,7 +614,7 @@ def test_index_entries_of_natively_expired_sessions_are_cleaned_lazily(
 def test_creates_sweep_stale_entries_that_nobody_lists(
     redis_url: str, namespace: str, raw: redis.Redis
 ) -> None:
-    with RedisStore.from_url(_url(redis_url, namespace=namespace)) as store:
+    with RedisStore.from_url(with_options(redis_url, namespace=namespace)) as store:
         soon = datetime.now(timezone.utc) + timedelta(milliseconds=200)
         stale = [store.create(Session(owner="o", expires_at=soon)).id for _ in range(3)]
         time.sleep(0.3)
@@ -641,7 +627,7 @@ def test_creates_sweep_stale_entries_that_nobody_lists(
 
 def test_purge_expired_walks_the_index(redis_url: str, namespace: str, raw: redis.Redis) -> None:
     clock = FakeClock()
-    with RedisStore.from_url(_url(redis_url, namespace=namespace), clock=clock) as store:
+    with RedisStore.from_url(with_options(redis_url, namespace=namespace), clock=clock) as store:
         store.list_budget = 2  # several script calls
         ids = [
             store.create(Session(expires_at=clock() + timedelta(seconds=10))).id for _ in range(3)
@@ -661,7 +647,9 @@ def test_purge_expired_walks_the_index(redis_url: str, namespace: str, raw: redi
 
 def test_ties_are_broken_by_id_and_cursors_are_keysets(redis_url: str, namespace: str) -> None:
     frozen = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
-    with RedisStore.from_url(_url(redis_url, namespace=namespace), clock=lambda: frozen) as store:
+    with RedisStore.from_url(
+        with_options(redis_url, namespace=namespace), clock=lambda: frozen
+    ) as store:
         ids = ["a", "a:1", "a:10", "a:2", "b", "b-", "z"]
         for session_id in ids:
             store.create(Session(id=session_id, owner="tie"))
@@ -737,7 +725,9 @@ def test_list_time_bounds_at_the_edges(store: RedisStore) -> None:
 def test_item_timestamps_stamped_by_the_script_match_python(
     redis_url: str, namespace: str, moment: datetime
 ) -> None:
-    with RedisStore.from_url(_url(redis_url, namespace=namespace), clock=lambda: moment) as store:
+    with RedisStore.from_url(
+        with_options(redis_url, namespace=namespace), clock=lambda: moment
+    ) as store:
         created = store.create(Session(history=_items(1)))
         stamp = moment.isoformat(timespec="microseconds")
         assert created.history[0]["timestamp"] == stamp
@@ -804,7 +794,9 @@ def test_a_retried_write_whose_reply_was_lost_applies_once(redis_url: str, names
 def test_down_server_fails_fast_and_the_next_call_after_restart_works(
     throwaway: ThrowawayRedis,
 ) -> None:
-    url = _url(throwaway.url, namespace="faults", socket_timeout="2", socket_connect_timeout="1")
+    url = with_options(
+        throwaway.url, namespace="faults", socket_timeout="2", socket_connect_timeout="1"
+    )
     with RedisStore.from_url(url) as store:
         store.create(Session(id="before"))
         throwaway.kill()
@@ -831,7 +823,7 @@ def test_down_server_fails_fast_and_the_next_call_after_restart_works(
 
 
 def test_stalled_server_times_out_instead_of_hanging(throwaway: ThrowawayRedis) -> None:
-    url = _url(throwaway.url, namespace="stall", socket_timeout="0.5")
+    url = with_options(throwaway.url, namespace="stall", socket_timeout="0.5")
     with RedisStore.from_url(url) as store:
         created = store.create(Session())
         throwaway.signal(signal.SIGSTOP)
@@ -847,7 +839,9 @@ def test_stalled_server_times_out_instead_of_hanging(throwaway: ThrowawayRedis) 
 
 
 async def test_async_down_server_fails_fast_and_recovers(throwaway: ThrowawayRedis) -> None:
-    url = _url(throwaway.url, namespace="faults", socket_timeout="2", socket_connect_timeout="1")
+    url = with_options(
+        throwaway.url, namespace="faults", socket_timeout="2", socket_connect_timeout="1"
+    )
     async with AsyncRedisStore.from_url(url) as store:
         await store.create(Session(id="before"))
         throwaway.kill()

@@ -34,6 +34,27 @@ EncodedItem = tuple[int, bytes]
 """A history item ready to store: its ``seq`` and its JSON (which includes the ``seq``)."""
 
 JSON_FIELDS = ("metadata", "state", "options")
+DOC_FIELDS = (
+    "id",
+    "owner",
+    "agent",
+    "status",
+    *JSON_FIELDS,
+    "parent_id",
+    "fork_seq",
+    "version",
+    "schema_version",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "last_seq",
+    "history_len",
+    "lease_owner",
+    "lease_token",
+    "lease_fence",
+    "lease_expires_at",
+)
+"""Every field of a header document, in the order the SQL stores keep their columns."""
 CHANGEABLE_FIELDS = frozenset({"owner", "agent", "status", "expires_at", *JSON_FIELDS})
 _STATUSES = frozenset(s.value for s in SessionStatus)
 DEFAULT_PAGE_SIZE = 50

@@ -65,27 +65,7 @@ MAX_LEASE_MICROS = 2**52
 
 # Every header field but the lease token, in the order the scripts return them. Each is
 # stored as its own JSON text in the session's header hash.
-HEADER_FIELDS = (
-    "id",
-    "owner",
-    "agent",
-    "status",
-    "metadata",
-    "state",
-    "options",
-    "parent_id",
-    "fork_seq",
-    "version",
-    "schema_version",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "last_seq",
-    "history_len",
-    "lease_owner",
-    "lease_fence",
-    "lease_expires_at",
-)
+HEADER_FIELDS = tuple(name for name in _core.DOC_FIELDS if name != "lease_token")
 # What create writes from Python; the script sets version, timestamps and history counts.
 _CREATE_FIELDS = tuple(
     name

@@ -98,28 +98,7 @@ _DB_MIGRATIONS: Sequence[Sequence[str]] = (
     ),
 )
 
-_HEADER_COLUMNS = (
-    "id",
-    "owner",
-    "agent",
-    "status",
-    "metadata",
-    "state",
-    "options",
-    "parent_id",
-    "fork_seq",
-    "version",
-    "schema_version",
-    "created_at",
-    "updated_at",
-    "expires_at",
-    "last_seq",
-    "history_len",
-    "lease_owner",
-    "lease_token",
-    "lease_fence",
-    "lease_expires_at",
-)
+_HEADER_COLUMNS = _core.DOC_FIELDS
 _UPDATED_AT = _HEADER_COLUMNS.index("updated_at")
 _SELECT_HEADER = f"SELECT {', '.join(_HEADER_COLUMNS)} FROM tether_sessions"
 _INSERT_HEADER = (

@@ -48,6 +48,8 @@ class _Turn:
         self.version = session.version
         self.history = list(session.history)
         self.state = dict(session.state)
+        # the turn holds the lease, so nobody else changes the options while it runs
+        self.options = dict(session.options)
         self.rt = _turn.runtime(session)
         self.snapshot = snapshot
         self.added: list[HistoryItem] = []
@@ -183,7 +185,7 @@ class AsyncAgent:
                 request = ModelRequest(
                     messages=_turn.model_messages(turn.history),
                     tools=[tool.spec() for tool in toolbox.values()],
-                    options=(await self.store.load(turn.session_id, last=0)).options,
+                    options=turn.options,
                 )
                 try:
                     reply = await call_model(model, request)

@@ -27,6 +27,7 @@ types: $(STAMP)
 
 generated: $(STAMP)
 	$(BIN)/python tools/unasync.py --check
+	$(BIN)/python tools/cli_reference.py --check
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,275 @@
+"""How the ``tether`` command shows things: rich tables on a terminal, plain text otherwise.
+
+Everything here turns tether's data into text or JSON; nothing here reads or writes a store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+from rich import box
+from rich.console import Console
+from rich.json import JSON
+from rich.table import Table
+from rich.text import Text
+
+from .agent import Replay, Review
+from .models import HistoryItem, Session, SessionHeader
+
+__all__ = [
+    "console",
+    "echo_json",
+    "header_rows",
+    "item_row",
+    "print_blocks",
+    "print_grid",
+    "print_section",
+    "print_table",
+    "replay_json",
+    "review_json",
+    "timeline_row",
+]
+
+_STATUS_STYLES = {
+    "new": "cyan",
+    "running": "blue",
+    "hibernated": "magenta",
+    "waiting": "yellow",
+    "finished": "green",
+    "error": "red",
+    "suspended": "dim",
+    "archived": "dim",
+}
+_WRAPPED_COLUMNS = frozenset({"content", "detail", "arguments", "reason", "owner", "agent"})
+_MAX_TEXT = 300  # longer message contents are cut in tables; --json shows them whole
+
+
+def console() -> Console:
+    """A console on the current stdout: rich on a terminal; plain, unwrapped text otherwise."""
+    tty = sys.stdout.isatty()
+    return Console(
+        markup=False,  # session contents are data, never rich markup
+        highlight=False,
+        emoji=False,
+        soft_wrap=not tty,
+        width=None if tty else 100_000,
+    )
+
+
+def echo_json(data: Any) -> None:
+    """Plain JSON on stdout, for scripts."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def iso(moment: datetime | str | None) -> str:
+    """ISO 8601 to the second, for tables (``--json`` keeps the microseconds)."""
+    if moment is None:
+        return "-"
+    if isinstance(moment, str):
+        try:
+            return iso(datetime.fromisoformat(moment.replace("Z", "+00:00")))
+        except ValueError:
+            return moment
+    if moment.utcoffset() == timedelta(0):
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.isoformat(timespec="seconds")
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLES.get(status, ""))
+
+
+def _cell(value: Any) -> Text:
+    if isinstance(value, Text):
+        return value
+    return Text("-" if value is None else str(value))
+
+
+def print_table(
+    out: Console, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None
+) -> None:
+    """A table: boxed with a bold header on a terminal, plain aligned columns otherwise."""
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD if out.is_terminal else None,
+        header_style="bold",
+        title_justify="left",
+        pad_edge=False,
+    )
+    for name in columns:
+        # ids and times are never wrapped; the text columns give way
+        table.add_column(name, overflow="fold", no_wrap=name not in _WRAPPED_COLUMNS)
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
+    _print(out, table)
+
+
+def print_grid(out: Console, rows: Iterable[tuple[str, Any]]) -> None:
+    """Key / value lines, the keys aligned."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    for key, value in rows:
+        grid.add_row(key, _cell(value))
+    _print(out, grid)
+
+
+def _print(out: Console, table: Table) -> None:
+    if out.is_terminal:
+        out.print(table)
+        return
+    with out.capture() as captured:  # plain text: no padding after the last column
+        out.print(table)
+    out.print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def print_blocks(out: Console, blocks: Iterable[tuple[str, Sequence[tuple[str, Any]]]]) -> None:
+    """Records one under the other: a title line, then its fields indented."""
+    for title, rows in blocks:
+        out.print(Text(title, style="bold"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim")
+        grid.add_column(overflow="fold")
+        for key, value in rows:
+            grid.add_row("  " + key, _cell(value))
+        _print(out, grid)
+
+
+def print_section(out: Console, title: str, data: Mapping[str, Any]) -> None:
+    """A titled JSON object (highlighted on a terminal)."""
+    out.print(Text(f"\n{title}", style="bold"))
+    if not data:
+        out.print("  (empty)")
+    elif out.is_terminal:
+        out.print(JSON.from_data(data, indent=2, default=_json_default))
+    else:
+        out.print(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+def header_rows(
+    header: SessionHeader, now: datetime, runtime: Mapping[str, Any]
+) -> list[tuple[str, Any]]:
+    """What ``tether show`` says about a session before its state and history.
+
+    ``runtime`` is the agent runtime's part of the state: the turn in progress and its reviews.
+    """
+    rows: list[tuple[str, Any]] = [
+        ("id", header.id),
+        ("status", status_text(header.status.value)),
+        ("owner", header.owner),
+        ("agent", header.agent),
+        ("version", header.version),
+        ("created", iso(header.created_at)),
+        ("updated", iso(header.updated_at)),
+    ]
+    if header.expires_at is not None:
+        rows.append(("expires", iso(header.expires_at)))
+    if header.parent_id is not None:
+        rows.append(("forked from", f"{header.parent_id} at seq {header.fork_seq}"))
+    span = f" (seq {header.first_seq}..{header.last_seq})" if header.history_len else ""
+    rows.append(("items", f"{header.history_len}{span}"))
+    rows.append(("lease", lease_text(header, now)))
+    snapshot = runtime.get("snapshot")
+    if snapshot:
+        pending = ", ".join(call["name"] for call in snapshot.get("pending", []))
+        waits = f", tool calls pending: {pending}" if pending else ""
+        rows.append(("turn", f"{snapshot.get('turn')} stopped at step {snapshot['step']}{waits}"))
+    reviews = [r for r in runtime.get("reviews", []) if r.get("decision") is None]
+    if reviews:
+        count = f"{len(reviews)} pending (tether reviews --session {header.id})"
+        rows.append(("reviews", Text(count, style="yellow")))
+    result = runtime.get("result")
+    if result and not snapshot:
+        rows.append(("last turn", _short(result.get("text") or result.get("error"))))
+    return rows
+
+
+def lease_text(header: SessionHeader, now: datetime) -> str:
+    if header.lease_owner is None or header.lease_expires_at is None:
+        return "none"
+    live = header.lease_expires_at > now
+    state = "held" if live else "expired"
+    return f"{state}: {header.lease_owner} until {iso(header.lease_expires_at)}"
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    data: dict[str, Any] = session.model_dump(mode="json")
+    return data
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+
+def item_row(item: HistoryItem) -> tuple[Any, ...]:
+    """seq, time, role, what it says: one history item as a table row."""
+    role = str(item.get("role"))
+    extra = {k: v for k, v in item.items() if k not in ("role", "seq", "timestamp", "content")}
+    if role == "tether":
+        kind = extra.pop("event", "?")
+        what = Text(f"{kind} {_short(extra) if extra else ''}".rstrip(), style="dim")
+        return item.get("seq"), iso(item.get("timestamp")), Text("event", style="dim"), what
+    content = item.get("content")
+    parts = [] if content in (None, "") else [_short(content)]
+    if role == "assistant" and item.get("tool_calls"):
+        calls = [
+            f"{c['function']['name']}({c['function']['arguments']})" for c in item["tool_calls"]
+        ]
+        parts.append("calls " + ", ".join(calls))
+    elif role == "tool":
+        parts.insert(0, f"{item.get('name', '?')} ->")
+    return item.get("seq"), iso(item.get("timestamp")), role, _short(" ".join(parts))
+
+
+# --- agent turns ---------------------------------------------------------------------------------
+
+
+def review_json(review: Review) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(review, default=_json_default))
+    return data
+
+
+def replay_json(replay: Replay) -> dict[str, Any]:
+    return {
+        "session_id": replay.session_id,
+        "status": replay.status,
+        "timeline": replay.timeline,
+        "journal": replay.journal,
+        "pending_reviews": [review_json(r) for r in replay.pending_reviews],
+        "result": dict(replay.result) if replay.result is not None else None,
+    }
+
+
+def timeline_row(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    """seq, time, kind, detail: one replay timeline entry as a table row."""
+    kind = str(entry["kind"])
+    if kind in ("user", "assistant", "system"):
+        detail = _short(entry.get("text"))
+    elif kind == "tool_call":
+        detail = f"{entry['tool']}({json.dumps(entry['arguments'], ensure_ascii=False)})"
+    elif kind == "tool_result":
+        detail = f"{entry.get('tool', '?')} -> {_short(entry.get('result'))}"
+    else:
+        rest = {k: v for k, v in entry.items() if k not in ("seq", "at", "kind")}
+        detail = _short(rest) if rest else ""
+    return entry.get("seq"), iso(entry.get("at")), kind, detail

@@ -1,0 +1,580 @@
+"""The ``tether`` command: see and steer the sessions of any store without writing code.
+
+``tether ls``, ``show``, ``replay`` and ``inspect`` read; ``reviews``, ``approve``, ``deny`` and
+``resume`` answer what waits for a human; ``fork``, ``rm``, ``archive`` and ``clear`` change
+sessions. Every command takes ``--store URL`` (else ``$TETHER_URL``, else the embedded SQLite
+default). Bad input is one ``error: ...`` line on stderr and exit status 2 (usage) or 1 (the
+store or the session said no), never a traceback. Needs ``pip install 'tether[cli]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from . import _cli_render as render
+from ._registry import DEFAULT_URL
+from ._time import system_clock
+from .agent import Agent, Hibernation, _turn
+from .errors import MissingSnapshot, SessionNotFound, TetherError
+from .models import SessionStatus
+from .sessions_sync import Sessions
+
+__all__ = ["cli", "main"]
+
+_STATUSES = [status.value for status in SessionStatus]
+
+
+# --- errors: one line, the right exit status ------------------------------------------------------
+
+
+class CliError(click.ClickException):
+    """Shown as one ``error: ...`` line on stderr, exit status 1: the store or session said no."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class CliUsageError(CliError):
+    """The command line itself is wrong: exit status 2."""
+
+    exit_code = 2
+
+
+def _usage(message: str) -> NoReturn:
+    raise CliUsageError(message)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except (CliError, click.exceptions.Exit, click.Abort, click.exceptions.NoArgsIsHelpError):
+        raise
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        raise CliUsageError(exc.format_message() + where) from None
+    except click.ClickException as exc:
+        raise CliError(exc.format_message()) from None
+    except TetherError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        if os.environ.get("TETHER_DEBUG"):
+            raise
+        raise CliError(
+            f"unexpected {type(exc).__name__}: {exc} (set TETHER_DEBUG=1 to see the traceback)"
+        ) from None
+
+
+class _Group(click.Group):
+    """Turns every error, while parsing or running a command, into one line."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _one_line_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_errors():
+            return super().invoke(ctx)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they are defined: reading first
+
+
+# --- parameter types -----------------------------------------------------------------------------
+
+
+class _IsoTime(click.ParamType[datetime, Any]):
+    name = "ISO-TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{value!r} is not an ISO 8601 time; use e.g. 2024-05-01 or "
+                "2024-05-01T12:00:00+02:00 (no zone means UTC)",
+                param,
+                ctx,
+            )
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+class _KeyValue(click.ParamType[tuple[str, Any], Any]):
+    name = "KEY=VALUE"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, Any]:
+        if isinstance(value, tuple):
+            return (str(value[0]), value[1])
+        key, sep, raw = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r} is not KEY=VALUE (e.g. channel=web or priority=2)", param, ctx)
+        try:  # JSON when it parses (2, true, "2", {"a": 1}), else the text itself
+            parsed: Any = json.loads(raw, parse_constant=_no_constant)
+        except ValueError:
+            parsed = raw
+        return key.strip(), parsed
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(name)  # NaN and Infinity are not JSON: keep them as text
+
+
+# --- the store and the agent, opened once per command --------------------------------------------
+
+
+class _Env:
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self._sessions: Sessions | None = None
+
+    @property
+    def sessions(self) -> Sessions:
+        if self._sessions is None:
+            self._sessions = Sessions(self.url, cache_size=0)
+        return self._sessions
+
+    def agent(self) -> Agent:
+        return Agent(self.sessions, runner=f"tether-cli:{os.getpid()}")
+
+    def close(self) -> None:
+        if self._sessions is not None:
+            self._sessions.close()
+
+
+pass_env = click.make_pass_decorator(_Env)
+
+
+def _examples(*lines: str) -> str:
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not _interactive():
+        _usage(f"{question.rstrip('?')}: refusing without --yes, since stdin is not a terminal")
+    if not click.confirm(question, default=False, err=True):
+        raise CliError("nothing was changed")
+
+
+def _interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+# --- the group -----------------------------------------------------------------------------------
+
+
+@click.group(
+    name="tether",
+    cls=_Group,
+    epilog=_examples(
+        "tether ls --status waiting",
+        "tether --store sqlite:////srv/app/sessions.db show ticket-42",
+        "TETHER_URL=redis://localhost:6379/0 tether reviews",
+    ),
+)
+@click.option(
+    "--store",
+    "url",
+    metavar="URL",
+    envvar="TETHER_URL",
+    show_envvar=True,
+    help=f"The store to use (default: $TETHER_URL, else {DEFAULT_URL}).",
+)
+@click.version_option(__version__, prog_name="tether", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None) -> None:
+    """See and steer the durable sessions of a tether store."""
+    env = _Env(url or None)
+    ctx.obj = env
+    ctx.call_on_close(env.close)
+
+
+def main() -> None:
+    """The console script ``tether``."""
+    cli.main(prog_name="tether")
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+@cli.command(
+    "ls",
+    epilog=_examples(
+        "tether ls --owner ada --status waiting --status hibernated",
+        "tether ls --meta channel=web --meta priority=2 --updated-since 2024-05-01",
+        "tether ls --limit 50 --cursor <the cursor the last page printed>",
+        "tether ls --all --json | jq -r '.sessions[].id'",
+    ),
+)
+@click.option("--owner", help="Only this owner's sessions.")
+@click.option("--agent", help="Only sessions run by this agent.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(_STATUSES),
+    help="Only sessions with this status. Repeatable.",
+)
+@click.option("--updated-since", type=_IsoTime(), help="Updated after this time.")
+@click.option("--updated-before", type=_IsoTime(), help="Updated before this time.")
+@click.option(
+    "--meta",
+    multiple=True,
+    type=_KeyValue(),
+    help="Metadata key=value (the value is JSON if it parses, else text). Repeatable.",
+)
+@click.option("--all", "include_archived", is_flag=True, help="Include archived sessions.")
+@click.option(
+    "--limit",
+    metavar="N",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="Sessions per page.",
+)
+@click.option("--cursor", metavar="C", help="Continue where the previous page stopped.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_env
+def ls_command(
+    env: _Env,
+    *,
+    owner: str | None,
+    agent: str | None,
+    statuses: tuple[str, ...],
+    updated_since: datetime | None,
+    updated_before: datetime | None,
+    meta: tuple[tuple[str, Any], ...],
+    include_archived: bool,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List sessions, newest first, one page at a time."""
+    page = env.sessions.list(
+        include_archived=include_archived,
+        owner=owner,
+        agent=agent,
+        status=list(statuses) or None,
+        metadata=dict(meta) or None,
+        updated_after=updated_since,
+        updated_before=updated_before,
+        limit=limit,
+        cursor=cursor,
+    )
+    if as_json:
+        render.echo_json(
+            {
+                "sessions": [h.model_dump(mode="json") for h in page.sessions],
+                "next_cursor": page.next_cursor,
+            }
+        )
+        return
+    out = render.console()
+    if not page.sessions:
+        out.print("no sessions" + (" on this page" if cursor else ""))
+    else:
+        rows = [
+            (
+                h.id,
+                render.status_text(h.status.value),
+                h.owner,
+                h.agent,
+                h.version,
+                h.history_len,
+                render.iso(h.updated_at),
+            )
+            for h in page.sessions
+        ]
+        columns = ["id", "status", "owner", "agent", "version", "items", "updated"]
+        render.print_table(out, columns, rows)
+    if page.next_cursor:
+        out.print(f"more: tether ls --cursor {page.next_cursor}")
+
+
+@cli.command(
+    "show",
+    epilog=_examples("tether show ticket-42", "tether show ticket-42 --last 50 --json"),
+)
+@click.argument("session_id", metavar="ID")
+@click.option(
+    "--last",
+    metavar="N",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many of the newest history items to show.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_env
+def show_command(env: _Env, session_id: str, last: int, as_json: bool) -> None:
+    """Show a session: header, state, options, newest items."""
+    session = env.sessions.store.load(session_id, last=last)
+    if as_json:
+        render.echo_json(render.session_json(session))
+        return
+    runtime = _turn.runtime(session)
+    out = render.console()
+    render.print_grid(out, render.header_rows(session.header, system_clock(), runtime))
+    state = {k: v for k, v in session.state.items() if k != _turn.RESERVED}
+    title = f"state (without {_turn.RESERVED!r}, the turn above; --json shows it)"
+    render.print_section(out, title if runtime else "state", state)
+    render.print_section(out, "options", session.options)
+    render.print_section(out, "metadata", session.metadata)
+    if last:
+        out.print()
+        shown = len(session.history)
+        title = f"last {shown} of {session.history_len} items"
+        rows = [render.item_row(item) for item in session.history]
+        render.print_table(out, ["seq", "time", "role", "content"], rows, title=title)
+
+
+@cli.command(
+    "replay", epilog=_examples("tether replay ticket-42", "tether replay ticket-42 --json")
+)
+@click.argument("session_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_env
+def replay_command(env: _Env, session_id: str, as_json: bool) -> None:
+    """Show the timeline of a session's turns, as data.
+
+    Calls no model and no tool: it reads what the session holds.
+    """
+    replay = env.agent().replay(session_id)
+    if as_json:
+        render.echo_json(render.replay_json(replay))
+        return
+    out = render.console()
+    rows = [render.timeline_row(entry) for entry in replay.timeline]
+    title = f"session {replay.session_id}  status {replay.status}"
+    render.print_table(out, ["seq", "at", "kind", "detail"], rows, title=title)
+    for review in replay.pending_reviews:
+        args = json.dumps(dict(review.arguments), ensure_ascii=False)
+        out.print(f"pending review {review.id}: {review.tool}({args})")
+    if replay.result:
+        out.print(f"result: {replay.result.get('text') or replay.result.get('error')}")
+
+
+@cli.command("inspect", epilog=_examples("tether inspect ticket-42"))
+@click.argument("session_id", metavar="ID")
+@pass_env
+def inspect_command(env: _Env, session_id: str) -> None:
+    """Print a session's turns as plain text for a person."""
+    click.echo(env.agent().inspect(session_id))
+
+
+# --- human review --------------------------------------------------------------------------------
+
+
+@cli.command(
+    "reviews",
+    epilog=_examples("tether reviews", "tether reviews --session ticket-42 --json"),
+)
+@click.option("--session", "session_id", metavar="ID", help="Only this session's reviews.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_env
+def reviews_command(env: _Env, session_id: str | None, as_json: bool) -> None:
+    """List the tool calls waiting for a human."""
+    reviews = env.agent().pending_reviews(session_id)
+    if as_json:
+        render.echo_json([render.review_json(r) for r in reviews])
+        return
+    out = render.console()
+    if not reviews:
+        out.print("no pending reviews")
+        return
+    blocks = [
+        (
+            r.id,
+            [
+                ("call", f"{r.tool}({json.dumps(dict(r.arguments), ensure_ascii=False)})"),
+                ("reason", r.reason),
+                ("asked", render.iso(r.created_at)),
+                ("expires", render.iso(r.expires_at) if r.expires_at else "never"),
+            ],
+        )
+        for r in reviews
+    ]
+    render.print_blocks(out, blocks)
+
+
+@cli.command("approve", epilog=_examples("tether approve ticket-42/rv_0123456789ab"))
+@click.argument("review_id", metavar="REVIEW_ID")
+@pass_env
+def approve_command(env: _Env, review_id: str) -> None:
+    """Approve a pending tool call (resume then runs it)."""
+    review = env.agent().approve(review_id)
+    click.echo(f"approved {review.id}: {review.tool} will run when the session is resumed")
+
+
+@cli.command(
+    "deny",
+    epilog=_examples("tether deny ticket-42/rv_0123456789ab --reason 'refunds need a receipt'"),
+)
+@click.argument("review_id", metavar="REVIEW_ID")
+@click.option("--reason", required=True, help="Why; the model is told.")
+@pass_env
+def deny_command(env: _Env, review_id: str, reason: str) -> None:
+    """Deny a pending tool call, saying why."""
+    review = env.agent().deny(review_id, reason)
+    click.echo(f"denied {review.id}: the model is told when the session is resumed")
+
+
+@cli.command(
+    "resume",
+    epilog=_examples(
+        "OPENAI_API_KEY=... tether resume job-7 --model-url https://api.openai.com/v1 "
+        "--model gpt-4o-mini",
+        "tether resume job-7 --model-url http://localhost:11434/v1 --model llama3.2",
+    )
+    + "\n\nOnly turns without tools can be resumed here; a turn that may call tools must be "
+    "resumed by your application, which has them.",
+)
+@click.argument("session_id", metavar="ID")
+@click.option(
+    "--model-url", metavar="URL", help="An OpenAI-compatible chat-completions server (…/v1)."
+)
+@click.option("--model", metavar="NAME", help="The model, if the session's options name none.")
+@pass_env
+def resume_command(env: _Env, session_id: str, model_url: str | None, model: str | None) -> None:
+    """Continue a hibernated turn with an OpenAI-compatible model.
+
+    The API key is read from $OPENAI_API_KEY.
+    """
+    if not model_url:
+        _usage(
+            "resume needs a model: pass --model-url URL (an OpenAI-compatible server, e.g. "
+            "https://api.openai.com/v1) and --model NAME; the API key is read from $OPENAI_API_KEY"
+        )
+    header = env.sessions.store.load(session_id, last=0)
+    snapshot = _turn.runtime(header).get("snapshot")
+    if not snapshot:
+        raise MissingSnapshot(session_id, header.status.value)
+    needs = sorted(set(snapshot.get("tools") or []) | {c["name"] for c in snapshot["pending"]})
+    if needs:
+        raise CliError(
+            f"session {session_id!r} is in a turn that can call tools ({', '.join(needs)}), "
+            "which the command line does not have: resume it from your application, with "
+            "Agent(store, tools=[...]).resume(id)"
+        )
+    if not (model or header.options.get("model")):
+        _usage(
+            f"session {session_id!r} names no model in its options: pass --model NAME "
+            "(e.g. --model gpt-4o-mini)"
+        )
+    from .agent import OpenAIChatModel
+
+    with OpenAIChatModel(model, base_url=model_url) as llm:
+        outcome = env.agent().resume(session_id, llm=llm, tools=[])
+    if isinstance(outcome, Hibernation):
+        click.echo(f"session {session_id} stopped again: {outcome.status}")
+        for review in outcome.reviews:
+            click.echo(f"pending review {review.id}: {review.tool}")
+    else:
+        click.echo(outcome.text or "")
+
+
+# --- changing sessions ---------------------------------------------------------------------------
+
+
+@cli.command(
+    "fork",
+    epilog=_examples("tether fork ticket-42", "tether fork ticket-42 --at 6 --id ticket-42-retry"),
+)
+@click.argument("session_id", metavar="ID")
+@click.option(
+    "--at", type=click.IntRange(min=0), metavar="SEQ", help="Keep the items up to this seq."
+)
+@click.option("--id", "new_id", metavar="NEW_ID", help="The child's id (default: generated).")
+@pass_env
+def fork_command(env: _Env, session_id: str, at: int | None, new_id: str | None) -> None:
+    """Copy a session into a new one (the parent is kept)."""
+    child = env.sessions.fork(session_id, new_id, at=at)
+    click.echo(f"forked {session_id} at seq {child.fork_seq} -> {child.id}")
+
+
+@cli.command("rm", epilog=_examples("tether rm ticket-42", "tether rm ticket-42 --yes"))
+@click.argument("session_id", metavar="ID")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_env
+def rm_command(env: _Env, session_id: str, yes: bool) -> None:
+    """Delete a session and its history, for good."""
+    header = env.sessions.info(session_id)
+    _confirm(f"Delete session {session_id} ({header.history_len} items)?", yes)
+    if not env.sessions.delete(session_id):
+        raise SessionNotFound(session_id)
+    click.echo(f"deleted {session_id}")
+
+
+@cli.command(
+    "archive",
+    epilog=_examples("tether archive ticket-42", "tether archive --inactive-days 30"),
+)
+@click.argument("session_id", metavar="ID", required=False)
+@click.option(
+    "--inactive-days",
+    type=click.FloatRange(min=0),
+    metavar="N",
+    help="Archive every session not updated for N days.",
+)
+@pass_env
+def archive_command(env: _Env, session_id: str | None, inactive_days: float | None) -> None:
+    """Archive one session, or all inactive ones.
+
+    Archived sessions are kept, but left out of listings unless asked for (ls --all).
+    """
+    if (session_id is None) == (inactive_days is None):
+        _usage("give a session ID or --inactive-days N (exactly one of the two)")
+    if session_id is not None:
+        env.sessions.archive(session_id)
+        click.echo(f"archived {session_id}")
+        return
+    assert inactive_days is not None
+    count = env.sessions.archive_inactive(inactive_days)
+    days = f"{inactive_days:g}"
+    click.echo(f"archived {count} session{'s' if count != 1 else ''} not updated for {days} days")
+
+
+@cli.command("clear", epilog=_examples("tether clear ticket-42 --yes"))
+@click.argument("session_id", metavar="ID")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_env
+def clear_command(env: _Env, session_id: str, yes: bool) -> None:
+    """Empty a session's history (state and options are kept)."""
+    header = env.sessions.info(session_id)
+    _confirm(f"Clear the {header.history_len} items of session {session_id}?", yes)
+    env.sessions.clear(session_id)
+    click.echo(f"cleared {session_id}: {header.history_len} items removed")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

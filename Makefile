@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	@$(BIN)/python examples/demo.py
+	@$(BIN)/tether demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

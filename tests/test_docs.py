@@ -44,10 +44,10 @@ def test_doc_example_runs(
     exec(compile(code, name, "exec"), {"__name__": "__doc_example__"})
 
 
-def _run_demo(cwd: Path, *args: str) -> str:
+def _run_demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "TETHER_URL"}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo.py"), *args],
+    return subprocess.run(
+        [sys.executable, "-m", "tether.cli", *args, "demo"],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -55,45 +55,38 @@ def _run_demo(cwd: Path, *args: str) -> str:
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
-    out = _run_demo(tmp_path)
-    assert "tether demo on sqlite:///.tether/sessions.db" in out
+    result = _run_demo(tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "a support agent on sqlite:///.tether/sessions.db" in out
     assert (tmp_path / ".tether" / "sessions.db").exists()
     pids = set(re.findall(r"\[process (\d+)\]", out))
     assert len(pids) >= 5, "every step must run in its own OS process"
-    assert "stale write was refused: expected version 2, the store holds 3" in out
-    assert "retry committed: version 4" in out
-    assert "#6      user: Thanks, that's all!" in out
-    # run again: a second session, both listed, newest first
+    assert "agent ran ['lookup_order']" in out
+    assert "the turn hibernated (status waiting)" in out
+    assert "$ tether approve" in out
+    assert "the payment ledger shows 1 refund" in out, "the approved refund ran exactly once"
+    assert "stale" in out
+    assert "was refused (the store holds" in out
+    assert "store credit" in out
+    assert "review_approved" in out
+    assert "Traceback" not in out + result.stderr
+    # run again: a second story, both listed, the new one first
     again = _run_demo(tmp_path)
-    listed = re.findall(r"(\S+)  v4 ", again)
-    assert len(listed) == 2
-    assert again.index("<- this run") < again.rindex("  v4 ")
+    assert again.returncode == 0, again.stderr
+    listed = re.findall(r"^\s+(support-[0-9a-f]{8})\s+finished", again.stdout, re.MULTILINE)
+    assert len(set(listed)) == 2
 
 
-@pytest.mark.parametrize("scheme", ["file", "memory-not-allowed"])
-def test_demo_on_another_store(tmp_path: Path, scheme: str) -> None:
-    if scheme == "file":
-        out = _run_demo(tmp_path, "--store", f"file:{tmp_path / 'sessions'}")
-        assert "retry committed: version 4" in out
-        assert any((tmp_path / "sessions").glob("*.json"))
-    else:
-        # each step is a new process, so a memory store cannot carry the session: it must fail
-        # loudly, not pretend
-        env = {k: v for k, v in os.environ.items() if k != "TETHER_URL"}
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "demo.py"), "--store", "memory://"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 2
-        assert "memory:// store does not outlive its process" in result.stderr
-        assert "Traceback" not in result.stderr
+def test_demo_on_a_file_store_and_refused_on_memory(tmp_path: Path) -> None:
+    result = _run_demo(tmp_path, "--store", f"file:{tmp_path / 'sessions'}")
+    assert result.returncode == 0, result.stderr
+    assert "the payment ledger shows 1 refund" in result.stdout
+    assert any((tmp_path / "sessions").glob("support-*.json"))
+    refused = _run_demo(tmp_path, "--store", "memory://")
+    assert refused.returncode != 0
+    assert "memory:// store does not outlive its process" in refused.stderr
+    assert "Traceback" not in refused.stderr

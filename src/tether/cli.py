@@ -576,5 +576,20 @@ def clear_command(env: _Env, session_id: str, yes: bool) -> None:
     click.echo(f"cleared {session_id}: {header.history_len} items removed")
 
 
+# --- the demo ------------------------------------------------------------------------------------
+
+
+@cli.command(
+    "demo",
+    epilog=_examples("tether demo", "tether demo --store file:demo-sessions"),
+)
+@pass_env
+def demo_command(env: _Env) -> None:
+    """Run the support-agent story, each step in its own process."""
+    from .demo import run
+
+    run(env.url)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

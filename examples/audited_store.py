@@ -115,6 +115,14 @@ class AuditedStore(Store):
         self.inner.release(lease)
         self.audit.append(("release", lease.session_id, lease.fence))
 
+    def restore(self, session: Session, *, replace: bool = False) -> None:
+        """Optional ability (copying between stores): passed on if the inner store has it."""
+        restore = getattr(self.inner, "restore", None)
+        if restore is None:
+            raise NotImplementedError(f"{type(self.inner).__name__} has no restore()")
+        restore(session, replace=replace)
+        self.audit.append(("restore", session.id, session.version))
+
     def close(self) -> None:
         self.inner.close()
 
@@ -210,6 +218,14 @@ class AsyncAuditedStore(AsyncStore):
     async def release(self, lease: Lease) -> None:
         await self.inner.release(lease)
         self.audit.append(("release", lease.session_id, lease.fence))
+
+    async def restore(self, session: Session, *, replace: bool = False) -> None:
+        """Optional ability (copying between stores): passed on if the inner store has it."""
+        restore = getattr(self.inner, "restore", None)
+        if restore is None:
+            raise NotImplementedError(f"{type(self.inner).__name__} has no restore()")
+        await restore(session, replace=replace)
+        self.audit.append(("restore", session.id, session.version))
 
     async def close(self) -> None:
         await self.inner.close()

@@ -125,6 +125,9 @@ SUMMARIES = {
     "rm": "Delete a session and its history",
     "archive": "Archive one session, or all inactive ones.",
     "clear": "Empty a session's history",
+    "export": "Write sessions, whole and exact, to a JSON-lines file.",
+    "import": "Read sessions from an export file into the store",
+    "copy": "Copy every session between two stores",
     "demo": "Run the support-agent story, each step in its own process.",
 }
 
@@ -143,7 +146,7 @@ def test_group_help_lists_every_command_and_the_store_option() -> None:
     assert "--store URL" in out
     assert "TETHER_URL" in out
     assert tether.DEFAULT_URL in out
-    listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()[:13]]
+    listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()[:16]]
     assert listed == list(SUMMARIES)
 
 

@@ -191,6 +191,43 @@ def new_session_doc(session: SessionHeader, now: int) -> Doc:
     return doc
 
 
+def restore_doc(session: Session) -> tuple[Doc, list[EncodedItem]]:
+    """The header document and items ``restore`` writes: the session exactly as given.
+
+    Versions, timestamps, ``seq`` numbers and the lease fence are kept; a lease itself is not
+    (its token never leaves a store), so the restored session is unclaimed. The history must be
+    the session's whole history: ``history_len`` items with contiguous seqs ending at
+    ``last_seq``. Raises :class:`InvalidRequest` (or the schema errors) before any I/O.
+    """
+    validate_session_id(session.id)
+    if session.parent_id is not None:
+        validate_session_id(session.parent_id)
+    if session.version < 1 or session.created_at is None or session.updated_at is None:
+        raise InvalidRequest(
+            f"session {session.id!r} was never stored (version {session.version}): restore "
+            "takes sessions exported from a store; use create() for new ones"
+        )
+    schema.check(session.id, session.schema_version)
+    doc = header_to_doc(session)
+    for name in JSON_FIELDS:
+        doc[name] = json_copy(doc[name], what=name, must_be_object=True)
+    doc.update(lease_token=None, lease_expires_at=None)
+    items = session.history
+    first = session.last_seq - session.history_len + 1
+    seqs = [item.get("seq") for item in items]
+    if len(items) != session.history_len or seqs != list(range(first, session.last_seq + 1)):
+        raise InvalidRequest(
+            f"session {session.id!r}: restore needs the whole history, seqs {first}.."
+            f"{session.last_seq} in order (got {len(items)} items)"
+        )
+    encoded = []
+    for offset, item in enumerate(items):
+        if not isinstance(item.get("role"), str) or not isinstance(item.get("timestamp"), str):
+            raise InvalidSessionData(f"history item {offset} needs a str 'role' and 'timestamp'")
+        encoded.append((int(item["seq"]), _json.dumps(item, what=f"history item {offset}")))
+    return doc, encoded
+
+
 def json_copy(value: Any, *, what: str, must_be_object: bool = False) -> Any:
     """A deep copy made by a JSON round trip: proves the value is JSON and detaches it."""
     if must_be_object and not isinstance(value, dict):

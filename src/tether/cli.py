@@ -576,6 +576,104 @@ def clear_command(env: _Env, session_id: str, yes: bool) -> None:
     click.echo(f"cleared {session_id}: {header.history_len} items removed")
 
 
+# --- moving sessions between stores --------------------------------------------------------------
+
+
+def _progress(label: str, total: int | None) -> Any:
+    """A rich progress bar on stderr (hidden when stderr is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+    return bar, bar.add_task(label, total=total)
+
+
+@cli.command(
+    "export",
+    epilog=_examples(
+        "tether export --all -o sessions.jsonl",
+        "tether export ticket-42 ticket-43 -o two.jsonl",
+    ),
+)
+@click.argument("session_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every session (archived ones too).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="The JSON-lines file to write ('-' for stdout).",
+)
+@pass_env
+def export_command(env: _Env, session_ids: tuple[str, ...], everything: bool, output: str) -> None:
+    """Write sessions, whole and exact, to a JSON-lines file."""
+    from . import _transfer
+
+    if bool(session_ids) == everything:
+        _usage("give session ids or --all (not both)")
+    store = env.sessions.store
+    ids = list(_transfer.all_ids(store)) if everything else list(session_ids)
+    bar, task = _progress("exporting", len(ids))
+    with bar, click.open_file(output, "wb") as out:
+        count = _transfer.export(store, ids, out, lambda _: bar.advance(task))
+    click.echo(f"exported {count} sessions to {output}", err=output == "-")
+
+
+@cli.command(
+    "import",
+    epilog=_examples(
+        "tether import sessions.jsonl", "tether --store redis://h:6379/0 import s.jsonl"
+    ),
+)
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--replace", is_flag=True, help="Overwrite sessions the store holds at another version."
+)
+@pass_env
+def import_command(env: _Env, path: str, replace: bool) -> None:
+    """Read sessions from an export file into the store; re-running imports nothing twice."""
+    from . import _transfer
+
+    with open(path, "rb") as handle:
+        total = sum(1 for line in handle if line.strip())
+    bar, task = _progress("importing", total)
+    with bar, open(path, "rb") as handle:
+        outcome = _transfer.import_lines(
+            env.sessions.store, handle, lambda _: bar.advance(task), replace=replace
+        )
+    click.echo(f"imported {outcome.written} sessions ({outcome.skipped} already there)")
+
+
+@cli.command(
+    "copy",
+    epilog=_examples("tether copy --from sqlite:///app.db --to postgresql://db/app"),
+)
+@click.option("--from", "source_url", metavar="URL", required=True, help="The store to copy from.")
+@click.option("--to", "target_url", metavar="URL", required=True, help="The store to copy to.")
+def copy_command(source_url: str, target_url: str) -> None:
+    """Copy every session between two stores; resumable, verified at the end."""
+    from . import _transfer
+    from ._registry import open_store
+
+    with open_store(source_url) as source, open_store(target_url) as target:
+        total = sum(1 for _ in _transfer.all_ids(source))
+        bar, task = _progress("copying", total)
+        with bar:
+            outcome = _transfer.copy(source, target, lambda _: bar.advance(task))
+        problems = _transfer.verify(source, target, outcome.ids)
+    if problems:
+        raise CliError(f"copy finished but {len(problems)} sessions differ: {problems[0]}")
+    click.echo(
+        f"copied {outcome.written} sessions ({outcome.skipped} already there); "
+        f"verified {len(outcome.ids)}: counts and versions match"
+    )
+
+
 # --- the demo ------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from ..errors import (
     ConflictError,
     CorruptSession,
     InvalidRequest,
+    InvalidSessionData,
     LeaseLost,
     SessionExists,
     SessionNotFound,
@@ -391,6 +392,38 @@ def judge_create(session_id: str, found: Found) -> None:
         raise SessionExists(session_id, doc["version"])
 
 
+def judge_restore(session_id: str, found: Found, replace: bool) -> bool:
+    """restore: whether a stored row must go first; raise if it may not be written over.
+
+    A newer schema is never written over, even expired; a live session only with ``replace``.
+    """
+    if found is None:
+        return False
+    doc, now = found
+    _core.check_writable(session_id, doc)
+    if _core.is_live(doc, now) and not replace:
+        raise SessionExists(session_id, doc["version"])
+    return True
+
+
+def restore_params(doc: _core.Doc, encoded: Sequence[_core.EncodedItem]) -> dict[str, Any]:
+    """The parameters of :data:`RESTORE` for the checked document and items of a restore."""
+    for name in ("owner", "agent", "lease_owner"):
+        check_text(name, doc[name], InvalidSessionData)
+    plain = (
+        "id", "owner", "agent", "status", "parent_id", "fork_seq", "version", "schema_version",
+        "last_seq", "history_len", "lease_owner", "lease_fence",
+    )  # fmt: skip
+    return {
+        **{name: doc[name] for name in plain},
+        **{name: json_text(doc[name], name) for name in _core.JSON_FIELDS},
+        **{name: as_time(doc[name]) for name in ("created_at", "updated_at", "expires_at")},
+        "seqs": [seq for seq, _ in encoded],
+        "datas": [data.decode() for _, data in encoded],
+        **metadata_rows(doc["metadata"]),
+    }
+
+
 def judge_delete(session_id: str, found: Found, expected_version: int | None) -> None:
     """delete: a newer schema is never deleted; a live session at another version conflicts."""
     if found is None:
@@ -569,6 +602,35 @@ items AS (
     FROM upd AS u, {_NEW_ITEMS}
 )
 SELECT version FROM upd
+"""
+
+# restore: the session exactly as given, unclaimed. The store first removes (under the row lock)
+# any row it may write over; a row inserted since then makes this insert nothing.
+RESTORE = f"""
+WITH ins AS (
+    INSERT INTO {{schema}}.tether_sessions (
+        id, owner, agent, status, metadata, state, options, parent_id, fork_seq, version,
+        schema_version, created_at, updated_at, expires_at, last_seq, history_len,
+        lease_owner, lease_token, lease_fence, lease_expires_at)
+    VALUES (%(id)s::text, %(owner)s::text, %(agent)s::text, %(status)s::text,
+        %(metadata)s::json, %(state)s::json, %(options)s::json, %(parent_id)s::text,
+        %(fork_seq)s::bigint, %(version)s::bigint, %(schema_version)s::integer,
+        %(created_at)s::timestamptz, %(updated_at)s::timestamptz, %(expires_at)s::timestamptz,
+        %(last_seq)s::bigint, %(history_len)s::bigint, %(lease_owner)s::text, NULL,
+        %(lease_fence)s::bigint, NULL)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+),
+items AS (
+    INSERT INTO {{schema}}.tether_items (session_id, seq, data)
+    SELECT ins.id, i.seq, i.data::json
+    FROM ins, unnest(%(seqs)s::bigint[], %(datas)s::text[]) AS i(seq, data)
+),
+meta AS (
+    INSERT INTO {{schema}}.tether_session_meta (session_id, key, value, kv_hash)
+    SELECT ins.id, m.key, m.value, m.kv_hash FROM ins, {_NEW_META}
+)
+SELECT count(*) FROM ins
 """
 
 # The header and the window in one statement (one snapshot, one round trip): the header row
@@ -770,6 +832,7 @@ class Statements:
     create: bytes
     commit: bytes
     replace: bytes
+    restore: bytes
     load: bytes
     exists: bytes
     snapshot: bytes
@@ -802,6 +865,7 @@ class Statements:
             create=r(CREATE),
             commit=r(COMMIT),
             replace=r(REPLACE),
+            restore=r(RESTORE),
             load=r(LOAD),
             exists=r(EXISTS),
             snapshot=r(SNAPSHOT),

@@ -459,6 +459,47 @@ return {'OK', fmt(NOW), stamp}
 """.replace("@SWEEP@", str(SWEEP))
 )
 
+# restore: ARGV 4 schema, 5 store ttl ms, 6 replace ("1"/"0"), 7 nonce, 8-10 owner/agent/status
+# prefixes, 11 expires_at JSON, 12 updated_at µs (the index stamp), 13 field count, 14 metadata
+# pair count, 15 item count, then fields (every header field, as given), metadata, items (JSON
+# with their own seq and timestamp). Writes the session exactly as given: nothing is stamped.
+RESTORE = (
+    _CORE
+    + _INDEX
+    + """
+local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', '_w')
+if h[1] then
+  if h[4] == ARGV[7] then return {'OK'} end  -- a retried restore that was applied
+  if tonumber(h[3]) > tonumber(ARGV[4]) then return {'NEWER', h[3]} end
+  if live(h[2]) and ARGV[6] ~= '1' then return {'EXISTS', h[1]} end
+end
+drop(ID)
+local n_fields, n_meta, n_items = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+local pos = 16
+local fields = {}
+for i = 0, 2 * n_fields - 1 do fields[#fields + 1] = ARGV[pos + i] end
+fields[#fields + 1] = '_w'
+fields[#fields + 1] = ARGV[7]
+pos = pos + 2 * n_fields
+push('HSET', H, fields)
+if n_meta > 0 then set_meta(META, pos, n_meta) end
+pos = pos + 2 * n_meta
+if n_items > 0 then
+  local items = {}
+  for i = 0, n_items - 1 do items[#items + 1] = ARGV[pos + i] end
+  push('RPUSH', ITEMS, items)
+end
+reindex(ID, tonumber(ARGV[12]), ARGV[8], ARGV[9], ARGV[10])
+if not live(ARGV[11]) then
+  drop(ID)
+else
+  expire({H, ITEMS, META}, ARGV[11], tonumber(ARGV[5]), false)
+end
+sweep(@SWEEP@)
+return {'OK'}
+""".replace("@SWEEP@", str(SWEEP))
+)
+
 # Lease state for the client to raise the right error: owner JSON, whose token ("none",
 # "match", "other": never the token itself), lease_expires_at JSON, now.
 _LEASE_STATE = """
@@ -734,6 +775,7 @@ SCRIPTS = {
     "load": LOAD,
     "exists": EXISTS,
     "create": CREATE,
+    "restore": RESTORE,
     "commit": COMMIT,
     "upgrade": UPGRADE,
     "delete": DELETE,
@@ -795,6 +837,49 @@ def create_args(
         *fields,
         *meta,
         *_item_args(items),
+    ]
+
+
+def restore_args(
+    keys: Keys,
+    doc: _core.Doc,
+    items: Sequence[_core.EncodedItem],
+    *,
+    replace: bool,
+    now: str,
+    ttl_ms: int,
+    nonce: str,
+) -> list[Any]:
+    """Arguments of the restore script: ``doc`` and ``items`` from :func:`_core.restore_doc`."""
+    updated = doc["updated_at"]
+    if not 0 <= updated <= MAX_STAMP:
+        raise InvalidRequest(
+            f"session {doc['id']!r}: updated_at must lie between 1970 and 2286 to be stored "
+            "in the Redis store's indexes"
+        )
+    fields: list[str | bytes] = []
+    for name in (*HEADER_FIELDS, "lease_token"):
+        fields += (name, json_text(doc[name]))
+    meta = _meta_args(doc["metadata"])
+    return [
+        now,
+        keys.base,
+        doc["id"],
+        schema.current,
+        ttl_ms,
+        "1" if replace else "0",
+        nonce,
+        prefix_of(doc["owner"]),
+        prefix_of(doc["agent"]),
+        doc["status"] + ":",
+        json_text(doc["expires_at"]),
+        updated,
+        len(fields) // 2,
+        len(meta) // 2,
+        len(items),
+        *fields,
+        *meta,
+        *(data for _, data in items),
     ]
 
 
@@ -1013,6 +1098,17 @@ def created_session(doc: _core.Doc, items: Sequence[EncodedItem], reply: Any) ->
             item["timestamp"] = stamp
         history.append(item)
     return _core.make_session(doc, history)
+
+
+def restored(session_id: str, reply: Any) -> None:
+    status = _status(reply)
+    if status == "OK":
+        return
+    if status == "EXISTS":
+        raise SessionExists(session_id, int(reply[1]))
+    if status == "NEWER":
+        _raise_newer(session_id, reply[1])
+    _unexpected(reply)
 
 
 def written_version(

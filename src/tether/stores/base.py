@@ -393,6 +393,13 @@ class SyncBackedAsyncStore(AsyncStore):
             raise NotImplementedError(f"{type(self.sync).__name__} has no fork_session()")
         return await self._call(fork, child, at)
 
+    async def restore(self, session: Session, *, replace: bool = False) -> None:
+        """See the sync store's ``restore`` (an optional ability)."""
+        restore: Callable[..., None] | None = getattr(self.sync, "restore", None)
+        if restore is None:
+            raise NotImplementedError(f"{type(self.sync).__name__} has no restore()")
+        await self._call(restore, session, replace=replace)
+
     async def purge_expired(self) -> int:
         """See the sync store's ``purge_expired`` (an optional ability)."""
         purge: Callable[[], int] | None = getattr(self.sync, "purge_expired", None)

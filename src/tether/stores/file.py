@@ -542,6 +542,23 @@ class FileStore(Store):
     def release(self, lease: Lease) -> None:
         self._update_lease(lease, _core.released_fields())
 
+    def restore(self, session: Session, *, replace: bool = False) -> None:
+        """Write ``session`` exactly as given (for copying between stores); see the contract."""
+        doc, encoded = _core.restore_doc(session)
+        session_id = doc["id"]
+        with self._locked(session_id):
+            existing = self._read_header(session_id)  # a corrupt one is refused, not overwritten
+            gen = 0
+            if existing is not None:
+                _core.check_writable(session_id, existing[0])
+                if _core.is_live(existing[0], to_micros(self._clock())) and not replace:
+                    raise SessionExists(session_id, existing[0]["version"])
+                gen = existing[1] + 1
+            size = self._write_log(session_id, gen, encoded)
+            self._write_header(doc, gen, size)
+            if existing is not None:
+                self._unlink_log(session_id, existing[1])
+
     def purge_expired(self) -> int:
         """Delete the sessions whose ``expires_at`` has passed; returns how many.
 

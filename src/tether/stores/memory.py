@@ -262,6 +262,19 @@ class MemoryStore(Store):
             self._sessions[doc["id"]] = _Entry(doc, list(kept), list(range(1, count + 1)))
         return _core.doc_to_header(_core.json_copy(doc, what="header"))
 
+    def restore(self, session: Session, *, replace: bool = False) -> None:
+        """Write ``session`` exactly as given (for copying between stores); see the contract."""
+        doc, encoded = _core.restore_doc(session)
+        with self._lock:
+            existing = self._live(doc["id"], self._now())
+            if existing is not None:
+                _core.check_writable(doc["id"], existing.doc)
+                if not replace:
+                    raise SessionExists(doc["id"], existing.doc["version"])
+            self._sessions[doc["id"]] = _Entry(
+                doc, [data for _, data in encoded], [seq for seq, _ in encoded]
+            )
+
     def purge_expired(self) -> int:
         """Remove the sessions whose ``expires_at`` has passed; returns how many."""
         with self._lock:

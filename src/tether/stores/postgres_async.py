@@ -450,6 +450,29 @@ class AsyncPostgresStore(AsyncStore):
         )
         return int(row[0])
 
+    async def restore(self, session: Session, *, replace: bool = False) -> None:
+        """Write ``session`` exactly as given (for copying between stores); see the contract.
+
+        Its versions, timestamps, seqs and lease fence are kept, and it is unclaimed. One
+        transaction on one connection: the stored row (if any) is locked, judged and removed,
+        then the session is inserted in one statement.
+        """
+        doc, encoded = _core.restore_doc(session)  # raises before any I/O
+        params = common.restore_params(doc, encoded)
+        session_id = doc["id"]
+        now = self._now()
+        async with self._connection("restore") as conn:
+            for _ in range(3):
+                async with conn.transaction():
+                    found = await self._snapshot(conn, session_id, now, lock=True)
+                    if common.judge_restore(session_id, found, replace):
+                        await conn.execute(self._sql.purge_one, {"id": session_id})
+                    row = await _one(conn, self._sql.restore, params)
+                    if row is not None and row[0]:
+                        return
+                # a concurrent create inserted the row after the snapshot: judge it afresh
+        raise StoreError(f"PostgreSQL restore of {session_id!r} kept racing concurrent writes")
+
     async def list(
         self,
         *,

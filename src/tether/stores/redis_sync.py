@@ -229,6 +229,26 @@ class RedisStore(Store):
         reply = self._run("create", self.keys.write_keys(doc["id"]), args)
         return rc.created_session(doc, items, reply)
 
+    def restore(self, session: Session, *, replace: bool = False) -> None:
+        """Write ``session`` exactly as given (an optional ability, for copying between stores).
+
+        Versions, timestamps, seqs and the lease fence are kept; the session is stored
+        unclaimed. A live session with the same id raises :class:`~tether.SessionExists`
+        unless ``replace=True``, which overwrites it (its items included). One script call.
+        """
+        doc, items = _core.restore_doc(session)
+        args = rc.restore_args(
+            self.keys,
+            doc,
+            items,
+            replace=replace,
+            now=self._now(),
+            ttl_ms=self.ttl_ms,
+            nonce=rc.new_nonce(),
+        )
+        reply = self._run("restore", self.keys.write_keys(doc["id"]), args)
+        rc.restored(doc["id"], reply)
+
     def load(
         self, session_id: str, *, last: int | None = None, after: int | None = None
     ) -> Session:

@@ -645,6 +645,25 @@ class SQLiteStore(Store):
             self._write_meta(conn, doc["id"], doc["metadata"])
         return _core.doc_to_header(doc)
 
+    def restore(self, session: Session, *, replace: bool = False) -> None:
+        """Write ``session`` exactly as given (for copying between stores); see the contract."""
+        doc, encoded = _core.restore_doc(session)
+        session_id = doc["id"]
+        with self._write() as conn:
+            existing = conn.execute(
+                "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
+                (session_id,),
+            ).fetchone()
+            if existing is not None:
+                _core.check_writable(session_id, {"schema_version": existing[1]})
+                live = _core.is_live({"expires_at": existing[2]}, self._now())
+                if live and not replace:
+                    raise SessionExists(session_id, existing[0])
+                self._delete_rows(conn, session_id)
+            conn.execute(_INSERT_HEADER, _doc_to_row(doc))
+            self._insert_items(conn, session_id, encoded)
+            self._write_meta(conn, session_id, doc["metadata"])
+
     def purge_expired(self) -> int:
         """Delete the sessions whose ``expires_at`` has passed; returns how many."""
         with self._write() as conn:

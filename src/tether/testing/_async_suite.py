@@ -779,3 +779,67 @@ class AsyncStoreConformance:
         assert wins == [1] * rounds, f"rounds without exactly one winner: {wins}"
         header = await store.load(created.id, last=0)
         assert header.lease_fence == rounds
+
+    # --- restore (an optional ability: copying sessions between stores losslessly) -------------
+
+    def _restore_or_skip(self, store: AsyncStore) -> Callable[..., Any]:
+        restore: Callable[..., Any] | None = getattr(store, "restore", None)
+        if restore is None:
+            pytest.skip(f"{type(store).__name__} has no restore() (an optional ability)")
+        return restore
+
+    async def test_restore_writes_a_session_exactly(self, store: AsyncStore) -> None:
+        restore = self._restore_or_skip(store)
+        created = await store.create(
+            Session(owner="ada", metadata={"k": [1, {"x": None}]}, history=_items(3))
+        )
+        await store.commit(created.id, 1, append=_items(2, "b"), changes={"state": {"n": 1}})
+        await store.replace_history(created.id, 2, _items(2, "c"))  # seqs 6..7
+        original = await store.load(created.id)
+        assert await store.delete(created.id)
+        await restore(original)
+        restored = await store.load(created.id)
+        assert restored == original, "versions, timestamps and seqs are kept"
+        assert [h.id for h in (await store.list(owner="ada")).sessions] == [created.id]
+        assert [h.id for h in (await store.list(metadata={"k": [1, {"x": None}]})).sessions] == [
+            created.id
+        ]
+        assert await store.commit(created.id, original.version, append=_items(1, "d")) == (
+            original.version + 1
+        )
+        assert [i["seq"] for i in (await store.load(created.id)).history] == [6, 7, 8]
+
+    async def test_restore_over_an_existing_session_needs_replace(self, store: AsyncStore) -> None:
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session(history=_items(4)))
+        snapshot = await store.load(created.id)
+        await store.commit(created.id, 1, append=_items(3, "later"))
+        with pytest.raises(SessionExists):
+            await restore(snapshot)
+        assert (await store.load(created.id)).version == 2
+        await restore(snapshot, replace=True)
+        assert await store.load(created.id) == snapshot
+
+    async def test_restore_keeps_the_fence_but_no_live_lease(self, store: AsyncStore) -> None:
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session())
+        lease = await store.claim(created.id, "runner", 300)
+        held = await store.load(created.id)
+        await store.release(lease)
+        await store.delete(created.id)
+        await restore(held)
+        restored = await store.load(created.id, last=0)
+        assert restored.lease_fence == lease.fence
+        assert (await store.claim(created.id, "other", 30)).fence == lease.fence + 1
+
+    async def test_restore_refuses_bad_sessions_before_writing(self, store: AsyncStore) -> None:
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session(id="good", history=_items(3)))
+        loaded = await store.load(created.id)
+        await store.delete(created.id)
+        gap = loaded.model_copy(update={"history": [loaded.history[0], loaded.history[2]]})
+        never_stored = Session(id="good")
+        for bad in (gap, never_stored, loaded.model_copy(update={"history": []})):
+            with pytest.raises(InvalidRequest):
+                await restore(bad)
+        assert not await store.exists("good")

@@ -764,3 +764,67 @@ class StoreConformance:
         assert wins == [1] * rounds, f"rounds without exactly one winner: {wins}"
         header = store.load(created.id, last=0)
         assert header.lease_fence == rounds
+
+    # --- restore (an optional ability: copying sessions between stores losslessly) -------------
+
+    def _restore_or_skip(self, store: Store) -> Callable[..., Any]:
+        restore: Callable[..., Any] | None = getattr(store, "restore", None)
+        if restore is None:
+            pytest.skip(f"{type(store).__name__} has no restore() (an optional ability)")
+        return restore
+
+    def test_restore_writes_a_session_exactly(self, store: Store) -> None:
+        restore = self._restore_or_skip(store)
+        created = store.create(
+            Session(owner="ada", metadata={"k": [1, {"x": None}]}, history=_items(3))
+        )
+        store.commit(created.id, 1, append=_items(2, "b"), changes={"state": {"n": 1}})
+        store.replace_history(created.id, 2, _items(2, "c"))  # seqs 6..7
+        original = store.load(created.id)
+        assert store.delete(created.id)
+        restore(original)
+        restored = store.load(created.id)
+        assert restored == original, "versions, timestamps and seqs are kept"
+        assert [h.id for h in (store.list(owner="ada")).sessions] == [created.id]
+        assert [h.id for h in (store.list(metadata={"k": [1, {"x": None}]})).sessions] == [
+            created.id
+        ]
+        assert store.commit(created.id, original.version, append=_items(1, "d")) == (
+            original.version + 1
+        )
+        assert [i["seq"] for i in (store.load(created.id)).history] == [6, 7, 8]
+
+    def test_restore_over_an_existing_session_needs_replace(self, store: Store) -> None:
+        restore = self._restore_or_skip(store)
+        created = store.create(Session(history=_items(4)))
+        snapshot = store.load(created.id)
+        store.commit(created.id, 1, append=_items(3, "later"))
+        with pytest.raises(SessionExists):
+            restore(snapshot)
+        assert (store.load(created.id)).version == 2
+        restore(snapshot, replace=True)
+        assert store.load(created.id) == snapshot
+
+    def test_restore_keeps_the_fence_but_no_live_lease(self, store: Store) -> None:
+        restore = self._restore_or_skip(store)
+        created = store.create(Session())
+        lease = store.claim(created.id, "runner", 300)
+        held = store.load(created.id)
+        store.release(lease)
+        store.delete(created.id)
+        restore(held)
+        restored = store.load(created.id, last=0)
+        assert restored.lease_fence == lease.fence
+        assert (store.claim(created.id, "other", 30)).fence == lease.fence + 1
+
+    def test_restore_refuses_bad_sessions_before_writing(self, store: Store) -> None:
+        restore = self._restore_or_skip(store)
+        created = store.create(Session(id="good", history=_items(3)))
+        loaded = store.load(created.id)
+        store.delete(created.id)
+        gap = loaded.model_copy(update={"history": [loaded.history[0], loaded.history[2]]})
+        never_stored = Session(id="good")
+        for bad in (gap, never_stored, loaded.model_copy(update={"history": []})):
+            with pytest.raises(InvalidRequest):
+                restore(bad)
+        assert not store.exists("good")

@@ -1,0 +1,131 @@
+"""tether export / import / copy: lossless, resumable, and clear about bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import tether
+from tether.cli import cli
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def seed(url: str, sessions: int = 5, items: int = 7) -> None:
+    with tether.Sessions(url) as runtime:
+        for n in range(sessions):
+            runtime.create(
+                "support",
+                session_id=f"s{n}",
+                owner=f"owner-{n % 2}",
+                metadata={"n": n, "nested": {"unicode": "日本語 ✓"}},
+                history=[{"role": "user", "content": f"m{i}"} for i in range(items)],
+            )
+            runtime.execute(f"s{n}", tether.SetState(turn=n))
+        runtime.archive("s0")
+        lease = runtime.store.claim("s1", "runner", 60)
+        runtime.store.release(lease)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    seed(url)
+    return url
+
+
+def test_export_import_export_is_byte_identical(source: str, tmp_path: Path) -> None:
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    assert run("--store", source, "export", "--all", "-o", str(first)).exit_code == 0
+    target = f"file:{tmp_path / 'files'}"
+    imported = run("--store", target, "import", str(first))
+    assert imported.exit_code == 0, imported.output
+    assert "imported 5 sessions (0 already there)" in imported.output
+    assert run("--store", target, "export", "--all", "-o", str(second)).exit_code == 0
+    assert first.read_bytes() == second.read_bytes()
+    with tether.open_store(source) as a, tether.open_store(target) as b:
+        for n in range(5):
+            assert a.load(f"s{n}") == b.load(f"s{n}")
+        assert b.load("s1").lease_fence == 1
+        assert b.load("s0", last=0).status == tether.SessionStatus.ARCHIVED
+
+
+def test_import_twice_writes_nothing_twice(source: str, tmp_path: Path) -> None:
+    dump = tmp_path / "dump.jsonl"
+    run("--store", source, "export", "--all", "-o", str(dump))
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    run("--store", target, "import", str(dump))
+    again = run("--store", target, "import", str(dump))
+    assert "imported 0 sessions (5 already there)" in again.output
+    with tether.open_store(target) as store:
+        assert store.load("s2").version == 2
+
+
+def test_a_corrupt_line_is_reported_by_number_and_a_rerun_resumes(
+    source: str, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.jsonl"
+    run("--store", source, "export", "--all", "-o", str(dump))
+    lines = dump.read_bytes().splitlines(keepends=True)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(
+        b"".join([*lines[:2], b'{"format": "tether-export/1", "session": 7}\n', *lines[2:]])
+    )
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    result = CliRunner().invoke(cli, ["--store", target, "import", str(broken)])
+    assert result.exit_code == 1
+    assert "line 3: not a valid session" in result.output
+    assert "Traceback" not in result.output
+    fixed = run("--store", target, "import", str(dump))
+    assert "imported 3 sessions (2 already there)" in fixed.output
+
+
+def test_import_refuses_to_overwrite_a_diverged_session_without_replace(
+    source: str, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.jsonl"
+    run("--store", source, "export", "s2", "-o", str(dump))
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    run("--store", target, "import", str(dump))
+    with tether.open_store(target) as store:
+        store.commit("s2", 2, append=[{"role": "user", "content": "diverged"}])
+    refused = CliRunner().invoke(cli, ["--store", target, "import", str(dump)])
+    assert refused.exit_code == 1
+    assert "pass --replace" in refused.output
+    assert run("--store", target, "import", str(dump), "--replace").exit_code == 0
+    with tether.open_store(target) as store:
+        assert store.load("s2").version == 2
+
+
+def test_copy_is_resumable_and_verified(source: str, tmp_path: Path) -> None:
+    target = f"file:{tmp_path / 'copy'}"
+    first = run("copy", "--from", source, "--to", target)
+    assert first.exit_code == 0, first.output
+    assert "copied 5 sessions (0 already there); verified 5" in first.output
+    # an interrupted copy: one session missing in the target, one changed in the source since
+    with tether.open_store(target) as store:
+        store.delete("s3")
+    with tether.open_store(source) as store:
+        store.commit("s4", 2, append=[{"role": "user", "content": "new"}])
+    second = run("copy", "--from", source, "--to", target)
+    assert "copied 2 sessions (3 already there); verified 5" in second.output
+    with tether.open_store(source) as a, tether.open_store(target) as b:
+        assert a.load("s4") == b.load("s4")
+        assert a.load("s3") == b.load("s3")
+
+
+def test_bad_transfer_input(source: str, tmp_path: Path) -> None:
+    both = CliRunner().invoke(cli, ["--store", source, "export", "s1", "--all", "-o", "x.jsonl"])
+    assert both.exit_code == 2
+    missing = CliRunner().invoke(
+        cli, ["--store", source, "export", "nope", "-o", str(tmp_path / "x")]
+    )
+    assert missing.exit_code == 1
+    assert "not found" in missing.output
+    bad_url = CliRunner().invoke(cli, ["copy", "--from", "bogus://x", "--to", source])
+    assert bad_url.exit_code == 1
+    assert "unknown store scheme" in bad_url.output

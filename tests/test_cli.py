@@ -128,6 +128,7 @@ SUMMARIES = {
     "export": "Write sessions, whole and exact, to a JSON-lines file.",
     "import": "Read sessions from an export file into the store",
     "copy": "Copy every session between two stores",
+    "migrate": "Bring a store and its sessions to this tether's schema",
     "demo": "Run the support-agent story, each step in its own process.",
 }
 
@@ -146,7 +147,7 @@ def test_group_help_lists_every_command_and_the_store_option() -> None:
     assert "--store URL" in out
     assert "TETHER_URL" in out
     assert tether.DEFAULT_URL in out
-    listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()[:16]]
+    listed = [line.split()[0] for line in out.split("Commands:\n")[1].splitlines()[:17]]
     assert listed == list(SUMMARIES)
 
 

@@ -129,3 +129,21 @@ def test_bad_transfer_input(source: str, tmp_path: Path) -> None:
     bad_url = CliRunner().invoke(cli, ["copy", "--from", "bogus://x", "--to", source])
     assert bad_url.exit_code == 1
     assert "unknown store scheme" in bad_url.output
+
+
+def test_migrate_upgrades_sessions_written_by_an_older_tether(tmp_path: Path) -> None:
+    import shutil
+
+    fixtures = Path(__file__).parent / "fixtures" / "schema_v1" / "files"
+    directory = Path(shutil.copytree(fixtures, tmp_path / "files"))
+    url = f"file:{directory}"
+    first = run("migrate", url)
+    assert first.exit_code == 0, first.output
+    assert "1 of 1 sessions upgraded to session schema version 2" in first.output
+    assert '"schema_version":2' in (directory / "support-42.json").read_text()
+    with tether.open_store(url) as store:
+        migrated = store.load("support-42")
+        assert migrated.version == 1, "migrating is not a new version of the conversation"
+        assert migrated.stored_schema_version == 2
+    again = run("--store", url, "migrate")
+    assert "0 of 1 sessions upgraded" in again.output

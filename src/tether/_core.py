@@ -129,11 +129,14 @@ def readable_session(doc: Doc, history: list[HistoryItem]) -> Session:
     Raises :class:`~tether.errors.UnsupportedSchemaVersion` if a newer tether stored it.
     """
     check_writable(str(doc["id"]), doc)
+    stored = int(doc["schema_version"])
     if needs_upgrade(doc):
-        old = int(doc["schema_version"])
         doc = upgrade_doc(doc)
-        history = upgrade_items(history, old)
-    return make_session(doc, history)
+        history = upgrade_items(history, stored)
+    session = make_session(doc, history)
+    if stored != session.schema_version:
+        session._stored_schema_version = stored
+    return session
 
 
 def encode_item(item: HistoryItem) -> bytes:

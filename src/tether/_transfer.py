@@ -1,4 +1,4 @@
-"""Moving sessions between stores, losslessly: export to JSON lines, import, copy.
+"""Moving sessions between stores, losslessly: export to JSON lines, import, copy; migrate.
 
 Every session travels whole (header and history) with its version, timestamps, ``seq``
 numbers and lease fence, and is written with the store's ``restore`` ability, so a copy is
@@ -143,3 +143,25 @@ def verify(source: Store, target: Store, ids: Iterable[str]) -> list[str]:
                 f"{want.version} / {want.history_len} in the source"
             )
     return problems
+
+
+def migrate(store: Store, progress: Progress) -> tuple[int, int]:
+    """Write back every session stored at an older schema version; (upgraded, looked at).
+
+    Opening the store has already applied its own migrations (tables, indexes, columns).
+    Each session is read (which upgrades it in memory) and, if it was stored at an older
+    version, written back exactly as read: same version, upgraded form.
+    """
+    restore = _restore(store)
+    upgraded = seen = 0
+    for session_id in list(all_ids(store)):
+        try:
+            session = store.load(session_id)
+        except SessionNotFound:
+            continue
+        seen += 1
+        if session.stored_schema_version < session.schema_version:
+            restore(session, replace=True)
+            upgraded += 1
+        progress(session_id)
+    return upgraded, seen

@@ -674,6 +674,29 @@ def copy_command(source_url: str, target_url: str) -> None:
     )
 
 
+@cli.command(
+    "migrate",
+    epilog=_examples("tether migrate sqlite:///app.db", "tether --store file:sessions migrate"),
+)
+@click.argument("url", metavar="[URL]", required=False)
+@pass_env
+def migrate_command(env: _Env, url: str | None) -> None:
+    """Bring a store and its sessions to this tether's schema; report what changed."""
+    from . import _transfer
+    from ._registry import open_store
+    from .schema import schema
+
+    with open_store(url or env.url) as store:  # opening applies the store's own migrations
+        total = sum(1 for _ in _transfer.all_ids(store))
+        bar, task = _progress("migrating", total)
+        with bar:
+            upgraded, seen = _transfer.migrate(store, lambda _: bar.advance(task))
+    click.echo(
+        f"store schema up to date; {upgraded} of {seen} sessions upgraded to session schema "
+        f"version {schema.current}"
+    )
+
+
 # --- the demo ------------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from ._ids import new_session_id, validate_session_id
 from .schema import schema
@@ -77,6 +77,16 @@ class SessionHeader(BaseModel):
     """When that lease ends. The lease is live only while this is in the future."""
     lease_fence: int = 0
     """The fencing number of the newest claim: it grows with every new claim."""
+    _stored_schema_version: int | None = PrivateAttr(default=None)
+
+    @property
+    def stored_schema_version(self) -> int:
+        """The schema version the store holds the session at.
+
+        A session stored by an older tether is upgraded when read (``schema_version`` is then
+        the current one) and written back on its next write; until then this is the old one.
+        """
+        return self._stored_schema_version or self.schema_version
 
     @field_validator("id")
     @classmethod

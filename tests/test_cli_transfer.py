@@ -147,3 +147,34 @@ def test_migrate_upgrades_sessions_written_by_an_older_tether(tmp_path: Path) ->
         assert migrated.stored_schema_version == 2
     again = run("--store", url, "migrate")
     assert "0 of 1 sessions upgraded" in again.output
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_lossless_through_the_server_stores(kind: str, source: str, tmp_path: Path) -> None:
+    import uuid
+
+    from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
+
+    base = require_server(kind)
+    if kind == "redis":
+        name = f"cli{uuid.uuid4().hex}"
+        target = with_options(base, namespace=name)
+    else:
+        name = f"tether_tcli_{uuid.uuid4().hex[:16]}"
+        target = with_options(base, schema=name)
+    try:
+        first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+        run("--store", source, "export", "--all", "-o", str(first))
+        assert run("--store", target, "import", str(first)).exit_code == 0
+        assert run("--store", target, "export", "--all", "-o", str(second)).exit_code == 0
+        assert first.read_bytes() == second.read_bytes()
+        back = f"sqlite:///{tmp_path / 'back.db'}"
+        copied = run("copy", "--from", target, "--to", back)
+        assert "copied 5 sessions (0 already there); verified 5" in copied.output
+        demo = run("--store", target, "demo")
+        assert demo.exit_code == 0, demo.output
+    finally:
+        if kind == "redis":
+            wipe_redis_namespace(base, name)
+        else:
+            drop_postgres_schema(base, name)

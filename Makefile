@@ -34,8 +34,23 @@ unit: $(STAMP)
 
 test: lint types generated unit
 
-bench: $(STAMP)
+# The peers run in their own virtualenv: they are never tether dependencies.
+BENCH_VENV := .bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): benchmarks/requirements-peers.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-peers.txt
+	@touch $(BENCH_STAMP)
+
+# make bench                 the full run (tether's stores, raw drivers, the peers)
+# make bench BENCH_ARGS=--quick   a smoke run
+bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/chat_turn.py $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python benchmarks/peers.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/server_turns.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/runtime.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

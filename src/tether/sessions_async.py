@@ -227,8 +227,11 @@ class AsyncSessions:
         if self._cache.get(session_id) is None:
             return (await self.store.load(session_id, last=last, after=after)).history
         session = await self._fetch(session_id)
-        items = session.history[_core.window([i["seq"] for i in session.history], last, after)]
-        return list(items)
+        # the cached history is whole and contiguous from first_seq: the window is arithmetic
+        start = 0 if after is None else max(0, after - session.first_seq + 1)
+        if last is not None:
+            start = max(start, len(session.history) - last)
+        return session.history[start:]
 
     async def list(
         self,

@@ -26,6 +26,8 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .. import _core
+from .._core import ListQuery
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, SessionStatus
 
@@ -104,7 +106,6 @@ class Store(ABC):
         Raises :class:`~tether.errors.ConflictError` and checks ``lease`` like :meth:`commit`.
         """
 
-    @abstractmethod
     def list(
         self,
         *,
@@ -125,6 +126,25 @@ class Store(ABC):
         ``next_cursor`` to get the next one: sessions created or updated while you page move to
         the front and are not repeated; no session that stays put is skipped or repeated.
         """
+        return self._list_page(
+            _core.build_list_query(
+                owner=owner,
+                agent=agent,
+                status=status,
+                metadata=metadata,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def _list_page(self, query: ListQuery) -> Page:
+        """The page for an already checked query. The built-in stores implement this; your
+        own store may implement it too, or override :meth:`list` as a whole instead."""
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither list() nor _list_page()"
+        )
 
     @abstractmethod
     def delete(self, session_id: str, expected_version: int | None = None) -> bool:
@@ -225,7 +245,6 @@ class AsyncStore(ABC):
     ) -> int:
         """See :meth:`Store.replace_history`."""
 
-    @abstractmethod
     async def list(
         self,
         *,
@@ -239,6 +258,24 @@ class AsyncStore(ABC):
         cursor: str | None = None,
     ) -> Page:
         """See :meth:`Store.list`."""
+        return await self._list_page(
+            _core.build_list_query(
+                owner=owner,
+                agent=agent,
+                status=status,
+                metadata=metadata,
+                updated_after=updated_after,
+                updated_before=updated_before,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    async def _list_page(self, query: ListQuery) -> Page:
+        """See :meth:`Store._list_page`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither list() nor _list_page()"
+        )
 
     @abstractmethod
     async def delete(self, session_id: str, expected_version: int | None = None) -> bool:

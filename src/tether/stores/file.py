@@ -38,7 +38,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from ..errors import (
 )
 from ..models import HistoryItem, Lease, Page, Session
 from ..schema import schema
-from .base import StatusFilter, Store, SyncBackedAsyncStore
+from .base import Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncFileStore", "FileStore"]
 
@@ -281,17 +281,25 @@ class FileStore(Store):
         doc["last_seq"] = doc["history_len"] = len(encoded)
         session_id = doc["id"]
         with self._locked(session_id):
-            existing = self._read_header(session_id)  # a corrupt one is refused, not overwritten
-            gen = 0
-            if existing is not None:
-                if _core.is_live(existing[0], now):
-                    raise SessionExists(session_id, existing[0]["version"])
-                gen = existing[1] + 1  # expired: start a fresh log beside the old one
-            size = self._write_log(session_id, gen, encoded)
-            self._write_header(doc, gen, size)
-            if existing is not None:
-                self._unlink_log(session_id, existing[1])
+            self._write_new(doc, encoded, now)
         return _core.make_session(doc, _core.decode_items(session_id, [d for _, d in encoded]))
+
+    def _write_new(
+        self, doc: _core.Doc, encoded: list[_core.EncodedItem], now: int, *, replace: bool = False
+    ) -> None:
+        """Write a whole session under its (held) lock. A live one is refused unless
+        ``replace``; a corrupt or newer-schema one always is (reading its header raises)."""
+        session_id = doc["id"]
+        existing = self._read_header(session_id)
+        gen = 0
+        if existing is not None:
+            if _core.is_live(existing[0], now) and not replace:
+                raise SessionExists(session_id, existing[0]["version"])
+            gen = existing[1] + 1  # a fresh log beside the old one, switched to by the header
+        size = self._write_log(session_id, gen, encoded)
+        self._write_header(doc, gen, size)
+        if existing is not None:
+            self._unlink_log(session_id, existing[1])
 
     def _write_log(self, session_id: str, gen: int, encoded: list[_core.EncodedItem]) -> int:
         data = b"".join(_frame(payload) for _, payload in encoded)
@@ -432,28 +440,7 @@ class FileStore(Store):
             self._unlink_log(session_id, gen)
         return int(new["version"])
 
-    def list(
-        self,
-        *,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: StatusFilter = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        query = _core.build_list_query(
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
-        )
+    def _list_page(self, query: _core.ListQuery) -> Page:
         return query.page(self._headers(), to_micros(self._clock()))
 
     def _headers(self) -> Iterator[_core.Doc]:
@@ -547,17 +534,7 @@ class FileStore(Store):
         doc, encoded = _core.restore_doc(session)
         session_id = doc["id"]
         with self._locked(session_id):
-            existing = self._read_header(session_id)  # a corrupt one is refused, not overwritten
-            gen = 0
-            if existing is not None:
-                _core.check_writable(session_id, existing[0])
-                if _core.is_live(existing[0], to_micros(self._clock())) and not replace:
-                    raise SessionExists(session_id, existing[0]["version"])
-                gen = existing[1] + 1
-            size = self._write_log(session_id, gen, encoded)
-            self._write_header(doc, gen, size)
-            if existing is not None:
-                self._unlink_log(session_id, existing[1])
+            self._write_new(doc, encoded, to_micros(self._clock()), replace=replace)
 
     def purge_expired(self) -> int:
         """Delete the sessions whose ``expires_at`` has passed; returns how many.

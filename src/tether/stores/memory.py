@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from .. import _core
@@ -12,7 +12,7 @@ from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
 from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionExists, SessionNotFound
 from ..models import Lease, Page, Session, SessionHeader
-from .base import StatusFilter, Store, SyncBackedAsyncStore
+from .base import Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
 
@@ -152,28 +152,7 @@ class MemoryStore(Store):
             entry.seqs = [seq for seq, _ in encoded]
             return int(entry.doc["version"])
 
-    def list(
-        self,
-        *,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: StatusFilter = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        query = _core.build_list_query(
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
-        )
+    def _list_page(self, query: _core.ListQuery) -> Page:
         with self._lock:
             docs = [entry.doc for entry in self._sessions.values()]
         page = query.page(docs, self._now())

@@ -61,7 +61,7 @@ from ..errors import (
 from ..models import Lease, Page, Session
 from ..schema import schema
 from . import _postgres_common as common
-from .base import StatusFilter, Store
+from .base import Store
 
 __all__ = ["PostgresStore"]
 
@@ -471,28 +471,7 @@ class PostgresStore(Store):
                 # a concurrent create inserted the row after the snapshot: judge it afresh
         raise StoreError(f"PostgreSQL restore of {session_id!r} kept racing concurrent writes")
 
-    def list(
-        self,
-        *,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: StatusFilter = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        query = _core.build_list_query(
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
-        )
+    def _list_page(self, query: _core.ListQuery) -> Page:
         statement, params = common.list_statement(self._sql, query, self._now())
         with self._connection("list") as conn:
             rows = _all(conn, statement, params)

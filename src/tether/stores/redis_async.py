@@ -26,7 +26,7 @@ client machines say. The scripts are in :mod:`tether.stores._redis_common`; see
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -52,7 +52,7 @@ from ..errors import StoreError, StoreUnavailable
 from ..models import Lease, Page, Session
 from ..schema import schema
 from . import _redis_common as rc
-from .base import AsyncStore, StatusFilter
+from .base import AsyncStore
 
 __all__ = ["AsyncRedisStore", "client_options"]
 
@@ -308,28 +308,7 @@ class AsyncRedisStore(AsyncStore):
             session_id, expected_version, mode="replace", changes={}, items=encoded, lease=lease
         )
 
-    async def list(
-        self,
-        *,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: StatusFilter = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        query = _core.build_list_query(
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
-        )
+    async def _list_page(self, query: _core.ListQuery) -> Page:
         plan = rc.list_plan(query)
         if plan is None:
             return Page(sessions=[], next_cursor=None)

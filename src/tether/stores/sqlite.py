@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..models import HistoryItem, Lease, Page, Session, SessionHeader
 from ..schema import schema
-from .base import StatusFilter, Store, SyncBackedAsyncStore
+from .base import Store, SyncBackedAsyncStore
 
 __all__ = ["DEFAULT_PATH", "AsyncSQLiteStore", "SQLiteStore"]
 
@@ -319,6 +319,23 @@ class SQLiteStore(Store):
             )
         doc.update(upgraded)
 
+    def _free_id(
+        self, conn: sqlite3.Connection, session_id: str, now: int, *, replace: bool = False
+    ) -> None:
+        """Make ``session_id`` free for a new session: refuse a live one (unless ``replace``)
+        or a newer-schema one, and drop an expired one (its id is free again)."""
+        existing = conn.execute(
+            "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
+            (session_id,),
+        ).fetchone()
+        if existing is None:
+            return
+        version, schema_version, expires_at = existing
+        _core.check_writable(session_id, {"schema_version": schema_version})
+        if _core.is_live({"expires_at": expires_at}, now) and not replace:
+            raise SessionExists(session_id, version)
+        self._delete_rows(conn, session_id)
+
     @staticmethod
     def _write_meta(conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]) -> None:
         conn.execute("DELETE FROM tether_session_meta WHERE session_id = ?", (session_id,))
@@ -356,16 +373,7 @@ class SQLiteStore(Store):
         row = _doc_to_row(doc)
         session_id = doc["id"]
         with self._write() as conn:
-            existing = conn.execute(
-                "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
-                (session_id,),
-            ).fetchone()
-            if existing is not None:
-                version, schema_version, expires_at = existing
-                _core.check_writable(session_id, {"schema_version": schema_version})
-                if _core.is_live({"expires_at": expires_at}, now):
-                    raise SessionExists(session_id, version)
-                self._delete_rows(conn, session_id)  # expired: its id is free again
+            self._free_id(conn, session_id, now)
             conn.execute(_INSERT_HEADER, row)
             self._insert_items(conn, session_id, encoded)
             self._write_meta(conn, session_id, doc["metadata"])
@@ -454,28 +462,7 @@ class SQLiteStore(Store):
             )
         return int(new["version"])
 
-    def list(
-        self,
-        *,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: StatusFilter = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        query = _core.build_list_query(
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
-        )
+    def _list_page(self, query: _core.ListQuery) -> Page:
         # Only fixed SQL fragments are joined; every value is a bound parameter.
         where = ["(s.expires_at IS NULL OR s.expires_at > ?)"]
         params: list[Any] = [self._now()]
@@ -619,15 +606,7 @@ class SQLiteStore(Store):
             count = _core.fork_count(parent, at)
             offset = at - count  # seqs before the first kept item
             doc.update(fork_seq=at, last_seq=count, history_len=count)
-            existing = conn.execute(
-                "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
-                (doc["id"],),
-            ).fetchone()
-            if existing is not None:
-                _core.check_writable(doc["id"], {"schema_version": existing[1]})
-                if _core.is_live({"expires_at": existing[2]}, now):
-                    raise SessionExists(doc["id"], existing[0])
-                self._delete_rows(conn, doc["id"])
+            self._free_id(conn, doc["id"], now)
             conn.execute(_INSERT_HEADER, _doc_to_row(doc))
             if offset == 0:
                 conn.execute(
@@ -650,16 +629,7 @@ class SQLiteStore(Store):
         doc, encoded = _core.restore_doc(session)
         session_id = doc["id"]
         with self._write() as conn:
-            existing = conn.execute(
-                "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
-                (session_id,),
-            ).fetchone()
-            if existing is not None:
-                _core.check_writable(session_id, {"schema_version": existing[1]})
-                live = _core.is_live({"expires_at": existing[2]}, self._now())
-                if live and not replace:
-                    raise SessionExists(session_id, existing[0])
-                self._delete_rows(conn, session_id)
+            self._free_id(conn, session_id, self._now(), replace=replace)
             conn.execute(_INSERT_HEADER, _doc_to_row(doc))
             self._insert_items(conn, session_id, encoded)
             self._write_meta(conn, session_id, doc["metadata"])

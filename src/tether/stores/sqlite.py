@@ -96,6 +96,16 @@ _DB_MIGRATIONS: Sequence[Sequence[str]] = (
         "ALTER TABLE tether_sessions ADD COLUMN lease_fence INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE tether_sessions ADD COLUMN lease_expires_at INTEGER",
     ),
+    (  # 3: forks share their parent's rows instead of copying them
+        """CREATE TABLE tether_item_shares (
+            session_id TEXT NOT NULL,
+            lo INTEGER NOT NULL,
+            hi INTEGER NOT NULL,
+            source_id TEXT NOT NULL,
+            PRIMARY KEY (session_id, lo)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX tether_item_shares_source ON tether_item_shares (source_id, session_id)",
+    ),
 )
 
 _HEADER_COLUMNS = _core.DOC_FIELDS
@@ -110,13 +120,81 @@ _JSON_COLUMNS = frozenset(_core.JSON_FIELDS)
 # Loading a window: SQLite joins the items into one JSON array and orjson decodes it in one
 # call, which beats decoding row by row (~30% at 1,000 items here). Past a few thousand items
 # the joined string's size costs more than that saves, so larger windows are decoded per row.
+# Items are read as BLOBs: bytes cost one copy, a str also a UTF-8 pass orjson repeats anyway.
 # Figures: benchmarks/chat_turn.py, docs/benchmarks.md.
 _JOIN_LIMIT = 2000
+_NO_LAST = 1 << 62  # ``last=None``: a window reaching past any history
+
+# The common load in ONE statement (an autocommit SELECT reads one consistent snapshot, so no
+# BEGIN/COMMIT is needed): the header and, when the window
+# is small and the session shares none, its items already joined. ?1 after, ?2 last, ?3 the
+# join limit, ?4 the id. Anything else goes through _load_window in a read transaction.
+_FLOOR = "max(s.last_seq - s.history_len, ?1, s.last_seq - ?2)"
+_SHARES = "EXISTS (SELECT 1 FROM tether_item_shares WHERE session_id = s.id)"
+_LOAD_ONE = (
+    f"SELECT {', '.join('s.' + c for c in _HEADER_COLUMNS)}, "
+    f"CASE WHEN s.last_seq - {_FLOOR} BETWEEN 1 AND ?3 AND NOT {_SHARES} THEN "
+    "(SELECT CAST('[' || group_concat(data, ',') || ']' AS BLOB) FROM "
+    f"(SELECT data FROM tether_items WHERE session_id = s.id AND seq > {_FLOOR} ORDER BY seq)) "
+    "END FROM tether_sessions s WHERE s.id = ?4"
+)
 _SELECT_JOINED = (
-    "SELECT '[' || group_concat(data, ',') || ']' FROM "
+    "SELECT CAST('[' || group_concat(data, ',') || ']' AS BLOB) FROM "
     "(SELECT data FROM tether_items WHERE session_id = ? AND seq > ? ORDER BY seq)"
 )
-_SELECT_ROWS = "SELECT data FROM tether_items WHERE session_id = ? AND seq > ? ORDER BY seq"
+
+# Forks share rows. A fork does not copy its parent's items: it records, in
+# tether_item_shares, that its seqs in (lo, hi] are the rows of ``source_id`` with the same
+# seqs, so a fork costs O(1) whatever the history's length. A session's own rows and its
+# shares never overlap. Before a session's rows are deleted or replaced, every share that
+# reads them is turned into the dependent's own rows (_detach_dependents): no fork ever loses
+# an item to its parent's rewrite or deletion. Past _MAX_SHARES pieces (a long chain of forks
+# of forks), a fork copies instead, keeping every load one bounded UNION ALL.
+_MAX_SHARES = 32
+_SELECT_SHARES = "SELECT lo, hi, source_id FROM tether_item_shares WHERE session_id = ? ORDER BY lo"
+_OWN_ITEMS = "SELECT seq, data FROM tether_items WHERE session_id = ? AND seq > ?"
+_SHARED_ITEMS = "SELECT seq, data FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?"
+
+Share = tuple[int, int, str]  # (lo, hi, source_id): seqs in (lo, hi] are source_id's rows
+
+
+def _items_query(
+    session_id: str, shares: Sequence[Share], floor: int, columns: str = "CAST(data AS BLOB)"
+) -> tuple[str, list[Any]]:
+    """A SELECT of ``columns`` (of ``seq, data``) for every item of ``session_id`` after
+    ``floor``, in order: its own rows and the rows its shares point at. Only fixed fragments
+    are joined; every value is a bound parameter."""
+    parts, params = [_OWN_ITEMS], [session_id, floor]
+    for lo, hi, source_id in shares:
+        if hi > floor:
+            parts.append(_SHARED_ITEMS)
+            params += [source_id, max(lo, floor), hi]
+    return f"SELECT {columns} FROM ({' UNION ALL '.join(parts)}) ORDER BY seq", params
+
+
+def _fork_shares(parent_id: str, parent_shares: Sequence[Share], at: int) -> list[Share]:
+    """A fork's shares at seq ``at`` of a parent whose history starts at seq 1: the parent's
+    own shares below ``at``, and the parent's own rows (the gaps between them) as shares of the
+    parent itself. Adjacent pieces of one source merge."""
+    shares: list[Share] = []
+
+    def add(lo: int, hi: int, source_id: str) -> None:
+        if hi <= lo:
+            return
+        if shares and shares[-1][2] == source_id and shares[-1][1] == lo:
+            shares[-1] = (shares[-1][0], hi, source_id)
+        else:
+            shares.append((lo, hi, source_id))
+
+    covered = 0
+    for lo, hi, source_id in sorted(parent_shares):
+        if lo >= at:
+            break
+        add(covered, min(lo, at), parent_id)
+        add(lo, min(hi, at), source_id)
+        covered = hi
+    add(covered, at, parent_id)
+    return shares
 
 
 def _row_to_doc(row: Sequence[Any]) -> _core.Doc:
@@ -355,9 +433,36 @@ class SQLiteStore(Store):
             )
 
     @staticmethod
-    def _delete_rows(conn: sqlite3.Connection, session_id: str) -> None:
+    def _detach_dependents(conn: sqlite3.Connection, session_id: str) -> None:
+        """Turn every share that reads ``session_id``'s rows into the reader's own rows.
+
+        Called before those rows are deleted or replaced. A share of ``session_id`` only ever
+        covers rows it owns (a fork maps its parent's own shares to their sources), so
+        copying the range is enough."""
+        dependents = conn.execute(
+            "SELECT session_id, lo, hi FROM tether_item_shares WHERE source_id = ?",
+            (session_id,),
+        ).fetchall()
+        for dependent, lo, hi in dependents:
+            conn.execute(
+                "INSERT INTO tether_items (session_id, seq, data) SELECT ?, seq, data "
+                "FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?",
+                (dependent, session_id, lo, hi),
+            )
+        if dependents:
+            conn.execute("DELETE FROM tether_item_shares WHERE source_id = ?", (session_id,))
+
+    @classmethod
+    def _drop_items(cls, conn: sqlite3.Connection, session_id: str) -> None:
+        """Delete a session's items (its own rows and its shares), keeping its forks whole."""
+        cls._detach_dependents(conn, session_id)
+        conn.execute("DELETE FROM tether_item_shares WHERE session_id = ?", (session_id,))
+        conn.execute("DELETE FROM tether_items WHERE session_id = ?", (session_id,))
+
+    @classmethod
+    def _delete_rows(cls, conn: sqlite3.Connection, session_id: str) -> None:
+        cls._drop_items(conn, session_id)
         for table, column in (
-            ("tether_items", "session_id"),
             ("tether_session_meta", "session_id"),
             ("tether_sessions", "id"),
         ):
@@ -385,25 +490,54 @@ class SQLiteStore(Store):
         validate_session_id(session_id)
         _core.check_window(last, after)
         now = self._now()
+        params = (after or 0, _NO_LAST if last is None else last, _JOIN_LIMIT, session_id)
+        with self._lock:
+            try:
+                row = self._conn.execute(_LOAD_ONE, params).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite read on {self.path!r} failed: {exc}") from exc
+        if row is None:
+            raise SessionNotFound(session_id)
+        doc = _row_to_doc(row[:-1])
+        if not _core.is_live(doc, now):
+            raise SessionNotFound(session_id)
+        joined = row[-1]
+        floor = self._floor(doc, last, after)
+        if doc["last_seq"] <= floor:
+            return _core.readable_session(doc, [])
+        if joined is not None:
+            return _core.readable_session(doc, _core.decode_item_array(session_id, joined))
+        # a large window or a fork's shared rows: header and items in one read transaction
         with self._read() as conn:
-            doc = self._live_doc(conn, session_id, now)
-            if doc is None:
+            current = self._live_doc(conn, session_id, now)
+            if current is None:
                 raise SessionNotFound(session_id)
-            # seqs of one session are contiguous, so a window is a range: first seq > floor.
-            floor = doc["last_seq"] - doc["history_len"]
-            if after is not None:
-                floor = max(floor, after)
-            if last is not None:
-                floor = max(floor, doc["last_seq"] - last)
-            history: list[HistoryItem] = []
-            count = doc["last_seq"] - floor
-            if 0 < count <= _JOIN_LIMIT:
-                (joined,) = conn.execute(_SELECT_JOINED, (session_id, floor)).fetchone()
-                history = _core.decode_item_array(session_id, joined) if joined else []
-            elif count > 0:
-                rows = conn.execute(_SELECT_ROWS, (session_id, floor)).fetchall()
-                history = _core.decode_items(session_id, [row[0] for row in rows])
-        return _core.readable_session(doc, history)
+            floor = self._floor(current, last, after)
+            count = current["last_seq"] - floor
+            history = self._read_items(conn, session_id, floor, count) if count > 0 else []
+        return _core.readable_session(current, history)
+
+    @staticmethod
+    def _floor(doc: _core.Doc, last: int | None, after: int | None) -> int:
+        """The window's first seq minus one (seqs of one session are contiguous)."""
+        floor = int(doc["last_seq"] - doc["history_len"])
+        if after is not None:
+            floor = max(floor, after)
+        if last is not None:
+            floor = max(floor, doc["last_seq"] - last)
+        return floor
+
+    @staticmethod
+    def _read_items(
+        conn: sqlite3.Connection, session_id: str, floor: int, count: int
+    ) -> list[HistoryItem]:
+        """The ``count`` items after seq ``floor``, inside the caller's read transaction."""
+        shares = conn.execute(_SELECT_SHARES, (session_id,)).fetchall()
+        if not shares and count <= _JOIN_LIMIT:
+            (joined,) = conn.execute(_SELECT_JOINED, (session_id, floor)).fetchone()
+            return _core.decode_item_array(session_id, joined) if joined else []
+        sql, params = _items_query(session_id, shares, floor)
+        return _core.decode_items(session_id, [row[0] for row in conn.execute(sql, params)])
 
     def commit(
         self,
@@ -453,7 +587,7 @@ class SQLiteStore(Store):
             doc = self._writable(conn, session_id, expected_version, lease, now)
             encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
             new = _core.apply_replace(doc, len(encoded), now)
-            conn.execute("DELETE FROM tether_items WHERE session_id = ?", (session_id,))
+            self._drop_items(conn, session_id)
             self._insert_items(conn, session_id, encoded)
             conn.execute(
                 "UPDATE tether_sessions SET version = ?, updated_at = ?, last_seq = ?, "
@@ -585,17 +719,21 @@ class SQLiteStore(Store):
         self._update_lease(lease, _core.released_fields())
 
     def fork_session(self, child: Session, at: int) -> SessionHeader:
-        """Create ``child`` with its parent's items up to seq ``at``, copied inside the database.
+        """Create ``child`` with its parent's items up to seq ``at``, without copying them.
 
-        An optional ability the runtime's ``fork`` uses when a store has it: the items are
-        copied row to row by SQLite (renumbered from 1 if the parent's history was compacted),
-        never decoded. ``child.history`` is ignored; ``child.parent_id`` names the parent.
+        An optional ability the runtime's ``fork`` uses when a store has it. The child shares
+        its parent's rows (see ``_MAX_SHARES``): the fork costs the same at 10 items as at
+        10,000, and later writes to either side stay invisible to the other. A parent whose
+        history was compacted (renumbered from 1 in the child) or a long chain of forks is
+        copied row to row by SQLite instead, never decoded. ``child.history`` is ignored;
+        ``child.parent_id`` names the parent.
         """
         if child.parent_id is None:
             raise InvalidRequest("fork_session needs child.parent_id")
         parent_id = child.parent_id
         now = self._now()
         doc = _core.new_session_doc(child, now)
+        child_id = doc["id"]
         with self._write() as conn:
             parent = self._live_doc(conn, parent_id, now)
             if parent is None:
@@ -606,22 +744,30 @@ class SQLiteStore(Store):
             count = _core.fork_count(parent, at)
             offset = at - count  # seqs before the first kept item
             doc.update(fork_seq=at, last_seq=count, history_len=count)
-            self._free_id(conn, doc["id"], now)
+            self._free_id(conn, child_id, now)
             conn.execute(_INSERT_HEADER, _doc_to_row(doc))
-            if offset == 0:
+            parent_shares = conn.execute(_SELECT_SHARES, (parent_id,)).fetchall()
+            if offset == 0 and len(parent_shares) < _MAX_SHARES:
+                conn.executemany(
+                    "INSERT INTO tether_item_shares (session_id, lo, hi, source_id) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(child_id, *share) for share in _fork_shares(parent_id, parent_shares, at)],
+                )
+            elif offset == 0:
+                sql, params = _items_query(parent_id, parent_shares, 0, "seq, data")
                 conn.execute(
                     "INSERT INTO tether_items (session_id, seq, data) "
-                    "SELECT ?, seq, data FROM tether_items WHERE session_id = ? AND seq <= ?",
-                    (doc["id"], parent_id, at),
+                    f"SELECT ?, seq, data FROM ({sql}) WHERE seq <= ?",
+                    (child_id, *params, at),
                 )
-            else:
+            else:  # a compacted parent owns all its rows (replace_history drops shares)
                 conn.execute(
                     "INSERT INTO tether_items (session_id, seq, data) "
                     "SELECT ?, seq - ?, json_set(data, '$.seq', seq - ?) FROM tether_items "
                     "WHERE session_id = ? AND seq > ? AND seq <= ?",
-                    (doc["id"], offset, offset, parent_id, offset, at),
+                    (child_id, offset, offset, parent_id, offset, at),
                 )
-            self._write_meta(conn, doc["id"], doc["metadata"])
+            self._write_meta(conn, child_id, doc["metadata"])
         return _core.doc_to_header(doc)
 
     def restore(self, session: Session, *, replace: bool = False) -> None:

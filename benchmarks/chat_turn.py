@@ -99,12 +99,17 @@ class System(ABC):
 class RawSQLite(System):
     name = "raw sqlite3"
 
+    def __init__(self, synchronous: str = "NORMAL") -> None:
+        self.synchronous = synchronous
+        if synchronous != "NORMAL":
+            self.name = f"raw sqlite3 synchronous={synchronous}"
+
     def setup(self, directory: Path, n: int, sessions: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "raw.db"
         self.conn = conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute(
             "CREATE TABLE messages (session_id TEXT NOT NULL, seq INTEGER NOT NULL, "
             "role TEXT NOT NULL, content TEXT NOT NULL, PRIMARY KEY (session_id, seq))"
@@ -139,6 +144,27 @@ class RawSQLite(System):
                 (sid, seq + 1, user["role"], user["content"]),
                 (sid, seq + 2, assistant["role"], assistant["content"]),
             ],
+        )
+        conn.execute("COMMIT")
+
+    def append(self, k: int, user: Msg, assistant: Msg) -> None:
+        """Commit one turn's two rows without reading the history (a commit alone)."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO messages SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM messages "
+            "WHERE session_id = ?1",
+            [(self.ids[k], m["role"], m["content"]) for m in (user, assistant)],
+        )
+        conn.execute("COMMIT")
+
+    def fork(self, k: int, new_id: str) -> None:
+        """Copy session ``k``'s rows to a new session (what a fork is for this design)."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO messages SELECT ?, seq, role, content FROM messages WHERE session_id = ?",
+            (new_id, self.ids[k]),
         )
         conn.execute("COMMIT")
 
@@ -199,6 +225,10 @@ class TetherCached(TetherWhole):
         cache.version = self.store.commit(sid, fresh.version, append=[user, assistant])
         cache.history.extend((user, assistant))
         cache.last_seq = fresh.last_seq + 2
+
+
+def _sqlite_full(directory: Path) -> Store:
+    return tether.open_store(f"sqlite:///{directory / SQLITE_FILE}?synchronous=full")
 
 
 def store_factories(requested: Sequence[str], notes: list[str]) -> dict[str, StoreFactory]:
@@ -376,6 +406,123 @@ def figure_d(stores: dict[str, StoreFactory], n: int, turns: int, root: Path) ->
     return rows
 
 
+def _fork_op(store: Store, parent_id: str, at: int) -> Callable[[int], object]:
+    """How a fork is done on ``store``: its own ``fork_session`` ability where it has one
+    (SQLite shares the parent's rows, memory shares encoded items), else what the runtime does
+    without it: load the parent and create the child from its history."""
+    fork_session = getattr(store, "fork_session", None)
+    if fork_session is not None:
+        return lambda r: fork_session(Session(parent_id=parent_id), at)
+
+    def copy(r: int) -> object:
+        parent = store.load(parent_id)
+        return store.create(Session(parent_id=parent_id, fork_seq=at, history=parent.history))
+
+    return copy
+
+
+def figure_e(stores: dict[str, StoreFactory], n: int, reps: int, root: Path) -> list[Json]:
+    """E. Fork a session of ``n`` messages, beside one commit (a turn's two messages)."""
+    raw = RawSQLite()
+    raw.setup(root / "e-raw", n, 2)
+    ops: list[tuple[str, str, Callable[[int], object]]] = [
+        ("raw sqlite3", "fork (INSERT ... SELECT)", lambda r: raw.fork(0, f"fork-{r:05d}")),
+        ("raw sqlite3", "commit", lambda r: raw.append(1, *messages(n + r))),
+    ]
+    opened: list[Store] = []
+    for name, factory in stores.items():
+        store = factory(root / f"e-{name}")
+        opened.append(store)
+        parent = store.create(Session(history=history(n)))
+        ops.append((f"tether {name}", "fork", _fork_op(store, parent.id, n)))
+        ops.append((f"tether {name}", "commit", _Committer(store, n)))
+    for _, _, op in ops:
+        op(-1)  # warm-up
+    samples = interleave(len(ops), reps, lambda i, r: ops[i][2](r), block=1)
+    raw.close()
+    for store in opened:
+        store.close()
+    rows = [
+        {"system": system, "op": op, "n": n, **summarize(samples[i])}
+        for i, (system, op, _) in enumerate(ops)
+    ]
+    for row in rows:
+        row["ratio_to_raw"] = row["median_us"] / rows[0]["median_us"]
+    return rows
+
+
+class _Committer:
+    """Commits a turn's two messages to a session of ``n`` messages, tracking its version."""
+
+    def __init__(self, store: Store, n: int) -> None:
+        self.store, self.n = store, n
+        session = store.create(Session(history=history(n)))
+        self.id, self.version = session.id, session.version
+
+    def __call__(self, r: int) -> None:
+        self.version = self.store.commit(self.id, self.version, append=messages(self.n + r + 1))
+
+
+def _call_nth(calls: Sequence[Callable[[], object]], i: int, r: int) -> object:
+    return calls[i]()
+
+
+def _raw_newest(conn: sqlite3.Connection) -> list[Any]:
+    return conn.execute(
+        "SELECT id, owner, updated_at FROM sessions WHERE owner = ? "
+        "ORDER BY updated_at DESC, id DESC LIMIT 50",
+        ("owner-3",),
+    ).fetchall()
+
+
+def figure_f(
+    stores: dict[str, StoreFactory], totals: Sequence[int], reps: int, root: Path
+) -> list[Json]:
+    """F. List the newest 50 sessions of one owner among ``total`` sessions (10 owners)."""
+    rows: list[Json] = []
+    for total in totals:
+        listers: list[tuple[str, Callable[[], object], Callable[[], None]]] = []
+        directory = root / f"f{total}"
+        directory.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(directory / "raw.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, owner TEXT, updated_at INTEGER)")
+        conn.execute("CREATE INDEX sessions_owner ON sessions (owner, updated_at, id)")
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO sessions VALUES (?, ?, ?)",
+            [(f"s{i:06d}", f"owner-{i % 10}", i) for i in range(total)],
+        )
+        conn.execute("COMMIT")
+        listers.append(("raw sqlite3", partial(_raw_newest, conn), conn.close))
+        for name, factory in stores.items():
+            if name == "file" and total > 10_000:
+                continue  # O(sessions) by design (docs/stores.md); 100k files take minutes
+            store = factory(directory / name)
+            for i in range(total):
+                store.create(Session(owner=f"owner-{i % 10}"))
+            listers.append(
+                (f"tether {name}", partial(store.list, owner="owner-3", limit=50), store.close)
+            )
+        for _, call, _ in listers:
+            call()  # warm-up
+        samples = interleave(len(listers), reps, partial(_call_nth, [c for _, c, _ in listers]))
+        for _, _, close in listers:
+            close()
+        base = statistics.median(samples[0])
+        rows += [
+            {
+                "system": label,
+                "sessions": total,
+                **summarize(samples[i]),
+                "ratio_to_raw": statistics.median(samples[i]) / base,
+            }
+            for i, (label, _, _) in enumerate(listers)
+        ]
+    return rows
+
+
 def machine_info() -> Json:
     return {
         "python": sys.version,
@@ -397,6 +544,7 @@ HEADINGS = {
     "wal_bytes_per_turn": "WAL B/turn",
     "wal_pages_per_turn": "WAL pages/turn",
     "db_growth_bytes_per_turn": "db growth B/turn",
+    "sessions": "sessions",
 }
 
 
@@ -432,11 +580,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     notes: list[str] = []
     stores = store_factories([s.strip() for s in args.stores.split(",") if s.strip()], notes)
+    f_plan: tuple[tuple[int, ...], int]
     if args.quick:
         lengths, b_plan, c_reps, d_turns = {10: 100, 1000: 60}, (10, 10, 1), 50, 20
+        e_plan, f_plan, durability_reps = (2000, 5), ((1000,), 50), 10
     else:
         lengths = {10: 300, 100: 300, 1000: 300, 5000: 100}
         b_plan, c_reps, d_turns = (50, 40, 5), 300, 50
+        e_plan, f_plan, durability_reps = (10_000, 20), ((1000, 10_000, 100_000), 200), 60
     makers: list[Callable[[], System]] = [RawSQLite]
     for name, factory in stores.items():
         makers += [partial(TetherWhole, name, factory), partial(TetherCached, name, factory)]
@@ -449,6 +600,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "figure_b": b_plan,
             "figure_c_reps": c_reps,
             "figure_d_turns": d_turns,
+            "figure_e": e_plan,
+            "figure_f": f_plan,
+            "durability_reps": durability_reps,
         },
     }
     print(
@@ -497,6 +651,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(r["maybe_autocheckpointed"] or r["checkpoint_busy"] for r in d_rows):
             notes.append("figure D: a checkpoint was busy or an auto-checkpoint may have run")
             print(f"  warning: {notes[-1]}")
+        results["figure_e"] = e_rows = figure_e(stores, e_plan[0], e_plan[1], root)
+        _table(
+            f"E. fork a session of {e_plan[0]:,} messages, beside one commit of a "
+            "turn's two messages on the same store (x raw = to raw sqlite3's fork)",
+            e_rows,
+            "system op median_us p95_us ratio_to_raw",
+        )
+        results["figure_f"] = f_rows = figure_f(stores, f_plan[0], f_plan[1], root)
+        _table(
+            "F. list the newest 50 sessions of one owner (10 owners in all)",
+            f_rows,
+            "system sessions median_us p95_us ratio_to_raw",
+            "the file store's listing reads every header (documented); it is not run past "
+            "10,000 sessions",
+        )
+        if "sqlite" in stores:
+            results["durability"] = dur_rows = figure_a(
+                [
+                    RawSQLite,
+                    partial(RawSQLite, "FULL"),
+                    partial(TetherWhole, "sqlite", stores["sqlite"]),
+                    partial(TetherWhole, "sqlite synchronous=full", _sqlite_full),
+                ],
+                100,
+                durability_reps,
+                root,
+            )
+            _table(
+                "Durability: the whole-history turn at n=100, WAL with synchronous=NORMAL "
+                "(survives a killed process) and FULL (an fsync per commit: survives power loss)",
+                dur_rows,
+                "system median_us p95_us ratio_to_raw",
+            )
     results["notes"] = notes
     results["elapsed_s"] = elapsed = time.perf_counter() - started
     print(f"\ntotal run time {elapsed:.1f} s")

@@ -44,13 +44,13 @@ $(BENCH_STAMP): benchmarks/requirements-peers.txt
 	@$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-peers.txt
 	@touch $(BENCH_STAMP)
 
-# make bench                 the full run (tether's stores, raw drivers, the peers)
-# make bench BENCH_ARGS=--quick   a smoke run
+# make bench                      the full run (tether's stores, raw drivers, the peers,
+#                                 Redis and PostgreSQL, memory), then the report, the chart
+#                                 and docs/benchmarks.md (under 20 minutes)
+# make bench BENCH_ARGS=--quick   a smoke run (under 2 minutes); the docs are left alone
+BENCH_ARGS ?= --docs
 bench: $(STAMP) $(BENCH_STAMP)
-	$(BIN)/python benchmarks/chat_turn.py $(BENCH_ARGS)
-	$(BENCH_VENV)/bin/python benchmarks/peers.py $(BENCH_ARGS)
-	$(BIN)/python benchmarks/server_turns.py $(BENCH_ARGS)
-	$(BIN)/python benchmarks/runtime.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -13,6 +13,7 @@ SQLite store (WAL, synchronous=NORMAL); medians of many repetitions.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -62,7 +63,9 @@ def fork_us(store: tether.Store, n: int, reps: int) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
+    results: dict[str, object] = {"turns": []}
     turns, reps = (5, 2) if args.quick else (40, 7)
     with tempfile.TemporaryDirectory() as tmp:
         store = tether.open_store(f"sqlite:///{Path(tmp) / 'runtime.db'}")
@@ -72,9 +75,13 @@ def main() -> int:
             cached = turn_us(store, n, True, turns)
             uncached = turn_us(store, n, False, turns)
             print(f"{n:>14,}{cached:>16,.0f}{uncached:>18,.0f}{uncached / cached:>8.1f}")
+            results["turns"].append({"n": n, "cached_us": cached, "uncached_us": uncached})  # type: ignore[attr-defined]
         fork, commit = fork_us(store, 10_000, reps)
+        results["fork"] = {"n": 10_000, "fork_us": fork, "commit_us": commit}
         print(f"fork of 10,000 items: {fork:,.0f} µs; one commit: {commit:,.0f} µs")
         store.close()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 

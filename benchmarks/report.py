@@ -1,0 +1,484 @@
+"""Render the results of one ``make bench`` run as Markdown: tables, the targets, the machine.
+
+Run ``python benchmarks/report.py RESULTS_DIR [--docs docs/benchmarks.md]``. RESULTS_DIR holds
+the ``--json`` files the benchmark scripts wrote in one run (``chat_turn.json``,
+``peers.json``, ``server.json``, ``runtime.json``, ``memory.json``; a missing one is reported
+as not run). The Markdown goes to ``RESULTS_DIR/report.md``; with ``--docs`` it also replaces
+the block between the ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` markers of that file,
+so the docs always show the latest full run, with its date, machine and versions.
+
+Every ratio is taken inside one run (the systems were measured side by side); the targets are
+those of ``shared/bench/WORKLOAD.md`` and each is printed as met or missed with its figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+Json = dict[str, Any]
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def _load(directory: Path, name: str) -> Json | None:
+    path = directory / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _n(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _by(rows: Sequence[Json], key: str, value: object) -> list[Json]:
+    return [row for row in rows if row.get(key) == value]
+
+
+def _one(rows: Sequence[Json], **match: object) -> Json | None:
+    for row in rows:
+        if all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def figure_a(ct: Json) -> list[str]:
+    rows = ct["figure_a"]
+    lengths = sorted({int(r["n"]) for r in rows})
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    out = [
+        "**A. Per-turn latency by history length**: median µs (p95), × raw sqlite3 at the same "
+        "length.",
+        "",
+    ]
+    body = []
+    for system in systems:
+        cells = []
+        for n in lengths:
+            row = _one(rows, system=system, n=n)
+            cells.append(
+                ""
+                if row is None
+                else f"{_n(row['median_us'])} ({_n(row['p95_us'])}) {row['ratio_to_raw']:.2f}×"
+            )
+        body.append([system, *cells])
+    return out + _table(["system", *(f"n={_n(n)}" for n in lengths)], body)
+
+
+def figure_b(ct: Json) -> list[str]:
+    rows = ct["figure_b"]
+    plan = rows[0]
+    return [
+        f"**B. Throughput**: {plan['sessions']} sessions × {plan['turns']} whole-history turns, "
+        "round-robin, one process (median of the rounds).",
+        "",
+        *_table(
+            ["system", "turns/s", "× raw"],
+            [[r["system"], _n(r["turns_per_s"]), f"{r['ratio_to_raw']:.2f}"] for r in rows],
+        ),
+    ]
+
+
+def figure_c(ct: Json) -> list[str]:
+    return [
+        "**C. Load a 1,000-message history**: median µs (p95).",
+        "",
+        *_table(
+            ["read", "median µs", "p95 µs", "× raw tuples"],
+            [
+                [r["system"], _n(r["median_us"]), _n(r["p95_us"]), f"{r['ratio_to_raw']:.2f}"]
+                for r in ct["figure_c"]
+            ],
+        ),
+    ]
+
+
+def figure_d(ct: Json) -> list[str]:
+    return [
+        "**D. Bytes written per turn** (WAL growth; the payload is 1,000 bytes of text).",
+        "",
+        *_table(
+            ["system", "n", "WAL bytes/turn", "WAL pages/turn"],
+            [
+                [
+                    r["system"],
+                    _n(r["n"]),
+                    _n(r["wal_bytes_per_turn"]),
+                    f"{r['wal_pages_per_turn']:.1f}",
+                ]
+                for r in ct["figure_d"]
+            ],
+        ),
+    ]
+
+
+def figure_e(ct: Json) -> list[str]:
+    rows = ct["figure_e"]
+    n = rows[0]["n"]
+    return [
+        f"**E. Fork of a {_n(n)}-message session**, beside one commit (a turn's two messages) "
+        "on the same store: median µs (p95).",
+        "",
+        *_table(
+            ["system", "operation", "median µs", "p95 µs"],
+            [[r["system"], r["op"], _n(r["median_us"]), _n(r["p95_us"])] for r in rows],
+        ),
+    ]
+
+
+def figure_f(ct: Json) -> list[str]:
+    rows = ct["figure_f"]
+    totals = sorted({int(r["sessions"]) for r in rows})
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    body = []
+    for system in systems:
+        cells = []
+        for total in totals:
+            row = _one(rows, system=system, sessions=total)
+            cells.append("not run" if row is None else f"{_n(row['median_us'])}")
+        body.append([system, *cells])
+    return [
+        "**F. List the newest 50 sessions of one owner** (10 owners) by total sessions: median µs.",
+        "",
+        *_table(["system", *(f"{_n(t)} sessions" for t in totals)], body),
+    ]
+
+
+def durability(ct: Json) -> list[str]:
+    rows = ct.get("durability")
+    if not rows:
+        return []
+    return [
+        "**Durability.** The whole-history turn at n=100 with `synchronous=NORMAL` (the default:"
+        " a returned commit survives the process being killed) and `synchronous=full` (an fsync"
+        " per commit: it also survives power loss): median µs (p95).",
+        "",
+        *_table(
+            ["system", "median µs", "p95 µs", "× raw NORMAL"],
+            [
+                [r["system"], _n(r["median_us"]), _n(r["p95_us"]), f"{r['ratio_to_raw']:.2f}"]
+                for r in rows
+            ],
+        ),
+    ]
+
+
+def peers(data: Json) -> list[str]:
+    out = [
+        "**Beside the peers** (`benchmarks/peers.py`, each on its own SQLite file, used the "
+        "way its docs recommend; versions: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(data.get("versions", {}).items()) if v)
+        + "). Figure A, median µs and × raw sqlite3 in the same run:",
+        "",
+    ]
+    rows = data["figure_a"]
+    lengths = sorted({int(r["n"]) for r in rows})
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    body = []
+    for system in systems:
+        cells = []
+        for n in lengths:
+            row = _one(rows, system=system, n=n)
+            cells.append(
+                "" if row is None else f"{_n(row['median_us'])} ({row['ratio_to_raw']:.1f}×)"
+            )
+        body.append([system, *cells])
+    out += _table(["system", *(f"n={_n(n)}" for n in lengths)], body)
+    for key, title in (
+        ("figure_b", "B. throughput"),
+        ("figure_c", "C. load 1,000 messages"),
+        ("figure_d", "D. bytes written per turn"),
+        ("figure_e", "E. fork"),
+        ("figure_f", "F. list newest 50 of one owner"),
+    ):
+        rows = data.get(key) or []
+        if not rows:
+            continue
+        out += [f"Peers, {title}:", ""]
+        columns = [
+            c
+            for c in (
+                "system",
+                "n",
+                "op",
+                "sessions",
+                "turns_per_s",
+                "median_us",
+                "p95_us",
+                "bytes_per_turn",
+                "wal_bytes_per_turn",
+                "ratio_to_raw",
+                "note",
+            )
+            if any(c in r for r in rows)
+        ]
+        out += _table(columns, [[_cell(r.get(c)) for c in columns] for r in rows])
+    if data.get("notes"):
+        out += ["Notes from the peers run: " + "; ".join(str(n) for n in data["notes"]), ""]
+    return out
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}" if value < 10 else _n(value)
+    if isinstance(value, int):
+        return _n(value)
+    return str(value)
+
+
+def servers(data: Json) -> list[str]:
+    systems = data.get("systems", {})
+    if not systems:
+        return ["**Server stores**: not run (Redis or PostgreSQL unreachable).", ""]
+    body = []
+    base: dict[str, Json] = {}
+    for name, row in systems.items():
+        kind = name.split()[1]  # "raw redis", "tether redis cached"
+        if name.startswith("raw"):
+            base[kind] = row
+        raw = base.get(kind)
+        rt = row.get("round_trips_per_commit")
+        body.append(
+            [
+                name,
+                "" if rt is None else f"{rt:.2f}",
+                _n(row["turns_per_s_1"]),
+                _n(row["turns_per_s_8"]),
+                ""
+                if raw is None
+                else f"{row['turns_per_s_1'] / raw['turns_per_s_1']:.2f} / "
+                f"{row['turns_per_s_8'] / raw['turns_per_s_8']:.2f}",
+            ]
+        )
+    return [
+        f"**Server stores** (`benchmarks/server_turns.py`): {data['sessions']} sessions × "
+        f"{data['turns']} turns per process, beside raw-driver loops.",
+        "",
+        *_table(
+            [
+                "system",
+                "round trips / commit",
+                "turns/s, 1 process",
+                "turns/s, 8 processes",
+                "× raw (1 / 8)",
+            ],
+            body,
+        ),
+    ]
+
+
+def runtime(data: Json) -> list[str]:
+    out = ["**The runtime** (`benchmarks/runtime.py`, `tether.Sessions` on SQLite): median µs.", ""]
+    out += _table(
+        ["history items", "cached worker turn", "uncached turn"],
+        [[_n(r["n"]), _n(r["cached_us"]), _n(r["uncached_us"])] for r in data["turns"]],
+    )
+    fork = data["fork"]
+    out += [
+        f"`Sessions.fork` of {_n(fork['n'])} items: {_n(fork['fork_us'])} µs; one commit on the "
+        f"same store: {_n(fork['commit_us'])} µs.",
+        "",
+    ]
+    return out
+
+
+def memory(data: Json) -> list[str]:
+    worker, long = data["worker"], data["long_session"]
+    reads = long["reads"]
+    return [
+        f"**Memory** (`benchmarks/memory.py`). A worker serving {_n(worker['turns'])} turns "
+        f"({worker['open_conversations']} conversations open, {worker['turns_per_conversation']}"
+        f" turns each, `Sessions(cache_size={worker.get('cache_size', '?')})`, SQLite): RSS "
+        f"{worker['rss_warm_kib'] / 1024:.1f} MiB at turn {_n(worker['rss_warm_at_turn'])}, "
+        f"{worker['rss_last_kib'] / 1024:.1f} MiB at the end "
+        f"({worker['growth_per_10k_turns_kib']:+,.0f} KiB per 10,000 turns).",
+        "",
+        f"Reading a {_n(long['n'])}-message session:",
+        "",
+        *_table(
+            ["read", "peak MiB allocated", "seconds"],
+            [[r["read"], f"{r['peak_bytes'] / 2**20:.1f}", f"{r['seconds']:.2f}"] for r in reads],
+        ),
+    ]
+
+
+def targets(results: dict[str, Json | None]) -> list[str]:
+    """Each WORKLOAD.md target: met or missed, with the figure that says so."""
+    ct, server = results.get("chat_turn"), results.get("server")
+    rows: list[list[str]] = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    if ct:
+        a = ct["figure_a"]
+        for n in (1000, 5000):
+            row = _one(a, system="tether sqlite whole", n=n)
+            if row:
+                rows.append(
+                    [
+                        f"whole-history turn within 1.3× raw at n={_n(n)}",
+                        f"{row['ratio_to_raw']:.2f}×",
+                        verdict(row["ratio_to_raw"] <= 1.3),
+                    ]
+                )
+        small, big = (
+            _one(a, system="tether sqlite cached", n=10),
+            _one(a, system="tether sqlite cached", n=5000),
+        )
+        if small and big:
+            ratio = big["median_us"] / small["median_us"]
+            rows.append(
+                [
+                    "cached worker flat: n=5,000 within 2× its n=10 figure",
+                    f"{ratio:.2f}× ({_n(big['median_us'])} against {_n(small['median_us'])} µs)",
+                    verdict(ratio <= 2),
+                ]
+            )
+        b = _one(ct["figure_b"], system="tether sqlite whole")
+        if b:
+            rows.append(
+                [
+                    "B at least half the raw baseline",
+                    f"{b['ratio_to_raw']:.2f}×",
+                    verdict(b["ratio_to_raw"] >= 0.5),
+                ]
+            )
+        fork = _one(ct["figure_e"], system="tether sqlite", op="fork")
+        commit = _one(ct["figure_e"], system="tether sqlite", op="commit")
+        if fork and commit:
+            ratio = fork["median_us"] / commit["median_us"]
+            rows.append(
+                [
+                    f"fork of {_n(fork['n'])} messages no dearer than one commit",
+                    f"{_n(fork['median_us'])} against {_n(commit['median_us'])} µs ({ratio:.2f}×)",
+                    verdict(ratio <= 1.0),
+                ]
+            )
+        f_rows = _by(ct["figure_f"], "system", "tether sqlite")
+        if len(f_rows) >= 2:
+            few, many = f_rows[0], f_rows[-1]
+            ratio = many["median_us"] / few["median_us"]
+            rows.append(
+                [
+                    "listing independent of total sessions",
+                    f"{_n(many['median_us'])} µs at {_n(many['sessions'])} against "
+                    f"{_n(few['median_us'])} µs at {_n(few['sessions'])} ({ratio:.2f}×)",
+                    verdict(ratio <= 1.5),
+                ]
+            )
+    if server and server.get("systems"):
+        systems = server["systems"]
+        for kind in ("redis", "postgres"):
+            raw = systems.get(f"raw {kind}")
+            cached = systems.get(f"tether {kind} cached")
+            if not raw or not cached:
+                continue
+            rt = cached["round_trips_per_commit"]
+            rows.append([f"{kind}: one round trip per commit", f"{rt:.2f}", verdict(rt <= 1.05)])
+            ratio = min(
+                cached["turns_per_s_1"] / raw["turns_per_s_1"],
+                cached["turns_per_s_8"] / raw["turns_per_s_8"],
+            )
+            rows.append(
+                [
+                    f"{kind}: at least half a raw-driver loop's turns/s (worst of 1 and 8 "
+                    "processes)",
+                    f"{ratio:.2f}×",
+                    verdict(ratio >= 0.5),
+                ]
+            )
+    return [
+        "**Against the targets** (`shared/bench/WORKLOAD.md`), this run:",
+        "",
+        *_table(["target", "figure", "status"], rows),
+    ]
+
+
+def machine(ct: Json | None, elapsed: float | None) -> list[str]:
+    if not ct:
+        return []
+    m = ct["machine"]
+    python = str(m["python"]).split()[0]
+    load = m.get("loadavg")
+    return [
+        f"Run {str(m['date'])[:16].replace('T', ' ')} UTC on {m['platform']}, "
+        f"{m['cpu_count']} CPUs, Python {python}, SQLite {m['sqlite']}, tether {m['tether']}"
+        + (f", load average {load[0]:.2f} at the start" if load else "")
+        + (f"; the whole run took {elapsed / 60:.1f} minutes" if elapsed else "")
+        + (" (`--quick`: a smoke run, not figures to quote)" if ct["settings"].get("quick") else "")
+        + ".",
+        "",
+    ]
+
+
+def render(directory: Path) -> str:
+    results = {
+        name: _load(directory, name)
+        for name in ("chat_turn", "peers", "server", "runtime", "memory")
+    }
+    meta = _load(directory, "run") or {}
+    ct = results["chat_turn"]
+    out: list[str] = [BEGIN, ""]
+    out += machine(ct, meta.get("elapsed_s"))
+    if ct:
+        out += targets(results)
+        out += ["![Chat-turn latency by history length, log-log](img/latency.png)", ""]
+        for part in (figure_a, figure_b, figure_c, figure_d, figure_e, figure_f, durability):
+            out += part(ct)
+    else:
+        out += ["chat_turn: not run", ""]
+    sections: tuple[tuple[str, Callable[[Json], list[str]]], ...] = (
+        ("peers", peers),
+        ("server", servers),
+        ("runtime", runtime),
+        ("memory", memory),
+    )
+    for name, section in sections:
+        data = results[name]
+        out += section(data) if data else [f"{name}: not run in this run.", ""]
+    if meta.get("steps"):
+        out += [
+            "Steps and their times: "
+            + "; ".join(f"`{s['command']}` {s['seconds']:.0f} s" for s in meta["steps"]),
+            "",
+        ]
+    out.append(END)
+    return "\n".join(out) + "\n"
+
+
+def splice(doc: Path, block: str) -> None:
+    text = doc.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{doc} has no {BEGIN} ... {END} block to replace")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(head + block.rstrip("\n") + tail)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("results", type=Path, help="the directory the run's JSON files are in")
+    parser.add_argument("--docs", type=Path, help="also replace the bench block of this file")
+    args = parser.parse_args(argv)
+    block = render(args.results)
+    (args.results / "report.md").write_text(block)
+    print(f"wrote {args.results / 'report.md'}")
+    if args.docs:
+        splice(args.docs, block)
+        print(f"updated {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,9 +40,14 @@ class AuditedStore(Store):
         return created
 
     def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
-        return self.inner.load(session_id, last=last, after=after)
+        return self.inner.load(session_id, last=last, after=after, limit=limit)
 
     def commit(
         self,
@@ -144,9 +149,14 @@ class AsyncAuditedStore(AsyncStore):
         return created
 
     async def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
-        return await self.inner.load(session_id, last=last, after=after)
+        return await self.inner.load(session_id, last=last, after=after, limit=limit)
 
     async def commit(
         self,

@@ -183,6 +183,38 @@ async def test_get_info_exists_history(sessions: AsyncSessions) -> None:
         await sessions.get("nope")
 
 
+async def test_history_pages_with_limit_and_iter_history(sessions: AsyncSessions) -> None:
+    texts = [f"m{i}" for i in range(10)]
+    await sessions.create(session_id="long", history=_msgs(*texts))
+    uncached = AsyncSessions(sessions.store, cache_size=0)
+    for runtime in (uncached, sessions):  # read from the store, then from the cache
+        assert [i["seq"] for i in await runtime.history("long", limit=3)] == [1, 2, 3]
+        assert [i["seq"] for i in await runtime.history("long", after=7, limit=5)] == [8, 9, 10]
+        assert [i["seq"] for i in await runtime.history("long", last=4, limit=2)] == [7, 8]
+        assert await runtime.history("long", after=10, limit=1) == []
+        for bad in (0, -2, True, "3"):
+            with pytest.raises(tether.InvalidRequest):
+                await runtime.history("long", limit=bad)  # type: ignore[arg-type]
+        await runtime.get("long")
+    pages = sessions.iter_history("long", page_size=3)
+    assert [i["content"] async for i in pages] == texts
+    pages = sessions.iter_history("long", after=8, page_size=3)
+    assert [i["seq"] async for i in pages] == [9, 10]
+    with pytest.raises(tether.InvalidRequest):
+        sessions.iter_history("long", page_size=0)
+    seen: list[int] = []
+
+    async def read_while_compacted() -> None:
+        async for item in sessions.iter_history("long", page_size=4):
+            seen.append(item["seq"])
+            if item["seq"] == 4:  # between the first page and the second
+                await sessions.store.replace_history("long", 1, _msgs("summary"))
+
+    with pytest.raises(tether.ConflictError, match="replaced during iteration"):
+        await read_while_compacted()
+    assert seen == [1, 2, 3, 4]
+
+
 async def test_cached_session_sees_other_writers(sessions: AsyncSessions) -> None:
     await sessions.create(session_id="s1", history=_msgs("a"))
     await sessions.get("s1")  # now cached

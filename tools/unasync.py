@@ -24,7 +24,7 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     (
         ROOT / "src/tether/testing/_async_suite.py",
         ROOT / "src/tether/testing/_sync_suite.py",
-        [],
+        [(r"\bAsyncIterator\b", "Iterator")],
     ),
     # --- the session runtime --------------------------------------------------------------
     (
@@ -32,6 +32,7 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/sessions_sync.py",
         [
             (r"\bAsyncSessions\b", "Sessions"),
+            (r"\bAsyncIterator\b", "Iterator"),
             (r"\bcall_hook\b", "call_hook_sync"),
             (r"\bapublish\b", "publish"),
             (r"\b__aenter__\b", "__enter__"),

@@ -25,7 +25,14 @@ from pydantic import ValidationError
 from . import _json
 from ._ids import validate_session_id
 from ._time import from_micros, to_micros
-from .errors import AlreadyClaimed, CorruptSession, InvalidRequest, InvalidSessionData, LeaseLost
+from .errors import (
+    AlreadyClaimed,
+    ConflictError,
+    CorruptSession,
+    InvalidRequest,
+    InvalidSessionData,
+    LeaseLost,
+)
 from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
 from .schema import schema
 
@@ -321,8 +328,19 @@ def check_window(last: int | None, after: int | None) -> None:
             raise InvalidRequest(f"{name} must be >= 0, not {value}")
 
 
-def window(seqs: Sequence[int], last: int | None, after: int | None) -> slice:
-    """The slice of an ascending ``seqs`` list that ``load(last=, after=)`` returns."""
+def check_limit(limit: int | None, *, name: str = "limit", optional: bool = True) -> None:
+    """A page size: ``load(limit=)`` takes None (no limit) or an int >= 1."""
+    if limit is None and optional:
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        none = " or None (no limit)" if optional else ""
+        raise InvalidRequest(f"{name} must be an int >= 1{none}, not {limit!r}")
+
+
+def window(
+    seqs: Sequence[int], last: int | None, after: int | None, limit: int | None = None
+) -> slice:
+    """The slice of an ascending ``seqs`` list that ``load(last=, after=, limit=)`` returns."""
     start = 0
     if after is not None:
         # bisect by hand: seqs are ascending and contiguous in practice, but never assume it
@@ -336,7 +354,58 @@ def window(seqs: Sequence[int], last: int | None, after: int | None) -> slice:
         start = lo
     if last is not None:
         start = max(start, len(seqs) - last)
-    return slice(start, len(seqs))
+    stop = len(seqs) if limit is None else min(len(seqs), start + limit)
+    return slice(start, stop)
+
+
+class HistoryPages:
+    """Where ``iter_history`` is between two pages (shared by its sync and async sides).
+
+    Each page is ``load(after=self.after, limit=self.page_size)``; :meth:`take` checks it
+    against the first page and moves ``after`` past it.
+    """
+
+    def __init__(self, session_id: str, after: int | None, page_size: int) -> None:
+        validate_session_id(session_id)
+        check_window(None, after)
+        check_limit(page_size, name="page_size", optional=False)
+        self.session_id = session_id
+        self.after = after
+        self.page_size = page_size
+        self._first: SessionHeader | None = None
+
+    def take(self, page: Session) -> tuple[list[HistoryItem], bool]:
+        """The page's items and whether another page follows.
+
+        Raises :class:`ConflictError` if the history was replaced (``first_seq`` moved past
+        the next seq expected) or the session deleted and created again since the first page.
+        Items appended meanwhile are simply read: iteration ends at the page whose items reach
+        that page's ``last_seq``.
+        """
+        first = self._first
+        if first is None:
+            self._first = page.header
+        else:
+            how = None
+            if page.created_at != first.created_at:
+                how = "the session was deleted and created again"
+            elif self.after is not None and page.first_seq > self.after + 1:
+                how = f"its history now starts at seq {page.first_seq}"
+            if how is not None:
+                raise ConflictError(
+                    self.session_id,
+                    first.version,
+                    page.version,
+                    f"the history of session {self.session_id!r} was replaced during "
+                    f"iteration ({how}; version {first.version} when it began, {page.version} "
+                    f"now): the items after seq {self.after} it was reading are gone. Start "
+                    "the iteration again.",
+                )
+        items = page.history
+        if not items or items[-1]["seq"] >= page.last_seq:
+            return items, False
+        self.after = int(items[-1]["seq"])
+        return items, True
 
 
 def fork_count(parent: Doc, at: int) -> int:

@@ -5,7 +5,7 @@ One object to create, load, change, fork, list and retire sessions over any stor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -216,22 +216,39 @@ class AsyncSessions:
         return await self.store.exists(session_id)
 
     async def history(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[HistoryItem]:
-        """A window of the history: the last N items, or the items after a ``seq``.
+        """A window of the history: the last N items, or the items after a ``seq``; with
+        ``limit``, at most that many of the window's oldest items (see ``Store.load``).
 
         Served from the cache when this object holds the session (refreshed with only what
         is new), else read from the store as just that window.
         """
         _core.check_window(last, after)
+        _core.check_limit(limit)
         if self._cache.get(session_id) is None:
-            return (await self.store.load(session_id, last=last, after=after)).history
+            loaded = await self.store.load(session_id, last=last, after=after, limit=limit)
+            return loaded.history
         session = await self._fetch(session_id)
         # the cached history is whole and contiguous from first_seq: the window is arithmetic
         start = 0 if after is None else max(0, after - session.first_seq + 1)
         if last is not None:
             start = max(start, len(session.history) - last)
-        return session.history[start:]
+        return session.history[start : None if limit is None else start + limit]
+
+    def iter_history(
+        self, session_id: str, *, after: int | None = None, page_size: int = 1000
+    ) -> AsyncIterator[HistoryItem]:
+        """Every item of the history (after ``after``), a page of ``page_size`` at a time,
+        read from the store (never the cache), so memory holds one page however long the
+        history: ``async for item in sessions.iter_history(id)``. Raises ``ConflictError`` if
+        the history is replaced between two pages; see ``Store.iter_history``."""
+        return self.store.iter_history(session_id, after=after, page_size=page_size)
 
     async def list(
         self,

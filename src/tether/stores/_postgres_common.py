@@ -634,19 +634,24 @@ SELECT count(*) FROM ins
 """
 
 # The header and the window in one statement (one snapshot, one round trip): the header row
-# first (seq NULL), then one row per item. The window is a seq range: seqs are contiguous.
+# first (seq NULL), then one row per item. The window is a seq range: seqs are contiguous, so
+# a page (``limit``: the oldest items of the window) is the range (floor, floor + limit], one
+# bounded index range scan. GREATEST and LEAST ignore NULLs: a NULL ``last``, ``after`` or
+# ``limit`` bounds nothing.
 LOAD = f"""
 WITH t AS (SELECT {_NOW} AS now),
-h AS (
+f AS (
     SELECT s.*, GREATEST(s.last_seq - s.history_len, %(after)s::bigint,
                          s.last_seq - %(last)s::bigint) AS floor
     FROM {{schema}}.tether_sessions AS s, t
     WHERE s.id = %(id)s::text AND {_LIVE}
-)
+),
+h AS (SELECT f.*, LEAST(f.last_seq, f.floor + %(limit)s::bigint) AS ceiling FROM f)
 SELECT NULL::bigint AS seq, {_header_json("h")} AS data FROM h
 UNION ALL
 SELECT i.seq, i.data::text FROM h
-JOIN {{schema}}.tether_items AS i ON i.session_id = h.id AND i.seq > h.floor
+JOIN {{schema}}.tether_items AS i
+    ON i.session_id = h.id AND i.seq > h.floor AND i.seq <= h.ceiling
 WHERE h.schema_version <= %(schema)s::integer
 ORDER BY seq NULLS FIRST
 """

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from .. import _core
 from .._core import ListQuery
 from ..errors import InvalidRequest
-from ..models import Lease, Page, Session, SessionHeader, SessionStatus
+from ..models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
 
 __all__ = ["AsyncStore", "Store", "SyncBackedAsyncStore"]
 
@@ -55,14 +55,24 @@ class Store(ABC):
 
     @abstractmethod
     def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
         """The session's header and a window of its history, oldest item first.
 
         By default the whole history; ``last=N`` the newest N items (``last=0``: header only);
         ``after=S`` the items with ``seq > S`` (what a worker holding items up to ``S`` is
-        missing); both together: the newest N of those. ``history_len`` and ``last_seq`` always
-        describe the whole history. Raises :class:`~tether.errors.SessionNotFound`.
+        missing); both together: the newest N of those. ``limit=L`` returns at most the L
+        *oldest* items of that window (a page: the next one starts after the last ``seq``
+        returned; :meth:`iter_history` pages that way), and the store reads only those from
+        storage. ``history_len`` and ``last_seq`` always describe the whole history.
+        ``last`` and ``after`` are ints >= 0, ``limit`` an int >= 1, each or None; anything else
+        raises :class:`~tether.errors.InvalidRequest` before any I/O. Raises
+        :class:`~tether.errors.SessionNotFound`.
         """
 
     @abstractmethod
@@ -197,6 +207,33 @@ class Store(ABC):
                 return
             cursor = page.next_cursor
 
+    def iter_history(
+        self, session_id: str, *, after: int | None = None, page_size: int = 1000
+    ) -> Iterator[HistoryItem]:
+        """Every item of the history (with ``seq > after``), oldest first, a page at a time.
+
+        Each page is one ``load(session_id, after=..., limit=page_size)``, so at most one page
+        is held in memory however long the history: use it to export, scan or replay a long
+        session. Items committed while it runs are yielded too; it ends at the page whose items
+        reach that page's ``last_seq``. If the history is replaced (``replace_history``) or the
+        session deleted and created again between two pages, the next page raises
+        :class:`~tether.errors.ConflictError` (what was yielded is no longer the session's
+        history: start again); a session deleted meanwhile raises
+        :class:`~tether.errors.SessionNotFound`. A bad ``after`` or ``page_size`` (an int >= 1)
+        raises :class:`~tether.errors.InvalidRequest` at the call, before any I/O.
+        """
+        return self._history_pages(_core.HistoryPages(session_id, after, page_size))
+
+    def _history_pages(self, pages: _core.HistoryPages) -> Iterator[HistoryItem]:
+        while True:
+            page = self.load(pages.session_id, after=pages.after, limit=pages.page_size)
+            items, more = pages.take(page)
+            del page  # hold one page at a time
+            yield from items
+            if not more:
+                return
+            del items
+
     def __enter__(self: _S) -> _S:
         return self
 
@@ -218,7 +255,12 @@ class AsyncStore(ABC):
 
     @abstractmethod
     async def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
         """See :meth:`Store.load`."""
 
@@ -311,6 +353,23 @@ class AsyncStore(ABC):
                 return
             cursor = page.next_cursor
 
+    def iter_history(
+        self, session_id: str, *, after: int | None = None, page_size: int = 1000
+    ) -> AsyncIterator[HistoryItem]:
+        """See :meth:`Store.iter_history`: ``async for item in store.iter_history(id)``."""
+        return self._history_pages(_core.HistoryPages(session_id, after, page_size))
+
+    async def _history_pages(self, pages: _core.HistoryPages) -> AsyncIterator[HistoryItem]:
+        while True:
+            page = await self.load(pages.session_id, after=pages.after, limit=pages.page_size)
+            items, more = pages.take(page)
+            del page  # hold one page at a time
+            for item in items:
+                yield item
+            if not more:
+                return
+            del items
+
     async def __aenter__(self: _A) -> _A:
         return self
 
@@ -347,9 +406,16 @@ class SyncBackedAsyncStore(AsyncStore):
         return await self._call(self.sync.create, session)
 
     async def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
-        return await self._call(self.sync.load, session_id, last=last, after=after)
+        if limit is None:  # as before limit= existed: a store written then still works here
+            return await self._call(self.sync.load, session_id, last=last, after=after)
+        return await self._call(self.sync.load, session_id, last=last, after=after, limit=limit)
 
     async def commit(
         self,

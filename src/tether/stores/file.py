@@ -40,7 +40,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .. import _core, _json
 from .._ids import validate_session_id
@@ -66,6 +66,7 @@ __all__ = ["AsyncFileStore", "FileStore"]
 log = logging.getLogger(__name__)
 
 _FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
+_LENGTH = struct.Struct(">I")  # a frame's first field alone
 
 
 def _frame(payload: bytes) -> bytes:
@@ -89,29 +90,60 @@ def _scan(data: bytes) -> tuple[list[tuple[int, int]], int]:
     return records, pos
 
 
+_SKIP_CHUNK = 1 << 16
+
+
+def _skip_frames(handle: BinaryIO, size: int, count: int) -> tuple[int, int]:
+    """Move ``handle`` past the first ``count`` frames of the log's first ``size`` bytes,
+    reading only their headers (a chunk of at most ``_SKIP_CHUNK`` bytes at a time; a frame's
+    payload is never read unless it shares a chunk with the next header). Returns the position
+    reached and the frames skipped: fewer than ``count`` if the log ends first."""
+    header_size = _FRAME.size
+    pos = skipped = chunk_start = 0
+    chunk = b""
+    while skipped < count and pos + header_size <= size:
+        offset = pos - chunk_start
+        if offset + header_size > len(chunk):
+            handle.seek(pos)
+            chunk, chunk_start, offset = handle.read(min(_SKIP_CHUNK, size - pos)), pos, 0
+            if len(chunk) < header_size:
+                break
+        (length,) = _LENGTH.unpack_from(chunk, offset)
+        if pos + header_size + length > size:
+            break
+        pos += header_size + length
+        skipped += 1
+    handle.seek(pos)
+    return pos, skipped
+
+
 def _decode_records(
     session_id: str, data: bytes, records: list[tuple[int, int]], first_index: int
 ) -> list[HistoryItem]:
-    """Decode records, checking each checksum.
+    """Decode records, checking each checksum (see :func:`_decode_record`)."""
+    view = memoryview(data)
+    items: list[HistoryItem] = []
+    for index, (offset, length) in enumerate(records, first_index):
+        _, crc = _FRAME.unpack_from(data, offset - _FRAME.size)
+        items.append(_decode_record(session_id, view[offset : offset + length], crc, index))
+    return items
+
+
+def _decode_record(session_id: str, payload: bytes | memoryview, crc: int, index: int) -> Any:
+    """One record's item, its checksum checked.
 
     A record that fails it was damaged after it was committed (a crash cannot do that: torn
     tails lie past the committed length and are never read), so it raises
     :class:`CorruptSession` rather than quietly returning a history with a hole in it.
     """
-    items: list[HistoryItem] = []
-    view = memoryview(data)
-    for index, (offset, length) in enumerate(records, first_index):
-        payload = view[offset : offset + length]
-        _, crc = _FRAME.unpack_from(data, offset - _FRAME.size)
-        try:
-            if zlib.crc32(payload) != crc:
-                raise ValueError("checksum mismatch")
-            items.append(_json.loads(payload))
-        except ValueError as exc:  # JSONDecodeError is a ValueError
-            raise CorruptSession(
-                session_id, f"history item {index + 1} in its log is damaged ({exc})"
-            ) from exc
-    return items
+    try:
+        if zlib.crc32(payload) != crc:
+            raise ValueError("checksum mismatch")
+        return _json.loads(payload)
+    except ValueError as exc:  # JSONDecodeError is a ValueError
+        raise CorruptSession(
+            session_id, f"history item {index + 1} in its log is damaged ({exc})"
+        ) from exc
 
 
 class FileStore(Store):
@@ -272,6 +304,58 @@ class FileStore(Store):
             )
         return _decode_records(session_id, data, records[start:], start), len(records)
 
+    def _read_window(
+        self,
+        session_id: str,
+        doc: _core.Doc,
+        gen: int,
+        log_size: int,
+        *,
+        start: int,
+        limit: int | None,
+    ) -> list[HistoryItem]:
+        """At most ``limit`` items from index ``start`` on, read frame by frame.
+
+        The frames before ``start`` are skipped by their 8-byte headers (see
+        :func:`_skip_frames`: their items are never decoded) and reading stops once the page is
+        full, so a page costs memory for its own items only. A log cut short inside its
+        committed part loads the complete records before the cut, with a warning, as
+        :meth:`_read_items` does.
+        """
+        try:
+            handle = open(self._log_path(session_id, gen), "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            if log_size == 0:
+                return []
+            raise CorruptSession(session_id, "its history log is missing") from None
+        items: list[HistoryItem] = []
+        header_size = _FRAME.size
+        with handle:
+            intact_size = min(log_size, os.fstat(handle.fileno()).st_size)
+            pos, index = _skip_frames(handle, intact_size, start)
+            cut = index < start  # the log ended before the window: cut short
+            while not cut and pos < log_size and (limit is None or len(items) < limit):
+                head = handle.read(header_size) if pos + header_size <= log_size else b""
+                if len(head) < header_size:
+                    cut = True
+                    break
+                length, crc = _FRAME.unpack(head)
+                end = pos + header_size + length
+                payload = handle.read(length) if end <= log_size else b""
+                if len(payload) < length:
+                    cut = True
+                    break
+                items.append(_decode_record(session_id, payload, crc, index))
+                pos, index = end, index + 1
+        if cut:
+            log.warning(
+                "session %r: history log is cut short: %d of %d items are intact; loading those",
+                session_id,
+                index,
+                doc["history_len"],
+            )
+        return items
+
     # --- the contract --------------------------------------------------------------------------
 
     def create(self, session: Session) -> Session:
@@ -315,9 +399,15 @@ class FileStore(Store):
             self._log_path(session_id, gen).unlink()
 
     def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
         _core.check_window(last, after)
+        _core.check_limit(limit)
         with self._locked(session_id, shared=True):
             doc, gen, log_size = self._live_header(session_id, to_micros(self._clock()))
             # Records are in seq order, contiguous from first_seq: the window is an index range.
@@ -330,7 +420,7 @@ class FileStore(Store):
             if start >= doc["history_len"]:
                 items: list[HistoryItem] = []
             else:
-                items = self._read_items(session_id, doc, gen, log_size, start)[0]
+                items = self._read_window(session_id, doc, gen, log_size, start=start, limit=limit)
         return _core.readable_session(doc, items)
 
     def _prepare_write(

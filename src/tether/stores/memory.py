@@ -93,14 +93,20 @@ class MemoryStore(Store):
         return _core.make_session(_core.json_copy(doc, what="header"), _decode(doc["id"], encoded))
 
     def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
         validate_session_id(session_id)
         _core.check_window(last, after)
+        _core.check_limit(limit)
         with self._lock:
             entry = self._get(session_id, self._now())
             doc = entry.doc
-            raw = entry.items[_core.window(entry.seqs, last, after)]
+            raw = entry.items[_core.window(entry.seqs, last, after, limit)]
         # doc is replaced (never mutated) on writes, so decoding outside the lock is safe
         return _core.readable_session(
             _core.json_copy(doc, what="header"), _core.decode_items(session_id, raw)

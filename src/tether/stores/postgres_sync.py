@@ -352,15 +352,22 @@ class PostgresStore(Store):
         return _core.make_session(doc, common.stored_items(texts, stamps, 1, iso))
 
     def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
         validate_session_id(session_id)
         _core.check_window(last, after)
+        _core.check_limit(limit)
         params = {
             "id": session_id,
             "now": self._now(),
             "last": last,
             "after": after,
+            "limit": limit,
             "schema": schema.current,
         }
         with self._connection("load") as conn:

@@ -165,7 +165,7 @@ class RedisStore(Store):
         version and schema version. A loser of a race just retries its commit.
         """
         keys = self.keys.session(session_id)[:2]
-        raw = rc.loaded_raw(session_id, self._run("load", keys, [self._now(), 0, ""]))
+        raw = rc.loaded_raw(session_id, self._run("load", keys, [self._now(), 0, "", ""]))
         if raw is None:
             return
         doc = raw[0]
@@ -174,7 +174,7 @@ class RedisStore(Store):
             return
         items = None
         if schema.items_need_upgrade(old):
-            raw = rc.loaded_raw(session_id, self._run("load", keys, [self._now(), "", ""]))
+            raw = rc.loaded_raw(session_id, self._run("load", keys, [self._now(), "", "", ""]))
             if raw is None or raw[0]["version"] != doc["version"]:
                 return
             items = _core.upgrade_items(raw[1], old)
@@ -250,21 +250,27 @@ class RedisStore(Store):
         rc.restored(doc["id"], reply)
 
     def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
         validate_session_id(session_id)
         _core.check_window(last, after)
+        _core.check_limit(limit)
         keys = self.keys.session(session_id)[:2]
-        if rc.use_transaction(last, after):
+        if rc.use_transaction(last, after, limit):
             now = None if self._clock is None else to_micros(self._clock())
             pipe = self.client.pipeline(transaction=True)
             pipe.hmget(keys[0], rc.HEADER_FIELDS)
-            pipe.lrange(keys[1], 0 if last is None else -last, -1)
+            pipe.lrange(keys[1], *rc.transaction_range(last, limit))
             if now is None:
                 pipe.time()
             replies = self._guarded("load", pipe.execute)
             return rc.transaction_session(session_id, now, replies)
-        args = [self._now(), "" if last is None else last, "" if after is None else after]
+        args = [self._now(), *(("" if v is None else v) for v in (last, after, limit))]
         return rc.loaded_session(session_id, self._run("load", keys, args))
 
     def commit(

@@ -128,19 +128,20 @@ _NO_LAST = 1 << 62  # ``last=None``: a window reaching past any history
 # The common load in ONE statement (an autocommit SELECT reads one consistent snapshot, so no
 # BEGIN/COMMIT is needed): the header and, when the window
 # is small and the session shares none, its items already joined. ?1 after, ?2 last, ?3 the
-# join limit, ?4 the id. Anything else goes through _load_window in a read transaction.
+# join limit, ?4 the id, ?5 the limit (a page: the oldest ?5 items of the window). Anything
+# else goes through _read_items in a read transaction.
 _FLOOR = "max(s.last_seq - s.history_len, ?1, s.last_seq - ?2)"
 _SHARES = "EXISTS (SELECT 1 FROM tether_item_shares WHERE session_id = s.id)"
 _LOAD_ONE = (
     f"SELECT {', '.join('s.' + c for c in _HEADER_COLUMNS)}, "
-    f"CASE WHEN s.last_seq - {_FLOOR} BETWEEN 1 AND ?3 AND NOT {_SHARES} THEN "
+    f"CASE WHEN min(s.last_seq - {_FLOOR}, ?5) BETWEEN 1 AND ?3 AND NOT {_SHARES} THEN "
     "(SELECT CAST('[' || group_concat(data, ',') || ']' AS BLOB) FROM "
-    f"(SELECT data FROM tether_items WHERE session_id = s.id AND seq > {_FLOOR} ORDER BY seq)) "
-    "END FROM tether_sessions s WHERE s.id = ?4"
+    f"(SELECT data FROM tether_items WHERE session_id = s.id AND seq > {_FLOOR} ORDER BY seq "
+    "LIMIT ?5)) END FROM tether_sessions s WHERE s.id = ?4"
 )
 _SELECT_JOINED = (
     "SELECT CAST('[' || group_concat(data, ',') || ']' AS BLOB) FROM "
-    "(SELECT data FROM tether_items WHERE session_id = ? AND seq > ? ORDER BY seq)"
+    "(SELECT data FROM tether_items WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?)"
 )
 
 # Forks share rows. A fork does not copy its parent's items: it records, in
@@ -159,17 +160,32 @@ Share = tuple[int, int, str]  # (lo, hi, source_id): seqs in (lo, hi] are source
 
 
 def _items_query(
-    session_id: str, shares: Sequence[Share], floor: int, columns: str = "CAST(data AS BLOB)"
+    session_id: str,
+    shares: Sequence[Share],
+    floor: int,
+    columns: str = "CAST(data AS BLOB)",
+    limit: int | None = None,
 ) -> tuple[str, list[Any]]:
     """A SELECT of ``columns`` (of ``seq, data``) for every item of ``session_id`` after
-    ``floor``, in order: its own rows and the rows its shares point at. Only fixed fragments
-    are joined; every value is a bound parameter."""
-    parts, params = [_OWN_ITEMS], [session_id, floor]
+    ``floor``, in order: its own rows and the rows its shares point at; with ``limit``, only
+    the first ``limit`` of them (seqs are contiguous, so each part is also cut at seq
+    ``floor + limit`` and no row past the page is read). Only fixed fragments are joined;
+    every value is a bound parameter."""
+    ceiling = None if limit is None else floor + limit
+    own = _OWN_ITEMS if ceiling is None else f"{_OWN_ITEMS} AND seq <= ?"
+    parts, params = [own], [session_id, floor]
+    if ceiling is not None:
+        params.append(ceiling)
     for lo, hi, source_id in shares:
-        if hi > floor:
+        top = hi if ceiling is None else min(hi, ceiling)
+        if top > max(lo, floor):
             parts.append(_SHARED_ITEMS)
-            params += [source_id, max(lo, floor), hi]
-    return f"SELECT {columns} FROM ({' UNION ALL '.join(parts)}) ORDER BY seq", params
+            params += [source_id, max(lo, floor), top]
+    sql = f"SELECT {columns} FROM ({' UNION ALL '.join(parts)}) ORDER BY seq"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params
 
 
 def _fork_shares(parent_id: str, parent_shares: Sequence[Share], at: int) -> list[Share]:
@@ -485,12 +501,24 @@ class SQLiteStore(Store):
         return _core.make_session(doc, _core.decode_items(session_id, [d for _, d in encoded]))
 
     def load(
-        self, session_id: str, *, last: int | None = None, after: int | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> Session:
         validate_session_id(session_id)
         _core.check_window(last, after)
+        _core.check_limit(limit)
         now = self._now()
-        params = (after or 0, _NO_LAST if last is None else last, _JOIN_LIMIT, session_id)
+        params = (
+            after or 0,
+            _NO_LAST if last is None else last,
+            _JOIN_LIMIT,
+            session_id,
+            _NO_LAST if limit is None else limit,
+        )
         with self._lock:
             try:
                 row = self._conn.execute(_LOAD_ONE, params).fetchone()
@@ -514,6 +542,8 @@ class SQLiteStore(Store):
                 raise SessionNotFound(session_id)
             floor = self._floor(current, last, after)
             count = current["last_seq"] - floor
+            if limit is not None:
+                count = min(count, limit)
             history = self._read_items(conn, session_id, floor, count) if count > 0 else []
         return _core.readable_session(current, history)
 
@@ -534,9 +564,9 @@ class SQLiteStore(Store):
         """The ``count`` items after seq ``floor``, inside the caller's read transaction."""
         shares = conn.execute(_SELECT_SHARES, (session_id,)).fetchall()
         if not shares and count <= _JOIN_LIMIT:
-            (joined,) = conn.execute(_SELECT_JOINED, (session_id, floor)).fetchone()
+            (joined,) = conn.execute(_SELECT_JOINED, (session_id, floor, count)).fetchone()
             return _core.decode_item_array(session_id, joined) if joined else []
-        sql, params = _items_query(session_id, shares, floor)
+        sql, params = _items_query(session_id, shares, floor, limit=count)
         return _core.decode_items(session_id, [row[0] for row in conn.execute(sql, params)])
 
     def commit(

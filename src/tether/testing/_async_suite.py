@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -26,6 +26,7 @@ from .. import (
     SessionStatus,
     UnsupportedSchemaVersion,
 )
+from ..models import HistoryItem
 from ..schema import schema
 from ._clock import FakeClock
 from ._workers import (
@@ -50,6 +51,17 @@ def _items(count: int, prefix: str = "m") -> list[dict[str, Any]]:
         {"role": "user" if i % 2 == 0 else "assistant", "content": f"{prefix}{i}"}
         for i in range(count)
     ]
+
+
+async def _take(pages: AsyncIterator[HistoryItem], count: int | None = None) -> list[HistoryItem]:
+    """The next ``count`` items of an ``iter_history`` (fewer if it ends; None: all that are
+    left); the iteration stays where it is, to be resumed."""
+    taken: list[HistoryItem] = []
+    async for item in pages:
+        taken.append(item)
+        if len(taken) == count:
+            break
+    return taken
 
 
 def _past() -> datetime:
@@ -288,6 +300,166 @@ class AsyncStoreConformance:
         await store.commit(created.id, 1, append=_items(2, "new"))
         fresh = await store.load(created.id, after=held)
         assert [i["content"] for i in fresh.history] == ["new0", "new1"]
+
+    # --- pages: load(limit=) and iter_history -------------------------------------------------
+
+    async def test_load_limit_returns_the_oldest_items_of_the_window(
+        self, store: AsyncStore
+    ) -> None:
+        created = await store.create(Session(history=_items(40)))
+        await store.commit(created.id, 1, changes={"state": {"k": 1}})
+        whole = await store.load(created.id)
+
+        async def seqs(**window: int) -> list[int]:
+            loaded = await store.load(created.id, **window)
+            # a page never changes what the header says about the whole history
+            assert loaded.header == whole.header
+            if loaded.history:
+                start = loaded.history[0]["seq"] - 1
+                assert loaded.history == whole.history[start : start + len(loaded.history)]
+            return [item["seq"] for item in loaded.history]
+
+        assert await seqs(limit=3) == [1, 2, 3]
+        assert await seqs(limit=1) == [1]
+        assert await seqs(limit=35) == list(range(1, 36))
+        assert await seqs(limit=40) == list(range(1, 41))
+        assert await seqs(limit=1000) == list(range(1, 41))  # past the end
+        assert await seqs(after=4, limit=3) == [5, 6, 7]
+        assert await seqs(after=38, limit=5) == [39, 40]
+        assert await seqs(after=40, limit=1) == []
+        assert await seqs(after=99, limit=1) == []
+        assert await seqs(last=5, limit=2) == [36, 37]
+        assert await seqs(last=3, limit=10) == [38, 39, 40]
+        assert await seqs(last=36, limit=33) == list(range(5, 38))
+        assert await seqs(last=36, limit=36) == list(range(5, 41))
+        assert await seqs(last=50, limit=34) == list(range(1, 35))
+        assert await seqs(last=0, limit=5) == []
+        assert await seqs(after=2, last=5, limit=2) == [36, 37]
+        assert await seqs(after=30, last=20, limit=4) == [31, 32, 33, 34]
+
+    async def test_load_limit_pages_a_compacted_history(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(5)))
+        await store.replace_history(created.id, 1, _items(6, "new"))
+        page = await store.load(created.id, limit=2)
+        assert [(i["seq"], i["content"]) for i in page.history] == [(6, "new0"), (7, "new1")]
+        assert (page.first_seq, page.last_seq, page.history_len) == (6, 11, 6)
+        assert [i["seq"] for i in (await store.load(created.id, after=2, limit=2)).history] == [
+            6,
+            7,
+        ]
+        assert [i["seq"] for i in (await store.load(created.id, after=9, limit=9)).history] == [
+            10,
+            11,
+        ]
+
+    async def test_invalid_limits_raise_before_any_read(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(3)))
+        bad_limits: list[Any] = [0, -1, -100, True, False, 1.5, "3", [1]]
+        for bad in bad_limits:
+            with pytest.raises(InvalidRequest):
+                await store.load(created.id, limit=bad)
+            # checked before any I/O: a missing session is not even looked up
+            with pytest.raises(InvalidRequest):
+                await store.load("no-such-session", limit=bad)
+            with pytest.raises(InvalidRequest):
+                store.iter_history("no-such-session", page_size=bad)
+        for bad_after in (-1, "2", 1.0):
+            with pytest.raises(InvalidRequest):
+                store.iter_history(created.id, after=bad_after)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequest):
+            store.iter_history(created.id, page_size=None)  # type: ignore[arg-type]
+        assert len((await store.load(created.id, limit=None)).history) == 3
+
+    async def test_iter_history_over_several_pages_equals_load(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(10)))
+        version = await store.commit(created.id, 1, append=_items(8, "b"))
+        await store.commit(created.id, version, append=_items(7, "c"))
+        whole = (await store.load(created.id)).history
+        assert len(whole) == 25
+        for page_size in (1, 4, 5, 24, 25, 26, 1000):
+            items = await _take(store.iter_history(created.id, page_size=page_size))
+            assert items == whole
+        assert await _take(store.iter_history(created.id)) == whole
+        empty = await store.create(Session())
+        assert await _take(store.iter_history(empty.id, page_size=2)) == []
+
+    async def test_iter_history_after(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(25)))
+        whole = (await store.load(created.id)).history
+
+        async def seqs(after: int, page_size: int) -> list[int]:
+            pages = store.iter_history(created.id, after=after, page_size=page_size)
+            return [item["seq"] async for item in pages]
+
+        assert await seqs(10, 4) == list(range(11, 26))
+        assert await seqs(0, 7) == list(range(1, 26))
+        assert await seqs(24, 3) == [25]
+        assert await seqs(25, 3) == []
+        assert await seqs(99, 3) == []
+        pages = store.iter_history(created.id, after=20, page_size=2)
+        assert await _take(pages) == whole[20:]
+
+    async def test_iter_history_of_a_missing_session_raises_not_found(
+        self, store: AsyncStore
+    ) -> None:
+        pages = store.iter_history("no-such-session", page_size=3)
+        with pytest.raises(SessionNotFound):
+            await _take(pages, 1)
+        created = await store.create(Session(history=_items(10)))
+        pages = store.iter_history(created.id, page_size=3)
+        assert [i["seq"] for i in await _take(pages, 3)] == [1, 2, 3]
+        await store.delete(created.id)
+        with pytest.raises(SessionNotFound):
+            await _take(pages, 1)
+
+    async def test_iter_history_raises_conflict_when_replaced_between_pages(
+        self, store: AsyncStore
+    ) -> None:
+        created = await store.create(Session(history=_items(10)))
+        pages = store.iter_history(created.id, page_size=3)
+        assert [i["seq"] for i in await _take(pages, 3)] == [1, 2, 3]
+        await store.replace_history(created.id, 1, _items(2, "summary"))
+        with pytest.raises(ConflictError, match="replaced during iteration") as caught:
+            await _take(pages, 1)
+        assert "again" in str(caught.value)
+        assert (caught.value.expected_version, caught.value.actual_version) == (1, 2)
+        # starting again reads the new history
+        pages = store.iter_history(created.id, page_size=3)
+        assert [i["content"] async for i in pages] == ["summary0", "summary1"]
+
+        # replaced and appended to: still a conflict, however far the seqs moved
+        other = await store.create(Session(history=_items(6)))
+        pages = store.iter_history(other.id, page_size=2)
+        assert [i["seq"] for i in await _take(pages, 2)] == [1, 2]
+        version = await store.commit(other.id, 1, append=_items(3, "more"))
+        await store.replace_history(other.id, version, _items(9, "new"))
+        with pytest.raises(ConflictError):
+            await _take(pages, 1)
+
+    async def test_iter_history_raises_conflict_when_recreated_between_pages(
+        self, store: AsyncStore, clock: FakeClock
+    ) -> None:
+        created = await store.create(Session(id="again", history=_items(6)))
+        pages = store.iter_history(created.id, page_size=2)
+        assert [i["seq"] for i in await _take(pages, 2)] == [1, 2]
+        await store.delete(created.id)
+        clock.advance(1)
+        await store.create(Session(id="again", history=_items(6, "other")))
+        with pytest.raises(ConflictError):
+            await _take(pages, 1)
+
+    async def test_iter_history_reads_items_appended_between_pages(self, store: AsyncStore) -> None:
+        # Appends are not a conflict: the iteration goes on to the last_seq the last page saw.
+        created = await store.create(Session(history=_items(6)))
+        pages = store.iter_history(created.id, page_size=4)
+        assert [i["seq"] for i in await _take(pages, 4)] == [1, 2, 3, 4]
+        version = await store.commit(created.id, 1, append=_items(3, "new"))
+        assert [i["seq"] for i in await _take(pages, 2)] == [5, 6]
+        await store.commit(created.id, version, append=_items(2, "newer"))
+        rest = [i["content"] async for i in pages]
+        assert rest == ["new0", "new1", "new2", "newer0", "newer1"]
+        # an iteration that already ended stays ended
+        assert await _take(pages, 1) == []
 
     # --- replace_history -----------------------------------------------------------------------
 

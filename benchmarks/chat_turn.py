@@ -465,6 +465,8 @@ def figure_e(stores: dict[str, StoreFactory], n: int, reps: int, root: Path) -> 
         parent = store.create(Session(history=history(n)))
         ops.append((f"tether {name}", "fork", _fork_op(store, parent.id, n)))
         ops.append((f"tether {name}", "commit", _Committer(store, n)))
+        # a fork is a new session: creating an empty one is the floor a fork can reach
+        ops.append((f"tether {name}", "create (empty session)", partial(_create_empty, store)))
     for _, _, op in ops:
         op(-1)  # warm-up
     samples = interleave(len(ops), reps, lambda i, r: ops[i][2](r), block=1)
@@ -478,6 +480,10 @@ def figure_e(stores: dict[str, StoreFactory], n: int, reps: int, root: Path) -> 
     for row in rows:
         row["ratio_to_raw"] = row["median_us"] / rows[0]["median_us"]
     return rows
+
+
+def _create_empty(store: Store, r: int) -> None:
+    store.create(Session())
 
 
 class _Committer:

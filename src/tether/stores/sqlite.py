@@ -430,13 +430,23 @@ class SQLiteStore(Store):
             raise SessionExists(session_id, version)
         self._delete_rows(conn, session_id)
 
-    @staticmethod
-    def _write_meta(conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]) -> None:
+    @classmethod
+    def _write_meta(
+        cls, conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]
+    ) -> None:
         conn.execute("DELETE FROM tether_session_meta WHERE session_id = ?", (session_id,))
-        conn.executemany(
-            "INSERT INTO tether_session_meta (session_id, key, value) VALUES (?, ?, ?)",
-            [(session_id, key, value) for key, value in _core.metadata_index(metadata)],
-        )
+        cls._insert_meta(conn, session_id, metadata)
+
+    @staticmethod
+    def _insert_meta(
+        conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]
+    ) -> None:
+        """Index a new session's metadata (its id was freed, so it has no rows yet)."""
+        rows = [(session_id, key, value) for key, value in _core.metadata_index(metadata)]
+        if rows:
+            conn.executemany(
+                "INSERT INTO tether_session_meta (session_id, key, value) VALUES (?, ?, ?)", rows
+            )
 
     @staticmethod
     def _insert_items(
@@ -497,7 +507,7 @@ class SQLiteStore(Store):
             self._free_id(conn, session_id, now)
             conn.execute(_INSERT_HEADER, row)
             self._insert_items(conn, session_id, encoded)
-            self._write_meta(conn, session_id, doc["metadata"])
+            self._insert_meta(conn, session_id, doc["metadata"])
         return _core.make_session(doc, _core.decode_items(session_id, [d for _, d in encoded]))
 
     def load(
@@ -797,7 +807,7 @@ class SQLiteStore(Store):
                     "WHERE session_id = ? AND seq > ? AND seq <= ?",
                     (child_id, offset, offset, parent_id, offset, at),
                 )
-            self._write_meta(conn, child_id, doc["metadata"])
+            self._insert_meta(conn, child_id, doc["metadata"])
         return _core.doc_to_header(doc)
 
     def restore(self, session: Session, *, replace: bool = False) -> None:
@@ -808,7 +818,7 @@ class SQLiteStore(Store):
             self._free_id(conn, session_id, self._now(), replace=replace)
             conn.execute(_INSERT_HEADER, _doc_to_row(doc))
             self._insert_items(conn, session_id, encoded)
-            self._write_meta(conn, session_id, doc["metadata"])
+            self._insert_meta(conn, session_id, doc["metadata"])
 
     def purge_expired(self) -> int:
         """Delete the sessions whose ``expires_at`` has passed; returns how many."""

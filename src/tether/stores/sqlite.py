@@ -106,6 +106,17 @@ _DB_MIGRATIONS: Sequence[Sequence[str]] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX tether_item_shares_source ON tether_item_shares (source_id, session_id)",
     ),
+    (  # 4: sessions without an owner (or agent) stay out of its index: every commit moves
+        # updated_at, and an index entry nobody can query (owner = ? never matches NULL) was
+        # one more B-tree to rewrite per commit. SQLite still uses these partial indexes for
+        # "owner = ?", which implies "owner IS NOT NULL".
+        "DROP INDEX tether_sessions_owner",
+        "CREATE INDEX tether_sessions_owner ON tether_sessions (owner, updated_at, id) "
+        "WHERE owner IS NOT NULL",
+        "DROP INDEX tether_sessions_agent",
+        "CREATE INDEX tether_sessions_agent ON tether_sessions (agent, updated_at, id) "
+        "WHERE agent IS NOT NULL",
+    ),
 )
 
 _HEADER_COLUMNS = _core.DOC_FIELDS

@@ -676,9 +676,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         b_makers: list[Callable[[], System]] = [RawSQLite]
         if "sqlite" in stores:
             b_makers.append(partial(TetherWhole, "sqlite", stores["sqlite"]))
+            b_makers.append(partial(TetherCached, "sqlite", stores["sqlite"]))
         results["figure_b"] = b_rows = figure_b(b_makers, b_sessions, b_turns, b_rounds, root)
         _table(
-            f"B. throughput: {b_sessions} sessions x {b_turns} whole-history turns, "
+            f"B. throughput: {b_sessions} sessions x {b_turns} turns (whole: the history read "
+            "every turn; cached: only what is new), "
             f"round-robin, one process, sessions start empty (median of {b_rounds} rounds)",
             b_rows,
             "system turns_per_s ratio_to_raw",

@@ -77,8 +77,9 @@ def figure_b(ct: Json) -> list[str]:
     rows = ct["figure_b"]
     plan = rows[0]
     return [
-        f"**B. Throughput**: {plan['sessions']} sessions × {plan['turns']} whole-history turns, "
-        "round-robin, one process (median of the rounds).",
+        f"**B. Throughput**: {plan['sessions']} sessions × {plan['turns']} turns, round-robin, "
+        "one process, sessions starting empty (median of the rounds); tether whole reads the "
+        "history every turn, cached only what is new.",
         "",
         *_table(
             ["system", "turns/s", "× raw"],
@@ -345,15 +346,16 @@ def targets(results: dict[str, Json | None]) -> list[str]:
                     verdict(ratio <= 2),
                 ]
             )
-        b = _one(ct["figure_b"], system="tether sqlite whole")
-        if b:
-            rows.append(
-                [
-                    "B at least half the raw baseline",
-                    f"{b['ratio_to_raw']:.2f}×",
-                    verdict(b["ratio_to_raw"] >= 0.5),
-                ]
-            )
+        for kind in ("whole", "cached"):
+            b = _one(ct["figure_b"], system=f"tether sqlite {kind}")
+            if b:
+                rows.append(
+                    [
+                        f"B at least half the raw baseline ({kind} turn)",
+                        f"{b['ratio_to_raw']:.2f}×",
+                        verdict(b["ratio_to_raw"] >= 0.5),
+                    ]
+                )
         fork = _one(ct["figure_e"], system="tether sqlite", op="fork")
         commit = _one(ct["figure_e"], system="tether sqlite", op="commit")
         if fork and commit:

@@ -15,6 +15,7 @@ from tether import (
     CorruptSession,
     InvalidRequest,
     InvalidSessionData,
+    Session,
     SessionHeader,
     SessionStatus,
     TetherError,
@@ -787,3 +788,38 @@ def test_header_and_item_migrations_are_separate() -> None:
 def test_empty_status_list_is_refused_not_a_silent_match_nothing() -> None:
     with pytest.raises(InvalidRequest, match="None for any status"):
         _core.build_list_query(status=[])
+
+
+@pytest.mark.parametrize("with_history", [False, True])
+def test_construct_trusted_builds_what_model_construct_builds(with_history: bool) -> None:
+    doc = _core.new_session_doc(
+        Session(owner="o", metadata={"k": [1]}, state={"s": 1}, options={"model": "m"}),
+        1_700_000_000_000_000,
+    )
+    doc["lease_owner"], doc["lease_expires_at"], doc["lease_fence"] = "w", 1_800_000_000_000_000, 3
+    if with_history:
+        items = [{"role": "user", "content": "hi", "seq": 1, "timestamp": "t"}]
+        fast: SessionHeader = _core.make_session(doc, items)
+        fields = _core._fields_from_doc(doc)
+        slow: SessionHeader = Session.model_construct(**fields, history=items)
+    else:
+        fast = _core.doc_to_header(doc)
+        slow = SessionHeader.model_construct(**_core._fields_from_doc(doc))
+    assert type(fast) is type(slow)
+    assert fast == slow
+    assert list(fast) == list(slow)  # same fields, same order
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.__pydantic_private__ == slow.__pydantic_private__
+    assert fast.__pydantic_extra__ == slow.__pydantic_extra__
+    assert repr(fast) == repr(slow)
+    if isinstance(fast, Session):
+        assert fast.stored_schema_version == fast.schema_version
+        fast._stored_schema_version = 1
+        assert fast.stored_schema_version == 1
+
+
+def test_construct_trusted_falls_back_when_fields_are_missing() -> None:
+    header = _core.construct_trusted(SessionHeader, {"id": "only-an-id"})
+    assert header.id == "only-an-id"
+    assert header.version == 0  # the default model_construct fills in

@@ -727,7 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ],
                 100,
                 durability_reps,
-                root,
+                root / "durability",
             )
             _table(
                 "Durability: the whole-history turn at n=100, WAL with synchronous=NORMAL "

@@ -91,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(name)
             print(f"== {name} FAILED (exit {code}) after {seconds:.0f} s")
     elapsed = time.perf_counter() - started
+    if wanted is not None and (out / "run.json").exists():
+        # a partial rerun: keep the other steps' records from the run it completes
+        earlier = json.loads((out / "run.json").read_text())
+        if earlier.get("quick") == args.quick:
+            rerun = {r["step"] for r in record}
+            kept = [r for r in earlier["steps"] if r["step"] not in rerun]
+            record = [*kept, *record]
+            elapsed = sum(float(str(r["seconds"])) for r in record)
     (out / "run.json").write_text(
         json.dumps({"quick": args.quick, "elapsed_s": elapsed, "steps": record}, indent=1)
     )

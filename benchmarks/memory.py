@@ -148,11 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     results: Json = {"machine": machine_info(), "settings": {"turns": turns, "n": n}}
     with tempfile.TemporaryDirectory(prefix="tether-memory-") as tmp:
         root = Path(tmp)
-        results["long_session"] = long = long_session(root, n, 1000)
-        print(f"\nM2. reading a {n:,}-message session (SQLite)")
-        print(f"{'read':<28}{'peak MiB traced':>16}{'seconds':>9}")
-        for row in long["reads"]:
-            print(f"{row['read']:<28}{row['peak_bytes'] / 2**20:>16,.1f}{row['seconds']:>9.2f}")
+        # the worker first, in a fresh process: reading the long session whole raises the
+        # RSS high-water mark (freed memory is kept by the allocator), which would hide growth
         results["worker"] = worker = worker_rss(root, turns)
         print(
             f"\nM1. a worker's RSS over {turns:,} turns ({OPEN_CONVERSATIONS} conversations open, "
@@ -167,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             f"({worker['growth_per_10k_turns_kib']:+,.0f} KiB per 10,000 turns); "
             f"{worker['turns_per_s']:,.0f} turns/s"
         )
+        results["long_session"] = long = long_session(root, n, 1000)
+        print(f"\nM2. reading a {n:,}-message session (SQLite)")
+        print(f"{'read':<28}{'peak MiB traced':>16}{'seconds':>9}")
+        for row in long["reads"]:
+            print(f"{row['read']:<28}{row['peak_bytes'] / 2**20:>16,.1f}{row['seconds']:>9.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json}")

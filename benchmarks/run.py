@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== {name}: cannot run, {command[0]} is missing (make bench builds it)")
             continue
         (out / f"{name}.json").unlink(missing_ok=True)
-        shown = " ".join(Path(c).name if c == command[0] else c for c in command)
+        shown = " ".join(
+            Path(c).name if c == command[0] else c.replace(f"{ROOT}/", "") for c in command
+        )
         print(f"\n== {name}: {shown}", flush=True)
         t0 = time.perf_counter()
         code = subprocess.run(command, cwd=ROOT, check=False).returncode

@@ -2,10 +2,11 @@
 
 Run ``python benchmarks/report.py RESULTS_DIR [--docs docs/benchmarks.md]``. RESULTS_DIR holds
 the ``--json`` files the benchmark scripts wrote in one run (``chat_turn.json``,
-``peers.json``, ``server.json``, ``runtime.json``, ``memory.json``; a missing one is reported
-as not run). The Markdown goes to ``RESULTS_DIR/report.md``; with ``--docs`` it also replaces
-the block between the ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` markers of that file,
-so the docs always show the latest full run, with its date, machine and versions.
+``peers.json``, ``processes.json``, ``server.json``, ``runtime.json``, ``memory.json``; a
+missing one is reported as not run). The Markdown goes to ``RESULTS_DIR/report.md``; with
+``--docs`` it also replaces the block between the ``<!-- bench:begin -->`` and
+``<!-- bench:end -->`` markers of that file, so the docs always show the latest full run,
+with its date, machine and versions.
 
 Every ratio is taken inside one run (the systems were measured side by side); the targets are
 those of ``shared/bench/WORKLOAD.md`` and each is printed as met or missed with its figure.
@@ -237,6 +238,33 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def processes(data: Json) -> list[str]:
+    rows = data["figure_b_processes"]
+    plan = data["settings"]
+    return [
+        f"**B with processes** (`benchmarks/processes.py`): {plan['processes']} OS processes "
+        f"released together, each with its own connection; {plan['sessions_per_process']} "
+        f"sessions × {plan['turns']} whole-history turns per process, or all of them on one "
+        "shared session, where tether retries a turn whose commit met a newer version (raw "
+        "sqlite3 waits for the write lock instead and has no versions to check). Median of "
+        f"{plan['reps']} rounds; × raw sqlite3 in the same mode.",
+        "",
+        *_table(
+            ["system", "mode", "turns/s", "× raw", "retries per turn"],
+            [
+                [
+                    r["system"],
+                    r["mode"],
+                    _n(r["turns_per_s"]),
+                    f"{r['ratio_to_raw']:.2f}",
+                    f"{r['conflicts_per_turn']:.2f}",
+                ]
+                for r in rows
+            ],
+        ),
+    ]
+
+
 def servers(data: Json) -> list[str]:
     systems = data.get("systems", {})
     if not systems:
@@ -427,7 +455,7 @@ def machine(ct: Json | None, elapsed: float | None) -> list[str]:
 def render(directory: Path) -> str:
     results = {
         name: _load(directory, name)
-        for name in ("chat_turn", "peers", "server", "runtime", "memory")
+        for name in ("chat_turn", "peers", "processes", "server", "runtime", "memory")
     }
     meta = _load(directory, "run") or {}
     ct = results["chat_turn"]
@@ -442,6 +470,7 @@ def render(directory: Path) -> str:
         out += ["chat_turn: not run", ""]
     sections: tuple[tuple[str, Callable[[Json], list[str]]], ...] = (
         ("peers", peers),
+        ("processes", processes),
         ("server", servers),
         ("runtime", runtime),
         ("memory", memory),

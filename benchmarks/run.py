@@ -6,12 +6,14 @@ after the other so they never share the CPU:
 
 1. ``chat_turn.py``: figures A to F and durability, tether's stores beside raw sqlite3;
 2. ``peers.py`` (in ``.bench-venv``): the same figures for the four peers, raw and tether;
-3. ``server_turns.py``: Redis and PostgreSQL beside raw redis-py / psycopg (skipped, with the
+3. ``processes.py``: figure B with 8 processes, on separate sessions and on one shared session
+   (conflicts retried);
+4. ``server_turns.py``: Redis and PostgreSQL beside raw redis-py / psycopg (skipped, with the
    reason, when a server is unreachable);
-4. ``runtime.py``: ``tether.Sessions`` turns and fork;
-5. ``memory.py``: RSS over 100,000 turns, paged loading of a 100,000-message session;
-6. ``chart.py`` (in ``.bench-venv``, which has matplotlib): the latency chart;
-7. ``report.py``: Markdown tables and the targets, met or missed.
+5. ``runtime.py``: ``tether.Sessions`` turns and fork;
+6. ``memory.py``: RSS over 100,000 turns, paged loading of a 100,000-message session;
+7. ``chart.py`` (in ``.bench-venv``, which has matplotlib): the latency chart;
+8. ``report.py``: Markdown tables and the targets, met or missed.
 
 Each step writes ``DIR/<step>.json`` (``benchmarks/results/`` by default); a step that fails is
 reported and the others still run, and the run exits non-zero. ``--docs`` (what a full
@@ -44,6 +46,10 @@ def steps(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
             [main, "benchmarks/chat_turn.py", *flag, "--json", str(out / "chat_turn.json")],
         ),
         ("peers", [bench, "benchmarks/peers.py", *flag, "--json", str(out / "peers.json")]),
+        (
+            "processes",
+            [main, "benchmarks/processes.py", *flag, "--json", str(out / "processes.json")],
+        ),
         ("server", [main, "benchmarks/server_turns.py", *flag, "--json", str(out / "server.json")]),
         ("runtime", [main, "benchmarks/runtime.py", *flag, "--json", str(out / "runtime.json")]),
         ("memory", [main, "benchmarks/memory.py", *flag, "--json", str(out / "memory.json")]),
@@ -62,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "--docs", action="store_true", help="update docs/benchmarks.md and its chart (full runs)"
     )
     parser.add_argument(
-        "--only", help="comma-separated steps to run (chat_turn,peers,server,runtime,memory,chart)"
+        "--only",
+        help="comma-separated steps to run (chat_turn,peers,processes,server,runtime,memory,chart)",
     )
     args = parser.parse_args(argv)
     if args.docs and args.quick:

@@ -29,7 +29,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             str(ROOT / "benchmarks" / "run.py"),
             "--quick",
             "--only",
-            "chat_turn,runtime,memory",
+            "chat_turn,processes,runtime,memory",
             "--out",
             str(out),
         ],
@@ -51,6 +51,9 @@ def test_the_quick_run_writes_every_figure(quick_run: tuple[Path, str]) -> None:
     assert {"machine", "settings", "durability"} <= set(data)
     for figure in ("figure_a", "figure_b", "figure_c", "figure_d", "figure_e", "figure_f"):
         assert data[figure], f"{figure} has no rows"
+    processes = json.loads((out / "processes.json").read_text())
+    modes = {row["mode"] for row in processes["figure_b_processes"]}
+    assert len(modes) == 3, modes  # 1 process, separate sessions, one shared session
     memory = json.loads((out / "memory.json").read_text())
     assert len(memory["worker"]["rss_samples_kib"]) > 10
     assert {r["items"] for r in memory["long_session"]["reads"]} == {memory["settings"]["n"]}
@@ -61,7 +64,15 @@ def test_the_report_renders_the_targets_and_every_section(quick_run: tuple[Path,
     text = (out / "report.md").read_text()
     assert text.startswith(report.BEGIN)
     assert text.rstrip().endswith(report.END)
-    for heading in ("Against the targets", "**A.", "**E.", "**F.", "Durability", "Memory"):
+    for heading in (
+        "Against the targets",
+        "**A.",
+        "**E.",
+        "**F.",
+        "Durability",
+        "B with processes",
+        "Memory",
+    ):
         assert heading in text, heading
     assert "peers: not run in this run." in text  # left to make bench, and said so
     assert "(`--quick`: a smoke run, not figures to quote)" in text

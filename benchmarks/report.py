@@ -244,9 +244,10 @@ def processes(data: Json) -> list[str]:
     return [
         f"**B with processes** (`benchmarks/processes.py`): {plan['processes']} OS processes "
         f"released together, each with its own connection; {plan['sessions_per_process']} "
-        f"sessions × {plan['turns']} whole-history turns per process, or all of them on one "
-        "shared session, where tether retries a turn whose commit met a newer version (raw "
-        "sqlite3 waits for the write lock instead and has no versions to check). Median of "
+        f"sessions × {plan['turns']} whole-history turns per process, or {plan['turns']} turns "
+        "per process on one shared session, where tether retries a turn whose commit met a "
+        "newer version (raw sqlite3 waits for the write lock instead and has no versions to "
+        "check). Median of "
         f"{plan['reps']} rounds; × raw sqlite3 in the same mode.",
         "",
         *_table(

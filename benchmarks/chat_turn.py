@@ -96,6 +96,41 @@ class System(ABC):
     def close(self) -> None: ...
 
 
+def raw_turn(conn: sqlite3.Connection, session_id: str, user: Msg, assistant: Msg) -> None:
+    """The raw baseline's turn: in one transaction, SELECT the history, INSERT two rows."""
+    conn.execute("BEGIN IMMEDIATE")
+    rows = conn.execute(
+        "SELECT seq, role, content FROM messages WHERE session_id = ? ORDER BY seq",
+        (session_id,),
+    ).fetchall()
+    seq = rows[-1][0] if rows else 0
+    conn.executemany(
+        "INSERT INTO messages VALUES (?, ?, ?, ?)",
+        [
+            (session_id, seq + 1, user["role"], user["content"]),
+            (session_id, seq + 2, assistant["role"], assistant["content"]),
+        ],
+    )
+    conn.execute("COMMIT")
+
+
+def raw_session_index(db: Path, owners: Sequence[str]) -> sqlite3.Connection:
+    """The raw baseline for listing: one row per session (id, owner, updated_at), an index on
+    (owner, updated_at, id), sessions ``i`` owned by ``owners[i]``, newest last."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, owner TEXT, updated_at INTEGER)")
+    conn.execute("CREATE INDEX sessions_owner ON sessions (owner, updated_at, id)")
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO sessions VALUES (?, ?, ?)",
+        [(f"s{i:06d}", owner, i) for i, owner in enumerate(owners)],
+    )
+    conn.execute("COMMIT")
+    return conn
+
+
 class RawSQLite(System):
     name = "raw sqlite3"
 
@@ -134,18 +169,7 @@ class RawSQLite(System):
         return [{"role": role, "content": content} for _, role, content in self.load(k)]
 
     def turn(self, k: int, user: Msg, assistant: Msg) -> None:
-        sid, conn = self.ids[k], self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        rows = self.load(k)
-        seq = rows[-1][0] if rows else 0
-        conn.executemany(
-            "INSERT INTO messages VALUES (?, ?, ?, ?)",
-            [
-                (sid, seq + 1, user["role"], user["content"]),
-                (sid, seq + 2, assistant["role"], assistant["content"]),
-            ],
-        )
-        conn.execute("COMMIT")
+        raw_turn(self.conn, self.ids[k], user, assistant)
 
     def append(self, k: int, user: Msg, assistant: Msg) -> None:
         """Commit one turn's two rows without reading the history (a commit alone)."""
@@ -520,17 +544,7 @@ def figure_f(
         listers: list[tuple[str, Callable[[], object], Callable[[], None]]] = []
         directory = root / f"f{total}"
         directory.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(directory / "raw.db", isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, owner TEXT, updated_at INTEGER)")
-        conn.execute("CREATE INDEX sessions_owner ON sessions (owner, updated_at, id)")
-        conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT INTO sessions VALUES (?, ?, ?)",
-            [(f"s{i:06d}", f"owner-{i % 10}", i) for i in range(total)],
-        )
-        conn.execute("COMMIT")
+        conn = raw_session_index(directory / "raw.db", [f"owner-{i % 10}" for i in range(total)])
         listers.append(("raw sqlite3", partial(_raw_newest, conn), conn.close))
         for name, factory in stores.items():
             if name not in {"sqlite", "memory"} and total > 10_000:

@@ -1050,17 +1050,7 @@ def figure_f(
     directory.mkdir(parents=True, exist_ok=True)
     # (system, api, call, close)
     listers: list[tuple[str, str, Callable[[], Sequence[Any]], Callable[[], None]]] = []
-    conn = sqlite3.connect(directory / "raw.db", isolation_level=None)  # as chat_turn.figure_f
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, owner TEXT, updated_at INTEGER)")
-    conn.execute("CREATE INDEX sessions_owner ON sessions (owner, updated_at, id)")
-    conn.execute("BEGIN")
-    conn.executemany(
-        "INSERT INTO sessions VALUES (?, ?, ?)",
-        [(f"s{i:06d}", _owner(i), i) for i in range(total)],
-    )
-    conn.execute("COMMIT")
+    conn = chat_turn.raw_session_index(directory / "raw.db", [_owner(i) for i in range(total)])
     api = "SELECT ... WHERE owner = ? ORDER BY updated_at DESC, id DESC LIMIT 50 (indexed)"
     listers.append(
         (chat_turn.RawSQLite.name, api, partial(chat_turn._raw_newest, conn), conn.close)

@@ -62,21 +62,7 @@ def raw_worker(db: Path) -> Worker:
 def _raw_turns(conn: sqlite3.Connection, ids: list[str], turns: int) -> tuple[int, int]:
     for t in range(turns):
         for sid in ids:
-            user, assistant = messages(t)
-            conn.execute("BEGIN IMMEDIATE")
-            rows = conn.execute(
-                "SELECT seq, role, content FROM messages WHERE session_id = ? ORDER BY seq",
-                (sid,),
-            ).fetchall()
-            seq = rows[-1][0] if rows else 0
-            conn.executemany(
-                "INSERT INTO messages VALUES (?, ?, ?, ?)",
-                [
-                    (sid, seq + 1, user["role"], user["content"]),
-                    (sid, seq + 2, assistant["role"], assistant["content"]),
-                ],
-            )
-            conn.execute("COMMIT")
+            chat_turn.raw_turn(conn, sid, *messages(t))
     conn.close()
     return turns * len(ids), 0
 

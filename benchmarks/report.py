@@ -51,27 +51,34 @@ def _one(rows: Sequence[Json], **match: object) -> Json | None:
     return None
 
 
+def _grid(
+    rows: Sequence[Json], key: str, cell: Callable[[Json | None], str]
+) -> tuple[list[int], list[list[str]]]:
+    """Rows as a grid: one line per system, one column per value of ``key`` (ascending)."""
+    values = sorted({int(r[key]) for r in rows})
+    body = [
+        [system, *(cell(_one(rows, system=system, **{key: v})) for v in values)]
+        for system in dict.fromkeys(r["system"] for r in rows)
+    ]
+    return values, body
+
+
 def figure_a(ct: Json) -> list[str]:
-    rows = ct["figure_a"]
-    lengths = sorted({int(r["n"]) for r in rows})
-    systems = list(dict.fromkeys(r["system"] for r in rows))
-    out = [
+    lengths, body = _grid(
+        ct["figure_a"],
+        "n",
+        lambda row: (
+            ""
+            if row is None
+            else f"{_n(row['median_us'])} ({_n(row['p95_us'])}) {row['ratio_to_raw']:.2f}×"
+        ),
+    )
+    return [
         "**A. Per-turn latency by history length**: median µs (p95), × raw sqlite3 at the same "
         "length.",
         "",
+        *_table(["system", *(f"n={_n(n)}" for n in lengths)], body),
     ]
-    body = []
-    for system in systems:
-        cells = []
-        for n in lengths:
-            row = _one(rows, system=system, n=n)
-            cells.append(
-                ""
-                if row is None
-                else f"{_n(row['median_us'])} ({_n(row['p95_us'])}) {row['ratio_to_raw']:.2f}×"
-            )
-        body.append([system, *cells])
-    return out + _table(["system", *(f"n={_n(n)}" for n in lengths)], body)
 
 
 def figure_b(ct: Json) -> list[str]:
@@ -137,16 +144,11 @@ def figure_e(ct: Json) -> list[str]:
 
 
 def figure_f(ct: Json) -> list[str]:
-    rows = ct["figure_f"]
-    totals = sorted({int(r["sessions"]) for r in rows})
-    systems = list(dict.fromkeys(r["system"] for r in rows))
-    body = []
-    for system in systems:
-        cells = []
-        for total in totals:
-            row = _one(rows, system=system, sessions=total)
-            cells.append("not run" if row is None else f"{_n(row['median_us'])}")
-        body.append([system, *cells])
+    totals, body = _grid(
+        ct["figure_f"],
+        "sessions",
+        lambda row: "not run" if row is None else _n(row["median_us"]),
+    )
     return [
         "**F. List the newest 50 sessions of one owner** (10 owners) by total sessions: median µs.",
         "",
@@ -181,18 +183,11 @@ def peers(data: Json) -> list[str]:
         + "). Figure A, median µs and × raw sqlite3 in the same run:",
         "",
     ]
-    rows = data["figure_a"]
-    lengths = sorted({int(r["n"]) for r in rows})
-    systems = list(dict.fromkeys(r["system"] for r in rows))
-    body = []
-    for system in systems:
-        cells = []
-        for n in lengths:
-            row = _one(rows, system=system, n=n)
-            cells.append(
-                "" if row is None else f"{_n(row['median_us'])} ({row['ratio_to_raw']:.1f}×)"
-            )
-        body.append([system, *cells])
+    lengths, body = _grid(
+        data["figure_a"],
+        "n",
+        lambda row: "" if row is None else f"{_n(row['median_us'])} ({row['ratio_to_raw']:.1f}×)",
+    )
     out += _table(["system", *(f"n={_n(n)}" for n in lengths)], body)
     for key, title in (
         ("figure_b", "B. throughput"),

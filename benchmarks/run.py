@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copyfile(out / "latency.png", ROOT / "docs" / "img" / "latency.png")
     if subprocess.run(report, cwd=ROOT, check=False).returncode != 0:
         failed.append("report")
+    else:  # the verdicts last, where a reader of the terminal looks first
+        text = (out / "report.md").read_text()
+        start = text.find("**Against the targets**")
+        if start >= 0:
+            print("\n" + text[start : text.find("\n\n", text.find("| target", start))])
     print(f"\nmake bench: {elapsed / 60:.1f} minutes; results in {out}")
     if failed:
         print(f"failed steps: {', '.join(failed)}")

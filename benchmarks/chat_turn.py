@@ -96,6 +96,13 @@ class System(ABC):
     def close(self) -> None: ...
 
 
+RAW_MESSAGES_TABLE = (
+    "CREATE TABLE messages (session_id TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "role TEXT NOT NULL, content TEXT NOT NULL, PRIMARY KEY (session_id, seq))"
+)
+"""The raw baseline's one table (WORKLOAD.md)."""
+
+
 def raw_turn(conn: sqlite3.Connection, session_id: str, user: Msg, assistant: Msg) -> None:
     """The raw baseline's turn: in one transaction, SELECT the history, INSERT two rows."""
     conn.execute("BEGIN IMMEDIATE")
@@ -145,10 +152,7 @@ class RawSQLite(System):
         self.conn = conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        conn.execute(
-            "CREATE TABLE messages (session_id TEXT NOT NULL, seq INTEGER NOT NULL, "
-            "role TEXT NOT NULL, content TEXT NOT NULL, PRIMARY KEY (session_id, seq))"
-        )
+        conn.execute(RAW_MESSAGES_TABLE)
         self.ids = [f"session-{k:05d}" for k in range(sessions)]
         rows = [(i + 1, m["role"], m["content"]) for i, m in enumerate(history(n))]
         conn.execute("BEGIN")
@@ -255,28 +259,35 @@ def _sqlite_full(directory: Path) -> Store:
     return tether.open_store(f"sqlite:///{directory / SQLITE_FILE}?synchronous=full")
 
 
-# Server stores: each factory call opens a fresh namespace / schema, dropped at the end.
+# Server stores: each URL names a fresh namespace / schema, dropped by dropping_server_data().
 _SERVER_URLS: list[str] = []
 
 
-def _server_factory(kind: str) -> StoreFactory:
+def server_url(kind: str) -> str:
+    """A URL for the ``kind`` (redis or postgres) store in a namespace / schema of its own."""
     import server_turns
 
-    def make(directory: Path) -> Store:
-        url = server_turns.tether_url(kind)
-        _SERVER_URLS.append(url)
-        return tether.open_store(url)
-
-    return make
+    url = server_turns.tether_url(kind)
+    _SERVER_URLS.append(url)
+    return url
 
 
-def _drop_server_data() -> None:
-    if _SERVER_URLS:
-        import server_turns
+def _server_factory(kind: str) -> StoreFactory:
+    return lambda directory: tether.open_store(server_url(kind))
 
-        for url in _SERVER_URLS:
-            server_turns.cleanup(url)
-        _SERVER_URLS.clear()
+
+@contextlib.contextmanager
+def dropping_server_data() -> Iterator[None]:
+    """Drop every namespace / schema :func:`server_url` handed out, on the way out."""
+    try:
+        yield
+    finally:
+        if _SERVER_URLS:
+            import server_turns
+
+            for url in _SERVER_URLS:
+                server_turns.cleanup(url)
+            _SERVER_URLS.clear()
 
 
 def store_factories(requested: Sequence[str], notes: list[str]) -> dict[str, StoreFactory]:
@@ -575,6 +586,13 @@ def figure_f(
     return rows
 
 
+def write_json(path: Path | None, results: Json) -> None:
+    """Write a benchmark's results where ``--json`` asked (nowhere without it)."""
+    if path is not None:
+        path.write_text(json.dumps(results, indent=1))
+        print(f"wrote {path}")
+
+
 def machine_info() -> Json:
     return {
         "python": sys.version,
@@ -623,14 +641,6 @@ def _table(title: str, rows: Sequence[Json], keys: str, note: str = "") -> None:
         print(f"  {note}")
 
 
-@contextlib.contextmanager
-def _dropping_server_data() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        _drop_server_data()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke run (under ~40 s)")
@@ -674,7 +684,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{sqlite3.sqlite_version}, {os.cpu_count()} CPUs; raw sqlite3 and tether SQLite both "
         "WAL + synchronous=NORMAL (survives a killed process, not power loss)"
     )
-    with tempfile.TemporaryDirectory(prefix="tether-bench-") as tmp, _dropping_server_data():
+    with tempfile.TemporaryDirectory(prefix="tether-bench-") as tmp, dropping_server_data():
         root = Path(tmp)
         results["figure_a"] = a_rows = [
             row for n, reps in lengths.items() for row in figure_a(makers, n, reps, root)
@@ -753,9 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["notes"] = notes
     results["elapsed_s"] = elapsed = time.perf_counter() - started
     print(f"\ntotal run time {elapsed:.1f} s")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import resource
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from chat_turn import history, machine_info, messages  # noqa: E402
+from chat_turn import history, machine_info, messages, write_json  # noqa: E402
 
 import tether  # noqa: E402
 from tether import AppendMessages, Session  # noqa: E402
@@ -169,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'read':<28}{'peak MiB traced':>16}{'seconds':>9}")
         for row in long["reads"]:
             print(f"{row['read']:<28}{row['peak_bytes'] / 2**20:>16,.1f}{row['seconds']:>9.2f}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 

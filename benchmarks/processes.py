@@ -20,7 +20,6 @@ servers answer (fresh namespace / schema, dropped afterwards).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import sqlite3
 import statistics
@@ -151,10 +150,7 @@ def raw_target(directory: Path) -> Target:
     db = directory / "raw.db"
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(
-        "CREATE TABLE messages (session_id TEXT NOT NULL, seq INTEGER NOT NULL, "
-        "role TEXT NOT NULL, content TEXT NOT NULL, PRIMARY KEY (session_id, seq))"
-    )
+    conn.execute(chat_turn.RAW_MESSAGES_TABLE)
     conn.close()
     counter = iter(range(1_000_000))
     return Target(
@@ -228,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             "reps": reps,
         },
     }
-    with tempfile.TemporaryDirectory(prefix="tether-processes-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="tether-processes-") as tmp,
+        chat_turn.dropping_server_data(),
+    ):
         root = Path(tmp)
         sqlite_url = f"sqlite:///{root / 'tether.db'}"
         targets = [
@@ -237,24 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             tether_target("sqlite", sqlite_url, cached=True),
             tether_target("file", f"file:{root / 'files'}", cached=False),
         ]
-        factories = chat_turn.store_factories(["redis", "postgres"], notes)
-        urls: list[str] = []
-        try:
-            for kind in factories:
-                import server_turns
-
-                url = server_turns.tether_url(kind)
-                urls.append(url)
-                targets.append(tether_target(kind, url, cached=False))
-            results["figure_b_processes"] = rows = figure(
-                targets, processes, per_process, turns, reps
-            )
-        finally:
-            if urls:
-                import server_turns
-
-                for url in urls:
-                    server_turns.cleanup(url)
+        for kind in chat_turn.store_factories(["redis", "postgres"], notes):
+            targets.append(tether_target(kind, chat_turn.server_url(kind), cached=False))
+        results["figure_b_processes"] = rows = figure(targets, processes, per_process, turns, reps)
     print(
         f"\nB. throughput with processes: {per_process} sessions x {turns} turns per process "
         f"(one session: {turns} turns per process), median of {reps}"
@@ -266,9 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['ratio_to_raw']:>8.2f}{row['conflicts_per_turn']:>14.2f}"
         )
     results["notes"] = notes
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.json}")
+    chat_turn.write_json(args.json, results)
     return 0
 
 

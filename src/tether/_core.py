@@ -349,12 +349,14 @@ def upgrade_items(items: list[HistoryItem], from_version: int) -> list[HistoryIt
     return [schema.upgrade_item(item, from_version) for item in items]
 
 
-def check_window(last: int | None, after: int | None) -> None:
+def check_window(last: int | None, after: int | None, limit: int | None = None) -> None:
+    """The arguments of ``load(last=, after=, limit=)``; raise before any I/O if one is bad."""
     for name, value in (("last", last), ("after", after)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidRequest(f"{name} must be an int or None, not {value!r}")
         if value is not None and value < 0:
             raise InvalidRequest(f"{name} must be >= 0, not {value}")
+    check_limit(limit)
 
 
 def check_limit(limit: int | None, *, name: str = "limit", optional: bool = True) -> None:
@@ -364,6 +366,17 @@ def check_limit(limit: int | None, *, name: str = "limit", optional: bool = True
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         none = " or None (no limit)" if optional else ""
         raise InvalidRequest(f"{name} must be an int >= 1{none}, not {limit!r}")
+
+
+def window_floor(doc: Doc, last: int | None, after: int | None) -> int:
+    """The seq just before the ``load(last=, after=)`` window of a stored history: the window
+    is the seqs above it up to ``last_seq`` (a session's seqs are contiguous)."""
+    floor = int(doc["last_seq"] - doc["history_len"])
+    if after is not None:
+        floor = max(floor, after)
+    if last is not None:
+        floor = max(floor, int(doc["last_seq"]) - last)
+    return floor
 
 
 def window(

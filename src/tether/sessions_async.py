@@ -229,8 +229,7 @@ class AsyncSessions:
         Served from the cache when this object holds the session (refreshed with only what
         is new), else read from the store as just that window.
         """
-        _core.check_window(last, after)
-        _core.check_limit(limit)
+        _core.check_window(last, after, limit)
         if self._cache.get(session_id) is None:
             loaded = await self.store.load(session_id, last=last, after=after, limit=limit)
             return loaded.history

@@ -38,6 +38,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..models import Lease
+from ..schema import schema
 
 # --- options -------------------------------------------------------------------------------------
 
@@ -283,6 +284,28 @@ def encode_new_items(items: Iterable[Mapping[str, Any]]) -> tuple[list[str], lis
     """
     encoded = _core.encode_unnumbered_items(items)
     return [data.decode() for _, data in encoded], [stamp for stamp, _ in encoded]
+
+
+def write_params(
+    session_id: str,
+    expected_version: int,
+    lease: Lease | None,
+    items: Iterable[Mapping[str, Any]],
+    now: datetime | None,
+) -> dict[str, Any]:
+    """The parameters every versioned write (commit, replace_history) starts from: the
+    session, the version and lease it expects, and its new items (see encode_new_items)."""
+    texts, stamps = encode_new_items(items)
+    return {
+        "id": session_id,
+        "version": expected_version,
+        "now": now,
+        "schema": schema.current,
+        "token": None if lease is None else lease.token,
+        "n": len(texts),
+        "items": texts,
+        "stamps": stamps,
+    }
 
 
 def stored_items(

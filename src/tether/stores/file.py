@@ -73,23 +73,6 @@ def _frame(payload: bytes) -> bytes:
     return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def _scan(data: bytes) -> tuple[list[tuple[int, int]], int]:
-    """(offset, length) of each intact record's payload, and where the intact prefix ends.
-
-    Stops at the first incomplete frame; payload checksums are checked when decoded.
-    """
-    records: list[tuple[int, int]] = []
-    pos, end = 0, len(data)
-    header_size = _FRAME.size
-    while pos + header_size <= end:
-        length, _ = _FRAME.unpack_from(data, pos)
-        if pos + header_size + length > end:
-            break
-        records.append((pos + header_size, length))
-        pos += header_size + length
-    return records, pos
-
-
 _SKIP_CHUNK = 1 << 16
 
 
@@ -117,19 +100,7 @@ def _skip_frames(handle: BinaryIO, size: int, count: int) -> tuple[int, int]:
     return pos, skipped
 
 
-def _decode_records(
-    session_id: str, data: bytes, records: list[tuple[int, int]], first_index: int
-) -> list[HistoryItem]:
-    """Decode records, checking each checksum (see :func:`_decode_record`)."""
-    view = memoryview(data)
-    items: list[HistoryItem] = []
-    for index, (offset, length) in enumerate(records, first_index):
-        _, crc = _FRAME.unpack_from(data, offset - _FRAME.size)
-        items.append(_decode_record(session_id, view[offset : offset + length], crc, index))
-    return items
-
-
-def _decode_record(session_id: str, payload: bytes | memoryview, crc: int, index: int) -> Any:
+def _decode_record(session_id: str, payload: bytes, crc: int, index: int) -> Any:
     """One record's item, its checksum checked.
 
     A record that fails it was damaged after it was committed (a crash cannot do that: torn
@@ -275,35 +246,6 @@ class FileStore(Store):
             raise SessionNotFound(session_id)
         return found
 
-    def _read_log(self, session_id: str, gen: int, log_size: int) -> bytes:
-        try:
-            with open(self._log_path(session_id, gen), "rb") as handle:
-                return handle.read(log_size)
-        except FileNotFoundError:
-            if log_size == 0:
-                return b""
-            raise CorruptSession(session_id, "its history log is missing") from None
-
-    def _read_items(
-        self, session_id: str, doc: _core.Doc, gen: int, log_size: int, start: int
-    ) -> tuple[list[HistoryItem], int]:
-        """Items from index ``start`` on, and how many complete records the log holds.
-
-        A log cut short inside its committed part (by something outside tether: a crash cannot
-        do it, the log is fsynced before the header that commits it) loads the complete records
-        before the cut, with a warning; the next commit rewrites it that way.
-        """
-        data = self._read_log(session_id, gen, log_size)
-        records, end = _scan(data)
-        if end < log_size:
-            log.warning(
-                "session %r: history log is cut short: %d of %d items are intact; loading those",
-                session_id,
-                len(records),
-                doc["history_len"],
-            )
-        return _decode_records(session_id, data, records[start:], start), len(records)
-
     def _read_window(
         self,
         session_id: str,
@@ -319,8 +261,9 @@ class FileStore(Store):
         The frames before ``start`` are skipped by their 8-byte headers (see
         :func:`_skip_frames`: their items are never decoded) and reading stops once the page is
         full, so a page costs memory for its own items only. A log cut short inside its
-        committed part loads the complete records before the cut, with a warning, as
-        :meth:`_read_items` does.
+        committed part (by something outside tether: a crash cannot do it, the log is fsynced
+        before the header that commits it) loads the complete records before the cut, with a
+        warning; the next commit rewrites it that way.
         """
         try:
             handle = open(self._log_path(session_id, gen), "rb")  # noqa: SIM115 - closed below
@@ -406,17 +349,12 @@ class FileStore(Store):
         after: int | None = None,
         limit: int | None = None,
     ) -> Session:
-        _core.check_window(last, after)
-        _core.check_limit(limit)
+        _core.check_window(last, after, limit)
         with self._locked(session_id, shared=True):
             doc, gen, log_size = self._live_header(session_id, to_micros(self._clock()))
             # Records are in seq order, contiguous from first_seq: the window is an index range.
             first = doc["last_seq"] - doc["history_len"] + 1
-            start = 0
-            if after is not None:
-                start = max(start, after - first + 1)
-            if last is not None:
-                start = max(start, doc["history_len"] - last)
+            start = _core.window_floor(doc, last, after) + 1 - first
             if start >= doc["history_len"]:
                 items: list[HistoryItem] = []
             else:
@@ -478,7 +416,8 @@ class FileStore(Store):
         contiguous and the next items take the lost items' seqs). The caller writes the header
         that switches to the new generation.
         """
-        items, intact = self._read_items(session_id, doc, gen, log_size, 0)
+        items = self._read_window(session_id, doc, gen, log_size, start=0, limit=None)
+        intact = len(items)  # a log cut short reads as its intact records
         old_version = int(doc["schema_version"])
         doc = dict(_core.upgrade_doc(doc))
         items = _core.upgrade_items(items, old_version)

@@ -101,8 +101,7 @@ class MemoryStore(Store):
         limit: int | None = None,
     ) -> Session:
         validate_session_id(session_id)
-        _core.check_window(last, after)
-        _core.check_limit(limit)
+        _core.check_window(last, after, limit)
         with self._lock:
             entry = self._get(session_id, self._now())
             doc = entry.doc

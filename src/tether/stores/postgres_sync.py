@@ -360,8 +360,7 @@ class PostgresStore(Store):
         limit: int | None = None,
     ) -> Session:
         validate_session_id(session_id)
-        _core.check_window(last, after)
-        _core.check_limit(limit)
+        _core.check_window(last, after, limit)
         params = {
             "id": session_id,
             "now": self._now(),
@@ -393,17 +392,7 @@ class PostgresStore(Store):
         normalized = _core.normalize_changes(changes)
         for name in ("owner", "agent"):
             common.check_text(name, normalized.get(name), InvalidRequest)
-        texts, stamps = common.encode_new_items(append)
-        params: dict[str, Any] = {
-            "id": session_id,
-            "version": expected_version,
-            "now": self._now(),
-            "schema": schema.current,
-            "token": None if lease is None else lease.token,
-            "n": len(texts),
-            "items": texts,
-            "stamps": stamps,
-        }
+        params = common.write_params(session_id, expected_version, lease, append, self._now())
         for name in sorted(_core.CHANGEABLE_FIELDS):
             given = name in normalized
             value = normalized.get(name)
@@ -435,17 +424,7 @@ class PostgresStore(Store):
         validate_session_id(session_id)
         _core.check_version(expected_version)
         common.check_lease_arg(lease)
-        texts, stamps = common.encode_new_items(items)
-        params = {
-            "id": session_id,
-            "version": expected_version,
-            "now": self._now(),
-            "schema": schema.current,
-            "token": None if lease is None else lease.token,
-            "n": len(texts),
-            "items": texts,
-            "stamps": stamps,
-        }
+        params = common.write_params(session_id, expected_version, lease, items, self._now())
         row = self._guarded(
             "replace_history",
             self._sql.replace,

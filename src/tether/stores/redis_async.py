@@ -260,8 +260,7 @@ class AsyncRedisStore(AsyncStore):
         limit: int | None = None,
     ) -> Session:
         validate_session_id(session_id)
-        _core.check_window(last, after)
-        _core.check_limit(limit)
+        _core.check_window(last, after, limit)
         keys = self.keys.session(session_id)[:2]
         if rc.use_transaction(last, after, limit):
             now = None if self._clock is None else to_micros(self._clock())

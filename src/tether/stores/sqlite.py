@@ -137,10 +137,10 @@ _JOIN_LIMIT = 2000
 _NO_LAST = 1 << 62  # ``last=None``: a window reaching past any history
 
 # The common load in ONE statement (an autocommit SELECT reads one consistent snapshot, so no
-# BEGIN/COMMIT is needed): the header and, when the window
-# is small and the session shares none, its items already joined. ?1 after, ?2 last, ?3 the
-# join limit, ?4 the id, ?5 the limit (a page: the oldest ?5 items of the window). Anything
-# else goes through _read_items in a read transaction.
+# BEGIN/COMMIT is needed): the header and, when the window is small and the session shares
+# no rows, its items already joined. ?1 after, ?2 last, ?3 the join limit, ?4 the id, ?5 the
+# limit (a page: the oldest ?5 items of the window). Anything else (a large window, a fork's
+# shared rows) goes through _read_items in a read transaction, row by row.
 _FLOOR = "max(s.last_seq - s.history_len, ?1, s.last_seq - ?2)"
 _SHARES = "EXISTS (SELECT 1 FROM tether_item_shares WHERE session_id = s.id)"
 _LOAD_ONE = (
@@ -150,11 +150,6 @@ _LOAD_ONE = (
     f"(SELECT data FROM tether_items WHERE session_id = s.id AND seq > {_FLOOR} ORDER BY seq "
     "LIMIT ?5)) END FROM tether_sessions s WHERE s.id = ?4"
 )
-_SELECT_JOINED = (
-    "SELECT CAST('[' || group_concat(data, ',') || ']' AS BLOB) FROM "
-    "(SELECT data FROM tether_items WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?)"
-)
-
 # Forks share rows. A fork does not copy its parent's items: it records, in
 # tether_item_shares, that its seqs in (lo, hi] are the rows of ``source_id`` with the same
 # seqs, so a fork costs O(1) whatever the history's length. A session's own rows and its
@@ -530,8 +525,7 @@ class SQLiteStore(Store):
         limit: int | None = None,
     ) -> Session:
         validate_session_id(session_id)
-        _core.check_window(last, after)
-        _core.check_limit(limit)
+        _core.check_window(last, after, limit)
         now = self._now()
         params = (
             after or 0,
@@ -551,7 +545,7 @@ class SQLiteStore(Store):
         if not _core.is_live(doc, now):
             raise SessionNotFound(session_id)
         joined = row[-1]
-        floor = self._floor(doc, last, after)
+        floor = _core.window_floor(doc, last, after)
         if doc["last_seq"] <= floor:
             return _core.readable_session(doc, [])
         if joined is not None:
@@ -561,7 +555,7 @@ class SQLiteStore(Store):
             current = self._live_doc(conn, session_id, now)
             if current is None:
                 raise SessionNotFound(session_id)
-            floor = self._floor(current, last, after)
+            floor = _core.window_floor(current, last, after)
             count = current["last_seq"] - floor
             if limit is not None:
                 count = min(count, limit)
@@ -569,24 +563,11 @@ class SQLiteStore(Store):
         return _core.readable_session(current, history)
 
     @staticmethod
-    def _floor(doc: _core.Doc, last: int | None, after: int | None) -> int:
-        """The window's first seq minus one (seqs of one session are contiguous)."""
-        floor = int(doc["last_seq"] - doc["history_len"])
-        if after is not None:
-            floor = max(floor, after)
-        if last is not None:
-            floor = max(floor, doc["last_seq"] - last)
-        return floor
-
-    @staticmethod
     def _read_items(
         conn: sqlite3.Connection, session_id: str, floor: int, count: int
     ) -> list[HistoryItem]:
         """The ``count`` items after seq ``floor``, inside the caller's read transaction."""
         shares = conn.execute(_SELECT_SHARES, (session_id,)).fetchall()
-        if not shares and count <= _JOIN_LIMIT:
-            (joined,) = conn.execute(_SELECT_JOINED, (session_id, floor, count)).fetchone()
-            return _core.decode_item_array(session_id, joined) if joined else []
         sql, params = _items_query(session_id, shares, floor, limit=count)
         return _core.decode_items(session_id, [row[0] for row in conn.execute(sql, params)])
 

@@ -93,6 +93,12 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             ),
         ],
     ),
+    # --- the key-value kit ----------------------------------------------------------------
+    (
+        ROOT / "src/tether/stores/kv_async.py",
+        ROOT / "src/tether/stores/kv_sync.py",
+        [(r"\bAsyncKV(Backend|Store)\b", r"KV\1")],
+    ),
     # --- postgres: rules for the PostgreSQL store only ------------------------------------
     (
         ROOT / "src/tether/stores/postgres_async.py",

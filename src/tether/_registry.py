@@ -7,6 +7,7 @@ a driver. A store that needs a driver which is not installed names the extra to 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import re
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ._urls import redact
 from .errors import ConfigurationError
 from .stores.base import AsyncStore, Store
 
@@ -43,6 +45,16 @@ _SCHEMES: dict[str, tuple[str, str, str | None]] = {
         "tether.stores.redis_sync:RedisStore",
         "tether.stores.redis_async:AsyncRedisStore",
         "redis",
+    ),
+    "kv-memory": (
+        "tether.stores.kv_memory:DictKVStore",
+        "tether.stores.kv_memory:AsyncDictKVStore",
+        None,
+    ),
+    "nats": (
+        "tether.stores.nats_sync:NatsStore",
+        "tether.stores.nats_async:AsyncNatsStore",
+        "nats",
     ),
     "postgresql": (
         "tether.stores.postgres_sync:PostgresStore",
@@ -84,8 +96,9 @@ def _resolve_url(url: str | None) -> str:
 def _load_class(url: str, index: int) -> Any:
     scheme = url.split(":", 1)[0].lower()
     if scheme not in _SCHEMES:
+        shown = redact(url) if isinstance(url, str) else url
         raise ConfigurationError(
-            f"unknown store scheme {scheme!r} in {url!r}; valid schemes: "
+            f"unknown store scheme {scheme!r} in {redact(url)!r}; valid schemes: "
             f"{', '.join(sorted(_SCHEMES))} (or register_store() your own)"
         )
     sync_target, async_target, extra = _SCHEMES[scheme]
@@ -107,21 +120,38 @@ def _load_class(url: str, index: int) -> Any:
         ) from None
 
 
-def open_store(url: str | None = None) -> Store:
+def _open(cls: Any, url: str, create: bool) -> Any:
+    if create:
+        return cls.from_url(url)
+    try:
+        takes_create = "create" in inspect.signature(cls.from_url).parameters
+    except (TypeError, ValueError):
+        takes_create = False
+    # A store that cannot tell "missing" from "empty" (memory, the servers, most of your own)
+    # opens as usual.
+    return cls.from_url(url, create=False) if takes_create else cls.from_url(url)
+
+
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
     """Open the store a URL names; ``TETHER_URL`` if no URL is given, else the SQLite default.
 
     ``memory://``, ``file:///abs/dir`` or ``file:relative/dir``, ``sqlite:///relative.db`` or
-    ``sqlite:////abs/path.db``; options go in the query string (``?synchronous=full``).
+    ``sqlite:////abs/path.db``; options go in the query string (``?synchronous=full``). ``~``
+    at the start of a file or SQLite path is the home directory.
+
+    ``create=False`` is for readers: a SQLite database or file store directory that does not
+    exist raises :class:`ConfigurationError` instead of being created empty. Stores whose
+    ``from_url`` takes no ``create`` argument (memory, Redis, PostgreSQL) open as usual.
     """
     url = _resolve_url(url)
-    store: Store = _load_class(url, 0).from_url(url)
+    store: Store = _open(_load_class(url, 0), url, create)
     return store
 
 
-def open_async_store(url: str | None = None) -> AsyncStore:
+def open_async_store(url: str | None = None, *, create: bool = True) -> AsyncStore:
     """The async twin of :func:`open_store`: same URLs, an :class:`AsyncStore`."""
     url = _resolve_url(url)
-    store: AsyncStore = _load_class(url, 1).from_url(url)
+    store: AsyncStore = _open(_load_class(url, 1), url, create)
     return store
 
 

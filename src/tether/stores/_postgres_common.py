@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from .. import _core, _json
 from .._time import from_micros
+from .._urls import redact, scrub
 from ..errors import (
     ConfigurationError,
     ConflictError,
@@ -36,6 +37,7 @@ from ..errors import (
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    TetherError,
 )
 from ..models import Lease
 from ..schema import schema
@@ -105,15 +107,6 @@ TETHER_OPTIONS: Final = {
 def libpq_keywords() -> frozenset[str]:
     """Every connection parameter the installed libpq knows (no I/O: a static table)."""
     return frozenset(opt.keyword.decode() for opt in pq.Conninfo.get_defaults())
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
@@ -217,6 +210,33 @@ def driver_error(exc: psycopg.Error, where: str, what: str) -> StoreError:
             "may not have been applied: reload the session before you retry it."
         )
     return StoreError(f"PostgreSQL {what} on {where} failed: {exc}")
+
+
+# What a server says when it refuses a connection for a reason that every retry will meet
+# again: the URL names a database, user or password it does not have. libpq gives these
+# without a SQLSTATE, so the text decides (the server's own words, English unless its
+# lc_messages is set otherwise; an unrecognized refusal stays StoreUnavailable).
+_PERMANENT_REFUSALS = re.compile(
+    r'database ".*" does not exist|role ".*" does not exist|password authentication failed|'
+    r"no password supplied|password is required|no pg_hba\.conf entry|"
+    r"authentication failed|permission denied for database|server does not support SSL",
+    re.IGNORECASE,
+)
+
+
+def connect_error(exc: psycopg.Error, where: str, conninfo: str) -> TetherError:
+    """The tether error for a failed first connection (raise it ``from exc``): a
+    :class:`ConfigurationError` when the server refused what the URL says (retrying cannot
+    help), else what :func:`driver_error` says. Never quotes the password."""
+    text = scrub(str(exc).strip(), conninfo)
+    if isinstance(exc, psycopg.OperationalError) and _PERMANENT_REFUSALS.search(text):
+        reason = text.rpartition("FATAL:")[2].strip() or text
+        reason = " ".join(reason.split())
+        return ConfigurationError(
+            f"PostgreSQL at {where} refused the connection: {reason}. Fix the store URL "
+            "(host, database, user, password) or create what it names; retrying will not help."
+        )
+    return driver_error(exc, where, "connect")
 
 
 def pool_timeout_error(where: str, timeout: float) -> StoreUnavailable:

@@ -27,7 +27,7 @@ from urllib.parse import urlunsplit
 from .. import _core, _json
 from .._ids import validate_session_id
 from .._time import Clock, from_micros, to_micros
-from .._urls import as_float, parse_store_url
+from .._urls import as_float, parse_store_url, redact
 from ..errors import (
     AlreadyClaimed,
     ConfigurationError,
@@ -150,13 +150,32 @@ def parse_url(url: str) -> UrlConfig:
     """``redis://[user:password@]host[:port][/db]?namespace=..&ttl=..`` (or ``rediss://``)."""
     scheme = url.split(":", 1)[0].lower() if isinstance(url, str) else ""
     if scheme not in ("redis", "rediss"):
-        raise ConfigurationError(f"expected a redis:// or rediss:// URL, got {url!r}")
+        shown = redact(url) if isinstance(url, str) else url
+        raise ConfigurationError(f"expected a redis:// or rediss:// URL, got {shown!r}")
     netloc, path, options = parse_store_url(url, scheme, URL_OPTIONS)
     if path not in ("", "/") and not path.lstrip("/").isdigit():
         raise ConfigurationError(
-            f"{url!r}: the path must be a database number (redis://host:6379/0), not {path!r}"
+            f"{redact(url)!r}: the path must be a database number (redis://host:6379/0), "
+            f"not {path!r}"
         )
     return UrlConfig(client_url=urlunsplit((scheme, netloc, path, "", "")), **options)
+
+
+# A server that answers the connection's AUTH or SELECT with one of these answers every retry
+# the same way: the URL is wrong (a wrong password, a user without the rights, a database
+# number the server does not have), so it is a ConfigurationError, not StoreUnavailable.
+_PERMANENT_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "DB index is out of range")
+
+
+def is_permanent_refusal(exc: Exception) -> bool:
+    return any(reply in str(exc) for reply in _PERMANENT_REPLIES)
+
+
+def refused_error(where: str, exc: Exception) -> ConfigurationError:
+    return ConfigurationError(
+        f"Redis at {where} refused the store URL ({str(exc).strip().rstrip('.')}); fix the user, "
+        "password or database number in the URL, or the user's ACL; retrying will not help"
+    )
 
 
 def describe_client(kwargs: Mapping[str, Any]) -> str:

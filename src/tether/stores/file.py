@@ -45,7 +45,7 @@ from typing import Any, BinaryIO
 from .. import _core, _json
 from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
-from .._urls import as_bool, as_float, parse_store_url
+from .._urls import as_bool, as_float, parse_store_url, redact
 from ..errors import (
     ConfigurationError,
     ConflictError,
@@ -132,7 +132,8 @@ class FileStore(Store):
         fsync: bool = True,
         clock: Clock = system_clock,
     ) -> None:
-        self.directory = Path(directory)
+        # "~/sessions" is the home directory, as in a shell, not a directory named "~"
+        self.directory = Path(directory).expanduser()
         self.lock_timeout = lock_timeout
         self.fsync = fsync
         self._clock = clock
@@ -144,21 +145,33 @@ class FileStore(Store):
             ) from exc
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = system_clock) -> FileStore:
-        """``file:///absolute/dir`` or ``file:relative/dir``; options ``lock_timeout``
-        (seconds) and ``fsync`` (true|false)."""
+    def from_url(cls, url: str, *, clock: Clock = system_clock, create: bool = True) -> FileStore:
+        """``file:///absolute/dir``, ``file:relative/dir`` or ``file:~/dir`` (in the home
+        directory); options ``lock_timeout`` (seconds) and ``fsync`` (true|false).
+        ``create=False`` refuses a directory that does not exist (ConfigurationError) instead
+        of creating it."""
         netloc, path, options = parse_store_url(
             url, "file", {"lock_timeout": as_float, "fsync": as_bool}
         )
         if netloc not in ("", "localhost"):
             raise ConfigurationError(
-                f"{url!r} names host {netloc!r}; use file:///absolute/dir or file:relative/dir"
+                f"{redact(url)!r} names host {redact(netloc)!r}; use file:///absolute/dir or "
+                "file:relative/dir"
             )
+        create: bool = True,
         if not path:
-            raise ConfigurationError(f"{url!r} names no directory")
-        return cls(path, clock=clock, **options)
+            raise ConfigurationError(f"{redact(url)!r} names no directory")
+        return cls(path, clock=clock, create=create, **options)
 
     # --- paths, locks, atomic files ------------------------------------------------------------
+        if not create and not self.directory.is_dir():
+            # a reader with a mistyped path must not leave an empty store behind and then
+            # report "no sessions"
+            raise ConfigurationError(
+                f"no file store at {str(self.directory.absolute())!r}; nothing was created. "
+                "Check the path (file:relative/dir is relative to the working directory, "
+                "file:///abs/dir absolute)."
+            )
 
     def _header_path(self, session_id: str) -> Path:
         return self.directory / f"{session_id}.json"
@@ -617,9 +630,14 @@ class AsyncFileStore(SyncBackedAsyncStore):
         if store is None:
             if directory is None:
                 raise ConfigurationError("AsyncFileStore needs a directory")
-            store = FileStore(directory, lock_timeout=lock_timeout, fsync=fsync, clock=clock)
+            store = FileStore(
+                directory, lock_timeout=lock_timeout, fsync=fsync, clock=clock, create=create
+            )
         super().__init__(store)
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = system_clock) -> AsyncFileStore:
-        return cls(store=FileStore.from_url(url, clock=clock))
+    def from_url(
+        cls, url: str, *, clock: Clock = system_clock, create: bool = True
+    ) -> AsyncFileStore:
+        return cls(store=FileStore.from_url(url, clock=clock, create=create))
+        create: bool = True,

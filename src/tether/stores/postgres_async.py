@@ -112,11 +112,13 @@ class AsyncPostgresStore(AsyncStore):
             raise ConfigurationError(f"pool_timeout must be > 0 seconds, not {pool_timeout!r}")
         self._clock = clock
         self._where = common.describe(conninfo)
+        self._conninfo = conninfo
+        self._kwargs = common.connection_kwargs(conninfo)
         self._timeout = float(pool_timeout)
         self._sql = common.Statements.for_schema(self.schema)
         self._pool: AsyncConnectionPool[AsyncConnection[TupleRow]] = AsyncConnectionPool(
             conninfo,
-            kwargs=common.connection_kwargs(conninfo),
+            kwargs=self._kwargs,
             min_size=pool_min_size,
             max_size=pool_max_size,
             timeout=self._timeout,
@@ -153,9 +155,20 @@ class AsyncPostgresStore(AsyncStore):
                 return
             if self._closed:
                 raise StoreError("this PostgreSQL store is closed; open a new one")
-            await self._pool.open(wait=False)
-            async with self._connect("open") as conn:
+            # The first connection is made here, not by the pool: a URL the server refuses (no
+            # such database, a wrong password) is one ConfigurationError at once, instead of
+            # the pool retrying in the background, logging each attempt, until pool_timeout.
+            try:
+                conn = await AsyncConnection.connect(self._conninfo, **self._kwargs)
+            except psycopg.Error as exc:
+                raise common.connect_error(exc, self._where, self._conninfo) from exc
+            try:
                 await self._migrate(conn)
+            except psycopg.Error as exc:
+                raise common.driver_error(exc, self._where, "open") from exc
+            finally:
+                await conn.close()
+            await self._pool.open(wait=False)
             self._ready = True
 
     async def _getconn(self) -> AsyncConnection[TupleRow]:

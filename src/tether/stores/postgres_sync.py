@@ -112,11 +112,13 @@ class PostgresStore(Store):
             raise ConfigurationError(f"pool_timeout must be > 0 seconds, not {pool_timeout!r}")
         self._clock = clock
         self._where = common.describe(conninfo)
+        self._conninfo = conninfo
+        self._kwargs = common.connection_kwargs(conninfo)
         self._timeout = float(pool_timeout)
         self._sql = common.Statements.for_schema(self.schema)
         self._pool: ConnectionPool[Connection[TupleRow]] = ConnectionPool(
             conninfo,
-            kwargs=common.connection_kwargs(conninfo),
+            kwargs=self._kwargs,
             min_size=pool_min_size,
             max_size=pool_max_size,
             timeout=self._timeout,
@@ -153,9 +155,20 @@ class PostgresStore(Store):
                 return
             if self._closed:
                 raise StoreError("this PostgreSQL store is closed; open a new one")
-            self._pool.open(wait=False)
-            with self._connect("open") as conn:
+            # The first connection is made here, not by the pool: a URL the server refuses (no
+            # such database, a wrong password) is one ConfigurationError at once, instead of
+            # the pool retrying in the background, logging each attempt, until pool_timeout.
+            try:
+                conn = Connection.connect(self._conninfo, **self._kwargs)
+            except psycopg.Error as exc:
+                raise common.connect_error(exc, self._where, self._conninfo) from exc
+            try:
                 self._migrate(conn)
+            except psycopg.Error as exc:
+                raise common.driver_error(exc, self._where, "open") from exc
+            finally:
+                conn.close()
+            self._pool.open(wait=False)
             self._ready = True
 
     def _getconn(self) -> Connection[TupleRow]:

@@ -142,16 +142,15 @@ class AsyncRedisStore(AsyncStore):
         try:
             return await call()
         except (AuthenticationError, AuthorizationError) as exc:
-            raise StoreError(
-                f"Redis at {self._where} refused the store's credentials or commands ({exc}); "
-                "check the user and password in the URL and the user's ACL"
-            ) from exc
+            raise rc.refused_error(self._where, exc) from exc
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(
                 f"Redis at {self._where} cannot be reached ({type(exc).__name__}: {exc}). "
                 "Nothing more was done; check that the server is up and retry when it is back."
             ) from exc
         except RedisError as exc:
+            if rc.is_permanent_refusal(exc):
+                raise rc.refused_error(self._where, exc) from exc
             raise StoreError(f"Redis at {self._where} failed the {what} call: {exc}") from exc
 
     def _now(self) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 from .. import _core, _json
 from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
-from .._urls import as_choice, as_float, parse_store_url
+from .._urls import as_choice, as_float, parse_store_url, redact
 from ..errors import (
     ConflictError,
     CorruptSession,
@@ -254,13 +254,25 @@ class SQLiteStore(Store):
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ValueError("synchronous must be 'normal' or 'full'")
-        self.path = str(path)
+        # "~/app.db" is the home directory, as in a shell, not a directory named "~"
+        self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
+        create: bool = True,
         self._clock = clock
         self._lock = threading.RLock()
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
+        if not create and self.path != ":memory:" and not Path(self.path).is_file():
+            # a reader with a mistyped path must not leave an empty database (and its
+            # directories) behind and then report "no sessions"
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"no SQLite database at {str(Path(self.path).absolute())!r}; nothing was created. "
+                "Check the path (sqlite:///relative.db is relative to the working directory, "
+                "sqlite:////abs/path.db absolute)."
+            )
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
@@ -280,9 +292,11 @@ class SQLiteStore(Store):
             raise
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = system_clock) -> SQLiteStore:
-        """``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, or ``sqlite://``
-        for the default path; options ``synchronous`` (normal|full) and ``timeout`` (seconds).
+    def from_url(cls, url: str, *, clock: Clock = system_clock, create: bool = True) -> SQLiteStore:
+        """``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///~/app.db``
+        (in the home directory), or ``sqlite://`` for the default path; options ``synchronous``
+        (normal|full) and ``timeout`` (seconds). ``create=False`` refuses a database that does
+        not exist (ConfigurationError) instead of creating it.
         """
         netloc, path, options = parse_store_url(
             url, "sqlite", {"synchronous": as_choice("normal", "full"), "timeout": as_float}
@@ -291,12 +305,12 @@ class SQLiteStore(Store):
             from ..errors import ConfigurationError
 
             raise ConfigurationError(
-                f"{url!r} names a host ({netloc!r}); a SQLite URL is sqlite:///relative.db "
-                "or sqlite:////absolute/path.db"
+                f"{redact(url)!r} names a host ({redact(netloc)!r}); a SQLite URL is "
+                "sqlite:///relative.db or sqlite:////absolute/path.db"
             )
         # sqlite:///x.db -> "x.db" (relative); sqlite:////tmp/x.db -> "/tmp/x.db"
         file_path = path[1:] if path.startswith("/") else path
-        return cls(file_path or DEFAULT_PATH, clock=clock, **options)
+        return cls(file_path or DEFAULT_PATH, clock=clock, create=create, **options)
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -850,9 +864,14 @@ class AsyncSQLiteStore(SyncBackedAsyncStore):
         super().__init__(
             store
             if store is not None
-            else SQLiteStore(path, synchronous=synchronous, timeout=timeout, clock=clock)
+            else SQLiteStore(
+                path, synchronous=synchronous, timeout=timeout, clock=clock, create=create
+            )
         )
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = system_clock) -> AsyncSQLiteStore:
-        return cls(store=SQLiteStore.from_url(url, clock=clock))
+    def from_url(
+        cls, url: str, *, clock: Clock = system_clock, create: bool = True
+    ) -> AsyncSQLiteStore:
+        return cls(store=SQLiteStore.from_url(url, clock=clock, create=create))
+        create: bool = True,

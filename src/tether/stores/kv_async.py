@@ -1,0 +1,554 @@
+"""The key-value kit, async side; tools/unasync.py writes the sync side from it.
+
+Bring your own storage: subclass :class:`AsyncKVBackend` with four methods over any key-value
+service that can compare-and-set one key (DynamoDB, Firestore, S3 conditional writes, etcd,
+NATS JetStream, ...), wrap it in :class:`AsyncKVStore`, and you have a complete
+:class:`~tether.AsyncStore`: versioned commits, append-only chunked history, windows and pages,
+claims with fencing, listing with filters and cursors, expiry and schema versions. The layout
+and the crash argument are in ``docs/kv.md`` and ``_kv_common.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from .. import _core, _json
+from .._ids import validate_session_id
+from .._time import Clock, system_clock, to_micros
+from ..errors import (
+    ConflictError,
+    CorruptSession,
+    LeaseLost,
+    SessionExists,
+    SessionNotFound,
+)
+from ..models import Lease, Page, Session
+from . import _kv_common as kv
+from ._kv_common import Head, Revision
+from .base import AsyncStore
+
+__all__ = ["AsyncKVBackend", "AsyncKVStore"]
+
+log = logging.getLogger("tether.stores.kv")
+_CACHE_SIZE = 256
+
+
+class AsyncKVBackend(ABC):
+    """A key-value service with compare-and-set on one key: the four methods you write.
+
+    Keys are ASCII strings of letters, digits and ``-_=.`` (``.`` separates tokens). Values are
+    bytes of at most :attr:`max_value_size`; the kit splits longer blobs into parts itself. A
+    revision is whatever token your service gives a key's current value (a version number, an
+    ETag, a mod-revision): the kit only hands it back to you.
+    """
+
+    max_value_size: int = 1 << 20
+    """The largest value the service accepts, in bytes."""
+
+    @abstractmethod
+    async def get(self, key: str) -> tuple[bytes, Revision] | None:
+        """The key's value and revision, or None if it is absent."""
+
+    @abstractmethod
+    async def put(self, key: str, value: bytes, revision: Revision | None) -> Revision | None:
+        """Write ``value`` only if the key's revision is still ``revision`` (None: only if the
+        key is absent). The new revision, or None if the condition failed (nothing written)."""
+
+    @abstractmethod
+    async def delete(self, key: str, revision: Revision) -> bool:
+        """Delete the key only if its revision is still ``revision``; whether it did."""
+
+    @abstractmethod
+    async def keys(self, prefix: str) -> list[str]:
+        """Every key that starts with ``prefix`` (which always ends with ``.``), any order."""
+
+    async def scan(self, prefix: str) -> list[tuple[str, bytes, Revision]]:
+        """(key, value, revision) of every key under ``prefix``. Override it if your service
+        can return values with a listing (``list`` reads every header this way)."""
+        found = []
+        for key in await self.keys(prefix):
+            got = await self.get(key)
+            if got is not None:  # deleted since it was listed
+                found.append((key, got[0], got[1]))
+        return found
+
+    async def close(self) -> None:  # noqa: B027 - optional: a backend with nothing to release
+        """Release connections."""
+
+
+class AsyncKVStore(AsyncStore):
+    """A complete store over an :class:`AsyncKVBackend`.
+
+    ``chunk_items`` items make one sealed history chunk (kept per session: changing it applies
+    to sessions created afterwards). ``list`` reads every header (O(sessions)). Keys a crashed
+    writer left unreferenced are removed by :meth:`collect_garbage`.
+    """
+
+    def __init__(
+        self,
+        backend: AsyncKVBackend,
+        *,
+        clock: Clock = system_clock,
+        chunk_items: int = kv.DEFAULT_CHUNK_ITEMS,
+    ) -> None:
+        self.backend = backend
+        self._clock = clock
+        self._chunk = kv.check_chunk_items(chunk_items)
+        # Chunk and tail keys are never rewritten with other bytes, so what was read once
+        # stays true: a commit does not read its tail back, a load reads only what is new.
+        self._blobs: dict[str, tuple[list[bytes], Revision, int]] = {}
+
+    def _now(self) -> int:
+        return to_micros(self._clock())
+
+    @property
+    def _max(self) -> int:
+        return int(self.backend.max_value_size)
+
+    # --- blobs: chunks and tails, split into parts when too large -----------------------------
+
+    async def _put_blob(self, key: str, items: list[bytes]) -> None:
+        value, parts = kv.frame(kv.join_items(items), self._max)
+        for number, part in enumerate(parts, 1):
+            await self.backend.put(kv.part_key(key, number), part, None)
+        # A key that exists already holds these bytes (see _kv_common): nothing to do.
+        rev = await self.backend.put(key, value, None)
+        if rev is not None:
+            self._remember(key, (items, rev, len(parts)))
+
+    def _remember(self, key: str, entry: tuple[list[bytes], Revision, int]) -> None:
+        if len(self._blobs) >= _CACHE_SIZE:
+            self._blobs.clear()
+        self._blobs[key] = entry
+
+    async def _get_blob(self, key: str) -> tuple[list[bytes], Revision, int] | None:
+        cached = self._blobs.get(key)
+        if cached is not None:
+            return cached
+        got = await self.backend.get(key)
+        if got is None:
+            return None
+        value, rev = got
+        count = kv.split_count(value)
+        if count:
+            pieces = []
+            for number in range(1, count + 1):
+                part = await self.backend.get(kv.part_key(key, number))
+                if part is None:
+                    return None
+                pieces.append(part[0])
+            value = b"".join(pieces)
+        entry = (kv.split_items(value), rev, count)
+        self._remember(key, entry)
+        return entry
+
+    async def _drop_blob(self, key: str) -> None:
+        """Delete a blob no header references any more (best effort: leftovers are garbage)."""
+        got = await self.backend.get(key)
+        self._blobs.pop(key, None)
+        if got is None:
+            return
+        for number in range(1, kv.split_count(got[0]) + 1):
+            part = await self.backend.get(kv.part_key(key, number))
+            if part is not None:
+                await self.backend.delete(kv.part_key(key, number), part[1])
+        await self.backend.delete(key, got[1])
+
+    async def _drop_history(self, head: Head) -> None:
+        for key in head.chunk_keys():
+            await self._drop_blob(key)
+        tail = head.tail_key()
+        if tail is not None:
+            await self._drop_blob(tail)
+
+    async def _write_generation(
+        self, session_id: str, gen: str, items: list[bytes]
+    ) -> tuple[int, str | None]:
+        """Write a new generation's items (no header names it yet); (sealed, tail nonce)."""
+        chunks, rest = kv.layout(items, self._chunk)
+        for index, chunk in enumerate(chunks):
+            await self._put_blob(kv.chunk_key(session_id, gen, index), chunk)
+        nonce = None
+        if rest:
+            nonce = kv.new_token(self._now())
+            await self._put_blob(kv.tail_key(session_id, gen, nonce), rest)
+        return len(chunks), nonce
+
+    async def _read_positions(self, head: Head, lo: int, hi: int) -> list[bytes] | None:
+        """Items at positions ``[lo, hi)``; None if a key was replaced under us (read again)."""
+        out: list[bytes] = []
+        if lo >= hi:
+            return out
+        size, sealed_end = head.chunk, head.sealed * head.chunk
+        index = lo // size
+        while index * size < min(hi, sealed_end):
+            got = await self._get_blob(kv.chunk_key(head.doc["id"], head.gen, index))
+            if got is None:
+                return None
+            base = index * size
+            out.extend(got[0][max(lo - base, 0) : hi - base])
+            index += 1
+        if hi > sealed_end:
+            tail_key = head.tail_key()
+            got = None if tail_key is None else await self._get_blob(tail_key)
+            if got is None:
+                return None
+            out.extend(got[0][max(lo - sealed_end, 0) : hi - sealed_end])
+        return out
+
+    # --- headers --------------------------------------------------------------------------------
+
+    async def _head(self, session_id: str) -> Head | None:
+        got = await self.backend.get(kv.header_key(session_id))
+        return None if got is None else kv.decode_head(session_id, got[0], got[1])
+
+    async def _live_head(self, session_id: str, now: int) -> Head:
+        head = await self._head(session_id)
+        if head is None or not _core.is_live(head.doc, now):
+            raise SessionNotFound(session_id)
+        return head
+
+    async def _publish(self, new: Head, rev: Revision | None) -> Revision | None:
+        """Compare-and-set the header: the step that makes a write visible, or not at all."""
+        value = kv.encode_head(new, self._max)
+        return await self.backend.put(kv.header_key(new.doc["id"]), value, rev)
+
+    async def _all_items(self, head: Head) -> list[bytes] | None:
+        return await self._read_positions(head, 0, int(head.doc["history_len"]))
+
+    async def _gone_tail(self, head: Head, new_tail: str | None) -> None:
+        old = head.tail_key()
+        if old is not None and head.tail != new_tail:
+            await self._drop_blob(old)
+
+    # --- the contract ---------------------------------------------------------------------------
+
+    async def create(self, session: Session) -> Session:
+        now = self._now()
+        doc = _core.new_session_doc(session, now)
+        encoded = _core.prepare_items(session.history, 1, now)
+        doc["last_seq"] = doc["history_len"] = len(encoded)
+        session_id = doc["id"]
+        existing = await self._head(session_id)
+        self._free(session_id, existing, now)
+        gen = kv.new_token(now)
+        sealed, tail = await self._write_generation(session_id, gen, [d for _, d in encoded])
+        mine = Head(doc, gen, self._chunk, sealed, tail, None)
+        for _ in range(kv.WRITE_RETRIES):
+            rev = None if existing is None else existing.rev
+            if await self._publish(mine, rev) is not None:
+                if existing is not None:  # an expired session's keys
+                    await self._drop_history(existing)
+                items = _core.decode_items(session_id, [d for _, d in encoded])
+                return _core.make_session(_core.json_copy(doc, what="header"), items)
+            existing = await self._head(session_id)
+            try:
+                self._free(session_id, existing, now)
+            except Exception:
+                await self._drop_history(mine)
+                raise
+        raise ConflictError(session_id, 0, None, f"create of {session_id!r} kept racing")
+
+    @staticmethod
+    def _free(session_id: str, existing: Head | None, now: int, *, replace: bool = False) -> None:
+        """Refuse to write a new session over a newer-schema one (expired or not: this tether
+        may not delete it) or, unless ``replace``, over a live one."""
+        if existing is None:
+            return
+        _core.check_writable(session_id, existing.doc)
+        if not replace and _core.is_live(existing.doc, now):
+            raise SessionExists(session_id, existing.doc["version"])
+
+    async def load(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Session:
+        validate_session_id(session_id)
+        _core.check_window(last, after, limit)
+        for _ in range(kv.READ_RETRIES):
+            head = await self._live_head(session_id, self._now())
+            _core.check_writable(session_id, head.doc)
+            lo, hi = kv.window_positions(head, last, after, limit)
+            raw = await self._read_positions(head, lo, hi)
+            if raw is not None:
+                return _core.readable_session(head.doc, _core.decode_items(session_id, raw))
+        raise CorruptSession(session_id, "a history chunk its header names is missing")
+
+    def _check(
+        self, session_id: str, head: Head, expected_version: int, lease: Lease | None, now: int
+    ) -> None:
+        _core.check_writable(session_id, head.doc)
+        _core.check_write_lease(head.doc, lease, now)
+        if head.doc["version"] != expected_version:
+            raise ConflictError(session_id, expected_version, head.doc["version"])
+
+    async def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: Iterable[Mapping[str, Any]] = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
+        items = list(append)
+        for _ in range(kv.WRITE_RETRIES):
+            now = self._now()
+            head = await self._live_head(session_id, now)
+            self._check(session_id, head, expected_version, lease, now)
+            encoded = [d for _, d in _core.prepare_items(items, head.doc["last_seq"] + 1, now)]
+            if _core.needs_upgrade(head.doc):
+                version = await self._rewrite(head, now, encoded, normalized)
+                if version is not None:
+                    return version
+                continue
+            new_doc = _core.apply_commit(head.doc, normalized, len(encoded), now)
+            sealed, tail = head.sealed, head.tail
+            if encoded or head.tail_len >= head.chunk:
+                old_tail = head.tail_key()
+                got = None if old_tail is None else await self._get_blob(old_tail)
+                if got is None and head.tail_len:
+                    continue  # another writer moved the tail on: read the header again
+                rest = [] if got is None else got[0]
+                while len(rest) >= head.chunk:  # seal committed items into a chunk
+                    key = kv.chunk_key(session_id, head.gen, sealed)
+                    await self._put_blob(key, rest[: head.chunk])
+                    rest, sealed = rest[head.chunk :], sealed + 1
+                rest = rest + encoded
+                tail = kv.new_token(now) if rest else None
+                if tail is not None:
+                    await self._put_blob(kv.tail_key(session_id, head.gen, tail), rest)
+            new = Head(new_doc, head.gen, head.chunk, sealed, tail, None)
+            rev = await self._publish(new, head.rev)
+            if rev is not None:
+                await self._gone_tail(head, tail)
+                return int(new_doc["version"])
+            if tail is not None and tail != head.tail:
+                await self._drop_blob(kv.tail_key(session_id, head.gen, tail))
+        raise ConflictError(session_id, expected_version, None, "the header kept changing")
+
+    async def _rewrite(
+        self, head: Head, now: int, appended: list[bytes], changes: _core.Doc
+    ) -> int | None:
+        """Write an older-schema session back upgraded, history included, as a new
+        generation; the new version, or None if the header changed meanwhile."""
+        session_id = head.doc["id"]
+        old = await self._all_items(head)
+        if old is None:
+            return None
+        stored = int(head.doc["schema_version"])
+        upgraded = _core.upgrade_items(_core.decode_items(session_id, old), stored)
+        items = [_core.encode_item(item) for item in upgraded] + appended
+        new_doc = _core.apply_commit(_core.upgrade_doc(head.doc), changes, len(appended), now)
+        return await self._replace_generation(head, new_doc, items)
+
+    async def _replace_generation(
+        self, head: Head, new_doc: _core.Doc, items: list[bytes]
+    ) -> int | None:
+        session_id = head.doc["id"]
+        gen = kv.new_token(self._now())
+        sealed, tail = await self._write_generation(session_id, gen, items)
+        new = Head(new_doc, gen, self._chunk, sealed, tail, None)
+        if await self._publish(new, head.rev) is None:
+            await self._drop_history(new)
+            return None
+        await self._drop_history(head)
+        return int(new_doc["version"])
+
+    async def replace_history(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        lease: Lease | None = None,
+    ) -> int:
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        new_items = list(items)
+        for _ in range(kv.WRITE_RETRIES):
+            now = self._now()
+            head = await self._live_head(session_id, now)
+            self._check(session_id, head, expected_version, lease, now)
+            encoded = _core.prepare_items(new_items, head.doc["last_seq"] + 1, now)
+            new_doc = _core.apply_replace(_core.upgrade_doc(head.doc), len(encoded), now)
+            version = await self._replace_generation(head, new_doc, [d for _, d in encoded])
+            if version is not None:
+                return version
+        raise ConflictError(session_id, expected_version, None, "the header kept changing")
+
+    async def _heads(self) -> list[Head]:
+        heads = []
+        for key, value, rev in await self.backend.scan(kv.HEADER_PREFIX):
+            try:
+                raw = _json.loads(value)
+                heads.append(kv.decode_head(raw["doc"]["id"], value, rev))
+            except Exception as exc:  # one bad header must not hide the others
+                log.warning("skipping %r in listing: %s", key, exc)
+        return heads
+
+    async def _list_page(self, query: _core.ListQuery) -> Page:
+        # O(sessions): every header is read. A backend with an index could do better.
+        return query.page([head.doc for head in await self._heads()], self._now())
+
+    async def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
+        validate_session_id(session_id)
+        _core.check_delete_args(expected_version, lease, force)
+        for _ in range(kv.WRITE_RETRIES):
+            now = self._now()
+            head = await self._head(session_id)
+            if head is not None:
+                _core.check_writable(session_id, head.doc)  # expired or not
+            if head is None or not _core.is_live(head.doc, now):
+                if head is not None:
+                    await self._delete_head(head)  # an expired one goes too
+                if expected_version is not None:
+                    raise SessionNotFound(session_id)
+                return False
+            _core.check_delete_lease(head.doc, lease, force, now)
+            if expected_version is not None and head.doc["version"] != expected_version:
+                raise ConflictError(session_id, expected_version, head.doc["version"])
+            if await self._delete_head(head):
+                return True
+        raise ConflictError(session_id, expected_version, None, "the header kept changing")
+
+    async def _delete_head(self, head: Head) -> bool:
+        if not await self.backend.delete(kv.header_key(head.doc["id"]), head.rev):
+            return False
+        await self._drop_history(head)
+        return True
+
+    async def exists(self, session_id: str) -> bool:
+        validate_session_id(session_id)
+        head = await self._head(session_id)
+        return head is not None and _core.is_live(head.doc, self._now())
+
+    async def _set_lease(self, head: Head, fields: _core.Doc) -> bool:
+        doc = {**head.doc, **fields}
+        new = Head(doc, head.gen, head.chunk, head.sealed, head.tail, None)
+        rev = await self._publish(new, head.rev)
+        return rev is not None
+
+    async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        validate_session_id(session_id)
+        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+        for _ in range(kv.WRITE_RETRIES):
+            now = self._now()
+            head = await self._live_head(session_id, now)
+            _core.check_writable(session_id, head.doc)
+            fields = _core.claim_fields(head.doc, owner, ttl_us, now)
+            if await self._set_lease(head, fields):
+                return _core.lease_from_doc({**head.doc, **fields})
+        raise ConflictError(session_id, 0, None, "the header kept changing during the claim")
+
+    async def _leased(self, lease: Lease, now: int) -> Head:
+        head = await self._head(lease.session_id)
+        if head is None or not _core.is_live(head.doc, now):
+            raise LeaseLost(lease.session_id, "the session no longer exists")
+        _core.check_lease(head.doc, lease, now)
+        return head
+
+    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        lease = _core.check_lease_arg(lease)
+        ttl_us = _core.ttl_micros(ttl)
+        for _ in range(kv.WRITE_RETRIES):
+            now = self._now()
+            head = await self._leased(lease, now)
+            fields = {"lease_expires_at": now + ttl_us}
+            if await self._set_lease(head, fields):
+                return _core.lease_from_doc({**head.doc, **fields})
+        raise LeaseLost(lease.session_id, "the header kept changing during the renewal")
+
+    async def release(self, lease: Lease) -> None:
+        lease = _core.check_lease_arg(lease)
+        for _ in range(kv.WRITE_RETRIES):
+            head = await self._leased(lease, self._now())
+            if await self._set_lease(head, _core.released_fields()):
+                return
+        raise LeaseLost(lease.session_id, "the header kept changing during the release")
+
+    # --- optional abilities ---------------------------------------------------------------------
+
+    async def restore(self, session: Session, *, replace: bool = False) -> None:
+        """Write ``session`` exactly as given (for copying between stores); see the contract."""
+        doc, encoded = _core.restore_doc(session)
+        session_id = doc["id"]
+        gen = kv.new_token(self._now())
+        sealed, tail = await self._write_generation(session_id, gen, [d for _, d in encoded])
+        mine = Head(doc, gen, self._chunk, sealed, tail, None)
+        for _ in range(kv.WRITE_RETRIES):
+            existing = await self._head(session_id)
+            try:
+                self._free(session_id, existing, self._now(), replace=replace)
+            except Exception:
+                await self._drop_history(mine)
+                raise
+            rev = None if existing is None else existing.rev
+            if await self._publish(mine, rev) is not None:
+                if existing is not None:
+                    await self._drop_history(existing)
+                return
+        raise ConflictError(session_id, 0, None, f"restore of {session_id!r} kept racing")
+
+    async def purge_expired(self) -> int:
+        """Remove the sessions whose ``expires_at`` has passed; returns how many (a session
+        stored by a newer tether is kept)."""
+        now, count = self._now(), 0
+        for head in await self._heads():
+            if _core.is_live(head.doc, now) or _core.is_newer(head.doc):
+                continue  # only a tether that knows its schema may delete a newer one
+            if await self._delete_head(head):
+                count += 1
+        return count
+
+    async def collect_garbage(self, older_than: float | timedelta = 3600) -> int:
+        """Delete chunk and tail keys no header references, made more than ``older_than``
+        (seconds) ago: what a writer that crashed mid-write left. Returns how many keys.
+
+        ``older_than`` must exceed the longest write (a commit in flight has written its new
+        keys but not yet published them); the default is an hour.
+        """
+        grace = _core.ttl_micros(older_than)
+        heads = {kv.encode_id(head.doc["id"]): head for head in await self._heads()}
+        cutoff = self._now() - grace
+        count = 0
+        for key in await self.backend.keys(kv.CHUNK_PREFIX) + await self.backend.keys(
+            kv.TAIL_PREFIX
+        ):
+            parsed = kv.parse_data_key(key)
+            if parsed is None:
+                continue
+            kind, enc, gen, name = parsed
+            head = heads.get(enc)
+            if head is not None and head.gen == gen and (kind == "c" or head.tail == name):
+                continue  # referenced (or a chunk sealed ahead: right bytes, used next)
+            made = kv.token_time(name if kind == "t" else gen)
+            if made is None or made > cutoff:
+                continue
+            got = await self.backend.get(key)
+            if got is not None and await self.backend.delete(key, got[1]):
+                self._blobs.pop(key, None)
+                count += 1
+        return count
+
+    async def close(self) -> None:
+        self._blobs.clear()
+        await self.backend.close()

@@ -44,7 +44,7 @@ def test_export_import_export_is_byte_identical(source: str, tmp_path: Path) -> 
     target = f"file:{tmp_path / 'files'}"
     imported = run("--store", target, "import", str(first))
     assert imported.exit_code == 0, imported.output
-    assert "imported 5 sessions (0 already there)" in imported.output
+    assert "5 imported, 0 unchanged, 0 differing, 0 skipped (newer schema)" in imported.output
     assert run("--store", target, "export", "--all", "-o", str(second)).exit_code == 0
     assert first.read_bytes() == second.read_bytes()
     with tether.open_store(source) as a, tether.open_store(target) as b:
@@ -60,7 +60,8 @@ def test_import_twice_writes_nothing_twice(source: str, tmp_path: Path) -> None:
     target = f"sqlite:///{tmp_path / 'target.db'}"
     run("--store", target, "import", str(dump))
     again = run("--store", target, "import", str(dump))
-    assert "imported 0 sessions (5 already there)" in again.output
+    assert again.exit_code == 0
+    assert "0 imported, 5 unchanged, 0 differing" in again.output
     with tether.open_store(target) as store:
         assert store.load("s2").version == 2
 
@@ -78,10 +79,11 @@ def test_a_corrupt_line_is_reported_by_number_and_a_rerun_resumes(
     target = f"sqlite:///{tmp_path / 'target.db'}"
     result = CliRunner().invoke(cli, ["--store", target, "import", str(broken)])
     assert result.exit_code == 1
-    assert "line 3: not a valid session" in result.output
+    assert "line 3: not a valid session: the session is not a JSON object" in result.output
+    assert "2 imported, 0 unchanged" in result.output, "says how far it got"
     assert "Traceback" not in result.output
     fixed = run("--store", target, "import", str(dump))
-    assert "imported 3 sessions (2 already there)" in fixed.output
+    assert "3 imported, 2 unchanged" in fixed.output
 
 
 def test_import_refuses_to_overwrite_a_diverged_session_without_replace(
@@ -94,9 +96,18 @@ def test_import_refuses_to_overwrite_a_diverged_session_without_replace(
     with tether.open_store(target) as store:
         store.commit("s2", 2, append=[{"role": "user", "content": "diverged"}])
     refused = CliRunner().invoke(cli, ["--store", target, "import", str(dump)])
-    assert refused.exit_code == 1
+    assert refused.exit_code == 3
+    assert "differs: s2: version 3 in the target, 2 in the source" in refused.output
     assert "pass --replace" in refused.output
-    assert run("--store", target, "import", str(dump), "--replace").exit_code == 0
+    # the target is ahead of the file: --replace alone still refuses, --force overrides
+    ahead = CliRunner().invoke(cli, ["--store", target, "import", str(dump), "--replace"])
+    assert ahead.exit_code == 3
+    assert "the target is ahead" in ahead.output
+    with tether.open_store(target) as store:
+        assert store.load("s2").version == 3
+    forced = run("--store", target, "import", str(dump), "--replace", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "1 imported (1 replaced)" in forced.output
     with tether.open_store(target) as store:
         assert store.load("s2").version == 2
 
@@ -105,14 +116,21 @@ def test_copy_is_resumable_and_verified(source: str, tmp_path: Path) -> None:
     target = f"file:{tmp_path / 'copy'}"
     first = run("copy", "--from", source, "--to", target)
     assert first.exit_code == 0, first.output
-    assert "copied 5 sessions (0 already there); verified 5" in first.output
+    assert "5 copied, 0 unchanged, 0 differing, 0 skipped (newer schema); verified 5" in (
+        first.output
+    )
     # an interrupted copy: one session missing in the target, one changed in the source since
     with tether.open_store(target) as store:
         store.delete("s3")
     with tether.open_store(source) as store:
         store.commit("s4", 2, append=[{"role": "user", "content": "new"}])
     second = run("copy", "--from", source, "--to", target)
-    assert "copied 2 sessions (3 already there); verified 5" in second.output
+    assert second.exit_code == 3, "s4 differs in the target: named, left as it is"
+    assert "1 copied, 3 unchanged, 1 differing" in second.output
+    assert "differs: s4: version 2 in the target, 3 in the source" in second.output
+    third = run("copy", "--from", source, "--to", target, "--replace")
+    assert third.exit_code == 0, third.output
+    assert "1 copied (1 replaced), 4 unchanged, 0 differing" in third.output
     with tether.open_store(source) as a, tether.open_store(target) as b:
         assert a.load("s4") == b.load("s4")
         assert a.load("s3") == b.load("s3")
@@ -170,7 +188,9 @@ def test_lossless_through_the_server_stores(kind: str, source: str, tmp_path: Pa
         assert first.read_bytes() == second.read_bytes()
         back = f"sqlite:///{tmp_path / 'back.db'}"
         copied = run("copy", "--from", target, "--to", back)
-        assert "copied 5 sessions (0 already there); verified 5" in copied.output
+        assert "5 copied, 0 unchanged, 0 differing, 0 skipped (newer schema); verified 5" in (
+            copied.output
+        )
         demo = run("--store", target, "demo")
         assert demo.exit_code == 0, demo.output
     finally:

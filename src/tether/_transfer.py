@@ -2,25 +2,55 @@
 
 Every session travels whole (header and history) with its version, timestamps, ``seq``
 numbers and lease fence, and is written with the store's ``restore`` ability, so a copy is
-exactly the original. Re-running any of them is safe: a session the target already holds at
-the same version is skipped, never written twice.
+exactly the original.
+
+What the target already holds is never lost by accident. Each session is compared by
+:func:`digest` (its header and every item): one the target holds identically is *unchanged*
+and not written; one the target holds differently (it moved on, or diverged) is *differing*
+and left alone, named in the outcome, unless ``replace`` is given, and even then a target at a
+higher version than the source, or claimed by a runner right now, needs ``force`` as well. A
+session stored by a newer tether, in the source or in the target, is *skipped* and named.
+Re-running any of these is safe: nothing identical is written twice, nothing different is
+overwritten without being told to.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import IO
 
-from . import _json
-from .errors import InvalidRequest, SessionNotFound, TetherError
-from .models import Session
+import pydantic
+
+from . import _core, _json
+from .errors import (
+    AlreadyClaimed,
+    ConflictError,
+    InvalidRequest,
+    SessionExists,
+    SessionNotFound,
+    TetherError,
+    UnsupportedSchemaVersion,
+)
+from .models import Session, SessionHeader
+from .schema import schema
 from .stores.base import Store
 
 FORMAT = "tether-export/1"
 
 Progress = Callable[[str], None]
 """Called with each session id as it is handled (drives a progress bar)."""
+
+DIGEST_OMITS = frozenset({"schema_version", "lease_expires_at"})
+"""Header fields a digest leaves out: neither is the session's content. ``schema_version`` is
+the form it is stored in (a load upgrades it), and a live lease never travels (``restore``
+writes the session unclaimed; its owner and fence do travel and are compared)."""
 
 
 def _restore(store: Store) -> Callable[..., None]:
@@ -39,129 +69,388 @@ def all_ids(store: Store) -> Iterator[str]:
         yield header.id
 
 
+def digest(session: Session) -> str:
+    """SHA-256 of the canonical JSON of the session's header (without :data:`DIGEST_OMITS`)
+    and its whole history: the same for the same session read from any store."""
+    header = {
+        name: value
+        for name, value in session.header.model_dump(mode="json").items()
+        if name not in DIGEST_OMITS
+    }
+    payload = {"header": header, "items": session.history}
+    return hashlib.sha256(_json.canonical(payload, what="session").encode()).hexdigest()
+
+
+def _same_header(a: SessionHeader, b: SessionHeader) -> bool:
+    """Whether two headers could belong to the same session content (a cheap first test)."""
+    return (a.version, a.last_seq, a.history_len, a.updated_at) == (
+        b.version,
+        b.last_seq,
+        b.history_len,
+        b.updated_at,
+    )
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What happened to each session of an export, import or copy, by id."""
+
+    copied: list[str] = field(default_factory=list)
+    """Written to the target (new there, or replaced; replaced ones are also in ``replaced``)."""
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    """The target held them identically (same digest): nothing was written."""
+    differing: dict[str, str] = field(default_factory=dict)
+    """Left as they are in the target, which holds them differently: id -> why, and how to
+    overwrite."""
+    newer: list[str] = field(default_factory=list)
+    """Skipped: stored by a newer tether (in the source, the export line or the target)."""
+    digests: dict[str, str] = field(default_factory=dict)
+    """id -> digest of what the target must now hold (copied and unchanged ones)."""
+    line: int = 0
+    """import: the number of the line being read (the one that failed, if one did)."""
+
+    @property
+    def complete(self) -> bool:
+        """Every session is in the target as in the source: none differing, none skipped."""
+        return not self.differing and not self.newer
+
+    def summary(self, copied: str = "copied") -> str:
+        replaced = f" ({len(self.replaced)} replaced)" if self.replaced else ""
+        return (
+            f"{len(self.copied)} {copied}{replaced}, {len(self.unchanged)} unchanged, "
+            f"{len(self.differing)} differing, {len(self.newer)} skipped (newer schema)"
+        )
+
+
+@dataclass
+class Migration:
+    """What ``migrate`` did: upgraded of seen sessions; newer ones were skipped, by id."""
+
+    upgraded: int = 0
+    seen: int = 0
+    newer: list[str] = field(default_factory=list)
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
 def export_line(session: Session) -> bytes:
     """One session as one JSON line: sorted keys, so the same session is the same bytes."""
     payload = {"format": FORMAT, "session": session.model_dump(mode="json")}
     return _json.canonical(payload, what="session").encode() + b"\n"
 
 
-def export(store: Store, ids: Iterable[str], out: IO[bytes], progress: Progress) -> int:
-    count = 0
+def export(
+    store: Store, ids: Iterable[str], out: IO[bytes], progress: Progress, *, listed: bool = False
+) -> Outcome:
+    """Write each session as a line; ``listed``: the ids came from a listing, so one deleted
+    since is left out rather than an error. Newer-schema sessions are skipped and named."""
+    outcome = Outcome()
     for session_id in ids:
-        out.write(export_line(store.load(session_id)))
+        try:
+            session = store.load(session_id)
+        except UnsupportedSchemaVersion:
+            outcome.newer.append(session_id)
+            continue
+        except SessionNotFound:
+            if listed:
+                continue  # deleted or expired while exporting: nothing to export
+            raise
+        out.write(export_line(session))
+        outcome.copied.append(session_id)
         progress(session_id)
-        count += 1
-    return count
+    return outcome
 
 
-def parse_line(number: int, line: bytes) -> Session:
-    """A session from an export line, or InvalidRequest naming the line and what is wrong."""
+@contextmanager
+def private_output(path: str) -> Iterator[IO[bytes]]:
+    """A file created readable by its owner only (0600): exports hold whole conversations.
+
+    A regular file (or a new one) is written to a private temporary file beside it and renamed
+    over it at the end, so an interrupted export never leaves a short file that would import
+    as if it were complete, and an existing file's looser permissions are never kept. Anything
+    else (a pipe, a device) is written to directly.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_file():
+        with open(target, "wb") as handle:
+            yield handle
+        return
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.fchmod(fd, 0o600)  # mkstemp makes it 0600 already; said again, as the point of it
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+# --- import --------------------------------------------------------------------------------------
+
+
+def _pydantic_problem(exc: pydantic.ValidationError) -> str:
+    """The first problem of a validation error, naming its field (``history.3.role``)."""
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if not where:
+        return f"the session is not a JSON object: {first['msg']}{more}"
+    return f"field {where!r}: {first['msg']}{more}"
+
+
+def parse_line(line: bytes) -> Session:
+    """A session from an export line, or InvalidRequest saying which field is wrong and how.
+
+    The caller adds the line number. The session is checked as ``restore`` will check it
+    (whole history, seqs in order, roles and timestamps), so a bad line fails here, before
+    anything is written for it.
+    """
     try:
         data = _json.loads(line)
     except _json.JSONDecodeError as exc:
-        raise InvalidRequest(f"line {number}: not valid JSON ({exc})") from None
+        raise InvalidRequest(f"not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise InvalidRequest(f"line {number}: not a {FORMAT} line")
-    try:
-        return Session.model_validate(data["session"])
-    except (ValueError, TypeError, KeyError, TetherError) as exc:
-        detail = str(exc).splitlines()[0]
-        raise InvalidRequest(f"line {number}: not a valid session ({detail})") from None
-
-
-@dataclass
-class Outcome:
-    written: int = 0
-    skipped: int = 0
-    ids: list[str] = field(default_factory=list)
-
-
-def _put(target: Store, session: Session, outcome: Outcome, replace: bool) -> None:
-    """Write ``session`` unless the target holds it at the same version already."""
-    try:
-        held = target.load(session.id, last=0).version
-    except SessionNotFound:
-        held = None
-    outcome.ids.append(session.id)
-    if held == session.version:
-        outcome.skipped += 1
-        return
-    if held is not None and not replace:
+        found = data.get("format") if isinstance(data, dict) else None
         raise InvalidRequest(
-            f"session {session.id!r} is in the target at version {held}, the source has "
-            f"{session.version}; pass --replace to overwrite it with the source's"
+            f"not a {FORMAT} line (field 'format' is {found!r}); export files are written by "
+            "'tether export'"
         )
-    _restore(target)(session, replace=held is not None)
-    outcome.written += 1
+    if "session" not in data:
+        raise InvalidRequest("field 'session' is missing")
+    try:
+        session = Session.model_validate(data["session"])
+    except pydantic.ValidationError as exc:
+        raise InvalidRequest(f"not a valid session: {_pydantic_problem(exc)}") from None
+    if session.schema_version <= schema.current:  # a newer one is skipped, not refused
+        try:
+            _check_history(session)
+            _core.restore_doc(session)  # everything else restore will check, before any I/O
+        except TetherError as exc:
+            raise InvalidRequest(f"not a valid session: {exc}") from None
+    return session
+
+
+def _check_history(session: Session) -> None:
+    """What ``restore`` needs of the history, each problem naming its field."""
+    history = session.history
+    if len(history) != session.history_len:
+        raise InvalidRequest(
+            f"field 'history_len' is {session.history_len}, but field 'history' has "
+            f"{len(history)} items"
+        )
+    first = session.last_seq - session.history_len + 1
+    for offset, item in enumerate(history):
+        for name in ("role", "timestamp"):
+            if not isinstance(item.get(name), str):
+                raise InvalidRequest(
+                    f"field 'history.{offset}.{name}' must be a string, not {item.get(name)!r}"
+                )
+        if item.get("seq") != first + offset:
+            raise InvalidRequest(
+                f"field 'history.{offset}.seq' is {item.get('seq')!r}, expected {first + offset}: "
+                f"'last_seq' {session.last_seq} and 'history_len' {session.history_len} make "
+                f"the history seqs {first}..{session.last_seq}"
+            )
 
 
 def import_lines(
-    target: Store, lines: Iterable[bytes], progress: Progress, *, replace: bool = False
+    target: Store,
+    lines: Iterable[bytes],
+    progress: Progress,
+    outcome: Outcome,
+    *,
+    replace: bool = False,
+    force: bool = False,
 ) -> Outcome:
-    """Import export lines in order; stops at the first bad line (earlier ones are kept)."""
-    outcome = Outcome()
-    _restore(target)
+    """Import export lines in order into ``outcome``; stops at the first bad line (the ones
+    before it stay imported, and ``outcome`` says how many and which line failed)."""
+    restore = _restore(target)
     for number, line in enumerate(lines, 1):
+        outcome.line = number
         if not line.strip():
             continue
-        session = parse_line(number, line)
-        _put(target, session, outcome, replace)
+        session = parse_line(line)
+        if session.schema_version > schema.current:
+            outcome.newer.append(session.id)
+        else:
+            _put(target, restore, session, outcome, replace=replace, force=force)
         progress(session.id)
     return outcome
 
 
-def copy(source: Store, target: Store, progress: Progress) -> Outcome:
-    """Make the target hold every session of the source, as it is in the source."""
+# --- copy ----------------------------------------------------------------------------------------
+
+
+def _held(target: Store, session: Session) -> Session | None:
+    """The target's copy of ``session``, whole when it may be identical; None if absent."""
+    header = target.load(session.id, last=0)
+    if not _same_header(header, session):
+        return header  # differs already in the header: its items need not be read
+    return target.load(session.id)
+
+
+def _put(
+    target: Store,
+    restore: Callable[..., None],
+    session: Session,
+    outcome: Outcome,
+    *,
+    replace: bool,
+    force: bool,
+) -> None:
+    """Make the target hold ``session``, unless it holds it differently (see the module)."""
+    want = digest(session)
+    for _ in range(2):  # a second look only if the session appeared while we wrote it
+        try:
+            held = _held(target, session)
+        except SessionNotFound:
+            held = None
+        except UnsupportedSchemaVersion:
+            outcome.newer.append(session.id)
+            return
+        if held is not None and digest(held) == want:
+            outcome.unchanged.append(session.id)
+            outcome.digests[session.id] = want
+            return
+        if held is not None:
+            why = _refusal(held, session, replace=replace, force=force)
+            if why is not None:
+                outcome.differing[session.id] = why
+                return
+            # Compare-and-delete, then a restore that never overwrites: a target that moved on
+            # since it was read is kept. (A restore with an expected version would close the
+            # moment in which the session is absent; no store has one yet.)
+            claimed = _claimed(held)
+            try:
+                if claimed:  # only reached with --force: the runner's lease is overridden
+                    target.delete(session.id, expected_version=held.version, force=True)
+                else:
+                    target.delete(session.id, expected_version=held.version)
+            except (ConflictError, SessionNotFound, AlreadyClaimed):
+                outcome.differing[session.id] = (
+                    "changed or claimed in the target while it was being replaced; "
+                    "run again to compare"
+                )
+                return
+        try:
+            restore(session, replace=False)  # never over a session that appeared meanwhile
+        except SessionExists:
+            continue
+        outcome.copied.append(session.id)
+        if held is not None:
+            outcome.replaced.append(session.id)
+        outcome.digests[session.id] = want
+        return
+    outcome.differing[session.id] = "created in the target while it was being copied"
+
+
+def _refusal(held: SessionHeader, session: Session, *, replace: bool, force: bool) -> str | None:
+    """Why the target's differing copy ``held`` may not be replaced, or None if it may."""
+    versions = f"version {held.version} in the target, {session.version} in the source"
+    if not replace:
+        return f"{versions}, with different content; pass --replace to overwrite it"
+    if force:
+        return None
+    if held.version > session.version:
+        return (
+            f"{versions}: the target is ahead (it moved on since it was copied); "
+            "pass --replace --force to overwrite it anyway"
+        )
+    if _claimed(held) and held.lease_expires_at is not None:
+        return (
+            f"{versions}: claimed in the target by {held.lease_owner!r} until "
+            f"{held.lease_expires_at.isoformat()}; pass --replace --force to overwrite it anyway"
+        )
+    return None
+
+
+def _claimed(held: SessionHeader) -> bool:
+    """Whether a runner holds a live lease on the target's copy right now."""
+    until = held.lease_expires_at
+    return until is not None and until > datetime.now(timezone.utc)
+
+
+def copy(
+    source: Store,
+    target: Store,
+    progress: Progress,
+    *,
+    replace: bool = False,
+    force: bool = False,
+) -> Outcome:
+    """Make the target hold every session of the source, as it is in the source, except the
+    ones it holds differently (unless ``replace``) and newer-schema ones (see the module)."""
     outcome = Outcome()
-    _restore(target)
+    restore = _restore(target)
     for session_id in list(all_ids(source)):
         try:
             session = source.load(session_id)
         except SessionNotFound:
             continue  # deleted or expired while copying: nothing to copy
-        _put(target, session, outcome, replace=True)
+        except UnsupportedSchemaVersion:
+            outcome.newer.append(session_id)
+        else:
+            _put(target, restore, session, outcome, replace=replace, force=force)
         progress(session_id)
     return outcome
 
 
-def verify(source: Store, target: Store, ids: Iterable[str]) -> list[str]:
-    """Problems found comparing the copies with the source: counts and versions."""
-    problems = []
-    for session_id in ids:
+def verify(target: Store, outcome: Outcome) -> dict[str, str]:
+    """Read back every session the target must now hold and compare digests: id -> problem.
+
+    Compared with what was read from the source when it was copied, so traffic on the source
+    since then is not a mismatch; traffic on the target since then is, and is reported.
+    """
+    problems = {}
+    for session_id, want in outcome.digests.items():
         try:
-            want = source.load(session_id, last=0)
+            got = digest(target.load(session_id))
         except SessionNotFound:
+            problems[session_id] = "missing from the target"
             continue
-        try:
-            got = target.load(session_id, last=0)
-        except SessionNotFound:
-            problems.append(f"{session_id}: missing from the target")
-            continue
-        if (got.version, got.history_len) != (want.version, want.history_len):
-            problems.append(
-                f"{session_id}: version {got.version} / {got.history_len} items in the target, "
-                f"{want.version} / {want.history_len} in the source"
+        if got != want:
+            problems[session_id] = (
+                f"digest {got[:12]} in the target, {want[:12]} copied (it changed in the target "
+                "since, or the copy is not exact)"
             )
     return problems
 
 
-def migrate(store: Store, progress: Progress) -> tuple[int, int]:
-    """Write back every session stored at an older schema version; (upgraded, looked at).
+# --- migrate -------------------------------------------------------------------------------------
+
+
+def migrate(store: Store, progress: Progress) -> Migration:
+    """Write back every session stored at an older schema version; newer ones are skipped.
 
     Opening the store has already applied its own migrations (tables, indexes, columns).
     Each session is read (which upgrades it in memory) and, if it was stored at an older
-    version, written back exactly as read: same version, upgraded form.
+    version, written back exactly as read: same version, upgraded form. A session stored by a
+    newer tether is left untouched and named in the result; the walk goes on past it.
     """
     restore = _restore(store)
-    upgraded = seen = 0
+    result = Migration()
     for session_id in list(all_ids(store)):
         try:
             session = store.load(session_id)
         except SessionNotFound:
             continue
-        seen += 1
+        except UnsupportedSchemaVersion:
+            result.newer.append(session_id)
+            progress(session_id)
+            continue
+        result.seen += 1
         if session.stored_schema_version < session.schema_version:
             restore(session, replace=True)
-            upgraded += 1
+            result.upgraded += 1
         progress(session_id)
-    return upgraded, seen
+    return result

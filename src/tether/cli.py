@@ -593,6 +593,49 @@ def _progress(label: str, total: int | None) -> Any:
     return bar, bar.add_task(label, total=total)
 
 
+INCOMPLETE = 3
+"""Exit status of export, import, copy and migrate when they finished but left sessions as
+they were: differing in the target, or stored by a newer tether (each is named on stderr)."""
+
+
+def _report_left_alone(differing: dict[str, str], newer: list[str]) -> None:
+    """Name, on stderr, every session that was left as it was, and why."""
+    for session_id, why in differing.items():
+        click.echo(f"differs: {session_id}: {why}", err=True)
+    for session_id in newer:
+        click.echo(
+            f"skipped: {session_id}: stored by a newer tether, left untouched; upgrade tether "
+            "to read it",
+            err=True,
+        )
+
+
+def _finish(summary: str, differing: dict[str, str], newer: list[str], *, err: bool) -> None:
+    _report_left_alone(differing, newer)
+    click.echo(summary, err=err)
+    if differing or newer:
+        raise click.exceptions.Exit(INCOMPLETE)
+
+
+_replace_option = click.option(
+    "--replace",
+    is_flag=True,
+    help="Overwrite sessions the target holds with different content (not ones it holds "
+    "at a higher version, or claimed right now, without --force).",
+)
+_force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="With --replace: also overwrite target sessions at a higher version than the "
+    "source's, or claimed by a runner.",
+)
+
+
+def _check_force(replace: bool, force: bool) -> None:
+    if force and not replace:
+        _usage("--force only strengthens --replace: pass both (--replace --force)")
+
+
 @cli.command(
     "export",
     epilog=_examples(
@@ -607,7 +650,7 @@ def _progress(label: str, total: int | None) -> Any:
     "--output",
     type=click.Path(dir_okay=False, writable=True),
     required=True,
-    help="The JSON-lines file to write ('-' for stdout).",
+    help="The JSON-lines file to write ('-' for stdout); created readable by you only (0600).",
 )
 @pass_env
 def export_command(env: _Env, session_ids: tuple[str, ...], everything: bool, output: str) -> None:
@@ -619,58 +662,104 @@ def export_command(env: _Env, session_ids: tuple[str, ...], everything: bool, ou
     store = env.sessions.store
     ids = list(_transfer.all_ids(store)) if everything else list(session_ids)
     bar, task = _progress("exporting", len(ids))
-    with bar, click.open_file(output, "wb") as out:
-        count = _transfer.export(store, ids, out, lambda _: bar.advance(task))
-    click.echo(f"exported {count} sessions to {output}", err=output == "-")
+    to_stdout = output == "-"
+    with bar, click.open_file("-", "wb") if to_stdout else _transfer.private_output(output) as out:
+        outcome = _transfer.export(store, ids, out, lambda _: bar.advance(task), listed=everything)
+    summary = f"exported {len(outcome.copied)} sessions to {output}"
+    if outcome.newer:
+        summary += f"; {len(outcome.newer)} skipped (newer schema)"
+    _finish(summary, {}, outcome.newer, err=to_stdout)
 
 
 @cli.command(
     "import",
     epilog=_examples(
-        "tether import sessions.jsonl", "tether --store redis://h:6379/0 import s.jsonl"
+        "tether import sessions.jsonl",
+        "tether --store redis://h:6379/0 import s.jsonl",
+        "tether import sessions.jsonl --replace",
     ),
 )
 @click.argument("path", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--replace", is_flag=True, help="Overwrite sessions the store holds at another version."
-)
+@_replace_option
+@_force_option
 @pass_env
-def import_command(env: _Env, path: str, replace: bool) -> None:
-    """Read sessions from an export file into the store; re-running imports nothing twice."""
+def import_command(env: _Env, path: str, replace: bool, force: bool) -> None:
+    """Read sessions from an export file into the store; re-running imports nothing twice.
+
+    A session the store holds identically is unchanged; one it holds differently is left
+    as it is and named (exit status 3) unless --replace.
+    """
     from . import _transfer
 
+    _check_force(replace, force)
     with open(path, "rb") as handle:
         total = sum(1 for line in handle if line.strip())
     bar, task = _progress("importing", total)
-    with bar, open(path, "rb") as handle:
-        outcome = _transfer.import_lines(
-            env.sessions.store, handle, lambda _: bar.advance(task), replace=replace
-        )
-    click.echo(f"imported {outcome.written} sessions ({outcome.skipped} already there)")
+    outcome = _transfer.Outcome()
+    try:
+        with bar, open(path, "rb") as handle:
+            _transfer.import_lines(
+                env.sessions.store,
+                handle,
+                lambda _: bar.advance(task),
+                outcome,
+                replace=replace,
+                force=force,
+            )
+    except TetherError as exc:
+        _report_left_alone(outcome.differing, outcome.newer)
+        raise CliError(
+            f"line {outcome.line}: {exc} -- stopped there; the lines before it were handled "
+            f"({outcome.summary('imported')}). Fix or remove that line and run the same "
+            "command again: what is already imported is found unchanged and not written twice."
+        ) from None
+    _finish(outcome.summary("imported"), outcome.differing, outcome.newer, err=False)
 
 
 @cli.command(
     "copy",
-    epilog=_examples("tether copy --from sqlite:///app.db --to postgresql://db/app"),
+    epilog=_examples(
+        "tether copy --from sqlite:///app.db --to postgresql://db/app",
+        "tether copy --from sqlite:///app.db --to postgresql://db/app --replace",
+    ),
 )
 @click.option("--from", "source_url", metavar="URL", required=True, help="The store to copy from.")
 @click.option("--to", "target_url", metavar="URL", required=True, help="The store to copy to.")
-def copy_command(source_url: str, target_url: str) -> None:
-    """Copy every session between two stores; resumable, verified at the end."""
+@_replace_option
+@_force_option
+def copy_command(source_url: str, target_url: str, replace: bool, force: bool) -> None:
+    """Copy every session between two stores; resumable, verified at the end.
+
+    A session the target holds identically is unchanged; one it holds differently is left as
+    it is and named (exit status 3) unless --replace. Verification reads every copied session
+    back and compares its digest (header and items) with the source's.
+    """
     from . import _transfer
     from ._registry import open_store
 
+    _check_force(replace, force)
     with open_store(source_url) as source, open_store(target_url) as target:
         total = sum(1 for _ in _transfer.all_ids(source))
         bar, task = _progress("copying", total)
         with bar:
-            outcome = _transfer.copy(source, target, lambda _: bar.advance(task))
-        problems = _transfer.verify(source, target, outcome.ids)
+            outcome = _transfer.copy(
+                source, target, lambda _: bar.advance(task), replace=replace, force=force
+            )
+        problems = _transfer.verify(target, outcome)
     if problems:
-        raise CliError(f"copy finished but {len(problems)} sessions differ: {problems[0]}")
-    click.echo(
-        f"copied {outcome.written} sessions ({outcome.skipped} already there); "
-        f"verified {len(outcome.ids)}: counts and versions match"
+        _report_left_alone(outcome.differing, outcome.newer)
+        for session_id, problem in problems.items():
+            click.echo(f"not verified: {session_id}: {problem}", err=True)
+        raise CliError(
+            f"copy finished ({outcome.summary()}) but {len(problems)} sessions in the target "
+            "do not match what was copied (named above); run the copy again to compare them"
+        )
+    _finish(
+        f"{outcome.summary()}; verified {len(outcome.digests)}: the target holds each exactly "
+        "(digests of header and items match)",
+        outcome.differing,
+        outcome.newer,
+        err=False,
     )
 
 
@@ -681,7 +770,11 @@ def copy_command(source_url: str, target_url: str) -> None:
 @click.argument("url", metavar="[URL]", required=False)
 @pass_env
 def migrate_command(env: _Env, url: str | None) -> None:
-    """Bring a store and its sessions to this tether's schema; report what changed."""
+    """Bring a store and its sessions to this tether's schema; report what changed.
+
+    Sessions stored by a newer tether are left untouched and named (exit status 3); the
+    others are migrated.
+    """
     from . import _transfer
     from ._registry import open_store
     from .schema import schema
@@ -690,11 +783,14 @@ def migrate_command(env: _Env, url: str | None) -> None:
         total = sum(1 for _ in _transfer.all_ids(store))
         bar, task = _progress("migrating", total)
         with bar:
-            upgraded, seen = _transfer.migrate(store, lambda _: bar.advance(task))
-    click.echo(
-        f"store schema up to date; {upgraded} of {seen} sessions upgraded to session schema "
-        f"version {schema.current}"
+            result = _transfer.migrate(store, lambda _: bar.advance(task))
+    summary = (
+        f"store schema up to date; {result.upgraded} of {result.seen} sessions upgraded to "
+        f"session schema version {schema.current}"
     )
+    if result.newer:
+        summary += f"; {len(result.newer)} skipped (newer schema)"
+    _finish(summary, {}, result.newer, err=False)
 
 
 # --- the demo ------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ from ..errors import (
     StoreError,
     TetherError,
 )
-from ..models import HistoryItem, Lease, Page, Session
+from ..models import HistoryItem, Lease, Page, Session, SessionHeader
 from ..schema import schema
 from .base import Store, SyncBackedAsyncStore
 
@@ -115,6 +115,29 @@ def _decode_record(session_id: str, payload: bytes, crc: int, index: int) -> Any
         raise CorruptSession(
             session_id, f"history item {index + 1} in its log is damaged ({exc})"
         ) from exc
+
+
+def _listable_newer(session_id: str, doc: Any) -> bool:
+    """Whether ``doc`` is a header a newer tether wrote that a listing can still show.
+
+    The other stores list such sessions (their ``load`` raises UnsupportedSchemaVersion), so
+    ``tether migrate``, ``export`` and ``copy`` can name them as skipped; the file store lists
+    them too, as stored, when they still have the fields a listing reads and filters on.
+    """
+    if not (
+        isinstance(doc, dict)
+        and isinstance(doc.get("schema_version"), int)
+        and doc["schema_version"] > schema.current
+        and doc.get("id") == session_id
+    ):
+        return False
+    if not SessionHeader.model_fields.keys() <= doc.keys():
+        return False
+    try:
+        _core.doc_to_header(doc)
+    except (KeyError, ValueError, TypeError):
+        return False
+    return all(isinstance(doc[name], int) for name in ("updated_at", "created_at"))
 
 
 class FileStore(Store):
@@ -234,8 +257,14 @@ class FileStore(Store):
             raise
         self._sync_dir()
 
-    def _read_header(self, session_id: str) -> tuple[_core.Doc, int, int] | None:
-        """(document as stored, log generation, committed log size), or None if absent."""
+    def _read_header(
+        self, session_id: str, *, newer: bool = False
+    ) -> tuple[_core.Doc, int, int] | None:
+        """(document as stored, log generation, committed log size), or None if absent.
+
+        ``newer``: a header a newer tether wrote is returned as stored (for the listing)
+        instead of raising :class:`~tether.errors.UnsupportedSchemaVersion`.
+        """
         try:
             raw = self._header_path(session_id).read_bytes()
         except FileNotFoundError:
@@ -250,7 +279,11 @@ class FileStore(Store):
             and isinstance(wrapper.get("log_size"), int)
         ):
             raise CorruptSession(session_id, "header file is not a tether file-store header")
-        doc = _core.validate_header_doc(session_id, wrapper.get("session"))
+        stored: Any = wrapper.get("session")
+        if newer and _listable_newer(session_id, stored):
+            doc: _core.Doc = stored
+        else:
+            doc = _core.validate_header_doc(session_id, stored)
         return doc, wrapper["log_gen"], wrapper["log_size"]
 
     def _live_header(self, session_id: str, now: int) -> tuple[_core.Doc, int, int]:
@@ -497,7 +530,7 @@ class FileStore(Store):
             session_id = name[: -len(".json")]
             try:
                 validate_session_id(session_id)
-                found = self._read_header(session_id)
+                found = self._read_header(session_id, newer=True)
             except TetherError as exc:  # one bad header must not hide the others
                 log.warning("skipping session %r in listing: %s", session_id, exc)
                 continue

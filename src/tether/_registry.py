@@ -86,8 +86,9 @@ def _resolve_url(url: str | None) -> str:
     if url is None:
         url = os.environ.get("TETHER_URL") or DEFAULT_URL
     if not isinstance(url, str) or ":" not in url:
+        shown = redact(url) if isinstance(url, str) else url
         raise ConfigurationError(
-            f"{url!r} is not a store URL; use one of: memory://, file:///abs/dir, "
+            f"{shown!r} is not a store URL; use one of: memory://, file:///abs/dir, "
             "file:relative/dir, sqlite:///relative.db, sqlite:////abs/path.db"
         )
     return url
@@ -96,7 +97,6 @@ def _resolve_url(url: str | None) -> str:
 def _load_class(url: str, index: int) -> Any:
     scheme = url.split(":", 1)[0].lower()
     if scheme not in _SCHEMES:
-        shown = redact(url) if isinstance(url, str) else url
         raise ConfigurationError(
             f"unknown store scheme {scheme!r} in {redact(url)!r}; valid schemes: "
             f"{', '.join(sorted(_SCHEMES))} (or register_store() your own)"

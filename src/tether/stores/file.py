@@ -154,12 +154,21 @@ class FileStore(Store):
         lock_timeout: float = 10.0,
         fsync: bool = True,
         clock: Clock = system_clock,
+        create: bool = True,
     ) -> None:
         # "~/sessions" is the home directory, as in a shell, not a directory named "~"
         self.directory = Path(directory).expanduser()
         self.lock_timeout = lock_timeout
         self.fsync = fsync
         self._clock = clock
+        if not create and not self.directory.is_dir():
+            # a reader with a mistyped path must not leave an empty store behind and then
+            # report "no sessions"
+            raise ConfigurationError(
+                f"no file store at {str(self.directory.absolute())!r}; nothing was created. "
+                "Check the path (file:relative/dir is relative to the working directory, "
+                "file:///abs/dir absolute)."
+            )
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -181,20 +190,11 @@ class FileStore(Store):
                 f"{redact(url)!r} names host {redact(netloc)!r}; use file:///absolute/dir or "
                 "file:relative/dir"
             )
-        create: bool = True,
         if not path:
             raise ConfigurationError(f"{redact(url)!r} names no directory")
         return cls(path, clock=clock, create=create, **options)
 
     # --- paths, locks, atomic files ------------------------------------------------------------
-        if not create and not self.directory.is_dir():
-            # a reader with a mistyped path must not leave an empty store behind and then
-            # report "no sessions"
-            raise ConfigurationError(
-                f"no file store at {str(self.directory.absolute())!r}; nothing was created. "
-                "Check the path (file:relative/dir is relative to the working directory, "
-                "file:///abs/dir absolute)."
-            )
 
     def _header_path(self, session_id: str) -> Path:
         return self.directory / f"{session_id}.json"
@@ -658,6 +658,7 @@ class AsyncFileStore(SyncBackedAsyncStore):
         lock_timeout: float = 10.0,
         fsync: bool = True,
         clock: Clock = system_clock,
+        create: bool = True,
         store: FileStore | None = None,
     ) -> None:
         if store is None:
@@ -673,4 +674,3 @@ class AsyncFileStore(SyncBackedAsyncStore):
         cls, url: str, *, clock: Clock = system_clock, create: bool = True
     ) -> AsyncFileStore:
         return cls(store=FileStore.from_url(url, clock=clock, create=create))
-        create: bool = True,

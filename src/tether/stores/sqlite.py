@@ -251,18 +251,14 @@ class SQLiteStore(Store):
         synchronous: str = "normal",
         timeout: float = 30.0,
         clock: Clock = system_clock,
+        create: bool = True,
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ValueError("synchronous must be 'normal' or 'full'")
         # "~/app.db" is the home directory, as in a shell, not a directory named "~"
         self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
-        create: bool = True,
         self._clock = clock
         self._lock = threading.RLock()
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
         if not create and self.path != ":memory:" and not Path(self.path).is_file():
             # a reader with a mistyped path must not leave an empty database (and its
             # directories) behind and then report "no sessions"
@@ -273,6 +269,10 @@ class SQLiteStore(Store):
                 "Check the path (sqlite:///relative.db is relative to the working directory, "
                 "sqlite:////abs/path.db absolute)."
             )
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
@@ -859,6 +859,7 @@ class AsyncSQLiteStore(SyncBackedAsyncStore):
         synchronous: str = "normal",
         timeout: float = 30.0,
         clock: Clock = system_clock,
+        create: bool = True,
         store: SQLiteStore | None = None,
     ) -> None:
         super().__init__(
@@ -874,4 +875,3 @@ class AsyncSQLiteStore(SyncBackedAsyncStore):
         cls, url: str, *, clock: Clock = system_clock, create: bool = True
     ) -> AsyncSQLiteStore:
         return cls(store=SQLiteStore.from_url(url, clock=clock, create=create))
-        create: bool = True,

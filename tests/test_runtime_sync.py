@@ -281,7 +281,8 @@ def test_built_in_actions(sessions: Sessions) -> None:
     s = sessions.execute("s1", Suspend())
     assert s.status == SessionStatus.SUSPENDED
     s = sessions.execute("s1", Resume())
-    assert s.status == SessionStatus.FINISHED  # it has a history: ready for the next turn
+    assert s.status == SessionStatus.NEW  # the status it had before Suspend
+    assert s.state == {"b": 2}  # the remembered status is gone with it
     s = sessions.clear("s1")
     assert (s.history, s.history_len) == ([], 0)
     assert (s.options["model"], s.metadata, s.state) == ("b", {"z": 3}, {"b": 2})

@@ -72,6 +72,7 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         [
             (r"\bAsyncAgent\b", "Agent"),
             (r"\bagent_async\b", "agent_sync"),
+            (r"\bAsyncSessions\b", "Sessions"),
             (r"\b(redis|postgres)_async\b", r"\1_sync"),
             (r"\bAsync(Memory|SQLite|File|Redis|Postgres)Store\b", r"\1Store"),
             (r"\bAsyncIterator\b", "Iterator"),

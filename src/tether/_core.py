@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import math
 import secrets
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -32,6 +34,7 @@ from .errors import (
     InvalidRequest,
     InvalidSessionData,
     LeaseLost,
+    ReservedStateKey,
 )
 from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
 from .schema import schema
@@ -66,6 +69,105 @@ CHANGEABLE_FIELDS = frozenset({"owner", "agent", "status", "expires_at", *JSON_F
 _STATUSES = frozenset(s.value for s in SessionStatus)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+
+# --- limits: what every store can hold (docs/model.md, "Limits") --------------------------------
+# Every public call checks its arguments against these before any I/O, here, once, so that a
+# value one store could hold and another could not is refused by all of them alike.
+
+MAX_INT = 2**63 - 1
+"""Versions, seqs, fences, ``last`` / ``after`` / ``limit``: signed 64-bit (SQL BIGINT)."""
+MIN_INT = -(2**63)
+MAX_NAME_LENGTH = 256
+"""owner, agent and a lease's owner: at most this many characters."""
+MAX_TTL = timedelta(days=3653)
+"""The longest lease: about 10 years. Longer ones would overflow a timestamp somewhere."""
+MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_TIME = datetime(2200, 1, 1, tzinfo=timezone.utc)
+"""Stored timestamps (``expires_at``, the restored ``created_at`` / ``updated_at``) lie in
+[MIN_TIME, MAX_TIME): Redis keeps them in sorted-set scores and Lua numbers, exact to 2**53 µs."""
+_MIN_MICROS = to_micros(MIN_TIME)
+_MAX_MICROS = to_micros(MAX_TIME)
+_MAX_TTL_MICROS = MAX_TTL // timedelta(microseconds=1)
+
+
+def check_text(
+    name: str, value: object, *, optional: bool = True, error: type[InvalidRequest] = InvalidRequest
+) -> str | None:
+    """A name-like string (owner, agent): a str of valid Unicode, no NUL, <= MAX_NAME_LENGTH.
+
+    NUL and lone surrogates are refused because PostgreSQL text and UTF-8 (SQLite, Redis, files)
+    cannot hold them; the length keeps index entries small.
+    """
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        none = " or None" if optional else ""
+        raise error(f"{name} must be a str{none}, not {type(value).__name__} {_short(value)}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise error(f"{name} has {len(value)} characters; the limit is {MAX_NAME_LENGTH}")
+    if "\x00" in value:
+        raise error(f"{name} {_short(value)} contains a NUL character; remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise error(
+            f"{name} {_short(value)} is not valid Unicode (a lone surrogate at {exc.start}); "
+            "decode your text with errors='replace' first"
+        ) from None
+    return value
+
+
+def check_int(name: str, value: object, *, low: int = 0, high: int = MAX_INT) -> int:
+    """An int (not a bool) in [low, high]; raise :class:`InvalidRequest` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an int, not {type(value).__name__} {_short(value)}")
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be an int from {low} to {high}, not {value}")
+    return value
+
+
+def check_time(name: str, value: object) -> int | None:
+    """An aware datetime in [MIN_TIME, MAX_TIME) as µs, or None; raise before any I/O."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        naive = "a naive datetime" if isinstance(value, datetime) else _short(value)
+        raise InvalidRequest(
+            f"{name} must be a timezone-aware datetime or None, not {naive} "
+            "(e.g. datetime.now(timezone.utc) + timedelta(days=1))"
+        )
+    try:
+        micros = to_micros(value)
+    except (OverflowError, ValueError) as exc:  # an offset pushing it past datetime's range
+        raise InvalidRequest(f"{name} {value!r} cannot be stored ({exc})") from None
+    if not _MIN_MICROS <= micros < _MAX_MICROS:
+        raise InvalidRequest(
+            f"{name} {value.isoformat()} is out of range: stored times lie between "
+            f"{MIN_TIME.date()} and {MAX_TIME.date()} (UTC)"
+        )
+    return micros
+
+
+def _bound_micros(name: str, value: object) -> int | None:
+    """A listing's ``updated_after`` / ``updated_before`` as µs, clamped to just outside the
+    storable range: any aware datetime is a valid bound, and clamping cannot change which
+    stored sessions it keeps (their times are all inside the range)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        naive = "a naive datetime" if isinstance(value, datetime) else _short(value)
+        raise InvalidRequest(f"{name} must be a timezone-aware datetime or None, not {naive}")
+    try:
+        micros = to_micros(value)
+    except OverflowError:
+        micros = _MAX_MICROS if value.year > 1970 else _MIN_MICROS
+    return min(max(micros, _MIN_MICROS - 1), _MAX_MICROS + 1)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
 
 # --- headers -----------------------------------------------------------------------------------
 
@@ -147,6 +249,11 @@ def needs_upgrade(doc: Doc) -> bool:
     return int(doc["schema_version"]) != schema.current
 
 
+def is_newer(doc: Doc) -> bool:
+    """Whether a newer tether stored this session: this one never deletes or overwrites it."""
+    return int(doc["schema_version"]) > schema.current
+
+
 def check_writable(session_id: str, doc: Doc) -> None:
     """Raise if this tether may not write over the stored session (a newer schema)."""
     schema.check(session_id, int(doc["schema_version"]))
@@ -206,15 +313,8 @@ def validate_header_doc(session_id: str, doc: object) -> Doc:
 
 def new_session_doc(session: SessionHeader, now: int) -> Doc:
     """The header document ``create`` stores: checked, copied, version 1, stamped ``now``."""
-    validate_session_id(session.id)  # fields may have been assigned after validation
-    if session.parent_id is not None:
-        validate_session_id(session.parent_id)
-    doc = header_to_doc(session)
-    for name in JSON_FIELDS:
-        doc[name] = json_copy(doc[name], what=name, must_be_object=True)
-    for name in ("owner", "agent"):
-        if doc[name] is not None and not isinstance(doc[name], str):
-            raise InvalidSessionData(f"{name} must be a str or None, not {type(doc[name])}")
+    doc = _checked_header_doc(session, restoring=False)
+    check_runtime_block(doc["state"], "a new session cannot start with one")
     doc.update(
         version=1,
         schema_version=schema.current,
@@ -238,20 +338,25 @@ def restore_doc(session: Session) -> tuple[Doc, list[EncodedItem]]:
     the session's whole history: ``history_len`` items with contiguous seqs ending at
     ``last_seq``. Raises :class:`InvalidRequest` (or the schema errors) before any I/O.
     """
+    if not isinstance(session, Session):
+        raise InvalidRequest(f"restore takes a tether.Session, not {type(session).__name__}")
     validate_session_id(session.id)
-    if session.parent_id is not None:
-        validate_session_id(session.parent_id)
-    if session.version < 1 or session.created_at is None or session.updated_at is None:
+    version = session.version
+    if isinstance(version, int) and (
+        version < 1 or session.created_at is None or session.updated_at is None
+    ):
         raise InvalidRequest(
             f"session {session.id!r} was never stored (version {session.version}): restore "
             "takes sessions exported from a store; use create() for new ones"
         )
-    schema.check(session.id, session.schema_version)
-    doc = header_to_doc(session)
-    for name in JSON_FIELDS:
-        doc[name] = json_copy(doc[name], what=name, must_be_object=True)
+    schema.check(session.id, check_int("schema_version", session.schema_version, low=1))
+    doc = _checked_header_doc(session, restoring=True)
     doc.update(lease_token=None, lease_expires_at=None)
     items = session.history
+    if not isinstance(items, list):
+        raise InvalidSessionData(f"history must be a list of item dicts, not {_short(items)}")
+    if not all(isinstance(item, dict) for item in items):
+        raise InvalidSessionData("history must be a list of item dicts")
     first = session.last_seq - session.history_len + 1
     seqs = [item.get("seq") for item in items]
     if len(items) != session.history_len or seqs != list(range(first, session.last_seq + 1)):
@@ -267,6 +372,62 @@ def restore_doc(session: Session) -> tuple[Doc, list[EncodedItem]]:
     return doc, encoded
 
 
+_STORED_INTS = ("version", "last_seq", "history_len", "lease_fence")
+_STORED_TIMES = ("created_at", "updated_at")
+
+
+def _checked_header_doc(session: SessionHeader, *, restoring: bool) -> Doc:
+    """``header_to_doc(session)`` after checking every field a caller sets, before any I/O.
+
+    A model's fields may have been assigned after validation (or skipped it through
+    ``model_construct``), so nothing is taken on trust. ``create`` replaces the fields the
+    store owns, so only ``restore`` (which keeps them) has them checked.
+    """
+    if not isinstance(session, SessionHeader):
+        raise InvalidRequest(f"expected a tether.Session, not {type(session).__name__}")
+    validate_session_id(session.id)
+    if session.parent_id is not None:
+        validate_session_id(session.parent_id)
+    for name in ("owner", "agent"):
+        check_text(name, getattr(session, name), error=InvalidSessionData)
+    status = session.status
+    if not isinstance(status, str) or status not in _STATUSES:  # SessionStatus is a str
+        raise InvalidSessionData(f"status {_short(status)} is not one of {sorted(_STATUSES)}")
+    if session.fork_seq is not None:
+        check_int("fork_seq", session.fork_seq)
+    expires_at = check_time("expires_at", session.expires_at)
+    stored: Doc = {}
+    if restoring:
+        for name in _STORED_INTS:
+            stored[name] = check_int(name, getattr(session, name))
+        for name in _STORED_TIMES:
+            stored[name] = check_time(name, getattr(session, name))
+        stored["lease_owner"] = check_text("lease_owner", session.lease_owner)
+    doc: Doc = {
+        "id": session.id,
+        "owner": session.owner,
+        "agent": session.agent,
+        "status": SessionStatus(status).value,
+        "parent_id": session.parent_id,
+        "fork_seq": session.fork_seq,
+        "version": session.version,
+        "schema_version": session.schema_version,
+        "created_at": None,
+        "updated_at": None,
+        "expires_at": expires_at,
+        "last_seq": session.last_seq,
+        "history_len": session.history_len,
+        "lease_owner": session.lease_owner,
+        "lease_token": None,
+        "lease_fence": session.lease_fence,
+        "lease_expires_at": None,
+        **stored,
+    }
+    for name in JSON_FIELDS:
+        doc[name] = json_copy(getattr(session, name), what=name, must_be_object=True)
+    return {name: doc[name] for name in DOC_FIELDS}
+
+
 def json_copy(value: Any, *, what: str, must_be_object: bool = False) -> Any:
     """A deep copy made by a JSON round trip: proves the value is JSON and detaches it."""
     if must_be_object and not isinstance(value, dict):
@@ -277,15 +438,31 @@ def json_copy(value: Any, *, what: str, must_be_object: bool = False) -> Any:
 # --- history items -----------------------------------------------------------------------------
 
 
+def item_list(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """``list(items)``, refusing a single value (a str, a dict, a number) with
+    :class:`InvalidSessionData`: a store drains ``append=`` / ``items=`` with this before any
+    I/O, and each item is checked when encoded."""
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        raise InvalidSessionData(
+            f"history items must be a list of item dicts, not {type(items).__name__}"
+        )
+    return list(items)
+
+
 def _checked_items(items: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(offset, a copy) of each new history item, refusing anything that is not one."""
-    if isinstance(items, (str, bytes, Mapping)):
-        raise InvalidSessionData("append must be a list of item dicts, not a single value")
+    items = item_list(items)
     for offset, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise InvalidSessionData(f"history item {offset} is a {type(item)}, not a dict")
         if not isinstance(item.get("role"), str):
             raise InvalidSessionData(f"history item {offset} needs a str 'role' (e.g. 'user')")
+        stamp = item.get("timestamp")
+        if stamp is not None and not isinstance(stamp, str):
+            raise InvalidSessionData(
+                f"history item {offset}: 'timestamp' must be an ISO 8601 str, or absent for the "
+                f"store's time, not {_short(stamp)}"
+            )
         yield offset, dict(item)
 
 
@@ -352,10 +529,8 @@ def upgrade_items(items: list[HistoryItem], from_version: int) -> list[HistoryIt
 def check_window(last: int | None, after: int | None, limit: int | None = None) -> None:
     """The arguments of ``load(last=, after=, limit=)``; raise before any I/O if one is bad."""
     for name, value in (("last", last), ("after", after)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidRequest(f"{name} must be an int or None, not {value!r}")
-        if value is not None and value < 0:
-            raise InvalidRequest(f"{name} must be >= 0, not {value}")
+        if value is not None:
+            check_int(name, value)
     check_limit(limit)
 
 
@@ -363,9 +538,9 @@ def check_limit(limit: int | None, *, name: str = "limit", optional: bool = True
     """A page size: ``load(limit=)`` takes None (no limit) or an int >= 1."""
     if limit is None and optional:
         return
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_INT:
         none = " or None (no limit)" if optional else ""
-        raise InvalidRequest(f"{name} must be an int >= 1{none}, not {limit!r}")
+        raise InvalidRequest(f"{name} must be an int >= 1{none}, not {_short(limit)}")
 
 
 def window_floor(doc: Doc, last: int | None, after: int | None) -> int:
@@ -453,7 +628,7 @@ class HistoryPages:
 def fork_count(parent: Doc, at: int) -> int:
     """How many of the parent's items a fork at seq ``at`` keeps; raises if ``at`` is outside."""
     if isinstance(at, bool) or not isinstance(at, int):
-        raise InvalidRequest(f"at must be a seq (int), not {at!r}")
+        raise InvalidRequest(f"at must be a seq (int), not {_short(at)}")
     first = parent["last_seq"] - parent["history_len"] + 1
     if not first - 1 <= at <= parent["last_seq"]:
         raise InvalidRequest(
@@ -466,42 +641,85 @@ def fork_count(parent: Doc, at: int) -> int:
 # --- commits -----------------------------------------------------------------------------------
 
 
+# --- the agent runtime's block: state["_tether"] --------------------------------------------------
+# The turn snapshot and the human reviews live in state["_tether"]. Were it writable like any
+# other key, a commit could forge an approval. So the rule is here, once, in the checks every
+# store's create and commit run: an application may not set or change the block, and replacing
+# ``state`` keeps the stored block as it is. Only code inside ``runtime_writes()`` (the agent
+# and the runtime's own actions) writes it. ``restore`` is exempt: it copies an exported session
+# exactly, block included (importing a file trusts it as much as its history).
+
+RUNTIME_KEY = "_tether"
+_runtime_writes: ContextVar[bool] = ContextVar("tether_runtime_writes", default=False)
+
+
+@contextlib.contextmanager
+def runtime_writes() -> Iterator[None]:
+    """Internal: the writes inside set ``state["_tether"]`` exactly as given (the runtime's path).
+
+    A context variable, so it holds for this thread or task alone (and for the worker thread
+    ``asyncio.to_thread`` runs a store call in), never for a concurrent caller.
+    """
+    token = _runtime_writes.set(True)
+    try:
+        yield
+    finally:
+        _runtime_writes.reset(token)
+
+
+def check_runtime_block(state: Mapping[str, Any], how: str) -> None:
+    """Refuse an application's ``state`` that carries the runtime's block."""
+    if RUNTIME_KEY in state and not _runtime_writes.get():
+        raise ReservedStateKey(RUNTIME_KEY, how)
+
+
+def keep_runtime_block(changes: Doc, stored_state: Mapping[str, Any]) -> Doc:
+    """``changes`` with an application's new ``state`` keeping the stored runtime block."""
+    if "state" not in changes or _runtime_writes.get() or RUNTIME_KEY not in stored_state:
+        return changes
+    return {**changes, "state": {**changes["state"], RUNTIME_KEY: stored_state[RUNTIME_KEY]}}
+
+
+def needs_runtime_block(changes: Doc) -> bool:
+    """Whether a store that cannot merge server-side must read the stored block first."""
+    return "state" in changes and not _runtime_writes.get()
+
+
 def normalize_changes(changes: Mapping[str, Any] | None) -> Doc:
     """Check header changes and turn them into document values; raise before any I/O."""
-    if not changes:
+    if changes is None:
         return {}
+    if not isinstance(changes, Mapping):
+        raise InvalidRequest(
+            f"changes must be a dict of header fields or None, not {type(changes).__name__}"
+        )
     unknown = set(changes) - CHANGEABLE_FIELDS
     if unknown:
         raise InvalidRequest(
-            f"cannot change {sorted(unknown)}: a commit may change only "
+            f"cannot change {sorted(unknown, key=repr)}: a commit may change only "
             f"{sorted(CHANGEABLE_FIELDS)} (history goes in append=, the rest is the store's)"
         )
     out: Doc = {}
     for name, value in changes.items():
         if name in JSON_FIELDS:
             out[name] = json_copy(value, what=name, must_be_object=True)
+            if name == "state":
+                check_runtime_block(out[name], "a commit cannot set or change it")
         elif name == "status":
             status = value.value if isinstance(value, SessionStatus) else value
             if not isinstance(status, str) or status not in _STATUSES:
                 raise InvalidRequest(f"status {value!r} is not one of {sorted(_STATUSES)}")
             out[name] = status
         elif name == "expires_at":
-            if value is not None and not isinstance(value, datetime):
-                raise InvalidRequest("expires_at must be an aware datetime or None")
-            try:
-                out[name] = _opt_micros(value)
-            except ValueError as exc:
-                raise InvalidRequest(f"expires_at: {exc}") from exc
+            out[name] = check_time(name, value)
         else:
-            if value is not None and not isinstance(value, str):
-                raise InvalidRequest(f"{name} must be a str or None, not {type(value)}")
-            out[name] = value
+            out[name] = check_text(name, value)
     return out
 
 
 def apply_commit(doc: Doc, changes: Doc, appended: int, now: int) -> Doc:
     """The header document after a commit (a new dict; ``doc`` is not changed)."""
-    new = {**doc, **changes}
+    new = {**doc, **keep_runtime_block(changes, doc["state"])}
     new["version"] = doc["version"] + 1
     new["updated_at"] = now
     new["last_seq"] = doc["last_seq"] + appended
@@ -519,8 +737,7 @@ def apply_replace(doc: Doc, count: int, now: int) -> Doc:
 
 
 def check_version(expected_version: int) -> None:
-    if isinstance(expected_version, bool) or not isinstance(expected_version, int):
-        raise InvalidRequest(f"expected_version must be an int, not {expected_version!r}")
+    check_int("expected_version", expected_version, low=MIN_INT)
 
 
 def is_live(doc: Doc, now: int) -> bool:
@@ -534,24 +751,38 @@ LEASE_FIELDS = ("lease_owner", "lease_token", "lease_fence", "lease_expires_at")
 
 
 def ttl_micros(ttl: float | timedelta) -> int:
-    """A lease time-to-live in microseconds; it must be positive."""
+    """A lease time-to-live in microseconds: positive, finite, at most :data:`MAX_TTL`."""
     if isinstance(ttl, timedelta):
         micros = ttl // timedelta(microseconds=1)
     elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and math.isfinite(ttl):
-        micros = int(ttl * 1_000_000)
+        # compared in seconds first: int(1e300 * 1e6) would be a 1000-digit int
+        micros = _MAX_TTL_MICROS + 1 if ttl > MAX_TTL.total_seconds() else int(ttl * 1_000_000)
     else:
-        raise InvalidRequest(f"ttl must be seconds (a number) or a timedelta, not {ttl!r}")
+        raise InvalidRequest(f"ttl must be seconds (a number) or a timedelta, not {_short(ttl)}")
     if micros <= 0:
         raise InvalidRequest(f"ttl must be positive, not {ttl!r}")
+    if micros > _MAX_TTL_MICROS:
+        raise InvalidRequest(
+            f"ttl {ttl!r} is longer than the longest lease ({MAX_TTL.days} days, about 10 "
+            "years); renew a lease instead of taking a longer one"
+        )
     return micros
 
 
 def check_owner(owner: object) -> str:
-    if not isinstance(owner, str) or not owner or len(owner) > 256:
-        raise InvalidRequest(
-            f"a lease owner is a non-empty str of up to 256 characters, not {owner!r}"
-        )
-    return owner
+    if owner == "":
+        raise InvalidRequest("a lease owner is a non-empty str naming the runner")
+    text = check_text("lease owner", owner, optional=False)
+    assert text is not None
+    return text
+
+
+def check_lease_arg(lease: object) -> Lease:
+    """``renew`` / ``release``: a real :class:`Lease` with a valid session id."""
+    if not isinstance(lease, Lease):
+        raise InvalidRequest(f"lease must be a tether.Lease, not {type(lease).__name__}")
+    validate_session_id(lease.session_id)
+    return lease
 
 
 def lease_is_live(doc: Doc, now: int) -> bool:
@@ -560,12 +791,13 @@ def lease_is_live(doc: Doc, now: int) -> bool:
 
 
 def claim_fields(doc: Doc, owner: str, ttl: int, now: int) -> Doc:
-    """The lease fields a claim writes; raises if another owner holds a live lease.
+    """The lease fields a claim writes; raises if anyone holds a live lease.
 
-    The current holder claiming again gets a new lease (new token, next fence): its old one is
-    lost. That is what a restarted runner with the same name wants.
+    Anyone includes a runner of the same name: holders' names are public (in listings and in
+    ``AlreadyClaimed.holder``), so a name proves nothing. Only the lease itself (its secret
+    token) acts on a live lease: ``renew`` keeps it, ``release`` frees it for a new claim.
     """
-    if lease_is_live(doc, now) and doc["lease_owner"] != owner:
+    if lease_is_live(doc, now):
         raise AlreadyClaimed(doc["id"], doc["lease_owner"], from_micros(doc["lease_expires_at"]))
     return {
         "lease_owner": owner,
@@ -593,6 +825,22 @@ def check_write_lease(doc: Doc, lease: Lease | None, now: int) -> None:
         check_lease(doc, lease, now)
     elif lease_is_live(doc, now):
         raise AlreadyClaimed(doc["id"], doc["lease_owner"], from_micros(doc["lease_expires_at"]))
+
+
+def check_delete_args(expected_version: int | None, lease: Lease | None, force: bool) -> None:
+    """The arguments of ``delete``; raise before any I/O if one is bad."""
+    if expected_version is not None:
+        check_version(expected_version)
+    if lease is not None and not isinstance(lease, Lease):
+        raise InvalidRequest(f"lease must be a tether.Lease, not {type(lease).__name__}")
+    if not isinstance(force, bool):
+        raise InvalidRequest(f"force must be True or False, not {force!r}")
+
+
+def check_delete_lease(doc: Doc, lease: Lease | None, force: bool, now: int) -> None:
+    """``delete`` follows the lease rules of every write, unless ``force`` overrides them."""
+    if not force:
+        check_write_lease(doc, lease, now)
 
 
 def released_fields() -> Doc:
@@ -681,6 +929,8 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         updated_at, session_id = _json.loads(raw)
         if not isinstance(updated_at, int) or isinstance(updated_at, bool):
             raise ValueError("bad timestamp")
+        if not _MIN_MICROS <= updated_at <= _MAX_MICROS:  # no stored session is outside
+            raise ValueError("timestamp out of range")
         return updated_at, validate_session_id(session_id)
     except (ValueError, TypeError, binascii.Error, _json.JSONDecodeError) as exc:
         raise InvalidRequest(
@@ -703,7 +953,9 @@ def build_list_query(
     cursor: str | None = None,
 ) -> ListQuery:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
-        raise InvalidRequest(f"limit must be an int from 1 to {MAX_PAGE_SIZE}, not {limit!r}")
+        raise InvalidRequest(f"limit must be an int from 1 to {MAX_PAGE_SIZE}, not {_short(limit)}")
+    check_text("owner", owner)
+    check_text("agent", agent)
     statuses: frozenset[str] | None = None
     if status is not None:
         if isinstance(status, (str, SessionStatus)):
@@ -720,19 +972,16 @@ def build_list_query(
                 f"{sorted(_STATUSES)}, or None for any status"
             )
         statuses = frozenset(str(v) for v in values)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidRequest(f"metadata must be a dict of key: value or None, not {metadata!r}")
     pairs: list[tuple[str, str]] = []
     for key, value in (metadata or {}).items():
         if not isinstance(key, str):
             raise InvalidRequest(f"metadata filter keys must be str, not {key!r}")
         pairs.append((key, _json.canonical(value, what=f"metadata filter {key!r}")))
-    for name, bound in (("updated_after", updated_after), ("updated_before", updated_before)):
-        if bound is not None and not isinstance(bound, datetime):
-            raise InvalidRequest(f"{name} must be an aware datetime or None, not {bound!r}")
-    try:
-        after = _opt_micros(updated_after)
-        before = _opt_micros(updated_before)
-    except ValueError as exc:
-        raise InvalidRequest(f"updated_after / updated_before: {exc}") from exc
+        _json.dumps(key, what="a metadata filter key")  # valid Unicode, as stored keys are
+    after = _bound_micros("updated_after", updated_after)
+    before = _bound_micros("updated_before", updated_before)
     return ListQuery(
         owner=owner,
         agent=agent,

@@ -87,6 +87,8 @@ class Action(ABC):
     """May be re-applied to a fresher session after a conflict (``execute(retries=N)``)."""
     needs_history: ClassVar[bool] = False
     """Needs ``draft.session.history`` loaded (otherwise only the header is read)."""
+    _writes_runtime_block: ClassVar[bool] = False
+    # tether's own status actions only: any other action changing state["_tether"] is refused
 
     @abstractmethod
     def apply(self, draft: Draft) -> None:
@@ -186,40 +188,84 @@ class ChangeOptions(Action):
                 draft.session.options[key] = value
 
 
+_PARKED = (SessionStatus.SUSPENDED, SessionStatus.ARCHIVED)
+
+
+class OpenReviews(InvalidRequest):
+    """Archiving a session whose tool calls wait for a human (internal; an InvalidRequest)."""
+
+
+def _park(draft: Draft, status: SessionStatus) -> None:
+    """Set ``status``, remembering the one to go back to (in the runtime's state block)."""
+    session = draft.session
+    if session.status not in _PARKED:
+        block = dict(session.state.get(_core.RUNTIME_KEY) or {})
+        block["parked_from"] = session.status.value
+        session.state[_core.RUNTIME_KEY] = block
+    session.status = status
+
+
 class Suspend(Action):
     """Set the status to ``suspended``: the session keeps everything but takes no turns."""
 
     name = "suspend"
     retry_safe = True
+    _writes_runtime_block = True
 
     def apply(self, draft: Draft) -> None:
         if draft.session.status == SessionStatus.ARCHIVED:
             raise InvalidRequest(f"session {draft.session.id!r} is archived; resume it first")
-        draft.session.status = SessionStatus.SUSPENDED
+        _park(draft, SessionStatus.SUSPENDED)
 
 
 class Resume(Action):
-    """Bring a suspended or archived session back: ``new`` if it never ran, else ``finished``."""
+    """Bring a suspended or archived session back to the status it had before.
+
+    A session parked by an older tether (which did not remember it) becomes ``new`` if it
+    never ran, else ``finished``.
+    """
 
     name = "resume"
     retry_safe = True
+    _writes_runtime_block = True
 
     def apply(self, draft: Draft) -> None:
-        if draft.session.status not in (SessionStatus.SUSPENDED, SessionStatus.ARCHIVED):
+        session = draft.session
+        if session.status not in _PARKED:
             return  # already active: nothing to do
-        draft.session.status = (
-            SessionStatus.NEW if draft.session.history_len == 0 else SessionStatus.FINISHED
-        )
+        block = dict(session.state.get(_core.RUNTIME_KEY) or {})
+        before = block.pop("parked_from", None)
+        if block:
+            session.state[_core.RUNTIME_KEY] = block
+        else:
+            session.state.pop(_core.RUNTIME_KEY, None)
+        if before is not None and before not in (s.value for s in _PARKED):
+            session.status = SessionStatus(before)
+        else:
+            empty = session.history_len == 0
+            session.status = SessionStatus.NEW if empty else SessionStatus.FINISHED
 
 
 class Archive(Action):
-    """Set the status to ``archived``: kept, but left out of default listings."""
+    """Set the status to ``archived``: kept, but left out of default listings.
+
+    Refused while the session has open reviews (a tool call waiting for a human): archived, they
+    would drop out of ``pending_reviews()``. Answer them first.
+    """
 
     name = "archive"
     retry_safe = True
+    _writes_runtime_block = True
 
     def apply(self, draft: Draft) -> None:
-        draft.session.status = SessionStatus.ARCHIVED
+        block = draft.session.state.get(_core.RUNTIME_KEY) or {}
+        open_ = [r.get("id") for r in block.get("reviews", ()) if r.get("decision") is None]
+        if open_:
+            raise OpenReviews(
+                f"session {draft.session.id!r} waits for a human on {', '.join(map(str, open_))}; "
+                "answer them (tether approve / deny) and resume it before archiving it"
+            )
+        _park(draft, SessionStatus.ARCHIVED)
 
 
 class ClearHistory(Action):

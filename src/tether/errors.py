@@ -8,7 +8,11 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
     ├── InvalidSessionId          an id breaks the id rules (checked before any I/O)
     ├── InvalidRequest            a bad argument: cursor, limit, window, unknown change field
     │   ├── InvalidSessionData    a value that is not JSON (checked before any I/O)
-    │   └── ConflictingSessionIds both id= and session_id= given, with different values
+    │   ├── ConflictingSessionIds both id= and session_id= given, with different values
+    │   ├── ReservedStateKey      an application write touched the runtime's state["_tether"]
+    │   ├── TurnInProgress        run() on a session whose turn has not ended: resume() it
+    │   ├── MissingTools          resume() without tools the turn's snapshot names
+    │   └── InvalidToken          a snapshot token: forged, expired, malformed or stale
     ├── SessionNotFound           no session with that id (or it has expired)
     ├── ConflictError             the stored version is not the one the write expected
     │   └── SessionExists         create() with an id that is already taken
@@ -43,17 +47,21 @@ __all__ = [
     "InvalidRequest",
     "InvalidSessionData",
     "InvalidSessionId",
+    "InvalidToken",
     "LeaseLost",
     "LockTimeout",
     "MissingSnapshot",
     "MissingStore",
+    "MissingTools",
     "ModelError",
+    "ReservedStateKey",
     "ReviewMismatch",
     "SessionExists",
     "SessionNotFound",
     "StoreError",
     "StoreUnavailable",
     "TetherError",
+    "TurnInProgress",
     "UnsupportedSchemaVersion",
 ]
 
@@ -108,6 +116,60 @@ class ConflictingSessionIds(InvalidRequest):
         super().__init__(
             f"id={id_!r} and session_id={session_id!r} disagree; pass only session_id, or make "
             "them equal"
+        )
+
+
+class ReservedStateKey(InvalidRequest):
+    """An application write would set, change or delete ``state["_tether"]``; nothing was written.
+
+    That key holds the agent runtime's turn snapshot and its human reviews. Only the runtime
+    writes it, so a commit, an action or a hook cannot forge an approval or a snapshot.
+    """
+
+    def __init__(self, key: str, how: str) -> None:
+        self.key = key
+        super().__init__(
+            f"state[{key!r}] belongs to the agent runtime (turn snapshots and reviews) and {how}. "
+            f"Keep your own data under other state keys; answer reviews with Agent.approve / "
+            "deny and continue turns with Agent.resume."
+        )
+
+
+class TurnInProgress(InvalidRequest):
+    """``run`` on a session whose last turn has not ended (hibernated, waiting or failed)."""
+
+    def __init__(self, session_id: str, step: str, status: str) -> None:
+        self.session_id = session_id
+        self.step = step
+        self.status = status
+        super().__init__(
+            f"session {session_id!r} has a turn in progress (status {status!r}, at its {step!r} "
+            "step); resume() it (answering its reviews first, if any) before sending a new "
+            "message. Nothing was written."
+        )
+
+
+class MissingTools(InvalidRequest):
+    """``resume`` was not given tools that the turn's snapshot names; nothing was written."""
+
+    def __init__(self, session_id: str, missing: list[str]) -> None:
+        self.session_id = session_id
+        self.missing = missing
+        super().__init__(
+            f"session {session_id!r} is in a turn that uses the tools {', '.join(missing)}, "
+            "which this resume was not given. Pass them (Agent(store, tools=[...]) or "
+            "resume(id, tools=[...]); on the command line tether resume --tools module:attr). "
+            "Nothing was written: its reviews and approvals are kept."
+        )
+
+
+class InvalidToken(InvalidRequest):
+    """A snapshot token was altered, signed with another key, expired, malformed or stale."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"snapshot token refused: {reason}. Ask for a new one with snapshot_token(id)."
         )
 
 
@@ -267,12 +329,15 @@ class UnsupportedSchemaVersion(TetherError):
 class ModelError(TetherError):
     """A model call failed: the server answered with an error, an unreadable reply, or not at all.
 
-    ``status`` is the HTTP status when there was one. Nothing of the turn was committed past
-    the last checkpoint; fix the cause (key, URL, quota) and run or resume the turn again.
+    ``status`` is the HTTP status when there was one; ``kind`` says what went wrong in a few
+    words with no detail (``"timed out"``, ``"unreachable"``, ``"refused"``...): it is what the
+    session records, while the message, which may quote the server, goes only to the caller.
+    The turn keeps its snapshot: fix the cause (key, URL, quota) and resume it.
     """
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, kind: str | None = None) -> None:
         self.status = status
+        self.kind = kind
         super().__init__(message)
 
 

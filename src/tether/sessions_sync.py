@@ -13,12 +13,13 @@ from . import _core
 from ._cache import SessionCache, detach
 from ._registry import open_store
 from ._time import Clock, system_clock
-from .actions import Action, Archive, ClearHistory, Draft, Fork
+from .actions import Action, Archive, ClearHistory, Draft, Fork, OpenReviews
 from .errors import (
     AlreadyClaimed,
     ConflictError,
     ConflictingSessionIds,
     InvalidRequest,
+    ReservedStateKey,
     SessionNotFound,
     TetherError,
 )
@@ -54,7 +55,8 @@ class Sessions:
 
     ``cache_size`` sessions are kept in this process so that loading one this object already
     holds fetches only what is new (0 turns the cache off). ``clock`` is used for
-    ``archive_inactive`` and event times.
+    ``archive_inactive`` and event times. :meth:`close` closes the store only if this object
+    opened it (from a URL or the default); a store object passed in is the caller's to close.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class Sessions:
         cache_size: int = 256,
         clock: Clock = system_clock,
     ) -> None:
+        self._owns_store = not isinstance(store, Store)
         self.store: Store = store if isinstance(store, Store) else open_store(store)
         self._cache = SessionCache(cache_size)
         self._hooks = HookRegistry()
@@ -345,6 +348,7 @@ class Sessions:
         self._run_hooks(HookStage.AFTER_ACTION, ctx)
         self._run_hooks(HookStage.BEFORE_SAVE, ctx)
         changes = draft.changes()
+        _check_runtime_block(draft, action)
         try:
             if draft.replacement is not None:
                 if changes:
@@ -356,9 +360,16 @@ class Sessions:
                     session_id, loaded.version, draft.replacement, lease=lease
                 )
             else:
-                self.store.commit(
-                    session_id, loaded.version, append=draft.appended, changes=changes, lease=lease
-                )
+                # state["_tether"] is as loaded (checked above) or set by tether's own action,
+                # and the write is at the loaded version: commit it as the runtime's own
+                with _core.runtime_writes():
+                    self.store.commit(
+                        session_id,
+                        loaded.version,
+                        append=draft.appended,
+                        changes=changes,
+                        lease=lease,
+                    )
         except ConflictError:
             raise  # execute() reports it and decides on a retry
         except TetherError as exc:
@@ -389,19 +400,22 @@ class Sessions:
 
         Runs through the create pipeline (``before_create`` ... ``after_create``) with
         operation ``fork``. The child records ``parent_id`` and ``fork_seq``; it copies the
-        parent's owner, agent, metadata, state and options. Its status is ``new`` (no history)
-        or ``finished``: a fork never inherits work in flight. The parent is not changed, and
-        its later writes are not seen by the child.
+        parent's owner, agent, metadata, state and options, but not the agent runtime's
+        ``state["_tether"]`` (a turn in progress, its reviews, the last result): a fork never
+        inherits work in flight, and its status is ``new`` (no history) or ``finished``, ready
+        for a new turn. The parent is not changed, and its later writes are not seen by the child.
         """
         parent = self._fetch(session_id)
         point = parent.last_seq if at is None else at
         _core.fork_count(_core.header_to_doc(parent), point)  # raises if outside the history
         kept = [_without_seq(item) for item in parent.history if item["seq"] <= point]
+        state = _core.json_copy(parent.state, what="state")
+        state.pop(_core.RUNTIME_KEY, None)  # the parent's reviews could never be answered here
         fields: dict[str, Any] = {
             "owner": parent.owner,
             "agent": parent.agent,
             "metadata": _core.json_copy(parent.metadata, what="metadata"),
-            "state": _core.json_copy(parent.state, what="state"),
+            "state": state,
             "options": _core.json_copy(parent.options, what="options"),
             "parent_id": parent.id,
             "fork_seq": point,
@@ -434,19 +448,20 @@ class Sessions:
         """Archive every session not updated for ``days``; returns how many were archived.
 
         Sessions being written meanwhile (a conflict) or held by a runner (a claim) are skipped:
-        they are not inactive.
+        they are not inactive. So are sessions ``waiting`` for a human: their open reviews stay
+        listed by ``pending_reviews()`` until answered.
         """
         if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
             raise InvalidRequest(f"days must be a number >= 0, not {days!r}")
         cutoff = self._clock() - timedelta(days=days)
-        statuses = sorted(_ACTIVE)
+        statuses = sorted(_ACTIVE - {SessionStatus.WAITING.value})
         stale = [h.id for h in self.store.iter_sessions(status=statuses, updated_before=cutoff)]
         count = 0
         for session_id in stale:
             try:
                 self.execute(session_id, Archive())
-            except (ConflictError, AlreadyClaimed, SessionNotFound):
-                continue
+            except (ConflictError, AlreadyClaimed, SessionNotFound, OpenReviews):
+                continue  # OpenReviews: it started waiting for a human after the listing
             self._emit(SessionArchived(session_id, self._clock(), 0))
             count += 1
         return count
@@ -486,14 +501,28 @@ class Sessions:
         return count
 
     def close(self) -> None:
+        """Forget the cache; close the store if this object opened it (not one passed in)."""
         self._cache.clear()
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
 
     def __enter__(self) -> Sessions:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_runtime_block(draft: Draft, action: Action) -> None:
+    """Refuse an action or hook that set, changed or deleted ``state["_tether"]``.
+
+    Only tether's own actions (archive, suspend, resume: they remember the status to go back
+    to) write it; the agent runtime writes it through its own commits.
+    """
+    key = _core.RUNTIME_KEY
+    before, after = draft.loaded.state.get(key), draft.session.state.get(key)
+    if before != after and not action._writes_runtime_block:
+        raise ReservedStateKey(key, f"{action.name} (or a hook) cannot set, change or delete it")
 
 
 def _without_seq(item: HistoryItem) -> HistoryItem:

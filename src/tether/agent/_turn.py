@@ -25,8 +25,8 @@ from typing import Any
 
 from .. import _json
 from .._time import from_micros, to_micros
-from ..errors import InvalidRequest, ModelError
-from ..models import HistoryItem, Session
+from ..errors import ConfigurationError, InvalidRequest, InvalidToken, ModelError
+from ..models import HistoryItem, Session, SessionHeader
 from .types import Model, ModelReply, ModelRequest, ToolCall
 
 RESERVED = "_tether"
@@ -40,19 +40,59 @@ CHECKPOINTS = frozenset({"none", "after_prompt", "after_each_tool"})
 
 
 def model_messages(history: Iterable[HistoryItem]) -> list[dict[str, Any]]:
-    """The chat messages of a history: events left out, tether's own keys stripped."""
-    return [
-        {key: item[key] for key in MESSAGE_KEYS if key in item}
-        for item in history
-        if item.get("role") in MODEL_ROLES
-    ]
+    """The chat messages of a history: events left out, tether's own keys stripped.
+
+    A tool call with no result anywhere in the history (a fork taken while its parent's turn
+    waited for a review, say) is left out: chat APIs refuse a call that is never answered, and
+    the turn that asked for it is not this one. A turn in progress never calls the model while
+    one of its own calls is unanswered.
+    """
+    items = [item for item in history if item.get("role") in MODEL_ROLES]
+    answered = {item.get("tool_call_id") for item in items if item.get("role") == "tool"}
+    messages = []
+    for item in items:
+        message = {key: item[key] for key in MESSAGE_KEYS if key in item}
+        if message.get("tool_calls"):
+            calls = [c for c in message["tool_calls"] if c.get("id") in answered]
+            if not calls:
+                del message["tool_calls"]
+                if not message.get("content"):
+                    continue  # nothing left of it to show
+            elif len(calls) != len(message["tool_calls"]):
+                message["tool_calls"] = calls
+        messages.append(message)
+    return messages
+
+
+USER_KEYS = frozenset({"role", "content", "name"})
 
 
 def user_item(message: str | Mapping[str, Any]) -> HistoryItem:
+    """The user message a turn starts with; nothing else may be sent as one.
+
+    Any other role would let a caller write the runtime's own records (a ``tether`` event such
+    as a fake ``review_approved``) or a ``system`` / ``tool`` message into the history.
+    """
     if isinstance(message, str):
         return {"role": "user", "content": message}
-    if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-        raise InvalidRequest("a message is a str or a message dict with a 'role'")
+    if not isinstance(message, Mapping):
+        raise InvalidRequest(
+            f"a message is a str or a user message dict, not a {type(message).__name__}"
+        )
+    if message.get("role") != "user":
+        raise InvalidRequest(
+            f"run() takes a user message, not role {message.get('role')!r}: pass the text, or "
+            "{'role': 'user', 'content': ...}. Set a system prompt with "
+            "ChangeOptions(system_prompt=...)"
+        )
+    extra = sorted(set(message) - USER_KEYS)
+    if extra:
+        raise InvalidRequest(
+            f"a user message has only the keys {sorted(USER_KEYS)}; remove {extra}"
+        )
+    content = message.get("content")
+    if not isinstance(content, (str, list)):
+        raise InvalidRequest("a user message needs 'content': a str or a list of content parts")
     return dict(message)
 
 
@@ -174,6 +214,8 @@ def new_review(
         "expires_at": None if ttl is None else created + int(ttl * 1_000_000),
         "decision": None,
         "note": None,
+        "by": None,
+        "answered_at": None,
     }
 
 
@@ -189,10 +231,17 @@ class Review:
     created_at: datetime
     expires_at: datetime | None
     decision: str | None = None
+    """``approved``, ``denied`` or ``expired`` once answered; ``None`` while open."""
+    note: str | None = None
+    """The reason given with a denial."""
+    by: str | None = None
+    """Who answered (``approve(..., by=)``; by default the OS user)."""
+    answered_at: datetime | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Review:
         expires = data.get("expires_at")
+        answered = data.get("answered_at")
         return cls(
             id=data["id"],
             session_id=data["session_id"],
@@ -202,6 +251,9 @@ class Review:
             created_at=from_micros(data["created_at"]),
             expires_at=None if expires is None else from_micros(expires),
             decision=data.get("decision"),
+            note=data.get("note"),
+            by=data.get("by"),
+            answered_at=None if answered is None else from_micros(answered),
         )
 
 
@@ -240,22 +292,106 @@ def add_usage(total: dict[str, int], usage: Mapping[str, int] | None) -> None:
 
 # --- signed snapshots ----------------------------------------------------------------------------
 
+MIN_KEY_BYTES = 32
+_TOKEN_CONTEXT = b"tether-snapshot-token-v1."
 
-def sign_snapshot(secret: bytes, session_id: str, snapshot: Mapping[str, Any]) -> str:
-    """A token carrying a snapshot out of the store, signed with HMAC-SHA256."""
-    body = base64.urlsafe_b64encode(_json.dumps({"session": session_id, "snapshot": snapshot}))
-    mac = hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+def check_key(secret: object) -> bytes:
+    """The signing key: bytes, at least 32 of them (HMAC-SHA256's own strength)."""
+    if not isinstance(secret, (bytes, bytearray)) or len(secret) < MIN_KEY_BYTES:
+        size = len(secret) if isinstance(secret, (bytes, bytearray)) else type(secret).__name__
+        raise ConfigurationError(
+            f"secret= must be bytes of at least {MIN_KEY_BYTES} (got {size}); make one with "
+            "secrets.token_bytes(32) and keep it out of the code"
+        )
+    return bytes(secret)
+
+
+def key_id(secret: bytes) -> str:
+    """A public name for a key (a hash of it), so a token says which key signed it."""
+    return hashlib.sha256(b"tether-key-id." + secret).hexdigest()[:16]
+
+
+def sign_snapshot(
+    secret: bytes, session: SessionHeader, snapshot: Mapping[str, Any], now: datetime, ttl: float
+) -> str:
+    """A token carrying a snapshot out of the store, signed with HMAC-SHA256.
+
+    It binds the session id, its version and created_at (a session deleted and made again is
+    another session), the key id and an expiry, so an old token does not verify forever.
+    """
+    issued = to_micros(now)
+    claims = {
+        "kid": key_id(secret),
+        "session": session.id,
+        "version": session.version,
+        "created_at": None if session.created_at is None else to_micros(session.created_at),
+        "iat": issued,
+        "exp": issued + int(ttl * 1_000_000),
+        "snapshot": snapshot,
+    }
+    body = base64.urlsafe_b64encode(_json.dumps(claims, what="snapshot token"))
+    mac = hmac.new(secret, _TOKEN_CONTEXT + body, hashlib.sha256).hexdigest()
     return f"{body.decode()}.{mac}"
 
 
-def verify_snapshot(secret: bytes, token: str) -> tuple[str, dict[str, Any]]:
-    """(session id, snapshot) from a token, or InvalidRequest if it was altered or forged."""
+def verify_snapshot(secret: bytes, token: object, now: datetime) -> dict[str, Any]:
+    """The claims of a token made by :func:`sign_snapshot`; :class:`InvalidToken` otherwise.
+
+    Any input, however hostile (not a str, not ASCII, not base64, not JSON, wrong fields),
+    raises :class:`InvalidToken`, never a ``TypeError`` or ``AttributeError``.
+    """
+    if not isinstance(token, str):
+        raise InvalidToken(f"a token is a str, not a {type(token).__name__}")
     body, _, mac = token.rpartition(".")
-    expected = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
-    if not body or not hmac.compare_digest(mac, expected):
-        raise InvalidRequest("snapshot token signature does not match: altered, or another secret")
-    data = _json.loads(base64.urlsafe_b64decode(body))
-    return data["session"], data["snapshot"]
+    if not body or len(mac) != 64 or not token.isascii():
+        raise InvalidToken("it is not a snapshot token (body.signature)")
+    expected = hmac.new(secret, _TOKEN_CONTEXT + body.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac.encode(), expected.encode()):
+        raise InvalidToken("the signature does not match: altered, or signed with another key")
+    try:
+        claims = _json.loads(base64.urlsafe_b64decode(body.encode()))
+    except (ValueError, TypeError) as exc:  # binascii.Error and JSONDecodeError are ValueErrors
+        raise InvalidToken(f"its body cannot be read ({type(exc).__name__})") from None
+    fields = {"kid": str, "session": str, "version": int, "iat": int, "exp": int, "snapshot": dict}
+    if not isinstance(claims, dict) or not all(
+        isinstance(claims.get(k), t) for k, t in fields.items()
+    ):
+        raise InvalidToken("its body is not a snapshot token's")
+    if claims["kid"] != key_id(secret):
+        raise InvalidToken("it was signed with another key")
+    if claims["exp"] <= to_micros(now):
+        raise InvalidToken(f"it expired at {from_micros(claims['exp']).isoformat()}")
+    return claims
+
+
+def check_token_session(claims: Mapping[str, Any], session: SessionHeader) -> None:
+    """Refuse a token for another session, or one made before the session moved on."""
+    created = None if session.created_at is None else to_micros(session.created_at)
+    if claims["session"] != session.id or claims.get("created_at") != created:
+        raise InvalidToken(f"it was made for another session than {session.id!r}")
+    if claims["version"] != session.version:
+        raise InvalidToken(
+            f"it was made at version {claims['version']} of {session.id!r}, which is now at "
+            f"version {session.version}"
+        )
+
+
+# --- errors, as stored ----------------------------------------------------------------------------
+
+
+def stored_error(exc: BaseException) -> str:
+    """What a failed model call leaves in the session: the kind of failure, never its text.
+
+    The exception's own message can hold the server's URL (with credentials in it), the raw
+    body of an HTTP error, or a provider's internals; the session keeps only what kind of
+    failure it was. The caller gets the exception itself, message and all.
+    """
+    if isinstance(exc, ModelError):
+        kind = exc.kind or "failed"
+        status = f" (HTTP {exc.status})" if exc.status is not None else ""
+        return f"model call {kind}{status}"
+    return f"model call failed: {type(exc).__name__}"
 
 
 # --- replay: a projection of what a session already knows ----------------------------------------
@@ -271,6 +407,8 @@ class Replay:
     journal: list[dict[str, Any]]
     pending_reviews: list[Review]
     result: Mapping[str, Any] | None
+    answered_reviews: list[Review] = field(default_factory=list)
+    """Reviews answered (who, when) whose turn has not been resumed yet."""
 
 
 def replay(session: Session) -> Replay:
@@ -300,9 +438,30 @@ def replay(session: Session) -> Replay:
         elif role in ("user", "assistant", "system"):
             timeline.append({**base, "kind": role, "text": item.get("content")})
     rt = runtime(session)
-    reviews = [Review.from_json(r) for r in rt.get("reviews", []) if r.get("decision") is None]
+    reviews = [Review.from_json(r) for r in rt.get("reviews", [])]
     result = rt.get("result")
-    return Replay(session.id, session.status.value, timeline, journal, reviews, result)
+    return Replay(
+        session.id,
+        session.status.value,
+        timeline,
+        journal,
+        [r for r in reviews if r.decision is None],
+        result,
+        [r for r in reviews if r.decision is not None],
+    )
+
+
+def answered_text(review: Review) -> str:
+    """One line on an answered review: what, who, when (and why, for a denial)."""
+    when = review.answered_at.isoformat(timespec="seconds") if review.answered_at else "?"
+    why = f": {review.note}" if review.note else ""
+    return (
+        f"review {review.id} ({review.tool}) {review.decision} by {review.by or '?'} "
+        f"at {when}{why}; resume runs it"
+        if review.decision == "approved"
+        else f"review {review.id} ({review.tool}) {review.decision} by {review.by or '?'} "
+        f"at {when}{why}"
+    )
 
 
 def _event_data(item: HistoryItem) -> dict[str, Any]:
@@ -326,6 +485,8 @@ def render(replay_: Replay) -> str:
             lines.append(f"{head} {_json.dumps(detail).decode() if detail else ''}".rstrip())
     for review in replay_.pending_reviews:
         lines.append(f"  pending review {review.id}: {review.tool}({dict(review.arguments)})")
+    for review in replay_.answered_reviews:
+        lines.append(f"  {answered_text(review)}")
     if replay_.result:
         lines.append(f"  result: {replay_.result.get('text') or replay_.result.get('error')}")
     return "\n".join(lines)

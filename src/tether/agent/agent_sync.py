@@ -8,12 +8,15 @@ It can stop at a checkpoint or on a human-approval interrupt and be resumed late
 from __future__ import annotations
 
 import contextlib
+import getpass
+import logging
 import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .. import _core
 from .._time import Clock, system_clock, to_micros
 from ..errors import (
     AlreadyClaimed,
@@ -23,8 +26,10 @@ from ..errors import (
     InvalidRequest,
     MissingSnapshot,
     MissingStore,
+    MissingTools,
     ModelError,
     ReviewMismatch,
+    TurnInProgress,
 )
 from ..models import HistoryItem, Lease, Session, SessionHeader, SessionStatus
 from ..sessions_sync import Sessions
@@ -37,6 +42,33 @@ from .types import Model, ModelRequest, Rerun, ToolCall
 __all__ = ["Agent"]
 
 TurnOutcome = TurnResult | Hibernation
+ToolErrorMessage = Callable[[ToolCall, Exception], object]
+"""``tool_errors=`` as a function: what the model is told when a tool raised."""
+
+log = logging.getLogger("tether.agent")
+
+
+def generic_tool_error(call: ToolCall, exc: Exception) -> str:
+    """The default: the model learns that the tool failed, not the exception's text."""
+    return f"error: the tool {call.name} failed; it did not return a result"
+
+
+def detailed_tool_error(call: ToolCall, exc: Exception) -> str:
+    """``tool_errors="detailed"``: the exception's type and message go to the model."""
+    return f"error: {call.name} raised {type(exc).__name__}: {exc}"
+
+
+_TOOL_ERRORS: dict[str, ToolErrorMessage] = {
+    "generic": generic_tool_error,
+    "detailed": detailed_tool_error,
+}
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without one): still say something true
+        return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 class _Turn:
@@ -51,6 +83,7 @@ class _Turn:
         # the turn holds the lease, so nobody else changes the options while it runs
         self.options = dict(session.options)
         self.rt = _turn.runtime(session)
+        self.status = session.status.value
         self.snapshot = snapshot
         self.added: list[HistoryItem] = []
         self.usage: dict[str, int] = {}
@@ -62,7 +95,12 @@ class Agent:
     ``llm`` is any model callable (see :mod:`tether.agent.types`); ``tools`` are callables or
     :class:`~tether.agent.tools.Tool` objects. ``runner`` names this process in leases (default:
     host and pid); ``lease_ttl`` is how long a crashed runner can block a session; ``secret``
-    signs snapshot tokens. Each of ``llm``, ``tools`` and ``checkpoint`` can be overridden per call.
+    (bytes, at least 32) signs snapshot tokens, which expire after ``token_ttl`` seconds.
+    ``tool_errors`` says what the model is told when a tool raises: ``"generic"`` (default: that
+    it failed), ``"detailed"`` (the exception's type and message), or a function
+    ``(call, exc) -> result``; the exception itself is always logged on the ``tether.agent``
+    logger with its traceback. Each of ``llm``, ``tools`` and ``checkpoint`` can be overridden
+    per call. Closing the agent closes the store only if the agent opened it (from a URL).
     """
 
     def __init__(
@@ -76,10 +114,24 @@ class Agent:
         lease_ttl: float = 60.0,
         max_steps: int = 16,
         secret: bytes | None = None,
+        token_ttl: float = 3600.0,
+        tool_errors: str | ToolErrorMessage = "generic",
         clock: Clock = system_clock,
     ) -> None:
         if store is not None and not isinstance(store, (Sessions, Store, str)):
             raise MissingStore(type(store).__name__)
+        if isinstance(tool_errors, str) and tool_errors not in _TOOL_ERRORS:
+            raise InvalidRequest(
+                f"tool_errors={tool_errors!r}: use 'generic', 'detailed' or a function "
+                "(call, exc) -> what the model is told"
+            )
+        if not isinstance(tool_errors, str) and not callable(tool_errors):
+            raise InvalidRequest("tool_errors must be 'generic', 'detailed' or a function")
+        if isinstance(token_ttl, bool) or not isinstance(token_ttl, (int, float)) or token_ttl <= 0:
+            raise InvalidRequest(f"token_ttl must be a number of seconds > 0, not {token_ttl!r}")
+        self.secret = None if secret is None else _turn.check_key(secret)
+        # close only what was opened here: a Sessions or a store passed in belongs to the caller
+        self._owns_sessions = not isinstance(store, Sessions)
         self.sessions = store if isinstance(store, Sessions) else Sessions(store, clock=clock)
         self.store = self.sessions.store
         self.llm = llm
@@ -88,7 +140,10 @@ class Agent:
         self.runner = runner or f"{socket.gethostname()}:{os.getpid()}"
         self.lease_ttl = lease_ttl
         self.max_steps = max_steps
-        self.secret = secret
+        self.token_ttl = float(token_ttl)
+        self.tool_errors: ToolErrorMessage = (
+            _TOOL_ERRORS[tool_errors] if isinstance(tool_errors, str) else tool_errors
+        )
         self._clock = clock
 
     # --- turns ---------------------------------------------------------------------------------
@@ -102,20 +157,24 @@ class Agent:
         tools: Iterable[Tool | Callable[..., Any]] | None = None,
         checkpoint: str | None = None,
     ) -> TurnOutcome:
-        """Run one turn: the result, or a :class:`Hibernation` if it stopped to wait."""
+        """Run one turn: the result, or a :class:`Hibernation` if it stopped to wait.
+
+        ``message`` is the user's: a str, or ``{"role": "user", "content": ...}``. Every
+        precondition (the message, the checkpoint, a model unless the turn stops right after
+        the prompt, the tools, no turn in progress) is checked before anything is written.
+        """
         policy = _checked_checkpoint(checkpoint or self.checkpoint)
         user = _turn.user_item(message)
+        toolbox = self.tools if tools is None else tools_by_name(tools)
+        if policy != "after_prompt":
+            self._model(llm)
         turn = self._begin(session_id)
         try:
-            if turn.rt.get("snapshot"):
-                raise InvalidRequest(
-                    f"session {session_id!r} has a turn in progress "
-                    f"({turn.rt['snapshot']['step']}); resume() it (answering its reviews first, "
-                    "if any) before sending a new message"
-                )
+            snapshot = turn.rt.get("snapshot")
+            if snapshot:
+                raise TurnInProgress(session_id, str(snapshot.get("step")), turn.status)
             turn_id = uuid.uuid4().hex[:12]
-            names = sorted(self.tools if tools is None else tools_by_name(tools))
-            turn.snapshot = _turn.new_snapshot(turn_id, "model", policy, names)
+            turn.snapshot = _turn.new_snapshot(turn_id, "model", policy, sorted(toolbox))
             started = _turn.event("turn_started", turn=turn_id, checkpoint=policy)
             if policy == "after_prompt":
                 self._commit(
@@ -126,7 +185,7 @@ class Agent:
                 return self._hibernate(turn, SessionStatus.HIBERNATED)
             # the prompt is committed before any model call: a conflict shows up here, free
             self._commit(turn, [user, started], SessionStatus.RUNNING)
-            return self._drive(turn, llm, tools)
+            return self._drive(turn, self._model(llm), toolbox)
         finally:
             self._release(turn)
 
@@ -148,35 +207,42 @@ class Agent:
 
         Never re-sends a model call or re-runs a tool whose result was committed. A ``once``
         tool that had started when the turn was cut off is not run again: it becomes a review
-        ("did this happen?"). Raises :class:`~tether.errors.MissingSnapshot` if there is
-        nothing to resume.
+        ("did this happen?"). A turn whose model call failed continues from its last
+        committed step. Raises :class:`~tether.errors.MissingSnapshot` if there is nothing to
+        resume, and :class:`~tether.errors.MissingTools` if the turn's snapshot names tools
+        this call was not given: both before anything is written, so approvals are kept.
         """
+        model = self._model(llm)
+        toolbox = self.tools if tools is None else tools_by_name(tools)
         turn = self._begin(session_id)
         try:
             snapshot = turn.rt.get("snapshot")
             if not snapshot:
-                raise MissingSnapshot(
-                    session_id, (self.store.load(session_id, last=0)).status.value
-                )
+                raise MissingSnapshot(session_id, turn.status)
+            missing = sorted(set(snapshot.get("tools") or ()) - set(toolbox))
+            if missing:
+                raise MissingTools(session_id, missing)
             turn.snapshot = snapshot
             if self._open_reviews(turn):
                 return self._hibernate(turn, SessionStatus.WAITING)
             self._commit(
                 turn, [_turn.event("resumed", step=snapshot["step"])], SessionStatus.RUNNING
             )
-            return self._drive(turn, llm, tools)
+            return self._drive(turn, model, toolbox)
         finally:
             self._release(turn)
 
-    # --- the loop ------------------------------------------------------------------------------
-
-    def _drive(
-        self, turn: _Turn, llm: Model | None, tools: Iterable[Tool | Callable[..., Any]] | None
-    ) -> TurnOutcome:
+    def _model(self, llm: Model | None) -> Model:
         model = llm or self.llm
         if model is None:
-            raise InvalidRequest("no model: pass llm= to the agent or to run()/resume()")
-        toolbox = self.tools if tools is None else tools_by_name(tools)
+            raise InvalidRequest(
+                "no model: pass llm= to the agent or to run() / resume(); nothing was written"
+            )
+        return model
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def _drive(self, turn: _Turn, model: Model, toolbox: dict[str, Tool]) -> TurnOutcome:
         for _ in range(self.max_steps):
             self._keep_lease(turn)
             if turn.snapshot["step"] == "model":
@@ -187,7 +253,7 @@ class Agent:
                 )
                 try:
                     reply = call_model_sync(model, request)
-                except ModelError as exc:
+                except Exception as exc:  # any failure: recorded, the turn stays resumable
                     self._fail(turn, exc)
                     raise
                 _turn.add_usage(turn.usage, reply.usage)
@@ -202,7 +268,10 @@ class Agent:
             outcome = self._next_tool(turn, toolbox)
             if outcome is not None:
                 return outcome
-        error = ModelError(f"the turn took more than {self.max_steps} steps; raise max_steps")
+        error = ModelError(
+            f"the turn took more than {self.max_steps} steps; raise max_steps and resume it",
+            kind="took too many steps",
+        )
         self._fail(turn, error)
         raise error
 
@@ -234,7 +303,8 @@ class Agent:
                     SessionStatus.WAITING,
                 )
                 return self._hibernate(turn, SessionStatus.WAITING)
-        if tool is None:
+        failed: str | None = None
+        if tool is None:  # the model named a tool the turn never had (resume checks the rest)
             result: object = f"error: there is no tool named {call.name!r}"
         elif review is not None and review["decision"] != "approved":
             result = f"not run: a human {review['decision']} it" + (
@@ -248,16 +318,16 @@ class Agent:
                     [_turn.event("tool_started", id=call.id, tool=call.name)],
                     SessionStatus.RUNNING,
                 )
-            result = self._run_tool(tool, call)
+            result, failed = self._run_tool(tool, call, turn.session_id)
         snapshot["pending"].pop(0)
         if call.id in snapshot["started"]:
             snapshot["started"].remove(call.id)
         if review is not None:
             turn.rt["reviews"] = [r for r in turn.rt.get("reviews", []) if r["id"] != review["id"]]
-        items = [
-            _turn.tool_result_item(call, result),
-            _turn.event("tool_ran", id=call.id, tool=call.name),
-        ]
+        ran = _turn.event("tool_ran", id=call.id, tool=call.name)
+        if failed is not None:
+            ran["error"] = failed  # the exception's type: its text may hold internals
+        items = [_turn.tool_result_item(call, result), ran]
         if snapshot["checkpoint"] == "after_each_tool":
             items.append(
                 _turn.event("checkpoint", step="tools" if snapshot["pending"] else "model")
@@ -269,13 +339,22 @@ class Agent:
         self._commit(turn, items, SessionStatus.RUNNING)
         return None
 
-    def _run_tool(self, tool: Tool, call: ToolCall) -> object:
+    def _run_tool(self, tool: Tool, call: ToolCall, session_id: str) -> tuple[object, str | None]:
+        """(what the model is told, the exception's type name if the tool raised)."""
         try:
-            return tool.call(call.arguments)
-        except ToolArgumentError as exc:
-            return f"error: bad arguments for {call.name}: {exc}"
-        except Exception as exc:  # the model is told, and decides what to do next
-            return f"error: {call.name} raised {type(exc).__name__}: {exc}"
+            return tool.call(call.arguments), None
+        except ToolArgumentError as exc:  # tether's own words about the model's arguments
+            return f"error: bad arguments for {call.name}: {exc}", None
+        except Exception as exc:  # logged in full; the model is told what tool_errors says
+            log.error(
+                "tool %s raised %s in session %r (call %s)",
+                call.name,
+                type(exc).__name__,
+                session_id,
+                call.id,
+                exc_info=exc,
+            )
+            return self.tool_errors(call, exc), type(exc).__name__
 
     # --- commits -------------------------------------------------------------------------------
 
@@ -296,14 +375,16 @@ class Agent:
         rt = dict(turn.rt)
         rt["snapshot"] = turn.snapshot or None
         state = _turn.state_with(turn.state, rt)
-        turn.version = self.store.commit(
-            turn.session_id,
-            turn.version,
-            append=items,
-            changes={"state": state, "status": status},
-            lease=turn.lease,
-        )
+        with _core.runtime_writes():  # the one writer of state["_tether"]
+            turn.version = self.store.commit(
+                turn.session_id,
+                turn.version,
+                append=items,
+                changes={"state": state, "status": status},
+                lease=turn.lease,
+            )
         turn.state = state
+        turn.status = status.value
         first = turn.history[-1]["seq"] + 1 if turn.history else 1
         numbered = [{**item, "seq": first + n} for n, item in enumerate(items)]
         turn.history.extend(numbered)
@@ -322,11 +403,14 @@ class Agent:
         return TurnResult(turn.session_id, text, items, events, dict(turn.usage))
 
     def _fail(self, turn: _Turn, error: Exception) -> None:
-        turn.rt["result"] = {"turn": turn.snapshot.get("turn"), "error": str(error)}
-        turn.snapshot = {}
+        """Record a failed step; the snapshot stays, so ``resume`` continues from the last
+        committed step (the prompt is never sent twice). The session stores only a sanitized
+        description (:func:`_turn.stored_error`): never the URL or the server's reply."""
+        message = _turn.stored_error(error)
+        turn.rt["result"] = {"turn": turn.snapshot.get("turn"), "error": message}
         # the error still reaches the caller; on a conflict the session shows the other write
         with contextlib.suppress(ConflictError):
-            self._commit(turn, [_turn.event("error", message=str(error))], SessionStatus.ERROR)
+            self._commit(turn, [_turn.event("error", message=message)], SessionStatus.ERROR)
 
     def _hibernate(self, turn: _Turn, status: SessionStatus) -> Hibernation:
         reviews = [Review.from_json(r) for r in self._open_reviews(turn)]
@@ -356,30 +440,41 @@ class Agent:
 
     def pending_reviews(self, session_id: str | None = None) -> list[Review]:
         """Open reviews of one session, or of every waiting session (an indexed status query)."""
-        headers: list[SessionHeader]
+        return [r for r in self.reviews(session_id) if r.decision is None]
+
+    def _review_headers(self, session_id: str | None) -> list[SessionHeader]:
         if session_id is not None:
-            headers = [self.store.load(session_id, last=0)]
-        else:
-            headers = []
-            for header in self.store.iter_sessions(status="waiting", limit=200):
-                headers.append(header)
-        reviews = []
-        for header in headers:
-            data = header.state.get(_turn.RESERVED) or {}
-            reviews += [
-                Review.from_json(r) for r in data.get("reviews", []) if r.get("decision") is None
-            ]
-        return reviews
+            return [self.store.load(session_id, last=0)]
+        headers = []
+        for header in self.store.iter_sessions(status="waiting", limit=200):
+            headers.append(header)
+        return headers
 
-    def approve(self, review_id: str) -> Review:
-        """Approve a pending tool call; ``resume`` then runs it once."""
-        return self._answer(review_id, "approved", None)
+    def reviews(self, session_id: str | None = None) -> list[Review]:
+        """Open reviews and answered ones whose turn was not resumed yet (who, when), of one
+        session or of every waiting session."""
+        headers = self._review_headers(session_id)
+        return [
+            Review.from_json(r)
+            for header in headers
+            for r in (header.state.get(_turn.RESERVED) or {}).get("reviews", [])
+        ]
 
-    def deny(self, review_id: str, reason: str) -> Review:
+    def approve(self, review_id: str, *, by: str | None = None) -> Review:
+        """Approve a pending tool call; ``resume`` then runs it once.
+
+        ``by`` names who approved (default: the OS user); it is recorded with the time.
+        """
+        return self._answer(review_id, "approved", None, by)
+
+    def deny(self, review_id: str, reason: str, *, by: str | None = None) -> Review:
         """Deny a pending tool call; ``resume`` then tells the model it was denied, and why."""
-        return self._answer(review_id, "denied", reason)
+        return self._answer(review_id, "denied", reason, by)
 
-    def _answer(self, review_id: str, decision: str, note: str | None) -> Review:
+    def _answer(self, review_id: str, decision: str, note: str | None, by: str | None) -> Review:
+        if by is not None and (not isinstance(by, str) or not by.strip()):
+            raise InvalidRequest(f"by= names who answered: a non-empty str, not {by!r}")
+        who = by if by is not None else _os_user()
         session_id, _ = _turn.split_review_id(review_id)
         for _attempt in range(5):
             session = self.store.load(session_id, last=0)
@@ -391,16 +486,21 @@ class Agent:
                 raise ReviewMismatch(review_id, f"it was already answered ({review['decision']})")
             expires = review.get("expires_at")
             expired = expires is not None and expires <= to_micros(self._clock())
+            now = to_micros(self._clock())
             review["decision"] = "expired" if expired else decision
             review["note"] = note
+            review["by"] = who
+            review["answered_at"] = now
             kind = "review_expired" if expired else f"review_{decision}"
+            answered = _turn.event(kind, review=review_id, note=note, by=who, answered_at=now)
             try:
-                self.store.commit(
-                    session_id,
-                    session.version,
-                    append=[_turn.event(kind, review=review_id, note=note)],
-                    changes={"state": _turn.state_with(session.state, rt)},
-                )
+                with _core.runtime_writes():
+                    self.store.commit(
+                        session_id,
+                        session.version,
+                        append=[answered],
+                        changes={"state": _turn.state_with(session.state, rt)},
+                    )
             except ConflictError:
                 continue  # someone wrote in between: read the review again
             if expired:
@@ -421,23 +521,39 @@ class Agent:
         return _turn.render(self.replay(session_id))
 
     def snapshot_token(self, session_id: str) -> str:
-        """The session's snapshot as a token signed with ``secret`` (HMAC-SHA256)."""
+        """The session's snapshot as a token signed with ``secret`` (HMAC-SHA256).
+
+        The token binds the session (id, version, created_at), the key's id and an expiry
+        (``token_ttl`` seconds from now).
+        """
         if self.secret is None:
             raise InvalidRequest("snapshot tokens need a secret: pass secret= to the agent")
         session = self.store.load(session_id, last=0)
         snapshot = _turn.runtime(session).get("snapshot")
         if not snapshot:
             raise MissingSnapshot(session_id, session.status.value)
-        return _turn.sign_snapshot(self.secret, session_id, snapshot)
+        return _turn.sign_snapshot(self.secret, session, snapshot, self._clock(), self.token_ttl)
 
-    def verify_token(self, token: str) -> tuple[str, dict[str, Any]]:
-        """(session id, snapshot) from a token made by :meth:`snapshot_token`; raises if forged."""
+    def verify_token(
+        self, token: str, *, session: SessionHeader | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """(session id, snapshot) from a token made by :meth:`snapshot_token`.
+
+        Raises :class:`~tether.errors.InvalidToken` if it was altered, signed with another key,
+        has expired, or is not a token at all; with ``session`` (its header as it is now), also
+        if the token was made for another session or before the session's last write.
+        """
         if self.secret is None:
             raise InvalidRequest("verifying snapshot tokens needs the secret they were signed with")
-        return _turn.verify_snapshot(self.secret, token)
+        claims = _turn.verify_snapshot(self.secret, token, self._clock())
+        if session is not None:
+            _turn.check_token_session(claims, session)
+        return claims["session"], claims["snapshot"]
 
     def close(self) -> None:
-        self.sessions.close()
+        """Close the runtime and store this agent opened; one passed in is the caller's."""
+        if self._owns_sessions:
+            self.sessions.close()
 
     def __enter__(self) -> Agent:
         return self

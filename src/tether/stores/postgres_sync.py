@@ -403,6 +403,12 @@ class PostgresStore(Store):
         _core.check_version(expected_version)
         common.check_lease_arg(lease)
         normalized = _core.normalize_changes(changes)
+        if _core.needs_runtime_block(normalized):
+            # replacing state keeps the runtime's block (see _core.keep_runtime_block); the
+            # versioned write makes this read and that write one step: a write in between
+            # raises ConflictError
+            stored = self.load(session_id, last=0)
+            normalized = _core.keep_runtime_block(normalized, stored.state)
         for name in ("owner", "agent"):
             common.check_text(name, normalized.get(name), InvalidRequest)
         params = common.write_params(session_id, expected_version, lease, append, self._now())
@@ -487,30 +493,39 @@ class PostgresStore(Store):
         tail = common.cursor_fields(rows[query.limit - 1][0])
         return Page(sessions=headers, next_cursor=_core.encode_cursor(*tail))
 
-    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
         validate_session_id(session_id)
-        if expected_version is not None:
-            _core.check_version(expected_version)
+        _core.check_delete_args(expected_version, lease, force)
         now = self._now()
         params = {
             "id": session_id,
             "now": now,
             "version": expected_version,
             "schema": schema.current,
+            "token": None if lease is None else lease.token,
+            "force": force,
         }
         row = self._fetch("delete", self._sql.delete, params)
         if row is not None and row[0]:
             return True
-        # Nothing deleted: the session is missing, expired, at another version, or newer.
+        # Nothing deleted: the session is missing, expired, claimed, at another version, or
+        # newer.
         with self._connection("delete") as conn:
             found = self._snapshot(conn, session_id, now, lock=False)
             if found is not None:
-                common.judge_delete(session_id, found, expected_version)
+                common.judge_delete(session_id, found, expected_version, lease, force)
                 # expired (clean it up), or changed since the DELETE: decide under the row lock
                 with conn.transaction():
                     found = self._snapshot(conn, session_id, now, lock=True)
                     if found is not None:
-                        common.judge_delete(session_id, found, expected_version)
+                        common.judge_delete(session_id, found, expected_version, lease, force)
                         conn.execute(self._sql.purge_one, {"id": session_id})
                         if _core.is_live(*found):
                             return True

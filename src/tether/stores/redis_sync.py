@@ -284,6 +284,12 @@ class RedisStore(Store):
         _core.check_version(expected_version)
         normalized = _core.normalize_changes(changes)
         items = rc.encode_items(append)
+        if _core.needs_runtime_block(normalized):
+            # replacing state keeps the runtime's block (see _core.keep_runtime_block); the
+            # versioned write makes this read and that write one step: a write in between
+            # raises ConflictError
+            stored = self.load(session_id, last=0)
+            normalized = _core.keep_runtime_block(normalized, stored.state)
         if lease is not None:
             rc.check_lease_arg(lease)
         return self._write(
@@ -329,19 +335,27 @@ class RedisStore(Store):
                 return rc.list_page(rows, query.limit, plan.prefix)
             upper = "(" + resume
 
-    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
         validate_session_id(session_id)
-        if expected_version is not None:
-            _core.check_version(expected_version)
+        _core.check_delete_args(expected_version, lease, force)
         args = [
             self._now(),
             self.keys.base,
             session_id,
             "" if expected_version is None else expected_version,
             schema.current,
+            "" if lease is None else rc.json_text(lease.token),
+            "1" if force else "0",
         ]
         reply = self._run("delete", self.keys.write_keys(session_id), args)
-        return rc.deleted(session_id, expected_version, reply)
+        return rc.deleted(session_id, expected_version, lease, reply)
 
     def exists(self, session_id: str) -> bool:
         validate_session_id(session_id)
@@ -396,7 +410,7 @@ class RedisStore(Store):
         """
         removed, resume = 0, ""
         while True:
-            args = [self._now(), self.keys.base, resume, max(self.list_budget, 1)]
+            args = [self._now(), self.keys.base, resume, max(self.list_budget, 1), schema.current]
             count, resume = rc.purged(self._run("purge", list(self.keys.index), args))
             removed += count
             if not resume:

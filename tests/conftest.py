@@ -1,6 +1,8 @@
-"""Shared test plumbing: the real Redis and PostgreSQL servers the server-backed tests need.
+"""Shared test plumbing: the real Redis, PostgreSQL and NATS servers the server-backed tests
+need.
 
-URLs come from ``TETHER_TEST_REDIS_URL`` / ``TETHER_TEST_POSTGRES_URL`` (defaults: the local
+URLs come from ``TETHER_TEST_REDIS_URL`` / ``TETHER_TEST_POSTGRES_URL`` /
+``TETHER_TEST_NATS_URL`` (defaults: the local
 servers of ``shared/SERVICES.md``). When a server does not answer, its tests skip with a
 one-line reason; under ``CI=true`` a skip would hide a broken setup, so they fail instead.
 """
@@ -17,6 +19,7 @@ REDIS_URL = os.environ.get("TETHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "TETHER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+NATS_URL = os.environ.get("TETHER_TEST_NATS_URL", "nats://127.0.0.1:4222")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 _answers: dict[str, str | None] = {}
@@ -36,10 +39,12 @@ def _reachable(url: str, default_port: int) -> str | None:
 
 
 def require_server(kind: str) -> str:
-    """The test URL of ``kind`` ("redis" or "postgres"); skip (or fail in CI) if it is down."""
+    """The test URL of ``kind`` ("redis", "postgres" or "nats"); skip (or fail in CI) if it
+    is down."""
     url, port, env = {
         "redis": (REDIS_URL, 6379, "TETHER_TEST_REDIS_URL"),
         "postgres": (POSTGRES_URL, 5432, "TETHER_TEST_POSTGRES_URL"),
+        "nats": (NATS_URL, 4222, "TETHER_TEST_NATS_URL"),
     }[kind]
     why = _reachable(url, port)
     if why is not None:
@@ -87,6 +92,24 @@ def wipe_redis_namespace(url: str, namespace: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def delete_nats_bucket(url: str, bucket: str) -> None:
+    """Delete one test bucket (never another: test buckets are named ``tether_t...``)."""
+    import asyncio
+
+    import nats
+
+    assert bucket.startswith("tether_t"), bucket
+
+    async def drop() -> None:
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().delete_key_value(bucket)
+        finally:
+            await nc.close()
+
+    asyncio.run(drop())
 
 
 def drop_postgres_schema(url: str, schema: str) -> None:

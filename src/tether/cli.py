@@ -755,8 +755,8 @@ def copy_command(source_url: str, target_url: str, replace: bool, force: bool) -
             "do not match what was copied (named above); run the copy again to compare them"
         )
     _finish(
-        f"{outcome.summary()}; verified {len(outcome.digests)}: the target holds each exactly "
-        "(digests of header and items match)",
+        f"{outcome.summary()}; verified: the target holds each of the {len(outcome.digests)} "
+        "exactly (digests of header and items match)",
         outcome.differing,
         outcome.newer,
         err=False,

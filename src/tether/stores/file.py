@@ -21,8 +21,10 @@ with a silent hole in it.
 
 ``list`` reads only the headers; a header that cannot be decoded makes ``load`` of that session
 raise :class:`~tether.errors.CorruptSession` and is skipped (with a logged warning) by ``list``,
-which still returns the others. Listing reads every header, so it costs O(sessions): use the
-SQLite store when you keep many thousands of sessions.
+which still returns the others. One written by a newer tether is listed as stored, as the other
+stores list it (``load`` raises :class:`~tether.errors.UnsupportedSchemaVersion`). Listing reads
+every header, so it costs O(sessions): use the SQLite store when you keep many thousands of
+sessions.
 
 Ids are used as file names as they are, so on a case-insensitive file system (macOS, Windows
 defaults) ``Ada`` and ``ada`` would be the same session: use lowercase ids there.

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -570,7 +571,7 @@ def test_http_errors_become_model_errors(
 ) -> None:
     fake.answer(Answer(status=status, body={"error": {"message": f"nope {status}", "type": "x"}}))
     with pytest.raises(ModelError) as info:
-        run({"model": "m", "base_url": fake.base_url}, _request("hi"))
+        run({"model": "m", "base_url": fake.base_url, "max_retries": 0}, _request("hi"))
     assert info.value.status == status
     message = str(info.value)
     assert f"HTTP {status}" in message
@@ -582,7 +583,7 @@ def test_http_errors_become_model_errors(
 def test_a_redirect_is_an_error_naming_the_target(fake: FakeServer, run: Runner) -> None:
     fake.answer(Answer(status=301, body=b"", headers={"Location": "https://elsewhere/v1"}))
     with pytest.raises(ModelError) as info:
-        run({"model": "m", "base_url": fake.base_url}, _request("hi"))
+        run({"model": "m", "base_url": fake.base_url, "max_retries": 0}, _request("hi"))
     assert info.value.status == 301
     assert "redirects to https://elsewhere/v1: fix base_url" in str(info.value)
 
@@ -590,7 +591,7 @@ def test_a_redirect_is_an_error_naming_the_target(fake: FakeServer, run: Runner)
 def test_http_error_with_a_non_json_body_shows_an_excerpt(fake: FakeServer, run: Runner) -> None:
     fake.answer(Answer(status=502, body=b"<html>" + b"bad gateway " * 100 + b"</html>"))
     with pytest.raises(ModelError) as info:
-        run({"model": "m", "base_url": fake.base_url}, _request("hi"))
+        run({"model": "m", "base_url": fake.base_url, "max_retries": 0}, _request("hi"))
     assert info.value.status == 502
     assert "<html>bad gateway" in str(info.value)
     assert len(str(info.value)) < 600  # an excerpt, not the whole page
@@ -621,7 +622,7 @@ def test_malformed_replies_become_model_errors(
 ) -> None:
     fake.answer(Answer(body=body))
     with pytest.raises(ModelError) as info:
-        run({"model": "m", "base_url": fake.base_url}, _request("hi"))
+        run({"model": "m", "base_url": fake.base_url, "max_retries": 0}, _request("hi"))
     assert needle in str(info.value)
 
 
@@ -629,7 +630,7 @@ def test_server_not_listening_fails_fast(run: Runner) -> None:
     base_url = f"http://127.0.0.1:{_free_port()}/v1"
     started = time.monotonic()
     with pytest.raises(ModelError) as info:
-        run({"model": "m", "base_url": base_url, "timeout": 10}, _request("hi"))
+        run({"model": "m", "base_url": base_url, "timeout": 10, "max_retries": 0}, _request("hi"))
     assert time.monotonic() - started < 5
     assert info.value.status is None
     assert f"cannot reach the model server at {base_url}" in str(info.value)
@@ -640,7 +641,10 @@ def test_timeout_becomes_a_model_error(fake: FakeServer, run: Runner) -> None:
     fake.answer(Answer(delay=1.5))
     started = time.monotonic()
     with pytest.raises(ModelError) as info:
-        run({"model": "m", "base_url": fake.base_url, "timeout": 0.2}, _request("hi"))
+        run(
+            {"model": "m", "base_url": fake.base_url, "timeout": 0.2, "max_retries": 0},
+            _request("hi"),
+        )
     assert time.monotonic() - started < 1.4
     assert info.value.status is None
     assert "did not answer within 0.2s" in str(info.value)
@@ -650,6 +654,98 @@ def test_timeout_becomes_a_model_error(fake: FakeServer, run: Runner) -> None:
 def test_invalid_base_url_is_a_model_error(run: Runner) -> None:
     with pytest.raises(ModelError, match="cannot reach the model server"):
         run({"model": "m", "base_url": "nope://what"}, _request("hi"))
+
+
+# --- retries -------------------------------------------------------------------------------------
+
+
+def _fast(fake: FakeServer, **more: Any) -> dict[str, Any]:
+    return {"model": "m", "base_url": fake.base_url, "backoff": 0.01, "max_backoff": 0.05, **more}
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503])
+def test_transient_http_failures_are_retried(fake: FakeServer, run: Runner, status: int) -> None:
+    fake.answer(Answer(status=status, body={"error": {"message": "busy"}}), Answer(status=status))
+    fake.answer(Answer(body=text_reply("finally")))
+    assert run(_fast(fake), _request("hi")).text == "finally"
+    assert len(fake.seen) == 3
+    assert all(seen.body == fake.seen[0].body for seen in fake.seen)
+
+
+def test_retries_give_up_after_max_retries(fake: FakeServer, run: Runner) -> None:
+    fake.answer(*[Answer(status=500) for _ in range(5)])
+    with pytest.raises(ModelError, match="HTTP 500") as info:
+        run(_fast(fake, max_retries=3), _request("hi"))
+    assert len(fake.seen) == 4
+    assert (info.value.status, info.value.kind) == (500, "failed")
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_permanent_failures_are_not_retried(fake: FakeServer, run: Runner, status: int) -> None:
+    fake.answer(Answer(status=status), Answer(body=text_reply("never")))
+    with pytest.raises(ModelError):
+        run(_fast(fake), _request("hi"))
+    assert len(fake.seen) == 1
+
+
+def test_retry_after_is_honoured(fake: FakeServer, run: Runner) -> None:
+    fake.answer(Answer(status=429, headers={"Retry-After": "1"}), Answer(body=text_reply("ok")))
+    started = time.monotonic()
+    assert run(_fast(fake), _request("hi")).text == "ok"
+    assert time.monotonic() - started >= 0.95  # not the 0.01 s backoff
+
+
+def test_the_default_backoff_grows_with_jitter() -> None:
+    from tether.agent.models import backoff_delay
+
+    delays = [backoff_delay(n, 0.5, 8.0) for n in range(6) for _ in range(20)]
+    for n in range(6):
+        mine = delays[n * 20 : (n + 1) * 20]
+        top = min(8.0, 0.5 * 2**n)
+        assert all(0.75 * top <= d <= top for d in mine)
+        assert len(set(mine)) > 1  # jittered
+    assert OpenAIChatModel("m").max_retries == 2  # the OpenAI SDK's default
+
+
+def test_retry_after_forms() -> None:
+    from email.utils import format_datetime
+
+    from tether.agent.models import retry_after
+
+    assert retry_after({"Retry-After": "3"}) == 3
+    assert retry_after({"retry-after-ms": "250"}) == 0.25
+    soon = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= (retry_after({"Retry-After": soon}) or 0) <= 30
+    assert retry_after({"Retry-After": "3600"}) is None  # too long: the backoff decides
+    assert retry_after({"Retry-After": "soon"}) is None
+    assert retry_after({}) is None
+
+
+def test_connection_failures_are_retried_then_reported(run: Runner) -> None:
+    base_url = f"http://127.0.0.1:{_free_port()}/v1"
+    with pytest.raises(ModelError, match="cannot reach") as info:
+        run({"model": "m", "base_url": base_url, "backoff": 0.01}, _request("hi"))
+    assert info.value.kind == "could not reach the server"
+
+
+@pytest.mark.parametrize("bad", [{"max_retries": -1}, {"max_retries": 1.5}, {"backoff": -1}])
+def test_retry_settings_are_checked(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        OpenAIChatModel("m", **bad)
+
+
+def test_credentials_in_base_url_never_reach_an_error(fake: FakeServer, run: Runner) -> None:
+    port = fake.base_url.split(":")[2].split("/")[0]
+    base_url = f"http://user:hunter2@127.0.0.1:{port}/v1?api_key=sk-secret"
+    fake.answer(Answer(status=500, body=b"internal: key sk-secret rejected"))
+    with pytest.raises(ModelError) as info:
+        run({"model": "m", "base_url": base_url, "max_retries": 0}, _request("hi"))
+    assert "hunter2" not in str(info.value)
+    assert "api_key=***" in str(info.value)
+    dead = f"http://user:hunter2@127.0.0.1:{_free_port()}/v1"
+    with pytest.raises(ModelError) as info:
+        run({"model": "m", "base_url": dead, "max_retries": 0}, _request("hi"))
+    assert "hunter2" not in str(info.value)
 
 
 # --- client ownership ----------------------------------------------------------------------------

@@ -9,9 +9,14 @@ when an adapter is created: ``ScriptedModel`` needs nothing.
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import math
 import os
+import random
 import re
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -19,6 +24,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .. import _json
+from .._urls import redact
 from ..errors import ConfigurationError, ModelError
 from .types import ModelReply, ModelRequest, ToolCall
 
@@ -295,6 +301,44 @@ _HINTS = {
 }
 
 
+# --- retries --------------------------------------------------------------------------------------
+
+_RETRY_STATUSES = frozenset({408, 409, 429})
+MAX_RETRY_AFTER = 60.0
+"""A ``Retry-After`` longer than this (seconds) is not waited for: the backoff is used."""
+
+
+def retryable_status(status: int) -> bool:
+    """Transient HTTP failures, as the OpenAI SDK counts them: timeout, conflict, 429, 5xx."""
+    return status in _RETRY_STATUSES or status >= 500
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, ``Retry-After`` in seconds or
+    as an HTTP date), or None if it said nothing usable."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        if "retry-after-ms" in lowered:
+            seconds = float(lowered["retry-after-ms"]) / 1000
+        elif "retry-after" in lowered:
+            text = lowered["retry-after"].strip()
+            try:
+                seconds = float(text)
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(text)
+                seconds = when.timestamp() - time.time()
+        else:
+            return None
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) and seconds <= MAX_RETRY_AFTER else None
+
+
+def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+    """Exponential backoff with jitter: ``initial * 2**attempt`` capped, less up to 25%."""
+    return float(min(cap, initial * 2**attempt) * (1 - 0.25 * random.random()))
+
+
 def _http_error(response: httpx.Response) -> ModelError:
     status = response.status_code
     detail = response.text
@@ -312,9 +356,10 @@ def _http_error(response: httpx.Response) -> ModelError:
     else:
         hint = "check the request"
     return ModelError(
-        f"the model server answered HTTP {status} for {response.request.url}: "
+        f"the model server answered HTTP {status} for {redact(str(response.request.url))}: "
         f"{_excerpt(detail)}. Hint: {hint}.",
         status=status,
+        kind="failed",
     )
 
 
@@ -339,6 +384,10 @@ class _OpenAIBase:
         api_key: str | None,
         timeout: float,
         extra: Mapping[str, Any] | None,
+        *,
+        max_retries: int,
+        backoff: float,
+        max_backoff: float,
     ) -> None:
         clash = sorted(set(extra or ()) & set(_RESERVED))
         if clash:
@@ -346,9 +395,19 @@ class _OpenAIBase:
                 f"extra= cannot set {', '.join(clash)}: the adapter sends those itself (pass "
                 "model= for the model; streaming is not supported)"
             )
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError(f"max_retries must be an int >= 0, not {max_retries!r}")
+        for name, value in (("backoff", backoff), ("max_backoff", max_backoff)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigurationError(f"{name} must be a number of seconds >= 0, not {value!r}")
         self.model = model
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact(self.base_url)
+        """``base_url`` with any password or key in it hidden: what error messages show."""
         self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
         self.extra = dict(extra or {})
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -368,26 +427,49 @@ class _OpenAIBase:
             data = _json.loads(response.content)
         except _json.JSONDecodeError:
             raise ModelError(
-                f"the model server at {self.base_url} answered HTTP {response.status_code} with "
+                f"the model server at {self.shown_url} answered HTTP {response.status_code} with "
                 f"a body that is not JSON: {_excerpt(response.text)}. Check that base_url points "
                 "at a chat-completions API.",
                 status=response.status_code,
+                kind="got an unreadable reply",
             ) from None
-        return parse_reply(data)
+        try:
+            return parse_reply(data)
+        except ModelError as exc:
+            exc.kind = exc.kind or "got an unreadable reply"
+            raise
 
     def _failed(self, exc: Exception) -> ModelError:
         if isinstance(exc, self._httpx.TimeoutException):
             return ModelError(
-                f"the model server at {self.base_url} did not answer within {self.timeout}s "
-                f"({type(exc).__name__}): retry, or raise timeout= for slow models"
+                f"the model server at {self.shown_url} did not answer within {self.timeout}s "
+                f"({type(exc).__name__}): retry, or raise timeout= for slow models",
+                kind="timed out",
             )
         return ModelError(
-            f"cannot reach the model server at {self.base_url} ({type(exc).__name__}: {exc}): "
-            "check base_url and that the server is running"
+            f"cannot reach the model server at {self.shown_url} ({type(exc).__name__}: "
+            f"{redact(str(exc))}): check base_url and that the server is running",
+            kind="could not reach the server",
         )
 
     def _errors(self) -> tuple[type[Exception], ...]:
         return (self._httpx.HTTPError, self._httpx.InvalidURL)
+
+    def _retry_in(self, attempt: int, outcome: httpx.Response | Exception) -> float | None:
+        """Seconds to wait before retry ``attempt + 1``, or None if this outcome is final."""
+        if attempt >= self.max_retries:
+            return None
+        if isinstance(outcome, Exception):
+            transient = (self._httpx.TimeoutException, self._httpx.NetworkError)
+            if not isinstance(outcome, (*transient, self._httpx.RemoteProtocolError)):
+                return None  # a bad URL or protocol: trying again cannot help
+            return backoff_delay(attempt, self.backoff, self.max_backoff)
+        if outcome.is_success or not retryable_status(outcome.status_code):
+            return None
+        asked = retry_after(outcome.headers)
+        return (
+            asked if asked is not None else backoff_delay(attempt, self.backoff, self.max_backoff)
+        )
 
 
 class OpenAIChatModel(_OpenAIBase):
@@ -398,6 +480,12 @@ class OpenAIChatModel(_OpenAIBase):
     ``timeout`` applies to the client the adapter creates; an injected ``client`` keeps its own
     settings and is not closed by :meth:`close`. ``extra`` fields go into every request body
     (the session's options in :data:`OPTIONS` win over them). Errors are :class:`ModelError`.
+
+    Transient failures (a timeout, a connection error, HTTP 408, 409, 429 and 5xx) are retried
+    up to ``max_retries`` times (2, as the OpenAI SDK does; 0 turns retries off), waiting
+    ``backoff`` seconds doubled at each retry, at most ``max_backoff``, less a random jitter of
+    up to 25%; a ``Retry-After`` (or ``retry-after-ms``) of up to 60 seconds from the server is
+    waited for instead.
     """
 
     def __init__(
@@ -409,18 +497,40 @@ class OpenAIChatModel(_OpenAIBase):
         timeout: float = 60,
         client: httpx.Client | None = None,
         extra: Mapping[str, Any] | None = None,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
     ) -> None:
-        super().__init__(model, base_url, api_key, timeout, extra)
+        super().__init__(
+            model,
+            base_url,
+            api_key,
+            timeout,
+            extra,
+            max_retries=max_retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
         self._owns_client = client is None
         self.client: httpx.Client = client or self._httpx.Client(timeout=timeout)
 
     def __call__(self, request: ModelRequest) -> ModelReply:
         url, content, headers = self._request(request)
-        try:
-            response = self.client.post(url, content=content, headers=headers)
-        except self._errors() as exc:
-            raise self._failed(exc) from exc
-        return self._reply(response)
+        attempt = 0
+        while True:
+            outcome: httpx.Response | Exception
+            try:
+                outcome = self.client.post(url, content=content, headers=headers)
+            except self._errors() as exc:
+                outcome = exc
+            wait = self._retry_in(attempt, outcome)
+            if wait is None:
+                break
+            time.sleep(wait)
+            attempt += 1
+        if isinstance(outcome, Exception):
+            raise self._failed(outcome) from outcome
+        return self._reply(outcome)
 
     def close(self) -> None:
         """Close the HTTP client if the adapter created it."""
@@ -446,18 +556,40 @@ class AsyncOpenAIChatModel(_OpenAIBase):
         timeout: float = 60,
         client: httpx.AsyncClient | None = None,
         extra: Mapping[str, Any] | None = None,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
     ) -> None:
-        super().__init__(model, base_url, api_key, timeout, extra)
+        super().__init__(
+            model,
+            base_url,
+            api_key,
+            timeout,
+            extra,
+            max_retries=max_retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
         self._owns_client = client is None
         self.client: httpx.AsyncClient = client or self._httpx.AsyncClient(timeout=timeout)
 
     async def __call__(self, request: ModelRequest) -> ModelReply:
         url, content, headers = self._request(request)
-        try:
-            response = await self.client.post(url, content=content, headers=headers)
-        except self._errors() as exc:
-            raise self._failed(exc) from exc
-        return self._reply(response)
+        attempt = 0
+        while True:
+            outcome: httpx.Response | Exception
+            try:
+                outcome = await self.client.post(url, content=content, headers=headers)
+            except self._errors() as exc:
+                outcome = exc
+            wait = self._retry_in(attempt, outcome)
+            if wait is None:
+                break
+            await asyncio.sleep(wait)
+            attempt += 1
+        if isinstance(outcome, Exception):
+            raise self._failed(outcome) from outcome
+        return self._reply(outcome)
 
     async def aclose(self) -> None:
         """Close the HTTP client if the adapter created it."""

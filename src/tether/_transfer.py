@@ -330,12 +330,8 @@ def _put(
             # Compare-and-delete, then a restore that never overwrites: a target that moved on
             # since it was read is kept. (A restore with an expected version would close the
             # moment in which the session is absent; no store has one yet.)
-            claimed = _claimed(held)
             try:
-                if claimed:  # only reached with --force: the runner's lease is overridden
-                    target.delete(session.id, expected_version=held.version, force=True)
-                else:
-                    target.delete(session.id, expected_version=held.version)
+                _delete(target, session.id, held.version, force=force)
             except (ConflictError, SessionNotFound, AlreadyClaimed):
                 outcome.differing[session.id] = (
                     "changed or claimed in the target while it was being replaced; "
@@ -352,6 +348,17 @@ def _put(
         outcome.digests[session.id] = want
         return
     outcome.differing[session.id] = "created in the target while it was being copied"
+
+
+def _delete(target: Store, session_id: str, version: int, *, force: bool) -> None:
+    """Delete ``version`` of the session; with ``force``, also while a runner holds its lease
+    (a claimed target is only reached with --force: see :func:`_refusal`)."""
+    try:
+        target.delete(session_id, expected_version=version)
+    except AlreadyClaimed:
+        if not force:
+            raise
+        target.delete(session_id, expected_version=version, force=True)
 
 
 def _refusal(held: SessionHeader, session: Session, *, replace: bool, force: bool) -> str | None:

@@ -1,12 +1,16 @@
 """How the ``tether`` command shows things: rich tables on a terminal, plain text otherwise.
 
 Everything here turns tether's data into text or JSON; nothing here reads or writes a store.
+Every value that comes from a session (ids, owners, metadata, contents, tool calls, reviews)
+reaches the terminal through :func:`clean` (text) or :func:`json_text` (JSON): a session's data
+is written by whoever talks to the agent, and must never drive the operator's terminal.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -15,24 +19,30 @@ from typing import Any
 import click
 from rich import box
 from rich.console import Console
-from rich.json import JSON
+from rich.highlighter import JSONHighlighter
 from rich.table import Table
 from rich.text import Text
 
-from .agent import Replay, Review
+from .agent import Replay, Review, _turn
 from .models import HistoryItem, Session, SessionHeader
 
 __all__ = [
+    "clean",
     "console",
+    "count",
     "echo_json",
     "header_rows",
+    "inspect_text",
     "item_row",
+    "json_text",
+    "json_time",
     "print_blocks",
     "print_grid",
     "print_section",
     "print_table",
     "replay_json",
     "review_json",
+    "say",
     "timeline_row",
 ]
 
@@ -49,6 +59,45 @@ _STATUS_STYLES = {
 _WRAPPED_COLUMNS = frozenset({"content", "detail", "arguments", "reason", "owner", "agent"})
 _MAX_TEXT = 300  # longer message contents are cut in tables; --json shows them whole
 
+# --- what may reach the terminal -----------------------------------------------------------------
+
+# C0 controls (ESC starts the sequences that clear, retitle, recolour or hide text; CR, BS and
+# VT move the cursor back over what was printed), DEL, the C1 controls (0x9b is a one-byte
+# ESC [), the bidirectional overrides and isolates that reorder text ("Trojan Source"), the
+# line and paragraph separators, and the invisible marks (zero-width space, LRM/RLM, BOM).
+_INVISIBLE = "\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
+# In JSON text, json.dumps already escapes C0 controls inside strings, and a raw newline is
+# the indentation's; the rest of the set above must still be escaped.
+_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f{_INVISIBLE}]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group(0)
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def clean(value: object, *, newlines: bool = False) -> str:
+    """``value`` as text that cannot act on a terminal: every control, bidi or invisible
+    character is shown as its escape (``\\x1b``, ``\\u202e``, ``\\n``). With ``newlines=True``
+    line breaks are kept (text whose lines tether made)."""
+    text = value if isinstance(value, str) else str(value)
+    if newlines:
+        return "\n".join(_UNSAFE.sub(_visible, line) for line in text.split("\n"))
+    return _UNSAFE.sub(_visible, text)
+
+
+def say(out: Console, text: str) -> None:
+    """One line of text that may quote a session's data."""
+    out.print(Text(clean(text)))
+
+
+def count(number: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``, ``0 items``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
 
 def console() -> Console:
     """A console on the current stdout: rich on a terminal; plain, unwrapped text otherwise."""
@@ -62,14 +111,47 @@ def console() -> Console:
     )
 
 
+def json_text(data: Any) -> str:
+    """Indented JSON that is safe on a terminal and still the same data: json.dumps escapes
+    controls inside strings, and the characters it leaves raw (DEL, C1, bidi, invisible) are
+    written as ``\\uXXXX`` escapes here."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=_json_default)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
 def echo_json(data: Any) -> None:
     """Plain JSON on stdout, for scripts."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
+    click.echo(json_text(data))
+
+
+def json_time(moment: datetime | str | None) -> str | None:
+    """A time as ``--json`` writes every time: ISO 8601, ``Z`` for UTC (as pydantic writes a
+    header's times), microseconds when there are any. Text that is not a time is kept."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        try:
+            parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return moment
+        return json_time(parsed)
+    text = moment.isoformat()
+    return text[:-6] + "Z" if moment.utcoffset() == timedelta(0) else text
+
+
+def _times(entry: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """``entry`` with its tether-made time fields (``keys`` and every ``*_at``) in one form."""
+    return {
+        key: json_time(value)
+        if (key in keys or key.endswith("_at")) and isinstance(value, (str, datetime))
+        else value
+        for key, value in entry.items()
+    }
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return json_time(value)
     if isinstance(value, Mapping):
         return dict(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -97,8 +179,8 @@ def status_text(status: str) -> Text:
 
 def _cell(value: Any) -> Text:
     if isinstance(value, Text):
-        return value
-    return Text("-" if value is None else str(value))
+        return Text(clean(value.plain), style=value.style)
+    return Text("-" if value is None else clean(value))
 
 
 def print_table(
@@ -106,7 +188,7 @@ def print_table(
 ) -> None:
     """A table: boxed with a bold header on a terminal, plain aligned columns otherwise."""
     table = Table(
-        title=title,
+        title=None if title is None else clean(title),
         box=box.SIMPLE_HEAD if out.is_terminal else None,
         header_style="bold",
         title_justify="left",
@@ -142,7 +224,7 @@ def _print(out: Console, table: Table) -> None:
 def print_blocks(out: Console, blocks: Iterable[tuple[str, Sequence[tuple[str, Any]]]]) -> None:
     """Records one under the other: a title line, then its fields indented."""
     for title, rows in blocks:
-        out.print(Text(title, style="bold"))
+        out.print(Text(clean(title), style="bold"))
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="dim")
         grid.add_column(overflow="fold")
@@ -157,9 +239,9 @@ def print_section(out: Console, title: str, data: Mapping[str, Any]) -> None:
     if not data:
         out.print("  (empty)")
     elif out.is_terminal:
-        out.print(JSON.from_data(data, indent=2, default=_json_default))
+        out.print(JSONHighlighter()(Text(json_text(data))))
     else:
-        out.print(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default))
+        out.print(Text(json_text(data)))
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -213,6 +295,7 @@ def lease_text(header: SessionHeader, now: datetime) -> str:
 
 def session_json(session: Session) -> dict[str, Any]:
     data: dict[str, Any] = session.model_dump(mode="json")
+    data["history"] = [_times(item, "timestamp") for item in data["history"]]
     return data
 
 
@@ -253,11 +336,49 @@ def replay_json(replay: Replay) -> dict[str, Any]:
     return {
         "session_id": replay.session_id,
         "status": replay.status,
-        "timeline": replay.timeline,
-        "journal": replay.journal,
+        "timeline": [_times(entry, "at") for entry in replay.timeline],
+        "journal": [_times(entry, "at") for entry in replay.journal],
         "pending_reviews": [review_json(r) for r in replay.pending_reviews],
+        "answered_reviews": [review_json(r) for r in replay.answered_reviews],
         "result": dict(replay.result) if replay.result is not None else None,
     }
+
+
+def review_rows(review: Review) -> list[tuple[str, Any]]:
+    """What ``tether reviews`` says about one review: the call, why, when, and who answered."""
+    rows: list[tuple[str, Any]] = [
+        ("call", f"{review.tool}({json.dumps(dict(review.arguments), ensure_ascii=False)})"),
+        ("reason", review.reason),
+        ("asked", iso(review.created_at)),
+        ("expires", iso(review.expires_at) if review.expires_at else "never"),
+    ]
+    if review.decision is not None:
+        why = f" ({review.note})" if review.note else ""
+        rows.append(("answered", f"{review.decision}{why} by {review.by or '?'}"))
+        rows.append(("answered at", iso(review.answered_at)))
+        rows.append(("next", "tether resume runs the turn on"))
+    return rows
+
+
+def inspect_text(replay: Replay) -> str:
+    """What ``tether inspect`` prints: the agent's plain-text replay, one line per entry, of a
+    copy of ``replay`` whose every string was :func:`clean`-ed (a message's own line breaks
+    show as ``\\n``, so no value can start a line that looks like tether's)."""
+    return clean(_turn.render(_cleaned(replay)), newlines=True)
+
+
+def _cleaned(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, Mapping):
+        return {_cleaned(k): _cleaned(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cleaned(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.fields(value)
+        changes = {f.name: _cleaned(getattr(value, f.name)) for f in fields if f.init}
+        return dataclasses.replace(value, **changes)
+    return value
 
 
 def timeline_row(entry: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -9,10 +9,12 @@ store or the session said no), never a traceback. Needs ``pip install 'tether[cl
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, NoReturn
@@ -21,10 +23,11 @@ import click
 
 from . import __version__
 from . import _cli_render as render
-from ._registry import DEFAULT_URL
+from ._registry import DEFAULT_URL, open_store
 from ._time import system_clock
-from .agent import Agent, Hibernation, _turn
-from .errors import MissingSnapshot, SessionNotFound, TetherError
+from ._urls import redact, scrub
+from .agent import Agent, Hibernation, _turn, tools_by_name
+from .errors import MissingSnapshot, MissingTools, SessionNotFound, TetherError
 from .models import SessionStatus
 from .sessions_sync import Sessions
 
@@ -40,7 +43,11 @@ class CliError(click.ClickException):
     """Shown as one ``error: ...`` line on stderr, exit status 1: the store or session said no."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
+        # one line, no password of any URL on the command line or in $TETHER_URL (a driver's
+        # message may quote one), nothing that acts on the terminal (ids and lease owners
+        # come from the store)
+        text = scrub(" ".join(message.split()), *_urls_in_use())
+        super().__init__(render.clean(text))
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.message}", err=True)
@@ -54,6 +61,17 @@ class CliUsageError(CliError):
 
 def _usage(message: str) -> NoReturn:
     raise CliUsageError(message)
+
+
+def _urls_in_use() -> list[str]:
+    """Every URL this command was given: $TETHER_URL and the URL-like options and arguments."""
+    found = [os.environ.get("TETHER_URL") or ""]
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        values = [*ctx.params.values(), *ctx.args]
+        found += [v for v in values if isinstance(v, str) and (":" in v or "=" in v)]
+        ctx = ctx.parent
+    return found
 
 
 @contextmanager
@@ -151,15 +169,28 @@ def _no_constant(name: str) -> NoReturn:
 # --- the store and the agent, opened once per command --------------------------------------------
 
 
+# The commands that may bring a store into being. Every other one reads, or changes a session
+# that must already exist, so a missing SQLite file or file store directory is a mistyped
+# path: it is refused, never created empty.
+_MAY_CREATE_THE_STORE = frozenset({"import", "demo"})
+
+
 class _Env:
-    def __init__(self, url: str | None) -> None:
+    def __init__(self, url: str | None, *, create: bool = True, given: bool = False) -> None:
         self.url = url
+        self.create = create
+        self.given = given  # --store was on the command line (not $TETHER_URL)
         self._sessions: Sessions | None = None
+
+    @property
+    def where(self) -> str:
+        """The store's URL for messages: redacted."""
+        return redact(self.url or os.environ.get("TETHER_URL") or DEFAULT_URL)
 
     @property
     def sessions(self) -> Sessions:
         if self._sessions is None:
-            self._sessions = Sessions(self.url, cache_size=0)
+            self._sessions = Sessions(open_store(self.url, create=self.create), cache_size=0)
         return self._sessions
 
     def agent(self) -> Agent:
@@ -214,7 +245,11 @@ def _interactive() -> bool:
 @click.pass_context
 def cli(ctx: click.Context, url: str | None) -> None:
     """See and steer the durable sessions of a tether store."""
-    env = _Env(url or None)
+    env = _Env(
+        url or None,
+        create=ctx.invoked_subcommand in _MAY_CREATE_THE_STORE,
+        given=ctx.get_parameter_source("url") == click.core.ParameterSource.COMMANDLINE,
+    )
     ctx.obj = env
     ctx.call_on_close(env.close)
 
@@ -301,7 +336,7 @@ def ls_command(
         return
     out = render.console()
     if not page.sessions:
-        out.print("no sessions" + (" on this page" if cursor else ""))
+        render.say(out, f"no sessions{' on this page' if cursor else ''} in {env.where}")
     else:
         rows = [
             (
@@ -318,7 +353,27 @@ def ls_command(
         columns = ["id", "status", "owner", "agent", "version", "items", "updated"]
         render.print_table(out, columns, rows)
     if page.next_cursor:
-        out.print(f"more: tether ls --cursor {page.next_cursor}")
+        # the same command, store and filters, one page on
+        again = ["tether", *(["--store", env.where] if env.given else []), "ls"]
+        again += [f"--owner={owner}"] if owner is not None else []
+        again += [f"--agent={agent}"] if agent is not None else []
+        again += [f"--status={status}" for status in statuses]
+        again += [f"--updated-since={updated_since.isoformat()}"] if updated_since else []
+        again += [f"--updated-before={updated_before.isoformat()}"] if updated_before else []
+        again += [f"--meta={key}={_meta_text(value)}" for key, value in meta]
+        again += ["--all"] if include_archived else []
+        again += [f"--limit={limit}"] if limit != 20 else []
+        render.say(out, f"more: {shlex.join(again)} --cursor {page.next_cursor}")
+
+
+def _meta_text(value: Any) -> str:
+    """A --meta value as typed: text as itself, unless it would read as JSON (2, true)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 @cli.command(
@@ -353,7 +408,7 @@ def show_command(env: _Env, session_id: str, last: int, as_json: bool) -> None:
     if last:
         out.print()
         shown = len(session.history)
-        title = f"last {shown} of {session.history_len} items"
+        title = f"last {shown} of {render.count(session.history_len, 'item')}"
         rows = [render.item_row(item) for item in session.history]
         render.print_table(out, ["seq", "time", "role", "content"], rows, title=title)
 
@@ -379,17 +434,24 @@ def replay_command(env: _Env, session_id: str, as_json: bool) -> None:
     render.print_table(out, ["seq", "at", "kind", "detail"], rows, title=title)
     for review in replay.pending_reviews:
         args = json.dumps(dict(review.arguments), ensure_ascii=False)
-        out.print(f"pending review {review.id}: {review.tool}({args})")
+        render.say(out, f"pending review {review.id}: {review.tool}({args})")
     if replay.result:
-        out.print(f"result: {replay.result.get('text') or replay.result.get('error')}")
+        render.say(out, f"result: {replay.result.get('text') or replay.result.get('error')}")
 
 
-@cli.command("inspect", epilog=_examples("tether inspect ticket-42"))
+@cli.command(
+    "inspect", epilog=_examples("tether inspect ticket-42", "tether inspect ticket-42 --json")
+)
 @click.argument("session_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as replay --json).")
 @pass_env
-def inspect_command(env: _Env, session_id: str) -> None:
+def inspect_command(env: _Env, session_id: str, as_json: bool) -> None:
     """Print a session's turns as plain text for a person."""
-    click.echo(env.agent().inspect(session_id))
+    replay = env.agent().replay(session_id)
+    if as_json:
+        render.echo_json(render.replay_json(replay))
+        return
+    click.echo(render.inspect_text(replay))
 
 
 # --- human review --------------------------------------------------------------------------------
@@ -403,8 +465,12 @@ def inspect_command(env: _Env, session_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_env
 def reviews_command(env: _Env, session_id: str | None, as_json: bool) -> None:
-    """List the tool calls waiting for a human."""
-    reviews = env.agent().pending_reviews(session_id)
+    """List the tool calls waiting for a human.
+
+    Reviews answered but not yet resumed are listed too, with the decision, who answered
+    (approve / deny --by) and when.
+    """
+    reviews = env.agent().reviews(session_id)
     if as_json:
         render.echo_json([render.review_json(r) for r in reviews])
         return
@@ -412,65 +478,142 @@ def reviews_command(env: _Env, session_id: str | None, as_json: bool) -> None:
     if not reviews:
         out.print("no pending reviews")
         return
-    blocks = [
-        (
-            r.id,
-            [
-                ("call", f"{r.tool}({json.dumps(dict(r.arguments), ensure_ascii=False)})"),
-                ("reason", r.reason),
-                ("asked", render.iso(r.created_at)),
-                ("expires", render.iso(r.expires_at) if r.expires_at else "never"),
-            ],
-        )
-        for r in reviews
-    ]
-    render.print_blocks(out, blocks)
+    render.print_blocks(out, [(r.id, render.review_rows(r)) for r in reviews])
 
 
-@cli.command("approve", epilog=_examples("tether approve ticket-42/rv_0123456789ab"))
+_BY_HELP = "Who answers, recorded with the time (default: your OS user name)."
+
+
+@cli.command(
+    "approve",
+    epilog=_examples(
+        "tether approve ticket-42/rv_0123456789ab",
+        "tether approve ticket-42/rv_0123456789ab --by ada",
+    ),
+)
 @click.argument("review_id", metavar="REVIEW_ID")
+@click.option("--by", metavar="NAME", help=_BY_HELP)
 @pass_env
-def approve_command(env: _Env, review_id: str) -> None:
+def approve_command(env: _Env, review_id: str, by: str | None) -> None:
     """Approve a pending tool call (resume then runs it)."""
-    review = env.agent().approve(review_id)
-    click.echo(f"approved {review.id}: {review.tool} will run when the session is resumed")
+    review = env.agent().approve(review_id, by=by)
+    click.echo(
+        f"approved {review.id} by {review.by}: {review.tool} will run when the session is resumed"
+    )
 
 
 @cli.command(
     "deny",
-    epilog=_examples("tether deny ticket-42/rv_0123456789ab --reason 'refunds need a receipt'"),
+    epilog=_examples(
+        "tether deny ticket-42/rv_0123456789ab --reason 'refunds need a receipt' --by ada"
+    ),
 )
 @click.argument("review_id", metavar="REVIEW_ID")
 @click.option("--reason", required=True, help="Why; the model is told.")
+@click.option("--by", metavar="NAME", help=_BY_HELP)
 @pass_env
-def deny_command(env: _Env, review_id: str, reason: str) -> None:
+def deny_command(env: _Env, review_id: str, reason: str, by: str | None) -> None:
     """Deny a pending tool call, saying why."""
-    review = env.agent().deny(review_id, reason)
-    click.echo(f"denied {review.id}: the model is told when the session is resumed")
+    review = env.agent().deny(review_id, reason, by=by)
+    click.echo(f"denied {review.id} by {review.by}: the model is told when the session is resumed")
+
+
+def _import_object(spec: str, option: str) -> Any:
+    """``module:attr`` (attr may be dotted), imported with the working directory on the path."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        _usage(f"{option} takes module:attribute (e.g. myapp.tools:TOOLS), not {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as python -m does: the application's own modules
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"{option} {spec}: cannot import {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise CliError(f"{option} {spec}: {module_name!r} has no {attr!r}") from None
+    return found
+
+
+def _tools_from(specs: tuple[str, ...]) -> list[Any]:
+    """The tools named by --tools: each a Tool, a function, or a list / dict of them."""
+    tools: list[Any] = []
+    for spec in specs:
+        found = _import_object(spec, "--tools")
+        if isinstance(found, Mapping):
+            found = list(found.values())
+        tools += list(found) if isinstance(found, (list, tuple, set, frozenset)) else [found]
+    for item in tools:
+        if not callable(item):
+            raise CliError(f"--tools: {item!r} is not a tool (a @tool function or a callable)")
+    return tools
 
 
 @cli.command(
     "resume",
     epilog=_examples(
+        "tether resume ticket-42 --tools support.tools:TOOLS --model-url http://localhost:8000/v1",
         "OPENAI_API_KEY=... tether resume job-7 --model-url https://api.openai.com/v1 "
         "--model gpt-4o-mini",
-        "tether resume job-7 --model-url http://localhost:11434/v1 --model llama3.2",
+        "tether resume ticket-42 --agent support.app:make_agent",
     )
-    + "\n\nOnly turns without tools can be resumed here; a turn that may call tools must be "
-    "resumed by your application, which has them.",
+    + "\n\nA turn that may call tools needs them: --tools module:attr names your application's "
+    "(a list, a dict or a single tool; repeatable), or --agent module:factory builds your "
+    "Agent from the store (factory(sessions) -> Agent). If one the turn needs is missing, "
+    "nothing is written and the approvals are kept. Modules are imported with the working "
+    "directory on the path.",
 )
 @click.argument("session_id", metavar="ID")
 @click.option(
     "--model-url", metavar="URL", help="An OpenAI-compatible chat-completions server (…/v1)."
 )
 @click.option("--model", metavar="NAME", help="The model, if the session's options name none.")
+@click.option(
+    "--tools",
+    "tool_specs",
+    metavar="MODULE:ATTR",
+    multiple=True,
+    help="Your application's tools (a list, dict or tool); repeatable.",
+)
+@click.option(
+    "--agent",
+    "agent_spec",
+    metavar="MODULE:FACTORY",
+    help="factory(sessions) -> Agent: your agent, with its tools and model.",
+)
 @pass_env
-def resume_command(env: _Env, session_id: str, model_url: str | None, model: str | None) -> None:
-    """Continue a hibernated turn with an OpenAI-compatible model.
+def resume_command(
+    env: _Env,
+    *,
+    session_id: str,
+    model_url: str | None,
+    model: str | None,
+    tool_specs: tuple[str, ...],
+    agent_spec: str | None,
+) -> None:
+    """Continue a hibernated or approved turn, with your tools.
 
-    The API key is read from $OPENAI_API_KEY.
+    The model is an OpenAI-compatible server (--model-url), or your agent's (--agent). The API
+    key is read from $OPENAI_API_KEY.
     """
-    if not model_url:
+    if agent_spec and tool_specs:
+        _usage("give --agent or --tools, not both (the agent brings its own tools)")
+    agent = env.agent()
+    if agent_spec:
+        factory = _import_object(agent_spec, "--agent")
+        try:
+            agent = factory(env.sessions) if callable(factory) else factory
+        except Exception as exc:  # the application's code: say where it failed, in one line
+            raise CliError(
+                f"--agent {agent_spec}: factory(sessions) raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(agent, Agent):
+            raise CliError(f"--agent {agent_spec}: expected an Agent, got {type(agent).__name__}")
+    else:
+        agent.tools = tools_by_name(_tools_from(tool_specs))
+    if not model_url and agent.llm is None:
         _usage(
             "resume needs a model: pass --model-url URL (an OpenAI-compatible server, e.g. "
             "https://api.openai.com/v1) and --model NAME; the API key is read from $OPENAI_API_KEY"
@@ -479,22 +622,21 @@ def resume_command(env: _Env, session_id: str, model_url: str | None, model: str
     snapshot = _turn.runtime(header).get("snapshot")
     if not snapshot:
         raise MissingSnapshot(session_id, header.status.value)
-    needs = sorted(set(snapshot.get("tools") or []) | {c["name"] for c in snapshot["pending"]})
-    if needs:
-        raise CliError(
-            f"session {session_id!r} is in a turn that can call tools ({', '.join(needs)}), "
-            "which the command line does not have: resume it from your application, with "
-            "Agent(store, tools=[...]).resume(id)"
-        )
-    if not (model or header.options.get("model")):
+    missing = sorted(set(snapshot.get("tools") or ()) - set(agent.tools))
+    if missing:  # resume() refuses this too; said first here, before any model option
+        raise MissingTools(session_id, missing)
+    if model_url and not (model or header.options.get("model")):
         _usage(
             f"session {session_id!r} names no model in its options: pass --model NAME "
             "(e.g. --model gpt-4o-mini)"
         )
-    from .agent import OpenAIChatModel
+    if model_url:
+        from .agent import OpenAIChatModel
 
-    with OpenAIChatModel(model, base_url=model_url) as llm:
-        outcome = env.agent().resume(session_id, llm=llm, tools=[])
+        with OpenAIChatModel(model, base_url=model_url) as llm:
+            outcome = agent.resume(session_id, llm=llm)
+    else:
+        outcome = agent.resume(session_id)
     if isinstance(outcome, Hibernation):
         click.echo(f"session {session_id} stopped again: {outcome.status}")
         for review in outcome.reviews:
@@ -571,9 +713,10 @@ def archive_command(env: _Env, session_id: str | None, inactive_days: float | No
 def clear_command(env: _Env, session_id: str, yes: bool) -> None:
     """Empty a session's history (state and options are kept)."""
     header = env.sessions.info(session_id)
-    _confirm(f"Clear the {header.history_len} items of session {session_id}?", yes)
+    items = render.count(header.history_len, "item")
+    _confirm(f"Clear the {items} of session {session_id}?", yes)
     env.sessions.clear(session_id)
-    click.echo(f"cleared {session_id}: {header.history_len} items removed")
+    click.echo(f"cleared {session_id}: {items} removed")
 
 
 # --- moving sessions between stores --------------------------------------------------------------
@@ -798,14 +941,25 @@ def migrate_command(env: _Env, url: str | None) -> None:
 
 @cli.command(
     "demo",
-    epilog=_examples("tether demo", "tether demo --store file:demo-sessions"),
+    epilog=_examples(
+        "tether demo",
+        "tether demo --store file:demo-sessions",
+        "tether demo --store 'redis://localhost:6379/0?namespace=demo'",
+    ),
+)
+@click.option(
+    "--store",
+    "url",
+    metavar="URL",
+    help="The store to run it on (default: the one tether --store names, else $TETHER_URL, "
+    f"else {DEFAULT_URL}).",
 )
 @pass_env
-def demo_command(env: _Env) -> None:
+def demo_command(env: _Env, url: str | None) -> None:
     """Run the support-agent story, each step in its own process."""
     from .demo import run
 
-    run(env.url)
+    run(url or env.url)
 
 
 if __name__ == "__main__":  # pragma: no cover

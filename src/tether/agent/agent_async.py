@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .. import _core
-from .._time import Clock, system_clock, to_micros
+from .._time import Clock, from_micros, system_clock, to_micros
 from ..errors import (
     AlreadyClaimed,
     AlreadyRunning,
@@ -498,7 +498,8 @@ class AsyncAgent:
             review["by"] = who
             review["answered_at"] = now
             kind = "review_expired" if expired else f"review_{decision}"
-            answered = _turn.event(kind, review=review_id, note=note, by=who, answered_at=now)
+            at = from_micros(now).isoformat(timespec="microseconds")
+            answered = _turn.event(kind, review=review_id, note=note, by=who, answered_at=at)
             try:
                 with _core.runtime_writes():
                     await self.store.commit(

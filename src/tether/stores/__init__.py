@@ -7,8 +7,23 @@
   (``tether[redis]``)
 * :mod:`tether.stores.postgres_sync` / ``postgres_async``: :class:`PostgresStore` /
   :class:`AsyncPostgresStore` (``tether[postgres]``)
+* :mod:`tether.stores.nats_sync` / ``nats_async``: :class:`NatsStore` / :class:`AsyncNatsStore`
+  (``tether[nats]``)
+
+Your own storage in four methods: :class:`KVBackend` / :class:`AsyncKVBackend` under
+:class:`KVStore` / :class:`AsyncKVStore` (the key-value kit, ``docs/kv.md``; no driver needed).
 """
 
 from .base import AsyncStore, Store, SyncBackedAsyncStore
+from .kv_async import AsyncKVBackend, AsyncKVStore
+from .kv_sync import KVBackend, KVStore
 
-__all__ = ["AsyncStore", "Store", "SyncBackedAsyncStore"]
+__all__ = [
+    "AsyncKVBackend",
+    "AsyncKVStore",
+    "AsyncStore",
+    "KVBackend",
+    "KVStore",
+    "Store",
+    "SyncBackedAsyncStore",
+]

@@ -26,11 +26,14 @@ _SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|auth|credential|sig", re.I
 _AUTHORITY = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<authority>[^/?#\s]*)")
 # user:password@host with no scheme:// (a mistyped URL): the same secret, as a driver would read it
 _BARE_USERINFO = re.compile(r"(?P<lead>^|[\s'\"(])(?P<user>[^\s:/@'\"]*):(?P<pw>[^\s/@'\"]+)@")
-# name=value in a query string (?a=1&b=2, ;-separated) or a libpq key=value string
-# (host=db password='x y'); a quoted value may hold spaces.
-_PAIR = re.compile(
-    r"(?P<lead>^|[?&;\s])(?P<name>[^=&;?#\s]+)(?P<eq>\s*=\s*)"
-    r"(?P<value>'(?:[^'\\]|\\.)*'|[^&;#\s'\"]*)"
+# A URL's query string (?a=1&b=2, or ;-separated), up to a space or a quote: the options whose
+# names look secret are hidden. Only in a URL: "KEY=VALUE" in a sentence is no secret.
+_QUERY = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*:)(?P<rest>[^\s'\"<>?]*\?[^\s'\"<>]*)")
+_QUERY_PAIR = re.compile(r"(?P<lead>^|[?&;])(?P<name>[^=&;?#]+)(?P<eq>=)(?P<value>[^&;#]*)")
+# A libpq key=value connection string (host=db password='x y'): its password keywords.
+_LIBPQ_PAIR = re.compile(
+    r"(?P<lead>^|\s)(?P<name>password|sslpassword)(?P<eq>\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|[^\s'\"]*)"
 )
 
 
@@ -63,7 +66,8 @@ def redact(text: str) -> str:
     """
     text = _AUTHORITY.sub(_hide_password, text)
     text = _BARE_USERINFO.sub(lambda m: f"{m['lead']}{m['user']}:{HIDDEN}@", text)
-    return _PAIR.sub(_hide_value, text)
+    text = _QUERY.sub(lambda m: m["scheme"] + _QUERY_PAIR.sub(_hide_value, m["rest"]), text)
+    return _LIBPQ_PAIR.sub(_hide_value, text)
 
 
 def secrets_of(url: str) -> list[str]:
@@ -74,7 +78,8 @@ def secrets_of(url: str) -> list[str]:
         if at and ":" in userinfo:
             found.append(userinfo.partition(":")[2])
     found.extend(match["pw"] for match in _BARE_USERINFO.finditer(url))
-    for match in _PAIR.finditer(url):
+    pairs = [p for m in _QUERY.finditer(url) for p in _QUERY_PAIR.finditer(m["rest"])]
+    for match in [*pairs, *_LIBPQ_PAIR.finditer(url)]:
         if _is_secret_name(match["name"]) and match["value"]:
             found.append(match["value"].strip("'"))
     decoded = [unquote_plus(value) for value in found] + [unquote(value) for value in found]

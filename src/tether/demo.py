@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import tether
+from tether._urls import redact
 from tether.agent import Agent, ModelReply, ModelRequest, ToolCall, tool
 
 ORDERS = {"A1001": {"status": "shipped", "carrier": "DHL", "eta": "Friday", "total": "49.90 EUR"}}
@@ -159,10 +160,14 @@ STEPS = {
 # --- the orchestrator ----------------------------------------------------------------------------
 
 
-def _python_step(url: str, step: str, session_id: str, env: dict[str, str]) -> None:
+# The steps get the store's URL in $TETHER_URL, not on their command lines, where any user of
+# the machine could read a password in it (ps).
+
+
+def _python_step(step: str, session_id: str, env: dict[str, str]) -> None:
     _show(
         subprocess.run(
-            [sys.executable, "-m", "tether.demo", url, step, session_id],
+            [sys.executable, "-m", "tether.demo", step, session_id],
             env=env,
             capture_output=True,
             text=True,
@@ -172,9 +177,9 @@ def _python_step(url: str, step: str, session_id: str, env: dict[str, str]) -> N
     )
 
 
-def _cli(url: str, env: dict[str, str], *args: str, quiet: bool = False) -> str:
+def _cli(env: dict[str, str], *args: str, quiet: bool = False) -> str:
     completed = subprocess.run(
-        [sys.executable, "-m", "tether.cli", "--store", url, *args],
+        [sys.executable, "-m", "tether", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -206,47 +211,49 @@ def run(url: str | None = None) -> None:
     session_id = f"support-{uuid.uuid4().hex[:8]}"
     # the "payment system" the refund tool writes to: outside the store, to count real runs
     ledger = Path(tempfile.mkdtemp(prefix="tether-demo-")) / "payments.log"
-    env = {**os.environ, "TETHER_DEMO_LEDGER": str(ledger)}
+    env = {**os.environ, "TETHER_DEMO_LEDGER": str(ledger), "TETHER_URL": url}
 
-    print(f"tether demo: a support agent on {url}\n")
+    print(f"tether demo: a support agent on {redact(url)}\n")
     print("1. a customer asks about an order (a lookup tool runs); the process ends")
-    _python_step(url, "ask", session_id, env)
+    _python_step("ask", session_id, env)
     print("\n2. a new process continues; the customer asks for a refund, which needs approval")
-    _python_step(url, "refund", session_id, env)
+    _python_step("refund", session_id, env)
     print("\n3. an operator lists what waits for a human, and approves it")
     print("  $ tether reviews")
-    reviews = json.loads(_cli(url, env, "reviews", "--session", session_id, "--json", quiet=True))
-    _cli(url, env, "reviews", "--session", session_id)
+    reviews = json.loads(_cli(env, "reviews", "--session", session_id, "--json", quiet=True))
+    _cli(env, "reviews", "--session", session_id)
     print(f"  $ tether approve {reviews[0]['id']}")
-    _cli(url, env, "approve", reviews[0]["id"])
+    _cli(env, "approve", reviews[0]["id"])
     print("\n4. a new process resumes: the refund runs exactly once")
-    _python_step(url, "resume", session_id, env)
+    _python_step("resume", session_id, env)
     runs = ledger.read_text().splitlines() if ledger.exists() else []
     print(f"  the payment ledger shows {len(runs)} refund: {runs}")
     print("\n5. two writers, one version: the stale write is refused")
-    _python_step(url, "stale", session_id, env)
+    _python_step("stale", session_id, env)
     print("\n6. the session is forked to try another answer")
-    _python_step(url, "fork", session_id, env)
+    _python_step("fork", session_id, env)
     print("\n7. the customer's sessions, newest first\n  $ tether ls --owner customer-42")
-    _cli(url, env, "ls", "--owner", "customer-42", "--limit", "5")
+    _cli(env, "ls", "--owner", "customer-42", "--limit", "5")
     print("\n8. the replay timeline (data only: no model or tool is called)")
     print(f"  $ tether inspect {session_id}")
-    _cli(url, env, "inspect", session_id)
+    _cli(env, "inspect", session_id)
     print("\nEvery step ran in its own process; only the store carried the session.")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3 or args[1] not in STEPS:
+    if len(args) != 2 or args[0] not in STEPS:
         raise SystemExit(
-            "usage: python -m tether.demo URL STEP SESSION_ID (steps run by `tether demo`)"
+            "usage: TETHER_URL=URL python -m tether.demo STEP SESSION_ID (steps run by "
+            "`tether demo`)"
         )
-    url, step, session_id = args
+    step, session_id = args
+    url = os.environ.get("TETHER_URL") or tether.DEFAULT_URL
     try:
         with tether.open_store(url) as store:
             STEPS[step](store, session_id)
     except tether.TetherError as error:
-        raise SystemExit(f"demo: {error}") from None
+        raise SystemExit(f"demo: {redact(str(error))}") from None
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from typing import Any
 
 import tether
 from tether import Session, Store
+from tether.stores import KVStore
 
 Msg = dict[str, Any]
 StoreFactory = Callable[[Path], Store]
@@ -276,6 +278,46 @@ def _server_factory(kind: str) -> StoreFactory:
     return lambda directory: tether.open_store(server_url(kind))
 
 
+NATS_SERVER = os.environ.get("TETHER_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _nats_url() -> str:
+    """A NATS store URL in a bucket of its own, deleted by dropping_server_data()."""
+    url = f"{NATS_SERVER}/tether_bench_{uuid.uuid4().hex[:12]}"
+    _SERVER_URLS.append(url)
+    return url
+
+
+def _nats_available() -> str | None:
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        return "nats-py is not installed (pip install 'tether[nats]')"
+    url = _nats_url()
+    try:
+        with tether.open_store(url) as store:
+            store.exists("probe")
+    except tether.TetherError as exc:
+        return str(exc)
+    return None
+
+
+def _drop_nats_bucket(url: str) -> None:
+    import asyncio
+
+    import nats
+
+    async def drop() -> None:
+        nc = await nats.connect(NATS_SERVER)
+        try:
+            with contextlib.suppress(Exception):  # never created: nothing to drop
+                await nc.jetstream().delete_key_value(url.rsplit("/", 1)[1])
+        finally:
+            await nc.close()
+
+    asyncio.run(drop())
+
+
 @contextlib.contextmanager
 def dropping_server_data() -> Iterator[None]:
     """Drop every namespace / schema :func:`server_url` handed out, on the way out."""
@@ -286,7 +328,10 @@ def dropping_server_data() -> Iterator[None]:
             import server_turns
 
             for url in _SERVER_URLS:
-                server_turns.cleanup(url)
+                if url.startswith("nats:"):
+                    _drop_nats_bucket(url)
+                else:
+                    server_turns.cleanup(url)
             _SERVER_URLS.clear()
 
 
@@ -298,6 +343,14 @@ def store_factories(requested: Sequence[str], notes: list[str]) -> dict[str, Sto
     }
     chosen: dict[str, StoreFactory] = {}
     for name in requested:
+        if name == "nats":
+            why = _nats_available()
+            if why is not None:
+                notes.append(f"nats store skipped: {why}")
+                print(f"note: {notes[-1]}")
+            else:
+                chosen[name] = lambda d: tether.open_store(_nats_url())
+            continue
         if name in ("redis", "postgres"):
             import server_turns
 
@@ -310,7 +363,7 @@ def store_factories(requested: Sequence[str], notes: list[str]) -> dict[str, Sto
             continue
         if name not in factories:
             raise SystemExit(
-                f"unknown store {name!r}; choose from {', '.join(factories)}, redis, postgres"
+                f"unknown store {name!r}; choose from {', '.join(factories)}, redis, postgres, nats"
             )
         chosen[name] = factories[name]
     return chosen
@@ -467,6 +520,47 @@ def figure_d(stores: dict[str, StoreFactory], n: int, turns: int, root: Path) ->
                 "maybe_autocheckpointed": wal >= 1000 * (page_size + 24),
             }
         )
+    return rows
+
+
+def figure_kv_bytes(stores: dict[str, StoreFactory], turns: int, root: Path) -> list[Json]:
+    """Bytes a key-value kit store (NATS) writes per cached turn, at two history lengths:
+    every value and key its backend puts, counted at the backend's door."""
+    rows: list[Json] = []
+    for name, factory in stores.items():
+        for n in (100, 5000):
+            store = factory(root / f"kv{n}-{name}")
+            if not isinstance(store, KVStore):
+                store.close()
+                break
+            system = TetherCached(name, lambda _d, store=store: store)  # type: ignore[misc]
+            system.setup(root, n, 1)
+            written = [0, 0]
+            put = store.backend.put
+
+            def counting(
+                key: str, value: bytes, revision: Any, put: Any = put, written: Any = written
+            ) -> Any:
+                written[0] += len(key) + len(value)
+                written[1] += 1
+                return put(key, value, revision)
+
+            store.backend.put = counting  # type: ignore[method-assign]
+            started = time.perf_counter_ns()
+            for t in range(turns):
+                system.turn(0, *messages(n + t))
+            elapsed = time.perf_counter_ns() - started
+            system.close()
+            rows.append(
+                {
+                    "system": f"tether {name} cached",
+                    "n": n,
+                    "bytes_per_turn": written[0] / turns,
+                    "puts_per_turn": written[1] / turns,
+                    "mean_us": elapsed / turns / 1000,
+                    "payload_bytes_per_turn": USER_BYTES + ASSISTANT_BYTES,
+                }
+            )
     return rows
 
 
@@ -647,8 +741,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every figure and machine info here")
     parser.add_argument(
         "--stores",
-        default="sqlite,file,memory,redis,postgres",
-        help="tether stores to run (redis and postgres when their servers answer)",
+        default="sqlite,file,memory,redis,postgres,nats",
+        help="tether stores to run (redis, postgres and nats when their servers answer)",
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -727,6 +821,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(r["maybe_autocheckpointed"] or r["checkpoint_busy"] for r in d_rows):
             notes.append("figure D: a checkpoint was busy or an auto-checkpoint may have run")
             print(f"  warning: {notes[-1]}")
+        results["figure_d_kv"] = kv_rows = figure_kv_bytes(stores, d_turns, root)
+        if kv_rows:
+            _table(
+                f"D (kv). bytes a key-value kit store puts per cached turn, over {d_turns} turns",
+                kv_rows,
+                "system n bytes_per_turn puts_per_turn mean_us",
+                "every key and value handed to the backend's put(): the tail rewrite (at most "
+                "chunk_items - 1 older items), the header, a sealed chunk every chunk_items items",
+            )
         results["figure_e"] = e_rows = figure_e(stores, e_plan[0], e_plan[1], root)
         _table(
             f"E. fork a session of {e_plan[0]:,} messages, beside one commit of a "

@@ -44,10 +44,25 @@ def test_doc_example_runs(
     exec(compile(code, name, "exec"), {"__name__": "__doc_example__"})
 
 
-def _run_demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def test_the_quickstart_runs_twice_in_the_same_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader runs it, then runs it again: the SQLite file from the first run is still there."""
+    [(name, code)] = [(n, c) for n, c in _blocks() if n == "README.md#1"]
+    assert "sqlite:///demo.db" in code
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        exec(compile(code, name, "exec"), {"__name__": "__doc_example__"})
+    with tether.open_store("sqlite:///demo.db") as store:
+        assert len(store.list().sessions) == 2
+
+
+def _run_demo(
+    cwd: Path, *args: str, after: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "TETHER_URL"}
     return subprocess.run(
-        [sys.executable, "-m", "tether.cli", *args, "demo"],
+        [sys.executable, "-m", "tether", *args, "demo", *after],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -82,7 +97,8 @@ def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
 
 
 def test_demo_on_a_file_store_and_refused_on_memory(tmp_path: Path) -> None:
-    result = _run_demo(tmp_path, "--store", f"file:{tmp_path / 'sessions'}")
+    # as documented: tether demo --store URL (and tether --store URL demo)
+    result = _run_demo(tmp_path, after=("--store", f"file:{tmp_path / 'sessions'}"))
     assert result.returncode == 0, result.stderr
     assert "the payment ledger shows 1 refund" in result.stdout
     assert any((tmp_path / "sessions").glob("support-*.json"))

@@ -190,7 +190,10 @@ def test_unknown_scheme_is_a_configuration_error(url: str, opener: Any) -> None:
         opener(url)
     message = str(info.value)
     assert "unknown store scheme" in message
-    assert "valid schemes: file, memory, postgres, postgresql, redis, rediss, sqlite" in message
+    assert (
+        "valid schemes: file, kv-memory, memory, nats, postgres, postgresql, redis, rediss, "
+        "sqlite" in message
+    )
     assert "register_store" in message
 
 

@@ -68,6 +68,8 @@ def test_scrub_removes_a_urls_secrets_however_a_message_quotes_them() -> None:
         f"postgresql://u@127.0.0.1/db?password={SECRET}&bogus=1",
         f"postgresql://u@127.0.0.1/db?password={SECRET}&pool_timeout=x",
         f"postgres://u:{SECRET}@127.0.0.1/db?schema=no-dashes",
+        f"redis://:{SECRET}@127.0.0.1:port/0",
+        f"rediss://:{SECRET}@[::1/0",
     ],
 )
 def test_no_configuration_error_quotes_a_password(

@@ -130,7 +130,11 @@ def parse_store_url(
     url: str, scheme: str, allowed: Mapping[str, Converter]
 ) -> tuple[str, str, dict[str, Any]]:
     """Split ``url`` into (netloc, path, options), checking every option name and value."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port that is not a number raises here, not in a driver)
+    except ValueError as exc:
+        raise ConfigurationError(f"{redact(url)!r} is not a valid URL: {exc}") from None
     if parts.scheme != scheme:
         raise ConfigurationError(f"expected a {scheme}:// URL, got {redact(url)!r}")
     options: dict[str, Any] = {}

@@ -51,7 +51,9 @@ from tether.stores.file import AsyncFileStore, FileStore
 from tether.stores.memory import AsyncMemoryStore, MemoryStore
 from tether.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 
-BUILTIN_SCHEMES = ["file", "memory", "postgres", "postgresql", "redis", "rediss", "sqlite"]
+BUILTIN_SCHEMES = [
+    "file", "kv-memory", "memory", "nats", "postgres", "postgresql", "redis", "rediss", "sqlite",
+]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -269,7 +271,10 @@ def test_registered_scheme_is_listed_in_unknown_scheme_errors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _register(monkeypatch, "mystore", f"{__name__}:MyStore", f"{__name__}:MyAsyncStore")
-    valid = "valid schemes: file, memory, mystore, postgres, postgresql, redis, rediss, sqlite"
+    valid = (
+        "valid schemes: file, kv-memory, memory, mystore, nats, postgres, postgresql, redis, "
+        "rediss, sqlite"
+    )
     with pytest.raises(ConfigurationError, match=valid):
         open_store("nosuch://")
 

@@ -176,11 +176,25 @@ def test_json_output_is_escaped_and_exact(url: str, args: list[str]) -> None:
 def test_an_error_quoting_store_data_is_neutralized(sqlite_url: str) -> None:
     seed_hostile(sqlite_url)
     with tether.open_store(sqlite_url) as store:
-        lease = store.claim("evil-1", f"worker{CLEAR_SCREEN}", 60)
+        lease = store.claim("evil-1", f"worker{RLO}", 60)
         line = one_error_line(invoke(sqlite_url, "clear", "evil-1", "--yes"))
         store.release(lease)
-    assert "worker\\x1b[2J\\x1b[H" in line
+    assert "worker" in line
     assert not RAW_UNSAFE.findall(line)
+
+
+def test_an_error_message_never_drives_the_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a store or driver puts in its message (here: raw escapes) prints escaped."""
+
+    def refuse(cls: Any, url: str, create: bool) -> Any:
+        raise tether.StoreError(f"the server said: {CLEAR_SCREEN}{RETITLE}{RLO}gone")
+
+    monkeypatch.setattr(tether._registry, "_open", refuse)
+    line = one_error_line(invoke(f"sqlite:///{tmp_path / 'x.db'}", "ls"))
+    assert not RAW_UNSAFE.findall(line)
+    assert "the server said: \\x1b[2J\\x1b[H\\x1b]0;pwned\\x07\\u202egone" in line
 
 
 @pytest.fixture

@@ -467,13 +467,23 @@ def restore_params(doc: _core.Doc, encoded: Sequence[_core.EncodedItem]) -> dict
     }
 
 
-def judge_delete(session_id: str, found: Found, expected_version: int | None) -> None:
-    """delete: a newer schema is never deleted; a live session at another version conflicts."""
+def judge_delete(
+    session_id: str,
+    found: Found,
+    expected_version: int | None,
+    lease: Lease | None = None,
+    force: bool = False,
+) -> None:
+    """delete: a newer schema is never deleted; a live session follows the lease rules
+    (unless ``force``), then conflicts at another version."""
     if found is None:
         return
     doc, now = found
     _core.check_writable(session_id, doc)
-    if _core.is_live(doc, now) and expected_version not in (None, doc["version"]):
+    if not _core.is_live(doc, now):
+        return
+    _core.check_delete_lease(doc, lease, force, now)
+    if expected_version not in (None, doc["version"]):
         raise ConflictError(session_id, expected_version, doc["version"])
 
 
@@ -725,6 +735,7 @@ gone AS (
     DELETE FROM {{schema}}.tether_sessions AS s USING t
     WHERE s.id = %(id)s::text AND {_LIVE} AND s.schema_version <= %(schema)s::integer
       AND (%(version)s::bigint IS NULL OR s.version = %(version)s::bigint)
+      AND (%(force)s::boolean OR {_LEASE_OK})
     RETURNING s.id
 ),
 {_CHILDREN_GONE}
@@ -748,8 +759,9 @@ WITH gone AS (
 SELECT count(*) FROM gone
 """
 
-# A claim is one atomic UPDATE: it matches only a live session whose lease is free, expired
-# or held by the same owner; the row lock orders racing claims, and the losers match nothing.
+# A claim is one atomic UPDATE: it matches only a live session whose lease is free or expired
+# (never one held under the same owner name: names are public, only the token acts on a live
+# lease); the row lock orders racing claims, and the losers match nothing.
 CLAIM = f"""
 WITH t AS (SELECT {_NOW} AS now)
 UPDATE {{schema}}.tether_sessions AS s SET
@@ -759,7 +771,7 @@ UPDATE {{schema}}.tether_sessions AS s SET
     lease_expires_at = t.now + {_TTL}
 FROM t
 WHERE s.id = %(id)s::text AND {_LIVE} AND s.schema_version <= %(schema)s::integer
-  AND ({_LEASE_FREE} OR s.lease_owner = %(owner)s::text)
+  AND {_LEASE_FREE}
 RETURNING s.lease_fence, {_us("s.lease_expires_at")}
 """
 

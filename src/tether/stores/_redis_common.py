@@ -318,6 +318,12 @@ local function drop(id)
   redis.call('DEL', BASE .. 's:' .. id, BASE .. 'h:' .. id, BASE .. 'm:' .. id)
   unindex(id)
 end
+-- A session stored by a newer tether is never deleted here, expired or not: only a tether that
+-- knows its schema may. `schema` is this tether's current schema version.
+local function newer(id, schema)
+  local v = tonumber(redis.call('HGET', BASE .. 's:' .. id, 'schema_version'))
+  return v ~= nil and v > schema
+end
 local function prefixes(id)
   local _, po, pa, ps = parse_who(redis.call('HGET', IX_WHO, id))
   return po or '', pa or '', ps or ''
@@ -394,14 +400,14 @@ local function build_items(argv_pos, count, first_seq)
   return out, stamp or iso(NOW)
 end
 -- Re-check the next few ix:updated entries (round robin): drop those whose session is gone.
-local function sweep(n)
+local function sweep(n, schema)
   local from = redis.call('GET', IX_SWEEP)
   local batch = redis.call('ZRANGE', IX_UPDATED, from and ('(' .. from) or '-', '+',
     'BYLEX', 'LIMIT', 0, n)
   for _, m in ipairs(batch) do
     local id = string.sub(m, 18)
     local h = redis.call('HMGET', BASE .. 's:' .. id, 'version', 'expires_at')
-    if not h[1] or not live(h[2]) then drop(id) end
+    if not h[1] or (not live(h[2]) and not newer(id, schema)) then drop(id) end
   end
   if #batch < n then redis.call('DEL', IX_SWEEP) else redis.call('SET', IX_SWEEP, batch[#batch]) end
 end
@@ -478,7 +484,7 @@ if not live(ARGV[10]) then
 else
   expire({H, ITEMS, META}, ARGV[10], tonumber(ARGV[5]), false)
 end
-sweep(@SWEEP@)
+sweep(@SWEEP@, tonumber(ARGV[4]))
 return {'OK', fmt(NOW), stamp}
 """.replace("@SWEEP@", str(SWEEP))
 )
@@ -519,7 +525,7 @@ if not live(ARGV[11]) then
 else
   expire({H, ITEMS, META}, ARGV[11], tonumber(ARGV[5]), false)
 end
-sweep(@SWEEP@)
+sweep(@SWEEP@, tonumber(ARGV[4]))
 return {'OK'}
 """.replace("@SWEEP@", str(SWEEP))
 )
@@ -535,6 +541,19 @@ end
 local function lease_live(token, expires)
   local e = tonumber(expires)
   return token ~= 'null' and e ~= nil and e > NOW
+end
+-- The lease rules of a write: with a token (`given`, its JSON), it must be the live lease;
+-- without one ("") no lease may be live. Returns the refusal, or nil when the write may go on.
+local function lease_refused(owner, token, expires, given)
+  token = token or 'null'
+  if given ~= '' then
+    if token ~= given or not lease_live(token, expires) then
+      return lease_state(owner, token, expires, given)
+    end
+  elseif lease_live(token, expires) then
+    return lease_state(owner, token, expires, given)
+  end
+  return nil
 end
 """
 
@@ -553,17 +572,11 @@ if not h[1] then return {'MISSING'} end
 local version, expected = tonumber(h[1]), tonumber(ARGV[4])
 -- The same write again (redis-py retried after a lost reply): it was applied, say so.
 if h[9] == ARGV[8] and version == expected + 1 then return {'OK', h[1]} end
-if not live(h[2]) then drop(ID); return {'MISSING'} end
 local current = tonumber(ARGV[5])
-if tonumber(h[3]) > current then return {'NEWER', h[3]} end
-local token = h[5] or 'null'
-if ARGV[6] ~= '' then
-  if token ~= ARGV[6] or not lease_live(token, h[6]) then
-    return lease_state(h[4], token, h[6], ARGV[6])
-  end
-elseif lease_live(token, h[6]) then
-  return lease_state(h[4], token, h[6], ARGV[6])
-end
+if tonumber(h[3]) > current then return {'NEWER', h[3]} end  -- before expiry: never dropped
+if not live(h[2]) then drop(ID); return {'MISSING'} end
+local refused = lease_refused(h[4], h[5], h[6], ARGV[6])
+if refused then return refused end
 if version ~= expected then return {'CONFLICT', h[1]} end
 if tonumber(h[3]) < current then return {'UPGRADE'} end
 local n_changes, n_meta, n_items = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
@@ -641,15 +654,22 @@ return 'OK'
 """
 )
 
-# delete: ARGV 4 expected version ("" any), 5 schema.
+# delete: ARGV 4 expected version ("" any), 5 schema, 6 lease token JSON ("" none), 7 force
+# ("1": whatever lease is held).
 DELETE = (
     _CORE
     + _INDEX
+    + _LEASE_STATE
     + """
-local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version')
+local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', 'lease_owner',
+  'lease_token', 'lease_expires_at')
 if not h[1] then unindex(ID); return {'MISSING'} end
 if tonumber(h[3]) > tonumber(ARGV[5]) then return {'NEWER', h[3]} end
 if not live(h[2]) then drop(ID); return {'MISSING'} end
+if ARGV[7] ~= '1' then
+  local refused = lease_refused(h[4], h[5], h[6], ARGV[6])
+  if refused then return refused end
+end
 if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= tonumber(h[1]) then return {'CONFLICT', h[1]} end
 drop(ID)
 return {'OK'}
@@ -666,9 +686,11 @@ local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', 'lea
   'lease_token', 'lease_fence', 'lease_expires_at')
 if not h[1] then return {'MISSING'} end
 if h[5] == ARGV[6] then return {'OK', h[6], h[7]} end  -- a retried claim that was applied
+if tonumber(h[3]) > tonumber(ARGV[7]) then return {'NEWER', h[3]} end  -- never dropped
 if not live(h[2]) then drop(ID); return {'MISSING'} end
-if tonumber(h[3]) > tonumber(ARGV[7]) then return {'NEWER', h[3]} end
-if lease_live(h[5] or 'null', h[7]) and h[4] ~= ARGV[4] then
+-- Any live lease refuses, even one held under this owner's name: names are public, and only
+-- the lease's token may act on it (renew, release).
+if lease_live(h[5] or 'null', h[7]) then
   return {'CLAIMED', h[4], h[7]}
 end
 local fence = fmt((tonumber(h[6]) or 0) + 1)
@@ -707,9 +729,9 @@ return {'OK', h[3], h[5], expires}
 
 # list: KEYS[1..6] the index keys. ARGV 3 which index (0 updated, 1 owner, 2 agent, 3 status),
 # 4 its prefix, 5 upper and 6 lower lex bound, 7 how many to find, 8 entries to examine at most,
-# 9-11 owner/agent prefix and "|status:|..." set that must match ("*": any), 12 metadata pair
-# count, then (key, canonical JSON) pairs. Returns {{member, header JSON, ...}, resume} where
-# resume is the last member examined if the budget ran out first, else "".
+# 9 schema, 10-12 owner/agent prefix and "|status:|..." set that must match ("*": any),
+# 13 metadata pair count, then (key, canonical JSON) pairs. Returns {{member, header JSON, ...},
+# resume} where resume is the last member examined if the budget ran out first, else "".
 LIST = (
     _CORE
     + _INDEX
@@ -717,13 +739,13 @@ LIST = (
 local which = tonumber(ARGV[3])
 local idx = ({IX_UPDATED, IX_OWNER, IX_AGENT, IX_STATUS})[which + 1]
 local prefix, upper, lower = ARGV[4], ARGV[5], ARGV[6]
-local want, budget = tonumber(ARGV[7]), tonumber(ARGV[8])
-local want_po, want_pa, want_ps = ARGV[9], ARGV[10], ARGV[11]
-local n_meta = tonumber(ARGV[12])
+local want, budget, schema = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local want_po, want_pa, want_ps = ARGV[10], ARGV[11], ARGV[12]
+local n_meta = tonumber(ARGV[13])
 local meta_keys, meta_values = {}, {}
 for i = 1, n_meta do
-  meta_keys[i] = ARGV[11 + 2 * i]
-  meta_values[i] = ARGV[12 + 2 * i]
+  meta_keys[i] = ARGV[12 + 2 * i]
+  meta_values[i] = ARGV[13 + 2 * i]
 end
 local function meta_ok(id)
   if n_meta == 0 then return true end
@@ -745,7 +767,9 @@ while scanned < budget do
     local key = BASE .. 's:' .. id
     local h = redis.call('HMGET', key, 'version', 'expires_at')
     if not h[1] or not live(h[2]) then
-      drop(id)  -- expired: its keys (if Redis has not removed them yet) and every entry
+      -- expired: its keys (if Redis has not removed them yet) and every entry; a newer
+      -- tether's session is only left out
+      if not h[1] or not newer(id, schema) then drop(id) end
     else
       local wd, po, pa, ps = parse_who(redis.call('HGET', IX_WHO, id))
       local own = nil
@@ -770,8 +794,9 @@ return {out, string.sub(upper, 2)}
 )
 
 # purge: KEYS[1..6] the index keys; ARGV 3 the ix:updated member to resume after ("" first),
-# 4 how many entries to examine. Drops sessions that are expired by this store's clock and the
-# entries of sessions Redis already removed. Returns {sessions dropped, resume ("" when done)}.
+# 4 how many entries to examine, 5 schema. Drops sessions that are expired by this store's clock
+# (never a newer tether's) and the entries of sessions Redis already removed. Returns
+# {sessions dropped, resume ("" when done)}.
 PURGE = (
     _CORE
     + _INDEX
@@ -785,7 +810,7 @@ for _, m in ipairs(batch) do
   local h = redis.call('HMGET', BASE .. 's:' .. id, 'version', 'expires_at')
   if not h[1] then
     unindex(id)
-  elseif not live(h[2]) then
+  elseif not live(h[2]) and not newer(id, tonumber(ARGV[5])) then
     drop(id)
     removed = removed + 1
   end
@@ -1167,10 +1192,12 @@ def written_version(
     _unexpected(reply)
 
 
-def deleted(session_id: str, expected_version: int | None, reply: Any) -> bool:
+def deleted(session_id: str, expected_version: int | None, lease: Lease | None, reply: Any) -> bool:
     status = _status(reply)
     if status == "OK":
         return True
+    if status == "LEASE":
+        _raise_lease(session_id, lease, reply)
     if status == "MISSING":
         if expected_version is not None:
             raise SessionNotFound(session_id)
@@ -1234,7 +1261,18 @@ class ListPlan:
     filters: tuple[str, ...]
 
     def args(self, upper: str, want: int, budget: int, now: str, base: str) -> list[Any]:
-        return [now, base, self.which, self.prefix, upper, self.lower, want, budget, *self.filters]
+        return [
+            now,
+            base,
+            self.which,
+            self.prefix,
+            upper,
+            self.lower,
+            want,
+            budget,
+            schema.current,
+            *self.filters,
+        ]
 
 
 def list_plan(query: _core.ListQuery) -> ListPlan | None:

@@ -157,12 +157,26 @@ class Store(ABC):
         )
 
     @abstractmethod
-    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
         """Delete a session and its history. Returns False if there was none.
 
         With ``expected_version``, deletes only that version: otherwise raises
         :class:`~tether.errors.ConflictError`, or :class:`~tether.errors.SessionNotFound` if
         the session is missing.
+
+        Leases are checked as by :meth:`commit`: with ``lease``, the delete happens only while
+        it is the current, unexpired lease, else :class:`~tether.errors.LeaseLost`; without
+        one, :class:`~tether.errors.AlreadyClaimed` while a runner holds a live lease.
+        ``force=True`` deletes whatever lease is held (an operator clearing a stuck session).
+        A session stored by a newer tether is never deleted, forced or not
+        (:class:`~tether.errors.UnsupportedSchemaVersion`).
         """
 
     @abstractmethod
@@ -174,10 +188,11 @@ class Store(ABC):
         """Take the session's lease for ``ttl`` (seconds or a timedelta): one runner at a time.
 
         Returns a :class:`~tether.Lease` with a new token and the next fencing number. Raises
-        :class:`~tether.errors.AlreadyClaimed` (with the holder and when its lease ends) if
-        another owner holds an unexpired lease; the same owner claiming again gets a new lease
-        and its old one is lost. A lease that expired is free to take: a crashed runner never
-        blocks a session for longer than its ttl. Claims do not change ``version``.
+        :class:`~tether.errors.AlreadyClaimed` (with the holder and when its lease ends) while
+        any unexpired lease is held, even one held under the same ``owner`` name: names are
+        public, so only the lease itself (its token) acts on a live lease: :meth:`renew` keeps
+        it, :meth:`release` frees it. A lease that expired is free to take: a crashed runner
+        never blocks a session for longer than its ttl. Claims do not change ``version``.
         """
 
     @abstractmethod
@@ -320,7 +335,14 @@ class AsyncStore(ABC):
         )
 
     @abstractmethod
-    async def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+    async def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
         """See :meth:`Store.delete`."""
 
     @abstractmethod
@@ -431,7 +453,7 @@ class SyncBackedAsyncStore(AsyncStore):
             self.sync.commit,
             session_id,
             expected_version,
-            append=list(append),
+            append=_core.item_list(append),
             changes=changes,
             lease=lease,
         )
@@ -445,7 +467,7 @@ class SyncBackedAsyncStore(AsyncStore):
         lease: Lease | None = None,
     ) -> int:
         return await self._call(
-            self.sync.replace_history, session_id, expected_version, list(items), lease=lease
+            self.sync.replace_history, session_id, expected_version, _core.item_list(items), lease=lease
         )
 
     async def list(
@@ -472,8 +494,19 @@ class SyncBackedAsyncStore(AsyncStore):
             cursor=cursor,
         )
 
-    async def delete(self, session_id: str, expected_version: int | None = None) -> bool:
-        return await self._call(self.sync.delete, session_id, expected_version)
+    async def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
+        if lease is None and force is False:  # a store written before lease= still works here
+            return await self._call(self.sync.delete, session_id, expected_version)
+        return await self._call(
+            self.sync.delete, session_id, expected_version, lease=lease, force=force
+        )
 
     async def exists(self, session_id: str) -> bool:
         return await self._call(self.sync.exists, session_id)

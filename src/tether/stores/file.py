@@ -430,7 +430,7 @@ class FileStore(Store):
     ) -> int:
         _core.check_version(expected_version)
         normalized = _core.normalize_changes(changes)
-        items = list(append)
+        items = _core.item_list(append)
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, log_size = self._prepare_write(session_id, expected_version, lease, now)
@@ -505,7 +505,7 @@ class FileStore(Store):
         lease: Lease | None = None,
     ) -> int:
         _core.check_version(expected_version)
-        new_items = list(items)
+        new_items = _core.item_list(items)
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, _ = self._prepare_write(session_id, expected_version, lease, now)
@@ -539,9 +539,15 @@ class FileStore(Store):
             if found is not None:
                 yield _core.upgrade_doc(found[0])
 
-    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
-        if expected_version is not None:
-            _core.check_version(expected_version)
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
+        _core.check_delete_args(expected_version, lease, force)
         with self._locked(session_id):
             try:
                 found = self._read_header(session_id)
@@ -556,7 +562,10 @@ class FileStore(Store):
                 return False
             doc = found[0]
             _core.check_writable(session_id, doc)
-            live = _core.is_live(doc, to_micros(self._clock()))
+            now = to_micros(self._clock())
+            live = _core.is_live(doc, now)
+            if live:
+                _core.check_delete_lease(doc, lease, force, now)
             if expected_version is not None:
                 if not live:
                     raise SessionNotFound(session_id)
@@ -589,6 +598,7 @@ class FileStore(Store):
 
     def _update_lease(self, lease: Lease, fields: _core.Doc | None, ttl_us: int = 0) -> Lease:
         """Check ``lease`` is current, then write ``fields`` (or extend it by ``ttl_us``)."""
+        _core.check_lease_arg(lease)
         with self._locked(lease.session_id):
             now = to_micros(self._clock())
             found = self._read_header(lease.session_id)
@@ -601,6 +611,7 @@ class FileStore(Store):
         return _core.lease_from_doc(doc) if fields is None else lease
 
     def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        _core.check_lease_arg(lease)
         return self._update_lease(lease, None, _core.ttl_micros(ttl))
 
     def release(self, lease: Lease) -> None:

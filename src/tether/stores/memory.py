@@ -56,6 +56,16 @@ class MemoryStore(Store):
             return None
         return entry
 
+    def _free(self, session_id: str, now: int, *, replace: bool = False) -> None:
+        """Refuse to write a new session over a newer-schema one (expired or not: this tether
+        may not delete it) or, unless ``replace``, over a live one."""
+        existing = self._sessions.get(session_id)
+        if existing is None:
+            return
+        _core.check_writable(session_id, existing.doc)
+        if not replace and _core.is_live(existing.doc, now):
+            raise SessionExists(session_id, existing.doc["version"])
+
     def _get(self, session_id: str, now: int) -> _Entry:
         entry = self._live(session_id, now)
         if entry is None:
@@ -83,10 +93,7 @@ class MemoryStore(Store):
         encoded = _core.prepare_items(session.history, 1, now)
         doc["last_seq"] = doc["history_len"] = len(encoded)
         with self._lock:
-            existing = self._live(doc["id"], now)
-            if existing is not None:
-                _core.check_writable(doc["id"], existing.doc)
-                raise SessionExists(doc["id"], existing.doc["version"])
+            self._free(doc["id"], now)
             self._sessions[doc["id"]] = _Entry(
                 doc, [data for _, data in encoded], [seq for seq, _ in encoded]
             )
@@ -123,7 +130,7 @@ class MemoryStore(Store):
         validate_session_id(session_id)
         _core.check_version(expected_version)
         normalized = _core.normalize_changes(changes)
-        items = list(append)
+        items = _core.item_list(append)
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
@@ -146,7 +153,7 @@ class MemoryStore(Store):
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
-        new_items = list(items)
+        new_items = _core.item_list(items)
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
@@ -166,18 +173,28 @@ class MemoryStore(Store):
                 setattr(header, name, _core.json_copy(getattr(header, name), what=name))
         return page
 
-    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
         validate_session_id(session_id)
-        if expected_version is not None:
-            _core.check_version(expected_version)
+        _core.check_delete_args(expected_version, lease, force)
         with self._lock:
-            entry = self._live(session_id, self._now())
+            now = self._now()
+            stored = self._sessions.get(session_id)
+            if stored is not None:
+                _core.check_writable(session_id, stored.doc)  # expired or not
+            entry = self._live(session_id, now)
             if entry is None:
                 self._sessions.pop(session_id, None)  # drop an expired one too
                 if expected_version is not None:
                     raise SessionNotFound(session_id)
                 return False
-            _core.check_writable(session_id, entry.doc)
+            _core.check_delete_lease(entry.doc, lease, force, now)
             if expected_version is not None and entry.doc["version"] != expected_version:
                 raise ConflictError(session_id, expected_version, entry.doc["version"])
             del self._sessions[session_id]
@@ -199,6 +216,7 @@ class MemoryStore(Store):
             return _core.lease_from_doc(entry.doc)
 
     def _leased(self, lease: Lease, now: int) -> _Entry:
+        _core.check_lease_arg(lease)
         entry = self._live(lease.session_id, now)
         if entry is None:
             raise LeaseLost(lease.session_id, "the session no longer exists")
@@ -206,6 +224,7 @@ class MemoryStore(Store):
         return entry
 
     def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        _core.check_lease_arg(lease)
         ttl_us = _core.ttl_micros(ttl)
         with self._lock:
             now = self._now()
@@ -239,10 +258,7 @@ class MemoryStore(Store):
                 items = _core.decode_items(child.parent_id, kept)
                 kept = [_core.encode_item({**item, "seq": item["seq"] - offset}) for item in items]
             doc.update(fork_seq=at, last_seq=count, history_len=count)
-            existing = self._live(doc["id"], now)
-            if existing is not None:
-                _core.check_writable(doc["id"], existing.doc)
-                raise SessionExists(doc["id"], existing.doc["version"])
+            self._free(doc["id"], now)
             self._sessions[doc["id"]] = _Entry(doc, list(kept), list(range(1, count + 1)))
         return _core.doc_to_header(_core.json_copy(doc, what="header"))
 
@@ -250,20 +266,24 @@ class MemoryStore(Store):
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
         doc, encoded = _core.restore_doc(session)
         with self._lock:
-            existing = self._live(doc["id"], self._now())
-            if existing is not None:
-                _core.check_writable(doc["id"], existing.doc)
-                if not replace:
-                    raise SessionExists(doc["id"], existing.doc["version"])
+            self._free(doc["id"], self._now(), replace=replace)
             self._sessions[doc["id"]] = _Entry(
                 doc, [data for _, data in encoded], [seq for seq, _ in encoded]
             )
 
     def purge_expired(self) -> int:
-        """Remove the sessions whose ``expires_at`` has passed; returns how many."""
+        """Remove the sessions whose ``expires_at`` has passed; returns how many.
+
+        A session stored by a newer tether is kept, expired or not: only a tether that knows
+        its schema may delete it.
+        """
         with self._lock:
             now = self._now()
-            expired = [k for k, e in self._sessions.items() if not _core.is_live(e.doc, now)]
+            expired = [
+                k
+                for k, e in self._sessions.items()
+                if not _core.is_live(e.doc, now) and not _core.is_newer(e.doc)
+            ]
             for session_id in expired:
                 del self._sessions[session_id]
         return len(expired)

@@ -127,6 +127,10 @@ _INSERT_HEADER = (
     f"VALUES ({', '.join('?' for _ in _HEADER_COLUMNS)})"
 )
 _JSON_COLUMNS = frozenset(_core.JSON_FIELDS)
+_DELETE_COLUMNS = (
+    "id", "version", "schema_version", "expires_at", "lease_owner", "lease_token",
+    "lease_expires_at",
+)  # fmt: skip
 
 # Loading a window: SQLite joins the items into one JSON array and orjson decodes it in one
 # call, which beats decoding row by row (~30% at 1,000 items here). Past a few thousand items
@@ -597,7 +601,7 @@ class SQLiteStore(Store):
         validate_session_id(session_id)
         _core.check_version(expected_version)
         normalized = _core.normalize_changes(changes)
-        items = list(append)
+        items = _core.item_list(append)
         with self._write() as conn:
             now = self._now()
             doc = self._writable(conn, session_id, expected_version, lease, now)
@@ -627,7 +631,7 @@ class SQLiteStore(Store):
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
-        new_items = list(items)
+        new_items = _core.item_list(items)
         with self._write() as conn:
             now = self._now()
             doc = self._writable(conn, session_id, expected_version, lease, now)
@@ -691,26 +695,35 @@ class SQLiteStore(Store):
             else _core.encode_cursor(cursor_row[_UPDATED_AT], cursor_row[0]),
         )
 
-    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
         validate_session_id(session_id)
-        if expected_version is not None:
-            _core.check_version(expected_version)
+        _core.check_delete_args(expected_version, lease, force)
         with self._write() as conn:
             now = self._now()
             row = conn.execute(
-                "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
+                "SELECT id, version, schema_version, expires_at, lease_owner, lease_token, "
+                "lease_expires_at FROM tether_sessions WHERE id = ?",
                 (session_id,),
             ).fetchone()
-            if row is not None:
-                _core.check_writable(session_id, {"schema_version": row[1]})
-            if row is None or not _core.is_live({"expires_at": row[2]}, now):
-                if row is not None:
+            doc = None if row is None else dict(zip(_DELETE_COLUMNS, row, strict=True))
+            if doc is not None:
+                _core.check_writable(session_id, doc)
+            if doc is None or not _core.is_live(doc, now):
+                if doc is not None:
                     self._delete_rows(conn, session_id)  # clean up the expired one
                 if expected_version is not None:
                     raise SessionNotFound(session_id)
                 return False
-            if expected_version is not None and row[0] != expected_version:
-                raise ConflictError(session_id, expected_version, row[0])
+            _core.check_delete_lease(doc, lease, force, now)
+            if expected_version is not None and doc["version"] != expected_version:
+                raise ConflictError(session_id, expected_version, doc["version"])
             self._delete_rows(conn, session_id)
             return True
 
@@ -745,7 +758,7 @@ class SQLiteStore(Store):
 
     def _update_lease(self, lease: Lease, fields: _core.Doc | None, ttl_us: int = 0) -> Lease:
         """Check ``lease`` is current, then write ``fields`` (or extend it by ``ttl_us``)."""
-        validate_session_id(lease.session_id)
+        _core.check_lease_arg(lease)
         with self._write() as conn:
             now = self._now()
             doc = self._live_doc(conn, lease.session_id, now)
@@ -759,6 +772,7 @@ class SQLiteStore(Store):
         return lease
 
     def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        _core.check_lease_arg(lease)
         return self._update_lease(lease, None, _core.ttl_micros(ttl))
 
     def release(self, lease: Lease) -> None:
@@ -827,11 +841,16 @@ class SQLiteStore(Store):
             self._insert_meta(conn, session_id, doc["metadata"])
 
     def purge_expired(self) -> int:
-        """Delete the sessions whose ``expires_at`` has passed; returns how many."""
+        """Delete the sessions whose ``expires_at`` has passed; returns how many.
+
+        A session stored by a newer tether is kept, expired or not: only a tether that knows
+        its schema may delete it.
+        """
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id FROM tether_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                (self._now(),),
+                "SELECT id FROM tether_sessions WHERE expires_at IS NOT NULL AND expires_at <= ? "
+                "AND schema_version <= ?",
+                (self._now(), schema.current),
             ).fetchall()
             for (session_id,) in rows:
                 self._delete_rows(conn, session_id)

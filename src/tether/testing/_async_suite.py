@@ -626,6 +626,44 @@ class AsyncStoreConformance:
         assert recreated.version == 1
         assert (await store.load(created.id)).history == []
 
+    async def test_delete_respects_a_live_lease(self, store: AsyncStore, clock: FakeClock) -> None:
+        created = await store.create(Session(history=_items(2)))
+        lease = await store.claim(created.id, "worker-1", 30)
+        with pytest.raises(AlreadyClaimed) as info:
+            await store.delete(created.id)
+        assert info.value.holder == "worker-1"
+        with pytest.raises(AlreadyClaimed):
+            await store.delete(created.id, expected_version=1)
+        assert (await store.load(created.id)).history_len == 2
+        # with the lease: deleted, and only while it is the current, live one
+        other = await store.create(Session())
+        with pytest.raises(LeaseLost):
+            await store.delete(other.id, lease=lease)
+        assert await store.exists(other.id)
+        assert await store.delete(created.id, lease=lease) is True
+        assert not await store.exists(created.id)
+        # a lease that lapsed deletes nothing; a lapsed lease no longer blocks a plain delete
+        late = await store.claim(other.id, "worker-2", 10)
+        clock.advance(11)
+        with pytest.raises(LeaseLost):
+            await store.delete(other.id, lease=late)
+        assert await store.exists(other.id)
+        assert await store.delete(other.id) is True
+        for bad in ({"force": "yes"}, {"force": 1}, {"lease": "token"}):
+            with pytest.raises(InvalidRequest):
+                await store.delete("no-such-session", **bad)
+
+    async def test_forced_delete_overrides_a_live_lease(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=_items(2)))
+        lease = await store.claim(created.id, "stuck-runner", 300)
+        with pytest.raises(ConflictError):
+            await store.delete(created.id, expected_version=7, force=True)
+        assert await store.delete(created.id, force=True) is True
+        assert not await store.exists(created.id)
+        with pytest.raises(LeaseLost):
+            await store.renew(lease, 30)
+        assert await store.delete(created.id, force=True) is False
+
     async def test_expired_session_behaves_as_missing(self, store: AsyncStore) -> None:
         gone = await store.create(Session(id="gone", owner="ttl", expires_at=_past()))
         kept = await store.create(Session(id="kept", owner="ttl", expires_at=_future()))
@@ -663,6 +701,53 @@ class AsyncStoreConformance:
         for write in writes:
             with pytest.raises(UnsupportedSchemaVersion):
                 await write()
+        monkeypatch.setattr(schema, "current", schema.current + 1)
+        assert await store.load(future.id) == future
+
+    async def test_an_expired_newer_schema_session_is_never_deleted_or_overwritten(
+        self, store: AsyncStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Expired, it behaves as missing; but only a tether that knows its schema may delete
+        # it, so no call of this one (purge, list, writes, creates over it) removes it.
+        monkeypatch.setattr(schema, "current", schema.current + 1)
+        future = await store.create(
+            Session(
+                id="future-expiring",
+                owner="future",
+                expires_at=clock() + timedelta(seconds=60),
+                history=_items(2),
+            )
+        )
+        monkeypatch.setattr(schema, "current", schema.current - 1)
+        clock.advance(61)
+        purge: Callable[[], Any] | None = getattr(store, "purge_expired", None)
+        if purge is not None:
+            await purge()
+        assert (await store.list(owner="future")).sessions == []
+        assert (await store.list()).sessions == []
+        for _ in range(3):  # a store may tidy up expired sessions while it creates others
+            await store.create(Session(owner="other"))
+        either = (SessionNotFound, UnsupportedSchemaVersion)
+        calls: list[tuple[Callable[[], Any], Any]] = [
+            (lambda: store.load(future.id), either),
+            (lambda: store.commit(future.id, 1, append=_items(1)), either),
+            (lambda: store.replace_history(future.id, 1, []), either),
+            (lambda: store.claim(future.id, "worker-1", 10), either),
+            (lambda: store.delete(future.id), UnsupportedSchemaVersion),
+            (lambda: store.delete(future.id, force=True), UnsupportedSchemaVersion),
+            (lambda: store.create(Session(id=future.id)), UnsupportedSchemaVersion),
+        ]
+        restore: Callable[..., Any] | None = getattr(store, "restore", None)
+        if restore is not None:
+            mine = await store.create(Session(id="mine"))
+            stand_in = mine.model_copy(update={"id": future.id})
+            calls.append((lambda: restore(stand_in, replace=True), UnsupportedSchemaVersion))
+        for call, error in calls:
+            with pytest.raises(error):
+                await call()
+        if purge is not None:
+            await purge()
+        clock.advance(-61)
         monkeypatch.setattr(schema, "current", schema.current + 1)
         assert await store.load(future.id) == future
 
@@ -806,15 +891,25 @@ class AsyncStoreConformance:
         assert info.value.expires_at == lease.expires_at
         assert info.value.session_id == created.id
 
-    async def test_the_holder_claiming_again_replaces_its_lease(self, store: AsyncStore) -> None:
+    async def test_the_holders_name_does_not_take_a_live_lease_over(
+        self, store: AsyncStore
+    ) -> None:
+        # A holder's name is public (AlreadyClaimed.holder, listings): claiming under it must
+        # not take the lease. Only the lease itself (its token) renews or releases it.
         created = await store.create(Session())
         first = await store.claim(created.id, "worker-1", 30)
-        second = await store.claim(created.id, "worker-1", 30)
+        with pytest.raises(AlreadyClaimed) as info:
+            await store.claim(created.id, "worker-1", 30)
+        assert info.value.holder == "worker-1"
+        header = await store.load(created.id, last=0)
+        assert (header.lease_owner, header.lease_fence) == ("worker-1", first.fence)
+        renewed = await store.renew(first, 30)
+        assert (renewed.token, renewed.fence) == (first.token, first.fence)
+        assert await store.commit(created.id, 1, append=_items(1), lease=first) == 2
+        await store.release(first)
+        second = await store.claim(created.id, "worker-1", 30)  # free again: a new lease
         assert second.fence == first.fence + 1
         assert second.token != first.token
-        with pytest.raises(LeaseLost):
-            await store.renew(first, 30)
-        await store.commit(created.id, 1, append=_items(1), lease=second)
 
     async def test_renew_keeps_ownership(self, store: AsyncStore, clock: FakeClock) -> None:
         created = await store.create(Session())
@@ -925,7 +1020,7 @@ class AsyncStoreConformance:
         lease = await store.claim(created.id, "worker-1", 10)
         with pytest.raises(InvalidRequest):
             await store.renew(lease, 0)
-        await store.delete(created.id)
+        await store.delete(created.id, lease=lease)
         with pytest.raises(LeaseLost):
             await store.renew(lease, 10)
 

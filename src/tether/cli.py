@@ -27,7 +27,7 @@ from ._registry import DEFAULT_URL, open_store
 from ._time import system_clock
 from ._urls import redact, scrub
 from .agent import Agent, Hibernation, _turn, tools_by_name
-from .errors import MissingSnapshot, MissingTools, SessionNotFound, TetherError
+from .errors import AlreadyClaimed, MissingSnapshot, MissingTools, SessionNotFound, TetherError
 from .models import SessionStatus
 from .sessions_sync import Sessions
 
@@ -664,15 +664,38 @@ def fork_command(env: _Env, session_id: str, at: int | None, new_id: str | None)
     click.echo(f"forked {session_id} at seq {child.fork_seq} -> {child.id}")
 
 
-@cli.command("rm", epilog=_examples("tether rm ticket-42", "tether rm ticket-42 --yes"))
+@cli.command(
+    "rm",
+    epilog=_examples(
+        "tether rm ticket-42", "tether rm ticket-42 --yes", "tether rm ticket-42 --yes --force"
+    ),
+)
 @click.argument("session_id", metavar="ID")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Delete it even while a runner holds its lease (a stuck or crashed runner).",
+)
 @pass_env
-def rm_command(env: _Env, session_id: str, yes: bool) -> None:
-    """Delete a session and its history, for good."""
+def rm_command(env: _Env, session_id: str, yes: bool, force: bool) -> None:
+    """Delete a session and its history, for good.
+
+    A session a runner holds (a live lease) is refused, like every other write, unless
+    --force is given.
+    """
     header = env.sessions.info(session_id)
     _confirm(f"Delete session {session_id} ({header.history_len} items)?", yes)
-    if not env.sessions.delete(session_id):
+    try:
+        # the store itself, not Sessions.delete: that one has no force (the CLI keeps no cache)
+        deleted = env.sessions.store.delete(session_id, force=force)
+    except AlreadyClaimed as exc:
+        until = "" if exc.expires_at is None else f" until {exc.expires_at.isoformat()}"
+        raise CliError(
+            f"session {session_id} is held by runner {exc.holder!r}{until}: nothing was "
+            "deleted. Wait for the runner to finish, or pass --force if it is stuck."
+        ) from None
+    if not deleted:
         raise SessionNotFound(session_id)
     click.echo(f"deleted {session_id}")
 

@@ -460,3 +460,136 @@ async def test_async_file_store_runs_calls_off_the_event_loop(
     assert _contents(loaded) == _texts(_items(2))[-1:]
     assert len(threads) == 1
     assert threads[0] != threading.get_ident()  # this coroutine runs on the loop thread
+
+
+# --- private files, planted links and FIFOs ----------------------------------------------------
+
+
+@contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return path.lstat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o000])
+def test_files_and_directories_are_private_whatever_the_umask(tmp_path: Path, mask: int) -> None:
+    directory = tmp_path / "new" / "sessions"
+    with _umask(mask):
+        store = FileStore(directory)
+        created = store.create(Session(history=_items(2)))
+        lease = store.claim(created.id, "worker-1", 300)  # its token is in the header file
+        store.replace_history(created.id, 1, _items(1), lease=lease)
+        store.commit(created.id, 2, append=_items(1), lease=lease)
+    assert _mode(tmp_path / "new") == 0o700
+    assert _mode(directory) == 0o700
+    names = sorted(p.name for p in directory.iterdir())
+    assert names == [f"{created.id}.1.log", f"{created.id}.json", f"{created.id}.lock"]
+    for path in directory.iterdir():
+        assert _mode(path) == 0o600, path.name
+
+
+def test_an_existing_directory_keeps_its_mode(tmp_path: Path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir(mode=0o750)
+    directory.chmod(0o750)
+    FileStore(directory).create(Session())
+    assert _mode(directory) == 0o750
+
+
+def test_a_planted_log_link_is_never_written_through(tmp_path: Path) -> None:
+    directory = tmp_path / "sessions"
+    store = FileStore(directory)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (directory / "s1.0.log").symlink_to(victim)
+    store.create(Session(id="s1", history=_items(3)))
+    assert victim.read_text() == "precious"
+    assert not (directory / "s1.0.log").is_symlink()
+    assert _texts(store.load("s1").history) == _texts(_items(3))
+
+
+@pytest.mark.parametrize("name", ["s1.json", "s1.lock"])
+def test_a_planted_header_or_lock_link_is_refused(tmp_path: Path, name: str) -> None:
+    directory = tmp_path / "sessions"
+    store = FileStore(directory)
+    victim = tmp_path / "victim.json"
+    victim.write_text("precious")
+    (directory / name).symlink_to(victim)
+    for call in (
+        lambda: store.create(Session(id="s1")),
+        lambda: store.load("s1"),
+        lambda: store.commit("s1", 1),
+    ):
+        with pytest.raises(tether.TetherError, match="symbolic link"):
+            call()
+    assert victim.read_text() == "precious"
+
+
+def test_a_planted_log_link_of_a_stored_session_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "sessions"
+    store = FileStore(directory)
+    store.create(Session(id="s1", history=_items(2)))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (directory / "s1.0.log").unlink()
+    (directory / "s1.0.log").symlink_to(victim)
+    with pytest.raises(CorruptSession, match="symbolic link"):
+        store.load("s1")
+    with pytest.raises(tether.TetherError, match="symbolic link"):
+        store.commit("s1", 1, append=_items(1))
+    assert victim.read_text() == "precious"
+
+
+def test_a_fifo_named_like_a_header_is_refused_at_once(tmp_path: Path) -> None:
+    directory = tmp_path / "sessions"
+    store = FileStore(directory)
+    store.create(Session(id="kept"))
+    os.mkfifo(directory / "s1.json")
+    result: list[BaseException | bool] = []
+
+    def calls() -> None:
+        try:
+            with pytest.raises(CorruptSession, match="FIFO"):
+                store.load("s1")
+            with pytest.raises(CorruptSession, match="FIFO"):
+                store.create(Session(id="s1"))
+            assert [h.id for h in store.list().sessions] == ["kept"]  # skipped, not waited on
+            result.append(True)
+        except BaseException as exc:  # reported below
+            result.append(exc)
+
+    worker = threading.Thread(target=calls, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "a call blocked on the FIFO"
+    assert result == [True], result
+    assert store.delete("s1") is True  # deleting is how a corrupt session is cleared
+    assert not (directory / "s1.json").exists()
+
+
+def test_a_refused_create_leaves_no_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = tmp_path / "sessions"
+    store = FileStore(directory)
+    store.create(Session(id="taken", history=_items(1)))
+    with pytest.raises(tether.SessionExists):
+        store.create(Session(id="taken", history=_items(5)))
+
+    def disk_full(src: Any, dst: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)  # the header cannot be written
+    with pytest.raises(OSError, match="No space left"):
+        store.create(Session(id="s1", history=_items(3)))
+    with pytest.raises(OSError, match="No space left"):
+        store.replace_history("taken", 1, _items(2))
+    monkeypatch.undo()
+    names = sorted(p.name for p in directory.iterdir())
+    assert names == ["s1.lock", "taken.0.log", "taken.json", "taken.lock"]
+    assert not store.exists("s1")

@@ -8,6 +8,7 @@ and its connection handling promise (see the docstring of tether.stores.sqlite).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import sqlite3
 import subprocess
@@ -424,3 +425,31 @@ async def test_async_sqlite_store_runs_calls_off_the_event_loop(
     assert _texts(loaded.history) == _texts(_items(2))[-1:]
     assert len(threads) == 1
     assert threads[0] != threading.get_ident()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o000])
+def test_the_database_and_its_wal_files_are_private_whatever_the_umask(
+    tmp_path: Path, mask: int
+) -> None:
+    path = tmp_path / "new" / "sessions.db"
+    old = os.umask(mask)
+    try:
+        with SQLiteStore(path) as store:
+            created = store.create(Session(history=[{"role": "user", "content": "hi"}]))
+            store.claim(created.id, "worker-1", 300)  # the lease token is in the database
+            names = sorted(p.name for p in path.parent.iterdir())
+            assert names == ["sessions.db", "sessions.db-shm", "sessions.db-wal"]
+            modes = {p.name: p.stat().st_mode & 0o777 for p in path.parent.iterdir()}
+    finally:
+        os.umask(old)
+    assert modes == dict.fromkeys(names, 0o600)
+    assert (path.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_an_existing_database_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    SQLiteStore(path).close()
+    path.chmod(0o640)
+    with SQLiteStore(path) as store:
+        store.create(Session())
+    assert (path.stat().st_mode & 0o777) == 0o640

@@ -61,6 +61,7 @@ from ..errors import (
 )
 from ..models import HistoryItem, Lease, Page, Session, SessionHeader
 from ..schema import schema
+from ._private import NotRegularFile, make_private_dirs, open_regular
 from .base import Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncFileStore", "FileStore"]
@@ -172,7 +173,8 @@ class FileStore(Store):
                 "file:///abs/dir absolute)."
             )
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.directory)  # 0700: sessions and lease tokens are private
+            self.directory.mkdir(parents=True, exist_ok=True)  # raises if it is not a directory
         except OSError as exc:
             raise StoreError(
                 f"cannot create store directory {str(self.directory)!r}: {exc}"
@@ -209,7 +211,7 @@ class FileStore(Store):
         validate_session_id(session_id)  # before the id becomes part of a path
         path = self.directory / f"{session_id}.lock"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_regular(path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise StoreError(f"cannot open lock file {str(path)!r}: {exc}") from exc
         try:
@@ -242,12 +244,19 @@ class FileStore(Store):
             finally:
                 os.close(fd)
 
-    def _write_header(self, doc: _core.Doc, gen: int, log_size: int) -> None:
+    def _write_header(
+        self, doc: _core.Doc, gen: int, log_size: int, *, new_log: bool = False
+    ) -> None:
+        """Commit ``doc`` (and the log ``gen`` up to ``log_size``) by replacing the header.
+
+        ``new_log``: ``gen`` was just written for this header, so if the header cannot be
+        written, that log is removed too (a refused or failed write leaves no file behind).
+        """
         session_id = doc["id"]
         payload = _json.dumps({"session": doc, "log_gen": gen, "log_size": log_size})
         tmp = self.directory / f".{session_id}.json.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
-            with open(tmp, "wb") as handle:
+            with os.fdopen(open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as handle:
                 handle.write(payload)
                 handle.flush()
                 if self.fsync:
@@ -256,6 +265,8 @@ class FileStore(Store):
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            if new_log:  # the header that would have committed it is not there: nothing is
+                self._unlink_log(session_id, gen)
             raise
         self._sync_dir()
 
@@ -268,9 +279,13 @@ class FileStore(Store):
         instead of raising :class:`~tether.errors.UnsupportedSchemaVersion`.
         """
         try:
-            raw = self._header_path(session_id).read_bytes()
+            fd = open_regular(self._header_path(session_id), os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except NotRegularFile as exc:  # a planted link or FIFO: never followed or waited on
+            raise CorruptSession(session_id, f"its header is {exc.kind}") from None
+        with os.fdopen(fd, "rb") as handle:
+            raw = handle.read()
         try:
             wrapper = _json.loads(raw)
         except _json.JSONDecodeError as exc:
@@ -314,11 +329,13 @@ class FileStore(Store):
         warning; the next commit rewrites it that way.
         """
         try:
-            handle = open(self._log_path(session_id, gen), "rb")  # noqa: SIM115 - closed below
+            handle = os.fdopen(open_regular(self._log_path(session_id, gen), os.O_RDONLY), "rb")
         except FileNotFoundError:
             if log_size == 0:
                 return []
             raise CorruptSession(session_id, "its history log is missing") from None
+        except NotRegularFile as exc:
+            raise CorruptSession(session_id, f"its history log is {exc.kind}") from None
         items: list[HistoryItem] = []
         header_size = _FRAME.size
         with handle:
@@ -372,13 +389,19 @@ class FileStore(Store):
                 raise SessionExists(session_id, existing[0]["version"])
             gen = existing[1] + 1  # a fresh log beside the old one, switched to by the header
         size = self._write_log(session_id, gen, encoded)
-        self._write_header(doc, gen, size)
+        self._write_header(doc, gen, size, new_log=True)
         if existing is not None:
             self._unlink_log(session_id, existing[1])
 
     def _write_log(self, session_id: str, gen: int, encoded: list[_core.EncodedItem]) -> int:
+        """Write a new log generation. Anything already at its path is no header's log (a
+        crashed write's, or planted): it is unlinked, never written through."""
         data = b"".join(_frame(payload) for _, payload in encoded)
-        with open(self._log_path(session_id, gen), "wb") as handle:
+        path = self._log_path(session_id, gen)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             if self.fsync:
@@ -439,18 +462,23 @@ class FileStore(Store):
                 doc, gen, log_size = self._rewrite(session_id, doc, gen, log_size)
             else:
                 old_gen = None
-            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
-            if encoded:
-                log_size = self._append(session_id, gen, log_size, encoded)
-            new = _core.apply_commit(doc, normalized, len(encoded), now)
-            self._write_header(new, gen, log_size)
+            try:
+                encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
+                if encoded:
+                    log_size = self._append(session_id, gen, log_size, encoded)
+                new = _core.apply_commit(doc, normalized, len(encoded), now)
+            except BaseException:
+                if old_gen is not None:  # a refused commit leaves no new log behind
+                    self._unlink_log(session_id, gen)
+                raise
+            self._write_header(new, gen, log_size, new_log=old_gen is not None)
             if old_gen is not None:
                 self._unlink_log(session_id, old_gen)
         return int(new["version"])
 
     def _log_cut_short(self, session_id: str, gen: int, log_size: int) -> bool:
         try:
-            return os.path.getsize(self._log_path(session_id, gen)) < log_size
+            return os.lstat(self._log_path(session_id, gen)).st_size < log_size
         except FileNotFoundError:
             return log_size > 0
 
@@ -481,7 +509,7 @@ class FileStore(Store):
         self, session_id: str, gen: int, log_size: int, encoded: list[_core.EncodedItem]
     ) -> int:
         data = b"".join(_frame(payload) for _, payload in encoded)
-        fd = os.open(self._log_path(session_id, gen), os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = open_regular(self._log_path(session_id, gen), os.O_WRONLY | os.O_CREAT)
         try:
             # Cut any torn tail a crashed commit left past the committed length, then append.
             os.ftruncate(fd, log_size)
@@ -513,7 +541,7 @@ class FileStore(Store):
             encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
             size = self._write_log(session_id, gen + 1, encoded)
             new = _core.apply_replace(doc, len(encoded), now)
-            self._write_header(new, gen + 1, size)
+            self._write_header(new, gen + 1, size, new_log=True)
             self._unlink_log(session_id, gen)
         return int(new["version"])
 

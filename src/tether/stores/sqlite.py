@@ -40,6 +40,7 @@ from ..errors import (
 )
 from ..models import HistoryItem, Lease, Page, Session, SessionHeader
 from ..schema import schema
+from ._private import make_private_dirs, open_regular
 from .base import Store, SyncBackedAsyncStore
 
 __all__ = ["DEFAULT_PATH", "AsyncSQLiteStore", "SQLiteStore"]
@@ -275,7 +276,7 @@ class SQLiteStore(Store):
             )
         try:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
             self._conn = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
@@ -684,7 +685,7 @@ class SQLiteStore(Store):
         headers = []
         for row in rows[: query.limit]:
             try:
-                headers.append(_core.doc_to_header(_core.upgrade_doc(_row_to_doc(row))))
+                headers.append(_core.listed_header(_row_to_doc(row)))
             except TetherError as exc:  # one bad row must not hide the others
                 log.warning("skipping session %r in listing: %s", row[0], exc)
         cursor_row = rows[query.limit - 1] if len(rows) > query.limit else None
@@ -859,6 +860,22 @@ class SQLiteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _create_private(path: str) -> None:
+    """Create the database file (and its missing directories) readable by this user only.
+
+    SQLite creates a new database file with the umask's mode (world-readable under the usual
+    022), and its -wal and -shm files with the database file's mode. An empty file is an empty
+    database, so tether creates the file itself, 0600 (directories 0700), before SQLite opens
+    it; the -wal and -shm files then follow it. An existing file keeps its mode.
+    """
+    make_private_dirs(Path(path).parent)
+    try:
+        fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -337,12 +337,25 @@ def _b64(raw: bytes) -> str:
 
 @pytest.mark.parametrize(
     ("updated_at", "session_id"),
-    [(T0, "s1"), (0, "a"), (2**62, "A.b_c:d-9"), (-5, "x" * 128), (1, "01a1fcd1-c767-7000")],
+    [
+        (T0, "s1"),
+        (0, "a"),
+        (_core.to_micros(_core.MAX_TIME) - 1, "A.b_c:d-9"),
+        (5, "x" * 128),
+        (1, "01a1fcd1-c767-7000"),
+    ],
 )
 def test_cursor_round_trip(updated_at: int, session_id: str) -> None:
     cursor = _core.encode_cursor(updated_at, session_id)
     assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor), cursor  # url-safe, no padding
     assert _core.decode_cursor(cursor) == (updated_at, session_id)
+
+
+@pytest.mark.parametrize("updated_at", [-5, 2**62, 2**63, _core.to_micros(_core.MAX_TIME) + 1])
+def test_cursor_with_a_time_no_session_can_have_is_refused(updated_at: int) -> None:
+    # a forged cursor must never reach a store's query (a SQL BIGINT, a Redis score)
+    with pytest.raises(InvalidRequest, match="not a cursor this store returned"):
+        _core.decode_cursor(_core.encode_cursor(updated_at, "s1"))
 
 
 GOOD_CURSOR = _core.encode_cursor(1_700_000_000_123_456, "abc-1:x")

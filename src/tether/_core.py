@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import logging
 import math
 import secrets
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -35,9 +36,12 @@ from .errors import (
     InvalidSessionData,
     LeaseLost,
     ReservedStateKey,
+    TetherError,
 )
 from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
 from .schema import schema
+
+log = logging.getLogger("tether.stores")
 
 Doc = dict[str, Any]
 EncodedItem = tuple[int, bytes]
@@ -276,10 +280,38 @@ def readable_session(doc: Doc, history: list[HistoryItem]) -> Session:
     if needs_upgrade(doc):
         doc = upgrade_doc(doc)
         history = upgrade_items(history, stored)
-    session = make_session(doc, history)
+    try:
+        session = make_session(doc, history)
+    except _UNDECODABLE as exc:
+        raise CorruptSession(str(doc.get("id")), f"its header cannot be read ({exc!r})") from exc
     if stored != session.schema_version:
         session._stored_schema_version = stored
     return session
+
+
+_UNDECODABLE = (KeyError, ValueError, TypeError, OverflowError, AttributeError)
+"""What reading a stored document that no tether wrote raises (a row edited by hand, say)."""
+
+
+def listed_header(doc: Doc) -> SessionHeader:
+    """A listing's header from a stored document, upgraded; :class:`CorruptSession` (never a
+    ``ValueError`` / ``OverflowError``) if the document cannot be read."""
+    try:
+        return doc_to_header(upgrade_doc(doc))
+    except _UNDECODABLE as exc:
+        raise CorruptSession(str(doc.get("id")), f"its header cannot be read ({exc!r})") from exc
+
+
+def listed_headers(docs: Iterable[Doc]) -> list[SessionHeader]:
+    """The headers of a listing's documents, skipping (and logging) any that cannot be read:
+    one bad session must not hide the others."""
+    headers = []
+    for doc in docs:
+        try:
+            headers.append(listed_header(doc))
+        except TetherError as exc:
+            log.warning("skipping session %r in a listing: %s", doc.get("id"), exc)
+    return headers
 
 
 def encode_item(item: HistoryItem) -> bytes:
@@ -304,7 +336,7 @@ def validate_header_doc(session_id: str, doc: object) -> Doc:
     check_writable(session_id, doc)
     try:
         SessionHeader.model_validate(_fields_from_doc(schema.upgrade_header(dict(doc))))
-    except (ValidationError, KeyError, ValueError, TypeError) as exc:
+    except (ValidationError, *_UNDECODABLE) as exc:
         raise CorruptSession(session_id, f"header does not validate ({exc})") from exc
     if doc.get("id") != session_id:
         raise CorruptSession(session_id, f"header belongs to session {doc.get('id')!r}")
@@ -902,8 +934,13 @@ class ListQuery:
             (d for d in docs if self.matches(d, now)),
             key=lambda d: (d["updated_at"], d["id"]),
             reverse=True,
-        )
-        return make_page([doc_to_header(d) for d in chosen[: self.limit + 1]], self.limit)
+        )[: self.limit + 1]
+        headers = listed_headers(chosen[: self.limit])
+        if len(chosen) <= self.limit:
+            return Page(sessions=headers, next_cursor=None)
+        # the cursor is the page's last document, even one that could not be shown
+        tail = chosen[self.limit - 1]
+        return Page(sessions=headers, next_cursor=encode_cursor(tail["updated_at"], tail["id"]))
 
 
 def make_page(headers: list[SessionHeader], limit: int) -> Page:

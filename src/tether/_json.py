@@ -3,13 +3,17 @@
 orjson is used because loading history is the hot path of every turn (see docs/benchmarks.md).
 It already refuses non-string keys, integers beyond 64 bits, lone surrogates and (with the
 passthrough options) datetimes, dataclasses and other non-JSON objects. It does *not* refuse
-NaN or infinities: it writes them as ``null``, which would silently change the data, so
-:func:`dumps` checks for them itself.
+NaN or infinities (it writes ``null``), ``uuid.UUID`` or ``Enum`` members (it writes their
+value): each would come back as something else, so :func:`dumps` walks the value once for
+them and names the path of the first one it finds (``state.order.id``). Plain subclasses of
+str and int are kept: they read back as the equal str or int.
 """
 
 from __future__ import annotations
 
+import enum
 import math
+import uuid
 from typing import Any
 
 import orjson
@@ -26,17 +30,25 @@ def _refuse(_: object) -> Any:
     raise TypeError(f"type {type(_).__name__} is not JSON serializable")
 
 
-def _find_non_finite(value: object, path: str) -> str | None:
+def _find_unfaithful(value: object, path: str) -> tuple[str, str] | None:
+    """(path, why) of the first value orjson encoded but that would not read back as itself:
+    NaN / infinities, UUIDs, Enum members (``IntEnum`` and str enums too). orjson itself
+    refuses keys that are not exactly str."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # most leaves: no more
+        return None
+    if isinstance(value, (enum.Enum, uuid.UUID)):
+        return path, f"is a {kind.__name__} ({value!r})"
     if isinstance(value, float):
-        return None if math.isfinite(value) else path
+        return None if math.isfinite(value) else (path, "is NaN or infinite")
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _find_non_finite(item, f"{path}.{key}")
+            found = _find_unfaithful(item, f"{path}.{key}")
             if found is not None:
                 return found
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            found = _find_non_finite(item, f"{path}[{index}]")
+            found = _find_unfaithful(item, f"{path}[{index}]")
             if found is not None:
                 return found
     return None
@@ -52,15 +64,14 @@ def dumps(value: object, *, what: str = "value", option: int = _STRICT) -> bytes
             "list, str, int, float, bool, None). Convert it first, e.g. datetimes to ISO "
             "strings. Nothing was written."
         ) from exc
-    # NaN and infinities come out as null; only a value that produced a null can hold one,
-    # so the walk runs only then.
-    if b"null" in encoded:
-        where = _find_non_finite(value, what)
-        if where is not None:
-            raise InvalidSessionData(
-                f"{where} is NaN or infinite, which JSON cannot represent; store None or a "
-                "string instead. Nothing was written."
-            )
+    found = _find_unfaithful(value, what)
+    if found is not None:
+        where, why = found
+        raise InvalidSessionData(
+            f"{where} {why}, which JSON cannot represent as itself: it would be read back as "
+            "something else. Store plain JSON instead (None, str(...) of a UUID, an Enum's "
+            ".value). Nothing was written."
+        )
     return encoded
 
 

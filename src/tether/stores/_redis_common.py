@@ -1337,7 +1337,7 @@ def list_page(rows: list[tuple[str, bytes | str]], limit: int, prefix: str) -> P
         session_id = member[cut + 17 :]
         try:
             doc = decode_header(session_id, raw)
-            headers.append(_core.doc_to_header(_core.upgrade_doc(doc)))
+            headers.append(_core.listed_header(doc))
         except TetherError as exc:  # one bad session must not hide the others
             log.warning("skipping session %r in listing: %s", session_id, exc)
     next_cursor = None

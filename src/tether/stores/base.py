@@ -467,7 +467,11 @@ class SyncBackedAsyncStore(AsyncStore):
         lease: Lease | None = None,
     ) -> int:
         return await self._call(
-            self.sync.replace_history, session_id, expected_version, _core.item_list(items), lease=lease
+            self.sync.replace_history,
+            session_id,
+            expected_version,
+            _core.item_list(items),
+            lease=lease,
         )
 
     async def list(

@@ -486,7 +486,7 @@ class AsyncPostgresStore(AsyncStore):
         for (text,) in rows[: query.limit]:
             try:
                 doc = common.decode_header("(listed)", text)
-                headers.append(_core.doc_to_header(_core.upgrade_doc(doc)))
+                headers.append(_core.listed_header(doc))
             except TetherError as exc:  # one bad row must not hide the others
                 log.warning("skipping a session in a listing: %s", exc)
         if len(rows) <= query.limit:

@@ -614,3 +614,62 @@ async def test_async_server_down_gives_store_unavailable_and_the_next_call_after
         await asyncio.to_thread(throwaway.start)
         assert await store.load(created.id) == created
         assert await store.commit(created.id, 1, append=[{"role": "user"}]) == 2
+
+
+# --- search_path: the statements resolve operators and functions in pg_catalog only -------------
+
+
+_HOSTILE = """
+CREATE FUNCTION {s}.evil_mul(numeric, integer) RETURNS numeric LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hostile * called'; END $$;
+CREATE OPERATOR {s}.* (LEFTARG = numeric, RIGHTARG = integer, FUNCTION = {s}.evil_mul);
+CREATE FUNCTION {s}.evil_cat(text, bigint) RETURNS text LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'hostile || called'; END $$;
+CREATE OPERATOR {s}.|| (LEFTARG = text, RIGHTARG = bigint, FUNCTION = {s}.evil_cat);
+"""
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_operators_planted_on_the_search_path_are_never_called(
+    postgres_url: str, pg_schema: str, asynchronous: bool
+) -> None:
+    # CVE-2018-1058: whoever can create objects in a schema on the connection's search_path
+    # can plant operators that match tether's argument types better than pg_catalog's.
+    hostile = _new_schema()
+    try:
+        with _raw(postgres_url) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(hostile)))
+            conn.execute(_HOSTILE.replace("{s}", hostile).encode())
+            conn.execute(f"SET search_path = {hostile}, public".encode())
+            with pytest.raises(psycopg.errors.RaiseException, match="hostile"):
+                conn.execute("SELECT (extract(epoch FROM now()) * 1000000)::bigint")
+            with pytest.raises(psycopg.errors.RaiseException, match="hostile"):
+                conn.execute("""SELECT '{"seq":' || 5::bigint""")
+        url = with_options(
+            postgres_url, schema=pg_schema, options=f"-csearch_path={hostile},public"
+        )
+
+        def run(store: PostgresStore) -> None:
+            created = store.create(Session(history=[{"role": "user", "content": "a"}]))
+            store.commit(created.id, 1, append=[{"role": "assistant", "content": "b"}])
+            lease = store.claim(created.id, "worker-1", 30)
+            assert [i["seq"] for i in store.load(created.id).history] == [1, 2]
+            assert [h.id for h in store.list().sessions] == [created.id]
+            store.replace_history(created.id, 2, [{"role": "system", "content": "c"}], lease=lease)
+            assert store.delete(created.id, lease=lease)
+
+        async def run_async() -> None:
+            async with AsyncPostgresStore.from_url(url) as store:
+                created = await store.create(Session(history=[{"role": "user", "content": "a"}]))
+                await store.commit(created.id, 1, append=[{"role": "assistant", "content": "b"}])
+                await store.claim(created.id, "worker-1", 30)
+                assert [i["seq"] for i in (await store.load(created.id)).history] == [1, 2]
+                assert [h.id for h in (await store.list()).sessions] == [created.id]
+
+        if asynchronous:
+            asyncio.run(run_async())
+        else:
+            with PostgresStore.from_url(url) as store:
+                run(store)
+    finally:
+        _drop_schema(postgres_url, hostile)

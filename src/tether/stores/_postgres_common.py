@@ -878,6 +878,16 @@ CREATE_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS {schema}.tether_schema_m
 RECORD_MIGRATION = "INSERT INTO {schema}.tether_schema_migrations (version) VALUES (%(v)s::integer)"
 
 
+# Every connection tether opens runs this first. Its statements name their tables by schema, but
+# operators and functions (=, ||, *, now(), substr, ...) are resolved through the connection's
+# search_path, which by default includes "public" and whatever the server or role adds. Anyone
+# who can create objects in such a schema could plant an operator that matches tether's
+# argument types better than pg_catalog's (an `||(text, bigint)`, a `*(numeric, integer)`) and
+# have it run with tether's privileges (CVE-2018-1058). With only pg_catalog (and the session's
+# own temporary schema, last) on the path, nothing else is ever looked up.
+SAFE_SEARCH_PATH: Final = b"SET search_path = pg_catalog, pg_temp"
+
+
 def render(template: str, schema_name: str) -> bytes:
     """``template`` with ``{schema}`` replaced by the quoted schema identifier."""
     quoted = sql.Identifier(check_schema_name(schema_name)).as_string(None)

@@ -77,6 +77,11 @@ async def _one(
     return await cursor.fetchone()
 
 
+async def _configure(conn: AsyncConnection[TupleRow]) -> None:
+    """Every pooled connection resolves names through pg_catalog only (see SAFE_SEARCH_PATH)."""
+    await conn.execute(common.SAFE_SEARCH_PATH)
+
+
 async def _all(
     conn: AsyncConnection[TupleRow], query: bytes, params: Mapping[str, Any] | None = None
 ) -> list[Row]:
@@ -125,6 +130,7 @@ class AsyncPostgresStore(AsyncStore):
             # A lost connection is replaced on demand, not by retrying in the background for
             # minutes: the first call after the server is back connects at once.
             reconnect_timeout=0.0,
+            configure=_configure,
             name=f"tether:{self._where}/{self.schema}",
             open=False,
         )

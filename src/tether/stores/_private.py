@@ -18,8 +18,6 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import StoreError
-
 __all__ = ["FILE_MODE", "DIR_MODE", "NotRegularFile", "make_private_dirs", "open_regular"]
 
 FILE_MODE = 0o600
@@ -31,8 +29,13 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _LINK_ERRORS = (errno.ELOOP, errno.EMLINK)
 
 
-class NotRegularFile(StoreError):
-    """A path tether would read or write is a symbolic link, a FIFO, a device or a directory."""
+class NotRegularFile(OSError):
+    """A path tether would read or write is a symbolic link, a FIFO, a device or a directory.
+
+    An ``OSError``, like the errors of the ``open`` it stands for: each store turns it into
+    the tether error that fits where it happened (``CorruptSession`` for a session's header or
+    log, ``StoreError`` otherwise), so the error tree stays the one in ``tether.errors``.
+    """
 
     def __init__(self, path: str | os.PathLike[str], kind: str) -> None:
         self.path = str(path)

@@ -31,6 +31,7 @@ from tether import (
     ConfigurationError,
     CorruptSession,
     InvalidRequest,
+    Lease,
     Session,
     SessionNotFound,
     StoreError,
@@ -384,7 +385,7 @@ def test_namespaces_never_see_each_other(redis_url: str, namespace: str, raw: re
             assert [h.id for h in b.list(owner="ada").sessions] == ["only-b", "shared"]
             lease = a.claim("shared", "worker", 60)
             b.commit("shared", 1, append=_items(1))  # b's session is not claimed
-            assert a.delete("shared", expected_version=1)
+            assert a.delete("shared", expected_version=1, lease=lease)
             assert b.load("shared").version == 2
             a_keys = {k.decode() for k in raw.scan_iter(match=a.keys.pattern)}
             b_keys = {k.decode() for k in raw.scan_iter(match=b.keys.pattern)}
@@ -459,6 +460,7 @@ def test_every_call_is_one_round_trip(redis_url: str, namespace: str) -> None:
         store.load(created.id, last=1)
         store.delete(store.create(Session()).id)
         version = 2
+        claimed: list[Lease] = []
         calls: list[tuple[str, list[str], Callable[[], Any]]] = [
             ("commit", SCRIPT, lambda: store.commit(created.id, version, append=_items(2),
                                                     changes={"metadata": {"k": 1}})),
@@ -470,14 +472,14 @@ def test_every_call_is_one_round_trip(redis_url: str, namespace: str) -> None:
             ("list", SCRIPT, lambda: store.list(owner="o", metadata={"k": 1})),
             ("exists", SCRIPT, lambda: store.exists(created.id)),
             ("create", SCRIPT, lambda: store.create(Session(history=_items(3)))),
-            ("claim", SCRIPT, lambda: store.claim(created.id, "w", 60)),
+            ("claim", SCRIPT, lambda: claimed.append(store.claim(created.id, "w", 60))),
         ]  # fmt: skip
         for what, expected, call in calls:
             WIRE.reset()
             call()
             assert WIRE.one_round_trip() == expected, what
             version += what == "commit"
-        lease = store.claim(created.id, "w", 60)  # the holder again: a new lease
+        (lease,) = claimed  # the lease the measured claim took
         leased: list[tuple[str, Callable[[], Any]]] = [
             ("leased commit", lambda: store.commit(created.id, 3, append=_items(1), lease=lease)),
             ("renew", lambda: store.renew(lease, 60)),

@@ -99,8 +99,15 @@ class AuditedStore(Store):
             cursor=cursor,
         )
 
-    def delete(self, session_id: str, expected_version: int | None = None) -> bool:
-        deleted = self.inner.delete(session_id, expected_version)
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
+        deleted = self.inner.delete(session_id, expected_version, lease=lease, force=force)
         if deleted:
             self.audit.append(("delete", session_id, 0))
         return deleted
@@ -208,8 +215,15 @@ class AsyncAuditedStore(AsyncStore):
             cursor=cursor,
         )
 
-    async def delete(self, session_id: str, expected_version: int | None = None) -> bool:
-        deleted = await self.inner.delete(session_id, expected_version)
+    async def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
+        deleted = await self.inner.delete(session_id, expected_version, lease=lease, force=force)
         if deleted:
             self.audit.append(("delete", session_id, 0))
         return deleted

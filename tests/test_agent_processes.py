@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,10 @@ def script(request):
     args = {"order_id": "A1001"} if name == "refund" else {"amount": 5}
     return ModelReply(tool_calls=[ToolCall(id="c1", name=name, arguments=args)])
 
-agent = Agent(URL, llm=script, tools=[charge, refund], runner="worker-1")
+agent = Agent(URL, llm=script, tools=[charge, refund], runner="worker-1", lease_ttl=LEASE_TTL)
 """
+LEASE_TTL = 2.0
+PRELUDE = PRELUDE.replace("lease_ttl=LEASE_TTL", f"lease_ttl={LEASE_TTL}")
 
 
 def run_child(
@@ -79,7 +82,10 @@ def test_a_process_killed_mid_tool_never_runs_the_once_tool_twice(url: str, tmp_
     assert crashed.returncode == -signal.SIGKILL
     assert marker.read_text() == "charged\n"
 
-    # a new process (the same worker, restarted) resumes: the tool is not run again silently
+    # a new process (the same worker, restarted) resumes: the tool is not run again silently.
+    # It first waits out the crashed process's lease: a runner's name alone never takes a live
+    # lease over (only the lease's token does, and it died with the process)
+    time.sleep(LEASE_TTL + 0.2)
     resumed = run_child(
         """
         out = agent.resume("s1")

@@ -9,12 +9,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
 import pytest
 
 from tether import (
     CorruptSession,
     InvalidRequest,
     InvalidSessionData,
+    InvalidSessionId,
     Session,
     SessionHeader,
     SessionStatus,
@@ -836,3 +838,170 @@ def test_construct_trusted_falls_back_when_fields_are_missing() -> None:
     header = _core.construct_trusted(SessionHeader, {"id": "only-an-id"})
     assert header.id == "only-an-id"
     assert header.version == 0  # the default model_construct fills in
+
+
+# --- limits: refused before any I/O, the same for every store -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "ttl",
+    [
+        _core.MAX_TTL + dt.timedelta(microseconds=1),
+        dt.timedelta.max,
+        10**9,
+        2**63,
+        1e300,
+        float("inf"),
+        float("nan"),
+        0,
+        -1,
+        dt.timedelta(0),
+        1e-7,
+    ],
+)
+def test_ttl_out_of_range_is_refused(ttl: object) -> None:
+    # a claim with a huge ttl used to write the lease, then every load and list overflowed
+    with pytest.raises(InvalidRequest, match="ttl"):
+        _core.ttl_micros(ttl)  # type: ignore[arg-type]
+
+
+def test_the_longest_ttl_is_accepted() -> None:
+    assert _core.ttl_micros(_core.MAX_TTL) == _core.MAX_TTL // dt.timedelta(microseconds=1)
+    assert _core.ttl_micros(_core.MAX_TTL.total_seconds()) > 0
+
+
+@pytest.mark.parametrize("name", ["last", "after", "limit"])
+@pytest.mark.parametrize("value", [2**63, 2**64, -(2**63) - 1])
+def test_window_beyond_64_bits_is_refused(name: str, value: int) -> None:
+    with pytest.raises(InvalidRequest, match=name):
+        _core.check_window(**{name: value, **{n: None for n in ("last", "after") if n != name}})
+
+
+def test_window_at_the_64_bit_edge_is_accepted() -> None:
+    _core.check_window(_core.MAX_INT, _core.MAX_INT, _core.MAX_INT)
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 1.0, "1", True])
+def test_versions_beyond_64_bits_or_not_ints_are_refused(value: object) -> None:
+    with pytest.raises(InvalidRequest, match="expected_version"):
+        _core.check_version(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("a\ud800b", "lone surrogate"),
+        ("nul\x00", "NUL"),
+        ("x" * (_core.MAX_NAME_LENGTH + 1), "limit"),
+        (5, "must be a str or None"),
+    ],
+)
+@pytest.mark.parametrize("name", ["owner", "agent"])
+def test_names_that_a_store_cannot_hold_are_refused(name: str, value: object, why: str) -> None:
+    with pytest.raises(InvalidRequest, match=why):
+        _core.normalize_changes({name: value})
+    with pytest.raises(InvalidRequest, match=why):
+        _core.build_list_query(**{name: value})
+    session = Session.model_construct(**{"id": "s1", name: value})
+    with pytest.raises(InvalidSessionData, match=why):
+        _core.new_session_doc(session, T0)
+
+
+@pytest.mark.parametrize("owner", ["", "a\udc80", "x" * 257, None, 7])
+def test_lease_owners_that_a_store_cannot_hold_are_refused(owner: object) -> None:
+    with pytest.raises(InvalidRequest, match="owner"):
+        _core.check_owner(owner)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        dt.datetime(1969, 12, 31, 23, 59, tzinfo=UTC),
+        _core.MAX_TIME,
+        dt.datetime.max.replace(tzinfo=UTC),
+        dt.datetime.min.replace(tzinfo=UTC),
+        dt.datetime.max.replace(tzinfo=dt.timezone(dt.timedelta(hours=-12))),  # past year 9999
+    ],
+)
+def test_expires_at_outside_the_stored_range_is_refused(moment: dt.datetime) -> None:
+    with pytest.raises(InvalidRequest, match="expires_at"):
+        _core.normalize_changes({"expires_at": moment})
+    with pytest.raises(InvalidRequest, match="expires_at"):
+        _core.new_session_doc(Session.model_construct(id="s1", expires_at=moment), T0)
+
+
+def test_listing_bounds_outside_the_stored_range_are_clamped_not_refused() -> None:
+    query = _core.build_list_query(
+        updated_after=dt.datetime.min.replace(tzinfo=UTC),
+        updated_before=dt.datetime.max.replace(tzinfo=dt.timezone(dt.timedelta(hours=-12))),
+    )
+    assert query.updated_after == -1
+    assert query.updated_before == to_micros(_core.MAX_TIME) + 1
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "bogus"},
+        {"status": None},
+        {"state": None},
+        {"fork_seq": 2**64},
+        {"expires_at": "2030-01-01"},
+        {"expires_at": dt.datetime(2030, 1, 1)},
+    ],
+    ids=repr,
+)
+def test_fields_set_past_validation_are_refused_by_create(fields: dict[str, Any]) -> None:
+    # model_construct (or an assignment before validate_assignment) skips the model's checks
+    with pytest.raises(InvalidRequest):
+        _core.new_session_doc(Session.model_construct(id="s1", **fields), T0)
+
+
+def test_history_that_is_not_a_list_of_items_is_refused() -> None:
+    for items in (None, 5, True, "text", {"role": "user"}):
+        with pytest.raises(InvalidSessionData, match="history items must be a list"):
+            _core.item_list(items)  # type: ignore[arg-type]
+    with pytest.raises(InvalidSessionData, match="timestamp"):
+        _core.prepare_items([{"role": "user", "timestamp": 5}], 1, T0)
+
+
+def test_assigning_a_bad_value_to_a_model_field_is_refused_at_the_assignment() -> None:
+    session = Session()
+    with pytest.raises(pydantic.ValidationError, match="status"):
+        session.status = "bogus"  # type: ignore[assignment]
+    with pytest.raises(pydantic.ValidationError, match="expires_at"):
+        session.expires_at = dt.datetime(2030, 1, 1)
+    with pytest.raises(InvalidSessionId):
+        session.id = "../x"
+    assert session.status is SessionStatus.NEW
+    session.status = "running"  # type: ignore[assignment]
+    assert session.status is SessionStatus.RUNNING
+
+
+def _doc(session_id: str, **fields: Any) -> _core.Doc:
+    doc = _core.new_session_doc(Session(id=session_id), T0)
+    doc.update(fields)
+    return doc
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"status": "bogus"},
+        {"lease_expires_at": 2**70, "lease_token": "t"},
+        {"created_at": 10**20},
+        {"schema_version": "x"},
+    ],
+    ids=repr,
+)
+def test_a_listing_skips_and_logs_a_document_it_cannot_read(
+    bad: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = [_doc("a"), _doc("b", **bad), _doc("c")]
+    with caplog.at_level("WARNING", logger="tether.stores"):
+        page = _core.ListQuery(limit=2).page(docs, T0)
+    assert [header.id for header in page.sessions] == ["c"]  # b skipped, its place kept
+    assert page.next_cursor == _core.encode_cursor(T0, "b")
+    assert "skipping session 'b'" in caplog.text
+    with pytest.raises(CorruptSession):
+        _core.listed_header(docs[1])

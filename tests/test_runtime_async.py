@@ -515,7 +515,7 @@ async def test_archive_inactive(sessions: AsyncSessions, clock: FakeClock) -> No
     await sessions.create(session_id="fresh")
     await sessions.create(session_id="old-but-held")
     clock.advance(-timedelta(days=40).total_seconds())
-    held = await sessions.store.claim("old-1", "runner", 10**9)
+    held = await sessions.store.claim("old-1", "runner", timedelta(days=365))
     clock.advance(timedelta(days=40).total_seconds())
     assert await sessions.archive_inactive(days=30) == 1  # old-2; old-1 is held by a runner
     statuses = {h.id: h.status for h in (await sessions.list(include_archived=True)).sessions}

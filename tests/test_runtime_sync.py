@@ -515,7 +515,7 @@ def test_archive_inactive(sessions: Sessions, clock: FakeClock) -> None:
     sessions.create(session_id="fresh")
     sessions.create(session_id="old-but-held")
     clock.advance(-timedelta(days=40).total_seconds())
-    held = sessions.store.claim("old-1", "runner", 10**9)
+    held = sessions.store.claim("old-1", "runner", timedelta(days=365))
     clock.advance(timedelta(days=40).total_seconds())
     assert sessions.archive_inactive(days=30) == 1  # old-2; old-1 is held by a runner
     statuses = {h.id: h.status for h in (sessions.list(include_archived=True)).sessions}

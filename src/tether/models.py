@@ -42,7 +42,10 @@ class SessionHeader(BaseModel):
     ``last_seq`` and ``history_len``: whatever a caller puts there is replaced on ``create``.
     """
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    # validate_assignment: ``session.status = "bogus"`` raises pydantic's ValidationError at
+    # the assignment, as the same value would at construction (docs/model.md). Store calls
+    # check every field again anyway: model_construct() skips validation.
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, validate_assignment=True)
 
     id: str = Field(default_factory=new_session_id)
     owner: str | None = None

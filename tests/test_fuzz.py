@@ -41,7 +41,7 @@ from tether.stores.sqlite import SQLiteStore
 
 from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
 
-EXAMPLES = 40
+EXAMPLES = 300
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -261,8 +261,12 @@ def calls() -> st.SearchStrategy[Call]:
 
 
 @pytest.fixture(params=["memory", "file", "sqlite", "redis", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tether.Store]:
-    kind = request.param
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store(kind: str, tmp_path: Path) -> Iterator[tether.Store]:
     if kind == "memory":
         with MemoryStore() as memory:
             yield memory
@@ -445,3 +449,54 @@ def test_bad_input_is_refused_before_any_write(
                 return
         # the session and the store stay readable, whatever was tried
         _snapshot(store, sid)
+
+
+# --- one unreadable session never breaks a listing ---------------------------------------------
+
+
+def _corrupt(kind: str, store: Any, session_id: str) -> None:
+    """Give one stored session a status no tether writes, behind the store's back."""
+    if kind == "memory":
+        entry = store._sessions[session_id]
+        entry.doc = {**entry.doc, "status": "bogus"}
+    elif kind == "file":
+        store._header_path(session_id).write_text('{"not": "a header"}')
+    elif kind == "sqlite":
+        store._conn.execute(
+            "UPDATE tether_sessions SET status = 'bogus' WHERE id = ?", (session_id,)
+        )
+    elif kind == "redis":
+        import redis
+
+        client = redis.Redis.from_url(require_server("redis"))
+        try:
+            client.hset(store.keys.session(session_id)[0], "status", '"bogus"')
+        finally:
+            client.close()
+    else:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(require_server("postgres"), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("UPDATE {}.tether_sessions SET status = 'bogus' WHERE id = %s").format(
+                    sql.Identifier(store.schema)
+                ),
+                (session_id,),
+            )
+
+
+def test_one_unreadable_session_is_skipped_and_logged_by_a_listing(
+    kind: str, store: tether.Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    for index in range(4):
+        store.create(tether.Session(id=f"row-{index}", owner="lister"))
+    _corrupt(kind, store, "row-2")
+    with caplog.at_level("WARNING"):
+        listed = [header.id for header in store.iter_sessions(owner="lister", limit=2)]
+        everything = [header.id for header in store.iter_sessions(limit=1)]
+    assert listed == ["row-3", "row-1", "row-0"]  # pages of 2 go on past the bad one
+    assert everything == listed
+    assert "skipping" in caplog.text
+    with pytest.raises(TetherError):  # CorruptSession, never a ValueError
+        store.load("row-2")

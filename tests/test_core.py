@@ -342,7 +342,7 @@ def _b64(raw: bytes) -> str:
     [
         (T0, "s1"),
         (0, "a"),
-        (_core.to_micros(_core.MAX_TIME) - 1, "A.b_c:d-9"),
+        (to_micros(_core.MAX_TIME) - 1, "A.b_c:d-9"),
         (5, "x" * 128),
         (1, "01a1fcd1-c767-7000"),
     ],
@@ -353,7 +353,7 @@ def test_cursor_round_trip(updated_at: int, session_id: str) -> None:
     assert _core.decode_cursor(cursor) == (updated_at, session_id)
 
 
-@pytest.mark.parametrize("updated_at", [-5, 2**62, 2**63, _core.to_micros(_core.MAX_TIME) + 1])
+@pytest.mark.parametrize("updated_at", [-5, 2**62, 2**63, to_micros(_core.MAX_TIME) + 1])
 def test_cursor_with_a_time_no_session_can_have_is_refused(updated_at: int) -> None:
     # a forged cursor must never reach a store's query (a SQL BIGINT, a Redis score)
     with pytest.raises(InvalidRequest, match="not a cursor this store returned"):
@@ -901,8 +901,8 @@ def test_names_that_a_store_cannot_hold_are_refused(name: str, value: object, wh
     with pytest.raises(InvalidRequest, match=why):
         _core.normalize_changes({name: value})
     with pytest.raises(InvalidRequest, match=why):
-        _core.build_list_query(**{name: value})
-    session = Session.model_construct(**{"id": "s1", name: value})
+        _core.build_list_query(**{name: value})  # type: ignore[arg-type]
+    session = Session.model_construct(**{"id": "s1", name: value})  # type: ignore[arg-type]
     with pytest.raises(InvalidSessionData, match=why):
         _core.new_session_doc(session, T0)
 

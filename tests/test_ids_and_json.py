@@ -268,10 +268,6 @@ def test_str_and_int_subclasses_encode_as_plain_values() -> None:
     assert type(decoded["n"]) is int
 
 
-class _Color(enum.Enum):
-    RED = "red"
-
-
 class _Level(enum.IntEnum):
     ONE = 1
 

@@ -130,6 +130,10 @@ def test_defaults_make_params_optional_and_are_recorded_when_json() -> None:
         c: Color = Color.BLUE,
         d: tuple[int, int] = (1, 2),
         e: Any = Custom(),  # noqa: B008
+        f: Level = Level.HIGH,
+        g: list[Color] = [Color.RED, Color.BLUE],  # noqa: B006
+        h: Color | None = None,
+        i: dict[str, Level] = {"min": Level.LOW},  # noqa: B006
     ) -> None:
         pass
 
@@ -140,6 +144,12 @@ def test_defaults_make_params_optional_and_are_recorded_when_json() -> None:
     assert props["c"]["default"] == "blue"  # the value, not the member
     assert props["d"]["default"] == [1, 2]
     assert "default" not in props["e"]  # not JSON: still optional, just not advertised
+    # an Enum default is advertised as the value the model sends, wherever it is
+    assert props["f"]["default"] == 2
+    assert type(props["f"]["default"]) is int
+    assert props["g"]["default"] == ["red", "blue"]
+    assert props["h"]["default"] is None
+    assert props["i"]["default"] == {"min": 1}
     json.dumps(schema)
 
 

@@ -281,7 +281,7 @@ def schema_from_signature(fn: Callable[..., Any]) -> dict[str, Any]:
         else:
             # a default that is not JSON still applies; it is just not advertised
             with contextlib.suppress(InvalidSessionData):
-                schema["default"] = _json.loads(_json.dumps(param.default))
+                schema["default"] = _json.loads(_json.dumps(_as_sent(param.default)))
         properties[param.name] = schema
     return {
         "type": "object",
@@ -289,6 +289,19 @@ def schema_from_signature(fn: Callable[..., Any]) -> dict[str, Any]:
         "required": required,
         "additionalProperties": False,
     }
+
+
+def _as_sent(default: Any) -> Any:
+    """A default as the model would send it: an Enum member as its value (also inside lists,
+    tuples and dict values), as the schema's ``enum`` lists it. The JSON encoder rightly refuses
+    members, so the conversion is the schema's, here, not the encoder's."""
+    if isinstance(default, enum.Enum):
+        return _as_sent(default.value)
+    if isinstance(default, (list, tuple)):
+        return [_as_sent(item) for item in default]
+    if isinstance(default, Mapping):
+        return {key: _as_sent(value) for key, value in default.items()}
+    return default
 
 
 def _schema(annotation: Any, where: str) -> dict[str, Any]:

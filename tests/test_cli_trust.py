@@ -22,10 +22,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tether
+from tether._urls import redact
 from tether.agent import Agent, ModelReply, ScriptedModel, ToolCall, tool
 from tether.cli import cli
 
-from .conftest import require_server
+from .conftest import drop_postgres_schema, require_server, with_options
 
 SECRET = "hunter2-s3cret"
 # anything a terminal would act on: C0/C1 controls but the newline, DEL, bidi, invisible marks
@@ -173,6 +174,102 @@ def test_json_output_is_escaped_and_exact(url: str, args: list[str]) -> None:
         assert data[0]["arguments"] == HOSTILE["arguments"]
 
 
+def _altered_review(tmp_path: Path, tool_name: str) -> tuple[str, str]:
+    """A store holding evil-1 as an export file from elsewhere may carry it: its stored review
+    names ``tool_name`` (an import writes a session exactly, runtime block included).
+    Returns the store's URL and the review id."""
+    origin = f"sqlite:///{tmp_path / 'origin.db'}"
+    review_id = seed_hostile(origin)
+    dump = tmp_path / "evil.jsonl"
+    ok(invoke(origin, "export", "evil-1", "-o", str(dump)))
+    line = json.loads(dump.read_text())
+    [review] = line["session"]["state"]["_tether"]["reviews"]
+    review["tool"] = tool_name
+    dump.write_text(json.dumps(line) + "\n")
+    url = f"sqlite:///{tmp_path / 'altered.db'}"
+    ok(invoke(url, "import", str(dump)))
+    return url, review_id
+
+
+@pytest.mark.parametrize("answer", [["approve"], ["deny", "--reason", "no receipt"]])
+def test_approve_and_deny_never_echo_a_review_raw(answer: list[str], tmp_path: Path) -> None:
+    url, review_id = _altered_review(tmp_path, f"refund{CLEAR_SCREEN}{RLO}")
+    out = ok(invoke(url, answer[0], review_id, *answer[1:], "--by", f"ada{RETITLE}"))
+    assert not RAW_UNSAFE.findall(out), RAW_UNSAFE.findall(out)
+    assert "refund\\x1b[2J\\x1b[H\\u202e" in out  # the tool, shown escaped
+    assert "by ada\\x1b]0;pwned\\x07" in out  # who answered, as stored
+
+
+def test_a_resumed_reply_never_reaches_the_terminal_raw(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt can steer the model's reply; resume prints it with its line breaks, and
+    nothing else a terminal acts on."""
+    from .test_cli import _ChatServer
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with tether.Sessions(sqlite_url) as sessions:
+        sessions.create(session_id="job-7", options={"model": "m"})
+        stopped = Agent(sessions).run("job-7", HOSTILE["message"], checkpoint="after_prompt")
+        assert stopped.status == "hibernated"
+    server = _ChatServer(f"Done.{CLEAR_SCREEN}{RETITLE}\nsecond line{RLO}\rerror: fake{HIDDEN}")
+    server.thread.start()
+    try:
+        out = ok(invoke(sqlite_url, "resume", "job-7", "--model-url", server.url))
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+        server.thread.join(5)
+    assert not RAW_UNSAFE.findall(out), RAW_UNSAFE.findall(out)
+    assert out.splitlines() == [
+        "Done.\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07",
+        "second line\\u202e\\rerror: fake\\x1b[8m",
+    ]
+
+
+def test_transfer_reports_never_reach_the_terminal_raw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """differs: and not verified: lines quote the stores (a lease owner, a reason): escaped."""
+    source, target = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    seed_hostile(source)
+    assert invoke(None, "copy", "--from", source, "--to", target).exit_code == 0
+    with tether.open_store(target) as store:  # changed in the target, claimed there now
+        version = store.load("evil-1", last=0).version
+        store.commit("evil-1", version, changes={"metadata": {"in": "target"}})
+        store.claim("evil-1", f"worker{RLO}{CLEAR_SCREEN}", 60)
+    with tether.open_store(source) as store:  # and further on in the source
+        store.commit("evil-1", version, changes={"metadata": {"in": "source"}})
+        store.commit("evil-1", version + 1, changes={"metadata": {"in": "source, again"}})
+    claimed = invoke(None, "copy", "--from", source, "--to", target, "--replace")
+    assert claimed.exit_code == 3, claimed.output
+    assert f"differs: evil-1: version {version + 1} in the target, {version + 2} in the " in (
+        claimed.stderr
+    )
+    assert "worker\\u202e\\x1b[2J" in claimed.stderr
+    assert not RAW_UNSAFE.findall(claimed.output)
+
+    # whatever a reason quotes (here raw escapes), it is shown escaped
+    from tether import _transfer
+
+    monkeypatch.setattr(_transfer, "_refusal", lambda *a, **k: f"held by {CLEAR_SCREEN}{RLO}")
+    dump = tmp_path / "evil.jsonl"
+    ok(invoke(source, "export", "evil-1", "-o", str(dump)))
+    imported = invoke(target, "import", str(dump))
+    assert imported.exit_code == 3
+    assert "differs: evil-1: held by \\x1b[2J\\x1b[H\\u202e\n" in imported.stderr
+    assert not RAW_UNSAFE.findall(imported.output)
+
+    monkeypatch.setattr(_transfer, "verify", lambda *a: {"evil-1": f"digest {HIDDEN}{RLO}"})
+    fresh = f"sqlite:///{tmp_path / 'c.db'}"
+    unverified = invoke(None, "copy", "--from", source, "--to", fresh)
+    assert unverified.exit_code == 1
+    lines = unverified.stderr.splitlines()
+    assert lines[0] == "not verified: evil-1: digest \\x1b[8m\\u202e"
+    assert "the target does not match what was copied for 1 session (named above)" in lines[1]
+    assert not RAW_UNSAFE.findall(unverified.output)
+
+
 def test_an_error_quoting_store_data_is_neutralized(sqlite_url: str) -> None:
     seed_hostile(sqlite_url)
     with tether.open_store(sqlite_url) as store:
@@ -240,11 +337,27 @@ def test_inspect_json_is_the_replay(url: str) -> None:
     )
 
 
-def test_one_item_is_one_item(sqlite_url: str) -> None:
+def test_one_item_is_one_item(sqlite_url: str, tmp_path: Path) -> None:
     with tether.Sessions(sqlite_url) as sessions:
         sessions.create(session_id="one", history=[{"role": "user", "content": "hi"}])
     assert "last 1 of 1 item\n" in ok(invoke(sqlite_url, "show", "one"))
+    dump = tmp_path / "one.jsonl"
+    assert ok(invoke(sqlite_url, "export", "one", "-o", str(dump))).strip() == (
+        f"exported 1 session to {dump}"
+    )
+    copied = ok(invoke(None, "copy", "--from", sqlite_url, "--to", f"file:{tmp_path / 'f'}"))
+    assert "verified: the target holds 1 session exactly as in the source" in copied
+    migrated = ok(invoke(None, "migrate", sqlite_url))
+    assert "0 of 1 session upgraded" in migrated
     assert ok(invoke(sqlite_url, "clear", "one", "--yes")).strip() == "cleared one: 1 item removed"
+    with tether.Sessions(sqlite_url) as sessions:
+        sessions.create(session_id="two", history=[{"role": "user", "content": "hi"}])
+    asked = CliRunner().invoke(cli, ["--store", sqlite_url, "rm", "two"])
+    assert "Delete session two (1 item): refusing without --yes" in asked.output
+    archived = ok(invoke(sqlite_url, "archive", "--inactive-days", "1"))
+    assert archived.strip() == "archived 0 sessions not updated for 1 day"
+    archived = ok(invoke(sqlite_url, "archive", "--inactive-days", "0"))
+    assert archived.strip() == "archived 2 sessions not updated for 0 days"
 
 
 # --- secrets ------------------------------------------------------------------------------------
@@ -356,6 +469,27 @@ def test_an_empty_store_is_named_redacted(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     tether.open_store(url).close()
     assert ok(invoke(url, "ls")).strip() == f"no sessions in {url}"
+    assert ok(invoke(url, "reviews")).strip() == f"no pending reviews in {url}"
+
+
+def test_no_reviews_names_the_store_it_read_redacted() -> None:
+    base = require_server("postgres")
+    schema = f"tether_tcli_{uuid.uuid4().hex[:16]}"
+    # the test server trusts local connections: any password is accepted, and must not show
+    url = with_options(base.replace("://postgres@", f"://postgres:{SECRET}@"), schema=schema)
+    assert SECRET in url
+    try:
+        with tether.Sessions(url) as sessions:
+            sessions.create(session_id="quiet")
+        where = redact(url)
+        assert SECRET not in where
+        assert "***" in where
+        assert ok(invoke(url, "reviews")).strip() == f"no pending reviews in {where}"
+        assert ok(invoke(url, "reviews", "--session", "quiet")).strip() == (
+            f"no pending reviews of session quiet in {where}"
+        )
+    finally:
+        drop_postgres_schema(base, schema)
 
 
 def test_the_next_page_hint_keeps_store_and_filters(sqlite_url: str) -> None:

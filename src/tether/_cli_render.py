@@ -89,14 +89,16 @@ def clean(value: object, *, newlines: bool = False) -> str:
     return _UNSAFE.sub(_visible, text)
 
 
-def say(out: Console, text: str) -> None:
-    """One line of text that may quote a session's data."""
-    out.print(Text(clean(text)))
+def say(out: Console, text: str, *, newlines: bool = False) -> None:
+    """One line of text that may quote a session's data (with ``newlines=True``, text whose
+    line breaks are kept: see :func:`clean`)."""
+    out.print(Text(clean(text, newlines=newlines)))
 
 
-def count(number: int, noun: str) -> str:
-    """``1 session``, ``2 sessions``, ``0 items``."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+def count(number: float, noun: str) -> str:
+    """``1 session``, ``2 sessions``, ``0 items``, ``1.5 days``."""
+    shown = f"{number:g}" if isinstance(number, float) else str(number)
+    return f"{shown} {noun}{'' if number == 1 else 's'}"
 
 
 def console() -> Console:
@@ -277,8 +279,8 @@ def header_rows(
         rows.append(("turn", f"{snapshot.get('turn')} stopped at step {snapshot['step']}{waits}"))
     reviews = [r for r in runtime.get("reviews", []) if r.get("decision") is None]
     if reviews:
-        count = f"{len(reviews)} pending (tether reviews --session {header.id})"
-        rows.append(("reviews", Text(count, style="yellow")))
+        waiting = f"{len(reviews)} pending (tether reviews --session {header.id})"
+        rows.append(("reviews", Text(waiting, style="yellow")))
     result = runtime.get("result")
     if result and not snapshot:
         rows.append(("last turn", _short(result.get("text") or result.get("error"))))

@@ -213,12 +213,19 @@ def _confirm(question: str, yes: bool) -> None:
         return
     if not _interactive():
         _usage(f"{question.rstrip('?')}: refusing without --yes, since stdin is not a terminal")
-    if not click.confirm(question, default=False, err=True):
+    if not click.confirm(render.clean(question), default=False, err=True):
         raise CliError("nothing was changed")
 
 
 def _interactive() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _echo(text: str, *, err: bool = False, newlines: bool = False) -> None:
+    """One line of the command's own words, which may quote a session's data (a review's tool,
+    a model's reply, why a session was left alone): through the one neutraliser, so nothing in
+    it can act on the terminal. ``newlines=True`` keeps line breaks (see render.clean)."""
+    click.echo(render.clean(text, newlines=newlines), err=err)
 
 
 # --- the group -----------------------------------------------------------------------------------
@@ -476,7 +483,8 @@ def reviews_command(env: _Env, session_id: str | None, as_json: bool) -> None:
         return
     out = render.console()
     if not reviews:
-        out.print("no pending reviews")
+        of = f" of session {session_id}" if session_id is not None else ""
+        render.say(out, f"no pending reviews{of} in {env.where}")
         return
     render.print_blocks(out, [(r.id, render.review_rows(r)) for r in reviews])
 
@@ -497,7 +505,7 @@ _BY_HELP = "Who answers, recorded with the time (default: your OS user name)."
 def approve_command(env: _Env, review_id: str, by: str | None) -> None:
     """Approve a pending tool call (resume then runs it)."""
     review = env.agent().approve(review_id, by=by)
-    click.echo(
+    _echo(
         f"approved {review.id} by {review.by}: {review.tool} will run when the session is resumed"
     )
 
@@ -515,7 +523,10 @@ def approve_command(env: _Env, review_id: str, by: str | None) -> None:
 def deny_command(env: _Env, review_id: str, reason: str, by: str | None) -> None:
     """Deny a pending tool call, saying why."""
     review = env.agent().deny(review_id, reason, by=by)
-    click.echo(f"denied {review.id} by {review.by}: the model is told when the session is resumed")
+    _echo(
+        f"denied {review.id} by {review.by}: {review.tool} will not run; the model is told when "
+        "the session is resumed"
+    )
 
 
 def _import_object(spec: str, option: str) -> Any:
@@ -638,11 +649,13 @@ def resume_command(
     else:
         outcome = agent.resume(session_id)
     if isinstance(outcome, Hibernation):
-        click.echo(f"session {session_id} stopped again: {outcome.status}")
+        _echo(f"session {session_id} stopped again: {outcome.status}")
         for review in outcome.reviews:
-            click.echo(f"pending review {review.id}: {review.tool}")
+            _echo(f"pending review {review.id}: {review.tool}")
     else:
-        click.echo(outcome.text or "")
+        # the model's reply is the whole output: its line breaks are kept, the rest of what a
+        # steered reply could send the terminal is escaped
+        _echo(outcome.text or "", newlines=True)
 
 
 # --- changing sessions ---------------------------------------------------------------------------
@@ -661,7 +674,7 @@ def resume_command(
 def fork_command(env: _Env, session_id: str, at: int | None, new_id: str | None) -> None:
     """Copy a session into a new one (the parent is kept)."""
     child = env.sessions.fork(session_id, new_id, at=at)
-    click.echo(f"forked {session_id} at seq {child.fork_seq} -> {child.id}")
+    _echo(f"forked {session_id} at seq {child.fork_seq} -> {child.id}")
 
 
 @cli.command(
@@ -685,7 +698,7 @@ def rm_command(env: _Env, session_id: str, yes: bool, force: bool) -> None:
     --force is given.
     """
     header = env.sessions.info(session_id)
-    _confirm(f"Delete session {session_id} ({header.history_len} items)?", yes)
+    _confirm(f"Delete session {session_id} ({render.count(header.history_len, 'item')})?", yes)
     try:
         # the store itself, not Sessions.delete: that one has no force (the CLI keeps no cache)
         deleted = env.sessions.store.delete(session_id, force=force)
@@ -697,7 +710,7 @@ def rm_command(env: _Env, session_id: str, yes: bool, force: bool) -> None:
         ) from None
     if not deleted:
         raise SessionNotFound(session_id)
-    click.echo(f"deleted {session_id}")
+    _echo(f"deleted {session_id}")
 
 
 @cli.command(
@@ -721,12 +734,11 @@ def archive_command(env: _Env, session_id: str | None, inactive_days: float | No
         _usage("give a session ID or --inactive-days N (exactly one of the two)")
     if session_id is not None:
         env.sessions.archive(session_id)
-        click.echo(f"archived {session_id}")
+        _echo(f"archived {session_id}")
         return
     assert inactive_days is not None
-    count = env.sessions.archive_inactive(inactive_days)
-    days = f"{inactive_days:g}"
-    click.echo(f"archived {count} session{'s' if count != 1 else ''} not updated for {days} days")
+    archived = render.count(env.sessions.archive_inactive(inactive_days), "session")
+    _echo(f"archived {archived} not updated for {render.count(inactive_days, 'day')}")
 
 
 @cli.command("clear", epilog=_examples("tether clear ticket-42 --yes"))
@@ -739,7 +751,7 @@ def clear_command(env: _Env, session_id: str, yes: bool) -> None:
     items = render.count(header.history_len, "item")
     _confirm(f"Clear the {items} of session {session_id}?", yes)
     env.sessions.clear(session_id)
-    click.echo(f"cleared {session_id}: {items} removed")
+    _echo(f"cleared {session_id}: {items} removed")
 
 
 # --- moving sessions between stores --------------------------------------------------------------
@@ -767,9 +779,9 @@ they were: differing in the target, or stored by a newer tether (each is named o
 def _report_left_alone(differing: dict[str, str], newer: list[str]) -> None:
     """Name, on stderr, every session that was left as it was, and why."""
     for session_id, why in differing.items():
-        click.echo(f"differs: {session_id}: {why}", err=True)
+        _echo(f"differs: {session_id}: {why}", err=True)
     for session_id in newer:
-        click.echo(
+        _echo(
             f"skipped: {session_id}: stored by a newer tether, left untouched; upgrade tether "
             "to read it",
             err=True,
@@ -778,7 +790,7 @@ def _report_left_alone(differing: dict[str, str], newer: list[str]) -> None:
 
 def _finish(summary: str, differing: dict[str, str], newer: list[str], *, err: bool) -> None:
     _report_left_alone(differing, newer)
-    click.echo(summary, err=err)
+    _echo(summary, err=err)
     if differing or newer:
         raise click.exceptions.Exit(INCOMPLETE)
 
@@ -831,7 +843,7 @@ def export_command(env: _Env, session_ids: tuple[str, ...], everything: bool, ou
     to_stdout = output == "-"
     with bar, click.open_file("-", "wb") if to_stdout else _transfer.private_output(output) as out:
         outcome = _transfer.export(store, ids, out, lambda _: bar.advance(task), listed=everything)
-    summary = f"exported {len(outcome.copied)} sessions to {output}"
+    summary = f"exported {render.count(len(outcome.copied), 'session')} to {output}"
     if outcome.newer:
         summary += f"; {len(outcome.newer)} skipped (newer schema)"
     _finish(summary, {}, outcome.newer, err=to_stdout)
@@ -839,6 +851,7 @@ def export_command(env: _Env, session_ids: tuple[str, ...], everything: bool, ou
 
 @cli.command(
     "import",
+    short_help="Read sessions from an export file into the store.",
     epilog=_examples(
         "tether import sessions.jsonl",
         "tether --store redis://h:6379/0 import s.jsonl",
@@ -884,6 +897,7 @@ def import_command(env: _Env, path: str, replace: bool, force: bool) -> None:
 
 @cli.command(
     "copy",
+    short_help="Copy every session between two stores, verified.",
     epilog=_examples(
         "tether copy --from sqlite:///app.db --to postgresql://db/app",
         "tether copy --from sqlite:///app.db --to postgresql://db/app --replace",
@@ -915,14 +929,16 @@ def copy_command(source_url: str, target_url: str, replace: bool, force: bool) -
     if problems:
         _report_left_alone(outcome.differing, outcome.newer)
         for session_id, problem in problems.items():
-            click.echo(f"not verified: {session_id}: {problem}", err=True)
+            _echo(f"not verified: {session_id}: {problem}", err=True)
         raise CliError(
-            f"copy finished ({outcome.summary()}) but {len(problems)} sessions in the target "
-            "do not match what was copied (named above); run the copy again to compare them"
+            f"copy finished ({outcome.summary()}) but the target does not match what was "
+            f"copied for {render.count(len(problems), 'session')} (named above); run the copy "
+            "again to compare them"
         )
     _finish(
-        f"{outcome.summary()}; verified: the target holds each of the {len(outcome.digests)} "
-        "exactly (digests of header and items match)",
+        f"{outcome.summary()}; verified: the target holds "
+        f"{render.count(len(outcome.digests), 'session')} exactly as in the source (digests of "
+        "header and items match)",
         outcome.differing,
         outcome.newer,
         err=False,
@@ -931,6 +947,7 @@ def copy_command(source_url: str, target_url: str, replace: bool, force: bool) -
 
 @cli.command(
     "migrate",
+    short_help="Bring a store and its sessions to this tether's schema.",
     epilog=_examples("tether migrate sqlite:///app.db", "tether --store file:sessions migrate"),
 )
 @click.argument("url", metavar="[URL]", required=False)
@@ -951,7 +968,8 @@ def migrate_command(env: _Env, url: str | None) -> None:
         with bar:
             result = _transfer.migrate(store, lambda _: bar.advance(task))
     summary = (
-        f"store schema up to date; {result.upgraded} of {result.seen} sessions upgraded to "
+        f"store schema up to date; {result.upgraded} of {render.count(result.seen, 'session')} "
+        "upgraded to "
         f"session schema version {schema.current}"
     )
     if result.newer:

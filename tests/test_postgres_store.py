@@ -185,6 +185,25 @@ def test_every_operation_is_one_round_trip(postgres_url: str, pg_schema: str) ->
         assert store.load(ids[0]).version == 1 + 18
 
 
+def test_a_state_commit_keeps_the_runtime_block_in_one_round_trip(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """The statement merges the stored state["_tether"] into an application's new state: no
+    read first. (A stored state holding "\\u0000" takes a read: see the conformance suite.)"""
+    block = {"reviews": [{"id": "rv_1", "note": 'a "}" and {}'}], "n": 2**63 - 1}
+    with _one_connection_store(postgres_url, pg_schema) as store:
+        created = store.create(Session())
+        with _core.runtime_writes():
+            store.commit(created.id, 1, changes={"state": {"_tether": block}})
+        for version in range(2, 10):  # past psycopg's prepare threshold
+            store.commit(created.id, version, changes={"state": {"turn": version}})
+        with _traced(_pgconn(store)) as sent:
+            for version in range(10, 20):
+                store.commit(created.id, version, changes={"state": {"turn": version}})
+        assert _round_trips(sent) == 10
+        assert store.load(created.id, last=0).state == {"turn": 19, "_tether": block}
+
+
 def test_a_failed_commit_costs_one_more_round_trip_to_say_why(
     postgres_url: str, pg_schema: str
 ) -> None:

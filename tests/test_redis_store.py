@@ -463,7 +463,8 @@ def test_every_call_is_one_round_trip(redis_url: str, namespace: str) -> None:
         claimed: list[Lease] = []
         calls: list[tuple[str, list[str], Callable[[], Any]]] = [
             ("commit", SCRIPT, lambda: store.commit(created.id, version, append=_items(2),
-                                                    changes={"metadata": {"k": 1}})),
+                                                    changes={"metadata": {"k": 1},
+                                                             "state": {"turn": version}})),
             ("load", READ, lambda: store.load(created.id)),
             ("load last 100", READ, lambda: store.load(created.id, last=100)),
             ("load last 3", SCRIPT, lambda: store.load(created.id, last=3)),
@@ -489,6 +490,22 @@ def test_every_call_is_one_round_trip(redis_url: str, namespace: str) -> None:
             WIRE.reset()
             call()
             assert WIRE.one_round_trip() == SCRIPT, what
+
+
+def test_a_state_commit_keeps_the_runtime_block_in_one_round_trip(
+    redis_url: str, namespace: str
+) -> None:
+    """The commit script merges the stored state["_tether"] into an application's new state."""
+    block = {"reviews": [{"id": "rv_1", "note": 'a "}" and {}'}], "n": 2**63 - 1}
+    with counting_store(redis_url, namespace) as store:
+        created = store.create(Session())
+        with _core.runtime_writes():
+            store.commit(created.id, 1, changes={"state": {"_tether": block}})
+        store.commit(created.id, 2)  # warm: the script is loaded
+        WIRE.reset()
+        store.commit(created.id, 3, changes={"state": {"turn": 3}})
+        assert WIRE.one_round_trip() == SCRIPT
+        assert store.load(created.id, last=0).state == {"turn": 3, "_tether": block}
 
 
 async def test_every_async_call_is_one_round_trip(redis_url: str, namespace: str) -> None:

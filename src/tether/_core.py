@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -713,7 +713,9 @@ def keep_runtime_block(changes: Doc, stored_state: Mapping[str, Any]) -> Doc:
 
 
 def needs_runtime_block(changes: Doc) -> bool:
-    """Whether a store that cannot merge server-side must read the stored block first."""
+    """Whether the write of ``changes`` must keep the stored block: an application's new
+    ``state``. The Redis and PostgreSQL stores pass this to their one write, which merges the
+    stored block into the new state server-side (no read first)."""
     return "state" in changes and not _runtime_writes.get()
 
 
@@ -809,10 +811,19 @@ def check_owner(owner: object) -> str:
     return text
 
 
-def check_lease_arg(lease: object) -> Lease:
-    """``renew`` / ``release``: a real :class:`Lease` with a valid session id."""
+@overload
+def check_lease_arg(lease: object) -> Lease: ...
+@overload
+def check_lease_arg(lease: object, *, optional: bool) -> Lease | None: ...
+def check_lease_arg(lease: object, *, optional: bool = False) -> Lease | None:
+    """A ``lease=`` argument: a real :class:`Lease` with a valid session id (``renew`` /
+    ``release``), or also None with ``optional`` (a write's ``lease=``). Every store checks
+    with this, before any I/O."""
+    if lease is None and optional:
+        return None
     if not isinstance(lease, Lease):
-        raise InvalidRequest(f"lease must be a tether.Lease, not {type(lease).__name__}")
+        none = " or None" if optional else ""
+        raise InvalidRequest(f"lease must be a tether.Lease{none}, not {type(lease).__name__}")
     validate_session_id(lease.session_id)
     return lease
 
@@ -863,8 +874,7 @@ def check_delete_args(expected_version: int | None, lease: Lease | None, force: 
     """The arguments of ``delete``; raise before any I/O if one is bad."""
     if expected_version is not None:
         check_version(expected_version)
-    if lease is not None and not isinstance(lease, Lease):
-        raise InvalidRequest(f"lease must be a tether.Lease, not {type(lease).__name__}")
+    check_lease_arg(lease, optional=True)
     if not isinstance(force, bool):
         raise InvalidRequest(f"force must be True or False, not {force!r}")
 

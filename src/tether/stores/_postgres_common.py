@@ -290,9 +290,13 @@ def check_text(name: str, value: str | None, error: type[InvalidRequest]) -> Non
         raise error(f"{name} is not valid Unicode text ({exc})") from exc
 
 
-def check_lease_arg(lease: object) -> None:
-    if lease is not None and not isinstance(lease, Lease):
-        raise InvalidRequest(f"lease must be a tether.Lease, not {type(lease).__name__}")
+def cannot_merge_block(params: Mapping[str, Any], exc: StoreError) -> bool:
+    """Whether a commit failed only because the statement could not read the stored state to
+    keep its runtime block: PostgreSQL's json operators decode strings, and refuse "\\u0000"
+    (SQLSTATE 22P05). Nothing was written; the store then merges the block client-side."""
+    return bool(params.get("keep_block")) and isinstance(
+        exc.__cause__, psycopg.errors.UntranslatableCharacter
+    )
 
 
 def encode_new_items(items: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[bool]]:
@@ -597,6 +601,21 @@ def _changed(column: str, cast: str) -> str:
     return f"{column} = CASE WHEN {given} THEN %({column})s{cast} ELSE s.{column} END"
 
 
+# An application's new state keeps the stored runtime block (_core.keep_runtime_block), merged
+# here, in the one statement, under the row lock of the UPDATE: no read first, and no write can
+# come in between. ``->`` on a json value returns the member's stored text unchanged, and the
+# new state's text is compact JSON without that key (_core refused it), so the block is
+# spliced in as the last member, byte for byte, as the other stores place it.
+_BLOCK = _core.RUNTIME_KEY
+assert re.fullmatch(r"\w+", _BLOCK)  # a plain key: written as it is inside the literals below
+_NEW_STATE = f"""state = CASE
+            WHEN NOT %(set_state)s::boolean THEN s.state
+            WHEN %(keep_block)s::boolean AND (s.state -> '{_BLOCK}') IS NOT NULL THEN
+                (left(%(state)s::text, -1)
+                 || CASE WHEN %(state)s::text = '{{}}' THEN '' ELSE ',' END
+                 || '"{_BLOCK}":' || (s.state -> '{_BLOCK}')::text || '}}')::json
+            ELSE %(state)s::json END"""
+
 COMMIT = f"""
 WITH {_TIME_CTE},
 upd AS (
@@ -610,7 +629,7 @@ upd AS (
         {_changed("status", "::text")},
         {_changed("expires_at", "::timestamptz")},
         {_changed("metadata", "::json")},
-        {_changed("state", "::json")},
+        {_NEW_STATE},
         {_changed("options", "::json")}
     FROM t
     WHERE {_WRITE_GUARD}

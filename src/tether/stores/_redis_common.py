@@ -557,14 +557,77 @@ local function lease_refused(owner, token, expires, given)
 end
 """
 
+# The runtime's block in state (see _core.keep_runtime_block): an application's new state keeps
+# the stored one. json_member finds a top-level member's value in a stored JSON object by
+# scanning it, not decoding it (cjson would round big integers and turn {} into []), so the
+# block is copied byte for byte; strings are skipped whole, so a brace, a quote or a
+# "_tether" inside one is never taken for structure.
+_JSON_MEMBER = """
+local QUOTE_OR_ESCAPE = '["' .. string.char(92) .. ']'
+local function string_end(s, i)  -- i at a string's opening quote: the closing quote's index
+  while true do
+    i = string.find(s, QUOTE_OR_ESCAPE, i + 1)
+    if string.byte(s, i) == 34 then return i end
+    i = i + 1  -- the escaped character
+  end
+end
+local function value_end(s, i)  -- i at a value's first character: its last character's index
+  local c = string.byte(s, i)
+  if c == 34 then return string_end(s, i) end
+  if c ~= 123 and c ~= 91 then return string.find(s, '[%s,}%]]', i) - 1 end
+  local depth = 0
+  while true do
+    i = string.find(s, '[{}%[%]"]', i)
+    c = string.byte(s, i)
+    if c == 34 then
+      i = string_end(s, i)
+    elseif c == 123 or c == 91 then
+      depth = depth + 1
+    else
+      depth = depth - 1
+      if depth == 0 then return i end
+    end
+    i = i + 1
+  end
+end
+local function json_member(s, key)
+  local i = string.find(s, '%S')
+  if not i or string.byte(s, i) ~= 123 then return nil end
+  i = string.find(s, '%S', i + 1)
+  while i and string.byte(s, i) == 34 do
+    local e = string_end(s, i)
+    local v = string.find(s, '%S', string.find(s, ':', e + 1, true) + 1)
+    local last = value_end(s, v)
+    if string.sub(s, i + 1, e - 1) == key then return string.sub(s, v, last) end
+    i = string.find(s, '%S', last + 1)
+    if string.byte(s, i) ~= 44 then return nil end  -- '}': no such member
+    i = string.find(s, '%S', i + 1)
+  end
+  return nil
+end
+local function keep_runtime_block(fields)
+  local block = json_member(redis.call('HGET', H, 'state') or '{}', '@RUNTIME_KEY@')
+  if not block then return end
+  for i = 1, #fields, 2 do
+    if fields[i] == 'state' then
+      local new = fields[i + 1]
+      local head = new == '{}' and '{' or (string.sub(new, 1, -2) .. ',')
+      fields[i + 1] = head .. '"@RUNTIME_KEY@":' .. block .. '}'
+    end
+  end
+end
+""".replace("@RUNTIME_KEY@", _core.RUNTIME_KEY)
+
 # commit and replace_history: ARGV 4 expected version, 5 schema, 6 lease token JSON ("" none),
 # 7 store ttl ms, 8 nonce, 9 mode (append|replace), 10 change count, 11 metadata pair count
 # (-1: unchanged), 12 item count, 13-15 new owner/agent/status prefixes ("*": unchanged),
-# 16 new expires_at JSON ("*": unchanged), then changes, metadata, items.
+# 16 new expires_at JSON ("*": unchanged), 17 keep the stored runtime block in the new state
+# ("1"/"0"), then changes, metadata, items.
 COMMIT = (
     _CORE
     + _INDEX
     + _LEASE_STATE
+    + _JSON_MEMBER
     + """
 local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', 'lease_owner',
   'lease_token', 'lease_expires_at', 'last_seq', 'history_len', '_w')
@@ -580,10 +643,11 @@ if refused then return refused end
 if version ~= expected then return {'CONFLICT', h[1]} end
 if tonumber(h[3]) < current then return {'UPGRADE'} end
 local n_changes, n_meta, n_items = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local pos = 17
+local pos = 18
 local fields = {}
 for i = 0, 2 * n_changes - 1 do fields[#fields + 1] = ARGV[pos + i] end
 pos = pos + 2 * n_changes
+if ARGV[17] == '1' then keep_runtime_block(fields) end
 if n_meta >= 0 then set_meta(META, pos, n_meta); pos = pos + 2 * n_meta end
 local last_seq, len = tonumber(h[7]), tonumber(h[8])
 local items = build_items(pos, n_items, last_seq + 1)
@@ -966,6 +1030,7 @@ def commit_args(
         prefix_of(changes["agent"]) if "agent" in changes else "*",
         changes["status"] + ":" if "status" in changes else "*",
         json_text(changes["expires_at"]) if "expires_at" in changes else "*",
+        "1" if _core.needs_runtime_block(changes) else "0",
         *fields,
         *(meta or ()),
         *_item_args(items),
@@ -1004,13 +1069,6 @@ def upgrade_args(
         *meta,
         *encoded,
     ]
-
-
-def check_lease_arg(lease: object) -> Lease:
-    if not isinstance(lease, Lease):
-        raise InvalidRequest(f"lease must be a tether.Lease, not {type(lease).__name__}")
-    validate_session_id(lease.session_id)
-    return lease
 
 
 def lease_ttl_micros(ttl: float | timedelta) -> int:

@@ -409,14 +409,8 @@ class AsyncPostgresStore(AsyncStore):
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
-        common.check_lease_arg(lease)
+        _core.check_lease_arg(lease, optional=True)
         normalized = _core.normalize_changes(changes)
-        if _core.needs_runtime_block(normalized):
-            # replacing state keeps the runtime's block (see _core.keep_runtime_block); the
-            # versioned write makes this read and that write one step: a write in between
-            # raises ConflictError
-            stored = await self.load(session_id, last=0)
-            normalized = _core.keep_runtime_block(normalized, stored.state)
         for name in ("owner", "agent"):
             common.check_text(name, normalized.get(name), InvalidRequest)
         params = common.write_params(session_id, expected_version, lease, append, self._now())
@@ -429,8 +423,27 @@ class AsyncPostgresStore(AsyncStore):
                 value = common.as_time(value)
             params[f"set_{name}"] = given
             params[name] = value
+        # replacing state keeps the runtime's block: the statement merges it (see COMMIT)
+        params["keep_block"] = _core.needs_runtime_block(normalized)
         params.update(common.metadata_rows(normalized.get("metadata") or {}))
-        row = await self._guarded(
+        try:
+            row = await self._commit_row(session_id, expected_version, lease, params)
+        except StoreError as exc:
+            if not common.cannot_merge_block(params, exc):
+                raise
+            # PostgreSQL's json operators decode the stored state's strings, and one holding
+            # "\u0000" cannot be decoded: that state keeps its block the slow way. Read it,
+            # merge here, and write with the version check (a write in between conflicts).
+            stored = await self.load(session_id, last=0)
+            merged = _core.keep_runtime_block(normalized, stored.state)
+            params.update(state=common.json_text(merged["state"], "state"), keep_block=False)
+            row = await self._commit_row(session_id, expected_version, lease, params)
+        return int(row[0])
+
+    async def _commit_row(
+        self, session_id: str, expected_version: int, lease: Lease | None, params: dict[str, Any]
+    ) -> Row:
+        return await self._guarded(
             "commit",
             self._sql.commit,
             params,
@@ -438,7 +451,6 @@ class AsyncPostgresStore(AsyncStore):
             upgrade=True,
             upgrade_items=True,  # replace_history skips this: it drops the old items anyway
         )
-        return int(row[0])
 
     async def replace_history(
         self,
@@ -450,7 +462,7 @@ class AsyncPostgresStore(AsyncStore):
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
-        common.check_lease_arg(lease)
+        _core.check_lease_arg(lease, optional=True)
         params = common.write_params(session_id, expected_version, lease, items, self._now())
         row = await self._guarded(
             "replace_history",
@@ -574,8 +586,7 @@ class AsyncPostgresStore(AsyncStore):
         )
 
     async def _lease_write(self, what: str, query: bytes, lease: Lease, ttl_us: int = 0) -> Row:
-        common.check_lease_arg(lease)
-        validate_session_id(lease.session_id)
+        _core.check_lease_arg(lease)
         params = {"id": lease.session_id, "now": self._now(), "token": lease.token, "ttl": ttl_us}
         return await self._guarded(
             what, query, params, lambda found: common.judge_lease(lease, found)

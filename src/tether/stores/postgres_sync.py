@@ -407,14 +407,8 @@ class PostgresStore(Store):
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
-        common.check_lease_arg(lease)
+        _core.check_lease_arg(lease, optional=True)
         normalized = _core.normalize_changes(changes)
-        if _core.needs_runtime_block(normalized):
-            # replacing state keeps the runtime's block (see _core.keep_runtime_block); the
-            # versioned write makes this read and that write one step: a write in between
-            # raises ConflictError
-            stored = self.load(session_id, last=0)
-            normalized = _core.keep_runtime_block(normalized, stored.state)
         for name in ("owner", "agent"):
             common.check_text(name, normalized.get(name), InvalidRequest)
         params = common.write_params(session_id, expected_version, lease, append, self._now())
@@ -427,8 +421,27 @@ class PostgresStore(Store):
                 value = common.as_time(value)
             params[f"set_{name}"] = given
             params[name] = value
+        # replacing state keeps the runtime's block: the statement merges it (see COMMIT)
+        params["keep_block"] = _core.needs_runtime_block(normalized)
         params.update(common.metadata_rows(normalized.get("metadata") or {}))
-        row = self._guarded(
+        try:
+            row = self._commit_row(session_id, expected_version, lease, params)
+        except StoreError as exc:
+            if not common.cannot_merge_block(params, exc):
+                raise
+            # PostgreSQL's json operators decode the stored state's strings, and one holding
+            # "\u0000" cannot be decoded: that state keeps its block the slow way. Read it,
+            # merge here, and write with the version check (a write in between conflicts).
+            stored = self.load(session_id, last=0)
+            merged = _core.keep_runtime_block(normalized, stored.state)
+            params.update(state=common.json_text(merged["state"], "state"), keep_block=False)
+            row = self._commit_row(session_id, expected_version, lease, params)
+        return int(row[0])
+
+    def _commit_row(
+        self, session_id: str, expected_version: int, lease: Lease | None, params: dict[str, Any]
+    ) -> Row:
+        return self._guarded(
             "commit",
             self._sql.commit,
             params,
@@ -436,7 +449,6 @@ class PostgresStore(Store):
             upgrade=True,
             upgrade_items=True,  # replace_history skips this: it drops the old items anyway
         )
-        return int(row[0])
 
     def replace_history(
         self,
@@ -448,7 +460,7 @@ class PostgresStore(Store):
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
-        common.check_lease_arg(lease)
+        _core.check_lease_arg(lease, optional=True)
         params = common.write_params(session_id, expected_version, lease, items, self._now())
         row = self._guarded(
             "replace_history",
@@ -572,8 +584,7 @@ class PostgresStore(Store):
         )
 
     def _lease_write(self, what: str, query: bytes, lease: Lease, ttl_us: int = 0) -> Row:
-        common.check_lease_arg(lease)
-        validate_session_id(lease.session_id)
+        _core.check_lease_arg(lease)
         params = {"id": lease.session_id, "now": self._now(), "token": lease.token, "ttl": ttl_us}
         return self._guarded(what, query, params, lambda found: common.judge_lease(lease, found))
 

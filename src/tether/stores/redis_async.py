@@ -286,14 +286,8 @@ class AsyncRedisStore(AsyncStore):
         _core.check_version(expected_version)
         normalized = _core.normalize_changes(changes)
         items = rc.encode_items(append)
-        if _core.needs_runtime_block(normalized):
-            # replacing state keeps the runtime's block (see _core.keep_runtime_block); the
-            # versioned write makes this read and that write one step: a write in between
-            # raises ConflictError
-            stored = await self.load(session_id, last=0)
-            normalized = _core.keep_runtime_block(normalized, stored.state)
-        if lease is not None:
-            rc.check_lease_arg(lease)
+        _core.check_lease_arg(lease, optional=True)
+        # replacing state keeps the runtime's block: the commit script merges it (no read)
         return await self._write(
             session_id,
             expected_version,
@@ -314,8 +308,7 @@ class AsyncRedisStore(AsyncStore):
         validate_session_id(session_id)
         _core.check_version(expected_version)
         encoded = rc.encode_items(items)
-        if lease is not None:
-            rc.check_lease_arg(lease)
+        _core.check_lease_arg(lease, optional=True)
         return await self._write(
             session_id, expected_version, mode="replace", changes={}, items=encoded, lease=lease
         )
@@ -382,7 +375,7 @@ class AsyncRedisStore(AsyncStore):
         return rc.claimed(session_id, owner, token, reply)
 
     async def _lease_call(self, lease: Lease, ttl_us: int | None) -> Lease:
-        rc.check_lease_arg(lease)
+        _core.check_lease_arg(lease)
         args = [
             self._now(),
             self.keys.base,

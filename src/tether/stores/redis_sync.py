@@ -284,14 +284,8 @@ class RedisStore(Store):
         _core.check_version(expected_version)
         normalized = _core.normalize_changes(changes)
         items = rc.encode_items(append)
-        if _core.needs_runtime_block(normalized):
-            # replacing state keeps the runtime's block (see _core.keep_runtime_block); the
-            # versioned write makes this read and that write one step: a write in between
-            # raises ConflictError
-            stored = self.load(session_id, last=0)
-            normalized = _core.keep_runtime_block(normalized, stored.state)
-        if lease is not None:
-            rc.check_lease_arg(lease)
+        _core.check_lease_arg(lease, optional=True)
+        # replacing state keeps the runtime's block: the commit script merges it (no read)
         return self._write(
             session_id,
             expected_version,
@@ -312,8 +306,7 @@ class RedisStore(Store):
         validate_session_id(session_id)
         _core.check_version(expected_version)
         encoded = rc.encode_items(items)
-        if lease is not None:
-            rc.check_lease_arg(lease)
+        _core.check_lease_arg(lease, optional=True)
         return self._write(
             session_id, expected_version, mode="replace", changes={}, items=encoded, lease=lease
         )
@@ -380,7 +373,7 @@ class RedisStore(Store):
         return rc.claimed(session_id, owner, token, reply)
 
     def _lease_call(self, lease: Lease, ttl_us: int | None) -> Lease:
-        rc.check_lease_arg(lease)
+        _core.check_lease_arg(lease)
         args = [
             self._now(),
             self.keys.base,

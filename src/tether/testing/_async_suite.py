@@ -25,6 +25,7 @@ from .. import (
     SessionNotFound,
     SessionStatus,
     UnsupportedSchemaVersion,
+    _core,
 )
 from ..models import HistoryItem
 from ..schema import schema
@@ -269,6 +270,52 @@ class AsyncStoreConformance:
             with pytest.raises(InvalidRequest):
                 await store.commit(created.id, 1, append=_items(1), changes=changes)
         assert await store.load(created.id) == created
+
+    # --- the runtime's block: state["_tether"] ------------------------------------------------
+
+    async def test_replacing_state_keeps_the_runtime_block_exactly(self, store: AsyncStore) -> None:
+        """An application's new state keeps the stored ``state["_tether"]`` as it was (only
+        the runtime's own writes set it), whatever the block and the states around it hold:
+        braces and quotes in strings, ``"_tether"`` as a nested key or inside a string, 64-bit
+        ints, empty objects and arrays."""
+        block = {
+            "reviews": [{"id": "rv_1", "note": 'a "quoted" } ] { [ \\ brace', "args": {}}],
+            "empty": {},
+            "list": [[], [{}]],
+            "big": 2**63 - 1,
+            "small": -(2**63),
+            "float": 2.5,
+            "none": None,
+            "text": 'héllo ✓ 🙂 \\ backslash " quote \n',
+            "nested": {"_tether": {"x": [{}]}},
+            "tricky": '","_tether":1}',
+        }
+        created = await store.create(Session(state={"app": 1}))
+        with _core.runtime_writes():  # the runtime's path: the block is written as given
+            stored = {"before": '"_tether":', "_tether": block, "after": [1, {"k": "}"}]}
+            version = await store.commit(created.id, 1, changes={"state": stored})
+        assert (await store.load(created.id, last=0)).state == stored
+        for state in (
+            {"new": 'x"_tether":{}', "nested": {"_tether": 5}, "n": 2**63 - 1},
+            {},
+            {"text": UNICODE, "e": {}, "a": []},
+        ):
+            version = await store.commit(created.id, version, changes={"state": state})
+            assert (await store.load(created.id, last=0)).state == {**state, "_tether": block}
+        version = await store.commit(created.id, version, changes={"metadata": {"m": 1}})
+        assert (await store.load(created.id, last=0)).state["_tether"] == block
+        with _core.runtime_writes():  # the runtime may drop its block
+            version = await store.commit(created.id, version, changes={"state": {"k": 1}})
+        version = await store.commit(created.id, version, changes={"state": {"k": 2}})
+        assert (await store.load(created.id, last=0)).state == {"k": 2}
+        with _core.runtime_writes():  # a NUL in the stored state: kept all the same
+            stored = {"_tether": {"text": UNICODE}, "app": UNICODE}
+            version = await store.commit(created.id, version, changes={"state": stored})
+        await store.commit(created.id, version, changes={"state": {"app": 2}})
+        assert (await store.load(created.id, last=0)).state == {
+            "app": 2,
+            "_tether": stored["_tether"],
+        }
 
     # --- windows -------------------------------------------------------------------------------
 

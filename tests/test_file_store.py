@@ -585,11 +585,69 @@ def test_a_refused_create_leaves_no_log(tmp_path: Path, monkeypatch: pytest.Monk
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", disk_full)  # the header cannot be written
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(tether.StoreError, match="No space left"):
         store.create(Session(id="s1", history=_items(3)))
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(tether.StoreError, match="No space left"):
         store.replace_history("taken", 1, _items(2))
     monkeypatch.undo()
     names = sorted(p.name for p in directory.iterdir())
     assert names == ["s1.lock", "taken.0.log", "taken.json", "taken.lock"]
     assert not store.exists("s1")
+
+
+# --- driver errors: an OSError never escapes ---------------------------------------------------
+
+
+def test_os_errors_become_store_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk or a permission denied is a StoreError with the OSError as __cause__, as
+    docs/errors.md promises, from every call; the session is left as it was."""
+    store = FileStore(tmp_path / "sessions")
+    created = store.create(Session(id="s1", history=_items(2)))
+    lease = store.claim("s1", "w", 60)
+    store.release(lease)
+    full = OSError(28, "No space left on device")
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise full
+
+    monkeypatch.setattr(os, "replace", disk_full)  # no header can be written
+    writes: list[Any] = [
+        lambda: store.create(Session(id="s2")),
+        lambda: store.commit("s1", 1, append=_items(1), changes={"state": {"k": 1}}),
+        lambda: store.replace_history("s1", 1, _items(1)),
+        lambda: store.claim("s1", "w", 60),
+        lambda: store.restore(store.load("s1"), replace=True),
+    ]
+    for write in writes:
+        with pytest.raises(tether.StoreError, match="No space left") as info:
+            write()
+        assert info.value.__cause__ is full
+    monkeypatch.undo()
+    assert store.load("s1") == created.model_copy(update={"lease_owner": "w", "lease_fence": 1})
+    assert not store.exists("s2")
+
+    def denied(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "scandir", denied)
+    for call in (store.list, store.purge_expired):
+        with pytest.raises(tether.StoreError, match="Permission denied") as caught:
+            call()
+        assert isinstance(caught.value.__cause__, PermissionError)
+    monkeypatch.undo()
+    assert [h.id for h in store.list().sessions] == [created.id]
+
+
+async def test_os_errors_become_store_errors_async(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = AsyncFileStore(tmp_path / "sessions")
+    await store.create(Session(id="s1"))
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(tether.StoreError, match="No space left") as info:
+        await store.commit("s1", 1, append=_items(1))
+    assert isinstance(info.value.__cause__, OSError)

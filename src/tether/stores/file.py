@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import struct
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -685,6 +686,48 @@ class FileStore(Store):
         except CorruptSession:
             return True  # it is there, just not readable
         return found is not None and _core.is_live(found[0], to_micros(self._clock()))
+
+
+# Every call of the contract, and every optional ability: an OSError that escapes one (a full
+# disk, a permission denied, a file system gone read-only) becomes a StoreError with the OSError
+# as its __cause__, as docs/errors.md promises. Wrapped here, once, rather than at each of the
+# many file operations inside.
+_CALLS = (
+    "create",
+    "load",
+    "commit",
+    "replace_history",
+    "_list_page",
+    "delete",
+    "exists",
+    "claim",
+    "renew",
+    "release",
+    "restore",
+    "purge_expired",
+)
+
+
+def _wrap_os_errors(name: str) -> None:
+    method: Callable[..., Any] = getattr(FileStore, name)
+    what = name.lstrip("_").replace("_page", "")
+
+    @functools.wraps(method)
+    def call(self: FileStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise StoreError(
+                f"the file store at {str(self.directory)!r} failed a {what}: {exc}. Check the "
+                "free space and the permissions of that directory and retry. A failed write "
+                "was applied only if its header file was replaced: reload the session to see."
+            ) from exc
+
+    setattr(FileStore, name, call)
+
+
+for _name in _CALLS:
+    _wrap_os_errors(_name)
 
 
 class AsyncFileStore(SyncBackedAsyncStore):

@@ -12,6 +12,7 @@ from typing import Any
 import pydantic
 import pytest
 
+import tether
 from tether import (
     CorruptSession,
     InvalidRequest,
@@ -201,8 +202,8 @@ def test_prepare_items_numbers_from_first_seq_and_stamps() -> None:
     encoded = _core.prepare_items(items, 7, NOW)
     assert [seq for seq, _ in encoded] == [7, 8]
     decoded = _decoded(encoded)
-    assert [item["seq"] for item in decoded] == [7, 8]
-    assert [item["content"] for item in decoded] == ["hi", "hello"]
+    assert [row["seq"] for row in decoded] == [7, 8]
+    assert [row["item"] for row in decoded] == items  # the item as given, beside seq/timestamp
     for item in decoded:
         stamp = item["timestamp"]
         assert ISO_UTC_MICROS.fullmatch(stamp), stamp
@@ -222,20 +223,24 @@ def test_prepare_items_keeps_given_timestamp_and_extra_keys() -> None:
         {"role": "user", "timestamp": None},
     ]
     first, second = _decoded(_core.prepare_items(items, 1, NOW))
-    assert first == {
-        "role": "tool",
-        "timestamp": "2020-01-01T00:00:00Z",
-        "tool_call_id": "c1",
-        "x": [1],
-        "seq": 1,
-    }
-    assert second["timestamp"] != None  # noqa: E711 - a null timestamp is replaced
+    assert first == {"seq": 1, "timestamp": "2020-01-01T00:00:00Z", "item": items[0]}
+    assert second["item"] == {"role": "user", "timestamp": None}  # kept exactly
     assert to_micros(dt.datetime.fromisoformat(second["timestamp"])) == NOW
 
 
-def test_prepare_items_overrides_a_caller_seq() -> None:
-    (item,) = _decoded(_core.prepare_items([{"role": "user", "seq": 99}], 3, NOW))
-    assert item["seq"] == 3
+def test_prepare_items_keeps_a_caller_seq_inside_the_item() -> None:
+    (row,) = _decoded(_core.prepare_items([{"role": "user", "seq": 99}], 3, NOW))
+    assert row["seq"] == 3
+    assert row["item"] == {"role": "user", "seq": 99}
+
+
+def test_prepare_items_takes_any_json_object_and_keys() -> None:
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+    event = {"id": "e1", "timestamp": 1712.5, "author": "user"}
+    rows = _decoded(_core.prepare_items([call, tether.KeyedItem("e1", event), {}], 1, NOW))
+    assert [row["item"] for row in rows] == [call, event, {}]
+    assert [row.get("key") for row in rows] == [None, "e1", None]
+    assert to_micros(dt.datetime.fromisoformat(rows[1]["timestamp"])) == NOW  # not a str
 
 
 def test_prepare_items_does_not_mutate_caller_dicts() -> None:
@@ -262,10 +267,13 @@ def test_prepare_items_accepts_empty_and_generators() -> None:
         ([{"role": "user"}, ["role", "user"]], "history item 1 is a"),
         ([{"role": "user"}, "hello"], "history item 1 is a"),
         ([None], "history item 0 is a"),
-        ([{"content": "no role"}], "history item 0 needs a str 'role'"),
-        ([{"role": None}], "history item 0 needs a str 'role'"),
-        ([{"role": 1}], "history item 0 needs a str 'role'"),
-        ([{"role": "user"}, {"role": b"user"}], "history item 1 needs a str 'role'"),
+        ([{"role": "user"}, {"role": b"user"}], "history item 1 is not plain JSON"),
+        ([tether.KeyedItem("k", {}), tether.KeyedItem("k", {})], "already has an item with key"),
+        ([tether.KeyedItem("", {})], "history item 0: key is empty"),
+        ([tether.KeyedItem("a\x00b", {})], "contains a NUL"),
+        ([tether.KeyedItem(5, {})], "history item 0: key must be a str"),  # type: ignore[arg-type]
+        ([tether.KeyedItem("k" * 257, {})], "the limit is 256"),
+        ([tether.KeyedItem("k", "not a dict")], "history item 0 is a"),  # type: ignore[arg-type]
         ([{"role": "user", "x": float("inf")}], "history item 0.x is NaN"),
         ([{"role": "user"}, {"role": "u", "x": {1, 2}}], "history item 1 is not plain JSON"),
         ({"role": "user", "content": "a single dict"}, "must be a list of item dicts"),
@@ -274,7 +282,8 @@ def test_prepare_items_accepts_empty_and_generators() -> None:
     ],
 )
 def test_prepare_items_refuses_bad_items(items: Any, fragment: str) -> None:
-    with pytest.raises(InvalidSessionData, match=re.escape(fragment)):
+    # InvalidSessionData, or DuplicateItemKey: both are InvalidRequest
+    with pytest.raises(InvalidRequest, match=re.escape(fragment)):
         _core.prepare_items(items, 1, NOW)
 
 
@@ -684,12 +693,18 @@ def _trail(tag: int) -> Callable[[_core.Doc], _core.Doc]:
     return step
 
 
-def test_global_schema_is_version_2_with_a_migration_from_1() -> None:
-    assert schema.current == CURRENT_SCHEMA_VERSION == 2
+def test_global_schema_is_version_3_with_migrations_from_1_and_2() -> None:
+    assert schema.current == CURRENT_SCHEMA_VERSION == 3
     upgraded = schema.upgrade_header({"id": "s", "schema_version": 1, "metadata": {}})
-    assert upgraded["schema_version"] == 2
+    assert upgraded["schema_version"] == 3
     assert upgraded["lease_fence"] == 0
     assert upgraded["lease_owner"] is None
+    # schema 2 rows were the item with seq / timestamp merged in; schema 3 keeps them beside
+    old = {"role": "user", "content": "hi", "seq": 4, "timestamp": "t"}
+    new = {"seq": 4, "timestamp": "t", "item": {"role": "user", "content": "hi"}}
+    assert schema.upgrade_item(dict(old), 2) == new
+    assert schema.upgrade_item(dict(old), 1) == new
+    assert schema.upgrade_item(dict(new), 2) == new  # an already upgraded row is left alone
 
 
 def test_header_migrations_are_chained_in_order() -> None:
@@ -813,10 +828,14 @@ def test_construct_trusted_builds_what_model_construct_builds(with_history: bool
     )
     doc["lease_owner"], doc["lease_expires_at"], doc["lease_fence"] = "w", 1_800_000_000_000_000, 3
     if with_history:
-        items = [{"role": "user", "content": "hi", "seq": 1, "timestamp": "t"}]
-        fast: SessionHeader = _core.make_session(doc, items)
+        item = {"role": "user", "content": "hi"}
+        rows = [{"seq": 1, "timestamp": "t", "item": item}]
+        fast: SessionHeader = _core.make_session(doc, rows)
         fields = _core._fields_from_doc(doc)
-        slow: SessionHeader = Session.model_construct(**fields, history=items)
+        history = [{**item, "seq": 1, "timestamp": "t"}]
+        slow_session = Session.model_construct(**fields, history=history)
+        slow_session._items = [tether.StoredItem(seq=1, timestamp="t", key=None, item=item)]
+        slow: SessionHeader = slow_session
     else:
         fast = _core.doc_to_header(doc)
         slow = SessionHeader.model_construct(**_core._fields_from_doc(doc))
@@ -961,8 +980,10 @@ def test_history_that_is_not_a_list_of_items_is_refused() -> None:
     for items in (None, 5, True, "text", {"role": "user"}):
         with pytest.raises(InvalidSessionData, match="history items must be a list"):
             _core.item_list(items)  # type: ignore[arg-type]
-    with pytest.raises(InvalidSessionData, match="timestamp"):
-        _core.prepare_items([{"role": "user", "timestamp": 5}], 1, T0)
+    # a timestamp that is not a str is the item's own: kept, and tether stamps the row
+    (row,) = _decoded(_core.prepare_items([{"role": "user", "timestamp": 5}], 1, T0))
+    assert row["item"] == {"role": "user", "timestamp": 5}
+    assert row["timestamp"] == "2024-05-01T12:00:00.000000+00:00"
 
 
 def test_assigning_a_bad_value_to_a_model_field_is_refused_at_the_assignment() -> None:

@@ -56,7 +56,7 @@ def test_the_fixtures_really_are_version_1(v1_files: Path, v1_database: Path) ->
 def test_file_store_upgrades_on_read_and_writes_back_on_commit(v1_files: Path) -> None:
     store = FileStore(v1_files)
     loaded = store.load("support-42")
-    assert loaded.schema_version == tether.schema.CURRENT_SCHEMA_VERSION == 2
+    assert loaded.schema_version == tether.schema.CURRENT_SCHEMA_VERSION == 3
     assert (loaded.lease_owner, loaded.lease_fence, loaded.lease_expires_at) == (None, 0, None)
     assert [item["content"] for item in loaded.history] == TEXTS
     assert loaded.state == {"order": "A1001"}
@@ -64,7 +64,7 @@ def test_file_store_upgrades_on_read_and_writes_back_on_commit(v1_files: Path) -
 
     store.commit("support-42", 1, append=[{"role": "user", "content": "Thanks!"}])
     raw = _raw_file_header(v1_files)
-    assert raw["schema_version"] == 2
+    assert raw["schema_version"] == 3
     assert raw["lease_fence"] == 0
     again = store.load("support-42")
     assert [item["content"] for item in again.history] == [*TEXTS, "Thanks!"]
@@ -75,8 +75,13 @@ def test_file_store_upgrades_on_read_and_writes_back_on_commit(v1_files: Path) -
 def test_sqlite_store_migrates_the_database_and_the_session(v1_database: Path) -> None:
     store = SQLiteStore(v1_database)  # applies database migrations 2 to 4
     loaded = store.load("support-42")
-    assert loaded.schema_version == 2
+    assert loaded.schema_version == 3
     assert [item["content"] for item in loaded.history] == TEXTS
+    # the exact view: the items as stored then, without tether's seq and timestamp
+    assert [entry.item for entry in loaded.items] == [
+        {"role": role, "content": text}
+        for role, text in zip(("user", "assistant"), TEXTS, strict=True)
+    ]
     assert loaded.options["model"] == "gpt-4o"
     store.commit("support-42", 1, append=[{"role": "user", "content": "Thanks!"}])
     store.close()
@@ -84,5 +89,9 @@ def test_sqlite_store_migrates_the_database_and_the_session(v1_database: Path) -
     assert conn.execute("SELECT max(version) FROM tether_schema_migrations").fetchone() == (4,)
     assert conn.execute(
         "SELECT schema_version, lease_fence FROM tether_sessions WHERE id = 'support-42'"
-    ).fetchone() == (2, 0)
+    ).fetchone() == (3, 0)
+    # schema 3 rows: the item beside tether's fields, the old rows rewritten by that commit
+    rows = [json.loads(r[0]) for r in conn.execute("SELECT data FROM tether_items ORDER BY seq")]
+    assert [sorted(row) for row in rows] == [["item", "seq", "timestamp"]] * 3
+    assert rows[0]["item"] == {"role": "user", "content": TEXTS[0]}
     conn.close()

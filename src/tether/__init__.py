@@ -42,6 +42,7 @@ from .errors import (
     ConflictError,
     ConflictingSessionIds,
     CorruptSession,
+    DuplicateItemKey,
     InvalidRequest,
     InvalidSessionData,
     InvalidSessionId,
@@ -63,7 +64,16 @@ from .errors import (
     UnsupportedSchemaVersion,
 )
 from .hooks import HookContext, HookStage
-from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
+from .models import (
+    HistoryItem,
+    KeyedItem,
+    Lease,
+    Page,
+    Session,
+    SessionHeader,
+    SessionStatus,
+    StoredItem,
+)
 from .sessions_async import AsyncSessions
 from .sessions_sync import Sessions
 from .stores.base import AsyncStore, Store
@@ -87,6 +97,7 @@ __all__ = [
     "DEFAULT_URL",
     "DeleteState",
     "Draft",
+    "DuplicateItemKey",
     "Fork",
     "HistoryItem",
     "HookContext",
@@ -95,6 +106,7 @@ __all__ = [
     "InvalidSessionData",
     "InvalidSessionId",
     "InvalidToken",
+    "KeyedItem",
     "Lease",
     "LeaseLost",
     "LockTimeout",
@@ -114,6 +126,7 @@ __all__ = [
     "Sessions",
     "SetState",
     "Store",
+    "StoredItem",
     "StoreError",
     "StoreUnavailable",
     "Suspend",

@@ -32,20 +32,32 @@ from .errors import (
     AlreadyClaimed,
     ConflictError,
     CorruptSession,
+    DuplicateItemKey,
     InvalidRequest,
     InvalidSessionData,
     LeaseLost,
     ReservedStateKey,
+    SessionExists,
+    SessionNotFound,
     TetherError,
 )
-from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
+from .models import (
+    HistoryItem,
+    KeyedItem,
+    Lease,
+    Page,
+    Session,
+    SessionHeader,
+    SessionStatus,
+    StoredItem,
+)
 from .schema import schema
 
 log = logging.getLogger("tether.stores")
 
 Doc = dict[str, Any]
 EncodedItem = tuple[int, bytes]
-"""A history item ready to store: its ``seq`` and its JSON (which includes the ``seq``)."""
+"""A history row ready to store: its ``seq`` and its JSON (which includes the ``seq``)."""
 
 JSON_FIELDS = ("metadata", "state", "options")
 DOC_FIELDS = (
@@ -263,6 +275,45 @@ def check_writable(session_id: str, doc: Doc) -> None:
     schema.check(session_id, int(doc["schema_version"]))
 
 
+def restore_over(
+    session_id: str,
+    stored: Doc | None,
+    now: int,
+    *,
+    replace: bool = False,
+    expected_version: int | None = None,
+) -> bool:
+    """Whether ``restore`` (or ``create``) must remove the ``stored`` session first; raises if
+    it may not write over it. Every store decides with this, under its lock or in its script.
+
+    A session stored by a newer tether is never written over, expired or not
+    (:class:`~tether.errors.UnsupportedSchemaVersion`); a live one only with ``replace``
+    (else :class:`~tether.errors.SessionExists`). With ``expected_version`` the write is a
+    compare-and-replace: the live stored session must be at that version, else
+    :class:`ConflictError` (:class:`~tether.errors.SessionNotFound` if there is none), so a
+    commit that landed since the caller read it is never overwritten.
+    """
+    if stored is not None:
+        check_writable(session_id, stored)
+    live = stored is not None and is_live(stored, now)
+    if expected_version is not None:
+        if stored is None or not live:
+            raise SessionNotFound(session_id)
+        if stored["version"] != expected_version:
+            raise ConflictError(session_id, expected_version, stored["version"])
+    elif stored is not None and live and not replace:
+        raise SessionExists(session_id, stored["version"])
+    return stored is not None
+
+
+def check_restore_args(replace: object, expected_version: object) -> None:
+    """``restore(replace=, expected_version=)``: raise before any I/O if one is bad."""
+    if not isinstance(replace, bool):
+        raise InvalidRequest(f"replace must be True or False, not {_short(replace)}")
+    if expected_version is not None:
+        check_int("expected_version", expected_version, low=MIN_INT)
+
+
 def upgrade_doc(doc: Doc) -> Doc:
     """A copy of ``doc`` brought to the current schema if it is older; else ``doc`` itself."""
     if int(doc["schema_version"]) < schema.current:
@@ -270,7 +321,7 @@ def upgrade_doc(doc: Doc) -> Doc:
     return doc
 
 
-def readable_session(doc: Doc, history: list[HistoryItem]) -> Session:
+def readable_session(doc: Doc, history: list[Doc]) -> Session:
     """The session a load returns: upgraded in memory if it was stored by an older tether.
 
     Raises :class:`~tether.errors.UnsupportedSchemaVersion` if a newer tether stored it.
@@ -314,14 +365,18 @@ def listed_headers(docs: Iterable[Doc]) -> list[SessionHeader]:
     return headers
 
 
-def encode_item(item: HistoryItem) -> bytes:
-    return _json.dumps(item, what="history item")
+def encode_item(record: Doc) -> bytes:
+    """Encode a stored row (one :func:`decode_items` returned, perhaps upgraded)."""
+    return _json.dumps(record, what="history item")
 
 
-def make_session(doc: Doc, history: list[HistoryItem]) -> Session:
+def make_session(doc: Doc, records: list[Doc]) -> Session:
+    """The session of a header document and its stored rows (both views of the rows)."""
     fields = _fields_from_doc(doc)
-    fields["history"] = history
-    return construct_trusted(Session, fields)
+    fields["history"], items = item_views(str(doc.get("id")), records)
+    session = construct_trusted(Session, fields)
+    session._items = items
+    return session
 
 
 def validate_header_doc(session_id: str, doc: object) -> Doc:
@@ -362,7 +417,7 @@ def new_session_doc(session: SessionHeader, now: int) -> Doc:
     return doc
 
 
-def restore_doc(session: Session) -> tuple[Doc, list[EncodedItem]]:
+def restore_doc(session: Session) -> tuple[Doc, PreparedItems]:
     """The header document and items ``restore`` writes: the session exactly as given.
 
     Versions, timestamps, ``seq`` numbers and the lease fence are kept; a lease itself is not
@@ -384,23 +439,37 @@ def restore_doc(session: Session) -> tuple[Doc, list[EncodedItem]]:
     schema.check(session.id, check_int("schema_version", session.schema_version, low=1))
     doc = _checked_header_doc(session, restoring=True)
     doc.update(lease_token=None, lease_expires_at=None)
-    items = session.history
-    if not isinstance(items, list):
-        raise InvalidSessionData(f"history must be a list of item dicts, not {_short(items)}")
-    if not all(isinstance(item, dict) for item in items):
+    history = session.history
+    if not isinstance(history, list):
+        raise InvalidSessionData(f"history must be a list of item dicts, not {_short(history)}")
+    if not all(isinstance(item, dict) for item in history):
         raise InvalidSessionData("history must be a list of item dicts")
+    items = session.items  # exact (with keys) when the session was loaded from a store
     first = session.last_seq - session.history_len + 1
-    seqs = [item.get("seq") for item in items]
+    seqs = [entry.seq for entry in items]
+    if any(isinstance(seq, bool) or not isinstance(seq, int) for seq in seqs):
+        raise InvalidRequest(f"session {session.id!r}: every history item needs an int 'seq'")
     if len(items) != session.history_len or seqs != list(range(first, session.last_seq + 1)):
         raise InvalidRequest(
             f"session {session.id!r}: restore needs the whole history, seqs {first}.."
             f"{session.last_seq} in order (got {len(items)} items)"
         )
-    encoded = []
-    for offset, item in enumerate(items):
-        if not isinstance(item.get("role"), str) or not isinstance(item.get("timestamp"), str):
-            raise InvalidSessionData(f"history item {offset} needs a str 'role' and 'timestamp'")
-        encoded.append((int(item["seq"]), _json.dumps(item, what=f"history item {offset}")))
+    encoded = PreparedItems()
+    encoded.keys = []
+    seen: set[str] = set()
+    for offset, entry in enumerate(items):
+        if not isinstance(entry.timestamp, str) or not entry.timestamp:
+            raise InvalidSessionData(f"history item {offset} needs a str 'timestamp'")
+        if not isinstance(entry.item, dict):
+            raise InvalidSessionData(f"history item {offset} is not a dict")
+        if entry.key is not None:
+            key = check_item_key(entry.key, f"history item {offset}: key")
+            if key in seen:
+                raise DuplicateItemKey(session.id, key)
+            seen.add(key)
+            encoded.keys.append((key, entry.seq))
+        fields = _row_fields(entry.seq, entry.timestamp, entry.key)
+        encoded.append((entry.seq, _row(fields, entry.item, offset)))
     return doc, encoded
 
 
@@ -470,7 +539,9 @@ def json_copy(value: Any, *, what: str, must_be_object: bool = False) -> Any:
 # --- history items -----------------------------------------------------------------------------
 
 
-def item_list(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def item_list(
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+) -> list[Mapping[str, Any] | KeyedItem]:
     """``list(items)``, refusing a single value (a str, a dict, a number) with
     :class:`InvalidSessionData`: a store drains ``append=`` / ``items=`` with this before any
     I/O, and each item is checked when encoded."""
@@ -481,67 +552,173 @@ def item_list(items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return list(items)
 
 
-def _checked_items(items: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(offset, a copy) of each new history item, refusing anything that is not one."""
-    items = item_list(items)
-    for offset, item in enumerate(items):
+MAX_KEY_LENGTH = 256
+"""A history item's key (:class:`~tether.KeyedItem`): at most this many characters."""
+MAX_KEYS = 1000
+"""``items_by_key``: at most this many keys per call."""
+
+
+def check_item_key(value: object, what: str = "key") -> str:
+    """A history item's key: a non-empty str of valid Unicode, no NUL, <= MAX_KEY_LENGTH."""
+    if value == "":
+        raise InvalidSessionData(f"{what} is empty; a key has 1 to {MAX_KEY_LENGTH} characters")
+    text = check_text(what, value, optional=False, error=InvalidSessionData)
+    assert text is not None
+    return text
+
+
+def check_item_keys(keys: object) -> list[str]:
+    """The keys of ``items_by_key``: a list (not a lone str) of 1 to MAX_KEYS valid keys."""
+    if isinstance(keys, (str, bytes, Mapping)) or not isinstance(keys, Iterable):
+        raise InvalidRequest(f"keys must be a list of str keys, not {type(keys).__name__}")
+    checked = list(dict.fromkeys(check_item_key(key) for key in keys))
+    if len(checked) > MAX_KEYS:
+        raise InvalidRequest(f"{len(checked)} keys in one call; the limit is {MAX_KEYS}")
+    return checked
+
+
+class PreparedItems(list[EncodedItem]):
+    """Encoded new items, with ``keys``: (key, seq) of each keyed one, for the store's index."""
+
+    keys: list[tuple[str, int]]
+
+
+class UnnumberedItems(list[tuple[bool, bytes]]):
+    """Encoded new items a server numbers, with ``keys``: (key, offset in the batch)."""
+
+    keys: list[tuple[str, int]]
+
+
+def _checked_items(
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+) -> Iterator[tuple[int, dict[str, Any], str | None]]:
+    """(offset, a copy, key or None) of each new history item, refusing anything that is not
+    one. Any JSON object is an item (no ``role`` needed); its own keys are never touched."""
+    seen: set[str] = set()
+    for offset, entry in enumerate(item_list(items)):
+        key = None
+        item: object = entry
+        if isinstance(entry, KeyedItem):
+            key = check_item_key(entry.key, f"history item {offset}: key")
+            if key in seen:
+                raise DuplicateItemKey(None, key)
+            seen.add(key)
+            item = entry.item
         if not isinstance(item, Mapping):
             raise InvalidSessionData(f"history item {offset} is a {type(item)}, not a dict")
-        if not isinstance(item.get("role"), str):
-            raise InvalidSessionData(f"history item {offset} needs a str 'role' (e.g. 'user')")
-        stamp = item.get("timestamp")
-        if stamp is not None and not isinstance(stamp, str):
-            raise InvalidSessionData(
-                f"history item {offset}: 'timestamp' must be an ISO 8601 str, or absent for the "
-                f"store's time, not {_short(stamp)}"
-            )
-        yield offset, dict(item)
+        yield offset, dict(item), key
 
 
-def encode_unnumbered_items(items: Iterable[Mapping[str, Any]]) -> list[tuple[bool, bytes]]:
+def _own_stamp(item: Mapping[str, Any]) -> str | None:
+    """An item's own ``timestamp`` string becomes tether's (an imported history keeps its
+    times); any other value is just part of the item."""
+    stamp = item.get("timestamp")
+    return stamp if isinstance(stamp, str) else None
+
+
+def _row(fields: dict[str, Any], item: Mapping[str, Any], offset: int) -> bytes:
+    """A stored history row (schema 3): ``{"seq": ..., "timestamp": ..., "key": ..., "item":
+    {...}}``, the item as given beside tether's fields. The item is encoded on its own, so an
+    error names its path as the caller wrote it (``history item 2.content``)."""
+    data = _json.dumps(item, what=f"history item {offset}")
+    if not fields:
+        return b'{"item":' + data + b"}"
+    return _json.dumps(fields, what=f"history item {offset}")[:-1] + b',"item":' + data + b"}"
+
+
+def _row_fields(seq: int, stamp: str, key: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"seq": seq, "timestamp": stamp}
+    if key is not None:
+        fields["key"] = key
+    return fields
+
+
+def encode_unnumbered_items(items: Iterable[Mapping[str, Any] | KeyedItem]) -> UnnumberedItems:
     """Check and encode new items for a store that numbers and stamps them server-side.
 
-    Each item is encoded without ``seq`` (and without ``timestamp`` when it has none), paired
-    with whether the server must add the timestamp. The rules are those of
-    :func:`prepare_items`; the Redis and PostgreSQL stores use this because only their
-    server-side step knows the session's ``last_seq`` and the server's time.
+    Each row is encoded without ``seq`` (and without ``timestamp`` when the item has no
+    timestamp string of its own), paired with whether the server must add the timestamp: it
+    adds ``"seq"`` (and ``"timestamp"``) as top-level keys of the row, beside ``"item"``. The
+    rules are those of :func:`prepare_items`; the Redis and PostgreSQL stores use this because
+    only their server-side step knows the session's ``last_seq`` and the server's time.
     """
-    encoded: list[tuple[bool, bytes]] = []
-    for offset, record in _checked_items(items):
-        record.pop("seq", None)
-        needs_stamp = record.get("timestamp") is None
-        if needs_stamp:
-            record.pop("timestamp", None)
-        encoded.append((needs_stamp, _json.dumps(record, what=f"history item {offset}")))
+    encoded = UnnumberedItems()
+    encoded.keys = []
+    for offset, item, key in _checked_items(items):
+        stamp = _own_stamp(item)
+        fields: dict[str, Any] = {}
+        if key is not None:
+            fields["key"] = key
+            encoded.keys.append((key, offset))
+        if stamp is not None:
+            fields["timestamp"] = stamp
+        encoded.append((stamp is None, _row(fields, item, offset)))
     return encoded
 
 
 def prepare_items(
-    items: Iterable[Mapping[str, Any]], first_seq: int, now: int
-) -> list[EncodedItem]:
+    items: Iterable[Mapping[str, Any] | KeyedItem], first_seq: int, now: int
+) -> PreparedItems:
     """Number, timestamp and encode new history items; raise before any I/O if one is bad."""
-    stamp: str | None = None
-    encoded: list[EncodedItem] = []
-    for offset, record in _checked_items(items):
+    now_stamp: str | None = None
+    encoded = PreparedItems()
+    encoded.keys = []
+    for offset, item, key in _checked_items(items):
         seq = first_seq + offset
-        record["seq"] = seq
-        if record.get("timestamp") is None:
-            if stamp is None:
-                stamp = from_micros(now).isoformat(timespec="microseconds")
-            record["timestamp"] = stamp
-        encoded.append((seq, _json.dumps(record, what=f"history item {offset}")))
+        stamp = _own_stamp(item)
+        if stamp is None:
+            if now_stamp is None:
+                now_stamp = from_micros(now).isoformat(timespec="microseconds")
+            stamp = now_stamp
+        if key is not None:
+            encoded.keys.append((key, seq))
+        encoded.append((seq, _row(_row_fields(seq, stamp, key), item, offset)))
     return encoded
 
 
-def decode_items(session_id: str, raw: Iterable[bytes | str]) -> list[HistoryItem]:
-    """Decode stored items, one JSON object each."""
+def _is_legacy(record: Mapping[str, Any]) -> bool:
+    """A row stored before schema 3: the item itself with ``seq`` / ``timestamp`` merged in.
+    Such rows always had a str ``role``; a schema-3 row never has one at its top level."""
+    return "role" in record or not isinstance(record.get("item"), dict)
+
+
+def item_views(
+    session_id: str, records: Iterable[Mapping[str, Any]]
+) -> tuple[list[HistoryItem], list[StoredItem]]:
+    """The two views of stored rows: ``history`` (items with ``seq`` / ``timestamp`` merged
+    into copies, as before schema 3) and ``items`` (each item exactly as stored)."""
+    history: list[HistoryItem] = []
+    stored: list[StoredItem] = []
+    try:
+        for record in records:
+            if _is_legacy(record):
+                item = {k: v for k, v in record.items() if k not in ("seq", "timestamp")}
+                key = None
+            else:
+                item, key = record["item"], record.get("key")
+            seq, stamp = record["seq"], record["timestamp"]
+            stored.append(StoredItem(seq=seq, timestamp=stamp, key=key, item=item))
+            history.append({**item, "seq": seq, "timestamp": stamp})
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CorruptSession(session_id, f"a history item cannot be read ({exc!r})") from exc
+    return history, stored
+
+
+def keyed_items(session_id: str, raw: Iterable[bytes | str]) -> dict[str, StoredItem]:
+    """What ``items_by_key`` returns for the stored rows a store found by key."""
+    _, items = item_views(session_id, decode_items(session_id, raw))
+    return {item.key: item for item in items if item.key is not None}
+
+
+def decode_items(session_id: str, raw: Iterable[bytes | str]) -> list[Doc]:
+    """Decode stored rows, one JSON object each (see :func:`make_session` for the items)."""
     try:
         return [_json.loads(data) for data in raw]
     except _json.JSONDecodeError as exc:
         raise CorruptSession(session_id, f"a history item is not valid JSON ({exc})") from exc
 
 
-def decode_item_array(session_id: str, joined: str) -> list[HistoryItem]:
+def decode_item_array(session_id: str, joined: str) -> list[Doc]:
     """Decode stored items that the store joined into one JSON array."""
     try:
         items = _json.loads(joined)
@@ -552,7 +729,7 @@ def decode_item_array(session_id: str, joined: str) -> list[HistoryItem]:
     return items
 
 
-def upgrade_items(items: list[HistoryItem], from_version: int) -> list[HistoryItem]:
+def upgrade_items(items: list[Doc], from_version: int) -> list[Doc]:
     if not schema.items_need_upgrade(from_version):
         return items
     return [schema.upgrade_item(item, from_version) for item in items]
@@ -762,12 +939,56 @@ def apply_commit(doc: Doc, changes: Doc, appended: int, now: int) -> Doc:
     return new
 
 
-def apply_replace(doc: Doc, count: int, now: int) -> Doc:
+def apply_replace(doc: Doc, count: int, now: int, changes: Doc | None = None) -> Doc:
     """The header after ``replace_history``: fresh seqs continue after the old ``last_seq``."""
-    new = apply_commit(doc, {}, 0, now)
+    new = apply_commit(doc, changes or {}, 0, now)
     new["last_seq"] = doc["last_seq"] + count
     new["history_len"] = count
     return new
+
+
+def check_after(after: object) -> int:
+    """``replace_tail``'s ``after``: an int seq >= 0 (checked against the history later)."""
+    return check_int("after", after)
+
+
+def tail_kept(doc: Doc, after: int) -> int:
+    """How many stored items ``replace_tail(after=)`` keeps; raises if ``after`` is outside
+    the history (seqs ``first_seq - 1`` .. ``last_seq``)."""
+    first = int(doc["last_seq"] - doc["history_len"] + 1)
+    if not first - 1 <= after <= doc["last_seq"]:
+        raise InvalidRequest(
+            f"cannot replace the items of {doc['id']!r} after seq {after}: its history holds "
+            f"seqs {first}..{doc['last_seq']}, so after must be from {first - 1} to "
+            f"{doc['last_seq']}"
+        )
+    return after - first + 1
+
+
+def apply_tail(doc: Doc, changes: Doc, after: int, count: int, now: int) -> Doc:
+    """The header after ``replace_tail``: the items after ``after`` replaced by ``count`` new
+    ones numbered from ``after + 1`` (the kept items keep their seqs)."""
+    kept = tail_kept(doc, after)
+    new = apply_commit(doc, changes, 0, now)
+    new["last_seq"] = after + count
+    new["history_len"] = kept + count
+    return new
+
+
+def refuse_taken_keys(session_id: str, new: Iterable[tuple[str, int]], taken: Any) -> None:
+    """Raise :class:`DuplicateItemKey` if a new item's key is already ``in taken``."""
+    for key, _ in new:
+        if key in taken:
+            raise DuplicateItemKey(session_id, key)
+
+
+def new_items(
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+) -> list[Mapping[str, Any] | KeyedItem]:
+    """Drain and check items to append (as :func:`prepare_items` will), before any I/O."""
+    drained = item_list(items)
+    prepare_items(drained, 1, 0)
+    return drained
 
 
 def check_version(expected_version: int) -> None:

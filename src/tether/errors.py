@@ -8,7 +8,8 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
     ├── InvalidSessionId          an id breaks the id rules (checked before any I/O)
     ├── InvalidRequest            a bad argument: cursor, limit, window, unknown change field
     │   ├── InvalidSessionData    a value that is not JSON (checked before any I/O)
-    │   ├── ConflictingSessionIds both id= and session_id= given, with different values
+    │   ├── DuplicateItemKey      a history item key the session already holds
+│   ├── ConflictingSessionIds both id= and session_id= given, with different values
     │   ├── ReservedStateKey      an application write touched the runtime's state["_tether"]
     │   ├── TurnInProgress        run() on a session whose turn has not ended: resume() it
     │   ├── MissingTools          resume() without tools the turn's snapshot names
@@ -44,6 +45,7 @@ __all__ = [
     "ConflictError",
     "ConflictingSessionIds",
     "CorruptSession",
+    "DuplicateItemKey",
     "InvalidRequest",
     "InvalidSessionData",
     "InvalidSessionId",
@@ -106,6 +108,20 @@ class InvalidRequest(TetherError, ValueError):
 
 class InvalidSessionData(InvalidRequest):
     """A value cannot be stored because it is not plain JSON. Nothing was written."""
+
+
+class DuplicateItemKey(InvalidRequest):
+    """A write would store a history item under a key the session already holds (or twice in
+    one write). Nothing was written."""
+
+    def __init__(self, session_id: str | None, key: str) -> None:
+        self.session_id = session_id
+        self.key = key
+        where = f"session {session_id!r}" if session_id else "this write"
+        super().__init__(
+            f"{where} already has an item with key {key!r}: keys are unique within a session. "
+            "Read it with items_by_key() instead of appending it again, or use another key"
+        )
 
 
 class ConflictingSessionIds(InvalidRequest):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -11,15 +13,56 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, f
 from ._ids import new_session_id, validate_session_id
 from .schema import schema
 
-__all__ = ["HistoryItem", "Lease", "Page", "Session", "SessionHeader", "SessionStatus"]
+__all__ = [
+    "HistoryItem",
+    "KeyedItem",
+    "Lease",
+    "Page",
+    "Session",
+    "SessionHeader",
+    "SessionStatus",
+    "StoredItem",
+]
 
 HistoryItem = dict[str, Any]
 """One history item: a plain JSON object, so any framework's message dicts fit unchanged.
 
-It has a ``role`` (str) and usually ``content``; ``name``, ``tool_calls`` and ``tool_call_id``
-and any other keys are kept as given. The store adds ``seq`` (1, 2, 3, ... within the session,
-never reused) and ``timestamp`` (ISO 8601 UTC with microseconds) unless one was given.
+Any JSON object: a chat message (``role``, ``content``, ...) or a framework's item (``type``,
+no ``role``). In :attr:`Session.history` the store adds ``seq`` and ``timestamp`` to each; the
+exact item as stored is in :attr:`Session.items`.
 """
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """One stored history item, exactly as given, with tether's bookkeeping beside it.
+
+    ``item`` is the JSON object that was appended, nothing added and nothing removed (no
+    ``seq``, no ``timestamp`` unless the item had its own): what a framework replays to its
+    model. ``seq`` numbers it within the session, ``timestamp`` is when it was committed (ISO
+    8601 UTC with microseconds, or the item's own ``timestamp`` string if it had one), and
+    ``key`` is the item's optional key, unique within its session (see :class:`KeyedItem`).
+    """
+
+    seq: int
+    timestamp: str
+    key: str | None
+    item: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedItem:
+    """A history item to append under a key (a checkpoint id, an event id, an entry id).
+
+    Pass it wherever items are appended (``commit(append=)``, ``append``, ``replace_history``,
+    ``replace_tail``) in place of the plain dict. The key is unique within the session (a
+    write that would store it twice raises :class:`~tether.errors.DuplicateItemKey`) and the
+    item can be read back by key at a cost that does not grow with the history
+    (``items_by_key``). A key is a str of 1 to 256 characters, valid Unicode, no NUL.
+    """
+
+    key: str
+    item: Mapping[str, Any]
 
 
 class SessionStatus(str, Enum):
@@ -114,6 +157,29 @@ class Session(SessionHeader):
     """A session: its header plus the loaded window of its history (all of it by default)."""
 
     history: list[HistoryItem] = Field(default_factory=list)
+    _items: list[StoredItem] | None = PrivateAttr(default=None)
+
+    @property
+    def items(self) -> list[StoredItem]:
+        """The loaded window of the history as stored: each item exactly as it was given.
+
+        A store fills it when it loads the session; :attr:`history` is the same window with
+        ``seq`` and ``timestamp`` merged into copies of the items (the view tether had before
+        this one, kept for existing code). Both views share nested values: treat them as read
+        only. For a session built by hand, the items are ``history`` without ``seq`` and
+        ``timestamp``.
+        """
+        if self._items is not None and len(self._items) == len(self.history):
+            return self._items
+        return [
+            StoredItem(
+                seq=item.get("seq"),  # type: ignore[arg-type]  # restore checks it
+                timestamp=item.get("timestamp"),  # type: ignore[arg-type]
+                key=None,
+                item={k: v for k, v in item.items() if k not in ("seq", "timestamp")},
+            )
+            for item in self.history
+        ]
 
     @property
     def header(self) -> SessionHeader:

@@ -30,7 +30,7 @@ from .errors import CorruptSession, UnsupportedSchemaVersion
 
 __all__ = ["CURRENT_SCHEMA_VERSION", "SchemaRegistry", "schema"]
 
-CURRENT_SCHEMA_VERSION = 2
+CURRENT_SCHEMA_VERSION = 3
 
 Doc = dict[str, Any]
 Migration = Callable[[Doc], Doc]
@@ -95,6 +95,9 @@ schema = SchemaRegistry()
 # --- the history of the session document ---------------------------------------------------------
 # 1: the first layout (tether 0.1 before claims).
 # 2: adds the lease fields (lease_owner, lease_token, lease_fence, lease_expires_at).
+# 3: a history row keeps the item exactly as given, with tether's fields beside it:
+#    {"seq": 7, "timestamp": "...", "key": "optional", "item": {...}}; before, the row was the
+#    item with "seq" and "timestamp" merged into it (and every item had a "role").
 
 
 @schema.header_migration(from_version=1)
@@ -107,3 +110,11 @@ def _add_lease_fields(doc: Doc) -> Doc:
     ):
         doc.setdefault(name, empty)
     return doc
+
+
+@schema.item_migration(from_version=2)
+def _item_beside_fields(item: Doc) -> Doc:
+    if "role" not in item and isinstance(item.get("item"), dict):
+        return item  # already a schema-3 row
+    inner = {k: v for k, v in item.items() if k not in ("seq", "timestamp")}
+    return {"seq": item["seq"], "timestamp": item["timestamp"], "item": inner}

@@ -10,7 +10,14 @@ from the same version, and nothing either wrote is lost silently.
 
 History is append-only: a commit adds items after the existing ones and never rewrites them, so
 the cost of a commit does not grow with the length of the history. The store gives every item a
-``seq`` (1, 2, 3, ... within the session, contiguous; ``replace_history`` never reuses one).
+``seq`` (1, 2, 3, ... within the session, contiguous; ``replace_history`` never reuses one;
+``replace_tail`` renumbers only the items it writes, from just after the ones it keeps).
+
+An item is any JSON object, stored exactly as given: ``Session.items`` gives it back with the
+store's ``seq`` / ``timestamp`` / ``key`` beside it (``Session.history`` is the older view, with
+``seq`` and ``timestamp`` merged into copies). An item appended as a
+:class:`~tether.KeyedItem` can be read by its key (``items_by_key``) at a cost that does not
+grow with the history.
 
 A session whose ``expires_at`` has passed behaves exactly as a missing one.
 
@@ -28,12 +35,24 @@ from typing import Any, TypeVar
 
 from .. import _core
 from .._core import ListQuery
-from ..errors import InvalidRequest
-from ..models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
+from .._ids import validate_session_id
+from ..errors import ConflictError, InvalidRequest
+from ..models import (
+    HistoryItem,
+    KeyedItem,
+    Lease,
+    Page,
+    Session,
+    SessionHeader,
+    SessionStatus,
+    StoredItem,
+)
 
 __all__ = ["AsyncStore", "Store", "SyncBackedAsyncStore"]
 
 StatusFilter = str | SessionStatus | Collection[str | SessionStatus] | None
+NewItems = Iterable[Mapping[str, Any] | KeyedItem]
+"""Items to append: plain dicts, or :class:`~tether.KeyedItem` for an item with a key."""
 _S = TypeVar("_S", bound="Store")
 _A = TypeVar("_A", bound="AsyncStore")
 _T = TypeVar("_T")
@@ -81,7 +100,7 @@ class Store(ABC):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
@@ -105,16 +124,76 @@ class Store(ABC):
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         """Compare-and-replace the whole history (for compaction). Returns the new version.
 
         The new items get fresh ``seq`` numbers after the old ``last_seq``, so a reader that
         cached items by ``seq`` sees that its cache is stale (``first_seq`` moved past it).
-        Raises :class:`~tether.errors.ConflictError` and checks ``lease`` like :meth:`commit`.
+        ``changes`` changes the header in the same write, as :meth:`commit`'s does. Raises
+        :class:`~tether.errors.ConflictError` and checks ``lease`` like :meth:`commit`.
         """
+
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        """Blind append: add ``items`` after whatever the history holds now; return the new
+        version.
+
+        No ``expected_version``: the store takes the session as it is at the write, so
+        parallel tasks appending to one session never read first nor retry on
+        :class:`~tether.errors.ConflictError`. Everything else is :meth:`commit`'s: items are
+        numbered in one block, the version goes up by 1, all or nothing, and the lease rules
+        hold (with ``lease`` only while it is current, else :class:`~tether.errors.LeaseLost`;
+        without one, :class:`~tether.errors.AlreadyClaimed` while another runner holds a live
+        lease). A key already in the session raises :class:`~tether.errors.DuplicateItemKey`.
+
+        The built-in stores do it in one atomic step. This default (for a store of your own
+        that does not override it) reads the version and commits, retrying on conflict.
+        """
+        drained = _core.new_items(items)
+        validate_session_id(session_id)
+        while True:
+            version = self.load(session_id, last=0).version
+            try:
+                return self.commit(session_id, version, append=drained, lease=lease)
+            except ConflictError:
+                continue
+
+    def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        """Compare-and-replace the items after seq ``after``; return the new version.
+
+        The items with ``seq > after`` are removed and ``items`` (none: a truncation) are
+        appended numbered from ``after + 1``; the items up to ``after`` are kept with their
+        seqs, so the write costs what the suffix costs, whatever the history's length (an
+        agent SDK's ``pop_item``, a compaction of the newest turns). Keys of removed items are
+        free again. ``after`` runs from ``first_seq - 1`` (replace everything, seqs kept
+        contiguous) to ``last_seq`` (a plain append); outside that,
+        :class:`~tether.errors.InvalidRequest`. ``changes``, versions and leases are
+        :meth:`commit`'s. Seqs above ``after`` are reused: a reader that caches items by seq
+        must notice the new ``version``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no replace_tail()")
+
+    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        """The stored items with these keys (see :class:`~tether.KeyedItem`), by key.
+
+        Keys the session does not hold are absent from the result. Each key costs the same at
+        any history length (an index lookup, never a scan). At most
+        :data:`~tether._core.MAX_KEYS` keys per call. Raises
+        :class:`~tether.errors.SessionNotFound` if the session is missing or expired.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no items_by_key()")
 
     def list(
         self,
@@ -285,7 +364,7 @@ class AsyncStore(ABC):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
@@ -296,11 +375,40 @@ class AsyncStore(ABC):
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         """See :meth:`Store.replace_history`."""
+
+    async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        """See :meth:`Store.append`."""
+        drained = _core.new_items(items)
+        validate_session_id(session_id)
+        while True:
+            version = (await self.load(session_id, last=0)).version
+            try:
+                return await self.commit(session_id, version, append=drained, lease=lease)
+            except ConflictError:
+                continue
+
+    async def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        """See :meth:`Store.replace_tail`."""
+        raise NotImplementedError(f"{type(self).__name__} has no replace_tail()")
+
+    async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        """See :meth:`Store.items_by_key`."""
+        raise NotImplementedError(f"{type(self).__name__} has no items_by_key()")
 
     async def list(
         self,
@@ -444,7 +552,7 @@ class SyncBackedAsyncStore(AsyncStore):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
@@ -462,17 +570,53 @@ class SyncBackedAsyncStore(AsyncStore):
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
+        if changes is None:  # a store written before changes= still works here
+            return await self._call(
+                self.sync.replace_history,
+                session_id,
+                expected_version,
+                _core.item_list(items),
+                lease=lease,
+            )
         return await self._call(
             self.sync.replace_history,
             session_id,
             expected_version,
             _core.item_list(items),
+            changes=changes,
             lease=lease,
         )
+
+    async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        return await self._call(self.sync.append, session_id, _core.item_list(items), lease=lease)
+
+    async def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        return await self._call(
+            self.sync.replace_tail,
+            session_id,
+            expected_version,
+            after,
+            _core.item_list(items),
+            changes=changes,
+            lease=lease,
+        )
+
+    async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        return await self._call(self.sync.items_by_key, session_id, _core.check_item_keys(keys))
 
     async def list(
         self,
@@ -533,12 +677,17 @@ class SyncBackedAsyncStore(AsyncStore):
             raise NotImplementedError(f"{type(self.sync).__name__} has no fork_session()")
         return await self._call(fork, child, at)
 
-    async def restore(self, session: Session, *, replace: bool = False) -> None:
+    async def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
         """See the sync store's ``restore`` (an optional ability)."""
         restore: Callable[..., None] | None = getattr(self.sync, "restore", None)
         if restore is None:
             raise NotImplementedError(f"{type(self.sync).__name__} has no restore()")
-        await self._call(restore, session, replace=replace)
+        if expected_version is None:  # a store written before expected_version= still works
+            await self._call(restore, session, replace=replace)
+        else:
+            await self._call(restore, session, replace=replace, expected_version=expected_version)
 
     async def purge_expired(self) -> int:
         """See the sync store's ``purge_expired`` (an optional ability)."""

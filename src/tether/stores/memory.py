@@ -10,20 +10,31 @@ from typing import Any
 from .. import _core
 from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
-from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionExists, SessionNotFound
-from ..models import Lease, Page, Session, SessionHeader
-from .base import Store, SyncBackedAsyncStore
+from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionNotFound
+from ..models import Lease, Page, Session, SessionHeader, StoredItem
+from .base import NewItems, Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
 
 
 class _Entry:
-    __slots__ = ("doc", "items", "seqs")
+    __slots__ = ("doc", "items", "keys", "seqs")
 
-    def __init__(self, doc: _core.Doc, items: list[bytes], seqs: list[int]) -> None:
+    def __init__(
+        self,
+        doc: _core.Doc,
+        items: list[bytes],
+        seqs: list[int],
+        keys: list[tuple[str, int]] | None = None,
+    ) -> None:
         self.doc = doc
         self.items = items  # encoded JSON: every load decodes a fresh copy
         self.seqs = seqs
+        self.keys: dict[str, int] = dict(keys or ())  # item key -> seq: reads by key
+
+    def row(self, seq: int) -> bytes:
+        """The stored row of ``seq`` (seqs are contiguous: an index, not a search)."""
+        return self.items[seq - self.seqs[0]]
 
 
 class MemoryStore(Store):
@@ -56,15 +67,23 @@ class MemoryStore(Store):
             return None
         return entry
 
-    def _free(self, session_id: str, now: int, *, replace: bool = False) -> None:
-        """Refuse to write a new session over a newer-schema one (expired or not: this tether
-        may not delete it) or, unless ``replace``, over a live one."""
+    def _free(
+        self,
+        session_id: str,
+        now: int,
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> None:
+        """Refuse to write a new session where ``_core.restore_over`` says it may not go."""
         existing = self._sessions.get(session_id)
-        if existing is None:
-            return
-        _core.check_writable(session_id, existing.doc)
-        if not replace and _core.is_live(existing.doc, now):
-            raise SessionExists(session_id, existing.doc["version"])
+        _core.restore_over(
+            session_id,
+            None if existing is None else existing.doc,
+            now,
+            replace=replace,
+            expected_version=expected_version,
+        )
 
     def _get(self, session_id: str, now: int) -> _Entry:
         entry = self._live(session_id, now)
@@ -95,7 +114,7 @@ class MemoryStore(Store):
         with self._lock:
             self._free(doc["id"], now)
             self._sessions[doc["id"]] = _Entry(
-                doc, [data for _, data in encoded], [seq for seq, _ in encoded]
+                doc, [data for _, data in encoded], [seq for seq, _ in encoded], encoded.keys
             )
         return _core.make_session(_core.json_copy(doc, what="header"), _decode(doc["id"], encoded))
 
@@ -123,7 +142,7 @@ class MemoryStore(Store):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
@@ -135,33 +154,98 @@ class MemoryStore(Store):
             now = self._now()
             entry = self._get(session_id, now)
             self._check(session_id, entry, expected_version, lease, now)
-            encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
-            entry.doc = _core.apply_commit(entry.doc, normalized, len(encoded), now)
-            # In place: O(new items). Readers slice under the lock, so they never see a
-            # half-done append.
+            self._append(entry, items, normalized, now)
+            return int(entry.doc["version"])
+
+    @staticmethod
+    def _append(
+        entry: _Entry, items: list[Mapping[str, Any] | Any], changes: _core.Doc, now: int
+    ) -> None:
+        encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
+        _core.refuse_taken_keys(entry.doc["id"], encoded.keys, entry.keys)
+        entry.doc = _core.apply_commit(entry.doc, changes, len(encoded), now)
+        # In place: O(new items). Readers slice under the lock, so they never see a
+        # half-done append.
+        entry.items.extend(data for _, data in encoded)
+        entry.seqs.extend(seq for seq, _ in encoded)
+        entry.keys.update(encoded.keys)
+
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        validate_session_id(session_id)
+        drained = _core.new_items(items)
+        if lease is not None:
+            _core.check_lease_arg(lease)
+        with self._lock:
+            now = self._now()
+            entry = self._get(session_id, now)
+            self._check(session_id, entry, entry.doc["version"], lease, now)
+            self._append(entry, drained, {}, now)
+            return int(entry.doc["version"])
+
+    def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        _core.check_after(after)
+        normalized = _core.normalize_changes(changes)
+        new_items = _core.new_items(items)
+        with self._lock:
+            now = self._now()
+            entry = self._get(session_id, now)
+            self._check(session_id, entry, expected_version, lease, now)
+            kept = _core.tail_kept(entry.doc, after)
+            encoded = _core.prepare_items(new_items, after + 1, now)
+            removed = {k for k, seq in entry.keys.items() if seq > after}  # O(keys)
+            taken = entry.keys.keys() - removed
+            _core.refuse_taken_keys(session_id, encoded.keys, taken)
+            entry.doc = _core.apply_tail(entry.doc, normalized, after, len(encoded), now)
+            del entry.items[kept:], entry.seqs[kept:]  # O(suffix)
+            for key in removed:
+                del entry.keys[key]
             entry.items.extend(data for _, data in encoded)
             entry.seqs.extend(seq for seq, _ in encoded)
+            entry.keys.update(encoded.keys)
             return int(entry.doc["version"])
+
+    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        validate_session_id(session_id)
+        wanted = _core.check_item_keys(keys)
+        with self._lock:
+            entry = self._get(session_id, self._now())
+            _core.check_writable(session_id, entry.doc)
+            rows = [entry.row(entry.keys[key]) for key in wanted if key in entry.keys]
+        return _core.keyed_items(session_id, rows)
 
     def replace_history(
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
-        new_items = _core.item_list(items)
+        normalized = _core.normalize_changes(changes)
+        new_items = _core.new_items(items)
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
             self._check(session_id, entry, expected_version, lease, now)
             encoded = _core.prepare_items(new_items, entry.doc["last_seq"] + 1, now)
-            entry.doc = _core.apply_replace(entry.doc, len(encoded), now)
+            entry.doc = _core.apply_replace(entry.doc, len(encoded), now, normalized)
             entry.items = [data for _, data in encoded]
             entry.seqs = [seq for seq, _ in encoded]
+            entry.keys = dict(encoded.keys)
             return int(entry.doc["version"])
 
     def _list_page(self, query: _core.ListQuery) -> Page:
@@ -257,18 +341,22 @@ class MemoryStore(Store):
             if offset:  # a compacted parent: renumber from 1
                 items = _core.decode_items(child.parent_id, kept)
                 kept = [_core.encode_item({**item, "seq": item["seq"] - offset}) for item in items]
+            keys = [(k, seq - offset) for k, seq in parent.keys.items() if seq <= at]
             doc.update(fork_seq=at, last_seq=count, history_len=count)
             self._free(doc["id"], now)
-            self._sessions[doc["id"]] = _Entry(doc, list(kept), list(range(1, count + 1)))
+            self._sessions[doc["id"]] = _Entry(doc, list(kept), list(range(1, count + 1)), keys)
         return _core.doc_to_header(_core.json_copy(doc, what="header"))
 
-    def restore(self, session: Session, *, replace: bool = False) -> None:
+    def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
+        _core.check_restore_args(replace, expected_version)
         doc, encoded = _core.restore_doc(session)
         with self._lock:
-            self._free(doc["id"], self._now(), replace=replace)
+            self._free(doc["id"], self._now(), replace=replace, expected_version=expected_version)
             self._sessions[doc["id"]] = _Entry(
-                doc, [data for _, data in encoded], [seq for seq, _ in encoded]
+                doc, [data for _, data in encoded], [seq for seq, _ in encoded], encoded.keys
             )
 
     def purge_expired(self) -> int:

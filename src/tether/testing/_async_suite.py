@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
@@ -14,9 +15,11 @@ from .. import (
     AlreadyClaimed,
     AsyncStore,
     ConflictError,
+    DuplicateItemKey,
     InvalidRequest,
     InvalidSessionData,
     InvalidSessionId,
+    KeyedItem,
     Lease,
     LeaseLost,
     Session,
@@ -24,6 +27,7 @@ from .. import (
     SessionHeader,
     SessionNotFound,
     SessionStatus,
+    StoredItem,
     UnsupportedSchemaVersion,
     _core,
 )
@@ -45,6 +49,18 @@ __all__ = ["AsyncStoreConformance"]
 
 UNICODE = 'héllo wörld ✓ 日本語 עברית 🙂 \u0000 nul and \\ backslash " quote'
 NESTED = {"a": [1, 2.5, {"b": None, "c": [True, False]}], "d": {"e": {"f": "g"}}, "n": -(2**63)}
+
+
+FRAMEWORK_ITEMS: list[dict[str, Any]] = [
+    # Responses-API items: a type and no role; a framework replays them to its model as they are
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+    {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA"},
+    {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": '{"o": 1}'},
+    {"type": "function_call_output", "call_id": "c1", "output": '{"ok": true}'},
+    # keys tether uses itself, kept as the item's own (an event's float timestamp, say)
+    {"seq": "mine", "timestamp": 1712345678.25, "key": "k", "item": {"nested": True}},
+    {},
+]
 
 
 def _items(count: int, prefix: str = "m") -> list[dict[str, Any]]:
@@ -527,6 +543,236 @@ class AsyncStoreConformance:
         emptied = await store.load(created.id)
         assert (emptied.history, emptied.history_len, emptied.last_seq) == ([], 0, 8)
 
+    async def test_replace_history_changes_the_header_in_the_same_write(
+        self, store: AsyncStore
+    ) -> None:
+        self._needs(store, "replace_history:changes")
+        created = await store.create(Session(history=_items(3), state={"n": 1}))
+        version = await store.replace_history(
+            created.id, 1, [{"role": "system", "content": "sum"}], changes={"state": {"n": 2}}
+        )
+        assert version == 2
+        loaded = await store.load(created.id)
+        assert loaded.state == {"n": 2}
+        assert [(i["seq"], i["content"]) for i in loaded.history] == [(4, "sum")]
+        with pytest.raises(InvalidRequest):
+            await store.replace_history(created.id, 2, [], changes={"version": 9})
+        with pytest.raises(ConflictError):
+            await store.replace_history(created.id, 1, [], changes={"state": {}})
+        assert await store.load(created.id) == loaded
+
+    # --- items as given --------------------------------------------------------------------------
+
+    async def test_items_are_stored_exactly_as_given(self, store: AsyncStore) -> None:
+        created = await store.create(Session(history=FRAMEWORK_ITEMS[:2]))
+        assert [entry.item for entry in created.items] == FRAMEWORK_ITEMS[:2]
+        await store.commit(created.id, 1, append=FRAMEWORK_ITEMS[2:])
+        loaded = await store.load(created.id)
+        assert [entry.item for entry in loaded.items] == FRAMEWORK_ITEMS
+        assert [entry.seq for entry in loaded.items] == list(range(1, 7))
+        assert all(isinstance(entry, StoredItem) for entry in loaded.items)
+        assert all(entry.key is None for entry in loaded.items)
+        # tether's fields beside each item, never inside it; history is the merged view
+        stamp = loaded.items[2].timestamp  # the commit's time
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0)
+        assert loaded.history[2] == {**FRAMEWORK_ITEMS[2], "seq": 3, "timestamp": stamp}
+        assert loaded.items[4].item["timestamp"] == 1712345678.25
+        assert loaded.items[4].timestamp == stamp  # not a str: the item's own, not tether's
+        # every window gives the same exact items
+        window = await store.load(created.id, after=2, limit=2)
+        assert [entry.item for entry in window.items] == FRAMEWORK_ITEMS[2:4]
+        assert [entry.item for entry in (await store.load(created.id, last=1)).items] == [{}]
+        assert await _take(store.iter_history(created.id, page_size=4)) == loaded.history
+
+    # --- keyed items -----------------------------------------------------------------------------
+
+    async def test_keyed_items_are_read_by_key(self, store: AsyncStore) -> None:
+        self._needs(store, "items_by_key")
+        created = await store.create(Session(history=_items(2)))
+        event = {"type": "function_call", "call_id": "c9", "name": "f", "arguments": "{}"}
+        version = await store.commit(
+            created.id,
+            1,
+            append=[KeyedItem("evt-1", event), {"role": "user"}, KeyedItem("a b/ü", {"x": 1})],
+        )
+        found = await store.items_by_key(created.id, ["evt-1", "missing", "a b/ü"])
+        assert sorted(found) == ["a b/ü", "evt-1"]
+        assert found["evt-1"] == StoredItem(
+            seq=3, timestamp=found["evt-1"].timestamp, key="evt-1", item=event
+        )
+        assert found["a b/ü"].seq == 5
+        assert await store.items_by_key(created.id, []) == {}
+        loaded = await store.load(created.id)
+        assert [entry.key for entry in loaded.items] == [None, None, "evt-1", None, "a b/ü"]
+        assert "key" not in loaded.history[2]  # the merged view never gets the key
+        # a key is unique within its session: a second one is refused, nothing written
+        with pytest.raises(DuplicateItemKey) as refused:
+            await store.commit(created.id, version, append=[_items(1)[0], KeyedItem("evt-1", {})])
+        assert (refused.value.session_id, refused.value.key) == (created.id, "evt-1")
+        with pytest.raises(DuplicateItemKey):
+            await store.commit(created.id, version, append=[KeyedItem("n", {}), KeyedItem("n", {})])
+        assert await store.load(created.id) == loaded
+        # but another session may use it
+        other = await store.create(Session())
+        await store.commit(other.id, 1, append=[KeyedItem("evt-1", {"other": True})])
+        assert (await store.items_by_key(other.id, ["evt-1"]))["evt-1"].item == {"other": True}
+        assert (await store.items_by_key(created.id, ["evt-1"]))["evt-1"].item == event
+
+    async def test_keyed_reads_check_their_arguments(self, store: AsyncStore) -> None:
+        self._needs(store, "items_by_key")
+        created = await store.create(Session())
+        with pytest.raises(SessionNotFound):
+            await store.items_by_key("missing", ["k"])
+        for bad in (
+            "k",
+            None,
+            5,
+            [5],
+            [""],
+            ["a\x00"],
+            ["k" * 257],
+            [f"k{i}" for i in range(1001)],
+        ):
+            with pytest.raises(InvalidRequest):
+                await store.items_by_key(created.id, bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidSessionId):
+            await store.items_by_key("../x", ["k"])
+
+    async def test_replace_history_keys_replace_the_old_ones(self, store: AsyncStore) -> None:
+        self._needs(store, "items_by_key")
+        created = await store.create(Session())
+        await store.commit(created.id, 1, append=[KeyedItem("a", {"n": 1}), KeyedItem("b", {})])
+        await store.replace_history(created.id, 2, [KeyedItem("a", {"n": 2})])
+        found = await store.items_by_key(created.id, ["a", "b"])
+        assert list(found) == ["a"]
+        assert (found["a"].seq, found["a"].item) == (3, {"n": 2})
+
+    # --- the tail --------------------------------------------------------------------------------
+
+    async def test_replace_tail_truncates_and_replaces(self, store: AsyncStore) -> None:
+        self._needs(store, "replace_tail")
+        created = await store.create(Session(history=_items(5)))
+        before = await store.load(created.id)
+        version = await store.replace_tail(created.id, 1, 3, [{"type": "compaction", "n": 1}])
+        assert version == 2
+        loaded = await store.load(created.id)
+        assert [entry.seq for entry in loaded.items] == [1, 2, 3, 4]
+        assert loaded.items[:3] == before.items[:3], "kept items keep their seq and timestamp"
+        assert loaded.items[3].item == {"type": "compaction", "n": 1}
+        assert (loaded.last_seq, loaded.history_len, loaded.version) == (4, 4, 2)
+        # truncate (pop the newest): no items
+        assert await store.replace_tail(created.id, 2, 3) == 3
+        assert [i["seq"] for i in (await store.load(created.id)).history] == [1, 2, 3]
+        # after the newest: a plain append; after first_seq - 1: everything
+        assert await store.replace_tail(created.id, 3, 3, _items(1, "x")) == 4
+        assert await store.replace_tail(created.id, 4, 0, _items(2, "y")) == 5
+        loaded = await store.load(created.id)
+        assert [(i["seq"], i["content"]) for i in loaded.history] == [(1, "y0"), (2, "y1")]
+        assert await store.commit(created.id, 5, append=_items(1, "z")) == 6
+        assert [i["seq"] for i in (await store.load(created.id)).history] == [1, 2, 3]
+
+    async def test_replace_tail_is_versioned_and_checked(self, store: AsyncStore) -> None:
+        self._needs(store, "replace_tail", "replace_history:changes")
+        created = await store.create(Session(history=_items(4)))
+        await store.replace_history(created.id, 1, _items(3, "c"))  # seqs 5..7
+        loaded = await store.load(created.id)
+        with pytest.raises(ConflictError):
+            await store.replace_tail(created.id, 1, 6)
+        for outside in (3, 8, 100):
+            with pytest.raises(InvalidRequest, match="after"):
+                await store.replace_tail(created.id, 2, outside)
+        for bad in (-1, "5", None, True, 2**63):
+            with pytest.raises(InvalidRequest):
+                await store.replace_tail(created.id, 2, bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequest):
+            await store.replace_tail(created.id, 2, 6, changes={"last_seq": 1})
+        with pytest.raises(InvalidSessionData):
+            await store.replace_tail(created.id, 2, 6, ["not a dict"])  # type: ignore[list-item]
+        with pytest.raises(SessionNotFound):
+            await store.replace_tail("missing", 1, 0)
+        assert await store.load(created.id) == loaded
+        assert await store.replace_tail(created.id, 2, 4, changes={"status": "finished"}) == 3
+        loaded = await store.load(created.id)
+        assert (loaded.status, loaded.history_len, loaded.first_seq) == ("finished", 0, 5)
+
+    async def test_replace_tail_frees_and_checks_keys(self, store: AsyncStore) -> None:
+        self._needs(store, "replace_tail", "items_by_key")
+        created = await store.create(Session())
+        await store.commit(
+            created.id, 1, append=[KeyedItem("a", {}), KeyedItem("b", {}), KeyedItem("c", {})]
+        )
+        with pytest.raises(DuplicateItemKey):  # "a" is kept, so it is still taken
+            await store.replace_tail(created.id, 2, 1, [KeyedItem("a", {"again": 1})])
+        version = await store.replace_tail(created.id, 2, 1, [KeyedItem("c", {"new": 1})])
+        found = await store.items_by_key(created.id, ["a", "b", "c"])
+        assert sorted(found) == ["a", "c"]
+        assert (found["c"].seq, found["c"].item) == (2, {"new": 1})
+        await store.commit(created.id, version, append=[KeyedItem("b", {"back": 1})])
+        assert (await store.items_by_key(created.id, ["b"]))["b"].seq == 3
+
+    async def test_replace_tail_respects_leases(self, store: AsyncStore) -> None:
+        self._needs(store, "replace_tail")
+        created = await store.create(Session(history=_items(3)))
+        lease = await store.claim(created.id, "runner", 60)
+        with pytest.raises(AlreadyClaimed):
+            await store.replace_tail(created.id, 1, 1)
+        assert await store.replace_tail(created.id, 1, 1, lease=lease) == 2
+        await store.release(lease)
+        with pytest.raises(LeaseLost):
+            await store.replace_tail(created.id, 2, 1, lease=lease)
+        assert (await store.load(created.id)).history_len == 1
+
+    # --- blind append ----------------------------------------------------------------------------
+
+    async def test_blind_append_needs_no_version(self, store: AsyncStore) -> None:
+        self._needs(store, "append", "items_by_key")
+        created = await store.create(Session(history=_items(2)))
+        assert await store.append(created.id, [{"type": "message", "n": 1}]) == 2
+        assert await store.append(created.id, [KeyedItem("k", {"n": 2}), {"n": 3}]) == 3
+        loaded = await store.load(created.id)
+        assert [entry.item for entry in loaded.items[2:]] == [
+            {"type": "message", "n": 1},
+            {"n": 2},
+            {"n": 3},
+        ]
+        assert [i["seq"] for i in loaded.history] == [1, 2, 3, 4, 5]
+        with pytest.raises(DuplicateItemKey):
+            await store.append(created.id, [KeyedItem("k", {})])
+        with pytest.raises(SessionNotFound):
+            await store.append("missing", [{}])
+        with pytest.raises(InvalidSessionData):
+            await store.append(created.id, {"n": 1})  # type: ignore[dict-item]
+        with pytest.raises(InvalidRequest):
+            await store.append(created.id, [{}], lease="token")  # type: ignore[arg-type]
+        assert await store.load(created.id) == loaded
+
+    async def test_blind_append_respects_leases(self, store: AsyncStore) -> None:
+        created = await store.create(Session())
+        lease = await store.claim(created.id, "runner", 60)
+        with pytest.raises(AlreadyClaimed):
+            await store.append(created.id, [{"n": 1}])
+        assert await store.append(created.id, [{"n": 1}], lease=lease) == 2
+        await store.release(lease)
+        with pytest.raises(LeaseLost):
+            await store.append(created.id, [{"n": 2}], lease=lease)
+        assert await store.append(created.id, [{"n": 3}]) == 3
+        assert [e.item for e in (await store.load(created.id)).items] == [{"n": 1}, {"n": 3}]
+
+    async def test_parallel_blind_appends_lose_nothing(self, store: AsyncStore) -> None:
+        created = await store.create(Session())
+        tasks, count = 4, 10
+
+        async def worker(w: int) -> list[int]:
+            return [await store.append(created.id, [{"w": w, "i": i}]) for i in range(count)]
+
+        versions = await gather_tasks([lambda w=w: worker(w) for w in range(tasks)])  # type: ignore[misc]
+        everything = sorted(v for vs in versions for v in vs)
+        assert everything == list(range(2, tasks * count + 2)), "each append got its own version"
+        loaded = await store.load(created.id)
+        assert [i["seq"] for i in loaded.history] == list(range(1, tasks * count + 1))
+        for w in range(tasks):
+            assert [e.item["i"] for e in loaded.items if e.item["w"] == w] == list(range(count))
+
     # --- listing -------------------------------------------------------------------------------
 
     async def test_list_returns_headers_newest_first(self, store: AsyncStore) -> None:
@@ -650,8 +896,6 @@ class AsyncStoreConformance:
                 await store.commit("good", 1, append=[{"role": "user", "content": value}])
             with pytest.raises(InvalidSessionData):
                 await store.commit("good", 1, changes={"state": {"k": [value]}})
-        with pytest.raises(InvalidSessionData):
-            await store.commit("good", 1, append=[{"content": "no role"}])
         with pytest.raises(InvalidSessionData):
             await store.commit("good", 1, append=["not a dict"])  # type: ignore[list-item]
         assert await store.load("good") == created
@@ -810,8 +1054,9 @@ class AsyncStoreConformance:
             doc["metadata"] = {**doc["metadata"], "migrated": True}
             return doc
 
-        def item_step(item: dict[str, Any]) -> dict[str, Any]:
-            return {**item, "migrated": True}
+        def item_step(row: dict[str, Any]) -> dict[str, Any]:
+            # from schema 3 an item migration gets the stored row: the item is row["item"]
+            return {**row, "item": {**row["item"], "migrated": True}}
 
         monkeypatch.setattr(schema, "current", new_version)
         monkeypatch.setitem(schema.header_migrations, new_version - 1, header_step)
@@ -1095,6 +1340,22 @@ class AsyncStoreConformance:
         header = await store.load(created.id, last=0)
         assert header.lease_fence == rounds
 
+    # --- the framework contract: an ability a store of your own may lack ---------------------
+
+    def _needs(self, store: AsyncStore, *names: str) -> None:
+        """Skip the clause unless the store implements these methods (the built-in stores all
+        do: tests/test_conformance.py checks that none of them skips)."""
+        target: Any = getattr(store, "sync", store)
+        # the contract's class (Store or AsyncStore), whose defaults a store may not override
+        base = next(c for c in type(target).__mro__ if c.__module__ == "tether.stores.base")
+        for name in names:
+            if name == "replace_history:changes":
+                params = inspect.signature(target.replace_history).parameters
+                if "changes" not in params:
+                    pytest.skip(f"{type(target).__name__}.replace_history() has no changes=")
+            elif getattr(type(target), name) is getattr(base, name, None):
+                pytest.skip(f"{type(target).__name__} has no {name}() of its own")
+
     # --- restore (an optional ability: copying sessions between stores losslessly) -------------
 
     def _restore_or_skip(self, store: AsyncStore) -> Callable[..., Any]:
@@ -1123,6 +1384,20 @@ class AsyncStoreConformance:
             original.version + 1
         )
         assert [i["seq"] for i in (await store.load(created.id)).history] == [6, 7, 8]
+
+    async def test_restore_keeps_exact_items_and_keys(self, store: AsyncStore) -> None:
+        self._needs(store, "items_by_key")
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session(history=FRAMEWORK_ITEMS[:3]))
+        await store.commit(created.id, 1, append=[KeyedItem("e1", FRAMEWORK_ITEMS[4])])
+        original = await store.load(created.id)
+        assert await store.delete(created.id)
+        await restore(original)
+        restored = await store.load(created.id)
+        assert restored.items == original.items
+        assert (await store.items_by_key(created.id, ["e1"]))["e1"].item == FRAMEWORK_ITEMS[4]
+        with pytest.raises(DuplicateItemKey):
+            await store.commit(created.id, restored.version, append=[KeyedItem("e1", {})])
 
     async def test_restore_over_an_existing_session_needs_replace(self, store: AsyncStore) -> None:
         restore = self._restore_or_skip(store)

@@ -127,12 +127,14 @@ class AuditedStore(Store):
         self.inner.release(lease)
         self.audit.append(("release", lease.session_id, lease.fence))
 
-    def restore(self, session: Session, *, replace: bool = False) -> None:
+    def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
         """Optional ability (copying between stores): passed on if the inner store has it."""
         restore = getattr(self.inner, "restore", None)
         if restore is None:
             raise NotImplementedError(f"{type(self.inner).__name__} has no restore()")
-        restore(session, replace=replace)
+        restore(session, replace=replace, expected_version=expected_version)
         self.audit.append(("restore", session.id, session.version))
 
     def close(self) -> None:
@@ -243,12 +245,14 @@ class AsyncAuditedStore(AsyncStore):
         await self.inner.release(lease)
         self.audit.append(("release", lease.session_id, lease.fence))
 
-    async def restore(self, session: Session, *, replace: bool = False) -> None:
+    async def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
         """Optional ability (copying between stores): passed on if the inner store has it."""
         restore = getattr(self.inner, "restore", None)
         if restore is None:
             raise NotImplementedError(f"{type(self.inner).__name__} has no restore()")
-        await restore(session, replace=replace)
+        await restore(session, replace=replace, expected_version=expected_version)
         self.audit.append(("restore", session.id, session.version))
 
     async def close(self) -> None:

@@ -4,10 +4,16 @@ afterwards; the server is never wiped."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import secrets
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -86,3 +92,168 @@ def test_bad_urls_and_an_absent_server_say_what_to_do() -> None:
     store = tether.open_store("nats://127.0.0.1:1/b?connect_timeout=0.2")
     with store, pytest.raises(StoreUnavailable, match="cannot reach the NATS server"):
         store.exists("anything")
+
+
+# --- a server that goes away: StoreUnavailable, never a hang ------------------------------------
+
+
+class _Proxy:
+    """A TCP relay in front of the NATS server that a test can cut (the server is gone, nothing
+    listens), freeze (connections stay open, nothing answers) and bring back."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 4222)
+        self.frozen = threading.Event()
+        self.port = 0
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.listen()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def listen(self) -> None:
+        self.frozen.clear()
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self.port = listener.getsockname()[1]
+        self._track(listener)
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            server = socket.create_connection(self.upstream)
+            self._track(client)
+            self._track(server)
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def freeze(self) -> None:
+        """From now on bytes vanish; the connections stay up."""
+        self.frozen.set()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if not self.frozen.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Close every connection and stop listening: the server is gone."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+@pytest.fixture
+def proxy(nats_server: str) -> Iterator[_Proxy]:
+    relay = _Proxy(nats_server)
+    yield relay
+    relay.cut()
+
+
+def _within(seconds: float, call: Callable[[], Any]) -> BaseException | None:
+    """Run ``call`` in a thread: what it raised (None if nothing); fails if it is still
+    running after ``seconds`` (a hang)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"still waiting after {seconds} s: a vanished server must not hang a call"
+    return outcome[0]
+
+
+def test_a_server_that_goes_away_mid_run_gives_store_unavailable_then_works_again(
+    proxy: _Proxy, bucket: str
+) -> None:
+    store = NatsStore(proxy.url, bucket, connect_timeout=0.5, timeout=1.0)
+    with store:
+        created = store.create(tether.Session(history=[{"role": "user", "content": "hi"}] * 3))
+        assert len(store.list().sessions) == 1
+        proxy.cut()
+        calls: list[Callable[[], Any]] = [
+            lambda: store.load(created.id),
+            lambda: store.commit(created.id, 1, append=[{"role": "user"}]),
+            store.list,
+            lambda: store.exists(created.id),
+        ]
+        for call in calls:
+            started = time.monotonic()
+            error = _within(15, call)
+            assert isinstance(error, StoreUnavailable), repr(error)
+            assert "NATS" in str(error)
+            assert time.monotonic() - started < 5
+        proxy.listen()  # the server is back: the same store object works again
+        store.commit(created.id, 1, append=[{"role": "user", "content": "back"}])
+        assert store.load(created.id).history[-1]["content"] == "back"
+
+
+@pytest.mark.parametrize("op", ["load", "commit", "list"])
+def test_a_server_that_stops_answering_gives_store_unavailable_not_a_hang(
+    proxy: _Proxy, bucket: str, op: str
+) -> None:
+    with NatsStore(proxy.url, bucket, connect_timeout=0.5, timeout=1.0) as store:
+        created = store.create(tether.Session(history=[{"role": "user"}] * 3))
+        proxy.freeze()
+        call = {
+            "load": lambda: store.load(created.id),
+            "commit": lambda: store.commit(created.id, 1, append=[{"role": "user"}]),
+            "list": store.list,
+        }[op]
+        error = _within(15, call)
+        assert isinstance(error, StoreUnavailable), repr(error)
+        proxy.cut()
+
+
+async def test_the_async_store_gives_store_unavailable_when_the_server_goes_away(
+    proxy: _Proxy, bucket: str
+) -> None:
+    async with AsyncNatsStore(proxy.url, bucket, connect_timeout=0.5, timeout=1.0) as store:
+        created = await store.create(tether.Session(history=[{"role": "user"}] * 3))
+        proxy.freeze()
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.list(), 15)
+        proxy.cut()
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.load(created.id), 15)
+        proxy.listen()
+        assert (await store.load(created.id)).version == 1
+
+
+def test_nothing_listening_fails_fast() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = tether.open_store(f"nats://127.0.0.1:{port}/b?connect_timeout=0.5")
+    with store:
+        started = time.monotonic()
+        error = _within(15, lambda: store.exists("anything"))
+        assert isinstance(error, StoreUnavailable), repr(error)
+        assert "cannot reach the NATS server" in str(error)
+        assert time.monotonic() - started < 2  # one attempt, not a reconnect loop

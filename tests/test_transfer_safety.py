@@ -274,6 +274,52 @@ def test_migrate_goes_past_newer_sessions_in_memory(monkeypatch: pytest.MonkeyPa
     assert (result.upgraded, result.seen, result.newer) == (2, 2, ["future"])
 
 
+class CommitsDuringMigrate:
+    """A store on which another writer commits to a session between migrate's read of it and
+    its write-back (deterministically: just before the first write-back)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner: Any = inner  # a built-in store: it has restore()
+        self.raced: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def restore(self, session: Session, **kwargs: Any) -> None:
+        if not self.raced:
+            self.raced.append(session.id)
+            self.inner.commit(session.id, session.version, append=items(1, "meanwhile"))
+        self.inner.restore(session, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["memory", *KINDS])
+def test_migrate_never_loses_a_commit_that_lands_meanwhile(
+    kind: str, url_of: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with tether.open_store("memory://" if kind == "memory" else url_of(kind)) as inner:
+        older_session(inner, "old-a", monkeypatch)
+        older_session(inner, "old-b", monkeypatch)
+        racing = CommitsDuringMigrate(inner)
+        result = _transfer.migrate(racing, lambda _: None)  # type: ignore[arg-type]
+        (raced,) = racing.raced
+        assert (result.seen, result.upgraded) == (2, 1), "the commit upgraded the raced one"
+        kept = inner.load(raced)
+        assert kept.version == 2
+        assert [i["content"] for i in kept.history] == ["m0", "m1", "meanwhile0"]
+        assert [i["seq"] for i in kept.history] == [1, 2, 3]
+        for session_id in ("old-a", "old-b"):
+            assert inner.load(session_id).stored_schema_version == schema.current
+
+
+def test_migrate_refuses_a_restore_without_expected_version() -> None:
+    class OldRestore(MemoryStore):
+        def restore(self, session: Session, *, replace: bool = False) -> None:  # type: ignore[override]
+            super().restore(session, replace=replace)
+
+    with pytest.raises(tether.InvalidRequest, match="expected_version"):
+        _transfer.migrate(OldRestore(), lambda _: None)
+
+
 @pytest.mark.parametrize("kind", ["file", "redis"])
 def test_copy_and_export_skip_newer_sessions_and_name_them(
     kind: str, source: str, url_of: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -17,6 +17,7 @@ overwritten without being told to.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -439,19 +440,28 @@ def verify(target: Store, outcome: Outcome) -> dict[str, str]:
 # --- migrate -------------------------------------------------------------------------------------
 
 
+MIGRATE_TRIES = 5
+"""Reads and write-backs of one session before ``migrate`` gives up on it: a write-back loses
+to a commit only, and every commit upgrades the session itself, so a second read finds it done."""
+
+
 def migrate(store: Store, progress: Progress) -> Migration:
     """Write back every session stored at an older schema version; newer ones are skipped.
 
     Opening the store has already applied its own migrations (tables, indexes, columns).
     Each session is read (which upgrades it in memory) and, if it was stored at an older
-    version, written back exactly as read: same version, upgraded form. A session stored by a
-    newer tether is left untouched and named in the result; the walk goes on past it.
+    version, written back exactly as read: same version, same seqs, upgraded form. The write
+    back is conditional on the version read (``restore(expected_version=)``): a commit that
+    lands in between wins, and the session is read again (a commit upgrades it too), so
+    nothing a writer committed meanwhile is lost. A session stored by a newer tether is left
+    untouched and named in the result; the walk goes on past it.
     """
     restore = _restore(store)
+    _check_expected_version(store, restore)
     result = Migration()
     for session_id in list(all_ids(store)):
         try:
-            session = store.load(session_id)
+            upgraded = _migrate_one(store, restore, session_id)
         except SessionNotFound:
             continue
         except UnsupportedSchemaVersion:
@@ -459,8 +469,43 @@ def migrate(store: Store, progress: Progress) -> Migration:
             progress(session_id)
             continue
         result.seen += 1
-        if session.stored_schema_version < session.schema_version:
-            restore(session, replace=True)
-            result.upgraded += 1
+        result.upgraded += upgraded
         progress(session_id)
     return result
+
+
+def _migrate_one(store: Store, restore: Callable[..., None], session_id: str) -> bool:
+    """Upgrade one stored session; whether this call wrote it back."""
+    for _ in range(MIGRATE_TRIES):
+        session = store.load(session_id)
+        if session.stored_schema_version >= session.schema_version:
+            return False
+        try:
+            restore(session, replace=True, expected_version=session.version)
+        except ConflictError:
+            continue  # a commit landed after the read: read it again
+        return True
+    raise ConflictError(
+        session_id,
+        None,
+        None,
+        f"session {session_id!r} kept changing while migrate wrote it back "
+        f"({MIGRATE_TRIES} tries); its next commit upgrades it anyway, or run migrate again",
+    )
+
+
+def _check_expected_version(store: Store, restore: Callable[..., None]) -> None:
+    """A store's own ``restore`` needs ``expected_version=`` for migrate to write safely."""
+    try:
+        parameters = inspect.signature(restore).parameters
+    except (TypeError, ValueError):  # no signature to read: let the call decide
+        return
+    if "expected_version" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    ):
+        return
+    raise InvalidRequest(
+        f"{type(store).__name__}.restore() takes no expected_version=, so migrate could "
+        "overwrite a commit that lands while it writes a session back; give it one (see "
+        "docs/stores.md, 'Optional abilities') or let each session upgrade on its next write"
+    )

@@ -439,18 +439,17 @@ def judge_create(session_id: str, found: Found) -> None:
         raise SessionExists(session_id, doc["version"])
 
 
-def judge_restore(session_id: str, found: Found, replace: bool) -> bool:
-    """restore: whether a stored row must go first; raise if it may not be written over.
-
-    A newer schema is never written over, even expired; a live session only with ``replace``.
-    """
+def judge_restore(
+    session_id: str, found: Found, replace: bool, expected_version: int | None = None
+) -> bool:
+    """restore: whether a stored row must go first; raise if it may not be written over (see
+    ``_core.restore_over``: the row is locked, so nothing moves until the insert)."""
     if found is None:
-        return False
+        return _core.restore_over(session_id, None, 0, expected_version=expected_version)
     doc, now = found
-    _core.check_writable(session_id, doc)
-    if _core.is_live(doc, now) and not replace:
-        raise SessionExists(session_id, doc["version"])
-    return True
+    return _core.restore_over(
+        session_id, doc, now, replace=replace, expected_version=expected_version
+    )
 
 
 def restore_params(doc: _core.Doc, encoded: Sequence[_core.EncodedItem]) -> dict[str, Any]:

@@ -491,8 +491,9 @@ return {'OK', fmt(NOW), stamp}
 
 # restore: ARGV 4 schema, 5 store ttl ms, 6 replace ("1"/"0"), 7 nonce, 8-10 owner/agent/status
 # prefixes, 11 expires_at JSON, 12 updated_at µs (the index stamp), 13 field count, 14 metadata
-# pair count, 15 item count, then fields (every header field, as given), metadata, items (JSON
-# with their own seq and timestamp). Writes the session exactly as given: nothing is stamped.
+# pair count, 15 item count, 16 expected version ("": any; else only over that version of a
+# live session), then fields (every header field, as given), metadata, items (JSON with their
+# own seq and timestamp). Writes the session exactly as given: nothing is stamped.
 RESTORE = (
     _CORE
     + _INDEX
@@ -501,11 +502,18 @@ local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', '_w'
 if h[1] then
   if h[4] == ARGV[7] then return {'OK'} end  -- a retried restore that was applied
   if tonumber(h[3]) > tonumber(ARGV[4]) then return {'NEWER', h[3]} end
-  if live(h[2]) and ARGV[6] ~= '1' then return {'EXISTS', h[1]} end
+  if ARGV[16] ~= '' then
+    if not live(h[2]) then return {'MISSING'} end
+    if tonumber(h[1]) ~= tonumber(ARGV[16]) then return {'CONFLICT', h[1]} end
+  elseif live(h[2]) and ARGV[6] ~= '1' then
+    return {'EXISTS', h[1]}
+  end
+elseif ARGV[16] ~= '' then
+  return {'MISSING'}
 end
 drop(ID)
 local n_fields, n_meta, n_items = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
-local pos = 16
+local pos = 17
 local fields = {}
 for i = 0, 2 * n_fields - 1 do fields[#fields + 1] = ARGV[pos + i] end
 fields[#fields + 1] = '_w'
@@ -959,6 +967,7 @@ def restore_args(
     items: Sequence[_core.EncodedItem],
     *,
     replace: bool,
+    expected_version: int | None = None,
     now: str,
     ttl_ms: int,
     nonce: str,
@@ -990,6 +999,7 @@ def restore_args(
         len(fields) // 2,
         len(meta) // 2,
         len(items),
+        "" if expected_version is None else expected_version,
         *fields,
         *meta,
         *(data for _, data in items),
@@ -1219,12 +1229,16 @@ def created_session(doc: _core.Doc, items: Sequence[EncodedItem], reply: Any) ->
     return _core.make_session(doc, history)
 
 
-def restored(session_id: str, reply: Any) -> None:
+def restored(session_id: str, reply: Any, expected_version: int | None = None) -> None:
     status = _status(reply)
     if status == "OK":
         return
     if status == "EXISTS":
         raise SessionExists(session_id, int(reply[1]))
+    if status == "MISSING":
+        raise SessionNotFound(session_id)
+    if status == "CONFLICT":
+        raise ConflictError(session_id, expected_version, int(reply[1]))
     if status == "NEWER":
         _raise_newer(session_id, reply[1])
     _unexpected(reply)

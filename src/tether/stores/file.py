@@ -55,7 +55,6 @@ from ..errors import (
     CorruptSession,
     LeaseLost,
     LockTimeout,
-    SessionExists,
     SessionNotFound,
     StoreError,
     TetherError,
@@ -378,16 +377,27 @@ class FileStore(Store):
         return _core.make_session(doc, _core.decode_items(session_id, [d for _, d in encoded]))
 
     def _write_new(
-        self, doc: _core.Doc, encoded: list[_core.EncodedItem], now: int, *, replace: bool = False
+        self,
+        doc: _core.Doc,
+        encoded: list[_core.EncodedItem],
+        now: int,
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
     ) -> None:
-        """Write a whole session under its (held) lock. A live one is refused unless
-        ``replace``; a corrupt or newer-schema one always is (reading its header raises)."""
+        """Write a whole session under its (held) lock where ``_core.restore_over`` lets it go;
+        a corrupt or newer-schema one is always refused (reading its header raises)."""
         session_id = doc["id"]
         existing = self._read_header(session_id)
+        _core.restore_over(
+            session_id,
+            None if existing is None else existing[0],
+            now,
+            replace=replace,
+            expected_version=expected_version,
+        )
         gen = 0
         if existing is not None:
-            if _core.is_live(existing[0], now) and not replace:
-                raise SessionExists(session_id, existing[0]["version"])
             gen = existing[1] + 1  # a fresh log beside the old one, switched to by the header
         size = self._write_log(session_id, gen, encoded)
         self._write_header(doc, gen, size, new_log=True)
@@ -646,12 +656,16 @@ class FileStore(Store):
     def release(self, lease: Lease) -> None:
         self._update_lease(lease, _core.released_fields())
 
-    def restore(self, session: Session, *, replace: bool = False) -> None:
+    def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
+        _core.check_restore_args(replace, expected_version)
         doc, encoded = _core.restore_doc(session)
         session_id = doc["id"]
         with self._locked(session_id):
-            self._write_new(doc, encoded, to_micros(self._clock()), replace=replace)
+            now = to_micros(self._clock())
+            self._write_new(doc, encoded, now, replace=replace, expected_version=expected_version)
 
     def purge_expired(self) -> int:
         """Delete the sessions whose ``expires_at`` has passed; returns how many.

@@ -23,7 +23,6 @@ from ..errors import (
     ConflictError,
     CorruptSession,
     LeaseLost,
-    SessionExists,
     SessionNotFound,
 )
 from ..models import Lease, Page, Session
@@ -254,14 +253,23 @@ class AsyncKVStore(AsyncStore):
         raise ConflictError(session_id, 0, None, f"create of {session_id!r} kept racing")
 
     @staticmethod
-    def _free(session_id: str, existing: Head | None, now: int, *, replace: bool = False) -> None:
-        """Refuse to write a new session over a newer-schema one (expired or not: this tether
-        may not delete it) or, unless ``replace``, over a live one."""
-        if existing is None:
-            return
-        _core.check_writable(session_id, existing.doc)
-        if not replace and _core.is_live(existing.doc, now):
-            raise SessionExists(session_id, existing.doc["version"])
+    def _free(
+        session_id: str,
+        existing: Head | None,
+        now: int,
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> None:
+        """Refuse to write a new session where ``_core.restore_over`` says it may not go (the
+        publish that follows is a compare-and-set on the head read: nothing moves between)."""
+        _core.restore_over(
+            session_id,
+            None if existing is None else existing.doc,
+            now,
+            replace=replace,
+            expected_version=expected_version,
+        )
 
     async def load(
         self,
@@ -487,8 +495,11 @@ class AsyncKVStore(AsyncStore):
 
     # --- optional abilities ---------------------------------------------------------------------
 
-    async def restore(self, session: Session, *, replace: bool = False) -> None:
+    async def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
+        _core.check_restore_args(replace, expected_version)
         doc, encoded = _core.restore_doc(session)
         session_id = doc["id"]
         gen = kv.new_token(self._now())
@@ -497,7 +508,13 @@ class AsyncKVStore(AsyncStore):
         for _ in range(kv.WRITE_RETRIES):
             existing = await self._head(session_id)
             try:
-                self._free(session_id, existing, self._now(), replace=replace)
+                self._free(
+                    session_id,
+                    existing,
+                    self._now(),
+                    replace=replace,
+                    expected_version=expected_version,
+                )
             except Exception:
                 await self._drop_history(mine)
                 raise

@@ -11,9 +11,11 @@ event loop, as ``nats-py`` has no sync client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import nats
 import nats.errors
@@ -23,18 +25,44 @@ from nats.js.kv import KeyValue
 
 from .._time import Clock, system_clock
 from .._urls import as_bool, as_float, parse_store_url, redact
-from ..errors import ConfigurationError, StoreUnavailable
+from ..errors import ConfigurationError, StoreError, StoreUnavailable
 from ._kv_common import DEFAULT_CHUNK_ITEMS, Revision
 from .kv_async import AsyncKVBackend, AsyncKVStore
 
 __all__ = ["AsyncNatsBackend", "AsyncNatsStore", "NatsOptions", "parse_nats_url"]
 
 _T = TypeVar("_T")
+log = logging.getLogger("tether.stores.nats")
+# What nats-py raises: its own errors, the socket's, and asyncio's timeout.
+_NATS_ERRORS = (nats.errors.Error, OSError, asyncio.TimeoutError)
+# Of those, the ones that mean the server is gone or not answering (not a refusal).
+_UNREACHABLE = (
+    nats.errors.ConnectionClosedError,
+    nats.errors.TimeoutError,
+    nats.errors.NoServersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.ServiceUnavailableError,
+    OSError,
+    asyncio.TimeoutError,
+)
 _BUCKET = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _WRONG_LAST = (10071, 10164)  # JetStream: wrong last sequence (the compare-and-set failed)
 DEFAULT_BUCKET = "tether"
 # What a value may take of the server's max_payload: the rest is room for message headers.
 _HEADROOM = 8 * 1024
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _log_error(exc: Exception) -> None:
+    # nats-py reports connection errors here as well as raising them to the call: the call's
+    # StoreUnavailable says it all, so this is only a debug trace (its default logs an error).
+    log.debug("nats-py: %s", _describe(exc))
 
 
 class NatsOptions:
@@ -94,93 +122,146 @@ class AsyncNatsBackend(AsyncKVBackend):
         self._lock: asyncio.Lock | None = None
 
     async def _bucket(self) -> KeyValue:
-        if self._kv is not None:
-            return self._kv
+        nc, kv = self._nc, self._kv
+        if kv is not None and nc is not None and not nc.is_closed:
+            return kv
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._kv is None:
+            if self._kv is None or self._nc is None or self._nc.is_closed:
+                # First use, or the connection was lost: a lost connection is never retried
+                # in the background (a call fails fast instead), so reconnect here, on the
+                # next call after the server came back.
+                await self._drop_connection()
                 self._kv = await self._connect()
-        return self._kv
+            return self._kv
+
+    async def _drop_connection(self) -> None:
+        nc, self._nc, self._kv = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(*_NATS_ERRORS):  # a dead connection has nothing to flush
+                await nc.close()
 
     async def _connect(self) -> KeyValue:
         try:
+            # No reconnect loop, neither at the first connect (nats-py would retry for
+            # seconds) nor after a lost connection (calls would queue behind it): a call
+            # fails with StoreUnavailable within its timeout, and the next one reconnects.
             nc = await nats.connect(
                 self.server,
                 connect_timeout=self.connect_timeout,
-                max_reconnect_attempts=3,
-                allow_reconnect=True,
+                allow_reconnect=False,
+                # nats-py's first connect retries a server until it failed more than this
+                # many times, waiting this long between tries: two tries, 0.1 s apart.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.1,
+                error_cb=_log_error,
             )
-        except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+        except _NATS_ERRORS as exc:
             raise StoreUnavailable(
-                f"cannot reach the NATS server at {redact(self.server)} ({exc}); start it "
-                "(nats-server -js) or fix the URL"
+                f"cannot reach the NATS server at {redact(self.server)} ({_describe(exc)}); "
+                "start it (nats-server -js) or fix the URL"
             ) from exc
         self._nc = nc
-        js = nc.jetstream(timeout=self.timeout)
         try:
-            kv = await js.key_value(self.bucket)
-        except nats.js.errors.BucketNotFoundError:
-            if not self.create:
-                raise ConfigurationError(
-                    f"NATS KV bucket {self.bucket!r} does not exist; create it or drop "
-                    "create=false from the URL"
-                ) from None
-            try:
-                kv = await js.create_key_value(bucket=self.bucket, history=1, direct=True)
-            except nats.js.errors.APIError:  # another process created it meanwhile
-                kv = await js.key_value(self.bucket)
-        except nats.js.errors.APIError as exc:
-            raise ConfigurationError(
-                f"NATS at {redact(self.server)} has no JetStream ({exc}); start the server with -js"
-            ) from exc
+            kv = await self._open_bucket(nc.jetstream(timeout=self.timeout))
+        except BaseException:
+            await self._drop_connection()
+            raise
         self.max_value_size = max(1024, nc.max_payload - _HEADROOM)
         return kv
 
-    async def _call(self, call: Awaitable[_T]) -> _T:
+    async def _open_bucket(self, js: Any) -> KeyValue:
+        try:
+            try:
+                return cast(KeyValue, await js.key_value(self.bucket))
+            except nats.js.errors.BucketNotFoundError:
+                if not self.create:
+                    raise ConfigurationError(
+                        f"NATS KV bucket {self.bucket!r} does not exist; create it or drop "
+                        "create=false from the URL"
+                    ) from None
+            try:
+                kv = await js.create_key_value(bucket=self.bucket, history=1, direct=True)
+            except nats.js.errors.BadRequestError:  # another process created it meanwhile
+                kv = await js.key_value(self.bucket)
+            return cast(KeyValue, kv)
+        except nats.js.errors.ServiceUnavailableError as exc:
+            raise ConfigurationError(
+                f"NATS at {redact(self.server)} has no JetStream ({_describe(exc)}); start the "
+                "server with -js"
+            ) from exc
+        except _NATS_ERRORS as exc:
+            raise self._failure(exc, f"opening the KV bucket {self.bucket!r}") from exc
+
+    def _failure(self, exc: BaseException, what: str) -> StoreError:
+        """A nats-py error as a tether error: StoreUnavailable when the server cannot be
+        reached or does not answer in time, StoreError for anything it refused."""
+        where = redact(self.server)
+        if isinstance(exc, _UNREACHABLE):
+            return StoreUnavailable(
+                f"NATS at {where} did not answer {what} ({_describe(exc)}; timeout "
+                f"{self.timeout:g} s). The write may or may not have happened if it was one; "
+                "check that the server is up and retry when it is back."
+            )
+        return StoreError(f"NATS at {where} failed {what}: {_describe(exc)}")
+
+    async def _call(self, call: Awaitable[_T], what: str) -> _T:
+        """One request. nats-py bounds each by the timeout given to its JetStream context."""
         try:
             return await call
-        except (nats.errors.ConnectionClosedError, nats.errors.TimeoutError) as exc:
-            raise StoreUnavailable(f"NATS at {redact(self.server)}: {exc}") from exc
+        except _NATS_ERRORS as exc:
+            raise self._failure(exc, what) from exc
 
     async def get(self, key: str) -> tuple[bytes, Revision] | None:
         kv = await self._bucket()
         try:
-            entry = await self._call(kv.get(key))
-        except nats.js.errors.KeyNotFoundError:
-            return None
+            entry = await self._call(kv.get(key), f"a read of {key!r}")
+        except StoreError as exc:
+            if isinstance(exc.__cause__, nats.js.errors.KeyNotFoundError):
+                return None
+            raise
         return entry.value or b"", entry.revision
 
     async def put(self, key: str, value: bytes, revision: Revision | None) -> Revision | None:
         kv = await self._bucket()
+        write = kv.create(key, value) if revision is None else kv.update(key, value, last=revision)
         try:
-            if revision is None:
-                return await self._call(kv.create(key, value))
-            return await self._call(kv.update(key, value, last=revision))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return None
+            return await self._call(write, f"a write of {key!r}")
+        except StoreError as exc:
+            if isinstance(exc.__cause__, nats.js.errors.KeyWrongLastSequenceError):
+                return None  # the compare-and-set failed: nothing written
+            raise
 
     async def delete(self, key: str, revision: Revision) -> bool:
         kv = await self._bucket()
         try:
-            await self._call(kv.delete(key, last=revision))
-        except nats.js.errors.APIError as exc:
-            if exc.err_code in _WRONG_LAST:
+            await self._call(kv.delete(key, last=revision), f"a delete of {key!r}")
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, nats.js.errors.APIError) and cause.err_code in _WRONG_LAST:
                 return False
             raise
         return True
 
     async def _watch(self, prefix: str, meta_only: bool) -> list[Any]:
         kv = await self._bucket()
-        watcher = await self._call(kv.watch(prefix + ">", ignore_deletes=True, meta_only=meta_only))
+        what = f"a listing of {prefix!r}"
+        subscribe = kv.watch(prefix + ">", ignore_deletes=True, meta_only=meta_only)
+        watcher = await self._call(asyncio.wait_for(subscribe, self.timeout * 2), what)
         entries = []
         try:
-            async for entry in watcher:
+            while True:
+                # Each entry within the timeout: a server that went away mid-listing would
+                # otherwise leave the iteration waiting forever.
+                update = watcher.updates(timeout=self.timeout)  # type: ignore[no-untyped-call]
+                entry = await self._call(update, what)
                 if entry is None:  # the current values are all delivered
                     break
                 entries.append(entry)
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(*_NATS_ERRORS):  # a dead connection has no consumer left
+                await watcher.stop()  # type: ignore[no-untyped-call]
         return entries
 
     async def keys(self, prefix: str) -> list[str]:
@@ -191,9 +272,7 @@ class AsyncNatsBackend(AsyncKVBackend):
         return [(e.key, e.value or b"", e.revision) for e in await self._watch(prefix, False)]
 
     async def close(self) -> None:
-        nc, self._nc, self._kv = self._nc, None, None
-        if nc is not None and not nc.is_closed:
-            await nc.close()
+        await self._drop_connection()
 
 
 class AsyncNatsStore(AsyncKVStore):

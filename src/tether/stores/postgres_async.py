@@ -473,13 +473,17 @@ class AsyncPostgresStore(AsyncStore):
         )
         return int(row[0])
 
-    async def restore(self, session: Session, *, replace: bool = False) -> None:
+    async def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
         """Write ``session`` exactly as given (for copying between stores); see the contract.
 
         Its versions, timestamps, seqs and lease fence are kept, and it is unclaimed. One
         transaction on one connection: the stored row (if any) is locked, judged and removed,
-        then the session is inserted in one statement.
+        then the session is inserted in one statement. With ``expected_version``, only over
+        that version of the stored session (else ConflictError).
         """
+        _core.check_restore_args(replace, expected_version)
         doc, encoded = _core.restore_doc(session)  # raises before any I/O
         params = common.restore_params(doc, encoded)
         session_id = doc["id"]
@@ -488,7 +492,7 @@ class AsyncPostgresStore(AsyncStore):
             for _ in range(3):
                 async with conn.transaction():
                     found = await self._snapshot(conn, session_id, now, lock=True)
-                    if common.judge_restore(session_id, found, replace):
+                    if common.judge_restore(session_id, found, replace, expected_version):
                         await conn.execute(self._sql.purge_one, {"id": session_id})
                     row = await _one(conn, self._sql.restore, params)
                     if row is not None and row[0]:

@@ -230,25 +230,30 @@ class AsyncRedisStore(AsyncStore):
         reply = await self._run("create", self.keys.write_keys(doc["id"]), args)
         return rc.created_session(doc, items, reply)
 
-    async def restore(self, session: Session, *, replace: bool = False) -> None:
+    async def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
         """Write ``session`` exactly as given (an optional ability, for copying between stores).
 
         Versions, timestamps, seqs and the lease fence are kept; the session is stored
         unclaimed. A live session with the same id raises :class:`~tether.SessionExists`
-        unless ``replace=True``, which overwrites it (its items included). One script call.
+        unless ``replace=True``, which overwrites it (its items included); with
+        ``expected_version``, only that version of it (else ConflictError). One script call.
         """
+        _core.check_restore_args(replace, expected_version)
         doc, items = _core.restore_doc(session)
         args = rc.restore_args(
             self.keys,
             doc,
             items,
             replace=replace,
+            expected_version=expected_version,
             now=self._now(),
             ttl_ms=self.ttl_ms,
             nonce=rc.new_nonce(),
         )
         reply = await self._run("restore", self.keys.write_keys(doc["id"]), args)
-        rc.restored(doc["id"], reply)
+        rc.restored(doc["id"], reply, expected_version)
 
     async def load(
         self,

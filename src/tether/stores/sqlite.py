@@ -33,7 +33,6 @@ from ..errors import (
     CorruptSession,
     InvalidRequest,
     LeaseLost,
-    SessionExists,
     SessionNotFound,
     StoreError,
     TetherError,
@@ -128,6 +127,7 @@ _INSERT_HEADER = (
     f"VALUES ({', '.join('?' for _ in _HEADER_COLUMNS)})"
 )
 _JSON_COLUMNS = frozenset(_core.JSON_FIELDS)
+_FREE_FIELDS = ("version", "schema_version", "expires_at")  # what _core.restore_over reads
 _DELETE_COLUMNS = (
     "id", "version", "schema_version", "expires_at", "lease_owner", "lease_token",
     "lease_expires_at",
@@ -439,21 +439,24 @@ class SQLiteStore(Store):
         doc.update(upgraded)
 
     def _free_id(
-        self, conn: sqlite3.Connection, session_id: str, now: int, *, replace: bool = False
+        self,
+        conn: sqlite3.Connection,
+        session_id: str,
+        now: int,
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
     ) -> None:
-        """Make ``session_id`` free for a new session: refuse a live one (unless ``replace``)
-        or a newer-schema one, and drop an expired one (its id is free again)."""
-        existing = conn.execute(
-            "SELECT version, schema_version, expires_at FROM tether_sessions WHERE id = ?",
-            (session_id,),
+        """Make ``session_id`` free for a new session where ``_core.restore_over`` lets it go
+        (an expired one is dropped: its id is free again)."""
+        row = conn.execute(
+            f"SELECT {', '.join(_FREE_FIELDS)} FROM tether_sessions WHERE id = ?", (session_id,)
         ).fetchone()
-        if existing is None:
-            return
-        version, schema_version, expires_at = existing
-        _core.check_writable(session_id, {"schema_version": schema_version})
-        if _core.is_live({"expires_at": expires_at}, now) and not replace:
-            raise SessionExists(session_id, version)
-        self._delete_rows(conn, session_id)
+        existing = None if row is None else dict(zip(_FREE_FIELDS, row, strict=True))
+        if _core.restore_over(
+            session_id, existing, now, replace=replace, expected_version=expected_version
+        ):
+            self._delete_rows(conn, session_id)
 
     @classmethod
     def _write_meta(
@@ -831,12 +834,16 @@ class SQLiteStore(Store):
             self._insert_meta(conn, child_id, doc["metadata"])
         return _core.doc_to_header(doc)
 
-    def restore(self, session: Session, *, replace: bool = False) -> None:
+    def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
+        _core.check_restore_args(replace, expected_version)
         doc, encoded = _core.restore_doc(session)
         session_id = doc["id"]
         with self._write() as conn:
-            self._free_id(conn, session_id, self._now(), replace=replace)
+            now = self._now()
+            self._free_id(conn, session_id, now, replace=replace, expected_version=expected_version)
             conn.execute(_INSERT_HEADER, _doc_to_row(doc))
             self._insert_items(conn, session_id, encoded)
             self._insert_meta(conn, session_id, doc["metadata"])

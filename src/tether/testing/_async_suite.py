@@ -1410,6 +1410,33 @@ class AsyncStoreConformance:
         await restore(snapshot, replace=True)
         assert await store.load(created.id) == snapshot
 
+    async def test_restore_with_an_expected_version_never_loses_a_commit(
+        self, store: AsyncStore
+    ) -> None:
+        """``restore(session, expected_version=N)`` writes only over version N of the stored
+        session (``tether migrate`` writes back what it read this way): a commit that landed
+        since raises ConflictError and is kept. Seqs are kept as given, never renumbered."""
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session(history=_items(3)))
+        await store.replace_history(created.id, 1, _items(2, "c"))  # seqs 4..5
+        read = await store.load(created.id)  # version 2
+        await store.commit(created.id, 2, append=_items(1, "late"))  # lands after the read
+        with pytest.raises(ConflictError) as info:
+            await restore(read, replace=True, expected_version=read.version)
+        assert (info.value.expected_version, info.value.actual_version) == (2, 3)
+        assert (await store.load(created.id)).history[-1]["content"] == "late0"
+        again = await store.load(created.id)
+        changed = again.model_copy(update={"state": {"migrated": True}})
+        await restore(changed, replace=True, expected_version=again.version)
+        assert await store.load(created.id) == changed
+        assert [i["seq"] for i in (await store.load(created.id)).history] == [4, 5, 6]
+        with pytest.raises(SessionNotFound):
+            await restore(changed.model_copy(update={"id": "gone"}), expected_version=1)
+        assert not await store.exists("gone")
+        for bad in ("3", 1.5, True):
+            with pytest.raises(InvalidRequest):
+                await restore(changed, replace=True, expected_version=bad)
+
     async def test_restore_keeps_the_fence_but_no_live_lease(self, store: AsyncStore) -> None:
         restore = self._restore_or_skip(store)
         created = await store.create(Session())

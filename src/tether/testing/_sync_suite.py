@@ -1385,6 +1385,31 @@ class StoreConformance:
         restore(snapshot, replace=True)
         assert store.load(created.id) == snapshot
 
+    def test_restore_with_an_expected_version_never_loses_a_commit(self, store: Store) -> None:
+        """``restore(session, expected_version=N)`` writes only over version N of the stored
+        session (``tether migrate`` writes back what it read this way): a commit that landed
+        since raises ConflictError and is kept. Seqs are kept as given, never renumbered."""
+        restore = self._restore_or_skip(store)
+        created = store.create(Session(history=_items(3)))
+        store.replace_history(created.id, 1, _items(2, "c"))  # seqs 4..5
+        read = store.load(created.id)  # version 2
+        store.commit(created.id, 2, append=_items(1, "late"))  # lands after the read
+        with pytest.raises(ConflictError) as info:
+            restore(read, replace=True, expected_version=read.version)
+        assert (info.value.expected_version, info.value.actual_version) == (2, 3)
+        assert (store.load(created.id)).history[-1]["content"] == "late0"
+        again = store.load(created.id)
+        changed = again.model_copy(update={"state": {"migrated": True}})
+        restore(changed, replace=True, expected_version=again.version)
+        assert store.load(created.id) == changed
+        assert [i["seq"] for i in (store.load(created.id)).history] == [4, 5, 6]
+        with pytest.raises(SessionNotFound):
+            restore(changed.model_copy(update={"id": "gone"}), expected_version=1)
+        assert not store.exists("gone")
+        for bad in ("3", 1.5, True):
+            with pytest.raises(InvalidRequest):
+                restore(changed, replace=True, expected_version=bad)
+
     def test_restore_keeps_the_fence_but_no_live_lease(self, store: Store) -> None:
         restore = self._restore_or_skip(store)
         created = store.create(Session())

@@ -31,16 +31,17 @@ from .._urls import as_choice, as_float, parse_store_url, redact
 from ..errors import (
     ConflictError,
     CorruptSession,
+    DuplicateItemKey,
     InvalidRequest,
     LeaseLost,
     SessionNotFound,
     StoreError,
     TetherError,
 )
-from ..models import HistoryItem, Lease, Page, Session, SessionHeader
+from ..models import HistoryItem, Lease, Page, Session, SessionHeader, StoredItem
 from ..schema import schema
 from ._private import make_private_dirs, open_regular
-from .base import Store, SyncBackedAsyncStore
+from .base import NewItems, Store, SyncBackedAsyncStore
 
 __all__ = ["DEFAULT_PATH", "AsyncSQLiteStore", "SQLiteStore"]
 
@@ -116,6 +117,17 @@ _DB_MIGRATIONS: Sequence[Sequence[str]] = (
         "DROP INDEX tether_sessions_agent",
         "CREATE INDEX tether_sessions_agent ON tether_sessions (agent, updated_at, id) "
         "WHERE agent IS NOT NULL",
+    ),
+    (  # 5: keyed history items (KeyedItem): key -> seq, unique within a session. A table of
+        # its own rather than a column of tether_items, because a fork's items may be its
+        # parent's rows (tether_item_shares) while its keys are its own.
+        """CREATE TABLE tether_item_keys (
+            session_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (session_id, key)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX tether_item_keys_seq ON tether_item_keys (session_id, seq)",
     ),
 )
 
@@ -398,16 +410,17 @@ class SQLiteStore(Store):
         self,
         conn: sqlite3.Connection,
         session_id: str,
-        expected_version: int,
+        expected_version: int | None,
         lease: Lease | None,
         now: int,
     ) -> _core.Doc:
+        """The session's header for a write; ``expected_version`` None: a blind append."""
         doc = self._live_doc(conn, session_id, now)
         if doc is None:
             raise SessionNotFound(session_id)
         _core.check_writable(session_id, doc)
         _core.check_write_lease(doc, lease, now)
-        if doc["version"] != expected_version:
+        if expected_version is not None and doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, doc["version"])
         if _core.needs_upgrade(doc):
             self._write_back_upgraded(conn, doc)
@@ -478,13 +491,65 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _insert_items(
-        conn: sqlite3.Connection, session_id: str, encoded: list[_core.EncodedItem]
+        conn: sqlite3.Connection, session_id: str, encoded: _core.PreparedItems
     ) -> None:
+        """Insert new rows and index their keys, refusing a key the session already holds."""
+        if encoded.keys:
+            keys = [key for key, _ in encoded.keys]
+            marks = ", ".join("?" for _ in keys)
+            taken = conn.execute(
+                f"SELECT key FROM tether_item_keys WHERE session_id = ? AND key IN ({marks})",
+                (session_id, *keys),
+            ).fetchone()
+            if taken is not None:
+                raise DuplicateItemKey(session_id, taken[0])
+            conn.executemany(
+                "INSERT INTO tether_item_keys (session_id, key, seq) VALUES (?, ?, ?)",
+                [(session_id, key, seq) for key, seq in encoded.keys],
+            )
         if encoded:
             conn.executemany(
                 "INSERT INTO tether_items (session_id, seq, data) VALUES (?, ?, ?)",
                 [(session_id, seq, data.decode()) for seq, data in encoded],
             )
+
+    @staticmethod
+    def _detach_above(conn: sqlite3.Connection, session_id: str, after: int) -> None:
+        """Turn the shares that read ``session_id``'s rows above seq ``after`` into their
+        readers' own rows, before those rows are deleted (a fork keeps what it had)."""
+        dependents = conn.execute(
+            "SELECT session_id, lo, hi FROM tether_item_shares WHERE source_id = ? AND hi > ?",
+            (session_id, after),
+        ).fetchall()
+        for dependent, lo, hi in dependents:
+            conn.execute(
+                "INSERT INTO tether_items (session_id, seq, data) SELECT ?, seq, data "
+                "FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?",
+                (dependent, session_id, lo, hi),
+            )
+        if dependents:
+            conn.execute(
+                "DELETE FROM tether_item_shares WHERE source_id = ? AND hi > ?",
+                (session_id, after),
+            )
+
+    @classmethod
+    def _drop_tail(cls, conn: sqlite3.Connection, session_id: str, after: int) -> None:
+        """Delete a session's items (own rows, shares, keys) above seq ``after``: O(suffix)."""
+        cls._detach_above(conn, session_id, after)
+        conn.execute(
+            "DELETE FROM tether_item_shares WHERE session_id = ? AND lo >= ?", (session_id, after)
+        )
+        conn.execute(
+            "UPDATE tether_item_shares SET hi = ? WHERE session_id = ? AND hi > ?",
+            (after, session_id, after),
+        )
+        conn.execute(
+            "DELETE FROM tether_items WHERE session_id = ? AND seq > ?", (session_id, after)
+        )
+        conn.execute(
+            "DELETE FROM tether_item_keys WHERE session_id = ? AND seq > ?", (session_id, after)
+        )
 
     @staticmethod
     def _detach_dependents(conn: sqlite3.Connection, session_id: str) -> None:
@@ -512,6 +577,7 @@ class SQLiteStore(Store):
         cls._detach_dependents(conn, session_id)
         conn.execute("DELETE FROM tether_item_shares WHERE session_id = ?", (session_id,))
         conn.execute("DELETE FROM tether_items WHERE session_id = ?", (session_id,))
+        conn.execute("DELETE FROM tether_item_keys WHERE session_id = ?", (session_id,))
 
     @classmethod
     def _delete_rows(cls, conn: sqlite3.Connection, session_id: str) -> None:
@@ -598,57 +664,120 @@ class SQLiteStore(Store):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        return self._append(session_id, expected_version, append, changes, lease)
+
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        validate_session_id(session_id)
+        if lease is not None:
+            _core.check_lease_arg(lease)
+        return self._append(session_id, None, items, None, lease)
+
+    def _append(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        items: NewItems,
+        changes: Mapping[str, Any] | None,
+        lease: Lease | None,
+    ) -> int:
+        normalized = _core.normalize_changes(changes)
+        drained = _core.new_items(items)
+        with self._write() as conn:
+            now = self._now()
+            doc = self._writable(conn, session_id, expected_version, lease, now)
+            encoded = _core.prepare_items(drained, doc["last_seq"] + 1, now)
+            new = _core.apply_commit(doc, normalized, len(encoded), now)
+            self._insert_items(conn, session_id, encoded)
+            self._update_header(conn, new, normalized)
+        return int(new["version"])
+
+    def _update_header(self, conn: sqlite3.Connection, new: _core.Doc, changes: _core.Doc) -> None:
+        """Write a write's new version, time, seq counters and changed fields."""
+        columns = ["version", "updated_at", "last_seq", "history_len", *changes]
+        values = [_json.dumps(new[c]).decode() if c in _JSON_COLUMNS else new[c] for c in columns]
+        # column names come from the fixed CHANGEABLE_FIELDS set, never from input text
+        assignments = ", ".join(f"{c} = ?" for c in columns)
+        conn.execute(f"UPDATE tether_sessions SET {assignments} WHERE id = ?", (*values, new["id"]))
+        if "metadata" in changes:
+            self._write_meta(conn, new["id"], new["metadata"])
+
+    def replace_history(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: NewItems,
+        *,
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
         normalized = _core.normalize_changes(changes)
-        items = _core.item_list(append)
-        with self._write() as conn:
-            now = self._now()
-            doc = self._writable(conn, session_id, expected_version, lease, now)
-            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
-            new = _core.apply_commit(doc, normalized, len(encoded), now)
-            self._insert_items(conn, session_id, encoded)
-            columns = ["version", "updated_at", "last_seq", "history_len", *normalized]
-            values = [
-                _json.dumps(new[c]).decode() if c in _JSON_COLUMNS else new[c] for c in columns
-            ]
-            # column names come from the fixed CHANGEABLE_FIELDS set, never from input text
-            assignments = ", ".join(f"{c} = ?" for c in columns)
-            conn.execute(
-                f"UPDATE tether_sessions SET {assignments} WHERE id = ?", (*values, session_id)
-            )
-            if "metadata" in normalized:
-                self._write_meta(conn, session_id, new["metadata"])
-        return int(new["version"])
-
-    def replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: Iterable[Mapping[str, Any]],
-        *,
-        lease: Lease | None = None,
-    ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        new_items = _core.item_list(items)
+        new_items = _core.new_items(items)
         with self._write() as conn:
             now = self._now()
             doc = self._writable(conn, session_id, expected_version, lease, now)
             encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
-            new = _core.apply_replace(doc, len(encoded), now)
+            new = _core.apply_replace(doc, len(encoded), now, normalized)
             self._drop_items(conn, session_id)
             self._insert_items(conn, session_id, encoded)
-            conn.execute(
-                "UPDATE tether_sessions SET version = ?, updated_at = ?, last_seq = ?, "
-                "history_len = ? WHERE id = ?",
-                (new["version"], now, new["last_seq"], new["history_len"], session_id),
-            )
+            self._update_header(conn, new, normalized)
         return int(new["version"])
+
+    def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        _core.check_after(after)
+        normalized = _core.normalize_changes(changes)
+        new_items = _core.new_items(items)
+        with self._write() as conn:
+            now = self._now()
+            doc = self._writable(conn, session_id, expected_version, lease, now)
+            _core.tail_kept(doc, after)  # raises if after is outside the history
+            encoded = _core.prepare_items(new_items, after + 1, now)
+            new = _core.apply_tail(doc, normalized, after, len(encoded), now)
+            self._drop_tail(conn, session_id, after)
+            self._insert_items(conn, session_id, encoded)
+            self._update_header(conn, new, normalized)
+        return int(new["version"])
+
+    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        validate_session_id(session_id)
+        wanted = _core.check_item_keys(keys)
+        with self._read() as conn:
+            doc = self._live_doc(conn, session_id, self._now())
+            if doc is None:
+                raise SessionNotFound(session_id)
+            _core.check_writable(session_id, doc)
+            raw: list[bytes] = []
+            if not wanted:
+                return {}
+            marks = ", ".join("?" for _ in wanted)
+            seqs = conn.execute(  # the (session_id, key) primary key: one lookup per key
+                f"SELECT seq FROM tether_item_keys WHERE session_id = ? AND key IN ({marks}) "
+                "ORDER BY seq",
+                (session_id, *wanted),
+            ).fetchall()
+            shares = conn.execute(_SELECT_SHARES, (session_id,)).fetchall() if seqs else []
+            for (seq,) in seqs:  # each row by the (session_id, seq) primary key
+                sql, params = _items_query(session_id, shares, seq - 1, limit=1)
+                raw.extend(row[0] for row in conn.execute(sql, params))
+        return _core.keyed_items(session_id, raw)
 
     def _list_page(self, query: _core.ListQuery) -> Page:
         # Only fixed SQL fragments are joined; every value is a bound parameter.
@@ -831,6 +960,11 @@ class SQLiteStore(Store):
                     "WHERE session_id = ? AND seq > ? AND seq <= ?",
                     (child_id, offset, offset, parent_id, offset, at),
                 )
+            conn.execute(  # the child's keys are its own (O(keyed items), not O(items))
+                "INSERT INTO tether_item_keys (session_id, key, seq) SELECT ?, key, seq - ? "
+                "FROM tether_item_keys WHERE session_id = ? AND seq <= ?",
+                (child_id, offset, parent_id, at),
+            )
             self._insert_meta(conn, child_id, doc["metadata"])
         return _core.doc_to_header(doc)
 

@@ -1,0 +1,108 @@
+"""The framework contract beyond the conformance clauses: what each store's reads cost.
+
+Keyed reads and tail writes must cost the same at any history length. The SQLite tests prove
+it the way tests/test_paged_history.py proves page-only reads: every row the call must not
+read is damaged first (a store that read one would fail to decode it), and the query plan
+must be an index search.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tether import KeyedItem, Session
+from tether.errors import CorruptSession, DuplicateItemKey
+from tether.stores.memory import MemoryStore
+from tether.stores.sqlite import SQLiteStore
+
+
+def _items(n: int, tag: str = "m") -> list[dict[str, Any]]:
+    return [{"type": "message", "content": f"{tag}{i}"} for i in range(n)]
+
+
+def _contents(store: SQLiteStore | MemoryStore, sid: str) -> list[tuple[int, Any]]:
+    return [(e.seq, e.item.get("content", e.key)) for e in store.load(sid).items]
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Any:
+    store = SQLiteStore(tmp_path / "contract.db")
+    yield store
+    store.close()
+
+
+def test_sqlite_keyed_read_is_an_index_search_reading_only_its_rows(
+    sqlite_store: SQLiteStore,
+) -> None:
+    store = sqlite_store
+    store.create(Session(id="s", history=_items(500)))
+    store.commit("s", 1, append=[KeyedItem("ckpt-1", {"type": "checkpoint", "n": 1})])
+    store.commit("s", 2, append=[*_items(500, "b"), KeyedItem("ckpt-2", {"n": 2})])
+    # every other row is damaged: only the keyed rows may be read
+    store._conn.execute("UPDATE tether_items SET data = 'not json' WHERE seq NOT IN (501, 1002)")
+    found = store.items_by_key("s", ["ckpt-2", "ckpt-1", "nope"])
+    assert {k: (v.seq, v.item) for k, v in found.items()} == {
+        "ckpt-1": (501, {"type": "checkpoint", "n": 1}),
+        "ckpt-2": (1002, {"n": 2}),
+    }
+    with pytest.raises(CorruptSession):
+        store.load("s", last=3)  # the damage is real
+    plans = [
+        " ".join(str(row[-1]) for row in store._conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        for sql, args in (
+            ("SELECT seq FROM tether_item_keys WHERE session_id = ? AND key IN (?)", ("s", "k")),
+            (
+                "SELECT data FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?",
+                ("s", 1, 2),
+            ),
+        )
+    ]
+    assert all("SEARCH" in plan and "SCAN" not in plan for plan in plans), plans
+
+
+def test_sqlite_tail_write_reads_no_kept_row(sqlite_store: SQLiteStore) -> None:
+    store = sqlite_store
+    store.create(Session(id="s", history=_items(1000)))
+    store._conn.execute("UPDATE tether_items SET data = 'not json' WHERE seq <= 997")
+    assert store.replace_tail("s", 1, 998, [{"type": "compaction"}]) == 2
+    assert [e.item for e in store.load("s", after=997).items] == [
+        {"type": "message", "content": "m997"},
+        {"type": "compaction"},
+    ]
+    assert store.load("s", last=0).history_len == 999
+
+
+def test_sqlite_tail_writes_keep_forks_whole_and_forks_keep_keys(
+    sqlite_store: SQLiteStore,
+) -> None:
+    store, memory = sqlite_store, MemoryStore()
+    for target in (store, memory):
+        target.create(Session(id="p", history=_items(4)))
+        target.commit("p", 1, append=[KeyedItem("k5", {"content": "k5"}), *_items(2, "x")])
+        target.fork_session(Session(id="c", parent_id="p"), 6)  # shares the parent's rows
+        target.replace_tail("p", 2, 2, [KeyedItem("k5", {"content": "again"})])  # under c
+        target.replace_tail("c", 1, 5, [{"content": "c6"}])  # into its shared range
+        target.fork_session(Session(id="g", parent_id="c"), 5)
+    for sid in ("p", "c", "g"):
+        assert _contents(store, sid) == _contents(memory, sid), sid
+        mine, theirs = store.items_by_key(sid, ["k5"]), memory.items_by_key(sid, ["k5"])
+        assert [(v.seq, v.item) for v in mine.values()] == [
+            (v.seq, v.item) for v in theirs.values()
+        ], sid
+    assert store.items_by_key("c", ["k5"])["k5"].item == {"content": "k5"}
+    assert store.items_by_key("p", ["k5"])["k5"].item == {"content": "again"}
+    with pytest.raises(DuplicateItemKey):
+        store.commit("g", 1, append=[KeyedItem("k5", {})])
+
+
+def test_sqlite_database_version_5_indexes_keys(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path / "v.db").close()
+    conn = sqlite3.connect(tmp_path / "v.db")
+    assert conn.execute("SELECT max(version) FROM tether_schema_migrations").fetchone() == (5,)
+    indexes = {row[1] for row in conn.execute("PRAGMA index_list(tether_item_keys)")}
+    assert any(name.startswith("sqlite_autoindex") for name in indexes) or indexes
+    conn.close()

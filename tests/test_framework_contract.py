@@ -9,6 +9,7 @@ must be an index search.
 from __future__ import annotations
 
 import sqlite3
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from tether import KeyedItem, Session
 from tether.errors import CorruptSession, DuplicateItemKey
+from tether.stores.file import FileStore
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore
 
@@ -106,3 +108,63 @@ def test_sqlite_database_version_5_indexes_keys(tmp_path: Path) -> None:
     indexes = {row[1] for row in conn.execute("PRAGMA index_list(tether_item_keys)")}
     assert any(name.startswith("sqlite_autoindex") for name in indexes) or indexes
     conn.close()
+
+
+# --- the file store: a key map in the header, records read by their offset ---------------------
+
+
+def _damage_all_but(log: Path, keep: set[int]) -> None:
+    """Flip a payload byte of every record whose index is not in ``keep``."""
+    data = bytearray(log.read_bytes())
+    pos = index = 0
+    while pos < len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        if index not in keep:
+            data[pos + 8 + 1] ^= 0x01
+        pos += 8 + length
+        index += 1
+    log.write_bytes(bytes(data))
+
+
+def test_file_keyed_read_reads_only_its_records(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.create(Session(id="s", history=_items(300)))
+    store.commit("s", 1, append=[KeyedItem("a", {"n": 1}), *_items(300), KeyedItem("b", {})])
+    (log,) = tmp_path.glob("s.*.log")
+    _damage_all_but(log, {300, 601})
+    found = store.items_by_key("s", ["b", "a", "c"])
+    assert {k: (v.seq, v.item) for k, v in found.items()} == {"a": (301, {"n": 1}), "b": (602, {})}
+    with pytest.raises(CorruptSession):
+        store.load("s", last=3)
+    # claims and renewals rewrite the header: the key map goes with it
+    lease = store.claim("s", "w", 60)
+    store.release(lease)
+    assert sorted(store.items_by_key("s", ["a", "b"])) == ["a", "b"]
+
+
+def test_file_truncation_rewrites_only_the_header(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.create(Session(id="s", history=_items(5)))
+    store.commit("s", 1, append=[KeyedItem("k", {"n": 6})])
+    (log,) = tmp_path.glob("s.*.log")
+    size = log.stat().st_size
+    assert store.replace_tail("s", 2, 3) == 3
+    assert (list(tmp_path.glob("s.*.log")), log.stat().st_size) == ([log], size)
+    assert [e.seq for e in store.load("s").items] == [1, 2, 3]
+    assert store.items_by_key("s", ["k"]) == {}
+    # the next append cuts the bytes past the committed length, and may reuse the key
+    store.append("s", [KeyedItem("k", {"n": 4})])
+    assert [e.item.get("n") for e in store.load("s", after=2).items] == [None, 4]
+    assert store.items_by_key("s", ["k"])["k"].seq == 4
+    # replacing with items writes a new generation holding the kept bytes as they were
+    before = log.read_bytes()
+    store.replace_tail("s", 4, 2, [{"n": 3}])
+    (new_log,) = tmp_path.glob("s.*.log")
+    assert new_log != log
+    kept = FileStore(tmp_path).load("s")
+    assert [e.item.get("n", e.item.get("content")) for e in kept.items] == ["m0", "m1", 3]
+    two = sum(
+        8 + struct.unpack_from(">I", before, pos)[0]
+        for pos in (0, 8 + struct.unpack_from(">I", before, 0)[0])
+    )
+    assert new_log.read_bytes()[:two] == before[:two], "kept records copied byte for byte"

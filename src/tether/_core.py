@@ -706,7 +706,12 @@ def item_views(
 
 def keyed_items(session_id: str, raw: Iterable[bytes | str]) -> dict[str, StoredItem]:
     """What ``items_by_key`` returns for the stored rows a store found by key."""
-    _, items = item_views(session_id, decode_items(session_id, raw))
+    return keyed_records(session_id, decode_items(session_id, raw))
+
+
+def keyed_records(session_id: str, records: Iterable[Mapping[str, Any]]) -> dict[str, StoredItem]:
+    """``keyed_items`` for rows already decoded."""
+    _, items = item_views(session_id, records)
     return {item.key: item for item in items if item.key is not None}
 
 

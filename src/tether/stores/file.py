@@ -10,6 +10,10 @@ Per session ``<id>``:
   that commits it is written, so a crash mid-commit leaves bytes past the committed length
   (a torn tail) that are ignored, never returned and never fatal, and cut off by the next
   commit. ``replace_history`` writes a new generation and switches to it in the header.
+* Keyed items (:class:`~tether.KeyedItem`): the header holds a map of each key to its item's
+  seq and byte offset in the log, so a read by key reads the header and that one record: its
+  cost grows with the number of keys the session holds, never with its history. Each commit
+  rewrites the header, so a session with very many keys pays for them on every write.
 * ``<id>.lock``: taken with ``fcntl.flock`` (exclusive to write, shared to read) with a
   timeout. It is never unlinked, not even by ``delete``: unlinking a lock file that another
   process holds open would let a third process lock a new file and two writers run at once.
@@ -59,10 +63,10 @@ from ..errors import (
     StoreError,
     TetherError,
 )
-from ..models import HistoryItem, Lease, Page, Session, SessionHeader
+from ..models import HistoryItem, Lease, Page, Session, SessionHeader, StoredItem
 from ..schema import schema
 from ._private import NotRegularFile, make_private_dirs, open_regular
-from .base import Store, SyncBackedAsyncStore
+from .base import NewItems, Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncFileStore", "FileStore"]
 
@@ -101,6 +105,22 @@ def _skip_frames(handle: BinaryIO, size: int, count: int) -> tuple[int, int]:
         skipped += 1
     handle.seek(pos)
     return pos, skipped
+
+
+Keys = dict[str, list[int]]
+"""A session's keyed items: key -> [seq, byte offset of its record in the current log]."""
+
+
+def _keys_at(encoded: _core.PreparedItems, start: int) -> Keys:
+    """The key map entries of ``encoded`` written to a log from byte ``start`` on."""
+    if not encoded.keys:
+        return {}
+    offsets: dict[int, int] = {}
+    pos = start
+    for seq, payload in encoded:
+        offsets[seq] = pos
+        pos += _FRAME.size + len(payload)
+    return {key: [seq, offsets[seq]] for key, seq in encoded.keys}
 
 
 def _decode_record(session_id: str, payload: bytes, crc: int, index: int) -> Any:
@@ -245,7 +265,13 @@ class FileStore(Store):
                 os.close(fd)
 
     def _write_header(
-        self, doc: _core.Doc, gen: int, log_size: int, *, new_log: bool = False
+        self,
+        doc: _core.Doc,
+        gen: int,
+        log_size: int,
+        keys: Keys,
+        *,
+        new_log: bool = False,
     ) -> None:
         """Commit ``doc`` (and the log ``gen`` up to ``log_size``) by replacing the header.
 
@@ -253,7 +279,10 @@ class FileStore(Store):
         written, that log is removed too (a refused or failed write leaves no file behind).
         """
         session_id = doc["id"]
-        payload = _json.dumps({"session": doc, "log_gen": gen, "log_size": log_size})
+        wrapper: dict[str, Any] = {"session": doc, "log_gen": gen, "log_size": log_size}
+        if keys:
+            wrapper["keys"] = keys
+        payload = _json.dumps(wrapper)
         tmp = self.directory / f".{session_id}.json.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
             with os.fdopen(open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as handle:
@@ -272,8 +301,9 @@ class FileStore(Store):
 
     def _read_header(
         self, session_id: str, *, newer: bool = False
-    ) -> tuple[_core.Doc, int, int] | None:
-        """(document as stored, log generation, committed log size), or None if absent.
+    ) -> tuple[_core.Doc, int, int, Keys] | None:
+        """(document as stored, log generation, committed log size, key map), or None if
+        absent.
 
         ``newer``: a header a newer tether wrote is returned as stored (for the listing)
         instead of raising :class:`~tether.errors.UnsupportedSchemaVersion`.
@@ -301,9 +331,15 @@ class FileStore(Store):
             doc: _core.Doc = stored
         else:
             doc = _core.validate_header_doc(session_id, stored)
-        return doc, wrapper["log_gen"], wrapper["log_size"]
+        keys = wrapper.get("keys", {})
+        if not isinstance(keys, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(n, int) for n in v)
+            for v in keys.values()
+        ):
+            raise CorruptSession(session_id, "its header's key map is damaged")
+        return doc, wrapper["log_gen"], wrapper["log_size"], keys
 
-    def _live_header(self, session_id: str, now: int) -> tuple[_core.Doc, int, int]:
+    def _live_header(self, session_id: str, now: int) -> tuple[_core.Doc, int, int, Keys]:
         found = self._read_header(session_id)
         if found is None or not _core.is_live(found[0], now):
             raise SessionNotFound(session_id)
@@ -379,7 +415,7 @@ class FileStore(Store):
     def _write_new(
         self,
         doc: _core.Doc,
-        encoded: list[_core.EncodedItem],
+        encoded: _core.PreparedItems,
         now: int,
         *,
         replace: bool = False,
@@ -400,14 +436,17 @@ class FileStore(Store):
         if existing is not None:
             gen = existing[1] + 1  # a fresh log beside the old one, switched to by the header
         size = self._write_log(session_id, gen, encoded)
-        self._write_header(doc, gen, size, new_log=True)
+        self._write_header(doc, gen, size, _keys_at(encoded, 0), new_log=True)
         if existing is not None:
             self._unlink_log(session_id, existing[1])
 
-    def _write_log(self, session_id: str, gen: int, encoded: list[_core.EncodedItem]) -> int:
-        """Write a new log generation. Anything already at its path is no header's log (a
-        crashed write's, or planted): it is unlinked, never written through."""
-        data = b"".join(_frame(payload) for _, payload in encoded)
+    def _write_log(
+        self, session_id: str, gen: int, encoded: list[_core.EncodedItem], prefix: bytes = b""
+    ) -> int:
+        """Write a new log generation (``prefix``: frames copied as they are, then the new
+        ones). Anything already at its path is no header's log (a crashed write's, or
+        planted): it is unlinked, never written through."""
+        data = prefix + b"".join(_frame(payload) for _, payload in encoded)
         path = self._log_path(session_id, gen)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -433,7 +472,7 @@ class FileStore(Store):
     ) -> Session:
         _core.check_window(last, after, limit)
         with self._locked(session_id, shared=True):
-            doc, gen, log_size = self._live_header(session_id, to_micros(self._clock()))
+            doc, gen, log_size, _ = self._live_header(session_id, to_micros(self._clock()))
             # Records are in seq order, contiguous from first_seq: the window is an index range.
             first = doc["last_seq"] - doc["history_len"] + 1
             start = _core.window_floor(doc, last, after) + 1 - first
@@ -444,37 +483,57 @@ class FileStore(Store):
         return _core.readable_session(doc, items)
 
     def _prepare_write(
-        self, session_id: str, expected_version: int, lease: Lease | None, now: int
-    ) -> tuple[_core.Doc, int, int]:
-        doc, gen, log_size = self._live_header(session_id, now)
+        self, session_id: str, expected_version: int | None, lease: Lease | None, now: int
+    ) -> tuple[_core.Doc, int, int, Keys]:
+        """The header of a session to write (``expected_version`` None: a blind append)."""
+        found = self._live_header(session_id, now)
+        doc = found[0]
         _core.check_writable(session_id, doc)
         _core.check_write_lease(doc, lease, now)
-        if doc["version"] != expected_version:
+        if expected_version is not None and doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, doc["version"])
-        return doc, gen, log_size
+        return found
 
     def commit(
         self,
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         _core.check_version(expected_version)
+        return self._commit(session_id, expected_version, append, changes, lease)
+
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        validate_session_id(session_id)
+        if lease is not None:
+            _core.check_lease_arg(lease)
+        return self._commit(session_id, None, items, None, lease)
+
+    def _commit(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        append: NewItems,
+        changes: Mapping[str, Any] | None,
+        lease: Lease | None,
+    ) -> int:
         normalized = _core.normalize_changes(changes)
-        items = _core.item_list(append)
+        items = _core.new_items(append)
         with self._locked(session_id):
             now = to_micros(self._clock())
-            doc, gen, log_size = self._prepare_write(session_id, expected_version, lease, now)
+            doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)
             if _core.needs_upgrade(doc) or self._log_cut_short(session_id, gen, log_size):
                 old_gen = gen
-                doc, gen, log_size = self._rewrite(session_id, doc, gen, log_size)
+                doc, gen, log_size, keys = self._rewrite(session_id, doc, gen, log_size)
             else:
                 old_gen = None
             try:
                 encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
+                _core.refuse_taken_keys(session_id, encoded.keys, keys)
+                keys = {**keys, **_keys_at(encoded, log_size)}
                 if encoded:
                     log_size = self._append(session_id, gen, log_size, encoded)
                 new = _core.apply_commit(doc, normalized, len(encoded), now)
@@ -482,7 +541,7 @@ class FileStore(Store):
                 if old_gen is not None:  # a refused commit leaves no new log behind
                     self._unlink_log(session_id, gen)
                 raise
-            self._write_header(new, gen, log_size, new_log=old_gen is not None)
+            self._write_header(new, gen, log_size, keys, new_log=old_gen is not None)
             if old_gen is not None:
                 self._unlink_log(session_id, old_gen)
         return int(new["version"])
@@ -495,7 +554,7 @@ class FileStore(Store):
 
     def _rewrite(
         self, session_id: str, doc: _core.Doc, gen: int, log_size: int
-    ) -> tuple[_core.Doc, int, int]:
+    ) -> tuple[_core.Doc, int, int, Keys]:
         """Write the intact history, upgraded to the current schema, as a new generation.
 
         The rare path: a session stored by an older tether, or a log cut short inside its
@@ -510,11 +569,14 @@ class FileStore(Store):
         items = _core.upgrade_items(items, old_version)
         doc["last_seq"] = doc["last_seq"] - doc["history_len"] + intact
         doc["history_len"] = intact
-        encoded = [(item.get("seq", 0), _core.encode_item(item)) for item in items]
+        encoded = _core.PreparedItems(
+            (item.get("seq", 0), _core.encode_item(item)) for item in items
+        )
+        encoded.keys = [(r["key"], r["seq"]) for r in items if isinstance(r.get("key"), str)]
         new_gen = gen + 1
         size = self._write_log(session_id, new_gen, encoded)
         doc["schema_version"] = schema.current
-        return doc, new_gen, size
+        return doc, new_gen, size, _keys_at(encoded, 0)
 
     def _append(
         self, session_id: str, gen: int, log_size: int, encoded: list[_core.EncodedItem]
@@ -539,22 +601,126 @@ class FileStore(Store):
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         _core.check_version(expected_version)
-        new_items = _core.item_list(items)
+        normalized = _core.normalize_changes(changes)
+        new_items = _core.new_items(items)
         with self._locked(session_id):
             now = to_micros(self._clock())
-            doc, gen, _ = self._prepare_write(session_id, expected_version, lease, now)
+            doc, gen, _, _ = self._prepare_write(session_id, expected_version, lease, now)
             doc = _core.upgrade_doc(doc)
             encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
             size = self._write_log(session_id, gen + 1, encoded)
-            new = _core.apply_replace(doc, len(encoded), now)
-            self._write_header(new, gen + 1, size, new_log=True)
+            new = _core.apply_replace(doc, len(encoded), now, normalized)
+            self._write_header(new, gen + 1, size, _keys_at(encoded, 0), new_log=True)
             self._unlink_log(session_id, gen)
         return int(new["version"])
+
+    def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        """See the contract. Truncating rewrites only the header (the bytes past the new
+        committed length are a torn tail, cut by the next append). Replacing with new items
+        writes a new log generation: the kept records' bytes copied as they are (never
+        decoded), then the new ones, because bytes a committed header covers are never
+        overwritten in place. Finding where the kept records end reads their 8-byte frame
+        headers."""
+        _core.check_version(expected_version)
+        _core.check_after(after)
+        normalized = _core.normalize_changes(changes)
+        new_items = _core.new_items(items)
+        with self._locked(session_id):
+            now = to_micros(self._clock())
+            doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)
+            kept = _core.tail_kept(doc, after)
+            old_gen = None
+            if _core.needs_upgrade(doc) or self._log_cut_short(session_id, gen, log_size):
+                old_gen = gen
+                doc, gen, log_size, keys = self._rewrite(session_id, doc, gen, log_size)
+                kept = _core.tail_kept(doc, min(after, doc["last_seq"]))
+            try:
+                encoded = _core.prepare_items(new_items, after + 1, now)
+                keys = {k: v for k, v in keys.items() if v[0] <= after}
+                _core.refuse_taken_keys(session_id, encoded.keys, keys)
+                cut, prefix = self._kept_bytes(session_id, gen, log_size, kept, bool(encoded))
+                new = _core.apply_tail(doc, normalized, after, len(encoded), now)
+                if encoded:
+                    new_gen = gen + 1
+                    size = self._write_log(session_id, new_gen, encoded, prefix)
+                else:
+                    new_gen, size = gen, cut
+                keys.update(_keys_at(encoded, cut))
+            except BaseException:
+                if old_gen is not None:
+                    self._unlink_log(session_id, gen)
+                raise
+            self._write_header(
+                new, new_gen, size, keys, new_log=new_gen != gen or old_gen is not None
+            )
+            if new_gen != gen:
+                self._unlink_log(session_id, gen)
+            if old_gen is not None:
+                self._unlink_log(session_id, old_gen)
+        return int(new["version"])
+
+    def _kept_bytes(
+        self, session_id: str, gen: int, log_size: int, kept: int, copy: bool
+    ) -> tuple[int, bytes]:
+        """Where the first ``kept`` records of the log end, and (``copy``) their bytes."""
+        if kept == 0:
+            return 0, b""
+        try:
+            handle = os.fdopen(open_regular(self._log_path(session_id, gen), os.O_RDONLY), "rb")
+        except (FileNotFoundError, NotRegularFile):
+            raise CorruptSession(session_id, "its history log is missing") from None
+        with handle:
+            cut, skipped = _skip_frames(handle, log_size, kept)
+            if skipped < kept:
+                raise CorruptSession(session_id, "its history log is cut short")
+            if not copy:
+                return cut, b""
+            handle.seek(0)
+            return cut, handle.read(cut)
+
+    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        """See the contract: the header's key map gives each record's offset, and only those
+        records are read."""
+        validate_session_id(session_id)
+        wanted = _core.check_item_keys(keys)
+        with self._locked(session_id, shared=True):
+            doc, gen, log_size, key_map = self._live_header(session_id, to_micros(self._clock()))
+            _core.check_writable(session_id, doc)
+            spots = sorted(key_map[key] for key in wanted if key in key_map)
+            if not spots:
+                return {}
+            records = []
+            try:
+                fd = open_regular(self._log_path(session_id, gen), os.O_RDONLY)
+            except (FileNotFoundError, NotRegularFile):
+                raise CorruptSession(session_id, "its history log is missing") from None
+            with os.fdopen(fd, "rb") as handle:
+                for seq, offset in spots:
+                    handle.seek(offset)
+                    head = handle.read(_FRAME.size)
+                    if len(head) < _FRAME.size:
+                        raise CorruptSession(session_id, f"its log ends before item {seq}")
+                    length, crc = _FRAME.unpack(head)
+                    if offset + _FRAME.size + length > log_size:
+                        raise CorruptSession(session_id, f"its log ends before item {seq}")
+                    index = seq - (doc["last_seq"] - doc["history_len"] + 1)
+                    records.append(_decode_record(session_id, handle.read(length), crc, index))
+        return _core.keyed_records(session_id, records)
 
     def _list_page(self, query: _core.ListQuery) -> Page:
         return query.page(self._headers(), to_micros(self._clock()))
@@ -629,10 +795,10 @@ class FileStore(Store):
         owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
         with self._locked(session_id):
             now = to_micros(self._clock())
-            doc, gen, log_size = self._live_header(session_id, now)
+            doc, gen, log_size, keys = self._live_header(session_id, now)
             _core.check_writable(session_id, doc)
             doc = {**doc, **_core.claim_fields(doc, owner, ttl_us, now)}
-            self._write_header(doc, gen, log_size)
+            self._write_header(doc, gen, log_size, keys)
         return _core.lease_from_doc(doc)
 
     def _update_lease(self, lease: Lease, fields: _core.Doc | None, ttl_us: int = 0) -> Lease:
@@ -643,10 +809,10 @@ class FileStore(Store):
             found = self._read_header(lease.session_id)
             if found is None or not _core.is_live(found[0], now):
                 raise LeaseLost(lease.session_id, "the session no longer exists")
-            doc, gen, log_size = found
+            doc, gen, log_size, keys = found
             _core.check_lease(doc, lease, now)
             doc = {**doc, **(fields if fields is not None else {"lease_expires_at": now + ttl_us})}
-            self._write_header(doc, gen, log_size)
+            self._write_header(doc, gen, log_size, keys)
         return _core.lease_from_doc(doc) if fields is None else lease
 
     def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:

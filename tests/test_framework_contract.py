@@ -18,6 +18,8 @@ import pytest
 from tether import KeyedItem, Session
 from tether.errors import CorruptSession, DuplicateItemKey
 from tether.stores.file import FileStore
+from tether.stores.kv_memory import DictKVBackend
+from tether.stores.kv_sync import KVStore
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore
 
@@ -168,3 +170,48 @@ def test_file_truncation_rewrites_only_the_header(tmp_path: Path) -> None:
         for pos in (0, 8 + struct.unpack_from(">I", before, 0)[0])
     )
     assert new_log.read_bytes()[:two] == before[:two], "kept records copied byte for byte"
+
+
+# --- the key-value kit: keys in the header, a read by key reads one chunk -----------------------
+
+
+class _CountingBackend(DictKVBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: list[str] = []
+        self.puts: list[str] = []
+
+    def get(self, key: str) -> Any:
+        self.gets.append(key)
+        return super().get(key)
+
+    def put(self, key: str, value: bytes, revision: Any) -> Any:
+        self.puts.append(key)
+        return super().put(key, value, revision)
+
+
+def test_kv_keyed_read_and_tail_write_cost_the_same_at_any_length() -> None:
+    costs = []
+    for length in (40, 4000):
+        backend = _CountingBackend()
+        store = KVStore(backend, chunk_items=32)
+        store.create(Session(id="s", history=_items(length)))
+        store.commit("s", 1, append=[KeyedItem("k", {"n": 1}), *_items(5, "b")])
+        store._blobs.clear()  # a fresh process: nothing cached
+        backend.gets.clear()
+        assert store.items_by_key("s", ["k"])["k"].item == {"n": 1}
+        reads = len(backend.gets)
+        backend.puts.clear()
+        version = store.replace_tail("s", 2, length + 3, [{"n": 2}])  # inside the tail
+        writes = len(backend.puts)
+        assert [e.item for e in store.load("s", last=2).items] == [
+            {"type": "message", "content": "b1"},
+            {"n": 2},
+        ]
+        backend.puts.clear()
+        store.replace_tail("s", version, length + 1)  # truncation: still inside the tail
+        costs.append((reads, writes, len(backend.puts)))
+        assert store.items_by_key("s", ["k"])["k"].seq == length + 1
+    assert costs[0] == costs[1], costs
+    # a read: the header and one chunk; a tail write: one new tail and the header
+    assert costs[0] == (2, 2, 2)

@@ -22,7 +22,7 @@ collection can tell a crashed writer's leftovers from a commit still in flight.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _core, _json
@@ -87,6 +87,9 @@ class Head:
     sealed: int
     tail: str | None
     rev: Revision
+    keys: dict[str, int] = field(default_factory=dict)
+    """Keyed items (``KeyedItem``): key -> seq, in the header so that it moves with the
+    history in the one compare-and-set; a read by key costs one chunk, at any length."""
 
     @property
     def first_seq(self) -> int:
@@ -106,12 +109,16 @@ class Head:
 
 def encode_head(head: Head, max_size: int) -> bytes:
     doc = head.doc
-    value = _json.dumps({"doc": doc, "kv": [head.gen, head.chunk, head.sealed, head.tail]})
+    raw: dict[str, Any] = {"doc": doc, "kv": [head.gen, head.chunk, head.sealed, head.tail]}
+    if head.keys:
+        raw["keys"] = head.keys
+    value = _json.dumps(raw)
     if len(value) > max_size:
         raise InvalidSessionData(
             f"session {doc['id']!r}: its header (metadata, state and options) is "
             f"{len(value)} bytes, more than the backend's {max_size} per value; keep large "
-            "data in history items (they are split across keys) or outside the session"
+            "data in history items (they are split across keys) or outside the session, and "
+            "item keys few (the header maps each one)"
         )
     return value
 
@@ -123,7 +130,10 @@ def decode_head(session_id: str, value: bytes, rev: Revision) -> Head:
         gen, chunk, sealed, tail = raw["kv"]
         if not isinstance(doc, dict) or doc.get("id") != session_id:
             raise ValueError(f"header belongs to {doc.get('id')!r}")
-        return Head(doc, str(gen), int(chunk), int(sealed), tail, rev)
+        keys = raw.get("keys", {})
+        if not isinstance(keys, dict) or not all(isinstance(v, int) for v in keys.values()):
+            raise ValueError("its key map is damaged")
+        return Head(doc, str(gen), int(chunk), int(sealed), tail, rev, keys)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptSession(session_id, f"its header is not a tether kv header ({exc})") from exc
 

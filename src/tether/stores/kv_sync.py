@@ -25,10 +25,10 @@ from ..errors import (
     LeaseLost,
     SessionNotFound,
 )
-from ..models import Lease, Page, Session
+from ..models import Lease, Page, Session, StoredItem
 from . import _kv_common as kv
 from ._kv_common import Head, Revision
-from .base import Store
+from .base import NewItems, Store
 
 __all__ = ["KVBackend", "KVStore"]
 
@@ -236,7 +236,7 @@ class KVStore(Store):
         self._free(session_id, existing, now)
         gen = kv.new_token(now)
         sealed, tail = self._write_generation(session_id, gen, [d for _, d in encoded])
-        mine = Head(doc, gen, self._chunk, sealed, tail, None)
+        mine = Head(doc, gen, self._chunk, sealed, tail, None, dict(encoded.keys))
         for _ in range(kv.WRITE_RETRIES):
             rev = None if existing is None else existing.rev
             if self._publish(mine, rev) is not None:
@@ -291,11 +291,17 @@ class KVStore(Store):
         raise CorruptSession(session_id, "a history chunk its header names is missing")
 
     def _check(
-        self, session_id: str, head: Head, expected_version: int, lease: Lease | None, now: int
+        self,
+        session_id: str,
+        head: Head,
+        expected_version: int | None,
+        lease: Lease | None,
+        now: int,
     ) -> None:
+        """Checks of a write (``expected_version`` None: a blind append)."""
         _core.check_writable(session_id, head.doc)
         _core.check_write_lease(head.doc, lease, now)
-        if head.doc["version"] != expected_version:
+        if expected_version is not None and head.doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, head.doc["version"])
 
     def commit(
@@ -303,21 +309,40 @@ class KVStore(Store):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
+        return self._commit(session_id, expected_version, append, changes, lease)
+
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        validate_session_id(session_id)
+        if lease is not None:
+            _core.check_lease_arg(lease)
+        return self._commit(session_id, None, items, None, lease)
+
+    def _commit(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        append: NewItems,
+        changes: Mapping[str, Any] | None,
+        lease: Lease | None,
+    ) -> int:
         normalized = _core.normalize_changes(changes)
-        items = list(append)
+        items = _core.new_items(append)
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
             self._check(session_id, head, expected_version, lease, now)
-            encoded = [d for _, d in _core.prepare_items(items, head.doc["last_seq"] + 1, now)]
+            prepared = _core.prepare_items(items, head.doc["last_seq"] + 1, now)
+            _core.refuse_taken_keys(session_id, prepared.keys, head.keys)
+            keys = {**head.keys, **dict(prepared.keys)}
+            encoded = [d for _, d in prepared]
             if _core.needs_upgrade(head.doc):
-                version = self._rewrite(head, now, encoded, normalized)
+                version = self._rewrite(head, now, encoded, normalized, keys)
                 if version is not None:
                     return version
                 continue
@@ -337,7 +362,7 @@ class KVStore(Store):
                 tail = kv.new_token(now) if rest else None
                 if tail is not None:
                     self._put_blob(kv.tail_key(session_id, head.gen, tail), rest)
-            new = Head(new_doc, head.gen, head.chunk, sealed, tail, None)
+            new = Head(new_doc, head.gen, head.chunk, sealed, tail, None, keys)
             rev = self._publish(new, head.rev)
             if rev is not None:
                 self._gone_tail(head, tail)
@@ -347,7 +372,12 @@ class KVStore(Store):
         raise ConflictError(session_id, expected_version, None, "the header kept changing")
 
     def _rewrite(
-        self, head: Head, now: int, appended: list[bytes], changes: _core.Doc
+        self,
+        head: Head,
+        now: int,
+        appended: list[bytes],
+        changes: _core.Doc,
+        keys: dict[str, int],
     ) -> int | None:
         """Write an older-schema session back upgraded, history included, as a new
         generation; the new version, or None if the header changed meanwhile."""
@@ -359,13 +389,15 @@ class KVStore(Store):
         upgraded = _core.upgrade_items(_core.decode_items(session_id, old), stored)
         items = [_core.encode_item(item) for item in upgraded] + appended
         new_doc = _core.apply_commit(_core.upgrade_doc(head.doc), changes, len(appended), now)
-        return self._replace_generation(head, new_doc, items)
+        return self._replace_generation(head, new_doc, items, keys)
 
-    def _replace_generation(self, head: Head, new_doc: _core.Doc, items: list[bytes]) -> int | None:
+    def _replace_generation(
+        self, head: Head, new_doc: _core.Doc, items: list[bytes], keys: dict[str, int]
+    ) -> int | None:
         session_id = head.doc["id"]
         gen = kv.new_token(self._now())
         sealed, tail = self._write_generation(session_id, gen, items)
-        new = Head(new_doc, gen, self._chunk, sealed, tail, None)
+        new = Head(new_doc, gen, self._chunk, sealed, tail, None, keys)
         if self._publish(new, head.rev) is None:
             self._drop_history(new)
             return None
@@ -376,23 +408,106 @@ class KVStore(Store):
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
-        new_items = list(items)
+        normalized = _core.normalize_changes(changes)
+        new_items = _core.new_items(items)
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
             self._check(session_id, head, expected_version, lease, now)
             encoded = _core.prepare_items(new_items, head.doc["last_seq"] + 1, now)
-            new_doc = _core.apply_replace(_core.upgrade_doc(head.doc), len(encoded), now)
-            version = self._replace_generation(head, new_doc, [d for _, d in encoded])
+            doc = _core.upgrade_doc(head.doc)
+            new_doc = _core.apply_replace(doc, len(encoded), now, normalized)
+            version = self._replace_generation(
+                head, new_doc, [d for _, d in encoded], dict(encoded.keys)
+            )
             if version is not None:
                 return version
         raise ConflictError(session_id, expected_version, None, "the header kept changing")
+
+    def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        """See the contract. A cut inside the unsealed tail (the newest items, fewer than
+        ``chunk_items`` past the last sealed chunk) writes one new tail: O(chunk + suffix).
+        A cut inside a sealed chunk writes a new generation (sealed chunks are never
+        rewritten with other bytes), which copies the kept items."""
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        _core.check_after(after)
+        normalized = _core.normalize_changes(changes)
+        new_items = _core.new_items(items)
+        for _ in range(kv.WRITE_RETRIES):
+            now = self._now()
+            head = self._live_head(session_id, now)
+            self._check(session_id, head, expected_version, lease, now)
+            kept = _core.tail_kept(head.doc, after)
+            prepared = _core.prepare_items(new_items, after + 1, now)
+            keys = {k: seq for k, seq in head.keys.items() if seq <= after}
+            _core.refuse_taken_keys(session_id, prepared.keys, keys)
+            keys.update(prepared.keys)
+            encoded = [d for _, d in prepared]
+            sealed_end = head.sealed * head.chunk
+            if _core.needs_upgrade(head.doc) or kept < sealed_end:
+                old = self._read_positions(head, 0, kept)
+                if old is None:
+                    continue
+                stored = int(head.doc["schema_version"])
+                upgraded = _core.upgrade_items(_core.decode_items(session_id, old), stored)
+                doc = _core.upgrade_doc(head.doc)
+                new_doc = _core.apply_tail(doc, normalized, after, len(encoded), now)
+                rows = [_core.encode_item(item) for item in upgraded] + encoded
+                version = self._replace_generation(head, new_doc, rows, keys)
+                if version is not None:
+                    return version
+                continue
+            rest = self._read_positions(head, sealed_end, kept)
+            if rest is None:
+                continue  # another writer moved the tail on: read the header again
+            rest = rest + encoded
+            tail = kv.new_token(now) if rest else None
+            if tail is not None:
+                self._put_blob(kv.tail_key(session_id, head.gen, tail), rest)
+            new_doc = _core.apply_tail(head.doc, normalized, after, len(encoded), now)
+            new = Head(new_doc, head.gen, head.chunk, head.sealed, tail, None, keys)
+            if self._publish(new, head.rev) is not None:
+                self._gone_tail(head, tail)
+                return int(new_doc["version"])
+            if tail is not None:
+                self._drop_blob(kv.tail_key(session_id, head.gen, tail))
+        raise ConflictError(session_id, expected_version, None, "the header kept changing")
+
+    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        """See the contract: the header maps each key to its seq, and only the chunk (or
+        tail) holding that item is read."""
+        validate_session_id(session_id)
+        wanted = _core.check_item_keys(keys)
+        for _ in range(kv.READ_RETRIES):
+            head = self._live_head(session_id, self._now())
+            _core.check_writable(session_id, head.doc)
+            raw: list[bytes] = []
+            for seq in sorted(head.keys[key] for key in wanted if key in head.keys):
+                at = seq - head.first_seq
+                got = self._read_positions(head, at, at + 1)
+                if got is None:
+                    break
+                raw.extend(got)
+            else:
+                return _core.keyed_items(session_id, raw)
+        raise CorruptSession(session_id, "a history chunk its header names is missing")
 
     def _heads(self) -> list[Head]:
         heads = []
@@ -449,7 +564,7 @@ class KVStore(Store):
 
     def _set_lease(self, head: Head, fields: _core.Doc) -> bool:
         doc = {**head.doc, **fields}
-        new = Head(doc, head.gen, head.chunk, head.sealed, head.tail, None)
+        new = Head(doc, head.gen, head.chunk, head.sealed, head.tail, None, head.keys)
         rev = self._publish(new, head.rev)
         return rev is not None
 
@@ -502,7 +617,7 @@ class KVStore(Store):
         session_id = doc["id"]
         gen = kv.new_token(self._now())
         sealed, tail = self._write_generation(session_id, gen, [d for _, d in encoded])
-        mine = Head(doc, gen, self._chunk, sealed, tail, None)
+        mine = Head(doc, gen, self._chunk, sealed, tail, None, dict(encoded.keys))
         for _ in range(kv.WRITE_RETRIES):
             existing = self._head(session_id)
             try:

@@ -6,7 +6,10 @@ the ``--json`` files the benchmark scripts wrote in one run (``chat_turn.json``,
 missing one is reported as not run). The Markdown goes to ``RESULTS_DIR/report.md``; with
 ``--docs`` it also replaces the block between the ``<!-- bench:begin -->`` and
 ``<!-- bench:end -->`` markers of that file, so the docs always show the latest full run,
-with its date, machine and versions.
+with its date, machine and versions, and the block between ``<!-- bench-nats:begin -->`` and
+``<!-- bench-nats:end -->`` (the NATS store beside SQLite) when the run measured NATS.
+``--docs-nats FILE`` replaces only that block: for a run of the chat-turn step alone, such as
+``benchmarks/chat_turn.py --stores sqlite,nats --json DIR/chat_turn.json``.
 
 Every ratio is taken inside one run (the systems were measured side by side); the targets are
 those of ``shared/bench/WORKLOAD.md`` and each is printed as met or missed with its figure.
@@ -23,6 +26,10 @@ from typing import Any
 
 Json = dict[str, Any]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+NATS_BEGIN, NATS_END = "<!-- bench-nats:begin -->", "<!-- bench-nats:end -->"
+FLAT_TIME, FLAT_BYTES = 2.0, 1.25
+"""The NATS target: a cached turn at the longest history within 2x its time at the shortest,
+and the bytes a turn writes at 5,000 items within 1.25x those at 100."""
 
 
 def _load(directory: Path, name: str) -> Json | None:
@@ -124,6 +131,32 @@ def figure_d(ct: Json) -> list[str]:
                     f"{r['wal_pages_per_turn']:.1f}",
                 ]
                 for r in ct["figure_d"]
+            ],
+        ),
+    ]
+
+
+def figure_d_kv(ct: Json) -> list[str]:
+    rows = ct.get("figure_d_kv") or []
+    if not rows:
+        return []
+    return [
+        "**D (key-value kit). What a cached turn writes** through the backend's `put()` "
+        "(every key and value: the new tail, the header, a sealed chunk every `chunk_items` "
+        "items; the payload is 1,000 bytes of text), by history length.",
+        "",
+        *_table(
+            ["system", "n", "bytes/turn", "puts/turn", "× payload", "mean µs/turn"],
+            [
+                [
+                    r["system"],
+                    _n(r["n"]),
+                    _n(r["bytes_per_turn"]),
+                    f"{r['puts_per_turn']:.2f}",
+                    f"{r['bytes_per_turn'] / r['payload_bytes_per_turn']:.2f}",
+                    _n(r["mean_us"]),
+                ]
+                for r in rows
             ],
         ),
     ]
@@ -403,6 +436,7 @@ def targets(results: dict[str, Json | None]) -> list[str]:
                     verdict(ratio <= 1.5),
                 ]
             )
+        rows += nats_targets(ct)
     if server and server.get("systems"):
         systems = server["systems"]
         for kind in ("redis", "postgres"):
@@ -428,6 +462,33 @@ def targets(results: dict[str, Json | None]) -> list[str]:
         "**Against the targets** (`shared/bench/WORKLOAD.md`), this run:",
         "",
         *_table(["target", "figure", "status"], rows),
+    ]
+
+
+def nats_targets(ct: Json) -> list[list[str]]:
+    """The NATS store's commit cost flat in history length: time (figure A, cached turn, the
+    shortest and the longest history) and bytes written (figure D kv), from this run."""
+    cached = sorted(_by(ct["figure_a"], "system", "tether nats cached"), key=lambda r: r["n"])
+    kv_rows = sorted(
+        _by(ct.get("figure_d_kv") or [], "system", "tether nats cached"), key=lambda r: r["n"]
+    )
+    if len(cached) < 2 or len(kv_rows) < 2:
+        return []
+    small, big = cached[0], cached[-1]
+    time_ratio = big["median_us"] / small["median_us"]
+    few, many = kv_rows[0], kv_rows[-1]
+    bytes_ratio = many["bytes_per_turn"] / few["bytes_per_turn"]
+    met = time_ratio <= FLAT_TIME and bytes_ratio <= FLAT_BYTES
+    return [
+        [
+            f"NATS commit cost flat in history length (cached turn at n={_n(big['n'])} within "
+            f"{FLAT_TIME:g}× n={_n(small['n'])}; bytes/turn at {_n(many['n'])} within "
+            f"{FLAT_BYTES:g}× {_n(few['n'])})",
+            f"{time_ratio:.2f}× ({_n(big['median_us'])} against {_n(small['median_us'])} µs); "
+            f"{bytes_ratio:.2f}× ({_n(many['bytes_per_turn'])} against "
+            f"{_n(few['bytes_per_turn'])} B)",
+            "met" if met else "**missed**",
+        ]
     ]
 
 
@@ -460,7 +521,17 @@ def render(directory: Path) -> str:
     if ct:
         out += targets(results)
         out += ["![Chat-turn latency by history length, log-log](img/latency.png)", ""]
-        for part in (figure_a, figure_b, figure_c, figure_d, figure_e, figure_f, durability):
+        parts = (
+            figure_a,
+            figure_b,
+            figure_c,
+            figure_d,
+            figure_d_kv,
+            figure_e,
+            figure_f,
+            durability,
+        )
+        for part in parts:
             out += part(ct)
     else:
         out += ["chat_turn: not run", ""]
@@ -484,26 +555,76 @@ def render(directory: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def splice(doc: Path, block: str) -> None:
+def _nats_only(rows: Sequence[Json]) -> list[Json]:
+    """The rows of raw sqlite3, tether's SQLite store and the NATS store."""
+    keep = ("raw sqlite3", "tether sqlite", "tether nats")
+    return [r for r in rows if str(r["system"]).startswith(keep) and "full" not in r["system"]]
+
+
+def render_nats(directory: Path) -> str | None:
+    """The NATS block: the store beside SQLite in the chat-turn figures of this run, and its
+    target; None if the run did not measure NATS."""
+    ct = _load(directory, "chat_turn")
+    if not ct or not _by(ct.get("figure_d_kv") or [], "system", "tether nats cached"):
+        return None
+    stores = ",".join(ct["settings"].get("stores", []))
+    quick = " --quick" if ct["settings"].get("quick") else ""
+    mine = {key: _nats_only(ct[key]) for key in ("figure_a", "figure_c", "figure_e", "figure_f")}
+    view = {**ct, **mine}
+    out: list[str] = [NATS_BEGIN, ""]
+    out += machine(ct, None)
+    out += [
+        f"Measured by `benchmarks/chat_turn.py{quick} --stores {stores}` (the chat-turn step "
+        "of `make bench`), against the local NATS server: the NATS store (`nats://`, the "
+        "key-value kit over a JetStream KV bucket, `chunk_items=32`) beside raw sqlite3 and "
+        "tether's SQLite store, in the same run.",
+        "",
+        *_table(["target", "figure", "status"], nats_targets(ct)),
+    ]
+    for part in (figure_a, figure_c, figure_d_kv, figure_e, figure_f):
+        out += part(view)
+    out.append(NATS_END)
+    return "\n".join(out) + "\n"
+
+
+def splice(doc: Path, block: str, begin: str = BEGIN, end: str = END) -> None:
     text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{doc} has no {BEGIN} ... {END} block to replace")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    if begin not in text or end not in text:
+        raise SystemExit(f"{doc} has no {begin} ... {end} block to replace")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
     doc.write_text(head + block.rstrip("\n") + tail)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("results", type=Path, help="the directory the run's JSON files are in")
-    parser.add_argument("--docs", type=Path, help="also replace the bench block of this file")
+    parser.add_argument("--docs", type=Path, help="also replace the bench block(s) of this file")
+    parser.add_argument(
+        "--docs-nats", type=Path, help="replace only the NATS block of this file (chat_turn runs)"
+    )
     args = parser.parse_args(argv)
     block = render(args.results)
     (args.results / "report.md").write_text(block)
     print(f"wrote {args.results / 'report.md'}")
+    nats = render_nats(args.results)
+    if nats is not None:
+        (args.results / "report-nats.md").write_text(nats)
+        print(f"wrote {args.results / 'report-nats.md'}")
     if args.docs:
         splice(args.docs, block)
         print(f"updated {args.docs}")
+    if args.docs and NATS_BEGIN in args.docs.read_text():
+        if nats is None:  # NATS was not measured: its block keeps the run that measured it
+            print(f"the NATS block of {args.docs} is left as it was: this run has no NATS figures")
+        else:
+            splice(args.docs, nats, NATS_BEGIN, NATS_END)
+            print(f"updated the NATS block of {args.docs}")
+    if args.docs_nats:
+        if nats is None:
+            raise SystemExit(f"{args.results} has no NATS figures for {args.docs_nats}")
+        splice(args.docs_nats, nats, NATS_BEGIN, NATS_END)
+        print(f"updated the NATS block of {args.docs_nats}")
     return 0
 
 

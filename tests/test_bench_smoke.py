@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,73 @@ def test_the_report_replaces_only_the_marked_block_of_the_docs(
     doc.write_text("no markers here\n")
     with pytest.raises(SystemExit, match="no <!-- bench:begin -->"):
         report.splice(doc, "x")
+
+
+def _with_nats(data: dict[str, Any], kv_bytes: tuple[float, float]) -> dict[str, Any]:
+    """The run's figures plus a NATS store's rows (the quick run measures NATS only when its
+    server answers): its figure A copied from the SQLite store's, its kv bytes given."""
+    out: dict[str, Any] = json.loads(json.dumps(data))
+    a = [r for r in out["figure_a"] if r["system"] != "tether nats cached"]
+    a += [{**r, "system": "tether nats cached"} for r in a if r["system"] == "tether sqlite cached"]
+    out["figure_a"] = a
+    out["figure_d_kv"] = [
+        {
+            "system": "tether nats cached",
+            "n": n,
+            "bytes_per_turn": b,
+            "puts_per_turn": 2.06,
+            "mean_us": 900.0,
+            "payload_bytes_per_turn": 1000,
+        }
+        for n, b in zip((100, 5000), kv_bytes, strict=True)
+    ]
+    return out
+
+
+def test_the_report_renders_the_nats_store_and_its_target(
+    quick_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    out, _ = quick_run
+    data = json.loads((out / "chat_turn.json").read_text())
+    flat = _with_nats(data, (11_600.0, 11_800.0))
+    (tmp_path / "chat_turn.json").write_text(json.dumps(flat))
+    text = report.render(tmp_path)
+    assert "**D (key-value kit). What a cached turn writes**" in text
+    assert "| tether nats cached | 5,000 | 11,800 | 2.06 | 11.80 | 900 |" in text
+    [target] = [line for line in text.splitlines() if "NATS commit cost flat" in line]
+    assert "1.02\u00d7 (11,800 against 11,600 B)" in target
+    assert target.endswith("| met |")
+    block = report.render_nats(tmp_path)
+    assert block is not None
+    assert block.startswith(report.NATS_BEGIN)
+    assert block.rstrip().endswith(report.NATS_END)
+    assert "--stores " in block
+    assert "tether nats cached" in block
+    assert "tether file" not in block
+    assert "tether memory" not in block
+
+    # bytes per turn growing with the history: the target is missed, and says so
+    (tmp_path / "chat_turn.json").write_text(json.dumps(_with_nats(data, (11_600.0, 30_000.0))))
+    [target] = [line for line in report.render(tmp_path).splitlines() if "NATS commit" in line]
+    assert target.endswith("| **missed** |")
+
+    # --docs replaces both blocks; a run without NATS leaves the NATS block as it was
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(
+        f"top\n{report.BEGIN}\nold\n{report.END}\nmid\n{report.NATS_BEGIN}\nold nats\n"
+        f"{report.NATS_END}\nend\n"
+    )
+    (tmp_path / "chat_turn.json").write_text(json.dumps(flat))
+    assert report.main([str(tmp_path), "--docs", str(doc)]) == 0
+    text = doc.read_text()
+    assert "old" not in text
+    assert text.count("NATS commit cost flat") == 2
+    assert text.startswith("top\n")
+    assert "\nmid\n" in text
+    assert text.endswith("\nend\n")
+    without = {k: v for k, v in data.items() if k != "figure_d_kv"}
+    (tmp_path / "chat_turn.json").write_text(json.dumps(without))
+    assert report.main([str(tmp_path), "--docs", str(doc)]) == 0
+    assert doc.read_text().count("NATS commit cost flat") == 1  # the NATS block, kept
+    with pytest.raises(SystemExit, match="no NATS figures"):
+        report.main([str(tmp_path), "--docs-nats", str(doc)])

@@ -9,6 +9,7 @@ one-line reason; under ``CI=true`` a skip would hide a broken setup, so they fai
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from urllib.parse import urlsplit
@@ -53,6 +54,18 @@ def require_server(kind: str) -> str:
             pytest.fail(f"CI=true and {message}", pytrace=False)
         pytest.skip(message)
     return url
+
+
+def require_module(name: str, extra: str) -> None:
+    """Import ``name`` or skip the module (fail it under ``CI=true``, where the dev extras are
+    installed: a missing driver there is a broken setup, not a reason to skip)."""
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        message = f"{name} is not installed ({exc}): pip install 'tether[{extra}]'"
+        if IN_CI:
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message, allow_module_level=True)
 
 
 @pytest.fixture

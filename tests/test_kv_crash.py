@@ -27,7 +27,7 @@ from tether.stores.kv_memory import DictKVBackend, DictKVStore
 from tether.stores.kv_sync import KVBackend, KVStore
 from tether.testing import FakeClock
 
-from .conftest import delete_nats_bucket, require_server
+from .conftest import delete_nats_bucket, require_module, require_server
 
 CHUNK = 4
 BIG = "b" * 3000  # over the backend's value size below: written in parts
@@ -163,7 +163,7 @@ def _die_at(url: str, session_id: str, at: int) -> None:
 
 @pytest.fixture
 def nats_url() -> Iterator[str]:
-    pytest.importorskip("nats", reason="the NATS store needs nats-py: pip install 'tether[nats]'")
+    require_module("nats", "nats")
     server = require_server("nats")
     bucket = f"tether_t{secrets.token_hex(6)}"
     yield f"{server}/{bucket}?chunk_items={CHUNK}"

@@ -21,12 +21,12 @@ import tether
 from tether.errors import ConfigurationError, StoreUnavailable
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
-from .conftest import delete_nats_bucket, require_server
+from .conftest import delete_nats_bucket, require_module, require_server
 
-pytest.importorskip("nats", reason="the NATS store needs nats-py: pip install 'tether[nats]'")
+require_module("nats", "nats")
 
-from tether.stores.nats_async import AsyncNatsStore
-from tether.stores.nats_sync import NatsStore
+from tether.stores.nats_async import AsyncNatsStore  # noqa: E402 - after the check above
+from tether.stores.nats_sync import NatsStore  # noqa: E402
 
 
 @pytest.fixture
@@ -58,6 +58,12 @@ class TestNatsStore(StoreConformance):
 
 
 class TestAsyncNatsStore(AsyncStoreConformance):
+    # The sync class above races at full size across OS processes, on the same kit and
+    # bucket layout; this one proves the async path does across processes too, in a quarter
+    # of the time (about 10 s less in CI).
+    claim_rounds = 50
+    appends_per_writer = 50
+
     @pytest.fixture
     async def store(
         self, nats_server: str, bucket: str, clock: FakeClock

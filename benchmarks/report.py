@@ -12,7 +12,8 @@ with its date, machine and versions, and the block between ``<!-- bench-nats:beg
 ``benchmarks/chat_turn.py --stores sqlite,nats --json DIR/chat_turn.json``.
 
 Every ratio is taken inside one run (the systems were measured side by side); the targets are
-those of ``shared/bench/WORKLOAD.md`` and each is printed as met or missed with its figure.
+the chat-turn workload's (``docs/benchmarks.md``), each printed as met or missed with its
+figure.
 """
 
 from __future__ import annotations
@@ -371,7 +372,7 @@ def memory(data: Json) -> list[str]:
 
 
 def targets(results: dict[str, Json | None]) -> list[str]:
-    """Each WORKLOAD.md target: met or missed, with the figure that says so."""
+    """Each target of the chat-turn workload: met or missed, with the figure that says so."""
     ct, server = results.get("chat_turn"), results.get("server")
     rows: list[list[str]] = []
 
@@ -459,7 +460,7 @@ def targets(results: dict[str, Json | None]) -> list[str]:
                 ]
             )
     return [
-        "**Against the targets** (`shared/bench/WORKLOAD.md`), this run:",
+        "**Against the targets** of the chat-turn workload, this run:",
         "",
         *_table(["target", "figure", "status"], rows),
     ]

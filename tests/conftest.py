@@ -3,7 +3,7 @@ need.
 
 URLs come from ``TETHER_TEST_REDIS_URL`` / ``TETHER_TEST_POSTGRES_URL`` /
 ``TETHER_TEST_NATS_URL`` (defaults: the local
-servers of ``shared/SERVICES.md``). When a server does not answer, its tests skip with a
+servers that ``.ci/ensure-services`` starts). When a server does not answer, its tests skip with a
 one-line reason; under ``CI=true`` a skip would hide a broken setup, so they fail instead.
 """
 

@@ -1,4 +1,6 @@
-"""The chat-turn benchmark (WORKLOAD.md): tether's stores side by side with raw sqlite3.
+"""The chat-turn benchmark: tether's stores side by side with raw sqlite3.
+
+The workload is described in docs/benchmarks.md ("The workload").
 
 Run ``.venv/bin/python benchmarks/chat_turn.py [--quick] [--json OUT.json]
 [--stores sqlite,file,memory]``. Everything below is measured in ONE run on this machine, so
@@ -102,7 +104,7 @@ RAW_MESSAGES_TABLE = (
     "CREATE TABLE messages (session_id TEXT NOT NULL, seq INTEGER NOT NULL, "
     "role TEXT NOT NULL, content TEXT NOT NULL, PRIMARY KEY (session_id, seq))"
 )
-"""The raw baseline's one table (WORKLOAD.md)."""
+"""The raw baseline's one table (docs/benchmarks.md, "The workload")."""
 
 
 def raw_turn(conn: sqlite3.Connection, session_id: str, user: Msg, assistant: Msg) -> None:

@@ -1,4 +1,6 @@
-"""Figures A-F of the chat-turn workload (WORKLOAD.md) for tether, raw sqlite3 and the peers.
+"""Figures A-F of the chat-turn workload for tether, raw sqlite3 and the peers.
+
+The workload is described in docs/benchmarks.md ("The workload").
 
 Run ``.bench-venv/bin/python benchmarks/peers.py [--quick] [--json OUT.json]`` from the
 repository root, in the bench virtualenv (``benchmarks/requirements-peers.txt``); tether itself
@@ -29,7 +31,7 @@ Figures (``--quick`` sizes in brackets):
   n in 10, 100, 1,000 and 5,000 [10, 1,000].
 - B. Throughput: S sessions x T turns round-robin in one process, sessions starting empty,
   each turn the one of figure A (tether: the whole-history turn); turns/s of each round (fresh
-  files every round, median of the rounds) and the per-turn median and p95. WORKLOAD.md asks
+  files every round, median of the rounds) and the per-turn median and p95. docs/benchmarks.md asks
   for 50 x 40, but the slowest peers take 10-40 ms a turn, so every system runs the same
   smaller plan, printed: 10 x 20, 3 rounds [5 x 4, 1 round].
 - C. Load a 1,000-message history: raw ``SELECT`` as row tuples and as message dicts (x raw is
@@ -1229,7 +1231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock["b"] = time.perf_counter() - started
         _print_rows(
             f"B. throughput: {b_sessions} sessions x {b_turns} turns round-robin, one process, "
-            f"sessions start empty (median of {b_rounds} round(s); WORKLOAD's 50 x 40 scaled "
+            f"sessions start empty (median of {b_rounds} round(s); the workload's 50 x 40 scaled "
             "down for the slow peers, the same plan for every system)",
             rows,
             "system turns_per_s per_turn_median_us per_turn_p95_us ratio_to_raw",

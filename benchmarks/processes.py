@@ -1,6 +1,6 @@
 """Figure B with several processes: separate sessions, and one session shared by all.
 
-Run ``.venv/bin/python benchmarks/processes.py [--quick] [--json OUT.json]``. WORKLOAD.md's
+Run ``.venv/bin/python benchmarks/processes.py [--quick] [--json OUT.json]``. docs/benchmarks.md's
 figure B beyond one process: 8 OS processes (``fork``), each with its own connection or store,
 released together, timed until the last one finishes.
 

@@ -411,7 +411,7 @@ def test_key_layout_one_slot_and_one_element_per_item(store: RedisStore, raw: re
         assert raw.type(key) == b"zset"
     # one element per item, oldest first, each with its seq: a commit only appends
     stored = [tether._json.loads(x) for x in raw.lrange(items, 0, -1)]
-    assert [(i["seq"], i["content"]) for i in stored] == [
+    assert [(i["seq"], i["item"]["content"]) for i in stored] == [
         (1, "m0"), (2, "m1"), (3, "m2"), (4, "b0"), (5, "b1")
     ]  # fmt: skip
     assert raw.hget(meta, "tier") == b'"gold"'
@@ -874,3 +874,36 @@ async def test_async_down_server_fails_fast_and_recovers(throwaway: ThrowawayRed
             await store.load("before")
         await store.create(Session(id="before"))
         assert await store.exists("before")
+
+
+# --- the framework contract: keyed rows in a hash, tails trimmed in place ----------------------
+
+
+def test_keyed_reads_touch_no_list_element_and_tails_trim_in_place(
+    redis_url: str, namespace: str, raw: redis.Redis
+) -> None:
+    with RedisStore.from_url(with_options(redis_url, namespace=namespace)) as store:
+        created = store.create(Session(history=_items(200)))
+        store.commit(created.id, 1, append=[tether.KeyedItem("ck", {"type": "checkpoint"})])
+        header, items, _ = store.keys.session(created.id)
+        hash_key, seqs_key = store.keys.item_keys(created.id)
+        assert raw.type(hash_key) == b"hash" and raw.type(seqs_key) == b"zset"
+        raw.rename(items, items + ":moved")  # no list at all: a read by key must not need it
+        try:
+            found = store.items_by_key(created.id, ["ck", "other"])
+        finally:
+            raw.rename(items + ":moved", items)
+        assert {k: (v.seq, v.item) for k, v in found.items()} == {
+            "ck": (201, {"type": "checkpoint"})
+        }
+        # the tail: the list is trimmed, the key of a removed item dropped from both keys
+        assert store.replace_tail(created.id, 2, 199, [{"n": 1}]) == 3
+        assert raw.llen(items) == 200
+        assert raw.hlen(hash_key) == 0 and raw.zcard(seqs_key) == 0
+        assert [e.seq for e in store.load(created.id, last=2).items] == [199, 200]
+        # a blind append is one script call, refused under another runner's lease
+        lease = store.claim(created.id, "runner", 60)
+        with pytest.raises(tether.AlreadyClaimed):
+            store.append(created.id, [{"n": 2}])
+        assert store.append(created.id, [tether.KeyedItem("ck", {"n": 2})], lease=lease) == 4
+        assert raw.zscore(seqs_key, "ck") == 201

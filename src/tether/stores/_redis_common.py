@@ -33,6 +33,7 @@ from ..errors import (
     ConfigurationError,
     ConflictError,
     CorruptSession,
+    DuplicateItemKey,
     InvalidRequest,
     InvalidSessionId,
     LeaseLost,
@@ -41,7 +42,7 @@ from ..errors import (
     StoreError,
     TetherError,
 )
-from ..models import HistoryItem, Lease, Page, Session, SessionHeader
+from ..models import HistoryItem, KeyedItem, Lease, Page, Session, SessionHeader, StoredItem
 from ..schema import schema
 
 log = logging.getLogger("tether.stores.redis")
@@ -213,8 +214,13 @@ class Keys:
             self.base + "m:" + session_id,
         ]
 
+    def item_keys(self, session_id: str) -> list[str]:
+        """Keyed items: a hash key -> the item's row, and a sorted set of the keys by seq
+        (to drop the keys of a removed tail by seq range)."""
+        return [self.base + "k:" + session_id, self.base + "ks:" + session_id]
+
     def write_keys(self, session_id: str) -> list[str]:
-        return [*self.index, *self.session(session_id)]
+        return [*self.index, *self.session(session_id), *self.item_keys(session_id)]
 
 
 def now_arg(clock: Clock | None) -> str:
@@ -315,7 +321,8 @@ local function reindex(id, updated, po, pa, ps)
   redis.call('HSET', IX_WHO, id, d .. '|' .. po .. '|' .. pa .. '|' .. ps)
 end
 local function drop(id)
-  redis.call('DEL', BASE .. 's:' .. id, BASE .. 'h:' .. id, BASE .. 'm:' .. id)
+  redis.call('DEL', BASE .. 's:' .. id, BASE .. 'h:' .. id, BASE .. 'm:' .. id,
+    BASE .. 'k:' .. id, BASE .. 'ks:' .. id)
   unindex(id)
 end
 -- A session stored by a newer tether is never deleted here, expired or not: only a tether that
@@ -413,6 +420,8 @@ local function sweep(n, schema)
 end
 -- The session a write script is about (unused by list and purge, which pass no session).
 local H, ITEMS, META = KEYS[7], KEYS[8], KEYS[9]
+local IKEYS, ISEQS = KEYS[10], KEYS[11]  -- keyed items: key -> row, and key by seq
+local SESSION_KEYS = {H, ITEMS, META, IKEYS, ISEQS}  -- what expires with the session
 local ID = ARGV[3]
 """
 
@@ -438,6 +447,22 @@ if floor < last_seq then
   items = redis.call('LRANGE', KEYS[2], start, stop)
 end
 return {header_json(KEYS[1]), items}
+"""
+)
+
+# items_by_key: KEYS header, keyed rows; ARGV now, schema, then the keys. One HMGET: the cost
+# of a key does not depend on the history. Returns nil when missing or expired.
+ITEMS_BY_KEY = (
+    _CORE
+    + """
+local h = redis.call('HMGET', KEYS[1], 'version', 'expires_at', 'schema_version')
+if not h[1] or not live(h[2]) then return false end
+if tonumber(h[3]) > tonumber(ARGV[2]) then return {'NEWER', h[3]} end
+if #ARGV < 3 then return {'OK', {}} end
+local rows = redis.call('HMGET', KEYS[2], unpack(ARGV, 3))
+local out = {}
+for _, row in ipairs(rows) do if row then out[#out + 1] = row end end
+return {'OK', out}
 """
 )
 
@@ -482,7 +507,7 @@ reindex(ID, NOW, ARGV[7], ARGV[8], ARGV[9])
 if not live(ARGV[10]) then
   drop(ID)
 else
-  expire({H, ITEMS, META}, ARGV[10], tonumber(ARGV[5]), false)
+  expire(SESSION_KEYS, ARGV[10], tonumber(ARGV[5]), false)
 end
 sweep(@SWEEP@, tonumber(ARGV[4]))
 return {'OK', fmt(NOW), stamp}
@@ -493,7 +518,8 @@ return {'OK', fmt(NOW), stamp}
 # prefixes, 11 expires_at JSON, 12 updated_at µs (the index stamp), 13 field count, 14 metadata
 # pair count, 15 item count, 16 expected version ("": any; else only over that version of a
 # live session), then fields (every header field, as given), metadata, items (JSON with their
-# own seq and timestamp). Writes the session exactly as given: nothing is stamped.
+# own seq and timestamp), then (key, index, seq) of its keyed items (17: their count). Writes the
+# session exactly as given: nothing is stamped.
 RESTORE = (
     _CORE
     + _INDEX
@@ -513,7 +539,7 @@ elseif ARGV[16] ~= '' then
 end
 drop(ID)
 local n_fields, n_meta, n_items = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
-local pos = 17
+local pos = 18
 local fields = {}
 for i = 0, 2 * n_fields - 1 do fields[#fields + 1] = ARGV[pos + i] end
 fields[#fields + 1] = '_w'
@@ -522,16 +548,22 @@ pos = pos + 2 * n_fields
 push('HSET', H, fields)
 if n_meta > 0 then set_meta(META, pos, n_meta) end
 pos = pos + 2 * n_meta
+local items = {}
 if n_items > 0 then
-  local items = {}
   for i = 0, n_items - 1 do items[#items + 1] = ARGV[pos + i] end
   push('RPUSH', ITEMS, items)
+end
+pos = pos + n_items
+for i = 0, tonumber(ARGV[17]) - 1 do  -- (key, index in the items, seq) triples
+  local key, index = ARGV[pos + 3 * i], tonumber(ARGV[pos + 3 * i + 1])
+  redis.call('HSET', IKEYS, key, items[index + 1])
+  redis.call('ZADD', ISEQS, ARGV[pos + 3 * i + 2], key)
 end
 reindex(ID, tonumber(ARGV[12]), ARGV[8], ARGV[9], ARGV[10])
 if not live(ARGV[11]) then
   drop(ID)
 else
-  expire({H, ITEMS, META}, ARGV[11], tonumber(ARGV[5]), false)
+  expire(SESSION_KEYS, ARGV[11], tonumber(ARGV[5]), false)
 end
 sweep(@SWEEP@, tonumber(ARGV[4]))
 return {'OK'}
@@ -626,11 +658,13 @@ local function keep_runtime_block(fields)
 end
 """.replace("@RUNTIME_KEY@", _core.RUNTIME_KEY)
 
-# commit and replace_history: ARGV 4 expected version, 5 schema, 6 lease token JSON ("" none),
-# 7 store ttl ms, 8 nonce, 9 mode (append|replace), 10 change count, 11 metadata pair count
-# (-1: unchanged), 12 item count, 13-15 new owner/agent/status prefixes ("*": unchanged),
-# 16 new expires_at JSON ("*": unchanged), 17 keep the stored runtime block in the new state
-# ("1"/"0"), then changes, metadata, items.
+# commit, append, replace_history and replace_tail: ARGV 4 expected version ("": a blind append,
+# any version), 5 schema, 6 lease token JSON ("" none), 7 store ttl ms, 8 nonce, 9 mode
+# (append|replace|tail), 10 change count, 11 metadata pair count (-1: unchanged), 12 item count,
+# 13-15 new owner/agent/status prefixes ("*": unchanged), 16 new expires_at JSON ("*":
+# unchanged), 17 keep the stored runtime block in the new state ("1"/"0"), 18 the seq after
+# which a tail is replaced (mode tail), 19 keyed item count, then changes, metadata, items, and
+# (key, offset in the batch) pairs. Every refusal comes before the first write.
 COMMIT = (
     _CORE
     + _INDEX
@@ -642,28 +676,58 @@ local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', 'lea
 if not h[1] then return {'MISSING'} end
 local version, expected = tonumber(h[1]), tonumber(ARGV[4])
 -- The same write again (redis-py retried after a lost reply): it was applied, say so.
-if h[9] == ARGV[8] and version == expected + 1 then return {'OK', h[1]} end
+if h[9] == ARGV[8] and (expected == nil or version == expected + 1) then return {'OK', h[1]} end
 local current = tonumber(ARGV[5])
 if tonumber(h[3]) > current then return {'NEWER', h[3]} end  -- before expiry: never dropped
 if not live(h[2]) then drop(ID); return {'MISSING'} end
 local refused = lease_refused(h[4], h[5], h[6], ARGV[6])
 if refused then return refused end
-if version ~= expected then return {'CONFLICT', h[1]} end
+if expected ~= nil and version ~= expected then return {'CONFLICT', h[1]} end
 if tonumber(h[3]) < current then return {'UPGRADE'} end
 local n_changes, n_meta, n_items = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local pos = 18
+local mode, n_keys = ARGV[9], tonumber(ARGV[19])
+local last_seq, len = tonumber(h[7]), tonumber(h[8])
+local pos = 20
+local item_pos = pos + 2 * n_changes + 2 * math.max(n_meta, 0)
+local key_pos = item_pos + 2 * n_items
+local after = tonumber(ARGV[18])
+if mode == 'tail' and (after < last_seq - len or after > last_seq) then
+  return {'RANGE', fmt(last_seq - len + 1), fmt(last_seq)}
+end
+if mode ~= 'replace' then  -- a key the session keeps is taken
+  for i = 0, n_keys - 1 do
+    local taken = redis.call('ZSCORE', ISEQS, ARGV[key_pos + 2 * i])
+    if taken and (mode ~= 'tail' or tonumber(taken) <= after) then
+      return {'DUPKEY', ARGV[key_pos + 2 * i]}
+    end
+  end
+end
 local fields = {}
 for i = 0, 2 * n_changes - 1 do fields[#fields + 1] = ARGV[pos + i] end
 pos = pos + 2 * n_changes
 if ARGV[17] == '1' then keep_runtime_block(fields) end
 if n_meta >= 0 then set_meta(META, pos, n_meta); pos = pos + 2 * n_meta end
-local last_seq, len = tonumber(h[7]), tonumber(h[8])
-local items = build_items(pos, n_items, last_seq + 1)
-if ARGV[9] == 'replace' then
-  redis.call('DEL', ITEMS)
+if mode == 'replace' then
+  redis.call('DEL', ITEMS, IKEYS, ISEQS)
   len = 0
+elseif mode == 'tail' then
+  -- O(the suffix): LTRIM drops only the removed items, ZRANGEBYSCORE finds only their keys
+  local kept = after - (last_seq - len)
+  if kept == 0 then redis.call('DEL', ITEMS) else redis.call('LTRIM', ITEMS, 0, kept - 1) end
+  local gone = redis.call('ZRANGEBYSCORE', ISEQS, '(' .. fmt(after), '+inf')
+  if #gone > 0 then
+    push('HDEL', IKEYS, gone)
+    redis.call('ZREMRANGEBYSCORE', ISEQS, '(' .. fmt(after), '+inf')
+  end
+  last_seq, len = after, kept
 end
+local items = build_items(item_pos, n_items, last_seq + 1)
 push('RPUSH', ITEMS, items)
+for i = 0, n_keys - 1 do
+  local key, offset = ARGV[key_pos + 2 * i], tonumber(ARGV[key_pos + 2 * i + 1])
+  redis.call('HSET', IKEYS, key, items[offset + 1])
+  redis.call('ZADD', ISEQS, fmt(last_seq + 1 + offset), key)
+end
 for _, v in ipairs({'version', fmt(version + 1), 'updated_at', fmt(NOW),
                     'last_seq', fmt(last_seq + n_items), 'history_len', fmt(len + n_items),
                     '_w', ARGV[8]}) do
@@ -682,7 +746,7 @@ if not live(expires) then
 else
   local ttl = tonumber(ARGV[7])
   if ttl > 0 or ARGV[16] ~= '*' or tonumber(expires) then
-    expire({H, ITEMS, META}, expires, ttl, ARGV[16] ~= '*')
+    expire(SESSION_KEYS, expires, ttl, ARGV[16] ~= '*')
   end
 end
 return {'OK', fmt(version + 1)}
@@ -720,7 +784,7 @@ local expires = redis.call('HGET', H, 'expires_at')
 if not live(expires) then
   drop(ID)
 else
-  expire({H, ITEMS, META}, expires, tonumber(ARGV[6]), true)
+  expire(SESSION_KEYS, expires, tonumber(ARGV[6]), true)
 end
 return 'OK'
 """
@@ -769,7 +833,7 @@ local fence = fmt((tonumber(h[6]) or 0) + 1)
 local expires = fmt(NOW + tonumber(ARGV[5]))
 redis.call('HSET', H, 'lease_owner', ARGV[4], 'lease_token', ARGV[6], 'lease_fence', fence,
   'lease_expires_at', expires)
-if tonumber(ARGV[8]) > 0 then expire({H, ITEMS, META}, h[2], tonumber(ARGV[8]), false) end
+if tonumber(ARGV[8]) > 0 then expire(SESSION_KEYS, h[2], tonumber(ARGV[8]), false) end
 return {'OK', fence, expires}
 """
 )
@@ -788,7 +852,7 @@ if ARGV[5] == '' and token == 'null' and h[7] == ARGV[7] then return {'OK'} end
 if token ~= ARGV[4] or not lease_live(token, h[6]) then
   return lease_state(h[3], token, h[6], ARGV[4])
 end
-if tonumber(ARGV[6]) > 0 then expire({H, ITEMS, META}, h[2], tonumber(ARGV[6]), false) end
+if tonumber(ARGV[6]) > 0 then expire(SESSION_KEYS, h[2], tonumber(ARGV[6]), false) end
 if ARGV[5] == '' then
   redis.call('HSET', H, 'lease_token', 'null', 'lease_expires_at', 'null', '_w', ARGV[7])
   return {'OK'}
@@ -895,6 +959,7 @@ return {removed, batch[#batch]}
 SCRIPTS = {
     "load": LOAD,
     "exists": EXISTS,
+    "items_by_key": ITEMS_BY_KEY,
     "create": CREATE,
     "restore": RESTORE,
     "commit": COMMIT,
@@ -912,7 +977,7 @@ EncodedItem = tuple[bool, bytes]
 """A new history item: whether it needs the commit's timestamp, and its JSON without ``seq``."""
 
 
-def encode_items(items: Iterable[Mapping[str, Any]]) -> list[EncodedItem]:
+def encode_items(items: Iterable[Mapping[str, Any] | KeyedItem]) -> _core.UnnumberedItems:
     """Check and encode new history items before any I/O; the script numbers and stamps them."""
     return _core.encode_unnumbered_items(items)
 
@@ -964,7 +1029,7 @@ def create_args(
 def restore_args(
     keys: Keys,
     doc: _core.Doc,
-    items: Sequence[_core.EncodedItem],
+    items: _core.PreparedItems,
     *,
     replace: bool,
     expected_version: int | None = None,
@@ -1000,24 +1065,27 @@ def restore_args(
         len(meta) // 2,
         len(items),
         "" if expected_version is None else expected_version,
+        len(items.keys),
         *fields,
         *meta,
         *(data for _, data in items),
+        *(part for key, seq in items.keys for part in (key, seq - items[0][0], seq)),
     ]
 
 
 def commit_args(
     keys: Keys,
     session_id: str,
-    expected_version: int,
+    expected_version: int | None,
     *,
     mode: str,
     changes: _core.Doc,
-    items: Sequence[EncodedItem],
+    items: _core.UnnumberedItems,
     lease: Lease | None,
     now: str,
     ttl_ms: int,
     nonce: str,
+    after: int | None = None,
 ) -> list[Any]:
     fields: list[str | bytes] = []
     for name, value in changes.items():
@@ -1027,7 +1095,7 @@ def commit_args(
         now,
         keys.base,
         session_id,
-        expected_version,
+        "" if expected_version is None else expected_version,
         schema.current,
         "" if lease is None else json_text(lease.token),
         ttl_ms,
@@ -1041,9 +1109,12 @@ def commit_args(
         changes["status"] + ":" if "status" in changes else "*",
         json_text(changes["expires_at"]) if "expires_at" in changes else "*",
         "1" if _core.needs_runtime_block(changes) else "0",
+        "" if after is None else after,
+        len(items.keys),
         *fields,
         *(meta or ()),
         *_item_args(items),
+        *(part for pair in items.keys for part in pair),
     ]
 
 
@@ -1208,6 +1279,18 @@ def loaded_raw(session_id: str, reply: Any) -> tuple[_core.Doc, list[HistoryItem
     return decode_header(session_id, header), _core.decode_items(session_id, items)
 
 
+def keyed_found(session_id: str, reply: Any) -> dict[str, StoredItem]:
+    """What ``items_by_key`` returns for the script's reply."""
+    if reply is None:
+        raise SessionNotFound(session_id)
+    status = _status(reply)
+    if status == "NEWER":
+        _raise_newer(session_id, reply[1])
+    if status != "OK":
+        _unexpected(reply)
+    return _core.keyed_items(session_id, reply[1])
+
+
 def created_session(doc: _core.Doc, items: Sequence[EncodedItem], reply: Any) -> Session:
     session_id = doc["id"]
     status = _status(reply)
@@ -1245,12 +1328,20 @@ def restored(session_id: str, reply: Any, expected_version: int | None = None) -
 
 
 def written_version(
-    session_id: str, expected_version: int, lease: Lease | None, reply: Any
+    session_id: str, expected_version: int | None, lease: Lease | None, reply: Any
 ) -> int | None:
     """The new version of a commit, or None if the session must be upgraded first."""
     status = _status(reply)
     if status == "OK":
         return int(reply[1])
+    if status == "DUPKEY":
+        raise DuplicateItemKey(session_id, _text(reply[1]))
+    if status == "RANGE":
+        first, last = int(reply[1]), int(reply[2])
+        raise InvalidRequest(
+            f"cannot replace the items of {session_id!r} after that seq: its history holds "
+            f"seqs {first}..{last}, so after must be from {first - 1} to {last}"
+        )
     if status == "MISSING":
         raise SessionNotFound(session_id)
     if status == "NEWER":

@@ -48,11 +48,11 @@ from redis.exceptions import (
 from .. import _core
 from .._ids import validate_session_id
 from .._time import Clock, to_micros
-from ..errors import StoreError, StoreUnavailable
-from ..models import Lease, Page, Session
+from ..errors import InvalidSessionData, StoreError, StoreUnavailable
+from ..models import Lease, Page, Session, StoredItem
 from ..schema import schema
 from . import _redis_common as rc
-from .base import AsyncStore
+from .base import AsyncStore, NewItems
 
 __all__ = ["AsyncRedisStore", "client_options"]
 
@@ -187,12 +187,13 @@ class AsyncRedisStore(AsyncStore):
     async def _write(
         self,
         session_id: str,
-        expected_version: int,
+        expected_version: int | None,
         *,
         mode: str,
         changes: _core.Doc,
-        items: list[rc.EncodedItem],
+        items: _core.UnnumberedItems,
         lease: Lease | None,
+        after: int | None = None,
     ) -> int:
         keys = self.keys.write_keys(session_id)
         for _ in range(5):
@@ -207,6 +208,7 @@ class AsyncRedisStore(AsyncStore):
                 now=self._now(),
                 ttl_ms=self.ttl_ms,
                 nonce=rc.new_nonce(),
+                after=after,
             )
             version = rc.written_version(
                 session_id, expected_version, lease, await self._run("commit", keys, args)
@@ -224,6 +226,10 @@ class AsyncRedisStore(AsyncStore):
     async def create(self, session: Session) -> Session:
         doc = _core.new_session_doc(session, 0)  # the script stamps the time
         items = rc.encode_items(session.history)
+        if items.keys:
+            raise InvalidSessionData(
+                "create stores plain items; append keyed items (KeyedItem) with commit or append"
+            )
         args = rc.create_args(
             self.keys, doc, items, now=self._now(), ttl_ms=self.ttl_ms, nonce=rc.new_nonce()
         )
@@ -283,7 +289,7 @@ class AsyncRedisStore(AsyncStore):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
@@ -306,17 +312,68 @@ class AsyncRedisStore(AsyncStore):
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
         encoded = rc.encode_items(items)
         _core.check_lease_arg(lease, optional=True)
         return await self._write(
-            session_id, expected_version, mode="replace", changes={}, items=encoded, lease=lease
+            session_id,
+            expected_version,
+            mode="replace",
+            changes=normalized,
+            items=encoded,
+            lease=lease,
         )
+
+    async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        """See the contract: the commit script with no version to compare (one round trip)."""
+        validate_session_id(session_id)
+        encoded = rc.encode_items(items)
+        _core.check_lease_arg(lease, optional=True)
+        return await self._write(
+            session_id, None, mode="append", changes={}, items=encoded, lease=lease
+        )
+
+    async def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        """See the contract: one script call; LTRIM removes only the suffix."""
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        _core.check_after(after)
+        normalized = _core.normalize_changes(changes)
+        encoded = rc.encode_items(items)
+        _core.check_lease_arg(lease, optional=True)
+        return await self._write(
+            session_id,
+            expected_version,
+            mode="tail",
+            changes=normalized,
+            items=encoded,
+            lease=lease,
+            after=after,
+        )
+
+    async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        """See the contract: one HMGET of the keyed rows, whatever the history's length."""
+        validate_session_id(session_id)
+        wanted = _core.check_item_keys(keys)
+        script_keys = [self.keys.session(session_id)[0], self.keys.item_keys(session_id)[0]]
+        reply = await self._run("items_by_key", script_keys, [self._now(), schema.current, *wanted])
+        return rc.keyed_found(session_id, reply)
 
     async def _list_page(self, query: _core.ListQuery) -> Page:
         plan = rc.list_plan(query)

@@ -48,11 +48,11 @@ from redis.retry import Retry
 from .. import _core
 from .._ids import validate_session_id
 from .._time import Clock, to_micros
-from ..errors import StoreError, StoreUnavailable
-from ..models import Lease, Page, Session
+from ..errors import InvalidSessionData, StoreError, StoreUnavailable
+from ..models import Lease, Page, Session, StoredItem
 from ..schema import schema
 from . import _redis_common as rc
-from .base import Store
+from .base import NewItems, Store
 
 __all__ = ["RedisStore", "client_options"]
 
@@ -185,12 +185,13 @@ class RedisStore(Store):
     def _write(
         self,
         session_id: str,
-        expected_version: int,
+        expected_version: int | None,
         *,
         mode: str,
         changes: _core.Doc,
-        items: list[rc.EncodedItem],
+        items: _core.UnnumberedItems,
         lease: Lease | None,
+        after: int | None = None,
     ) -> int:
         keys = self.keys.write_keys(session_id)
         for _ in range(5):
@@ -205,6 +206,7 @@ class RedisStore(Store):
                 now=self._now(),
                 ttl_ms=self.ttl_ms,
                 nonce=rc.new_nonce(),
+                after=after,
             )
             version = rc.written_version(
                 session_id, expected_version, lease, self._run("commit", keys, args)
@@ -222,6 +224,10 @@ class RedisStore(Store):
     def create(self, session: Session) -> Session:
         doc = _core.new_session_doc(session, 0)  # the script stamps the time
         items = rc.encode_items(session.history)
+        if items.keys:
+            raise InvalidSessionData(
+                "create stores plain items; append keyed items (KeyedItem) with commit or append"
+            )
         args = rc.create_args(
             self.keys, doc, items, now=self._now(), ttl_ms=self.ttl_ms, nonce=rc.new_nonce()
         )
@@ -281,7 +287,7 @@ class RedisStore(Store):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
@@ -304,17 +310,66 @@ class RedisStore(Store):
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
         encoded = rc.encode_items(items)
         _core.check_lease_arg(lease, optional=True)
         return self._write(
-            session_id, expected_version, mode="replace", changes={}, items=encoded, lease=lease
+            session_id,
+            expected_version,
+            mode="replace",
+            changes=normalized,
+            items=encoded,
+            lease=lease,
         )
+
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        """See the contract: the commit script with no version to compare (one round trip)."""
+        validate_session_id(session_id)
+        encoded = rc.encode_items(items)
+        _core.check_lease_arg(lease, optional=True)
+        return self._write(session_id, None, mode="append", changes={}, items=encoded, lease=lease)
+
+    def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        """See the contract: one script call; LTRIM removes only the suffix."""
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        _core.check_after(after)
+        normalized = _core.normalize_changes(changes)
+        encoded = rc.encode_items(items)
+        _core.check_lease_arg(lease, optional=True)
+        return self._write(
+            session_id,
+            expected_version,
+            mode="tail",
+            changes=normalized,
+            items=encoded,
+            lease=lease,
+            after=after,
+        )
+
+    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        """See the contract: one HMGET of the keyed rows, whatever the history's length."""
+        validate_session_id(session_id)
+        wanted = _core.check_item_keys(keys)
+        script_keys = [self.keys.session(session_id)[0], self.keys.item_keys(session_id)[0]]
+        reply = self._run("items_by_key", script_keys, [self._now(), schema.current, *wanted])
+        return rc.keyed_found(session_id, reply)
 
     def _list_page(self, query: _core.ListQuery) -> Page:
         plan = rc.list_plan(query)

@@ -885,9 +885,9 @@ def test_keyed_reads_touch_no_list_element_and_tails_trim_in_place(
     with RedisStore.from_url(with_options(redis_url, namespace=namespace)) as store:
         created = store.create(Session(history=_items(200)))
         store.commit(created.id, 1, append=[tether.KeyedItem("ck", {"type": "checkpoint"})])
-        header, items, _ = store.keys.session(created.id)
+        items = store.keys.session(created.id)[1]
         hash_key, seqs_key = store.keys.item_keys(created.id)
-        assert raw.type(hash_key) == b"hash" and raw.type(seqs_key) == b"zset"
+        assert (raw.type(hash_key), raw.type(seqs_key)) == (b"hash", b"zset")
         raw.rename(items, items + ":moved")  # no list at all: a read by key must not need it
         try:
             found = store.items_by_key(created.id, ["ck", "other"])
@@ -899,7 +899,7 @@ def test_keyed_reads_touch_no_list_element_and_tails_trim_in_place(
         # the tail: the list is trimmed, the key of a removed item dropped from both keys
         assert store.replace_tail(created.id, 2, 199, [{"n": 1}]) == 3
         assert raw.llen(items) == 200
-        assert raw.hlen(hash_key) == 0 and raw.zcard(seqs_key) == 0
+        assert (raw.hlen(hash_key), raw.zcard(seqs_key)) == (0, 0)
         assert [e.seq for e in store.load(created.id, last=2).items] == [199, 200]
         # a blind append is one script call, refused under another runner's lease
         lease = store.claim(created.id, "runner", 60)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from tether.stores.kv_memory import DictKVBackend
 from tether.stores.kv_sync import KVStore
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore
+
+from .conftest import drop_postgres_schema, with_options
 
 
 def _items(n: int, tag: str = "m") -> list[dict[str, Any]]:
@@ -215,3 +218,55 @@ def test_kv_keyed_read_and_tail_write_cost_the_same_at_any_length() -> None:
     assert costs[0] == costs[1], costs
     # a read: the header and one chunk; a tail write: one new tail and the header
     assert costs[0] == (2, 2, 2)
+
+
+# --- PostgreSQL: primary-key lookups, and a tail statement that reads only the suffix -----------
+
+
+def _rows_read(plan: dict[str, Any], table: str) -> int:
+    """The rows a JSON EXPLAIN ANALYZE plan read from ``table``, over all its nodes."""
+    rows = 0
+    if plan.get("Relation Name") == table:
+        rows += int(plan["Actual Rows"]) * int(plan["Actual Loops"])
+        rows += int(plan.get("Rows Removed by Filter", 0)) * int(plan["Actual Loops"])
+    for child in plan.get("Plans", []):
+        rows += _rows_read(child, table)
+    return rows
+
+
+def test_postgres_keyed_read_and_tail_read_no_other_row(postgres_url: str) -> None:
+    import psycopg
+
+    from tether.stores import _postgres_common as common
+    from tether.stores.postgres_sync import PostgresStore
+
+    schema_name = f"tether_tfc_{uuid.uuid4().hex[:16]}"
+    try:
+        with PostgresStore.from_url(with_options(postgres_url, schema=schema_name)) as store:
+            store.create(Session(id="s", history=_items(500)))
+            store.commit("s", 1, append=[KeyedItem("k", {"n": 1}), *_items(499, "b")])
+            assert store.items_by_key("s", ["k", "nope"])["k"].seq == 501
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+
+                def plan(statement: bytes, params: dict[str, Any]) -> dict[str, Any]:
+                    with conn.transaction(force_rollback=True):
+                        row = conn.execute(b"EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params)
+                        found = row.fetchone()
+                        assert found is not None
+                        return dict(found[0][0]["Plan"])
+
+                keyed = plan(store._sql.items_by_key, {"id": "s", "keys": ["k"], "now": None})
+                assert _rows_read(keyed, "tether_items") == 1
+                assert _rows_read(keyed, "tether_item_keys") == 1
+                params = common.write_params("s", 2, None, [{"n": 2}], None)
+                params.update(common.changes_params({}), after=997)
+                tail = plan(store._sql.tail, params)
+                # rows 998..1000 touched (one updated in place, two deleted): never the 997 kept
+                assert _rows_read(tail, "tether_items") <= 3
+            assert store.replace_tail("s", 2, 997, [{"n": 2}]) == 3
+            assert [e.item for e in store.load("s", after=996).items] == [
+                {"type": "message", "content": "b495"},
+                {"n": 2},
+            ]
+    finally:
+        drop_postgres_schema(postgres_url, schema_name)

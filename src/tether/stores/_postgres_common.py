@@ -39,7 +39,7 @@ from ..errors import (
     StoreUnavailable,
     TetherError,
 )
-from ..models import Lease
+from ..models import KeyedItem, Lease
 from ..schema import schema
 
 # --- options -------------------------------------------------------------------------------------
@@ -299,27 +299,34 @@ def cannot_merge_block(params: Mapping[str, Any], exc: StoreError) -> bool:
     )
 
 
-def encode_new_items(items: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[bool]]:
-    """Check and encode items to append: their JSON texts, and which need a timestamp.
+def encode_new_items(
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+) -> tuple[list[str], list[bool], list[str | None]]:
+    """Check and encode items to append: their JSON texts, which need a timestamp, and their
+    keys (None for an item without one).
 
     The statement that stores them puts ``seq`` (and a missing timestamp) in front of each
     one: only it knows the session's ``last_seq`` and the server's time. The texts are never
-    "{}": ``role`` is always there, so the statement can splice after the "{".
+    "{}" (a row always has its "item"), so the statement can splice after the "{".
     """
     encoded = _core.encode_unnumbered_items(items)
-    return [data.decode() for _, data in encoded], [stamp for stamp, _ in encoded]
+    keys: list[str | None] = [None] * len(encoded)
+    for key, offset in encoded.keys:
+        keys[offset] = key
+    return [data.decode() for _, data in encoded], [stamp for stamp, _ in encoded], keys
 
 
 def write_params(
     session_id: str,
-    expected_version: int,
+    expected_version: int | None,
     lease: Lease | None,
-    items: Iterable[Mapping[str, Any]],
+    items: Iterable[Mapping[str, Any] | KeyedItem],
     now: datetime | None,
 ) -> dict[str, Any]:
-    """The parameters every versioned write (commit, replace_history) starts from: the
-    session, the version and lease it expects, and its new items (see encode_new_items)."""
-    texts, stamps = encode_new_items(items)
+    """The parameters every versioned write (commit, replace_history, replace_tail, a blind
+    append with ``expected_version`` None) starts from: the session, the version and lease it
+    expects, and its new items (see encode_new_items)."""
+    texts, stamps, keys = encode_new_items(items)
     return {
         "id": session_id,
         "version": expected_version,
@@ -329,12 +336,48 @@ def write_params(
         "n": len(texts),
         "items": texts,
         "stamps": stamps,
+        "item_keys": keys,
     }
+
+
+def changes_params(changes: _core.Doc) -> dict[str, Any]:
+    """The ``set_<field>`` / ``<field>`` parameters of a write's header changes."""
+    params: dict[str, Any] = {}
+    for name in sorted(_core.CHANGEABLE_FIELDS):
+        given = name in changes
+        value = changes.get(name)
+        if given and name in _core.JSON_FIELDS:
+            value = json_text(value, name)
+        elif name == "expires_at":
+            value = as_time(value)
+        params[f"set_{name}"] = given
+        params[name] = value
+    # replacing state keeps the runtime's block: the statement merges it (see COMMIT)
+    params["keep_block"] = _core.needs_runtime_block(changes)
+    params.update(metadata_rows(changes.get("metadata") or {}))
+    return params
+
+
+def is_duplicate_key(exc: StoreError) -> bool:
+    """Whether a write failed on tether_item_keys' primary key (a key the session holds)."""
+    cause = exc.__cause__
+    return isinstance(cause, psycopg.errors.UniqueViolation) and (
+        cause.diag.constraint_name == "tether_item_keys_pkey"
+    )
+
+
+def judge_tail(
+    session_id: str, found: Found, expected_version: int, lease: Lease | None, after: int
+) -> None:
+    """replace_tail: the checks of a write, then ``after`` within the history."""
+    judge_write(session_id, found, expected_version, lease)
+    assert found is not None
+    _core.tail_kept(found[0], after)
 
 
 def stored_items(
     texts: Sequence[str], stamps: Sequence[bool], first_seq: int, iso: str
-) -> list[Any]:
+) -> list[Any]:  # the rows create stored (keyed items are refused there)
     """The items as the create statement stored them, decoded afresh (copies for the caller)."""
     items = []
     for offset, (text, stamp) in enumerate(zip(texts, stamps, strict=True)):
@@ -421,12 +464,14 @@ def _live(session_id: str, found: Found) -> tuple[_core.Doc, int]:
     return found
 
 
-def judge_write(session_id: str, found: Found, expected_version: int, lease: Lease | None) -> None:
+def judge_write(
+    session_id: str, found: Found, expected_version: int | None, lease: Lease | None
+) -> None:
     """commit and replace_history: the checks, in the order every store makes them."""
     doc, now = _live(session_id, found)
     _core.check_writable(session_id, doc)
     _core.check_write_lease(doc, lease, now)  # the lease before the version
-    if doc["version"] != expected_version:
+    if expected_version is not None and doc["version"] != expected_version:
         raise ConflictError(session_id, expected_version, doc["version"])
 
 
@@ -452,7 +497,7 @@ def judge_restore(
     )
 
 
-def restore_params(doc: _core.Doc, encoded: Sequence[_core.EncodedItem]) -> dict[str, Any]:
+def restore_params(doc: _core.Doc, encoded: _core.PreparedItems) -> dict[str, Any]:
     """The parameters of :data:`RESTORE` for the checked document and items of a restore."""
     for name in ("owner", "agent", "lease_owner"):
         check_text(name, doc[name], InvalidSessionData)
@@ -466,6 +511,8 @@ def restore_params(doc: _core.Doc, encoded: Sequence[_core.EncodedItem]) -> dict
         **{name: as_time(doc[name]) for name in ("created_at", "updated_at", "expires_at")},
         "seqs": [seq for seq, _ in encoded],
         "datas": [data.decode() for _, data in encoded],
+        "key_names": [key for key, _ in encoded.keys],
+        "key_seqs": [seq for _, seq in encoded.keys],
         **metadata_rows(doc["metadata"]),
     }
 
@@ -551,7 +598,8 @@ def _item(seq: str, alias: str = "i", time: str = "t") -> str:
 
 
 _NEW_ITEMS = (
-    "unnest(%(items)s::text[], %(stamps)s::boolean[]) WITH ORDINALITY AS i(data, stamp, ord)"
+    "unnest(%(items)s::text[], %(stamps)s::boolean[], %(item_keys)s::text[]) "
+    "WITH ORDINALITY AS i(data, stamp, key, ord)"
 )
 _NEW_SEQ = "u.last_seq - %(n)s::bigint + i.ord"  # after the UPDATE, last_seq counts the new items
 _NEW_META = (
@@ -579,6 +627,10 @@ items AS (
     SELECT ins.id, i.ord, {_item("i.ord")}
     FROM ins, t, {_NEW_ITEMS}
 ),
+item_keys AS (
+    INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
+    SELECT ins.id, i.key, i.ord FROM ins, {_NEW_ITEMS} WHERE i.key IS NOT NULL
+),
 meta AS (
     INSERT INTO {{schema}}.tether_session_meta (session_id, key, value, kv_hash)
     SELECT ins.id, m.key, m.value, m.kv_hash FROM ins, {_NEW_META}
@@ -587,9 +639,10 @@ SELECT {_us("t.now")}, t.iso FROM ins, t
 """
 
 # The guard every data write shares: the version, a live session in the current schema (an
-# older one is upgraded first, on the slow path), and the lease rules.
+# older one is upgraded first, on the slow path), and the lease rules. A NULL version is a
+# blind append: any version.
 _WRITE_GUARD = f"""
-    s.id = %(id)s::text AND s.version = %(version)s::bigint
+    s.id = %(id)s::text AND (%(version)s::bigint IS NULL OR s.version = %(version)s::bigint)
     AND s.schema_version = %(schema)s::integer AND {_LIVE} AND {_LEASE_OK}
 """
 
@@ -615,6 +668,23 @@ _NEW_STATE = f"""state = CASE
                  || '"{_BLOCK}":' || (s.state -> '{_BLOCK}')::text || '}}')::json
             ELSE %(state)s::json END"""
 
+_SET_CHANGES = f"""{_changed("owner", "::text")},
+        {_changed("agent", "::text")},
+        {_changed("status", "::text")},
+        {_changed("expires_at", "::timestamptz")},
+        {_changed("metadata", "::json")},
+        {_NEW_STATE},
+        {_changed("options", "::json")}"""
+_META_CHANGES = f"""meta_gone AS (
+    DELETE FROM {{schema}}.tether_session_meta AS m USING upd AS u
+    WHERE %(set_metadata)s::boolean AND m.session_id = u.id
+),
+meta AS (
+    INSERT INTO {{schema}}.tether_session_meta (session_id, key, value, kv_hash)
+    SELECT u.id, m.key, m.value, m.kv_hash FROM upd AS u, {_NEW_META}
+    WHERE %(set_metadata)s::boolean
+)"""
+
 COMMIT = f"""
 WITH {_TIME_CTE},
 upd AS (
@@ -623,13 +693,7 @@ upd AS (
         updated_at = t.now,
         last_seq = s.last_seq + %(n)s::bigint,
         history_len = s.history_len + %(n)s::bigint,
-        {_changed("owner", "::text")},
-        {_changed("agent", "::text")},
-        {_changed("status", "::text")},
-        {_changed("expires_at", "::timestamptz")},
-        {_changed("metadata", "::json")},
-        {_NEW_STATE},
-        {_changed("options", "::json")}
+        {_SET_CHANGES}
     FROM t
     WHERE {_WRITE_GUARD}
     RETURNING s.id, s.version, s.last_seq, t.iso
@@ -639,19 +703,17 @@ items AS (
     SELECT u.id, {_NEW_SEQ}, {_item(_NEW_SEQ, time="u")}
     FROM upd AS u, {_NEW_ITEMS}
 ),
-meta_gone AS (
-    DELETE FROM {{schema}}.tether_session_meta AS m USING upd AS u
-    WHERE %(set_metadata)s::boolean AND m.session_id = u.id
+item_keys AS (
+    INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
+    SELECT u.id, i.key, {_NEW_SEQ} FROM upd AS u, {_NEW_ITEMS} WHERE i.key IS NOT NULL
 ),
-meta AS (
-    INSERT INTO {{schema}}.tether_session_meta (session_id, key, value, kv_hash)
-    SELECT u.id, m.key, m.value, m.kv_hash FROM upd AS u, {_NEW_META}
-    WHERE %(set_metadata)s::boolean
-)
+{_META_CHANGES}
 SELECT version FROM upd
 """
 
 # New seqs continue after the old last_seq, so the rows deleted and inserted never share a key.
+# An item key may move from a deleted row to a new one: tether_item_keys' primary key is checked
+# at the end of the statement (DEFERRABLE INITIALLY DEFERRED), when the old one is gone.
 REPLACE = f"""
 WITH {_TIME_CTE},
 upd AS (
@@ -659,7 +721,8 @@ upd AS (
         version = s.version + 1,
         updated_at = t.now,
         last_seq = s.last_seq + %(n)s::bigint,
-        history_len = %(n)s::bigint
+        history_len = %(n)s::bigint,
+        {_SET_CHANGES}
     FROM t
     WHERE {_WRITE_GUARD}
     RETURNING s.id, s.version, s.last_seq, t.iso
@@ -667,12 +730,82 @@ upd AS (
 gone AS (
     DELETE FROM {{schema}}.tether_items AS old USING upd AS u WHERE old.session_id = u.id
 ),
+keys_gone AS (
+    DELETE FROM {{schema}}.tether_item_keys AS old USING upd AS u WHERE old.session_id = u.id
+),
 items AS (
     INSERT INTO {{schema}}.tether_items (session_id, seq, data)
     SELECT u.id, {_NEW_SEQ}, {_item(_NEW_SEQ, time="u")}
     FROM upd AS u, {_NEW_ITEMS}
-)
+),
+item_keys AS (
+    INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
+    SELECT u.id, i.key, {_NEW_SEQ} FROM upd AS u, {_NEW_ITEMS} WHERE i.key IS NOT NULL
+),
+{_META_CHANGES}
 SELECT version FROM upd
+"""
+
+# replace_tail: the items after %(after)s replaced by the new ones, numbered from after + 1, in
+# one statement that touches only the suffix. Rows whose seq the new items reuse are updated
+# in place, the rest past the new end deleted, the rest of the new items inserted: three
+# disjoint seq ranges, so the primary key never sees two rows at once. o.old_last is read in
+# the UPDATE's own snapshot; the version guard makes it the locked row's.
+TAIL = f"""
+WITH {_TIME_CTE},
+upd AS (
+    UPDATE {{schema}}.tether_sessions AS s SET
+        version = s.version + 1,
+        updated_at = t.now,
+        last_seq = %(after)s::bigint + %(n)s::bigint,
+        history_len = %(after)s::bigint - (s.last_seq - s.history_len) + %(n)s::bigint,
+        {_SET_CHANGES}
+    FROM t, (SELECT last_seq AS old_last FROM {{schema}}.tether_sessions
+             WHERE id = %(id)s::text) AS o
+    WHERE {_WRITE_GUARD}
+      AND %(after)s::bigint BETWEEN s.last_seq - s.history_len AND s.last_seq
+    RETURNING s.id, s.version, o.old_last, t.iso
+),
+reused AS (
+    UPDATE {{schema}}.tether_items AS old
+    SET data = {_item("%(after)s::bigint + i.ord", time="u")}
+    FROM upd AS u, {_NEW_ITEMS}
+    WHERE old.session_id = u.id AND old.seq = %(after)s::bigint + i.ord
+),
+gone AS (
+    DELETE FROM {{schema}}.tether_items AS old USING upd AS u
+    WHERE old.session_id = u.id AND old.seq > %(after)s::bigint + %(n)s::bigint
+),
+keys_gone AS (
+    DELETE FROM {{schema}}.tether_item_keys AS old USING upd AS u
+    WHERE old.session_id = u.id AND old.seq > %(after)s::bigint
+),
+items AS (
+    INSERT INTO {{schema}}.tether_items (session_id, seq, data)
+    SELECT u.id, %(after)s::bigint + i.ord, {_item("%(after)s::bigint + i.ord", time="u")}
+    FROM upd AS u, {_NEW_ITEMS}
+    WHERE %(after)s::bigint + i.ord > u.old_last
+),
+item_keys AS (
+    INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
+    SELECT u.id, i.key, %(after)s::bigint + i.ord
+    FROM upd AS u, {_NEW_ITEMS} WHERE i.key IS NOT NULL
+),
+{_META_CHANGES}
+SELECT version FROM upd
+"""
+
+# items_by_key: the header's schema version (no row: missing or expired) and the keyed rows, by
+# the (session_id, key) primary key and then the items' (session_id, seq) one.
+ITEMS_BY_KEY = f"""
+WITH t AS (SELECT {_NOW} AS now)
+SELECT s.schema_version, ARRAY(
+    SELECT i.data::text FROM {{schema}}.tether_item_keys AS k
+    JOIN {{schema}}.tether_items AS i ON i.session_id = k.session_id AND i.seq = k.seq
+    WHERE k.session_id = s.id AND k.key = ANY(%(keys)s::text[])
+    ORDER BY k.seq)
+FROM {{schema}}.tether_sessions AS s, t
+WHERE s.id = %(id)s::text AND {_LIVE}
 """
 
 # restore: the session exactly as given, unclaimed. The store first removes (under the row lock)
@@ -696,6 +829,11 @@ items AS (
     INSERT INTO {{schema}}.tether_items (session_id, seq, data)
     SELECT ins.id, i.seq, i.data::json
     FROM ins, unnest(%(seqs)s::bigint[], %(datas)s::text[]) AS i(seq, data)
+),
+item_keys AS (
+    INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
+    SELECT ins.id, k.key, k.seq
+    FROM ins, unnest(%(key_names)s::text[], %(key_seqs)s::bigint[]) AS k(key, seq)
 ),
 meta AS (
     INSERT INTO {{schema}}.tether_session_meta (session_id, key, value, kv_hash)
@@ -744,6 +882,9 @@ SNAPSHOT_FOR_UPDATE = _SNAPSHOT + "FOR UPDATE OF s\n"
 
 _CHILDREN_GONE = """
 items AS (DELETE FROM {schema}.tether_items AS i USING gone AS g WHERE i.session_id = g.id),
+item_keys AS (
+    DELETE FROM {schema}.tether_item_keys AS k USING gone AS g WHERE k.session_id = g.id
+),
 meta AS (DELETE FROM {schema}.tether_session_meta AS m USING gone AS g WHERE m.session_id = g.id)
 """
 
@@ -883,6 +1024,18 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         """CREATE INDEX tether_sessions_expires ON {schema}.tether_sessions (expires_at)
             WHERE expires_at IS NOT NULL""",
     ),
+    (  # 2: keyed history items (KeyedItem): key -> seq, unique within a session. Checked at
+        # the end of each statement, so one statement may move a key from a row it deletes
+        # to a row it inserts (replace_history, replace_tail).
+        """CREATE TABLE {schema}.tether_item_keys (
+            session_id text COLLATE "C" NOT NULL,
+            key text COLLATE "C" NOT NULL,
+            seq bigint NOT NULL,
+            CONSTRAINT tether_item_keys_pkey PRIMARY KEY (session_id, key)
+                DEFERRABLE INITIALLY DEFERRED
+        )""",
+        "CREATE INDEX tether_item_keys_seq ON {schema}.tether_item_keys (session_id, seq)",
+    ),
 )
 
 MIGRATIONS_APPLIED = "SELECT max(version) FROM {schema}.tether_schema_migrations"
@@ -920,6 +1073,8 @@ class Statements:
     create: bytes
     commit: bytes
     replace: bytes
+    tail: bytes
+    items_by_key: bytes
     restore: bytes
     load: bytes
     exists: bytes
@@ -953,6 +1108,8 @@ class Statements:
             create=r(CREATE),
             commit=r(COMMIT),
             replace=r(REPLACE),
+            tail=r(TAIL),
+            items_by_key=r(ITEMS_BY_KEY),
             restore=r(RESTORE),
             load=r(LOAD),
             exists=r(EXISTS),

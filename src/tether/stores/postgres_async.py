@@ -52,16 +52,17 @@ from .._ids import validate_session_id
 from .._time import Clock, from_micros
 from ..errors import (
     ConfigurationError,
+    DuplicateItemKey,
     InvalidRequest,
     InvalidSessionData,
     SessionNotFound,
     StoreError,
     TetherError,
 )
-from ..models import Lease, Page, Session
+from ..models import Lease, Page, Session, StoredItem
 from ..schema import schema
 from . import _postgres_common as common
-from .base import AsyncStore
+from .base import AsyncStore, NewItems
 
 __all__ = ["AsyncPostgresStore"]
 
@@ -347,7 +348,11 @@ class AsyncPostgresStore(AsyncStore):
         doc = _core.new_session_doc(session, 0)  # checks; the times come from the statement
         for name in ("owner", "agent"):
             common.check_text(name, doc[name], InvalidSessionData)
-        texts, stamps = common.encode_new_items(session.history)
+        texts, stamps, keys = common.encode_new_items(session.history)
+        if any(key is not None for key in keys):
+            raise InvalidSessionData(
+                "create stores plain items; append keyed items (KeyedItem) with commit or append"
+            )
         session_id = doc["id"]
         params = {
             "id": session_id,
@@ -359,6 +364,7 @@ class AsyncPostgresStore(AsyncStore):
             "n": len(texts),
             "items": texts,
             "stamps": stamps,
+            "item_keys": keys,
             **common.metadata_rows(doc["metadata"]),
         }
         row = await self._guarded(
@@ -403,29 +409,33 @@ class AsyncPostgresStore(AsyncStore):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
+        return await self._commit(session_id, expected_version, append, changes, lease)
+
+    async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        """See the contract: the commit statement with no version to compare (NULL)."""
+        validate_session_id(session_id)
+        return await self._commit(session_id, None, items, None, lease)
+
+    async def _commit(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        append: NewItems,
+        changes: Mapping[str, Any] | None,
+        lease: Lease | None,
+    ) -> int:
         _core.check_lease_arg(lease, optional=True)
         normalized = _core.normalize_changes(changes)
         for name in ("owner", "agent"):
             common.check_text(name, normalized.get(name), InvalidRequest)
         params = common.write_params(session_id, expected_version, lease, append, self._now())
-        for name in sorted(_core.CHANGEABLE_FIELDS):
-            given = name in normalized
-            value = normalized.get(name)
-            if given and name in _core.JSON_FIELDS:
-                value = common.json_text(value, name)
-            elif name == "expires_at":
-                value = common.as_time(value)
-            params[f"set_{name}"] = given
-            params[name] = value
-        # replacing state keeps the runtime's block: the statement merges it (see COMMIT)
-        params["keep_block"] = _core.needs_runtime_block(normalized)
-        params.update(common.metadata_rows(normalized.get("metadata") or {}))
+        params.update(common.changes_params(normalized))
         try:
             row = await self._commit_row(session_id, expected_version, lease, params)
         except StoreError as exc:
@@ -441,35 +451,107 @@ class AsyncPostgresStore(AsyncStore):
         return int(row[0])
 
     async def _commit_row(
-        self, session_id: str, expected_version: int, lease: Lease | None, params: dict[str, Any]
+        self,
+        session_id: str,
+        expected_version: int | None,
+        lease: Lease | None,
+        params: dict[str, Any],
     ) -> Row:
-        return await self._guarded(
+        return await self._keyed_write(
             "commit",
             self._sql.commit,
             params,
             lambda found: common.judge_write(session_id, found, expected_version, lease),
-            upgrade=True,
             upgrade_items=True,  # replace_history skips this: it drops the old items anyway
         )
+
+    async def _keyed_write(
+        self,
+        what: str,
+        query: bytes,
+        params: dict[str, Any],
+        judge: Callable[[common.Found], None],
+        *,
+        upgrade_items: bool = False,
+    ) -> Row:
+        """A guarded write (see ``_guarded``) whose new items may carry keys: a key the
+        session holds fails the statement on tether_item_keys' primary key (nothing written),
+        and becomes DuplicateItemKey naming it."""
+        try:
+            return await self._guarded(
+                what, query, params, judge, upgrade=True, upgrade_items=upgrade_items
+            )
+        except StoreError as exc:
+            if not common.is_duplicate_key(exc):
+                raise
+        keys = [key for key in params["item_keys"] if key is not None]
+        taken = await self.items_by_key(params["id"], keys)
+        raise DuplicateItemKey(params["id"], next(iter(taken), keys[0])) from None
+
+    async def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        """See the contract: one statement touching only the suffix (see TAIL)."""
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        _core.check_after(after)
+        _core.check_lease_arg(lease, optional=True)
+        normalized = _core.normalize_changes(changes)
+        for name in ("owner", "agent"):
+            common.check_text(name, normalized.get(name), InvalidRequest)
+        params = common.write_params(session_id, expected_version, lease, items, self._now())
+        params.update(common.changes_params(normalized), after=after)
+        row = await self._keyed_write(
+            "replace_tail",
+            self._sql.tail,
+            params,
+            lambda found: common.judge_tail(session_id, found, expected_version, lease, after),
+        )
+        return int(row[0])
+
+    async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        """See the contract: primary-key lookups only, whatever the history's length."""
+        validate_session_id(session_id)
+        wanted = _core.check_item_keys(keys)
+        row = await self._fetch(
+            "items_by_key",
+            self._sql.items_by_key,
+            {"id": session_id, "keys": wanted, "now": self._now()},
+        )
+        if row is None:
+            raise SessionNotFound(session_id)
+        schema.check(session_id, int(row[0]))
+        return _core.keyed_items(session_id, row[1])
 
     async def replace_history(
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
         _core.check_lease_arg(lease, optional=True)
+        normalized = _core.normalize_changes(changes)
+        for name in ("owner", "agent"):
+            common.check_text(name, normalized.get(name), InvalidRequest)
         params = common.write_params(session_id, expected_version, lease, items, self._now())
-        row = await self._guarded(
+        params.update(common.changes_params(normalized))
+        row = await self._keyed_write(
             "replace_history",
             self._sql.replace,
             params,
             lambda found: common.judge_write(session_id, found, expected_version, lease),
-            upgrade=True,
         )
         return int(row[0])
 

@@ -148,11 +148,27 @@ ITEMS = st.one_of(
                 {"role": st.one_of(TEXT, NOT_STR)},
                 optional={"content": JSON, "x": JSON, "timestamp": st.one_of(TEXT, NOT_STR)},
             ),
+            # a framework's items: a type and no role, tether's own key names inside
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["function_call", "reasoning", "message"])},
+                optional={"seq": JSON, "timestamp": JSON, "item": JSON, "key": JSON},
+            ),
+            st.builds(
+                tether.KeyedItem,
+                key=st.one_of(st.sampled_from(["k1", "k2"]), TEXT, NOT_STR),
+                item=st.one_of(st.fixed_dictionaries({"type": TEXT}), st.just({}), NOT_STR),
+            ),
             NOT_STR,
         ),
         max_size=3,
     ),
     NOT_STR,
+)
+KEYS = st.one_of(
+    st.lists(st.one_of(st.sampled_from(["k1", "k2", "missing"]), TEXT, NOT_STR), max_size=3),
+    TEXT,
+    NOT_STR,
+    st.just([f"k{i}" for i in range(1001)]),
 )
 STATUSES = st.one_of(
     st.sampled_from([s.value for s in SessionStatus]),
@@ -237,7 +253,22 @@ def calls() -> st.SearchStrategy[Call]:
             append=ITEMS,
             changes=st.one_of(st.none(), changes()),
         ),
-        call("replace_history", session_id=session_id, items=ITEMS),
+        call(
+            "replace_history",
+            session_id=session_id,
+            items=ITEMS,
+            changes=st.one_of(st.none(), changes()),
+        ),
+        call(
+            "replace_tail",
+            session_id=session_id,
+            expected_version=st.one_of(st.just("<version>"), INTS),
+            after=st.one_of(st.just("<last>"), st.just("<first>"), INTS),
+            items=ITEMS,
+            changes=st.one_of(st.none(), changes()),
+        ),
+        call("append", session_id=session_id, items=ITEMS),
+        call("items_by_key", session_id=session_id, keys=KEYS),
         call("claim", session_id=session_id, owner=st.one_of(TEXT, NOT_STR), ttl=TTLS),
         call("renew", ttl=TTLS),
         call(
@@ -303,7 +334,9 @@ _VALID = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}")
 def _snapshot(store: tether.Store, session_id: str) -> tuple[Any, Any]:
     """What a refused call must leave unchanged: the session as loaded, and the listing."""
     try:
-        loaded: Any = store.load(session_id).model_dump()
+        session = store.load(session_id)
+        loaded: Any = session.model_dump()
+        loaded["exact"] = [(e.seq, e.timestamp, e.key, e.item) for e in session.items]
     except tether.SessionNotFound:
         loaded = None
     listing = [header.model_dump() for header in store.iter_sessions(limit=1000)]
@@ -320,6 +353,19 @@ def _strip(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in item.items() if k != "seq" and k != "timestamp"} for item in items]
 
 
+def _given(items: Any) -> list[tuple[str | None, Any]]:
+    """(key, item) of each item a call was given, as it must be stored."""
+    return [(i.key, i.item) if isinstance(i, tether.KeyedItem) else (None, i) for i in list(items)]
+
+
+def _exact(old: list[tuple[int, str, str | None, Any]]) -> list[tuple[str | None, Any]]:
+    return [(key, item) for _, _, key, item in old]
+
+
+def _stored(session: tether.Session) -> list[tuple[str | None, Any]]:
+    return [(e.key, e.item) for e in session.items]
+
+
 def _resolve(store: tether.Store, call: Call, sid: str) -> tuple[Call, str]:
     """The call with its placeholders filled in, and the session it targets."""
     kw = dict(call.kwargs)
@@ -333,6 +379,12 @@ def _resolve(store: tether.Store, call: Call, sid: str) -> tuple[Call, str]:
             kw["expected_version"] = store.load(target, last=0).version
         except tether.SessionNotFound:
             kw["expected_version"] = 1
+    if kw.get("after") in ("<last>", "<first>"):
+        try:
+            head = store.load(target, last=0)
+            kw["after"] = head.last_seq if kw["after"] == "<last>" else head.first_seq - 1
+        except tether.SessionNotFound:
+            kw["after"] = 0
     return Call(call.name, kw), target
 
 
@@ -345,8 +397,16 @@ def _run(store: tether.Store, call: Call, sid: str, lease: tether.Lease | None) 
         return store.create(session)
     if call.name == "replace_history":
         return store.replace_history(
-            kw["session_id"], kw["expected_version"], kw["items"], lease=lease
+            kw["session_id"],
+            kw["expected_version"],
+            kw["items"],
+            changes=kw["changes"],
+            lease=lease,
         )
+    if call.name == "replace_tail":
+        return store.replace_tail(**kw, lease=lease)
+    if call.name == "append":
+        return store.append(**kw, lease=lease)
     if call.name == "commit":
         return store.commit(**kw, lease=lease)
     if call.name == "renew":
@@ -363,12 +423,22 @@ def _run(store: tether.Store, call: Call, sid: str, lease: tether.Lease | None) 
     return getattr(store, call.name)(**kw)
 
 
+def _check_changes(loaded: tether.Session, changes: Any) -> None:
+    for name, value in (changes or {}).items():
+        if name == "status":
+            assert loaded.status == SessionStatus(value)
+        elif name == "expires_at":
+            assert loaded.expires_at == value
+        else:
+            _same_json(value, getattr(loaded, name))
+
+
 def _check_accepted(
     store: tether.Store, call: Call, sid: str, before: Any, result: Any, started: datetime
 ) -> None:
     """What an accepted call wrote reads back exactly."""
     kw = call.kwargs
-    expiry = (kw.get("changes") or {}).get("expires_at") if call.name == "commit" else None
+    expiry = (kw.get("changes") or {}).get("expires_at")
     expiry = kw.get("expires_at") if call.name == "create" else expiry
     if expiry is not None and expiry <= datetime.now(timezone.utc):
         # stored already expired: it behaves exactly as a missing session
@@ -387,17 +457,25 @@ def _check_accepted(
         old = before[0]
         appended = list(kw["append"])
         assert loaded.version == result == old["version"] + 1
-        _same_json(_strip(old["history"] + appended), _strip(loaded.history))
-        for name, value in (kw["changes"] or {}).items():
-            if name == "status":
-                assert loaded.status == SessionStatus(value)
-            elif name == "expires_at":
-                assert loaded.expires_at == value
-            else:
-                _same_json(value, getattr(loaded, name))
+        _same_json(_strip(old["history"]), _strip(loaded.history[: len(old["history"])]))
+        _same_json(_exact(old["exact"]) + _given(appended), _stored(loaded))
+        _check_changes(loaded, kw["changes"])
     elif call.name == "replace_history":
         loaded = store.load(sid)
-        _same_json(_strip(list(kw["items"])), _strip(loaded.history))
+        _same_json(_given(kw["items"]), _stored(loaded))
+        _check_changes(loaded, kw["changes"])
+    elif call.name in ("replace_tail", "append"):
+        loaded = store.load(sid)
+        old = before[0]
+        assert loaded.version == result == old["version"] + 1
+        kept = [e for e in old["exact"] if call.name == "append" or e[0] <= kw["after"]]
+        _same_json(_exact(kept) + _given(kw["items"]), _stored(loaded))
+        assert [e.seq for e in loaded.items][: len(kept)] == [e[0] for e in kept]
+        _check_changes(loaded, kw.get("changes"))
+    elif call.name == "items_by_key":
+        stored = {e.key: e for e in store.load(sid).items if e.key is not None}
+        assert result == {k: stored[k] for k in result}
+        assert set(result) == set(kw["keys"]) & set(stored)
     elif call.name in ("claim", "renew"):
         assert isinstance(result, tether.Lease)
         loaded = store.load(sid, last=0)

@@ -306,21 +306,37 @@ def _short(value: Any) -> str:
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
-def item_row(item: HistoryItem) -> tuple[Any, ...]:
-    """seq, time, role, what it says: one history item as a table row."""
+def item_row(item: HistoryItem, calls: dict[str, dict[str, Any]] | None = None) -> tuple[Any, ...]:
+    """seq, time, role, what it says: one history item as a table row. A framework's item
+    (one with a ``type``) reads as the agent's replay shows it: a call as ``name(arguments)``,
+    its output as ``name -> output``, a message or a reasoning summary as its text."""
+    if isinstance(item.get("type"), str) and item.get("role") != "tether":
+        entry = _turn.framework_entry(item, {} if calls is None else calls)
+        kind = entry.pop("kind")
+        if kind == "tool_call":
+            what = f"{entry['tool']}({_short(entry['arguments'])})"
+            kind = "call"
+        elif kind == "tool_result":
+            what = f"{entry.get('tool', '?')} -> {_short(entry.get('result'))}"
+            kind = "result"
+        elif "text" in entry:
+            what = _short(entry["text"])
+        else:
+            what = _short({k: v for k, v in entry.items() if k != "id"})
+        return item.get("seq"), iso(item.get("timestamp")), kind, _short(what)
     role = str(item.get("role"))
     extra = {k: v for k, v in item.items() if k not in ("role", "seq", "timestamp", "content")}
     if role == "tether":
-        kind = extra.pop("event", "?")
-        what = Text(f"{kind} {_short(extra) if extra else ''}".rstrip(), style="dim")
-        return item.get("seq"), iso(item.get("timestamp")), Text("event", style="dim"), what
+        event = extra.pop("event", "?")
+        shown = Text(f"{event} {_short(extra) if extra else ''}".rstrip(), style="dim")
+        return item.get("seq"), iso(item.get("timestamp")), Text("event", style="dim"), shown
     content = item.get("content")
     parts = [] if content in (None, "") else [_short(content)]
     if role == "assistant" and item.get("tool_calls"):
-        calls = [
+        named = [
             f"{c['function']['name']}({c['function']['arguments']})" for c in item["tool_calls"]
         ]
-        parts.append("calls " + ", ".join(calls))
+        parts.append("calls " + ", ".join(named))
     elif role == "tool":
         parts.insert(0, f"{item.get('name', '?')} ->")
     return item.get("seq"), iso(item.get("timestamp")), role, _short(" ".join(parts))

@@ -416,7 +416,8 @@ def show_command(env: _Env, session_id: str, last: int, as_json: bool) -> None:
         out.print()
         shown = len(session.history)
         title = f"last {shown} of {render.count(session.history_len, 'item')}"
-        rows = [render.item_row(item) for item in session.history]
+        calls: dict[str, dict[str, Any]] = {}  # a call's name, for its output's row
+        rows = [render.item_row(item, calls) for item in session.history]
         render.print_table(out, ["seq", "time", "role", "content"], rows, title=title)
 
 

@@ -411,6 +411,44 @@ class Replay:
     """Reviews answered (who, when) whose turn has not been resumed yet."""
 
 
+def item_text(content: Any) -> Any:
+    """A message's content as text where it is text: a str as it is, a list of parts (a
+    Responses-API message, a chat message with parts) as their ``text`` joined; else as is."""
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, Mapping)]
+        if texts and all(isinstance(t, str) for t in texts):
+            return " ".join(str(t) for t in texts)
+    return content
+
+
+def framework_entry(item: Mapping[str, Any], calls: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A timeline entry for a framework's item, one with a ``type`` (an agent SDK's
+    Responses-API items): a function call as a call, its output as a result, a message or a
+    reasoning summary as text, anything else as its type and its other fields."""
+    kind = item.get("type")
+    if kind == "function_call":
+        raw = item.get("arguments")
+        try:
+            arguments = _json.loads(raw) if isinstance(raw, str) else raw
+        except _json.JSONDecodeError:
+            arguments = raw
+        call_id = str(item.get("call_id", item.get("id", "")))
+        calls[call_id] = {"tool": str(item.get("name", "?")), "arguments": arguments}
+        return {"kind": "tool_call", "id": call_id, **calls[call_id]}
+    if kind == "function_call_output":
+        call_id = str(item.get("call_id", ""))
+        return {"kind": "tool_result", "id": call_id, **calls.get(call_id, {}),
+                "result": item.get("output")}  # fmt: skip
+    if kind == "message":
+        role = item.get("role")
+        label = role if role in ("user", "assistant", "system") else f"message ({role})"
+        return {"kind": label, "text": item_text(item.get("content"))}
+    if kind == "reasoning":
+        return {"kind": "reasoning", "text": item_text(item.get("summary")) or "(no summary)"}
+    rest = {k: v for k, v in item.items() if k not in ("type", "seq", "timestamp")}
+    return {"kind": str(kind), **rest}
+
+
 def replay(session: Session) -> Replay:
     timeline: list[dict[str, Any]] = []
     journal: list[dict[str, Any]] = []
@@ -418,7 +456,12 @@ def replay(session: Session) -> Replay:
     for item in session.history:
         role = item.get("role")
         base = {"seq": item.get("seq"), "at": item.get("timestamp")}
-        if role == EVENT_ROLE:
+        if isinstance(item.get("type"), str) and role != EVENT_ROLE:
+            entry = framework_entry(item, calls)
+            if entry["kind"] == "tool_result":
+                journal.append({k: v for k, v in entry.items() if k != "kind"})
+            timeline.append({**base, **entry})
+        elif role == EVENT_ROLE:
             timeline.append({**base, "kind": item.get("event"), **_event_data(item)})
         elif role == "assistant" and item.get("tool_calls"):
             for call in item["tool_calls"]:
@@ -474,7 +517,7 @@ def render(replay_: Replay) -> str:
     for entry in replay_.timeline:
         kind = entry["kind"]
         head = f"  #{entry['seq']:<4} {kind:<16}"
-        if kind in ("user", "assistant", "system"):
+        if kind in ("user", "assistant", "system", "reasoning") or kind.startswith("message"):
             lines.append(f"{head} {entry.get('text')}")
         elif kind == "tool_call":
             lines.append(f"{head} {entry['tool']}({_json.dumps(entry['arguments']).decode()})")

@@ -357,7 +357,7 @@ def test_import_skips_a_newer_line(source: str, url_of: Any, tmp_path: Path) -> 
     ("edit", "expected"),
     [
         (lambda s: s.replace('"version":2', '"version":"two"'), "field 'version'"),
-        (lambda s: s.replace('"role":"user"', '"role":7', 1), "field 'history.0.role'"),
+        (lambda s: s.replace('"items":[', '"items":[7,', 1), "field 'items'"),
         (lambda s: s.replace('"format":"tether-export/1"', '"format":"x"'), "field 'format'"),
         (
             lambda s: s.replace('"last_seq":3', '"last_seq":9'),

@@ -39,7 +39,7 @@ from .errors import (
     TetherError,
     UnsupportedSchemaVersion,
 )
-from .models import Session, SessionHeader
+from .models import Session, SessionHeader, StoredItem
 from .schema import schema
 from .stores.base import Store
 
@@ -78,7 +78,10 @@ def digest(session: Session) -> str:
         for name, value in session.header.model_dump(mode="json").items()
         if name not in DIGEST_OMITS
     }
-    payload = {"header": header, "items": session.history}
+    # the history, and the exact items with their keys (history merges seq and timestamp in,
+    # hiding an item's own keys of those names and the item keys)
+    exact = [[e.seq, e.timestamp, e.key, e.item] for e in session.items]
+    payload = {"header": header, "items": session.history, "exact": exact}
     return hashlib.sha256(_json.canonical(payload, what="session").encode()).hexdigest()
 
 
@@ -140,8 +143,17 @@ class Migration:
 
 
 def export_line(session: Session) -> bytes:
-    """One session as one JSON line: sorted keys, so the same session is the same bytes."""
-    payload = {"format": FORMAT, "session": session.model_dump(mode="json")}
+    """One session as one JSON line: sorted keys, so the same session is the same bytes.
+
+    ``items`` holds the history exactly as stored (each item with its seq, timestamp and key
+    beside it, see ``Session.items``): ``session.history`` merges seq and timestamp into the
+    items, which would lose an item's own keys of those names and the item keys. A tether that
+    predates ``items`` reads ``session`` alone."""
+    items = [
+        {"seq": e.seq, "timestamp": e.timestamp, "key": e.key, "item": e.item}
+        for e in session.items
+    ]
+    payload = {"format": FORMAT, "session": session.model_dump(mode="json"), "items": items}
     return _json.canonical(payload, what="session").encode() + b"\n"
 
 
@@ -232,6 +244,8 @@ def parse_line(line: bytes) -> Session:
         session = Session.model_validate(data["session"])
     except pydantic.ValidationError as exc:
         raise InvalidRequest(f"not a valid session: {_pydantic_problem(exc)}") from None
+    if "items" in data:
+        session._items = _exact_items(data["items"], session)
     if session.schema_version <= schema.current:  # a newer one is skipped, not refused
         try:
             _check_history(session)
@@ -239,6 +253,30 @@ def parse_line(line: bytes) -> Session:
         except TetherError as exc:
             raise InvalidRequest(f"not a valid session: {exc}") from None
     return session
+
+
+def _exact_items(raw: object, session: Session) -> list[StoredItem]:
+    """An export line's ``items`` (see :func:`export_line`), checked against its history."""
+    if not isinstance(raw, list) or len(raw) != len(session.history):
+        raise InvalidRequest(
+            f"field 'items' must list the {len(session.history)} items of field 'history'"
+        )
+    exact = []
+    for offset, entry in enumerate(raw):
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("item"), dict)
+            and entry.get("seq") == session.history[offset].get("seq")
+            and isinstance(entry.get("timestamp"), str)
+            and (entry.get("key") is None or isinstance(entry.get("key"), str))
+        )
+        if not ok:
+            raise InvalidRequest(
+                f"field 'items.{offset}' must be {{seq, timestamp, key, item}} with the seq of "
+                f"'history.{offset}'"
+            )
+        exact.append(StoredItem(entry["seq"], entry["timestamp"], entry.get("key"), entry["item"]))
+    return exact
 
 
 def _check_history(session: Session) -> None:
@@ -251,7 +289,7 @@ def _check_history(session: Session) -> None:
         )
     first = session.last_seq - session.history_len + 1
     for offset, item in enumerate(history):
-        for name in ("role", "timestamp"):
+        for name in ("timestamp",):  # any JSON object is an item: no role needed
             if not isinstance(item.get(name), str):
                 raise InvalidRequest(
                     f"field 'history.{offset}.{name}' must be a string, not {item.get(name)!r}"

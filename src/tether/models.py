@@ -166,20 +166,32 @@ class Session(SessionHeader):
         A store fills it when it loads the session; :attr:`history` is the same window with
         ``seq`` and ``timestamp`` merged into copies of the items (the view tether had before
         this one, kept for existing code). Both views share nested values: treat them as read
-        only. For a session built by hand, the items are ``history`` without ``seq`` and
-        ``timestamp``.
+        only. If ``history`` was changed since (an item edited, added or removed), the items
+        follow it: an item that no longer matches its history entry is that entry without
+        ``seq`` and ``timestamp`` (keeping its key if its seq is the same). For a session built
+        by hand, the items are ``history`` without ``seq`` and ``timestamp``.
         """
-        if self._items is not None and len(self._items) == len(self.history):
-            return self._items
-        return [
-            StoredItem(
-                seq=item.get("seq"),  # type: ignore[arg-type]  # restore checks it
-                timestamp=item.get("timestamp"),  # type: ignore[arg-type]
-                key=None,
-                item={k: v for k, v in item.items() if k not in ("seq", "timestamp")},
+        stored = self._items if self._items is not None else []
+        out: list[StoredItem] = []
+        for index, entry in enumerate(self.history):
+            known = stored[index] if index < len(stored) else None
+            if known is not None and entry == {
+                **known.item,
+                "seq": known.seq,
+                "timestamp": known.timestamp,
+            }:
+                out.append(known)
+                continue
+            seq = entry.get("seq")
+            out.append(
+                StoredItem(
+                    seq=seq,  # type: ignore[arg-type]  # restore checks both
+                    timestamp=entry.get("timestamp"),  # type: ignore[arg-type]
+                    key=known.key if known is not None and known.seq == seq else None,
+                    item={k: v for k, v in entry.items() if k not in ("seq", "timestamp")},
+                )
             )
-            for item in self.history
-        ]
+        return out
 
     @property
     def header(self) -> SessionHeader:

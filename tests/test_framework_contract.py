@@ -303,3 +303,24 @@ def test_items_follow_edits_of_history() -> None:
         assert [(e.key, e.item) for e in loaded.items] == [("k", {"n": 10}), (None, {"n": 2})]
         store.restore(loaded, replace=True)
         assert store.items_by_key("s", ["k"])["k"].item == {"n": 10}
+
+
+def test_the_agent_runtime_runs_on_a_history_with_framework_items() -> None:
+    """The runtime needs roles only in what it writes: items without one are kept, not sent."""
+    from tether.agent.agent_sync import Agent
+    from tether.agent.models import ScriptedModel
+
+    with MemoryStore() as store:
+        store.create(Session(id="s", history=[{"type": "reasoning", "summary": []}]))
+        store.append("s", [KeyedItem("ck", {"type": "checkpoint", "n": 1})])
+        model = ScriptedModel(["Hello!"])
+        assert Agent(store, llm=model).chat("s", "Hi") == "Hello!"
+        loaded = store.load("s")
+        assert loaded.items[0].item == {"type": "reasoning", "summary": []}
+        assert store.items_by_key("s", ["ck"])["ck"].seq == 2
+        assert [i.get("role") for i in loaded.history[2:]] == [
+            "user",
+            "tether",
+            "assistant",
+            "tether",
+        ]

@@ -559,6 +559,42 @@ async def test_delete(sessions: AsyncSessions) -> None:
         await sessions.get("s1")
 
 
+async def test_delete_respects_a_live_lease(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="held")
+    lease = await sessions.store.claim("held", "runner", 60)
+    with pytest.raises(tether.AlreadyClaimed):
+        await sessions.delete("held")
+    assert await sessions.exists("held")
+    assert await sessions.delete("held", lease=lease) is True  # the holder deletes its own
+    await sessions.create(session_id="stuck")
+    await sessions.store.claim("stuck", "crashed-runner", 60)
+    assert await sessions.delete("stuck", force=True) is True  # an operator clears it
+    assert not await sessions.exists("stuck")
+    assert await sessions.delete("stuck", force=True) is False
+
+
+async def test_clear_all_goes_past_held_and_newer_sessions(
+    sessions: AsyncSessions, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(4):
+        await sessions.create(session_id=f"s{n}")
+    await sessions.store.claim("s1", "runner", 60)
+    with monkeypatch.context() as patch:
+        patch.setattr(tether.schema.schema, "current", tether.schema.schema.current + 1)
+        await sessions.store.create(Session(id="future"))
+    with caplog.at_level(logging.WARNING, logger="tether.sessions"):
+        assert await sessions.clear_all(confirm=True) == 3
+    left = {h.id for h in (await sessions.list(include_archived=True)).sessions}
+    assert left == {"s1", "future"}
+    assert "skipped 1 session(s) a runner holds: s1" in caplog.text
+    assert "force=True" in caplog.text
+    assert "stored by a newer tether: future" in caplog.text
+    assert await sessions.clear_all(confirm=True, force=True) == 1  # s1; never the newer one
+    assert [h.id for h in (await sessions.list(include_archived=True)).sessions] == ["future"]
+    with pytest.raises(tether.InvalidRequest, match="force"):
+        await sessions.clear_all(confirm=True, force="yes")  # type: ignore[arg-type]
+
+
 # --- schema versions through the runtime ---------------------------------------------------------
 
 

@@ -701,8 +701,7 @@ def rm_command(env: _Env, session_id: str, yes: bool, force: bool) -> None:
     header = env.sessions.info(session_id)
     _confirm(f"Delete session {session_id} ({render.count(header.history_len, 'item')})?", yes)
     try:
-        # the store itself, not Sessions.delete: that one has no force (the CLI keeps no cache)
-        deleted = env.sessions.store.delete(session_id, force=force)
+        deleted = env.sessions.delete(session_id, force=force)
     except AlreadyClaimed as exc:
         until = "" if exc.expires_at is None else f" until {exc.expires_at.isoformat()}"
         raise CliError(

@@ -5,6 +5,7 @@ One object to create, load, change, fork, list and retire sessions over any stor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from .errors import (
     ReservedStateKey,
     SessionNotFound,
     TetherError,
+    UnsupportedSchemaVersion,
 )
 from .events import (
     ActionExecuted,
@@ -43,6 +45,8 @@ from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionSta
 from .stores.base import AsyncStore
 
 __all__ = ["AsyncSessions"]
+
+log = logging.getLogger("tether.sessions")
 
 _E = TypeVar("_E", bound=Event)
 
@@ -432,9 +436,21 @@ class AsyncSessions:
 
     # --- retiring sessions ---------------------------------------------------------------------
 
-    async def delete(self, session_id: str) -> bool:
-        """Delete a session and its history; False if there was none."""
-        deleted = await self.store.delete(session_id)
+    async def delete(
+        self, session_id: str, *, lease: Lease | None = None, force: bool = False
+    ) -> bool:
+        """Delete a session and its history; False if there was none.
+
+        A session a runner holds (a live lease) is refused with
+        :class:`~tether.errors.AlreadyClaimed`, as every write is, unless you pass that
+        runner's ``lease`` (the holder deleting its own session) or ``force=True`` (an operator
+        clearing a stuck session). A session stored by a newer tether is never deleted
+        (:class:`~tether.errors.UnsupportedSchemaVersion`).
+        """
+        if lease is None and force is False:  # a store written before lease= still works here
+            deleted = await self.store.delete(session_id)
+        else:
+            deleted = await self.store.delete(session_id, lease=lease, force=force)
         self._cache.drop(session_id)
         if deleted:
             await self._emit(SessionDeleted(session_id, self._clock()))
@@ -474,19 +490,47 @@ class AsyncSessions:
         """Empty the history of the same session; state, options and metadata are kept."""
         return await self.execute(session_id, ClearHistory(), retries=3)
 
-    async def clear_all(self, *, confirm: bool = False) -> int:
-        """Delete every session in the store; refuses unless ``confirm=True``. Returns how many."""
+    async def clear_all(self, *, confirm: bool = False, force: bool = False) -> int:
+        """Delete every session in the store; refuses unless ``confirm=True``. Returns how many.
+
+        It goes through every session, never stopping half-way: one a runner holds (a live
+        lease) is skipped, and left as it is, unless ``force=True`` deletes it anyway; one a
+        newer tether stored is always skipped. The skipped ones are named in a warning on the
+        ``tether.sessions`` logger (and are still listed by :meth:`list`).
+        """
         if confirm is not True:
             raise InvalidRequest(
                 "clear_all() deletes every session in the store and cannot be undone; "
                 "call clear_all(confirm=True) if that is what you want"
             )
+        if not isinstance(force, bool):
+            raise InvalidRequest(f"force must be True or False, not {force!r}")
         ids = [h.id async for h in self.store.iter_sessions(limit=500)]
         count = 0
+        held: list[str] = []
+        newer: list[str] = []
         for session_id in ids:
-            if await self.delete(session_id):
-                count += 1
+            try:
+                if await self.delete(session_id, force=force):
+                    count += 1
+            except AlreadyClaimed:
+                held.append(session_id)
+            except UnsupportedSchemaVersion:
+                newer.append(session_id)
         self._cache.clear()
+        if held:
+            log.warning(
+                "clear_all() skipped %d session(s) a runner holds: %s; wait for the runners, or "
+                "pass force=True to delete them anyway",
+                len(held),
+                ", ".join(held),
+            )
+        if newer:
+            log.warning(
+                "clear_all() skipped %d session(s) stored by a newer tether: %s",
+                len(newer),
+                ", ".join(newer),
+            )
         return count
 
     async def purge_expired(self) -> int:

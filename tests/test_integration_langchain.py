@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,3 +133,25 @@ def test_a_runnable_with_message_history_keeps_turns_in_tether(store: Store) -> 
     turns = TetherChatMessageHistory(store, "chat-1").messages
     assert [type(m).__name__ for m in turns] == ["HumanMessage", "AIMessage"] * 2
     assert store.load("chat-1", last=0).version == 2  # one write per turn
+
+
+def test_the_example_runs_offline(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "langchain_chat.py"
+    url = f"sqlite:///{tmp_path / 'chat.db'}"
+    done = subprocess.run(
+        [sys.executable, str(example), url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "human: I am Ada.",
+        "ai: Hello Ada.",
+        "human: Who am I?",
+        "ai: Your name is Ada.",
+    ]
+    assert done.stderr == ""
+    with tether.open_store(url) as store:
+        assert store.load("chat-1", last=0).history_len == 4

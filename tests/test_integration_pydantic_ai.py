@@ -10,6 +10,8 @@ the store: turns, a fork, and a conflict.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -391,3 +393,23 @@ async def test_an_agent_runs_turns_forks_and_meets_a_conflict(
     assert sorted(h.id for h in page.sessions) == ["t1", "t1-alt"]
     items = (await tstore.load("t1")).items
     assert items[0].key == (await cs.load_entries("t1"))[0].id  # type: ignore[index]
+
+
+def test_the_example_runs_offline(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "pydantic_ai_chat.py"
+    url = f"sqlite:///{tmp_path / 'chat.db'}"
+    done = subprocess.run(
+        [sys.executable, str(example), url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "conflict: reloaded and ran the turn again",
+        "support-1-alt: 4 messages",
+        "support-1: 6 messages",
+    ]
+    with tether.open_store(url) as store:
+        assert [h.id for h in store.list(owner="ada").sessions] == ["support-1-alt", "support-1"]

@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types generated unit bench venv clean
+.PHONY: demo test lint types generated unit bench venv clean openai-agents-tests
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "tether needs Python 3.10+"'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -m pip install --quiet -c constraints/frameworks.txt -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,7 +32,39 @@ generated: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint types generated unit
+# The OpenAI Agents SDK's own tests (from its sdist) on tether, through tests/frameworks/
+# openai_agents_plugin.py: runner-level files and session files on memory and SQLite, the
+# session files on Redis and PostgreSQL. Deselected tests: tests/frameworks/openai_agents_deselected.txt.
+AGENTS_SDK := .frameworks/openai_agents-0.24.0
+AGENTS_SESSION_TESTS := tests/memory tests/utils/test_simple_session.py tests/test_hitl_session_scenario.py
+AGENTS_RUNNER_TESTS := tests/deferred_session_writes tests/test_agent_runner.py \
+	tests/test_agent_runner_streamed.py tests/test_cancel_streaming.py \
+	tests/test_error_logging_redaction.py tests/test_handoff_history_duplication.py \
+	tests/test_invalid_final_output_handler.py tests/test_max_turns.py \
+	tests/test_native_tool_failure_history.py tests/test_programmatic_tool_calling.py \
+	tests/test_prompt_cache_key.py tests/test_run_impl_resume_paths.py \
+	tests/test_run_state_pending_input.py tests/test_runner_guardrail_resume.py \
+	tests/test_runner_tracing_disabled.py tests/test_runtime_symmetry_contract.py \
+	tests/test_soft_cancel.py tests/test_tool_batch_failure_history.py \
+	tests/test_tool_failure_boundaries.py
+AGENTS_PYTEST := PYTHONPATH=$(CURDIR)/tests/frameworks $(CURDIR)/$(BIN)/python -m pytest -q \
+	-p openai_agents_plugin -p no:cacheprovider
+
+$(AGENTS_SDK)/.unpacked:
+	@mkdir -p .frameworks
+	@$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: \
+		-c constraints/frameworks.txt openai-agents -d .frameworks
+	@tar -xzf .frameworks/openai_agents-0.24.0.tar.gz -C .frameworks
+	@touch $@
+
+openai-agents-tests: $(STAMP) $(AGENTS_SDK)/.unpacked
+	cd $(AGENTS_SDK) && for backend in memory sqlite; do \
+		TETHER_AGENTS_BACKEND=$$backend $(AGENTS_PYTEST) $(AGENTS_SESSION_TESTS) $(AGENTS_RUNNER_TESTS) \
+		|| exit 1; done
+	cd $(AGENTS_SDK) && for backend in redis postgres; do \
+		TETHER_AGENTS_BACKEND=$$backend $(AGENTS_PYTEST) $(AGENTS_SESSION_TESTS) || exit 1; done
+
+test: lint types generated unit openai-agents-tests
 
 # The peers run in their own virtualenv: they are never tether dependencies.
 BENCH_VENV := .bench-venv

@@ -602,14 +602,15 @@ async def test_old_sessions_are_migrated_and_written_back(tmp_path: Path) -> Non
     directory = Path(shutil.copytree(FIXTURES / "files", tmp_path / "files"))
     async with AsyncSessions(AsyncFileStore(directory)) as runtime:
         old = await runtime.get("support-42")
-        assert old.schema_version == 2
+        current = tether.schema.CURRENT_SCHEMA_VERSION
+        assert old.schema_version == current
         assert [i["content"] for i in old.history] == [
             "Where is order A1001?",
             "It shipped yesterday.",
         ]
         saved = await runtime.execute("support-42", AppendMessages(*_msgs("thanks")))
-        assert saved.schema_version == 2
-    assert '"schema_version":2' in (directory / "support-42.json").read_text()
+        assert saved.schema_version == current
+    assert f'"schema_version":{current}' in (directory / "support-42.json").read_text()
 
 
 async def test_newer_sessions_are_refused_and_untouched(

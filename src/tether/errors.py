@@ -9,7 +9,7 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
     ├── InvalidRequest            a bad argument: cursor, limit, window, unknown change field
     │   ├── InvalidSessionData    a value that is not JSON (checked before any I/O)
     │   ├── DuplicateItemKey      a history item key the session already holds
-│   ├── ConflictingSessionIds both id= and session_id= given, with different values
+    │   ├── ConflictingSessionIds both id= and session_id= given, with different values
     │   ├── ReservedStateKey      an application write touched the runtime's state["_tether"]
     │   ├── TurnInProgress        run() on a session whose turn has not ended: resume() it
     │   ├── MissingTools          resume() without tools the turn's snapshot names

@@ -156,11 +156,16 @@ class TetherSession:
         wanted = resolve_session_limit(limit, self.session_settings)
         if wanted is not None and wanted <= 0:
             return []
-        try:
-            session = await store.load(self.tether_id, last=wanted)
-        except SessionNotFound:
-            return []
-        return [entry.item for entry in session.items]  # type: ignore[misc]
+        window = wanted
+        while True:
+            try:
+                session = await store.load(self.tether_id, last=window)
+            except SessionNotFound:
+                return []
+            items = [e.item for e in session.items if not _is_event(e)]
+            if wanted is None or len(items) >= wanted or len(session.items) >= session.history_len:
+                return items[-wanted:] if wanted is not None else items  # type: ignore[return-value]
+            window = 2 * max(window or 1, 1)  # tether's own events sat among the newest
 
     async def add_items(
         self, items: list[TResponseInputItem], *, wrapper: RunContextWrapper[Any] | None = None
@@ -196,18 +201,41 @@ class TetherSession:
         store = await self._ready()
         while True:
             try:
-                session = await store.load(self.tether_id, last=1)
+                session = await store.load(self.tether_id, last=8)
             except SessionNotFound:
                 return None
-            if not session.items:
+            sdk = [e for e in session.items if not _is_event(e)]
+            if not sdk:
+                if len(session.items) < session.history_len:
+                    return await self._pop_far()
                 return None
-            newest = session.items[-1]
+            newest = sdk[-1]
+            # tether's own events after it (an approval answered) stay, in their order
+            kept = [_as_new(e) for e in session.items if e.seq > newest.seq]
             try:
                 await store.replace_tail(
-                    self.tether_id, session.version, newest.seq - 1, lease=self._lease
+                    self.tether_id, session.version, newest.seq - 1, kept, lease=self._lease
                 )
             except ConflictError:
                 continue  # written meanwhile: pop what is the newest now
+            return newest.item  # type: ignore[return-value]
+
+    async def _pop_far(self) -> TResponseInputItem | None:
+        """pop_item when the newest items are all tether's events: the whole tail is read."""
+        store = await self._ready()
+        while True:
+            session = await store.load(self.tether_id)
+            sdk = [e for e in session.items if not _is_event(e)]
+            if not sdk:
+                return None
+            newest = sdk[-1]
+            kept = [_as_new(e) for e in session.items if e.seq > newest.seq]
+            try:
+                await store.replace_tail(
+                    self.tether_id, session.version, newest.seq - 1, kept, lease=self._lease
+                )
+            except ConflictError:
+                continue
             return newest.item  # type: ignore[return-value]
 
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
@@ -242,8 +270,9 @@ class TetherSession:
             session = await store.load(self.tether_id, last=max(int(limit), 0))
         except SessionNotFound:
             return _CompactionSnapshot([], True, _nothing_replaced)
-        rows = list(session.items)
-        complete = len(rows) >= session.history_len
+        complete = len(session.items) >= session.history_len
+        # tether's own events (an approval answered) never reach the model
+        rows = [e for e in session.items if not _is_event(e)]
         version = session.version
 
         async def replace_suffix(start: int, output: list[TResponseInputItem]) -> bool:
@@ -450,8 +479,7 @@ class TetherSession:
             await store.close()
 
     async def __aenter__(self) -> TetherSession:
-        await self._ready()
-        return self
+        return self  # the lease is claimed by the first call, inside the run
 
     async def __aexit__(
         self,
@@ -522,6 +550,16 @@ class TetherSession:
             status=SessionStatus.RUNNING,
             history=[dict(item) for item in items],
         )
+
+
+def _is_event(entry: StoredItem) -> bool:
+    """tether's own history events (``role: "tether"``, e.g. a review answered): kept in the
+    history for the audit trail, never given to the SDK (nor its model)."""
+    return entry.item.get("role") == _turn.EVENT_ROLE
+
+
+def _as_new(entry: StoredItem) -> Mapping[str, Any] | KeyedItem:
+    return KeyedItem(entry.key, entry.item) if entry.key is not None else entry.item
 
 
 async def _nothing_replaced(start: int, output: list[TResponseInputItem]) -> bool:

@@ -1,0 +1,427 @@
+"""Google ADK sessions in tether: :class:`TetherSessionService`.
+
+``pip install 'tether[adk]'``. A drop-in for ADK's ``InMemorySessionService`` /
+``DatabaseSessionService`` wherever ADK takes a ``BaseSessionService`` (``Runner``,
+``adk web`` / ``adk api_server`` through ``--session_service_uri=tether:<store url>`` once
+:func:`register` has run)::
+
+    service = TetherSessionService(tether.open_async_store("sqlite:///app.db"))
+
+How ADK's model maps onto tether (see ``docs/integrations/adk.md``):
+
+- One tether session per ADK session, ``agent`` :data:`AGENT`, its id
+  ``tether.ids.encode_external_id("s/<app>/<user>/<session>")`` (each part with ``%`` and ``/``
+  escaped, so any app, user and session id, emails, spaces and slashes included, round-trips),
+  the three originals in ``metadata`` (``list_sessions`` filters on them). Every stored event is
+  one item ``{"type": "adk.event", "event": <Event JSON>}``, in append order.
+- The session's own state, its ``last_update_time`` and the outbox (below) live in the
+  header's ``state``; ``app:`` and ``user:`` state live in one tether session per app
+  (``a/<app>``) and per app and user (``u/<app>/<user>``); ``temp:`` keys are never stored.
+- **Stale writes**: ADK's revision slot (``Session._storage_update_marker``) carries the
+  tether version the session was read or written at, and ``append_event`` is one tether commit
+  at that version: a writer that got in between makes it a ``ConflictError``, raised as ADK's
+  ``StaleSessionError``. Of two concurrent writers from one version exactly one wins.
+- **Scoped state, all or nothing**: an event's ``app:`` / ``user:`` changes are written in the
+  same commit as the event, as the session's outbox (``pending``), and then applied to the
+  scope sessions, each of which records the last event it applied per origin session. A crash
+  between the writes leaves the outbox in the session: the next read or write of that session
+  completes it (applying is idempotent), so either all three scopes change or, until then,
+  none is visible as half-done to that session's readers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConflictError, SessionExists, SessionNotFound
+from ..ids import encode_external_id
+from ..models import Session as TetherSession
+from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
+
+try:
+    from google.adk.errors import StaleSessionError
+    from google.adk.errors.already_exists_error import AlreadyExistsError
+    from google.adk.errors.session_not_found_error import SessionNotFoundError
+    from google.adk.events.event import Event
+    from google.adk.sessions import _session_util
+    from google.adk.sessions.base_session_service import (
+        BaseSessionService,
+        GetSessionConfig,
+        ListSessionsResponse,
+    )
+    from google.adk.sessions.session import Session
+    from google.adk.sessions.state import State
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        f"tether.integrations.adk needs Google ADK ({exc}): pip install 'tether[adk]'"
+    ) from exc
+
+__all__ = ["AGENT", "EVENT_TYPE", "SCHEME", "TetherSessionService", "register"]
+
+AGENT = "google-adk"
+"""The ``agent`` of every tether session that holds an ADK session."""
+SCOPE_AGENT = "google-adk.scope"
+"""The ``agent`` of the tether sessions holding ``app:`` and ``user:`` state."""
+EVENT_TYPE = "adk.event"
+"""The ``type`` of the items that hold events (the event's JSON form under ``event``)."""
+SCHEME = "tether"
+"""The URI scheme :func:`register` adds to ADK's service registry: ``tether:<store url>``."""
+
+_LIST_PAGE = 1000
+
+
+def _q(part: str) -> str:
+    # "%" first, so an escaped "/" can never be read back as a literal one
+    return part.replace("%", "%25").replace("/", "%2F")
+
+
+def session_tid(app_name: str, user_id: str, session_id: str) -> str:
+    """The tether id of an ADK session."""
+    return encode_external_id(f"s/{_q(app_name)}/{_q(user_id)}/{_q(session_id)}")
+
+
+def _app_tid(app_name: str) -> str:
+    return encode_external_id(f"a/{_q(app_name)}")
+
+
+def _user_tid(app_name: str, user_id: str) -> str:
+    return encode_external_id(f"u/{_q(app_name)}/{_q(user_id)}")
+
+
+class TetherSessionService(BaseSessionService):
+    """An ADK ``BaseSessionService`` backed by any tether store.
+
+    ``store`` is an async store (``tether.open_async_store(url)``) or a sync one (its calls then
+    run in a worker thread). ``uri`` (``tether:<store url>``, what ADK's registry passes) opens
+    one instead; a store passed in is not closed by :meth:`close`, one opened from ``uri`` is.
+    """
+
+    def __init__(
+        self, store: AsyncStore | Store | None = None, *, uri: str | None = None, **_: Any
+    ) -> None:
+        if (store is None) == (uri is None):
+            raise TypeError("TetherSessionService takes a tether store or uri='tether:<url>'")
+        self._owns_store = store is None
+        if store is None:
+            from .._registry import open_async_store
+
+            assert uri is not None
+            store = open_async_store(_store_url(uri))
+        self.store: AsyncStore = store if isinstance(store, AsyncStore) else _threaded(store)
+
+    async def close(self) -> None:
+        """Close the store if this service opened it (from ``uri``)."""
+        if self._owns_store:
+            await self.store.close()
+
+    # --- create / get / list / delete ------------------------------------------------------
+
+    async def create_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        state: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> Session:
+        """Create a session; its ``app:`` / ``user:`` keys go to the shared scopes.
+
+        Raises ADK's ``AlreadyExistsError`` if ``session_id`` is taken for this app and user.
+        """
+        sid = session_id or str(uuid.uuid4())
+        deltas = _session_util.extract_json_safe_state_delta(state or {})
+        now = time.time()
+        # a unique marker: a session deleted and created again must not look applied
+        pending = _pending(f"create:{uuid.uuid4().hex}", deltas)
+        header = TetherSession(
+            id=session_tid(app_name, user_id, sid),
+            agent=AGENT,
+            owner=None,
+            metadata={"adk_app": app_name, "adk_user": user_id, "adk_session": sid},
+            state={"state": deltas["session"], "last_update_time": now, "pending": pending},
+        )
+        try:
+            created = await self.store.create(header)
+        except SessionExists:
+            raise AlreadyExistsError(f"Session with id {sid} already exists.") from None
+        app_state, user_state = await self._complete(created.id, app_name, user_id, pending)
+        return _adk_session(
+            app_name,
+            user_id,
+            sid,
+            stored=created,
+            events=[],
+            app_state=app_state,
+            user_state=user_state,
+        )
+
+    async def get_session(
+        self,
+        *,
+        app_name: str,
+        user_id: str,
+        session_id: str,
+        config: GetSessionConfig | None = None,
+    ) -> Session | None:
+        """The session with its events in timestamp order (ties by event id), or ``None``.
+
+        ``config.after_timestamp`` keeps events at or after it; ``config.num_recent_events``
+        the newest N of those. A pending outbox of the session is completed first.
+        """
+        tid = session_tid(app_name, user_id, session_id)
+        try:
+            stored = await self.store.load(tid)
+        except SessionNotFound:
+            return None
+        app_state, user_state = await self._complete(
+            tid, app_name, user_id, stored.state.get("pending")
+        )
+        events = [
+            Event.model_validate_json(entry.item["event"])
+            for entry in stored.items
+            if entry.item.get("type") == EVENT_TYPE
+        ]
+        events.sort(key=lambda event: (event.timestamp, event.id))
+        if config is not None:
+            if config.after_timestamp is not None:
+                events = [e for e in events if e.timestamp >= config.after_timestamp]
+            if config.num_recent_events is not None:
+                n = config.num_recent_events
+                events = events[max(0, len(events) - n) :] if n else []
+        return _adk_session(
+            app_name,
+            user_id,
+            session_id,
+            stored=stored,
+            events=events,
+            app_state=app_state,
+            user_state=user_state,
+        )
+
+    async def list_sessions(
+        self, *, app_name: str, user_id: str | None = None
+    ) -> ListSessionsResponse:
+        """The app's sessions (with ``user_id``: that user's), without events, oldest
+        ``last_update_time`` first (ties by user id, then session id), each with its merged
+        state. A listing of tether headers a page at a time, never a history."""
+        wanted: dict[str, Any] = {"adk_app": app_name}
+        if user_id is not None:
+            wanted["adk_user"] = user_id
+        headers = []
+        cursor: str | None = None
+        while True:
+            page = await self.store.list(
+                agent=AGENT, metadata=wanted, limit=_LIST_PAGE, cursor=cursor
+            )
+            headers.extend(page.sessions)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        app_state = await self._scope_values(_app_tid(app_name))
+        user_states: dict[str, dict[str, Any]] = {}
+        sessions = []
+        for header in headers:
+            uid = header.metadata["adk_user"]
+            if uid not in user_states:
+                user_states[uid] = await self._scope_values(_user_tid(app_name, uid))
+            sessions.append(
+                _adk_session(
+                    app_name,
+                    uid,
+                    header.metadata["adk_session"],
+                    stored=header,
+                    events=[],
+                    app_state=app_state,
+                    user_state=user_states[uid],
+                )
+            )
+        sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
+        return ListSessionsResponse(sessions=sessions)
+
+    async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
+        """Delete the session and its events (nothing if there is none)."""
+        await self.store.delete(session_tid(app_name, user_id, session_id))
+
+    async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
+        """The user's ``user:`` state, keys without the prefix (``{}`` if none)."""
+        return await self._scope_values(_user_tid(app_name, user_id))
+
+    # --- append_event ----------------------------------------------------------------------
+
+    async def append_event(self, session: Session, event: Event) -> Event:
+        """Store ``event`` (unless partial) and its state changes in one compared commit.
+
+        Raises ADK's ``StaleSessionError`` if the session was written since ``session`` was
+        read (``session`` and storage are then unchanged), ``SessionNotFoundError`` if it is
+        gone. ``temp:`` keys reach ``session.state`` but are never stored.
+        """
+        if event.partial:
+            return event
+        self._apply_temp_state(session, event)
+        event = self._trim_temp_delta_state(event)
+        tid = session_tid(session.app_name, session.user_id, session.id)
+        try:
+            header = await self.store.load(tid, last=0)
+        except SessionNotFound:
+            raise SessionNotFoundError(f"Session {session.id} not found.") from None
+        version = _expected_version(session, header)
+        # an outbox left by a crashed writer is completed before this event's own
+        await self._complete(tid, session.app_name, session.user_id, header.state.get("pending"))
+        deltas = _session_util.extract_json_safe_state_delta(event.actions.state_delta or {})
+        pending = _pending(event.id, deltas)
+        values = {**header.state.get("state", {}), **deltas["session"]}
+        item = {"type": EVENT_TYPE, "event": event.model_dump_json(exclude_none=True)}
+        changes = {
+            "state": {"state": values, "last_update_time": event.timestamp, "pending": pending}
+        }
+        try:
+            new_version = await self.store.commit(tid, version, append=[item], changes=changes)
+        except SessionNotFound:
+            raise SessionNotFoundError(f"Session {session.id} not found.") from None
+        except ConflictError:
+            raise StaleSessionError(
+                f"Session {session.id} was written since it was read (tether version "
+                f"{version} is no longer current): get_session it again and retry."
+            ) from None
+        await self._complete(tid, session.app_name, session.user_id, pending)
+        session.last_update_time = event.timestamp
+        session._storage_update_marker = str(new_version)
+        return self._commit_event_to_session(session, event)
+
+    # --- the scopes and their outbox ---------------------------------------------------------
+
+    async def _complete(
+        self, origin: str, app_name: str, user_id: str, pending: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Apply an outbox's ``app:`` / ``user:`` changes (if not yet applied); return the
+        app and user state as they now are."""
+        pending = pending if isinstance(pending, Mapping) else {}
+        marker = pending.get("event")
+        app_state = await self._apply(_app_tid(app_name), origin, marker, pending.get("app"))
+        user_state = await self._apply(
+            _user_tid(app_name, user_id), origin, marker, pending.get("user")
+        )
+        return app_state, user_state
+
+    async def _apply(
+        self, tid: str, origin: str, marker: Any, delta: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """Merge ``delta`` into the scope session ``tid`` unless ``origin``'s ``marker`` is
+        already recorded there (idempotent); compare-and-retry against concurrent writers."""
+        while True:
+            try:
+                scope = await self.store.load(tid, last=0)
+            except SessionNotFound:
+                if not delta:
+                    return {}
+                with contextlib.suppress(SessionExists):
+                    await self.store.create(
+                        TetherSession(
+                            id=tid, agent=SCOPE_AGENT, state={"values": {}, "applied": {}}
+                        )
+                    )
+                continue
+            values = dict(scope.state.get("values", {}))
+            applied = dict(scope.state.get("applied", {}))
+            if not delta or applied.get(origin) == marker:
+                return values
+            values.update(delta)
+            applied[origin] = marker
+            try:
+                await self.store.commit(
+                    tid, scope.version, changes={"state": {"values": values, "applied": applied}}
+                )
+            except ConflictError:
+                continue
+            return values
+
+    async def _scope_values(self, tid: str) -> dict[str, Any]:
+        try:
+            scope = await self.store.load(tid, last=0)
+        except SessionNotFound:
+            return {}
+        return dict(scope.state.get("values", {}))
+
+
+def _pending(marker: str, deltas: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {"event": marker, "app": dict(deltas["app"]), "user": dict(deltas["user"])}
+
+
+def _expected_version(session: Session, header: Any) -> int:
+    """The tether version ``session`` was read at: ADK's revision slot when it carries one,
+    else (a ``Session`` built by hand) the stored one unless storage moved past
+    ``session.last_update_time``."""
+    marker = session._storage_update_marker
+    if marker is not None:
+        try:
+            return int(marker)
+        except ValueError:
+            raise StaleSessionError(
+                f"Session {session.id} carries revision {marker!r}, which tether did not "
+                "write: get_session it from this service and retry."
+            ) from None
+    if float(header.state.get("last_update_time", 0.0)) > session.last_update_time:
+        raise StaleSessionError(
+            f"Session {session.id} was written after its last_update_time: get_session it "
+            "again and retry."
+        )
+    return int(header.version)
+
+
+def _adk_session(
+    app_name: str,
+    user_id: str,
+    session_id: str,
+    *,
+    stored: Any,
+    events: list[Event],
+    app_state: Mapping[str, Any],
+    user_state: Mapping[str, Any],
+) -> Session:
+    merged = dict(stored.state.get("state", {}))
+    merged.update({State.APP_PREFIX + k: v for k, v in app_state.items()})
+    merged.update({State.USER_PREFIX + k: v for k, v in user_state.items()})
+    session = Session(
+        app_name=app_name,
+        user_id=user_id,
+        id=session_id,
+        state=merged,
+        events=events,
+        last_update_time=float(stored.state.get("last_update_time", 0.0)),
+    )
+    session._storage_update_marker = str(stored.version)
+    return session
+
+
+def _store_url(uri: str) -> str:
+    prefix = SCHEME + ":"
+    if not uri.startswith(prefix) or len(uri) == len(prefix):
+        raise ValueError(
+            f"a tether session service URI is 'tether:<store url>' (e.g. "
+            f"'tether:sqlite:///sessions.db'), not {uri!r}"
+        )
+    return uri[len(prefix) :]
+
+
+def _factory(uri: str, **kwargs: Any) -> TetherSessionService:
+    return TetherSessionService(uri=uri, **kwargs)
+
+
+def register(registry: Any = None) -> None:
+    """Register the ``tether`` scheme in ADK's service registry (the process-wide one by
+    default), so ``--session_service_uri=tether:sqlite:///sessions.db`` (or any tether store
+    URL after ``tether:``) picks this service. Call it from the agents directory's
+    ``services.py``."""
+    if registry is None:
+        from google.adk.cli.service_registry import get_service_registry
+
+        registry = get_service_registry()
+    registry.register_session_service(SCHEME, _factory)
+
+
+def _threaded(store: Store) -> AsyncStore:
+    return SyncBackedAsyncStore(store)

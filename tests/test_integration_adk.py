@@ -1,0 +1,434 @@
+"""TetherSessionService against ADK's session-service contract, on every built-in store.
+
+ADK's contract lives in google/adk-python's ``tests/unittests/sessions/test_session_service.py``
+(its ``session_service`` fixture runs every backend registered in
+``tests/unittests/sessions/_conformance.py``); the sdist ships no tests. Each clause below is
+re-expressed from one upstream test and names it (``upstream:``), including the ones upstream
+pins to its database backend (the stale writer) and the ones its conformance registry records
+as divergences of other backends (ordering of ``list_sessions``, ``last_update_time`` from the
+event). Where the clause is tether's own (concurrent stale writers, tied timestamps, arbitrary
+ids, ``after_timestamp`` at a tie) it says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import (
+    drop_postgres_schema,
+    require_module,
+    require_server,
+    wipe_redis_namespace,
+    with_options,
+)
+
+require_module("google.adk", "adk")
+
+from google.adk.errors import StaleSessionError  # noqa: E402
+from google.adk.errors.already_exists_error import AlreadyExistsError  # noqa: E402
+from google.adk.events.event import Event  # noqa: E402
+from google.adk.events.event_actions import EventActions  # noqa: E402
+from google.adk.sessions.base_session_service import GetSessionConfig  # noqa: E402
+from google.genai import types  # noqa: E402
+
+import tether  # noqa: E402
+from tether.integrations.adk import (  # noqa: E402
+    AGENT,
+    TetherSessionService,
+    register,
+    session_tid,
+)
+from tether.stores.base import AsyncStore  # noqa: E402
+
+STORES = ["memory", "file", "sqlite", "redis", "postgres"]
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An isolated tether store URL of the kind named by the test's parameter."""
+    kind = request.param
+    if kind == "memory":
+        yield "memory://"
+    elif kind == "file":
+        yield f"file:{tmp_path / 'sessions'}"
+    elif kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sessions.db'}"
+    elif kind == "redis":
+        url = require_server("redis")
+        namespace = f"t{uuid.uuid4().hex}"
+        yield with_options(url, namespace=namespace)
+        wipe_redis_namespace(url, namespace)
+    else:
+        url = require_server("postgres")
+        schema = f"tether_t_{uuid.uuid4().hex}"
+        yield with_options(url, schema=schema)
+        drop_postgres_schema(url, schema)
+
+
+@pytest.fixture
+async def tstore(store_url: str) -> AsyncIterator[AsyncStore]:
+    async with tether.open_async_store(store_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def svc(tstore: AsyncStore) -> TetherSessionService:
+    return TetherSessionService(tstore)
+
+
+pytestmark = pytest.mark.parametrize("store_url", STORES, indirect=True)
+
+
+def _event(inv: str = "inv", **kw: Any) -> Event:
+    return Event(invocation_id=inv, author="user", **kw)
+
+
+# --- upstream clauses ----------------------------------------------------------------------
+
+
+async def test_get_empty_session(svc):
+    """upstream: test_get_empty_session"""
+    assert await svc.get_session(app_name="my_app", user_id="test_user", session_id="123") is None
+
+
+async def test_create_get_session(svc):
+    """upstream: test_create_get_session"""
+    session = await svc.create_session(app_name="my_app", user_id="u", state={"key": "value"})
+    assert session.id
+    assert session.state == {"key": "value"}
+    assert session.last_update_time <= datetime.now(timezone.utc).timestamp()
+    got = await svc.get_session(app_name="my_app", user_id="u", session_id=session.id)
+    assert got == session
+    await svc.delete_session(app_name="my_app", user_id="u", session_id=session.id)
+    assert await svc.get_session(app_name="my_app", user_id="u", session_id=session.id) is None
+
+
+async def test_create_and_list_sessions(svc):
+    """upstream: test_create_and_list_sessions"""
+    ids = [f"session{i}" for i in range(5)]
+    for sid in ids:
+        await svc.create_session(
+            app_name="my_app", user_id="u", session_id=sid, state={"key": "value" + sid}
+        )
+    sessions = (await svc.list_sessions(app_name="my_app", user_id="u")).sessions
+    assert {s.id for s in sessions} == set(ids)
+    for s in sessions:
+        assert s.state == {"key": "value" + s.id}
+        assert s.events == []
+
+
+async def test_list_sessions_all_users(svc):
+    """upstream: test_list_sessions_all_users"""
+    await svc.create_session(app_name="a", user_id="user1", session_id="1a", state={"k": "1a"})
+    await svc.create_session(app_name="a", user_id="user1", session_id="1b", state={"k": "1b"})
+    await svc.create_session(app_name="a", user_id="user2", session_id="2a", state={"k": "2a"})
+    await svc.create_session(app_name="other", user_id="user1", session_id="x")
+    one = (await svc.list_sessions(app_name="a", user_id="user1")).sessions
+    assert {s.id: s.state for s in one} == {"1a": {"k": "1a"}, "1b": {"k": "1b"}}
+    two = (await svc.list_sessions(app_name="a", user_id="user2")).sessions
+    assert [(s.id, s.user_id) for s in two] == [("2a", "user2")]
+    every = (await svc.list_sessions(app_name="a", user_id=None)).sessions
+    assert {(s.user_id, s.id) for s in every} == {("user1", "1a"), ("user1", "1b"), ("user2", "2a")}
+
+
+async def test_list_sessions_ordered_by_last_update_time(svc):
+    """upstream: test_list_sessions_ordered_by_last_update_time (a recorded divergence of
+    ADK's Redis service): oldest ``last_update_time`` first."""
+    for sid in ("s1", "s2", "s3"):
+        await svc.create_session(app_name="a", user_id="u", session_id=sid)
+    s1 = await svc.get_session(app_name="a", user_id="u", session_id="s1")
+    await svc.append_event(s1, _event(timestamp=time.time() + 100))
+    order = [s.id for s in (await svc.list_sessions(app_name="a", user_id="u")).sessions]
+    assert order == ["s2", "s3", "s1"]
+
+
+async def test_app_state_is_shared_by_all_users_of_app(svc):
+    """upstream: test_app_state_is_shared_by_all_users_of_app"""
+    s1 = await svc.create_session(
+        app_name="a", user_id="u1", session_id="s1", state={"app:k1": "v1"}
+    )
+    await svc.append_event(s1, _event(actions=EventActions(state_delta={"app:k2": "v2"})))
+    s2 = await svc.create_session(app_name="a", user_id="u2", session_id="s2")
+    assert s2.state == {"app:k1": "v1", "app:k2": "v2"}
+    got = await svc.get_session(app_name="a", user_id="u1", session_id="s1")
+    assert got.state["app:k1"] == "v1"
+    assert got.state["app:k2"] == "v2"
+
+
+async def test_user_state_is_shared_only_by_user_sessions(svc):
+    """upstream: test_user_state_is_shared_only_by_user_sessions (and get_user_state, upstream
+    test_get_user_state.py: raw keys, ``{}`` for none)"""
+    s1 = await svc.create_session(
+        app_name="a", user_id="u1", session_id="s1", state={"user:k1": "v1"}
+    )
+    await svc.append_event(s1, _event(actions=EventActions(state_delta={"user:k2": "v2"})))
+    s1b = await svc.create_session(app_name="a", user_id="u1", session_id="s1b")
+    assert s1b.state == {"user:k1": "v1", "user:k2": "v2"}
+    s2 = await svc.create_session(app_name="a", user_id="u2", session_id="s2")
+    assert s2.state == {}
+    assert await svc.get_user_state(app_name="a", user_id="u1") == {"k1": "v1", "k2": "v2"}
+    assert await svc.get_user_state(app_name="a", user_id="u2") == {}
+
+
+async def test_session_state_is_not_shared(svc):
+    """upstream: test_session_state_is_not_shared"""
+    s1 = await svc.create_session(app_name="a", user_id="u1", session_id="s1", state={"sk1": 1})
+    await svc.append_event(s1, _event(actions=EventActions(state_delta={"sk2": 2})))
+    got = await svc.get_session(app_name="a", user_id="u1", session_id="s1")
+    assert got.state == {"sk1": 1, "sk2": 2}
+    s1b = await svc.create_session(app_name="a", user_id="u1", session_id="s1b")
+    assert s1b.state == {}
+
+
+async def test_temp_state_is_not_persisted_in_state_or_events(svc, tstore):
+    """upstream: test_temp_state_is_not_persisted_in_state_or_events; also checked in the
+    stored tether session itself, not only through the service."""
+    session = await svc.create_session(
+        app_name="a", user_id="u1", session_id="s1", state={"temp:c": 0}
+    )
+    event = _event(actions=EventActions(state_delta={"temp:k1": "v1", "sk": "v2"}))
+    await svc.append_event(session, event)
+    assert session.state["temp:k1"] == "v1"  # visible for the rest of the invocation
+    got = await svc.get_session(app_name="a", user_id="u1", session_id="s1")
+    assert got.state == {"sk": "v2"}
+    assert "temp:k1" not in got.events[0].actions.state_delta
+    raw = await tstore.load(session_tid("a", "u1", "s1"))
+    assert "temp:" not in raw.model_dump_json()
+
+
+async def test_get_session_respects_user_id(svc):
+    """upstream: test_get_session_respects_user_id"""
+    s1 = await svc.create_session(app_name="a", user_id="u1", session_id="s1")
+    await svc.append_event(s1, _event())
+    await svc.create_session(app_name="a", user_id="u2", session_id="s1")
+    got = await svc.get_session(app_name="a", user_id="u2", session_id="s1")
+    assert got.user_id == "u2"
+    assert got.events == []
+
+
+async def test_create_session_with_existing_id_raises_error(svc):
+    """upstream: test_create_session_with_existing_id_raises_error"""
+    await svc.create_session(app_name="a", user_id="u", session_id="existing")
+    with pytest.raises(AlreadyExistsError):
+        await svc.create_session(app_name="a", user_id="u", session_id="existing")
+
+
+async def test_append_event_bytes(svc):
+    """upstream: test_append_event_bytes"""
+    session = await svc.create_session(app_name="a", user_id="u")
+    content = types.Content(
+        role="user", parts=[types.Part.from_bytes(data=b"\x00img\xff", mime_type="image/png")]
+    )
+    grounding = types.GroundingMetadata(search_entry_point=types.SearchEntryPoint(sdk_blob=b"blob"))
+    await svc.append_event(session, _event(content=content, grounding_metadata=grounding))
+    assert session.events[0].content == content
+    got = await svc.get_session(app_name="a", user_id="u", session_id=session.id)
+    assert len(got.events) == 1
+    assert got.events[0].content == content
+    assert got.events[0].grounding_metadata == grounding
+
+
+async def test_append_event_complete(svc):
+    """upstream: test_append_event_complete"""
+    session = await svc.create_session(app_name="a", user_id="u")
+    event = Event(
+        invocation_id="invocation",
+        author="user",
+        content=types.Content(role="user", parts=[types.Part(text="test_text")]),
+        turn_complete=True,
+        partial=False,
+        actions=EventActions(artifact_delta={"file": 0}, transfer_to_agent="agent", escalate=True),
+        long_running_tool_ids={"tool1"},
+        error_code="error_code",
+        error_message="error_message",
+        interrupted=True,
+        grounding_metadata=types.GroundingMetadata(web_search_queries=["query1"]),
+        usage_metadata=types.GenerateContentResponseUsageMetadata(
+            prompt_token_count=1, candidates_token_count=1, total_token_count=2
+        ),
+        citation_metadata=types.CitationMetadata(),
+        custom_metadata={"custom_key": "custom_value"},
+        input_transcription=types.Transcription(text="in", finished=True),
+        output_transcription=types.Transcription(text="out", finished=True),
+    )
+    await svc.append_event(session, event)
+    assert await svc.get_session(app_name="a", user_id="u", session_id=session.id) == session
+
+
+async def test_session_last_update_time_updates_on_event(svc):
+    """upstream: test_session_last_update_time_updates_on_event (a recorded divergence of ADK's
+    Redis service): the session takes the event's timestamp, in memory and stored."""
+    session = await svc.create_session(app_name="a", user_id="u")
+    original = session.last_update_time
+    await svc.append_event(session, _event(timestamp=original + 10))
+    assert session.last_update_time == pytest.approx(original + 10, abs=1e-6)
+    got = await svc.get_session(app_name="a", user_id="u", session_id=session.id)
+    assert got.last_update_time == pytest.approx(original + 10, abs=1e-6)
+
+
+async def test_append_event_to_stale_session(svc):
+    """upstream: test_append_event_to_stale_session (pinned upstream to the database backend;
+    ADK 2.13.0's DatabaseSessionService refuses the stale writer by its revision marker, as
+    here): the stale append raises StaleSessionError and changes nothing."""
+    now = time.time()
+    original = await svc.create_session(app_name="a", user_id="u")
+    await svc.append_event(original, _event("inv1", timestamp=now + 1, actions=_delta(sk1="v1")))
+    updated = await svc.get_session(app_name="a", user_id="u", session_id=original.id)
+    await svc.append_event(updated, _event("inv2", timestamp=now + 2, actions=_delta(sk2="v2")))
+    assert len(original.events) == 1
+    with pytest.raises(StaleSessionError):
+        await svc.append_event(
+            original, _event("inv3", timestamp=now + 3, actions=_delta(sk3="v3"))
+        )
+    final = await svc.get_session(app_name="a", user_id="u", session_id=original.id)
+    assert [e.invocation_id for e in final.events] == ["inv1", "inv2"]
+    assert final.state == {"sk1": "v1", "sk2": "v2"}
+    assert len(original.events) == 1  # the refused event is not in the caller's session either
+    # a fresh read can write again
+    await svc.append_event(final, _event("inv3", timestamp=now + 3, actions=_delta(sk3="v3")))
+
+
+async def test_get_session_with_config(svc):
+    """upstream: test_get_session_with_config (after_timestamp inclusive)"""
+    session = await svc.create_session(app_name="a", user_id="u")
+    for i in range(1, 6):
+        await svc.append_event(session, Event(author="user", timestamp=i))
+
+    async def get(**kw: Any) -> list[float]:
+        config = GetSessionConfig(**kw) if kw else None
+        got = await svc.get_session(app_name="a", user_id="u", session_id=session.id, config=config)
+        return [e.timestamp for e in got.events]
+
+    assert await get() == [1, 2, 3, 4, 5]
+    assert await get(num_recent_events=3) == [3, 4, 5]
+    assert await get(num_recent_events=0) == []
+    assert await get(after_timestamp=4.0) == [4, 5]
+    assert await get(after_timestamp=50.0) == []
+    assert await get(after_timestamp=4.0, num_recent_events=3) == [4, 5]
+
+
+async def test_partial_events_are_not_persisted(svc):
+    """upstream: test_partial_events_are_not_persisted"""
+    session = await svc.create_session(app_name="a", user_id="u")
+    await svc.append_event(session, Event(author="user", partial=True))
+    assert session.events == []
+    got = await svc.get_session(app_name="a", user_id="u", session_id=session.id)
+    assert got.events == []
+
+
+# --- clauses upstream has no test for in the version read; tether's own ---------------------
+
+
+async def test_concurrent_stale_writers_exactly_one_wins(svc, store_url):
+    """tether: two writers holding the same revision append at once, each through its own
+    service and store connection; exactly one wins, the other gets StaleSessionError, and the
+    stored session holds only the winner's event. (ADK's in-memory and SQLite services accept
+    both.)"""
+    await svc.create_session(app_name="a", user_id="u", session_id="s")
+    for round_ in range(5):
+        # its own connection to the same store (the memory store lives in one object)
+        other = svc if store_url == "memory://" else TetherSessionService(uri="tether:" + store_url)
+        first = await svc.get_session(app_name="a", user_id="u", session_id="s")
+        second = await other.get_session(app_name="a", user_id="u", session_id="s")
+        assert first is not None
+        assert second is not None
+        results = await asyncio.gather(
+            svc.append_event(first, _event(f"a{round_}", actions=_delta(who="a"))),
+            other.append_event(second, _event(f"b{round_}", actions=_delta(who="b"))),
+            return_exceptions=True,
+        )
+        if other is not svc:
+            await other.close()
+        stale = [r for r in results if isinstance(r, StaleSessionError)]
+        won = [r for r in results if isinstance(r, Event)]
+        assert (len(stale), len(won)) == (1, 1), results
+        got = await svc.get_session(app_name="a", user_id="u", session_id="s")
+        assert got.events[-1].invocation_id == won[0].invocation_id
+        assert len(got.events) == round_ + 1
+        assert got.state["who"] == won[0].invocation_id[0]
+
+
+async def test_tied_timestamps_order_by_event_id(svc):
+    """tether (upstream pins tie-breaking to its database backend): events with one timestamp
+    come back ordered by id, whatever the append order; after_timestamp at the tie keeps all."""
+    session = await svc.create_session(app_name="a", user_id="u")
+    ids = ["e-c", "e-a", "e-b"]
+    for eid in ids:
+        await svc.append_event(session, Event(id=eid, author="user", timestamp=7.0))
+    await svc.append_event(session, Event(id="e-0", author="user", timestamp=3.0))
+    got = await svc.get_session(app_name="a", user_id="u", session_id=session.id)
+    assert [e.id for e in got.events] == ["e-0", "e-a", "e-b", "e-c"]
+    windowed = await svc.get_session(
+        app_name="a",
+        user_id="u",
+        session_id=session.id,
+        config=GetSessionConfig(after_timestamp=7.0, num_recent_events=2),
+    )
+    assert [e.id for e in windowed.events] == ["e-b", "e-c"]
+
+
+@pytest.mark.parametrize(
+    ("app", "user", "sid"),
+    [
+        ("my app", "ada@example.com", "a/b/c"),
+        ("a/b", "c", "d"),
+        ("a", "b/c", "d"),
+        ("ünï cødé", " padded ", "100%/x"),
+        ("x" * 150, "y" * 150, "z" * 200),
+    ],
+)
+async def test_arbitrary_ids_round_trip(svc, app, user, sid):
+    """tether: any app, user and session id (emails, spaces, slashes, long) round-trips, and
+    ids that differ only in where a '/' falls never share a session."""
+    await svc.create_session(app_name=app, user_id=user, session_id=sid, state={"user:k": 1})
+    await svc.create_session(app_name="a", user_id="b", session_id="c/d")
+    got = await svc.get_session(app_name=app, user_id=user, session_id=sid)
+    assert (got.app_name, got.user_id, got.id) == (app, user, sid)
+    listed = (await svc.list_sessions(app_name=app, user_id=user)).sessions
+    assert [(s.app_name, s.user_id, s.id) for s in listed] == [(app, user, sid)]
+    assert await svc.get_user_state(app_name=app, user_id=user) == {"k": 1}
+    await svc.delete_session(app_name=app, user_id=user, session_id=sid)
+    assert await svc.get_session(app_name=app, user_id=user, session_id=sid) is None
+    assert await svc.get_session(app_name="a", user_id="b", session_id="c/d") is not None
+
+
+async def test_sessions_are_tether_sessions(svc, tstore):
+    """tether: an ADK session is an ordinary tether session (agent AGENT, events as items),
+    so ``tether ls`` / ``show`` see it."""
+    session = await svc.create_session(app_name="a", user_id="u", session_id="s")
+    await svc.append_event(session, _event(content=types.Content(parts=[types.Part(text="hi")])))
+    stored = await tstore.load(session_tid("a", "u", "s"))
+    assert stored.agent == AGENT
+    assert stored.metadata == {"adk_app": "a", "adk_user": "u", "adk_session": "s"}
+    assert [item.item["type"] for item in stored.items] == ["adk.event"]
+    assert session._storage_update_marker == str(stored.version)
+
+
+async def test_registry_scheme(store_url, tmp_path):
+    """tether: ``register`` adds the ``tether`` scheme to ADK's service registry, so
+    ``--session_service_uri=tether:<store url>`` builds this service."""
+    from google.adk.cli.service_registry import ServiceRegistry
+
+    registry = ServiceRegistry()
+    register(registry)
+    service = registry.create_session_service("tether:" + store_url, agents_dir=str(tmp_path))
+    assert isinstance(service, TetherSessionService)
+    try:
+        created = await service.create_session(app_name="a", user_id="u", session_id="s")
+        assert created.id == "s"
+    finally:
+        await service.close()
+    with pytest.raises(ValueError, match="tether:<store url>"):
+        TetherSessionService(uri="sqlite:///x.db")
+
+
+def _delta(**values: Any) -> EventActions:
+    return EventActions(state_delta=values)

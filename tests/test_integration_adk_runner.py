@@ -1,0 +1,94 @@
+"""A real ADK ``Runner`` on TetherSessionService, across two processes (examples/adk_runner.py).
+
+A scripted ``BaseLlm`` calls a tool that writes ``user:`` state; each process runs one turn of
+its own session of the same user. The second process sees the first one's ``user:`` count, the
+events of both turns are stored in order (user message, function call, function response,
+answer), and the tool's ``temp:`` key is stored nowhere.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import (
+    drop_postgres_schema,
+    require_module,
+    require_server,
+    wipe_redis_namespace,
+    with_options,
+)
+
+require_module("google.adk", "adk")
+
+import tether  # noqa: E402
+from tether.integrations.adk import TetherSessionService, session_tid  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "adk_runner.py"
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    kind = request.param
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sessions.db'}"
+    elif kind == "redis":
+        url = require_server("redis")
+        namespace = f"t{uuid.uuid4().hex}"
+        yield with_options(url, namespace=namespace)
+        wipe_redis_namespace(url, namespace)
+    else:
+        url = require_server("postgres")
+        schema = f"tether_t_{uuid.uuid4().hex}"
+        yield with_options(url, schema=schema)
+        drop_postgres_schema(url, schema)
+
+
+def _turn(store_url: str, user: str, session: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), store_url, user, session],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.slow
+async def test_runner_in_two_processes_shares_user_state(store_url):
+    assert _turn(store_url, "ada@example.com", "morning") == "visit 1"
+    assert _turn(store_url, "ada@example.com", "evening") == "visit 2"
+    assert _turn(store_url, "bob", "morning") == "visit 1"
+
+    async with tether.open_async_store(store_url) as store:
+        svc = TetherSessionService(store)
+        assert await svc.get_user_state(app_name="visits", user_id="ada@example.com") == {
+            "visits": 2
+        }
+        evening = await svc.get_session(
+            app_name="visits", user_id="ada@example.com", session_id="evening"
+        )
+        assert evening is not None
+        assert evening.state == {"user:visits": 2}
+        kinds = []
+        for event in evening.events:
+            part = event.content.parts[0] if event.content and event.content.parts else None
+            if part is None:
+                continue
+            kinds.append(
+                "call"
+                if part.function_call
+                else "result"
+                if part.function_response
+                else f"{event.author}:{part.text}"
+            )
+        assert kinds == ["user:hello", "call", "result", "counter:visit 2"]
+        raw = await store.load(session_tid("visits", "ada@example.com", "evening"))
+        assert "temp:" not in raw.model_dump_json()

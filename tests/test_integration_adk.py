@@ -286,12 +286,14 @@ async def test_append_event_to_stale_session(svc):
     assert len(original.events) == 1
     with pytest.raises(StaleSessionError):
         await svc.append_event(
-            original, _event("inv3", timestamp=now + 3, actions=_delta(sk3="v3"))
+            original, _event("inv3", timestamp=now + 3, actions=_delta(sk3="v3", **{"temp:t": 1}))
         )
     final = await svc.get_session(app_name="a", user_id="u", session_id=original.id)
     assert [e.invocation_id for e in final.events] == ["inv1", "inv2"]
     assert final.state == {"sk1": "v1", "sk2": "v2"}
-    assert len(original.events) == 1  # the refused event is not in the caller's session either
+    # the refused event is not in the caller's session either, nor its state, temp: included
+    assert len(original.events) == 1
+    assert original.state == {"sk1": "v1"}
     # a fresh read can write again
     await svc.append_event(final, _event("inv3", timestamp=now + 3, actions=_delta(sk3="v3")))
 

@@ -261,7 +261,13 @@ class TetherSessionService(BaseSessionService):
         """
         if event.partial:
             return event
-        self._apply_temp_state(session, event)
+        # temp: keys reach session.state (for the rest of the invocation) only once the write
+        # is accepted: a refused event leaves the caller's session as it was
+        temp = {
+            key: value
+            for key, value in (event.actions.state_delta or {}).items()
+            if key.startswith(State.TEMP_PREFIX)
+        }
         event = self._trim_temp_delta_state(event)
         tid = session_tid(session.app_name, session.user_id, session.id)
         try:
@@ -288,6 +294,7 @@ class TetherSessionService(BaseSessionService):
                 f"{version} is no longer current): get_session it again and retry."
             ) from None
         await self._complete(tid, session.app_name, session.user_id, pending)
+        session.state.update(temp)
         session.last_update_time = event.timestamp
         session._storage_update_marker = str(new_version)
         return self._commit_event_to_session(session, event)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from ..errors import ConflictError, DuplicateItemKey, SessionExists, SessionNotFound
+from ..errors import AlreadyClaimed, ConflictError, DuplicateItemKey, SessionExists, SessionNotFound
 from ..ids import encode_external_id, external_id_metadata
 from ..models import KeyedItem, Session, StoredItem
 from ..stores.base import AsyncStore, Store
@@ -173,6 +174,10 @@ class ThreadStore:
             header = await self.ensure(thread_id)
             heads = dict(_heads(header))
             head = heads.get(ns)
+            held = header.lease_expires_at
+            if expect_parent and lease is None and held is not None and held > _now():
+                # another invocation owns the thread: say so before judging our parent
+                raise AlreadyClaimed(sid, header.lease_owner, held)
             if expect_parent and head is not None and head not in (parent, cid):
                 raise ConflictError(
                     sid,
@@ -237,6 +242,10 @@ class ThreadStore:
     async def delete(self, thread_id: str) -> None:
         sid = session_id(thread_id)
         await self.store.delete(sid)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _state(header: Session) -> dict[str, Any]:

@@ -3,11 +3,16 @@
 ADK's contract lives in google/adk-python's ``tests/unittests/sessions/test_session_service.py``
 (its ``session_service`` fixture runs every backend registered in
 ``tests/unittests/sessions/_conformance.py``); the sdist ships no tests. Each clause below is
-re-expressed from one upstream test and names it (``upstream:``), including the ones upstream
-pins to its database backend (the stale writer) and the ones its conformance registry records
-as divergences of other backends (ordering of ``list_sessions``, ``last_update_time`` from the
-event). Where the clause is tether's own (concurrent stale writers, tied timestamps, arbitrary
-ids, ``after_timestamp`` at a tie) it says so.
+re-expressed from one upstream test and names it (``upstream:``). The clauses upstream runs on
+one backend only (the stale writer and concurrent stale writers on its database service, tied
+timestamps on its SQL services, event deduplication on its in-memory one) run here on every
+store, as do those its registry records as other backends' divergences (list order,
+``last_update_time`` from the event); upstream's ``*_sync`` clauses run through the async API.
+Not re-expressed: upstream tests of one backend's internals (SQLAlchemy engines, rollbacks,
+table preparation, SQLite URL parsing) and of the in-memory service's stripping of padded or
+blank ids (tether keeps ids as given, as ADK's database service does). Clauses marked
+``tether:`` are this adapter's own (writers on separate connections, arbitrary ids, the tether
+session behind an ADK session, the URI scheme).
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ require_module("google.adk", "adk")
 
 from google.adk.errors import StaleSessionError  # noqa: E402
 from google.adk.errors.already_exists_error import AlreadyExistsError  # noqa: E402
+from google.adk.errors.session_not_found_error import SessionNotFoundError  # noqa: E402
 from google.adk.events.event import Event  # noqa: E402
 from google.adk.events.event_actions import EventActions  # noqa: E402
 from google.adk.sessions.base_session_service import GetSessionConfig  # noqa: E402
+from google.adk.sessions.session import Session  # noqa: E402
+from google.adk.tools.tool_confirmation import ToolConfirmation  # noqa: E402
 from google.genai import types  # noqa: E402
 
 import tether  # noqa: E402
@@ -142,12 +150,13 @@ async def test_list_sessions_all_users(svc):
 async def test_list_sessions_ordered_by_last_update_time(svc):
     """upstream: test_list_sessions_ordered_by_last_update_time (a recorded divergence of
     ADK's Redis service): oldest ``last_update_time`` first."""
-    for sid in ("s1", "s2", "s3"):
-        await svc.create_session(app_name="a", user_id="u", session_id=sid)
-    s1 = await svc.get_session(app_name="a", user_id="u", session_id="s1")
-    await svc.append_event(s1, _event(timestamp=time.time() + 100))
-    order = [s.id for s in (await svc.list_sessions(app_name="a", user_id="u")).sessions]
-    assert order == ["s2", "s3", "s1"]
+    for sid in ("a", "b", "c"):
+        await svc.create_session(app_name="my_app", user_id="u", session_id=sid)
+    session_a = await svc.get_session(app_name="my_app", user_id="u", session_id="a")
+    await asyncio.sleep(0.01)
+    await svc.append_event(session_a, _event())
+    order = [s.id for s in (await svc.list_sessions(app_name="my_app", user_id="u")).sessions]
+    assert order == ["b", "c", "a"]
 
 
 async def test_app_state_is_shared_by_all_users_of_app(svc):
@@ -275,16 +284,15 @@ async def test_session_last_update_time_updates_on_event(svc):
 
 
 async def test_append_event_to_stale_session(svc):
-    """upstream: test_append_event_to_stale_session (pinned upstream to the database backend;
-    ADK 2.13.0's DatabaseSessionService refuses the stale writer by its revision marker, as
-    here): the stale append raises StaleSessionError and changes nothing."""
+    """upstream: test_append_event_to_stale_session (pinned upstream to the database backend):
+    the stale append raises StaleSessionError ("modified in storage") and changes nothing."""
     now = time.time()
     original = await svc.create_session(app_name="a", user_id="u")
     await svc.append_event(original, _event("inv1", timestamp=now + 1, actions=_delta(sk1="v1")))
     updated = await svc.get_session(app_name="a", user_id="u", session_id=original.id)
     await svc.append_event(updated, _event("inv2", timestamp=now + 2, actions=_delta(sk2="v2")))
     assert len(original.events) == 1
-    with pytest.raises(StaleSessionError):
+    with pytest.raises(StaleSessionError, match="modified in storage"):
         await svc.append_event(
             original, _event("inv3", timestamp=now + 3, actions=_delta(sk3="v3", **{"temp:t": 1}))
         )
@@ -326,7 +334,333 @@ async def test_partial_events_are_not_persisted(svc):
     assert got.events == []
 
 
-# --- clauses upstream has no test for in the version read; tether's own ---------------------
+async def _reload(svc: TetherSessionService, session: Session) -> Session:
+    got = await svc.get_session(
+        app_name=session.app_name, user_id=session.user_id, session_id=session.id
+    )
+    assert got is not None
+    return got
+
+
+async def test_dict_valued_state_delta_replaces_stored_value(svc):
+    """upstream: test_dict_valued_state_delta_replaces_stored_value"""
+    session = await svc.create_session(
+        app_name="a", user_id="u1", session_id="s1", state={"profile": {"name": "ada", "r": 1}}
+    )
+    await svc.append_event(session, _event(actions=_delta(profile={"name": "bob"})))
+    assert (await _reload(svc, session)).state["profile"] == {"name": "bob"}
+    assert session.state["profile"] == {"name": "bob"}
+
+
+async def test_none_valued_state_delta_is_stored_not_dropped(svc):
+    """upstream: test_none_valued_state_delta_is_stored_not_dropped"""
+    session = await svc.create_session(
+        app_name="a", user_id="u1", session_id="s1", state={"flag": True}
+    )
+    await svc.append_event(session, _event(actions=_delta(flag=None)))
+    reloaded = await _reload(svc, session)
+    assert "flag" in reloaded.state
+    assert reloaded.state["flag"] is None
+    assert "flag" in session.state
+
+
+async def test_boolean_state_survives_unrelated_state_delta(svc):
+    """upstream: test_boolean_state_survives_unrelated_state_delta"""
+    session = await svc.create_session(
+        app_name="a", user_id="u1", session_id="s1", state={"flag": False}
+    )
+    await svc.append_event(session, _event(actions=_delta(new_flag=True)))
+    reloaded = await _reload(svc, session)
+    assert reloaded.state["new_flag"] is True
+    assert reloaded.state["flag"] is False
+
+
+async def test_app_state_dict_valued_delta_replaces_stored_value(svc):
+    """upstream: test_app_state_dict_valued_delta_replaces_stored_value"""
+    s1 = await svc.create_session(
+        app_name="a", user_id="u1", session_id="s1", state={"app:cfg": {"name": "ada", "r": 1}}
+    )
+    await svc.append_event(s1, _event(actions=_delta(**{"app:cfg": {"name": "bob"}})))
+    s2 = await svc.create_session(app_name="a", user_id="u2", session_id="s2")
+    assert s2.state["app:cfg"] == {"name": "bob"}
+    assert s1.state["app:cfg"] == {"name": "bob"}
+
+
+async def test_user_state_none_valued_delta_is_stored_not_dropped(svc):
+    """upstream: test_user_state_none_valued_delta_is_stored_not_dropped"""
+    s1 = await svc.create_session(
+        app_name="a", user_id="u1", session_id="s1", state={"user:pref": "dark"}
+    )
+    await svc.append_event(s1, _event(actions=_delta(**{"user:pref": None})))
+    s1b = await svc.create_session(app_name="a", user_id="u1", session_id="s1b")
+    assert "user:pref" in s1b.state
+    assert s1b.state["user:pref"] is None
+    assert s1.state["user:pref"] is None
+
+
+async def test_temp_state_visible_across_sequential_events(svc):
+    """upstream: test_temp_state_visible_across_sequential_events"""
+    session = await svc.create_session(app_name="a", user_id="u1", session_id="s_seq")
+    event1 = Event(invocation_id="inv1", author="agent1", actions=_delta(**{"temp:out": "r1"}))
+    await svc.append_event(session, event1)
+    assert session.state["temp:out"] == "r1"
+    assert "temp:out" not in event1.actions.state_delta
+
+
+async def test_create_session_concurrent_same_id_raises_already_exists_error(svc, store_url):
+    """upstream: test_create_session_concurrent_same_id_raises_already_exists_error (pinned
+    upstream to its database backend), here through two services with their own connections."""
+    other = svc if store_url == "memory://" else TetherSessionService(uri="tether:" + store_url)
+    try:
+        await svc.create_session(app_name="a", user_id="u", session_id="warmup")
+        for i in range(5):
+            sid = f"race-session-{i}"
+            results = await asyncio.gather(
+                svc.create_session(app_name="a", user_id="u", session_id=sid),
+                other.create_session(app_name="a", user_id="u", session_id=sid),
+                return_exceptions=True,
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            won = [r for r in results if isinstance(r, Session)]
+            assert (len(errors), len(won)) == (1, 1), results
+            assert isinstance(errors[0], AlreadyExistsError)
+            assert sid in str(errors[0])
+            assert (await _reload(svc, won[0])).id == sid
+    finally:
+        if other is not svc:
+            await other.close()
+
+
+async def test_append_event_with_requested_tool_confirmations(svc):
+    """upstream: test_append_event_with_requested_tool_confirmations"""
+    session = await svc.create_session(app_name="a", user_id="u")
+    confirmation = ToolConfirmation(
+        hint="dynamic hint", confirmed=False, payload={"collection_name": "photos"}
+    )
+    actions = EventActions(requested_tool_confirmations={"tool_call_1": confirmation})
+    await svc.append_event(session, _event(actions=actions))
+    [event] = (await _reload(svc, session)).events
+    got = event.actions.requested_tool_confirmations["tool_call_1"]
+    assert (got.hint, got.payload, got.confirmed) == (
+        "dynamic hint",
+        {"collection_name": "photos"},
+        False,
+    )
+
+
+async def test_append_event_with_non_serializable_state_delta(svc):
+    """upstream: test_append_event_with_non_serializable_state_delta (pinned upstream to its
+    SQL backends): a value JSON cannot hold is stored as its text, the event is not lost."""
+    session = await svc.create_session(app_name="a", user_id="u")
+    await svc.append_event(session, _event(actions=_delta(callback=lambda: 1, ok=2)))
+    reloaded = await _reload(svc, session)
+    assert len(reloaded.events) == 1
+    assert reloaded.state["ok"] == 2
+    assert isinstance(reloaded.state["callback"], str)
+
+
+async def test_append_event_to_deleted_session_raises_session_not_found(svc):
+    """upstream: test_append_event_to_deleted_session_raises_session_not_found"""
+    session = await svc.create_session(app_name="a", user_id="u")
+    await svc.delete_session(app_name="a", user_id="u", session_id=session.id)
+    with pytest.raises(SessionNotFoundError):
+        await svc.append_event(session, _event())
+
+
+async def test_append_event_to_unknown_session_raises_session_not_found(svc):
+    """upstream: test_append_event_to_unknown_session_raises_session_not_found"""
+    session = Session(app_name="a", user_id="u", id="never_created")
+    with pytest.raises(SessionNotFoundError):
+        await svc.append_event(session, _event())
+
+
+async def test_sqlite_append_event_uses_typed_stale_session_error(svc):
+    """upstream: test_sqlite_append_event_uses_typed_stale_session_error: a deep copy taken
+    before another append is stale, and the error is also a ValueError."""
+    session = await svc.create_session(app_name="a", user_id="u")
+    stale = session.model_copy(deep=True)
+    await svc.append_event(session, _event("winner", timestamp=session.last_update_time + 1))
+    with pytest.raises(StaleSessionError) as error:
+        await svc.append_event(stale, _event("stale", timestamp=session.last_update_time + 1))
+    assert isinstance(error.value, ValueError)
+
+
+async def test_append_event_concurrent_stale_sessions_reject_stale_writer(svc):
+    """upstream: test_append_event_concurrent_stale_sessions_reject_stale_writer (pinned
+    upstream to its database backend; ADK's in-memory and SQLite services accept both)"""
+    session = await svc.create_session(app_name="a", user_id="u")
+    for i in range(8):
+        latest = await _reload(svc, session)
+        first, second = latest.model_copy(deep=True), latest.model_copy(deep=True)
+        base = latest.last_update_time + 10.0
+        results = await asyncio.gather(
+            svc.append_event(
+                first, _event(f"inv{i}-1", timestamp=base + 1, actions=_delta(**{f"sk{i}-1": 1}))
+            ),
+            svc.append_event(
+                second, _event(f"inv{i}-2", timestamp=base + 2, actions=_delta(**{f"sk{i}-2": 2}))
+            ),
+            return_exceptions=True,
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        assert len(errors) == 1, results
+        assert isinstance(errors[0], StaleSessionError)
+        assert "modified in storage" in str(errors[0])
+    final = await _reload(svc, session)
+    for i in range(8):
+        values = {final.state.get(f"sk{i}-1"), final.state.get(f"sk{i}-2")}
+        assert None in values
+        assert values & {1, 2}
+    assert len(final.events) == 8
+
+
+async def test_append_event_allows_timestamp_drift_for_current_session(svc):
+    """upstream: test_append_event_allows_timestamp_drift_for_current_session"""
+    session = await svc.create_session(app_name="a", user_id="u", session_id="s1")
+    event1 = _event("inv1", timestamp=session.last_update_time + 10)
+    await svc.append_event(session, event1)
+    session.last_update_time -= 0.0001
+    await svc.append_event(session, _event("inv2", timestamp=event1.timestamp + 10))
+    assert [e.invocation_id for e in (await _reload(svc, session)).events] == ["inv1", "inv2"]
+
+
+async def test_append_event_allows_markerless_current_session(svc):
+    """upstream: test_append_event_allows_markerless_current_session; and tether's converse: a
+    marker-less session that has not seen the stored events is refused."""
+    session = await svc.create_session(app_name="a", user_id="u", session_id="s1")
+    stale = session.model_copy(deep=True)
+    stale._storage_update_marker = None
+    event1 = _event("inv1", timestamp=session.last_update_time + 10)
+    await svc.append_event(session, event1)
+    session._storage_update_marker = None
+    session.last_update_time -= 0.0001
+    await svc.append_event(session, _event("inv2", timestamp=event1.timestamp + 10))
+    assert [e.invocation_id for e in (await _reload(svc, session)).events] == ["inv1", "inv2"]
+    with pytest.raises(StaleSessionError):
+        await svc.append_event(stale, _event("inv3", timestamp=event1.timestamp + 20))
+
+
+async def test_get_user_state_returns_empty_dict_when_no_state_exists(svc):
+    """upstream: test_get_user_state_returns_empty_dict_when_no_state_exists"""
+    assert await svc.get_user_state(app_name="my_app", user_id="u1") == {}
+
+
+async def test_get_user_state_returns_state_written_via_append_event(svc):
+    """upstream: test_get_user_state_returns_state_written_via_append_event"""
+    session = await svc.create_session(app_name="my_app", user_id="u1")
+    delta = _delta(**{"user:profile": {"name": "Alice"}, "session_key": 1})
+    await svc.append_event(session, Event(author="system", actions=delta))
+    assert await svc.get_user_state(app_name="my_app", user_id="u1") == {
+        "profile": {"name": "Alice"}
+    }
+
+
+async def test_get_user_state_is_not_visible_across_users(svc):
+    """upstream: test_get_user_state_is_not_visible_across_users"""
+    session = await svc.create_session(app_name="my_app", user_id="u1")
+    await svc.append_event(session, Event(author="system", actions=_delta(**{"user:s": 1})))
+    assert await svc.get_user_state(app_name="my_app", user_id="u2") == {}
+
+
+async def test_get_user_state_is_not_visible_across_apps(svc):
+    """upstream: test_get_user_state_is_not_visible_across_apps"""
+    session = await svc.create_session(app_name="my_app", user_id="u1")
+    await svc.append_event(session, Event(author="system", actions=_delta(**{"user:d": 1})))
+    assert await svc.get_user_state(app_name="other_app", user_id="u1") == {}
+
+
+async def test_get_user_state_available_before_session_is_created(svc):
+    """upstream: test_get_user_state_available_before_session_is_created"""
+    first = await svc.create_session(app_name="my_app", user_id="u1")
+    await svc.append_event(first, Event(author="system", actions=_delta(**{"user:ctx": {"v": 1}})))
+    assert await svc.get_user_state(app_name="my_app", user_id="u1") == {"ctx": {"v": 1}}
+
+
+async def test_get_user_state_reflects_latest_write(svc):
+    """upstream: test_get_user_state_reflects_latest_write"""
+    session = await svc.create_session(app_name="my_app", user_id="u1")
+    for n in (1, 2):
+        await svc.append_event(session, Event(author="system", actions=_delta(**{"user:c": n})))
+    assert (await svc.get_user_state(app_name="my_app", user_id="u1"))["c"] == 2
+
+
+async def test_get_session_keeps_exact_epoch_across_a_repeated_local_hour(svc, monkeypatch):
+    """upstream: test_get_session_keeps_exact_epoch_across_a_repeated_local_hour"""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        epochs = [1730613600.0, 1730615400.0]
+        session = await svc.create_session(app_name="a", user_id="u")
+        for epoch in epochs:
+            await svc.append_event(session, Event(author="user", timestamp=epoch))
+        assert [e.timestamp for e in (await _reload(svc, session)).events] == epochs
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+async def test_delete_session_removes_only_the_targeted_users_session(svc):
+    """upstream: test_delete_session_sync_removes_only_the_targeted_users_session (through the
+    async API)"""
+    await svc.create_session(app_name="a", user_id="u1", session_id="s1")
+    await svc.create_session(app_name="a", user_id="u2", session_id="s1")
+    await svc.delete_session(app_name="a", user_id="u1", session_id="s1")
+    assert await svc.get_session(app_name="a", user_id="u1", session_id="s1") is None
+    assert await svc.get_session(app_name="a", user_id="u2", session_id="s1") is not None
+
+
+async def test_delete_session_unknown_session_is_a_noop(svc):
+    """upstream: test_delete_session_sync_unknown_session_is_a_noop (through the async API)"""
+    await svc.create_session(app_name="a", user_id="u1", session_id="s1")
+    await svc.delete_session(app_name="a", user_id="u1", session_id="unknown")
+    await svc.delete_session(app_name="a", user_id="unknown", session_id="s1")
+    await svc.delete_session(app_name="unknown", user_id="u1", session_id="s1")
+    assert await svc.get_session(app_name="a", user_id="u1", session_id="s1") is not None
+
+
+async def test_list_sessions_strips_events_and_merges_scoped_state(svc):
+    """upstream: test_list_sessions_sync_strips_events_and_merges_scoped_state (through the
+    async API)"""
+    state = {"app:a": "av", "user:u": "uv", "sk": "sv", "temp:t": "tv"}
+    session = await svc.create_session(app_name="a", user_id="u1", session_id="s1", state=state)
+    await svc.append_event(session, _event(actions=_delta(sk2="sv2")))
+    [listed] = (await svc.list_sessions(app_name="a", user_id="u1")).sessions
+    assert listed.id == "s1"
+    assert listed.events == []
+    assert listed.state == {"app:a": "av", "user:u": "uv", "sk": "sv", "sk2": "sv2"}
+
+
+async def test_list_sessions_unknown_app_or_user_returns_empty_response(svc):
+    """upstream: test_list_sessions_sync_unknown_app_or_user_returns_empty_response (through
+    the async API)"""
+    await svc.create_session(app_name="a", user_id="u1", session_id="s1")
+    assert (await svc.list_sessions(app_name="unknown")).sessions == []
+    assert (await svc.list_sessions(app_name="a", user_id="unknown")).sessions == []
+    assert [s.id for s in (await svc.list_sessions(app_name="a")).sessions] == ["s1"]
+
+
+async def test_append_event_is_idempotent_for_same_event_id(svc):
+    """upstream: test_append_event_is_idempotent_for_same_event_id (pinned upstream to its
+    in-memory backend): the same event, or an equal copy, is stored once"""
+    session = await svc.create_session(app_name="a", user_id="u", session_id="dup")
+    event = _event("inv_dup", actions=_delta(counter=1))
+    await svc.append_event(session, event)
+    await svc.append_event(session, event)
+    await svc.append_event(session, event.model_copy(deep=True))
+    reloaded = await _reload(svc, session)
+    assert [e.id for e in reloaded.events] == [event.id]
+    assert reloaded.state["counter"] == 1
+
+
+async def test_append_different_events_not_deduplicated(svc):
+    """upstream: test_append_different_events_not_deduplicated"""
+    session = await svc.create_session(app_name="a", user_id="u", session_id="multi")
+    await svc.append_event(session, Event(id="shared", invocation_id="inv_a", author="user"))
+    await svc.append_event(session, Event(id="shared", invocation_id="inv_b", author="agent"))
+    assert [e.author for e in (await _reload(svc, session)).events] == ["user", "agent"]
+
+
+# --- tether's own clauses ----------------------------------------------------------------
 
 
 async def test_concurrent_stale_writers_exactly_one_wins(svc, store_url):
@@ -358,11 +692,13 @@ async def test_concurrent_stale_writers_exactly_one_wins(svc, store_url):
         assert got.state["who"] == won[0].invocation_id[0]
 
 
-async def test_tied_timestamps_order_by_event_id(svc):
-    """tether (upstream pins tie-breaking to its database backend): events with one timestamp
-    come back ordered by id, whatever the append order; after_timestamp at the tie keeps all."""
+@pytest.mark.parametrize("reverse", [False, True])
+async def test_get_session_orders_tied_timestamps_by_id(svc, reverse):
+    """upstream: test_get_session_orders_tied_timestamps_by_id (pinned upstream to its database
+    and SQLite backends): events with one timestamp come back ordered by id, whatever the
+    append order; tether's own addition: windows cut inside the tie the same way."""
     session = await svc.create_session(app_name="a", user_id="u")
-    ids = ["e-c", "e-a", "e-b"]
+    ids = ["e-c", "e-a", "e-b"] if not reverse else ["e-b", "e-a", "e-c"]
     for eid in ids:
         await svc.append_event(session, Event(id=eid, author="user", timestamp=7.0))
     await svc.append_event(session, Event(id="e-0", author="user", timestamp=3.0))

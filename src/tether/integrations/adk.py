@@ -37,6 +37,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic_core import PydanticSerializationError
+
 from ..errors import ConflictError, SessionExists, SessionNotFound
 from ..ids import encode_external_id
 from ..models import Session as TetherSession
@@ -261,6 +263,11 @@ class TetherSessionService(BaseSessionService):
         """
         if event.partial:
             return event
+        if any(seen is event or (seen.id == event.id and seen == event) for seen in session.events):
+            # the same event delivered again (a broadcast to several references of one
+            # session): stored once, its state applied once; distinct events sharing an id are not
+            # deduplicated
+            return event
         # temp: keys reach session.state (for the rest of the invocation) only once the write
         # is accepted: a refused event leaves the caller's session as it was
         temp = {
@@ -271,7 +278,7 @@ class TetherSessionService(BaseSessionService):
         event = self._trim_temp_delta_state(event)
         tid = session_tid(session.app_name, session.user_id, session.id)
         try:
-            header = await self.store.load(tid, last=0)
+            header = await self.store.load(tid, last=1)
         except SessionNotFound:
             raise SessionNotFoundError(f"Session {session.id} not found.") from None
         version = _expected_version(session, header)
@@ -280,7 +287,7 @@ class TetherSessionService(BaseSessionService):
         deltas = _session_util.extract_json_safe_state_delta(event.actions.state_delta or {})
         pending = _pending(event.id, deltas)
         values = {**header.state.get("state", {}), **deltas["session"]}
-        item = {"type": EVENT_TYPE, "event": event.model_dump_json(exclude_none=True)}
+        item = {"type": EVENT_TYPE, "event": _event_json(event)}
         changes = {
             "state": {"state": values, "last_update_time": event.timestamp, "pending": pending}
         }
@@ -289,10 +296,7 @@ class TetherSessionService(BaseSessionService):
         except SessionNotFound:
             raise SessionNotFoundError(f"Session {session.id} not found.") from None
         except ConflictError:
-            raise StaleSessionError(
-                f"Session {session.id} was written since it was read (tether version "
-                f"{version} is no longer current): get_session it again and retry."
-            ) from None
+            raise StaleSessionError(_stale(session, version)) from None
         await self._complete(tid, session.app_name, session.user_id, pending)
         session.state.update(temp)
         session.last_update_time = event.timestamp
@@ -358,25 +362,51 @@ def _pending(marker: str, deltas: Mapping[str, Mapping[str, Any]]) -> dict[str, 
     return {"event": marker, "app": dict(deltas["app"]), "user": dict(deltas["user"])}
 
 
+def _stale(session: Session, version: Any) -> str:
+    # ADK's own wording first ("modified in storage"), which callers match on
+    return (
+        f"The session {session.id!r} has been modified in storage since it was loaded (tether "
+        f"version {version} is no longer current). Reload it with get_session before appending "
+        "more events."
+    )
+
+
 def _expected_version(session: Session, header: Any) -> int:
-    """The tether version ``session`` was read at: ADK's revision slot when it carries one,
-    else (a ``Session`` built by hand) the stored one unless storage moved past
-    ``session.last_update_time``."""
+    """The tether version ``session`` was read at.
+
+    ADK's revision slot when it carries one. A ``Session`` without one (built by hand, or by
+    another service) is current if storage has not moved past its ``last_update_time``, or if
+    it holds exactly the stored events (a float that drifted on a round trip is no reason to
+    refuse a writer that has seen everything)."""
     marker = session._storage_update_marker
     if marker is not None:
         try:
             return int(marker)
         except ValueError:
-            raise StaleSessionError(
-                f"Session {session.id} carries revision {marker!r}, which tether did not "
-                "write: get_session it from this service and retry."
-            ) from None
+            raise StaleSessionError(_stale(session, marker)) from None
     if float(header.state.get("last_update_time", 0.0)) > session.last_update_time:
-        raise StaleSessionError(
-            f"Session {session.id} was written after its last_update_time: get_session it "
-            "again and retry."
+        last = header.items[-1].item.get("event") if header.items else None
+        seen = session.events[-1] if session.events else None
+        same_tail = (
+            seen is not None
+            and isinstance(last, str)
+            and Event.model_validate_json(last).id == seen.id
+            and header.history_len == len(session.events)
         )
+        if not same_tail:
+            raise StaleSessionError(_stale(session, "unknown"))
     return int(header.version)
+
+
+def _event_json(event: Event) -> str:
+    """The event's JSON form; a state value JSON cannot hold (a callable) is stored as its
+    text, as ADK's SQL services store it, rather than losing the whole event."""
+    try:
+        return event.model_dump_json(exclude_none=True)
+    except PydanticSerializationError:
+        safe_delta = _session_util.make_json_safe_state(event.actions.state_delta)
+        actions = event.actions.model_copy(update={"state_delta": safe_delta})
+        return event.model_copy(update={"actions": actions}).model_dump_json(exclude_none=True)
 
 
 def _adk_session(

@@ -3,7 +3,8 @@
 A scripted ``BaseLlm`` calls a tool that writes ``user:`` state; each process runs one turn of
 its own session of the same user. The second process sees the first one's ``user:`` count, the
 events of both turns are stored in order (user message, function call, function response,
-answer), and the tool's ``temp:`` key is stored nowhere.
+answer), the tool's ``temp:`` key is stored nowhere, and ``tether show`` / ``inspect`` render
+the session readably.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from .conftest import (
 
 require_module("google.adk", "adk")
 
+from click.testing import CliRunner  # noqa: E402
+
 import tether  # noqa: E402
+from tether.cli import cli  # noqa: E402
 from tether.integrations.adk import TetherSessionService, session_tid  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "adk_runner.py"
@@ -92,3 +96,14 @@ async def test_runner_in_two_processes_shares_user_state(store_url):
         assert kinds == ["user:hello", "call", "result", "counter:visit 2"]
         raw = await store.load(session_tid("visits", "ada@example.com", "evening"))
         assert "temp:" not in raw.model_dump_json()
+
+    # the CLI renders the ADK session readably: text under its author, the call, its result
+    sid = session_tid("visits", "ada@example.com", "evening")
+    for command in ("show", "inspect"):
+        result = CliRunner().invoke(cli, ["--store", store_url, command, sid])
+        assert result.exit_code == 0, (result.output, result.exception)
+        out = result.stdout
+        assert "hello" in out
+        assert "count_visit" in out
+        assert "visit 2" in out
+        assert "adk.event" not in out

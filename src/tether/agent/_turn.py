@@ -421,6 +421,33 @@ def item_text(content: Any) -> Any:
     return content
 
 
+def _adk_entry(event: Mapping[str, Any], calls: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A Google ADK event (tether.integrations.adk stores each as ``{"type": "adk.event",
+    "event": <its JSON>}``): its first function call as a call, its first function response as
+    a result, else its text under its author."""
+    content = event.get("content")
+    parts = content.get("parts") if isinstance(content, Mapping) else None
+    parts = [p for p in parts if isinstance(p, Mapping)] if isinstance(parts, list) else []
+    for part in parts:
+        call = part.get("function_call")
+        if isinstance(call, Mapping):
+            call_id = str(call.get("id", ""))
+            calls[call_id] = {"tool": str(call.get("name", "?")), "arguments": call.get("args")}
+            return {"kind": "tool_call", "id": call_id, **calls[call_id]}
+        answer = part.get("function_response")
+        if isinstance(answer, Mapping):
+            call_id = str(answer.get("id", ""))
+            found = calls.get(call_id, {"tool": str(answer.get("name", "?"))})
+            return {"kind": "tool_result", "id": call_id, **found, "result": answer.get("response")}
+    author = str(event.get("author", "?"))
+    text = item_text(parts) if parts else None
+    if isinstance(text, str):
+        return {"kind": author, "text": text}
+    actions = event.get("actions")
+    delta = actions.get("state_delta") if isinstance(actions, Mapping) else None
+    return {"kind": author, "state_delta": sorted(delta) if isinstance(delta, Mapping) else []}
+
+
 def framework_entry(item: Mapping[str, Any], calls: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A timeline entry for a framework's item, one with a ``type`` (an agent SDK's
     Responses-API items): a function call as a call, its output as a result, a message or a
@@ -445,6 +472,8 @@ def framework_entry(item: Mapping[str, Any], calls: dict[str, dict[str, Any]]) -
         return {"kind": label, "text": item_text(item.get("content"))}
     if kind == "reasoning":
         return {"kind": "reasoning", "text": item_text(item.get("summary")) or "(no summary)"}
+    if kind == "adk.event" and isinstance(item.get("event"), Mapping):
+        return _adk_entry(item["event"], calls)
     rest = {k: v for k, v in item.items() if k not in ("type", "seq", "timestamp")}
     return {"kind": str(kind), **rest}
 

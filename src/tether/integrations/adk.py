@@ -13,7 +13,8 @@ How ADK's model maps onto tether (see ``docs/integrations/adk.md``):
   ``tether.ids.encode_external_id("s/<app>/<user>/<session>")`` (each part with ``%`` and ``/``
   escaped, so any app, user and session id, emails, spaces and slashes included, round-trips),
   the three originals in ``metadata`` (``list_sessions`` filters on them). Every stored event is
-  one item ``{"type": "adk.event", "event": <Event JSON>}``, in append order.
+  one item ``{"type": "adk.event", "event": <the event's JSON object>}``, in append order (the
+  CLI renders its text, function calls and responses).
 - The session's own state, its ``last_update_time`` and the outbox (below) live in the
   header's ``state``; ``app:`` and ``user:`` state live in one tether session per app
   (``a/<app>``) and per app and user (``u/<app>/<user>``); ``temp:`` keys are never stored.
@@ -37,6 +38,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from pydantic_core import PydanticSerializationError
 
 from ..errors import ConflictError, SessionExists, SessionNotFound
@@ -183,9 +185,7 @@ class TetherSessionService(BaseSessionService):
             tid, app_name, user_id, stored.state.get("pending")
         )
         events = [
-            Event.model_validate_json(entry.item["event"])
-            for entry in stored.items
-            if entry.item.get("type") == EVENT_TYPE
+            _event_of(entry.item) for entry in stored.items if entry.item.get("type") == EVENT_TYPE
         ]
         events.sort(key=lambda event: (event.timestamp, event.id))
         if config is not None:
@@ -287,7 +287,7 @@ class TetherSessionService(BaseSessionService):
         deltas = _session_util.extract_json_safe_state_delta(event.actions.state_delta or {})
         pending = _pending(event.id, deltas)
         values = {**header.state.get("state", {}), **deltas["session"]}
-        item = {"type": EVENT_TYPE, "event": _event_json(event)}
+        item = {"type": EVENT_TYPE, "event": orjson.loads(_event_json(event))}
         changes = {
             "state": {"state": values, "last_update_time": event.timestamp, "pending": pending}
         }
@@ -389,13 +389,18 @@ def _expected_version(session: Session, header: Any) -> int:
         seen = session.events[-1] if session.events else None
         same_tail = (
             seen is not None
-            and isinstance(last, str)
-            and Event.model_validate_json(last).id == seen.id
+            and isinstance(last, dict)
+            and last.get("id") == seen.id
             and header.history_len == len(session.events)
         )
         if not same_tail:
             raise StaleSessionError(_stale(session, "unknown"))
     return int(header.version)
+
+
+def _event_of(item: Mapping[str, Any]) -> Event:
+    # through JSON, not model_validate: bytes travel as base64 text in the event's JSON form
+    return Event.model_validate_json(orjson.dumps(item["event"]))
 
 
 def _event_json(event: Event) -> str:

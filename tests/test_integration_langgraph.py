@@ -307,3 +307,29 @@ def test_ownership_two_concurrent_invokes(store: Store) -> None:
     with pytest.raises(ConflictError, match="moved on"):
         saver.put(stale_parent, empty_checkpoint(), {}, {})
     assert graph.get_state(_cfg("own")).values["messages"] == messages
+
+
+@pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+def test_fork_by_update_state_runs_on_its_own_values(store: Store) -> None:
+    """Time travel: a fork reaches the same version counter as the timeline it left, so
+    versions carry a random tail (a shared version would read the old timeline's value)."""
+    graph = _chat_graph(TetherSaver(store))
+    graph.invoke({"messages": ["a"]}, _cfg("tt"))
+    history = list(graph.get_state_history(_cfg("tt")))
+    before_reply = next(s for s in history if s.next == ("reply",))
+    fork = graph.update_state(before_reply.config, {"messages": ["forked"]})
+    result = graph.invoke(None, fork)
+    assert result["messages"] == ["a", "forked", "echo forked"]
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+async def test_async_saver_answers_sync_calls_from_a_worker_thread(store_url: str) -> None:
+    """A sync node of an async graph calls the saver's sync methods from a worker thread."""
+    import asyncio
+
+    async with tether.open_async_store(store_url) as astore:
+        saver = AsyncTetherSaver(astore)
+        graph = _chat_graph(saver)
+        await graph.ainvoke({"messages": ["x"]}, _cfg("w"))
+        state = await asyncio.to_thread(graph.get_state, _cfg("w"))
+        assert state.values["messages"] == ["x", "echo x"]

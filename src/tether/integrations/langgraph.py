@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+import copy
+import random
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from ..errors import ConflictError, SessionNotFound
+from ..errors import ConflictError, InvalidRequest, SessionNotFound
 from ..ids import decode_external_id, external_id_metadata
 from ..models import KeyedItem, Lease, Session, StoredItem
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
@@ -93,6 +95,18 @@ class _Base(BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self._threads = threads
         self.ownership = ownership
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """Versions with a random tail, as LangGraph's own savers make them: a fork (time
+        travel) reaches the same counter as the timeline it left, and a channel value is
+        stored once per (channel, version), so the two must never share a version."""
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(str(current).split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"
 
     # --- encoding ----------------------------------------------------------------------------
 
@@ -438,8 +452,12 @@ class AsyncTetherSaver(_Base):
     ) -> None:
         async_store = store if isinstance(store, AsyncStore) else SyncBackedAsyncStore(store)
         super().__init__(ThreadStore(async_store), serde=serde, ownership=ownership)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self._loop = asyncio.get_running_loop()
         return await self._get_tuple(config)
 
     async def alist(
@@ -460,6 +478,7 @@ class AsyncTetherSaver(_Base):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        self._loop = asyncio.get_running_loop()
         return await self._put(config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
@@ -487,6 +506,68 @@ class AsyncTetherSaver(_Base):
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         return await self._delta(config, channels)
+
+    # --- the sync methods, for sync code run beside an async graph (a sync node's
+    # get_state, a sync subgraph): over a sync store they run its calls directly; over a
+    # native async store they run on the loop the saver was used from, never on this thread.
+
+    def _blocking(self, make: Callable[[_Base], Coroutine[Any, Any, _T]]) -> _T:
+        inner = getattr(self._threads.store, "sync", None)
+        if isinstance(inner, Store):
+            shadow = copy.copy(self)
+            shadow._threads = ThreadStore(Direct(inner))
+            return core.run_sync(make(shadow))
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        loop = self._loop
+        if loop is None or loop is running or not loop.is_running():
+            raise InvalidRequest(
+                "AsyncTetherSaver over an async store was called synchronously from its own "
+                "event loop (or before any async call): use ainvoke / aget_state, or "
+                "TetherSaver with tether.open_store(url) for sync graphs"
+            )
+        return asyncio.run_coroutine_threadsafe(make(self), loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._blocking(lambda saver: saver._get_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        yield from self._blocking(lambda saver: saver._list(config, filter, before, limit))
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._blocking(lambda saver: saver._put(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._blocking(lambda saver: saver._put_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._blocking(lambda saver: saver._threads.delete(str(thread_id)))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._blocking(lambda saver: saver._delta(config, channels))
 
     @contextlib.asynccontextmanager
     async def owning(

@@ -768,5 +768,17 @@ async def test_registry_scheme(store_url, tmp_path):
         TetherSessionService(uri="sqlite:///x.db")
 
 
+async def test_sync_store(store_url):
+    """tether: a sync tether store works too (its calls run in a worker thread)."""
+    with tether.open_store(store_url) as sync_store:
+        svc = TetherSessionService(sync_store)
+        session = await svc.create_session(
+            app_name="a", user_id="u", session_id="s", state={"user:k": 1}
+        )
+        await svc.append_event(session, _event(actions=_delta(x=1)))
+        assert await _reload(svc, session) == session
+        assert session.state == {"user:k": 1, "x": 1}
+
+
 def _delta(**values: Any) -> EventActions:
     return EventActions(state_delta=values)

@@ -107,3 +107,50 @@ async def test_runner_in_two_processes_shares_user_state(store_url):
         assert "count_visit" in out
         assert "visit 2" in out
         assert "adk.event" not in out
+
+
+_CLI_START = """
+import asyncio, sys
+from google.adk.cli.service_registry import load_services_module
+from google.adk.cli.utils.service_factory import create_session_service_from_options
+
+agents_dir, uri = sys.argv[1], sys.argv[2]
+load_services_module(agents_dir)  # what adk web / adk api_server do at start-up
+service = create_session_service_from_options(base_dir=agents_dir, session_service_uri=uri)
+
+async def main():
+    await service.create_session(app_name="app", user_id="ada", session_id="s1")
+    print(type(service).__name__)
+    await service.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["services.py", "services.yaml"])
+async def test_session_service_uri_as_adk_web_starts(how, tmp_path):
+    """``--session_service_uri=tether:<store url>`` as ``adk web`` / ``adk api_server`` resolve
+    it: the agents directory's services.py (or services.yaml) registers the scheme, ADK's
+    service factory builds a TetherSessionService on the store."""
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    if how == "services.py":
+        (agents / how).write_text("from tether.integrations.adk import register\n\nregister()\n")
+    else:
+        (agents / how).write_text(
+            "services:\n  - scheme: tether\n    type: session\n"
+            "    class: tether.integrations.adk.TetherSessionService\n"
+        )
+    url = f"sqlite:///{tmp_path / 'adk.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI_START, str(agents), "tether:" + url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "TetherSessionService"
+    async with tether.open_async_store(url) as store:
+        assert await store.exists(session_tid("app", "ada", "s1"))

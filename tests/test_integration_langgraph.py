@@ -6,6 +6,7 @@ travel), serde without pickle, and ownership (two concurrent invocations on one 
 from __future__ import annotations
 
 import operator
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -333,3 +334,26 @@ async def test_async_saver_answers_sync_calls_from_a_worker_thread(store_url: st
         await graph.ainvoke({"messages": ["x"]}, _cfg("w"))
         state = await asyncio.to_thread(graph.get_state, _cfg("w"))
         assert state.values["messages"] == ["x", "echo x"]
+
+
+def test_the_offline_example_runs(tmp_path: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "examples" / "langgraph_chat.py"
+    spec = importlib.util.spec_from_file_location("langgraph_chat_example", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # LangGraph resolves the state's annotations through it
+    spec.loader.exec_module(module)
+    lines = module.main(f"sqlite:///{tmp_path / 'graph.db'}")
+    assert lines[:6] == [
+        "hello",
+        "echo: hello",
+        "how are you?",
+        "echo: how are you?",
+        "bye",
+        "echo: bye",
+    ]
+    assert "second run refused: the thread is owned by the first" in lines
+    assert lines[-1] == "echo: first run"

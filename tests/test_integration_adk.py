@@ -628,6 +628,13 @@ async def test_list_sessions_strips_events_and_merges_scoped_state(svc):
     assert listed.id == "s1"
     assert listed.events == []
     assert listed.state == {"app:a": "av", "user:u": "uv", "sk": "sv", "sk2": "sv2"}
+    # tether: listing every user merges each one's own user: state (one listing of the scopes)
+    await svc.create_session(app_name="a", user_id="u2", session_id="s2", state={"user:u": "u2v"})
+    await svc.create_session(app_name="a", user_id="u3", session_id="s3")
+    every = {s.user_id: s.state for s in (await svc.list_sessions(app_name="a")).sessions}
+    assert every["u1"] == listed.state
+    assert every["u2"] == {"app:a": "av", "user:u": "u2v"}
+    assert every["u3"] == {"app:a": "av"}
 
 
 async def test_list_sessions_unknown_app_or_user_returns_empty_response(svc):

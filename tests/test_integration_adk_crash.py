@@ -49,14 +49,14 @@ _CHILD = textwrap.dedent(
     writes = 0
     real_apply = adk.TetherSessionService._apply
 
-    async def dying_apply(self, tid, origin, marker, delta):
+    async def dying_apply(self, tid, origin, marker, delta, metadata):
         # count only the scope writes that change something; die before write number die_at
         global writes
         if delta:
             if writes == die_at:
                 os._exit(17)
             writes += 1
-        return await real_apply(self, tid, origin, marker, delta)
+        return await real_apply(self, tid, origin, marker, delta, metadata)
 
     adk.TetherSessionService._apply = dying_apply
 

@@ -213,23 +213,20 @@ class TetherSessionService(BaseSessionService):
         wanted: dict[str, Any] = {"adk_app": app_name}
         if user_id is not None:
             wanted["adk_user"] = user_id
-        headers = []
-        cursor: str | None = None
-        while True:
-            page = await self.store.list(
-                agent=AGENT, metadata=wanted, limit=_LIST_PAGE, cursor=cursor
-            )
-            headers.extend(page.sessions)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        headers = await self._headers(AGENT, wanted)
         app_state = await self._scope_values(_app_tid(app_name))
         user_states: dict[str, dict[str, Any]] = {}
+        if user_id is not None:
+            user_states[user_id] = await self._scope_values(_user_tid(app_name, user_id))
+        else:
+            # every user's state in one listing of the app's user scopes, not a read per user
+            scopes = await self._headers(SCOPE_AGENT, _user_scope(app_name, None))
+            for scope in scopes:
+                values = scope.state.get("values", {})
+                user_states[scope.metadata["adk_user"]] = dict(values)
         sessions = []
         for header in headers:
             uid = header.metadata["adk_user"]
-            if uid not in user_states:
-                user_states[uid] = await self._scope_values(_user_tid(app_name, uid))
             sessions.append(
                 _adk_session(
                     app_name,
@@ -238,7 +235,7 @@ class TetherSessionService(BaseSessionService):
                     stored=header,
                     events=[],
                     app_state=app_state,
-                    user_state=user_states[uid],
+                    user_state=user_states.get(uid, {}),
                 )
             )
         sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
@@ -312,14 +309,37 @@ class TetherSessionService(BaseSessionService):
         app and user state as they now are."""
         pending = pending if isinstance(pending, Mapping) else {}
         marker = pending.get("event")
-        app_state = await self._apply(_app_tid(app_name), origin, marker, pending.get("app"))
+        app_state = await self._apply(
+            _app_tid(app_name), origin, marker, pending.get("app"), _app_scope(app_name)
+        )
         user_state = await self._apply(
-            _user_tid(app_name, user_id), origin, marker, pending.get("user")
+            _user_tid(app_name, user_id),
+            origin,
+            marker,
+            pending.get("user"),
+            _user_scope(app_name, user_id),
         )
         return app_state, user_state
 
+    async def _headers(self, agent: str, metadata: Mapping[str, Any]) -> list[Any]:
+        headers: list[Any] = []
+        cursor: str | None = None
+        while True:
+            page = await self.store.list(
+                agent=agent, metadata=metadata, limit=_LIST_PAGE, cursor=cursor
+            )
+            headers.extend(page.sessions)
+            if page.next_cursor is None:
+                return headers
+            cursor = page.next_cursor
+
     async def _apply(
-        self, tid: str, origin: str, marker: Any, delta: Mapping[str, Any] | None
+        self,
+        tid: str,
+        origin: str,
+        marker: Any,
+        delta: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any],
     ) -> dict[str, Any]:
         """Merge ``delta`` into the scope session ``tid`` unless ``origin``'s ``marker`` is
         already recorded there (idempotent); compare-and-retry against concurrent writers."""
@@ -332,7 +352,10 @@ class TetherSessionService(BaseSessionService):
                 with contextlib.suppress(SessionExists):
                     await self.store.create(
                         TetherSession(
-                            id=tid, agent=SCOPE_AGENT, state={"values": {}, "applied": {}}
+                            id=tid,
+                            agent=SCOPE_AGENT,
+                            metadata=dict(metadata),
+                            state={"values": {}, "applied": {}},
                         )
                     )
                 continue
@@ -356,6 +379,19 @@ class TetherSessionService(BaseSessionService):
         except SessionNotFound:
             return {}
         return dict(scope.state.get("values", {}))
+
+
+def _app_scope(app_name: str) -> dict[str, Any]:
+    return {"adk_app": app_name, "adk_scope": "app"}
+
+
+def _user_scope(app_name: str, user_id: str | None) -> dict[str, Any]:
+    """The metadata of a user scope's session (without ``user_id``: the filter for all of the
+    app's)."""
+    found: dict[str, Any] = {"adk_app": app_name, "adk_scope": "user"}
+    if user_id is not None:
+        found["adk_user"] = user_id
+    return found
 
 
 def _pending(marker: str, deltas: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -665,6 +665,13 @@ async def test_append_different_events_not_deduplicated(svc):
     await svc.append_event(session, Event(id="shared", invocation_id="inv_a", author="user"))
     await svc.append_event(session, Event(id="shared", invocation_id="inv_b", author="agent"))
     assert [e.author for e in (await _reload(svc, session)).events] == ["user", "agent"]
+    # tether: each one's user: change is applied too (an outbox is not known by its event id)
+    for n in (1, 2):
+        shared = Event(id="shared", invocation_id=f"inv_{n}", author="user")
+        await svc.append_event(
+            session, shared.model_copy(update={"actions": _delta(**{"user:n": n})})
+        )
+        assert await svc.get_user_state(app_name="a", user_id="u") == {"n": n}
 
 
 # --- tether's own clauses ----------------------------------------------------------------

@@ -139,8 +139,7 @@ class TetherSessionService(BaseSessionService):
         sid = session_id or str(uuid.uuid4())
         deltas = _session_util.extract_json_safe_state_delta(state or {})
         now = time.time()
-        # a unique marker: a session deleted and created again must not look applied
-        pending = _pending(f"create:{uuid.uuid4().hex}", deltas)
+        pending = _pending("create", deltas)
         header = TetherSession(
             id=session_tid(app_name, user_id, sid),
             agent=AGENT,
@@ -394,7 +393,11 @@ def _user_scope(app_name: str, user_id: str | None) -> dict[str, Any]:
     return found
 
 
-def _pending(marker: str, deltas: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _pending(what: str, deltas: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    # the marker a scope records once it has applied this outbox: unique per write, not the
+    # event id (distinct events may share one, and a session deleted and created again must
+    # not look applied)
+    marker = f"{what}:{uuid.uuid4().hex}"
     return {"event": marker, "app": dict(deltas["app"]), "user": dict(deltas["user"])}
 
 

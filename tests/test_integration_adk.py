@@ -706,6 +706,33 @@ async def test_concurrent_stale_writers_exactly_one_wins(svc, store_url):
         assert got.state["who"] == won[0].invocation_id[0]
 
 
+async def test_concurrent_writers_to_one_scope_lose_nothing(svc, store_url):
+    """tether: eight sessions of one user write user: and app: keys at once, through two
+    services with their own connections; every key lands (each scope write is compared and
+    retried, never a blind overwrite of another session's change)."""
+    other = svc if store_url == "memory://" else TetherSessionService(uri="tether:" + store_url)
+    try:
+        sessions = [
+            await svc.create_session(app_name="a", user_id="u", session_id=f"s{i}")
+            for i in range(8)
+        ]
+        await asyncio.gather(
+            *(
+                (svc if i % 2 else other).append_event(
+                    session, _event(actions=_delta(**{f"user:k{i}": i, f"app:k{i}": i}))
+                )
+                for i, session in enumerate(sessions)
+            )
+        )
+    finally:
+        if other is not svc:
+            await other.close()
+    expected = {f"k{i}": i for i in range(8)}
+    assert await svc.get_user_state(app_name="a", user_id="u") == expected
+    fresh = await svc.create_session(app_name="a", user_id="v")
+    assert fresh.state == {f"app:k{i}": i for i in range(8)}
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 async def test_get_session_orders_tied_timestamps_by_id(svc, reverse):
     """upstream: test_get_session_orders_tied_timestamps_by_id (pinned upstream to its database

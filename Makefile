@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types generated unit bench venv clean openai-agents-tests
+.PHONY: demo test lint types generated unit bench venv clean openai-agents-tests langgraph-tests
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "tether needs Python 3.10+"'
@@ -64,7 +64,25 @@ openai-agents-tests: $(STAMP) $(AGENTS_SDK)/.unpacked
 	cd $(AGENTS_SDK) && for backend in redis postgres; do \
 		TETHER_AGENTS_BACKEND=$$backend $(AGENTS_PYTEST) $(AGENTS_SESSION_TESTS) || exit 1; done
 
-test: lint types generated unit openai-agents-tests
+# LangGraph's own graph tests (from its sdist) on tether's savers, through
+# tests/frameworks/langgraph_plugin.py: every test that takes the sdist's sync_checkpointer or
+# async_checkpointer fixture (-k tether keeps just those), on SQLite and PostgreSQL.
+LANGGRAPH_SDIST := .frameworks/langgraph-1.2.22
+
+$(LANGGRAPH_SDIST)/.unpacked:
+	@mkdir -p .frameworks
+	@$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: \
+		-c constraints/frameworks.txt langgraph -d .frameworks
+	@tar -xzf .frameworks/langgraph-1.2.22.tar.gz -C .frameworks
+	@touch $@
+
+langgraph-tests: $(STAMP) $(LANGGRAPH_SDIST)/.unpacked
+	cd $(LANGGRAPH_SDIST) && NO_DOCKER=true TETHER_LANGGRAPH_STORES=sqlite,postgres \
+		PYTHONPATH=$(CURDIR)/tests/frameworks $(CURDIR)/$(BIN)/python -m pytest -q \
+		-p langgraph_plugin -p no:cacheprovider -k tether \
+		$$(grep -l "sync_checkpointer\|async_checkpointer" tests/test_*.py)
+
+test: lint types generated unit openai-agents-tests langgraph-tests
 
 # The peers run in their own virtualenv: they are never tether dependencies.
 BENCH_VENV := .bench-venv

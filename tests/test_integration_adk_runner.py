@@ -9,11 +9,13 @@ the session readably.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,12 +30,20 @@ from .conftest import (
 require_module("google.adk", "adk")
 
 from click.testing import CliRunner  # noqa: E402
+from google.adk.agents import LlmAgent  # noqa: E402
+from google.adk.errors import StaleSessionError  # noqa: E402
+from google.adk.runners import Runner  # noqa: E402
+from google.genai import types  # noqa: E402
 
 import tether  # noqa: E402
 from tether.cli import cli  # noqa: E402
 from tether.integrations.adk import TetherSessionService, session_tid  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "adk_runner.py"
+if str(EXAMPLE.parent) not in sys.path:
+    sys.path.insert(0, str(EXAMPLE.parent))
+
+import adk_runner  # noqa: E402
 
 
 @pytest.fixture(params=["sqlite", "redis", "postgres"])
@@ -154,3 +164,75 @@ async def test_session_service_uri_as_adk_web_starts(how, tmp_path):
     assert done.stdout.strip() == "TetherSessionService"
     async with tether.open_async_store(url) as store:
         assert await store.exists(session_tid("app", "ada", "s1"))
+
+
+class _BothRead(TetherSessionService):
+    """Holds each run's first get_session until both runs have read the session: the two
+    Runners then start from one revision, as two requests for one session on two workers do."""
+
+    def __init__(self, store: Any, gate: asyncio.Event, arrived: list[int]) -> None:
+        super().__init__(store)
+        self._gate, self._arrived = gate, arrived
+
+    async def get_session(self, **kwargs: Any) -> Any:
+        got = await super().get_session(**kwargs)
+        self._arrived.append(1)
+        late = len(self._arrived) == 2
+        if len(self._arrived) >= 2:
+            self._gate.set()
+        await asyncio.wait_for(self._gate.wait(), 30)
+        if late:
+            # the other run writes first: this one's revision is then merely old, not racing
+            await asyncio.sleep(0.3)
+        return got
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_two_concurrent_runners_on_one_session_one_wins(kind, tmp_path):
+    """Two ADK Runners on one session from the same revision: one run completes, the other
+    stops at its first write with StaleSessionError; the stored session holds one turn and
+    the user: count went up once. (ADK's in-memory and SQLite services store both turns.)"""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.db'}"
+        cleanup = None
+    else:
+        base = require_server("postgres")
+        schema = f"tether_t_{uuid.uuid4().hex}"
+        url, cleanup = with_options(base, schema=schema), (base, schema)
+    try:
+        async with tether.open_async_store(url) as store:
+            gate = asyncio.Event()
+            arrived: list[int] = []
+            service = _BothRead(store, gate, arrived)
+            await TetherSessionService(store).create_session(
+                app_name=adk_runner.APP, user_id="ada", session_id="s"
+            )
+
+            async def run() -> str:
+                agent = LlmAgent(
+                    name="counter", model=adk_runner.ScriptedLlm(), tools=[adk_runner.count_visit]
+                )
+                runner = Runner(app_name=adk_runner.APP, agent=agent, session_service=service)
+                message = types.Content(role="user", parts=[types.Part(text="hello")])
+                try:
+                    async for _ in runner.run_async(
+                        user_id="ada", session_id="s", new_message=message
+                    ):
+                        pass
+                finally:
+                    await runner.close()
+                return "done"
+
+            results = await asyncio.gather(run(), run(), return_exceptions=True)
+            stale = [r for r in results if isinstance(r, StaleSessionError)]
+            assert (len(stale), results.count("done")) == (1, 1), results
+            plain = TetherSessionService(store)
+            got = await plain.get_session(app_name=adk_runner.APP, user_id="ada", session_id="s")
+            assert got is not None
+            assert [e.author for e in got.events] == ["user", "counter", "counter", "counter"]
+            assert await plain.get_user_state(app_name=adk_runner.APP, user_id="ada") == {
+                "visits": 1
+            }
+    finally:
+        if cleanup is not None:
+            drop_postgres_schema(*cleanup)

@@ -32,6 +32,8 @@ require_module("google.adk", "adk")
 from click.testing import CliRunner  # noqa: E402
 from google.adk.agents import LlmAgent  # noqa: E402
 from google.adk.errors import StaleSessionError  # noqa: E402
+from google.adk.events.event import Event  # noqa: E402
+from google.adk.events.event_actions import EventActions  # noqa: E402
 from google.adk.runners import Runner  # noqa: E402
 from google.genai import types  # noqa: E402
 
@@ -236,3 +238,25 @@ async def test_two_concurrent_runners_on_one_session_one_wins(kind, tmp_path):
     finally:
         if cleanup is not None:
             drop_postgres_schema(*cleanup)
+
+
+async def test_show_renders_state_only_and_escapes_text(tmp_path):
+    """``tether show`` on an ADK session: an event with only state changes reads as its author
+    and the changed keys; an event's text is escaped like any other item's."""
+    url = f"sqlite:///{tmp_path / 'show.db'}"
+    async with tether.open_async_store(url) as store:
+        svc = TetherSessionService(store)
+        session = await svc.create_session(app_name="a", user_id="u", session_id="s")
+        await svc.append_event(
+            session,
+            Event(author="system", actions=EventActions(state_delta={"mood": 1, "user:x": 2})),
+        )
+        text = types.Content(role="model", parts=[types.Part(text="red \x1b[31mALERT")])
+        await svc.append_event(session, Event(author="bot", content=text))
+    result = CliRunner().invoke(cli, ["--store", url, "show", session_tid("a", "u", "s")])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "system" in result.stdout
+    assert "mood" in result.stdout
+    assert "user:x" in result.stdout
+    assert "ALERT" in result.stdout
+    assert "\x1b[31m" not in result.stdout

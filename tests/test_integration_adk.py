@@ -18,6 +18,7 @@ session behind an ADK session, the URI scheme).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -48,6 +49,7 @@ from google.adk.tools.tool_confirmation import ToolConfirmation  # noqa: E402
 from google.genai import types  # noqa: E402
 
 import tether  # noqa: E402
+from tether.ids import encode_external_id  # noqa: E402
 from tether.integrations.adk import (  # noqa: E402
     AGENT,
     TetherSessionService,
@@ -704,6 +706,28 @@ async def test_concurrent_stale_writers_exactly_one_wins(svc, store_url):
         assert got.events[-1].invocation_id == won[0].invocation_id
         assert len(got.events) == round_ + 1
         assert got.state["who"] == won[0].invocation_id[0]
+
+
+async def test_scope_write_refused_after_the_commit_is_completed_later(svc, tstore, caplog):
+    """tether: the event is committed but its user: scope cannot be written (an operator holds
+    the scope session's lease): append_event still succeeds (the write is durable; raising
+    would make the caller retry a stale session), logs a warning, and the next read after the
+    lease is released completes the outbox."""
+    session = await svc.create_session(
+        app_name="a", user_id="u", session_id="s", state={"user:seed": 0}
+    )
+    user_scope = encode_external_id("u/a/u")  # the user scope's session, as documented
+    lease = await tstore.claim(user_scope, "ops", 30)
+    with caplog.at_level(logging.WARNING, logger="tether.integrations.adk"):
+        await svc.append_event(session, _event(actions=_delta(**{"user:k": 1, "app:z": 2})))
+    assert "not applied yet" in caplog.text
+    assert session.state == {"user:seed": 0, "user:k": 1, "app:z": 2}
+    assert await svc.get_user_state(app_name="a", user_id="u") == {"seed": 0}
+    await tstore.release(lease)
+    got = await _reload(svc, session)
+    assert got.state == session.state
+    assert await svc.get_user_state(app_name="a", user_id="u") == {"seed": 0, "k": 1}
+    await svc.append_event(session, _event())  # its revision is the stored one
 
 
 async def test_concurrent_writers_to_one_scope_lose_nothing(svc, store_url):

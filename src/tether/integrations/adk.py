@@ -33,6 +33,7 @@ How ADK's model maps onto tether (see ``docs/integrations/adk.md``):
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -76,6 +77,7 @@ SCHEME = "tether"
 """The URI scheme :func:`register` adds to ADK's service registry: ``tether:<store url>``."""
 
 _LIST_PAGE = 1000
+logger = logging.getLogger(__name__)
 
 
 def _q(part: str) -> str:
@@ -293,11 +295,24 @@ class TetherSessionService(BaseSessionService):
             raise SessionNotFoundError(f"Session {session.id} not found.") from None
         except ConflictError:
             raise StaleSessionError(_stale(session, version)) from None
-        await self._complete(tid, session.app_name, session.user_id, pending)
         session.state.update(temp)
         session.last_update_time = event.timestamp
         session._storage_update_marker = str(new_version)
-        return self._commit_event_to_session(session, event)
+        self._commit_event_to_session(session, event)
+        try:
+            await self._complete(tid, session.app_name, session.user_id, pending)
+        except Exception:
+            # The event and its outbox are stored: raising would tell the caller its write
+            # failed when it did not (and its retry would be refused as stale). The next read
+            # or write of this session completes the scopes.
+            logger.warning(
+                "ADK session %r: event %s is stored; its app:/user: changes are not applied yet "
+                "and will be on the next read or write of this session",
+                session.id,
+                event.id,
+                exc_info=True,
+            )
+        return event
 
     # --- the scopes and their outbox ---------------------------------------------------------
 

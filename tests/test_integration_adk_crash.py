@@ -1,5 +1,5 @@
-"""TetherSessionService across processes: a writer killed between its writes, on every store
-another process can reach.
+"""TetherSessionService across processes, on every store another process can reach: a writer
+killed between its writes, and two writers from one revision.
 
 An event that changes session, ``app:`` and ``user:`` state is one tether commit of the event
 and its outbox, then one write per shared scope. A child process is killed (``os._exit``, no
@@ -11,6 +11,7 @@ when the outbox is read again.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -143,3 +144,75 @@ async def test_killed_between_scope_writes_completes_all_or_nothing(store_url, t
     assert again.state["app:a"] == 9
     # and the session still writes: its revision is the stored one
     await svc.append_event(again, Event(invocation_id="next", author="user"))
+
+
+_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    import tether
+    from google.adk.errors import StaleSessionError
+    from google.adk.events.event import Event
+    from google.adk.events.event_actions import EventActions
+    from tether.integrations.adk import TetherSessionService
+
+    url, name, signals = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+
+    async def main():
+        async with tether.open_async_store(url) as store:
+            svc = TetherSessionService(store)
+            s = await svc.get_session(app_name="app", user_id="ada", session_id="s1")
+            (signals / f"ready-{name}").touch()
+            while not (signals / "go").exists():
+                time.sleep(0.01)
+            actions = EventActions(state_delta={"winner": name, "user:winner": name})
+            try:
+                await svc.append_event(s, Event(invocation_id=name, author="user", actions=actions))
+            except StaleSessionError:
+                print("stale")
+            else:
+                print("won")
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.slow
+async def test_two_processes_from_one_revision_exactly_one_wins(store_url, tstore, tmp_path):
+    """Two processes read the session at one revision, then append at once: exactly one event
+    is stored, the other process gets StaleSessionError, and the scopes hold the winner's."""
+    svc = TetherSessionService(tstore)
+    await svc.create_session(app_name="app", user_id="ada", session_id="s1")
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, store_url, name, str(signals)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        deadline = asyncio.get_running_loop().time() + 120
+        while not all((signals / f"ready-{n}").exists() for n in ("a", "b")):
+            assert asyncio.get_running_loop().time() < deadline, "writers never got ready"
+            await asyncio.sleep(0.02)
+        (signals / "go").touch()
+        outcomes = []
+        for child in children:
+            out, err = child.communicate(timeout=120)
+            assert child.returncode == 0, err
+            outcomes.append(out.strip())
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+    assert sorted(outcomes) == ["stale", "won"]
+    winner = "ab"[outcomes.index("won")]
+    got = await svc.get_session(app_name="app", user_id="ada", session_id="s1")
+    assert got is not None
+    assert [e.invocation_id for e in got.events] == [winner]
+    assert got.state == {"winner": winner, "user:winner": winner}

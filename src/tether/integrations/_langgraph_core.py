@@ -170,6 +170,10 @@ class ThreadStore:
         """
         sid = session_id(thread_id)
         ckey = key("c", ns, cid)
+        # First try without reading keys: the channel versions are new (a random tail) and a
+        # checkpoint is put once, so the commit nearly always stores everything; a key that
+        # is there already (a re-put) makes the store refuse it whole, and then we look.
+        optimistic = True
         while True:
             header = await self.ensure(thread_id)
             heads = dict(_heads(header))
@@ -187,7 +191,7 @@ class ThreadStore:
                     f"but the thread's newest is {head!r} (another run wrote it). Nothing was "
                     "written: reload the thread's state and invoke again.",
                 )
-            present = await self.by_key(thread_id, [ckey, *blobs])
+            present = {} if optimistic else await self.by_key(thread_id, [ckey, *blobs])
             append: list[KeyedItem] = [
                 KeyedItem(k, v) for k, v in blobs.items() if k not in present
             ]
@@ -205,9 +209,11 @@ class ThreadStore:
                     sid, header.version, append=append, changes={"state": state}, lease=lease
                 )
                 return
-            except (ConflictError, DuplicateItemKey):
-                ckey = key("c", ns, cid)
-                continue  # a parallel write landed first: read again
+            except ConflictError:
+                pass  # a parallel write landed first: read again
+            except DuplicateItemKey:
+                optimistic = False  # some of it is stored already: store only the rest
+            ckey = key("c", ns, cid)
 
     async def put_writes(
         self,
@@ -218,11 +224,11 @@ class ThreadStore:
         lease: Any = None,
     ) -> None:
         """Blind appends: keyed writes only if absent, unkeyed upserts, the first-write mark."""
-        await self.ensure(thread_id)
         mark = key("f", ns, cid)
+        optimistic = True  # one append, no read, unless a key is there already
         while True:
             keyed = [k for k, _ in writes if k]
-            present = await self.by_key(thread_id, [mark, *keyed])
+            present = {} if optimistic else await self.by_key(thread_id, [mark, *keyed])
             append: list[KeyedItem | dict[str, Any]] = []
             if mark not in present:
                 append.append(KeyedItem(mark, {"type": MARK, "ns": ns, "checkpoint": cid}))
@@ -236,8 +242,10 @@ class ThreadStore:
             try:
                 await self.store.append(session_id(thread_id), append, lease=lease)
                 return
+            except SessionNotFound:
+                await self.ensure(thread_id)  # the thread's first write
             except DuplicateItemKey:
-                continue  # a parallel task stored one of them first: keep its, add the rest
+                optimistic = False  # stored by a parallel task or before: keep its, add the rest
 
     async def delete(self, thread_id: str) -> None:
         sid = session_id(thread_id)

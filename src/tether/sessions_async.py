@@ -41,7 +41,15 @@ from .events import (
     SessionSaved,
 )
 from .hooks import HookContext, HookFunction, HookRegistry, HookStage, call_hook
-from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
+from .models import (
+    HistoryItem,
+    Lease,
+    Page,
+    Session,
+    SessionHeader,
+    SessionStatus,
+    StoredItem,
+)
 from .stores.base import AsyncStore
 
 __all__ = ["AsyncSessions"]
@@ -145,13 +153,15 @@ class AsyncSessions:
             fields["id"] = chosen
         return await self._create(Session(**fields), "create")
 
-    async def _create(self, session: Session, operation: str) -> Session:
+    async def _create(
+        self, session: Session, operation: str, exact: list[StoredItem] | None = None
+    ) -> Session:
         given = list(session.history)  # what the hooks get; if they change it, no store copy
         ctx = HookContext(HookStage.BEFORE_CREATE, operation, session)
         await self._run_hooks(HookStage.BEFORE_CREATE, ctx)
         await self._run_hooks(HookStage.BEFORE_SAVE, ctx)
         try:
-            created = await self._persist_new(ctx.session, history_given=given)
+            created = await self._persist_new(ctx.session, history_given=given, exact=exact)
         except TetherError as exc:
             await self._emit(SaveFailed(ctx.session.id, self._clock(), exc))
             raise
@@ -164,30 +174,70 @@ class AsyncSessions:
         await self._emit(SessionCreated(created.id, self._clock(), created.version))
         return detach(created)
 
-    async def _persist_new(self, session: Session, history_given: list[HistoryItem]) -> Session:
+    async def _persist_new(
+        self,
+        session: Session,
+        history_given: list[HistoryItem],
+        exact: list[StoredItem] | None = None,
+    ) -> Session:
         """Store a new session; a fork whose store can copy the prefix itself lets it.
 
         The store copies only when the hooks left the child's history exactly as the fork made
         it (the same item objects); otherwise the child is created from its history as it stands.
+        ``exact`` is a fork's prefix of the parent's stored items: while the hooks leave the
+        history alone, a store without ``fork_session`` is given those through ``restore`` (each
+        under its key, with its commit timestamp, the item object as stored), so the child holds
+        the same items as on a store that forks natively.
         """
         fork_session: Callable[[Session, int], Any] | None = getattr(
             self.store, "fork_session", None
         )
         at = session.fork_seq
-        if (
-            fork_session is None
-            or session.parent_id is None
-            or at is None
-            or len(session.history) != len(history_given)
-            or any(a is not b for a, b in zip(session.history, history_given, strict=True))
-        ):
+        untouched = (
+            session.parent_id is not None
+            and at is not None
+            and len(session.history) == len(history_given)
+            and all(a is b for a, b in zip(session.history, history_given, strict=True))
+        )
+        if not untouched or exact is None:
             return await self.store.create(session)
+        # the parent's prefix as stored (keys, commit timestamps, item objects), from seq 1
+        items = [
+            StoredItem(seq=seq, timestamp=item.timestamp, key=item.key, item=item.item)
+            for seq, item in enumerate(exact, 1)
+        ]
+        if fork_session is not None and at is not None:
+            try:
+                header: SessionHeader = await fork_session(session, at)
+            except NotImplementedError:
+                pass
+            else:
+                return _with_items(Session.model_construct(**dict(header)), items)
+        # No fork_session: write the child with restore(), which takes the items exactly as
+        # given (keys and commit timestamps too), in one atomic step; create() could not, as it
+        # stamps each item with the time of the write and some stores refuse keyed items there.
+        restore: Callable[..., Any] | None = getattr(self.store, "restore", None)
+        now = self._clock()
+        child = _with_items(
+            session.model_copy(
+                update={
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                    "last_seq": len(items),
+                    "history_len": len(items),
+                }
+            ),
+            items,
+        )
         try:
-            header: SessionHeader = await fork_session(session, at)
-        except NotImplementedError:
-            return await self.store.create(session)
-        history = [{**item, "seq": seq} for seq, item in enumerate(session.history, 1)]
-        return Session.model_construct(**dict(header), history=history)
+            if restore is None:
+                raise NotImplementedError
+            await restore(child)  # a live session of that id: SessionExists, as create raises
+        except NotImplementedError:  # a store without restore: the items, without their keys
+            plain = [item.item for item in exact]
+            return await self.store.create(session.model_copy(update={"history": plain}))
+        return await self.store.load(child.id)
 
     async def _fetch(self, session_id: str) -> Session:
         """The whole session, through the cache: only what is new is read from the store."""
@@ -414,7 +464,9 @@ class AsyncSessions:
         parent = await self._fetch(session_id)
         point = parent.last_seq if at is None else at
         _core.fork_count(_core.header_to_doc(parent), point)  # raises if outside the history
-        kept = [_without_seq(item) for item in parent.history if item["seq"] <= point]
+        # The exact items (their keys, their own seq / timestamp fields), not history's views
+        exact = [item for item in parent.items if item.seq <= point]
+        kept = [dict(item.item) for item in exact]
         state = _core.json_copy(parent.state, what="state")
         state.pop(_core.RUNTIME_KEY, None)  # the parent's reviews could never be answered here
         fields: dict[str, Any] = {
@@ -430,7 +482,7 @@ class AsyncSessions:
         }
         if new_id is not None:
             fields["id"] = new_id
-        child = await self._create(Session(**fields), "fork")
+        child = await self._create(Session(**fields), "fork", exact)
         await self._emit(SessionForked(child.id, self._clock(), parent.id, point))
         return child
 
@@ -573,8 +625,10 @@ def _check_runtime_block(draft: Draft, action: Action) -> None:
         raise ReservedStateKey(key, f"{action.name} (or a hook) cannot set, change or delete it")
 
 
-def _without_seq(item: HistoryItem) -> HistoryItem:
-    """A copy of ``item`` for a new session: the store there numbers it afresh."""
-    copy = dict(item)
-    copy.pop("seq", None)
-    return copy
+def _with_items(session: Session, items: list[StoredItem]) -> Session:
+    """``session`` holding ``items`` in both views (``items`` exact, ``history`` merged)."""
+    session.history = [
+        {**item.item, "seq": item.seq, "timestamp": item.timestamp} for item in items
+    ]
+    session._items = items
+    return session

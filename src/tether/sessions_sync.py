@@ -41,7 +41,15 @@ from .events import (
     SessionSaved,
 )
 from .hooks import HookContext, HookFunction, HookRegistry, HookStage, call_hook_sync
-from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
+from .models import (
+    HistoryItem,
+    Lease,
+    Page,
+    Session,
+    SessionHeader,
+    SessionStatus,
+    StoredItem,
+)
 from .stores.base import Store
 
 __all__ = ["Sessions"]
@@ -145,13 +153,15 @@ class Sessions:
             fields["id"] = chosen
         return self._create(Session(**fields), "create")
 
-    def _create(self, session: Session, operation: str) -> Session:
+    def _create(
+        self, session: Session, operation: str, exact: list[StoredItem] | None = None
+    ) -> Session:
         given = list(session.history)  # what the hooks get; if they change it, no store copy
         ctx = HookContext(HookStage.BEFORE_CREATE, operation, session)
         self._run_hooks(HookStage.BEFORE_CREATE, ctx)
         self._run_hooks(HookStage.BEFORE_SAVE, ctx)
         try:
-            created = self._persist_new(ctx.session, history_given=given)
+            created = self._persist_new(ctx.session, history_given=given, exact=exact)
         except TetherError as exc:
             self._emit(SaveFailed(ctx.session.id, self._clock(), exc))
             raise
@@ -164,30 +174,70 @@ class Sessions:
         self._emit(SessionCreated(created.id, self._clock(), created.version))
         return detach(created)
 
-    def _persist_new(self, session: Session, history_given: list[HistoryItem]) -> Session:
+    def _persist_new(
+        self,
+        session: Session,
+        history_given: list[HistoryItem],
+        exact: list[StoredItem] | None = None,
+    ) -> Session:
         """Store a new session; a fork whose store can copy the prefix itself lets it.
 
         The store copies only when the hooks left the child's history exactly as the fork made
         it (the same item objects); otherwise the child is created from its history as it stands.
+        ``exact`` is a fork's prefix of the parent's stored items: while the hooks leave the
+        history alone, a store without ``fork_session`` is given those through ``restore`` (each
+        under its key, with its commit timestamp, the item object as stored), so the child holds
+        the same items as on a store that forks natively.
         """
         fork_session: Callable[[Session, int], Any] | None = getattr(
             self.store, "fork_session", None
         )
         at = session.fork_seq
-        if (
-            fork_session is None
-            or session.parent_id is None
-            or at is None
-            or len(session.history) != len(history_given)
-            or any(a is not b for a, b in zip(session.history, history_given, strict=True))
-        ):
+        untouched = (
+            session.parent_id is not None
+            and at is not None
+            and len(session.history) == len(history_given)
+            and all(a is b for a, b in zip(session.history, history_given, strict=True))
+        )
+        if not untouched or exact is None:
             return self.store.create(session)
+        # the parent's prefix as stored (keys, commit timestamps, item objects), from seq 1
+        items = [
+            StoredItem(seq=seq, timestamp=item.timestamp, key=item.key, item=item.item)
+            for seq, item in enumerate(exact, 1)
+        ]
+        if fork_session is not None and at is not None:
+            try:
+                header: SessionHeader = fork_session(session, at)
+            except NotImplementedError:
+                pass
+            else:
+                return _with_items(Session.model_construct(**dict(header)), items)
+        # No fork_session: write the child with restore(), which takes the items exactly as
+        # given (keys and commit timestamps too), in one atomic step; create() could not, as it
+        # stamps each item with the time of the write and some stores refuse keyed items there.
+        restore: Callable[..., Any] | None = getattr(self.store, "restore", None)
+        now = self._clock()
+        child = _with_items(
+            session.model_copy(
+                update={
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                    "last_seq": len(items),
+                    "history_len": len(items),
+                }
+            ),
+            items,
+        )
         try:
-            header: SessionHeader = fork_session(session, at)
-        except NotImplementedError:
-            return self.store.create(session)
-        history = [{**item, "seq": seq} for seq, item in enumerate(session.history, 1)]
-        return Session.model_construct(**dict(header), history=history)
+            if restore is None:
+                raise NotImplementedError
+            restore(child)  # a live session of that id: SessionExists, as create raises
+        except NotImplementedError:  # a store without restore: the items, without their keys
+            plain = [item.item for item in exact]
+            return self.store.create(session.model_copy(update={"history": plain}))
+        return self.store.load(child.id)
 
     def _fetch(self, session_id: str) -> Session:
         """The whole session, through the cache: only what is new is read from the store."""
@@ -412,7 +462,9 @@ class Sessions:
         parent = self._fetch(session_id)
         point = parent.last_seq if at is None else at
         _core.fork_count(_core.header_to_doc(parent), point)  # raises if outside the history
-        kept = [_without_seq(item) for item in parent.history if item["seq"] <= point]
+        # The exact items (their keys, their own seq / timestamp fields), not history's views
+        exact = [item for item in parent.items if item.seq <= point]
+        kept = [dict(item.item) for item in exact]
         state = _core.json_copy(parent.state, what="state")
         state.pop(_core.RUNTIME_KEY, None)  # the parent's reviews could never be answered here
         fields: dict[str, Any] = {
@@ -428,7 +480,7 @@ class Sessions:
         }
         if new_id is not None:
             fields["id"] = new_id
-        child = self._create(Session(**fields), "fork")
+        child = self._create(Session(**fields), "fork", exact)
         self._emit(SessionForked(child.id, self._clock(), parent.id, point))
         return child
 
@@ -567,8 +619,10 @@ def _check_runtime_block(draft: Draft, action: Action) -> None:
         raise ReservedStateKey(key, f"{action.name} (or a hook) cannot set, change or delete it")
 
 
-def _without_seq(item: HistoryItem) -> HistoryItem:
-    """A copy of ``item`` for a new session: the store there numbers it afresh."""
-    copy = dict(item)
-    copy.pop("seq", None)
-    return copy
+def _with_items(session: Session, items: list[StoredItem]) -> Session:
+    """``session`` holding ``items`` in both views (``items`` exact, ``history`` merged)."""
+    session.history = [
+        {**item.item, "seq": item.seq, "timestamp": item.timestamp} for item in items
+    ]
+    session._items = items
+    return session

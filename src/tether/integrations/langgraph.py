@@ -21,32 +21,22 @@ import asyncio
 import contextlib
 import contextvars
 import copy
-import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from ..errors import ConflictError, InvalidRequest, SessionNotFound
-from ..ids import decode_external_id, external_id_metadata
-from ..models import KeyedItem, Lease, Session, StoredItem
+from ..errors import InvalidRequest
+from ..models import Lease
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
-from . import _langgraph_core as core
-from ._langgraph_core import BLOB, CHECKPOINT, MARK, WRITE, Direct, ThreadStore, key, pack, unpack
 
 try:
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.base import (
-        WRITES_IDX_MAP,
-        BaseCheckpointSaver,
         ChannelVersions,
         Checkpoint,
         CheckpointMetadata,
         CheckpointTuple,
         DeltaChannelHistory,
-        PendingWrite,
-        get_checkpoint_id,
-        get_serializable_checkpoint_metadata,
-        writes_sort_key,
     )
     from langgraph.checkpoint.serde.base import SerializerProtocol
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -54,389 +44,18 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         f"tether.integrations.langgraph needs LangGraph ({exc}): pip install 'tether[langgraph]'"
     ) from exc
 
+from . import _langgraph_core as core
+from ._langgraph_core import Direct, ThreadStore
+from ._langgraph_saver import LEASES, SaverBase
+
 __all__ = ["AGENT", "AsyncTetherSaver", "TetherSaver"]
 
 _T = TypeVar("_T")
 AGENT = core.AGENT
 """The ``agent`` of every session that holds a LangGraph thread."""
 
-_LEASES: contextvars.ContextVar[dict[str, Lease] | None] = contextvars.ContextVar(
-    "tether_langgraph_leases", default=None
-)
 
-
-class _Thread:
-    """A thread's items, indexed once (list, prune, delete_for_runs, delta history)."""
-
-    def __init__(self, items: Sequence[StoredItem]) -> None:
-        self.items = list(items)
-        self.checkpoints: dict[tuple[str, str], StoredItem] = {}
-        self.writes: dict[tuple[str, str], list[StoredItem]] = {}
-        self.blobs: dict[str, StoredItem] = {}
-        for stored in self.items:
-            kind = stored.item.get("type")
-            if kind == CHECKPOINT:
-                at = (stored.item["ns"], stored.item["id"])
-                prev = self.checkpoints.get(at)
-                if prev is None or stored.item.get("rev", 0) >= prev.item.get("rev", 0):
-                    self.checkpoints[at] = stored
-            elif kind == WRITE:
-                self.writes.setdefault((stored.item["ns"], stored.item["checkpoint"]), []).append(
-                    stored
-                )
-            elif kind == BLOB and stored.key is not None:
-                self.blobs[stored.key] = stored
-
-
-class _Base(BaseCheckpointSaver[str]):
-    def __init__(
-        self, threads: ThreadStore, *, serde: SerializerProtocol | None, ownership: bool
-    ) -> None:
-        super().__init__(serde=serde)
-        self._threads = threads
-        self.ownership = ownership
-
-    def get_next_version(self, current: str | None, channel: None) -> str:
-        """Versions with a random tail, as LangGraph's own savers make them: a fork (time
-        travel) reaches the same counter as the timeline it left, and a channel value is
-        stored once per (channel, version), so the two must never share a version."""
-        if current is None:
-            number = 0
-        elif isinstance(current, int):
-            number = current
-        else:
-            number = int(str(current).split(".")[0])
-        return f"{number + 1:032}.{random.random():016}"
-
-    # --- encoding ----------------------------------------------------------------------------
-
-    def _typed(self, value: Any) -> list[str]:
-        return pack(self.serde.dumps_typed(value))
-
-    def _value(self, packed: Sequence[str]) -> Any:
-        return self.serde.loads_typed(unpack(packed))
-
-    def _tuple(
-        self,
-        thread_id: str,
-        stored: StoredItem,
-        blobs: Mapping[str, StoredItem],
-        writes: Sequence[StoredItem],
-    ) -> CheckpointTuple:
-        item = stored.item
-        ns, cid = item["ns"], item["id"]
-        checkpoint: Checkpoint = self._value(item["checkpoint"])
-        values: dict[str, Any] = {}
-        for channel, version in checkpoint["channel_versions"].items():
-            blob = blobs.get(key("b", ns, channel, str(version)))
-            if blob is not None and blob.item["value"][0] != "empty":
-                values[channel] = self._value(blob.item["value"])
-        checkpoint = {**checkpoint, "channel_values": values}
-        latest: dict[tuple[str, int], StoredItem] = {}
-        for write in writes:  # oldest first: the newest upsert of a special write wins
-            latest[(write.item["task_id"], write.item["idx"])] = write
-        ordered = sorted(
-            latest.values(),
-            key=lambda w: writes_sort_key(w.item["task_path"], w.item["task_id"], w.item["idx"]),
-        )
-        parent = item.get("parent")
-        return CheckpointTuple(
-            config=_config(thread_id, ns, cid),
-            checkpoint=checkpoint,
-            metadata=self._value(item["metadata"]),
-            parent_config=_config(thread_id, ns, parent) if parent else None,
-            pending_writes=[
-                (w.item["task_id"], w.item["channel"], self._value(w.item["value"]))
-                for w in ordered
-            ],
-        )
-
-    # --- the operations, once, async ---------------------------------------------------------
-
-    async def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        thread_id, ns = _thread(config)
-        cid = get_checkpoint_id(config)
-        if cid is None:
-            header = await self._threads.header(thread_id)
-            if header is None:
-                return None
-            cid = core.heads_of(header).get(ns)
-            if cid is None:
-                return None
-        first, mark = key("c", ns, cid), key("f", ns, cid)
-        found = await self._threads.by_key(thread_id, [first, key("c", ns, cid, 1), mark])
-        if first not in found:
-            return None
-        rev, newest = 1, found[first]
-        while key("c", ns, cid, rev) in found:  # the same checkpoint put again
-            newest = found[key("c", ns, cid, rev)]
-            rev += 1
-            found.update(await self._threads.by_key(thread_id, [key("c", ns, cid, rev)]))
-        checkpoint = self._value(newest.item["checkpoint"])
-        blob_keys = [key("b", ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
-        blobs = await self._threads.by_key(thread_id, blob_keys)
-        writes: list[StoredItem] = []
-        if mark in found:  # only a checkpoint with writes reads items, from the first of them
-            start = min(found[first].seq, found[mark].seq)
-            writes = [
-                s
-                for s in await self._threads.items(thread_id, after=start - 1)
-                if s.item.get("type") == WRITE
-                and s.item["ns"] == ns
-                and s.item["checkpoint"] == cid
-            ]
-        return self._tuple(thread_id, newest, blobs, writes)
-
-    async def _thread_ids(self, config: RunnableConfig | None) -> list[str]:
-        if config is not None:
-            return [_thread(config)[0]]
-        ids: list[str] = []
-        cursor: str | None = None
-        while True:  # pages of headers (list, not iter_sessions: the sync saver's Direct)
-            page = await self._threads.store.list(agent=AGENT, limit=1000, cursor=cursor)
-            ids.extend(decode_external_id(h.id, h.metadata) for h in page.sessions)
-            if page.next_cursor is None:
-                return ids
-            cursor = page.next_cursor
-
-    async def _list(
-        self,
-        config: RunnableConfig | None,
-        filter: dict[str, Any] | None,
-        before: RunnableConfig | None,
-        limit: int | None,
-    ) -> list[CheckpointTuple]:
-        configurable = (config or {}).get("configurable", {})
-        ns_filter = configurable.get("checkpoint_ns")
-        id_filter = get_checkpoint_id(config) if config else None
-        before_id = get_checkpoint_id(before) if before else None
-        out: list[CheckpointTuple] = []
-        for thread_id in await self._thread_ids(config):
-            thread = _Thread(await self._threads.items(thread_id))
-            chosen = sorted(thread.checkpoints.items(), key=lambda kv: kv[0][1], reverse=True)
-            for (ns, cid), stored in chosen:
-                if limit is not None and len(out) >= limit:
-                    return out
-                if ns_filter is not None and ns != ns_filter:
-                    continue
-                if id_filter is not None and cid != id_filter:
-                    continue
-                if before_id is not None and cid >= before_id:
-                    continue
-                tup = self._tuple(thread_id, stored, thread.blobs, thread.writes.get((ns, cid), []))
-                if filter and not all(tup.metadata.get(k) == v for k, v in filter.items()):
-                    continue
-                out.append(tup)
-        return out
-
-    async def _put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        thread_id, ns = _thread(config)
-        values = checkpoint.get("channel_values", {})
-        bare = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-        bare["channel_values"] = {}
-        blobs: dict[str, dict[str, Any]] = {}
-        for channel, version in new_versions.items():
-            value = self._typed(values[channel]) if channel in values else pack(("empty", b""))
-            blobs[key("b", ns, channel, str(version))] = {
-                "type": BLOB,
-                "ns": ns,
-                "channel": channel,
-                "version": str(version),
-                "value": value,
-            }
-        meta = get_serializable_checkpoint_metadata(config, metadata)
-        item = {
-            "type": CHECKPOINT,
-            "ns": ns,
-            "id": checkpoint["id"],
-            "parent": get_checkpoint_id(config),
-            "run_id": str(meta.get("run_id")) if meta.get("run_id") is not None else None,
-            "checkpoint": self._typed(bare),
-            "metadata": self._typed(meta),
-        }
-        await self._threads.put(
-            thread_id,
-            ns,
-            checkpoint["id"],
-            get_checkpoint_id(config),
-            item,
-            blobs,
-            expect_parent=self.ownership,
-            lease=_lease(thread_id),
-        )
-        return _config(thread_id, ns, checkpoint["id"])
-
-    async def _put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> None:
-        if not writes:
-            return
-        thread_id, ns = _thread(config)
-        cid = config["configurable"]["checkpoint_id"]
-        prepared: list[tuple[str, dict[str, Any]]] = []
-        for i, (channel, value) in enumerate(writes):
-            idx = WRITES_IDX_MAP.get(channel, i)
-            item = {
-                "type": WRITE,
-                "ns": ns,
-                "checkpoint": cid,
-                "task_id": task_id,
-                "task_path": task_path,
-                "idx": idx,
-                "channel": channel,
-                "value": self._typed(value),
-            }
-            prepared.append((key("w", ns, cid, task_id, idx) if idx >= 0 else "", item))
-        await self._threads.put_writes(thread_id, ns, cid, prepared, lease=_lease(thread_id))
-
-    async def _rewrite(self, thread_id: str, keep: Any) -> None:
-        """Replace the thread's items by those ``keep(thread)`` returns (compare-and-replace)."""
-        store = self._threads.store
-        sid = core.session_id(thread_id)
-        while True:
-            try:
-                header = await store.load(sid, last=0)
-            except SessionNotFound:
-                return
-            thread = _Thread(await self._threads.items(thread_id))
-            if thread.items and thread.items[-1].seq != header.last_seq:
-                continue  # written meanwhile
-            kept: list[StoredItem] = keep(thread)
-            heads: dict[str, str] = {}
-            for stored in kept:
-                if stored.item.get("type") == CHECKPOINT:
-                    ns, cid = stored.item["ns"], stored.item["id"]
-                    heads[ns] = max(heads.get(ns, cid), cid)
-            state = {**header.state, core.STATE_KEY: {"heads": heads}}
-            items = [KeyedItem(s.key, s.item) if s.key else dict(s.item) for s in kept]
-            try:
-                await store.replace_history(
-                    sid, header.version, items, changes={"state": state}, lease=_lease(thread_id)
-                )
-                return
-            except ConflictError:
-                continue
-
-    async def _delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        runs = {str(r) for r in run_ids}
-
-        def keep(thread: _Thread) -> list[StoredItem]:
-            gone = {at for at, s in thread.checkpoints.items() if s.item.get("run_id") in runs}
-            return [s for s in thread.items if _at(s) not in gone]
-
-        for thread_id in await self._thread_ids(None):
-            await self._rewrite(thread_id, keep)
-
-    async def _prune(self, thread_ids: Sequence[str], strategy: str) -> None:
-        if strategy == "delete":
-            for thread_id in thread_ids:
-                await self._threads.delete(str(thread_id))
-            return
-        if strategy != "keep_latest":
-            raise ValueError(f"unknown prune strategy {strategy!r}: 'keep_latest' or 'delete'")
-
-        def keep(thread: _Thread) -> list[StoredItem]:
-            latest: dict[str, str] = {}
-            for ns, cid in thread.checkpoints:
-                latest[ns] = max(latest.get(ns, cid), cid)
-            kept_at = set(latest.items())
-            needed: set[str] = set()
-            for at in kept_at:
-                stored = thread.checkpoints[at]
-                versions = self._value(stored.item["checkpoint"])["channel_versions"]
-                needed.update(key("b", at[0], ch, str(v)) for ch, v in versions.items())
-            out = []
-            for s in thread.items:
-                owner = _at(s)
-                if owner is not None and owner in kept_at:
-                    if s.item.get("type") != CHECKPOINT or s is thread.checkpoints[owner]:
-                        out.append(s)
-                elif s.item.get("type") == BLOB and s.key in needed:
-                    out.append(s)
-            return out
-
-        for thread_id in thread_ids:
-            await self._rewrite(str(thread_id), keep)
-
-    async def _copy_thread(self, source: str, target: str) -> None:
-        """Tether's fork: the target starts with the source's items (shared where the store
-        can, copied with their keys elsewhere) and its heads."""
-        store = self._threads.store
-        try:
-            src = await store.load(core.session_id(source), last=0)
-        except SessionNotFound:
-            return
-        tid = core.session_id(target)
-        with contextlib.suppress(SessionNotFound):
-            await store.delete(tid)
-        child = Session(
-            id=tid,
-            agent=AGENT,
-            metadata=external_id_metadata(str(target)),
-            state=src.state,
-            parent_id=src.id,
-            fork_seq=src.last_seq,
-        )
-        fork = getattr(store, "fork_session", None)
-        if fork is not None and src.last_seq >= src.first_seq:
-            with contextlib.suppress(NotImplementedError):
-                await fork(child, src.last_seq)
-                return
-        items = await self._threads.items(source)
-        created = await store.create(child.model_copy(update={"parent_id": None, "fork_seq": None}))
-        copied = [KeyedItem(s.key, s.item) if s.key else dict(s.item) for s in items]
-        await store.commit(tid, created.version, append=copied)
-
-    async def _delta(
-        self, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        """The default's walk up the parent chain, over one read of the thread."""
-        if not channels:
-            return {}
-        thread_id, ns = _thread(config)
-        thread = _Thread(await self._threads.items(thread_id))
-        cid = get_checkpoint_id(config)
-        if cid is None:
-            header = await self._threads.header(thread_id)
-            cid = core.heads_of(header).get(ns) if header is not None else None
-        collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
-        seeds: dict[str, Any] = {}
-        remaining = set(channels)
-        target = thread.checkpoints.get((ns, cid)) if cid else None
-        cursor = target.item.get("parent") if target is not None else None
-        while cursor is not None and remaining:
-            stored = thread.checkpoints.get((ns, cursor))
-            if stored is None:
-                break
-            tup = self._tuple(thread_id, stored, thread.blobs, thread.writes.get((ns, cursor), []))
-            for write in reversed(tup.pending_writes or []):
-                if write[1] in remaining:
-                    collected[write[1]].append(write)
-            for ch in list(remaining):
-                if ch in tup.checkpoint["channel_values"]:
-                    seeds[ch] = tup.checkpoint["channel_values"][ch]
-                    remaining.discard(ch)
-            cursor = stored.item.get("parent")
-        result: dict[str, DeltaChannelHistory] = {}
-        for ch in channels:
-            entry: DeltaChannelHistory = {"writes": list(reversed(collected[ch]))}
-            if ch in seeds:
-                entry["seed"] = seeds[ch]
-            result[ch] = entry
-        return result
-
-
-class AsyncTetherSaver(_Base):
+class AsyncTetherSaver(SaverBase):
     """A LangGraph checkpointer on any tether store, for ``ainvoke`` / ``astream``.
 
     ``store``: an async store (``tether.open_async_store(url)``), or a sync one (its calls
@@ -511,7 +130,7 @@ class AsyncTetherSaver(_Base):
     # get_state, a sync subgraph): over a sync store they run its calls directly; over a
     # native async store they run on the loop the saver was used from, never on this thread.
 
-    def _blocking(self, make: Callable[[_Base], Coroutine[Any, Any, _T]]) -> _T:
+    def _blocking(self, make: Callable[[SaverBase], Coroutine[Any, Any, _T]]) -> _T:
         inner = getattr(self._threads.store, "sync", None)
         if isinstance(inner, Store):
             shadow = copy.copy(self)
@@ -576,16 +195,16 @@ class AsyncTetherSaver(_Base):
         """Claim the thread for one invocation: see :meth:`TetherSaver.owning`."""
         await self._threads.ensure(str(thread_id))
         lease = await self._threads.store.claim(core.session_id(str(thread_id)), owner, ttl)
-        token = _LEASES.set({**(_LEASES.get() or {}), str(thread_id): lease})
+        token = LEASES.set({**(LEASES.get() or {}), str(thread_id): lease})
         try:
             yield lease
         finally:
-            _LEASES.reset(token)
+            LEASES.reset(token)
             with contextlib.suppress(Exception):
                 await self._threads.store.release(lease)
 
 
-class TetherSaver(_Base):
+class TetherSaver(SaverBase):
     """A LangGraph checkpointer on any sync tether store (``tether.open_store(url)``).
 
     Sync calls run the saver's code directly on the store; the async ones run them in a
@@ -716,11 +335,11 @@ class TetherSaver(_Base):
         """
         core.run_sync(self._threads.ensure(str(thread_id)))
         lease = self.store.claim(core.session_id(str(thread_id)), owner, ttl)
-        token = _LEASES.set({**(_LEASES.get() or {}), str(thread_id): lease})
+        token = LEASES.set({**(LEASES.get() or {}), str(thread_id): lease})
         try:
             yield lease
         finally:
-            _LEASES.reset(token)
+            LEASES.reset(token)
             with contextlib.suppress(Exception):
                 self.store.release(lease)
 
@@ -729,30 +348,3 @@ async def _off(fn: Callable[..., _T], *args: Any) -> _T:
     # the caller's context travels along: the lease of ``owning`` is a context variable
     ctx = contextvars.copy_context()
     return await asyncio.to_thread(ctx.run, fn, *args)
-
-
-def _thread(config: RunnableConfig) -> tuple[str, str]:
-    configurable = config.get("configurable", {})
-    if "thread_id" not in configurable:
-        raise ValueError(
-            "a LangGraph config for a checkpointer needs configurable.thread_id: "
-            'graph.invoke(..., {"configurable": {"thread_id": "..."}})'
-        )
-    return str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", ""))
-
-
-def _config(thread_id: str, ns: str, cid: str) -> RunnableConfig:
-    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
-
-
-def _at(stored: StoredItem) -> tuple[str, str] | None:
-    kind = stored.item.get("type")
-    if kind == CHECKPOINT:
-        return (stored.item["ns"], stored.item["id"])
-    if kind in (WRITE, MARK):
-        return (stored.item["ns"], stored.item["checkpoint"])
-    return None
-
-
-def _lease(thread_id: str) -> Lease | None:
-    return (_LEASES.get() or {}).get(thread_id)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,8 @@ from ..errors import (
     CorruptSession,
     LeaseLost,
     SessionNotFound,
+    StoreError,
+    TetherError,
 )
 from ..models import Lease, Page, Session, StoredItem
 from . import _kv_common as kv
@@ -79,6 +82,62 @@ class AsyncKVBackend(ABC):
         """Release connections."""
 
 
+@contextmanager
+def _backend_errors(backend: AsyncKVBackend, call: str) -> Iterator[None]:
+    """The one place a backend's own exception (``sqlite3.Error``, a botocore error, ...)
+    becomes :class:`~tether.errors.StoreError` with it as ``__cause__``, as every store's
+    driver errors do. A TetherError the backend raises itself (``StoreUnavailable``, say)
+    passes as it is; so does a BaseException (a cancellation, an interpreter exit)."""
+    try:
+        yield
+    except TetherError:
+        raise
+    except Exception as exc:
+        raise StoreError(
+            f"the key-value backend {type(backend).__name__}.{call}() failed: {exc!r}; "
+            "fix the backend (its error is this one's __cause__) and retry"
+        ) from exc
+
+
+class _Guarded:
+    """The store's backend as the kit calls it: every call through :func:`_backend_errors`.
+
+    It reads ``store.backend`` at each call, so a backend assigned later is guarded too."""
+
+    def __init__(self, store: AsyncKVStore) -> None:
+        self._store = store
+
+    async def get(self, key: str) -> tuple[bytes, Revision] | None:
+        backend = self._store.backend
+        with _backend_errors(backend, "get"):
+            return await backend.get(key)
+
+    async def put(self, key: str, value: bytes, revision: Revision | None) -> Revision | None:
+        backend = self._store.backend
+        with _backend_errors(backend, "put"):
+            return await backend.put(key, value, revision)
+
+    async def delete(self, key: str, revision: Revision) -> bool:
+        backend = self._store.backend
+        with _backend_errors(backend, "delete"):
+            return await backend.delete(key, revision)
+
+    async def keys(self, prefix: str) -> list[str]:
+        backend = self._store.backend
+        with _backend_errors(backend, "keys"):
+            return await backend.keys(prefix)
+
+    async def scan(self, prefix: str) -> list[tuple[str, bytes, Revision]]:
+        backend = self._store.backend
+        with _backend_errors(backend, "scan"):
+            return await backend.scan(prefix)
+
+    async def close(self) -> None:
+        backend = self._store.backend
+        with _backend_errors(backend, "close"):
+            await backend.close()
+
+
 class AsyncKVStore(AsyncStore):
     """A complete store over an :class:`AsyncKVBackend`.
 
@@ -95,6 +154,7 @@ class AsyncKVStore(AsyncStore):
         chunk_items: int = kv.DEFAULT_CHUNK_ITEMS,
     ) -> None:
         self.backend = backend
+        self._kv = _Guarded(self)  # the kit calls the backend only through this
         self._clock = clock
         self._chunk = kv.check_chunk_items(chunk_items)
         # Chunk and tail keys are never rewritten with other bytes, so what was read once
@@ -113,9 +173,9 @@ class AsyncKVStore(AsyncStore):
     async def _put_blob(self, key: str, items: list[bytes]) -> None:
         value, parts = kv.frame(kv.join_items(items), self._max)
         for number, part in enumerate(parts, 1):
-            await self.backend.put(kv.part_key(key, number), part, None)
+            await self._kv.put(kv.part_key(key, number), part, None)
         # A key that exists already holds these bytes (see _kv_common): nothing to do.
-        rev = await self.backend.put(key, value, None)
+        rev = await self._kv.put(key, value, None)
         if rev is not None:
             self._remember(key, (items, rev, len(parts)))
 
@@ -128,7 +188,7 @@ class AsyncKVStore(AsyncStore):
         cached = self._blobs.get(key)
         if cached is not None:
             return cached
-        got = await self.backend.get(key)
+        got = await self._kv.get(key)
         if got is None:
             return None
         value, rev = got
@@ -136,7 +196,7 @@ class AsyncKVStore(AsyncStore):
         if count:
             pieces = []
             for number in range(1, count + 1):
-                part = await self.backend.get(kv.part_key(key, number))
+                part = await self._kv.get(kv.part_key(key, number))
                 if part is None:
                     return None
                 pieces.append(part[0])
@@ -147,15 +207,15 @@ class AsyncKVStore(AsyncStore):
 
     async def _drop_blob(self, key: str) -> None:
         """Delete a blob no header references any more (best effort: leftovers are garbage)."""
-        got = await self.backend.get(key)
+        got = await self._kv.get(key)
         self._blobs.pop(key, None)
         if got is None:
             return
         for number in range(1, kv.split_count(got[0]) + 1):
-            part = await self.backend.get(kv.part_key(key, number))
+            part = await self._kv.get(kv.part_key(key, number))
             if part is not None:
-                await self.backend.delete(kv.part_key(key, number), part[1])
-        await self.backend.delete(key, got[1])
+                await self._kv.delete(kv.part_key(key, number), part[1])
+        await self._kv.delete(key, got[1])
 
     async def _drop_history(self, head: Head) -> None:
         for key in head.chunk_keys():
@@ -202,7 +262,7 @@ class AsyncKVStore(AsyncStore):
     # --- headers --------------------------------------------------------------------------------
 
     async def _head(self, session_id: str) -> Head | None:
-        got = await self.backend.get(kv.header_key(session_id))
+        got = await self._kv.get(kv.header_key(session_id))
         return None if got is None else kv.decode_head(session_id, got[0], got[1])
 
     async def _live_head(self, session_id: str, now: int) -> Head:
@@ -214,7 +274,7 @@ class AsyncKVStore(AsyncStore):
     async def _publish(self, new: Head, rev: Revision | None) -> Revision | None:
         """Compare-and-set the header: the step that makes a write visible, or not at all."""
         value = kv.encode_head(new, self._max)
-        return await self.backend.put(kv.header_key(new.doc["id"]), value, rev)
+        return await self._kv.put(kv.header_key(new.doc["id"]), value, rev)
 
     async def _all_items(self, head: Head) -> list[bytes] | None:
         return await self._read_positions(head, 0, int(head.doc["history_len"]))
@@ -511,7 +571,7 @@ class AsyncKVStore(AsyncStore):
 
     async def _heads(self) -> list[Head]:
         heads = []
-        for key, value, rev in await self.backend.scan(kv.HEADER_PREFIX):
+        for key, value, rev in await self._kv.scan(kv.HEADER_PREFIX):
             try:
                 raw = _json.loads(value)
                 heads.append(kv.decode_head(raw["doc"]["id"], value, rev))
@@ -552,7 +612,7 @@ class AsyncKVStore(AsyncStore):
         raise ConflictError(session_id, expected_version, None, "the header kept changing")
 
     async def _delete_head(self, head: Head) -> bool:
-        if not await self.backend.delete(kv.header_key(head.doc["id"]), head.rev):
+        if not await self._kv.delete(kv.header_key(head.doc["id"]), head.rev):
             return False
         await self._drop_history(head)
         return True
@@ -660,9 +720,7 @@ class AsyncKVStore(AsyncStore):
         heads = {kv.encode_id(head.doc["id"]): head for head in await self._heads()}
         cutoff = self._now() - grace
         count = 0
-        for key in await self.backend.keys(kv.CHUNK_PREFIX) + await self.backend.keys(
-            kv.TAIL_PREFIX
-        ):
+        for key in await self._kv.keys(kv.CHUNK_PREFIX) + await self._kv.keys(kv.TAIL_PREFIX):
             parsed = kv.parse_data_key(key)
             if parsed is None:
                 continue
@@ -673,12 +731,12 @@ class AsyncKVStore(AsyncStore):
             made = kv.token_time(name if kind == "t" else gen)
             if made is None or made > cutoff:
                 continue
-            got = await self.backend.get(key)
-            if got is not None and await self.backend.delete(key, got[1]):
+            got = await self._kv.get(key)
+            if got is not None and await self._kv.delete(key, got[1]):
                 self._blobs.pop(key, None)
                 count += 1
         return count
 
     async def close(self) -> None:
         self._blobs.clear()
-        await self.backend.close()
+        await self._kv.close()

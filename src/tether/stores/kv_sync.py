@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,8 @@ from ..errors import (
     CorruptSession,
     LeaseLost,
     SessionNotFound,
+    StoreError,
+    TetherError,
 )
 from ..models import Lease, Page, Session, StoredItem
 from . import _kv_common as kv
@@ -79,6 +82,62 @@ class KVBackend(ABC):
         """Release connections."""
 
 
+@contextmanager
+def _backend_errors(backend: KVBackend, call: str) -> Iterator[None]:
+    """The one place a backend's own exception (``sqlite3.Error``, a botocore error, ...)
+    becomes :class:`~tether.errors.StoreError` with it as ``__cause__``, as every store's
+    driver errors do. A TetherError the backend raises itself (``StoreUnavailable``, say)
+    passes as it is; so does a BaseException (a cancellation, an interpreter exit)."""
+    try:
+        yield
+    except TetherError:
+        raise
+    except Exception as exc:
+        raise StoreError(
+            f"the key-value backend {type(backend).__name__}.{call}() failed: {exc!r}; "
+            "fix the backend (its error is this one's __cause__) and retry"
+        ) from exc
+
+
+class _Guarded:
+    """The store's backend as the kit calls it: every call through :func:`_backend_errors`.
+
+    It reads ``store.backend`` at each call, so a backend assigned later is guarded too."""
+
+    def __init__(self, store: KVStore) -> None:
+        self._store = store
+
+    def get(self, key: str) -> tuple[bytes, Revision] | None:
+        backend = self._store.backend
+        with _backend_errors(backend, "get"):
+            return backend.get(key)
+
+    def put(self, key: str, value: bytes, revision: Revision | None) -> Revision | None:
+        backend = self._store.backend
+        with _backend_errors(backend, "put"):
+            return backend.put(key, value, revision)
+
+    def delete(self, key: str, revision: Revision) -> bool:
+        backend = self._store.backend
+        with _backend_errors(backend, "delete"):
+            return backend.delete(key, revision)
+
+    def keys(self, prefix: str) -> list[str]:
+        backend = self._store.backend
+        with _backend_errors(backend, "keys"):
+            return backend.keys(prefix)
+
+    def scan(self, prefix: str) -> list[tuple[str, bytes, Revision]]:
+        backend = self._store.backend
+        with _backend_errors(backend, "scan"):
+            return backend.scan(prefix)
+
+    def close(self) -> None:
+        backend = self._store.backend
+        with _backend_errors(backend, "close"):
+            backend.close()
+
+
 class KVStore(Store):
     """A complete store over an :class:`KVBackend`.
 
@@ -95,6 +154,7 @@ class KVStore(Store):
         chunk_items: int = kv.DEFAULT_CHUNK_ITEMS,
     ) -> None:
         self.backend = backend
+        self._kv = _Guarded(self)  # the kit calls the backend only through this
         self._clock = clock
         self._chunk = kv.check_chunk_items(chunk_items)
         # Chunk and tail keys are never rewritten with other bytes, so what was read once
@@ -113,9 +173,9 @@ class KVStore(Store):
     def _put_blob(self, key: str, items: list[bytes]) -> None:
         value, parts = kv.frame(kv.join_items(items), self._max)
         for number, part in enumerate(parts, 1):
-            self.backend.put(kv.part_key(key, number), part, None)
+            self._kv.put(kv.part_key(key, number), part, None)
         # A key that exists already holds these bytes (see _kv_common): nothing to do.
-        rev = self.backend.put(key, value, None)
+        rev = self._kv.put(key, value, None)
         if rev is not None:
             self._remember(key, (items, rev, len(parts)))
 
@@ -128,7 +188,7 @@ class KVStore(Store):
         cached = self._blobs.get(key)
         if cached is not None:
             return cached
-        got = self.backend.get(key)
+        got = self._kv.get(key)
         if got is None:
             return None
         value, rev = got
@@ -136,7 +196,7 @@ class KVStore(Store):
         if count:
             pieces = []
             for number in range(1, count + 1):
-                part = self.backend.get(kv.part_key(key, number))
+                part = self._kv.get(kv.part_key(key, number))
                 if part is None:
                     return None
                 pieces.append(part[0])
@@ -147,15 +207,15 @@ class KVStore(Store):
 
     def _drop_blob(self, key: str) -> None:
         """Delete a blob no header references any more (best effort: leftovers are garbage)."""
-        got = self.backend.get(key)
+        got = self._kv.get(key)
         self._blobs.pop(key, None)
         if got is None:
             return
         for number in range(1, kv.split_count(got[0]) + 1):
-            part = self.backend.get(kv.part_key(key, number))
+            part = self._kv.get(kv.part_key(key, number))
             if part is not None:
-                self.backend.delete(kv.part_key(key, number), part[1])
-        self.backend.delete(key, got[1])
+                self._kv.delete(kv.part_key(key, number), part[1])
+        self._kv.delete(key, got[1])
 
     def _drop_history(self, head: Head) -> None:
         for key in head.chunk_keys():
@@ -202,7 +262,7 @@ class KVStore(Store):
     # --- headers --------------------------------------------------------------------------------
 
     def _head(self, session_id: str) -> Head | None:
-        got = self.backend.get(kv.header_key(session_id))
+        got = self._kv.get(kv.header_key(session_id))
         return None if got is None else kv.decode_head(session_id, got[0], got[1])
 
     def _live_head(self, session_id: str, now: int) -> Head:
@@ -214,7 +274,7 @@ class KVStore(Store):
     def _publish(self, new: Head, rev: Revision | None) -> Revision | None:
         """Compare-and-set the header: the step that makes a write visible, or not at all."""
         value = kv.encode_head(new, self._max)
-        return self.backend.put(kv.header_key(new.doc["id"]), value, rev)
+        return self._kv.put(kv.header_key(new.doc["id"]), value, rev)
 
     def _all_items(self, head: Head) -> list[bytes] | None:
         return self._read_positions(head, 0, int(head.doc["history_len"]))
@@ -511,7 +571,7 @@ class KVStore(Store):
 
     def _heads(self) -> list[Head]:
         heads = []
-        for key, value, rev in self.backend.scan(kv.HEADER_PREFIX):
+        for key, value, rev in self._kv.scan(kv.HEADER_PREFIX):
             try:
                 raw = _json.loads(value)
                 heads.append(kv.decode_head(raw["doc"]["id"], value, rev))
@@ -552,7 +612,7 @@ class KVStore(Store):
         raise ConflictError(session_id, expected_version, None, "the header kept changing")
 
     def _delete_head(self, head: Head) -> bool:
-        if not self.backend.delete(kv.header_key(head.doc["id"]), head.rev):
+        if not self._kv.delete(kv.header_key(head.doc["id"]), head.rev):
             return False
         self._drop_history(head)
         return True
@@ -660,7 +720,7 @@ class KVStore(Store):
         heads = {kv.encode_id(head.doc["id"]): head for head in self._heads()}
         cutoff = self._now() - grace
         count = 0
-        for key in self.backend.keys(kv.CHUNK_PREFIX) + self.backend.keys(kv.TAIL_PREFIX):
+        for key in self._kv.keys(kv.CHUNK_PREFIX) + self._kv.keys(kv.TAIL_PREFIX):
             parsed = kv.parse_data_key(key)
             if parsed is None:
                 continue
@@ -671,12 +731,12 @@ class KVStore(Store):
             made = kv.token_time(name if kind == "t" else gen)
             if made is None or made > cutoff:
                 continue
-            got = self.backend.get(key)
-            if got is not None and self.backend.delete(key, got[1]):
+            got = self._kv.get(key)
+            if got is not None and self._kv.delete(key, got[1]):
                 self._blobs.pop(key, None)
                 count += 1
         return count
 
     def close(self) -> None:
         self._blobs.clear()
-        self.backend.close()
+        self._kv.close()

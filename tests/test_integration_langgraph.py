@@ -306,7 +306,7 @@ def test_ownership_two_concurrent_invokes(store: Store) -> None:
     # a stale run: a checkpoint whose parent is no longer the head is refused
     stale_parent = list(saver.list(_cfg("own")))[-1].config
     with pytest.raises(ConflictError, match="moved on"):
-        saver.put(stale_parent, empty_checkpoint(), {}, {})
+        saver.put(stale_parent, empty_checkpoint(), {"source": "loop", "step": 9}, {})
     assert graph.get_state(_cfg("own")).values["messages"] == messages
 
 
@@ -357,3 +357,17 @@ def test_the_offline_example_runs(tmp_path: Path) -> None:
     ]
     assert "second run refused: the thread is owned by the first" in lines
     assert lines[-1] == "echo: first run"
+
+
+def test_ownership_allows_forks_by_update_state(store: Store) -> None:
+    """Ownership judges the loop's checkpoints only: a fork by update_state from an older
+    checkpoint is a new branch on purpose; the run from it continues on its own head."""
+    graph = _chat_graph(TetherSaver(store, ownership=True))
+    graph.invoke({"messages": ["a"]}, _cfg("of"))
+    graph.invoke({"messages": ["b"]}, _cfg("of"))
+    first_turn = next(
+        s for s in graph.get_state_history(_cfg("of")) if s.values.get("messages") == ["a"]
+    )
+    fork = graph.update_state(first_turn.config, {"messages": ["forked"]})
+    result = graph.invoke(None, fork)
+    assert result["messages"] == ["a", "forked", "echo forked"]

@@ -240,7 +240,9 @@ class SaverBase(BaseCheckpointSaver[str]):
             get_checkpoint_id(config),
             item,
             blobs,
-            expect_parent=self.ownership,
+            # only the loop's own checkpoints: an update_state fork ("update", "fork") starts
+            # a new branch on purpose, and becomes the head the loop then runs from
+            expect_parent=self.ownership and metadata.get("source") in ("input", "loop"),
             lease=_lease(thread_id),
         )
         return _config(thread_id, ns, checkpoint["id"])

@@ -153,11 +153,39 @@ class SessionHeader(BaseModel):
         return self.expires_at is not None and self.expires_at <= now
 
 
+class _Views:
+    """The ``history`` entries a session's stored items had when loaded, built once.
+
+    :attr:`Session.items` compares ``history`` with them to see whether it was edited (an edit
+    in place of an entry dict included), which costs one comparison per item and builds
+    nothing. Cached per stored-items list, by identity: a new ``_items`` gets new views. It
+    compares equal to any other (or to none: the default before the first access), so a
+    session's equality stays its fields and items, as before."""
+
+    __slots__ = ("_cached",)
+
+    def __init__(self) -> None:
+        self._cached: tuple[list[StoredItem], list[HistoryItem]] | None = None
+
+    def of(self, stored: list[StoredItem]) -> list[HistoryItem]:
+        cached = self._cached
+        if cached is None or cached[0] is not stored:
+            views = [{**s.item, "seq": s.seq, "timestamp": s.timestamp} for s in stored]
+            cached = self._cached = (stored, views)
+        return cached[1]
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, _Views)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class Session(SessionHeader):
     """A session: its header plus the loaded window of its history (all of it by default)."""
 
     history: list[HistoryItem] = Field(default_factory=list)
     _items: list[StoredItem] | None = PrivateAttr(default=None)
+    _views: _Views | None = PrivateAttr(default=None)
 
     @property
     def items(self) -> list[StoredItem]:
@@ -172,14 +200,15 @@ class Session(SessionHeader):
         by hand, the items are ``history`` without ``seq`` and ``timestamp``.
         """
         stored = self._items if self._items is not None else []
+        if self._views is None:
+            self._views = _Views()
+        views = self._views.of(stored)
+        if self.history == views:  # unchanged since loaded: one comparison, no dict built
+            return list(stored)
         out: list[StoredItem] = []
         for index, entry in enumerate(self.history):
             known = stored[index] if index < len(stored) else None
-            if known is not None and entry == {
-                **known.item,
-                "seq": known.seq,
-                "timestamp": known.timestamp,
-            }:
+            if known is not None and entry == views[index]:
                 out.append(known)
                 continue
             seq = entry.get("seq")

@@ -60,6 +60,7 @@ def test_a_fork_keeps_keys_and_exact_items_on_every_store(sessions: tether.Sessi
     store.append("parent", ITEMS)
     parent = store.load("parent")
     child = sessions.fork("parent", "child", at=4)
+    assert child.header == store.load("child").header  # the returned child is the stored one
     for view in (child, store.load("child")):
         assert [(i.seq, i.key, i.item) for i in view.items] == [
             (i.seq, i.key, i.item) for i in parent.items[:4]

@@ -263,3 +263,38 @@ def test_nothing_listening_fails_fast() -> None:
         assert isinstance(error, StoreUnavailable), repr(error)
         assert "cannot reach the NATS server" in str(error)
         assert time.monotonic() - started < 2  # one attempt, not a reconnect loop
+
+
+async def test_a_listing_does_not_stop_at_an_early_end_marker(
+    nats_server: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-py signals "all delivered" with a None update when the server has nothing pending
+    and the client has counted nothing received, which a busy machine also shows while the
+    entries are still in flight. Such an early marker must not cut a listing short."""
+    import nats.js.kv
+
+    watch = nats.js.kv.KeyValue.watch
+
+    async def watch_with_an_early_marker(self: Any, *args: Any, **kwargs: Any) -> Any:
+        watcher = await watch(self, *args, **kwargs)
+        updates = watcher.updates
+        sent = False
+
+        async def updates_after_a_marker(*a: Any, **k: Any) -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return None  # what the race delivers before the entries
+            return await updates(*a, **k)
+
+        watcher.updates = updates_after_a_marker
+        return watcher
+
+    async with AsyncNatsStore(nats_server, bucket) as store:
+        ids = {(await store.create(tether.Session(agent="early"))).id for _ in range(5)}
+        monkeypatch.setattr(nats.js.kv.KeyValue, "watch", watch_with_an_early_marker)
+        listed = [h.id async for h in store.iter_sessions(agent="early", limit=2)]
+        assert sorted(listed) == sorted(ids)
+        await store.delete(sorted(ids)[0])  # a delete marker is delivered, never listed
+        listed = [h.id async for h in store.iter_sessions(agent="early", limit=10)]
+        assert sorted(listed) == sorted(ids)[1:]

@@ -247,18 +247,31 @@ class AsyncNatsBackend(AsyncKVBackend):
     async def _watch(self, prefix: str, meta_only: bool) -> list[Any]:
         kv = await self._bucket()
         what = f"a listing of {prefix!r}"
-        subscribe = kv.watch(prefix + ">", ignore_deletes=True, meta_only=meta_only)
+        # Deletes are delivered (and dropped below) so that every message the consumer owes
+        # becomes an entry whose ``delta`` counts down to 0. nats-py's own "all delivered"
+        # marker (None) is not trusted: it is sent when the server reports nothing pending and
+        # the client has counted nothing received, which is also true while the messages are
+        # still in flight on a busy machine; stopping there would list some sessions and
+        # silently leave out the rest.
+        subscribe = kv.watch(prefix + ">", ignore_deletes=False, meta_only=meta_only)
         watcher = await self._call(asyncio.wait_for(subscribe, self.timeout * 2), what)
         entries = []
         try:
-            while True:
+            consumer = watcher._sub
+            assert consumer is not None  # set by watch() before it returns
+            info = await self._call(consumer.consumer_info(), what)
+            owed = info.delivered.consumer_seq + info.num_pending
+            while owed:
                 # Each entry within the timeout: a server that went away mid-listing would
                 # otherwise leave the iteration waiting forever.
                 update = watcher.updates(timeout=self.timeout)  # type: ignore[no-untyped-call]
                 entry = await self._call(update, what)
-                if entry is None:  # the current values are all delivered
+                if entry is None:  # the library's marker: possibly early, see above
+                    continue
+                if entry.operation is None:  # a value, not a delete or purge marker
+                    entries.append(entry)
+                if entry.delta == 0:  # the newest message under the prefix is in
                     break
-                entries.append(entry)
         finally:
             with contextlib.suppress(*_NATS_ERRORS):  # a dead connection has no consumer left
                 await watcher.stop()  # type: ignore[no-untyped-call]

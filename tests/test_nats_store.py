@@ -285,9 +285,9 @@ async def test_a_listing_does_not_stop_at_an_early_end_marker(
             if not sent:
                 sent = True
                 return None  # what the race delivers before the entries
-            return await updates(*a, **k)
+            return await updates(*a, **k)  # type: ignore[no-untyped-call]
 
-        watcher.updates = updates_after_a_marker
+        watcher.updates = updates_after_a_marker  # type: ignore[method-assign]
         return watcher
 
     async with AsyncNatsStore(nats_server, bucket) as store:

@@ -11,13 +11,13 @@ prove it with the conformance suite (``tests/test_audited_store_example.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import tether
 from tether import AsyncStore, Lease, Page, Session, Store
-from tether.stores.base import StatusFilter
+from tether.stores.base import NewItems, StatusFilter
 
 AuditEntry = tuple[str, str, int]
 """(operation, session id, version written, or the lease's fence for claim / release)."""
@@ -54,7 +54,7 @@ class AuditedStore(Store):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
@@ -68,11 +68,14 @@ class AuditedStore(Store):
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        version = self.inner.replace_history(session_id, expected_version, items, lease=lease)
+        version = self.inner.replace_history(
+            session_id, expected_version, items, changes=changes, lease=lease
+        )
         self.audit.append(("replace_history", session_id, version))
         return version
 
@@ -172,7 +175,7 @@ class AsyncAuditedStore(AsyncStore):
         session_id: str,
         expected_version: int,
         *,
-        append: Iterable[Mapping[str, Any]] = (),
+        append: NewItems = (),
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
@@ -186,11 +189,14 @@ class AsyncAuditedStore(AsyncStore):
         self,
         session_id: str,
         expected_version: int,
-        items: Iterable[Mapping[str, Any]],
+        items: NewItems,
         *,
+        changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        version = await self.inner.replace_history(session_id, expected_version, items, lease=lease)
+        version = await self.inner.replace_history(
+            session_id, expected_version, items, changes=changes, lease=lease
+        )
         self.audit.append(("replace_history", session_id, version))
         return version
 

@@ -241,7 +241,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        (dropped if item.nodeid.split("[", 1)[0] in listed else kept).append(item)
+        listed_here = item.nodeid in listed or item.nodeid.split("[", 1)[0] in listed
+        (dropped if listed_here else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

@@ -21,6 +21,7 @@ POSTGRES_URL = os.environ.get(
     "TETHER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 NATS_URL = os.environ.get("TETHER_TEST_NATS_URL", "nats://127.0.0.1:4222")
+RABBITMQ_URL = os.environ.get("TETHER_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 _answers: dict[str, str | None] = {}
@@ -40,12 +41,13 @@ def _reachable(url: str, default_port: int) -> str | None:
 
 
 def require_server(kind: str) -> str:
-    """The test URL of ``kind`` ("redis", "postgres" or "nats"); skip (or fail in CI) if it
-    is down."""
+    """The test URL of ``kind`` ("redis", "postgres", "nats" or "rabbitmq"); skip (or fail in
+    CI) if it is down."""
     url, port, env = {
         "redis": (REDIS_URL, 6379, "TETHER_TEST_REDIS_URL"),
         "postgres": (POSTGRES_URL, 5432, "TETHER_TEST_POSTGRES_URL"),
         "nats": (NATS_URL, 4222, "TETHER_TEST_NATS_URL"),
+        "rabbitmq": (RABBITMQ_URL, 5672, "TETHER_TEST_RABBITMQ_URL"),
     }[kind]
     why = _reachable(url, port)
     if why is not None:
@@ -76,6 +78,12 @@ def redis_url() -> str:
 @pytest.fixture
 def postgres_url() -> str:
     return require_server("postgres")
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    """The AMQP broker URL for Celery tests (``TETHER_TEST_RABBITMQ_URL``)."""
+    return require_server("rabbitmq")
 
 
 # --- isolated namespaces and schemas on the shared servers -------------------------------------

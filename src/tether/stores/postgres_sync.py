@@ -1,6 +1,7 @@
+# generated from src/tether/stores/postgres_async.py by tools/unasync.py, do not edit
 """The PostgreSQL store: sessions shared by many processes and machines.
 
-The sync side, generated from postgres_async.py by tools/unasync.py: do not edit.
+The sync side.
 
 Tables, in the store's schema (``public`` unless the URL says ``?schema=``):
 

@@ -1,4 +1,5 @@
-"""The Redis store, sync side (generated from redis_async.py by tools/unasync.py: do not edit).
+# generated from src/tether/stores/redis_async.py by tools/unasync.py, do not edit
+"""The Redis store, sync side.
 
 Key layout, for namespace ``ns`` (every key carries the hash tag ``{ns}``, so a namespace lives
 in one Redis Cluster slot and one script may touch any of its keys):

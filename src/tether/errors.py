@@ -22,6 +22,11 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
     ├── LeaseLost                 your lease expired, was released, or was taken over
     ├── CorruptSession            a stored session cannot be decoded
     ├── UnsupportedSchemaVersion  stored by a newer tether; never overwritten
+    ├── DecryptionError           an encrypted store's data cannot be read back as written
+    │   ├── PlaintextFound        clear data where a ciphertext was expected
+    │   ├── TamperedCiphertext    a ciphertext altered, malformed, or moved to another place
+    │   ├── UnknownKeyId          a ciphertext names a key id the keyring does not hold
+    │   └── MissingKey            the keyring could not produce a key (its fetch failed)
     ├── MissingSnapshot           resume() on a session with nothing to resume
     ├── ApprovalExpired           a review was answered after its time limit
     ├── ReviewMismatch            a review id that is not this session's open interrupt
@@ -45,6 +50,7 @@ __all__ = [
     "ConflictError",
     "ConflictingSessionIds",
     "CorruptSession",
+    "DecryptionError",
     "DuplicateItemKey",
     "InvalidRequest",
     "InvalidSessionData",
@@ -52,18 +58,22 @@ __all__ = [
     "InvalidToken",
     "LeaseLost",
     "LockTimeout",
+    "MissingKey",
     "MissingSnapshot",
     "MissingStore",
     "MissingTools",
     "ModelError",
+    "PlaintextFound",
     "ReservedStateKey",
     "ReviewMismatch",
     "SessionExists",
     "SessionNotFound",
     "StoreError",
     "StoreUnavailable",
+    "TamperedCiphertext",
     "TetherError",
     "TurnInProgress",
+    "UnknownKeyId",
     "UnsupportedSchemaVersion",
 ]
 
@@ -340,6 +350,46 @@ class UnsupportedSchemaVersion(TetherError):
             f"versions up to {supported}. It was written by a newer tether: upgrade tether to "
             "read or change it. It has been left untouched."
         )
+
+
+class DecryptionError(TetherError):
+    """Data of an encrypted store (``tether.encryption``) cannot be read back as it was written.
+
+    The store fails closed: nothing is returned in clear by mistake and nothing is skipped.
+    ``session_id`` names the session, ``place`` what could not be read (``"state"``,
+    ``"options"``, ``"history item seq 7"``), ``key_id`` the key the ciphertext names, if any.
+    """
+
+    def __init__(
+        self, session_id: str, place: str, detail: str, *, key_id: str | None = None
+    ) -> None:
+        self.session_id = session_id
+        self.place = place
+        self.key_id = key_id
+        self.detail = detail
+        super().__init__(f"session {session_id!r}, {place}: {detail}")
+
+
+class PlaintextFound(DecryptionError):
+    """Clear data where the encrypted store expects a ciphertext (written without encryption,
+    or put there by someone with access to the storage). Encrypt the store with
+    ``tether rekey --encrypt`` if it was written in clear before encryption was turned on."""
+
+
+class TamperedCiphertext(DecryptionError):
+    """A ciphertext does not verify: altered, truncated, malformed, or moved from another
+    session, item or field (the associated data binds each one to its place)."""
+
+
+class UnknownKeyId(DecryptionError):
+    """A ciphertext names a key id the keyring does not hold (a retired key, or another
+    store's). Add that key to the keyring to read it, then ``tether rekey`` to move it to the
+    current key."""
+
+
+class MissingKey(DecryptionError):
+    """The keyring knows the key id but could not produce its key: the fetch callable (a KMS
+    call, say) raised or returned nothing. Its exception, if any, is the ``__cause__``."""
 
 
 class ModelError(TetherError):

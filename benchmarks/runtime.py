@@ -1,47 +1,254 @@
-"""The session runtime's costs: a cached worker's turn against an uncached one, and fork.
+"""The session runtime's costs beside the store's own: a worker's turn, an agent turn, and fork.
 
 Run ``.venv/bin/python benchmarks/runtime.py [--quick]``. One run, one machine, the embedded
-SQLite store (WAL, synchronous=NORMAL); medians of many repetitions.
+SQLite store (WAL, synchronous=NORMAL); medians of many repetitions, the systems compared at one
+history length interleaved turn by turn (so a slow moment of the machine hits them all alike).
 
-- **turn**: what an agent worker does per turn through ``Sessions``: ``get(id)`` for the prompt,
-  then ``execute(id, AppendMessages(user, assistant))``. *Cached* is a ``Sessions`` that keeps
-  the session between turns (the default); *uncached* has ``cache_size=0`` and reads the whole
-  history every time.
+- **turn** at history lengths 10 ... 100,000, each on its own session:
+
+  - *store*: the store's own cached turn, what a worker holding the history does without the
+    runtime: ``store.load(id, after=last_seq)`` then ``store.commit(id, version, append=...)``.
+  - *get+execute*: ``Sessions.get(id)`` for the prompt, then
+    ``Sessions.execute(id, AppendMessages(user, assistant))``.
+  - *execute*: a worker that keeps the session ``execute`` returned and builds its next prompt
+    from it: ``session = Sessions.execute(id, AppendMessages(user, assistant))``.
+  - *uncached* (10 and 10,000 only): get+execute on ``Sessions(cache_size=0)``.
+
+  The ratio columns are each runtime turn over the store's turn; the target is 1.2 at most.
+  "calls" are the store calls each turn makes (counted on separate, untimed turns).
+- **agent**: ``Agent.run(id, message)`` with a ``ScriptedModel`` (no tools) at 10 items, beside
+  one plain ``store.commit`` of two items and raw sqlite3 (``BEGIN IMMEDIATE``, two INSERTs,
+  ``COMMIT``; the same with the whole history SELECTed first, benchmarks/chat_turn.py's raw turn).
+  It lists the store calls of one turn, and the turn's cost per write (claim, commits, release)
+  over one plain commit.
 - **fork**: ``fork(id)`` of a session holding N items, beside one plain commit on the same store.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import tether
-from tether import AppendMessages
+from tether import AppendMessages, Session
+from tether.agent import Agent, ScriptedModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chat_turn import RAW_MESSAGES_TABLE, raw_turn
 
 USER = {"role": "user", "content": "u" * 200}
 ASSISTANT = {"role": "assistant", "content": "a" * 800}
+STORE_CALLS = (
+    "create",
+    "load",
+    "commit",
+    "append",
+    "replace_history",
+    "replace_tail",
+    "claim",
+    "renew",
+    "release",
+)
 
 
 def _median_us(samples: list[float]) -> float:
     return statistics.median(samples) * 1e6
 
 
-def turn_us(store: tether.Store, n: int, cached: bool, turns: int) -> float:
-    sessions = tether.Sessions(store, cache_size=256 if cached else 0)
-    session = sessions.create(history=[USER, ASSISTANT] * (n // 2))
-    sessions.get(session.id)  # a worker that already holds it
-    samples = []
+def counting(store: tether.Store) -> Counter[str]:
+    """Count the calls made to ``store``'s methods from now on (its instance is patched)."""
+    counts: Counter[str] = Counter()
+    for name in STORE_CALLS:
+        method = getattr(store, name)
+
+        @functools.wraps(method)
+        def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+            counts[_name] += 1
+            return _method(*args, **kw)
+
+        setattr(store, name, counted)
+    return counts
+
+
+def uncounted(store: tether.Store) -> None:
+    for name in STORE_CALLS:
+        store.__dict__.pop(name, None)
+
+
+class StoreTurn:
+    """The store's own cached turn (benchmarks/chat_turn.py's ``TetherCached``)."""
+
+    def __init__(self, store: tether.Store, n: int) -> None:
+        self.store = store
+        session = store.create(Session(history=[USER, ASSISTANT] * (n // 2)))
+        self.id = session.id
+        loaded = store.load(self.id)  # the worker's state before the timed turns
+        self.last_seq, self.history = loaded.last_seq, list(loaded.history)
+
+    def __call__(self) -> None:
+        fresh = self.store.load(self.id, after=self.last_seq)
+        self.history.extend(fresh.history)
+        self.store.commit(self.id, fresh.version, append=[USER, ASSISTANT])
+        self.history.extend((USER, ASSISTANT))
+        self.last_seq = fresh.last_seq + 2
+
+
+class GetExecute:
+    """``Sessions.get`` for the prompt, then ``Sessions.execute``."""
+
+    def __init__(self, store: tether.Store, n: int, cache_size: int = 256) -> None:
+        self.sessions = tether.Sessions(store, cache_size=cache_size)
+        self.id = self.sessions.create(history=[USER, ASSISTANT] * (n // 2)).id
+        self.sessions.get(self.id)  # a worker that already holds it
+
+    def __call__(self) -> None:
+        prompt = self.sessions.get(self.id).history
+        assert prompt
+        self.sessions.execute(self.id, AppendMessages(USER, ASSISTANT))
+
+
+class Execute:
+    """A worker keeping what ``execute`` returned: its next prompt is that session's history."""
+
+    def __init__(self, store: tether.Store, n: int) -> None:
+        self.sessions = tether.Sessions(store)
+        self.id = self.sessions.create(history=[USER, ASSISTANT] * (n // 2)).id
+        self.session = self.sessions.get(self.id)
+
+    def __call__(self) -> None:
+        prompt = self.session.history
+        assert prompt
+        self.session = self.sessions.execute(self.id, AppendMessages(USER, ASSISTANT))
+
+
+def interleaved(systems: dict[str, Callable[[], None]], turns: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in systems}
     for _ in range(turns):
-        start = time.perf_counter()
-        sessions.get(session.id)
-        sessions.execute(session.id, AppendMessages(USER, ASSISTANT))
-        samples.append(time.perf_counter() - start)
-    return _median_us(samples)
+        for name, turn in systems.items():
+            start = time.perf_counter()
+            turn()
+            samples[name].append(time.perf_counter() - start)
+    return {name: _median_us(values) for name, values in samples.items()}
+
+
+def calls_per_turn(store: tether.Store, turn: Callable[[], None], turns: int = 3) -> dict[str, int]:
+    turn()  # settle: a first turn may refresh what the setup left
+    counts = counting(store)
+    try:
+        for _ in range(turns):
+            turn()
+    finally:
+        uncounted(store)
+    return {name: count // turns for name, count in sorted(counts.items())}
+
+
+def turn_figures(store: tether.Store, lengths: tuple[int, ...], turns: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    print(
+        f"{'history items':>14}{'store µs':>10}{'get+execute µs':>16}{'ratio':>7}"
+        f"{'execute µs':>12}{'ratio':>7}{'uncached µs':>13}"
+    )
+    for n in lengths:
+        systems: dict[str, Callable[[], None]] = {
+            "store": StoreTurn(store, n),
+            "get_execute": GetExecute(store, n),
+            "execute": Execute(store, n),
+        }
+        if n in (10, 10_000):
+            systems["uncached"] = GetExecute(store, n, cache_size=0)
+        medians = interleaved(systems, turns)
+        calls = {name: calls_per_turn(store, turn) for name, turn in systems.items()}
+        row = {"n": n, **{f"{k}_us": v for k, v in medians.items()}, "calls": calls}
+        row["get_execute_ratio"] = medians["get_execute"] / medians["store"]
+        row["execute_ratio"] = medians["execute"] / medians["store"]
+        rows.append(row)
+        uncached = f"{medians['uncached']:>13,.0f}" if "uncached" in medians else f"{'':>13}"
+        print(
+            f"{n:>14,}{medians['store']:>10,.0f}{medians['get_execute']:>16,.0f}"
+            f"{row['get_execute_ratio']:>7.2f}{medians['execute']:>12,.0f}"
+            f"{row['execute_ratio']:>7.2f}{uncached}"
+        )
+    print("store calls per turn:")
+    for name, calls in rows[0]["calls"].items():
+        print(f"  {name}: {calls}")
+    return rows
+
+
+def raw_sqlite(directory: Path, n: int, turns: int) -> dict[str, float]:
+    """Raw sqlite3 with tether's durability settings: a two-row append, and the whole turn."""
+    conn = sqlite3.connect(directory / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(RAW_MESSAGES_TABLE)
+    prefill = [(i + 1, m["role"], m["content"]) for i, m in enumerate([USER, ASSISTANT] * (n // 2))]
+    for session_id in ("append", "turn"):
+        conn.executemany(
+            "INSERT INTO messages VALUES (?, ?, ?, ?)", [(session_id, *row) for row in prefill]
+        )
+    seq = [n]
+
+    def append() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO messages VALUES ('append', ?, ?, ?)",
+            [(seq[0] + i, m["role"], m["content"]) for i, m in enumerate((USER, ASSISTANT), 1)],
+        )
+        conn.execute("COMMIT")
+        seq[0] += 2
+
+    figures = interleaved(
+        {"append": append, "turn": lambda: raw_turn(conn, "turn", USER, ASSISTANT)}, turns
+    )
+    conn.close()
+    return figures
+
+
+def agent_figures(store: tether.Store, directory: Path, turns: int) -> dict[str, Any]:
+    model = ScriptedModel(lambda request: "a" * 800)
+    agent = Agent(tether.Sessions(store), llm=model)
+    session_id = agent.sessions.create(history=[USER, ASSISTANT] * 5).id
+    plain = StoreTurn(store, 10)
+
+    version = [store.load(plain.id, last=0).version]
+
+    def plain_commit() -> None:
+        version[0] = store.commit(plain.id, version[0], append=[USER, ASSISTANT])
+
+    medians = interleaved(
+        {"agent": lambda: agent.run(session_id, USER["content"]), "commit": plain_commit}, turns
+    )
+    calls = calls_per_turn(store, lambda: agent.run(session_id, USER["content"]))
+    writes = sum(calls.get(name, 0) for name in ("commit", "claim", "release", "renew", "append"))
+    raw = raw_sqlite(directory, 10, turns)
+    result = {
+        "agent_us": medians["agent"],
+        "commit_us": medians["commit"],
+        "calls": calls,
+        "writes": writes,
+        "per_write_ratio": medians["agent"] / writes / medians["commit"],
+        "raw_append_us": raw["append"],
+        "raw_turn_us": raw["turn"],
+    }
+    print(
+        f"agent turn (ScriptedModel, no tools, 10 items): {medians['agent']:,.0f} µs; "
+        f"store calls {calls}"
+    )
+    print(
+        f"  one plain commit {medians['commit']:,.0f} µs; the turn per write "
+        f"({writes} writes) {result['per_write_ratio']:.2f}x a plain commit; "
+        f"raw sqlite3: two-row append {raw['append']:,.0f} µs, whole turn {raw['turn']:,.0f} µs"
+    )
+    return result
 
 
 def fork_us(store: tether.Store, n: int, reps: int) -> tuple[float, float]:
@@ -65,17 +272,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    results: dict[str, object] = {"turns": []}
-    turns, reps = (5, 2) if args.quick else (40, 7)
+    results: dict[str, object] = {}
+    turns, reps = (5, 2) if args.quick else (200, 7)
+    lengths = (10, 1_000) if args.quick else (10, 100, 1_000, 10_000, 100_000)
     with tempfile.TemporaryDirectory() as tmp:
         store = tether.open_store(f"sqlite:///{Path(tmp) / 'runtime.db'}")
         print(f"tether {tether.__version__}, SQLite store; medians of {turns} turns, {reps} forks")
-        print(f"{'history items':>14}{'cached turn µs':>16}{'uncached turn µs':>18}{'ratio':>8}")
-        for n in (10, 10_000):
-            cached = turn_us(store, n, True, turns)
-            uncached = turn_us(store, n, False, turns)
-            print(f"{n:>14,}{cached:>16,.0f}{uncached:>18,.0f}{uncached / cached:>8.1f}")
-            results["turns"].append({"n": n, "cached_us": cached, "uncached_us": uncached})  # type: ignore[attr-defined]
+        results["turns"] = turn_figures(store, lengths, turns)
+        results["agent"] = agent_figures(store, Path(tmp), turns)
         fork, commit = fork_us(store, 10_000, reps)
         results["fork"] = {"n": 10_000, "fork_us": fork, "commit_us": commit}
         print(f"fork of 10,000 items: {fork:,.0f} µs; one commit: {commit:,.0f} µs")

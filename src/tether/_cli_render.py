@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .agent import Replay, Review, _turn
-from .models import HistoryItem, Session, SessionHeader
+from .models import HistoryItem, Page, Session, SessionHeader
 
 __all__ = [
     "clean",
@@ -36,6 +36,7 @@ __all__ = [
     "item_row",
     "json_text",
     "json_time",
+    "page_json",
     "print_blocks",
     "print_grid",
     "print_section",
@@ -293,6 +294,14 @@ def lease_text(header: SessionHeader, now: datetime) -> str:
     live = header.lease_expires_at > now
     state = "held" if live else "expired"
     return f"{state}: {header.lease_owner} until {iso(header.lease_expires_at)}"
+
+
+def page_json(page: Page) -> dict[str, Any]:
+    """``tether ls --json`` (and the inspector's ``/api/sessions``): one page of headers."""
+    return {
+        "sessions": [h.model_dump(mode="json") for h in page.sessions],
+        "next_cursor": page.next_cursor,
+    }
 
 
 def session_json(session: Session) -> dict[str, Any]:

@@ -334,12 +334,7 @@ def ls_command(
         cursor=cursor,
     )
     if as_json:
-        render.echo_json(
-            {
-                "sessions": [h.model_dump(mode="json") for h in page.sessions],
-                "next_cursor": page.next_cursor,
-            }
-        )
+        render.echo_json(render.page_json(page))
         return
     out = render.console()
     if not page.sessions:

@@ -998,5 +998,12 @@ def demo_command(env: _Env, url: str | None) -> None:
     run(url or env.url)
 
 
+# --- the web inspector (its own module: it needs the web extra only when run) ---------------------
+
+from ._cli_serve import serve_command  # noqa: E402 - after the group it joins
+
+cli.add_command(serve_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,357 @@
+"""The store a worker's agents write through: leases kept alive, fences stamped, a clean stop.
+
+:class:`FencedStore` wraps any sync store and changes nothing of the contract; it adds what a
+background worker needs around the :class:`~tether.agent.Agent` it runs, without the agent
+knowing:
+
+* **Renewal.** Every lease claimed through it is renewed by one background thread every third
+  of its ttl, so a turn whose model call or tool runs longer than the ttl keeps its session.
+  The agent renews between steps too; both use the same lease (same token and fence).
+* **Fencing.** Every item written under a lease carries that lease's ``fence``, so the history
+  is also a commit log: a session never had two writers if its items' fences never go down.
+  Once the renewer learns the lease was lost (it expired, another worker claimed the session),
+  every write under it is refused here, before the store is asked, and :func:`current_lease`
+  tells a tool its fence (to stamp external writes) and :func:`lease_lost` whether to stop.
+* **Stopping.** After :meth:`FencedStore.request_stop`, the next commit of a running turn that
+  is safe to stop at (its snapshot is written and no ``once`` tool is about to run) is turned
+  into a checkpoint (status ``hibernated``) and :class:`TurnCheckpointed` is raised to the
+  worker: another worker resumes the turn from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from .errors import LeaseLost, TetherError
+from .models import KeyedItem, Lease, Page, Session, SessionStatus, StoredItem
+from .stores.base import NewItems, Store
+
+__all__ = ["FencedStore", "TurnCheckpointed", "current_lease", "keyed_prompt", "lease_lost"]
+
+log = logging.getLogger("tether.worker")
+
+RUNTIME_KEY = "_tether"
+
+
+class TurnCheckpointed(TetherError):
+    """The worker is stopping: the turn was checkpointed (status ``hibernated``) at a safe step.
+
+    Nothing is lost: the session's snapshot says where the turn stands and any worker resumes
+    it from there.
+    """
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r}: the worker is stopping, its turn was checkpointed "
+            "(status 'hibernated'); a worker resumes it"
+        )
+
+
+@dataclass
+class _Held:
+    lease: Lease
+    ttl: float
+    lost: bool = False
+
+
+_local = threading.local()
+
+
+def current_lease() -> Lease | None:
+    """The lease of the turn running in this thread, if a worker runs it.
+
+    A ``once`` tool passes ``current_lease().fence`` along with what it writes outside tether
+    (a ledger, a payment API): the receiver can then refuse a write stamped with an older fence
+    than one it has already seen, the write of a worker whose lease was taken over.
+    """
+    held: _Held | None = getattr(_local, "held", None)
+    return None if held is None else held.lease
+
+
+def lease_lost() -> bool:
+    """Whether this thread's turn lost its lease (renewal refused): stop, write nothing more."""
+    held: _Held | None = getattr(_local, "held", None)
+    return held is not None and held.lost
+
+
+class FencedStore(Store):
+    """Delegates to ``inner``; renews leases, stamps fences and stops cleanly (module doc).
+
+    ``renew_ratio`` is the part of a lease's ttl between two renewals (default a third).
+    """
+
+    def __init__(self, inner: Store, *, renew_ratio: float = 1 / 3) -> None:
+        if not 0 < renew_ratio < 1:
+            raise ValueError(f"renew_ratio is a fraction of the ttl in (0, 1), not {renew_ratio}")
+        self.inner = inner
+        self.renew_ratio = renew_ratio
+        self._held: dict[str, _Held] = {}  # by lease token
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._stopping = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    # --- leases --------------------------------------------------------------------------------
+
+    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        lease = self.inner.claim(session_id, owner, ttl)
+        seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+        held = _Held(lease, seconds)
+        with self._lock:
+            self._held[lease.token] = held
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_loop, name="tether-lease-renewer", daemon=True
+                )
+                self._renewer.start()
+        _local.held = held
+        self._wake.set()
+        return lease
+
+    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        held = self._check(lease)
+        renewed = self.inner.renew(lease, ttl)
+        if held is not None:
+            held.lease = renewed
+        return renewed
+
+    def release(self, lease: Lease) -> None:
+        with self._lock:
+            held = self._held.pop(lease.token, None)
+        if getattr(_local, "held", None) is held:
+            _local.held = None
+        if held is not None and held.lost:
+            raise LeaseLost(lease.session_id, "its renewal was refused: another runner holds it")
+        self.inner.release(lease)
+
+    def _check(self, lease: Lease) -> _Held | None:
+        with self._lock:
+            held = self._held.get(lease.token)
+        if held is not None and held.lost:
+            # fencing: the renewer saw the lease go; nothing more is written under it
+            raise LeaseLost(lease.session_id, "its renewal was refused: another runner holds it")
+        return held
+
+    def _renew_loop(self) -> None:
+        while not self._closed.is_set():
+            with self._lock:
+                held = [h for h in self._held.values() if not h.lost]
+            if not held:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            wait = min(h.ttl for h in held) * self.renew_ratio
+            if self._closed.wait(wait):
+                return
+            for entry in held:
+                with self._lock:
+                    if entry.lease.token not in self._held:
+                        continue  # released meanwhile
+                try:
+                    entry.lease = self.inner.renew(entry.lease, entry.ttl)
+                except LeaseLost:
+                    entry.lost = True
+                    log.warning(
+                        "lease on session %r lost (fence %d): its turn stops writing",
+                        entry.lease.session_id,
+                        entry.lease.fence,
+                    )
+                except Exception as exc:  # the store is unreachable: try again next round
+                    log.warning(
+                        "renewing the lease on session %r failed (%s); retrying",
+                        entry.lease.session_id,
+                        type(exc).__name__,
+                    )
+
+    # --- stopping ------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Checkpoint each running turn at its next safe commit (see the module doc)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: NewItems = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        items = list(append)
+        checkpointed = False
+        if lease is not None:
+            self._check(lease)
+            items = [_stamped(item, lease.fence) for item in items]
+            key = getattr(_local, "prompt_key", None)
+            if key is not None:
+                items = _keyed_prompt(items, key)
+            if self._stopping.is_set() and _safe_to_stop(items, changes):
+                snapshot = changes["state"][RUNTIME_KEY]["snapshot"]  # type: ignore[index]
+                changes = {**(changes or {}), "status": SessionStatus.HIBERNATED}
+                items.append(
+                    {
+                        "role": "tether",
+                        "event": "checkpoint",
+                        "step": snapshot.get("step"),
+                        "reason": "worker stopping",
+                        "fence": lease.fence,
+                    }
+                )
+                checkpointed = True
+        version = self.inner.commit(
+            session_id, expected_version, append=items, changes=changes, lease=lease
+        )
+        if lease is not None:
+            _local.prompt_key = None  # the keyed prompt is written: never key another item
+        if checkpointed:
+            raise TurnCheckpointed(session_id)
+        return version
+
+    def replace_history(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: NewItems,
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        if lease is not None:
+            self._check(lease)
+            items = [_stamped(item, lease.fence) for item in items]
+        return self.inner.replace_history(
+            session_id, expected_version, items, changes=changes, lease=lease
+        )
+
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        if lease is not None:
+            self._check(lease)
+            items = [_stamped(item, lease.fence) for item in items]
+        return self.inner.append(session_id, items, lease=lease)
+
+    def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        if lease is not None:
+            self._check(lease)
+            items = [_stamped(item, lease.fence) for item in items]
+        return self.inner.replace_tail(
+            session_id, expected_version, after, items, changes=changes, lease=lease
+        )
+
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
+        if lease is not None:
+            self._check(lease)
+        return self.inner.delete(session_id, expected_version, lease=lease, force=force)
+
+    # --- plain delegation ----------------------------------------------------------------------
+
+    def create(self, session: Session) -> Session:
+        return self.inner.create(session)
+
+    def load(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Session:
+        return self.inner.load(session_id, last=last, after=after, limit=limit)
+
+    def items_by_key(self, session_id: str, keys: Any) -> dict[str, StoredItem]:
+        return self.inner.items_by_key(session_id, keys)
+
+    def list(self, **filters: Any) -> Page:
+        return self.inner.list(**filters)
+
+    def exists(self, session_id: str) -> bool:
+        return self.inner.exists(session_id)
+
+    def iter_sessions(self, **filters: Any) -> Iterator[Any]:
+        return self.inner.iter_sessions(**filters)
+
+    def close(self) -> None:
+        """Stop the renewer; the inner store is closed by whoever opened it."""
+        self._closed.set()
+        self._wake.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(timeout=5)
+
+    def __getattr__(self, name: str) -> Any:
+        # the optional extras of the inner store (fork_session, restore, purge_expired, ...)
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+@contextlib.contextmanager
+def keyed_prompt(key: str) -> Iterator[None]:
+    """Within it, this thread's next lease-carrying commit stores its user message under
+    ``key``: a queued message is then consumed at most once (the store refuses the key twice
+    with :class:`~tether.errors.DuplicateItemKey`)."""
+    _local.prompt_key = key
+    try:
+        yield
+    finally:
+        _local.prompt_key = None
+
+
+def _stamped(item: Mapping[str, Any] | KeyedItem, fence: int) -> Mapping[str, Any] | KeyedItem:
+    if isinstance(item, KeyedItem):
+        return KeyedItem(item.key, {**item.item, "fence": fence})
+    return {**item, "fence": fence}
+
+
+def _keyed_prompt(
+    items: list[Mapping[str, Any] | KeyedItem], key: str
+) -> list[Mapping[str, Any] | KeyedItem]:
+    for index, item in enumerate(items):
+        if not isinstance(item, KeyedItem) and item.get("role") == "user":
+            return [*items[:index], KeyedItem(key, item), *items[index + 1 :]]
+    return items
+
+
+def _safe_to_stop(
+    items: list[Mapping[str, Any] | KeyedItem], changes: Mapping[str, Any] | None
+) -> bool:
+    """A running turn's commit with its snapshot, not the one just before a ``once`` tool
+    runs (stopping there would leave the tool marked started: a review on resume)."""
+    if not changes or changes.get("status") not in (SessionStatus.RUNNING, "running"):
+        return False
+    state = changes.get("state")
+    runtime = state.get(RUNTIME_KEY) if isinstance(state, Mapping) else None
+    if not isinstance(runtime, Mapping) or not runtime.get("snapshot"):
+        return False
+    return not any(
+        not isinstance(item, KeyedItem) and item.get("event") == "tool_started" for item in items
+    )

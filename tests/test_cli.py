@@ -131,6 +131,7 @@ SUMMARIES = {
     "copy": "Copy every session between two stores",
     "migrate": "Bring a store and its sessions to this tether's schema",
     "demo": "Run the support-agent story, each step in its own process.",
+    "serve": "Open a web inspector and review desk on this store, in a browser.",
 }
 
 

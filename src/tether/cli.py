@@ -1004,6 +1004,12 @@ from ._cli_serve import serve_command  # noqa: E402 - after the group it joins
 
 cli.add_command(serve_command)
 
+# --- tether worker (its own module: tether.worker runs queued turns) -----------------------------
+
+from ._cli_worker import worker_command  # noqa: E402 - after the group it joins
+
+cli.add_command(worker_command)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

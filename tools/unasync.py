@@ -106,6 +106,12 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/stores/kv_sync.py",
         [(r"\bAsyncKV(Backend|Store)\b", r"KV\1")],
     ),
+    # --- encryption at rest: the wrapping store ------------------------------------------
+    (
+        ROOT / "src/tether/encryption_async.py",
+        ROOT / "src/tether/encryption_sync.py",
+        [(r"\bAsyncEncryptedStore\b", "EncryptedStore")],
+    ),
     # --- postgres: rules for the PostgreSQL store only ------------------------------------
     (
         ROOT / "src/tether/stores/postgres_async.py",

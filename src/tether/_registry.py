@@ -132,7 +132,57 @@ def _open(cls: Any, url: str, create: bool) -> Any:
     return cls.from_url(url, create=False) if takes_create else cls.from_url(url)
 
 
-def open_store(url: str | None = None, *, create: bool = True) -> Store:
+_KEYS_ENV = "encryption_keys_env"
+"""The URL option (and configuration key) naming the environment variable with the keyring."""
+
+
+def _split_keys_env(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``encryption_keys_env=NAME`` option, and NAME (None if absent).
+    The option is tether's, not the store's, so it is taken out before the store sees it."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url, None
+    kept, names = [], []
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        (names if name == _KEYS_ENV else kept).append(value if name == _KEYS_ENV else part)
+    if not names:
+        return url, None
+    if len(names) > 1 or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", names[0]):
+        raise ConfigurationError(
+            f"{_KEYS_ENV} must appear once and name an environment variable ([A-Za-z_] then "
+            f"[A-Za-z0-9_]), not {names!r}"
+        )
+    return base + (f"?{'&'.join(kept)}" if kept else ""), names[0]
+
+
+def _keyring(keys: Any, env: str | None) -> Any:
+    """The keyring to encrypt with (None: no encryption), before the store is opened."""
+    if keys is None and env is None:
+        return None
+    if keys is not None and env is not None:
+        raise ConfigurationError(
+            f"keys= and the URL's {_KEYS_ENV}={env} both give keys: pass one of them"
+        )
+    from .encryption_codec import Keyring, resolve_keys
+
+    return Keyring.from_env(env) if env is not None else resolve_keys(keys)
+
+
+def _wrap(store: Any, ring: Any, asynchronous: bool) -> Any:
+    """The store, encrypted at rest when there is a keyring."""
+    if ring is None:
+        return store
+    if asynchronous:
+        from .encryption_async import AsyncEncryptedStore
+
+        return AsyncEncryptedStore(store, ring)
+    from .encryption_sync import EncryptedStore
+
+    return EncryptedStore(store, ring)
+
+
+def open_store(url: str | None = None, *, create: bool = True, keys: Any = None) -> Store:
     """Open the store a URL names; ``TETHER_URL`` if no URL is given, else the SQLite default.
 
     ``memory://``, ``file:///abs/dir`` or ``file:relative/dir``, ``sqlite:///relative.db`` or
@@ -142,16 +192,24 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     ``create=False`` is for readers: a SQLite database or file store directory that does not
     exist raises :class:`ConfigurationError` instead of being created empty. Stores whose
     ``from_url`` takes no ``create`` argument (memory, Redis, PostgreSQL) open as usual.
+
+    Encryption at rest (``docs/encryption.md``): ``keys=`` (a ``tether.encryption.Keyring``,
+    or a callable returning one) or ``?encryption_keys_env=NAME`` in the URL (the keyring in
+    environment variable NAME) returns the store wrapped in an ``EncryptedStore``.
     """
-    url = _resolve_url(url)
-    store: Store = _open(_load_class(url, 0), url, create)
+    url, env = _split_keys_env(_resolve_url(url))
+    ring = _keyring(keys, env)
+    store: Store = _wrap(_open(_load_class(url, 0), url, create), ring, False)
     return store
 
 
-def open_async_store(url: str | None = None, *, create: bool = True) -> AsyncStore:
-    """The async twin of :func:`open_store`: same URLs, an :class:`AsyncStore`."""
-    url = _resolve_url(url)
-    store: AsyncStore = _open(_load_class(url, 1), url, create)
+def open_async_store(
+    url: str | None = None, *, create: bool = True, keys: Any = None
+) -> AsyncStore:
+    """The async twin of :func:`open_store`: same URLs and keys, an :class:`AsyncStore`."""
+    url, env = _split_keys_env(_resolve_url(url))
+    ring = _keyring(keys, env)
+    store: AsyncStore = _wrap(_open(_load_class(url, 1), url, create), ring, True)
     return store
 
 
@@ -171,6 +229,16 @@ def config_to_url(config: Mapping[str, Any]) -> str:
     if not isinstance(config, Mapping):
         raise ConfigurationError(f"a store configuration is a mapping, not {type(config)}")
     config = dict(config)
+    env = config.pop(_KEYS_ENV, None)
+    url = _config_url(config)
+    if env is None:
+        return url
+    _split_keys_env(f"x:?{_KEYS_ENV}={env}")  # checks the name
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}{_KEYS_ENV}={env}"
+
+
+def _config_url(config: dict[str, Any]) -> str:
     if "url" in config:
         url = config.pop("url")
         if config:
@@ -231,7 +299,9 @@ def store_from_config(config: Mapping[str, Any]) -> Store:
         {"store": "memory"}
         {"url": "sqlite:///app.db"}
 
-    ``driver`` and ``session_store`` are accepted for ``store``, and a top-level ``directory``
+    ``"encryption_keys_env": "NAME"`` beside any of these encrypts the store at rest with the
+    keyring in environment variable NAME (``docs/encryption.md``). ``driver`` and
+    ``session_store`` are accepted for ``store``, and a top-level ``directory``
     for ``file.directory``. With no store named, the SQLite default is used.
     """
     return open_store(config_to_url(config))

@@ -1,0 +1,491 @@
+"""The codec of encryption at rest: keys, and sealing / opening one value in its place. No I/O.
+
+Every encrypted value is stored as an *envelope*, a JSON object that takes the place of the
+history item, the ``state`` or the ``options`` it encrypts::
+
+    {"tether_enc": 1, "kid": "2026-06", "n": "<nonce, base64>", "c": "<ciphertext, base64>"}
+
+AES-256-GCM (``cryptography``'s ``AESGCM``) with a fresh random 96-bit nonce per encryption.
+The associated data binds each ciphertext to its place: the session id, the kind of value
+(``item`` / ``state`` / ``options``), an item's ``seq`` and key, and the key id. So a
+ciphertext copied into another session, another position or another field, or relabelled
+with another key id, fails to decrypt (:class:`~tether.errors.TamperedCiphertext`).
+
+An item's own ``timestamp`` string (which tether takes as its commit time) is also kept in
+clear beside the ciphertext, because the store reads it there; on the way out it must equal
+the decrypted item's, or the envelope was tampered with.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from . import _json
+from ._core import construct_trusted
+from .errors import (
+    ConfigurationError,
+    MissingKey,
+    PlaintextFound,
+    TamperedCiphertext,
+    UnknownKeyId,
+)
+from .models import HistoryItem, Session, SessionHeader, StoredItem
+
+try:  # the encryption extra
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ConfigurationError(
+        "encryption at rest needs the cryptography package, which is not installed "
+        f"({exc.name}). Install it with: pip install 'tether[encryption]'"
+    ) from exc
+
+__all__ = [
+    "ENVELOPE_MARK",
+    "Codec",
+    "KeySource",
+    "Keyring",
+    "encode_item",
+    "is_envelope",
+    "key_ids_in",
+    "resolve_keys",
+]
+
+ENVELOPE_MARK = "tether_enc"
+"""The key that marks an envelope; its value is the envelope format (1)."""
+FORMAT = 1
+KEY_BYTES = 32  # AES-256
+NONCE_BYTES = 12  # 96 bits: GCM's native nonce size, random per encryption
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_ENVELOPE_FIELDS = frozenset({ENVELOPE_MARK, "kid", "n", "c"})
+_ITEM_FIELDS = _ENVELOPE_FIELDS | {"timestamp"}
+_AD_PREFIX = b"tether-enc/1\x00"
+
+
+def _check_key_id(kid: object) -> str:
+    if not isinstance(kid, str) or not _KEY_ID.fullmatch(kid):
+        raise ConfigurationError(
+            f"key id {kid!r} is not valid: use 1-64 characters from [A-Za-z0-9._-] "
+            "(it is stored in clear beside every ciphertext)"
+        )
+    return kid
+
+
+def _check_key(kid: str, key: object) -> bytes:
+    if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+        size = len(key) if isinstance(key, bytes) else type(key).__name__
+        raise ConfigurationError(
+            f"key {kid!r} must be {KEY_BYTES} random bytes (AES-256), not {size}; make one "
+            "with tether.encryption.Keyring.new_key()"
+        )
+    return key
+
+
+class Keyring:
+    """Key id -> 32-byte key, and which key is current (the one new writes use).
+
+    Old keys stay in the ring so data written with them still reads; ``tether rekey`` moves
+    every session to the current key, after which an old key can be dropped. ``fetch`` is
+    called for a key id the ring does not hold (a KMS lookup, say) and its answer is kept;
+    returning ``None`` means "no such key" (:class:`~tether.errors.UnknownKeyId`), raising
+    means "cannot tell now" (:class:`~tether.errors.MissingKey`).
+
+    Key material never appears in ``repr`` or in any error message.
+    """
+
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        current: str,
+        *,
+        fetch: Callable[[str], bytes | None] | None = None,
+    ) -> None:
+        checked = {_check_key_id(kid): _check_key(kid, key) for kid, key in keys.items()}
+        if _check_key_id(current) not in checked:
+            raise ConfigurationError(
+                f"the current key {current!r} is not in the keyring (it holds "
+                f"{sorted(checked)}); new writes need it"
+            )
+        self.current = current
+        self._keys = checked
+        self._fetch = fetch
+        self._aead: dict[str, AESGCM] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Keyring(current={self.current!r}, key_ids={self.key_ids!r})"
+
+    @property
+    def key_ids(self) -> list[str]:
+        """The key ids the ring holds now (the current one first)."""
+        return [self.current, *sorted(k for k in self._keys if k != self.current)]
+
+    @staticmethod
+    def new_key() -> bytes:
+        """32 fresh random bytes from the OS: a new AES-256 key."""
+        return os.urandom(KEY_BYTES)
+
+    @classmethod
+    def parse(cls, text: str) -> Keyring:
+        """A keyring from its text form: ``kid:base64key[,kid:base64key...]``, the first
+        entry current (standard or URL-safe base64 of 32 bytes). This is the form an
+        environment variable holds; see :meth:`to_text`."""
+        keys: dict[str, bytes] = {}
+        order: list[str] = []
+        for entry in (part.strip() for part in text.split(",")):
+            if not entry:
+                continue
+            kid, sep, encoded = entry.partition(":")
+            if not sep:
+                raise ConfigurationError(
+                    "a keyring is kid:base64key entries separated by commas, the first one "
+                    f"current; an entry has no ':' (key id {kid[:16]!r}...)"
+                )
+            kid = _check_key_id(kid.strip())
+            try:
+                raw = base64.b64decode(encoded.strip().translate(_URLSAFE), validate=True)
+            except (binascii.Error, ValueError):
+                raise ConfigurationError(f"key {kid!r} is not valid base64") from None
+            if kid in keys:
+                raise ConfigurationError(f"key id {kid!r} appears twice in the keyring")
+            keys[kid] = _check_key(kid, raw)
+            order.append(kid)
+        if not order:
+            raise ConfigurationError("the keyring is empty: give at least one kid:base64key")
+        return cls(keys, order[0])
+
+    @classmethod
+    def from_env(cls, name: str) -> Keyring:
+        """The keyring in environment variable ``name`` (see :meth:`parse`)."""
+        text = os.environ.get(name)
+        if not text:
+            raise ConfigurationError(
+                f"environment variable {name!r} holds no keyring: set it to "
+                "kid:base64key[,kid:base64key...] (the first key current)"
+            )
+        return cls.parse(text)
+
+    def to_text(self) -> str:
+        """The text form :meth:`parse` reads (keys fetched later included). A secret."""
+        return ",".join(
+            f"{kid}:{base64.b64encode(self._keys[kid]).decode()}" for kid in self.key_ids
+        )
+
+    def with_current(self, kid: str, key: bytes | None = None) -> Keyring:
+        """A new ring with ``kid`` current (added with ``key`` if given); this one unchanged."""
+        keys = dict(self._keys)
+        if key is not None:
+            keys[_check_key_id(kid)] = _check_key(kid, key)
+        return Keyring(keys, kid, fetch=self._fetch)
+
+    def without(self, kid: str) -> Keyring:
+        """A new ring without ``kid`` (retire a key after ``tether rekey``)."""
+        if kid == self.current:
+            raise ConfigurationError(f"cannot retire {kid!r}: it is the current key")
+        keys = {k: v for k, v in self._keys.items() if k != kid}
+        return Keyring(keys, self.current, fetch=self._fetch)
+
+    def aead(self, kid: str, session_id: str, place: str) -> AESGCM:
+        """The cipher of key ``kid``; raises naming the session and place it was needed for."""
+        found = self._aead.get(kid)
+        if found is not None:
+            return found
+        with self._lock:
+            key = self._keys.get(kid)
+            if key is None and self._fetch is not None:
+                try:
+                    fetched = self._fetch(kid)
+                except Exception as exc:
+                    raise MissingKey(
+                        session_id,
+                        place,
+                        f"the keyring's fetch failed for key id {kid!r} ({type(exc).__name__}); "
+                        "fix the key source and retry. Nothing was returned",
+                        key_id=kid,
+                    ) from exc
+                if fetched is not None:
+                    key = self._keys[kid] = _check_key(kid, fetched)
+            if key is None:
+                raise UnknownKeyId(
+                    session_id,
+                    place,
+                    f"encrypted with key id {kid!r}, which the keyring does not hold (it holds "
+                    f"{self.key_ids}); add that key to read it, then run tether rekey",
+                    key_id=kid,
+                )
+            found = self._aead[kid] = AESGCM(key)
+        return found
+
+
+_URLSAFE = str.maketrans("-_", "+/")
+
+KeySource = Keyring | Callable[[], Keyring]
+"""What ``keys=`` takes: a :class:`Keyring`, or a callable returning one (called once, when
+the store opens: fetch the keys from a KMS there)."""
+
+
+def resolve_keys(keys: object) -> Keyring:
+    """The :class:`Keyring` a ``keys=`` argument gives."""
+    if isinstance(keys, Keyring):
+        return keys
+    if callable(keys):
+        ring = keys()
+        if isinstance(ring, Keyring):
+            return ring
+        raise ConfigurationError(
+            f"the keys callable returned a {type(ring).__name__}, not a tether Keyring"
+        )
+    raise ConfigurationError(
+        f"keys must be a tether.encryption.Keyring or a callable returning one, not "
+        f"{type(keys).__name__}"
+    )
+
+
+def encode_item(item: Mapping[str, Any], *, what: str) -> tuple[bytes, str | None]:
+    """(the item's JSON, its own timestamp string or None); raises
+    :class:`~tether.errors.InvalidSessionData` naming ``what`` if it is not plain JSON."""
+    stamp = item.get("timestamp")
+    return _json.dumps(item, what=what), stamp if isinstance(stamp, str) else None
+
+
+def is_envelope(value: object) -> bool:
+    """Whether a stored value is marked as an envelope (it may still be a forged one)."""
+    return isinstance(value, dict) and ENVELOPE_MARK in value
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class Codec:
+    """Seals values into envelopes and opens them, bound to their place."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+
+    # --- associated data ------------------------------------------------------------------
+
+    @staticmethod
+    def _item_ad(session_id: str, seq: int, key: str | None, kid: str) -> bytes:
+        return _AD_PREFIX + _json.dumps(["item", session_id, seq, key, kid])
+
+    @staticmethod
+    def _field_ad(session_id: str, field: str, kid: str) -> bytes:
+        return _AD_PREFIX + _json.dumps([field, session_id, kid])
+
+    # --- sealing ----------------------------------------------------------------------------
+
+    def _seal(
+        self, data: bytes, ad: bytes, kid: str, session_id: str, place: str
+    ) -> dict[str, Any]:
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self.keyring.aead(kid, session_id, place).encrypt(nonce, data, ad)
+        return {ENVELOPE_MARK: FORMAT, "kid": kid, "n": _b64(nonce), "c": _b64(sealed)}
+
+    def seal_item(
+        self, session_id: str, seq: int, key: str | None, item: Mapping[str, Any], *, what: str
+    ) -> dict[str, Any]:
+        """The envelope of one history item at ``seq`` (with ``key``) of ``session_id``."""
+        return self.seal_item_data(session_id, seq, key, *encode_item(item, what=what))
+
+    def seal_item_data(
+        self, session_id: str, seq: int, key: str | None, data: bytes, stamp: str | None
+    ) -> dict[str, Any]:
+        """:meth:`seal_item` for an item already encoded by :func:`encode_item` (the JSON
+        check runs before any I/O; the seq is known only after a read)."""
+        kid = self.keyring.current
+        ad = self._item_ad(session_id, seq, key, kid)
+        envelope = self._seal(data, ad, kid, session_id, f"history item seq {seq}")
+        if stamp is not None:  # the store takes an item's own timestamp as its time
+            envelope["timestamp"] = stamp
+        return envelope
+
+    def seal_field(self, session_id: str, field: str, value: Mapping[str, Any]) -> dict[str, Any]:
+        """The envelope of a header field (``state`` / ``options``) of ``session_id``."""
+        kid = self.keyring.current
+        data = _json.dumps(value, what=field)
+        return self._seal(data, self._field_ad(session_id, field, kid), kid, session_id, field)
+
+    # --- opening ----------------------------------------------------------------------------
+
+    def _open(
+        self,
+        envelope: object,
+        allowed: frozenset[str],
+        ad_of: Callable[[str], bytes],
+        session_id: str,
+        place: str,
+    ) -> dict[str, Any]:
+        if not isinstance(envelope, dict) or ENVELOPE_MARK not in envelope:
+            raise PlaintextFound(
+                session_id,
+                place,
+                "stored in clear where this encrypted store expects a ciphertext; nothing was "
+                "returned. If the store was written before encryption was turned on, run "
+                "tether rekey --encrypt; otherwise the storage was written to directly",
+            )
+        kid = envelope.get("kid")
+        nonce, sealed = envelope.get("n"), envelope.get("c")
+        if (
+            envelope.get(ENVELOPE_MARK) != FORMAT
+            or not envelope.keys() <= allowed
+            or not isinstance(kid, str)
+            or not _KEY_ID.fullmatch(kid)
+            or not isinstance(nonce, str)
+            or not isinstance(sealed, str)
+        ):
+            raise TamperedCiphertext(
+                session_id,
+                place,
+                "the ciphertext envelope is malformed (fields "
+                f"{sorted(map(str, envelope))}, format {envelope.get(ENVELOPE_MARK)!r}); "
+                "nothing was returned",
+                key_id=kid if isinstance(kid, str) else None,
+            )
+        aead = self.keyring.aead(kid, session_id, place)
+        try:
+            nonce_bytes = base64.b64decode(nonce, validate=True)
+            data = aead.decrypt(nonce_bytes, base64.b64decode(sealed, validate=True), ad_of(kid))
+            value = _json.loads(data)
+        except (binascii.Error, ValueError, InvalidTag, _json.JSONDecodeError):
+            raise TamperedCiphertext(
+                session_id,
+                place,
+                "the ciphertext does not verify: it was altered, or moved here from another "
+                "session, item or field; nothing was returned",
+                key_id=kid,
+            ) from None
+        if not isinstance(value, dict):
+            raise TamperedCiphertext(
+                session_id, place, "the decrypted value is not a JSON object", key_id=kid
+            )
+        return value
+
+    def open_item(
+        self, session_id: str, seq: int, key: str | None, envelope: object
+    ) -> dict[str, Any]:
+        """The history item an envelope at ``seq`` (with ``key``) of ``session_id`` holds."""
+        place = f"history item seq {seq}"
+        item = self._open(
+            envelope,
+            _ITEM_FIELDS,
+            lambda kid: self._item_ad(session_id, seq, key, kid),
+            session_id,
+            place,
+        )
+        stamp = envelope.get("timestamp") if isinstance(envelope, dict) else None
+        own = item.get("timestamp")
+        if stamp != (own if isinstance(own, str) else None):
+            raise TamperedCiphertext(
+                session_id,
+                place,
+                "the clear timestamp beside the ciphertext is not the item's own",
+                key_id=self.key_id_of(envelope),
+            )
+        return item
+
+    def open_field(self, session_id: str, field: str, envelope: object) -> dict[str, Any]:
+        """The ``state`` / ``options`` an envelope of ``session_id`` holds."""
+        return self._open(
+            envelope,
+            _ENVELOPE_FIELDS,
+            lambda kid: self._field_ad(session_id, field, kid),
+            session_id,
+            field,
+        )
+
+    @staticmethod
+    def key_id_of(value: object) -> str | None:
+        """The key id an envelope names (None: not an envelope)."""
+        if isinstance(value, dict) and ENVELOPE_MARK in value:
+            kid = value.get("kid")
+            return kid if isinstance(kid, str) else None
+        return None
+
+
+def key_ids_in(values: Iterable[object]) -> set[str | None]:
+    """The key ids these stored values name (None for any that is not an envelope)."""
+    return {Codec.key_id_of(value) for value in values}
+
+
+# --- whole sessions ----------------------------------------------------------------------------
+
+
+def rebuilt(
+    session: Session,
+    state: dict[str, Any],
+    options: dict[str, Any],
+    items: list[StoredItem],
+) -> Session:
+    """``session`` with these state, options and stored items (both history views rebuilt)."""
+    fields = dict(session.__dict__)
+    fields["state"] = state
+    fields["options"] = options
+    history: list[HistoryItem] = [
+        {**entry.item, "seq": entry.seq, "timestamp": entry.timestamp} for entry in items
+    ]
+    fields["history"] = history
+    out = construct_trusted(Session, fields)
+    out._items = items
+    out._stored_schema_version = session._stored_schema_version
+    return out
+
+
+def open_session(codec: Codec, session: Session) -> Session:
+    """The session as written: its state, options and items decrypted (fails closed)."""
+    sid = session.id
+    items = [
+        StoredItem(
+            entry.seq,
+            entry.timestamp,
+            entry.key,
+            codec.open_item(sid, entry.seq, entry.key, entry.item),
+        )
+        for entry in session.items
+    ]
+    return rebuilt(
+        session,
+        codec.open_field(sid, "state", session.state),
+        codec.open_field(sid, "options", session.options),
+        items,
+    )
+
+
+def open_header(codec: Codec, header: SessionHeader) -> SessionHeader:
+    """A listed header with its state and options decrypted."""
+    fields = dict(header.__dict__)
+    fields["state"] = codec.open_field(header.id, "state", header.state)
+    fields["options"] = codec.open_field(header.id, "options", header.options)
+    return construct_trusted(SessionHeader, fields)
+
+
+def seal_session(codec: Codec, session: Session) -> Session:
+    """The session to store: state, options and every item (at its seq, under its key)
+    encrypted with the current key. The items are ``session.items`` (exact, with keys)."""
+    sid = session.id
+    items = [
+        StoredItem(
+            entry.seq,
+            entry.timestamp,
+            entry.key,
+            codec.seal_item(sid, entry.seq, entry.key, entry.item, what=f"history item {offset}"),
+        )
+        for offset, entry in enumerate(session.items)
+    ]
+    return rebuilt(
+        session,
+        codec.seal_field(sid, "state", session.state),
+        codec.seal_field(sid, "options", session.options),
+        items,
+    )
+
+
+def stored_key_ids(session: Session) -> set[str | None]:
+    """Every key id a stored (raw) session's values name; None for a value in clear."""
+    return key_ids_in([session.state, session.options, *(entry.item for entry in session.items)])

@@ -14,7 +14,17 @@ Layout of a thread's session (agent :data:`AGENT`, id ``encode_external_id(threa
   regular write is inserted only if absent); special writes (negative index) are unkeyed
   items, the newest one wins;
 - a keyed marker for the first write of a checkpoint, so the writes of a checkpoint are read
-  from the first of (checkpoint, marker) on, also when ``put_writes`` came before ``put``.
+  from the first of (checkpoint, marker) on, also when ``put_writes`` came before ``put``;
+- a keyed "late" index entry for writes to a checkpoint made once a newer checkpoint of its
+  namespace was stored (time travel, a resumed old checkpoint): every other write of a
+  checkpoint lies before the first newer checkpoint of its namespace, so a reader by id reads
+  from its checkpoint to that bound and the late entries by key, never to the thread's end.
+
+Order flags (header ``state[STATE_KEY]["order"]``): ``unordered`` lists the namespaces where a
+checkpoint older than the head was put, ``mixed`` says one older than the newest of any
+namespace was. Without them (the normal case: LangGraph's ids grow with time) a thread's
+checkpoints are in id order in the history, so ``list`` pages backward from the end; with
+them it sorts the whole thread, as LangGraph's order requires.
 
 Every value goes through the saver's ``serde`` (``dumps_typed``), its bytes as base64 in JSON.
 """
@@ -23,7 +33,18 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+import threading
+import uuid
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -38,6 +59,7 @@ CHECKPOINT = "langgraph.checkpoint"
 BLOB = "langgraph.blob"
 WRITE = "langgraph.write"
 MARK = "langgraph.first_write"
+LATE = "langgraph.late_writes"
 _MAX_KEY = 256
 _PAGE = 1000
 
@@ -53,6 +75,34 @@ def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
         return done.value  # type: ignore[no-any-return]
     coro.close()
     raise RuntimeError("a tether sync saver call suspended: it needs a sync store")
+
+
+def iterate_sync(agen: AsyncGenerator[_T, None]) -> Iterator[_T]:
+    """Iterate an async generator whose awaits never suspend (calls through :class:`Direct`),
+    one step per item: a consumer that stops early reads no further."""
+    try:
+        while True:
+            step: Any = agen.__anext__()
+            try:
+                step.send(None)
+            except StopIteration as done:
+                yield done.value
+                continue
+            except StopAsyncIteration:
+                return
+            step.close()
+            raise RuntimeError("a tether sync saver call suspended: it needs a sync store")
+    finally:
+        _finish(agen.aclose())
+
+
+def _finish(awaitable: Any) -> None:
+    gen: Generator[Any, None, Any] = awaitable
+    try:
+        gen.send(None)
+    except (StopIteration, StopAsyncIteration):
+        return
+    gen.close()
 
 
 class Direct:
@@ -97,6 +147,10 @@ class ThreadStore:
 
     def __init__(self, store: AsyncStore | Direct) -> None:
         self.store: Any = store
+        # per thread: a version this process wrote and the heads at that version, so a
+        # ``put_writes`` whose append directly follows it knows the heads without a read
+        self._known: dict[str, tuple[int, dict[str, str]]] = {}
+        self._lock = threading.Lock()
 
     async def header(self, thread_id: str) -> Session | None:
         try:
@@ -114,7 +168,7 @@ class ThreadStore:
             id=sid,
             agent=AGENT,
             metadata=external_id_metadata(str(thread_id)),
-            state={STATE_KEY: {"heads": {}}},
+            state={STATE_KEY: {"heads": {}, "order": {"unordered": [], "mixed": False}}},
         )
         try:
             created: Session = await self.store.create(fresh)
@@ -151,6 +205,47 @@ class ThreadStore:
                 return out
             after = page.items[-1].seq
 
+    async def window(self, thread_id: str, lo: int, hi: int) -> list[StoredItem]:
+        """The thread's items with ``lo < seq <= hi``, oldest first (one read; seqs are
+        contiguous, so that is at most ``hi - lo`` items)."""
+        if hi <= lo:
+            return []
+        try:
+            page = await self.store.load(session_id(thread_id), after=lo, limit=hi - lo)
+        except SessionNotFound:
+            return []
+        return [s for s in page.items if s.seq <= hi]
+
+    async def writes_from(self, thread_id: str, ns: str, cid: str, start: int) -> list[StoredItem]:
+        """The writes of checkpoint ``(ns, cid)``, its first write at seq ``start``.
+
+        Read forward from ``start`` up to the first newer checkpoint of ``ns`` (no write made
+        before it was stored lies past it), then the late ones by key: the cost is that of
+        the checkpoint's own step, not of what the thread did after it."""
+        out: dict[int, StoredItem] = {}
+        sid = session_id(thread_id)
+        after, size = start - 1, 16
+        while True:
+            try:
+                page = await self.store.load(sid, after=after, limit=size)
+            except SessionNotFound:
+                return []
+            bound = False
+            for stored in page.items:
+                item = stored.item
+                kind = item.get("type")
+                if kind == CHECKPOINT and item["ns"] == ns and item["id"] > cid:
+                    bound = True
+                    break
+                if kind == WRITE and item["ns"] == ns and item["checkpoint"] == cid:
+                    out[stored.seq] = stored
+            if bound or not page.items or page.items[-1].seq >= page.last_seq:
+                break
+            after, size = page.items[-1].seq, min(size * 2, _PAGE)
+        for stored in await self.late_writes(thread_id, ns, cid):
+            out[stored.seq] = stored
+        return list(out.values())
+
     async def put(  # noqa: PLR0917 - the checkpoint's parts, as LangGraph hands them over
         self,
         thread_id: str,
@@ -164,6 +259,9 @@ class ThreadStore:
         lease: Any = None,
     ) -> None:
         """Store a checkpoint and its changed channel values; move the head in the same write.
+
+        A checkpoint older than a head sets the order flags (see the module's doc) in that
+        same write.
 
         With ``expect_parent`` (ownership), a checkpoint whose parent is not the head is
         refused by that same versioned write: a stale run never overwrites a newer one.
@@ -201,13 +299,24 @@ class ThreadStore:
                 ckey = key("c", ns, cid, rev)
                 present.update(await self.by_key(thread_id, [ckey]))
             append.append(KeyedItem(ckey, {**item, "rev": rev}))
+            thread_state = _state(header)
+            order = thread_state.get("order")
+            if isinstance(order, dict):  # kept since the thread began: keep it exact
+                order = dict(order)
+                if head is not None and cid < head:
+                    order["unordered"] = sorted({*order.get("unordered", []), ns})
+                if heads and cid < max(heads.values()):
+                    order["mixed"] = True
+                thread_state["order"] = order
             if head is None or cid > head:
                 heads[ns] = cid
-            state = {**header.state, STATE_KEY: {**_state(header), "heads": heads}}
+            state = {**header.state, STATE_KEY: {**thread_state, "heads": heads}}
             try:
-                await self.store.commit(
+                version: int = await self.store.commit(
                     sid, header.version, append=append, changes={"state": state}, lease=lease
                 )
+                with self._lock:
+                    self._known[thread_id] = (version, heads)
                 return
             except ConflictError:
                 pass  # a parallel write landed first: read again
@@ -223,29 +332,91 @@ class ThreadStore:
         writes: list[tuple[str, dict[str, Any]]],
         lease: Any = None,
     ) -> None:
-        """Blind appends: keyed writes only if absent, unkeyed upserts, the first-write mark."""
+        """Blind appends: keyed writes only if absent, upserts (special writes) always, the
+        first-write mark; then, if a newer checkpoint of ``ns`` was stored before them, a
+        late entry naming them (see the module's doc)."""
         mark = key("f", ns, cid)
         optimistic = True  # one append, no read, unless a key is there already
+        # a special write is an upsert (the newest wins): a key of its own, never taken
+        upserts = [(key("u", ns, cid, uuid.uuid4().hex), item) for k, item in writes if not k]
         while True:
             keyed = [k for k, _ in writes if k]
             present = {} if optimistic else await self.by_key(thread_id, [mark, *keyed])
-            append: list[KeyedItem | dict[str, Any]] = []
+            append: list[KeyedItem] = []
             if mark not in present:
                 append.append(KeyedItem(mark, {"type": MARK, "ns": ns, "checkpoint": cid}))
-            for k, item in writes:
-                if not k:
-                    append.append(item)
-                elif k not in present:
-                    append.append(KeyedItem(k, item))
+            append.extend(KeyedItem(k, item) for k, item in writes if k and k not in present)
+            append.extend(KeyedItem(k, item) for k, item in upserts if k not in present)
             if not append:
                 return
             try:
-                await self.store.append(session_id(thread_id), append, lease=lease)
-                return
+                version = await self.store.append(session_id(thread_id), append, lease=lease)
+                break
             except SessionNotFound:
                 await self.ensure(thread_id)  # the thread's first write
             except DuplicateItemKey:
                 optimistic = False  # stored by a parallel task or before: keep its, add the rest
+        heads = await self._heads_at(thread_id, version)
+        head = heads.get(ns)
+        if head is not None and head > cid:
+            stored = [k.key for k in append if k.key != mark]
+            await self._note_late(thread_id, ns, cid, stored, lease)
+
+    async def _heads_at(self, thread_id: str, version: int) -> dict[str, str]:
+        """The heads at (or after) ``version``: known without a read when the write just
+        before it was this process's (heads only grow between rewrites)."""
+        with self._lock:
+            known = self._known.get(thread_id)
+            if known is not None and known[0] == version - 1:
+                self._known[thread_id] = (version, known[1])
+                return known[1]
+        header = await self.header(thread_id)
+        if header is None:
+            return {}
+        heads = _heads(header)
+        with self._lock:
+            known = self._known.get(thread_id)
+            if known is None or known[0] < header.version:
+                self._known[thread_id] = (header.version, heads)
+        return heads
+
+    async def _note_late(
+        self, thread_id: str, ns: str, cid: str, keys: list[str], lease: Any
+    ) -> None:
+        """Name late writes in the checkpoint's next free late entry (rare: time travel)."""
+        entry = {"type": LATE, "ns": ns, "checkpoint": cid, "keys": keys}
+        start = 0
+        while True:
+            free = start
+            while True:
+                probe = [key("l", ns, cid, n) for n in range(free, free + 16)]
+                found = await self.by_key(thread_id, probe)
+                missing = [k for k in probe if k not in found]
+                if missing:
+                    free += probe.index(missing[0])
+                    break
+                free += 16
+            try:
+                await self.store.append(
+                    session_id(thread_id), [KeyedItem(key("l", ns, cid, free), entry)], lease=lease
+                )
+                return
+            except DuplicateItemKey:
+                start = free + 1  # a parallel late write took it
+
+    async def late_writes(self, thread_id: str, ns: str, cid: str) -> list[StoredItem]:
+        """The writes named by a checkpoint's late entries."""
+        entries: list[StoredItem] = []
+        n = 0
+        while True:
+            probe = [key("l", ns, cid, i) for i in range(n, n + 16)]
+            found = await self.by_key(thread_id, probe)
+            entries.extend(found[k] for k in probe if k in found)
+            if len(found) < len(probe):
+                break
+            n += 16
+        names = [k for e in entries for k in e.item.get("keys", [])]
+        return list((await self.by_key(thread_id, names)).values()) if names else []
 
     async def delete(self, thread_id: str) -> None:
         sid = session_id(thread_id)
@@ -266,5 +437,19 @@ def _heads(header: Session) -> dict[str, str]:
     return dict(heads) if isinstance(heads, dict) else {}
 
 
+def state_of(header: Session) -> dict[str, Any]:
+    return _state(header)
+
+
 def heads_of(header: Session) -> dict[str, str]:
     return _heads(header)
+
+
+def order_of(header: Session) -> tuple[list[str], bool] | None:
+    """The order flags ``(unordered namespaces, mixed)``; None for a thread that predates
+    them (its order is unknown)."""
+    order = _state(header).get("order")
+    if not isinstance(order, dict):
+        return None
+    unordered = order.get("unordered")
+    return (list(unordered) if isinstance(unordered, list) else [], bool(order.get("mixed")))

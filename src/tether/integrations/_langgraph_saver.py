@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -30,7 +30,21 @@ from ..errors import ConflictError, SessionNotFound
 from ..ids import decode_external_id, external_id_metadata
 from ..models import KeyedItem, Lease, Session, StoredItem
 from . import _langgraph_core as core
-from ._langgraph_core import AGENT, BLOB, CHECKPOINT, MARK, WRITE, ThreadStore, key, pack, unpack
+from ._langgraph_core import (
+    AGENT,
+    BLOB,
+    CHECKPOINT,
+    LATE,
+    MARK,
+    WRITE,
+    ThreadStore,
+    key,
+    pack,
+    unpack,
+)
+
+_PAGE = 1000
+_KEYED_WALK = 16  # delta history: ancestors read by key before one read of the thread
 
 LEASES: contextvars.ContextVar[dict[str, Lease] | None] = contextvars.ContextVar(
     "tether_langgraph_leases", default=None
@@ -106,7 +120,7 @@ class SaverBase(BaseCheckpointSaver[str]):
                 values[channel] = self._value(blob.item["value"])
         checkpoint = {**checkpoint, "channel_values": values}
         latest: dict[tuple[str, int], StoredItem] = {}
-        for write in writes:  # oldest first: the newest upsert of a special write wins
+        for write in sorted(writes, key=lambda w: w.seq):  # the newest special write wins
             latest[(write.item["task_id"], write.item["idx"])] = write
         ordered = sorted(
             latest.values(),
@@ -150,14 +164,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         blobs = await self._threads.by_key(thread_id, blob_keys)
         writes: list[StoredItem] = []
         if mark in found:  # only a checkpoint with writes reads items, from the first of them
-            start = min(found[first].seq, found[mark].seq)
-            writes = [
-                s
-                for s in await self._threads.items(thread_id, after=start - 1)
-                if s.item.get("type") == WRITE
-                and s.item["ns"] == ns
-                and s.item["checkpoint"] == cid
-            ]
+            writes = await self._threads.writes_from(thread_id, ns, cid, found[mark].seq)
         return self._tuple(thread_id, newest, blobs, writes)
 
     async def _thread_ids(self, config: RunnableConfig | None) -> list[str]:
@@ -178,29 +185,133 @@ class SaverBase(BaseCheckpointSaver[str]):
         filter: dict[str, Any] | None,
         before: RunnableConfig | None,
         limit: int | None,
-    ) -> list[CheckpointTuple]:
+    ) -> AsyncGenerator[CheckpointTuple, None]:
+        """Checkpoints newest first, read as they are consumed (a page of the thread at a
+        time), so a first page costs the same at any thread length."""
+        if limit is not None and limit <= 0:
+            return
         configurable = (config or {}).get("configurable", {})
-        ns_filter = configurable.get("checkpoint_ns")
-        id_filter = get_checkpoint_id(config) if config else None
-        before_id = get_checkpoint_id(before) if before else None
-        out: list[CheckpointTuple] = []
+        scope = _Scope(
+            ns=configurable.get("checkpoint_ns"),
+            cid=get_checkpoint_id(config) if config else None,
+            before=get_checkpoint_id(before) if before else None,
+            filter=filter or {},
+        )
+        count = 0
         for thread_id in await self._thread_ids(config):
+            async for tup in self._list_thread(thread_id, scope):
+                yield tup
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+    async def _list_thread(self, thread_id: str, scope: _Scope) -> AsyncIterator[CheckpointTuple]:
+        header = await self._threads.header(thread_id)
+        if header is None:
+            return
+        order = core.order_of(header)
+        # the history is in id order for this scope unless a checkpoint was put out of order
+        ordered = order is not None and (
+            not order[1] if scope.ns is None else scope.ns not in order[0]
+        )
+        if not ordered:
             thread = _Thread(await self._threads.items(thread_id))
             chosen = sorted(thread.checkpoints.items(), key=lambda kv: kv[0][1], reverse=True)
             for (ns, cid), stored in chosen:
-                if limit is not None and len(out) >= limit:
-                    return out
-                if ns_filter is not None and ns != ns_filter:
-                    continue
-                if id_filter is not None and cid != id_filter:
-                    continue
-                if before_id is not None and cid >= before_id:
-                    continue
-                tup = self._tuple(thread_id, stored, thread.blobs, thread.writes.get((ns, cid), []))
-                if filter and not all(tup.metadata.get(k) == v for k, v in filter.items()):
-                    continue
-                out.append(tup)
-        return out
+                if scope.admits(ns, cid) and scope.matches(self._value(stored.item["metadata"])):
+                    yield self._tuple(
+                        thread_id, stored, thread.blobs, thread.writes.get((ns, cid), [])
+                    )
+            return
+        if scope.ns is not None and scope.cid is not None:  # one checkpoint: a keyed read
+            tup = await self._get_tuple(_config(thread_id, scope.ns, scope.cid))
+            if tup is None or not scope.admits(scope.ns, scope.cid):
+                return
+            if scope.matches(tup.metadata):
+                yield tup
+            return
+        async for tup in self._walk(thread_id, header, scope):
+            yield tup
+
+    async def _walk(
+        self, thread_id: str, header: Session, scope: _Scope
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Page backward from the end (or from ``before``'s checkpoint) of an ordered thread.
+
+        Every item after a checkpoint found this way was read before it, so its writes are
+        at hand, but for writes stored before it (from its first-write mark on: read then).
+        Starting at ``before`` skips the items after it: every write of an older checkpoint
+        of the same namespace lies before ``before`` unless it is named by a late entry."""
+        floor, hi = header.first_seq - 1, header.last_seq
+        jumped = False
+        if scope.before is not None and scope.ns is not None:
+            at = await self._threads.by_key(thread_id, [key("c", scope.ns, scope.before)])
+            if at:
+                hi, jumped = at[key("c", scope.ns, scope.before)].seq - 1, True
+        writes: dict[tuple[str, str], dict[int, StoredItem]] = {}
+        marks: dict[tuple[str, str], int] = {}
+        blobs: dict[str, StoredItem] = {}
+        seen: set[tuple[str, str]] = set()
+        size = 32
+        while hi > floor:
+            lo = max(floor, hi - size)
+            size = min(size * 2, _PAGE)
+            found: list[tuple[StoredItem, Any]] = []
+            for stored in reversed(await self._threads.window(thread_id, lo, hi)):
+                kind, owner = stored.item.get("type"), _at(stored)
+                if kind == WRITE and owner is not None:
+                    writes.setdefault(owner, {})[stored.seq] = stored
+                elif kind == MARK and owner is not None:
+                    marks[owner] = stored.seq
+                elif kind == BLOB and stored.key is not None:
+                    blobs[stored.key] = stored
+                elif kind == CHECKPOINT and owner is not None and owner not in seen:
+                    seen.add(owner)  # the first seen is the newest put of it
+                    if scope.admits(*owner):
+                        metadata = self._value(stored.item["metadata"])
+                        if scope.matches(metadata):
+                            found.append((stored, metadata))
+            hi = lo
+            if not found:
+                continue
+            await self._early_writes(thread_id, found, marks, writes, lo)
+            wanted = [
+                key("b", s.item["ns"], ch, str(v))
+                for s, _ in found
+                for ch, v in self._value(s.item["checkpoint"])["channel_versions"].items()
+            ]
+            missing = [k for k in wanted if k not in blobs]
+            blobs.update(await self._threads.by_key(thread_id, missing))
+            for stored, _ in found:
+                ns, cid = owner = (stored.item["ns"], stored.item["id"])
+                mine = dict(writes.get(owner, {}))
+                if jumped:  # writes past ``before`` are named by late entries
+                    late = await self._threads.late_writes(thread_id, ns, cid)
+                    mine.update((s.seq, s) for s in late)
+                yield self._tuple(thread_id, stored, blobs, list(mine.values()))
+
+    async def _early_writes(
+        self,
+        thread_id: str,
+        found: Sequence[tuple[StoredItem, Any]],
+        marks: dict[tuple[str, str], int],
+        writes: dict[tuple[str, str], dict[int, StoredItem]],
+        lo: int,
+    ) -> None:
+        """Read the writes stored before the window at ``lo`` for checkpoints whose first
+        write (``put_writes`` before ``put``) is there."""
+        owners = [(s.item["ns"], s.item["id"]) for s, _ in found]
+        unknown = [at for at in owners if at not in marks]
+        if not unknown:
+            return
+        mark_keys = {key("f", *at): at for at in unknown}
+        for mark_key, stored in (await self._threads.by_key(thread_id, mark_keys)).items():
+            at = mark_keys[mark_key]
+            marks[at] = stored.seq
+            if stored.seq <= lo:
+                for item in await self._threads.window(thread_id, stored.seq - 1, lo):
+                    if item.item.get("type") == WRITE and _at(item) == at:
+                        writes.setdefault(at, {})[item.seq] = item
 
     async def _put(
         self,
@@ -292,7 +403,8 @@ class SaverBase(BaseCheckpointSaver[str]):
                 if stored.item.get("type") == CHECKPOINT:
                     ns, cid = stored.item["ns"], stored.item["id"]
                     heads[ns] = max(heads.get(ns, cid), cid)
-            state = {**header.state, core.STATE_KEY: {"heads": heads}}
+            # the order flags stay: a rewrite keeps the items' order
+            state = {**header.state, core.STATE_KEY: {**core.state_of(header), "heads": heads}}
             items = [KeyedItem(s.key, s.item) if s.key else dict(s.item) for s in kept]
             try:
                 await store.replace_history(
@@ -375,25 +487,34 @@ class SaverBase(BaseCheckpointSaver[str]):
     async def _delta(
         self, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        """The default's walk up the parent chain, over one read of the thread."""
+        """The default's walk up the parent chain: the first steps by keyed reads (a channel
+        is nearly always seeded within a few), the rest over one read of the thread."""
         if not channels:
             return {}
         thread_id, ns = _thread(config)
-        thread = _Thread(await self._threads.items(thread_id))
-        cid = get_checkpoint_id(config)
-        if cid is None:
-            header = await self._threads.header(thread_id)
-            cid = core.heads_of(header).get(ns) if header is not None else None
         collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
         seeds: dict[str, Any] = {}
         remaining = set(channels)
-        target = thread.checkpoints.get((ns, cid)) if cid else None
-        cursor = target.item.get("parent") if target is not None else None
+        target = await self._get_tuple(config)
+        parent = target.parent_config if target is not None else None
+        cursor = get_checkpoint_id(parent) if parent is not None else None
+        thread: _Thread | None = None
+        steps = 0
         while cursor is not None and remaining:
-            stored = thread.checkpoints.get((ns, cursor))
-            if stored is None:
+            tup: CheckpointTuple | None
+            if steps < _KEYED_WALK:
+                steps += 1
+                tup = await self._get_tuple(_config(thread_id, ns, cursor))
+            else:
+                if thread is None:
+                    thread = _Thread(await self._threads.items(thread_id))
+                stored = thread.checkpoints.get((ns, cursor))
+                writes = thread.writes.get((ns, cursor), [])
+                tup = (
+                    None if stored is None else self._tuple(thread_id, stored, thread.blobs, writes)
+                )
+            if tup is None:
                 break
-            tup = self._tuple(thread_id, stored, thread.blobs, thread.writes.get((ns, cursor), []))
             for write in reversed(tup.pending_writes or []):
                 if write[1] in remaining:
                     collected[write[1]].append(write)
@@ -401,7 +522,8 @@ class SaverBase(BaseCheckpointSaver[str]):
                 if ch in tup.checkpoint["channel_values"]:
                     seeds[ch] = tup.checkpoint["channel_values"][ch]
                     remaining.discard(ch)
-            cursor = stored.item.get("parent")
+            parent = tup.parent_config
+            cursor = get_checkpoint_id(parent) if parent is not None else None
         result: dict[str, DeltaChannelHistory] = {}
         for ch in channels:
             entry: DeltaChannelHistory = {"writes": list(reversed(collected[ch]))}
@@ -409,6 +531,25 @@ class SaverBase(BaseCheckpointSaver[str]):
                 entry["seed"] = seeds[ch]
             result[ch] = entry
         return result
+
+
+class _Scope:
+    """What a ``list`` call selects: namespace, id, ``before``, metadata filter."""
+
+    def __init__(
+        self, *, ns: str | None, cid: str | None, before: str | None, filter: dict[str, Any]
+    ) -> None:
+        self.ns, self.cid, self.before, self.filter = ns, cid, before, filter
+
+    def admits(self, ns: str, cid: str) -> bool:
+        return (
+            (self.ns is None or ns == self.ns)
+            and (self.cid is None or cid == self.cid)
+            and (self.before is None or cid < self.before)
+        )
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        return all(metadata.get(k) == v for k, v in self.filter.items())
 
 
 def _thread(config: RunnableConfig) -> tuple[str, str]:
@@ -429,7 +570,7 @@ def _at(stored: StoredItem) -> tuple[str, str] | None:
     kind = stored.item.get("type")
     if kind == CHECKPOINT:
         return (stored.item["ns"], stored.item["id"])
-    if kind in (WRITE, MARK):
+    if kind in (WRITE, MARK, LATE):
         return (stored.item["ns"], stored.item["checkpoint"])
     return None
 

@@ -21,9 +21,17 @@ import asyncio
 import contextlib
 import contextvars
 import copy
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..errors import InvalidRequest
 from ..models import Lease
@@ -87,7 +95,7 @@ class AsyncTetherSaver(SaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        for tup in await self._list(config, filter, before, limit):
+        async for tup in self._list(config, filter, before, limit):
             yield tup
 
     async def aput(
@@ -160,7 +168,17 @@ class AsyncTetherSaver(SaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        yield from self._blocking(lambda saver: saver._list(config, filter, before, limit))
+        inner = getattr(self._threads.store, "sync", None)
+        if isinstance(inner, Store):  # read page by page, as consumed
+            shadow = copy.copy(self)
+            shadow._threads = ThreadStore(Direct(inner))
+            yield from core.iterate_sync(shadow._list(config, filter, before, limit))
+            return
+
+        async def collect(saver: SaverBase) -> list[CheckpointTuple]:
+            return [tup async for tup in saver._list(config, filter, before, limit)]
+
+        yield from self._blocking(collect)
 
     def put(
         self,
@@ -229,7 +247,7 @@ class TetherSaver(SaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        yield from core.run_sync(self._list(config, filter, before, limit))
+        yield from core.iterate_sync(self._list(config, filter, before, limit))
 
     def put(
         self,
@@ -281,11 +299,17 @@ class TetherSaver(SaverBase):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        page = await _off(
-            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        # read as consumed: each step of the sync iterator in the worker thread
+        tuples = cast(
+            Generator[CheckpointTuple, None, None],
+            self.list(config, filter=filter, before=before, limit=limit),
         )
-        for tup in page:
-            yield tup
+        done = object()
+        try:
+            while (tup := await _off(next, tuples, done)) is not done:
+                yield tup
+        finally:
+            tuples.close()
 
     async def aput(
         self,

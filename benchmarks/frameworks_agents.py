@@ -1,0 +1,292 @@
+"""OpenAI Agents SDK: tether's ``TetherSession`` beside the SDK's own session backends.
+
+A section of ``benchmarks/frameworks.py`` (run that). Systems, each on its own file, schema or
+key prefix:
+
+- ``tether sqlite`` / ``tether redis`` / ``tether postgres``: ``TetherSession(id, store)`` on
+  one ``tether.open_async_store(url)`` per system;
+- ``SQLiteSession``: the SDK's ``agents.SQLiteSession(id, path)`` (one file);
+- ``RedisSession``: ``agents.extensions.memory.RedisSession`` on one ``redis.asyncio`` client;
+- ``SQLAlchemySession (postgres)``: ``agents.extensions.memory.SQLAlchemySession`` on one
+  ``postgresql+asyncpg`` engine (``create_tables=True``), its schema its own.
+
+Two operations, on sessions pre-filled (untimed, one ``add_items``) with n items, half user
+messages (~200 characters), half assistant messages (~800), as the Responses API shapes them:
+
+- ``session``: what ``Runner.run`` does to its session in a turn: ``get_items()``, then
+  ``add_items([user, assistant])``;
+- ``Runner.run``: a real ``Runner.run(agent, text, session=session)`` with a model that returns
+  a fixed ~800-character message at once (no network; tracing disabled), so the session, the
+  runner's own handling of the history and nothing else is measured.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from frameworks_common import Json, Loop, Servers, interleave, summarize, text
+
+import tether
+
+LENGTHS = (10, 100, 1000, 5000)
+QUICK_LENGTHS = (10, 100)
+OPS = ("session", "Runner.run")
+
+
+def user_item(turn: int) -> dict[str, Any]:
+    return {"role": "user", "content": text(turn, 200)}
+
+
+def assistant_item(turn: int) -> dict[str, Any]:
+    return {
+        "id": f"msg_{turn}",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text(turn, 800), "annotations": []}],
+    }
+
+
+def history(n: int) -> list[dict[str, Any]]:
+    return [user_item(i // 2) if i % 2 == 0 else assistant_item(i // 2) for i in range(n)]
+
+
+def _agent() -> Any:
+    from agents import Agent, Model, ModelResponse, Usage, set_tracing_disabled
+    from openai.types.responses import ResponseOutputMessage, ResponseOutputText
+
+    set_tracing_disabled(True)  # no exporter thread, no network
+
+    class Fixed(Model):
+        """Answers every call at once with one ~800-character assistant message."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+            self.calls += 1
+            part = ResponseOutputText(
+                type="output_text", text=text(self.calls, 800), annotations=[]
+            )
+            message = ResponseOutputMessage(
+                type="message",
+                id=f"msg_run_{self.calls}",
+                role="assistant",
+                status="completed",
+                content=[part],
+            )
+            return ModelResponse(output=[message], usage=Usage(), response_id=None)
+
+        def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError("the benchmark's model does not stream")
+
+    return Agent(name="bench", model=Fixed())
+
+
+# --- the systems -------------------------------------------------------------------------------
+
+
+class System:
+    """One session backend: ``session(id)`` makes the SDK session object for an id."""
+
+    name: str
+
+    def session(self, session_id: str) -> Any:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+class TetherSystem(System):
+    def __init__(self, kind: str, url: str) -> None:
+        from tether.integrations.openai_agents import TetherSession
+
+        self.name = f"tether {kind}"
+        self._cls = TetherSession
+        self._store = tether.open_async_store(url)
+
+    def session(self, session_id: str) -> Any:
+        return self._cls(session_id, self._store)
+
+    async def close(self) -> None:
+        await self._store.close()
+
+
+class SQLiteSystem(System):
+    name = "SQLiteSession"
+
+    def __init__(self, path: Path) -> None:
+        from agents import SQLiteSession
+
+        self._cls = SQLiteSession
+        self._path = str(path)
+        self._open: list[Any] = []
+
+    def session(self, session_id: str) -> Any:
+        made = self._cls(session_id, self._path)
+        self._open.append(made)
+        return made
+
+    async def close(self) -> None:
+        for made in self._open:
+            made.close()
+
+
+class RedisSystem(System):
+    name = "RedisSession"
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        import redis.asyncio
+        from agents.extensions.memory import RedisSession
+
+        self._cls = RedisSession
+        self._client = redis.asyncio.Redis.from_url(redis_url)
+        self._prefix = prefix
+
+    def session(self, session_id: str) -> Any:
+        return self._cls(session_id, redis_client=self._client, key_prefix=self._prefix)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class SQLAlchemySystem(System):
+    name = "SQLAlchemySession (postgres)"
+
+    def __init__(self, postgres_url: str, schema: str) -> None:
+        from agents.extensions.memory import SQLAlchemySession
+
+        asyncio_ext = importlib.import_module("sqlalchemy.ext.asyncio")
+        self._cls = SQLAlchemySession
+        self._engine = asyncio_ext.create_async_engine(
+            postgres_url.replace("postgresql://", "postgresql+asyncpg://", 1),
+            connect_args={"server_settings": {"search_path": schema}},
+        )
+
+    def session(self, session_id: str) -> Any:
+        return self._cls(session_id, engine=self._engine, create_tables=True)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def systems(directory: Path, servers: Servers, notes: list[str]) -> list[System]:
+    """Every system that can run here (a missing driver or server is a note, not a failure)."""
+    from frameworks_common import POSTGRES_URL, REDIS_URL
+
+    made: list[System] = [
+        TetherSystem("sqlite", f"sqlite:///{directory / 'tether.db'}"),
+        SQLiteSystem(directory / "sdk.db"),
+    ]
+    if servers.redis_ok:
+        made.append(TetherSystem("redis", servers.tether_url("redis")))
+        made.append(RedisSystem(REDIS_URL, servers.redis_prefix()))
+    if servers.postgres_ok:
+        made.append(TetherSystem("postgres", servers.tether_url("postgres")))
+        try:
+            importlib.import_module("sqlalchemy.ext.asyncio")
+            importlib.import_module("asyncpg")
+        except ImportError as exc:
+            notes.append(
+                f"SQLAlchemySession skipped: {exc} (make bench runs this step in .bench-venv, "
+                "which has SQLAlchemy and asyncpg)"
+            )
+            print(f"note: {notes[-1]}")
+        else:
+            made.append(SQLAlchemySystem(POSTGRES_URL, servers.schema()))
+    return made
+
+
+# --- the measurement ---------------------------------------------------------------------------
+
+PAIRS = (
+    ("tether sqlite", "SQLiteSession"),
+    ("tether redis", "RedisSession"),
+    ("tether postgres", "SQLAlchemySession (postgres)"),
+)
+"""tether on a backend beside the SDK's own on the same kind of backend: the targets."""
+
+
+def _per_session(n: int, reps: int) -> int:
+    """Timed turns per pre-filled session: the history grows by at most ~10% of n."""
+    return max(1, min(reps, n // 20))
+
+
+def _timer(
+    loop: Loop, call: Callable[[Any, int], Any], held: list[list[Any]], per: int, n: int
+) -> Callable[[int, int], None]:
+    """Rep ``r`` of system ``i``: a turn on its ``r // per``-th pre-filled session."""
+
+    def timed(i: int, r: int) -> None:
+        loop.run(call(held[i][r // per], n + r))
+
+    return timed
+
+
+def measure(loop: Loop, made: Sequence[System], lengths: Sequence[int], reps: int) -> list[Json]:
+    agent = _agent()
+    from agents import Runner
+
+    async def session_turn(session: Any, turn: int) -> None:
+        await session.get_items()
+        await session.add_items([user_item(turn), assistant_item(turn)])
+
+    async def runner_turn(session: Any, turn: int) -> None:
+        await Runner.run(agent, text(turn, 200), session=session)
+
+    ops: dict[str, Callable[[Any, int], Any]] = {
+        "session": session_turn,
+        "Runner.run": runner_turn,
+    }
+    rows: list[Json] = []
+    for n in lengths:
+        per = _per_session(n, reps)
+        count = -(-reps // per) + 1  # the first session takes the warm-up turn
+        prefill = history(n)
+        for op, call in ops.items():
+            held: list[list[Any]] = []
+            for i, system in enumerate(made):
+                sessions = [system.session(f"fw-{op}-{n}-{i}-{s}") for s in range(count)]
+                for session in sessions:
+                    loop.run(session.add_items(prefill))
+                loop.run(call(sessions[0], n))  # warm-up: connections, prepared statements
+                held.append(sessions[1:])
+
+            timed = _timer(loop, call, held, per, n)
+            samples = interleave(len(made), reps, timed)
+            for system, ns in zip(made, samples, strict=True):
+                rows.append({"op": op, "system": system.name, "n": n, **summarize(ns)})
+            print(
+                f"  agents {op:<10} n={n:>5}: "
+                + ", ".join(
+                    f"{r['system']} {r['median_us']:,.0f}"
+                    for r in rows
+                    if r["n"] == n and r["op"] == op
+                )
+                + " µs (median)",
+                flush=True,
+            )
+    return rows
+
+
+def run(directory: Path, servers: Servers, quick: bool, notes: list[str]) -> Json:
+    lengths = QUICK_LENGTHS if quick else LENGTHS
+    reps = 8 if quick else 40
+    loop = Loop()
+    made = systems(directory, servers, notes)
+    try:
+        rows = measure(loop, made, lengths, reps)
+    finally:
+        for system in made:
+            loop.run(system.close())
+        loop.close()
+    return {
+        "settings": {"lengths": list(lengths), "turns": reps, "ops": list(OPS)},
+        "systems": [s.name for s in made],
+        "pairs": [list(p) for p in PAIRS],
+        "rows": rows,
+    }

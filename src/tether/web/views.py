@@ -138,7 +138,9 @@ def _entry(item: HistoryItem, calls: dict[str, dict[str, Any]]) -> Entry:
     content = item.get("content")
     body = None if content in (None, "") else _content(content)
     if role == "assistant" and isinstance(item.get("tool_calls"), list):
-        entry = Entry(seq, at, "assistant", "assistant", body=body)
+        # a reply that only calls tools reads as its calls; one with text too, as a message
+        kind, label = ("assistant", "assistant") if body else ("tool_call", "tool call")
+        entry = Entry(seq, at, kind, label, body=body)
         for call in item["tool_calls"]:
             entry.calls.append(_chat_call(seq, at, call, calls))
         return entry

@@ -54,7 +54,7 @@ class _SyncClause:
     than return anything it cannot verify. This replaces that clause (docs/encryption.md)."""
 
     def test_older_schema_version_is_migrated_and_written_back(
-        self, store: EncryptedStore, monkeypatch: pytest.MonkeyPatch
+        self, store: tether.Store, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         store.create(tether.Session(id="old", metadata={"v": 1}, history=[{"content": "a"}]))
         _content_migration(monkeypatch)
@@ -68,7 +68,7 @@ class _SyncClause:
 
 class _AsyncClause:
     async def test_older_schema_version_is_migrated_and_written_back(
-        self, store: AsyncEncryptedStore, monkeypatch: pytest.MonkeyPatch
+        self, store: tether.AsyncStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         await store.create(tether.Session(id="old", history=[{"content": "a"}]))
         _content_migration(monkeypatch)

@@ -142,7 +142,8 @@ def _split_keys_env(url: str) -> tuple[str, str | None]:
     base, sep, query = url.partition("?")
     if not sep:
         return url, None
-    kept, names = [], []
+    kept: list[str] = []
+    names: list[str] = []
     for part in query.split("&"):
         name, _, value = part.partition("=")
         (names if name == _KEYS_ENV else kept).append(value if name == _KEYS_ENV else part)

@@ -64,6 +64,33 @@ def _restore(store: Store) -> Callable[..., None]:
     return restore
 
 
+# --- encrypted stores (tether.encryption): ciphertext travels as it is ------------------------
+
+
+def raw_side(store: Store) -> Store:
+    """The store that holds an encrypted store's ciphertexts (its ``inner``); any other store
+    itself. Export, import and copy move ciphertext as it is, never in clear."""
+    inner: Store | None = getattr(store, "inner", None)
+    return inner if inner is not None and getattr(store, "codec", None) is not None else store
+
+
+def _destination(target: Store, session: Session) -> Store:
+    """Where ``session`` (as read from a file or a store) is written in ``target``.
+
+    To an encrypted target, a session that is already ciphertext is written as it is to the
+    store beneath, once the target's keyring has opened it (so the target can read what it is
+    given: a :class:`~tether.errors.DecryptionError` otherwise, naming the session); a session
+    in clear goes through the target, which encrypts it. Any other target takes it as it is.
+    """
+    raw = raw_side(target)
+    if raw is target or "tether_enc" not in session.state:
+        return target
+    from .encryption_codec import open_session
+
+    open_session(target.codec, session)  # type: ignore[attr-defined]
+    return raw
+
+
 def all_ids(store: Store) -> Iterator[str]:
     """Every live session's id, archived ones included, newest first."""
     for header in store.iter_sessions(limit=500):
@@ -313,7 +340,7 @@ def import_lines(
 ) -> Outcome:
     """Import export lines in order into ``outcome``; stops at the first bad line (the ones
     before it stay imported, and ``outcome`` says how many and which line failed)."""
-    restore = _restore(target)
+    _restore(target)
     for number, line in enumerate(lines, 1):
         outcome.line = number
         if not line.strip():
@@ -322,7 +349,8 @@ def import_lines(
         if session.schema_version > schema.current:
             outcome.newer.append(session.id)
         else:
-            _put(target, restore, session, outcome, replace=replace, force=force)
+            dest = _destination(target, session)
+            _put(dest, _restore(dest), session, outcome, replace=replace, force=force)
         progress(session.id)
     return outcome
 
@@ -437,7 +465,8 @@ def copy(
     """Make the target hold every session of the source, as it is in the source, except the
     ones it holds differently (unless ``replace``) and newer-schema ones (see the module)."""
     outcome = Outcome()
-    restore = _restore(target)
+    _restore(target)
+    source = raw_side(source)  # an encrypted source's sessions travel as ciphertext
     for session_id in list(all_ids(source)):
         try:
             session = source.load(session_id)
@@ -446,7 +475,8 @@ def copy(
         except UnsupportedSchemaVersion:
             outcome.newer.append(session_id)
         else:
-            _put(target, restore, session, outcome, replace=replace, force=force)
+            dest = _destination(target, session)
+            _put(dest, _restore(dest), session, outcome, replace=replace, force=force)
         progress(session_id)
     return outcome
 
@@ -463,7 +493,9 @@ def verify(target: Store, outcome: Outcome) -> dict[str, str]:
         if session_id not in written:
             continue
         try:
-            got = digest(target.load(session_id))
+            got = digest(raw_side(target).load(session_id))
+            if got != want and raw_side(target) is not target:  # it was encrypted on the way
+                got = digest(target.load(session_id))
         except SessionNotFound:
             problems[session_id] = "missing from the target"
             continue

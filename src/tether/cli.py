@@ -825,14 +825,22 @@ def _check_force(replace: bool, force: bool) -> None:
     required=True,
     help="The JSON-lines file to write ('-' for stdout); created readable by you only (0600).",
 )
+@click.option(
+    "--decrypt",
+    is_flag=True,
+    help="An encrypted store (docs/encryption.md): write the sessions in clear. Without it "
+    "they are written as stored, encrypted.",
+)
 @pass_env
-def export_command(env: _Env, session_ids: tuple[str, ...], everything: bool, output: str) -> None:
+def export_command(
+    env: _Env, session_ids: tuple[str, ...], everything: bool, output: str, decrypt: bool
+) -> None:
     """Write sessions, whole and exact, to a JSON-lines file."""
     from . import _transfer
 
     if bool(session_ids) == everything:
         _usage("give session ids or --all (not both)")
-    store = env.sessions.store
+    store = env.sessions.store if decrypt else _transfer.raw_side(env.sessions.store)
     ids = list(_transfer.all_ids(store)) if everything else list(session_ids)
     bar, task = _progress("exporting", len(ids))
     to_stdout = output == "-"
@@ -1009,6 +1017,12 @@ cli.add_command(serve_command)
 from ._cli_worker import worker_command  # noqa: E402 - after the group it joins
 
 cli.add_command(worker_command)
+
+# --- tether rekey (its own module: encryption at rest, docs/encryption.md) -----------------------
+
+from ._cli_rekey import rekey_command  # noqa: E402 - after the group it joins
+
+cli.add_command(rekey_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,10 @@ missing one is reported as not run). The Markdown goes to ``RESULTS_DIR/report.m
 with its date, machine and versions, and the block between ``<!-- bench-nats:begin -->`` and
 ``<!-- bench-nats:end -->`` (the NATS store beside SQLite) when the run measured NATS.
 ``--docs-nats FILE`` replaces only that block: for a run of the chat-turn step alone, such as
-``benchmarks/chat_turn.py --stores sqlite,nats --json DIR/chat_turn.json``.
+``benchmarks/chat_turn.py --stores sqlite,nats --json DIR/chat_turn.json``. Likewise the
+framework adapters' figures (``frameworks.json``, from ``benchmarks/frameworks.py``) go to
+``RESULTS_DIR/report-frameworks.md`` and, with ``--docs`` or ``--docs-frameworks FILE``, to the
+block between ``<!-- bench-frameworks:begin -->`` and ``<!-- bench-frameworks:end -->``.
 
 Every ratio is taken inside one run (the systems were measured side by side); the targets are
 the chat-turn workload's (``docs/benchmarks.md``), each printed as met or missed with its
@@ -25,9 +28,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import frameworks_report
+
 Json = dict[str, Any]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 NATS_BEGIN, NATS_END = "<!-- bench-nats:begin -->", "<!-- bench-nats:end -->"
+FW_BEGIN, FW_END = "<!-- bench-frameworks:begin -->", "<!-- bench-frameworks:end -->"
 FLAT_TIME, FLAT_BYTES = 2.0, 1.25
 """The NATS target: a cached turn at the longest history within 2x its time at the shortest,
 and the bytes a turn writes at 5,000 items within 1.25x those at 100."""
@@ -588,6 +594,17 @@ def render_nats(directory: Path) -> str | None:
     return "\n".join(out) + "\n"
 
 
+def render_frameworks(directory: Path) -> str | None:
+    """The framework adapters' block (``frameworks.json``), or None if the run has none."""
+    data = _load(directory, "frameworks")
+    if not data:
+        return None
+    return (
+        "\n".join([FW_BEGIN, "", *machine(data, None), *frameworks_report.render(data), FW_END])
+        + "\n"
+    )
+
+
 def splice(doc: Path, block: str, begin: str = BEGIN, end: str = END) -> None:
     text = doc.read_text()
     if begin not in text or end not in text:
@@ -603,6 +620,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, help="also replace the bench block(s) of this file")
     parser.add_argument(
         "--docs-nats", type=Path, help="replace only the NATS block of this file (chat_turn runs)"
+    )
+    parser.add_argument(
+        "--docs-frameworks",
+        type=Path,
+        help="replace only the framework adapters' block of this file (frameworks runs)",
     )
     args = parser.parse_args(argv)
     block = render(args.results)
@@ -626,6 +648,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"{args.results} has no NATS figures for {args.docs_nats}")
         splice(args.docs_nats, nats, NATS_BEGIN, NATS_END)
         print(f"updated the NATS block of {args.docs_nats}")
+    frameworks = render_frameworks(args.results)
+    if frameworks is not None:
+        (args.results / "report-frameworks.md").write_text(frameworks)
+        print(f"wrote {args.results / 'report-frameworks.md'}")
+    fw_doc = args.docs_frameworks or (
+        args.docs if args.docs and FW_BEGIN in args.docs.read_text() else None
+    )
+    if fw_doc is not None:
+        if frameworks is None:
+            if args.docs_frameworks:
+                raise SystemExit(f"{args.results} has no framework figures for {fw_doc}")
+            print(f"the framework block of {fw_doc} is left as it was: none in this run")
+        else:
+            splice(fw_doc, frameworks, FW_BEGIN, FW_END)
+            print(f"updated the framework block of {fw_doc}")
     return 0
 
 

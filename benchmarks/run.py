@@ -12,8 +12,10 @@ after the other so they never share the CPU:
    reason, when a server is unreachable);
 5. ``runtime.py``: ``tether.Sessions`` turns and fork;
 6. ``memory.py``: RSS over 100,000 turns, paged loading of a 100,000-message session;
-7. ``chart.py`` (in ``.bench-venv``, which has matplotlib): the latency chart;
-8. ``report.py``: Markdown tables and the targets, met or missed.
+7. ``frameworks.py`` (in ``.bench-venv``): tether's adapters beside the OpenAI Agents SDK's,
+   LangGraph's and ADK's own backends (SQLite, Redis, PostgreSQL);
+8. ``chart.py`` (in ``.bench-venv``, which has matplotlib): the latency chart;
+9. ``report.py``: Markdown tables and the targets, met or missed.
 
 Each step writes ``DIR/<step>.json`` (``benchmarks/results/`` by default); a step that fails is
 reported and the others still run, and the run exits non-zero. ``--docs`` (what a full
@@ -54,6 +56,10 @@ def steps(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
         ("runtime", [main, "benchmarks/runtime.py", *flag, "--json", str(out / "runtime.json")]),
         ("memory", [main, "benchmarks/memory.py", *flag, "--json", str(out / "memory.json")]),
         (
+            "frameworks",
+            [bench, "benchmarks/frameworks.py", *flag, "--json", str(out / "frameworks.json")],
+        ),
+        (
             "chart",
             [bench, "benchmarks/chart.py", str(out / "peers.json"), str(out / "latency.png")],
         ),
@@ -69,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        help="comma-separated steps to run (chat_turn,peers,processes,server,runtime,memory,chart)",
+        help="comma-separated steps to run "
+        "(chat_turn,peers,processes,server,runtime,memory,frameworks,chart)",
     )
     args = parser.parse_args(argv)
     if args.docs and args.quick:

@@ -233,7 +233,7 @@ async def test_security_headers_on_every_answer(client: httpx.AsyncClient) -> No
         assert "unsafe-inline" not in CSP
         assert answer.headers["x-frame-options"] == "DENY"
         assert answer.headers["x-content-type-options"] == "nosniff"
-        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["referrer-policy"] == "same-origin"
 
 
 # --- pages ---------------------------------------------------------------------------------------
@@ -351,7 +351,7 @@ async def test_framework_items_read_as_the_cli_reads_them(
                 "type": "adk.event",
                 "event": {"author": "model", "content": {"parts": [{"text": "from adk"}]}},
             },
-            {"type": "langgraph.checkpoint", "thread": "t1"},
+            {"type": "app.note", "thread": "t1"},
             {"role": "tether", "event": "turn_error", "error": "model call failed"},
         ],
     )
@@ -362,7 +362,7 @@ async def test_framework_items_read_as_the_cli_reads_them(
     assert 'class="entry k-tool_result"' in page
     assert 'class="entry k-reasoning"' in page
     assert "from adk" in page
-    assert "langgraph.checkpoint" in page
+    assert "app.note" in page
     assert 'class="entry k-event error"' in page
 
 

@@ -50,8 +50,9 @@ _HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
-    # the first address holds the token: never send it on as a Referer
-    (b"referrer-policy", b"no-referrer"),
+    # the first address holds the token: never send a Referer to another site ("same-origin",
+    # not "no-referrer": with that, a browser sends "Origin: null" on its own forms' POSTs)
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),

@@ -156,6 +156,14 @@ def _filters(request: Request) -> dict[str, Any]:
     }
 
 
+def _short(value: str | None, size: int = 60) -> str:
+    """An owner or agent for a table cell: cleaned, one line, at most ``size`` characters."""
+    if value is None:
+        return "\u2013"
+    shown = views.text(" ".join(value.split()))
+    return shown if len(shown) <= size else shown[: size - 1] + "\u2026"
+
+
 async def sessions_page(request: Request) -> Response:
     jump = (request.query_params.get("id") or "").strip()
     if jump:
@@ -168,10 +176,10 @@ async def sessions_page(request: Request) -> Response:
         {
             "id": h.id,
             "status": h.status.value,
-            "owner": h.owner,
-            "agent": h.agent,
+            "owner": _short(h.owner),
+            "agent": _short(h.agent),
             "version": h.version,
-            "items": h.history_len,
+            "length": h.history_len,
             "updated": render.iso(h.updated_at),
             "parent": h.parent_id,
             "waiting": h.status is SessionStatus.WAITING,

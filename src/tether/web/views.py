@@ -66,7 +66,10 @@ def fold(value: object, *, short: int = SHORT) -> Folded:
     cleaned = text(raw[:LONG])
     if len(cleaned) <= short and not dropped:
         return Folded(cleaned)
-    return Folded(cleaned[:short], cleaned[short:], dropped)
+    # cut after a space or line break near the limit, so that no word is split in two
+    cut = max(cleaned.rfind(" ", short - 80, short), cleaned.rfind("\n", short - 80, short)) + 1
+    cut = cut if cut > 0 else short
+    return Folded(cleaned[:cut], cleaned[cut:], dropped)
 
 
 def json_fold(data: Any, *, short: int = SHORT) -> Folded:

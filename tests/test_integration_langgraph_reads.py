@@ -60,7 +60,9 @@ def _step(saver: TetherSaver, thread: str, parent: Any, n: int, ns: str = "") ->
     version = f"{n + 1:032}.0"
     checkpoint["channel_values"] = {"messages": [f"m{n}"], "config": {"fixed": True}}
     checkpoint["channel_versions"] = {"messages": version, "config": f"{1:032}.0"}
-    new_versions = {"messages": version, **({"config": f"{1:032}.0"} if n == 0 else {})}
+    new_versions: dict[str, str | int | float] = {"messages": version}
+    if n == 0:
+        new_versions["config"] = f"{1:032}.0"
     base = parent if parent is not None else _cfg(thread, ns=ns)
     stored = saver.put(base, checkpoint, {"source": "loop", "step": n}, new_versions)
     saver.put_writes(stored, [("messages", f"w{n}"), ("next", n)], f"task-{n}")
@@ -88,7 +90,8 @@ def _costs(store: Store, thread: str, old: Any) -> dict[str, tuple[int, int]]:
         return result
 
     head = measure("get_tuple(head)", lambda: saver.get_tuple(_cfg(thread)))
-    assert head is not None and head.pending_writes
+    assert head is not None
+    assert head.pending_writes
     by_id = measure("get_tuple(old)", lambda: saver.get_tuple(old))
     assert by_id is not None
     assert [w[1:] for w in by_id.pending_writes or []] == [("messages", "w2"), ("next", 2)]
@@ -113,7 +116,8 @@ def test_reads_do_not_grow_with_the_thread() -> None:
     for name in measured[10]:
         small, mid, large = (measured[n][name] for n in (10, 1_000, 10_000))
         assert mid == large, (name, measured)
-        assert small[0] <= large[0] and small[1] <= large[1], (name, measured)
+        assert small[0] <= large[0], (name, measured)
+        assert small[1] <= large[1], (name, measured)
         assert sum(large) < 200, (name, measured)
 
 
@@ -170,7 +174,8 @@ def test_paged_reads_equal_the_whole_thread_sort(kind: str, tmp_path: Path) -> N
         configs.append(saver.put(configs[-1], early, {"source": "loop", "step": 12}, {}))
         ids.append(early["id"])
         # the head put again
-        saver.put(configs[-2], early, {"source": "loop", "step": 12, "again": True}, {})
+        again: Any = {"source": "loop", "step": 12, "again": True}
+        saver.put(configs[-2], early, again, {})
         # a subgraph namespace
         _step(saver, thread, None, 0, ns="child:1")
         # late writes to old checkpoints: by this saver, by another one (no shared memory),
@@ -188,9 +193,11 @@ def test_paged_reads_equal_the_whole_thread_sort(kind: str, tmp_path: Path) -> N
         assert tup is not None
         writes = [w[1:] for w in tup.pending_writes or []]
         assert ("late", "b") in writes
-        assert ("__error__", "second") in writes and ("__error__", "first") not in writes
+        assert ("__error__", "second") in writes
+        assert ("__error__", "first") not in writes
         tup = saver.get_tuple(_cfg(thread, early["id"]))
-        assert tup is not None and tup.metadata.get("again") is True
+        assert tup is not None
+        assert tup.metadata.get("again") is True
         assert [w[1:] for w in tup.pending_writes or []] == [("early", 1)]
 
         items = store.load(core.session_id(thread)).items
@@ -198,7 +205,8 @@ def test_paged_reads_equal_the_whole_thread_sort(kind: str, tmp_path: Path) -> N
         assert {(e["checkpoint"], len(e["keys"])) for e in late} == {
             (ids[1], 1),
             (ids[4], 1),
-        } and len(late) == 4  # one, then three for configs[4]
+        }
+        assert len(late) == 4
         assert core.order_of(store.load(core.session_id(thread), last=0)) == ([], False)
         paged = _listings(saver, thread, ids)
         _forced_sort(store, thread)
@@ -216,7 +224,8 @@ def test_checkpoints_put_out_of_order_set_the_flags_and_list_sorts() -> None:
         saver.put(configs[0], older, {"source": "fork"}, {})
         assert core.order_of(store.load(sid, last=0)) == ([""], True)
         ids = [t.checkpoint["id"] for t in saver.list(_cfg("tt"))]
-        assert ids == sorted(ids, reverse=True) and older["id"] in ids
+        assert ids == sorted(ids, reverse=True)
+        assert older["id"] in ids
 
 
 def test_a_thread_without_order_flags_is_listed_by_the_sort() -> None:
@@ -266,4 +275,5 @@ def test_delta_history_equals_the_default_walk() -> None:
                 saver, config=target, channels=channels
             )
             assert ours == default
-        assert len(ours["only_writes"]["writes"]) == 39 and "seed" not in ours["only_writes"]
+        assert len(ours["only_writes"]["writes"]) == 39
+        assert "seed" not in ours["only_writes"]

@@ -419,5 +419,8 @@ def timeline_row(entry: Mapping[str, Any]) -> tuple[Any, ...]:
         detail = f"{entry.get('tool', '?')} -> {_short(entry.get('result'))}"
     else:
         rest = {k: v for k, v in entry.items() if k not in ("seq", "at", "kind")}
-        detail = _short(rest) if rest else ""
+        if list(rest) == ["text"] and isinstance(rest["text"], str):
+            detail = _short(rest["text"])  # a framework's entry said as text (LangGraph's)
+        else:
+            detail = _short(rest) if rest else ""
     return entry.get("seq"), iso(entry.get("at")), kind, detail

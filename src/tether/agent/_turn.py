@@ -26,6 +26,7 @@ from typing import Any
 from .. import _json
 from .._time import from_micros, to_micros
 from ..errors import ConfigurationError, InvalidRequest, InvalidToken, ModelError
+from ..integrations import _langgraph_view
 from ..models import HistoryItem, Session, SessionHeader
 from .types import Model, ModelReply, ModelRequest, ToolCall
 
@@ -474,6 +475,8 @@ def framework_entry(item: Mapping[str, Any], calls: dict[str, dict[str, Any]]) -
         return {"kind": "reasoning", "text": item_text(item.get("summary")) or "(no summary)"}
     if kind == "adk.event" and isinstance(item.get("event"), Mapping):
         return _adk_entry(item["event"], calls)
+    if kind in _langgraph_view.KINDS:  # a LangGraph thread's checkpoints, writes, values
+        return _langgraph_view.entry(item)
     rest = {k: v for k, v in item.items() if k not in ("type", "seq", "timestamp")}
     return {"kind": str(kind), **rest}
 
@@ -554,6 +557,9 @@ def render(replay_: Replay) -> str:
             lines.append(f"{head} {entry.get('tool', '?')} -> {entry.get('result')}")
         else:
             detail = {k: v for k, v in entry.items() if k not in ("seq", "at", "kind")}
+            if list(detail) == ["text"] and isinstance(detail["text"], str):
+                lines.append(f"{head} {detail['text']}")  # a framework's entry, said as text
+                continue
             lines.append(f"{head} {_json.dumps(detail).decode() if detail else ''}".rstrip())
     for review in replay_.pending_reviews:
         lines.append(f"  pending review {review.id}: {review.tool}({dict(review.arguments)})")

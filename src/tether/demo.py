@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -238,6 +239,11 @@ def run(url: str | None = None) -> None:
     print(f"  $ tether inspect {session_id}")
     _cli(env, "inspect", session_id)
     print("\nEvery step ran in its own process; only the store carried the session.")
+    # the last line: the one command that opens this store in the web inspector
+    shown = redact(url)
+    if shown.startswith("sqlite:///") and not shown.startswith("sqlite:////"):
+        shown = f"sqlite:///{Path(shown[len('sqlite:///') :]).resolve()}"  # from any directory
+    print(f"\nSee it in a browser: tether serve --store {shlex.quote(shown)}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,9 +22,12 @@ import base64
 import binascii
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import orjson
 
 from . import _json
 from ._core import construct_trusted
@@ -259,6 +262,20 @@ def is_envelope(value: object) -> bool:
     return isinstance(value, dict) and ENVELOPE_MARK in value
 
 
+def _unb64(text: str) -> bytes:
+    """Strict base64 (no stray characters): ``binascii.Error`` otherwise."""
+    return _a2b(text, strict_mode=True)
+
+
+if sys.version_info < (3, 11):  # pragma: no cover - strict_mode is new in 3.11
+
+    def _a2b(text: str, *, strict_mode: bool) -> bytes:
+        return base64.b64decode(text, validate=strict_mode)
+
+else:
+    _a2b = binascii.a2b_base64
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -271,13 +288,16 @@ class Codec:
 
     # --- associated data ------------------------------------------------------------------
 
+    # orjson directly: every part is a checked id, key, int or name, so the strict encoder's
+    # walk for values JSON cannot represent has nothing to find (it is on the hot path).
+
     @staticmethod
     def _item_ad(session_id: str, seq: int, key: str | None, kid: str) -> bytes:
-        return _AD_PREFIX + _json.dumps(["item", session_id, seq, key, kid])
+        return _AD_PREFIX + orjson.dumps(["item", session_id, seq, key, kid])
 
     @staticmethod
     def _field_ad(session_id: str, field: str, kid: str) -> bytes:
-        return _AD_PREFIX + _json.dumps([field, session_id, kid])
+        return _AD_PREFIX + orjson.dumps([field, session_id, kid])
 
     # --- sealing ----------------------------------------------------------------------------
 
@@ -350,8 +370,7 @@ class Codec:
             )
         aead = self.keyring.aead(kid, session_id, place)
         try:
-            nonce_bytes = base64.b64decode(nonce, validate=True)
-            data = aead.decrypt(nonce_bytes, base64.b64decode(sealed, validate=True), ad_of(kid))
+            data = aead.decrypt(_unb64(nonce), _unb64(sealed), ad_of(kid))
             value = _json.loads(data)
         except (binascii.Error, ValueError, InvalidTag, _json.JSONDecodeError):
             raise TamperedCiphertext(

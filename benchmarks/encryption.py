@@ -1,0 +1,136 @@
+"""Encryption at rest: what a turn costs encrypted beside plain, on the embedded SQLite store.
+
+Run ``.venv/bin/python benchmarks/encryption.py [--quick] [--json PATH]``. One machine, SQLite
+(WAL, synchronous=NORMAL), medians of many repetitions, the plain and the encrypted store
+interleaved turn by turn (so a slow moment of the machine hits both alike), each on its own
+database file and session, at history lengths 10 and 1,000:
+
+- *cached turn*: a worker that holds the history: ``load(id, after=last_seq)`` then
+  ``commit(id, version, append=[user, assistant])`` (benchmarks/runtime.py's store turn).
+  Encrypted, the commit also reads the header (the seqs its ciphertexts are bound to) and
+  seals two items.
+- *whole-history turn*: ``load(id)`` (the whole history) then the same commit: every item is
+  decrypted on each turn.
+
+The ratio is encrypted over plain; the target is 1.25 at most (docs/encryption.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import tether
+from tether import Session
+from tether.encryption import EncryptedStore, Keyring
+
+USER = {"role": "user", "content": "u" * 200}
+ASSISTANT = {"role": "assistant", "content": "a" * 800}
+TARGET = 1.25
+
+
+class CachedTurn:
+    def __init__(self, store: tether.Store, n: int) -> None:
+        self.store = store
+        self.id = store.create(Session(history=[USER, ASSISTANT] * (n // 2))).id
+        self.last_seq = store.load(self.id, last=0).last_seq
+
+    def __call__(self) -> None:
+        fresh = self.store.load(self.id, after=self.last_seq)
+        self.store.commit(self.id, fresh.version, append=[USER, ASSISTANT])
+        self.last_seq = fresh.last_seq + 2
+
+
+class WholeTurn:
+    def __init__(self, store: tether.Store, n: int) -> None:
+        self.store = store
+        self.id = store.create(Session(history=[USER, ASSISTANT] * (n // 2))).id
+        self.n = n
+
+    def __call__(self) -> None:
+        session = self.store.load(self.id)
+        assert session.history
+        self.store.commit(self.id, session.version, append=[USER, ASSISTANT])
+
+    def tidy(self) -> None:
+        """Untimed: drop the turn's two items, so every turn loads n items, not n + 2 more."""
+        header = self.store.load(self.id, last=0)
+        self.store.replace_tail(self.id, header.version, header.first_seq - 1 + self.n)
+
+
+def interleaved(systems: dict[str, Callable[[], None]], turns: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in systems}
+    for _ in range(turns):
+        for name, turn in systems.items():
+            start = time.perf_counter()
+            turn()
+            samples[name].append(time.perf_counter() - start)
+            tidy = getattr(turn, "tidy", None)
+            if tidy is not None:
+                tidy()
+    return {name: statistics.median(values) * 1e6 for name, values in samples.items()}
+
+
+def figures(directory: Path, quick: bool) -> list[dict[str, Any]]:
+    ring = Keyring({"bench": Keyring.new_key()}, current="bench")
+    plain = tether.open_store(f"sqlite:///{directory / 'plain.db'}")
+    sealed = EncryptedStore(tether.open_store(f"sqlite:///{directory / 'sealed.db'}"), ring)
+    rows: list[dict[str, Any]] = []
+    print(f"{'turn':<14}{'items':>7}{'plain µs':>11}{'encrypted µs':>14}{'ratio':>7}")
+    for kind, cls in (("cached", CachedTurn), ("whole-history", WholeTurn)):
+        for n in (10, 1000):
+            turns = (40 if n == 10 else 15) if quick else (600 if n == 10 else 150)
+            systems: dict[str, Callable[[], None]] = {
+                "plain": cls(plain, n),
+                "encrypted": cls(sealed, n),
+            }
+            interleaved(systems, 5)  # settle: caches, the WAL
+            medians = interleaved(systems, turns)
+            ratio = medians["encrypted"] / medians["plain"]
+            rows.append(
+                {
+                    "turn": kind,
+                    "items": n,
+                    "plain_us": medians["plain"],
+                    "encrypted_us": medians["encrypted"],
+                    "ratio": ratio,
+                    "turns": turns,
+                }
+            )
+            print(
+                f"{kind:<14}{n:>7}{medians['plain']:>11,.0f}{medians['encrypted']:>14,.0f}"
+                f"{ratio:>7.2f}"
+            )
+    plain.close()
+    sealed.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a smoke run, figures not quotable")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="tether-bench-enc-") as tmp:
+        rows = figures(Path(tmp), args.quick)
+    missed = [r for r in rows if r["ratio"] > TARGET]
+    print(
+        f"target: encrypted at most {TARGET}x plain; "
+        + ("met" if not missed else f"missed by {len(missed)} of {len(rows)} figures")
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"quick": args.quick, "target": TARGET, "rows": rows}, indent=1)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

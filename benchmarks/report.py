@@ -377,6 +377,28 @@ def memory(data: Json) -> list[str]:
     ]
 
 
+def encryption(data: Json) -> list[str]:
+    out = [
+        "**Encryption at rest** (`benchmarks/encryption.py`, SQLite, `EncryptedStore` beside "
+        f"the plain store): median µs; target: at most {data['target']}x plain.",
+        "",
+    ]
+    out += _table(
+        ["turn", "history items", "plain", "encrypted", "ratio"],
+        [
+            [
+                r["turn"],
+                _n(r["items"]),
+                _n(r["plain_us"]),
+                _n(r["encrypted_us"]),
+                f"{r['ratio']:.2f}",
+            ]
+            for r in data["rows"]
+        ],
+    )
+    return [*out, ""]
+
+
 def targets(results: dict[str, Json | None]) -> list[str]:
     """Each target of the chat-turn workload: met or missed, with the figure that says so."""
     ct, server = results.get("chat_turn"), results.get("server")
@@ -519,7 +541,7 @@ def machine(ct: Json | None, elapsed: float | None) -> list[str]:
 def render(directory: Path) -> str:
     results = {
         name: _load(directory, name)
-        for name in ("chat_turn", "peers", "processes", "server", "runtime", "memory")
+        for name in ("chat_turn", "peers", "processes", "server", "runtime", "memory", "encryption")
     }
     meta = _load(directory, "run") or {}
     ct = results["chat_turn"]
@@ -548,6 +570,7 @@ def render(directory: Path) -> str:
         ("server", servers),
         ("runtime", runtime),
         ("memory", memory),
+        ("encryption", encryption),
     )
     for name, section in sections:
         data = results[name]

@@ -12,6 +12,7 @@ after the other so they never share the CPU:
    reason, when a server is unreachable);
 5. ``runtime.py``: ``tether.Sessions`` turns and fork;
 6. ``memory.py``: RSS over 100,000 turns, paged loading of a 100,000-message session;
+   then ``encryption.py``: turns on an encrypted SQLite store beside a plain one;
 7. ``frameworks.py`` (in ``.bench-venv``): tether's adapters beside the OpenAI Agents SDK's,
    LangGraph's and ADK's own backends (SQLite, Redis, PostgreSQL);
 8. ``chart.py`` (in ``.bench-venv``, which has matplotlib): the latency chart;
@@ -56,6 +57,10 @@ def steps(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
         ("runtime", [main, "benchmarks/runtime.py", *flag, "--json", str(out / "runtime.json")]),
         ("memory", [main, "benchmarks/memory.py", *flag, "--json", str(out / "memory.json")]),
         (
+            "encryption",
+            [main, "benchmarks/encryption.py", *flag, "--json", str(out / "encryption.json")],
+        ),
+        (
             "frameworks",
             [bench, "benchmarks/frameworks.py", *flag, "--json", str(out / "frameworks.json")],
         ),
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         help="comma-separated steps to run "
-        "(chat_turn,peers,processes,server,runtime,memory,frameworks,chart)",
+        "(chat_turn,peers,processes,server,runtime,memory,encryption,frameworks,chart)",
     )
     args = parser.parse_args(argv)
     if args.docs and args.quick:

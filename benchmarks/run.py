@@ -15,6 +15,7 @@ after the other so they never share the CPU:
    then ``encryption.py``: turns on an encrypted SQLite store beside a plain one;
 7. ``frameworks.py`` (in ``.bench-venv``): tether's adapters beside the OpenAI Agents SDK's,
    LangGraph's and ADK's own backends (SQLite, Redis, PostgreSQL);
+   then ``inspector.py``: the web inspector's server time for its pages (docs/inspector.md);
 8. ``chart.py`` (in ``.bench-venv``, which has matplotlib): the latency chart;
 9. ``report.py``: Markdown tables and the targets, met or missed.
 
@@ -65,6 +66,10 @@ def steps(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
             [bench, "benchmarks/frameworks.py", *flag, "--json", str(out / "frameworks.json")],
         ),
         (
+            "inspector",
+            [main, "benchmarks/inspector.py", *flag, "--json", str(out / "inspector.json")],
+        ),
+        (
             "chart",
             [bench, "benchmarks/chart.py", str(out / "peers.json"), str(out / "latency.png")],
         ),
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         help="comma-separated steps to run "
-        "(chat_turn,peers,processes,server,runtime,memory,encryption,frameworks,chart)",
+        "(chat_turn,peers,processes,server,runtime,memory,encryption,frameworks,inspector,chart)",
     )
     args = parser.parse_args(argv)
     if args.docs and args.quick:

@@ -682,3 +682,27 @@ def test_serve_refuses_another_host_without_a_token(tmp_path: Path) -> None:
     assert not is_loopback("0.0.0.0")
     assert not is_loopback("192.168.1.4")
     assert url_for("::1", 8765, "t") == "http://[::1]:8765/?token=t"
+
+
+def test_the_benchmark_runs(tmp_path: Path) -> None:
+    """benchmarks/inspector.py (a step of make bench) at a tiny size: it works; no time is
+    asserted here."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "inspector.json"
+    sizes = ["--sessions", "30,60", "--histories", "120", "--repeats", "2"]
+    result = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "inspector.py"), *sizes, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert [row["sessions"] for row in figures["sessions_page"]] == [30, 60]
+    assert [row["items"] for row in figures["session_page"]] == [120]
+    assert figures["session_page"][0]["newest"]["bytes"] > 0
+    assert "| 60 |" in result.stdout

@@ -43,8 +43,8 @@ STATUSES = [status.value for status in SessionStatus]
 PAGE_SIZES = (20, 50, 100, 200)
 ITEMS_PER_PAGE = 50
 MAX_ITEMS_PER_PAGE = 500
-COUNT_CAP = 10_000
-"""Counts by status stop there ("10000+"): the stores keep no counts, so each is a listing."""
+COUNT_CAP = 1_000
+"""Counts by status stop there ("1000+"): the stores keep no counts, so each is a listing."""
 COUNT_TTL = 5.0
 """Seconds the counts are kept before the listing runs again."""
 

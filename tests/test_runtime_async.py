@@ -9,6 +9,7 @@ import functools
 import logging
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -593,6 +594,110 @@ async def test_clear_all_goes_past_held_and_newer_sessions(
     assert [h.id for h in (await sessions.list(include_archived=True)).sessions] == ["future"]
     with pytest.raises(tether.InvalidRequest, match="force"):
         await sessions.clear_all(confirm=True, force="yes")  # type: ignore[arg-type]
+
+
+# --- store calls per turn ----------------------------------------------------------------------
+
+_STORE_CALLS = ("create", "load", "commit", "append", "replace_history", "replace_tail")
+
+
+def _count_calls(store: tether.AsyncStore) -> Counter[str]:
+    """Count the calls made to ``store`` from now on (its instance's methods are wrapped)."""
+    counts: Counter[str] = Counter()
+    for name in _STORE_CALLS:
+        method = getattr(store, name)
+
+        async def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+            counts[_name] += 1
+            return await _method(*args, **kw)
+
+        setattr(store, name, counted)
+    return counts
+
+
+async def test_a_cached_turn_is_one_commit_and_one_read(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1", history=_msgs("a", "b"))
+    await sessions.get("s1")
+    calls = _count_calls(sessions.store)
+    saved = await sessions.execute("s1", AppendMessages(*_msgs("c", "d")))
+    # the commit at the cached version, then the read of what it committed (its times)
+    assert calls == {"commit": 1, "load": 1}
+    calls.clear()
+    again = await sessions.get("s1")
+    assert calls == {"load": 1}
+    calls.clear()
+    await sessions.execute("s1", AppendMessages(*_msgs("e")))
+    assert calls == {"commit": 1, "load": 1}
+    assert again == saved
+    assert [i["content"] for i in (await sessions.get("s1")).history] == list("abcde")
+
+
+async def test_the_session_a_cached_turn_returns_is_the_stored_one(
+    sessions: AsyncSessions,
+) -> None:
+    await sessions.create(session_id="s1", history=_msgs("a"), state={"k": 1})
+    await sessions.get("s1")
+    await sessions.store.commit("s1", 1, append=[tether.KeyedItem("k1", {"role": "tool"})])
+    uncached = AsyncSessions(sessions.store, cache_size=0)
+    saved = await sessions.execute("s1", AppendMessages(*_msgs("b")))
+    assert saved == await uncached.get("s1")  # header, history and exact items (their keys too)
+    await sessions.store.commit("s1", saved.version, append=[tether.KeyedItem("k2", {"x": 1})])
+    got = await sessions.get("s1")
+    assert got == await uncached.get("s1")
+    assert [item.key for item in got.items] == [None, "k1", None, "k2"]
+
+
+async def test_a_stale_cache_is_refreshed_by_the_conflict(sessions: AsyncSessions) -> None:
+    await sessions.create(session_id="s1")
+    await sessions.get("s1")
+    other = AsyncSessions(sessions.store)
+    await other.execute("s1", AppendMessages(*_msgs("theirs")))
+    conflicts: list[events.ConflictDetected] = []
+    failures: list[events.SaveFailed] = []
+    sessions.subscribe(conflicts.append, events.ConflictDetected)
+    sessions.subscribe(failures.append, events.SaveFailed)
+    calls = _count_calls(sessions.store)
+    saved = await sessions.execute("s1", AppendMessages(*_msgs("mine")))  # retries=0
+    # refused at the cached version, then what is new, the commit, and what it committed
+    assert calls == {"commit": 2, "load": 2}
+    assert [i["content"] for i in saved.history] == ["theirs", "mine"]
+    assert saved == await AsyncSessions(sessions.store, cache_size=0).get("s1")
+    assert [(c.attempt, c.will_retry) for c in conflicts] == [(1, True)]
+    assert failures == []
+
+
+async def test_an_action_that_is_not_retry_safe_reads_first_and_runs_once(
+    sessions: AsyncSessions,
+) -> None:
+    applied: list[int] = []
+
+    class Once(Action):
+        name = "once"
+
+        def apply(self, draft: Draft) -> None:
+            applied.append(draft.loaded.version)
+            draft.append({"role": "user", "content": "once"})
+
+    await sessions.create(session_id="s1")
+    await sessions.get("s1")
+    await AsyncSessions(sessions.store).execute("s1", AppendMessages(*_msgs("theirs")))
+    calls = _count_calls(sessions.store)
+    saved = await sessions.execute("s1", Once())
+    assert applied == [2], "applied once, to the session as stored"
+    assert calls == {"load": 2, "commit": 1}
+    assert [i["content"] for i in saved.history] == ["theirs", "once"]
+
+
+async def test_a_session_deleted_behind_the_cache_is_not_found(sessions: AsyncSessions) -> None:
+    failed: list[events.LoadFailed] = []
+    sessions.subscribe(failed.append, events.LoadFailed)
+    await sessions.create(session_id="s1")
+    await sessions.get("s1")
+    await AsyncSessions(sessions.store).delete("s1")
+    with pytest.raises(tether.SessionNotFound):
+        await sessions.execute("s1", AppendMessages(*_msgs("late")))
+    assert [e.session_id for e in failed] == ["s1"]
+    assert not await sessions.exists("s1")
 
 
 # --- schema versions through the runtime ---------------------------------------------------------

@@ -10,6 +10,7 @@ import functools
 import logging
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -594,6 +595,110 @@ def test_clear_all_goes_past_held_and_newer_sessions(
     assert [h.id for h in (sessions.list(include_archived=True)).sessions] == ["future"]
     with pytest.raises(tether.InvalidRequest, match="force"):
         sessions.clear_all(confirm=True, force="yes")  # type: ignore[arg-type]
+
+
+# --- store calls per turn ----------------------------------------------------------------------
+
+_STORE_CALLS = ("create", "load", "commit", "append", "replace_history", "replace_tail")
+
+
+def _count_calls(store: tether.Store) -> Counter[str]:
+    """Count the calls made to ``store`` from now on (its instance's methods are wrapped)."""
+    counts: Counter[str] = Counter()
+    for name in _STORE_CALLS:
+        method = getattr(store, name)
+
+        def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+            counts[_name] += 1
+            return _method(*args, **kw)
+
+        setattr(store, name, counted)
+    return counts
+
+
+def test_a_cached_turn_is_one_commit_and_one_read(sessions: Sessions) -> None:
+    sessions.create(session_id="s1", history=_msgs("a", "b"))
+    sessions.get("s1")
+    calls = _count_calls(sessions.store)
+    saved = sessions.execute("s1", AppendMessages(*_msgs("c", "d")))
+    # the commit at the cached version, then the read of what it committed (its times)
+    assert calls == {"commit": 1, "load": 1}
+    calls.clear()
+    again = sessions.get("s1")
+    assert calls == {"load": 1}
+    calls.clear()
+    sessions.execute("s1", AppendMessages(*_msgs("e")))
+    assert calls == {"commit": 1, "load": 1}
+    assert again == saved
+    assert [i["content"] for i in (sessions.get("s1")).history] == list("abcde")
+
+
+def test_the_session_a_cached_turn_returns_is_the_stored_one(
+    sessions: Sessions,
+) -> None:
+    sessions.create(session_id="s1", history=_msgs("a"), state={"k": 1})
+    sessions.get("s1")
+    sessions.store.commit("s1", 1, append=[tether.KeyedItem("k1", {"role": "tool"})])
+    uncached = Sessions(sessions.store, cache_size=0)
+    saved = sessions.execute("s1", AppendMessages(*_msgs("b")))
+    assert saved == uncached.get("s1")  # header, history and exact items (their keys too)
+    sessions.store.commit("s1", saved.version, append=[tether.KeyedItem("k2", {"x": 1})])
+    got = sessions.get("s1")
+    assert got == uncached.get("s1")
+    assert [item.key for item in got.items] == [None, "k1", None, "k2"]
+
+
+def test_a_stale_cache_is_refreshed_by_the_conflict(sessions: Sessions) -> None:
+    sessions.create(session_id="s1")
+    sessions.get("s1")
+    other = Sessions(sessions.store)
+    other.execute("s1", AppendMessages(*_msgs("theirs")))
+    conflicts: list[events.ConflictDetected] = []
+    failures: list[events.SaveFailed] = []
+    sessions.subscribe(conflicts.append, events.ConflictDetected)
+    sessions.subscribe(failures.append, events.SaveFailed)
+    calls = _count_calls(sessions.store)
+    saved = sessions.execute("s1", AppendMessages(*_msgs("mine")))  # retries=0
+    # refused at the cached version, then what is new, the commit, and what it committed
+    assert calls == {"commit": 2, "load": 2}
+    assert [i["content"] for i in saved.history] == ["theirs", "mine"]
+    assert saved == Sessions(sessions.store, cache_size=0).get("s1")
+    assert [(c.attempt, c.will_retry) for c in conflicts] == [(1, True)]
+    assert failures == []
+
+
+def test_an_action_that_is_not_retry_safe_reads_first_and_runs_once(
+    sessions: Sessions,
+) -> None:
+    applied: list[int] = []
+
+    class Once(Action):
+        name = "once"
+
+        def apply(self, draft: Draft) -> None:
+            applied.append(draft.loaded.version)
+            draft.append({"role": "user", "content": "once"})
+
+    sessions.create(session_id="s1")
+    sessions.get("s1")
+    Sessions(sessions.store).execute("s1", AppendMessages(*_msgs("theirs")))
+    calls = _count_calls(sessions.store)
+    saved = sessions.execute("s1", Once())
+    assert applied == [2], "applied once, to the session as stored"
+    assert calls == {"load": 2, "commit": 1}
+    assert [i["content"] for i in saved.history] == ["theirs", "once"]
+
+
+def test_a_session_deleted_behind_the_cache_is_not_found(sessions: Sessions) -> None:
+    failed: list[events.LoadFailed] = []
+    sessions.subscribe(failed.append, events.LoadFailed)
+    sessions.create(session_id="s1")
+    sessions.get("s1")
+    Sessions(sessions.store).delete("s1")
+    with pytest.raises(tether.SessionNotFound):
+        sessions.execute("s1", AppendMessages(*_msgs("late")))
+    assert [e.session_id for e in failed] == ["s1"]
+    assert not sessions.exists("s1")
 
 
 # --- schema versions through the runtime ---------------------------------------------------------

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from . import _core
-from ._cache import SessionCache, detach
+from ._cache import SessionCache, detach, header_only
 from ._registry import open_store
 from ._time import Clock, system_clock
 from .actions import Action, Archive, ClearHistory, Draft, Fork, OpenReviews
@@ -116,6 +116,11 @@ class Sessions:
 
     def _emit(self, event: Event) -> None:
         self._events.publish(event)
+
+    def _listened(self) -> bool:
+        """Whether any handler is subscribed: a turn builds no events (and reads no clock)
+        for nobody."""
+        return bool(self._events._handlers)
 
     # --- create, get, list ---------------------------------------------------------------------
 
@@ -245,7 +250,7 @@ class Sessions:
         cached = self._cache.get(session_id)
         if cached is not None:
             fresh = self.store.load(session_id, after=cached.last_seq)
-            merged = SessionCache.merge(cached, fresh)
+            merged = self._cache.merge(cached, fresh)
             if merged is not None:
                 self._cache.put(merged)
                 return merged
@@ -263,7 +268,8 @@ class Sessions:
             raise
         ctx = HookContext(HookStage.AFTER_LOAD, "get", loaded)
         self._run_hooks(HookStage.AFTER_LOAD, ctx)
-        self._emit(SessionLoaded(session_id, self._clock(), loaded.version))
+        if self._listened():
+            self._emit(SessionLoaded(session_id, self._clock(), loaded.version))
         return ctx.session
 
     def info(self, session_id: str) -> SessionHeader:
@@ -365,14 +371,25 @@ class Sessions:
                 f"{type(action).__name__} is not retry_safe: re-applying it after a conflict "
                 "could be wrong; handle ConflictError yourself, or mark the action retry_safe"
             )
+        # A retry_safe action on a session this object holds is committed against the cached
+        # version without reading first: one store round trip when nobody else wrote since.
+        # A ConflictError is the sign that the cache is behind (or that a write landed during
+        # the pipeline: the two look the same); it counts as the first attempt, and the action
+        # runs again on what is new, even with retries=0, as an execute that read the session
+        # first would have run it. An action that is not retry_safe is never applied twice:
+        # it reads what is new before it runs.
+        optimistic = action.retry_safe and self._cache.get(session_id) is not None
+        allowed = max(retries, 1) if optimistic else retries
         attempt = 0
         while True:
             try:
-                return self._execute_once(session_id, action, lease)
+                return self._execute_once(session_id, action, lease, optimistic)
             except ConflictError as conflict:
                 attempt += 1
-                self._cache.drop(session_id)
-                will_retry = attempt <= retries
+                if not optimistic:  # the cached attempt's refresh reads only what is new
+                    self._cache.drop(session_id)
+                optimistic = False
+                will_retry = attempt <= allowed
                 self._emit(
                     ConflictDetected(
                         session_id,
@@ -387,16 +404,38 @@ class Sessions:
                     self._emit(SaveFailed(session_id, self._clock(), conflict))
                     raise
 
-    def _execute_once(self, session_id: str, action: Action, lease: Lease | None) -> Session:
+    def _execute_once(
+        self, session_id: str, action: Action, lease: Lease | None, optimistic: bool
+    ) -> Session:
+        cached = self._cache.get(session_id) if optimistic else None
+        if cached is not None:
+            try:
+                return self._apply(session_id, action, lease, cached, optimistic=True)
+            except SessionNotFound:  # deleted or expired meanwhile: the load below reports it
+                self._cache.drop(session_id)
         try:
-            if action.needs_history:
+            if action.needs_history or self._cache.get(session_id) is not None:
                 loaded = self._fetch(session_id)
             else:
                 loaded = self.store.load(session_id, last=0)
         except TetherError as exc:
             self._emit(LoadFailed(session_id, self._clock(), exc))
             raise
-        draft = Draft(loaded, detach(loaded))
+        return self._apply(session_id, action, lease, loaded)
+
+    def _apply(
+        self,
+        session_id: str,
+        action: Action,
+        lease: Lease | None,
+        loaded: Session,
+        *,
+        optimistic: bool = False,
+    ) -> Session:
+        """The pipeline after the load: hooks, the action, the commit at ``loaded.version``."""
+        # an action that does not read the history gets the header, as load(last=0) gives it
+        working = detach(loaded) if action.needs_history else header_only(loaded)
+        draft = Draft(loaded, working)
         ctx = HookContext(HookStage.AFTER_LOAD, "execute", draft.session, draft, action)
         self._run_hooks(HookStage.AFTER_LOAD, ctx)
         action.apply(draft)
@@ -428,24 +467,29 @@ class Sessions:
         except ConflictError:
             raise  # execute() reports it and decides on a retry
         except TetherError as exc:
-            self._emit(SaveFailed(session_id, self._clock(), exc))
+            if not (optimistic and isinstance(exc, SessionNotFound)):
+                self._emit(SaveFailed(session_id, self._clock(), exc))
             raise
-        saved = self._fetch(session_id)  # only the new items are read
-        self._run_hooks(
-            HookStage.AFTER_SAVE, HookContext(HookStage.AFTER_SAVE, "execute", detach(saved))
-        )
-        self._emit(
-            ActionExecuted(
-                session_id,
-                self._clock(),
-                action.name,
-                loaded.version,
-                saved.version,
-                loaded.status,
-                saved.status,
+        # Read back what was committed (only the new items): commit returns the version alone,
+        # and the session returned must carry the store's commit time on its header and items.
+        saved = self._fetch(session_id)
+        if self._hooks.for_stage(HookStage.AFTER_SAVE):
+            self._run_hooks(
+                HookStage.AFTER_SAVE, HookContext(HookStage.AFTER_SAVE, "execute", detach(saved))
             )
-        )
-        self._emit(SessionSaved(session_id, self._clock(), saved.version))
+        if self._listened():
+            self._emit(
+                ActionExecuted(
+                    session_id,
+                    self._clock(),
+                    action.name,
+                    loaded.version,
+                    saved.version,
+                    loaded.status,
+                    saved.status,
+                )
+            )
+            self._emit(SessionSaved(session_id, self._clock(), saved.version))
         return detach(saved)
 
     # --- fork ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ their place; reads fail closed with a :class:`~tether.errors.DecryptionError`. S
 from __future__ import annotations
 
 from .encryption_async import AsyncEncryptedStore
-from .encryption_codec import KeySource, Keyring
+from .encryption_codec import Keyring, KeySource
 from .encryption_sync import EncryptedStore
 from .errors import (
     DecryptionError,

@@ -66,8 +66,6 @@ FORMAT = 1
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # 96 bits: GCM's native nonce size, random per encryption
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_ENVELOPE_FIELDS = frozenset({ENVELOPE_MARK, "kid", "n", "c"})
-_ITEM_FIELDS = _ENVELOPE_FIELDS | {"timestamp"}
 _AD_PREFIX = b"tether-enc/1\x00"
 
 
@@ -276,6 +274,10 @@ else:
     _a2b = binascii.a2b_base64
 
 
+def _place(field: str, seq: int) -> str:
+    return f"history item seq {seq}" if field == "item" else field
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -285,6 +287,7 @@ class Codec:
 
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
+        self._aead = keyring._aead  # the ring's ciphers by key id, read without its lock
 
     # --- associated data ------------------------------------------------------------------
 
@@ -335,89 +338,80 @@ class Codec:
     # --- opening ----------------------------------------------------------------------------
 
     def _open(
-        self,
-        envelope: object,
-        allowed: frozenset[str],
-        ad_of: Callable[[str], bytes],
-        session_id: str,
-        place: str,
+        self, envelope: object, session_id: str, field: str, seq: int, key: str | None
     ) -> dict[str, Any]:
-        if not isinstance(envelope, dict) or ENVELOPE_MARK not in envelope:
+        """Open an envelope of ``field`` (``item``: the item at ``seq`` under ``key``)."""
+        if type(envelope) is not dict or ENVELOPE_MARK not in envelope:
             raise PlaintextFound(
                 session_id,
-                place,
+                _place(field, seq),
                 "stored in clear where this encrypted store expects a ciphertext; nothing was "
                 "returned. If the store was written before encryption was turned on, run "
                 "tether rekey --encrypt; otherwise the storage was written to directly",
             )
         kid = envelope.get("kid")
         nonce, sealed = envelope.get("n"), envelope.get("c")
+        size = len(envelope)
         if (
-            envelope.get(ENVELOPE_MARK) != FORMAT
-            or not envelope.keys() <= allowed
-            or not isinstance(kid, str)
+            envelope[ENVELOPE_MARK] != FORMAT
+            or not (size == 4 or (size == 5 and field == "item" and "timestamp" in envelope))
+            or type(kid) is not str
             or not _KEY_ID.fullmatch(kid)
-            or not isinstance(nonce, str)
-            or not isinstance(sealed, str)
+            or type(nonce) is not str
+            or type(sealed) is not str
         ):
             raise TamperedCiphertext(
                 session_id,
-                place,
+                _place(field, seq),
                 "the ciphertext envelope is malformed (fields "
                 f"{sorted(map(str, envelope))}, format {envelope.get(ENVELOPE_MARK)!r}); "
                 "nothing was returned",
                 key_id=kid if isinstance(kid, str) else None,
             )
-        aead = self.keyring.aead(kid, session_id, place)
+        ad = (
+            self._item_ad(session_id, seq, key, kid)
+            if field == "item"
+            else self._field_ad(session_id, field, kid)
+        )
+        aead = self._aead.get(kid) or self.keyring.aead(kid, session_id, _place(field, seq))
         try:
-            data = aead.decrypt(_unb64(nonce), _unb64(sealed), ad_of(kid))
-            value = _json.loads(data)
+            value = _json.loads(aead.decrypt(_unb64(nonce), _unb64(sealed), ad))
         except (binascii.Error, ValueError, InvalidTag, _json.JSONDecodeError):
             raise TamperedCiphertext(
                 session_id,
-                place,
+                _place(field, seq),
                 "the ciphertext does not verify: it was altered, or moved here from another "
                 "session, item or field; nothing was returned",
                 key_id=kid,
             ) from None
-        if not isinstance(value, dict):
+        if type(value) is not dict:
             raise TamperedCiphertext(
-                session_id, place, "the decrypted value is not a JSON object", key_id=kid
+                session_id,
+                _place(field, seq),
+                "the decrypted value is not a JSON object",
+                key_id=kid,
             )
+        if field == "item":
+            stamp = envelope.get("timestamp")
+            own = value.get("timestamp")
+            if stamp != (own if isinstance(own, str) else None):
+                raise TamperedCiphertext(
+                    session_id,
+                    _place(field, seq),
+                    "the clear timestamp beside the ciphertext is not the item's own",
+                    key_id=kid,
+                )
         return value
 
     def open_item(
         self, session_id: str, seq: int, key: str | None, envelope: object
     ) -> dict[str, Any]:
         """The history item an envelope at ``seq`` (with ``key``) of ``session_id`` holds."""
-        place = f"history item seq {seq}"
-        item = self._open(
-            envelope,
-            _ITEM_FIELDS,
-            lambda kid: self._item_ad(session_id, seq, key, kid),
-            session_id,
-            place,
-        )
-        stamp = envelope.get("timestamp") if isinstance(envelope, dict) else None
-        own = item.get("timestamp")
-        if stamp != (own if isinstance(own, str) else None):
-            raise TamperedCiphertext(
-                session_id,
-                place,
-                "the clear timestamp beside the ciphertext is not the item's own",
-                key_id=self.key_id_of(envelope),
-            )
-        return item
+        return self._open(envelope, session_id, "item", seq, key)
 
     def open_field(self, session_id: str, field: str, envelope: object) -> dict[str, Any]:
         """The ``state`` / ``options`` an envelope of ``session_id`` holds."""
-        return self._open(
-            envelope,
-            _ENVELOPE_FIELDS,
-            lambda kid: self._field_ad(session_id, field, kid),
-            session_id,
-            field,
-        )
+        return self._open(envelope, session_id, field, 0, None)
 
     @staticmethod
     def key_id_of(value: object) -> str | None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -77,6 +78,10 @@ def versions() -> dict[str, str | None]:
     return found
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke run, small sizes")
@@ -85,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
+    # a SIGTERM (a timeout, make interrupted) unwinds like ^C: every schema and key prefix
+    # made so far is dropped on the way out
+    signal.signal(signal.SIGTERM, _terminated)
     wanted = list(SECTIONS) if args.only is None else [s.strip() for s in args.only.split(",")]
     unknown = [s for s in wanted if s not in SECTIONS]
     if unknown:

@@ -17,7 +17,8 @@ messages (~200 characters), half assistant messages (~800), as the Responses API
   ``add_items([user, assistant])``;
 - ``Runner.run``: a real ``Runner.run(agent, text, session=session)`` with a model that returns
   a fixed ~800-character message at once (no network; tracing disabled), so the session, the
-  runner's own handling of the history and nothing else is measured.
+  runner's own handling of the history and nothing else is measured; up to 1,000 items (see
+  :data:`RUNNER_LONGEST`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ import tether
 LENGTHS = (10, 100, 1000, 5000)
 QUICK_LENGTHS = (10, 100)
 OPS = ("session", "Runner.run")
+RUNNER_LONGEST = 1000
+"""``Runner.run`` is timed up to this length: past it the runner's own handling of the history
+(the same for every backend) takes most of a second a turn and would only dilute the ratios."""
+RUNNER_TURNS = 20
 
 
 def user_item(turn: int) -> dict[str, Any]:
@@ -227,7 +232,9 @@ def _timer(
     return timed
 
 
-def measure(loop: Loop, made: Sequence[System], lengths: Sequence[int], reps: int) -> list[Json]:
+def measure(
+    loop: Loop, made: Sequence[System], lengths: Sequence[int], reps: dict[str, int]
+) -> list[Json]:
     agent = _agent()
     from agents import Runner
 
@@ -244,10 +251,12 @@ def measure(loop: Loop, made: Sequence[System], lengths: Sequence[int], reps: in
     }
     rows: list[Json] = []
     for n in lengths:
-        per = _per_session(n, reps)
-        count = -(-reps // per) + 1  # the first session takes the warm-up turn
         prefill = history(n)
         for op, call in ops.items():
+            if op == "Runner.run" and n > RUNNER_LONGEST:
+                continue
+            per = _per_session(n, reps[op])
+            count = -(-reps[op] // per) + 1  # the first session takes the warm-up turn
             held: list[list[Any]] = []
             for i, system in enumerate(made):
                 sessions = [system.session(f"fw-{op}-{n}-{i}-{s}") for s in range(count)]
@@ -257,7 +266,7 @@ def measure(loop: Loop, made: Sequence[System], lengths: Sequence[int], reps: in
                 held.append(sessions[1:])
 
             timed = _timer(loop, call, held, per, n)
-            samples = interleave(len(made), reps, timed)
+            samples = interleave(len(made), reps[op], timed)
             for system, ns in zip(made, samples, strict=True):
                 rows.append({"op": op, "system": system.name, "n": n, **summarize(ns)})
             print(
@@ -275,7 +284,7 @@ def measure(loop: Loop, made: Sequence[System], lengths: Sequence[int], reps: in
 
 def run(directory: Path, servers: Servers, quick: bool, notes: list[str]) -> Json:
     lengths = QUICK_LENGTHS if quick else LENGTHS
-    reps = 8 if quick else 40
+    reps = {"session": 8, "Runner.run": 8} if quick else {"session": 40, "Runner.run": RUNNER_TURNS}
     loop = Loop()
     made = systems(directory, servers, notes)
     try:
@@ -285,7 +294,12 @@ def run(directory: Path, servers: Servers, quick: bool, notes: list[str]) -> Jso
             loop.run(system.close())
         loop.close()
     return {
-        "settings": {"lengths": list(lengths), "turns": reps, "ops": list(OPS)},
+        "settings": {
+            "lengths": list(lengths),
+            "runner_longest": RUNNER_LONGEST,
+            "turns": reps,
+            "ops": list(OPS),
+        },
         "systems": [s.name for s in made],
         "pairs": [list(p) for p in PAIRS],
         "rows": rows,

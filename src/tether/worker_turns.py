@@ -68,6 +68,7 @@ INBOX_AGENT = "tether.inbox"
 _INBOX_SUFFIX = ":inbox"
 _KEY_PREFIX = "tether.inbox:"
 _MAX_ID = 128 - len(_INBOX_SUFFIX)
+_RUNNABLE = frozenset({"new", "hibernated", "running", "finished"})
 
 AgentFactory = Callable[[Store], Agent]
 """Builds the application's agent on the store it is given (a :class:`FencedStore`)."""
@@ -328,15 +329,22 @@ def _set_consumed(store: Store, inbox: str, seq: int) -> None:
 # --- finding work --------------------------------------------------------------------------------
 
 
-def due_sessions(store: Store, *, page_size: int = 200) -> list[str]:
+def due_sessions(
+    store: Store, *, updated_before: datetime | None = None, page_size: int = 200
+) -> list[str]:
     """Sessions with work due, oldest update first: a pending turn (``hibernated``), a pending
-    inbox message, or a ``running`` turn whose lease expired (its worker died). Read from the
-    store's status index, never from histories."""
+    inbox message (unless the turn before it waits for a review or failed), or a ``running``
+    turn whose lease expired (its worker died). Read from the
+    store's status index, never from histories. ``updated_before`` keeps only sessions not
+    written since then (a queued task would have run them)."""
     now = datetime.now(timezone.utc)
     found: list[tuple[datetime, str]] = []
     seen: set[str] = set()
-    for header in store.iter_sessions(status=["hibernated", "running"], limit=page_size):
-        target = _target(header, now)
+    headers = store.iter_sessions(
+        status=["hibernated", "running"], updated_before=updated_before, limit=page_size
+    )
+    for header in headers:
+        target = _target(store, header, now)
         if target is not None and target not in seen:
             seen.add(target)
             found.append((header.updated_at or now, target))
@@ -344,9 +352,14 @@ def due_sessions(store: Store, *, page_size: int = 200) -> list[str]:
     return [session_id for _, session_id in found]
 
 
-def _target(header: SessionHeader, now: datetime) -> str | None:
+def _target(store: Store, header: SessionHeader, now: datetime) -> str | None:
     if header.agent == INBOX_AGENT and header.id.endswith(_INBOX_SUFFIX):
-        return header.id[: -len(_INBOX_SUFFIX)]
+        session_id = header.id[: -len(_INBOX_SUFFIX)]
+        try:  # messages behind a turn waiting for a human (or failed) wait with it
+            status = store.load(session_id, last=0).status
+        except SessionNotFound:
+            return None
+        return session_id if status.value in _RUNNABLE else None
     if header.status == SessionStatus.RUNNING:
         expires = header.lease_expires_at
         return header.id if expires is None or expires <= now else None

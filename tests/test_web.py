@@ -37,6 +37,7 @@ from tether.web import create_app  # noqa: E402
 from tether.web.app import CSP  # noqa: E402
 
 from .conftest import (  # noqa: E402
+    delete_nats_bucket,
     drop_postgres_schema,
     require_server,
     wipe_redis_namespace,
@@ -53,13 +54,21 @@ def refund(order_id: str) -> str:
     return f"refunded {order_id}"
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "file", "postgres", "redis", "nats"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     kind = request.param
     if kind == "memory":
         yield "memory://"
     elif kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'web.db'}"
+    elif kind == "file":
+        yield f"file:{tmp_path / 'sessions'}"
+    elif kind == "nats":
+        require_module("nats", "nats")
+        base = require_server("nats")
+        bucket = f"tether_tweb{uuid.uuid4().hex[:10]}"
+        yield f"{base}/{bucket}"
+        delete_nats_bucket(base, bucket)
     elif kind == "postgres":
         require_module("psycopg", "postgres")
         base = require_server("postgres")
@@ -211,6 +220,28 @@ async def test_the_token_url_sets_a_strict_httponly_cookie_and_leaves_the_url(
         page = await browser.get("/s/chat-1?n=20")  # the cookie jar sends it now
         assert page.status_code == 200
         assert "It shipped yesterday." in page.text
+
+
+def test_a_sync_store_or_a_url_is_served_too(tmp_path: Path) -> None:
+    """create_app takes a sync store (run in threads) or a URL (opened on the first request, in
+    the server's loop, and closed with the app) as well as AsyncSessions."""
+    from starlette.testclient import TestClient
+
+    url = f"sqlite:///{tmp_path / 'sync.db'}"
+    with tether.Sessions(url) as sessions:
+        sessions.create("support", session_id="sync-1", history=[{"role": "user", "content": "hi"}])
+    with tether.open_store(url) as store:
+        for source in (store, url):
+            with TestClient(create_app(source, token=TOKEN), base_url=ORIGIN) as client:
+                page = client.get("/s/sync-1", headers={"authorization": f"Bearer {TOKEN}"})
+                assert page.status_code == 200
+                assert 'class="entry k-user"' in page.text
+    missing = create_app(f"sqlite:///{tmp_path / 'nothing.db'}", token=TOKEN)
+    with TestClient(missing, base_url=ORIGIN) as client:
+        refused = client.get("/", headers={"authorization": f"Bearer {TOKEN}"})
+        assert refused.status_code == 500
+        assert "no SQLite database" in refused.text
+    assert not (tmp_path / "nothing.db").exists()  # a reader never creates a store
 
 
 async def test_a_random_token_when_none_is_given(sessions: tether.AsyncSessions) -> None:

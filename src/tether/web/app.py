@@ -82,6 +82,7 @@ class Inspector:
         # cookies are not per port: two inspectors on one host keep apart by name
         self.cookie = "tether_inspector_" + hashlib.sha256(key).hexdigest()[:12]
         self._source = source
+        self.url = source if isinstance(source, str) else None  # to scrub from error messages
         self._sessions: AsyncSessions | None = None
         self._agent: AsyncAgent | None = None
         self._owns = isinstance(source, str) or source is None

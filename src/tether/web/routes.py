@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from .. import _cli_render as render
 from .._ids import validate_session_id
 from .._time import system_clock
+from .._urls import scrub
 from ..agent import _turn
 from ..errors import (
     AlreadyClaimed,
@@ -530,6 +531,8 @@ def _status_of(exc: TetherError) -> int:
 
 
 def _error(request: Request, status: int, message: str) -> Response:
+    # a driver's message may quote the store's URL, password and all
+    message = scrub(message, _inspector(request).url)
     if request.url.path.startswith(request.scope.get("root_path", "") + "/api/"):
         return _json({"error": message}, status_code=status)
     return _page(request, "error.html", status_code=status, title="Error", message=message)

@@ -45,6 +45,7 @@ from pydantic_core import PydanticSerializationError
 from ..errors import ConflictError, SessionExists, SessionNotFound
 from ..ids import encode_external_id
 from ..models import Session as TetherSession
+from ..models import StoredItem
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
 
 try:
@@ -77,6 +78,7 @@ SCHEME = "tether"
 """The URI scheme :func:`register` adds to ADK's service registry: ``tether:<store url>``."""
 
 _LIST_PAGE = 1000
+_PAGE = 100  # get_session with after_timestamp / num_recent_events: newest items first
 logger = logging.getLogger(__name__)
 
 
@@ -147,7 +149,12 @@ class TetherSessionService(BaseSessionService):
             agent=AGENT,
             owner=None,
             metadata={"adk_app": app_name, "adk_user": user_id, "adk_session": sid},
-            state={"state": deltas["session"], "last_update_time": now, "pending": pending},
+            state={
+                "state": deltas["session"],
+                "last_update_time": now,
+                "pending": pending,
+                "order": {"ordered": True, "newest": None},
+            },
         )
         try:
             created = await self.store.create(header)
@@ -178,16 +185,25 @@ class TetherSessionService(BaseSessionService):
         the newest N of those. A pending outbox of the session is completed first.
         """
         tid = session_tid(app_name, user_id, session_id)
+        after = config.after_timestamp if config is not None else None
+        recent = config.num_recent_events if config is not None else None
+        windowed = after is not None or recent is not None
         try:
-            stored = await self.store.load(tid)
+            stored = await self.store.load(tid, last=_PAGE if windowed else None)
         except SessionNotFound:
             return None
         app_state, user_state = await self._complete(
             tid, app_name, user_id, stored.state.get("pending")
         )
-        events = [
-            _event_of(entry.item) for entry in stored.items if entry.item.get("type") == EVENT_TYPE
-        ]
+        items = list(stored.items)
+        if windowed and items and items[0].seq > stored.first_seq:
+            order = stored.state.get("order")
+            if isinstance(order, Mapping) and order.get("ordered") is True:
+                items = await self._older(tid, stored.first_seq, items, after, recent)
+            else:  # an event appended out of time order (or a session from before the flag)
+                items = list((await self.store.load(tid)).items)
+                items = [s for s in items if s.seq <= stored.last_seq]
+        events = [_event_of(entry.item) for entry in items if entry.item.get("type") == EVENT_TYPE]
         events.sort(key=lambda event: (event.timestamp, event.id))
         if config is not None:
             if config.after_timestamp is not None:
@@ -204,6 +220,31 @@ class TetherSessionService(BaseSessionService):
             app_state=app_state,
             user_state=user_state,
         )
+
+    async def _older(
+        self,
+        tid: str,
+        first_seq: int,
+        items: list[StoredItem],
+        after: float | None,
+        recent: int | None,
+    ) -> list[StoredItem]:
+        """Pages before ``items`` until no older event can be returned: events are appended
+        in time order (the session's ``order`` flag says so), so every unread one is at most
+        as recent as the oldest read."""
+        size = _PAGE
+        while items[0].seq > first_seq:
+            read = [_event_of(s.item) for s in items if s.item.get("type") == EVENT_TYPE]
+            if _enough(read, after, recent):
+                break
+            lo = max(first_seq - 1, items[0].seq - 1 - size)
+            page = await self.store.load(tid, after=lo, limit=items[0].seq - 1 - lo)
+            older = [s for s in page.items if s.seq < items[0].seq]
+            if not older:
+                break
+            items = older + items
+            size = min(size * 2, 1000)
+        return items
 
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
@@ -286,9 +327,20 @@ class TetherSessionService(BaseSessionService):
         pending = _pending(event.id, deltas)
         values = {**header.state.get("state", {}), **deltas["session"]}
         item = {"type": EVENT_TYPE, "event": orjson.loads(_event_json(event))}
-        changes = {
-            "state": {"state": values, "last_update_time": event.timestamp, "pending": pending}
+        state: dict[str, Any] = {
+            "state": values,
+            "last_update_time": event.timestamp,
+            "pending": pending,
         }
+        order = header.state.get("order")
+        if isinstance(order, Mapping):  # kept since the session began: keep it exact
+            newest = order.get("newest")
+            in_order = order.get("ordered") is True and (
+                newest is None or event.timestamp >= newest
+            )
+            top = event.timestamp if newest is None else max(newest, event.timestamp)
+            state["order"] = {"ordered": in_order, "newest": top}
+        changes = {"state": state}
         try:
             new_version = await self.store.commit(tid, version, append=[item], changes=changes)
         except SessionNotFound:
@@ -466,6 +518,25 @@ def _event_json(event: Event) -> str:
         safe_delta = _session_util.make_json_safe_state(event.actions.state_delta)
         actions = event.actions.model_copy(update={"state_delta": safe_delta})
         return event.model_copy(update={"actions": actions}).model_dump_json(exclude_none=True)
+
+
+def _enough(events: list[Event], after: float | None, recent: int | None) -> bool:
+    """Whether no event older than ``events`` (none more recent than their oldest) can be
+    among those ``after`` / ``recent`` select."""
+    if recent == 0:
+        return True
+    if not events:
+        return False
+    floor = min(e.timestamp for e in events)
+    if after is not None and floor < after:
+        return True
+    if recent is None:
+        return False
+    kept = sorted(
+        (e for e in events if after is None or e.timestamp >= after),
+        key=lambda e: (e.timestamp, e.id),
+    )
+    return len(kept) >= recent and kept[-recent].timestamp > floor
 
 
 def _adk_session(

@@ -182,12 +182,12 @@ def check(store: Store, progress: Callable[[str], None]) -> dict[str, int]:
 @click.command(
     "rekey",
     epilog="\b\nExamples:\n"
-    "  TETHER_KEYS=2026-06:<new>,2026-01:<old> tether rekey --store "
-    "'sqlite:///app.db?encryption_keys_env=TETHER_KEYS'\n"
+    "  tether rekey --store 'sqlite:///app.db?encryption_keys_env=TETHER_KEYS'\n"
     "  tether rekey --encrypt --store 'postgresql://db/app?encryption_keys_env=TETHER_KEYS'\n"
     "  tether rekey --check --store 'sqlite:///app.db?encryption_keys_env=TETHER_KEYS'\n\n"
-    "The keyring is kid:base64key entries, comma-separated, the current key first. After a "
-    "rekey that ends with every session under the current key, an old key can be dropped "
+    "TETHER_KEYS (any name the URL gives) holds the keyring: kid:base64key entries, "
+    "comma-separated, the current key first, e.g. 2026-06:<new key>,2025-12:<old key>. Once "
+    "a rekey ends with every session under the current key, the old key can be dropped "
     "from the keyring.",
 )
 @click.option(
@@ -219,7 +219,10 @@ def check(store: Store, progress: Callable[[str], None]) -> dict[str, int]:
 def rekey_command(
     env: _Env, url: str | None, encrypt: bool, decrypt: bool, check_only: bool
 ) -> None:
-    """Re-encrypt every session to the current key; verify that no other key is still used.
+    """Re-encrypt every session to the current key, then verify.
+
+    At the end every session is read again: the command fails (exit status 3) while any
+    still uses another key.
 
     Resumable (sessions already under the current key are skipped) and safe beside running
     writers: each session is written back only at the version it was read at, retried after

@@ -20,6 +20,7 @@ from typing import Any
 from . import _core
 from ._ids import validate_session_id
 from .encryption_codec import (
+    DEFAULT_CACHE_BYTES,
     Codec,
     Keyring,
     KeySource,
@@ -52,11 +53,15 @@ class AsyncEncryptedStore(AsyncStore):
     """A store that keeps the items, state and options of another, ``inner``, encrypted.
 
     ``keys`` is a :class:`~tether.encryption.Keyring` (or a callable returning one, called
-    now). Reads fail closed: a value in clear, tampered, or under a key the ring cannot give
+    now). ``cache_bytes`` bounds the plaintext kept of recently sealed and opened values, so
+    that a history read again is not decrypted again (see :class:`~tether.encryption_codec.Codec`;
+    0: none). Reads fail closed: a value in clear, tampered, or under a key the ring cannot give
     raises a :class:`~tether.errors.DecryptionError` naming the session and the place.
     """
 
-    def __init__(self, inner: AsyncStore, keys: KeySource) -> None:
+    def __init__(
+        self, inner: AsyncStore, keys: KeySource, *, cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> None:
         if not isinstance(inner, AsyncStore):
             raise InvalidRequest(
                 f"AsyncEncryptedStore wraps an AsyncStore, not {type(inner).__name__}"
@@ -64,7 +69,7 @@ class AsyncEncryptedStore(AsyncStore):
         self.inner = inner
         """The wrapped store, which holds the ciphertexts (``tether export`` reads it)."""
         self.keyring: Keyring = resolve_keys(keys)
-        self.codec = Codec(self.keyring)
+        self.codec = Codec(self.keyring, cache_bytes=cache_bytes)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r}, {self.keyring!r})"

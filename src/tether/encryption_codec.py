@@ -274,6 +274,12 @@ else:
     _a2b = binascii.a2b_base64
 
 
+def _oldest(cache: dict[tuple[bytes, str], tuple[str, bytes]]) -> Any:
+    """Remove and return the oldest entry of an insertion-ordered dict."""
+    first = next(iter(cache))
+    return first, cache.pop(first)
+
+
 def _place(field: str, seq: int) -> str:
     return f"history item seq {seq}" if field == "item" else field
 
@@ -282,12 +288,44 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-class Codec:
-    """Seals values into envelopes and opens them, bound to their place."""
+DEFAULT_CACHE_BYTES = 32 * 2**20
+"""The plaintext cache of a store: 32 MiB of recently sealed or opened values."""
 
-    def __init__(self, keyring: Keyring) -> None:
+
+class Codec:
+    """Seals values into envelopes and opens them, bound to their place.
+
+    It keeps the plaintext of recently sealed and opened values (up to ``cache_bytes``), by
+    their associated data and nonce: an envelope met again, the same ciphertext at the same
+    place under the same key, gives the plaintext verified before without decrypting it again
+    (a worker reloads the same history turn after turn). Anything else is decrypted and
+    verified. The cache lives in the application's memory, which holds the keys anyway (the
+    threat model: docs/encryption.md); ``cache_bytes=0`` turns it off.
+    """
+
+    def __init__(self, keyring: Keyring, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.keyring = keyring
         self._aead = keyring._aead  # the ring's ciphers by key id, read without its lock
+        self._cache: dict[tuple[bytes, str], tuple[str, bytes]] = {}
+        self._cached_bytes = 0
+        self._cache_limit = cache_bytes
+        self._cache_lock = threading.Lock()
+
+    def _remember(self, ad: bytes, nonce: str, sealed: str, data: bytes) -> None:
+        """Keep a verified (or just sealed) plaintext; the oldest go first past the limit."""
+        size = len(sealed) + len(data) + len(ad) + 64
+        if size > self._cache_limit:
+            return
+        with self._cache_lock:
+            cache = self._cache
+            old = cache.pop((ad, nonce), None)
+            if old is not None:
+                self._cached_bytes -= len(old[0]) + len(old[1]) + len(ad) + 64
+            while cache and self._cached_bytes + size > self._cache_limit:
+                (old_ad, _), (old_sealed, old_data) = _oldest(cache)
+                self._cached_bytes -= len(old_sealed) + len(old_data) + len(old_ad) + 64
+            cache[(ad, nonce)] = (sealed, data)
+            self._cached_bytes += size
 
     # --- associated data ------------------------------------------------------------------
 
@@ -309,7 +347,10 @@ class Codec:
     ) -> dict[str, Any]:
         nonce = os.urandom(NONCE_BYTES)
         sealed = self.keyring.aead(kid, session_id, place).encrypt(nonce, data, ad)
-        return {ENVELOPE_MARK: FORMAT, "kid": kid, "n": _b64(nonce), "c": _b64(sealed)}
+        nonce_text, sealed_text = _b64(nonce), _b64(sealed)
+        if self._cache_limit:
+            self._remember(ad, nonce_text, sealed_text, data)
+        return {ENVELOPE_MARK: FORMAT, "kid": kid, "n": nonce_text, "c": sealed_text}
 
     def seal_item(
         self, session_id: str, seq: int, key: str | None, item: Mapping[str, Any], *, what: str
@@ -356,7 +397,7 @@ class Codec:
             envelope[ENVELOPE_MARK] != FORMAT
             or not (size == 4 or (size == 5 and field == "item" and "timestamp" in envelope))
             or type(kid) is not str
-            or not _KEY_ID.fullmatch(kid)
+            or (kid not in self._aead and not _KEY_ID.fullmatch(kid))
             or type(nonce) is not str
             or type(sealed) is not str
         ):
@@ -373,9 +414,16 @@ class Codec:
             if field == "item"
             else self._field_ad(session_id, field, kid)
         )
-        aead = self._aead.get(kid) or self.keyring.aead(kid, session_id, _place(field, seq))
+        known = self._cache.get((ad, nonce))
         try:
-            value = _json.loads(aead.decrypt(_unb64(nonce), _unb64(sealed), ad))
+            if known is not None and known[0] == sealed:  # verified before, byte for byte
+                value = _json.loads(known[1])
+            else:
+                aead = self._aead.get(kid) or self.keyring.aead(kid, session_id, _place(field, seq))
+                data = aead.decrypt(_unb64(nonce), _unb64(sealed), ad)
+                value = _json.loads(data)
+                if self._cache_limit:
+                    self._remember(ad, nonce, sealed, data)
         except (binascii.Error, ValueError, InvalidTag, _json.JSONDecodeError):
             raise TamperedCiphertext(
                 session_id,
@@ -450,6 +498,12 @@ def rebuilt(
     return out
 
 
+def _stored(session: Session) -> list[StoredItem]:
+    """The stored items of a session a store just returned (``Session.items`` would first
+    compare them with ``history``, which a fresh session's caller has not touched)."""
+    return session._items if session._items is not None else session.items
+
+
 def open_session(codec: Codec, session: Session) -> Session:
     """The session as written: its state, options and items decrypted (fails closed)."""
     sid = session.id
@@ -460,7 +514,7 @@ def open_session(codec: Codec, session: Session) -> Session:
             entry.key,
             codec.open_item(sid, entry.seq, entry.key, entry.item),
         )
-        for entry in session.items
+        for entry in _stored(session)
     ]
     return rebuilt(
         session,

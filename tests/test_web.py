@@ -244,6 +244,30 @@ def test_a_sync_store_or_a_url_is_served_too(tmp_path: Path) -> None:
     assert not (tmp_path / "nothing.db").exists()  # a reader never creates a store
 
 
+async def test_no_open_redirect_no_websocket_and_json_refusals_under_api(
+    sessions: tether.AsyncSessions,
+) -> None:
+    app = create_app(sessions, token=TOKEN)
+    async with client_for(app, token=None) as anonymous:
+        bounced = await anonymous.get(f"{ORIGIN}//evil.example/?token={TOKEN}")
+        assert bounced.status_code == 303
+        assert bounced.headers["location"] == "/evil.example/"  # this server, not another
+        anonymous.cookies.clear()
+        refused = await anonymous.get("/api/sessions")
+        assert refused.status_code == 401
+        assert "access token" in refused.json()["error"]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    await app({"type": "websocket", "path": "/", "headers": []}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
 async def test_a_random_token_when_none_is_given(sessions: tether.AsyncSessions) -> None:
     app = create_app(sessions)
     token = app.state.token
@@ -318,6 +342,17 @@ async def test_the_list_filters_pages_and_jumps(client: httpx.AsyncClient) -> No
     assert jump.headers["location"] == "/s/long-1"
 
 
+async def test_a_big_state_shows_its_first_keys(
+    sessions: tether.AsyncSessions, client: httpx.AsyncClient
+) -> None:
+    await sessions.create(session_id="big-1", state={f"k{n:04d}": n for n in range(1000)})
+    page = (await client.get("/s/big-1")).text
+    assert "(1000 keys)" in page
+    assert "<code>k0199</code>" in page
+    assert "<code>k0200</code>" not in page
+    assert "800 more keys" in page
+
+
 async def test_counts_by_status(client: httpx.AsyncClient) -> None:
     counts = (await client.get("/api/counts")).json()
     assert counts["counts"]["waiting"] == 2
@@ -325,6 +360,10 @@ async def test_counts_by_status(client: httpx.AsyncClient) -> None:
     assert counts["counts"]["new"] + counts["counts"]["finished"] == 2
     fragment = (await client.get("/counts")).text
     assert re.search(r"waiting <b>2</b>", fragment)
+    assert "<html" not in fragment  # what the script inserts
+    navigated = await client.get("/counts", headers={"sec-fetch-dest": "document"})
+    assert "<html" in navigated.text  # the link, with JavaScript off
+    assert re.search(r"waiting <b>2</b>", navigated.text)
 
 
 async def test_a_long_timeline_opens_at_its_newest_page_and_pages_back(

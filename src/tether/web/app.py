@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from .._registry import open_async_store
 from ..agent import AsyncAgent
@@ -132,8 +132,11 @@ class Guard:
         self.inspector = inspector
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan (and no websockets are served)
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # no websocket is served: closed before any route sees it
+            await send({"type": "websocket.close", "code": 1008})
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -145,9 +148,8 @@ class Guard:
         given = request.query_params.get("token")
         if given is not None:
             if not self.inspector.token_ok(given):
-                await _refusal(403, "This token is not this inspector's.")(
-                    scope, receive, send_with_headers
-                )
+                refused = _refusal(request, 403, "This token is not this inspector's.")
+                await refused(scope, receive, send_with_headers)
                 return
             await self._swap_for_cookie(request)(scope, receive, send_with_headers)
             return
@@ -156,11 +158,13 @@ class Guard:
         ):
             await self.app(scope, receive, send_with_headers)
             return
-        await _refusal(
+        refused = _refusal(
+            request,
             401,
             "This inspector needs its access token: open the address `tether serve` printed "
-            "(it ends with ?token=...).",
-        )(scope, receive, send_with_headers)
+            "(it ends with ?token=...), or send it as Authorization: Bearer TOKEN.",
+        )
+        await refused(scope, receive, send_with_headers)
 
     def _bearer_ok(self, request: Request) -> bool:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -171,7 +175,8 @@ class Guard:
         (out of the history, the screen and any Referer)."""
         query = [(k, v) for k, v in parse_qsl(request.url.query) if k != "token"]
         root = request.scope.get("root_path", "")
-        target = request.url.path + (f"?{urlencode(query)}" if query else "")
+        # one leading slash: "//host/..." would send the browser to another site
+        target = "/" + request.url.path.lstrip("/") + (f"?{urlencode(query)}" if query else "")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             self.inspector.cookie,
@@ -184,12 +189,14 @@ class Guard:
         return response
 
 
-def _refusal(status: int, message: str) -> Response:
+def _refusal(request: Request, status: int, message: str) -> Response:
+    """The refusal, saying what to do and nothing about the store (as JSON under /api/)."""
     from .routes import render_page
 
-    return HTMLResponse(
-        render_page("refused.html", message=message, status=status, base=""), status_code=status
-    )
+    if request.url.path.startswith(request.scope.get("root_path", "") + "/api/"):
+        return JSONResponse({"error": message}, status_code=status)
+    html = render_page("refused.html", message=message, status=status, base="")
+    return HTMLResponse(html, status_code=status)
 
 
 def create_app(

@@ -46,6 +46,8 @@ ITEMS_PER_PAGE = 50
 MAX_ITEMS_PER_PAGE = 500
 COUNT_CAP = 1_000
 """Counts by status stop there ("1000+"): the stores keep no counts, so each is a listing."""
+MAX_STATE_KEYS = 200
+"""Keys of a session's state shown on its page; the JSON API has the rest."""
 COUNT_TTL = 5.0
 """Seconds the counts are kept before the listing runs again."""
 
@@ -238,8 +240,12 @@ async def _counts(inspector: Inspector) -> dict[str, int]:
 
 
 async def counts_fragment(request: Request) -> Response:
+    """The counts by status: the fragment the sessions page's script inserts, or a whole page
+    when a browser navigates here (the link shown with JavaScript off)."""
     counts = await _counts(_inspector(request))
-    return _page(request, "_counts.html", counts=counts, cap=COUNT_CAP)
+    navigated = request.headers.get("sec-fetch-dest") == "document"
+    name = "counts.html" if navigated else "_counts.html"
+    return _page(request, name, counts=counts, cap=COUNT_CAP, title="Counts", nav="sessions")
 
 
 # --- one session ---------------------------------------------------------------------------------
@@ -290,7 +296,11 @@ async def session_page(request: Request) -> Response:
         s=session,
         status=session.status.value,
         header=_header_rows(session),
-        state=[(views.text(k), views.json_fold(v, short=400)) for k, v in state.items()],
+        state=[
+            (views.text(k), views.json_fold(v, short=400))
+            for k, v in list(state.items())[:MAX_STATE_KEYS]
+        ],
+        state_size=len(state),
         runtime=views.json_fold(runtime, short=views.LONG) if runtime else None,
         options=views.json_fold(session.options, short=400) if session.options else None,
         metadata=views.json_fold(session.metadata, short=400) if session.metadata else None,

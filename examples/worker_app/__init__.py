@@ -1,0 +1,1 @@
+"""A support desk whose agent turns run in background workers (see README.md beside this file)."""

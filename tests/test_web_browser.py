@@ -491,8 +491,9 @@ def test_read_only_offers_no_write(
             assert page.locator("form[method=post]").count() == 0, path
             assert page.locator("button:has-text('Approve')").count() == 0, path
             assert page.locator("text=read-only").count() >= 1
-        assert page.goto(server.origin + "/s/chat-1/delete").status == 403  # type: ignore[union-attr]
+        page.goto(server.origin + "/s/chat-1")
         shot(page, shots, store, "read-only")
+        assert page.goto(server.origin + "/s/chat-1/delete").status == 403  # type: ignore[union-attr]
     finally:
         context.close()
         server.stop()

@@ -468,3 +468,50 @@ def test_every_decryption_error_is_a_tether_error() -> None:
         assert issubclass(cls, DecryptionError)
         assert issubclass(cls, tether.TetherError)
         assert getattr(tether, cls.__name__) is cls
+
+
+@pytest.mark.parametrize("scheme", ["memory", "file", "sqlite"])
+async def test_the_async_store_fails_closed_the_same_way(scheme: str, tmp_path: Path) -> None:
+    from tether.encryption import AsyncEncryptedStore
+
+    url = {
+        "memory": "memory://",
+        "file": f"file:{tmp_path / 'sessions'}",
+        "sqlite": f"sqlite:///{tmp_path / 'sessions.db'}",
+    }[scheme]
+    async with tether.open_async_store(url) as inner:
+        store = AsyncEncryptedStore(inner, RING)
+        await inner.create(Session(id="clear", state={"a": 1}))
+        with pytest.raises(PlaintextFound):
+            await store.load("clear")
+        with pytest.raises(PlaintextFound):
+            await store.list()
+        await inner.delete("clear")
+        await store.create(Session(id="s", history=[{"content": MARKER}]))
+        await store.append("s", [KeyedItem("k", {"content": MARKER})])
+        raw = await inner.load("s")
+        envelope = raw.items[1].item
+        flipped = {**envelope, "c": _flip(envelope["c"])}
+        items = [raw.items[0], _item(raw.items[1], flipped)]
+        await inner.restore(  # type: ignore[attr-defined]
+            rebuilt(raw, raw.state, raw.options, items), replace=True
+        )
+        with pytest.raises(TamperedCiphertext) as info:
+            await store.items_by_key("s", ["k"])
+        assert (info.value.session_id, info.value.place) == ("s", "history item seq 2")
+        assert (await store.load("s", limit=1)).history[0]["content"] == MARKER
+        with pytest.raises(TamperedCiphertext):
+            await store.load("s")
+        other = AsyncEncryptedStore(inner, Keyring({"k9": Keyring.new_key()}, current="k9"))
+        with pytest.raises(UnknownKeyId):
+            await other.load("s", last=0)
+
+
+def test_create_returns_copies_of_the_items_it_was_given() -> None:
+    store = EncryptedStore(tether.open_store("memory://"), RING)
+    given = [{"content": {"text": "original"}}]
+    created = store.create(Session(id="c", history=given))
+    created.history[0]["content"]["text"] = "changed through the result"
+    created.items[0].item["content"]["text"] = "changed through the items"
+    assert given == [{"content": {"text": "original"}}]
+    assert store.load("c").history[0]["content"] == {"text": "original"}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import _core
+from . import _core, _json
 from ._ids import validate_session_id
 from .encryption_codec import (
     DEFAULT_CACHE_BYTES,
@@ -64,7 +64,7 @@ class AsyncEncryptedStore(AsyncStore):
     ) -> None:
         if not isinstance(inner, AsyncStore):
             raise InvalidRequest(
-                f"AsyncEncryptedStore wraps an AsyncStore, not {type(inner).__name__}"
+                f"{type(self).__name__} wraps a {AsyncStore.__name__}, not {type(inner).__name__}"
             )
         self.inner = inner
         """The wrapped store, which holds the ciphertexts (``tether export`` reads it)."""
@@ -133,10 +133,10 @@ class AsyncEncryptedStore(AsyncStore):
             }
         )
         created = await self.inner.create(sealed)
-        plain = [dict(item) for item in session.history]
+        # the items as stored, decoded from what was encrypted: copies, never the caller's
         items = [
-            StoredItem(entry.seq, entry.timestamp, entry.key, item)
-            for entry, item in zip(created.items, plain, strict=True)
+            StoredItem(entry.seq, entry.timestamp, entry.key, _json.loads(data))
+            for entry, (_, data, _) in zip(created.items, prepared, strict=True)
         ]
         return rebuilt(
             created,

@@ -69,6 +69,7 @@ def steps(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
             "inspector",
             [main, "benchmarks/inspector.py", *flag, "--json", str(out / "inspector.json")],
         ),
+        ("workers", [main, "benchmarks/workers.py", *flag, "--json", str(out / "workers.json")]),
         (
             "chart",
             [bench, "benchmarks/chart.py", str(out / "peers.json"), str(out / "latency.png")],
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         help="comma-separated steps to run "
-        "(chat_turn,peers,processes,server,runtime,memory,encryption,frameworks,inspector,chart)",
+        "(chat_turn,peers,processes,server,runtime,memory,encryption,frameworks,inspector,workers,"
+        "chart)",
     )
     args = parser.parse_args(argv)
     if args.docs and args.quick:

@@ -202,6 +202,13 @@ class Pool:
         self.start()
         return True
 
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(_ready_file(self.chaos.ledger, p.pid).exists() for p in self.procs):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"workers not up after {timeout}s; log: {self.logs}")
+            time.sleep(0.05)
+
     def dump_stacks(self) -> None:
         """Every worker's thread stacks into the log (faulthandler, on SIGABRT)."""
         for proc in self.procs:
@@ -246,6 +253,7 @@ def run_chaos(chaos: Chaos) -> Report:
     try:
         for _ in range(chaos.workers):
             pool.start()
+        pool.wait_ready(timeout=120)  # the clock starts with every worker up, not importing
         started = time.time()
         for m in range(chaos.messages):  # round-robin: the inboxes get their second messages
             for session_id in ids:
@@ -265,7 +273,7 @@ def run_chaos(chaos: Chaos) -> Report:
             if chaos.kill_every and time.monotonic() >= next_kill:
                 kills += pool.kill_one()
                 next_kill = time.monotonic() + chaos.kill_every * random.uniform(0.5, 1.5)
-            time.sleep(0.05)
+            time.sleep(0.1)
         finished_at = time.time()
     finally:
         pool.stop()

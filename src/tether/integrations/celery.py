@@ -221,9 +221,10 @@ class TurnQueue:
 
     def _on_ready(self, **_: Any) -> None:
         # a wrong store URL or factory fails the worker at start, not its first task
-        self._open()
+        fenced = self._open()
         if self._factory is None:
             self._factory = load_factory(self.factory_spec)
+        build_agent(self._factory, fenced).close()
 
     def _on_shutdown(self, **_: Any) -> None:
         # warm shutdown: checkpoint the running turns at their next step instead of waiting

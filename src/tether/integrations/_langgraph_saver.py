@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -199,13 +199,17 @@ class SaverBase(BaseCheckpointSaver[str]):
         )
         count = 0
         for thread_id in await self._thread_ids(config):
-            async for tup in self._list_thread(thread_id, scope):
-                yield tup
-                count += 1
-                if limit is not None and count >= limit:
-                    return
+            # closed with the outer generator: a consumer that stops early ends both
+            async with contextlib.aclosing(self._list_thread(thread_id, scope)) as tuples:
+                async for tup in tuples:
+                    yield tup
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
 
-    async def _list_thread(self, thread_id: str, scope: _Scope) -> AsyncIterator[CheckpointTuple]:
+    async def _list_thread(
+        self, thread_id: str, scope: _Scope
+    ) -> AsyncGenerator[CheckpointTuple, None]:
         header = await self._threads.header(thread_id)
         if header is None:
             return
@@ -230,12 +234,13 @@ class SaverBase(BaseCheckpointSaver[str]):
             if scope.matches(tup.metadata):
                 yield tup
             return
-        async for tup in self._walk(thread_id, header, scope):
-            yield tup
+        async with contextlib.aclosing(self._walk(thread_id, header, scope)) as walked:
+            async for tup in walked:
+                yield tup
 
     async def _walk(
         self, thread_id: str, header: Session, scope: _Scope
-    ) -> AsyncIterator[CheckpointTuple]:
+    ) -> AsyncGenerator[CheckpointTuple, None]:
         """Page backward from the end (or from ``before``'s checkpoint) of an ordered thread.
 
         Every item after a checkpoint found this way was read before it, so its writes are

@@ -358,12 +358,31 @@ async def test_counts_by_status(client: httpx.AsyncClient) -> None:
     assert counts["counts"]["waiting"] == 2
     assert counts["counts"]["archived"] == 1
     assert counts["counts"]["new"] + counts["counts"]["finished"] == 2
+    assert counts["more_than_counted"] == []
     fragment = (await client.get("/counts")).text
     assert re.search(r"waiting <b>2</b>", fragment)
     assert "<html" not in fragment  # what the script inserts
     navigated = await client.get("/counts", headers={"sec-fetch-dest": "document"})
     assert "<html" in navigated.text  # the link, with JavaScript off
     assert re.search(r"waiting <b>2</b>", navigated.text)
+
+
+async def test_counts_stop_at_the_cap(
+    sessions: tether.AsyncSessions, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tether.web import routes
+
+    monkeypatch.setattr(routes, "COUNT_CAP", 2)
+    monkeypatch.setattr(routes, "COUNT_TTL", 0.0)  # counted again on every call
+    counts = (await client.get("/api/counts")).json()
+    assert counts["counts"]["waiting"] == 2  # exactly the cap: not "more"
+    assert counts["counts"]["new"] + counts["counts"]["finished"] == 2
+    assert "waiting" not in counts["more_than_counted"]
+    await sessions.create(session_id="one-more")
+    await sessions.create(session_id="and-another")
+    again = (await client.get("/api/counts")).json()
+    assert "new" in again["more_than_counted"] or "finished" in again["more_than_counted"]
+    assert re.search(r"(new|finished) <b>2\+</b>", (await client.get("/counts")).text)
 
 
 async def test_a_long_timeline_opens_at_its_newest_page_and_pages_back(

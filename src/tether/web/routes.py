@@ -193,7 +193,7 @@ async def sessions_page(request: Request) -> Response:
         for h in page.sessions
     ]
     q = request.query_params
-    kept = [(k, v) for k, v in q.multi_items() if k not in ("cursor", "token") and v]
+    kept = [(k, v) for k, v in q.multi_items() if k not in ("cursor", "token", "deleted") and v]
     return _page(
         request,
         "sessions.html",
@@ -218,34 +218,42 @@ async def sessions_page(request: Request) -> Response:
     )
 
 
-async def _counts(inspector: Inspector) -> dict[str, int]:
-    """Sessions per status, each counted by listing headers up to :data:`COUNT_CAP` (the
-    stores keep no counts); kept :data:`COUNT_TTL` seconds, since the page asks on every load."""
+async def _counts(inspector: Inspector) -> tuple[dict[str, int], list[str]]:
+    """Sessions per status, and the statuses that have more than counted: each is counted by
+    listing headers up to :data:`COUNT_CAP` (the stores keep no counts); kept
+    :data:`COUNT_TTL` seconds, since the sessions page asks on every load."""
     cached = inspector.count_cache.get("counts")
     if cached is not None and time.monotonic() - cached[0] < COUNT_TTL:
-        counts: dict[str, int] = cached[1]
-        return counts
-    counts = {}
+        found: tuple[dict[str, int], list[str]] = cached[1]
+        return found
+    counts: dict[str, int] = {}
+    capped: list[str] = []
     for status in STATUSES:
         seen, cursor = 0, None
         while True:
-            page = await inspector.sessions.list(status=status, limit=1000, cursor=cursor)
+            page = await inspector.sessions.list(
+                status=status, limit=min(1000, COUNT_CAP - seen), cursor=cursor
+            )
             seen += len(page.sessions)
             cursor = page.next_cursor
             if cursor is None or seen >= COUNT_CAP:
                 break
         counts[status] = seen
-    inspector.count_cache["counts"] = (time.monotonic(), counts)
-    return counts
+        if cursor is not None:
+            capped.append(status)
+    inspector.count_cache["counts"] = (time.monotonic(), (counts, capped))
+    return counts, capped
 
 
 async def counts_fragment(request: Request) -> Response:
     """The counts by status: the fragment the sessions page's script inserts, or a whole page
     when a browser navigates here (the link shown with JavaScript off)."""
-    counts = await _counts(_inspector(request))
+    counts, capped = await _counts(_inspector(request))
     navigated = request.headers.get("sec-fetch-dest") == "document"
     name = "counts.html" if navigated else "_counts.html"
-    return _page(request, name, counts=counts, cap=COUNT_CAP, title="Counts", nav="sessions")
+    return _page(
+        request, name, counts=counts, capped=capped, cap=COUNT_CAP, title="Counts", nav="sessions"
+    )
 
 
 # --- one session ---------------------------------------------------------------------------------
@@ -524,7 +532,8 @@ async def api_reviews(request: Request) -> Response:
 
 
 async def api_counts(request: Request) -> Response:
-    return _json({"counts": await _counts(_inspector(request)), "capped_at": COUNT_CAP})
+    counts, capped = await _counts(_inspector(request))
+    return _json({"counts": counts, "more_than_counted": capped, "capped_at": COUNT_CAP})
 
 
 # --- errors --------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ class AsyncEncryptedStore(AsyncStore):
     """A store that keeps the items, state and options of another, ``inner``, encrypted.
 
     ``keys`` is a :class:`~tether.encryption.Keyring` (or a callable returning one, called
-    now). ``cache_bytes`` bounds the plaintext kept of recently sealed and opened values, so
+    now). ``cache_bytes`` bounds the plaintext kept of recently opened values, so
     that a history read again is not decrypted again (see :class:`~tether.encryption_codec.Codec`;
     0: none). Reads fail closed: a value in clear, tampered, or under a key the ring cannot give
     raises a :class:`~tether.errors.DecryptionError` naming the session and the place.

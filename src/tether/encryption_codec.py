@@ -295,7 +295,7 @@ DEFAULT_CACHE_BYTES = 32 * 2**20
 class Codec:
     """Seals values into envelopes and opens them, bound to their place.
 
-    It keeps the plaintext of recently sealed and opened values (up to ``cache_bytes``), by
+    It keeps the plaintext of recently opened values (up to ``cache_bytes``), by
     their associated data and nonce: an envelope met again, the same ciphertext at the same
     place under the same key, gives the plaintext verified before without decrypting it again
     (a worker reloads the same history turn after turn). Anything else is decrypted and
@@ -312,7 +312,7 @@ class Codec:
         self._cache_lock = threading.Lock()
 
     def _remember(self, ad: bytes, nonce: str, sealed: str, data: bytes) -> None:
-        """Keep a verified (or just sealed) plaintext; the oldest go first past the limit."""
+        """Keep a verified plaintext; the oldest go first past the limit."""
         size = len(sealed) + len(data) + len(ad) + 64
         if size > self._cache_limit:
             return
@@ -347,10 +347,9 @@ class Codec:
     ) -> dict[str, Any]:
         nonce = os.urandom(NONCE_BYTES)
         sealed = self.keyring.aead(kid, session_id, place).encrypt(nonce, data, ad)
-        nonce_text, sealed_text = _b64(nonce), _b64(sealed)
-        if self._cache_limit:
-            self._remember(ad, nonce_text, sealed_text, data)
-        return {ENVELOPE_MARK: FORMAT, "kid": kid, "n": nonce_text, "c": sealed_text}
+        # not remembered here: a write's cost stays its own, and a value read back is
+        # remembered when it is first opened
+        return {ENVELOPE_MARK: FORMAT, "kid": kid, "n": _b64(nonce), "c": _b64(sealed)}
 
     def seal_item(
         self, session_id: str, seq: int, key: str | None, item: Mapping[str, Any], *, what: str

@@ -8,7 +8,9 @@ either virtualenv).
 The targets (from the issues that asked for the adapters): under the OpenAI Agents SDK,
 tether at least as fast as the SDK's own backend on the same kind of store at every history
 length; under LangGraph, faster per turn than ``SqliteSaver`` and ``PostgresSaver`` and less
-storage than either. ADK's figures are shown beside its services without a stated target.
+storage than either (each judged on its own database: tether's SQLite store against
+``SqliteSaver``, its PostgreSQL store against ``PostgresSaver``). ADK's figures are shown
+beside its services without a stated target.
 """
 
 from __future__ import annotations
@@ -154,18 +156,18 @@ def langgraph_targets(data: Json) -> list[list[str]]:
                     _verdict(r < 1.0),
                 ]
             )
-    savers = [r for r in stored if not str(r["system"]).startswith("tether")]
-    for row in stored:
-        if not str(row["system"]).startswith("tether") or not savers:
+    # storage is judged on the same database: PostgreSQL compresses large values (TOAST),
+    # SQLite does not, so a SQLite file beside a PostgreSQL schema says little about a saver
+    for mine, theirs in data["pairs"]:
+        a, b = _one(stored, system=mine), _one(stored, system=theirs)
+        if a is None or b is None or not b["bytes"]:
             continue
-        least = min(savers, key=lambda s: s["bytes"])
-        ratio = row["bytes"] / least["bytes"]
+        ratio = a["bytes"] / b["bytes"]
         out.append(
             [
-                f"LangGraph: {row['system']} stores less than "
-                + " and ".join(s["system"] for s in savers),
-                f"{ratio:.2f}{TIMES} the least ({_n(row['bytes'] / 2**20, 1)} against "
-                f"{_n(least['bytes'] / 2**20, 1)} MiB, {least['system']})",
+                f"LangGraph: {mine} stores less than {theirs}",
+                f"{ratio:.2f}{TIMES} ({_n(a['bytes'] / 2**20, 1)} against "
+                f"{_n(b['bytes'] / 2**20, 1)} MiB)",
                 _verdict(ratio < 1.0),
             ]
         )

@@ -71,13 +71,14 @@ def worker_command(
     poll_interval: float,
     verbose: bool,
 ) -> None:
-    """Run the turns queued in a store: pending turns, inbox messages, turns whose worker died.
+    """Run the agent turns queued in a store, until SIGTERM.
 
-    Polls the store's status index for due sessions, claims each (one runner per session),
-    runs it with your agent while renewing its lease, and stops writing the moment a lease is
-    lost. Every turn's effect happens once: a finished turn is never run again, a turn cut off
-    by a crash continues from its last committed step, and a once-only tool that may have run
-    becomes a review. Prints what it did when it stops.
+    Runs pending turns, queued inbox messages and turns whose worker died: polls the store's
+    status index for due sessions, claims each (one runner per session), runs it with your
+    agent while renewing its lease, and stops writing the moment a lease is lost. Every turn's
+    effect happens once: a finished turn is never run again, a turn cut off by a crash
+    continues from its last committed step, and a once-only tool that may have run becomes a
+    review. Prints what it did when it stops.
     """
     from .cli import CliError
     from .errors import TetherError

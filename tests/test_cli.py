@@ -132,6 +132,7 @@ SUMMARIES = {
     "migrate": "Bring a store and its sessions to this tether's schema",
     "demo": "Run the support-agent story, each step in its own process.",
     "serve": "Open a web inspector and review desk on this store, in a browser.",
+    "worker": "Run the agent turns queued in a store, until SIGTERM.",
     "rekey": "Re-encrypt every session to the current key, then verify.",
 }
 

@@ -262,7 +262,8 @@ def run_chaos(chaos: Chaos) -> Report:
                 send(session_id, note)
         next_kill = time.monotonic() + (chaos.kill_every or 0)
         while True:
-            if not due_sessions(store):
+            # done: nothing due and no turn running (a running turn's lease is live: not due)
+            if not store.list(status="running", limit=1).sessions and not due_sessions(store):
                 break
             if time.time() - started > chaos.deadline:
                 pool.dump_stacks()

@@ -263,7 +263,7 @@ def run_chaos(chaos: Chaos) -> Report:
         next_kill = time.monotonic() + (chaos.kill_every or 0)
         while True:
             # done: nothing due and no turn running (a running turn's lease is live: not due)
-            if not store.list(status="running", limit=1).sessions and not due_sessions(store):
+            if not due_sessions(store) and not store.list(status="running", limit=1).sessions:
                 break
             if time.time() - started > chaos.deadline:
                 pool.dump_stacks()

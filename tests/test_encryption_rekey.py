@@ -190,3 +190,39 @@ def test_export_writes_ciphertext_unless_decrypt_and_import_copy_keep_it(tmp_pat
     raw = SQLiteStore(tmp_path / "copy.db")
     assert raw.load("s1") == SQLiteStore(tmp_path / "src.db").load("s1")
     assert MARKER.encode() not in (tmp_path / "copy.db").read_bytes()
+
+
+def test_rekey_beside_a_live_writer_loses_nothing(tmp_path: Path) -> None:
+    """A thread keeps appending to every session while rekey runs: every append is kept,
+    every item decrypts, and a rekey after the writer stops leaves only the current key."""
+    import threading
+
+    path = tmp_path / "live.db"
+    _fill(EncryptedStore(SQLiteStore(path), OLD), count=4)
+    stop = threading.Event()
+    written: list[tuple[str, int]] = []
+
+    def writer() -> None:
+        store = EncryptedStore(SQLiteStore(path), BOTH)
+        n = 0
+        while not stop.is_set() or n < 20:
+            session_id = f"s{n % 4}"
+            store.append(session_id, [{"content": f"live {n}"}])
+            written.append((session_id, n))
+            n += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    store = EncryptedStore(SQLiteStore(path), BOTH)
+    for _ in range(3):
+        rekey(store, lambda _: None)
+    stop.set()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    rekey(store, lambda _: None)
+    assert check(store, lambda _: None) == {"new": 4}
+    reader = EncryptedStore(SQLiteStore(path), NEW_ONLY)
+    for session_id in ("s0", "s1", "s2", "s3"):
+        contents = [item["content"] for item in reader.load(session_id).history]
+        mine = [f"live {n}" for sid, n in written if sid == session_id]
+        assert [c for c in contents if c.startswith("live ")] == mine

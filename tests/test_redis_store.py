@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from tether import (
 )
 from tether._time import to_micros
 from tether.stores import _redis_common as rc
+from tether.stores import _redis_scripts as lua
 from tether.stores import redis_async, redis_sync
 from tether.stores.redis_async import AsyncRedisStore
 from tether.stores.redis_sync import RedisStore
@@ -625,9 +627,9 @@ def test_index_entries_of_natively_expired_sessions_are_cleaned_lazily(
         assert WIRE.commands == ["EVALSHA"], "one script call, no SCAN"
         assert _index_mentions(raw, store.keys, gone.id) == [], "all four indexes cleaned"
         assert len(_index_mentions(raw, store.keys, kept.id)) == 5
-    for source in rc.SCRIPTS.values():
-        assert "'SCAN'" not in source.upper()
-        assert "'KEYS'" not in source.upper()
+    for script in lua.SCRIPTS:
+        assert "'SCAN'" not in script.source.upper()
+        assert "'KEYS'" not in script.source.upper()
 
 
 def test_creates_sweep_stale_entries_that_nobody_lists(
@@ -637,7 +639,7 @@ def test_creates_sweep_stale_entries_that_nobody_lists(
         soon = datetime.now(timezone.utc) + timedelta(milliseconds=200)
         stale = [store.create(Session(owner="o", expires_at=soon)).id for _ in range(3)]
         time.sleep(0.3)
-        for _ in range(3):  # each create re-checks rc.SWEEP entries, round robin
+        for _ in range(3):  # each create re-checks lua.SWEEP entries, round robin
             store.create(Session(owner="o"))
         for session_id in stale:
             assert _index_mentions(raw, store.keys, session_id) == []
@@ -907,3 +909,55 @@ def test_keyed_reads_touch_no_list_element_and_tails_trim_in_place(
             store.append(created.id, [{"n": 2}])
         assert store.append(created.id, [tether.KeyedItem("ck", {"n": 2})], lease=lease) == 4
         assert raw.zscore(seqs_key, "ck") == 201
+
+
+# --- the scripts' descriptions (no server) ------------------------------------------------------
+
+
+def test_every_lua_file_is_a_script_or_a_prelude_in_use() -> None:
+    folder = resources.files("tether.stores").joinpath("redis_lua")
+    files = {entry.name for entry in folder.iterdir() if entry.name.endswith(".lua")}
+    used = {f"{script.name}.lua" for script in lua.SCRIPTS}
+    used |= {f"{prelude}.lua" for script in lua.SCRIPTS for prelude in script.preludes}
+    assert files == used
+
+
+def test_a_script_binds_its_keys_and_named_arguments_in_order() -> None:
+    source = lua.LOAD.source
+    assert "local H, ITEMS = KEYS[1], KEYS[2]\n" in source
+    assert "local ARG = {now = ARGV[1], last = ARGV[2], after = ARGV[3], limit = ARGV[4]}" in source
+    assert "local ARG_TAIL = 5\n" in source
+    assert lua.LoadArgs(now="", last=5, after=None, limit=None).argv() == ["", 5, "", ""]
+    args = lua.DeleteArgs(
+        now="1",
+        base="b:",
+        session_id="s",
+        schema_version=3,
+        expected_version=None,
+        lease_token=None,
+        force=True,
+    )
+    assert args.argv() == ["1", "b:", "s", 3, "", "", "1"]
+    tail = lua.ItemsByKeyArgs(now="", schema_version=3, tail=["k1", "k2"])
+    assert tail.argv() == ["", 3, "k1", "k2"]
+
+
+def test_a_description_that_disagrees_with_its_script_is_refused() -> None:
+    # exists.lua reads no argument but now: a description with one more is stale
+    stale = lua.LuaScript("exists", lua.LoadArgs, ("H",))
+    with pytest.raises(RuntimeError, match=r"described but not read \['after', 'last', 'limit'\]"):
+        _ = stale.source
+    # load.lua reads ARG.last / after / limit: a description without them would give Lua nil
+    missing = lua.LuaScript("load", lua.ExistsArgs, ("H", "ITEMS"))
+    with pytest.raises(RuntimeError, match=r"read but not described \['after', 'last', 'limit'\]"):
+        _ = missing.source
+
+
+def test_keys_for_a_script_follow_its_names() -> None:
+    keys = rc.Keys.for_namespace("ns")
+    assert keys.for_script(lua.COMMIT.keys, "s1") == keys.write_keys("s1")
+    assert keys.for_script(lua.LIST.keys) == list(keys.index)
+    assert keys.for_script(lua.ITEMS_BY_KEY.keys, "s1") == [
+        "tether:{ns}:s:s1",
+        "tether:{ns}:k:s1",
+    ]

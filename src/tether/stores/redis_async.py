@@ -19,15 +19,16 @@ then appends the items, updates the header, the metadata and the indexes and set
 all or nothing. Reads are one round trip too: a script, or for a whole history (or its last
 N items) a MULTI/EXEC of HMGET + LRANGE (+ TIME), which keeps the items out of Lua. Time is
 Redis's ``TIME`` (or an injected clock's), so expiry and leases follow one clock whatever the
-client machines say. The scripts are in :mod:`tether.stores._redis_common`; see
-``docs/redis.md`` for costs and failure behaviour.
+client machines say. The scripts are files in ``redis_lua/``, each described (its KEYS and
+ARGV, by name) in :mod:`tether.stores._redis_scripts`; see ``docs/redis.md`` for costs and
+failure behaviour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -52,9 +53,12 @@ from ..errors import InvalidSessionData, StoreError, StoreUnavailable
 from ..models import Lease, Page, Session, StoredItem
 from ..schema import schema
 from . import _redis_common as rc
+from . import _redis_scripts as lua
 from .base import AsyncStore, NewItems
 
 __all__ = ["AsyncRedisStore", "client_options"]
+
+_A = TypeVar("_A", bound=lua.ScriptArgs)
 
 
 def client_options(
@@ -107,7 +111,7 @@ class AsyncRedisStore(AsyncStore):
         )
         self._where = rc.describe_client(self.client.connection_pool.connection_kwargs)
         self._scripts: dict[str, AsyncScript] = {
-            name: self.client.register_script(source) for name, source in rc.SCRIPTS.items()
+            script.name: self.client.register_script(script.source) for script in lua.SCRIPTS
         }
 
     @classmethod
@@ -133,9 +137,11 @@ class AsyncRedisStore(AsyncStore):
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+    async def _run(self, script: lua.LuaScript[_A], args: _A, session_id: str | None = None) -> Any:
         """One EVALSHA (plus SCRIPT LOAD the first time a server sees the script)."""
-        return await self._guarded(script, lambda: self._scripts[script](keys=keys, args=args))
+        keys = self.keys.for_script(script.keys, session_id)
+        call = self._scripts[script.name]
+        return await self._guarded(script.name, lambda: call(keys=keys, args=args.argv()))
 
     async def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
         """Run one round trip; driver errors become StoreUnavailable or StoreError."""
@@ -163,8 +169,8 @@ class AsyncRedisStore(AsyncStore):
         trips: read the header, read the items if they migrate, then a compare-and-set on the
         version and schema version. A loser of a race just retries its commit.
         """
-        keys = self.keys.session(session_id)[:2]
-        raw = rc.loaded_raw(session_id, await self._run("load", keys, [self._now(), 0, "", ""]))
+        header_only = lua.LoadArgs(now=self._now(), last=0, after=None, limit=None)
+        raw = rc.loaded_raw(session_id, await self._run(lua.LOAD, header_only, session_id))
         if raw is None:
             return
         doc = raw[0]
@@ -173,16 +179,15 @@ class AsyncRedisStore(AsyncStore):
             return
         items = None
         if schema.items_need_upgrade(old):
-            raw = rc.loaded_raw(
-                session_id, await self._run("load", keys, [self._now(), "", "", ""])
-            )
+            whole = lua.LoadArgs(now=self._now(), last=None, after=None, limit=None)
+            raw = rc.loaded_raw(session_id, await self._run(lua.LOAD, whole, session_id))
             if raw is None or raw[0]["version"] != doc["version"]:
                 return
             items = _core.upgrade_items(raw[1], old)
         args = rc.upgrade_args(
             self.keys, _core.upgrade_doc(doc), old, items, now=self._now(), ttl_ms=self.ttl_ms
         )
-        await self._run("upgrade", self.keys.write_keys(session_id), args)
+        await self._run(lua.UPGRADE, args, session_id)
 
     async def _write(
         self,
@@ -195,7 +200,6 @@ class AsyncRedisStore(AsyncStore):
         lease: Lease | None,
         after: int | None = None,
     ) -> int:
-        keys = self.keys.write_keys(session_id)
         for _ in range(5):
             args = rc.commit_args(
                 self.keys,
@@ -211,7 +215,7 @@ class AsyncRedisStore(AsyncStore):
                 after=after,
             )
             version = rc.written_version(
-                session_id, expected_version, lease, await self._run("commit", keys, args)
+                session_id, expected_version, lease, await self._run(lua.COMMIT, args, session_id)
             )
             if version is not None:
                 return version
@@ -233,7 +237,7 @@ class AsyncRedisStore(AsyncStore):
         args = rc.create_args(
             self.keys, doc, items, now=self._now(), ttl_ms=self.ttl_ms, nonce=rc.new_nonce()
         )
-        reply = await self._run("create", self.keys.write_keys(doc["id"]), args)
+        reply = await self._run(lua.CREATE, args, doc["id"])
         return rc.created_session(doc, items, reply)
 
     async def restore(
@@ -258,7 +262,7 @@ class AsyncRedisStore(AsyncStore):
             ttl_ms=self.ttl_ms,
             nonce=rc.new_nonce(),
         )
-        reply = await self._run("restore", self.keys.write_keys(doc["id"]), args)
+        reply = await self._run(lua.RESTORE, args, doc["id"])
         rc.restored(doc["id"], reply, expected_version)
 
     async def load(
@@ -271,18 +275,18 @@ class AsyncRedisStore(AsyncStore):
     ) -> Session:
         validate_session_id(session_id)
         _core.check_window(last, after, limit)
-        keys = self.keys.session(session_id)[:2]
         if rc.use_transaction(last, after, limit):
+            keys = self.keys.for_script(lua.LOAD.keys, session_id)
             now = None if self._clock is None else to_micros(self._clock())
             pipe = self.client.pipeline(transaction=True)
-            pipe.hmget(keys[0], rc.HEADER_FIELDS)
+            pipe.hmget(keys[0], lua.HEADER_FIELDS)
             pipe.lrange(keys[1], *rc.transaction_range(last, limit))
             if now is None:
                 pipe.time()
             replies = await self._guarded("load", pipe.execute)
             return rc.transaction_session(session_id, now, replies)
-        args = [self._now(), *(("" if v is None else v) for v in (last, after, limit))]
-        return rc.loaded_session(session_id, await self._run("load", keys, args))
+        args = lua.LoadArgs(now=self._now(), last=last, after=after, limit=limit)
+        return rc.loaded_session(session_id, await self._run(lua.LOAD, args, session_id))
 
     async def commit(
         self,
@@ -371,8 +375,8 @@ class AsyncRedisStore(AsyncStore):
         """See the contract: one HMGET of the keyed rows, whatever the history's length."""
         validate_session_id(session_id)
         wanted = _core.check_item_keys(keys)
-        script_keys = [self.keys.session(session_id)[0], self.keys.item_keys(session_id)[0]]
-        reply = await self._run("items_by_key", script_keys, [self._now(), schema.current, *wanted])
+        args = lua.ItemsByKeyArgs(now=self._now(), schema_version=schema.current, tail=wanted)
+        reply = await self._run(lua.ITEMS_BY_KEY, args, session_id)
         return rc.keyed_found(session_id, reply)
 
     async def _list_page(self, query: _core.ListQuery) -> Page:
@@ -386,7 +390,7 @@ class AsyncRedisStore(AsyncStore):
         while True:
             want = query.limit + 1 - len(rows)
             args = plan.args(upper, want, max(self.list_budget, 1), self._now(), self.keys.base)
-            found, resume = rc.list_rows(await self._run("list", list(self.keys.index), args))
+            found, resume = rc.list_rows(await self._run(lua.LIST, args))
             rows += found
             if len(rows) > query.limit or not resume:
                 return rc.list_page(rows, query.limit, plan.prefix)
@@ -402,52 +406,52 @@ class AsyncRedisStore(AsyncStore):
     ) -> bool:
         validate_session_id(session_id)
         _core.check_delete_args(expected_version, lease, force)
-        args = [
-            self._now(),
-            self.keys.base,
-            session_id,
-            "" if expected_version is None else expected_version,
-            schema.current,
-            "" if lease is None else rc.json_text(lease.token),
-            "1" if force else "0",
-        ]
-        reply = await self._run("delete", self.keys.write_keys(session_id), args)
+        args = lua.DeleteArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=session_id,
+            schema_version=schema.current,
+            expected_version=expected_version,
+            lease_token=None if lease is None else rc.json_text(lease.token),
+            force=force,
+        )
+        reply = await self._run(lua.DELETE, args, session_id)
         return rc.deleted(session_id, expected_version, lease, reply)
 
     async def exists(self, session_id: str) -> bool:
         validate_session_id(session_id)
-        reply = await self._run("exists", self.keys.session(session_id)[:1], [self._now()])
+        reply = await self._run(lua.EXISTS, lua.ExistsArgs(now=self._now()), session_id)
         return bool(reply)
 
     async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
         validate_session_id(session_id)
         owner, ttl_us = _core.check_owner(owner), rc.lease_ttl_micros(ttl)
         token = rc.new_token()
-        args = [
-            self._now(),
-            self.keys.base,
-            session_id,
-            rc.json_text(owner),
-            ttl_us,
-            rc.json_text(token),
-            schema.current,
-            self.ttl_ms,
-        ]
-        reply = await self._run("claim", self.keys.write_keys(session_id), args)
+        args = lua.ClaimArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=session_id,
+            schema_version=schema.current,
+            owner=rc.json_text(owner),
+            lease_ttl_us=ttl_us,
+            token=rc.json_text(token),
+            store_ttl_ms=self.ttl_ms,
+        )
+        reply = await self._run(lua.CLAIM, args, session_id)
         return rc.claimed(session_id, owner, token, reply)
 
     async def _lease_call(self, lease: Lease, ttl_us: int | None) -> Lease:
         _core.check_lease_arg(lease)
-        args = [
-            self._now(),
-            self.keys.base,
-            lease.session_id,
-            rc.json_text(lease.token),
-            "" if ttl_us is None else ttl_us,
-            self.ttl_ms,
-            rc.new_nonce(),
-        ]
-        reply = await self._run("lease", self.keys.write_keys(lease.session_id), args)
+        args = lua.LeaseArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=lease.session_id,
+            token=rc.json_text(lease.token),
+            lease_ttl_us=ttl_us,
+            store_ttl_ms=self.ttl_ms,
+            nonce=rc.new_nonce(),
+        )
+        reply = await self._run(lua.LEASE, args, lease.session_id)
         return rc.lease_updated(lease, reply)
 
     async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
@@ -467,8 +471,14 @@ class AsyncRedisStore(AsyncStore):
         """
         removed, resume = 0, ""
         while True:
-            args = [self._now(), self.keys.base, resume, max(self.list_budget, 1), schema.current]
-            count, resume = rc.purged(await self._run("purge", list(self.keys.index), args))
+            args = lua.PurgeArgs(
+                now=self._now(),
+                base=self.keys.base,
+                schema_version=schema.current,
+                resume=resume,
+                budget=max(self.list_budget, 1),
+            )
+            count, resume = rc.purged(await self._run(lua.PURGE, args))
             removed += count
             if not resume:
                 return removed

@@ -20,15 +20,16 @@ then appends the items, updates the header, the metadata and the indexes and set
 all or nothing. Reads are one round trip too: a script, or for a whole history (or its last
 N items) a MULTI/EXEC of HMGET + LRANGE (+ TIME), which keeps the items out of Lua. Time is
 Redis's ``TIME`` (or an injected clock's), so expiry and leases follow one clock whatever the
-client machines say. The scripts are in :mod:`tether.stores._redis_common`; see
-``docs/redis.md`` for costs and failure behaviour.
+client machines say. The scripts are files in ``redis_lua/``, each described (its KEYS and
+ARGV, by name) in :mod:`tether.stores._redis_scripts`; see ``docs/redis.md`` for costs and
+failure behaviour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from redis import Redis
 from redis.backoff import NoBackoff
@@ -53,9 +54,12 @@ from ..errors import InvalidSessionData, StoreError, StoreUnavailable
 from ..models import Lease, Page, Session, StoredItem
 from ..schema import schema
 from . import _redis_common as rc
+from . import _redis_scripts as lua
 from .base import NewItems, Store
 
 __all__ = ["RedisStore", "client_options"]
+
+_A = TypeVar("_A", bound=lua.ScriptArgs)
 
 
 def client_options(
@@ -108,7 +112,7 @@ class RedisStore(Store):
         )
         self._where = rc.describe_client(self.client.connection_pool.connection_kwargs)
         self._scripts: dict[str, Script] = {
-            name: self.client.register_script(source) for name, source in rc.SCRIPTS.items()
+            script.name: self.client.register_script(script.source) for script in lua.SCRIPTS
         }
 
     @classmethod
@@ -134,9 +138,11 @@ class RedisStore(Store):
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, script: lua.LuaScript[_A], args: _A, session_id: str | None = None) -> Any:
         """One EVALSHA (plus SCRIPT LOAD the first time a server sees the script)."""
-        return self._guarded(script, lambda: self._scripts[script](keys=keys, args=args))
+        keys = self.keys.for_script(script.keys, session_id)
+        call = self._scripts[script.name]
+        return self._guarded(script.name, lambda: call(keys=keys, args=args.argv()))
 
     def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
         """Run one round trip; driver errors become StoreUnavailable or StoreError."""
@@ -164,8 +170,8 @@ class RedisStore(Store):
         trips: read the header, read the items if they migrate, then a compare-and-set on the
         version and schema version. A loser of a race just retries its commit.
         """
-        keys = self.keys.session(session_id)[:2]
-        raw = rc.loaded_raw(session_id, self._run("load", keys, [self._now(), 0, "", ""]))
+        header_only = lua.LoadArgs(now=self._now(), last=0, after=None, limit=None)
+        raw = rc.loaded_raw(session_id, self._run(lua.LOAD, header_only, session_id))
         if raw is None:
             return
         doc = raw[0]
@@ -174,14 +180,15 @@ class RedisStore(Store):
             return
         items = None
         if schema.items_need_upgrade(old):
-            raw = rc.loaded_raw(session_id, self._run("load", keys, [self._now(), "", "", ""]))
+            whole = lua.LoadArgs(now=self._now(), last=None, after=None, limit=None)
+            raw = rc.loaded_raw(session_id, self._run(lua.LOAD, whole, session_id))
             if raw is None or raw[0]["version"] != doc["version"]:
                 return
             items = _core.upgrade_items(raw[1], old)
         args = rc.upgrade_args(
             self.keys, _core.upgrade_doc(doc), old, items, now=self._now(), ttl_ms=self.ttl_ms
         )
-        self._run("upgrade", self.keys.write_keys(session_id), args)
+        self._run(lua.UPGRADE, args, session_id)
 
     def _write(
         self,
@@ -194,7 +201,6 @@ class RedisStore(Store):
         lease: Lease | None,
         after: int | None = None,
     ) -> int:
-        keys = self.keys.write_keys(session_id)
         for _ in range(5):
             args = rc.commit_args(
                 self.keys,
@@ -210,7 +216,7 @@ class RedisStore(Store):
                 after=after,
             )
             version = rc.written_version(
-                session_id, expected_version, lease, self._run("commit", keys, args)
+                session_id, expected_version, lease, self._run(lua.COMMIT, args, session_id)
             )
             if version is not None:
                 return version
@@ -232,7 +238,7 @@ class RedisStore(Store):
         args = rc.create_args(
             self.keys, doc, items, now=self._now(), ttl_ms=self.ttl_ms, nonce=rc.new_nonce()
         )
-        reply = self._run("create", self.keys.write_keys(doc["id"]), args)
+        reply = self._run(lua.CREATE, args, doc["id"])
         return rc.created_session(doc, items, reply)
 
     def restore(
@@ -257,7 +263,7 @@ class RedisStore(Store):
             ttl_ms=self.ttl_ms,
             nonce=rc.new_nonce(),
         )
-        reply = self._run("restore", self.keys.write_keys(doc["id"]), args)
+        reply = self._run(lua.RESTORE, args, doc["id"])
         rc.restored(doc["id"], reply, expected_version)
 
     def load(
@@ -270,18 +276,18 @@ class RedisStore(Store):
     ) -> Session:
         validate_session_id(session_id)
         _core.check_window(last, after, limit)
-        keys = self.keys.session(session_id)[:2]
         if rc.use_transaction(last, after, limit):
+            keys = self.keys.for_script(lua.LOAD.keys, session_id)
             now = None if self._clock is None else to_micros(self._clock())
             pipe = self.client.pipeline(transaction=True)
-            pipe.hmget(keys[0], rc.HEADER_FIELDS)
+            pipe.hmget(keys[0], lua.HEADER_FIELDS)
             pipe.lrange(keys[1], *rc.transaction_range(last, limit))
             if now is None:
                 pipe.time()
             replies = self._guarded("load", pipe.execute)
             return rc.transaction_session(session_id, now, replies)
-        args = [self._now(), *(("" if v is None else v) for v in (last, after, limit))]
-        return rc.loaded_session(session_id, self._run("load", keys, args))
+        args = lua.LoadArgs(now=self._now(), last=last, after=after, limit=limit)
+        return rc.loaded_session(session_id, self._run(lua.LOAD, args, session_id))
 
     def commit(
         self,
@@ -368,8 +374,8 @@ class RedisStore(Store):
         """See the contract: one HMGET of the keyed rows, whatever the history's length."""
         validate_session_id(session_id)
         wanted = _core.check_item_keys(keys)
-        script_keys = [self.keys.session(session_id)[0], self.keys.item_keys(session_id)[0]]
-        reply = self._run("items_by_key", script_keys, [self._now(), schema.current, *wanted])
+        args = lua.ItemsByKeyArgs(now=self._now(), schema_version=schema.current, tail=wanted)
+        reply = self._run(lua.ITEMS_BY_KEY, args, session_id)
         return rc.keyed_found(session_id, reply)
 
     def _list_page(self, query: _core.ListQuery) -> Page:
@@ -383,7 +389,7 @@ class RedisStore(Store):
         while True:
             want = query.limit + 1 - len(rows)
             args = plan.args(upper, want, max(self.list_budget, 1), self._now(), self.keys.base)
-            found, resume = rc.list_rows(self._run("list", list(self.keys.index), args))
+            found, resume = rc.list_rows(self._run(lua.LIST, args))
             rows += found
             if len(rows) > query.limit or not resume:
                 return rc.list_page(rows, query.limit, plan.prefix)
@@ -399,52 +405,52 @@ class RedisStore(Store):
     ) -> bool:
         validate_session_id(session_id)
         _core.check_delete_args(expected_version, lease, force)
-        args = [
-            self._now(),
-            self.keys.base,
-            session_id,
-            "" if expected_version is None else expected_version,
-            schema.current,
-            "" if lease is None else rc.json_text(lease.token),
-            "1" if force else "0",
-        ]
-        reply = self._run("delete", self.keys.write_keys(session_id), args)
+        args = lua.DeleteArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=session_id,
+            schema_version=schema.current,
+            expected_version=expected_version,
+            lease_token=None if lease is None else rc.json_text(lease.token),
+            force=force,
+        )
+        reply = self._run(lua.DELETE, args, session_id)
         return rc.deleted(session_id, expected_version, lease, reply)
 
     def exists(self, session_id: str) -> bool:
         validate_session_id(session_id)
-        reply = self._run("exists", self.keys.session(session_id)[:1], [self._now()])
+        reply = self._run(lua.EXISTS, lua.ExistsArgs(now=self._now()), session_id)
         return bool(reply)
 
     def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
         validate_session_id(session_id)
         owner, ttl_us = _core.check_owner(owner), rc.lease_ttl_micros(ttl)
         token = rc.new_token()
-        args = [
-            self._now(),
-            self.keys.base,
-            session_id,
-            rc.json_text(owner),
-            ttl_us,
-            rc.json_text(token),
-            schema.current,
-            self.ttl_ms,
-        ]
-        reply = self._run("claim", self.keys.write_keys(session_id), args)
+        args = lua.ClaimArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=session_id,
+            schema_version=schema.current,
+            owner=rc.json_text(owner),
+            lease_ttl_us=ttl_us,
+            token=rc.json_text(token),
+            store_ttl_ms=self.ttl_ms,
+        )
+        reply = self._run(lua.CLAIM, args, session_id)
         return rc.claimed(session_id, owner, token, reply)
 
     def _lease_call(self, lease: Lease, ttl_us: int | None) -> Lease:
         _core.check_lease_arg(lease)
-        args = [
-            self._now(),
-            self.keys.base,
-            lease.session_id,
-            rc.json_text(lease.token),
-            "" if ttl_us is None else ttl_us,
-            self.ttl_ms,
-            rc.new_nonce(),
-        ]
-        reply = self._run("lease", self.keys.write_keys(lease.session_id), args)
+        args = lua.LeaseArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=lease.session_id,
+            token=rc.json_text(lease.token),
+            lease_ttl_us=ttl_us,
+            store_ttl_ms=self.ttl_ms,
+            nonce=rc.new_nonce(),
+        )
+        reply = self._run(lua.LEASE, args, lease.session_id)
         return rc.lease_updated(lease, reply)
 
     def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
@@ -464,8 +470,14 @@ class RedisStore(Store):
         """
         removed, resume = 0, ""
         while True:
-            args = [self._now(), self.keys.base, resume, max(self.list_budget, 1), schema.current]
-            count, resume = rc.purged(self._run("purge", list(self.keys.index), args))
+            args = lua.PurgeArgs(
+                now=self._now(),
+                base=self.keys.base,
+                schema_version=schema.current,
+                resume=resume,
+                budget=max(self.list_budget, 1),
+            )
+            count, resume = rc.purged(self._run(lua.PURGE, args))
             removed += count
             if not resume:
                 return removed

@@ -1,0 +1,325 @@
+"""The Redis store's Lua scripts: where they are, and one typed description of each.
+
+The scripts are files in ``redis_lua/`` (package data, read with :mod:`importlib.resources`):
+shared preludes whose names start with ``_`` and one file per script. Each script is described
+once here, by a :class:`LuaScript`: the preludes it needs, the names of its KEYS and a frozen
+dataclass of its named ARGV. The loader puts a generated header in front of the Lua, so that
+neither side reads an argument by position::
+
+    local H, ITEMS = KEYS[1], KEYS[2]
+    local ARG = {now = ARGV[1], last = ARGV[2], after = ARGV[3], limit = ARGV[4]}
+    local ARG_TAIL = 5    -- where a script's variable-length part starts
+
+The store builds the dataclass (``LoadArgs(now=..., last=5, after=None, limit=None)``) and
+:meth:`ScriptArgs.argv` turns it into the argument list (None as "", a bool as "1" / "0").
+The header also binds the few constants the scripts share with Python (``HEADER_FIELDS``,
+``RUNTIME_KEY``, ``SWEEP``), so no Lua text is spliced with ``.replace``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from importlib import resources
+from typing import Any, Generic, TypeVar
+
+from .. import _core
+
+LUA_PACKAGE = "tether.stores"
+LUA_FOLDER = "redis_lua"
+
+# Every header field but the lease token, in the order the scripts return them. Each is
+# stored as its own JSON text in the session's header hash.
+HEADER_FIELDS = tuple(name for name in _core.DOC_FIELDS if name != "lease_token")
+SWEEP = 2
+"""Index entries every create re-checks (round robin), so entries of sessions that Redis
+expired by itself cannot pile up even in a namespace nobody lists."""
+
+# The constants the Lua reads, bound in every script's header.
+_CONSTANTS: dict[str, str | int | tuple[str, ...]] = {
+    "HEADER_FIELDS": HEADER_FIELDS,
+    "RUNTIME_KEY": _core.RUNTIME_KEY,
+    "SWEEP": SWEEP,
+}
+
+# KEYS, by name. A write script takes all eleven: the namespace's six index keys, then the
+# session's header hash, items list, metadata hash, keyed rows hash and keys-by-seq sorted set.
+INDEX_KEYS = ("IX_UPDATED", "IX_OWNER", "IX_AGENT", "IX_STATUS", "IX_WHO", "IX_SWEEP")
+SESSION_KEYS = ("H", "ITEMS", "META", "IKEYS", "ISEQS")
+WRITE_KEYS = INDEX_KEYS + SESSION_KEYS
+
+_SAFE_TEXT = re.compile(r"[A-Za-z0-9_.:-]*")
+_ARG_NAME = re.compile(r"\bARG\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+# --- the arguments -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScriptArgs:
+    """A script's named ARGV. Subclasses add fields; ``tail`` is the variable-length rest."""
+
+    now: str
+    """Now in µs, or "" for Redis's own TIME (see ``_redis_common.now_arg``)."""
+    tail: Sequence[Any] = field(default=(), kw_only=True)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name != "tail")
+
+    def argv(self) -> list[Any]:
+        out: list[Any] = []
+        for name in self.names():
+            value = getattr(self, name)
+            if value is None:
+                value = ""
+            elif isinstance(value, bool):
+                value = "1" if value else "0"
+            out.append(value)
+        out += self.tail
+        return out
+
+
+@dataclass(frozen=True)
+class _NamespaceArgs(ScriptArgs):
+    base: str
+    """The namespace's key prefix, ``tether:{ns}:``."""
+
+
+@dataclass(frozen=True)
+class _SessionArgs(_NamespaceArgs):
+    session_id: str
+
+
+@dataclass(frozen=True)
+class LoadArgs(ScriptArgs):
+    last: int | None
+    after: int | None
+    limit: int | None
+
+
+@dataclass(frozen=True)
+class ItemsByKeyArgs(ScriptArgs):
+    """The tail: the keys wanted."""
+
+    schema_version: int
+
+
+@dataclass(frozen=True)
+class ExistsArgs(ScriptArgs):
+    pass
+
+
+@dataclass(frozen=True)
+class CreateArgs(_SessionArgs):
+    """The tail: fields, metadata pairs, (needs timestamp, JSON) item pairs."""
+
+    schema_version: int
+    store_ttl_ms: int
+    nonce: str
+    owner_prefix: str
+    agent_prefix: str
+    status_prefix: str
+    expires_at: bytes
+    n_fields: int
+    n_meta: int
+    n_items: int
+
+
+@dataclass(frozen=True)
+class RestoreArgs(_SessionArgs):
+    """The tail: fields, metadata pairs, numbered items, (key, index, seq) triples."""
+
+    schema_version: int
+    store_ttl_ms: int
+    replace: bool
+    nonce: str
+    owner_prefix: str
+    agent_prefix: str
+    status_prefix: str
+    expires_at: bytes
+    updated_at: int
+    n_fields: int
+    n_meta: int
+    n_items: int
+    expected_version: int | None
+    n_keys: int
+
+
+@dataclass(frozen=True)
+class CommitArgs(_SessionArgs):
+    """The tail: changes, metadata pairs, (needs timestamp, JSON) item pairs, (key, offset)."""
+
+    schema_version: int
+    expected_version: int | None
+    lease_token: bytes | None
+    store_ttl_ms: int
+    nonce: str
+    mode: str
+    n_changes: int
+    n_meta: int
+    n_items: int
+    owner_prefix: str
+    agent_prefix: str
+    status_prefix: str
+    expires_at: bytes | str
+    keep_runtime_block: bool
+    after: int | None
+    n_keys: int
+
+
+@dataclass(frozen=True)
+class UpgradeArgs(_SessionArgs):
+    """The tail: fields, metadata pairs, numbered items (none when ``n_items`` is -1)."""
+
+    version: int
+    stored_schema_version: int
+    store_ttl_ms: int
+    n_fields: int
+    n_meta: int
+    n_items: int
+    owner_prefix: str
+    agent_prefix: str
+    status_prefix: str
+
+
+@dataclass(frozen=True)
+class DeleteArgs(_SessionArgs):
+    schema_version: int
+    expected_version: int | None
+    lease_token: bytes | None
+    force: bool
+
+
+@dataclass(frozen=True)
+class ClaimArgs(_SessionArgs):
+    schema_version: int
+    owner: bytes
+    lease_ttl_us: int
+    token: bytes
+    store_ttl_ms: int
+
+
+@dataclass(frozen=True)
+class LeaseArgs(_SessionArgs):
+    """renew (``lease_ttl_us``: the new length) or release (``lease_ttl_us`` None)."""
+
+    token: bytes
+    lease_ttl_us: int | None
+    store_ttl_ms: int
+    nonce: str
+
+
+@dataclass(frozen=True)
+class ListArgs(_NamespaceArgs):
+    """The tail: (metadata key, canonical JSON) pairs that must match."""
+
+    schema_version: int
+    which: int
+    prefix: str
+    upper: str
+    lower: str
+    want: int
+    budget: int
+    want_owner: str
+    want_agent: str
+    want_statuses: str
+    n_meta: int
+
+
+@dataclass(frozen=True)
+class PurgeArgs(_NamespaceArgs):
+    schema_version: int
+    resume: str
+    budget: int
+
+
+# --- the scripts -------------------------------------------------------------------------------
+
+_A = TypeVar("_A", bound=ScriptArgs)
+
+
+def _lua_value(value: str | int | tuple[str, ...]) -> str:
+    """A constant as Lua source; only plain names and ints, so nothing needs escaping."""
+    if isinstance(value, tuple):
+        return "{" + ", ".join(_lua_value(part) for part in value) + "}"
+    if isinstance(value, int):
+        return str(value)
+    if not _SAFE_TEXT.fullmatch(value):
+        raise ValueError(f"{value!r} cannot be a Lua constant of the Redis scripts")
+    return f"'{value}'"
+
+
+def _read(name: str) -> str:
+    return resources.files(LUA_PACKAGE).joinpath(LUA_FOLDER).joinpath(name).read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class LuaScript(Generic[_A]):
+    """One script: ``redis_lua/<name>.lua`` after its preludes, its KEYS and its ARGV."""
+
+    name: str
+    args: type[_A]
+    keys: tuple[str, ...]
+    preludes: tuple[str, ...] = ("_core",)
+
+    @cached_property
+    def source(self) -> str:
+        """The Lua Redis runs: the generated header, the preludes, the script."""
+        names = self.args.names()
+        header = [
+            *(f"local {name} = {_lua_value(value)}" for name, value in _CONSTANTS.items()),
+            f"local {', '.join(self.keys)} = "
+            + ", ".join(f"KEYS[{i}]" for i in range(1, len(self.keys) + 1)),
+            "local ARG = {"
+            + ", ".join(f"{name} = ARGV[{i}]" for i, name in enumerate(names, 1))
+            + "}",
+            f"local ARG_TAIL = {len(names) + 1}",
+        ]
+        body = [_read(f"{prelude}.lua") for prelude in self.preludes]
+        body.append(_read(f"{self.name}.lua"))
+        text = "\n".join(header) + "\n" + "".join(body)
+        # A name the Lua reads that the description lacks would be nil at run time, and one it
+        # never reads is a stale description: refuse both when the script is first used.
+        used = set(_ARG_NAME.findall(text))
+        if used != set(names):
+            raise RuntimeError(
+                f"the Redis script {self.name!r} and its {self.args.__name__} disagree: "
+                f"read but not described {sorted(used - set(names))}, described but not read "
+                f"{sorted(set(names) - used)}"
+            )
+        return text
+
+
+_WRITE = ("_core", "_index", "_session")
+_LEASED = (*_WRITE, "_lease_rules")
+
+LOAD = LuaScript("load", LoadArgs, ("H", "ITEMS"))
+ITEMS_BY_KEY = LuaScript("items_by_key", ItemsByKeyArgs, ("H", "IKEYS"))
+EXISTS = LuaScript("exists", ExistsArgs, ("H",))
+CREATE = LuaScript("create", CreateArgs, WRITE_KEYS, _WRITE)
+RESTORE = LuaScript("restore", RestoreArgs, WRITE_KEYS, _WRITE)
+COMMIT = LuaScript("commit", CommitArgs, WRITE_KEYS, (*_LEASED, "_json_member"))
+UPGRADE = LuaScript("upgrade", UpgradeArgs, WRITE_KEYS, _WRITE)
+DELETE = LuaScript("delete", DeleteArgs, WRITE_KEYS, _LEASED)
+CLAIM = LuaScript("claim", ClaimArgs, WRITE_KEYS, _LEASED)
+LEASE = LuaScript("lease", LeaseArgs, WRITE_KEYS, _LEASED)
+LIST = LuaScript("list", ListArgs, INDEX_KEYS, ("_core", "_index"))
+PURGE = LuaScript("purge", PurgeArgs, INDEX_KEYS, ("_core", "_index"))
+
+SCRIPTS: tuple[LuaScript[Any], ...] = (
+    LOAD,
+    ITEMS_BY_KEY,
+    EXISTS,
+    CREATE,
+    RESTORE,
+    COMMIT,
+    UPGRADE,
+    DELETE,
+    CLAIM,
+    LEASE,
+    LIST,
+    PURGE,
+)

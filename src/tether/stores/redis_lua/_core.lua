@@ -1,0 +1,20 @@
+-- Every script starts here. ARG.now is "now" in µs, or "" for Redis's own TIME; the header hash
+-- holds one JSON text per field (HEADER_FIELDS), plus "_w", the nonce of the last write.
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local NOW = ARG.now ~= '' and tonumber(ARG.now) or server_now()
+local function fmt(n) return string.format('%d', n) end
+local function live(expires)
+  local e = tonumber(expires)
+  return e == nil or e > NOW
+end
+local function header_json(key)
+  local values = redis.call('HMGET', key, unpack(HEADER_FIELDS))
+  local parts = {}
+  for i, name in ipairs(HEADER_FIELDS) do
+    parts[i] = '"' .. name .. '":' .. (values[i] or 'null')
+  end
+  return '{' .. table.concat(parts, ',') .. '}'
+end

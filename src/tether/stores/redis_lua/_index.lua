@@ -1,0 +1,136 @@
+-- The namespace's listing indexes, and dropping a session. ARG.base is the key prefix
+-- "tether:{ns}:".
+--
+-- Index entries: four lex-ordered sorted sets (all scores 0). A member is
+-- <prefix><updated_at, 16 digits>:<id>, the prefix being "" (ix:updated), hex(owner) + ":",
+-- hex(agent) + ":" or status + ":". Lex order is then (prefix, updated_at, id), so one ZRANGE
+-- BYLEX REV reads a filter's sessions newest first with ties by id descending, and a cursor is
+-- an exclusive lex bound. ix:who maps id -> "<updated>|<owner prefix>|<agent prefix>|<status
+-- prefix>": what a session's entries are, even after Redis expired the session's own keys.
+local BASE = ARG.base
+local function pad(n) return string.format('%016d', n) end
+local function parse_who(who)
+  return string.match(who or '', '^(%d+)|([^|]*)|([^|]*)|([^|]*)$')
+end
+local function members(id, d, po, pa, ps)
+  local out = {{IX_UPDATED, d .. ':' .. id}}
+  if po ~= '' then out[#out + 1] = {IX_OWNER, po .. d .. ':' .. id} end
+  if pa ~= '' then out[#out + 1] = {IX_AGENT, pa .. d .. ':' .. id} end
+  if ps ~= '' then out[#out + 1] = {IX_STATUS, ps .. d .. ':' .. id} end
+  return out
+end
+local function unindex(id)
+  local d, po, pa, ps = parse_who(redis.call('HGET', IX_WHO, id))
+  if d then
+    for _, m in ipairs(members(id, d, po, pa, ps)) do redis.call('ZREM', m[1], m[2]) end
+  end
+  redis.call('HDEL', IX_WHO, id)
+end
+local function reindex(id, updated, po, pa, ps)
+  unindex(id)
+  local d = pad(updated)
+  for _, m in ipairs(members(id, d, po, pa, ps)) do redis.call('ZADD', m[1], 0, m[2]) end
+  redis.call('HSET', IX_WHO, id, d .. '|' .. po .. '|' .. pa .. '|' .. ps)
+end
+local function drop(id)
+  redis.call('DEL', BASE .. 's:' .. id, BASE .. 'h:' .. id, BASE .. 'm:' .. id,
+    BASE .. 'k:' .. id, BASE .. 'ks:' .. id)
+  unindex(id)
+end
+-- A session stored by a newer tether is never deleted here, expired or not: only a tether that
+-- knows its schema may. `schema` is this tether's current schema version.
+local function newer(id, schema)
+  local v = tonumber(redis.call('HGET', BASE .. 's:' .. id, 'schema_version'))
+  return v ~= nil and v > schema
+end
+local function prefixes(id)
+  local _, po, pa, ps = parse_who(redis.call('HGET', IX_WHO, id))
+  return po or '', pa or '', ps or ''
+end
+-- Native expiry: at expires_at, or ttl_ms after now by Redis's clock, whichever is first.
+local function expire(keys, expires, ttl_ms, persist)
+  local at = nil
+  local e = tonumber(expires)
+  if e then at = math.ceil(e / 1000) end
+  if ttl_ms > 0 then
+    local t = redis.call('TIME')
+    local by_ttl = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl_ms
+    if not at or by_ttl < at then at = by_ttl end
+  end
+  for _, key in ipairs(keys) do
+    if at then
+      redis.call('PEXPIREAT', key, fmt(at))
+    elseif persist then
+      redis.call('PERSIST', key)
+    end
+  end
+end
+local function push(cmd, key, list)
+  for i = 1, #list, 1000 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list)))
+  end
+end
+-- `count` arguments from ARGV[pos] on, as a list: a script's variable-length part.
+local function argv_list(pos, count)
+  local out = {}
+  for i = 0, count - 1 do out[#out + 1] = ARGV[pos + i] end
+  return out
+end
+local function set_meta(key, argv_pos, count)
+  redis.call('DEL', key)
+  push('HSET', key, argv_list(argv_pos, 2 * count))
+end
+-- History items arrive as (needs timestamp "1"/"0", JSON object without seq) pairs; the seq
+-- and the timestamp of now are added here, where both are known.
+local function iso(us)
+  local secs = math.floor(us / 1000000)
+  local frac = us - secs * 1000000
+  if frac < 0 then secs = secs - 1; frac = frac + 1000000
+  elseif frac >= 1000000 then secs = secs + 1; frac = frac - 1000000 end
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400
+  if month <= 2 then year = year + 1 end
+  local hh = math.floor(rem / 3600)
+  local mm = math.floor((rem - hh * 3600) / 60)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00',
+    year, month, day, hh, mm, rem - hh * 3600 - mm * 60, frac)
+end
+local function build_items(argv_pos, count, first_seq)
+  local out, stamp = {}, nil
+  for i = 0, count - 1 do
+    local flag, rest = ARGV[argv_pos + 2 * i], ARGV[argv_pos + 2 * i + 1]
+    local tail = '"seq":' .. fmt(first_seq + i)
+    if flag == '1' then
+      stamp = stamp or iso(NOW)
+      tail = tail .. ',"timestamp":"' .. stamp .. '"'
+    end
+    if rest == '{}' then
+      out[#out + 1] = '{' .. tail .. '}'
+    else
+      out[#out + 1] = string.sub(rest, 1, -2) .. ',' .. tail .. '}'
+    end
+  end
+  return out, stamp or iso(NOW)
+end
+-- Re-check the next few ix:updated entries (round robin): drop those whose session is gone.
+local function sweep(n, schema)
+  local from = redis.call('GET', IX_SWEEP)
+  local batch = redis.call('ZRANGE', IX_UPDATED, from and ('(' .. from) or '-', '+',
+    'BYLEX', 'LIMIT', 0, n)
+  for _, m in ipairs(batch) do
+    local id = string.sub(m, 18)
+    local h = redis.call('HMGET', BASE .. 's:' .. id, 'version', 'expires_at')
+    if not h[1] or (not live(h[2]) and not newer(id, schema)) then drop(id) end
+  end
+  if #batch < n then redis.call('DEL', IX_SWEEP) else redis.call('SET', IX_SWEEP, batch[#batch]) end
+end

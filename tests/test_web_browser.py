@@ -394,13 +394,15 @@ def test_approve_and_deny_with_a_reason(
     first, second = store[1]
     page.goto(server.origin + "/reviews")
     shot(page, shots, store, "reviews")
-    approve = page.locator(f"article.review:has(input[value='{first}']) form.approve")
+    approve = page.locator(f"article.review:has(input[value='{first}']) form.answer")
     approve.locator("input[name=by]").fill("ada")
-    approve.locator("button").click()
+    approve.locator("button[value=approve]").click()  # no reason needed to approve
     page.wait_for_url(re.compile(r"/reviews\?done="))
-    deny = page.locator(f"article.review:has(input[value='{second}']) form.deny")
+    deny = page.locator(f"article.review:has(input[value='{second}']) form.answer")
+    deny.locator("button[value=deny]").click()  # a denial without a reason is not sent
+    assert deny.locator("input[name=reason]:invalid").count() == 1
     deny.locator("input[name=reason]").fill("refunds need a receipt")
-    deny.locator("button").click()
+    deny.locator("button[value=deny]").click()
     page.wait_for_url(re.compile(r"/reviews\?done="))
     answered = page.locator("article.review.answered")
     assert answered.count() == 2

@@ -257,15 +257,24 @@ def page(context: BrowserContext, server: Server) -> Iterator[Page]:
     confirm, prompt) opened by anything on it fails the test."""
     opened = context.new_page()
     dialogs: list[str] = []
+    errors: list[str] = []
 
     def no_dialog(dialog: Any) -> None:
         dialogs.append(f"{dialog.type}: {dialog.message}")
         dialog.dismiss()
 
+    def console(message: Any) -> None:
+        # the policy blocks what a hostile session could inject; it must never block ours
+        if message.type == "error" and "Content Security Policy" in message.text:
+            errors.append(message.text)
+
     opened.on("dialog", no_dialog)
+    opened.on("pageerror", lambda exc: errors.append(f"script error: {exc}"))
+    opened.on("console", console)
     opened.goto(server.url)
     yield opened
     assert dialogs == [], f"a dialog opened: {dialogs}"
+    assert errors == [], errors
 
 
 def shot(page: Page, shots: Path, store: tuple[str, list[str]], name: str) -> None:

@@ -226,3 +226,20 @@ def test_rekey_beside_a_live_writer_loses_nothing(tmp_path: Path) -> None:
         contents = [item["content"] for item in reader.load(session_id).history]
         mine = [f"live {n}" for sid, n in written if sid == session_id]
         assert [c for c in contents if c.startswith("live ")] == mine
+
+
+def test_check_counts_a_session_it_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session stored by a newer tether is not known to be under the current key: the check
+    names it rather than pass."""
+    from tether._cli_rekey import NEWER
+    from tether.schema import schema
+
+    store = EncryptedStore(SQLiteStore(tmp_path / "n.db"), BOTH)
+    store.create(Session(id="today"))
+    monkeypatch.setattr(schema, "current", schema.current + 1)
+    store.create(Session(id="tomorrow"))
+    monkeypatch.undo()
+    assert check(store, lambda _: None) == {"new": 1, NEWER: 1}
+    assert rekey(store, lambda _: None).newer == ["tomorrow"]

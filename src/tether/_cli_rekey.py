@@ -161,8 +161,13 @@ def rekey(
     return out
 
 
+NEWER = "stored by a newer tether"
+"""What :func:`check` counts a session under that this tether cannot read (a newer schema)."""
+
+
 def check(store: Store, progress: Callable[[str], None]) -> dict[str, int]:
-    """Key id (``"clear"`` for values in clear) -> how many sessions use it; reads only."""
+    """Key id (``"clear"`` for values in clear) -> how many sessions use it; reads only.
+    A session this tether cannot read is counted under :data:`NEWER`."""
     from ._transfer import all_ids
 
     inner, _ = _encrypted(store)
@@ -170,8 +175,10 @@ def check(store: Store, progress: Callable[[str], None]) -> dict[str, int]:
     for session_id in list(all_ids(inner)):
         try:
             used = usage(inner.load(session_id))
-        except (SessionNotFound, UnsupportedSchemaVersion):
+        except SessionNotFound:
             continue
+        except UnsupportedSchemaVersion:  # unread, so not known to be under the current key
+            used = {NEWER}
         for kid in used:
             name = "clear" if kid is None else kid
             counts[name] = counts.get(name, 0) + 1

@@ -146,7 +146,21 @@ class Loop:
         self.loop = asyncio.new_event_loop()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
+        try:
+            return self.loop.run_until_complete(coro)
+        except BaseException:
+            # interrupted (SIGTERM, ^C) or failed mid-gather: cancel what is still running, so
+            # no task keeps a transaction open while its schema is being dropped
+            self._cancel_pending()
+            raise
+
+    def _cancel_pending(self) -> None:
+        pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -206,10 +220,15 @@ class Servers:
             from psycopg import sql
 
             with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                # never wait forever on a lock: a schema left behind is named, not hung on
+                conn.execute("SET lock_timeout = '20s'")
                 for name in self._schemas:
-                    conn.execute(
-                        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
-                    )
+                    try:
+                        conn.execute(
+                            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                        )
+                    except psycopg.errors.LockNotAvailable:
+                        print(f"note: schema {name} was left behind (locked); drop it by hand")
         if self._prefixes:
             import redis
 

@@ -442,6 +442,7 @@ async def test_framework_items_read_as_the_cli_reads_them(
             },
             {"type": "app.note", "thread": "t1"},
             {"role": "tether", "event": "turn_error", "error": "model call failed"},
+            {"role": "tool", "tool_call_id": "k9", "content": '{"status": "shipped"}'},
         ],
     )
     page = (await client.get("/s/fw-1")).text
@@ -453,6 +454,7 @@ async def test_framework_items_read_as_the_cli_reads_them(
     assert "from adk" in page
     assert "app.note" in page
     assert 'class="entry k-event error"' in page
+    assert "{\n  &#34;status&#34;: &#34;shipped&#34;\n}" in page  # a JSON output, indented
 
 
 async def test_poll_returns_new_items_and_asks_for_a_reload_after_a_rewrite(

@@ -156,7 +156,7 @@ def _entry(item: HistoryItem, calls: dict[str, dict[str, Any]]) -> Entry:
             at,
             "tool_result",
             "tool result",
-            body=body,
+            body=None if content in (None, "") else _result(content),
             tool=text(name),
             call_id=None if call_id is None else text(call_id),
         )
@@ -169,6 +169,16 @@ def _entry(item: HistoryItem, calls: dict[str, dict[str, Any]]) -> Entry:
 def _content(content: Any) -> Folded:
     shown = _turn.item_text(content)
     return fold(shown) if isinstance(shown, str) else json_fold(shown)
+
+
+def _result(content: Any) -> Folded:
+    """A tool's output: indented when it is a JSON object or array (most are), else as is."""
+    if isinstance(content, str) and content[:1] in ("{", "[") and len(content) <= LONG:
+        try:
+            return json_fold(json.loads(content))
+        except ValueError:
+            pass
+    return _content(content)
 
 
 def _data(item: Mapping[str, Any]) -> Folded:
@@ -210,7 +220,7 @@ def _framework(
         result = entry.get("result")
         return Entry(
             seq, at, "tool_result", "tool result", tool=text(entry.get("tool", "?")),
-            call_id=text(entry.get("id", "")), body=_content(result),
+            call_id=text(entry.get("id", "")), body=_result(result),
         )  # fmt: skip
     if "text" in entry:
         shown = kind if kind in _MESSAGE_ROLES else "reasoning" if kind == "reasoning" else "other"

@@ -81,9 +81,16 @@ def _mark_ready(**_: Any) -> None:
     _ready_file(Path(os.environ[ENV_LEDGER]), os.getpid()).touch()
 
 
+def _go_file(ledger: Path) -> Path:
+    return ledger.parent / "go"
+
+
 def make_agent(store: tether.Store) -> Agent:
     """The agent factory the chaos workers load (``tests.test_workers_chaos:make_agent``)."""
     _mark_ready()  # built on the store: this worker is up (a kill now hits real work)
+    go = _go_file(Path(os.environ[ENV_LEDGER]))
+    while not go.exists():  # the first workers wait until every turn is queued
+        time.sleep(0.02)
     ttl = float(os.environ.get(ENV_TTL, "2"))
     return Agent(store, llm=ScriptedModel(_reply), tools=[record], lease_ttl=ttl)
 
@@ -130,6 +137,9 @@ class Chaos:
 
 @dataclass
 class Report:
+    """``seconds`` run from the moment every turn is queued and the workers may start;
+    ``latencies`` from a turn's submission (or that moment, if later) to its answer."""
+
     turns: int
     seconds: float
     kills: int
@@ -253,13 +263,14 @@ def run_chaos(chaos: Chaos) -> Report:
     try:
         for _ in range(chaos.workers):
             pool.start()
-        pool.wait_ready(timeout=120)  # the clock starts with every worker up, not importing
-        started = time.time()
+        pool.wait_ready(timeout=120)  # every worker up, not importing, held at the gate
         for m in range(chaos.messages):  # round-robin: the inboxes get their second messages
             for session_id in ids:
                 note = f"{session_id}/m{m}"
                 submitted[note] = time.time()
                 send(session_id, note)
+        started = time.time()  # every turn queued: the workers go, the clock starts
+        _go_file(chaos.ledger).touch()
         next_kill = time.monotonic() + (chaos.kill_every or 0)
         while True:
             # done: nothing due and no turn running (a running turn's lease is live: not due)
@@ -361,7 +372,7 @@ def _check(
                 i for i in history if i["seq"] > user["seq"] and i.get("event") == "turn_finished"
             )
             answered = datetime.fromisoformat(answer["timestamp"]).timestamp()
-            latencies.append(answered - submitted[note])
+            latencies.append(answered - max(submitted[note], started))
         if status == "finished" and store.exists(inbox_id(session_id)):
             assert store.load(inbox_id(session_id), last=0).status.value == "finished"
     return Report(turns, finished_at - started, kills, finished, waiting, duplicates, latencies)

@@ -314,6 +314,7 @@ async def test_the_list_filters_pages_and_jumps(client: httpx.AsyncClient) -> No
         assert f'href="/s/{sid}"' in listed
     assert 'href="/s/chat-2"' not in listed  # archived: only with "include archived"
     assert 'href="/s/chat-2"' in (await client.get("/?all=1")).text
+    assert 'href="/?owner=ada"' in listed  # an owner links to their sessions
     by_owner = (await client.get("/?owner=ada")).text
     assert 'href="/s/chat-1"' in by_owner
     assert 'href="/s/long-1"' not in by_owner

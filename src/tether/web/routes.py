@@ -181,6 +181,8 @@ async def sessions_page(request: Request) -> Response:
             "status": h.status.value,
             "owner": _short(h.owner),
             "agent": _short(h.agent),
+            "owner_query": _qs({"owner": h.owner}),
+            "agent_query": _qs({"agent": h.agent}),
             "version": h.version,
             "length": h.history_len,
             "updated": render.iso(h.updated_at),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import signal
 import threading
 import time
@@ -119,12 +120,15 @@ class Worker:
             thread.start()
         try:
             while not self._stop.is_set():
-                found = self._dispatch()
-                if until_idle and not found and self._all_free():
-                    break
-                if not found or self._queue.qsize() >= self.concurrency:
-                    self._idle.wait(self.poll_interval)
-                    self._idle.clear()
+                # look again only when threads are about to run dry: a backlog of twice the
+                # threads, refilled as turns end (or every poll_interval), never a busy loop
+                backlog = self._queue.qsize()
+                if backlog < self.concurrency:
+                    due = self._dispatch(2 * self.concurrency - backlog)
+                    if until_idle and not due and self._all_free():
+                        break
+                self._idle.wait(self.poll_interval)
+                self._idle.clear()
         finally:
             self._stop.set()
             for _ in threads:
@@ -138,17 +142,22 @@ class Worker:
         with self._lock:
             return not self._pending
 
-    def _dispatch(self) -> int:
-        """Queue the due sessions not already queued here; how many are due."""
+    def _dispatch(self, want: int) -> int:
+        """Queue up to ``want`` due sessions not already queued here; how many are due."""
         try:
             due = due_sessions(self.store)
         except Exception as exc:  # the store is unreachable: log and look again later
             log.warning("listing due sessions failed (%s: %s)", type(exc).__name__, exc)
             return 0
-        for session_id in due:
+        with self._lock:
+            fresh = [session_id for session_id in due if session_id not in self._pending]
+        # oldest first, but shuffled among the oldest few: workers polling the same index
+        # spread over different sessions instead of all claiming the same one
+        head = max(want, 4 * self.concurrency)
+        window = fresh[:head]
+        random.shuffle(window)
+        for session_id in (window + fresh[head:])[:want]:
             with self._lock:
-                if session_id in self._pending:
-                    continue
                 self._pending.add(session_id)
             self._queue.put(session_id)
         return len(due)

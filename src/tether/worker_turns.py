@@ -334,27 +334,32 @@ def due_sessions(
 ) -> list[str]:
     """Sessions with work due, oldest update first: a pending turn (``hibernated``), a pending
     inbox message (unless the turn before it waits for a review or failed), or a ``running``
-    turn whose lease expired (its worker died). Read from the
-    store's status index, never from histories. ``updated_before`` keeps only sessions not
-    written since then (a queued task would have run them)."""
+    turn whose lease expired (its worker died). Read from the store's status index, never from
+    histories. ``updated_before`` keeps only sessions not written since then (a queued task
+    would have run them)."""
     now = datetime.now(timezone.utc)
-    found: list[tuple[datetime, str]] = []
-    seen: set[str] = set()
-    headers = store.iter_sessions(
-        status=["hibernated", "running"], updated_before=updated_before, limit=page_size
+    headers = list(
+        store.iter_sessions(
+            status=["hibernated", "running"], updated_before=updated_before, limit=page_size
+        )
     )
+    listed = {h.id: h for h in headers if h.agent != INBOX_AGENT}
+    found: dict[str, datetime] = {}
     for header in headers:
-        target = _target(store, header, now)
-        if target is not None and target not in seen:
-            seen.add(target)
-            found.append((header.updated_at or now, target))
-    found.sort()
-    return [session_id for _, session_id in found]
+        target = _target(store, header, listed, now)
+        if target is not None:
+            at = header.updated_at or now
+            found[target] = min(at, found.get(target, at))
+    return sorted(found, key=lambda session_id: (found[session_id], session_id))
 
 
-def _target(store: Store, header: SessionHeader, now: datetime) -> str | None:
+def _target(
+    store: Store, header: SessionHeader, listed: dict[str, SessionHeader], now: datetime
+) -> str | None:
     if header.agent == INBOX_AGENT and header.id.endswith(_INBOX_SUFFIX):
         session_id = header.id[: -len(_INBOX_SUFFIX)]
+        if session_id in listed:  # pending or running itself: draining it runs the inbox too
+            return session_id
         try:  # messages behind a turn waiting for a human (or failed) wait with it
             status = store.load(session_id, last=0).status
         except SessionNotFound:

@@ -200,3 +200,10 @@ def test_factory_must_build_on_the_given_store(store, tmp_path):
 
 def test_checkpointed_is_a_tether_error():
     assert issubclass(TurnCheckpointed, tether.TetherError)
+
+
+def test_submit_starts_no_thread(store):
+    before = threading.active_count()
+    for n in range(5):
+        submit(store, f"t{n}", "hi")
+    assert threading.active_count() == before  # a submit holds its lease for one commit

@@ -84,10 +84,11 @@ def lease_lost() -> bool:
 class FencedStore(Store):
     """Delegates to ``inner``; renews leases, stamps fences and stops cleanly (module doc).
 
-    ``renew_ratio`` is the part of a lease's ttl between two renewals (default a third).
+    ``renew_ratio`` is the part of a lease's ttl between two renewals (default a third);
+    ``renew=False`` starts no renewer (for writes that hold a lease for a moment only).
     """
 
-    def __init__(self, inner: Store, *, renew_ratio: float = 1 / 3) -> None:
+    def __init__(self, inner: Store, *, renew_ratio: float = 1 / 3, renew: bool = True) -> None:
         if not 0 < renew_ratio < 1:
             raise ValueError(f"renew_ratio is a fraction of the ttl in (0, 1), not {renew_ratio}")
         self.inner = inner
@@ -98,6 +99,7 @@ class FencedStore(Store):
         self._closed = threading.Event()
         self._stopping = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._renew = renew  # False: short writes only (a submit), no background thread
 
     # --- leases --------------------------------------------------------------------------------
 
@@ -107,7 +109,7 @@ class FencedStore(Store):
         held = _Held(lease, seconds)
         with self._lock:
             self._held[lease.token] = held
-            if self._renewer is None:
+            if self._renewer is None and self._renew:
                 self._renewer = threading.Thread(
                     target=self._renew_loop, name="tether-lease-renewer", daemon=True
                 )

@@ -161,7 +161,9 @@ def submit(
     user = _turn.user_item(message)  # checked before anything is written
     inbox = inbox_id(session_id)
     if not _inbox_pending(store, inbox):
-        agent = Agent(FencedStore(store), runner=f"submit:{socket.gethostname()}:{os.getpid()}")
+        # fenced like every write of a turn; the lease is held for one commit: no renewer
+        fenced = FencedStore(store, renew=False)
+        agent = Agent(fenced, runner=f"submit:{socket.gethostname()}:{os.getpid()}")
         for _ in range(2):
             try:
                 agent.run(session_id, user, checkpoint="after_prompt")

@@ -508,3 +508,23 @@ def test_read_only_offers_no_write(
     finally:
         context.close()
         server.stop()
+
+
+def test_reading_works_with_javascript_off(browser: Browser, server: Server) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(server.url)
+        assert page.locator("td.id > a").count() > 5
+        page.click("#counts a")  # the <noscript> link: the counts as a page
+        assert page.locator("h1").inner_text() == "Sessions by status"
+        assert page.locator(".counts .s-waiting b").count() == 1
+        page.goto(server.origin + "/s/long-1")
+        assert seqs(page)[-1] == LONG
+        page.click("a[rel=prev]")
+        assert seqs(page)[-1] == LONG - 50
+        assert page.locator("#live").is_hidden()  # nothing live without the script
+        page.goto(server.origin + "/reviews")
+        assert page.locator("h1").inner_text() == "Reviews"
+    finally:
+        context.close()

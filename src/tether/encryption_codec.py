@@ -274,12 +274,6 @@ else:
     _a2b = binascii.a2b_base64
 
 
-def _oldest(cache: dict[tuple[bytes, str], tuple[str, bytes]]) -> Any:
-    """Remove and return the oldest entry of an insertion-ordered dict."""
-    first = next(iter(cache))
-    return first, cache.pop(first)
-
-
 def _place(field: str, seq: int) -> str:
     return f"history item seq {seq}" if field == "item" else field
 
@@ -289,7 +283,10 @@ def _b64(data: bytes) -> str:
 
 
 DEFAULT_CACHE_BYTES = 32 * 2**20
-"""The plaintext cache of a store: 32 MiB of recently sealed or opened values."""
+"""The plaintext cache of a store: 32 MiB of recently opened values."""
+_Place = tuple[str, str, int, "str | None", str, str]
+"""A cached value's place: session id, field, seq, item key, key id, nonce."""
+_ENTRY_BYTES = 256  # what an entry costs beside its ciphertext and plaintext: keys, tuples
 
 
 class Codec:
@@ -306,25 +303,25 @@ class Codec:
     def __init__(self, keyring: Keyring, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.keyring = keyring
         self._aead = keyring._aead  # the ring's ciphers by key id, read without its lock
-        self._cache: dict[tuple[bytes, str], tuple[str, bytes]] = {}
+        self._cache: dict[_Place, tuple[str, bytes]] = {}
         self._cached_bytes = 0
         self._cache_limit = cache_bytes
         self._cache_lock = threading.Lock()
 
-    def _remember(self, ad: bytes, nonce: str, sealed: str, data: bytes) -> None:
+    def _remember(self, place: _Place, sealed: str, data: bytes) -> None:
         """Keep a verified plaintext; the oldest go first past the limit."""
-        size = len(sealed) + len(data) + len(ad) + 64
+        size = len(sealed) + len(data) + _ENTRY_BYTES
         if size > self._cache_limit:
             return
         with self._cache_lock:
             cache = self._cache
-            old = cache.pop((ad, nonce), None)
+            old = cache.pop(place, None)
             if old is not None:
-                self._cached_bytes -= len(old[0]) + len(old[1]) + len(ad) + 64
+                self._cached_bytes -= len(old[0]) + len(old[1]) + _ENTRY_BYTES
             while cache and self._cached_bytes + size > self._cache_limit:
-                (old_ad, _), (old_sealed, old_data) = _oldest(cache)
-                self._cached_bytes -= len(old_sealed) + len(old_data) + len(old_ad) + 64
-            cache[(ad, nonce)] = (sealed, data)
+                old_sealed, old_data = cache.pop(next(iter(cache)))
+                self._cached_bytes -= len(old_sealed) + len(old_data) + _ENTRY_BYTES
+            cache[place] = (sealed, data)
             self._cached_bytes += size
 
     # --- associated data ------------------------------------------------------------------
@@ -408,21 +405,23 @@ class Codec:
                 "nothing was returned",
                 key_id=kid if isinstance(kid, str) else None,
             )
-        ad = (
-            self._item_ad(session_id, seq, key, kid)
-            if field == "item"
-            else self._field_ad(session_id, field, kid)
-        )
-        known = self._cache.get((ad, nonce))
+        # the place, the key id and the nonce: the cache's key (no associated data to build)
+        place = (session_id, field, seq, key, kid, nonce)
+        known = self._cache.get(place)
         try:
             if known is not None and known[0] == sealed:  # verified before, byte for byte
                 value = _json.loads(known[1])
             else:
+                ad = (
+                    self._item_ad(session_id, seq, key, kid)
+                    if field == "item"
+                    else self._field_ad(session_id, field, kid)
+                )
                 aead = self._aead.get(kid) or self.keyring.aead(kid, session_id, _place(field, seq))
                 data = aead.decrypt(_unb64(nonce), _unb64(sealed), ad)
                 value = _json.loads(data)
                 if self._cache_limit:
-                    self._remember(ad, nonce, sealed, data)
+                    self._remember(place, sealed, data)
         except (binascii.Error, ValueError, InvalidTag, _json.JSONDecodeError):
             raise TamperedCiphertext(
                 session_id,

@@ -79,7 +79,7 @@ async def sessions(
         store = AsyncPostgresStore.from_url(with_options(url, schema=schema), clock=clock)
         cleanup = functools.partial(drop_postgres_schema, url, schema)
     try:
-        async with AsyncSessions(store, clock=clock) as runtime:
+        async with store, AsyncSessions(store, clock=clock) as runtime:
             yield runtime
     finally:
         cleanup()

@@ -80,7 +80,7 @@ def sessions(
         store = PostgresStore.from_url(with_options(url, schema=schema), clock=clock)
         cleanup = functools.partial(drop_postgres_schema, url, schema)
     try:
-        with Sessions(store, clock=clock) as runtime:
+        with store, Sessions(store, clock=clock) as runtime:
             yield runtime
     finally:
         cleanup()

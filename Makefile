@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types generated unit bench venv clean openai-agents-tests langgraph-tests
+.PHONY: demo test check lint types generated unit bench venv clean openai-agents-tests langgraph-tests
 
 $(STAMP): pyproject.toml constraints/frameworks.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "tether needs Python 3.10+"'
@@ -31,6 +31,14 @@ generated: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The fast loop while developing: lint, types, fresh generated twins, then the tests without the
+# slow-marked multi-process stress clauses, stopping at the first failure. The benchmark smoke
+# run (tests/test_bench_smoke.py: the benchmarks and the report, as make bench --quick runs
+# them; minutes) is left out too. make test still runs everything.
+check: lint types
+	$(BIN)/python tools/unasync.py --check
+	$(BIN)/python -m pytest -q -x -m "not slow" --ignore=tests/test_bench_smoke.py
 
 # The OpenAI Agents SDK's own tests (from its sdist) on tether, through tests/frameworks/
 # openai_agents_plugin.py: runner-level files and session files on memory and SQLite, the

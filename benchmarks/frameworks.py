@@ -31,6 +31,7 @@ quoting. Everything is measured in one run, systems interleaved: the ratios are 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
 import sys
@@ -115,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 servers(notes) as held,
             ):
                 results[name] = SECTIONS[name](Path(directory), held, args.quick, notes)
-        except Exception as exc:  # one section failing is reported; the others still run
+        except (Exception, asyncio.CancelledError) as exc:  # reported; the others still run
             traceback.print_exc()
             results["failures"][name] = f"{type(exc).__name__}: {exc}"
         results[name + "_seconds"] = time.perf_counter() - t0

@@ -307,9 +307,7 @@ def run(directory: Path, servers: Servers, quick: bool, notes: list[str]) -> Jso
         rows = measure_events(loop, made, lengths, reps)
         listing = measure_listing(loop, made, listed, 5 if quick else 15)
     finally:
-        for system in made:
-            loop.run(system.close())
-        loop.close()
+        loop.close_all(system.close for system in made)
     return {
         "settings": {"lengths": list(lengths), "reps": reps, "listed_sessions": listed},
         "systems": [s.name for s in made],

@@ -290,9 +290,7 @@ def run(directory: Path, servers: Servers, quick: bool, notes: list[str]) -> Jso
     try:
         rows = measure(loop, made, lengths, reps)
     finally:
-        for system in made:
-            loop.run(system.close())
-        loop.close()
+        loop.close_all(system.close for system in made)
     return {
         "settings": {
             "lengths": list(lengths),

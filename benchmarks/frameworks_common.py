@@ -14,7 +14,7 @@ import random
 import statistics
 import sys
 import uuid
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -161,6 +161,17 @@ class Loop:
         if pending:
             with contextlib.suppress(BaseException):
                 self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+    def close_all(self, closers: Iterable[Callable[[], Coroutine[Any, Any, object]]]) -> None:
+        """Run every closer, then close the loop. A closer that fails (its connection died
+        with the server, or with a task cancelled above) does not keep the others from
+        running, nor hide the error that ended the section."""
+        for close in closers:
+            try:
+                self.loop.run_until_complete(close())
+            except (Exception, asyncio.CancelledError) as exc:
+                print(f"note: closing a system failed: {type(exc).__name__}: {exc}")
+        self.close()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -246,7 +246,10 @@ def run(directory: Path, servers: Servers, quick: bool, notes: list[str]) -> Jso
         )
     finally:
         for system in made:
-            system.close()
+            try:
+                system.close()
+            except Exception as exc:  # the others still close; the section's error stays
+                print(f"note: closing {system.name} failed: {type(exc).__name__}: {exc}")
     return {
         "settings": {"turns": turns},
         "systems": [s.name for s in made],

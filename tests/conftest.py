@@ -144,3 +144,24 @@ def drop_postgres_schema(url: str, schema: str) -> None:
     assert schema.startswith("tether_t"), schema
     with psycopg.connect(url.split("?", 1)[0], autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _opens_processes(cls: type) -> bool:
+    """Whether a conformance class gives its own ``store_opener`` (the suite's returns None)."""
+    return any(
+        "store_opener" in vars(klass)
+        for klass in cls.__mro__
+        if not klass.__module__.startswith("tether.testing")
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The conformance suite's multi-process clauses are ``slow`` where they really start OS
+    processes (a class with a store_opener): ``make check`` leaves them out, ``make test``
+    runs them. On a class without one they race tasks or threads in-process and stay fast."""
+    for item in items:
+        cls = getattr(item, "cls", None)
+        clauses = getattr(cls, "multi_process_clauses", ())
+        named = getattr(item, "originalname", None) in clauses
+        if cls is not None and named and _opens_processes(cls):
+            item.add_marker(pytest.mark.slow)

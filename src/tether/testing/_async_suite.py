@@ -108,6 +108,13 @@ class AsyncStoreConformance:
     appends_per_writer = 200
     claim_racers = 16
     claim_rounds = 200
+    multi_process_clauses = (
+        "test_racing_writers_from_one_version_exactly_one_wins",
+        "test_concurrent_appends_with_retry_lose_nothing",
+        "test_racing_claims_have_exactly_one_winner_per_round",
+    )
+    """The clauses that start OS processes when ``store_opener`` is given: the slow ones. A
+    fast loop can leave them out by name (tether's own tests mark them ``slow``)."""
 
     @pytest.fixture
     def store_opener(self) -> Callable[[], Any] | None:

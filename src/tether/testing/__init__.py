@@ -18,6 +18,9 @@ provide a ``store`` fixture yielding a fresh, empty store::
         def store_opener(self, tmp_path):
             return functools.partial(MyStore, tmp_path)
 
+With ``store_opener``, the clauses named in ``StoreConformance.multi_process_clauses`` race
+real OS processes and take the longest: a fast loop may deselect them by name.
+
 The async classes need pytest-asyncio (``pip install 'tether[testing]'``); with its strict mode,
 declare the async ``store`` fixture with ``@pytest_asyncio.fixture``. See ``docs/stores.md``.
 """

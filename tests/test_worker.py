@@ -92,9 +92,10 @@ def test_messages_to_one_session_run_in_order(store):
     assert [n for _, n, _ in LEDGER] == ["one", "two", "three"]
     assert store.load(inbox_id("s2"), last=0).status.value == "finished"
     # a second pass (a redelivered task) finds nothing to do
-    agent = build_agent(make_agent, FencedStore(store))
-    assert drain(agent, "s2").finished == 0
+    fenced = FencedStore(store)
+    assert drain(build_agent(make_agent, fenced), "s2").finished == 0
     assert len(LEDGER) == 3
+    fenced.close()
 
 
 def test_inbox_message_is_consumed_once_even_if_drained_twice(store):
@@ -109,6 +110,7 @@ def test_inbox_message_is_consumed_once_even_if_drained_twice(store):
     store.commit(inbox, header.version, changes={"status": "hibernated", "state": {}})
     assert drain(second, "s3").finished == 0
     assert [n for _, n, _ in LEDGER] == ["a", "b"]
+    fenced.close()
 
 
 class Crash(BaseException):
@@ -127,6 +129,7 @@ def test_worker_death_mid_once_tool_becomes_a_review(store):
     agent = Agent(crashing, llm=ScriptedModel(reply), tools=[dying], lease_ttl=5)
     with pytest.raises(Crash):
         drain(agent, "s4")
+    crashing.close()
     assert store.load("s4", last=0).status.value == "running"  # cut off mid-turn
     assert due_sessions(store) == ["s4"]  # its lease is gone: due again
     Worker(store, make_agent, poll_interval=0.05).run(until_idle=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,17 @@ def test_the_task_retries_while_another_runner_holds_the_session(url: str) -> No
     assert turns.task("s2") == "idle"  # a redelivered task: nothing to do
     assert [i["role"] for i in store.load("s2").history].count("assistant") == 1
     turns.close()
+
+
+def test_retries_back_off_but_not_past_the_holders_lease(url: str) -> None:
+    turns = TurnQueue(Celery("tether-backoff"), store=url, agent=make_agent, name="t.backoff",
+                      backoff=0.5, max_backoff=8.0)  # fmt: skip
+    now = datetime.now(timezone.utc)
+    for retries, base in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 8.0), (500, 8.0)]:
+        delay = turns.retry_delay(retries, None)
+        assert base * 0.5 <= delay <= base * 1.5, (retries, delay)
+    # the holder's lease ends in a second: retrying much later than that is time lost
+    soon = turns.retry_delay(10, now + timedelta(seconds=1))
+    assert soon <= (1 + 0.5) * 1.5
+    # a lease already over: the shortest wait
+    assert turns.retry_delay(10, now - timedelta(seconds=5)) <= 0.5 * 1.5

@@ -123,8 +123,8 @@ class TurnQueue:
         self.url = store
         self.factory_spec = agent
         self.queue = queue
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._inner: Store | None = None
@@ -205,11 +205,7 @@ class TurnQueue:
             drained: Drained = drain(self.agent(), session_id)
         except AlreadyClaimed as exc:
             retries = int(getattr(task.request, "retries", 0) or 0)
-            delay = min(self.max_backoff, self.backoff * 2**retries)
-            if exc.expires_at is not None:  # no use waiting much past the holder's lease
-                left = (exc.expires_at - datetime.now(timezone.utc)).total_seconds()
-                delay = min(delay, max(self.backoff, left + self.backoff))
-            raise task.retry(countdown=delay * random.uniform(0.5, 1.5)) from None
+            raise task.retry(countdown=self.retry_delay(retries, exc.expires_at)) from None
         except LeaseLost:
             # our lease ended mid-turn and another runner took the session: it finishes
             log.warning("session %r: lease lost mid-turn; its new holder continues", session_id)
@@ -218,6 +214,17 @@ class TurnQueue:
             # the worker is stopping: the turn is checkpointed, another worker resumes it
             self.enqueue(session_id)
         return drained.stopped
+
+    def retry_delay(self, retries: int, holder_expires_at: datetime | None) -> float:
+        """Seconds before retry number ``retries + 1`` of a session another runner holds:
+        ``backoff`` doubling up to ``max_backoff``, never much past the end of the holder's
+        lease (a dead holder's session is free then), with jitter (x0.5 to x1.5) so retries
+        of many tasks spread out."""
+        delay = min(self.max_backoff, self.backoff * float(2 ** min(retries, 32)))
+        if holder_expires_at is not None:
+            left = (holder_expires_at - datetime.now(timezone.utc)).total_seconds()
+            delay = min(delay, max(self.backoff, left + self.backoff))
+        return delay * random.uniform(0.5, 1.5)
 
     def _on_ready(self, **_: Any) -> None:
         # a wrong store URL or factory fails the worker at start, not its first task

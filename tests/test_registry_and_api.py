@@ -603,6 +603,7 @@ EXPECTED_ALL = [
     "Suspend",
     "TamperedCiphertext",
     "TetherError",
+    "TurnCheckpointed",
     "TurnInProgress",
     "UnknownKeyId",
     "UnsupportedSchemaVersion",

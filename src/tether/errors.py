@@ -28,6 +28,7 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
     │   ├── UnknownKeyId          a ciphertext names a key id the keyring does not hold
     │   └── MissingKey            the keyring could not produce a key (its fetch failed)
     ├── MissingSnapshot           resume() on a session with nothing to resume
+    ├── TurnCheckpointed          a stopping worker checkpointed its turn (status hibernated)
     ├── ApprovalExpired           a review was answered after its time limit
     ├── ReviewMismatch            a review id that is not this session's open interrupt
     ├── ModelError                a model call failed (HTTP error, bad reply, timeout)
@@ -72,6 +73,7 @@ __all__ = [
     "StoreUnavailable",
     "TamperedCiphertext",
     "TetherError",
+    "TurnCheckpointed",
     "TurnInProgress",
     "UnknownKeyId",
     "UnsupportedSchemaVersion",
@@ -274,6 +276,21 @@ class AlreadyRunning(AlreadyClaimed):
 
     Raised before any model call, so no work is wasted and nothing interleaves.
     """
+
+
+class TurnCheckpointed(TetherError):
+    """The worker is stopping: the turn was checkpointed (status ``hibernated``) at a safe step.
+
+    Nothing is lost: the session's snapshot says where the turn stands and any worker resumes
+    it from there (see ``docs/workers.md``).
+    """
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r}: the worker is stopping, its turn was checkpointed "
+            "(status 'hibernated'); a worker resumes it"
+        )
 
 
 class MissingSnapshot(TetherError):

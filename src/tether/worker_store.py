@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from .errors import LeaseLost, TetherError
+from .errors import LeaseLost, TurnCheckpointed
 from .models import KeyedItem, Lease, Page, Session, SessionStatus, StoredItem
 from .stores.base import NewItems, Store
 
@@ -37,21 +37,6 @@ __all__ = ["FencedStore", "TurnCheckpointed", "current_lease", "keyed_prompt", "
 log = logging.getLogger("tether.worker")
 
 RUNTIME_KEY = "_tether"
-
-
-class TurnCheckpointed(TetherError):
-    """The worker is stopping: the turn was checkpointed (status ``hibernated``) at a safe step.
-
-    Nothing is lost: the session's snapshot says where the turn stands and any worker resumes
-    it from there.
-    """
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        super().__init__(
-            f"session {session_id!r}: the worker is stopping, its turn was checkpointed "
-            "(status 'hibernated'); a worker resumes it"
-        )
 
 
 @dataclass

@@ -88,6 +88,24 @@ async def async_checkpointer(request: pytest.FixtureRequest) -> AsyncIterator[As
         await asyncio.sleep(0)
 
 
+# LangGraph's tests that time a stream against 0.1 s windows of wall clock: on a loaded 2-core
+# machine they fail now and then with LangGraph's own savers too. They must still pass, but
+# may take up to two more tries (pytest-rerunfailures); every other test gets one try.
+TIMING_TESTS = frozenset(
+    {
+        "test_stream_buffering_single_node",
+        "test_stream_subgraphs_during_execution",
+        "test_imp_nested",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.name.split("[")[0] in TIMING_TESTS:
+            item.add_marker(pytest.mark.flaky(reruns=2))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_plugin_registered(plugin: Any, manager: Any) -> None:
     """Swap the sdist conftest's checkpointer fixtures before pytest parses them."""

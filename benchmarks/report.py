@@ -343,11 +343,36 @@ def servers(data: Json) -> list[str]:
 
 
 def runtime(data: Json) -> list[str]:
-    out = ["**The runtime** (`benchmarks/runtime.py`, `tether.Sessions` on SQLite): median µs.", ""]
+    out = [
+        "**The runtime** (`benchmarks/runtime.py`, `tether.Sessions` on SQLite): median µs per "
+        "turn; the store's own cached turn (`load(after=)` + `commit`) beside `Sessions` "
+        "(`get` + `execute`, and `execute` alone for a worker that keeps what it returns), "
+        "ratios to the store's turn.",
+        "",
+    ]
     out += _table(
-        ["history items", "cached worker turn", "uncached turn"],
-        [[_n(r["n"]), _n(r["cached_us"]), _n(r["uncached_us"])] for r in data["turns"]],
+        ["history items", "store turn", "get + execute", "ratio", "execute", "ratio"],
+        [
+            [
+                _n(r["n"]),
+                _n(r["store_us"]),
+                _n(r["get_execute_us"]),
+                f"{r['get_execute_ratio']:.2f}×",
+                _n(r["execute_us"]),
+                f"{r['execute_ratio']:.2f}×",
+            ]
+            for r in data["turns"]
+        ],
     )
+    agent = data.get("agent")
+    if agent:
+        out += [
+            f"An `Agent` turn (`ScriptedModel`, no tools, 10 items): {_n(agent['agent_us'])} µs "
+            f"with {agent['writes']} writes, {agent['per_write_ratio']:.2f}× a plain commit "
+            f"({_n(agent['commit_us'])} µs) per write; raw sqlite3: a two-row append "
+            f"{_n(agent['raw_append_us'])} µs, a whole-history turn {_n(agent['raw_turn_us'])} µs.",
+            "",
+        ]
     fork = data["fork"]
     out += [
         f"`Sessions.fork` of {_n(fork['n'])} items: {_n(fork['fork_us'])} µs; one commit on the "

@@ -224,10 +224,11 @@ def agent_figures(store: tether.Store, directory: Path, turns: int) -> dict[str,
     def plain_commit() -> None:
         version[0] = store.commit(plain.id, version[0], append=[USER, ASSISTANT])
 
-    medians = interleaved(
-        {"agent": lambda: agent.run(session_id, USER["content"]), "commit": plain_commit}, turns
-    )
-    calls = calls_per_turn(store, lambda: agent.run(session_id, USER["content"]))
+    def agent_turn() -> None:
+        agent.run(session_id, USER["content"])
+
+    medians = interleaved({"agent": agent_turn, "commit": plain_commit}, turns)
+    calls = calls_per_turn(store, agent_turn)
     writes = sum(calls.get(name, 0) for name in ("commit", "claim", "release", "renew", "append"))
     raw = raw_sqlite(directory, 10, turns)
     result = {

@@ -178,7 +178,7 @@ def counting_store(url: str, namespace: str, **kwargs: Any) -> RedisStore:
     pool = redis.ConnectionPool.from_url(
         url.split("?", 1)[0], connection_class=CountingConnection, **redis_sync.client_options()
     )
-    client = redis.Redis(connection_pool=pool)
+    client = redis.Redis.from_pool(pool)  # the client owns the pool: closing it closes both
     return RedisStore(client, namespace=namespace, close_client=True, **kwargs)
 
 
@@ -188,7 +188,7 @@ def async_counting_store(url: str, namespace: str, **kwargs: Any) -> AsyncRedisS
         connection_class=AsyncCountingConnection,
         **redis_async.client_options(),
     )
-    client = redis.asyncio.Redis(connection_pool=pool)
+    client = redis.asyncio.Redis.from_pool(pool)  # closing the client closes the pool
     return AsyncRedisStore(client, namespace=namespace, close_client=True, **kwargs)
 
 

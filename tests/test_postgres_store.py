@@ -445,6 +445,16 @@ def test_url_options_are_split_between_tether_and_libpq() -> None:
     assert common.describe(conninfo) == "ada@db.example:5433/app"
 
 
+def test_a_libpq_option_with_a_space_reaches_the_server_as_a_space(postgres_url: str) -> None:
+    """``options=-c%20...``: libpq reads ``%20`` as a space and ``+`` as a plus sign."""
+    conninfo, _ = common.parse_url("postgresql://h/db?options=-c%20statement_timeout%3D1234")
+    assert conninfo == "postgresql://h/db?options=-c%20statement_timeout%3D1234"
+    with _raw(with_options(postgres_url, options="-c statement_timeout=1234")) as conn:
+        row = conn.execute("SHOW statement_timeout").fetchone()
+    assert row is not None
+    assert row[0] == "1234ms"
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [

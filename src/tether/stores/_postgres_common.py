@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import pq, sql
@@ -146,7 +146,8 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
                 f"are {', '.join(sorted(TETHER_OPTIONS))}, and any other option must be a "
                 f"libpq connection parameter (sslmode, connect_timeout, ...: {LIBPQ_DOCS})"
             )
-    conninfo = urlunsplit(parts._replace(query=urlencode(passed)))
+    # quote, not quote_plus: libpq reads %20 as a space but '+' as a plus (options=-c%20...)
+    conninfo = urlunsplit(parts._replace(query=urlencode(passed, quote_via=quote)))
     check_conninfo(conninfo)
     return conninfo, options
 

@@ -22,9 +22,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tether
-from tether import cli as cli_module
 from tether.agent import Agent, ModelReply, ScriptedModel, ToolCall, tool
 from tether.cli import cli
+from tether.cli import common as cli_common
 
 from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
 
@@ -435,7 +435,7 @@ def test_rm(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     seed(url)
     fails(invoke(url, "rm", "chat-1"), 2, "refusing without --yes", "not a terminal")
     assert ok(invoke(url, "show", "chat-1", "--json"))  # still there
-    monkeypatch.setattr(cli_module, "_interactive", lambda: True)
+    monkeypatch.setattr(cli_common, "_interactive", lambda: True)
     declined = invoke(url, "rm", "chat-1", input="n\n")
     assert declined.exit_code == 1
     assert declined.stderr.splitlines() == [

@@ -250,9 +250,9 @@ def test_transfer_reports_never_reach_the_terminal_raw(
     assert not RAW_UNSAFE.findall(claimed.output)
 
     # whatever a reason quotes (here raw escapes), it is shown escaped
-    from tether import _transfer
+    from tether.cli import transfer
 
-    monkeypatch.setattr(_transfer, "_refusal", lambda *a, **k: f"held by {CLEAR_SCREEN}{RLO}")
+    monkeypatch.setattr(transfer, "_refusal", lambda *a, **k: f"held by {CLEAR_SCREEN}{RLO}")
     dump = tmp_path / "evil.jsonl"
     ok(invoke(source, "export", "evil-1", "-o", str(dump)))
     imported = invoke(target, "import", str(dump))
@@ -260,7 +260,7 @@ def test_transfer_reports_never_reach_the_terminal_raw(
     assert "differs: evil-1: held by \\x1b[2J\\x1b[H\\u202e\n" in imported.stderr
     assert not RAW_UNSAFE.findall(imported.output)
 
-    monkeypatch.setattr(_transfer, "verify", lambda *a: {"evil-1": f"digest {HIDDEN}{RLO}"})
+    monkeypatch.setattr(transfer, "verify", lambda *a: {"evil-1": f"digest {HIDDEN}{RLO}"})
     fresh = f"sqlite:///{tmp_path / 'c.db'}"
     unverified = invoke(None, "copy", "--from", source, "--to", fresh)
     assert unverified.exit_code == 1

@@ -351,7 +351,7 @@ def test_unknown_key_id_and_missing_key(backend: Backend) -> None:
 
 def test_nothing_in_clear_in_raw_storage(backend: Backend, tmp_path: Path) -> None:
     """A marker written through every path is nowhere in the raw storage."""
-    from tether import _transfer
+    from tether.cli import transfer
 
     store = backend.encrypted()
     item = {"role": "user", "content": f"item {MARKER}", "timestamp": "2026-01-01T00:00:00Z"}
@@ -376,8 +376,8 @@ def test_nothing_in_clear_in_raw_storage(backend: Backend, tmp_path: Path) -> No
     # import: an export in clear read into the encrypted store
     plain = tether.open_store("memory://")
     plain.create(Session(id="imported", state={"i": MARKER}, history=[{"content": MARKER}]))
-    line = _transfer.export_line(plain.load("imported"))
-    _transfer.import_lines(store, [line], lambda _: None, _transfer.Outcome())
+    line = transfer.export_line(plain.load("imported"))
+    transfer.import_lines(store, [line], lambda _: None, transfer.Outcome())
     # everything reads back in clear through the encrypted store
     assert store.load("m1").state == {"s2": MARKER}
     assert [i["content"] for i in store.load("m1-fork").history] == [f"item {MARKER}", MARKER]

@@ -11,8 +11,8 @@ from click.testing import CliRunner, Result
 
 import tether
 from tether import KeyedItem, Session
-from tether._cli_rekey import check, rekey, usage
 from tether.cli import cli
+from tether.cli.rekey import check, rekey, usage
 from tether.encryption import EncryptedStore, Keyring, PlaintextFound, UnknownKeyId
 from tether.stores.sqlite import SQLiteStore
 
@@ -233,7 +233,7 @@ def test_check_counts_a_session_it_cannot_read(
 ) -> None:
     """A session stored by a newer tether is not known to be under the current key: the check
     names it rather than pass."""
-    from tether._cli_rekey import NEWER
+    from tether.cli.rekey import NEWER
     from tether.schema import schema
 
     store = EncryptedStore(SQLiteStore(tmp_path / "n.db"), BOTH)

@@ -276,22 +276,22 @@ def test_postgres_keyed_read_and_tail_read_no_other_row(postgres_url: str) -> No
 
 
 def test_an_export_line_keeps_exact_items_and_keys(tmp_path: Path) -> None:
-    from tether import _transfer
+    from tether.cli import transfer
 
     odd = {"type": "event", "seq": "own", "timestamp": 12.5}
     with SQLiteStore(tmp_path / "a.db") as source, FileStore(tmp_path / "b") as target:
         source.create(Session(id="x", history=[{"type": "message", "content": "no role"}]))
         source.commit("x", 1, append=[KeyedItem("e1", odd)])
         original = source.load("x")
-        line = _transfer.export_line(original)
-        parsed = _transfer.parse_line(line)
+        line = transfer.export_line(original)
+        parsed = transfer.parse_line(line)
         assert parsed.items == original.items
         target.restore(parsed)
         copied = target.load("x")
         assert copied.items == original.items
         assert copied.items[1].item == odd
         assert target.items_by_key("x", ["e1"])["e1"].item == odd
-        assert _transfer.digest(copied) == _transfer.digest(original)
+        assert transfer.digest(copied) == transfer.digest(original)
 
 
 def test_items_follow_edits_of_history() -> None:

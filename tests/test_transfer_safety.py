@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tether
-from tether import _transfer
-from tether.cli import INCOMPLETE, cli
+from tether.cli import cli, transfer
+from tether.cli.common import INCOMPLETE
 from tether.models import Session
 from tether.schema import schema
 from tether.stores.base import Store
@@ -111,7 +111,7 @@ def test_copy_never_clobbers_a_target_that_moved_on(kind: str, source: str, url_
     assert "0 copied" not in forced.output
     assert "1 copied (1 replaced), 3 unchanged" in forced.output
     with tether.open_store(source) as a, tether.open_store(target) as b:
-        assert _transfer.digest(a.load("s2")) == _transfer.digest(b.load("s2"))
+        assert transfer.digest(a.load("s2")) == transfer.digest(b.load("s2"))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -145,7 +145,7 @@ def test_a_claimed_target_needs_force(source: str, url_of: Any) -> None:
     assert forced.exit_code == 0, forced.output
     assert "1 copied (1 replaced), 3 unchanged" in forced.output
     with tether.open_store(source) as a, tether.open_store(target) as b:
-        assert _transfer.digest(a.load("s0")) == _transfer.digest(b.load("s0"))
+        assert transfer.digest(a.load("s0")) == transfer.digest(b.load("s0"))
 
 
 def test_import_is_a_no_op_when_identical_and_keeps_a_diverged_target(
@@ -191,7 +191,7 @@ def test_a_target_written_during_a_replace_is_kept(tmp_path: Path) -> None:
         target.restore(source.load("s"))  # type: ignore[attr-defined]
         target.commit("s", 1, append=items(1, "target"))
         racing = _WritesBehindTheCopy(target, "s")
-        outcome = _transfer.copy(source, racing, lambda _: None, replace=True, force=True)  # type: ignore[arg-type]
+        outcome = transfer.copy(source, racing, lambda _: None, replace=True, force=True)  # type: ignore[arg-type]
         assert "s" in outcome.differing
         assert "while it was being replaced" in outcome.differing["s"]
         kept = target.load("s")
@@ -210,16 +210,16 @@ def test_the_digest_is_the_same_on_every_store(url_of: Any) -> None:
     lease = memory.claim("d", "runner", 60)
     memory.release(lease)
     original = memory.load("d")
-    want = _transfer.digest(original)
-    line = _transfer.parse_line(_transfer.export_line(original))
-    assert _transfer.digest(line) == want
+    want = transfer.digest(original)
+    line = transfer.parse_line(transfer.export_line(original))
+    assert transfer.digest(line) == want
     for kind in KINDS:
         with tether.open_store(url_of(kind)) as store:
             store.restore(original)  # type: ignore[attr-defined]
-            assert _transfer.digest(store.load("d")) == want, kind
+            assert transfer.digest(store.load("d")) == want, kind
     changed = original.model_copy(deep=True)
     changed.history[1]["content"] = "other"
-    assert _transfer.digest(changed) != want
+    assert transfer.digest(changed) != want
 
 
 def test_verification_compares_digests(tmp_path: Path) -> None:
@@ -227,12 +227,12 @@ def test_verification_compares_digests(tmp_path: Path) -> None:
     for n in range(3):
         source.create(Session(id=f"v{n}", history=items(2)))
     target = MemoryStore()
-    outcome = _transfer.copy(source, target, lambda _: None)
-    assert _transfer.verify(target, outcome) == {}
+    outcome = transfer.copy(source, target, lambda _: None)
+    assert transfer.verify(target, outcome) == {}
     tampered = target.load("v1")
     tampered.history[0]["content"] = "not what was copied"
     target.restore(tampered, replace=True)  # same version and counts: only a digest sees it
-    problems = _transfer.verify(target, outcome)
+    problems = transfer.verify(target, outcome)
     assert list(problems) == ["v1"]
 
 
@@ -270,7 +270,7 @@ def test_migrate_goes_past_newer_sessions_in_memory(monkeypatch: pytest.MonkeyPa
         patch.setattr(schema, "current", schema.current + 1)
         store.create(Session(id="future"))
     older_session(store, "old-b", monkeypatch)
-    result = _transfer.migrate(store, lambda _: None)
+    result = transfer.migrate(store, lambda _: None)
     assert (result.upgraded, result.seen, result.newer) == (2, 2, ["future"])
 
 
@@ -300,7 +300,7 @@ def test_migrate_never_loses_a_commit_that_lands_meanwhile(
         older_session(inner, "old-a", monkeypatch)
         older_session(inner, "old-b", monkeypatch)
         racing = CommitsDuringMigrate(inner)
-        result = _transfer.migrate(racing, lambda _: None)  # type: ignore[arg-type]
+        result = transfer.migrate(racing, lambda _: None)  # type: ignore[arg-type]
         (raced,) = racing.raced
         assert (result.seen, result.upgraded) == (2, 1), "the commit upgraded the raced one"
         kept = inner.load(raced)
@@ -317,7 +317,7 @@ def test_migrate_refuses_a_restore_without_expected_version() -> None:
             super().restore(session, replace=replace)
 
     with pytest.raises(tether.InvalidRequest, match="expected_version"):
-        _transfer.migrate(OldRestore(), lambda _: None)
+        transfer.migrate(OldRestore(), lambda _: None)
 
 
 @pytest.mark.parametrize("kind", ["file", "redis"])

@@ -25,7 +25,6 @@ require_module("httpx", "web")
 import httpx  # noqa: E402
 
 import tether  # noqa: E402
-from tether import _cli_render as render  # noqa: E402
 from tether.agent import (  # noqa: E402
     AsyncAgent,
     AsyncScriptedModel,
@@ -33,6 +32,7 @@ from tether.agent import (  # noqa: E402
     ToolCall,
     tool,
 )
+from tether.cli import render  # noqa: E402
 from tether.web import create_app  # noqa: E402
 from tether.web.app import CSP  # noqa: E402
 
@@ -756,8 +756,8 @@ async def test_mounted_under_a_prefix_in_another_app(sessions: tether.AsyncSessi
 def test_serve_refuses_another_host_without_a_token(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from tether._cli_serve import is_loopback, url_for
     from tether.cli import cli
+    from tether.cli.serve import is_loopback, url_for
 
     url = f"sqlite:///{tmp_path / 'x.db'}"
     refused = CliRunner().invoke(cli, ["serve", "--store", url, "--host", "0.0.0.0"])

@@ -21,11 +21,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import _cli_render as render
 from .._ids import validate_session_id
 from .._time import system_clock
 from .._urls import scrub
 from ..agent import _turn
+from ..cli import render
 from ..errors import (
     AlreadyClaimed,
     ApprovalExpired,
@@ -126,7 +126,7 @@ def _int(value: str | None, name: str, *, low: int, high: int | None = None) -> 
 def _filters(request: Request) -> dict[str, Any]:
     """The list's filters from the query string, parsed by the CLI's own rules (``--meta``
     JSON-if-it-parses, ``--updated-since`` ISO 8601 with UTC as the default zone)."""
-    from ..cli import _IsoTime, _KeyValue
+    from ..cli.common import _IsoTime, _KeyValue
 
     q = request.query_params
     statuses = [s for s in q.getlist("status") if s]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .. import _cli_render as render
 from ..agent import Review, _turn
+from ..cli import render
 from ..models import HistoryItem, Session
 
 __all__ = ["Folded", "Entry", "entries", "fold", "json_fold", "review_view", "text"]

@@ -1,6 +1,6 @@
 """``tether serve``: the web inspector (tether.web) on a local port, with uvicorn.
 
-Registered on the ``tether`` group by cli.py. Needs ``pip install 'tether[cli,web]'``.
+Registered on the ``tether`` group by tether.cli. Needs ``pip install 'tether[cli,web]'``.
 """
 
 from __future__ import annotations
@@ -8,14 +8,12 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from ._urls import redact
-
-if TYPE_CHECKING:
-    from .cli import _Env
+from .._urls import redact
+from .common import CliError, _Env, _usage
 
 __all__ = ["serve_command"]
 
@@ -91,12 +89,10 @@ def serve_command(
     reviews, forks, archives and deletes; a JSON API under /api/ answers with the --json
     shapes of ls, show, replay and reviews. Ctrl-C stops it.
     """
-    from .cli import CliError, _usage
-
     try:
         import uvicorn
 
-        from .web import create_app
+        from ..web import create_app
     except ImportError as exc:
         raise CliError(
             f"tether serve needs the web extra: pip install 'tether[web]' ({exc})"
@@ -112,7 +108,7 @@ def serve_command(
     store_url = url or env.url
     # open it once here, as a reader: a mistyped SQLite path or a server that does not answer
     # is one error line now, not a broken page later
-    from ._registry import open_store
+    from .._registry import open_store
 
     open_store(store_url, create=False).close()
     chosen = token if token is not None else secrets.token_urlsafe(24)

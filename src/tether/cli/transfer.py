@@ -29,8 +29,8 @@ from typing import IO
 
 import pydantic
 
-from . import _core, _json
-from .errors import (
+from .. import _core, _json
+from ..errors import (
     AlreadyClaimed,
     ConflictError,
     InvalidRequest,
@@ -39,9 +39,9 @@ from .errors import (
     TetherError,
     UnsupportedSchemaVersion,
 )
-from .models import Session, SessionHeader, StoredItem
-from .schema import schema
-from .stores.base import Store
+from ..models import Session, SessionHeader, StoredItem
+from ..schema import schema
+from ..stores.base import Store
 
 FORMAT = "tether-export/1"
 
@@ -85,7 +85,7 @@ def _destination(target: Store, session: Session) -> Store:
     raw = raw_side(target)
     if raw is target or "tether_enc" not in session.state:
         return target
-    from .encryption_codec import open_session
+    from ..encryption_codec import open_session
 
     open_session(target.codec, session)  # type: ignore[attr-defined]
     return raw

@@ -10,7 +10,7 @@ writer is never overwritten. A session claimed by a runner right now is left for
 so an interrupted run resumes where it stopped. At the end every session is checked again: the
 command fails if any still names another key (or, with ``--decrypt``, any ciphertext).
 
-Registered on the ``tether`` group by cli.py.
+Registered on the ``tether`` group by tether.cli.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .errors import ConflictError, SessionNotFound, TetherError, UnsupportedSchemaVersion
-from .models import Session, StoredItem
-from .stores.base import Store
+from ..errors import ConflictError, SessionNotFound, TetherError, UnsupportedSchemaVersion
+from ..models import Session, StoredItem
+from ..stores.base import Store
+from .common import INCOMPLETE, CliError, _echo, _Env, _progress
 
 if TYPE_CHECKING:
-    from .cli import _Env
-    from .encryption_codec import Codec
+    from ..encryption_codec import Codec
 
 __all__ = ["Rekey", "check", "rekey", "rekey_command", "usage"]
 
@@ -71,7 +71,7 @@ def _encrypted(store: Store) -> tuple[Store, Codec]:
 
 def usage(raw: Session) -> set[str | None]:
     """The key ids a stored session's values name (None: a value in clear)."""
-    from .encryption_codec import stored_key_ids
+    from ..encryption_codec import stored_key_ids
 
     return stored_key_ids(raw)
 
@@ -79,7 +79,7 @@ def usage(raw: Session) -> set[str | None]:
 def _in_clear(codec: Codec, raw: Session, *, lenient: bool) -> Session:
     """The session in clear; ``lenient``: values already in clear are taken as they are (a
     store being encrypted). Ciphertexts are always verified."""
-    from .encryption_codec import is_envelope, rebuilt
+    from ..encryption_codec import is_envelope, rebuilt
 
     sid = raw.id
 
@@ -109,7 +109,7 @@ def _done(used: set[str | None], codec: Codec, decrypt: bool) -> bool:
 def _one(
     inner: Store, codec: Codec, session_id: str, *, encrypt: bool, decrypt: bool, out: Rekey
 ) -> None:
-    from .encryption_codec import seal_session
+    from ..encryption_codec import seal_session
 
     restore: Callable[..., None] = inner.restore  # type: ignore[attr-defined]
     for _ in range(TRIES):
@@ -144,7 +144,7 @@ def rekey(
     """Rewrite every session of an encrypted ``store`` under its current key (``decrypt``: in
     clear; ``encrypt``: sessions in clear are encrypted too, instead of refused with
     :class:`~tether.errors.PlaintextFound`)."""
-    from ._transfer import all_ids
+    from .transfer import all_ids
 
     inner, codec = _encrypted(store)
     if getattr(inner, "restore", None) is None:
@@ -168,7 +168,7 @@ NEWER = "stored by a newer tether"
 def check(store: Store, progress: Callable[[str], None]) -> dict[str, int]:
     """Key id (``"clear"`` for values in clear) -> how many sessions use it; reads only.
     A session this tether cannot read is counted under :data:`NEWER`."""
-    from ._transfer import all_ids
+    from .transfer import all_ids
 
     inner, _ = _encrypted(store)
     counts: dict[str, int] = {}
@@ -235,8 +235,7 @@ def rekey_command(
     writers: each session is written back only at the version it was read at, retried after
     a concurrent commit; a session claimed by a runner is left for a later run (exit status 3).
     """
-    from ._registry import open_store
-    from .cli import INCOMPLETE, CliError, _echo, _progress
+    from .._registry import open_store
 
     if encrypt and decrypt:
         raise click.UsageError("--encrypt and --decrypt are opposites: pass one of them")
@@ -275,7 +274,7 @@ def rekey_command(
 
 
 def _transfer_ids(store: Store) -> Any:
-    from ._transfer import all_ids
+    from .transfer import all_ids
 
     inner, _ = _encrypted(store)
     return all_ids(inner)

@@ -1,20 +1,17 @@
 """``tether worker``: run queued agent turns from the store (tether.worker), until SIGTERM.
 
-Registered on the ``tether`` group by cli.py.
+Registered on the ``tether`` group by tether.cli.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
-from ._urls import redact
-
-if TYPE_CHECKING:
-    from .cli import _Env
+from .._urls import redact
+from .common import CliError, _Env
 
 __all__ = ["worker_command"]
 
@@ -80,9 +77,8 @@ def worker_command(
     continues from its last committed step, and a once-only tool that may have run becomes a
     review. Prints what it did when it stops.
     """
-    from .cli import CliError
-    from .errors import TetherError
-    from .worker import Worker
+    from ..errors import TetherError
+    from ..worker import Worker
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -90,7 +86,7 @@ def worker_command(
         stream=sys.stderr,
     )
     store_url = url or env.url
-    from ._registry import DEFAULT_URL
+    from .._registry import DEFAULT_URL
 
     where = redact(store_url or "") or env.where
     try:

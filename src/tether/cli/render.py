@@ -23,8 +23,8 @@ from rich.highlighter import JSONHighlighter
 from rich.table import Table
 from rich.text import Text
 
-from .agent import Replay, Review, _turn
-from .models import HistoryItem, Page, Session, SessionHeader
+from ..agent import Replay, Review, _turn
+from ..models import HistoryItem, Page, Session, SessionHeader
 
 __all__ = [
     "clean",

@@ -22,9 +22,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import click
+
 import tether
+from tether._registry import DEFAULT_URL
 from tether._urls import redact
 from tether.agent import Agent, ModelReply, ModelRequest, ToolCall, tool
+
+from .common import _Env, _examples, pass_env
 
 ORDERS = {"A1001": {"status": "shipped", "carrier": "DHL", "eta": "Friday", "total": "49.90 EUR"}}
 
@@ -164,11 +169,16 @@ STEPS = {
 # The steps get the store's URL in $TETHER_URL, not on their command lines, where any user of
 # the machine could read a password in it (ps).
 
+# How a step runs in a new process. Not ``python -m tether.cli.demo``: importing the tether.cli
+# package imports this module before runpy runs it again as __main__, and runpy warns about that
+# on stderr.
+_STEP = "from tether.cli.demo import main; main()"
+
 
 def _python_step(step: str, session_id: str, env: dict[str, str]) -> None:
     _show(
         subprocess.run(
-            [sys.executable, "-m", "tether.demo", step, session_id],
+            [sys.executable, "-c", _STEP, step, session_id],
             env=env,
             capture_output=True,
             text=True,
@@ -250,8 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in STEPS:
         raise SystemExit(
-            "usage: TETHER_URL=URL python -m tether.demo STEP SESSION_ID (steps run by "
-            "`tether demo`)"
+            f"usage: TETHER_URL=URL python -c {shlex.quote(_STEP)} STEP SESSION_ID (steps run "
+            "by `tether demo`)"
         )
     step, session_id = args
     url = os.environ.get("TETHER_URL") or tether.DEFAULT_URL
@@ -262,5 +272,25 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"demo: {redact(str(error))}") from None
 
 
-if __name__ == "__main__":
-    main()
+# --- the command ---------------------------------------------------------------------------------
+
+
+@click.command(
+    "demo",
+    epilog=_examples(
+        "tether demo",
+        "tether demo --store file:demo-sessions",
+        "tether demo --store 'redis://localhost:6379/0?namespace=demo'",
+    ),
+)
+@click.option(
+    "--store",
+    "url",
+    metavar="URL",
+    help="The store to run it on (default: the one tether --store names, else $TETHER_URL, "
+    f"else {DEFAULT_URL}).",
+)
+@pass_env
+def demo_command(env: _Env, url: str | None) -> None:
+    """Run the support-agent story, each step in its own process."""
+    run(url or env.url)

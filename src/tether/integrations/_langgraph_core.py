@@ -26,15 +26,19 @@ namespace was. Without them (the normal case: LangGraph's ids grow with time) a 
 checkpoints are in id order in the history, so ``list`` pages backward from the end; with
 them it sorts the whole thread, as LangGraph's order requires.
 
-Every value goes through the saver's ``serde`` (``dumps_typed``), its bytes as base64 in JSON.
+Every value goes through the saver's ``serde`` (``dumps_typed``), its bytes packed as JSON by
+:func:`pack`: compressed when that shrinks them (large values: a chat's message list), as text
+when they are the serde's JSON, else as base64.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import uuid
+import zlib
 from collections.abc import (
     AsyncGenerator,
     Awaitable,
@@ -62,6 +66,10 @@ MARK = "langgraph.first_write"
 LATE = "langgraph.late_writes"
 _MAX_KEY = 256
 _PAGE = 1000
+TEXT = "t"  # a packed value's third part: the serde's bytes as text (its JSON)
+ZLIB = "z"  # ... or as base64 of their zlib compression
+_CACHED_THREADS = 10_000  # threads whose header a saver keeps (the least recently used go)
+_COMPRESS_FROM = 256  # bytes: smaller values gain too little to pay for the inflate
 
 _T = TypeVar("_T")
 Typed = tuple[str, bytes]
@@ -135,11 +143,55 @@ def key(kind: str, *parts: str | int) -> str:
 
 
 def pack(typed: Typed) -> list[str]:
-    return [typed[0], base64.b64encode(typed[1]).decode("ascii")]
+    """A serde value as JSON: ``[type, base64]`` (the layout since the first release, still
+    written for small values), ``[type, text, "t"]`` for a serde's JSON text (no base64), or
+    ``[type, base64 of zlib, "z"]`` when compressing shrinks it: a chat's message list
+    compresses about 4x, which more than pays for base64's third."""
+    kind, raw = typed
+    plain: list[str] | None = None
+    if kind == "json":
+        with contextlib.suppress(UnicodeDecodeError):
+            plain = [kind, raw.decode("utf-8"), TEXT]
+    if len(raw) >= _COMPRESS_FROM:
+        # level 1: nearly the ratio of the default level for a tenth of its time
+        squeezed = base64.b64encode(zlib.compress(raw, 1)).decode("ascii")
+        size = len(raw) if plain is not None else (len(raw) + 2) // 3 * 4
+        if len(squeezed) * 10 < size * 9:  # a gain worth the inflate on every read
+            return [kind, squeezed, ZLIB]
+    if plain is not None:
+        return plain
+    return [kind, base64.b64encode(raw).decode("ascii")]
 
 
 def unpack(packed: Sequence[str]) -> Typed:
-    return (packed[0], base64.b64decode(packed[1]))
+    return (packed[0], raw_bytes(packed))
+
+
+def raw_bytes(packed: Sequence[str], limit: int | None = None) -> bytes:
+    """The serde bytes of a packed value (any layout :func:`pack` ever wrote).
+
+    ``limit`` caps what a compressed value may expand to (a renderer of untrusted sessions
+    passes one): past it, ValueError, as for a malformed value."""
+    if len(packed) == 2:
+        return base64.b64decode(packed[1], validate=limit is not None)
+    if len(packed) != 3:
+        raise ValueError(f"a stored LangGraph value has 2 or 3 parts, not {len(packed)}")
+    encoding = packed[2]
+    if encoding == TEXT:
+        return packed[1].encode("utf-8")
+    if encoding != ZLIB:
+        raise ValueError(f"unknown LangGraph value encoding {encoding!r} (a newer tether?)")
+    squeezed = base64.b64decode(packed[1], validate=limit is not None)
+    if limit is None:
+        return zlib.decompress(squeezed)
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(squeezed, limit)
+    except zlib.error as exc:
+        raise ValueError(f"a compressed LangGraph value is corrupt: {exc}") from exc
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError(f"a compressed LangGraph value expands past {limit} bytes, or is cut")
+    return raw
 
 
 class ThreadStore:
@@ -147,16 +199,73 @@ class ThreadStore:
 
     def __init__(self, store: AsyncStore | Direct) -> None:
         self.store: Any = store
-        # per thread: a version this process wrote and the heads at that version, so a
-        # ``put_writes`` whose append directly follows it knows the heads without a read
-        self._known: dict[str, tuple[int, dict[str, str]]] = {}
+        # per thread: its header as this process last read or wrote it (version, heads, order
+        # flags, lease). A ``put`` commits against it without reading first: the store's
+        # versioned write refuses a stale one (ConflictError: read, then judge again), and a
+        # ``put_writes`` whose append directly follows it knows the heads without a read.
+        self._headers: dict[str, Session] = {}
+        self._appended: dict[str, set[int]] = {}  # own appends past the cached version
+        # per (thread, namespace): the newest checkpoint this process put or read and the keys
+        # of its channel values, read with the checkpoint in one keyed read by ``get_tuple``
+        # (a guess: whatever the checkpoint names beyond it is read after)
+        self._blob_keys: dict[tuple[str, str], tuple[str, list[str]]] = {}
         self._lock = threading.Lock()
 
+    def _cached(self, thread_id: str) -> Session | None:
+        with self._lock:
+            return self._headers.get(thread_id)
+
+    def _remember(self, thread_id: str, header: Session) -> None:
+        """Keep ``header``, the latest read or written, even if its version is lower than the
+        cached one: the thread may have been deleted and made again meanwhile. An older one
+        kept by a race between tasks costs one refused commit and a read, nothing more."""
+        with self._lock:
+            self._headers.pop(thread_id, None)  # re-inserted: the newest used stays longest
+            own = self._appended.get(thread_id)
+            if own:  # appends of parallel tasks that returned before this write was noted
+                own.difference_update([v for v in own if v <= header.version])
+                at = header.version
+                while at + 1 in own:
+                    at += 1
+                    own.discard(at)
+                if at != header.version:
+                    header = header.model_copy(update={"version": at})
+            self._headers[thread_id] = header
+            if len(self._headers) > _CACHED_THREADS:
+                oldest = next(iter(self._headers))
+                del self._headers[oldest]
+                self._appended.pop(oldest, None)
+
+    def forget(self, thread_id: str) -> None:
+        with self._lock:
+            self._headers.pop(thread_id, None)
+            self._appended.pop(thread_id, None)
+            for at in [at for at in self._blob_keys if at[0] == thread_id]:
+                del self._blob_keys[at]
+
+    def remember_blob_keys(self, thread_id: str, ns: str, cid: str, keys: list[str]) -> None:
+        with self._lock:
+            at = (thread_id, ns)
+            self._blob_keys.pop(at, None)
+            self._blob_keys[at] = (cid, keys)
+            if len(self._blob_keys) > _CACHED_THREADS:
+                del self._blob_keys[next(iter(self._blob_keys))]
+
+    def blob_keys(self, thread_id: str, ns: str, cid: str) -> list[str]:
+        """The channel-value keys of checkpoint ``cid`` if remembered, else none."""
+        with self._lock:
+            known = self._blob_keys.get((thread_id, ns))
+        return known[1] if known is not None and known[0] == cid else []
+
     async def header(self, thread_id: str) -> Session | None:
+        """The thread's header, read from the store (never the cache: another process may
+        have written)."""
         try:
             header: Session = await self.store.load(session_id(thread_id), last=0)
         except SessionNotFound:
+            self.forget(thread_id)
             return None
+        self._remember(thread_id, header)
         return header
 
     async def ensure(self, thread_id: str) -> Session:
@@ -172,10 +281,12 @@ class ThreadStore:
         )
         try:
             created: Session = await self.store.create(fresh)
-            return created
         except SessionExists:
             loaded: Session = await self.store.load(sid, last=0)
+            self._remember(thread_id, loaded)
             return loaded
+        self._remember(thread_id, created)
+        return created
 
     async def by_key(self, thread_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
         wanted = list(dict.fromkeys(keys))
@@ -272,15 +383,24 @@ class ThreadStore:
         # checkpoint is put once, so the commit nearly always stores everything; a key that
         # is there already (a re-put) makes the store refuse it whole, and then we look.
         optimistic = True
+        header = self._cached(thread_id)
         while True:
-            header = await self.ensure(thread_id)
+            # the cached header first: the commit's version check catches a stale one
+            fresh = header is None
+            if header is None:
+                header = await self.ensure(thread_id)
             heads = dict(_heads(header))
             head = heads.get(ns)
             held = header.lease_expires_at
-            if expect_parent and lease is None and held is not None and held > _now():
+            claimed = lease is None and held is not None and held > _now()
+            moved = head is not None and head not in (parent, cid)
+            if expect_parent and (claimed or moved) and not fresh:
+                header = None  # refuse only on what the store says now, never on the cache
+                continue
+            if expect_parent and claimed:
                 # another invocation owns the thread: say so before judging our parent
                 raise AlreadyClaimed(sid, header.lease_owner, held)
-            if expect_parent and head is not None and head not in (parent, cid):
+            if expect_parent and moved:
                 raise ConflictError(
                     sid,
                     header.version,
@@ -315,13 +435,18 @@ class ThreadStore:
                 version: int = await self.store.commit(
                     sid, header.version, append=append, changes={"state": state}, lease=lease
                 )
-                with self._lock:
-                    self._known[thread_id] = (version, heads)
-                return
             except ConflictError:
-                pass  # a parallel write landed first: read again
+                header = None  # a parallel write landed first (or the cache was stale): read
+            except SessionNotFound:
+                self.forget(thread_id)  # deleted since it was cached: create it again
+                header = None
             except DuplicateItemKey:
                 optimistic = False  # some of it is stored already: store only the rest
+            else:
+                self._remember(
+                    thread_id, header.model_copy(update={"version": version, "state": state})
+                )
+                return
             ckey = key("c", ns, cid)
 
     async def put_writes(
@@ -364,21 +489,27 @@ class ThreadStore:
 
     async def _heads_at(self, thread_id: str, version: int) -> dict[str, str]:
         """The heads at (or after) ``version``: known without a read when the write just
-        before it was this process's (heads only grow between rewrites)."""
+        before it was this process's (heads only grow between rewrites). The cached header
+        moves to ``version`` then (an append changes nothing else), so the next ``put``
+        commits against it at once."""
         with self._lock:
-            known = self._known.get(thread_id)
-            if known is not None and known[0] == version - 1:
-                self._known[thread_id] = (version, known[1])
-                return known[1]
+            # parallel tasks' appends return out of order: the cache moves over every
+            # version this process appended, in order, and stops at a gap (another write)
+            own = self._appended.setdefault(thread_id, set())
+            own.add(version)
+            known = self._headers.get(thread_id)
+            if known is not None:
+                at = known.version
+                while at + 1 in own:
+                    at += 1
+                    own.discard(at)
+                if at != known.version:
+                    known = known.model_copy(update={"version": at})
+                    self._headers[thread_id] = known
+                if at >= version:
+                    return _heads(known)
         header = await self.header(thread_id)
-        if header is None:
-            return {}
-        heads = _heads(header)
-        with self._lock:
-            known = self._known.get(thread_id)
-            if known is None or known[0] < header.version:
-                self._known[thread_id] = (header.version, heads)
-        return heads
+        return {} if header is None else _heads(header)
 
     async def _note_late(
         self, thread_id: str, ns: str, cid: str, keys: list[str], lease: Any
@@ -420,6 +551,7 @@ class ThreadStore:
 
     async def delete(self, thread_id: str) -> None:
         sid = session_id(thread_id)
+        self.forget(thread_id)
         await self.store.delete(sid)
 
 

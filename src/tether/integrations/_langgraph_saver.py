@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import random
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
@@ -109,15 +110,32 @@ class SaverBase(BaseCheckpointSaver[str]):
         stored: StoredItem,
         blobs: Mapping[str, StoredItem],
         writes: Sequence[StoredItem],
+        memo: _Memo | None = None,
     ) -> CheckpointTuple:
+        """One checkpoint's tuple. ``memo`` (a walk over many checkpoints) holds the values
+        of the checkpoint built just before: a channel value that did not change between the
+        two is decoded once (LangGraph's input checkpoint shares its message list with the
+        step before it), each tuple getting its own copy of the outer list or dict."""
         item = stored.item
         ns, cid = item["ns"], item["id"]
-        checkpoint: Checkpoint = self._value(item["checkpoint"])
+        checkpoint: Checkpoint
+        if memo is None:
+            checkpoint, metadata = self._value(item["checkpoint"]), self._value(item["metadata"])
+        else:
+            checkpoint, metadata = memo.take(stored, self._value)
         values: dict[str, Any] = {}
+        decoded: dict[str, Any] = {}
         for channel, version in checkpoint["channel_versions"].items():
-            blob = blobs.get(key("b", ns, channel, str(version)))
+            blob_key = key("b", ns, channel, str(version))
+            blob = blobs.get(blob_key)
             if blob is not None and blob.item["value"][0] != "empty":
-                values[channel] = self._value(blob.item["value"])
+                if memo is not None and blob_key in memo.values:
+                    values[channel] = _own(memo.values[blob_key])
+                else:
+                    values[channel] = self._value(blob.item["value"])
+                decoded[blob_key] = values[channel]
+        if memo is not None:
+            memo.values = decoded
         checkpoint = {**checkpoint, "channel_values": values}
         latest: dict[tuple[str, int], StoredItem] = {}
         for write in sorted(writes, key=lambda w: w.seq):  # the newest special write wins
@@ -130,7 +148,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         return CheckpointTuple(
             config=_config(thread_id, ns, cid),
             checkpoint=checkpoint,
-            metadata=self._value(item["metadata"]),
+            metadata=metadata,
             parent_config=_config(thread_id, ns, parent) if parent else None,
             pending_writes=[
                 (w.item["task_id"], w.item["channel"], self._value(w.item["value"]))
@@ -151,7 +169,11 @@ class SaverBase(BaseCheckpointSaver[str]):
             if cid is None:
                 return None
         first, mark = key("c", ns, cid), key("f", ns, cid)
-        found = await self._threads.by_key(thread_id, [first, key("c", ns, cid, 1), mark])
+        # the channel values too when this process knows the checkpoint (it put it or read it
+        # last): one keyed read instead of two; what the checkpoint names beyond them is read
+        # below, so a wrong guess costs a read, never a wrong value
+        guess = self._threads.blob_keys(thread_id, ns, cid)
+        found = await self._threads.by_key(thread_id, [first, key("c", ns, cid, 1), mark, *guess])
         if first not in found:
             return None
         rev, newest = 1, found[first]
@@ -161,7 +183,11 @@ class SaverBase(BaseCheckpointSaver[str]):
             found.update(await self._threads.by_key(thread_id, [key("c", ns, cid, rev)]))
         checkpoint = self._value(newest.item["checkpoint"])
         blob_keys = [key("b", ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
-        blobs = await self._threads.by_key(thread_id, blob_keys)
+        blobs = {k: found[k] for k in blob_keys if k in found}
+        missing = [k for k in blob_keys if k not in blobs]
+        if missing:
+            blobs.update(await self._threads.by_key(thread_id, missing))
+        self._threads.remember_blob_keys(thread_id, ns, cid, blob_keys)
         writes: list[StoredItem] = []
         if mark in found:  # only a checkpoint with writes reads items, from the first of them
             writes = await self._threads.writes_from(thread_id, ns, cid, found[mark].seq)
@@ -221,11 +247,11 @@ class SaverBase(BaseCheckpointSaver[str]):
         if not ordered:
             thread = _Thread(await self._threads.items(thread_id))
             chosen = sorted(thread.checkpoints.items(), key=lambda kv: kv[0][1], reverse=True)
+            memo = _Memo()
             for (ns, cid), stored in chosen:
                 if scope.admits(ns, cid) and scope.matches(self._value(stored.item["metadata"])):
-                    yield self._tuple(
-                        thread_id, stored, thread.blobs, thread.writes.get((ns, cid), [])
-                    )
+                    writes = thread.writes.get((ns, cid), [])
+                    yield self._tuple(thread_id, stored, thread.blobs, writes, memo)
             return
         if scope.ns is not None and scope.cid is not None:  # one checkpoint: a keyed read
             tup = await self._get_tuple(_config(thread_id, scope.ns, scope.cid))
@@ -257,6 +283,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         marks: dict[tuple[str, str], int] = {}
         blobs: dict[str, StoredItem] = {}
         seen: set[tuple[str, str]] = set()
+        memo = _Memo()
         size = 32
         while hi > floor:
             lo = max(floor, hi - size)
@@ -275,15 +302,17 @@ class SaverBase(BaseCheckpointSaver[str]):
                     if scope.admits(*owner):
                         metadata = self._value(stored.item["metadata"])
                         if scope.matches(metadata):
-                            found.append((stored, metadata))
+                            checkpoint = self._value(stored.item["checkpoint"])
+                            memo.keep(stored, checkpoint, metadata)
+                            found.append((stored, checkpoint))
             hi = lo
             if not found:
                 continue
             await self._early_writes(thread_id, found, marks, writes, lo)
             wanted = [
                 key("b", s.item["ns"], ch, str(v))
-                for s, _ in found
-                for ch, v in self._value(s.item["checkpoint"])["channel_versions"].items()
+                for s, checkpoint in found
+                for ch, v in checkpoint["channel_versions"].items()
             ]
             missing = [k for k in wanted if k not in blobs]
             blobs.update(await self._threads.by_key(thread_id, missing))
@@ -293,7 +322,7 @@ class SaverBase(BaseCheckpointSaver[str]):
                 if jumped:  # writes past ``before`` are named by late entries
                     late = await self._threads.late_writes(thread_id, ns, cid)
                     mine.update((s.seq, s) for s in late)
-                yield self._tuple(thread_id, stored, blobs, list(mine.values()))
+                yield self._tuple(thread_id, stored, blobs, list(mine.values()), memo)
 
     async def _early_writes(
         self,
@@ -349,6 +378,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             "checkpoint": self._typed(bare),
             "metadata": self._typed(meta),
         }
+        versions = checkpoint.get("channel_versions", {})
         await self._threads.put(
             thread_id,
             ns,
@@ -360,6 +390,12 @@ class SaverBase(BaseCheckpointSaver[str]):
             # a new branch on purpose, and becomes the head the loop then runs from
             expect_parent=self.ownership and metadata.get("source") in ("input", "loop"),
             lease=_lease(thread_id),
+        )
+        self._threads.remember_blob_keys(
+            thread_id,
+            ns,
+            checkpoint["id"],
+            [key("b", ns, ch, str(v)) for ch, v in versions.items()],
         )
         return _config(thread_id, ns, checkpoint["id"])
 
@@ -469,6 +505,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         except SessionNotFound:
             return
         tid = core.session_id(target)
+        self._threads.forget(target)
         with contextlib.suppress(SessionNotFound):
             await store.delete(tid)
         child = Session(
@@ -536,6 +573,33 @@ class SaverBase(BaseCheckpointSaver[str]):
                 entry["seed"] = seeds[ch]
             result[ch] = entry
         return result
+
+
+class _Memo:
+    """What a walk decoded: the channel values of the checkpoint it built last (by blob key),
+    and the checkpoint and metadata of the items it chose (decoded once, to filter, and
+    taken when their tuple is built)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self._chosen: dict[int, tuple[Any, Any]] = {}
+
+    def keep(self, stored: StoredItem, checkpoint: Any, metadata: Any) -> None:
+        self._chosen[stored.seq] = (checkpoint, metadata)
+
+    def take(self, stored: StoredItem, value: Any) -> tuple[Any, Any]:
+        parts = self._chosen.pop(stored.seq, None)
+        if parts is None:
+            return value(stored.item["checkpoint"]), value(stored.item["metadata"])
+        return parts
+
+
+def _own(value: Any) -> Any:
+    """A value decoded for another tuple, with its own outer container (a caller appending
+    to one snapshot's message list never changes another's)."""
+    if isinstance(value, (list, dict, set)):
+        return copy.copy(value)
+    return value
 
 
 class _Scope:

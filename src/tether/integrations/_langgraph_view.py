@@ -5,9 +5,11 @@ from task <node>: <value>``, a stored channel value ``<channel> = <value>``, and
 message inside a value ``user: ...`` / ``ai: ...`` / ``ai: calls name({...})`` /
 ``tool name: ...``.
 
-The values are the saver's serde bytes (base64 of msgpack or JSON), written by whoever talks
-to the graph. They are read as plain data only: LangGraph's own serializer constructs the
-classes and imports the modules a value names, so it is never called here. A msgpack
+The values are the saver's serde bytes (msgpack or JSON, packed as base64, zlib or text: see
+``_langgraph_core.pack``), written by whoever talks to the graph; a compressed value is
+inflated up to a cap, never without one. They are read as plain data only: LangGraph's own
+serializer constructs the classes and imports the modules a value names, so it is never
+called here. A msgpack
 extension (a class instance) becomes ``{"module", "class", "value"}``; nothing is imported or
 constructed. Reading msgpack needs ``ormsgpack`` (installed with LangGraph); without it a value
 shows as a short opaque summary. The caller escapes the text for the terminal.
@@ -17,11 +19,12 @@ This module imports no LangGraph: the CLI uses it with or without the extra inst
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from ._langgraph_core import raw_bytes
 
 __all__ = ["KINDS", "entry"]
 
@@ -36,6 +39,7 @@ KINDS = frozenset({CHECKPOINT, BLOB, WRITE, MARK, LATE})
 _MAX_DEPTH = 32  # nesting shown; deeper data is summarised
 _MAX_PARTS = 50  # list or dict entries shown per value
 _MAX_MESSAGES = 10  # the newest messages of a list (a chat's whole history is one value)
+_MAX_INFLATE = 64 * 2**20  # bytes a compressed value may expand to when shown (a zip bomb stops)
 _OPAQUE = object()
 _ROLES = {
     "human": "user",
@@ -109,15 +113,13 @@ def show(packed: Any) -> str:
 
 def decode(packed: Any) -> Any:
     """A stored value as plain data (dicts, lists, strings, numbers), or ``_OPAQUE``."""
-    if not (
-        isinstance(packed, list) and len(packed) == 2 and all(isinstance(p, str) for p in packed)
-    ):
+    if not _packed(packed):
         return _OPAQUE
-    kind, encoded = packed
+    kind = packed[0]
     if kind in ("null", "empty"):
         return None if kind == "null" else _Cleared()
     try:
-        raw = base64.b64decode(encoded, validate=True)
+        raw = raw_bytes(packed, limit=_MAX_INFLATE)  # capped: a session may be hostile
     except (binascii.Error, ValueError):
         return _OPAQUE
     if kind == "json":
@@ -137,7 +139,12 @@ def decode(packed: Any) -> Any:
 
 
 def _packed(packed: Any) -> bool:
-    return isinstance(packed, list) and len(packed) == 2 and all(isinstance(p, str) for p in packed)
+    """``[type, base64]``, or ``[type, data, encoding]`` (see ``_langgraph_core.pack``)."""
+    return (
+        isinstance(packed, list)
+        and len(packed) in (2, 3)
+        and all(isinstance(p, str) for p in packed)
+    )
 
 
 class _Cleared:
@@ -147,9 +154,11 @@ class _Cleared:
 def _opaque(packed: Any) -> str:
     if _packed(packed):
         try:
-            size = len(base64.b64decode(packed[1], validate=True))
-        except (binascii.Error, ValueError):
+            size = len(raw_bytes(packed, limit=_MAX_INFLATE))
+        except binascii.Error:
             return f"<{packed[0]}, not base64>"
+        except ValueError:  # corrupt, or expands past the cap
+            return f"<{packed[0]}, unreadable>"
         return f"<{packed[0]}, {size} bytes>"
     return "<unreadable value>"
 

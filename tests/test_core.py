@@ -831,14 +831,14 @@ def test_construct_trusted_builds_what_model_construct_builds(with_history: bool
         item = {"role": "user", "content": "hi"}
         rows = [{"seq": 1, "timestamp": "t", "item": item}]
         fast: SessionHeader = _core.make_session(doc, rows)
-        fields = _core._fields_from_doc(doc)
+        fields = _core.fields_from_doc(doc)
         history = [{**item, "seq": 1, "timestamp": "t"}]
         slow_session = Session.model_construct(**fields, history=history)
         slow_session._items = [tether.StoredItem(seq=1, timestamp="t", key=None, item=item)]
         slow: SessionHeader = slow_session
     else:
         fast = _core.doc_to_header(doc)
-        slow = SessionHeader.model_construct(**_core._fields_from_doc(doc))
+        slow = SessionHeader.model_construct(**_core.fields_from_doc(doc))
     assert type(fast) is type(slow)
     assert fast == slow
     assert list(fast) == list(slow)  # same fields, same order
@@ -903,7 +903,7 @@ def test_window_at_the_64_bit_edge_is_accepted() -> None:
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 1.0, "1", True])
 def test_versions_beyond_64_bits_or_not_ints_are_refused(value: object) -> None:
     with pytest.raises(InvalidRequest, match="expected_version"):
-        _core.check_version(value)  # type: ignore[arg-type]
+        _core.check_version(value)
 
 
 @pytest.mark.parametrize(
@@ -1026,3 +1026,18 @@ def test_a_listing_skips_and_logs_a_document_it_cannot_read(
     assert "skipping session 'b'" in caplog.text
     with pytest.raises(CorruptSession):
         _core.listed_header(docs[1])
+
+
+@pytest.mark.parametrize("op", ["fork", "replace_tail"])
+def test_fork_and_replace_tail_keep_the_same_prefix_of_a_history(op: Any) -> None:
+    # seqs 4..9 are stored (3 were dropped by an earlier replace_history)
+    doc = make_doc(last_seq=9, history_len=6)
+    name = "at" if op == "fork" else "after"
+    assert [_core.items_kept(doc, seq, op) for seq in range(3, 10)] == [0, 1, 2, 3, 4, 5, 6]
+    for outside in (2, 10, -1):
+        with pytest.raises(InvalidRequest, match=rf"{name} must be from 3 to 9") as caught:
+            _core.items_kept(doc, outside, op)
+        assert f"seq {outside}: its history holds seqs 4..9" in str(caught.value)
+    for not_a_seq in (True, 4.0, "4", None):
+        with pytest.raises(InvalidRequest, match=rf"{name} must be a seq \(int\)"):
+            _core.items_kept(doc, not_a_seq, op)

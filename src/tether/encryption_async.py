@@ -45,7 +45,7 @@ def _prepare(items: NewItems) -> _Prepared:
     """Check and encode new items as a store would, before any I/O (same errors)."""
     return [
         (key, *encode_item(item, what=f"history item {offset}"))
-        for offset, item, key in _core._checked_items(items)
+        for offset, item, key in _core.checked_items(items)
     ]
 
 

@@ -506,7 +506,8 @@ class Sessions:
         """
         parent = self._fetch(session_id)
         point = parent.last_seq if at is None else at
-        _core.fork_count(_core.header_to_doc(parent), point)  # raises if outside the history
+        # raises if outside the history
+        _core.items_kept(_core.header_to_doc(parent), point, "fork")
         # The exact items (their keys, their own seq / timestamp fields), not history's views
         exact = [item for item in parent.items if item.seq <= point]
         kept = [dict(item.item) for item in exact]

@@ -373,7 +373,7 @@ def judge_tail(
     """replace_tail: the checks of a write, then ``after`` within the history."""
     judge_write(session_id, found, expected_version, lease)
     assert found is not None
-    _core.tail_kept(found[0], after)
+    _core.items_kept(found[0], after, "replace_tail")
 
 
 def stored_items(

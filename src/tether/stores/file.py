@@ -643,12 +643,12 @@ class FileStore(Store):
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)
-            kept = _core.tail_kept(doc, after)
+            kept = _core.items_kept(doc, after, "replace_tail")
             old_gen = None
             if _core.needs_upgrade(doc) or self._log_cut_short(session_id, gen, log_size):
                 old_gen = gen
                 doc, gen, log_size, keys = self._rewrite(session_id, doc, gen, log_size)
-                kept = _core.tail_kept(doc, min(after, doc["last_seq"]))
+                kept = _core.items_kept(doc, min(after, doc["last_seq"]), "replace_tail")
             try:
                 encoded = _core.prepare_items(new_items, after + 1, now)
                 keys = {k: v for k, v in keys.items() if v[0] <= after}

@@ -514,7 +514,7 @@ class AsyncKVStore(AsyncStore):
             now = self._now()
             head = await self._live_head(session_id, now)
             self._check(session_id, head, expected_version, lease, now)
-            kept = _core.tail_kept(head.doc, after)
+            kept = _core.items_kept(head.doc, after, "replace_tail")
             prepared = _core.prepare_items(new_items, after + 1, now)
             keys = {k: seq for k, seq in head.keys.items() if seq <= after}
             _core.refuse_taken_keys(session_id, prepared.keys, keys)

@@ -201,7 +201,7 @@ class MemoryStore(Store):
             now = self._now()
             entry = self._get(session_id, now)
             self._check(session_id, entry, expected_version, lease, now)
-            kept = _core.tail_kept(entry.doc, after)
+            kept = _core.items_kept(entry.doc, after, "replace_tail")
             encoded = _core.prepare_items(new_items, after + 1, now)
             removed = {k for k, seq in entry.keys.items() if seq > after}  # O(keys)
             taken = entry.keys.keys() - removed
@@ -335,7 +335,7 @@ class MemoryStore(Store):
             _core.check_writable(child.parent_id, parent.doc)
             if _core.needs_upgrade(parent.doc):
                 raise NotImplementedError("the parent needs a schema upgrade: copy its items")
-            count = _core.fork_count(parent.doc, at)
+            count = _core.items_kept(parent.doc, at, "fork")
             offset = at - count
             kept = parent.items[: len(parent.items) - (parent.doc["last_seq"] - at)]
             if offset:  # a compacted parent: renumber from 1

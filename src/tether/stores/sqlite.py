@@ -748,7 +748,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             now = self._now()
             doc = self._writable(conn, session_id, expected_version, lease, now)
-            _core.tail_kept(doc, after)  # raises if after is outside the history
+            _core.items_kept(doc, after, "replace_tail")  # raises if after is outside the history
             encoded = _core.prepare_items(new_items, after + 1, now)
             new = _core.apply_tail(doc, normalized, after, len(encoded), now)
             self._drop_tail(conn, session_id, after)
@@ -934,7 +934,7 @@ class SQLiteStore(Store):
             _core.check_writable(parent_id, parent)
             if schema.items_need_upgrade(int(parent["schema_version"])):
                 raise NotImplementedError("the parent's items need a schema upgrade: copy them")
-            count = _core.fork_count(parent, at)
+            count = _core.items_kept(parent, at, "fork")
             offset = at - count  # seqs before the first kept item
             doc.update(fork_seq=at, last_seq=count, history_len=count)
             self._free_id(conn, child_id, now)

@@ -1,0 +1,210 @@
+"""History items, with no I/O: check, number, stamp and encode new items; decode stored rows
+into their two views (``history`` and ``items``); look items up by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from .. import _json
+from .._time import from_micros
+from ..errors import (
+    CorruptSession,
+    DuplicateItemKey,
+    InvalidSessionData,
+)
+from ..models import (
+    HistoryItem,
+    KeyedItem,
+    StoredItem,
+)
+from ..schema import schema
+from .checks import Doc, check_item_key, item_list
+
+EncodedItem = tuple[int, bytes]
+"""A history row ready to store: its ``seq`` and its JSON (which includes the ``seq``)."""
+
+
+class PreparedItems(list[EncodedItem]):
+    """Encoded new items, with ``keys``: (key, seq) of each keyed one, for the store's index."""
+
+    keys: list[tuple[str, int]]
+
+
+class UnnumberedItems(list[tuple[bool, bytes]]):
+    """Encoded new items a server numbers, with ``keys``: (key, offset in the batch)."""
+
+    keys: list[tuple[str, int]]
+
+
+def checked_items(
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+) -> Iterator[tuple[int, dict[str, Any], str | None]]:
+    """(offset, a copy, key or None) of each new history item, refusing anything that is not
+    one. Any JSON object is an item (no ``role`` needed); its own keys are never touched."""
+    seen: set[str] = set()
+    for offset, entry in enumerate(item_list(items)):
+        key = None
+        item: object = entry
+        if isinstance(entry, KeyedItem):
+            key = check_item_key(entry.key, f"history item {offset}: key")
+            if key in seen:
+                raise DuplicateItemKey(None, key)
+            seen.add(key)
+            item = entry.item
+        if not isinstance(item, Mapping):
+            raise InvalidSessionData(f"history item {offset} is a {type(item)}, not a dict")
+        yield offset, dict(item), key
+
+
+def _own_stamp(item: Mapping[str, Any]) -> str | None:
+    """An item's own ``timestamp`` string becomes tether's (an imported history keeps its
+    times); any other value is just part of the item."""
+    stamp = item.get("timestamp")
+    return stamp if isinstance(stamp, str) else None
+
+
+def row(fields: dict[str, Any], item: Mapping[str, Any], offset: int) -> bytes:
+    """A stored history row (schema 3): ``{"seq": ..., "timestamp": ..., "key": ..., "item":
+    {...}}``, the item as given beside tether's fields. The item is encoded on its own, so an
+    error names its path as the caller wrote it (``history item 2.content``)."""
+    data = _json.dumps(item, what=f"history item {offset}")
+    if not fields:
+        return b'{"item":' + data + b"}"
+    return _json.dumps(fields, what=f"history item {offset}")[:-1] + b',"item":' + data + b"}"
+
+
+def row_fields(seq: int, stamp: str, key: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"seq": seq, "timestamp": stamp}
+    if key is not None:
+        fields["key"] = key
+    return fields
+
+
+def encode_unnumbered_items(items: Iterable[Mapping[str, Any] | KeyedItem]) -> UnnumberedItems:
+    """Check and encode new items for a store that numbers and stamps them server-side.
+
+    Each row is encoded without ``seq`` (and without ``timestamp`` when the item has no
+    timestamp string of its own), paired with whether the server must add the timestamp: it
+    adds ``"seq"`` (and ``"timestamp"``) as top-level keys of the row, beside ``"item"``. The
+    rules are those of :func:`prepare_items`; the Redis and PostgreSQL stores use this because
+    only their server-side step knows the session's ``last_seq`` and the server's time.
+    """
+    encoded = UnnumberedItems()
+    encoded.keys = []
+    for offset, item, key in checked_items(items):
+        stamp = _own_stamp(item)
+        fields: dict[str, Any] = {}
+        if key is not None:
+            fields["key"] = key
+            encoded.keys.append((key, offset))
+        if stamp is not None:
+            fields["timestamp"] = stamp
+        encoded.append((stamp is None, row(fields, item, offset)))
+    return encoded
+
+
+def prepare_items(
+    items: Iterable[Mapping[str, Any] | KeyedItem], first_seq: int, now: int
+) -> PreparedItems:
+    """Number, timestamp and encode new history items; raise before any I/O if one is bad."""
+    now_stamp: str | None = None
+    encoded = PreparedItems()
+    encoded.keys = []
+    for offset, item, key in checked_items(items):
+        seq = first_seq + offset
+        stamp = _own_stamp(item)
+        if stamp is None:
+            if now_stamp is None:
+                now_stamp = from_micros(now).isoformat(timespec="microseconds")
+            stamp = now_stamp
+        if key is not None:
+            encoded.keys.append((key, seq))
+        encoded.append((seq, row(row_fields(seq, stamp, key), item, offset)))
+    return encoded
+
+
+def _is_legacy(record: Mapping[str, Any]) -> bool:
+    """A row stored before schema 3: the item itself with ``seq`` / ``timestamp`` merged in.
+    Such rows always had a str ``role``; a schema-3 row never has one at its top level."""
+    return "role" in record or not isinstance(record.get("item"), dict)
+
+
+def item_views(
+    session_id: str, records: Iterable[Mapping[str, Any]]
+) -> tuple[list[HistoryItem], list[StoredItem]]:
+    """The two views of stored rows: ``history`` (items with ``seq`` / ``timestamp`` merged
+    into copies, as before schema 3) and ``items`` (each item exactly as stored)."""
+    history: list[HistoryItem] = []
+    stored: list[StoredItem] = []
+    try:
+        for record in records:
+            if _is_legacy(record):
+                item = {k: v for k, v in record.items() if k not in ("seq", "timestamp")}
+                key = None
+            else:
+                item, key = record["item"], record.get("key")
+            seq, stamp = record["seq"], record["timestamp"]
+            stored.append(StoredItem(seq=seq, timestamp=stamp, key=key, item=item))
+            history.append({**item, "seq": seq, "timestamp": stamp})
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CorruptSession(session_id, f"a history item cannot be read ({exc!r})") from exc
+    return history, stored
+
+
+def keyed_items(session_id: str, raw: Iterable[bytes | str]) -> dict[str, StoredItem]:
+    """What ``items_by_key`` returns for the stored rows a store found by key."""
+    return keyed_records(session_id, decode_items(session_id, raw))
+
+
+def keyed_records(session_id: str, records: Iterable[Mapping[str, Any]]) -> dict[str, StoredItem]:
+    """``keyed_items`` for rows already decoded."""
+    _, items = item_views(session_id, records)
+    return {item.key: item for item in items if item.key is not None}
+
+
+def decode_items(session_id: str, raw: Iterable[bytes | str]) -> list[Doc]:
+    """Decode stored rows, one JSON object each (see :func:`make_session` for the items)."""
+    try:
+        return [_json.loads(data) for data in raw]
+    except _json.JSONDecodeError as exc:
+        raise CorruptSession(session_id, f"a history item is not valid JSON ({exc})") from exc
+
+
+def decode_item_array(session_id: str, joined: str) -> list[Doc]:
+    """Decode stored items that the store joined into one JSON array."""
+    try:
+        items = _json.loads(joined)
+    except _json.JSONDecodeError as exc:
+        raise CorruptSession(session_id, f"a history item is not valid JSON ({exc})") from exc
+    if not isinstance(items, list):
+        raise CorruptSession(session_id, "its history is not a list of items")
+    return items
+
+
+def encode_item(record: Doc) -> bytes:
+    """Encode a stored row (one :func:`decode_items` returned, perhaps upgraded)."""
+    return _json.dumps(record, what="history item")
+
+
+def upgrade_items(items: list[Doc], from_version: int) -> list[Doc]:
+    if not schema.items_need_upgrade(from_version):
+        return items
+    return [schema.upgrade_item(item, from_version) for item in items]
+
+
+def refuse_taken_keys(session_id: str, new: Iterable[tuple[str, int]], taken: Any) -> None:
+    """Raise :class:`DuplicateItemKey` if a new item's key is already ``in taken``."""
+    for key, _ in new:
+        if key in taken:
+            raise DuplicateItemKey(session_id, key)
+
+
+def new_items(
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+) -> list[Mapping[str, Any] | KeyedItem]:
+    """Drain and check items to append (as :func:`prepare_items` will), before any I/O."""
+    drained = item_list(items)
+    prepare_items(drained, 1, 0)
+    return drained

@@ -76,6 +76,7 @@ def url(tmp_path: Path) -> str:
     return url
 
 
+@pytest.mark.heavy
 def test_a_process_killed_mid_tool_never_runs_the_once_tool_twice(url: str, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     crashed = run_child('agent.run("s1", "charge me")', url, marker, crash=True)
@@ -117,6 +118,7 @@ def test_a_process_killed_mid_tool_never_runs_the_once_tool_twice(url: str, tmp_
         assert store.load("s1", last=0).status == tether.SessionStatus.FINISHED
 
 
+@pytest.mark.heavy
 def test_an_approval_across_three_processes(url: str, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     first = run_child(

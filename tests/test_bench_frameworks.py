@@ -27,6 +27,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import frameworks_report  # noqa: E402
 import report  # noqa: E402
 
+# half a minute: make check leaves it out; one xdist worker runs the module's quick run once
+pytestmark = [pytest.mark.heavy, pytest.mark.xdist_group("bench_frameworks")]
+
 HAS_SQLALCHEMY = (
     importlib.util.find_spec("sqlalchemy") is not None
     and importlib.util.find_spec("asyncpg") is not None

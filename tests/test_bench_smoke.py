@@ -20,6 +20,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import report  # noqa: E402
 
+# minutes: make check leaves it out; one xdist worker runs the module's quick run once
+pytestmark = [pytest.mark.heavy, pytest.mark.xdist_group("bench_smoke")]
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:

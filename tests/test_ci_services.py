@@ -31,6 +31,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.heavy
 def test_ensure_services_starts_nats_when_it_is_down(tmp_path: Path) -> None:
     require_module("nats", "nats")
     if shutil.which("nats-server") is None:

@@ -87,6 +87,7 @@ def _run_demo(
     )
 
 
+@pytest.mark.heavy
 def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
     result = _run_demo(tmp_path)
     assert result.returncode == 0, result.stderr
@@ -111,6 +112,7 @@ def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
     assert len(set(listed)) == 2
 
 
+@pytest.mark.heavy
 def test_demo_on_a_file_store_and_refused_on_memory(tmp_path: Path) -> None:
     # as documented: tether demo --store URL (and tether --store URL demo)
     result = _run_demo(tmp_path, after=("--store", f"file:{tmp_path / 'sessions'}"))

@@ -41,6 +41,9 @@ from tether.stores.sqlite import SQLiteStore
 
 from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
 
+# about a minute and a half: make check leaves it out, make test runs it
+pytestmark = pytest.mark.heavy
+
 EXAMPLES = 300
 FUZZ = settings(
     max_examples=EXAMPLES,

@@ -135,6 +135,7 @@ def test_a_runnable_with_message_history_keeps_turns_in_tether(store: Store) -> 
     assert store.load("chat-1", last=0).version == 2  # one write per turn
 
 
+@pytest.mark.heavy
 def test_the_example_runs_offline(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parent.parent / "examples" / "langchain_chat.py"
     url = f"sqlite:///{tmp_path / 'chat.db'}"

@@ -154,6 +154,7 @@ class _Counting:
         return session
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
 def test_get_tuple_reads_do_not_grow_with_the_thread(store: Store) -> None:
     """The head and a checkpoint by id are keyed reads: the items read at turn 10 and 60 are

@@ -103,6 +103,7 @@ def _costs(store: Store, thread: str, old: Any) -> dict[str, tuple[int, int]]:
     return costs
 
 
+@pytest.mark.heavy
 def test_reads_do_not_grow_with_the_thread() -> None:
     """Items handed back by the store for get_tuple(head), get_tuple(an old id) and a first
     list page of 10, at 10, 1,000 and 10,000 checkpoints: the same at 1,000 and 10,000, no

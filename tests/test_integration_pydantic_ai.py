@@ -395,6 +395,7 @@ async def test_an_agent_runs_turns_forks_and_meets_a_conflict(
     assert items[0].key == (await cs.load_entries("t1"))[0].id  # type: ignore[index]
 
 
+@pytest.mark.heavy
 def test_the_example_runs_offline(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parent.parent / "examples" / "pydantic_ai_chat.py"
     url = f"sqlite:///{tmp_path / 'chat.db'}"

@@ -170,6 +170,7 @@ def nats_url() -> Iterator[str]:
     delete_nats_bucket(server, bucket)
 
 
+@pytest.mark.heavy
 def test_a_killed_nats_writer_process_loses_nothing(nats_url: str) -> None:
     with tether.open_store(nats_url) as store:
         assert isinstance(store, KVStore)

@@ -75,6 +75,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.heavy
 async def test_a_second_run_on_a_session_another_process_runs_fails_at_once(tmp_path):
     url = f"sqlite:///{tmp_path}/agents.db"
     holder = start_child(HOLD, url, "0.6", "hold", "2.0")
@@ -101,6 +102,7 @@ async def test_a_second_run_on_a_session_another_process_runs_fails_at_once(tmp_
     assert [dict(i)["content"] for i in items] == ["first batch", "second batch"]
 
 
+@pytest.mark.heavy
 async def test_a_run_killed_between_batches_keeps_the_first_and_frees_the_session(tmp_path):
     url = f"sqlite:///{tmp_path}/agents.db"
     killed = start_child(HOLD, url, "1.0", "kill", "0")
@@ -131,6 +133,7 @@ print(example.REFUNDS)
 """
 
 
+@pytest.mark.heavy
 def test_an_approval_asked_in_one_process_is_answered_and_resumed_in_others(tmp_path):
     url = f"sqlite:///{tmp_path}/agents.db"
     review_id = child_output(ASK, url).strip()
@@ -171,6 +174,7 @@ async def test_a_denial_reaches_the_model_as_the_rejection_message(tmp_path):
     assert before == REFUNDS  # the tool never ran
 
 
+@pytest.mark.heavy
 def test_the_example_runs_offline(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "openai_agents_approval.py")],

@@ -50,6 +50,7 @@ TOTAL = 100_000
 PAGE = 1000
 
 
+@pytest.mark.heavy
 def test_iterating_100k_items_on_sqlite_stays_in_bounded_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

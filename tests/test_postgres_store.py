@@ -289,6 +289,7 @@ def _open_in_process(url: str, start: Any) -> None:
         assert not opened.exists("anything")
 
 
+@pytest.mark.heavy
 def test_processes_opening_a_new_schema_at_once_migrate_it_once(
     postgres_url: str, pg_schema: str
 ) -> None:
@@ -601,6 +602,8 @@ def _has_user(name: str) -> bool:
     return True
 
 
+@pytest.mark.heavy
+@pytest.mark.xdist_group("postgres_throwaway")  # one initdb, on one worker
 def test_server_down_gives_store_unavailable_and_the_next_call_after_works(
     throwaway: ThrowawayServer,
 ) -> None:
@@ -629,6 +632,8 @@ def test_server_down_gives_store_unavailable_and_the_next_call_after_works(
         late.close()
 
 
+@pytest.mark.heavy
+@pytest.mark.xdist_group("postgres_throwaway")  # one initdb, on one worker
 async def test_async_server_down_gives_store_unavailable_and_the_next_call_after_works(
     throwaway: ThrowawayServer,
 ) -> None:

@@ -34,6 +34,9 @@ from .conftest import IN_CI, drop_postgres_schema, require_module, require_serve
 require_module("playwright", "dev")
 require_module("starlette", "web")
 
+# a real browser: make check leaves it out; one xdist worker keeps the module-scoped browser
+pytestmark = [pytest.mark.heavy, pytest.mark.xdist_group("web_browser")]
+
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402
 
 CHROMIUM = os.environ.get("TETHER_TEST_CHROMIUM", "/usr/bin/chromium")

@@ -85,6 +85,7 @@ def test_web_endpoint_tether_worker_and_client(app_env: dict[str, str]) -> None:
         assert all(isinstance(t["fence"], int) for t in tickets(app_env))
 
 
+@pytest.mark.heavy
 def test_web_endpoint_celery_worker_and_client(
     app_env: dict[str, str], rabbitmq_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,10 +9,10 @@ The values are the saver's serde bytes (msgpack or JSON, packed as base64, zlib 
 ``_langgraph_core.pack``), written by whoever talks to the graph; a compressed value is
 inflated up to a cap, never without one. They are read as plain data only: LangGraph's own
 serializer constructs the classes and imports the modules a value names, so it is never
-called here. A msgpack
-extension (a class instance) becomes ``{"module", "class", "value"}``; nothing is imported or
-constructed. Reading msgpack needs ``ormsgpack`` (installed with LangGraph); without it a value
-shows as a short opaque summary. The caller escapes the text for the terminal.
+called here. A msgpack extension (a class instance) becomes ``{"module", "class",
+"value"}``; nothing is imported or constructed. Reading msgpack needs ``ormsgpack``
+(installed with LangGraph); without it a value shows as a short opaque summary. The caller
+escapes the text for the terminal.
 
 This module imports no LangGraph: the CLI uses it with or without the extra installed.
 """

@@ -29,16 +29,26 @@ generated: $(STAMP)
 	$(BIN)/python tools/unasync.py --check
 	$(BIN)/python tools/cli_reference.py --check
 
-unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+# The tests run on TEST_WORKERS pytest-xdist processes (make unit TEST_WORKERS=4 on a bigger
+# machine, TEST_WORKERS=0 for one process). --dist loadgroup hands out single tests, except
+# that a module whose costly module-scoped fixture must run once (a benchmark smoke run, the
+# browser, a throwaway PostgreSQL) is marked xdist_group and stays on one worker.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
 
-# The fast loop while developing: lint, types, fresh generated twins, then the tests without the
-# slow-marked multi-process stress clauses, stopping at the first failure. The benchmark smoke
-# run (tests/test_bench_smoke.py: the benchmarks and the report, as make bench --quick runs
-# them; minutes) is left out too. make test still runs everything.
+# The whole suite, slow and heavy tests included; under CI=true a server test that would skip
+# fails instead (tests/conftest.py), on every worker.
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q $(XDIST)
+
+# The fast loop while developing (about a minute and a half on two quiet cores): lint, types,
+# fresh generated twins, then the tests without the slow-marked multi-process stress clauses and
+# the heavy-marked tests that take seconds each (benchmark smoke runs, the browser, fuzzing, the
+# demo, examples and process races in subprocesses, throwaway servers), stopping at the first
+# failure. make test still runs everything.
 check: lint types
 	$(BIN)/python tools/unasync.py --check
-	$(BIN)/python -m pytest -q -x -m "not slow" --ignore=tests/test_bench_smoke.py
+	$(BIN)/python -m pytest -q -x $(XDIST) -m "not slow and not heavy"
 
 # The OpenAI Agents SDK's own tests (from its sdist) on tether, through tests/frameworks/
 # openai_agents_plugin.py: runner-level files and session files on memory and SQLite, the

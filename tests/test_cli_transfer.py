@@ -171,6 +171,7 @@ def test_migrate_upgrades_sessions_written_by_an_older_tether(tmp_path: Path) ->
     assert "0 of 1 session upgraded" in again.output
 
 
+@pytest.mark.heavy  # runs the demo, which starts OS processes: seconds a store
 @pytest.mark.parametrize("kind", ["redis", "postgres"])
 def test_lossless_through_the_server_stores(kind: str, source: str, tmp_path: Path) -> None:
     import uuid

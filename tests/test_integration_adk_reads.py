@@ -86,7 +86,7 @@ def _stamps(count: int) -> list[float]:
     return stamps
 
 
-@pytest.mark.parametrize("count", [10, 2_000])
+@pytest.mark.parametrize("count", [10, pytest.param(2_000, marks=pytest.mark.heavy)])
 async def test_windows_equal_the_whole_history(count: int) -> None:
     async with tether.open_async_store("memory://") as store:
         service = TetherSessionService(store)
@@ -103,6 +103,7 @@ async def test_windows_equal_the_whole_history(count: int) -> None:
             assert await _events(service, sid, config) == want, spec
 
 
+@pytest.mark.heavy
 async def test_windows_read_the_same_at_10_and_2000_events() -> None:
     async with tether.open_async_store("memory://") as store:
         counting = _Counting(store)

@@ -246,6 +246,7 @@ def test_commit_never_rewrites_earlier_items(store: PostgresStore, postgres_url:
 # --- listing uses the indexes ----------------------------------------------------------------
 
 
+@pytest.mark.heavy  # fills a table big enough for the planner to pick the indexes
 def test_list_filters_use_their_indexes(postgres_url: str, pg_schema: str) -> None:
     with _one_connection_store(postgres_url, pg_schema) as store:
         for i in range(3000):

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import frameworks_report  # noqa: E402
 import report  # noqa: E402
 
-# half a minute: make check leaves it out; one xdist worker runs the module's quick run once
-pytestmark = [pytest.mark.heavy, pytest.mark.xdist_group("bench_frameworks")]
+# half a minute: make check leaves it out, make test runs it
+pytestmark = pytest.mark.heavy
 
 HAS_SQLALCHEMY = (
     importlib.util.find_spec("sqlalchemy") is not None

@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import report  # noqa: E402
 
-# minutes: make check leaves it out; one xdist worker runs the module's quick run once
-pytestmark = [pytest.mark.heavy, pytest.mark.xdist_group("bench_smoke")]
+# minutes: make check leaves it out, make test runs it
+pytestmark = pytest.mark.heavy
 
 
 @pytest.fixture(scope="module")

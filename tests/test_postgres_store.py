@@ -604,7 +604,6 @@ def _has_user(name: str) -> bool:
 
 
 @pytest.mark.heavy
-@pytest.mark.xdist_group("postgres_throwaway")  # one initdb, on one worker
 def test_server_down_gives_store_unavailable_and_the_next_call_after_works(
     throwaway: ThrowawayServer,
 ) -> None:
@@ -634,7 +633,6 @@ def test_server_down_gives_store_unavailable_and_the_next_call_after_works(
 
 
 @pytest.mark.heavy
-@pytest.mark.xdist_group("postgres_throwaway")  # one initdb, on one worker
 async def test_async_server_down_gives_store_unavailable_and_the_next_call_after_works(
     throwaway: ThrowawayServer,
 ) -> None:

@@ -34,8 +34,8 @@ from .conftest import IN_CI, drop_postgres_schema, require_module, require_serve
 require_module("playwright", "dev")
 require_module("starlette", "web")
 
-# a real browser: make check leaves it out; one xdist worker keeps the module-scoped browser
-pytestmark = [pytest.mark.heavy, pytest.mark.xdist_group("web_browser")]
+# a real browser: make check leaves it out, make test runs it
+pytestmark = pytest.mark.heavy
 
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright  # noqa: E402
 

@@ -33,7 +33,8 @@ generated: $(STAMP)
 # machine, TEST_WORKERS=0 for one process). --dist loadfile hands out whole test files, so a
 # module-scoped fixture (a benchmark smoke run, the browser, a throwaway PostgreSQL) runs once;
 # it is also faster here than handing out single tests. (loadgroup would not do: pytest-xdist
-# 3.8 cannot tag a test with its xdist_group under pytest 9, so the groups are not kept.)
+# 3.8 cannot tag a test with its xdist_group under pytest 9.2, so the groups are silently not
+# kept: pytest-dev/pytest-xdist#1386.)
 TEST_WORKERS ?= 2
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 

@@ -125,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("\n".join(frameworks_report.render(results)))
     if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # minutes of figures: never lost
         args.json.write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json}")
     return 1 if results["failures"] else 0

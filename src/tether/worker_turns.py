@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .agent import Agent, Hibernation, TurnResult, _turn
+from .agent import Agent, Hibernation, TurnResult, stored
 from .errors import (
     AlreadyRunning,
     ConfigurationError,
@@ -158,7 +158,7 @@ def submit(
     sent to any queue here: send the task (or let ``tether worker`` find the session) after
     this returns.
     """
-    user = _turn.user_item(message)  # checked before anything is written
+    user = stored.user_item(message)  # checked before anything is written
     inbox = inbox_id(session_id)
     if not _inbox_pending(store, inbox):
         # fenced like every write of a turn; the lease is held for one commit: no renewer
@@ -251,7 +251,7 @@ def drain(
             header = store.load(session_id, last=0)
         except SessionNotFound:
             return Drained(session_id, finished, "missing")
-        snapshot = (header.state.get(_turn.RESERVED) or {}).get("snapshot")
+        snapshot = (header.state.get(stored.RESERVED) or {}).get("snapshot")
         status = header.status.value
         try:
             if snapshot and status in ("hibernated", "running"):

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .._time import system_clock
-from ..agent import _turn
+from ..agent import stored
 from . import render
 from .common import _STATUSES, _Env, _examples, _IsoTime, _KeyValue, pass_env
 
@@ -145,11 +145,11 @@ def show_command(env: _Env, session_id: str, last: int, as_json: bool) -> None:
     if as_json:
         render.echo_json(render.session_json(session))
         return
-    runtime = _turn.runtime(session)
+    runtime = stored.runtime(session)
     out = render.console()
     render.print_grid(out, render.header_rows(session.header, system_clock(), runtime))
-    state = {k: v for k, v in session.state.items() if k != _turn.RESERVED}
-    title = f"state (without {_turn.RESERVED!r}, the turn above; --json shows it)"
+    state = {k: v for k, v in session.state.items() if k != stored.RESERVED}
+    title = f"state (without {stored.RESERVED!r}, the turn above; --json shows it)"
     render.print_section(out, title if runtime else "state", state)
     render.print_section(out, "options", session.options)
     render.print_section(out, "metadata", session.metadata)

@@ -23,7 +23,7 @@ from rich.highlighter import JSONHighlighter
 from rich.table import Table
 from rich.text import Text
 
-from ..agent import Replay, Review, _turn
+from ..agent import Replay, Review, stored
 from ..models import HistoryItem, Page, Session, SessionHeader
 
 __all__ = [
@@ -320,7 +320,7 @@ def item_row(item: HistoryItem, calls: dict[str, dict[str, Any]] | None = None) 
     (one with a ``type``) reads as the agent's replay shows it: a call as ``name(arguments)``,
     its output as ``name -> output``, a message or a reasoning summary as its text."""
     if isinstance(item.get("type"), str) and item.get("role") != "tether":
-        entry = _turn.framework_entry(item, {} if calls is None else calls)
+        entry = stored.framework_entry(item, {} if calls is None else calls)
         kind = entry.pop("kind")
         if kind == "tool_call":
             what = f"{entry['tool']}({_short(entry['arguments'])})"
@@ -391,7 +391,7 @@ def inspect_text(replay: Replay) -> str:
     """What ``tether inspect`` prints: the agent's plain-text replay, one line per entry, of a
     copy of ``replay`` whose every string was :func:`clean`-ed (a message's own line breaks
     show as ``\\n``, so no value can start a line that looks like tether's)."""
-    return clean(_turn.render(_cleaned(replay)), newlines=True)
+    return clean(stored.render(_cleaned(replay)), newlines=True)
 
 
 def _cleaned(value: Any) -> Any:

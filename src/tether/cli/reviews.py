@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..agent import Agent, Hibernation, _turn, tools_by_name
+from ..agent import Agent, Hibernation, stored, tools_by_name
 from ..errors import MissingSnapshot, MissingTools
 from . import render
 from .common import CliError, _echo, _Env, _examples, _usage, pass_env
@@ -182,7 +182,7 @@ def resume_command(
             "https://api.openai.com/v1) and --model NAME; the API key is read from $OPENAI_API_KEY"
         )
     header = env.sessions.store.load(session_id, last=0)
-    snapshot = _turn.runtime(header).get("snapshot")
+    snapshot = stored.runtime(header).get("snapshot")
     if not snapshot:
         raise MissingSnapshot(session_id, header.status.value)
     missing = sorted(set(snapshot.get("tools") or ()) - set(agent.tools))

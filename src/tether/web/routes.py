@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from .._ids import validate_session_id
 from .._time import system_clock
 from .._urls import scrub
-from ..agent import _turn
+from ..agent import stored
 from ..cli import render
 from ..errors import (
     AlreadyClaimed,
@@ -275,7 +275,7 @@ async def _window(inspector: Inspector, session_id: str, before: int | None, siz
 
 
 def _header_rows(session: Session) -> list[tuple[str, str]]:
-    runtime = _turn.runtime(session)
+    runtime = stored.runtime(session)
     rows = render.header_rows(session, system_clock(), runtime)
     shown = []
     for key, value in rows:
@@ -296,8 +296,8 @@ async def session_page(request: Request) -> Response:
     last_shown = shown[-1]["seq"] if shown else None
     older = first_shown is not None and first_shown > session.first_seq
     newest = before is None or (last_shown is not None and last_shown >= session.last_seq)
-    state = {k: v for k, v in session.state.items() if k != _turn.RESERVED}
-    runtime = _turn.runtime(session)
+    state = {k: v for k, v in session.state.items() if k != stored.RESERVED}
+    runtime = stored.runtime(session)
     now = system_clock()
     return _page(
         request,
@@ -433,7 +433,7 @@ async def answer_review(request: Request) -> Response:
         await agent.deny(review_id, reason, by=_answerer(form))
     else:
         raise InvalidRequest(f"decision must be approve or deny, not {decision!r}")
-    session_id, _ = _turn.split_review_id(review_id)
+    session_id, _ = stored.split_review_id(review_id)
     if _field(form, "back") == "session":
         return _redirect(request, f"/s/{quote(session_id, safe='')}#reviews")
     return _redirect(request, "/reviews" + _qs({"done": review_id}))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..agent import Review, _turn
+from ..agent import Review, stored
 from ..cli import render
 from ..models import HistoryItem, Session
 
@@ -110,7 +110,7 @@ def entries(items: Sequence[HistoryItem]) -> list[Entry]:
 
     The rules are the CLI's (``tether show`` and ``tether inspect``): a framework's item (one
     with a ``type``: OpenAI Agents / Responses items, Google ADK events) reads as
-    :func:`tether.agent._turn.framework_entry` makes it; tether's own events as their name and
+    :func:`tether.agent.stored.framework_entry` makes it; tether's own events as their name and
     data; chat messages as a conversation, an assistant's tool calls under it, a tool's output
     with the name of the call it answers when that call is in the same window. Nothing is
     dropped: an item of an unknown shape is shown as its JSON.
@@ -124,10 +124,10 @@ def _entry(item: HistoryItem, calls: dict[str, dict[str, Any]]) -> Entry:
     at = render.iso(item.get("timestamp"))
     role = item.get("role")
     seq = seq if isinstance(seq, int) else None
-    if isinstance(item.get("type"), str) and role != _turn.EVENT_ROLE:
+    if isinstance(item.get("type"), str) and role != stored.EVENT_ROLE:
         return _framework(seq, at, item, calls)
     rest = {k: v for k, v in item.items() if k not in ("role", "seq", "timestamp", "content")}
-    if role == _turn.EVENT_ROLE:
+    if role == stored.EVENT_ROLE:
         event = str(rest.pop("event", "?"))
         is_error = "error" in event or "fail" in event
         return Entry(
@@ -167,7 +167,7 @@ def _entry(item: HistoryItem, calls: dict[str, dict[str, Any]]) -> Entry:
 
 
 def _content(content: Any) -> Folded:
-    shown = _turn.item_text(content)
+    shown = stored.item_text(content)
     return fold(shown) if isinstance(shown, str) else json_fold(shown)
 
 
@@ -207,7 +207,7 @@ def _framework(
     seq: int | None, at: str, item: HistoryItem, calls: dict[str, dict[str, Any]]
 ) -> Entry:
     try:
-        entry = _turn.framework_entry(item, calls)
+        entry = stored.framework_entry(item, calls)
     except (TypeError, ValueError, AttributeError):  # a malformed item: shown as its data
         return Entry(seq, at, "other", text(item.get("type")), detail=_data(item))
     kind = str(entry.pop("kind"))
@@ -269,7 +269,7 @@ def review_view(review: Review, now: datetime) -> ReviewView:
 
 def runtime_reviews(header: Session, now: datetime) -> list[ReviewView]:
     """The reviews a session's agent runtime holds (open ones and answered, not yet resumed)."""
-    reviews = _turn.runtime(header).get("reviews") or []
+    reviews = stored.runtime(header).get("reviews") or []
     shown: list[ReviewView] = []
     for data in reviews:
         try:

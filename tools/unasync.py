@@ -32,6 +32,19 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/testing/_sync_suite.py",
         [(r"\bAsyncIterator\b", "Iterator")],
     ),
+    # --- the store contract: AsyncStore is the source, Store its twin --------------------
+    (
+        ROOT / "src/tether/stores/base_async.py",
+        ROOT / "src/tether/stores/base_sync.py",
+        [
+            (r"\bAsyncIterator\b", "Iterator"),
+            (r"\b__aenter__\b", "__enter__"),
+            (r"\b__aexit__\b", "__exit__"),
+            # an async generator's loop of yields is one `yield from` on the sync side
+            (r"\bfor (\w+) in (page\.sessions|items):\n", r"yield from \2\n"),
+            (r"^\s*yield (header|item)\n", ""),
+        ],
+    ),
     # --- the session runtime --------------------------------------------------------------
     (
         ROOT / "src/tether/sessions_async.py",
@@ -112,10 +125,16 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/encryption_sync.py",
         [(r"\bAsyncEncryptedStore\b", "EncryptedStore")],
     ),
+    # --- a store that wraps another: forwards everything to inner --------------------------
+    (
+        ROOT / "src/tether/stores/wrapping_async.py",
+        ROOT / "src/tether/stores/wrapping_sync.py",
+        [(r"\bAsyncWrappingStore\b", "WrappingStore")],
+    ),
     # --- postgres: rules for the PostgreSQL store only ------------------------------------
     (
-        ROOT / "src/tether/stores/postgres_async.py",
-        ROOT / "src/tether/stores/postgres_sync.py",
+        ROOT / "src/tether/stores/postgres/store_async.py",
+        ROOT / "src/tether/stores/postgres/store_sync.py",
         [
             (r"\bAsyncPostgresStore\b", "PostgresStore"),
             (r"\bAsyncConnectionPool\b", "ConnectionPool"),
@@ -123,10 +142,24 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             (r"\bAsyncIterator\b", "Iterator"),
             (r"\basynccontextmanager\b", "contextmanager"),
             (r"\basync with\b", "with"),
+            (r"\b_conn_async\b", "_conn_sync"),
             (r"^import asyncio$", "import threading"),
             (r"\basyncio\.Lock\(\)", "threading.Lock()"),
             (
-                r"^The async side is written by hand; postgres_sync\.py is generated from it by "
+                r"^The async side is written by hand; store_sync\.py is generated from it by "
+                r"tools/unasync\.py\.$",
+                "The sync side.",
+            ),
+        ],
+    ),
+    (
+        ROOT / "src/tether/stores/postgres/_conn_async.py",
+        ROOT / "src/tether/stores/postgres/_conn_sync.py",
+        [
+            (r"\bAsyncConnection\b", "Connection"),
+            (r"\basync with\b", "with"),
+            (
+                r"^The async side is written by hand; _conn_sync\.py is generated from it by "
                 r"tools/unasync\.py\.$",
                 "The sync side.",
             ),

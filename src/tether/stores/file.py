@@ -535,7 +535,7 @@ class FileStore(Store):
                 _core.refuse_taken_keys(session_id, encoded.keys, keys)
                 keys = {**keys, **_keys_at(encoded, log_size)}
                 if encoded:
-                    log_size = self._append(session_id, gen, log_size, encoded)
+                    log_size = self._append_rows(session_id, gen, log_size, encoded)
                 new = _core.apply_commit(doc, normalized, len(encoded), now)
             except BaseException:
                 if old_gen is not None:  # a refused commit leaves no new log behind
@@ -578,7 +578,7 @@ class FileStore(Store):
         doc["schema_version"] = schema.current
         return doc, new_gen, size, _keys_at(encoded, 0)
 
-    def _append(
+    def _append_rows(
         self, session_id: str, gen: int, log_size: int, encoded: list[_core.EncodedItem]
     ) -> int:
         data = b"".join(_frame(payload) for _, payload in encoded)

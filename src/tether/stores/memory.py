@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from datetime import timedelta
 from typing import Any
 
 from .. import _core
-from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
 from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base import NewItems, Store, SyncBackedAsyncStore
+from .base import CheckedItems, Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
 
@@ -106,7 +103,7 @@ class MemoryStore(Store):
             items = _core.upgrade_items(_core.decode_items(session_id, entry.items), old)
             entry.items = [_core.encode_item(item) for item in items]
 
-    def create(self, session: Session) -> Session:
+    def _create(self, session: Session) -> Session:
         now = self._now()
         doc = _core.new_session_doc(session, now)
         encoded = _core.prepare_items(session.history, 1, now)
@@ -118,16 +115,9 @@ class MemoryStore(Store):
             )
         return _core.make_session(_core.json_copy(doc, what="header"), _decode(doc["id"], encoded))
 
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
+    def _load(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
-        validate_session_id(session_id)
-        _core.check_window(last, after, limit)
         with self._lock:
             entry = self._get(session_id, self._now())
             doc = entry.doc
@@ -137,30 +127,24 @@ class MemoryStore(Store):
             _core.json_copy(doc, what="header"), _core.decode_items(session_id, raw)
         )
 
-    def commit(
+    def _commit(
         self,
         session_id: str,
         expected_version: int,
+        items: CheckedItems,
         *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
-        items = _core.item_list(append)
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
             self._check(session_id, entry, expected_version, lease, now)
-            self._append(entry, items, normalized, now)
+            self._add(entry, items, changes, now)
             return int(entry.doc["version"])
 
     @staticmethod
-    def _append(
-        entry: _Entry, items: list[Mapping[str, Any] | Any], changes: _core.Doc, now: int
-    ) -> None:
+    def _add(entry: _Entry, items: CheckedItems, changes: _core.Doc, now: int) -> None:
         encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
         _core.refuse_taken_keys(entry.doc["id"], encoded.keys, entry.keys)
         entry.doc = _core.apply_commit(entry.doc, changes, len(encoded), now)
@@ -170,43 +154,34 @@ class MemoryStore(Store):
         entry.seqs.extend(seq for seq, _ in encoded)
         entry.keys.update(encoded.keys)
 
-    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        validate_session_id(session_id)
-        drained = _core.new_items(items)
-        if lease is not None:
-            _core.check_lease_arg(lease)
+    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
             self._check(session_id, entry, entry.doc["version"], lease, now)
-            self._append(entry, drained, {}, now)
+            self._add(entry, items, {}, now)
             return int(entry.doc["version"])
 
-    def replace_tail(
+    def _replace_tail(
         self,
         session_id: str,
         expected_version: int,
         after: int,
-        items: NewItems = (),
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        _core.check_after(after)
-        normalized = _core.normalize_changes(changes)
-        new_items = _core.new_items(items)
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
             self._check(session_id, entry, expected_version, lease, now)
             kept = _core.items_kept(entry.doc, after, "replace_tail")
-            encoded = _core.prepare_items(new_items, after + 1, now)
+            encoded = _core.prepare_items(items, after + 1, now)
             removed = {k for k, seq in entry.keys.items() if seq > after}  # O(keys)
             taken = entry.keys.keys() - removed
             _core.refuse_taken_keys(session_id, encoded.keys, taken)
-            entry.doc = _core.apply_tail(entry.doc, normalized, after, len(encoded), now)
+            entry.doc = _core.apply_tail(entry.doc, changes, after, len(encoded), now)
             del entry.items[kept:], entry.seqs[kept:]  # O(suffix)
             for key in removed:
                 del entry.keys[key]
@@ -215,34 +190,28 @@ class MemoryStore(Store):
             entry.keys.update(encoded.keys)
             return int(entry.doc["version"])
 
-    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
-        validate_session_id(session_id)
-        wanted = _core.check_item_keys(keys)
+    def _items_by_key(self, session_id: str, keys: list[str]) -> dict[str, StoredItem]:
         with self._lock:
             entry = self._get(session_id, self._now())
             _core.check_writable(session_id, entry.doc)
-            rows = [entry.row(entry.keys[key]) for key in wanted if key in entry.keys]
+            rows = [entry.row(entry.keys[key]) for key in keys if key in entry.keys]
         return _core.keyed_items(session_id, rows)
 
-    def replace_history(
+    def _replace_history(
         self,
         session_id: str,
         expected_version: int,
-        items: NewItems,
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
-        new_items = _core.new_items(items)
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
             self._check(session_id, entry, expected_version, lease, now)
-            encoded = _core.prepare_items(new_items, entry.doc["last_seq"] + 1, now)
-            entry.doc = _core.apply_replace(entry.doc, len(encoded), now, normalized)
+            encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
+            entry.doc = _core.apply_replace(entry.doc, len(encoded), now, changes)
             entry.items = [data for _, data in encoded]
             entry.seqs = [seq for seq, _ in encoded]
             entry.keys = dict(encoded.keys)
@@ -257,16 +226,9 @@ class MemoryStore(Store):
                 setattr(header, name, _core.json_copy(getattr(header, name), what=name))
         return page
 
-    def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
+    def _delete(
+        self, session_id: str, expected_version: int | None, *, lease: Lease | None, force: bool
     ) -> bool:
-        validate_session_id(session_id)
-        _core.check_delete_args(expected_version, lease, force)
         with self._lock:
             now = self._now()
             stored = self._sessions.get(session_id)
@@ -284,39 +246,33 @@ class MemoryStore(Store):
             del self._sessions[session_id]
             return True
 
-    def exists(self, session_id: str) -> bool:
-        validate_session_id(session_id)
+    def _exists(self, session_id: str) -> bool:
         with self._lock:
             return self._live(session_id, self._now()) is not None
 
-    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        validate_session_id(session_id)
-        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+    def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
             _core.check_writable(session_id, entry.doc)
-            entry.doc = {**entry.doc, **_core.claim_fields(entry.doc, owner, ttl_us, now)}
+            entry.doc = {**entry.doc, **_core.claim_fields(entry.doc, owner, ttl, now)}
             return _core.lease_from_doc(entry.doc)
 
     def _leased(self, lease: Lease, now: int) -> _Entry:
-        _core.check_lease_arg(lease)
         entry = self._live(lease.session_id, now)
         if entry is None:
             raise LeaseLost(lease.session_id, "the session no longer exists")
         _core.check_lease(entry.doc, lease, now)
         return entry
 
-    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        _core.check_lease_arg(lease)
-        ttl_us = _core.ttl_micros(ttl)
+    def _renew(self, lease: Lease, ttl: int) -> Lease:
         with self._lock:
             now = self._now()
             entry = self._leased(lease, now)
-            entry.doc = {**entry.doc, "lease_expires_at": now + ttl_us}
+            entry.doc = {**entry.doc, "lease_expires_at": now + ttl}
             return _core.lease_from_doc(entry.doc)
 
-    def release(self, lease: Lease) -> None:
+    def _release(self, lease: Lease) -> None:
         with self._lock:
             entry = self._leased(lease, self._now())
             entry.doc = {**entry.doc, **_core.released_fields()}

@@ -670,15 +670,15 @@ class SQLiteStore(Store):
     ) -> int:
         validate_session_id(session_id)
         _core.check_version(expected_version)
-        return self._append(session_id, expected_version, append, changes, lease)
+        return self._write_items(session_id, expected_version, append, changes, lease)
 
     def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
         validate_session_id(session_id)
         if lease is not None:
             _core.check_lease_arg(lease)
-        return self._append(session_id, None, items, None, lease)
+        return self._write_items(session_id, None, items, None, lease)
 
-    def _append(
+    def _write_items(
         self,
         session_id: str,
         expected_version: int | None,

@@ -34,6 +34,7 @@ from .. import (
 )
 from ..models import HistoryItem
 from ..schema import schema
+from ..stores.base import PROTECTED_METHODS
 from ._clock import FakeClock
 from ._workers import (
     append_process,
@@ -1330,13 +1331,18 @@ class StoreConformance:
         do: tests/test_conformance.py checks that none of them skips)."""
         target: Any = getattr(store, "sync", store)
         # the contract's class (Store or Store), whose defaults a store may not override
-        base = next(c for c in type(target).__mro__ if c.__module__ == "tether.stores.base")
+        base = next(
+            c for c in type(target).__mro__ if c.__module__.startswith("tether.stores.base")
+        )
         for name in names:
             if name == "replace_history:changes":
                 params = inspect.signature(target.replace_history).parameters
                 if "changes" not in params:
                     pytest.skip(f"{type(target).__name__}.replace_history() has no changes=")
-            elif getattr(type(target), name) is getattr(base, name, None):
+                continue
+            # its own is the public method overridden, or the protected one implemented
+            own = (name, PROTECTED_METHODS.get(name, name))
+            if all(getattr(type(target), n) is getattr(base, n, None) for n in own):
                 pytest.skip(f"{type(target).__name__} has no {name}() of its own")
 
     # --- restore (an optional ability: copying sessions between stores losslessly) -------------

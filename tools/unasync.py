@@ -125,10 +125,16 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/encryption_sync.py",
         [(r"\bAsyncEncryptedStore\b", "EncryptedStore")],
     ),
+    # --- a store that wraps another: forwards everything to inner --------------------------
+    (
+        ROOT / "src/tether/stores/wrapping_async.py",
+        ROOT / "src/tether/stores/wrapping_sync.py",
+        [(r"\bAsyncWrappingStore\b", "WrappingStore")],
+    ),
     # --- postgres: rules for the PostgreSQL store only ------------------------------------
     (
-        ROOT / "src/tether/stores/postgres_async.py",
-        ROOT / "src/tether/stores/postgres_sync.py",
+        ROOT / "src/tether/stores/postgres/store_async.py",
+        ROOT / "src/tether/stores/postgres/store_sync.py",
         [
             (r"\bAsyncPostgresStore\b", "PostgresStore"),
             (r"\bAsyncConnectionPool\b", "ConnectionPool"),
@@ -136,10 +142,24 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             (r"\bAsyncIterator\b", "Iterator"),
             (r"\basynccontextmanager\b", "contextmanager"),
             (r"\basync with\b", "with"),
+            (r"\b_conn_async\b", "_conn_sync"),
             (r"^import asyncio$", "import threading"),
             (r"\basyncio\.Lock\(\)", "threading.Lock()"),
             (
-                r"^The async side is written by hand; postgres_sync\.py is generated from it by "
+                r"^The async side is written by hand; store_sync\.py is generated from it by "
+                r"tools/unasync\.py\.$",
+                "The sync side.",
+            ),
+        ],
+    ),
+    (
+        ROOT / "src/tether/stores/postgres/_conn_async.py",
+        ROOT / "src/tether/stores/postgres/_conn_sync.py",
+        [
+            (r"\bAsyncConnection\b", "Connection"),
+            (r"\basync with\b", "with"),
+            (
+                r"^The async side is written by hand; _conn_sync\.py is generated from it by "
                 r"tools/unasync\.py\.$",
                 "The sync side.",
             ),

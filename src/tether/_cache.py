@@ -6,9 +6,9 @@ import threading
 from collections import OrderedDict
 
 from . import _core
-from .models import HistoryItem, Session
+from .models import HistoryItem, Prefix, Session, SharedHistory, StoredItem
 
-__all__ = ["SessionCache"]
+__all__ = ["SessionCache", "detach", "header_only"]
 
 
 class SessionCache:
@@ -16,8 +16,9 @@ class SessionCache:
 
     A cached session is refreshed by asking the store only for what came after its last
     ``seq``, so a worker's per-turn cost does not grow with the length of the history: the new
-    items are added at the end of a history list the cache alone holds (callers get copies, see
-    :func:`detach`), never by copying the history.
+    items are added at the end of a history list (and an items list) the cache alone holds,
+    never by copying them. Callers get views of those lists' first items (see :func:`detach`),
+    which later additions do not change.
     """
 
     def __init__(self, size: int) -> None:
@@ -25,9 +26,10 @@ class SessionCache:
             raise ValueError("cache size must be >= 0")
         self.size = size
         self._entries: OrderedDict[str, Session] = OrderedDict()
-        # The history lists this cache made itself, by session id: only those are extended in
-        # place (a list a store returned may be the store's own, as the memory store's is).
-        self._owned: dict[str, list[HistoryItem]] = {}
+        # The history and items lists this cache made itself, by session id: only those are
+        # extended in place (a list a store returned may be the store's own, as the memory
+        # store's is).
+        self._owned: dict[str, tuple[list[HistoryItem], list[StoredItem]]] = {}
         # Extending in place is check-then-act: two threads refreshing one session through a
         # sync Sessions must not both extend the same list.
         self._lock = threading.Lock()
@@ -42,8 +44,9 @@ class SessionCache:
         if self.size == 0:
             return
         with self._lock:
-            if self._owned.get(session.id) is not session.history:
-                self._owned.pop(session.id, None)
+            owned = self._owned.get(session.id)
+            if owned is not None and owned[0] is not session.history:
+                del self._owned[session.id]
             self._entries[session.id] = session
             self._entries.move_to_end(session.id)
             while len(self._entries) > self.size:
@@ -63,46 +66,79 @@ class SessionCache:
     def merge(self, cached: Session, fresh: Session) -> Session | None:
         """``cached`` brought up to date by ``fresh`` (loaded with ``after=cached.last_seq``).
 
-        None when the two cannot be joined (the history was replaced, or items are missing):
-        the caller then loads the session whole. The result is not put in the cache.
+        None when the two cannot be joined (the history was replaced, items are missing, or
+        the session was deleted and created again): the caller then loads the session whole.
+        The result is not put in the cache.
         """
-        if fresh.version == cached.version and fresh.last_seq == cached.last_seq:
+        if (
+            fresh.version == cached.version
+            and fresh.last_seq == cached.last_seq
+            and fresh.created_at == cached.created_at
+        ):
             return cached
+        added = len(fresh.history)
         joined = (
-            fresh.first_seq == cached.first_seq
-            and fresh.last_seq - cached.last_seq == len(fresh.history)
-            and fresh.history_len == cached.history_len + len(fresh.history)
+            fresh.created_at == cached.created_at
+            and fresh.first_seq == cached.first_seq
+            and fresh.last_seq - cached.last_seq == added
+            and fresh.history_len == cached.history_len + added
         )
         if not joined:
             return None
         with self._lock:
-            history = cached.history
-            if self._owned.get(cached.id) is not history or len(history) != cached.history_len:
-                # not ours to extend (the store's list), or a concurrent refresh of this entry
-                # extended it already: start from a copy of what this entry holds, once
-                history = history[: cached.history_len]
-                self._owned[cached.id] = history
+            history, items = self._extensible(cached)
             history.extend(fresh.history)
+            new = fresh._items
+            items.extend(new if new is not None else fresh.items)
         merged = fresh.model_copy(update={"history": history})
-        # the exact items follow the history (keys included); a new list, as a returned
-        # session shares it (see detach), and without the views built for fresh's items alone
-        old, new = cached._items, fresh._items
-        merged._items = None if old is None or new is None else old + new
+        merged._items = items
         merged._views = None
         return merged
+
+    def _extensible(self, cached: Session) -> tuple[list[HistoryItem], list[StoredItem]]:
+        """The lists of ``cached`` that this cache may extend in place (under the lock).
+
+        Not ours to extend (the store's list), or a concurrent refresh of this entry extended
+        ours already: start from copies of what this entry holds, once.
+        """
+        owned = self._owned.get(cached.id)
+        length = cached.history_len
+        if (
+            owned is None
+            or owned[0] is not cached.history
+            or owned[1] is not cached._exact
+            or len(owned[0]) != length
+            or len(owned[1]) != length
+        ):
+            stored = cached._items
+            items = list(stored) if stored is not None else cached.items
+            owned = (list(cached.history[:length]), items[:length])
+            self._owned[cached.id] = owned
+        return owned
 
 
 def detach(session: Session) -> Session:
     """A copy a caller may change without changing the cache.
 
-    The header's JSON fields are copied; the history list is new but its items are shared
-    (copying every item would make each turn cost O(history)): treat loaded items as read-only.
+    The header's JSON fields are copied. The history is a :class:`~tether.models.SharedHistory`
+    over the cache's list: no item is copied (at 100,000 items a copy costs more than the
+    store's turn), and the first change a caller makes to it copies it, so the cache never
+    sees it. The items are shared: treat loaded items as read-only.
     """
     update: dict[str, object] = {
         name: _core.json_copy(getattr(session, name), what=name) for name in _core.JSON_FIELDS
     }
-    update["history"] = list(session.history)
-    return session.model_copy(update=update)
+    history = session.history
+    length = len(history)
+    if isinstance(history, Prefix):
+        history = list(history)
+    update["history"] = SharedHistory(history, length)
+    copy = session.model_copy(update=update)
+    stored = session._exact
+    if isinstance(stored, list):  # perhaps a list the cache extends: the caller's part only
+        copy._items = Prefix(stored, len(stored))
+    copy._views = None
+    return copy
 
 
 def header_only(session: Session) -> Session:

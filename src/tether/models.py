@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar, overload
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+)
 
 from ._ids import new_session_id, validate_session_id
+from .errors import CorruptSession
 from .schema import schema
 
 __all__ = [
@@ -21,6 +32,7 @@ __all__ = [
     "Session",
     "SessionHeader",
     "SessionStatus",
+    "SharedHistory",
     "StoredItem",
 ]
 
@@ -63,6 +75,147 @@ class KeyedItem:
 
     key: str
     item: Mapping[str, Any]
+
+
+_T = TypeVar("_T")
+
+
+class Prefix(Sequence[_T]):
+    """The first ``length`` entries of a list that only ever grows at its end, read only.
+
+    The runtime's cache extends its lists in place as a session gets new items; a session it
+    handed out keeps seeing the items it was given, however long the list grows, without the
+    list being copied (which at 100,000 items cost more than the store's whole turn).
+    """
+
+    __slots__ = ("_base", "_len")
+
+    def __init__(self, base: list[_T], length: int) -> None:
+        self._base = base
+        self._len = length
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> _T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[_T]: ...
+    def __getitem__(self, index: int | slice) -> _T | list[_T]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._len)
+            if step < 0:  # indices() may give stop -1, which a list reads as its last item
+                return self._base[: self._len][index]
+            return self._base[start:stop:step]
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError("history index out of range")
+        return self._base[index]
+
+    def __iter__(self) -> Iterator[_T]:
+        return islice(self._base, self._len)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, Prefix)):
+            return len(other) == self._len and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+    def __reduce__(self) -> tuple[type[list[_T]], tuple[list[_T]]]:
+        return list, (list(self),)  # a copy or a pickle of it is a plain list
+
+
+class SharedHistory(Prefix[HistoryItem], MutableSequence[HistoryItem]):
+    """``Session.history`` as :class:`~tether.Sessions` hands it out: a list-like sequence.
+
+    It shares the runtime cache's list of the session's items (so a turn costs the same at 10
+    and at 100,000 items) and copies it, once, the first time it is changed: changing it never
+    changes the cache, nor any other session the runtime returned. Reading it is reading a
+    list (``len``, indexing, slicing, iteration, ``==`` a list); ``list(session.history)`` is a
+    plain list. The items themselves are shared: treat them as read-only, as with any loaded
+    session.
+    """
+
+    __slots__ = ("_own",)
+
+    def __init__(self, base: list[HistoryItem], length: int | None = None) -> None:
+        super().__init__(base, len(base) if length is None else length)
+        self._own: list[HistoryItem] | None = None
+
+    def _mine(self) -> list[HistoryItem]:
+        """The list this history writes to: a copy of the shared prefix, made once."""
+        own = self._own
+        if own is None:
+            own = self._own = self._base[: self._len]
+            self._base = own  # reads now see the copy (and its changes)
+        return own
+
+    def _sync(self) -> None:
+        assert self._own is not None
+        self._len = len(self._own)
+
+    @overload
+    def __setitem__(self, index: int, value: HistoryItem) -> None: ...
+    @overload
+    def __setitem__(self, index: slice, value: Iterable[HistoryItem]) -> None: ...
+    def __setitem__(self, index: int | slice, value: Any) -> None:
+        self._mine()[index] = value
+        self._sync()
+
+    def __delitem__(self, index: int | slice) -> None:
+        del self._mine()[index]
+        self._sync()
+
+    def insert(self, index: int, value: HistoryItem) -> None:
+        self._mine().insert(index, value)
+        self._sync()
+
+    def append(self, value: HistoryItem) -> None:
+        self._mine().append(value)
+        self._sync()
+
+    def extend(self, values: Iterable[HistoryItem]) -> None:
+        self._mine().extend(values)
+        self._sync()
+
+    def sort(self, *, key: Any = None, reverse: bool = False) -> None:
+        self._mine().sort(key=key, reverse=reverse)
+
+    def copy(self) -> list[HistoryItem]:
+        return list(self)
+
+    def __add__(self, other: Iterable[HistoryItem]) -> list[HistoryItem]:
+        return [*self, *other]
+
+    def __radd__(self, other: Iterable[HistoryItem]) -> list[HistoryItem]:
+        return [*other, *self]
+
+
+def stored_from_records(session_id: str, records: Iterable[Mapping[str, Any]]) -> list[StoredItem]:
+    """The :class:`StoredItem` of each stored row (schema 3, or an older row upgraded)."""
+    stored: list[StoredItem] = []
+    try:
+        for record in records:
+            if _is_legacy(record):
+                item = {k: v for k, v in record.items() if k not in ("seq", "timestamp")}
+                key = None
+            else:
+                item, key = record["item"], record.get("key")
+            stored.append(StoredItem(record["seq"], record["timestamp"], key, item))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CorruptSession(session_id, f"a history item cannot be read ({exc!r})") from exc
+    return stored
+
+
+def _is_legacy(record: Mapping[str, Any]) -> bool:
+    """A row stored before schema 3: the item itself with ``seq`` / ``timestamp`` merged in.
+    Such rows always had a str ``role``; a schema-3 row never has one at its top level."""
+    return "role" in record or not isinstance(record.get("item"), dict)
 
 
 class SessionStatus(str, Enum):
@@ -165,9 +318,9 @@ class _Views:
     __slots__ = ("_cached",)
 
     def __init__(self) -> None:
-        self._cached: tuple[list[StoredItem], list[HistoryItem]] | None = None
+        self._cached: tuple[Sequence[StoredItem], list[HistoryItem]] | None = None
 
-    def of(self, stored: list[StoredItem]) -> list[HistoryItem]:
+    def of(self, stored: Sequence[StoredItem]) -> list[HistoryItem]:
         cached = self._cached
         if cached is None or cached[0] is not stored:
             views = [{**s.item, "seq": s.seq, "timestamp": s.timestamp} for s in stored]
@@ -184,8 +337,43 @@ class Session(SessionHeader):
     """A session: its header plus the loaded window of its history (all of it by default)."""
 
     history: list[HistoryItem] = Field(default_factory=list)
-    _items: list[StoredItem] | None = PrivateAttr(default=None)
+    # The stored items: ``_exact`` once built; until then a load leaves the decoded rows in
+    # ``_records`` and the items are built at the first read (a caller that only wants
+    # ``history``, or only the items' dicts, never pays for a StoredItem per item).
+    _exact: Sequence[StoredItem] | None = PrivateAttr(default=None)
+    _records: list[dict[str, Any]] | None = PrivateAttr(default=None)
     _views: _Views | None = PrivateAttr(default=None)
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _plain_history(cls, value: Any) -> Any:
+        # a history the runtime handed out, given back (Session(history=other.history))
+        return list(value) if isinstance(value, Prefix) else value
+
+    @field_serializer("history", mode="wrap")
+    def _dump_history(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        return handler(value if type(value) is list else list(value))
+
+    @property
+    def _items(self) -> Sequence[StoredItem] | None:
+        """The stored items as loaded (None for a session built by hand), built on first use."""
+        if self._exact is None and self._records is not None:
+            self._exact = stored_from_records(self.id, self._records)
+            self._records = None
+        return self._exact
+
+    @_items.setter
+    def _items(self, value: Sequence[StoredItem] | None) -> None:
+        self._exact = value
+        self._records = None
+
+    def __eq__(self, other: object) -> bool:
+        # the items still undecoded on one side and built on the other are the same items
+        if isinstance(other, Session):
+            _ = self._items, other._items
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def items(self) -> list[StoredItem]:
@@ -199,7 +387,8 @@ class Session(SessionHeader):
         ``seq`` and ``timestamp`` (keeping its key if its seq is the same). For a session built
         by hand, the items are ``history`` without ``seq`` and ``timestamp``.
         """
-        stored = self._items if self._items is not None else []
+        found = self._items
+        stored: Sequence[StoredItem] = found if found is not None else []
         if self._views is None:
             self._views = _Views()
         views = self._views.of(stored)

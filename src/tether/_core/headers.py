@@ -25,6 +25,7 @@ from ..models import (
     Session,
     SessionHeader,
     SessionStatus,
+    SharedHistory,
 )
 from ..schema import schema
 from .checks import (
@@ -39,7 +40,7 @@ from .checks import (
     json_copy,
     short,
 )
-from .items import PreparedItems, item_views, row, row_fields, upgrade_items
+from .items import PreparedItems, history_view, row, row_fields, upgrade_items
 from .rules import check_runtime_block, check_writable, needs_upgrade, upgrade_doc
 
 log = logging.getLogger("tether.stores")
@@ -165,11 +166,12 @@ def readable_session(doc: Doc, history: list[Doc]) -> Session:
 
 
 def make_session(doc: Doc, records: list[Doc]) -> Session:
-    """The session of a header document and its stored rows (both views of the rows)."""
+    """The session of a header document and its stored rows: ``history`` built now, the
+    exact items (``Session.items``) when first read, from the rows kept for that."""
     fields = fields_from_doc(doc)
-    fields["history"], items = item_views(str(doc.get("id")), records)
+    fields["history"] = history_view(str(doc.get("id")), records)
     session = construct_trusted(Session, fields)
-    session._items = items
+    session._records = records
     return session
 
 
@@ -234,7 +236,7 @@ def restore_doc(session: Session) -> tuple[Doc, PreparedItems]:
     doc = _checked_header_doc(session, restoring=True)
     doc.update(lease_token=None, lease_expires_at=None)
     history = session.history
-    if not isinstance(history, list):
+    if not isinstance(history, (list, SharedHistory)):
         raise InvalidSessionData(f"history must be a list of item dicts, not {short(history)}")
     if not all(isinstance(item, dict) for item in history):
         raise InvalidSessionData("history must be a list of item dicts")

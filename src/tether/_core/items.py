@@ -17,7 +17,10 @@ from ..errors import (
 from ..models import (
     HistoryItem,
     KeyedItem,
+    Session,
     StoredItem,
+    _is_legacy,
+    stored_from_records,
 )
 from ..schema import schema
 from .checks import Doc, check_item_key, item_list
@@ -125,32 +128,41 @@ def prepare_items(
     return encoded
 
 
-def _is_legacy(record: Mapping[str, Any]) -> bool:
-    """A row stored before schema 3: the item itself with ``seq`` / ``timestamp`` merged in.
-    Such rows always had a str ``role``; a schema-3 row never has one at its top level."""
-    return "role" in record or not isinstance(record.get("item"), dict)
-
-
 def item_views(
     session_id: str, records: Iterable[Mapping[str, Any]]
 ) -> tuple[list[HistoryItem], list[StoredItem]]:
     """The two views of stored rows: ``history`` (items with ``seq`` / ``timestamp`` merged
     into copies, as before schema 3) and ``items`` (each item exactly as stored)."""
+    listed = list(records)
+    return history_view(session_id, listed), stored_from_records(session_id, listed)
+
+
+def history_view(session_id: str, records: Iterable[Mapping[str, Any]]) -> list[HistoryItem]:
+    """``Session.history`` of stored rows: each item with ``seq`` and ``timestamp`` merged into
+    a copy. Raises :class:`CorruptSession` for a row that is not a history row."""
     history: list[HistoryItem] = []
-    stored: list[StoredItem] = []
     try:
         for record in records:
             if _is_legacy(record):
                 item = {k: v for k, v in record.items() if k not in ("seq", "timestamp")}
-                key = None
             else:
-                item, key = record["item"], record.get("key")
-            seq, stamp = record["seq"], record["timestamp"]
-            stored.append(StoredItem(seq=seq, timestamp=stamp, key=key, item=item))
-            history.append({**item, "seq": seq, "timestamp": stamp})
+                item = record["item"]
+            history.append({**item, "seq": record["seq"], "timestamp": record["timestamp"]})
     except (KeyError, TypeError, AttributeError) as exc:
         raise CorruptSession(session_id, f"a history item cannot be read ({exc!r})") from exc
-    return history, stored
+    return history
+
+
+def loaded_item_dicts(session: Session) -> list[dict[str, Any]]:
+    """The exact item dicts (``[s.item for s in session.items]``) of a session a store just
+    returned and nobody changed since: read from the decoded rows when they are still there,
+    so no :class:`StoredItem` is built and ``history`` is not compared with anything."""
+    records = session._records
+    if records is None:
+        return [entry.item for entry in session._items or session.items]
+    if not any(_is_legacy(record) for record in records):
+        return [record["item"] for record in records]
+    return [entry.item for entry in session._items or ()]
 
 
 def keyed_items(session_id: str, raw: Iterable[bytes | str]) -> dict[str, StoredItem]:

@@ -19,13 +19,21 @@ from typing import Any, TypeVar
 from .. import _core
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base_async import PROTECTED_METHODS, AsyncStore, CheckedItems, NewItems, StatusFilter
+from .base_async import (
+    PROTECTED_METHODS,
+    AsyncStore,
+    CheckedItems,
+    CheckedKeys,
+    NewItems,
+    StatusFilter,
+)
 from .base_sync import Store
 
 __all__ = [
     "PROTECTED_METHODS",
     "AsyncStore",
     "CheckedItems",
+    "CheckedKeys",
     "NewItems",
     "StatusFilter",
     "Store",

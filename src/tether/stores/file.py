@@ -44,8 +44,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import timedelta
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -66,7 +65,7 @@ from ..errors import (
 from ..models import HistoryItem, Lease, Page, Session, SessionHeader, StoredItem
 from ..schema import schema
 from ._private import NotRegularFile, make_private_dirs, open_regular
-from .base import NewItems, Store, SyncBackedAsyncStore
+from .base import CheckedItems, CheckedKeys, Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncFileStore", "FileStore"]
 
@@ -402,7 +401,7 @@ class FileStore(Store):
 
     # --- the contract --------------------------------------------------------------------------
 
-    def create(self, session: Session) -> Session:
+    def _create(self, session: Session) -> Session:
         now = to_micros(self._clock())
         doc = _core.new_session_doc(session, now)
         encoded = _core.prepare_items(session.history, 1, now)
@@ -462,15 +461,9 @@ class FileStore(Store):
         with contextlib.suppress(FileNotFoundError):
             self._log_path(session_id, gen).unlink()
 
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
+    def _load(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
-        _core.check_window(last, after, limit)
         with self._locked(session_id, shared=True):
             doc, gen, log_size, _ = self._live_header(session_id, to_micros(self._clock()))
             # Records are in seq order, contiguous from first_seq: the window is an index range.
@@ -494,34 +487,29 @@ class FileStore(Store):
             raise ConflictError(session_id, expected_version, doc["version"])
         return found
 
-    def commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        _core.check_version(expected_version)
-        return self._commit(session_id, expected_version, append, changes, lease)
-
-    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        validate_session_id(session_id)
-        if lease is not None:
-            _core.check_lease_arg(lease)
-        return self._commit(session_id, None, items, None, lease)
-
     def _commit(
         self,
         session_id: str,
-        expected_version: int | None,
-        append: NewItems,
-        changes: Mapping[str, Any] | None,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        normalized = _core.normalize_changes(changes)
-        items = _core.new_items(append)
+        return self._add(session_id, expected_version, items, changes, lease)
+
+    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
+        return self._add(session_id, None, items, {}, lease)
+
+    def _add(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        items: CheckedItems,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> int:
+        """A commit (``expected_version`` None: a blind append)."""
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)
@@ -536,7 +524,7 @@ class FileStore(Store):
                 keys = {**keys, **_keys_at(encoded, log_size)}
                 if encoded:
                     log_size = self._append_rows(session_id, gen, log_size, encoded)
-                new = _core.apply_commit(doc, normalized, len(encoded), now)
+                new = _core.apply_commit(doc, changes, len(encoded), now)
             except BaseException:
                 if old_gen is not None:  # a refused commit leaves no new log behind
                     self._unlink_log(session_id, gen)
@@ -597,38 +585,35 @@ class FileStore(Store):
             os.close(fd)
         return log_size + len(data)
 
-    def replace_history(
+    def _replace_history(
         self,
         session_id: str,
         expected_version: int,
-        items: NewItems,
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
-        new_items = _core.new_items(items)
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, _, _ = self._prepare_write(session_id, expected_version, lease, now)
             doc = _core.upgrade_doc(doc)
-            encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
+            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
             size = self._write_log(session_id, gen + 1, encoded)
-            new = _core.apply_replace(doc, len(encoded), now, normalized)
+            new = _core.apply_replace(doc, len(encoded), now, changes)
             self._write_header(new, gen + 1, size, _keys_at(encoded, 0), new_log=True)
             self._unlink_log(session_id, gen)
         return int(new["version"])
 
-    def replace_tail(
+    def _replace_tail(
         self,
         session_id: str,
         expected_version: int,
         after: int,
-        items: NewItems = (),
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
         """See the contract. Truncating rewrites only the header (the bytes past the new
         committed length are a torn tail, cut by the next append). Replacing with new items
@@ -636,10 +621,6 @@ class FileStore(Store):
         decoded), then the new ones, because bytes a committed header covers are never
         overwritten in place. Finding where the kept records end reads their 8-byte frame
         headers."""
-        _core.check_version(expected_version)
-        _core.check_after(after)
-        normalized = _core.normalize_changes(changes)
-        new_items = _core.new_items(items)
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)
@@ -650,11 +631,11 @@ class FileStore(Store):
                 doc, gen, log_size, keys = self._rewrite(session_id, doc, gen, log_size)
                 kept = _core.items_kept(doc, min(after, doc["last_seq"]), "replace_tail")
             try:
-                encoded = _core.prepare_items(new_items, after + 1, now)
+                encoded = _core.prepare_items(items, after + 1, now)
                 keys = {k: v for k, v in keys.items() if v[0] <= after}
                 _core.refuse_taken_keys(session_id, encoded.keys, keys)
                 cut, prefix = self._kept_bytes(session_id, gen, log_size, kept, bool(encoded))
-                new = _core.apply_tail(doc, normalized, after, len(encoded), now)
+                new = _core.apply_tail(doc, changes, after, len(encoded), now)
                 if encoded:
                     new_gen = gen + 1
                     size = self._write_log(session_id, new_gen, encoded, prefix)
@@ -693,15 +674,13 @@ class FileStore(Store):
             handle.seek(0)
             return cut, handle.read(cut)
 
-    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+    def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: the header's key map gives each record's offset, and only those
         records are read."""
-        validate_session_id(session_id)
-        wanted = _core.check_item_keys(keys)
         with self._locked(session_id, shared=True):
             doc, gen, log_size, key_map = self._live_header(session_id, to_micros(self._clock()))
             _core.check_writable(session_id, doc)
-            spots = sorted(key_map[key] for key in wanted if key in key_map)
+            spots = sorted(key_map[key] for key in keys if key in key_map)
             if not spots:
                 return {}
             records = []
@@ -744,15 +723,9 @@ class FileStore(Store):
             if found is not None:
                 yield _core.upgrade_doc(found[0])
 
-    def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
+    def _delete(
+        self, session_id: str, expected_version: int | None, *, lease: Lease | None, force: bool
     ) -> bool:
-        _core.check_delete_args(expected_version, lease, force)
         with self._locked(session_id):
             try:
                 found = self._read_header(session_id)
@@ -791,19 +764,17 @@ class FileStore(Store):
                     os.unlink(entry.path)
         self._sync_dir()
 
-    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+    def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, log_size, keys = self._live_header(session_id, now)
             _core.check_writable(session_id, doc)
-            doc = {**doc, **_core.claim_fields(doc, owner, ttl_us, now)}
+            doc = {**doc, **_core.claim_fields(doc, owner, ttl, now)}
             self._write_header(doc, gen, log_size, keys)
         return _core.lease_from_doc(doc)
 
     def _update_lease(self, lease: Lease, fields: _core.Doc | None, ttl_us: int = 0) -> Lease:
         """Check ``lease`` is current, then write ``fields`` (or extend it by ``ttl_us``)."""
-        _core.check_lease_arg(lease)
         with self._locked(lease.session_id):
             now = to_micros(self._clock())
             found = self._read_header(lease.session_id)
@@ -815,11 +786,10 @@ class FileStore(Store):
             self._write_header(doc, gen, log_size, keys)
         return _core.lease_from_doc(doc) if fields is None else lease
 
-    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        _core.check_lease_arg(lease)
-        return self._update_lease(lease, None, _core.ttl_micros(ttl))
+    def _renew(self, lease: Lease, ttl: int) -> Lease:
+        return self._update_lease(lease, None, ttl)
 
-    def release(self, lease: Lease) -> None:
+    def _release(self, lease: Lease) -> None:
         self._update_lease(lease, _core.released_fields())
 
     def restore(
@@ -859,8 +829,7 @@ class FileStore(Store):
                 log.warning("purge_expired skipped session %r: %s", session_id, exc)
         return count
 
-    def exists(self, session_id: str) -> bool:
-        validate_session_id(session_id)
+    def _exists(self, session_id: str) -> bool:
         try:
             found = self._read_header(session_id)
         except CorruptSession:
@@ -873,16 +842,19 @@ class FileStore(Store):
 # as its __cause__, as docs/errors.md promises. Wrapped here, once, rather than at each of the
 # many file operations inside.
 _CALLS = (
-    "create",
-    "load",
-    "commit",
-    "replace_history",
+    "_create",
+    "_load",
+    "_commit",
+    "_append",
+    "_replace_history",
+    "_replace_tail",
+    "_items_by_key",
     "_list_page",
-    "delete",
-    "exists",
-    "claim",
-    "renew",
-    "release",
+    "_delete",
+    "_exists",
+    "_claim",
+    "_renew",
+    "_release",
     "restore",
     "purge_expired",
 )

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 from .. import _core, _json
-from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
 from ..errors import (
     ConflictError,
@@ -32,7 +30,7 @@ from ..errors import (
 from ..models import Lease, Page, Session, StoredItem
 from . import _kv_common as kv
 from ._kv_common import Head, Revision
-from .base import NewItems, Store
+from .base import CheckedItems, CheckedKeys, Store
 
 __all__ = ["KVBackend", "KVStore"]
 
@@ -287,7 +285,7 @@ class KVStore(Store):
 
     # --- the contract ---------------------------------------------------------------------------
 
-    def create(self, session: Session) -> Session:
+    def _create(self, session: Session) -> Session:
         now = self._now()
         doc = _core.new_session_doc(session, now)
         encoded = _core.prepare_items(session.history, 1, now)
@@ -332,16 +330,9 @@ class KVStore(Store):
             expected_version=expected_version,
         )
 
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
+    def _load(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
-        validate_session_id(session_id)
-        _core.check_window(last, after, limit)
         for _ in range(kv.READ_RETRIES):
             head = self._live_head(session_id, self._now())
             _core.check_writable(session_id, head.doc)
@@ -365,35 +356,29 @@ class KVStore(Store):
         if expected_version is not None and head.doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, head.doc["version"])
 
-    def commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        return self._commit(session_id, expected_version, append, changes, lease)
-
-    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        validate_session_id(session_id)
-        if lease is not None:
-            _core.check_lease_arg(lease)
-        return self._commit(session_id, None, items, None, lease)
-
     def _commit(
         self,
         session_id: str,
-        expected_version: int | None,
-        append: NewItems,
-        changes: Mapping[str, Any] | None,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        normalized = _core.normalize_changes(changes)
-        items = _core.new_items(append)
+        return self._add(session_id, expected_version, items, changes, lease)
+
+    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
+        return self._add(session_id, None, items, {}, lease)
+
+    def _add(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        items: CheckedItems,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> int:
+        """A commit (``expected_version`` None: a blind append)."""
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
@@ -403,11 +388,11 @@ class KVStore(Store):
             keys = {**head.keys, **dict(prepared.keys)}
             encoded = [d for _, d in prepared]
             if _core.needs_upgrade(head.doc):
-                version = self._rewrite(head, now, encoded, normalized, keys)
+                version = self._rewrite(head, now, encoded, changes, keys)
                 if version is not None:
                     return version
                 continue
-            new_doc = _core.apply_commit(head.doc, normalized, len(encoded), now)
+            new_doc = _core.apply_commit(head.doc, changes, len(encoded), now)
             sealed, tail = head.sealed, head.tail
             if encoded or head.tail_len >= head.chunk:
                 old_tail = head.tail_key()
@@ -465,26 +450,22 @@ class KVStore(Store):
         self._drop_history(head)
         return int(new_doc["version"])
 
-    def replace_history(
+    def _replace_history(
         self,
         session_id: str,
         expected_version: int,
-        items: NewItems,
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
-        new_items = _core.new_items(items)
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
             self._check(session_id, head, expected_version, lease, now)
-            encoded = _core.prepare_items(new_items, head.doc["last_seq"] + 1, now)
+            encoded = _core.prepare_items(items, head.doc["last_seq"] + 1, now)
             doc = _core.upgrade_doc(head.doc)
-            new_doc = _core.apply_replace(doc, len(encoded), now, normalized)
+            new_doc = _core.apply_replace(doc, len(encoded), now, changes)
             version = self._replace_generation(
                 head, new_doc, [d for _, d in encoded], dict(encoded.keys)
             )
@@ -492,31 +473,26 @@ class KVStore(Store):
                 return version
         raise ConflictError(session_id, expected_version, None, "the header kept changing")
 
-    def replace_tail(
+    def _replace_tail(
         self,
         session_id: str,
         expected_version: int,
         after: int,
-        items: NewItems = (),
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
         """See the contract. A cut inside the unsealed tail (the newest items, fewer than
         ``chunk_items`` past the last sealed chunk) writes one new tail: O(chunk + suffix).
         A cut inside a sealed chunk writes a new generation (sealed chunks are never
         rewritten with other bytes), which copies the kept items."""
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        _core.check_after(after)
-        normalized = _core.normalize_changes(changes)
-        new_items = _core.new_items(items)
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
             self._check(session_id, head, expected_version, lease, now)
             kept = _core.items_kept(head.doc, after, "replace_tail")
-            prepared = _core.prepare_items(new_items, after + 1, now)
+            prepared = _core.prepare_items(items, after + 1, now)
             keys = {k: seq for k, seq in head.keys.items() if seq <= after}
             _core.refuse_taken_keys(session_id, prepared.keys, keys)
             keys.update(prepared.keys)
@@ -529,7 +505,7 @@ class KVStore(Store):
                 stored = int(head.doc["schema_version"])
                 upgraded = _core.upgrade_items(_core.decode_items(session_id, old), stored)
                 doc = _core.upgrade_doc(head.doc)
-                new_doc = _core.apply_tail(doc, normalized, after, len(encoded), now)
+                new_doc = _core.apply_tail(doc, changes, after, len(encoded), now)
                 rows = [_core.encode_item(item) for item in upgraded] + encoded
                 version = self._replace_generation(head, new_doc, rows, keys)
                 if version is not None:
@@ -542,7 +518,7 @@ class KVStore(Store):
             tail = kv.new_token(now) if rest else None
             if tail is not None:
                 self._put_blob(kv.tail_key(session_id, head.gen, tail), rest)
-            new_doc = _core.apply_tail(head.doc, normalized, after, len(encoded), now)
+            new_doc = _core.apply_tail(head.doc, changes, after, len(encoded), now)
             new = Head(new_doc, head.gen, head.chunk, head.sealed, tail, None, keys)
             if self._publish(new, head.rev) is not None:
                 self._gone_tail(head, tail)
@@ -551,16 +527,14 @@ class KVStore(Store):
                 self._drop_blob(kv.tail_key(session_id, head.gen, tail))
         raise ConflictError(session_id, expected_version, None, "the header kept changing")
 
-    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+    def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: the header maps each key to its seq, and only the chunk (or
         tail) holding that item is read."""
-        validate_session_id(session_id)
-        wanted = _core.check_item_keys(keys)
         for _ in range(kv.READ_RETRIES):
             head = self._live_head(session_id, self._now())
             _core.check_writable(session_id, head.doc)
             raw: list[bytes] = []
-            for seq in sorted(head.keys[key] for key in wanted if key in head.keys):
+            for seq in sorted(head.keys[key] for key in keys if key in head.keys):
                 at = seq - head.first_seq
                 got = self._read_positions(head, at, at + 1)
                 if got is None:
@@ -584,16 +558,9 @@ class KVStore(Store):
         # O(sessions): every header is read. A backend with an index could do better.
         return query.page([head.doc for head in self._heads()], self._now())
 
-    def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
+    def _delete(
+        self, session_id: str, expected_version: int | None, *, lease: Lease | None, force: bool
     ) -> bool:
-        validate_session_id(session_id)
-        _core.check_delete_args(expected_version, lease, force)
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._head(session_id)
@@ -618,8 +585,7 @@ class KVStore(Store):
         self._drop_history(head)
         return True
 
-    def exists(self, session_id: str) -> bool:
-        validate_session_id(session_id)
+    def _exists(self, session_id: str) -> bool:
         head = self._head(session_id)
         return head is not None and _core.is_live(head.doc, self._now())
 
@@ -629,14 +595,12 @@ class KVStore(Store):
         rev = self._publish(new, head.rev)
         return rev is not None
 
-    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        validate_session_id(session_id)
-        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+    def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
             _core.check_writable(session_id, head.doc)
-            fields = _core.claim_fields(head.doc, owner, ttl_us, now)
+            fields = _core.claim_fields(head.doc, owner, ttl, now)
             if self._set_lease(head, fields):
                 return _core.lease_from_doc({**head.doc, **fields})
         raise ConflictError(session_id, 0, None, "the header kept changing during the claim")
@@ -648,19 +612,16 @@ class KVStore(Store):
         _core.check_lease(head.doc, lease, now)
         return head
 
-    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        lease = _core.check_lease_arg(lease)
-        ttl_us = _core.ttl_micros(ttl)
+    def _renew(self, lease: Lease, ttl: int) -> Lease:
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._leased(lease, now)
-            fields = {"lease_expires_at": now + ttl_us}
+            fields = {"lease_expires_at": now + ttl}
             if self._set_lease(head, fields):
                 return _core.lease_from_doc({**head.doc, **fields})
         raise LeaseLost(lease.session_id, "the header kept changing during the renewal")
 
-    def release(self, lease: Lease) -> None:
-        lease = _core.check_lease_arg(lease)
+    def _release(self, lease: Lease) -> None:
         for _ in range(kv.WRITE_RETRIES):
             head = self._leased(lease, self._now())
             if self._set_lease(head, _core.released_fields()):

@@ -9,7 +9,7 @@ from .. import _core
 from .._time import Clock, system_clock, to_micros
 from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base import CheckedItems, Store, SyncBackedAsyncStore
+from .base import CheckedItems, CheckedKeys, Store, SyncBackedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
 
@@ -190,7 +190,7 @@ class MemoryStore(Store):
             entry.keys.update(encoded.keys)
             return int(entry.doc["version"])
 
-    def _items_by_key(self, session_id: str, keys: list[str]) -> dict[str, StoredItem]:
+    def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         with self._lock:
             entry = self._get(session_id, self._now())
             _core.check_writable(session_id, entry.doc)

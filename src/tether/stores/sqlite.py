@@ -18,14 +18,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from .. import _core, _json
-from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
 from .._urls import as_choice, as_float, parse_store_url, redact
 from ..errors import (
@@ -41,7 +39,7 @@ from ..errors import (
 from ..models import HistoryItem, Lease, Page, Session, SessionHeader, StoredItem
 from ..schema import schema
 from ._private import make_private_dirs, open_regular
-from .base import NewItems, Store, SyncBackedAsyncStore
+from .base import CheckedItems, CheckedKeys, Store, SyncBackedAsyncStore
 
 __all__ = ["DEFAULT_PATH", "AsyncSQLiteStore", "SQLiteStore"]
 
@@ -590,7 +588,7 @@ class SQLiteStore(Store):
 
     # --- the contract --------------------------------------------------------------------------
 
-    def create(self, session: Session) -> Session:
+    def _create(self, session: Session) -> Session:
         now = self._now()
         doc = _core.new_session_doc(session, now)
         encoded = _core.prepare_items(session.history, 1, now)
@@ -604,16 +602,9 @@ class SQLiteStore(Store):
             self._insert_meta(conn, session_id, doc["metadata"])
         return _core.make_session(doc, _core.decode_items(session_id, [d for _, d in encoded]))
 
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
+    def _load(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
-        validate_session_id(session_id)
-        _core.check_window(last, after, limit)
         now = self._now()
         params = (
             after or 0,
@@ -659,42 +650,36 @@ class SQLiteStore(Store):
         sql, params = _items_query(session_id, shares, floor, limit=count)
         return _core.decode_items(session_id, [row[0] for row in conn.execute(sql, params)])
 
-    def commit(
+    def _commit(
         self,
         session_id: str,
         expected_version: int,
+        items: CheckedItems,
         *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        return self._write_items(session_id, expected_version, append, changes, lease)
+        return self._add(session_id, expected_version, items, changes, lease)
 
-    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        validate_session_id(session_id)
-        if lease is not None:
-            _core.check_lease_arg(lease)
-        return self._write_items(session_id, None, items, None, lease)
+    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
+        return self._add(session_id, None, items, {}, lease)
 
-    def _write_items(
+    def _add(
         self,
         session_id: str,
         expected_version: int | None,
-        items: NewItems,
-        changes: Mapping[str, Any] | None,
+        items: CheckedItems,
+        changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        normalized = _core.normalize_changes(changes)
-        drained = _core.new_items(items)
+        """A commit (``expected_version`` None: a blind append)."""
         with self._write() as conn:
             now = self._now()
             doc = self._writable(conn, session_id, expected_version, lease, now)
-            encoded = _core.prepare_items(drained, doc["last_seq"] + 1, now)
-            new = _core.apply_commit(doc, normalized, len(encoded), now)
+            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
+            new = _core.apply_commit(doc, changes, len(encoded), now)
             self._insert_items(conn, session_id, encoded)
-            self._update_header(conn, new, normalized)
+            self._update_header(conn, new, changes)
         return int(new["version"])
 
     def _update_header(self, conn: sqlite3.Connection, new: _core.Doc, changes: _core.Doc) -> None:
@@ -707,58 +692,48 @@ class SQLiteStore(Store):
         if "metadata" in changes:
             self._write_meta(conn, new["id"], new["metadata"])
 
-    def replace_history(
+    def _replace_history(
         self,
         session_id: str,
         expected_version: int,
-        items: NewItems,
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
-        new_items = _core.new_items(items)
         with self._write() as conn:
             now = self._now()
             doc = self._writable(conn, session_id, expected_version, lease, now)
-            encoded = _core.prepare_items(new_items, doc["last_seq"] + 1, now)
-            new = _core.apply_replace(doc, len(encoded), now, normalized)
+            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
+            new = _core.apply_replace(doc, len(encoded), now, changes)
             self._drop_items(conn, session_id)
             self._insert_items(conn, session_id, encoded)
-            self._update_header(conn, new, normalized)
+            self._update_header(conn, new, changes)
         return int(new["version"])
 
-    def replace_tail(
+    def _replace_tail(
         self,
         session_id: str,
         expected_version: int,
         after: int,
-        items: NewItems = (),
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        _core.check_after(after)
-        normalized = _core.normalize_changes(changes)
-        new_items = _core.new_items(items)
         with self._write() as conn:
             now = self._now()
             doc = self._writable(conn, session_id, expected_version, lease, now)
             _core.items_kept(doc, after, "replace_tail")  # raises if after is outside the history
-            encoded = _core.prepare_items(new_items, after + 1, now)
-            new = _core.apply_tail(doc, normalized, after, len(encoded), now)
+            encoded = _core.prepare_items(items, after + 1, now)
+            new = _core.apply_tail(doc, changes, after, len(encoded), now)
             self._drop_tail(conn, session_id, after)
             self._insert_items(conn, session_id, encoded)
-            self._update_header(conn, new, normalized)
+            self._update_header(conn, new, changes)
         return int(new["version"])
 
-    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
-        validate_session_id(session_id)
-        wanted = _core.check_item_keys(keys)
+    def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
+        wanted = keys
         with self._read() as conn:
             doc = self._live_doc(conn, session_id, self._now())
             if doc is None:
@@ -828,16 +803,9 @@ class SQLiteStore(Store):
             else _core.encode_cursor(cursor_row[_UPDATED_AT], cursor_row[0]),
         )
 
-    def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
+    def _delete(
+        self, session_id: str, expected_version: int | None, *, lease: Lease | None, force: bool
     ) -> bool:
-        validate_session_id(session_id)
-        _core.check_delete_args(expected_version, lease, force)
         with self._write() as conn:
             now = self._now()
             row = conn.execute(
@@ -860,24 +828,21 @@ class SQLiteStore(Store):
             self._delete_rows(conn, session_id)
             return True
 
-    def exists(self, session_id: str) -> bool:
-        validate_session_id(session_id)
+    def _exists(self, session_id: str) -> bool:
         with self._read() as conn:
             row = conn.execute(
                 "SELECT expires_at FROM tether_sessions WHERE id = ?", (session_id,)
             ).fetchone()
         return row is not None and _core.is_live({"expires_at": row[0]}, self._now())
 
-    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        validate_session_id(session_id)
-        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+    def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
         with self._write() as conn:
             now = self._now()
             doc = self._live_doc(conn, session_id, now)
             if doc is None:
                 raise SessionNotFound(session_id)
             _core.check_writable(session_id, doc)
-            fields = _core.claim_fields(doc, owner, ttl_us, now)
+            fields = _core.claim_fields(doc, owner, ttl, now)
             self._set_lease(conn, session_id, fields)
         return _core.lease_from_doc({**doc, **fields})
 
@@ -891,7 +856,6 @@ class SQLiteStore(Store):
 
     def _update_lease(self, lease: Lease, fields: _core.Doc | None, ttl_us: int = 0) -> Lease:
         """Check ``lease`` is current, then write ``fields`` (or extend it by ``ttl_us``)."""
-        _core.check_lease_arg(lease)
         with self._write() as conn:
             now = self._now()
             doc = self._live_doc(conn, lease.session_id, now)
@@ -904,11 +868,10 @@ class SQLiteStore(Store):
             self._set_lease(conn, lease.session_id, fields)
         return lease
 
-    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        _core.check_lease_arg(lease)
-        return self._update_lease(lease, None, _core.ttl_micros(ttl))
+    def _renew(self, lease: Lease, ttl: int) -> Lease:
+        return self._update_lease(lease, None, ttl)
 
-    def release(self, lease: Lease) -> None:
+    def _release(self, lease: Lease) -> None:
         self._update_lease(lease, _core.released_fields())
 
     def fork_session(self, child: Session, at: int) -> SessionHeader:

@@ -658,8 +658,10 @@ async def test_a_stale_cache_is_refreshed_by_the_conflict(sessions: AsyncSession
     sessions.subscribe(failures.append, events.SaveFailed)
     calls = _count_calls(sessions.store)
     saved = await sessions.execute("s1", AppendMessages(*_msgs("mine")))  # retries=0
-    # refused at the cached version, then what is new, the commit, and what it committed
-    assert calls == {"commit": 2, "load": 2}
+    # refused at the cached version; what came after the cached seq, which cannot be trusted
+    # as all that changed (someone else wrote, and a replace_tail reuses seqs), so the whole
+    # session; the commit, and what it committed
+    assert calls == {"commit": 2, "load": 3}
     assert [i["content"] for i in saved.history] == ["theirs", "mine"]
     assert saved == await AsyncSessions(sessions.store, cache_size=0).get("s1")
     assert [(c.attempt, c.will_retry) for c in conflicts] == [(1, True)]
@@ -684,8 +686,22 @@ async def test_an_action_that_is_not_retry_safe_reads_first_and_runs_once(
     calls = _count_calls(sessions.store)
     saved = await sessions.execute("s1", Once())
     assert applied == [2], "applied once, to the session as stored"
-    assert calls == {"load": 2, "commit": 1}
+    # what is new (someone else wrote: read whole), the commit, what it committed
+    assert calls == {"load": 3, "commit": 1}
     assert [i["content"] for i in saved.history] == ["theirs", "once"]
+
+
+async def test_a_tail_replaced_behind_the_cache_is_read_again(sessions: AsyncSessions) -> None:
+    """replace_tail reuses seqs: a cache that took "what came after my last seq" as all that
+    changed would keep the replaced items. Someone else's write means a whole read."""
+    await sessions.create(session_id="s1", history=_msgs("a", "b", "c"))
+    await sessions.get("s1")
+    version = (await sessions.store.load("s1", last=0)).version
+    await sessions.store.replace_tail("s1", version, 1, _msgs("B", "C"))
+    assert [i["content"] for i in (await sessions.get("s1")).history] == ["a", "B", "C"]
+    saved = await sessions.execute("s1", AppendMessages(*_msgs("d")))
+    assert [i["content"] for i in saved.history] == ["a", "B", "C", "d"]
+    assert saved == await AsyncSessions(sessions.store, cache_size=0).get("s1")
 
 
 async def test_a_session_deleted_behind_the_cache_is_not_found(sessions: AsyncSessions) -> None:

@@ -15,7 +15,8 @@ class SessionCache:
     """The most recently used sessions, whole, up to ``size`` of them (0 disables it).
 
     A cached session is refreshed by asking the store only for what came after its last
-    ``seq``, so a worker's per-turn cost does not grow with the length of the history: the new
+    ``seq`` (and is read whole again if anyone but this process wrote since), so a worker's
+    per-turn cost does not grow with the length of the history: the new
     items are added at the end of a history list (and an items list) the cache alone holds,
     never by copying them. Callers get views of those lists' first items (see :func:`detach`),
     which later additions do not change.
@@ -63,22 +64,23 @@ class SessionCache:
             self._entries.clear()
             self._owned.clear()
 
-    def merge(self, cached: Session, fresh: Session) -> Session | None:
+    def merge(self, cached: Session, fresh: Session, written: int | None = None) -> Session | None:
         """``cached`` brought up to date by ``fresh`` (loaded with ``after=cached.last_seq``).
 
-        None when the two cannot be joined (the history was replaced, items are missing, or
-        the session was deleted and created again): the caller then loads the session whole.
-        The result is not put in the cache.
+        ``written`` is the version this process's own write (at ``cached.version``) produced,
+        if it made one. None when the two cannot be joined: the history was replaced, items
+        are missing, the session was deleted and created again, or anyone else wrote since
+        (a ``replace_tail`` reuses seqs, so what came after ``last_seq`` need not be all that
+        changed); the caller then loads the session whole. The result is not put in the cache.
         """
-        if (
-            fresh.version == cached.version
-            and fresh.last_seq == cached.last_seq
-            and fresh.created_at == cached.created_at
-        ):
+        same = fresh.created_at == cached.created_at
+        if same and fresh.version == cached.version and fresh.last_seq == cached.last_seq:
             return cached
         added = len(fresh.history)
         joined = (
-            fresh.created_at == cached.created_at
+            same
+            and written is not None
+            and fresh.version == written == cached.version + 1
             and fresh.first_seq == cached.first_seq
             and fresh.last_seq - cached.last_seq == added
             and fresh.history_len == cached.history_len + added

@@ -244,12 +244,13 @@ class AsyncSessions:
             return await self.store.create(session.model_copy(update={"history": plain}))
         return child  # exactly what restore wrote (tests/test_fork_exact_items.py compares)
 
-    async def _fetch(self, session_id: str) -> Session:
-        """The whole session, through the cache: only what is new is read from the store."""
+    async def _fetch(self, session_id: str, written: int | None = None) -> Session:
+        """The whole session, through the cache: only what is new is read from the store when
+        nobody wrote since, or only this object (``written``: the version its write made)."""
         cached = self._cache.get(session_id)
         if cached is not None:
             fresh = await self.store.load(session_id, after=cached.last_seq)
-            merged = self._cache.merge(cached, fresh)
+            merged = self._cache.merge(cached, fresh, written)
             if merged is not None:
                 self._cache.put(merged)
                 return merged
@@ -442,6 +443,7 @@ class AsyncSessions:
         await self._run_hooks(HookStage.BEFORE_SAVE, ctx)
         changes = draft.changes()
         _check_runtime_block(draft, action)
+        written: int | None = None
         try:
             if draft.replacement is not None:
                 if changes:
@@ -456,7 +458,7 @@ class AsyncSessions:
                 # state["_tether"] is as loaded (checked above) or set by tether's own action,
                 # and the write is at the loaded version: commit it as the runtime's own
                 with _core.runtime_writes():
-                    await self.store.commit(
+                    written = await self.store.commit(
                         session_id,
                         loaded.version,
                         append=draft.appended,
@@ -471,7 +473,8 @@ class AsyncSessions:
             raise
         # Read back what was committed (only the new items): commit returns the version alone,
         # and the session returned must carry the store's commit time on its header and items.
-        saved = await self._fetch(session_id)
+        # Only the new items are read when the cache holds the version committed against.
+        saved = await self._fetch(session_id, written)
         if self._hooks.for_stage(HookStage.AFTER_SAVE):
             await self._run_hooks(
                 HookStage.AFTER_SAVE, HookContext(HookStage.AFTER_SAVE, "execute", detach(saved))

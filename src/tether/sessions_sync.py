@@ -245,12 +245,13 @@ class Sessions:
             return self.store.create(session.model_copy(update={"history": plain}))
         return child  # exactly what restore wrote (tests/test_fork_exact_items.py compares)
 
-    def _fetch(self, session_id: str) -> Session:
-        """The whole session, through the cache: only what is new is read from the store."""
+    def _fetch(self, session_id: str, written: int | None = None) -> Session:
+        """The whole session, through the cache: only what is new is read from the store when
+        nobody wrote since, or only this object (``written``: the version its write made)."""
         cached = self._cache.get(session_id)
         if cached is not None:
             fresh = self.store.load(session_id, after=cached.last_seq)
-            merged = self._cache.merge(cached, fresh)
+            merged = self._cache.merge(cached, fresh, written)
             if merged is not None:
                 self._cache.put(merged)
                 return merged
@@ -443,6 +444,7 @@ class Sessions:
         self._run_hooks(HookStage.BEFORE_SAVE, ctx)
         changes = draft.changes()
         _check_runtime_block(draft, action)
+        written: int | None = None
         try:
             if draft.replacement is not None:
                 if changes:
@@ -457,7 +459,7 @@ class Sessions:
                 # state["_tether"] is as loaded (checked above) or set by tether's own action,
                 # and the write is at the loaded version: commit it as the runtime's own
                 with _core.runtime_writes():
-                    self.store.commit(
+                    written = self.store.commit(
                         session_id,
                         loaded.version,
                         append=draft.appended,
@@ -472,7 +474,8 @@ class Sessions:
             raise
         # Read back what was committed (only the new items): commit returns the version alone,
         # and the session returned must carry the store's commit time on its header and items.
-        saved = self._fetch(session_id)
+        # Only the new items are read when the cache holds the version committed against.
+        saved = self._fetch(session_id, written)
         if self._hooks.for_stage(HookStage.AFTER_SAVE):
             self._run_hooks(
                 HookStage.AFTER_SAVE, HookContext(HookStage.AFTER_SAVE, "execute", detach(saved))

@@ -1,5 +1,5 @@
 """The PostgreSQL store: the whole conformance suite (sync and async), then what its design
-promises on top (see the docstring of tether.stores.postgres_async): one round trip per
+promises on top (see the docstring of tether.stores.postgres.store_async): one round trip per
 commit, migrations under an advisory lock, indexed listings, schema isolation, URL options,
 and StoreUnavailable from a real server that stops and comes back.
 
@@ -46,9 +46,7 @@ from tether import (
     StoreUnavailable,
     _core,
 )
-from tether.stores import _postgres_common as common
-from tether.stores.postgres_async import AsyncPostgresStore
-from tether.stores.postgres_sync import PostgresStore
+from tether.stores.postgres import AsyncPostgresStore, PostgresStore, _migrations, _options, _sql
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
 from .conftest import IN_CI, drop_postgres_schema, with_options
@@ -66,7 +64,7 @@ def _drop_schema(url: str, name: str) -> None:
 
 
 def _raw(url: str) -> psycopg.Connection[Any]:
-    conninfo, _ = common.parse_url(url)
+    conninfo, _ = _options.parse_url(url)
     return psycopg.connect(conninfo, autocommit=True)
 
 
@@ -83,7 +81,7 @@ def pg_schema(postgres_url: str) -> Iterator[str]:
 class TestPostgresStore(StoreConformance):
     @pytest.fixture
     def store(self, postgres_url: str, pg_schema: str, clock: FakeClock) -> Iterator[PostgresStore]:
-        conninfo, _ = common.parse_url(postgres_url)
+        conninfo, _ = _options.parse_url(postgres_url)
         with PostgresStore(conninfo, schema=pg_schema, clock=clock) as store:
             yield store
 
@@ -141,7 +139,7 @@ def _round_trips(sent: list[str]) -> int:
 
 
 def _one_connection_store(url: str, schema_name: str, **kwargs: Any) -> PostgresStore:
-    conninfo, _ = common.parse_url(url)
+    conninfo, _ = _options.parse_url(url)
     return PostgresStore(conninfo, schema=schema_name, pool_min_size=1, pool_max_size=1, **kwargs)
 
 
@@ -217,7 +215,7 @@ def test_a_failed_commit_costs_one_more_round_trip_to_say_why(
 
 
 async def test_async_commit_is_one_round_trip(postgres_url: str, pg_schema: str) -> None:
-    conninfo, _ = common.parse_url(postgres_url)
+    conninfo, _ = _options.parse_url(postgres_url)
     async with AsyncPostgresStore(
         conninfo, schema=pg_schema, pool_min_size=1, pool_max_size=1
     ) as store:
@@ -271,7 +269,7 @@ def test_list_filters_use_their_indexes(postgres_url: str, pg_schema: str) -> No
             }
             for index, filters in expected.items():
                 query = _core.build_list_query(**filters, limit=20)
-                statement, params = common.list_statement(store._sql, query, None)
+                statement, params = _sql.list_statement(store._sql, query, None)
                 plan = "\n".join(
                     row[0] for row in conn.execute(b"EXPLAIN " + statement, params).fetchall()
                 )
@@ -307,7 +305,7 @@ def test_processes_opening_a_new_schema_at_once_migrate_it_once(
     with _raw(postgres_url) as conn:
         table = sql.SQL("{}.tether_schema_migrations").format(sql.Identifier(pg_schema))
         rows = conn.execute(sql.SQL("SELECT version FROM {} ORDER BY 1").format(table)).fetchall()
-        assert rows == [(v,) for v in range(1, len(common.MIGRATIONS) + 1)]
+        assert rows == [(v,) for v in range(1, len(_migrations.MIGRATIONS) + 1)]
 
 
 def test_a_database_migrated_by_a_newer_tether_is_refused(
@@ -325,7 +323,7 @@ def test_a_database_migrated_by_a_newer_tether_is_refused(
 
 def test_migrations_never_create_indexes_concurrently() -> None:
     # CREATE INDEX CONCURRENTLY cannot run in the migration transaction
-    for step in common.MIGRATIONS:
+    for step in _migrations.MIGRATIONS:
         for statement in step:
             assert "CONCURRENTLY" not in statement.upper()
 
@@ -412,7 +410,7 @@ def test_long_metadata_values_are_indexed_and_filtered(store: PostgresStore) -> 
 
 
 def test_key_value_conninfo_and_close(postgres_url: str, pg_schema: str) -> None:
-    params = common.check_conninfo(common.parse_url(postgres_url)[0])
+    params = _options.check_conninfo(_options.parse_url(postgres_url)[0])
     conninfo = " ".join(f"{key}={value}" for key, value in params.items())
     store = PostgresStore(conninfo, schema=pg_schema)
     created = store.create(Session())
@@ -426,7 +424,7 @@ def test_key_value_conninfo_and_close(postgres_url: str, pg_schema: str) -> None
 
 
 def test_url_options_are_split_between_tether_and_libpq() -> None:
-    conninfo, options = common.parse_url(
+    conninfo, options = _options.parse_url(
         "postgresql://ada:secret@db.example:5433/app?schema=tenant_a&sslmode=disable"
         "&pool_min_size=0&pool_max_size=3&pool_timeout=2.5&connect_timeout=2"
     )
@@ -439,17 +437,17 @@ def test_url_options_are_split_between_tether_and_libpq() -> None:
         "pool_max_size": 3,
         "pool_timeout": 2.5,
     }
-    assert common.parse_url("postgres://h/db")[1] == {}
-    kwargs = common.connection_kwargs(conninfo)
+    assert _options.parse_url("postgres://h/db")[1] == {}
+    kwargs = _options.connection_kwargs(conninfo)
     assert "connect_timeout" not in kwargs  # the URL's own value wins
     assert kwargs["autocommit"] is True
-    assert common.connection_kwargs("postgresql://h/db")["connect_timeout"] == "5"
-    assert common.describe(conninfo) == "ada@db.example:5433/app"
+    assert _options.connection_kwargs("postgresql://h/db")["connect_timeout"] == "5"
+    assert _options.describe(conninfo) == "ada@db.example:5433/app"
 
 
 def test_a_libpq_option_with_a_space_reaches_the_server_as_a_space(postgres_url: str) -> None:
     """``options=-c%20...``: libpq reads ``%20`` as a space and ``+`` as a plus sign."""
-    conninfo, _ = common.parse_url("postgresql://h/db?options=-c%20statement_timeout%3D1234")
+    conninfo, _ = _options.parse_url("postgresql://h/db?options=-c%20statement_timeout%3D1234")
     assert conninfo == "postgresql://h/db?options=-c%20statement_timeout%3D1234"
     with _raw(with_options(postgres_url, options="-c statement_timeout=1234")) as conn:
         row = conn.execute("SHOW statement_timeout").fetchone()

@@ -40,11 +40,10 @@ from tether import (
     _core,
 )
 from tether._time import to_micros
-from tether.stores import _redis_common as rc
-from tether.stores import _redis_scripts as lua
-from tether.stores import redis_async, redis_sync
-from tether.stores.redis_async import AsyncRedisStore
-from tether.stores.redis_sync import RedisStore
+from tether.stores.redis import AsyncRedisStore, RedisStore, _keys, _options
+from tether.stores.redis import _scripts as lua
+from tether.stores.redis import store_async as redis_async
+from tether.stores.redis import store_sync as redis_sync
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
 from .conftest import wipe_redis_namespace, with_options
@@ -265,7 +264,7 @@ def _members(raw: redis.Redis, key: str) -> list[str]:
     return [m.decode() for m in members]
 
 
-def _index_mentions(raw: redis.Redis, keys: rc.Keys, session_id: str) -> list[str]:
+def _index_mentions(raw: redis.Redis, keys: _keys.Keys, session_id: str) -> list[str]:
     """Every index entry and ix:who field that names ``session_id``."""
     found = [
         f"{key}: {member}"
@@ -293,8 +292,8 @@ def test_url_options_reach_the_store_and_its_client(redis_url: str) -> None:
     with RedisStore.from_url(redis_url) as store:  # defaults: a few seconds, no ttl
         assert (store.namespace, store.ttl_ms) == ("default", 0)
         kwargs = store.client.connection_pool.connection_kwargs
-        assert kwargs["socket_timeout"] == rc.SOCKET_TIMEOUT
-        assert kwargs["socket_connect_timeout"] == rc.CONNECT_TIMEOUT
+        assert kwargs["socket_timeout"] == _options.SOCKET_TIMEOUT
+        assert kwargs["socket_connect_timeout"] == _options.CONNECT_TIMEOUT
 
 
 @pytest.mark.parametrize(
@@ -707,7 +706,7 @@ def test_selective_listing_resumes_past_the_budget(redis_url: str, namespace: st
         assert [h.id for h in page.sessions] == [oldest]
         assert page.next_cursor is None
         assert WIRE.commands == ["EVALSHA"] * 4, "11 entries, 3 per script call"
-        store.list_budget = rc.LIST_BUDGET
+        store.list_budget = _options.LIST_BUDGET
         WIRE.reset()
         assert [h.id for h in store.list(metadata={"rare": True}).sessions] == [oldest]
         assert WIRE.commands == ["EVALSHA"]
@@ -915,7 +914,7 @@ def test_keyed_reads_touch_no_list_element_and_tails_trim_in_place(
 
 
 def test_every_lua_file_is_a_script_or_a_prelude_in_use() -> None:
-    folder = resources.files("tether.stores").joinpath("redis_lua")
+    folder = resources.files("tether.stores.redis").joinpath("lua")
     files = {entry.name for entry in folder.iterdir() if entry.name.endswith(".lua")}
     used = {f"{script.name}.lua" for script in lua.SCRIPTS}
     used |= {f"{prelude}.lua" for script in lua.SCRIPTS for prelude in script.preludes}
@@ -954,7 +953,7 @@ def test_a_description_that_disagrees_with_its_script_is_refused() -> None:
 
 
 def test_keys_for_a_script_follow_its_names() -> None:
-    keys = rc.Keys.for_namespace("ns")
+    keys = _keys.Keys.for_namespace("ns")
     assert keys.for_script(lua.COMMIT.keys, "s1") == keys.write_keys("s1")
     assert keys.for_script(lua.LIST.keys) == list(keys.index)
     assert keys.for_script(lua.ITEMS_BY_KEY.keys, "s1") == [

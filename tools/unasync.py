@@ -100,15 +100,15 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     ),
     # --- redis: rules for the Redis store only --------------------------------------------
     (
-        ROOT / "src/tether/stores/redis_async.py",
-        ROOT / "src/tether/stores/redis_sync.py",
+        ROOT / "src/tether/stores/redis/store_async.py",
+        ROOT / "src/tether/stores/redis/store_sync.py",
         [
             (r"\bredis\.asyncio\b", "redis"),
             (r"\bAsyncRedisStore\b", "RedisStore"),
             (r"\bAsyncScript\b", "Script"),
             (r"\.aclose\(\)", ".close()"),
             (
-                r"asyncio side \(hand-written; tools/unasync\.py generates redis_sync\.py\)\.",
+                r"asyncio side \(hand-written; tools/unasync\.py generates store_sync\.py\)\.",
                 "sync side.",
             ),
         ],

@@ -37,13 +37,13 @@ _SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "file": ("tether.stores.file:FileStore", "tether.stores.file:AsyncFileStore", None),
     "sqlite": ("tether.stores.sqlite:SQLiteStore", "tether.stores.sqlite:AsyncSQLiteStore", None),
     "redis": (
-        "tether.stores.redis_sync:RedisStore",
-        "tether.stores.redis_async:AsyncRedisStore",
+        "tether.stores.redis:RedisStore",
+        "tether.stores.redis:AsyncRedisStore",
         "redis",
     ),
     "rediss": (
-        "tether.stores.redis_sync:RedisStore",
-        "tether.stores.redis_async:AsyncRedisStore",
+        "tether.stores.redis:RedisStore",
+        "tether.stores.redis:AsyncRedisStore",
         "redis",
     ),
     "kv-memory": (
@@ -57,13 +57,13 @@ _SCHEMES: dict[str, tuple[str, str, str | None]] = {
         "nats",
     ),
     "postgresql": (
-        "tether.stores.postgres_sync:PostgresStore",
-        "tether.stores.postgres_async:AsyncPostgresStore",
+        "tether.stores.postgres:PostgresStore",
+        "tether.stores.postgres:AsyncPostgresStore",
         "postgres",
     ),
     "postgres": (
-        "tether.stores.postgres_sync:PostgresStore",
-        "tether.stores.postgres_async:AsyncPostgresStore",
+        "tether.stores.postgres:PostgresStore",
+        "tether.stores.postgres:AsyncPostgresStore",
         "postgres",
     ),
 }

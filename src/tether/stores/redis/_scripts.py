@@ -1,6 +1,6 @@
 """The Redis store's Lua scripts: where they are, and one typed description of each.
 
-The scripts are files in ``redis_lua/`` (package data, read with :mod:`importlib.resources`):
+The scripts are files in ``lua/`` (package data, read with :mod:`importlib.resources`):
 shared preludes whose names start with ``_`` and one file per script. Each script is described
 once here, by a :class:`LuaScript`: the preludes it needs, the names of its KEYS and a frozen
 dataclass of its named ARGV. The loader puts a generated header in front of the Lua, so that
@@ -25,10 +25,10 @@ from functools import cached_property
 from importlib import resources
 from typing import Any, Generic, TypeVar
 
-from .. import _core
+from ... import _core
 
-LUA_PACKAGE = "tether.stores"
-LUA_FOLDER = "redis_lua"
+LUA_PACKAGE = "tether.stores.redis"
+LUA_FOLDER = "lua"
 
 # Every header field but the lease token, in the order the scripts return them. Each is
 # stored as its own JSON text in the session's header hash.
@@ -62,7 +62,7 @@ class ScriptArgs:
     """A script's named ARGV. Subclasses add fields; ``tail`` is the variable-length rest."""
 
     now: str
-    """Now in µs, or "" for Redis's own TIME (see ``_redis_common.now_arg``)."""
+    """Now in µs, or "" for Redis's own TIME (see ``_codec.now_arg``)."""
     tail: Sequence[Any] = field(default=(), kw_only=True)
 
     @classmethod
@@ -258,7 +258,7 @@ def _read(name: str) -> str:
 
 @dataclass(frozen=True)
 class LuaScript(Generic[_A]):
-    """One script: ``redis_lua/<name>.lua`` after its preludes, its KEYS and its ARGV."""
+    """One script: ``lua/<name>.lua`` after its preludes, its KEYS and its ARGV."""
 
     name: str
     args: type[_A]

@@ -1,0 +1,116 @@
+"""The PostgreSQL store's work on one connection: single statements, the migration of its
+tables, and the write-back of a session stored by an older tether.
+
+The pool and the guarded statements are the store's (``store_async.py``).
+
+The async side is written by hand; _conn_sync.py is generated from it by tools/unasync.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from psycopg import AsyncConnection, errors
+from psycopg.rows import TupleRow
+
+from ... import _core
+from ...errors import StoreError
+from ...schema import schema
+from . import _migrations, _options, _rows
+from ._connection import SAFE_SEARCH_PATH
+from ._sql import Statements
+
+log = logging.getLogger("tether.stores.postgres")
+
+Row = tuple[Any, ...]
+
+
+async def one(
+    conn: AsyncConnection[TupleRow], query: bytes, params: Mapping[str, Any] | None = None
+) -> Row | None:
+    cursor = await conn.execute(query, params)
+    return await cursor.fetchone()
+
+
+async def all_rows(
+    conn: AsyncConnection[TupleRow], query: bytes, params: Mapping[str, Any] | None = None
+) -> list[Row]:
+    cursor = await conn.execute(query, params)
+    return await cursor.fetchall()
+
+
+async def configure(conn: AsyncConnection[TupleRow]) -> None:
+    """Every pooled connection resolves names through pg_catalog only (see SAFE_SEARCH_PATH)."""
+    await conn.execute(SAFE_SEARCH_PATH)
+
+
+async def migrate(
+    conn: AsyncConnection[TupleRow], sql: Statements, schema_name: str, where: str
+) -> None:
+    """Bring ``schema_name``'s tables to the last migration (see ``_migrations``)."""
+    if conn.info.server_version < _options.MIN_SERVER_VERSION:
+        raise StoreError(
+            f"PostgreSQL at {where} is version {conn.info.server_version}; tether "
+            "needs PostgreSQL 14 or newer"
+        )
+    target = len(_migrations.MIGRATIONS)
+    try:
+        row = await one(conn, sql.migrations_applied)
+        if row is not None and row[0] == target:
+            return  # the common case: one query, no lock
+    except (errors.UndefinedTable, errors.InvalidSchemaName):
+        pass  # a new schema: create it below
+    async with conn.transaction():
+        # One migrator per schema at a time, across processes and machines; the lock is
+        # released when the transaction ends, however it ends.
+        await conn.execute(sql.migrations_lock, {"key": _migrations.lock_key(schema_name)})
+        row = await one(conn, sql.schema_exists, {"name": schema_name})
+        if row is None or not row[0]:
+            await conn.execute(sql.create_schema)
+        await conn.execute(sql.create_migrations_table)
+        row = await one(conn, sql.migrations_applied)
+        applied = int(row[0] or 0) if row is not None else 0
+        if applied > target:
+            raise StoreError(
+                f"schema {schema_name!r} at {where} has database migration "
+                f"{applied}, newer than this tether knows ({target}); upgrade tether"
+            )
+        for version in range(applied + 1, target + 1):
+            for statement in sql.migrations[version - 1]:
+                await conn.execute(statement)
+            await conn.execute(sql.record_migration, {"v": version})
+            log.info("schema %s: applied database migration %d", schema_name, version)
+
+
+async def write_back_upgraded(
+    conn: AsyncConnection[TupleRow], sql: Statements, doc: _core.Doc, items: bool
+) -> None:
+    """Rewrite a session stored by an older tether in the current schema (once)."""
+    old = int(doc["schema_version"])
+    session_id = doc["id"]
+    new = _core.upgrade_doc(doc)
+    await conn.execute(
+        sql.upgrade_header,
+        {
+            "id": session_id,
+            **{name: new[name] for name in ("owner", "agent", "status", "parent_id")},
+            **{name: _rows.json_text(new[name], name) for name in ("metadata", "state", "options")},
+            "fork_seq": new["fork_seq"],
+            "expires_at": _rows.as_time(new["expires_at"]),
+            "schema_version": new["schema_version"],
+        },
+    )
+    await conn.execute(sql.rewrite_meta, {"id": session_id, **_rows.metadata_rows(new["metadata"])})
+    if items and schema.items_need_upgrade(old):
+        rows = await all_rows(conn, sql.select_items, {"id": session_id})
+        upgraded = _core.upgrade_items(_core.decode_items(session_id, [r[1] for r in rows]), old)
+        await conn.execute(
+            sql.rewrite_items,
+            {
+                "id": session_id,
+                "seqs": [r[0] for r in rows],
+                "datas": [_core.encode_item(item).decode() for item in upgraded],
+            },
+        )

@@ -1,0 +1,153 @@
+"""The PostgreSQL store's URL and options (no I/O): tether's options, libpq's parameters, the
+connection string, and how a server is named in messages (never with its password)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
+
+from ..._urls import redact
+from ...errors import (
+    ConfigurationError,
+)
+
+# --- options -------------------------------------------------------------------------------------
+
+DEFAULT_SCHEMA = "public"
+DEFAULT_POOL_MIN_SIZE = 1
+DEFAULT_POOL_MAX_SIZE = 10
+DEFAULT_POOL_TIMEOUT = 5.0
+"""Seconds a call waits for a pooled connection before StoreUnavailable: short on purpose."""
+
+# libpq parameters tether sets when the connection string does not: fail fast when the server
+# is down (connect_timeout), and notice a server host that vanished without closing its
+# sockets, while a request is unanswered (tcp_user_timeout, Linux) or while idle or waiting
+# (keepalives: ~25 s); say who is connected (fallback_application_name). All in seconds but
+# tcp_user_timeout (milliseconds).
+LIBPQ_DEFAULTS: Final = {
+    "connect_timeout": "5",
+    "tcp_user_timeout": "10000",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "fallback_application_name": "tether",
+}
+LIBPQ_DOCS = "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS"
+MIN_SERVER_VERSION = 140000  # extract(epoch ...) is exact (numeric) from PostgreSQL 14
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def check_schema_name(name: object) -> str:
+    """The schema name if it is a plain identifier; it is quoted wherever it is used anyway."""
+    if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"schema {name!r} is not a valid schema name: use 1-63 letters, digits and '_', "
+            "not starting with a digit (e.g. schema=tether or schema=app_sessions)"
+        )
+    if name.lower().startswith("pg_"):
+        raise ConfigurationError(f"schema {name!r}: names starting with 'pg_' are reserved")
+    return name
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text!r} must be an integer >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"{text!r} must be a number of seconds > 0")
+    return value
+
+
+TETHER_OPTIONS: Final = {
+    "schema": check_schema_name,
+    "pool_min_size": _positive_int,
+    "pool_max_size": _positive_int,
+    "pool_timeout": _positive_float,
+}
+
+
+def libpq_keywords() -> frozenset[str]:
+    """Every connection parameter the installed libpq knows (no I/O: a static table)."""
+    return frozenset(opt.keyword.decode() for opt in pq.Conninfo.get_defaults())
+
+
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
+    """Split a store URL into the libpq URL (tether's options removed) and tether's options.
+
+    ``postgresql://user:pw@host:5432/db?schema=app&pool_max_size=20&sslmode=require``: the
+    options in :data:`TETHER_OPTIONS` are tether's; every other one must be a libpq parameter
+    and goes to libpq unchanged. Anything else raises :class:`ConfigurationError`.
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a PostgreSQL store URL is a str, not {type(url)}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            f"expected a postgresql:// (or postgres://) URL, got {redact(url)!r}"
+        )
+    try:
+        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot parse the options of {redact(url)!r}: {exc}") from exc
+    options: dict[str, Any] = {}
+    passed: list[tuple[str, str]] = []
+    known = libpq_keywords()
+    for name, text in pairs:
+        if name in TETHER_OPTIONS:
+            if name in options:
+                raise ConfigurationError(f"option {name} is given twice in {redact(url)!r}")
+            try:
+                options[name] = TETHER_OPTIONS[name](text)
+            except (ValueError, ConfigurationError) as exc:
+                raise ConfigurationError(f"option {name} in {redact(url)!r}: {exc}") from exc
+        elif name in known:
+            passed.append((name, text))
+        else:
+            raise ConfigurationError(
+                f"unknown option {name!r} in {redact(url)!r}; tether's options for postgresql "
+                f"are {', '.join(sorted(TETHER_OPTIONS))}, and any other option must be a "
+                f"libpq connection parameter (sslmode, connect_timeout, ...: {LIBPQ_DOCS})"
+            )
+    # quote, not quote_plus: libpq reads %20 as a space but '+' as a plus (options=-c%20...)
+    conninfo = urlunsplit(parts._replace(query=urlencode(passed, quote_via=quote)))
+    check_conninfo(conninfo)
+    return conninfo, options
+
+
+def check_conninfo(conninfo: str) -> dict[str, str]:
+    """Parse a libpq URL or ``key=value`` string (no I/O); ConfigurationError if it is wrong."""
+    try:
+        return {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
+    except psycopg.Error as exc:
+        raise ConfigurationError(f"not a valid PostgreSQL connection string: {exc}") from exc
+
+
+def connection_kwargs(conninfo: str) -> dict[str, Any]:
+    """Keyword arguments for every pooled connection: tether's libpq defaults where the
+    connection string sets nothing, and autocommit, so that one statement is one transaction
+    and one round trip (no BEGIN / COMMIT around it)."""
+    given = check_conninfo(conninfo)
+    kwargs: dict[str, Any] = {k: v for k, v in LIBPQ_DEFAULTS.items() if k not in given}
+    kwargs["autocommit"] = True
+    return kwargs
+
+
+def describe(conninfo: str) -> str:
+    """``user@host:port/dbname`` for messages: never the password."""
+    params = check_conninfo(conninfo)
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    user = params.get("user")
+    where = f"{host}:{params.get('port') or 5432}/{params.get('dbname') or user or ''}"
+    return f"{user}@{where}" if user else where

@@ -1,0 +1,491 @@
+# generated from src/tether/stores/redis/store_async.py by tools/unasync.py, do not edit
+"""The Redis store, sync side.
+
+Key layout, for namespace ``ns`` (every key carries the hash tag ``{ns}``, so a namespace lives
+in one Redis Cluster slot and one script may touch any of its keys):
+
+* ``tether:{ns}:s:<id>``: the session header, a hash with one JSON text per field;
+* ``tether:{ns}:h:<id>``: the history, a list with one JSON item per element (oldest first;
+  seqs are contiguous, so a window is an LRANGE);
+* ``tether:{ns}:m:<id>``: top-level metadata key -> canonical JSON value, for ``list`` filters;
+* ``tether:{ns}:ix:updated``, ``ix:owner``, ``ix:agent``, ``ix:status``: the listing indexes,
+  lex-ordered sorted sets whose members are ``<prefix><updated_at>:<id>``;
+* ``tether:{ns}:ix:who``: id -> the index entries the session has, so they can be removed
+  even after Redis expired the session's own keys; ``ix:sweep``: where the next bounded clean
+  up of the index resumes.
+
+Atomicity: every write is one Lua script run with EVALSHA, i.e. one round trip, and Redis runs
+a script alone: a commit checks the session is live, the schema, the lease and the version,
+then appends the items, updates the header, the metadata and the indexes and sets the expiry,
+all or nothing. Reads are one round trip too: a script, or for a whole history (or its last
+N items) a MULTI/EXEC of HMGET + LRANGE (+ TIME), which keeps the items out of Lua. Time is
+Redis's ``TIME`` (or an injected clock's), so expiry and leases follow one clock whatever the
+client machines say. The scripts are files in ``lua/``, each described (its KEYS and
+ARGV, by name) in :mod:`tether.stores.redis._scripts`; see ``docs/redis.md`` for costs and
+failure behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.commands.core import Script
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    RedisError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+)
+from redis.exceptions import (
+    TimeoutError as RedisTimeoutError,
+)
+from redis.retry import Retry
+
+from ... import _core
+from ..._ids import validate_session_id
+from ..._time import Clock, to_micros
+from ...errors import InvalidSessionData, StoreError, StoreUnavailable
+from ...models import Lease, Page, Session, StoredItem
+from ...schema import schema
+from ..base import NewItems, Store
+from . import _codec, _keys, _listing, _options
+from . import _scripts as lua
+
+__all__ = ["RedisStore", "client_options"]
+
+_A = TypeVar("_A", bound=lua.ScriptArgs)
+
+
+def client_options(
+    *,
+    socket_timeout: float = _options.SOCKET_TIMEOUT,
+    socket_connect_timeout: float = _options.CONNECT_TIMEOUT,
+) -> dict[str, Any]:
+    """The client settings the store uses when it builds its own client.
+
+    Timeouts make a dead server fail fast. One immediate retry on a connection error lets the
+    first call after a server restart reconnect instead of failing on a pooled, dead
+    connection; the scripts recognise a write they already applied (a nonce or the new lease
+    token), so the retry never applies a commit twice. Timeouts are not retried: a server that
+    does not answer is reported at once.
+    """
+    return {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "retry": Retry(NoBackoff(), 1, (RedisConnectionError,)),
+    }
+
+
+class RedisStore(Store):
+    """Sessions in Redis (6.2 or later), shared by every process and machine that uses it.
+
+    Build it from a URL with :meth:`from_url`, or from a client you made
+    (``RedisStore(client, namespace="app")``): the store then uses that client's
+    connection pool, timeouts and retries, and ``close`` leaves it open unless
+    ``close_client=True``. ``namespace`` keeps apps (and tests) apart; ``ttl`` (seconds) makes
+    every session expire after that long without a write; ``clock`` replaces Redis's clock
+    (for tests).
+    """
+
+    list_budget = _options.LIST_BUDGET
+    """Index entries one listing script examines before the client resumes it."""
+
+    def __init__(
+        self,
+        client: Redis | None = None,
+        *,
+        namespace: str = _options.DEFAULT_NAMESPACE,
+        ttl: float | timedelta | None = None,
+        clock: Clock | None = None,
+        close_client: bool | None = None,
+    ) -> None:
+        self.keys = _keys.Keys.for_namespace(namespace)
+        self.ttl_ms = _options.ttl_millis(ttl)
+        self._clock = clock
+        self._close_client = client is None if close_client is None else close_client
+        self.client: Redis = (
+            client
+            if client is not None
+            else Redis.from_url(_options.DEFAULT_URL, **client_options())
+        )
+        self._where = _options.describe_client(self.client.connection_pool.connection_kwargs)
+        self._scripts: dict[str, Script] = {
+            script.name: self.client.register_script(script.source) for script in lua.SCRIPTS
+        }
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Clock | None = None) -> RedisStore:
+        """``redis://[user:password@]host[:port][/db]`` or ``rediss://`` (TLS); options
+        ``namespace``, ``ttl`` (seconds, 0 = none), ``socket_timeout`` and
+        ``socket_connect_timeout`` (seconds)."""
+        config = _options.parse_url(url)
+        client = Redis.from_url(
+            config.client_url,
+            **client_options(
+                socket_timeout=config.socket_timeout,
+                socket_connect_timeout=config.socket_connect_timeout,
+            ),
+        )
+        return cls(
+            client, namespace=config.namespace, ttl=config.ttl, clock=clock, close_client=True
+        )
+
+    @property
+    def namespace(self) -> str:
+        return self.keys.namespace
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _run(self, script: lua.LuaScript[_A], args: _A, session_id: str | None = None) -> Any:
+        """One EVALSHA (plus SCRIPT LOAD the first time a server sees the script)."""
+        keys = self.keys.for_script(script.keys, session_id)
+        call = self._scripts[script.name]
+        return self._guarded(script.name, lambda: call(keys=keys, args=args.argv()))
+
+    def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
+        """Run one round trip; driver errors become StoreUnavailable or StoreError."""
+        try:
+            return call()
+        except (AuthenticationError, AuthorizationError) as exc:
+            raise _options.refused_error(self._where, exc) from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(
+                f"Redis at {self._where} cannot be reached ({type(exc).__name__}: {exc}). "
+                "Nothing more was done; check that the server is up and retry when it is back."
+            ) from exc
+        except RedisError as exc:
+            if _options.is_permanent_refusal(exc):
+                raise _options.refused_error(self._where, exc) from exc
+            raise StoreError(f"Redis at {self._where} failed the {what} call: {exc}") from exc
+
+    def _now(self) -> str:
+        return _codec.now_arg(self._clock)
+
+    def _upgrade(self, session_id: str) -> None:
+        """Write a session stored by an older tether back in the current schema (once).
+
+        A rare path (the first write after an upgrade of tether), so it may take a few round
+        trips: read the header, read the items if they migrate, then a compare-and-set on the
+        version and schema version. A loser of a race just retries its commit.
+        """
+        header_only = lua.LoadArgs(now=self._now(), last=0, after=None, limit=None)
+        raw = _codec.loaded_raw(session_id, self._run(lua.LOAD, header_only, session_id))
+        if raw is None:
+            return
+        doc = raw[0]
+        old = int(doc["schema_version"])
+        if old >= schema.current:
+            return
+        items = None
+        if schema.items_need_upgrade(old):
+            whole = lua.LoadArgs(now=self._now(), last=None, after=None, limit=None)
+            raw = _codec.loaded_raw(session_id, self._run(lua.LOAD, whole, session_id))
+            if raw is None or raw[0]["version"] != doc["version"]:
+                return
+            items = _core.upgrade_items(raw[1], old)
+        args = _codec.upgrade_args(
+            self.keys, _core.upgrade_doc(doc), old, items, now=self._now(), ttl_ms=self.ttl_ms
+        )
+        self._run(lua.UPGRADE, args, session_id)
+
+    def _write(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        *,
+        mode: str,
+        changes: _core.Doc,
+        items: _core.UnnumberedItems,
+        lease: Lease | None,
+        after: int | None = None,
+    ) -> int:
+        for _ in range(5):
+            args = _codec.commit_args(
+                self.keys,
+                session_id,
+                expected_version,
+                mode=mode,
+                changes=changes,
+                items=items,
+                lease=lease,
+                now=self._now(),
+                ttl_ms=self.ttl_ms,
+                nonce=_codec.new_nonce(),
+                after=after,
+            )
+            version = _codec.written_version(
+                session_id, expected_version, lease, self._run(lua.COMMIT, args, session_id)
+            )
+            if version is not None:
+                return version
+            self._upgrade(session_id)
+        raise StoreError(
+            f"session {session_id!r} kept changing while it was being upgraded to schema "
+            f"version {schema.current}; retry the write"
+        )
+
+    # --- the contract --------------------------------------------------------------------------
+
+    def create(self, session: Session) -> Session:
+        doc = _core.new_session_doc(session, 0)  # the script stamps the time
+        items = _codec.encode_items(session.history)
+        if items.keys:
+            raise InvalidSessionData(
+                "create stores plain items; append keyed items (KeyedItem) with commit or append"
+            )
+        args = _codec.create_args(
+            self.keys, doc, items, now=self._now(), ttl_ms=self.ttl_ms, nonce=_codec.new_nonce()
+        )
+        reply = self._run(lua.CREATE, args, doc["id"])
+        return _codec.created_session(doc, items, reply)
+
+    def restore(
+        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    ) -> None:
+        """Write ``session`` exactly as given (an optional ability, for copying between stores).
+
+        Versions, timestamps, seqs and the lease fence are kept; the session is stored
+        unclaimed. A live session with the same id raises :class:`~tether.SessionExists`
+        unless ``replace=True``, which overwrites it (its items included); with
+        ``expected_version``, only that version of it (else ConflictError). One script call.
+        """
+        _core.check_restore_args(replace, expected_version)
+        doc, items = _core.restore_doc(session)
+        args = _codec.restore_args(
+            self.keys,
+            doc,
+            items,
+            replace=replace,
+            expected_version=expected_version,
+            now=self._now(),
+            ttl_ms=self.ttl_ms,
+            nonce=_codec.new_nonce(),
+        )
+        reply = self._run(lua.RESTORE, args, doc["id"])
+        _codec.restored(doc["id"], reply, expected_version)
+
+    def load(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Session:
+        validate_session_id(session_id)
+        _core.check_window(last, after, limit)
+        if _codec.use_transaction(last, after, limit):
+            keys = self.keys.for_script(lua.LOAD.keys, session_id)
+            now = None if self._clock is None else to_micros(self._clock())
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hmget(keys[0], lua.HEADER_FIELDS)
+            pipe.lrange(keys[1], *_codec.transaction_range(last, limit))
+            if now is None:
+                pipe.time()
+            replies = self._guarded("load", pipe.execute)
+            return _codec.transaction_session(session_id, now, replies)
+        args = lua.LoadArgs(now=self._now(), last=last, after=after, limit=limit)
+        return _codec.loaded_session(session_id, self._run(lua.LOAD, args, session_id))
+
+    def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: NewItems = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
+        items = _codec.encode_items(append)
+        _core.check_lease_arg(lease, optional=True)
+        # replacing state keeps the runtime's block: the commit script merges it (no read)
+        return self._write(
+            session_id,
+            expected_version,
+            mode="append",
+            changes=normalized,
+            items=items,
+            lease=lease,
+        )
+
+    def replace_history(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: NewItems,
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
+        encoded = _codec.encode_items(items)
+        _core.check_lease_arg(lease, optional=True)
+        return self._write(
+            session_id,
+            expected_version,
+            mode="replace",
+            changes=normalized,
+            items=encoded,
+            lease=lease,
+        )
+
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        """See the contract: the commit script with no version to compare (one round trip)."""
+        validate_session_id(session_id)
+        encoded = _codec.encode_items(items)
+        _core.check_lease_arg(lease, optional=True)
+        return self._write(session_id, None, mode="append", changes={}, items=encoded, lease=lease)
+
+    def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        """See the contract: one script call; LTRIM removes only the suffix."""
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        _core.check_after(after)
+        normalized = _core.normalize_changes(changes)
+        encoded = _codec.encode_items(items)
+        _core.check_lease_arg(lease, optional=True)
+        return self._write(
+            session_id,
+            expected_version,
+            mode="tail",
+            changes=normalized,
+            items=encoded,
+            lease=lease,
+            after=after,
+        )
+
+    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        """See the contract: one HMGET of the keyed rows, whatever the history's length."""
+        validate_session_id(session_id)
+        wanted = _core.check_item_keys(keys)
+        args = lua.ItemsByKeyArgs(now=self._now(), schema_version=schema.current, tail=wanted)
+        reply = self._run(lua.ITEMS_BY_KEY, args, session_id)
+        return _codec.keyed_found(session_id, reply)
+
+    def _list_page(self, query: _core.ListQuery) -> Page:
+        plan = _listing.list_plan(query)
+        if plan is None:
+            return Page(sessions=[], next_cursor=None)
+        rows: list[tuple[str, bytes | str]] = []
+        upper = plan.upper
+        # One script call unless a selective filter makes it examine more than list_budget
+        # entries: then it stops, and the next call resumes after the last entry it examined.
+        while True:
+            want = query.limit + 1 - len(rows)
+            args = plan.args(upper, want, max(self.list_budget, 1), self._now(), self.keys.base)
+            found, resume = _listing.list_rows(self._run(lua.LIST, args))
+            rows += found
+            if len(rows) > query.limit or not resume:
+                return _listing.list_page(rows, query.limit, plan.prefix)
+            upper = "(" + resume
+
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
+        validate_session_id(session_id)
+        _core.check_delete_args(expected_version, lease, force)
+        args = lua.DeleteArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=session_id,
+            schema_version=schema.current,
+            expected_version=expected_version,
+            lease_token=None if lease is None else _codec.json_text(lease.token),
+            force=force,
+        )
+        reply = self._run(lua.DELETE, args, session_id)
+        return _codec.deleted(session_id, expected_version, lease, reply)
+
+    def exists(self, session_id: str) -> bool:
+        validate_session_id(session_id)
+        reply = self._run(lua.EXISTS, lua.ExistsArgs(now=self._now()), session_id)
+        return bool(reply)
+
+    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        validate_session_id(session_id)
+        owner, ttl_us = _core.check_owner(owner), _codec.lease_ttl_micros(ttl)
+        token = _codec.new_token()
+        args = lua.ClaimArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=session_id,
+            schema_version=schema.current,
+            owner=_codec.json_text(owner),
+            lease_ttl_us=ttl_us,
+            token=_codec.json_text(token),
+            store_ttl_ms=self.ttl_ms,
+        )
+        reply = self._run(lua.CLAIM, args, session_id)
+        return _codec.claimed(session_id, owner, token, reply)
+
+    def _lease_call(self, lease: Lease, ttl_us: int | None) -> Lease:
+        _core.check_lease_arg(lease)
+        args = lua.LeaseArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=lease.session_id,
+            token=_codec.json_text(lease.token),
+            lease_ttl_us=ttl_us,
+            store_ttl_ms=self.ttl_ms,
+            nonce=_codec.new_nonce(),
+        )
+        reply = self._run(lua.LEASE, args, lease.session_id)
+        return _codec.lease_updated(lease, reply)
+
+    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        return self._lease_call(lease, _codec.lease_ttl_micros(ttl))
+
+    def release(self, lease: Lease) -> None:
+        self._lease_call(lease, None)
+
+    def purge_expired(self) -> int:
+        """Delete what is left of expired sessions; returns how many sessions it deleted.
+
+        Redis removes an expired session's keys by itself (native expiry), so this usually
+        returns 0: it deletes sessions whose ``expires_at`` passed by this store's clock while
+        Redis's clock has not reached it (an injected clock), and removes the index entries of
+        sessions Redis already expired. It walks the ``ix:updated`` index, not the keyspace, in
+        script calls of ``list_budget`` entries each, so the server is never held for long.
+        """
+        removed, resume = 0, ""
+        while True:
+            args = lua.PurgeArgs(
+                now=self._now(),
+                base=self.keys.base,
+                schema_version=schema.current,
+                resume=resume,
+                budget=max(self.list_budget, 1),
+            )
+            count, resume = _listing.purged(self._run(lua.PURGE, args))
+            removed += count
+            if not resume:
+                return removed
+
+    def close(self) -> None:
+        if self._close_client:
+            self.client.close()

@@ -69,6 +69,7 @@ FRAMEWORK = "openai-agents"
 block of ``state`` (where the saved ``RunState`` lives)."""
 
 _RUN_STATE = "run_state"
+_EVENT = _turn.EVENT_ROLE
 _ANY = 2**62  # "every item" for a compaction snapshot read with no real bound
 
 
@@ -82,9 +83,10 @@ class TetherSession:
     (called from worker threads). ``session_settings`` is the SDK's (``limit``: the default
     number of newest items ``get_items`` returns).
 
-    ``exclusive=True``: see the module docstring; ``owner`` names the holder in
-    ``AlreadyRunning`` and ``tether show`` (default ``openai-agents@host:pid``), ``lease_ttl``
-    (seconds) bounds how long a crashed runner blocks the session. Close the session
+    ``cache``: keep the items read, so that the next ``get_items`` reads only what is new
+    (see :meth:`get_items`). ``exclusive=True``: see the module docstring; ``owner`` names the
+    holder in ``AlreadyRunning`` and ``tether show`` (default ``openai-agents@host:pid``),
+    ``lease_ttl`` (seconds) bounds how long a crashed runner blocks the session. Close the session
     (``await session.close()`` or ``async with``) to release the lease at once.
     """
 
@@ -101,6 +103,7 @@ class TetherSession:
         owner: str | None = None,
         lease_ttl: float = 60.0,
         metadata: Mapping[str, Any] | None = None,
+        cache: bool = True,
     ) -> None:
         if not isinstance(session_id, str):
             raise InvalidRequest(f"session_id is a str, not {type(session_id).__name__}")
@@ -144,6 +147,8 @@ class TetherSession:
         self._lease_lost: BaseException | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._claiming = asyncio.Lock() if exclusive else None
+        self._cache = cache
+        self._seen: _Seen | None = None
 
     # --- the Session protocol ------------------------------------------------------------------
 
@@ -151,21 +156,49 @@ class TetherSession:
         self, limit: int | None = None, *, wrapper: RunContextWrapper[Any] | None = None
     ) -> list[TResponseInputItem]:
         """The newest ``limit`` items (default ``session_settings.limit``; all when None),
-        oldest first, exactly as they were added; ``[]`` for ``limit <= 0``."""
+        oldest first, exactly as they were added; ``[]`` for ``limit <= 0``.
+
+        The items this object read are kept (``cache=True``): the next call reads only what
+        came after them, and reads the whole history again if anyone else wrote meanwhile.
+        The item dicts are shared between calls: treat them as read-only (the SDK's runner
+        does; ``cache=False`` returns new dicts every time)."""
         store = await self._ready()
         wanted = resolve_session_limit(limit, self.session_settings)
         if wanted is not None and wanted <= 0:
             return []
+        seen = await self._refreshed(store)
+        if seen is not None:
+            return seen.tail(wanted)  # type: ignore[return-value]
         window = wanted
         while True:
             try:
                 session = await store.load(self.tether_id, last=window)
             except SessionNotFound:
                 return []
-            items = [e.item for e in session.items if not _is_event(e)]
-            if wanted is None or len(items) >= wanted or len(session.items) >= session.history_len:
+            # one pass over the items as stored: no StoredItem, no history view is built
+            items = [i for i in _core.loaded_item_dicts(session) if i.get("role") != _EVENT]
+            whole = len(session.history) >= session.history_len
+            if whole and self._cache:
+                self._seen = _Seen(session, items)
+                return self._seen.tail(wanted)  # type: ignore[return-value]
+            if wanted is None or len(items) >= wanted or whole:
                 return items[-wanted:] if wanted is not None else items  # type: ignore[return-value]
             window = 2 * max(window or 1, 1)  # tether's own events sat among the newest
+
+    async def _refreshed(self, store: AsyncStore) -> _Seen | None:
+        """What this object read, brought up to date with one read of what came after it;
+        None (and forgotten) if it cannot be (nothing held, someone else wrote)."""
+        seen, self._seen = self._seen, None
+        if seen is None:
+            return None
+        try:
+            fresh = await store.load(self.tether_id, after=seen.last_seq)
+        except SessionNotFound:
+            return None
+        if not seen.extend(fresh):
+            return None
+        self._seen = seen
+        return seen
 
     async def add_items(
         self, items: list[TResponseInputItem], *, wrapper: RunContextWrapper[Any] | None = None
@@ -180,12 +213,16 @@ class TetherSession:
                 raise TypeError(f"a session item is a dict, not {type(item).__name__}")
         if not batch:
             return
+        seen, self._seen = self._seen, None  # whatever happens below, until it is known
         try:
             try:
-                await store.append(self.tether_id, batch, lease=self._lease)
-                return
+                version = await store.append(self.tether_id, batch, lease=self._lease)
             except SessionNotFound:
                 pass
+            else:
+                if seen is not None and seen.wrote(version):
+                    self._seen = seen  # only this append since: the next read joins it
+                return
             try:
                 await store.create(self._new_session(batch))
             except SessionExists:  # created by another writer meanwhile
@@ -550,6 +587,56 @@ class TetherSession:
             status=SessionStatus.RUNNING,
             history=[dict(item) for item in items],
         )
+
+
+class _Seen:
+    """The SDK's items of the whole history as this object last read them, and the header
+    they were read at: what lets the next ``get_items`` read only what came after them."""
+
+    __slots__ = ("created_at", "first_seq", "history_len", "items", "last_seq", "version")
+
+    def __init__(self, session: Session, items: list[dict[str, Any]]) -> None:
+        self.items = items
+        self._at(session)
+        self.version = session.version
+
+    def _at(self, session: Session) -> None:
+        self.created_at = session.created_at
+        self.first_seq, self.last_seq = session.first_seq, session.last_seq
+        self.history_len = session.history_len
+
+    def wrote(self, version: int) -> bool:
+        """This object appended, making ``version``: True if that was the only write since
+        the read (the next read then takes the appended items as the only new ones)."""
+        if version != self.version + 1:
+            return False
+        self.version = -version  # the append's items are not read yet: see extend()
+        return True
+
+    def extend(self, fresh: Session) -> bool:
+        """Join ``fresh`` (loaded with ``after=last_seq``); False if it cannot be trusted to
+        be all that changed: anyone else wrote (a ``replace_tail`` reuses seqs), or the
+        session was deleted and created again."""
+        if fresh.created_at != self.created_at:
+            return False
+        added = len(fresh.history)
+        if self.version >= 0:  # no write of ours since the read: nothing may have changed
+            return fresh.version == self.version and added == 0
+        if fresh.version != -self.version:
+            return False
+        if (
+            fresh.first_seq != self.first_seq
+            or fresh.last_seq - self.last_seq != added
+            or fresh.history_len != self.history_len + added
+        ):
+            return False
+        self.items.extend(i for i in _core.loaded_item_dicts(fresh) if i.get("role") != _EVENT)
+        self._at(fresh)
+        self.version = fresh.version
+        return True
+
+    def tail(self, wanted: int | None) -> list[dict[str, Any]]:
+        return self.items[-wanted:] if wanted is not None else list(self.items)
 
 
 def _is_event(entry: StoredItem) -> bool:

@@ -123,7 +123,11 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     (
         ROOT / "src/tether/encryption_async.py",
         ROOT / "src/tether/encryption_sync.py",
-        [(r"\bAsyncEncryptedStore\b", "EncryptedStore")],
+        [
+            (r"\bAsyncEncryptedStore\b", "EncryptedStore"),
+            (r"\bAsyncWrappingStore\b", "WrappingStore"),
+            (r"\bwrapping_async\b", "wrapping_sync"),
+        ],
     ),
     # --- a store that wraps another: forwards everything to inner --------------------------
     (

@@ -3,18 +3,36 @@
 :class:`AsyncEncryptedStore` wraps any store (every built-in one, or your own): it encrypts
 history items, ``state`` and ``options`` on the way in and decrypts them on the way out;
 everything a listing needs stays in clear. The codec (keys, envelopes, associated data) is
-:mod:`tether.encryption_codec`; see ``docs/encryption.md``.
+:mod:`tether.encryption_codec`; see ``docs/encryption.md``. It is an
+:class:`~tether.stores.AsyncWrappingStore`: what it does not override (claims, leases,
+``exists``, ``delete``, ``close``) is the inner store's.
 
 An item's ciphertext is bound to its ``seq``, which the store assigns at commit. A versioned
-write learns it from a header read checked against the version the write names: the write
-succeeds only at that version, so the seqs it encrypted for are the ones the store gives. A
-blind append reads the header and commits at its version, again on conflict.
+write (``commit``, ``replace_history``) takes the seqs from the version it names:
+
+* if this store saw the session at that very version (a load it returned, a write it made),
+  it knows ``last_seq`` there and reads nothing: the write lands only at that version, so the
+  seqs it encrypted for are the ones the store gives;
+* otherwise it reads the header and checks it is at that version (a ``ConflictError`` if not).
+
+What it saw is ``(version, last_seq)`` by session id, a fact about one version of the
+session, so a stale entry only misses (a header read, or the write's own
+``ConflictError``). Only the version scheme's own blind spot can fool it: a session deleted
+and created again under the same id (or restored over) and brought back to the very version
+the caller names. The caller's ``expected_version`` comes from the same earlier read, so a
+plain store would then add the caller's items to a session the caller never saw, silently;
+here they are bound to seqs that session does not give them, so reading them raises
+:class:`~tether.errors.TamperedCiphertext`: it fails closed, never returns a wrong item.
+A delete, a restore or a failed write through this store forgets what it saw of the session.
+A blind ``append`` names no version, so it always reads the header and commits at its
+version (again on conflict); ``replace_tail`` numbers its items from ``after``.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from . import _core, _json
@@ -34,11 +52,14 @@ from .encryption_codec import (
 from .errors import ConflictError, InvalidRequest
 from .models import KeyedItem, Lease, Page, Session, StoredItem
 from .stores.base import AsyncStore, NewItems, StatusFilter
+from .stores.wrapping_async import AsyncWrappingStore
 
 __all__ = ["AsyncEncryptedStore"]
 
 _Prepared = list[tuple[str | None, bytes, str | None]]
 """New items checked and encoded before any I/O: (key, JSON, own timestamp) each."""
+SEEN_SESSIONS = 10_000
+"""How many sessions' ``(version, last_seq)`` a store remembers (the oldest go first)."""
 
 
 def _prepare(items: NewItems) -> _Prepared:
@@ -49,7 +70,7 @@ def _prepare(items: NewItems) -> _Prepared:
     ]
 
 
-class AsyncEncryptedStore(AsyncStore):
+class AsyncEncryptedStore(AsyncWrappingStore):
     """A store that keeps the items, state and options of another, ``inner``, encrypted.
 
     ``keys`` is a :class:`~tether.encryption.Keyring` (or a callable returning one, called
@@ -62,26 +83,83 @@ class AsyncEncryptedStore(AsyncStore):
     def __init__(
         self, inner: AsyncStore, keys: KeySource, *, cache_bytes: int = DEFAULT_CACHE_BYTES
     ) -> None:
-        if not isinstance(inner, AsyncStore):
-            raise InvalidRequest(
-                f"{type(self).__name__} wraps a {AsyncStore.__name__}, not {type(inner).__name__}"
-            )
-        self.inner = inner
+        super().__init__(inner)
+        self.inner: AsyncStore = inner
         """The wrapped store, which holds the ciphertexts (``tether export`` reads it)."""
         self.keyring: Keyring = resolve_keys(keys)
         self.codec = Codec(self.keyring, cache_bytes=cache_bytes)
+        self._seen: dict[str, tuple[int, int]] = {}  # id -> (version, last_seq): module doc
+        self._seen_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r}, {self.keyring!r})"
 
+    # --- what this store saw: (version, last_seq) by session -----------------------------
+
+    def _saw(self, session_id: str, version: int, last_seq: int) -> None:
+        with self._seen_lock:  # a lock: the eviction iterates the dict
+            seen = self._seen
+            seen.pop(session_id, None)  # the newest last, so the oldest go first
+            if len(seen) >= SEEN_SESSIONS:
+                del seen[next(iter(seen))]
+            seen[session_id] = (version, last_seq)
+
+    def _forget(self, session_id: str) -> None:
+        with self._seen_lock:
+            self._seen.pop(session_id, None)
+
+    def _wrote(self, session_id: str, version: int, last_seq: int | None, expected: int) -> None:
+        """A write from ``expected`` landed at ``version``, leaving ``last_seq`` (None: as it
+        was at ``expected``, if this store saw that, else unknown)."""
+        if last_seq is None:
+            seen = self._seen.get(session_id)
+            if seen is None or seen[0] != expected:
+                self._forget(session_id)
+                return
+            last_seq = seen[1]
+        self._saw(session_id, version, last_seq)
+
+    async def _header_at(self, session_id: str, expected_version: int) -> Session:
+        """The stored header, which must be at ``expected_version``: the seqs and the runtime
+        block a write derives from it are then the ones the store holds when the write lands
+        (the write itself is checked against the same version)."""
+        header = await self.inner.load(session_id, last=0)
+        self._saw(session_id, header.version, header.last_seq)
+        if header.version != expected_version:
+            raise ConflictError(session_id, expected_version, header.version)
+        return header
+
+    async def _before_write(
+        self, session_id: str, expected_version: int, prepared: _Prepared, changes: _core.Doc
+    ) -> tuple[int | None, _core.Doc]:
+        """What a versioned write needs to know of the session at ``expected_version``: its
+        ``last_seq`` if there are items to number (None if not), and ``changes`` with the
+        stored runtime block kept. The seqs come from what this store saw at that version if
+        it did (module doc); the runtime block always from a header read."""
+        if _core.needs_runtime_block(changes):
+            header = await self._header_at(session_id, expected_version)
+            return header.last_seq, self._keep_block(header, changes)
+        if not prepared:
+            return None, changes
+        seen = self._seen.get(session_id)
+        if seen is not None and seen[0] == expected_version:
+            return seen[1], changes
+        return (await self._header_at(session_id, expected_version)).last_seq, changes
+
+    def _keep_block(self, header: Session, changes: _core.Doc) -> _core.Doc:
+        """An application's new ``state`` keeps the stored ``state["_tether"]``: the inner
+        store cannot see it inside the ciphertext, so the merge happens here."""
+        stored = self.codec.open_field(header.id, "state", header.state)
+        return _core.keep_runtime_block(changes, stored)
+
     # --- sealing and opening --------------------------------------------------------------
 
     def _seal_items(self, session_id: str, first_seq: int, prepared: _Prepared) -> list[Any]:
-        out: list[Any] = []
-        for offset, (key, data, stamp) in enumerate(prepared):
-            envelope = self.codec.seal_item_data(session_id, first_seq + offset, key, data, stamp)
-            out.append(envelope if key is None else KeyedItem(key, envelope))
-        return out
+        envelopes = self.codec.seal_items(session_id, first_seq, prepared)
+        return [
+            envelope if key is None else KeyedItem(key, envelope)
+            for envelope, (key, _, _) in zip(envelopes, prepared, strict=True)
+        ]
 
     def _seal_changes(
         self, session_id: str, changes: Mapping[str, Any] | None, checked: _core.Doc
@@ -98,26 +176,10 @@ class AsyncEncryptedStore(AsyncStore):
         return sealed
 
     def _open(self, session: Session) -> Session:
+        self._saw(session.id, session.version, session.last_seq)
         return open_session(self.codec, session)
 
-    async def _header_at(self, session_id: str, expected_version: int) -> Session:
-        """The stored header, which must be at ``expected_version``: the seqs and the runtime
-        block a write derives from it are then the ones the store holds when the write lands
-        (the write itself is checked against the same version)."""
-        header = await self.inner.load(session_id, last=0)
-        if header.version != expected_version:
-            raise ConflictError(session_id, expected_version, header.version)
-        return header
-
-    def _keep_block(self, header: Session, changes: _core.Doc) -> _core.Doc:
-        """An application's new ``state`` keeps the stored ``state["_tether"]``: the inner
-        store cannot see it inside the ciphertext, so the merge happens here."""
-        if not _core.needs_runtime_block(changes):
-            return changes
-        stored = self.codec.open_field(header.id, "state", header.state)
-        return _core.keep_runtime_block(changes, stored)
-
-    # --- the contract -----------------------------------------------------------------------
+    # --- the contract: what changes when the values are encrypted -------------------------
 
     async def create(self, session: Session) -> Session:
         if not isinstance(session, Session):
@@ -133,6 +195,7 @@ class AsyncEncryptedStore(AsyncStore):
             }
         )
         created = await self.inner.create(sealed)
+        self._saw(created.id, created.version, created.last_seq)
         # the items as stored, decoded from what was encrypted: copies, never the caller's
         items = [
             StoredItem(entry.seq, entry.timestamp, entry.key, _json.loads(data))
@@ -169,18 +232,24 @@ class AsyncEncryptedStore(AsyncStore):
         normalized = _core.normalize_changes(changes)
         prepared = _prepare(append)
         _core.check_lease_arg(lease, optional=True)
-        items: list[Any] = []
-        if prepared or _core.needs_runtime_block(normalized):
-            header = await self._header_at(session_id, expected_version)
-            normalized = self._keep_block(header, normalized)
-            items = self._seal_items(session_id, header.last_seq + 1, prepared)
-        return await self.inner.commit(
-            session_id,
-            expected_version,
-            append=items,
-            changes=self._seal_changes(session_id, changes, normalized),
-            lease=lease,
+        last_seq, normalized = await self._before_write(
+            session_id, expected_version, prepared, normalized
         )
+        items = [] if last_seq is None else self._seal_items(session_id, last_seq + 1, prepared)
+        try:
+            version = await self.inner.commit(
+                session_id,
+                expected_version,
+                append=items,
+                changes=self._seal_changes(session_id, changes, normalized),
+                lease=lease,
+            )
+        except BaseException:
+            self._forget(session_id)
+            raise
+        grown = None if last_seq is None else last_seq + len(prepared)
+        self._wrote(session_id, version, grown, expected_version)
+        return version
 
     async def replace_history(
         self,
@@ -196,18 +265,27 @@ class AsyncEncryptedStore(AsyncStore):
         normalized = _core.normalize_changes(changes)
         prepared = _prepare(items)
         _core.check_lease_arg(lease, optional=True)
-        sealed: list[Any] = []
-        if prepared or _core.needs_runtime_block(normalized):
-            header = await self._header_at(session_id, expected_version)
-            normalized = self._keep_block(header, normalized)
-            sealed = self._seal_items(session_id, header.last_seq + 1, prepared)
-        return await self.inner.replace_history(
-            session_id,
-            expected_version,
-            sealed,
-            changes=self._seal_changes(session_id, changes, normalized),
-            lease=lease,
+        last_seq, normalized = await self._before_write(
+            session_id, expected_version, prepared, normalized
         )
+        # the new items are numbered after the old last_seq
+        sealed = [] if last_seq is None else self._seal_items(session_id, last_seq + 1, prepared)
+        try:
+            version = await self.inner.replace_history(
+                session_id,
+                expected_version,
+                sealed,
+                changes=self._seal_changes(session_id, changes, normalized),
+                lease=lease,
+            )
+        except BaseException:
+            self._forget(session_id)
+            raise
+        if prepared and last_seq is not None:
+            self._saw(session_id, version, last_seq + len(prepared))
+        else:  # an emptied history: its last_seq is the store's to say
+            self._forget(session_id)
+        return version
 
     async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
         validate_session_id(session_id)
@@ -217,11 +295,16 @@ class AsyncEncryptedStore(AsyncStore):
             header = await self.inner.load(session_id, last=0)
             sealed = self._seal_items(session_id, header.last_seq + 1, prepared)
             try:
-                return await self.inner.commit(
+                version = await self.inner.commit(
                     session_id, header.version, append=sealed, lease=lease
                 )
             except ConflictError:
                 continue
+            except BaseException:
+                self._forget(session_id)
+                raise
+            self._saw(session_id, version, header.last_seq + len(prepared))
+            return version
 
     async def replace_tail(
         self,
@@ -242,15 +325,24 @@ class AsyncEncryptedStore(AsyncStore):
         if _core.needs_runtime_block(normalized):
             header = await self._header_at(session_id, expected_version)
             normalized = self._keep_block(header, normalized)
-        # the new items are numbered from after + 1 whatever the history holds
-        return await self.inner.replace_tail(
-            session_id,
-            expected_version,
-            after,
-            self._seal_items(session_id, after + 1, prepared),
-            changes=self._seal_changes(session_id, changes, normalized),
-            lease=lease,
-        )
+        try:
+            # the new items are numbered from after + 1 whatever the history holds
+            version = await self.inner.replace_tail(
+                session_id,
+                expected_version,
+                after,
+                self._seal_items(session_id, after + 1, prepared),
+                changes=self._seal_changes(session_id, changes, normalized),
+                lease=lease,
+            )
+        except BaseException:
+            self._forget(session_id)
+            raise
+        if prepared:
+            self._saw(session_id, version, after + len(prepared))
+        else:  # a truncation: the last_seq left is the store's to say
+            self._forget(session_id)
+        return version
 
     async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
         found = await self.inner.items_by_key(session_id, keys)
@@ -297,47 +389,35 @@ class AsyncEncryptedStore(AsyncStore):
         lease: Lease | None = None,
         force: bool = False,
     ) -> bool:
-        return await self.inner.delete(session_id, expected_version, lease=lease, force=force)
+        self._forget(session_id)  # whatever happens, a session of this id may start again
+        try:
+            return await self.inner.delete(session_id, expected_version, lease=lease, force=force)
+        finally:
+            self._forget(session_id)
 
-    async def exists(self, session_id: str) -> bool:
-        return await self.inner.exists(session_id)
+    # --- optional abilities: those of the inner store, but fork_session ---------------------
 
-    async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        return await self.inner.claim(session_id, owner, ttl)
+    passes_on = frozenset({"restore", "purge_expired"})
+    """No ``fork_session``: the inner store's would share the parent's ciphertexts, bound to the
+    parent's id and seqs. The runtime then writes the child with ``restore``, which encrypts
+    each item for the child."""
 
-    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        return await self.inner.renew(lease, ttl)
-
-    async def release(self, lease: Lease) -> None:
-        await self.inner.release(lease)
-
-    # --- optional abilities: those of the inner store -------------------------------------
-    # No fork_session: the inner store's would share the parent's ciphertexts, bound to the
-    # parent's id and seqs; without it the runtime writes the child with restore(), which
-    # encrypts each item for the child.
-
-    async def restore(
-        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    async def wrap_restore(
+        self,
+        restore: Callable[..., Any],
+        session: Session,
+        *,
+        replace: bool,
+        expected_version: int | None,
     ) -> None:
-        """Write ``session`` exactly as given, encrypted (see the inner store's ``restore``)."""
-        restore: Callable[..., Any] | None = getattr(self.inner, "restore", None)
-        if restore is None:
-            raise NotImplementedError(f"{type(self.inner).__name__} has no restore()")
+        """``restore``: write ``session`` exactly as given, encrypted (see the inner store's)."""
         _core.check_restore_args(replace, expected_version)
         _core.restore_doc(session)  # every check, before any I/O
         sealed = seal_session(self.codec, session)
-        if expected_version is None:
-            await restore(sealed, replace=replace)
-        else:
-            await restore(sealed, replace=replace, expected_version=expected_version)
-
-    async def purge_expired(self) -> int:
-        """See the inner store's ``purge_expired``."""
-        purge: Callable[[], Any] | None = getattr(self.inner, "purge_expired", None)
-        if purge is None:
-            raise InvalidRequest(f"{type(self.inner).__name__} has no purge_expired()")
-        count: int = await purge()
-        return count
-
-    async def close(self) -> None:
-        await self.inner.close()
+        self._forget(session.id)  # a restore writes a version as given, not the next one
+        try:
+            await super().wrap_restore(
+                restore, sealed, replace=replace, expected_version=expected_version
+            )
+        finally:
+            self._forget(session.id)

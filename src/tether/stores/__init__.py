@@ -12,18 +12,26 @@
 
 Your own storage in four methods: :class:`KVBackend` / :class:`AsyncKVBackend` under
 :class:`KVStore` / :class:`AsyncKVStore` (the key-value kit, ``docs/kv.md``; no driver needed).
+
+A store that wraps another (to encrypt, audit, fence, ...): subclass :class:`WrappingStore` /
+:class:`AsyncWrappingStore`, which forward everything to ``inner``, and override only what
+the wrapper changes (:mod:`tether.stores.wrapping_async`).
 """
 
 from .base import AsyncStore, Store, SyncBackedAsyncStore
 from .kv_async import AsyncKVBackend, AsyncKVStore
 from .kv_sync import KVBackend, KVStore
+from .wrapping_async import AsyncWrappingStore
+from .wrapping_sync import WrappingStore
 
 __all__ = [
     "AsyncKVBackend",
     "AsyncKVStore",
     "AsyncStore",
+    "AsyncWrappingStore",
     "KVBackend",
     "KVStore",
     "Store",
     "SyncBackedAsyncStore",
+    "WrappingStore",
 ]

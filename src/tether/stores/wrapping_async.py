@@ -1,0 +1,234 @@
+"""A store that wraps another, async side; tools/unasync.py writes the sync side from it.
+
+``tether.stores.WrappingStore`` and its async twin forward every method of the contract, the
+optional abilities (``fork_session``, ``restore``, ``purge_expired``) and ``close`` to the
+store they wrap, ``inner``, unchanged. A wrapper subclasses one and overrides only what it
+changes: :class:`~tether.encryption.EncryptedStore` seals values on the way in and opens them
+on the way out, the worker's ``FencedStore`` stamps fences and checks leases,
+``examples/audited_store.py`` records each write. Everything a wrapper does not override is
+the inner store's, errors included, so it passes the conformance suite wherever the inner
+store does.
+
+Whole calls are forwarded (the public methods, not the protected ``_create`` / ``_commit``
+/ ...): the inner store checks the arguments once, in the contract's order, as it would
+unwrapped, and a wrapper of a wrapper keeps what the middle one adds. ``iter_sessions`` and
+``iter_history`` are the base class's, built on this store's ``list`` and ``load``, so a
+wrapper that changes those changes them too.
+
+A wrapper has an optional ability exactly when its inner store has it (set on the instance,
+as :class:`~tether.stores.SyncBackedAsyncStore` does, so ``isinstance(wrapper, Restores)`` and
+``getattr(wrapper, "restore", None)`` answer for the store underneath). It calls
+:meth:`~AsyncWrappingStore.wrap_restore` (``wrap_fork_session``, ``wrap_purge_expired``) with
+the inner store's method: a wrapper overrides that to change the ability, and leaves a name
+out of ``passes_on`` to withhold it (the encrypted store cannot let a fork share the parent's
+ciphertexts, so it has no ``fork_session`` and the runtime copies the items through
+``restore``, encrypting each for the child).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from ..errors import InvalidRequest
+from ..models import Lease, Page, Session, SessionHeader, StoredItem
+from .base import AsyncStore, NewItems, StatusFilter
+
+__all__ = ["AsyncWrappingStore"]
+
+
+class AsyncWrappingStore(AsyncStore):
+    """An async store that forwards everything to ``inner``; subclass it to change a part.
+
+    ``inner`` must be an :class:`~tether.AsyncStore` (a sync one raises
+    :class:`~tether.errors.InvalidRequest`). ``close`` closes it: a wrapper that does not own
+    its inner store overrides ``close``.
+    """
+
+    passes_on: ClassVar[frozenset[str]] = frozenset({"fork_session", "restore", "purge_expired"})
+    """The optional abilities this wrapper offers when its inner store has them."""
+
+    def __init__(self, inner: AsyncStore) -> None:
+        if not isinstance(inner, AsyncStore):
+            raise InvalidRequest(
+                f"{type(self).__name__} wraps a {AsyncStore.__name__}, not {type(inner).__name__}"
+            )
+        self.inner = inner
+        """The wrapped store."""
+        self._offer_abilities()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+    # --- the contract -------------------------------------------------------------------------
+
+    async def create(self, session: Session) -> Session:
+        return await self.inner.create(session)
+
+    async def load(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Session:
+        return await self.inner.load(session_id, last=last, after=after, limit=limit)
+
+    async def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: NewItems = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        return await self.inner.commit(
+            session_id, expected_version, append=append, changes=changes, lease=lease
+        )
+
+    async def replace_history(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: NewItems,
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        return await self.inner.replace_history(
+            session_id, expected_version, items, changes=changes, lease=lease
+        )
+
+    async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        return await self.inner.append(session_id, items, lease=lease)
+
+    async def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        return await self.inner.replace_tail(
+            session_id, expected_version, after, items, changes=changes, lease=lease
+        )
+
+    async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        return await self.inner.items_by_key(session_id, keys)
+
+    async def list(
+        self,
+        *,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: StatusFilter = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return await self.inner.list(
+            owner=owner,
+            agent=agent,
+            status=status,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    async def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
+        return await self.inner.delete(session_id, expected_version, lease=lease, force=force)
+
+    async def exists(self, session_id: str) -> bool:
+        return await self.inner.exists(session_id)
+
+    async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        return await self.inner.claim(session_id, owner, ttl)
+
+    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        return await self.inner.renew(lease, ttl)
+
+    async def release(self, lease: Lease) -> None:
+        await self.inner.release(lease)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    # --- the optional abilities: the inner store's, when it has them --------------------------
+
+    def _inner_ability(self, name: str) -> Callable[..., Any] | None:
+        method = getattr(self.inner, name, None) if name in self.passes_on else None
+        return method if callable(method) else None
+
+    def _offer_abilities(self) -> None:
+        """Set on this instance each ability of ``passes_on`` the inner store has (module doc)."""
+        fork = self._inner_ability("fork_session")
+        if fork is not None:
+
+            async def fork_session(child: Session, at: int) -> SessionHeader:
+                """See the inner store's ``fork_session``."""
+                return await self.wrap_fork_session(fork, child, at)
+
+            self.fork_session = fork_session
+        restore = self._inner_ability("restore")
+        if restore is not None:
+
+            async def restore_session(
+                session: Session, *, replace: bool = False, expected_version: int | None = None
+            ) -> None:
+                """See the inner store's ``restore``."""
+                await self.wrap_restore(
+                    restore, session, replace=replace, expected_version=expected_version
+                )
+
+            self.restore = restore_session
+        purge = self._inner_ability("purge_expired")
+        if purge is not None:
+
+            async def purge_expired() -> int:
+                """See the inner store's ``purge_expired``."""
+                return await self.wrap_purge_expired(purge)
+
+            self.purge_expired = purge_expired
+
+    async def wrap_fork_session(
+        self, fork: Callable[..., Any], child: Session, at: int
+    ) -> SessionHeader:
+        """This wrapper's ``fork_session``, given the inner store's: passes the call on."""
+        header: SessionHeader = await fork(child, at)
+        return header
+
+    async def wrap_restore(
+        self,
+        restore: Callable[..., Any],
+        session: Session,
+        *,
+        replace: bool,
+        expected_version: int | None,
+    ) -> None:
+        """This wrapper's ``restore``, given the inner store's: passes the call on."""
+        if expected_version is None:  # a store written before expected_version= works too
+            await restore(session, replace=replace)
+        else:
+            await restore(session, replace=replace, expected_version=expected_version)
+
+    async def wrap_purge_expired(self, purge: Callable[[], Any]) -> int:
+        """This wrapper's ``purge_expired``, given the inner store's: passes the call on."""
+        count: int = await purge()
+        return count

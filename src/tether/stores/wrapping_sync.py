@@ -1,0 +1,233 @@
+# generated from src/tether/stores/wrapping_async.py by tools/unasync.py, do not edit
+"""A store that wraps another, sync side.
+
+``tether.stores.WrappingStore`` and its async twin forward every method of the contract, the
+optional abilities (``fork_session``, ``restore``, ``purge_expired``) and ``close`` to the
+store they wrap, ``inner``, unchanged. A wrapper subclasses one and overrides only what it
+changes: :class:`~tether.encryption.EncryptedStore` seals values on the way in and opens them
+on the way out, the worker's ``FencedStore`` stamps fences and checks leases,
+``examples/audited_store.py`` records each write. Everything a wrapper does not override is
+the inner store's, errors included, so it passes the conformance suite wherever the inner
+store does.
+
+Whole calls are forwarded (the public methods, not the protected ``_create`` / ``_commit``
+/ ...): the inner store checks the arguments once, in the contract's order, as it would
+unwrapped, and a wrapper of a wrapper keeps what the middle one adds. ``iter_sessions`` and
+``iter_history`` are the base class's, built on this store's ``list`` and ``load``, so a
+wrapper that changes those changes them too.
+
+A wrapper has an optional ability exactly when its inner store has it (set on the instance,
+as :class:`~tether.stores.SyncBackedAsyncStore` does, so ``isinstance(wrapper, Restores)`` and
+``getattr(wrapper, "restore", None)`` answer for the store underneath). It calls
+:meth:`~WrappingStore.wrap_restore` (``wrap_fork_session``, ``wrap_purge_expired``) with
+the inner store's method: a wrapper overrides that to change the ability, and leaves a name
+out of ``passes_on`` to withhold it (the encrypted store cannot let a fork share the parent's
+ciphertexts, so it has no ``fork_session`` and the runtime copies the items through
+``restore``, encrypting each for the child).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from ..errors import InvalidRequest
+from ..models import Lease, Page, Session, SessionHeader, StoredItem
+from .base import NewItems, StatusFilter, Store
+
+__all__ = ["WrappingStore"]
+
+
+class WrappingStore(Store):
+    """An async store that forwards everything to ``inner``; subclass it to change a part.
+
+    ``inner`` must be an :class:`~tether.Store` (a sync one raises
+    :class:`~tether.errors.InvalidRequest`). ``close`` closes it: a wrapper that does not own
+    its inner store overrides ``close``.
+    """
+
+    passes_on: ClassVar[frozenset[str]] = frozenset({"fork_session", "restore", "purge_expired"})
+    """The optional abilities this wrapper offers when its inner store has them."""
+
+    def __init__(self, inner: Store) -> None:
+        if not isinstance(inner, Store):
+            raise InvalidRequest(
+                f"{type(self).__name__} wraps a {Store.__name__}, not {type(inner).__name__}"
+            )
+        self.inner = inner
+        """The wrapped store."""
+        self._offer_abilities()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+    # --- the contract -------------------------------------------------------------------------
+
+    def create(self, session: Session) -> Session:
+        return self.inner.create(session)
+
+    def load(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Session:
+        return self.inner.load(session_id, last=last, after=after, limit=limit)
+
+    def commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: NewItems = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        return self.inner.commit(
+            session_id, expected_version, append=append, changes=changes, lease=lease
+        )
+
+    def replace_history(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: NewItems,
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        return self.inner.replace_history(
+            session_id, expected_version, items, changes=changes, lease=lease
+        )
+
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        return self.inner.append(session_id, items, lease=lease)
+
+    def replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
+        *,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        return self.inner.replace_tail(
+            session_id, expected_version, after, items, changes=changes, lease=lease
+        )
+
+    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+        return self.inner.items_by_key(session_id, keys)
+
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        agent: str | None = None,
+        status: StatusFilter = None,
+        metadata: Mapping[str, Any] | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return self.inner.list(
+            owner=owner,
+            agent=agent,
+            status=status,
+            metadata=metadata,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def delete(
+        self,
+        session_id: str,
+        expected_version: int | None = None,
+        *,
+        lease: Lease | None = None,
+        force: bool = False,
+    ) -> bool:
+        return self.inner.delete(session_id, expected_version, lease=lease, force=force)
+
+    def exists(self, session_id: str) -> bool:
+        return self.inner.exists(session_id)
+
+    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        return self.inner.claim(session_id, owner, ttl)
+
+    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+        return self.inner.renew(lease, ttl)
+
+    def release(self, lease: Lease) -> None:
+        self.inner.release(lease)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    # --- the optional abilities: the inner store's, when it has them --------------------------
+
+    def _inner_ability(self, name: str) -> Callable[..., Any] | None:
+        method = getattr(self.inner, name, None) if name in self.passes_on else None
+        return method if callable(method) else None
+
+    def _offer_abilities(self) -> None:
+        """Set on this instance each ability of ``passes_on`` the inner store has (module doc)."""
+        fork = self._inner_ability("fork_session")
+        if fork is not None:
+
+            def fork_session(child: Session, at: int) -> SessionHeader:
+                """See the inner store's ``fork_session``."""
+                return self.wrap_fork_session(fork, child, at)
+
+            self.fork_session = fork_session
+        restore = self._inner_ability("restore")
+        if restore is not None:
+
+            def restore_session(
+                session: Session, *, replace: bool = False, expected_version: int | None = None
+            ) -> None:
+                """See the inner store's ``restore``."""
+                self.wrap_restore(
+                    restore, session, replace=replace, expected_version=expected_version
+                )
+
+            self.restore = restore_session
+        purge = self._inner_ability("purge_expired")
+        if purge is not None:
+
+            def purge_expired() -> int:
+                """See the inner store's ``purge_expired``."""
+                return self.wrap_purge_expired(purge)
+
+            self.purge_expired = purge_expired
+
+    def wrap_fork_session(self, fork: Callable[..., Any], child: Session, at: int) -> SessionHeader:
+        """This wrapper's ``fork_session``, given the inner store's: passes the call on."""
+        header: SessionHeader = fork(child, at)
+        return header
+
+    def wrap_restore(
+        self,
+        restore: Callable[..., Any],
+        session: Session,
+        *,
+        replace: bool,
+        expected_version: int | None,
+    ) -> None:
+        """This wrapper's ``restore``, given the inner store's: passes the call on."""
+        if expected_version is None:  # a store written before expected_version= works too
+            restore(session, replace=replace)
+        else:
+            restore(session, replace=replace, expected_version=expected_version)
+
+    def wrap_purge_expired(self, purge: Callable[[], Any]) -> int:
+        """This wrapper's ``purge_expired``, given the inner store's: passes the call on."""
+        count: int = purge()
+        return count

@@ -404,3 +404,55 @@ async def test_async_protected_only_store_is_checked_once() -> None:
     assert await store.append(created.id, [{"n": 1}]) == 2
     assert calls == ["load", "commit"]
     assert [item["n"] for item in (await store.load(created.id)).history] == [1]
+
+
+# --- optional abilities ---------------------------------------------------------------------
+
+
+def test_abilities_are_checked_with_isinstance(tmp_path: Any) -> None:
+    from tether.stores.abilities import ForksInStore, Purges, Restores
+    from tether.stores.file import FileStore
+
+    memory = MemoryStore()
+    assert isinstance(memory, ForksInStore)
+    assert isinstance(memory, Restores)
+    assert isinstance(memory, Purges)
+    with FileStore(tmp_path / "files") as files:
+        assert not isinstance(files, ForksInStore)  # the file store copies a fork's items
+        assert isinstance(files, Restores)
+    assert not isinstance(PublicOnly(), Restores)
+
+
+async def test_the_async_adapter_has_only_its_sync_stores_abilities(tmp_path: Any) -> None:
+    from tether.stores.abilities import AsyncForksInStore, AsyncPurges, AsyncRestores
+    from tether.stores.base import SyncBackedAsyncStore
+    from tether.stores.file import AsyncFileStore
+    from tether.stores.memory import AsyncMemoryStore
+
+    memory = AsyncMemoryStore()
+    assert isinstance(memory, AsyncForksInStore)
+    created = await memory.create(Session(history=[{"n": 1}, {"n": 2}]))
+    child = await memory.fork_session(Session(id="child", parent_id=created.id), 1)
+    assert child.history_len == 1
+    async with AsyncFileStore(tmp_path / "files") as files:
+        assert not isinstance(files, AsyncForksInStore)
+        assert isinstance(files, AsyncRestores)
+        assert isinstance(files, AsyncPurges)
+        assert await files.purge_expired() == 0
+    bare = SyncBackedAsyncStore(PublicOnly())
+    assert not isinstance(bare, AsyncRestores)
+    assert not isinstance(bare, AsyncPurges)
+
+
+def test_a_missing_ability_names_the_store_the_ability_and_the_way_out() -> None:
+    from tether.errors import MissingAbility
+    from tether.stores.abilities import AsyncRestores, Purges, missing
+
+    error = missing(PublicOnly(), AsyncRestores)
+    assert isinstance(error, MissingAbility)
+    assert isinstance(error, NotImplementedError)  # what callers caught before it had a name
+    assert isinstance(error, InvalidRequest)
+    assert (error.store, error.ability, error.method) == ("PublicOnly", "Restores", "restore")
+    assert str(error).startswith("PublicOnly has no restore() (the optional ability Restores)")
+    assert "docs/stores.md" in str(error)
+    assert "purge_expired()" in str(missing(PublicOnly(), Purges))

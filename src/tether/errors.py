@@ -13,7 +13,8 @@ Catch :class:`TetherError` to handle anything tether raises; catch a leaf to han
     │   ├── ReservedStateKey      an application write touched the runtime's state["_tether"]
     │   ├── TurnInProgress        run() on a session whose turn has not ended: resume() it
     │   ├── MissingTools          resume() without tools the turn's snapshot names
-    │   └── InvalidToken          a snapshot token: forged, expired, malformed or stale
+    │   ├── InvalidToken          a snapshot token: forged, expired, malformed or stale
+    │   └── MissingAbility        the store lacks an optional ability (restore, fork, purge)
     ├── SessionNotFound           no session with that id (or it has expired)
     ├── ConflictError             the stored version is not the one the write expected
     │   └── SessionExists         create() with an id that is already taken
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidToken",
     "LeaseLost",
     "LockTimeout",
+    "MissingAbility",
     "MissingKey",
     "MissingSnapshot",
     "MissingStore",
@@ -199,6 +201,19 @@ class InvalidToken(InvalidRequest):
         super().__init__(
             f"snapshot token refused: {reason}. Ask for a new one with snapshot_token(id)."
         )
+
+
+class MissingAbility(InvalidRequest, NotImplementedError):
+    """The store lacks an optional ability the call needs (``restore``, ``fork_session``,
+    ``purge_expired``: see :mod:`tether.stores.abilities`); nothing was done. The message names
+    the store, the ability and how to get it. It is also a ``NotImplementedError``, what a
+    missing ability raised before it had a name."""
+
+    def __init__(self, store: str, ability: str, method: str, how: str) -> None:
+        self.store = store
+        self.ability = ability
+        self.method = method
+        super().__init__(f"{store} has no {method}() (the optional ability {ability}): {how}")
 
 
 class SessionNotFound(TetherError):

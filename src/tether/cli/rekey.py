@@ -24,6 +24,7 @@ import click
 
 from ..errors import ConflictError, SessionNotFound, TetherError, UnsupportedSchemaVersion
 from ..models import Session, StoredItem
+from ..stores.abilities import Restores, missing
 from ..stores.base import Store
 from .common import INCOMPLETE, CliError, _echo, _Env, _progress
 
@@ -147,8 +148,10 @@ def rekey(
     from .transfer import all_ids
 
     inner, codec = _encrypted(store)
-    if getattr(inner, "restore", None) is None:
-        raise click.UsageError(f"{type(inner).__name__} has no restore(): it cannot be rekeyed")
+    if not isinstance(inner, Restores):
+        raise click.UsageError(
+            f"{missing(inner, Restores)}; without it the store cannot be rekeyed"
+        )
     out = Rekey()
     for session_id in list(all_ids(inner)):
         try:

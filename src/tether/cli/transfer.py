@@ -41,6 +41,7 @@ from ..errors import (
 )
 from ..models import Session, SessionHeader, StoredItem
 from ..schema import schema
+from ..stores.abilities import Restores, missing
 from ..stores.base import Store
 
 FORMAT = "tether-export/1"
@@ -55,13 +56,10 @@ writes the session unclaimed; its owner and fence do travel and are compared).""
 
 
 def _restore(store: Store) -> Callable[..., None]:
-    restore: Callable[..., None] | None = getattr(store, "restore", None)
-    if restore is None:
-        raise InvalidRequest(
-            f"{type(store).__name__} cannot restore sessions exactly (no restore()); "
-            "it cannot be the target of an import or a copy"
-        )
-    return restore
+    """The target's ``restore``: import and copy write sessions exactly, or not at all."""
+    if not isinstance(store, Restores):
+        raise missing(store, Restores)
+    return store.restore
 
 
 # --- encrypted stores (tether.encryption): ciphertext travels as it is ------------------------

@@ -13,25 +13,34 @@
 Your own storage in four methods: :class:`KVBackend` / :class:`AsyncKVBackend` under
 :class:`KVStore` / :class:`AsyncKVStore` (the key-value kit, ``docs/kv.md``; no driver needed).
 
-A store that wraps another (to encrypt, audit, fence, ...): subclass :class:`WrappingStore` /
-:class:`AsyncWrappingStore`, which forward everything to ``inner``, and override only what
-the wrapper changes (:mod:`tether.stores.wrapping_async`).
+The optional abilities, as protocols to check with ``isinstance``: :class:`ForksInStore`,
+:class:`Restores`, :class:`Purges` (and their ``Async`` twins); :mod:`tether.stores.abilities`.
 """
 
+from .abilities import (
+    AsyncForksInStore,
+    AsyncPurges,
+    AsyncRestores,
+    ForksInStore,
+    Purges,
+    Restores,
+)
 from .base import AsyncStore, Store, SyncBackedAsyncStore
 from .kv_async import AsyncKVBackend, AsyncKVStore
 from .kv_sync import KVBackend, KVStore
-from .wrapping_async import AsyncWrappingStore
-from .wrapping_sync import WrappingStore
 
 __all__ = [
+    "AsyncForksInStore",
     "AsyncKVBackend",
     "AsyncKVStore",
+    "AsyncPurges",
+    "AsyncRestores",
     "AsyncStore",
-    "AsyncWrappingStore",
+    "ForksInStore",
     "KVBackend",
     "KVStore",
+    "Purges",
+    "Restores",
     "Store",
     "SyncBackedAsyncStore",
-    "WrappingStore",
 ]

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from .. import _core
-from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
+from .abilities import ForksInStore, Purges, Restores
 from .base_async import (
     PROTECTED_METHODS,
     AsyncStore,
@@ -57,6 +57,7 @@ class SyncBackedAsyncStore(AsyncStore):
     def __init__(self, store: Store) -> None:
         self.sync = store
         """The sync store doing the work; use it from sync code that shares this store."""
+        self._offer_abilities()
 
     async def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         if self.offload:
@@ -199,33 +200,42 @@ class SyncBackedAsyncStore(AsyncStore):
     async def release(self, lease: Lease) -> None:
         await self._call(self.sync.release, lease)
 
-    async def fork_session(self, child: Session, at: int) -> SessionHeader:
-        """See the sync store's ``fork_session`` (an optional ability)."""
-        fork: Callable[[Session, int], SessionHeader] | None = getattr(
-            self.sync, "fork_session", None
-        )
-        if fork is None:  # the runtime then copies the items itself
-            raise NotImplementedError(f"{type(self.sync).__name__} has no fork_session()")
-        return await self._call(fork, child, at)
+    def _offer_abilities(self) -> None:
+        """Give this adapter the optional abilities its sync store has, and only those: set on
+        the instance, so ``isinstance(adapter, AsyncRestores)`` (which looks at the instance
+        too) answers for the store underneath instead of always yes."""
+        sync = self.sync
+        if isinstance(sync, ForksInStore):
+            fork = sync.fork_session
 
-    async def restore(
-        self, session: Session, *, replace: bool = False, expected_version: int | None = None
-    ) -> None:
-        """See the sync store's ``restore`` (an optional ability)."""
-        restore: Callable[..., None] | None = getattr(self.sync, "restore", None)
-        if restore is None:
-            raise NotImplementedError(f"{type(self.sync).__name__} has no restore()")
-        if expected_version is None:  # a store written before expected_version= still works
-            await self._call(restore, session, replace=replace)
-        else:
-            await self._call(restore, session, replace=replace, expected_version=expected_version)
+            async def fork_session(child: Session, at: int) -> SessionHeader:
+                """See the sync store's ``fork_session``."""
+                return await self._call(fork, child, at)
 
-    async def purge_expired(self) -> int:
-        """See the sync store's ``purge_expired`` (an optional ability)."""
-        purge: Callable[[], int] | None = getattr(self.sync, "purge_expired", None)
-        if purge is None:
-            raise InvalidRequest(f"{type(self.sync).__name__} has no purge_expired()")
-        return await self._call(purge)
+            self.fork_session = fork_session
+        if isinstance(sync, Restores):
+            restore = sync.restore
+
+            async def restore_async(
+                session: Session, *, replace: bool = False, expected_version: int | None = None
+            ) -> None:
+                """See the sync store's ``restore``."""
+                if expected_version is None:  # a store written before expected_version=
+                    await self._call(restore, session, replace=replace)
+                else:
+                    await self._call(
+                        restore, session, replace=replace, expected_version=expected_version
+                    )
+
+            self.restore = restore_async
+        if isinstance(sync, Purges):
+            purge = sync.purge_expired
+
+            async def purge_expired() -> int:
+                """See the sync store's ``purge_expired``."""
+                return await self._call(purge)
+
+            self.purge_expired = purge_expired
 
     async def close(self) -> None:
         await self._call(self.sync.close)

@@ -8,6 +8,7 @@ import json
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,31 @@ def test_a_session_recreated_under_the_same_id_is_never_merged_with_the_old(
         other.create(session_id=sid, history=[_msg(7), _msg(8), _msg(9)])
         assert _contents(sessions.get(sid).history) == ["m7", "m8", "m9"]
     store.close()
+
+
+def test_an_injected_session_factory_builds_what_create_stores(tmp_path: Path) -> None:
+    made: list[dict[str, object]] = []
+
+    def tenant_sessions(**fields: Any) -> Session:
+        made.append(fields)
+        metadata = {"tenant": "acme", **fields.pop("metadata")}
+        return Session(**fields, metadata=metadata, status=tether.SessionStatus.RUNNING)
+
+    with Sessions(MemoryStore(), session_factory=tenant_sessions) as sessions:
+        created = sessions.create("support", session_id="s1", metadata={"channel": "web"})
+        assert created.metadata == {"tenant": "acme", "channel": "web"}
+        assert created.status == tether.SessionStatus.RUNNING
+        assert sessions.get("s1").metadata == created.metadata
+        assert made[0]["id"] == "s1"
+        assert made[0]["agent"] == "support"
+        # fork copies the parent: the factory builds new sessions only
+        assert sessions.fork("s1", "s2").metadata == created.metadata
+        assert len(made) == 1
+    not_a_session: Any = lambda **_: {"not": "a session"}
+    with (
+        Sessions(MemoryStore(), session_factory=not_a_session) as bad,
+        pytest.raises(tether.InvalidRequest, match=r"not a tether\.Session"),
+    ):
+        bad.create()
+    with Sessions(MemoryStore()) as default:  # the default: create's arguments as given
+        assert default.create(owner="ada").owner == "ada"

@@ -5,7 +5,6 @@ One object to create, load, change, fork, list and retire sessions over any stor
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -13,14 +12,24 @@ from typing import Any, TypeVar
 from . import _core
 from ._cache import SessionCache, detach, header_only
 from ._registry import open_async_store
+from ._sessions_common import (
+    ACTIVE,
+    SessionFactory,
+    check_retries,
+    check_runtime_block,
+    fork_child,
+    hooks_left_history,
+    new_session,
+    renumbered,
+    warn_skipped,
+    with_items,
+)
 from ._time import Clock, system_clock
 from .actions import Action, Archive, ClearHistory, Draft, Fork, OpenReviews
 from .errors import (
     AlreadyClaimed,
     ConflictError,
-    ConflictingSessionIds,
     InvalidRequest,
-    ReservedStateKey,
     SessionNotFound,
     TetherError,
     UnsupportedSchemaVersion,
@@ -54,12 +63,7 @@ from .stores.base import AsyncStore
 
 __all__ = ["AsyncSessions"]
 
-log = logging.getLogger("tether.sessions")
-
 _E = TypeVar("_E", bound=Event)
-
-_ACTIVE = frozenset(s.value for s in SessionStatus) - {SessionStatus.ARCHIVED.value}
-_IN_FLIGHT = frozenset({SessionStatus.RUNNING, SessionStatus.HIBERNATED, SessionStatus.WAITING})
 
 
 class AsyncSessions:
@@ -67,7 +71,9 @@ class AsyncSessions:
 
     ``cache_size`` sessions are kept in this process so that loading one this object already
     holds fetches only what is new (0 turns the cache off). ``clock`` is used for
-    ``archive_inactive`` and event times. :meth:`close` closes the store only if this object
+    ``archive_inactive`` and event times. ``session_factory`` builds the session :meth:`create`
+    stores from its arguments (default :class:`~tether.Session`; see docs/runtime.md).
+    :meth:`close` closes the store only if this object
     opened it (from a URL or the default); a store object passed in is the caller's to close.
     """
 
@@ -77,6 +83,7 @@ class AsyncSessions:
         *,
         cache_size: int = 256,
         clock: Clock = system_clock,
+        session_factory: SessionFactory = Session,
     ) -> None:
         self._owns_store = not isinstance(store, AsyncStore)
         self.store: AsyncStore = store if isinstance(store, AsyncStore) else open_async_store(store)
@@ -84,6 +91,7 @@ class AsyncSessions:
         self._hooks = HookRegistry()
         self._events = EventBus()
         self._clock = clock
+        self._session_factory = session_factory
 
     # --- hooks and events ----------------------------------------------------------------------
 
@@ -142,21 +150,19 @@ class AsyncSessions:
         ``after_create``. Raises :class:`~tether.errors.ConflictingSessionIds` if ``id`` and
         ``session_id`` disagree, :class:`~tether.errors.SessionExists` if the id is taken.
         """
-        if id is not None and session_id is not None and id != session_id:
-            raise ConflictingSessionIds(id, session_id)
-        chosen = session_id if session_id is not None else id
-        fields: dict[str, Any] = {
-            "agent": agent,
-            "owner": owner,
-            "metadata": dict(metadata or {}),
-            "state": dict(state or {}),
-            "options": dict(options or {}),
-            "history": [dict(item) for item in history],
-            "expires_at": expires_at,
-        }
-        if chosen is not None:
-            fields["id"] = chosen
-        return await self._create(Session(**fields), "create")
+        made = new_session(
+            self._session_factory,
+            agent,
+            session_id=session_id,
+            id=id,
+            owner=owner,
+            metadata=metadata,
+            state=state,
+            options=options,
+            history=history,
+            expires_at=expires_at,
+        )
+        return await self._create(made, "create")
 
     async def _create(
         self, session: Session, operation: str, exact: list[StoredItem] | None = None
@@ -198,32 +204,22 @@ class AsyncSessions:
             self.store, "fork_session", None
         )
         at = session.fork_seq
-        untouched = (
-            session.parent_id is not None
-            and at is not None
-            and len(session.history) == len(history_given)
-            and all(a is b for a, b in zip(session.history, history_given, strict=True))
-        )
-        if not untouched or exact is None:
+        if exact is None or not hooks_left_history(session, history_given):
             return await self.store.create(session)
-        # the parent's prefix as stored (keys, commit timestamps, item objects), from seq 1
-        items = [
-            StoredItem(seq=seq, timestamp=item.timestamp, key=item.key, item=item.item)
-            for seq, item in enumerate(exact, 1)
-        ]
+        items = renumbered(exact)
         if fork_session is not None and at is not None:
             try:
                 header: SessionHeader = await fork_session(session, at)
             except NotImplementedError:
                 pass
             else:
-                return _with_items(Session.model_construct(**dict(header)), items)
+                return with_items(Session.model_construct(**dict(header)), items)
         # No fork_session: write the child with restore(), which takes the items exactly as
         # given (keys and commit timestamps too), in one atomic step; create() could not, as it
         # stamps each item with the time of the write and some stores refuse keyed items there.
         restore: Callable[..., Any] | None = getattr(self.store, "restore", None)
         now = self._clock()
-        child = _with_items(
+        child = with_items(
             session.model_copy(
                 update={
                     "version": 1,
@@ -331,7 +327,7 @@ class AsyncSessions:
         Archived sessions are left out unless ``include_archived`` or a ``status`` asks for them.
         """
         if status is None and not include_archived:
-            status = sorted(_ACTIVE)
+            status = sorted(ACTIVE)
         return await self.store.list(
             owner=owner,
             agent=agent,
@@ -364,13 +360,7 @@ class AsyncSessions:
             raise InvalidRequest(f"execute() takes an Action, not {type(action).__name__}")
         if isinstance(action, Fork):
             return await self.fork(session_id, action.new_id, at=action.at)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidRequest(f"retries must be an int >= 0, not {retries!r}")
-        if retries and not action.retry_safe:
-            raise InvalidRequest(
-                f"{type(action).__name__} is not retry_safe: re-applying it after a conflict "
-                "could be wrong; handle ConflictError yourself, or mark the action retry_safe"
-            )
+        check_retries(action, retries)
         # A retry_safe action on a session this object holds is committed against the cached
         # version without reading first: one store round trip when nobody else wrote since.
         # A ConflictError is the sign that the cache is behind (or that a write landed during
@@ -442,7 +432,7 @@ class AsyncSessions:
         await self._run_hooks(HookStage.AFTER_ACTION, ctx)
         await self._run_hooks(HookStage.BEFORE_SAVE, ctx)
         changes = draft.changes()
-        _check_runtime_block(draft, action)
+        check_runtime_block(draft, action)
         written: int | None = None
         try:
             if draft.replacement is not None:
@@ -509,28 +499,8 @@ class AsyncSessions:
         for a new turn. The parent is not changed, and its later writes are not seen by the child.
         """
         parent = await self._fetch(session_id)
-        point = parent.last_seq if at is None else at
-        # raises if outside the history
-        _core.items_kept(_core.header_to_doc(parent), point, "fork")
-        # The exact items (their keys, their own seq / timestamp fields), not history's views
-        exact = [item for item in parent.items if item.seq <= point]
-        kept = [dict(item.item) for item in exact]
-        state = _core.json_copy(parent.state, what="state")
-        state.pop(_core.RUNTIME_KEY, None)  # the parent's reviews could never be answered here
-        fields: dict[str, Any] = {
-            "owner": parent.owner,
-            "agent": parent.agent,
-            "metadata": _core.json_copy(parent.metadata, what="metadata"),
-            "state": state,
-            "options": _core.json_copy(parent.options, what="options"),
-            "parent_id": parent.id,
-            "fork_seq": point,
-            "status": SessionStatus.FINISHED if kept else SessionStatus.NEW,
-            "history": kept,
-        }
-        if new_id is not None:
-            fields["id"] = new_id
-        child = await self._create(Session(**fields), "fork", exact)
+        made, exact, point = fork_child(parent, at, new_id)
+        child = await self._create(made, "fork", exact)
         await self._emit(SessionForked(child.id, self._clock(), parent.id, point))
         return child
 
@@ -572,7 +542,7 @@ class AsyncSessions:
         if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
             raise InvalidRequest(f"days must be a number >= 0, not {days!r}")
         cutoff = self._clock() - timedelta(days=days)
-        statuses = sorted(_ACTIVE - {SessionStatus.WAITING.value})
+        statuses = sorted(ACTIVE - {SessionStatus.WAITING.value})
         stale = [
             h.id async for h in self.store.iter_sessions(status=statuses, updated_before=cutoff)
         ]
@@ -618,19 +588,7 @@ class AsyncSessions:
             except UnsupportedSchemaVersion:
                 newer.append(session_id)
         self._cache.clear()
-        if held:
-            log.warning(
-                "clear_all() skipped %d session(s) a runner holds: %s; wait for the runners, or "
-                "pass force=True to delete them anyway",
-                len(held),
-                ", ".join(held),
-            )
-        if newer:
-            log.warning(
-                "clear_all() skipped %d session(s) stored by a newer tether: %s",
-                len(newer),
-                ", ".join(newer),
-            )
+        warn_skipped(held, newer)
         return count
 
     async def purge_expired(self) -> int:
@@ -659,24 +617,3 @@ class AsyncSessions:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _check_runtime_block(draft: Draft, action: Action) -> None:
-    """Refuse an action or hook that set, changed or deleted ``state["_tether"]``.
-
-    Only tether's own actions (archive, suspend, resume: they remember the status to go back
-    to) write it; the agent runtime writes it through its own commits.
-    """
-    key = _core.RUNTIME_KEY
-    before, after = draft.loaded.state.get(key), draft.session.state.get(key)
-    if before != after and not action._writes_runtime_block:
-        raise ReservedStateKey(key, f"{action.name} (or a hook) cannot set, change or delete it")
-
-
-def _with_items(session: Session, items: list[StoredItem]) -> Session:
-    """``session`` holding ``items`` in both views (``items`` exact, ``history`` merged)."""
-    session.history = [
-        {**item.item, "seq": item.seq, "timestamp": item.timestamp} for item in items
-    ]
-    session._items = items
-    return session

@@ -168,7 +168,10 @@ def test_an_injected_session_factory_builds_what_create_stores(tmp_path: Path) -
         # fork copies the parent: the factory builds new sessions only
         assert sessions.fork("s1", "s2").metadata == created.metadata
         assert len(made) == 1
-    not_a_session: Any = lambda **_: {"not": "a session"}
+
+    def not_a_session(**_: Any) -> Any:
+        return {"not": "a session"}
+
     with (
         Sessions(MemoryStore(), session_factory=not_a_session) as bad,
         pytest.raises(tether.InvalidRequest, match=r"not a tether\.Session"),

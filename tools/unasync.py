@@ -51,6 +51,7 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/sessions_sync.py",
         [
             (r"\bAsyncSessions\b", "Sessions"),
+            (r"\bAsync(ForksInStore|Restores|Purges)\b", r"\1"),
             (r"\bAsyncIterator\b", "Iterator"),
             (r"\bcall_hook\b", "call_hook_sync"),
             (r"\bapublish\b", "publish"),

@@ -60,6 +60,7 @@ from .models import (
     SessionStatus,
     StoredItem,
 )
+from .stores.abilities import ForksInStore, Purges, Restores, missing
 from .stores.base import Store
 
 __all__ = ["Sessions"]
@@ -201,16 +202,13 @@ class Sessions:
         under its key, with its commit timestamp, the item object as stored), so the child holds
         the same items as on a store that forks natively.
         """
-        fork_session: Callable[[Session, int], Any] | None = getattr(
-            self.store, "fork_session", None
-        )
         at = session.fork_seq
         if exact is None or not hooks_left_history(session, history_given):
             return self.store.create(session)
         items = renumbered(exact)
-        if fork_session is not None and at is not None:
+        if isinstance(self.store, ForksInStore) and at is not None:
             try:
-                header: SessionHeader = fork_session(session, at)
+                header: SessionHeader = self.store.fork_session(session, at)
             except NotImplementedError:
                 pass
             else:
@@ -218,7 +216,6 @@ class Sessions:
         # No fork_session: write the child with restore(), which takes the items exactly as
         # given (keys and commit timestamps too), in one atomic step; create() could not, as it
         # stamps each item with the time of the write and some stores refuse keyed items there.
-        restore: Callable[..., Any] | None = getattr(self.store, "restore", None)
         now = self._clock()
         child = with_items(
             session.model_copy(
@@ -233,9 +230,9 @@ class Sessions:
             items,
         )
         try:
-            if restore is None:
+            if not isinstance(self.store, Restores):
                 raise NotImplementedError
-            restore(child)  # a live session of that id: SessionExists, as create raises
+            self.store.restore(child)  # a live session of that id: SessionExists, as create raises
         except NotImplementedError:  # a store without restore: the items, without their keys
             plain = [item.item for item in exact]
             return self.store.create(session.model_copy(update={"history": plain}))
@@ -592,14 +589,9 @@ class Sessions:
         Expired sessions already behave as missing; this reclaims their space. Returns how many
         were removed (0 on stores whose expiry is native, such as Redis).
         """
-        purge: Callable[[], Any] | None = getattr(self.store, "purge_expired", None)
-        if purge is None:
-            raise InvalidRequest(
-                f"{type(self.store).__name__} has no purge_expired(); its sessions either "
-                "expire natively or it cannot find expired ones"
-            )
-        count: int = purge()
-        return count
+        if not isinstance(self.store, Purges):
+            raise missing(self.store, Purges)
+        return self.store.purge_expired()
 
     def close(self) -> None:
         """Forget the cache; close the store if this object opened it (not one passed in)."""

@@ -457,8 +457,11 @@ async def test_async_store_from_config(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 CONFIG_ERRORS: dict[str, tuple[Any, list[str]]] = {
-    "unknown-store": ({"store": "mongo"}, ["unknown store 'mongo'", "file, memory, postgres"]),
-    "unknown-driver": ({"driver": "dynamo"}, ["unknown store 'dynamo'", "file, memory"]),
+    "unknown-store": (
+        {"store": "mongo"},
+        ["unknown store 'mongo'", "file, kv-memory, memory, nats, postgres, redis, sqlite"],
+    ),
+    "unknown-driver": ({"driver": "dynamo"}, ["unknown store 'dynamo'", "file, kv-memory"]),
     "server-store-without-url": ({"store": "redis"}, ["needs redis.url"]),
     "postgres-without-url": ({"driver": "postgres", "postgres": {}}, ["needs postgres.url"]),
     "unknown-file-option": (

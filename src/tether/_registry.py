@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ._urls import redact
+from ._urls import StoreOptions, redact
 from .errors import ConfigurationError
 from .stores.base import AsyncStore, Store
 
@@ -215,14 +215,40 @@ def open_async_store(
 
 
 _STORE_KEYS = ("store", "driver", "session_store")
-_STORE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "memory": (),
-    "file": ("directory", "lock_timeout", "fsync"),
-    "sqlite": ("path", "synchronous", "timeout"),
-    # server stores: a "url" plus the store's URL options
-    "redis": ("url", "namespace", "ttl", "socket_timeout", "socket_connect_timeout"),
-    "postgres": ("url", "schema"),
+
+# A configuration section per store: where the store declares its options ("module:NAME", a
+# tether._urls.StoreOptions that its from_url reads too, so an option is accepted in a URL and
+# in a configuration alike), its URL scheme, and the section key that gives the URL's base
+# (None: the URL has none). A server store's base is its server URL.
+_CONFIG_KINDS: dict[str, tuple[str, str, str | None]] = {
+    "memory": ("tether._urls:MEMORY_OPTIONS", "memory", None),
+    "kv-memory": ("tether._urls:KV_MEMORY_OPTIONS", "kv-memory", None),
+    "file": ("tether._urls:FILE_OPTIONS", "file", "directory"),
+    "sqlite": ("tether._urls:SQLITE_OPTIONS", "sqlite", "path"),
+    "redis": ("tether.stores.redis._options:OPTIONS", "redis", "url"),
+    "postgres": ("tether.stores.postgres._options:OPTIONS", "postgresql", "url"),
+    "nats": ("tether._urls:NATS_OPTIONS", "nats", "url"),
 }
+
+
+def store_options(kind: str) -> StoreOptions:
+    """The options a configuration section (and the store's URL) takes, as the store declares
+    them. Raises ConfigurationError for an unknown kind or a driver that is not installed."""
+    if kind not in _CONFIG_KINDS:
+        raise ConfigurationError(
+            f"unknown store {kind!r}; valid stores: {', '.join(sorted(_CONFIG_KINDS))} "
+            "(or give a 'url')"
+        )
+    module_name, _, name = _CONFIG_KINDS[kind][0].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the {kind} store needs a package that is not installed ({exc.name}). Install it "
+            f"with: pip install 'tether[{kind}]'"
+        ) from exc
+    table: StoreOptions = getattr(module, name)
+    return table
 
 
 def config_to_url(config: Mapping[str, Any]) -> str:
@@ -239,6 +265,10 @@ def config_to_url(config: Mapping[str, Any]) -> str:
     return f"{url}{joiner}{_KEYS_ENV}={env}"
 
 
+def _option_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _config_url(config: dict[str, Any]) -> str:
     if "url" in config:
         url = config.pop("url")
@@ -252,38 +282,38 @@ def _config_url(config: dict[str, Any]) -> str:
     kind = config.pop(names[0]) if names else "sqlite"
     for key in names[1:]:
         config.pop(key)
-    if kind not in _STORE_OPTIONS:
-        raise ConfigurationError(
-            f"unknown store {kind!r}; valid stores: {', '.join(sorted(_STORE_OPTIONS))} "
-            "(or give a 'url')"
-        )
+    table = store_options(kind)
+    _, scheme, base_key = _CONFIG_KINDS[kind]
     options = dict(config.pop(kind, None) or {})
     if "directory" in config:  # the seeds' top-level alias for file.directory
         options.setdefault("directory", config.pop("directory"))
-    leftover = set(config) - set(_STORE_OPTIONS)
+    leftover = set(config) - set(_CONFIG_KINDS)
     if leftover:
         raise ConfigurationError(
             f"unknown configuration keys {sorted(leftover)}; valid keys: store (or driver, "
             f"session_store), url, directory, and one section named after the store"
         )
-    unknown = set(options) - set(_STORE_OPTIONS[kind])
+    valid = ([base_key] if base_key else []) + list(table)
+    unknown = [
+        key for key in options if key not in valid and not table.passes(key)
+    ]  # a driver's own option (libpq's sslmode) passes as it would in the URL
     if unknown:
-        valid = ", ".join(_STORE_OPTIONS[kind]) or "none"
-        raise ConfigurationError(f"unknown {kind} options {sorted(unknown)}; valid: {valid}")
+        extra = f", and {table.passthrough_doc}" if table.passthrough_doc else ""
+        raise ConfigurationError(
+            f"unknown {kind} options {sorted(unknown)}; valid: {', '.join(valid) or 'none'}{extra}"
+        )
     query = "&".join(
-        f"{key}={quote(str(value).lower() if isinstance(value, bool) else str(value))}"
-        for key, value in options.items()
-        if key not in ("directory", "path", "url")
+        f"{key}={quote(_option_text(value))}" for key, value in options.items() if key != base_key
     )
-    suffix = f"?{query}" if query else ""
-    if kind in ("redis", "postgres"):
+    if base_key == "url":
         if "url" not in options:
             raise ConfigurationError(f"the {kind} store needs {kind}.url (its server URL)")
         base = str(options["url"])
         joiner = "&" if "?" in base else "?"
         return f"{base}{joiner}{query}" if query else base
-    if kind == "memory":
-        return "memory://"
+    suffix = f"?{query}" if query else ""
+    if base_key is None:
+        return f"{scheme}://{suffix}"
     if kind == "file":
         if "directory" not in options:
             raise ConfigurationError("the file store needs file.directory (or directory)")
@@ -298,10 +328,13 @@ def store_from_config(config: Mapping[str, Any]) -> Store:
         {"store": "file", "file": {"directory": "var/sessions"}}
         {"store": "sqlite", "sqlite": {"path": "app.db", "synchronous": "full"}}
         {"store": "memory"}
+        {"store": "postgres", "postgres": {"url": "postgresql://db/app", "pool_max_size": 20}}
         {"url": "sqlite:///app.db"}
 
     ``"encryption_keys_env": "NAME"`` beside any of these encrypts the store at rest with the
-    keyring in environment variable NAME (``docs/encryption.md``). ``driver`` and
+    keyring in environment variable NAME (``docs/encryption.md``). A section takes the options
+    its store's URL takes (``store_options(kind)``; PostgreSQL's libpq parameters too), plus
+    ``directory`` (file), ``path`` (SQLite) or ``url`` (Redis, PostgreSQL, NATS). ``driver`` and
     ``session_store`` are accepted for ``store``, and a top-level ``directory``
     for ``file.directory``. With no store named, the SQLite default is used.
     """

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, overload
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["as_bool", "as_choice", "as_float", "parse_store_url", "redact", "scrub"]
+__all__ = [
+    "FILE_OPTIONS",
+    "KV_MEMORY_OPTIONS",
+    "MEMORY_OPTIONS",
+    "NATS_OPTIONS",
+    "SQLITE_OPTIONS",
+    "Option",
+    "StoreOptions",
+    "StoreURL",
+    "as_bool",
+    "as_choice",
+    "as_float",
+    "as_positive_float",
+    "as_size",
+    "parse_store_url",
+    "redact",
+    "scrub",
+]
 
 Converter = Callable[[str], Any]
 
@@ -126,18 +144,150 @@ def as_choice(*choices: str) -> Converter:
     return convert
 
 
+def as_positive_float(text: str) -> float:
+    value = as_float(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} must be a number of seconds > 0")
+    return value
+
+
+def as_size(text: str) -> int:
+    """An integer >= 0 (a count or a size)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{text!r} must be an integer >= 0")
+    return value
+
+
+# --- each store's options, declared once ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a store: its name in a URL query and in a configuration section, how its
+    text is parsed (raises ValueError or ConfigurationError), its default, and what it does."""
+
+    name: str
+    parse: Converter
+    default: Any
+    doc: str
+
+
+class StoreOptions(Mapping[str, Converter]):
+    """A store's options, declared once: read by its ``from_url`` (through
+    :func:`parse_store_url`) and by :func:`tether.store_from_config`, so an option is accepted
+    in both or in neither. As a mapping it is ``name -> parser``.
+
+    ``passthrough`` names the options tether does not read but hands to the driver unchanged
+    (PostgreSQL's libpq parameters), described by ``passthrough_doc``.
+    """
+
+    def __init__(
+        self,
+        *options: Option,
+        passthrough: Callable[[], Iterable[str]] | None = None,
+        passthrough_doc: str = "",
+    ) -> None:
+        self.options = {option.name: option for option in options}
+        self._passthrough = passthrough
+        self.passthrough_doc = passthrough_doc
+
+    def __getitem__(self, name: str) -> Converter:
+        return self.options[name].parse
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.options)
+
+    def __len__(self) -> int:
+        return len(self.options)
+
+    def passes(self, name: str) -> bool:
+        """Whether ``name`` is a driver's option handed on unchanged."""
+        return self._passthrough is not None and name in self._passthrough()
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: option.default for name, option in self.options.items()}
+
+    def describe(self) -> str:
+        """One line per option: ``name`` (default): what it does."""
+        return "\n".join(
+            f"{name} (default {option.default!r}): {option.doc}"
+            for name, option in self.options.items()
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class StoreURL:
+    """A store URL taken apart by :func:`parse_store_url`. Its repr and str never show a
+    secret; unpacks as ``netloc, path, options``."""
+
+    url: str
+    scheme: str
+    netloc: str
+    path: str
+    options: dict[str, Any]
+    passed: list[tuple[str, str]]
+    """The driver's options (``StoreOptions.passthrough``), in order, as written."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.netloc, self.path, self.options))
+
+    @overload
+    def __getitem__(self, index: Literal[0, 1]) -> str: ...
+    @overload
+    def __getitem__(self, index: Literal[2]) -> dict[str, Any]: ...
+    def __getitem__(self, index: int) -> str | dict[str, Any]:
+        return (self.netloc, self.path, self.options)[index]
+
+    def __repr__(self) -> str:
+        return f"StoreURL({redact(self.url)!r})"
+
+    __str__ = __repr__
+
+
+MEMORY_OPTIONS = StoreOptions()
+FILE_OPTIONS = StoreOptions(
+    Option("lock_timeout", as_float, 10.0, "seconds to wait for a session's lock file"),
+    Option("fsync", as_bool, True, "fsync every write (false: faster, not crash-safe)"),
+)
+SQLITE_OPTIONS = StoreOptions(
+    Option("synchronous", as_choice("normal", "full"), "normal", "SQLite's synchronous pragma"),
+    Option("timeout", as_float, 30.0, "seconds to wait for a database lock"),
+)
+KV_MEMORY_OPTIONS = StoreOptions(
+    Option("chunk_items", int, 32, "history items per stored chunk"),
+    Option("max_value_size", int, 1048576, "the largest value the dict backend holds (bytes)"),
+)
+NATS_OPTIONS = StoreOptions(
+    Option("chunk_items", int, 32, "history items per stored chunk"),
+    Option("create", as_bool, True, "create the key-value bucket if it does not exist"),
+    Option("connect_timeout", as_float, 2.0, "seconds to connect before StoreUnavailable"),
+    Option("timeout", as_float, 5.0, "seconds a request may take before StoreUnavailable"),
+)
+
+
 def parse_store_url(
-    url: str, scheme: str, allowed: Mapping[str, Converter]
-) -> tuple[str, str, dict[str, Any]]:
-    """Split ``url`` into (netloc, path, options), checking every option name and value."""
+    url: str, scheme: str | tuple[str, ...], allowed: Mapping[str, Converter]
+) -> StoreURL:
+    """Split ``url`` into (netloc, path, options), checking every option name and value.
+
+    ``scheme`` is the scheme (or the schemes) the store takes; ``allowed`` its options (a
+    :class:`StoreOptions`, or any ``name -> parser`` mapping). Every error is a
+    :class:`ConfigurationError` that quotes the URL without its secrets.
+    """
+    schemes = (scheme,) if isinstance(scheme, str) else scheme
+    if not isinstance(url, str):
+        raise ConfigurationError(f"a {schemes[0]} store URL is a str, not {type(url)}")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (a port that is not a number raises here, not in a driver)
     except ValueError as exc:
         raise ConfigurationError(f"{redact(url)!r} is not a valid URL: {exc}") from None
-    if parts.scheme != scheme:
-        raise ConfigurationError(f"expected a {scheme}:// URL, got {redact(url)!r}")
+    if parts.scheme not in schemes:
+        wanted = " or ".join(f"{name}://" for name in schemes)
+        raise ConfigurationError(f"expected a {wanted} URL, got {redact(url)!r}")
     options: dict[str, Any] = {}
+    passed: list[tuple[str, str]] = []
     try:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
@@ -145,15 +295,26 @@ def parse_store_url(
             f"cannot parse the options of {redact(url)!r}: {scrub(str(exc), url)}"
         ) from exc
     for name, text in pairs:
-        if name not in allowed:
-            valid = ", ".join(sorted(allowed)) or "none"
-            raise ConfigurationError(
-                f"unknown option {name!r} in {redact(url)!r}; valid options for {scheme}: {valid}"
-            )
-        try:
-            options[name] = allowed[name](text)
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"option {name} in {redact(url)!r}: {scrub(str(exc), url)}"
-            ) from exc
-    return parts.netloc, unquote(parts.path), options
+        if name in allowed:
+            if name in options:
+                raise ConfigurationError(f"option {name} is given twice in {redact(url)!r}")
+            try:
+                options[name] = allowed[name](text)
+            except (ValueError, ConfigurationError) as exc:
+                raise ConfigurationError(
+                    f"option {name} in {redact(url)!r}: {scrub(str(exc), url)}"
+                ) from exc
+        elif isinstance(allowed, StoreOptions) and allowed.passes(name):
+            passed.append((name, text))
+        else:
+            raise ConfigurationError(unknown_option(name, url, parts.scheme, allowed))
+    return StoreURL(url, parts.scheme, parts.netloc, unquote(parts.path), options, passed)
+
+
+def unknown_option(name: str, url: str, scheme: str, allowed: Mapping[str, Converter]) -> str:
+    """The message for an option ``allowed`` does not know (the URL quoted redacted)."""
+    valid = ", ".join(sorted(allowed)) or "none"
+    message = f"unknown option {name!r} in {redact(url)!r}; valid options for {scheme}: {valid}"
+    if isinstance(allowed, StoreOptions) and allowed.passthrough_doc:
+        message += f", and {allowed.passthrough_doc}"
+    return message

@@ -3,26 +3,21 @@ connection string, and how a server is named in messages (never with its passwor
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
-from ..._urls import redact
+from ..._urls import Option, StoreOptions, as_positive_float, as_size, parse_store_url
 from ...errors import (
     ConfigurationError,
 )
 
 # --- options -------------------------------------------------------------------------------------
-
-DEFAULT_SCHEMA = "public"
-DEFAULT_POOL_MIN_SIZE = 1
-DEFAULT_POOL_MAX_SIZE = 10
-DEFAULT_POOL_TIMEOUT = 5.0
-"""Seconds a call waits for a pooled connection before StoreUnavailable: short on purpose."""
 
 # libpq parameters tether sets when the connection string does not: fail fast when the server
 # is down (connect_timeout), and notice a server host that vanished without closing its
@@ -56,74 +51,50 @@ def check_schema_name(name: object) -> str:
     return name
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} must be an integer >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"{text!r} must be a number of seconds > 0")
-    return value
-
-
-TETHER_OPTIONS: Final = {
-    "schema": check_schema_name,
-    "pool_min_size": _positive_int,
-    "pool_max_size": _positive_int,
-    "pool_timeout": _positive_float,
-}
-
-
+@functools.cache
 def libpq_keywords() -> frozenset[str]:
     """Every connection parameter the installed libpq knows (no I/O: a static table)."""
     return frozenset(opt.keyword.decode() for opt in pq.Conninfo.get_defaults())
+
+
+# The store's options, declared once: PostgresStore.from_url and store_from_config's
+# "postgres" section both read this table (and any libpq parameter, handed to libpq).
+OPTIONS = StoreOptions(
+    Option("schema", check_schema_name, "public", "the schema that holds the store's tables"),
+    Option("pool_min_size", as_size, 1, "connections the pool keeps open"),
+    Option("pool_max_size", as_size, 10, "connections the pool may open"),
+    Option(
+        "pool_timeout",
+        as_positive_float,
+        5.0,
+        "seconds a call waits for a pooled connection before StoreUnavailable",
+    ),
+    passthrough=libpq_keywords,
+    passthrough_doc=(
+        "any other option must be a libpq connection parameter (sslmode, connect_timeout, "
+        f"...: {LIBPQ_DOCS})"
+    ),
+)
+DEFAULT_SCHEMA: str = OPTIONS.options["schema"].default
+DEFAULT_POOL_MIN_SIZE: int = OPTIONS.options["pool_min_size"].default
+DEFAULT_POOL_MAX_SIZE: int = OPTIONS.options["pool_max_size"].default
+DEFAULT_POOL_TIMEOUT: float = OPTIONS.options["pool_timeout"].default
+"""Seconds a call waits for a pooled connection before StoreUnavailable: short on purpose."""
 
 
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     """Split a store URL into the libpq URL (tether's options removed) and tether's options.
 
     ``postgresql://user:pw@host:5432/db?schema=app&pool_max_size=20&sslmode=require``: the
-    options in :data:`TETHER_OPTIONS` are tether's; every other one must be a libpq parameter
+    options in :data:`OPTIONS` are tether's; every other one must be a libpq parameter
     and goes to libpq unchanged. Anything else raises :class:`ConfigurationError`.
     """
-    if not isinstance(url, str):
-        raise ConfigurationError(f"a PostgreSQL store URL is a str, not {type(url)}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigurationError(
-            f"expected a postgresql:// (or postgres://) URL, got {redact(url)!r}"
-        )
-    try:
-        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError as exc:
-        raise ConfigurationError(f"cannot parse the options of {redact(url)!r}: {exc}") from exc
-    options: dict[str, Any] = {}
-    passed: list[tuple[str, str]] = []
-    known = libpq_keywords()
-    for name, text in pairs:
-        if name in TETHER_OPTIONS:
-            if name in options:
-                raise ConfigurationError(f"option {name} is given twice in {redact(url)!r}")
-            try:
-                options[name] = TETHER_OPTIONS[name](text)
-            except (ValueError, ConfigurationError) as exc:
-                raise ConfigurationError(f"option {name} in {redact(url)!r}: {exc}") from exc
-        elif name in known:
-            passed.append((name, text))
-        else:
-            raise ConfigurationError(
-                f"unknown option {name!r} in {redact(url)!r}; tether's options for postgresql "
-                f"are {', '.join(sorted(TETHER_OPTIONS))}, and any other option must be a "
-                f"libpq connection parameter (sslmode, connect_timeout, ...: {LIBPQ_DOCS})"
-            )
+    parsed = parse_store_url(url, ("postgresql", "postgres"), OPTIONS)
     # quote, not quote_plus: libpq reads %20 as a space but '+' as a plus (options=-c%20...)
-    conninfo = urlunsplit(parts._replace(query=urlencode(passed, quote_via=quote)))
+    parts = urlsplit(url)
+    conninfo = urlunsplit(parts._replace(query=urlencode(parsed.passed, quote_via=quote)))
     check_conninfo(conninfo)
-    return conninfo, options
+    return conninfo, parsed.options
 
 
 def check_conninfo(conninfo: str) -> dict[str, str]:

@@ -121,6 +121,9 @@ class AsyncPostgresStore(AsyncStore):
         self._closed = False
         self._start_lock = asyncio.Lock()
 
+    def __repr__(self) -> str:  # where it is, never the password
+        return f"{type(self).__name__}({self._where!r}, schema={self.schema!r})"
+
     @classmethod
     def from_url(cls, url: str, *, clock: Clock | None = None) -> AsyncPostgresStore:
         """``postgresql://user:password@host:port/dbname?schema=app&sslmode=require``.

@@ -122,6 +122,9 @@ class PostgresStore(Store):
         self._closed = False
         self._start_lock = threading.Lock()
 
+    def __repr__(self) -> str:  # where it is, never the password
+        return f"{type(self).__name__}({self._where!r}, schema={self.schema!r})"
+
     @classmethod
     def from_url(cls, url: str, *, clock: Clock | None = None) -> PostgresStore:
         """``postgresql://user:password@host:port/dbname?schema=app&sslmode=require``.

@@ -9,22 +9,16 @@ from typing import Any
 from urllib.parse import urlunsplit
 
 from ..._ids import validate_session_id
-from ..._urls import as_float, parse_store_url, redact
+from ..._urls import Option, StoreOptions, as_float, as_positive_float, parse_store_url, redact
 from ...errors import (
     ConfigurationError,
     InvalidSessionId,
 )
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_NAMESPACE = "default"
-SOCKET_TIMEOUT = 5.0
-"""Seconds a reply may take before the call fails with StoreUnavailable."""
-CONNECT_TIMEOUT = 2.0
-"""Seconds to open a connection before the call fails with StoreUnavailable."""
 LIST_BUDGET = 1000
 """Index entries one list script may examine before it returns and the client resumes it:
 bounds how long a selective listing can hold the Redis server (a few ms per script call)."""
-# --- configuration -----------------------------------------------------------------------------
 
 
 def check_namespace(namespace: object) -> str:
@@ -48,26 +42,27 @@ def ttl_millis(ttl: float | timedelta | None) -> int:
     return 0 if seconds == 0 else max(1, round(seconds * 1000))
 
 
-def _positive(text: str) -> float:
-    value = as_float(text)
-    if value <= 0:
-        raise ValueError(f"{text!r} must be a number of seconds > 0")
-    return value
-
-
-def _namespace_option(text: str) -> str:
-    try:
-        return check_namespace(text)
-    except ConfigurationError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-URL_OPTIONS = {
-    "namespace": _namespace_option,
-    "ttl": as_float,
-    "socket_timeout": _positive,
-    "socket_connect_timeout": _positive,
-}
+# The store's options, declared once: RedisStore.from_url and store_from_config's "redis"
+# section both read this table, and the defaults below are its defaults.
+OPTIONS = StoreOptions(
+    Option("namespace", check_namespace, "default", "keeps apps (and tests) apart"),
+    Option("ttl", as_float, 0.0, "seconds without a write before a session expires (0: never)"),
+    Option(
+        "socket_timeout",
+        as_positive_float,
+        5.0,
+        "seconds a reply may take before the call fails with StoreUnavailable",
+    ),
+    Option(
+        "socket_connect_timeout",
+        as_positive_float,
+        2.0,
+        "seconds to open a connection before the call fails with StoreUnavailable",
+    ),
+)
+DEFAULT_NAMESPACE: str = OPTIONS.options["namespace"].default
+SOCKET_TIMEOUT: float = OPTIONS.options["socket_timeout"].default
+CONNECT_TIMEOUT: float = OPTIONS.options["socket_connect_timeout"].default
 
 
 @dataclass(frozen=True)
@@ -79,20 +74,21 @@ class UrlConfig:
     socket_timeout: float = SOCKET_TIMEOUT
     socket_connect_timeout: float = CONNECT_TIMEOUT
 
+    def __repr__(self) -> str:  # the client URL may hold a password
+        return f"UrlConfig({redact(self.client_url)!r}, namespace={self.namespace!r})"
+
 
 def parse_url(url: str) -> UrlConfig:
     """``redis://[user:password@]host[:port][/db]?namespace=..&ttl=..`` (or ``rediss://``)."""
-    scheme = url.split(":", 1)[0].lower() if isinstance(url, str) else ""
-    if scheme not in ("redis", "rediss"):
-        shown = redact(url) if isinstance(url, str) else url
-        raise ConfigurationError(f"expected a redis:// or rediss:// URL, got {shown!r}")
-    netloc, path, options = parse_store_url(url, scheme, URL_OPTIONS)
+    parsed = parse_store_url(url, ("redis", "rediss"), OPTIONS)
+    path = parsed.path
     if path not in ("", "/") and not path.lstrip("/").isdigit():
         raise ConfigurationError(
             f"{redact(url)!r}: the path must be a database number (redis://host:6379/0), "
             f"not {path!r}"
         )
-    return UrlConfig(client_url=urlunsplit((scheme, netloc, path, "", "")), **options)
+    client_url = urlunsplit((parsed.scheme, parsed.netloc, path, "", ""))
+    return UrlConfig(client_url=client_url, **parsed.options)
 
 
 # A server that answers the connection's AUTH or SELECT with one of these answers every retry

@@ -135,6 +135,9 @@ class AsyncRedisStore(AsyncStore):
             client, namespace=config.namespace, ttl=config.ttl, clock=clock, close_client=True
         )
 
+    def __repr__(self) -> str:  # where it is, never the password
+        return f"{type(self).__name__}({self._where!r}, namespace={self.namespace!r})"
+
     @property
     def namespace(self) -> str:
         return self.keys.namespace

@@ -41,8 +41,7 @@ from agents.memory.session_settings import (
 from .. import _core
 from .._registry import open_async_store
 from .._time import to_micros
-from ..agent import _turn
-from ..agent._turn import Review
+from ..agent import Review, stored
 from ..errors import (
     AlreadyClaimed,
     AlreadyRunning,
@@ -69,7 +68,7 @@ FRAMEWORK = "openai-agents"
 block of ``state`` (where the saved ``RunState`` lives)."""
 
 _RUN_STATE = "run_state"
-_EVENT = _turn.EVENT_ROLE
+_EVENT = stored.EVENT_ROLE
 _ANY = 2**62  # "every item" for a compaction snapshot read with no real bound
 
 
@@ -416,14 +415,14 @@ class TetherSession:
         now = to_micros(datetime.now(timezone.utc))
         while True:
             session = await self._header_or_new()
-            rt = _turn.runtime(session)
+            rt = stored.runtime(session)
             reviews = [_review(self.tether_id, item, now) for item in interruptions]
             # A newer interruption of this session replaces the previous one's reviews.
             rt["reviews"] = [r for r in rt.get("reviews", []) if r.get("framework") != FRAMEWORK]
             rt["reviews"].extend(reviews)
             rt[FRAMEWORK] = {_RUN_STATE: data}
             status = (SessionStatus.WAITING if reviews else SessionStatus.HIBERNATED).value
-            changes = {"state": _turn.state_with(session.state, rt), "status": status}
+            changes = {"state": stored.state_with(session.state, rt), "status": status}
             try:
                 with _core.runtime_writes():
                     await store.commit(
@@ -446,7 +445,7 @@ class TetherSession:
         session = await self._header()
         if session is None:
             return None
-        rt = _turn.runtime(session)
+        rt = stored.runtime(session)
         saved = (rt.get(FRAMEWORK) or {}).get(_RUN_STATE)
         if saved is None:
             return None
@@ -473,10 +472,10 @@ class TetherSession:
             session = await self._header()
             if session is None:
                 return
-            rt = _turn.runtime(session)
+            rt = stored.runtime(session)
             rt.pop(FRAMEWORK, None)
             rt["reviews"] = [r for r in rt.get("reviews", []) if r.get("framework") != FRAMEWORK]
-            changes = {"state": _turn.state_with(session.state, rt), "status": status}
+            changes = {"state": stored.state_with(session.state, rt), "status": status}
             try:
                 with _core.runtime_writes():
                     await store.commit(
@@ -493,7 +492,7 @@ class TetherSession:
             return []
         return [
             Review.from_json(r)
-            for r in _turn.runtime(session).get("reviews", [])
+            for r in stored.runtime(session).get("reviews", [])
             if r.get("framework") == FRAMEWORK and r.get("decision") is None
         ]
 
@@ -642,7 +641,7 @@ class _Seen:
 def _is_event(entry: StoredItem) -> bool:
     """tether's own history events (``role: "tether"``, e.g. a review answered): kept in the
     history for the audit trail, never given to the SDK (nor its model)."""
-    return entry.item.get("role") == _turn.EVENT_ROLE
+    return entry.item.get("role") == stored.EVENT_ROLE
 
 
 def _as_new(entry: StoredItem) -> Mapping[str, Any] | KeyedItem:
@@ -663,7 +662,7 @@ def _review(session_id: str, item: ToolApprovalItem, now: int) -> dict[str, Any]
     if not isinstance(arguments, dict):
         arguments = {"arguments": arguments}
     return {
-        "id": _turn.review_id(session_id),
+        "id": stored.review_id(session_id),
         "session_id": session_id,
         "framework": FRAMEWORK,
         "call_id": item.call_id,

@@ -1,8 +1,10 @@
 """A custom store: wraps any other store and records every write in an audit trail.
 
-It shows the whole recipe for your own store: subclass ``tether.Store`` (and
-``tether.AsyncStore``), keep the contract, give it ``from_url`` and register a scheme, and
-prove it with the conformance suite (``tests/test_audited_store_example.py``).
+It shows the recipe for a store of your own that wraps another: subclass
+``tether.stores.WrappingStore`` (and ``AsyncWrappingStore``), which forwards every method of
+the contract and the optional abilities to ``inner``, override only what the wrapper changes
+(here: each successful write is appended to ``audit``), give it ``from_url`` and register a
+scheme, and prove it with the conformance suite (``tests/test_audited_store_example.py``).
 
     tether.register_store("audited", "audited_store:AuditedStore",
                           "audited_store:AsyncAuditedStore")
@@ -11,23 +13,25 @@ prove it with the conformance suite (``tests/test_audited_store_example.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import tether
-from tether import AsyncStore, Lease, Page, Session, Store
-from tether.stores.base import NewItems, StatusFilter
+from tether import Lease, Session
+from tether.stores import AsyncWrappingStore, WrappingStore
+from tether.stores.base import NewItems
 
 AuditEntry = tuple[str, str, int]
 """(operation, session id, version written, or the lease's fence for claim / release)."""
 
 
-class AuditedStore(Store):
-    """Delegates to ``inner`` and appends an entry to ``audit`` after every successful write."""
+class AuditedStore(WrappingStore):
+    """Passes every call to ``inner`` and appends an entry to ``audit`` after each write that
+    succeeded (reads, ``renew`` and ``exists`` are the inner store's, untouched)."""
 
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
+    def __init__(self, inner: tether.Store) -> None:
+        super().__init__(inner)
         self.audit: list[AuditEntry] = []
 
     @classmethod
@@ -35,19 +39,9 @@ class AuditedStore(Store):
         return cls(tether.open_store(url.removeprefix("audited:")))
 
     def create(self, session: Session) -> Session:
-        created = self.inner.create(session)
+        created = super().create(session)
         self.audit.append(("create", created.id, created.version))
         return created
-
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-    ) -> Session:
-        return self.inner.load(session_id, last=last, after=after, limit=limit)
 
     def commit(
         self,
@@ -58,7 +52,7 @@ class AuditedStore(Store):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        version = self.inner.commit(
+        version = super().commit(
             session_id, expected_version, append=append, changes=changes, lease=lease
         )
         self.audit.append(("commit", session_id, version))
@@ -73,34 +67,32 @@ class AuditedStore(Store):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        version = self.inner.replace_history(
+        version = super().replace_history(
             session_id, expected_version, items, changes=changes, lease=lease
         )
         self.audit.append(("replace_history", session_id, version))
         return version
 
-    def list(
+    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        version = super().append(session_id, items, lease=lease)
+        self.audit.append(("append", session_id, version))
+        return version
+
+    def replace_tail(
         self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
         *,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: StatusFilter = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        return self.inner.list(
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        version = super().replace_tail(
+            session_id, expected_version, after, items, changes=changes, lease=lease
         )
+        self.audit.append(("replace_tail", session_id, version))
+        return version
 
     def delete(
         self,
@@ -110,45 +102,38 @@ class AuditedStore(Store):
         lease: Lease | None = None,
         force: bool = False,
     ) -> bool:
-        deleted = self.inner.delete(session_id, expected_version, lease=lease, force=force)
+        deleted = super().delete(session_id, expected_version, lease=lease, force=force)
         if deleted:
             self.audit.append(("delete", session_id, 0))
         return deleted
 
-    def exists(self, session_id: str) -> bool:
-        return self.inner.exists(session_id)
-
     def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        lease = self.inner.claim(session_id, owner, ttl)
+        lease = super().claim(session_id, owner, ttl)
         self.audit.append(("claim", session_id, lease.fence))
         return lease
 
-    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        return self.inner.renew(lease, ttl)
-
     def release(self, lease: Lease) -> None:
-        self.inner.release(lease)
+        super().release(lease)
         self.audit.append(("release", lease.session_id, lease.fence))
 
-    def restore(
-        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    def wrap_restore(
+        self,
+        restore: Callable[..., Any],
+        session: Session,
+        *,
+        replace: bool,
+        expected_version: int | None,
     ) -> None:
-        """Optional ability (copying between stores): passed on if the inner store has it."""
-        restore = getattr(self.inner, "restore", None)
-        if restore is None:
-            raise NotImplementedError(f"{type(self.inner).__name__} has no restore()")
-        restore(session, replace=replace, expected_version=expected_version)
+        """``restore`` (an optional ability: this store has it when the inner store does)."""
+        super().wrap_restore(restore, session, replace=replace, expected_version=expected_version)
         self.audit.append(("restore", session.id, session.version))
 
-    def close(self) -> None:
-        self.inner.close()
 
-
-class AsyncAuditedStore(AsyncStore):
+class AsyncAuditedStore(AsyncWrappingStore):
     """The async twin of :class:`AuditedStore`."""
 
-    def __init__(self, inner: AsyncStore) -> None:
-        self.inner = inner
+    def __init__(self, inner: tether.AsyncStore) -> None:
+        super().__init__(inner)
         self.audit: list[AuditEntry] = []
 
     @classmethod
@@ -156,19 +141,9 @@ class AsyncAuditedStore(AsyncStore):
         return cls(tether.open_async_store(url.removeprefix("audited:")))
 
     async def create(self, session: Session) -> Session:
-        created = await self.inner.create(session)
+        created = await super().create(session)
         self.audit.append(("create", created.id, created.version))
         return created
-
-    async def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-    ) -> Session:
-        return await self.inner.load(session_id, last=last, after=after, limit=limit)
 
     async def commit(
         self,
@@ -179,7 +154,7 @@ class AsyncAuditedStore(AsyncStore):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        version = await self.inner.commit(
+        version = await super().commit(
             session_id, expected_version, append=append, changes=changes, lease=lease
         )
         self.audit.append(("commit", session_id, version))
@@ -194,34 +169,32 @@ class AsyncAuditedStore(AsyncStore):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        version = await self.inner.replace_history(
+        version = await super().replace_history(
             session_id, expected_version, items, changes=changes, lease=lease
         )
         self.audit.append(("replace_history", session_id, version))
         return version
 
-    async def list(
+    async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+        version = await super().append(session_id, items, lease=lease)
+        self.audit.append(("append", session_id, version))
+        return version
+
+    async def replace_tail(
         self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: NewItems = (),
         *,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: StatusFilter = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        return await self.inner.list(
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> int:
+        version = await super().replace_tail(
+            session_id, expected_version, after, items, changes=changes, lease=lease
         )
+        self.audit.append(("replace_tail", session_id, version))
+        return version
 
     async def delete(
         self,
@@ -231,35 +204,30 @@ class AsyncAuditedStore(AsyncStore):
         lease: Lease | None = None,
         force: bool = False,
     ) -> bool:
-        deleted = await self.inner.delete(session_id, expected_version, lease=lease, force=force)
+        deleted = await super().delete(session_id, expected_version, lease=lease, force=force)
         if deleted:
             self.audit.append(("delete", session_id, 0))
         return deleted
 
-    async def exists(self, session_id: str) -> bool:
-        return await self.inner.exists(session_id)
-
     async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        lease = await self.inner.claim(session_id, owner, ttl)
+        lease = await super().claim(session_id, owner, ttl)
         self.audit.append(("claim", session_id, lease.fence))
         return lease
 
-    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        return await self.inner.renew(lease, ttl)
-
     async def release(self, lease: Lease) -> None:
-        await self.inner.release(lease)
+        await super().release(lease)
         self.audit.append(("release", lease.session_id, lease.fence))
 
-    async def restore(
-        self, session: Session, *, replace: bool = False, expected_version: int | None = None
+    async def wrap_restore(
+        self,
+        restore: Callable[..., Any],
+        session: Session,
+        *,
+        replace: bool,
+        expected_version: int | None,
     ) -> None:
-        """Optional ability (copying between stores): passed on if the inner store has it."""
-        restore = getattr(self.inner, "restore", None)
-        if restore is None:
-            raise NotImplementedError(f"{type(self.inner).__name__} has no restore()")
-        await restore(session, replace=replace, expected_version=expected_version)
+        """``restore`` (an optional ability: this store has it when the inner store does)."""
+        await super().wrap_restore(
+            restore, session, replace=replace, expected_version=expected_version
+        )
         self.audit.append(("restore", session.id, session.version))
-
-    async def close(self) -> None:
-        await self.inner.close()

@@ -86,3 +86,34 @@ def test_audit_trail_records_writes() -> None:
 def test_opening_by_url_after_registration() -> None:
     with tether.open_store("audited:memory://") as store:
         assert isinstance(store, AuditedStore)
+
+
+def test_the_wrapper_forwards_what_it_does_not_change_and_audits_every_write() -> None:
+    """On the forwarding base, append / replace_tail are the inner store's atomic ones (no
+    read-and-commit loop), restore is offered because the memory store has it, and each write
+    is audited once."""
+    store = tether.open_store("audited:memory://")
+    assert isinstance(store, AuditedStore)
+    created = store.create(tether.Session(id="s1", history=[{"content": "a"}]))
+    version = store.append("s1", [{"content": "b"}])
+    version = store.replace_tail("s1", version, 1, [{"content": "c"}])
+    assert [item["content"] for item in store.load("s1").history] == ["a", "c"]
+    restore = getattr(store, "restore", None)
+    assert restore is not None  # the memory store's ability, offered through the wrapper
+    restore(created.model_copy(update={"id": "s2"}))
+    assert store.load("s2").history[0]["content"] == "a"
+    assert store.audit == [
+        ("create", "s1", 1),
+        ("append", "s1", 2),
+        ("replace_tail", "s1", 3),
+        ("restore", "s2", 1),
+    ]
+
+
+async def test_the_async_wrapper_audits_its_writes_too() -> None:
+    store = tether.open_async_store("audited:memory://")
+    assert isinstance(store, AsyncAuditedStore)
+    await store.create(tether.Session(id="s1"))
+    await store.append("s1", [{"content": "b"}])
+    assert (await store.load("s1")).history[0]["content"] == "b"
+    assert store.audit == [("create", "s1", 1), ("append", "s1", 2)]

@@ -29,8 +29,9 @@ from datetime import timedelta
 from typing import Any
 
 from .errors import LeaseLost, TurnCheckpointed
-from .models import KeyedItem, Lease, Page, Session, SessionStatus, StoredItem
+from .models import KeyedItem, Lease, SessionStatus
 from .stores.base import NewItems, Store
+from .stores.wrapping_sync import WrappingStore
 
 __all__ = ["FencedStore", "TurnCheckpointed", "current_lease", "keyed_prompt", "lease_lost"]
 
@@ -66,17 +67,20 @@ def lease_lost() -> bool:
     return held is not None and held.lost
 
 
-class FencedStore(Store):
+class FencedStore(WrappingStore):
     """Delegates to ``inner``; renews leases, stamps fences and stops cleanly (module doc).
 
-    ``renew_ratio`` is the part of a lease's ttl between two renewals (default a third);
-    ``renew=False`` starts no renewer (for writes that hold a lease for a moment only).
+    A :class:`~tether.stores.WrappingStore`: reads, ``create``, ``exists`` and the inner
+    store's optional abilities pass through unchanged; the lease calls and the writes are
+    overridden here. ``renew_ratio`` is the part of a lease's ttl between two renewals
+    (default a third); ``renew=False`` starts no renewer (for writes that hold a lease for a
+    moment only).
     """
 
     def __init__(self, inner: Store, *, renew_ratio: float = 1 / 3, renew: bool = True) -> None:
         if not 0 < renew_ratio < 1:
             raise ValueError(f"renew_ratio is a fraction of the ttl in (0, 1), not {renew_ratio}")
-        self.inner = inner
+        super().__init__(inner)
         self.renew_ratio = renew_ratio
         self._held: dict[str, _Held] = {}  # by lease token
         self._lock = threading.Lock()
@@ -84,7 +88,7 @@ class FencedStore(Store):
         self._closed = threading.Event()
         self._stopping = threading.Event()
         self._renewer: threading.Thread | None = None
-        self._renew = renew  # False: short writes only (a submit), no background thread
+        self._renewing = renew  # False: short writes only (a submit), no background thread
 
     # --- leases --------------------------------------------------------------------------------
 
@@ -94,7 +98,7 @@ class FencedStore(Store):
         held = _Held(lease, seconds)
         with self._lock:
             self._held[lease.token] = held
-            if self._renewer is None and self._renew:
+            if self._renewer is None and self._renewing:
                 self._renewer = threading.Thread(
                     target=self._renew_loop, name="tether-lease-renewer", daemon=True
                 )
@@ -260,45 +264,12 @@ class FencedStore(Store):
             self._check(lease)
         return self.inner.delete(session_id, expected_version, lease=lease, force=force)
 
-    # --- plain delegation ----------------------------------------------------------------------
-
-    def create(self, session: Session) -> Session:
-        return self.inner.create(session)
-
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-    ) -> Session:
-        return self.inner.load(session_id, last=last, after=after, limit=limit)
-
-    def items_by_key(self, session_id: str, keys: Any) -> dict[str, StoredItem]:
-        return self.inner.items_by_key(session_id, keys)
-
-    def list(self, **filters: Any) -> Page:
-        return self.inner.list(**filters)
-
-    def exists(self, session_id: str) -> bool:
-        return self.inner.exists(session_id)
-
-    def iter_sessions(self, **filters: Any) -> Iterator[Any]:
-        return self.inner.iter_sessions(**filters)
-
     def close(self) -> None:
         """Stop the renewer; the inner store is closed by whoever opened it."""
         self._closed.set()
         self._wake.set()
         if self._renewer is not None and self._renewer is not threading.current_thread():
             self._renewer.join(timeout=5)
-
-    def __getattr__(self, name: str) -> Any:
-        # the optional extras of the inner store (fork_session, restore, purge_expired, ...)
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 @contextlib.contextmanager

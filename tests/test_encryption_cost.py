@@ -1,0 +1,206 @@
+"""What makes an encrypted turn cheap stays safe (issue 16).
+
+* A commit under a version this store saw (a load it returned, a write it made) takes its
+  items' seqs from that, with no header read; anything else reads the header. A session
+  deleted and created again under the same id, brought back to the version a writer names,
+  gets that writer's items bound to seqs it does not give them: reading them fails closed.
+* A window is opened in one pass: an envelope met again is accepted from the cache only if it
+  is the verified one (ciphertext, nonce, key id, place, clear timestamp, shape); any change
+  is decrypted and checked, so tampering after a read still raises.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import tether
+from tether import KeyedItem, Session, StoredItem
+from tether.encryption import EncryptedStore, Keyring, TamperedCiphertext
+from tether.encryption_codec import rebuilt
+from tether.stores import WrappingStore
+from tether.stores.memory import MemoryStore
+
+RING = Keyring({"k1": Keyring.new_key()}, current="k1")
+
+
+class HeaderReads(WrappingStore):
+    """Counts the header reads (``load(last=0)``) that reach the store beneath."""
+
+    def __init__(self, inner: tether.Store) -> None:
+        super().__init__(inner)
+        self.header_reads = 0
+
+    def load(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Session:
+        if last == 0:
+            self.header_reads += 1
+        return super().load(session_id, last=last, after=after, limit=limit)
+
+
+def _texts(session: Session) -> list[Any]:
+    return [item["content"] for item in session.history]
+
+
+def test_a_commit_after_a_load_reads_no_header() -> None:
+    counted = HeaderReads(MemoryStore())
+    store = EncryptedStore(counted, RING)
+    store.create(Session(id="s", history=[{"content": "a"}]))
+    version = store.commit("s", 1, append=[{"content": "b"}])  # create saw version 1
+    fresh = store.load("s", after=2)
+    version = store.commit("s", fresh.version, append=[{"content": "c"}])
+    version = store.commit("s", version, append=[KeyedItem("k", {"content": "d"})])  # own write
+    version = store.replace_history("s", version, [{"content": "e"}])
+    version = store.commit("s", version, append=[{"content": "f"}])
+    assert counted.header_reads == 0
+    assert _texts(store.load("s")) == ["e", "f"]
+    # a version this store did not see: the header is read (and checked)
+    other = EncryptedStore(counted, RING)
+    other.commit("s", version, append=[{"content": "g"}])
+    assert counted.header_reads == 1
+    with pytest.raises(tether.ConflictError):
+        store.commit("s", version, append=[{"content": "stale"}])
+    assert _texts(store.load("s")) == ["e", "f", "g"]
+
+
+def test_a_write_that_fails_or_cannot_tell_forgets_what_it_saw() -> None:
+    counted = HeaderReads(MemoryStore())
+    store = EncryptedStore(counted, RING)
+    store.create(Session(id="s", history=[{"content": "a"}, {"content": "b"}]))
+    version = store.replace_tail("s", 1, 0)  # a truncation: the last_seq left is not known
+    store.commit("s", version, append=[{"content": "c"}])
+    assert counted.header_reads == 1
+    assert _texts(store.load("s")) == ["c"]
+    with pytest.raises(tether.ConflictError):
+        store.commit("s", 1, append=[{"content": "stale"}])
+    store.commit("s", 3, append=[{"content": "d"}])  # saw 3 in the load, forgot it on conflict
+    assert counted.header_reads == 2
+    assert _texts(store.load("s")) == ["c", "d"]
+
+
+def test_a_session_created_again_at_the_same_version_fails_closed() -> None:
+    """The version scheme's blind spot: the writer's expected version came from a read of
+    the old session. A plain store would add its items to the new session; here they are
+    bound to the old seqs, so reading them raises instead of returning anything wrong."""
+    inner = MemoryStore()
+    writer = EncryptedStore(inner, RING)
+    elsewhere = EncryptedStore(inner, RING)  # another process, say
+    writer.create(Session(id="s", history=[{"content": "old"}]))
+    seen = writer.load("s")  # version 1, last_seq 1
+    elsewhere.delete("s")
+    elsewhere.create(Session(id="s", history=[{"content": "x"}, {"content": "y"}]))  # v1, 2
+    writer.commit("s", seen.version, append=[{"content": "late"}])  # bound to seq 2: wrong
+    for reader in (writer, elsewhere, EncryptedStore(inner, RING)):
+        with pytest.raises(TamperedCiphertext) as info:
+            reader.load("s")
+        assert (info.value.session_id, info.value.place) == ("s", "history item seq 3")
+    # the new session's own items are intact
+    assert _texts(elsewhere.load("s", limit=2)) == ["x", "y"]
+
+
+def test_a_delete_through_the_store_forgets_the_session() -> None:
+    counted = HeaderReads(MemoryStore())
+    store = EncryptedStore(counted, RING)
+    store.create(Session(id="s", history=[{"content": "old"}]))
+    store.delete("s")
+    store.create(Session(id="s", history=[{"content": "x"}, {"content": "y"}]))
+    store.commit("s", 1, append=[{"content": "z"}])
+    assert _texts(store.load("s")) == ["x", "y", "z"]
+    assert counted.header_reads == 0
+    # restored over: a version as given, not the next one, so the header is read again
+    store.restore(store.load("s").model_copy(update={"version": 7}), replace=True)
+    store.commit("s", 7, append=[{"content": "after restore"}])
+    assert counted.header_reads == 1
+    assert _texts(store.load("s")) == ["x", "y", "z", "after restore"]
+
+
+def _flip(text: str) -> str:
+    data = bytearray(base64.b64decode(text))
+    data[len(data) // 2] ^= 0x01
+    return base64.b64encode(bytes(data)).decode()
+
+
+def _restore_raw(
+    inner: MemoryStore, session_id: str, change: Callable[[list[StoredItem]], list[StoredItem]]
+) -> None:
+    raw = inner.load(session_id)
+    inner.restore(rebuilt(raw, raw.state, raw.options, change(list(raw.items))), replace=True)
+
+
+def _at(items: list[StoredItem], index: int, envelope: dict[str, Any]) -> list[StoredItem]:
+    entry = items[index]
+    out = list(items)
+    out[index] = StoredItem(entry.seq, entry.timestamp, entry.key, envelope)
+    return out
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "ciphertext",
+        "nonce",
+        "swapped",
+        "extra field",
+        "format",
+        "clear timestamp",
+        "timestamp removed",
+        "key changed",
+    ],
+)
+def test_tampering_after_a_read_is_caught_despite_the_cache(tamper: str) -> None:
+    inner = MemoryStore()
+    store = EncryptedStore(inner, RING)
+    history = [
+        {"content": "a", "timestamp": "2026-01-01T00:00:00+00:00"},
+        {"content": "b"},
+        {"content": "c"},
+    ]
+    store.create(Session(id="s", history=history))
+    store.append("s", [KeyedItem("k", {"content": "d"})])
+    assert _texts(store.load("s")) == ["a", "b", "c", "d"]  # every envelope verified, cached
+    assert _texts(store.load("s")) == ["a", "b", "c", "d"]  # and accepted again
+    items = inner.load("s").items
+    first, second = items[0].item, items[1].item
+    changes: dict[str, Callable[[list[StoredItem]], list[StoredItem]]] = {
+        "ciphertext": lambda i: _at(i, 1, {**second, "c": _flip(second["c"])}),
+        "nonce": lambda i: _at(i, 1, {**second, "n": _flip(second["n"])}),
+        "swapped": lambda i: _at(_at(i, 1, items[2].item), 2, second),
+        "extra field": lambda i: _at(i, 1, {**second, "extra": 1}),
+        "format": lambda i: _at(i, 1, {**second, "tether_enc": 2}),
+        "clear timestamp": lambda i: _at(i, 0, {**first, "timestamp": "2027-01-01T00:00:00+00:00"}),
+        "timestamp removed": lambda i: _at(
+            i, 0, {k: v for k, v in first.items() if k != "timestamp"}
+        ),
+        "key changed": lambda i: [
+            *i[:3],
+            StoredItem(i[3].seq, i[3].timestamp, "other", i[3].item),
+        ],
+    }
+    _restore_raw(inner, "s", changes[tamper])
+    with pytest.raises(TamperedCiphertext):
+        store.load("s")
+    # put back as it was: the verified envelopes read again
+    _restore_raw(inner, "s", lambda _: list(items))
+    assert _texts(store.load("s")) == ["a", "b", "c", "d"]
+
+
+def test_a_window_opened_in_one_pass_gives_fresh_objects_every_time() -> None:
+    store = EncryptedStore(MemoryStore(), RING)
+    store.create(Session(id="s", history=[{"content": {"n": 1}}, {"content": {"n": 2}}]))
+    first = store.load("s")
+    first.history[0]["content"]["n"] = 99
+    first.items[1].item["content"]["n"] = 98
+    again = store.load("s")
+    assert [item["content"]["n"] for item in again.history] == [1, 2]
+    assert [entry.item for entry in again.items] == [{"content": {"n": 1}}, {"content": {"n": 2}}]
+    assert [entry.seq for entry in again.items] == [1, 2]
+    assert store.load("s", last=1).items[0].item == {"content": {"n": 2}}

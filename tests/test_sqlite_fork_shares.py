@@ -18,8 +18,9 @@ import pytest
 
 from tether import Session
 from tether.errors import SessionNotFound
+from tether.stores._sqlite_sql import MAX_SHARES as _MAX_SHARES
 from tether.stores.memory import MemoryStore
-from tether.stores.sqlite import _MAX_SHARES, SQLiteStore
+from tether.stores.sqlite import SQLiteStore
 from tether.testing import FakeClock
 
 

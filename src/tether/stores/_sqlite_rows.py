@@ -1,0 +1,245 @@
+"""The SQLite store's work on rows inside a transaction the store holds: a session's
+header, its metadata index, its items and keys, and the shares of rows between forks.
+
+Every function takes the open connection; none begins or ends a transaction (the store's
+``_write`` / ``_read`` do). The shares are explained in :mod:`._sqlite_sql` ("Forks share
+rows"): before a session's rows are deleted or replaced, :func:`detach_dependents` (or
+:func:`detach_above` for a tail) turns every share that reads them into the reader's own rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from .. import _core, _json
+from ..errors import ConflictError, DuplicateItemKey, SessionNotFound
+from ..models import HistoryItem, Lease
+from ..schema import schema
+from ._sqlite_sql import (
+    FREE_FIELDS,
+    HEADER_COLUMNS,
+    JSON_COLUMNS,
+    SELECT_HEADER,
+    SELECT_SHARES,
+    doc_to_row,
+    items_query,
+    row_to_doc,
+)
+
+
+def live_doc(conn: sqlite3.Connection, session_id: str, now: int) -> _core.Doc | None:
+    """The session's header, or None if it is missing or expired."""
+    row = conn.execute(f"{SELECT_HEADER} WHERE id = ?", (session_id,)).fetchone()
+    if row is None:
+        return None
+    doc = row_to_doc(row)
+    return doc if _core.is_live(doc, now) else None
+
+
+def writable(
+    conn: sqlite3.Connection,
+    session_id: str,
+    expected_version: int | None,
+    lease: Lease | None,
+    now: int,
+) -> _core.Doc:
+    """The session's header for a write; ``expected_version`` None: a blind append."""
+    doc = live_doc(conn, session_id, now)
+    if doc is None:
+        raise SessionNotFound(session_id)
+    _core.check_writable(session_id, doc)
+    _core.check_write_lease(doc, lease, now)
+    if expected_version is not None and doc["version"] != expected_version:
+        raise ConflictError(session_id, expected_version, doc["version"])
+    if _core.needs_upgrade(doc):
+        write_back_upgraded(conn, doc)
+    return doc
+
+
+def write_back_upgraded(conn: sqlite3.Connection, doc: _core.Doc) -> None:
+    """Rewrite a session stored by an older tether in the current schema (once)."""
+    old = int(doc["schema_version"])
+    session_id = doc["id"]
+    upgraded = _core.upgrade_doc(doc)
+    assignments = ", ".join(f"{name} = ?" for name in HEADER_COLUMNS[1:])
+    conn.execute(
+        f"UPDATE tether_sessions SET {assignments} WHERE id = ?",
+        (*doc_to_row(upgraded)[1:], session_id),
+    )
+    write_meta(conn, session_id, upgraded["metadata"])
+    rows = conn.execute(
+        "SELECT seq, data FROM tether_items WHERE session_id = ?", (session_id,)
+    ).fetchall()
+    if rows and schema.items_need_upgrade(old):
+        items = _core.upgrade_items(_core.decode_items(session_id, [r[1] for r in rows]), old)
+        conn.executemany(
+            "UPDATE tether_items SET data = ? WHERE session_id = ? AND seq = ?",
+            [
+                (_core.encode_item(item).decode(), session_id, seq)
+                for (seq, _), item in zip(rows, items, strict=True)
+            ],
+        )
+    doc.update(upgraded)
+
+
+def free_id(
+    conn: sqlite3.Connection,
+    session_id: str,
+    now: int,
+    *,
+    replace: bool = False,
+    expected_version: int | None = None,
+) -> None:
+    """Make ``session_id`` free for a new session where ``_core.restore_over`` lets it go
+    (an expired one is dropped: its id is free again)."""
+    row = conn.execute(
+        f"SELECT {', '.join(FREE_FIELDS)} FROM tether_sessions WHERE id = ?", (session_id,)
+    ).fetchone()
+    existing = None if row is None else dict(zip(FREE_FIELDS, row, strict=True))
+    if _core.restore_over(
+        session_id, existing, now, replace=replace, expected_version=expected_version
+    ):
+        delete_rows(conn, session_id)
+
+
+def write_meta(conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]) -> None:
+    """Replace a session's metadata index (one row per top-level key)."""
+    conn.execute("DELETE FROM tether_session_meta WHERE session_id = ?", (session_id,))
+    insert_meta(conn, session_id, metadata)
+
+
+def insert_meta(conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]) -> None:
+    """Index a new session's metadata (its id was freed, so it has no rows yet)."""
+    rows = [(session_id, key, value) for key, value in _core.metadata_index(metadata)]
+    if rows:
+        conn.executemany(
+            "INSERT INTO tether_session_meta (session_id, key, value) VALUES (?, ?, ?)", rows
+        )
+
+
+def insert_items(conn: sqlite3.Connection, session_id: str, encoded: _core.PreparedItems) -> None:
+    """Insert new rows and index their keys, refusing a key the session already holds."""
+    if encoded.keys:
+        keys = [key for key, _ in encoded.keys]
+        marks = ", ".join("?" for _ in keys)
+        taken = conn.execute(
+            f"SELECT key FROM tether_item_keys WHERE session_id = ? AND key IN ({marks})",
+            (session_id, *keys),
+        ).fetchone()
+        if taken is not None:
+            raise DuplicateItemKey(session_id, taken[0])
+        conn.executemany(
+            "INSERT INTO tether_item_keys (session_id, key, seq) VALUES (?, ?, ?)",
+            [(session_id, key, seq) for key, seq in encoded.keys],
+        )
+    if encoded:
+        conn.executemany(
+            "INSERT INTO tether_items (session_id, seq, data) VALUES (?, ?, ?)",
+            [(session_id, seq, data.decode()) for seq, data in encoded],
+        )
+
+
+def detach_above(conn: sqlite3.Connection, session_id: str, after: int) -> None:
+    """Turn the shares that read ``session_id``'s rows above seq ``after`` into their
+    readers' own rows, before those rows are deleted (a fork keeps what it had)."""
+    dependents = conn.execute(
+        "SELECT session_id, lo, hi FROM tether_item_shares WHERE source_id = ? AND hi > ?",
+        (session_id, after),
+    ).fetchall()
+    for dependent, lo, hi in dependents:
+        conn.execute(
+            "INSERT INTO tether_items (session_id, seq, data) SELECT ?, seq, data "
+            "FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?",
+            (dependent, session_id, lo, hi),
+        )
+    if dependents:
+        conn.execute(
+            "DELETE FROM tether_item_shares WHERE source_id = ? AND hi > ?",
+            (session_id, after),
+        )
+
+
+def drop_tail(conn: sqlite3.Connection, session_id: str, after: int) -> None:
+    """Delete a session's items (own rows, shares, keys) above seq ``after``: O(suffix)."""
+    detach_above(conn, session_id, after)
+    conn.execute(
+        "DELETE FROM tether_item_shares WHERE session_id = ? AND lo >= ?", (session_id, after)
+    )
+    conn.execute(
+        "UPDATE tether_item_shares SET hi = ? WHERE session_id = ? AND hi > ?",
+        (after, session_id, after),
+    )
+    conn.execute("DELETE FROM tether_items WHERE session_id = ? AND seq > ?", (session_id, after))
+    conn.execute(
+        "DELETE FROM tether_item_keys WHERE session_id = ? AND seq > ?", (session_id, after)
+    )
+
+
+def detach_dependents(conn: sqlite3.Connection, session_id: str) -> None:
+    """Turn every share that reads ``session_id``'s rows into the reader's own rows.
+
+    Called before those rows are deleted or replaced. A share of ``session_id`` only ever
+    covers rows it owns (a fork maps its parent's own shares to their sources), so
+    copying the range is enough."""
+    dependents = conn.execute(
+        "SELECT session_id, lo, hi FROM tether_item_shares WHERE source_id = ?",
+        (session_id,),
+    ).fetchall()
+    for dependent, lo, hi in dependents:
+        conn.execute(
+            "INSERT INTO tether_items (session_id, seq, data) SELECT ?, seq, data "
+            "FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?",
+            (dependent, session_id, lo, hi),
+        )
+    if dependents:
+        conn.execute("DELETE FROM tether_item_shares WHERE source_id = ?", (session_id,))
+
+
+def drop_items(conn: sqlite3.Connection, session_id: str) -> None:
+    """Delete a session's items (its own rows and its shares), keeping its forks whole."""
+    detach_dependents(conn, session_id)
+    conn.execute("DELETE FROM tether_item_shares WHERE session_id = ?", (session_id,))
+    conn.execute("DELETE FROM tether_items WHERE session_id = ?", (session_id,))
+    conn.execute("DELETE FROM tether_item_keys WHERE session_id = ?", (session_id,))
+
+
+def delete_rows(conn: sqlite3.Connection, session_id: str) -> None:
+    """Delete a whole session: its items (keeping its forks whole), metadata and header."""
+    drop_items(conn, session_id)
+    for table, column in (
+        ("tether_session_meta", "session_id"),
+        ("tether_sessions", "id"),
+    ):
+        conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (session_id,))
+
+
+
+def read_items(
+    conn: sqlite3.Connection, session_id: str, floor: int, count: int
+) -> list[HistoryItem]:
+    """The ``count`` items after seq ``floor``, inside the caller's read transaction."""
+    shares = conn.execute(SELECT_SHARES, (session_id,)).fetchall()
+    sql, params = items_query(session_id, shares, floor, limit=count)
+    return _core.decode_items(session_id, [row[0] for row in conn.execute(sql, params)])
+
+
+def update_header(conn: sqlite3.Connection, new: _core.Doc, changes: _core.Doc) -> None:
+    """Write a write's new version, time, seq counters and changed fields."""
+    columns = ["version", "updated_at", "last_seq", "history_len", *changes]
+    values = [_json.dumps(new[c]).decode() if c in JSON_COLUMNS else new[c] for c in columns]
+    # column names come from the fixed CHANGEABLE_FIELDS set, never from input text
+    assignments = ", ".join(f"{c} = ?" for c in columns)
+    conn.execute(f"UPDATE tether_sessions SET {assignments} WHERE id = ?", (*values, new["id"]))
+    if "metadata" in changes:
+        write_meta(conn, new["id"], new["metadata"])
+
+
+def set_lease(conn: sqlite3.Connection, session_id: str, fields: _core.Doc) -> None:
+    """Write a claim's, renewal's or release's lease fields."""
+    # column names come from the fixed LEASE_FIELDS, never from input text
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    conn.execute(
+        f"UPDATE tether_sessions SET {assignments} WHERE id = ?", (*fields.values(), session_id)
+    )

@@ -1,0 +1,130 @@
+"""The SQLite store's statements and rows: the fixed SQL text, how a session header maps to
+a row, and how a fork's shared rows are read (see "Forks share rows" below).
+
+Only fixed SQL fragments are ever joined into a statement; every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .. import _core, _json
+from ..errors import CorruptSession
+
+HEADER_COLUMNS = _core.DOC_FIELDS
+UPDATED_AT = HEADER_COLUMNS.index("updated_at")
+SELECT_HEADER = f"SELECT {', '.join(HEADER_COLUMNS)} FROM tether_sessions"
+INSERT_HEADER = (
+    f"INSERT INTO tether_sessions ({', '.join(HEADER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in HEADER_COLUMNS)})"
+)
+JSON_COLUMNS = frozenset(_core.JSON_FIELDS)
+FREE_FIELDS = ("version", "schema_version", "expires_at")  # what _core.restore_over reads
+DELETE_COLUMNS = (
+    "id", "version", "schema_version", "expires_at", "lease_owner", "lease_token",
+    "lease_expires_at",
+)  # fmt: skip
+
+NO_LAST = 1 << 62  # ``last=None``: a window reaching past any history
+
+# The common load in ONE statement (an autocommit SELECT reads one consistent snapshot, so no
+# BEGIN/COMMIT is needed): the header and, when the window is small and the session shares
+# no rows, its items already joined. ?1 after, ?2 last, ?3 the join limit (the store's
+# _JOIN_LIMIT), ?4 the id, ?5 the limit (a page: the oldest ?5 items of the window). Anything
+# else (a large window, a fork's shared rows) goes through _sqlite_rows.read_items in a read
+# transaction, row by row.
+FLOOR = "max(s.last_seq - s.history_len, ?1, s.last_seq - ?2)"
+SHARES = "EXISTS (SELECT 1 FROM tether_item_shares WHERE session_id = s.id)"
+LOAD_ONE = (
+    f"SELECT {', '.join('s.' + c for c in HEADER_COLUMNS)}, "
+    f"CASE WHEN min(s.last_seq - {FLOOR}, ?5) BETWEEN 1 AND ?3 AND NOT {SHARES} THEN "
+    "(SELECT CAST('[' || group_concat(data, ',') || ']' AS BLOB) FROM "
+    f"(SELECT data FROM tether_items WHERE session_id = s.id AND seq > {FLOOR} ORDER BY seq "
+    "LIMIT ?5)) END FROM tether_sessions s WHERE s.id = ?4"
+)
+
+# Forks share rows. A fork does not copy its parent's items: it records, in
+# tether_item_shares, that its seqs in (lo, hi] are the rows of ``source_id`` with the same
+# seqs, so a fork costs O(1) whatever the history's length. A session's own rows and its
+# shares never overlap. Before a session's rows are deleted or replaced, every share that
+# reads them is turned into the dependent's own rows (_sqlite_rows.detach_dependents): no
+# fork ever loses an item to its parent's rewrite or deletion. Past MAX_SHARES pieces (a long
+# chain of forks of forks), a fork copies instead, keeping every load one bounded UNION ALL.
+MAX_SHARES = 32
+SELECT_SHARES = "SELECT lo, hi, source_id FROM tether_item_shares WHERE session_id = ? ORDER BY lo"
+OWN_ITEMS = "SELECT seq, data FROM tether_items WHERE session_id = ? AND seq > ?"
+SHARED_ITEMS = "SELECT seq, data FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?"
+
+Share = tuple[int, int, str]  # (lo, hi, source_id): seqs in (lo, hi] are source_id's rows
+
+
+def items_query(
+    session_id: str,
+    shares: Sequence[Share],
+    floor: int,
+    columns: str = "CAST(data AS BLOB)",
+    limit: int | None = None,
+) -> tuple[str, list[Any]]:
+    """A SELECT of ``columns`` (of ``seq, data``) for every item of ``session_id`` after
+    ``floor``, in order: its own rows and the rows its shares point at; with ``limit``, only
+    the first ``limit`` of them (seqs are contiguous, so each part is also cut at seq
+    ``floor + limit`` and no row past the page is read). Only fixed fragments are joined;
+    every value is a bound parameter."""
+    ceiling = None if limit is None else floor + limit
+    own = OWN_ITEMS if ceiling is None else f"{OWN_ITEMS} AND seq <= ?"
+    parts, params = [own], [session_id, floor]
+    if ceiling is not None:
+        params.append(ceiling)
+    for lo, hi, source_id in shares:
+        top = hi if ceiling is None else min(hi, ceiling)
+        if top > max(lo, floor):
+            parts.append(SHARED_ITEMS)
+            params += [source_id, max(lo, floor), top]
+    sql = f"SELECT {columns} FROM ({' UNION ALL '.join(parts)}) ORDER BY seq"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return sql, params
+
+
+def fork_shares(parent_id: str, parent_shares: Sequence[Share], at: int) -> list[Share]:
+    """A fork's shares at seq ``at`` of a parent whose history starts at seq 1: the parent's
+    own shares below ``at``, and the parent's own rows (the gaps between them) as shares of the
+    parent itself. Adjacent pieces of one source merge."""
+    shares: list[Share] = []
+
+    def add(lo: int, hi: int, source_id: str) -> None:
+        if hi <= lo:
+            return
+        if shares and shares[-1][2] == source_id and shares[-1][1] == lo:
+            shares[-1] = (shares[-1][0], hi, source_id)
+        else:
+            shares.append((lo, hi, source_id))
+
+    covered = 0
+    for lo, hi, source_id in sorted(parent_shares):
+        if lo >= at:
+            break
+        add(covered, min(lo, at), parent_id)
+        add(lo, min(hi, at), source_id)
+        covered = hi
+    add(covered, at, parent_id)
+    return shares
+
+
+def row_to_doc(row: Sequence[Any]) -> _core.Doc:
+    doc = dict(zip(HEADER_COLUMNS, row, strict=True))
+    try:
+        for name in _core.JSON_FIELDS:
+            doc[name] = _json.loads(doc[name])
+    except _json.JSONDecodeError as exc:
+        raise CorruptSession(str(doc["id"]), f"its {name} column is not valid JSON") from exc
+    return doc
+
+
+def doc_to_row(doc: _core.Doc) -> tuple[Any, ...]:
+    return tuple(
+        _json.dumps(doc[name]).decode() if name in JSON_COLUMNS else doc[name]
+        for name in HEADER_COLUMNS
+    )

@@ -37,9 +37,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -48,7 +48,6 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from ... import _core
-from ..._ids import validate_session_id
 from ..._time import Clock, from_micros
 from ...errors import (
     ConfigurationError,
@@ -61,7 +60,7 @@ from ...errors import (
 )
 from ...models import Lease, Page, Session, StoredItem
 from ...schema import schema
-from ..base import AsyncStore, NewItems
+from ..base import AsyncStore, CheckedItems, CheckedKeys
 from . import _connection, _options, _rows, _sql
 from ._conn_async import all_rows, configure, migrate, one, write_back_upgraded
 
@@ -260,7 +259,7 @@ class AsyncPostgresStore(AsyncStore):
 
     # --- the contract --------------------------------------------------------------------------
 
-    async def create(self, session: Session) -> Session:
+    async def _create(self, session: Session) -> Session:
         doc = _core.new_session_doc(session, 0)  # checks; the times come from the statement
         for name in ("owner", "agent"):
             _rows.check_text(name, doc[name], InvalidSessionData)
@@ -294,16 +293,9 @@ class AsyncPostgresStore(AsyncStore):
         doc.update(created_at=now, updated_at=now, last_seq=len(texts), history_len=len(texts))
         return _core.make_session(doc, _rows.stored_items(texts, stamps, 1, iso))
 
-    async def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
+    async def _load(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
-        validate_session_id(session_id)
-        _core.check_window(last, after, limit)
         params = {
             "id": session_id,
             "now": self._now(),
@@ -320,38 +312,33 @@ class AsyncPostgresStore(AsyncStore):
         history = _core.decode_items(session_id, [row[1] for row in rows[1:]])
         return _core.readable_session(doc, history)
 
-    async def commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        return await self._commit(session_id, expected_version, append, changes, lease)
-
-    async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        """See the contract: the commit statement with no version to compare (NULL)."""
-        validate_session_id(session_id)
-        return await self._commit(session_id, None, items, None, lease)
-
     async def _commit(
         self,
         session_id: str,
-        expected_version: int | None,
-        append: NewItems,
-        changes: Mapping[str, Any] | None,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        _core.check_lease_arg(lease, optional=True)
-        normalized = _core.normalize_changes(changes)
+        return await self._commit_items(session_id, expected_version, items, changes, lease)
+
+    async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
+        """See the contract: the commit statement with no version to compare (NULL)."""
+        return await self._commit_items(session_id, None, items, {}, lease)
+
+    async def _commit_items(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        items: CheckedItems,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> int:
         for name in ("owner", "agent"):
-            _rows.check_text(name, normalized.get(name), InvalidRequest)
-        params = _rows.write_params(session_id, expected_version, lease, append, self._now())
-        params.update(_rows.changes_params(normalized))
+            _rows.check_text(name, changes.get(name), InvalidRequest)
+        params = _rows.write_params(session_id, expected_version, lease, items, self._now())
+        params.update(_rows.changes_params(changes))
         try:
             row = await self._commit_row(session_id, expected_version, lease, params)
         except StoreError as exc:
@@ -360,8 +347,8 @@ class AsyncPostgresStore(AsyncStore):
             # PostgreSQL's json operators decode the stored state's strings, and one holding
             # "\u0000" cannot be decoded: that state keeps its block the slow way. Read it,
             # merge here, and write with the version check (a write in between conflicts).
-            stored = await self.load(session_id, last=0)
-            merged = _core.keep_runtime_block(normalized, stored.state)
+            stored = await self._load(session_id, last=0, after=None, limit=None)
+            merged = _core.keep_runtime_block(changes, stored.state)
             params.update(state=_rows.json_text(merged["state"], "state"), keep_block=False)
             row = await self._commit_row(session_id, expected_version, lease, params)
         return int(row[0])
@@ -401,29 +388,24 @@ class AsyncPostgresStore(AsyncStore):
             if not _rows.is_duplicate_key(exc):
                 raise
         keys = [key for key in params["item_keys"] if key is not None]
-        taken = await self.items_by_key(params["id"], keys)
+        taken = await self._items_by_key(params["id"], keys)
         raise DuplicateItemKey(params["id"], next(iter(taken), keys[0])) from None
 
-    async def replace_tail(
+    async def _replace_tail(
         self,
         session_id: str,
         expected_version: int,
         after: int,
-        items: NewItems = (),
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
         """See the contract: one statement touching only the suffix (see TAIL)."""
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        _core.check_after(after)
-        _core.check_lease_arg(lease, optional=True)
-        normalized = _core.normalize_changes(changes)
         for name in ("owner", "agent"):
-            _rows.check_text(name, normalized.get(name), InvalidRequest)
+            _rows.check_text(name, changes.get(name), InvalidRequest)
         params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(normalized), after=after)
+        params.update(_rows.changes_params(changes), after=after)
         row = await self._keyed_write(
             "replace_tail",
             self._sql.tail,
@@ -432,37 +414,31 @@ class AsyncPostgresStore(AsyncStore):
         )
         return int(row[0])
 
-    async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+    async def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: primary-key lookups only, whatever the history's length."""
-        validate_session_id(session_id)
-        wanted = _core.check_item_keys(keys)
         row = await self._fetch(
             "items_by_key",
             self._sql.items_by_key,
-            {"id": session_id, "keys": wanted, "now": self._now()},
+            {"id": session_id, "keys": keys, "now": self._now()},
         )
         if row is None:
             raise SessionNotFound(session_id)
         schema.check(session_id, int(row[0]))
         return _core.keyed_items(session_id, row[1])
 
-    async def replace_history(
+    async def _replace_history(
         self,
         session_id: str,
         expected_version: int,
-        items: NewItems,
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        _core.check_lease_arg(lease, optional=True)
-        normalized = _core.normalize_changes(changes)
         for name in ("owner", "agent"):
-            _rows.check_text(name, normalized.get(name), InvalidRequest)
+            _rows.check_text(name, changes.get(name), InvalidRequest)
         params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(normalized))
+        params.update(_rows.changes_params(changes))
         row = await self._keyed_write(
             "replace_history",
             self._sql.replace,
@@ -515,16 +491,9 @@ class AsyncPostgresStore(AsyncStore):
         tail = _rows.cursor_fields(rows[query.limit - 1][0])
         return Page(sessions=headers, next_cursor=_core.encode_cursor(*tail))
 
-    async def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
+    async def _delete(
+        self, session_id: str, expected_version: int | None, *, lease: Lease | None, force: bool
     ) -> bool:
-        validate_session_id(session_id)
-        _core.check_delete_args(expected_version, lease, force)
         now = self._now()
         params = {
             "id": session_id,
@@ -555,14 +524,11 @@ class AsyncPostgresStore(AsyncStore):
             raise SessionNotFound(session_id)
         return False
 
-    async def exists(self, session_id: str) -> bool:
-        validate_session_id(session_id)
+    async def _exists(self, session_id: str) -> bool:
         row = await self._fetch("exists", self._sql.exists, {"id": session_id, "now": self._now()})
         return bool(row is not None and row[0])
 
-    async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        validate_session_id(session_id)
-        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+    async def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
         _rows.check_text("owner", owner, InvalidRequest)
         token = secrets.token_hex(16)
         params = {
@@ -570,7 +536,7 @@ class AsyncPostgresStore(AsyncStore):
             "now": self._now(),
             "owner": owner,
             "new_token": token,
-            "ttl": ttl_us,
+            "ttl": ttl,
             "schema": schema.current,
         }
         row = await self._guarded(
@@ -588,18 +554,16 @@ class AsyncPostgresStore(AsyncStore):
         )
 
     async def _lease_write(self, what: str, query: bytes, lease: Lease, ttl_us: int = 0) -> Row:
-        _core.check_lease_arg(lease)
         params = {"id": lease.session_id, "now": self._now(), "token": lease.token, "ttl": ttl_us}
         return await self._guarded(
             what, query, params, lambda found: _rows.judge_lease(lease, found)
         )
 
-    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        ttl_us = _core.ttl_micros(ttl)
-        row = await self._lease_write("renew", self._sql.renew, lease, ttl_us)
+    async def _renew(self, lease: Lease, ttl: int) -> Lease:
+        row = await self._lease_write("renew", self._sql.renew, lease, ttl)
         return lease.model_copy(update={"expires_at": from_micros(int(row[2]))})
 
-    async def release(self, lease: Lease) -> None:
+    async def _release(self, lease: Lease) -> None:
         await self._lease_write("release", self._sql.release, lease)
 
     async def purge_expired(self) -> int:

@@ -38,9 +38,9 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -49,7 +49,6 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ... import _core
-from ..._ids import validate_session_id
 from ..._time import Clock, from_micros
 from ...errors import (
     ConfigurationError,
@@ -62,7 +61,7 @@ from ...errors import (
 )
 from ...models import Lease, Page, Session, StoredItem
 from ...schema import schema
-from ..base import NewItems, Store
+from ..base import CheckedItems, CheckedKeys, Store
 from . import _connection, _options, _rows, _sql
 from ._conn_sync import all_rows, configure, migrate, one, write_back_upgraded
 
@@ -261,7 +260,7 @@ class PostgresStore(Store):
 
     # --- the contract --------------------------------------------------------------------------
 
-    def create(self, session: Session) -> Session:
+    def _create(self, session: Session) -> Session:
         doc = _core.new_session_doc(session, 0)  # checks; the times come from the statement
         for name in ("owner", "agent"):
             _rows.check_text(name, doc[name], InvalidSessionData)
@@ -295,16 +294,9 @@ class PostgresStore(Store):
         doc.update(created_at=now, updated_at=now, last_seq=len(texts), history_len=len(texts))
         return _core.make_session(doc, _rows.stored_items(texts, stamps, 1, iso))
 
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
+    def _load(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
-        validate_session_id(session_id)
-        _core.check_window(last, after, limit)
         params = {
             "id": session_id,
             "now": self._now(),
@@ -321,38 +313,33 @@ class PostgresStore(Store):
         history = _core.decode_items(session_id, [row[1] for row in rows[1:]])
         return _core.readable_session(doc, history)
 
-    def commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        return self._commit(session_id, expected_version, append, changes, lease)
-
-    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        """See the contract: the commit statement with no version to compare (NULL)."""
-        validate_session_id(session_id)
-        return self._commit(session_id, None, items, None, lease)
-
     def _commit(
         self,
         session_id: str,
-        expected_version: int | None,
-        append: NewItems,
-        changes: Mapping[str, Any] | None,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        _core.check_lease_arg(lease, optional=True)
-        normalized = _core.normalize_changes(changes)
+        return self._commit_items(session_id, expected_version, items, changes, lease)
+
+    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
+        """See the contract: the commit statement with no version to compare (NULL)."""
+        return self._commit_items(session_id, None, items, {}, lease)
+
+    def _commit_items(
+        self,
+        session_id: str,
+        expected_version: int | None,
+        items: CheckedItems,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> int:
         for name in ("owner", "agent"):
-            _rows.check_text(name, normalized.get(name), InvalidRequest)
-        params = _rows.write_params(session_id, expected_version, lease, append, self._now())
-        params.update(_rows.changes_params(normalized))
+            _rows.check_text(name, changes.get(name), InvalidRequest)
+        params = _rows.write_params(session_id, expected_version, lease, items, self._now())
+        params.update(_rows.changes_params(changes))
         try:
             row = self._commit_row(session_id, expected_version, lease, params)
         except StoreError as exc:
@@ -361,8 +348,8 @@ class PostgresStore(Store):
             # PostgreSQL's json operators decode the stored state's strings, and one holding
             # "\u0000" cannot be decoded: that state keeps its block the slow way. Read it,
             # merge here, and write with the version check (a write in between conflicts).
-            stored = self.load(session_id, last=0)
-            merged = _core.keep_runtime_block(normalized, stored.state)
+            stored = self._load(session_id, last=0, after=None, limit=None)
+            merged = _core.keep_runtime_block(changes, stored.state)
             params.update(state=_rows.json_text(merged["state"], "state"), keep_block=False)
             row = self._commit_row(session_id, expected_version, lease, params)
         return int(row[0])
@@ -402,29 +389,24 @@ class PostgresStore(Store):
             if not _rows.is_duplicate_key(exc):
                 raise
         keys = [key for key in params["item_keys"] if key is not None]
-        taken = self.items_by_key(params["id"], keys)
+        taken = self._items_by_key(params["id"], keys)
         raise DuplicateItemKey(params["id"], next(iter(taken), keys[0])) from None
 
-    def replace_tail(
+    def _replace_tail(
         self,
         session_id: str,
         expected_version: int,
         after: int,
-        items: NewItems = (),
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
         """See the contract: one statement touching only the suffix (see TAIL)."""
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        _core.check_after(after)
-        _core.check_lease_arg(lease, optional=True)
-        normalized = _core.normalize_changes(changes)
         for name in ("owner", "agent"):
-            _rows.check_text(name, normalized.get(name), InvalidRequest)
+            _rows.check_text(name, changes.get(name), InvalidRequest)
         params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(normalized), after=after)
+        params.update(_rows.changes_params(changes), after=after)
         row = self._keyed_write(
             "replace_tail",
             self._sql.tail,
@@ -433,37 +415,31 @@ class PostgresStore(Store):
         )
         return int(row[0])
 
-    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+    def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: primary-key lookups only, whatever the history's length."""
-        validate_session_id(session_id)
-        wanted = _core.check_item_keys(keys)
         row = self._fetch(
             "items_by_key",
             self._sql.items_by_key,
-            {"id": session_id, "keys": wanted, "now": self._now()},
+            {"id": session_id, "keys": keys, "now": self._now()},
         )
         if row is None:
             raise SessionNotFound(session_id)
         schema.check(session_id, int(row[0]))
         return _core.keyed_items(session_id, row[1])
 
-    def replace_history(
+    def _replace_history(
         self,
         session_id: str,
         expected_version: int,
-        items: NewItems,
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        _core.check_lease_arg(lease, optional=True)
-        normalized = _core.normalize_changes(changes)
         for name in ("owner", "agent"):
-            _rows.check_text(name, normalized.get(name), InvalidRequest)
+            _rows.check_text(name, changes.get(name), InvalidRequest)
         params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(normalized))
+        params.update(_rows.changes_params(changes))
         row = self._keyed_write(
             "replace_history",
             self._sql.replace,
@@ -516,16 +492,9 @@ class PostgresStore(Store):
         tail = _rows.cursor_fields(rows[query.limit - 1][0])
         return Page(sessions=headers, next_cursor=_core.encode_cursor(*tail))
 
-    def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
+    def _delete(
+        self, session_id: str, expected_version: int | None, *, lease: Lease | None, force: bool
     ) -> bool:
-        validate_session_id(session_id)
-        _core.check_delete_args(expected_version, lease, force)
         now = self._now()
         params = {
             "id": session_id,
@@ -556,14 +525,11 @@ class PostgresStore(Store):
             raise SessionNotFound(session_id)
         return False
 
-    def exists(self, session_id: str) -> bool:
-        validate_session_id(session_id)
+    def _exists(self, session_id: str) -> bool:
         row = self._fetch("exists", self._sql.exists, {"id": session_id, "now": self._now()})
         return bool(row is not None and row[0])
 
-    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        validate_session_id(session_id)
-        owner, ttl_us = _core.check_owner(owner), _core.ttl_micros(ttl)
+    def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
         _rows.check_text("owner", owner, InvalidRequest)
         token = secrets.token_hex(16)
         params = {
@@ -571,7 +537,7 @@ class PostgresStore(Store):
             "now": self._now(),
             "owner": owner,
             "new_token": token,
-            "ttl": ttl_us,
+            "ttl": ttl,
             "schema": schema.current,
         }
         row = self._guarded(
@@ -589,16 +555,14 @@ class PostgresStore(Store):
         )
 
     def _lease_write(self, what: str, query: bytes, lease: Lease, ttl_us: int = 0) -> Row:
-        _core.check_lease_arg(lease)
         params = {"id": lease.session_id, "now": self._now(), "token": lease.token, "ttl": ttl_us}
         return self._guarded(what, query, params, lambda found: _rows.judge_lease(lease, found))
 
-    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        ttl_us = _core.ttl_micros(ttl)
-        row = self._lease_write("renew", self._sql.renew, lease, ttl_us)
+    def _renew(self, lease: Lease, ttl: int) -> Lease:
+        row = self._lease_write("renew", self._sql.renew, lease, ttl)
         return lease.model_copy(update={"expires_at": from_micros(int(row[2]))})
 
-    def release(self, lease: Lease) -> None:
+    def _release(self, lease: Lease) -> None:
         self._lease_write("release", self._sql.release, lease)
 
     def purge_expired(self) -> int:

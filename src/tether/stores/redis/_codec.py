@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
 from typing import Any, NoReturn
 
 from ... import _core, _json
@@ -264,8 +263,9 @@ def upgrade_args(
     )
 
 
-def lease_ttl_micros(ttl: float | timedelta) -> int:
-    return min(_core.ttl_micros(ttl), MAX_LEASE_MICROS)
+def lease_ttl_micros(ttl: int) -> int:
+    """A lease's length in µs (checked by the base class), cut to what Lua holds exactly."""
+    return min(ttl, MAX_LEASE_MICROS)
 
 
 # --- replies -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ failure behaviour.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -48,12 +48,11 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from ... import _core
-from ..._ids import validate_session_id
 from ..._time import Clock, to_micros
 from ...errors import InvalidSessionData, StoreError, StoreUnavailable
 from ...models import Lease, Page, Session, StoredItem
 from ...schema import schema
-from ..base import NewItems, Store
+from ..base import CheckedItems, CheckedKeys, Store
 from . import _codec, _keys, _listing, _options
 from . import _scripts as lua
 
@@ -235,7 +234,7 @@ class RedisStore(Store):
 
     # --- the contract --------------------------------------------------------------------------
 
-    def create(self, session: Session) -> Session:
+    def _create(self, session: Session) -> Session:
         doc = _core.new_session_doc(session, 0)  # the script stamps the time
         items = _codec.encode_items(session.history)
         if items.keys:
@@ -273,16 +272,9 @@ class RedisStore(Store):
         reply = self._run(lua.RESTORE, args, doc["id"])
         _codec.restored(doc["id"], reply, expected_version)
 
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
+    def _load(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
-        validate_session_id(session_id)
-        _core.check_window(last, after, limit)
         if _codec.use_transaction(last, after, limit):
             keys = self.keys.for_script(lua.LOAD.keys, session_id)
             now = None if self._clock is None else to_micros(self._clock())
@@ -296,92 +288,72 @@ class RedisStore(Store):
         args = lua.LoadArgs(now=self._now(), last=last, after=after, limit=limit)
         return _codec.loaded_session(session_id, self._run(lua.LOAD, args, session_id))
 
-    def commit(
+    def _commit(
         self,
         session_id: str,
         expected_version: int,
+        items: CheckedItems,
         *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
-        items = _codec.encode_items(append)
-        _core.check_lease_arg(lease, optional=True)
         # replacing state keeps the runtime's block: the commit script merges it (no read)
         return self._write(
             session_id,
             expected_version,
             mode="append",
-            changes=normalized,
-            items=items,
+            changes=changes,
+            items=_codec.encode_items(items),
             lease=lease,
         )
 
-    def replace_history(
+    def _replace_history(
         self,
         session_id: str,
         expected_version: int,
-        items: NewItems,
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
-        encoded = _codec.encode_items(items)
-        _core.check_lease_arg(lease, optional=True)
         return self._write(
             session_id,
             expected_version,
             mode="replace",
-            changes=normalized,
-            items=encoded,
+            changes=changes,
+            items=_codec.encode_items(items),
             lease=lease,
         )
 
-    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
+    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
         """See the contract: the commit script with no version to compare (one round trip)."""
-        validate_session_id(session_id)
         encoded = _codec.encode_items(items)
-        _core.check_lease_arg(lease, optional=True)
         return self._write(session_id, None, mode="append", changes={}, items=encoded, lease=lease)
 
-    def replace_tail(
+    def _replace_tail(
         self,
         session_id: str,
         expected_version: int,
         after: int,
-        items: NewItems = (),
+        items: CheckedItems,
         *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
+        changes: _core.Doc,
+        lease: Lease | None,
     ) -> int:
         """See the contract: one script call; LTRIM removes only the suffix."""
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        _core.check_after(after)
-        normalized = _core.normalize_changes(changes)
-        encoded = _codec.encode_items(items)
-        _core.check_lease_arg(lease, optional=True)
         return self._write(
             session_id,
             expected_version,
             mode="tail",
-            changes=normalized,
-            items=encoded,
+            changes=changes,
+            items=_codec.encode_items(items),
             lease=lease,
             after=after,
         )
 
-    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
+    def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: one HMGET of the keyed rows, whatever the history's length."""
-        validate_session_id(session_id)
-        wanted = _core.check_item_keys(keys)
-        args = lua.ItemsByKeyArgs(now=self._now(), schema_version=schema.current, tail=wanted)
+        args = lua.ItemsByKeyArgs(now=self._now(), schema_version=schema.current, tail=keys)
         reply = self._run(lua.ITEMS_BY_KEY, args, session_id)
         return _codec.keyed_found(session_id, reply)
 
@@ -402,16 +374,9 @@ class RedisStore(Store):
                 return _listing.list_page(rows, query.limit, plan.prefix)
             upper = "(" + resume
 
-    def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
+    def _delete(
+        self, session_id: str, expected_version: int | None, *, lease: Lease | None, force: bool
     ) -> bool:
-        validate_session_id(session_id)
-        _core.check_delete_args(expected_version, lease, force)
         args = lua.DeleteArgs(
             now=self._now(),
             base=self.keys.base,
@@ -424,14 +389,12 @@ class RedisStore(Store):
         reply = self._run(lua.DELETE, args, session_id)
         return _codec.deleted(session_id, expected_version, lease, reply)
 
-    def exists(self, session_id: str) -> bool:
-        validate_session_id(session_id)
+    def _exists(self, session_id: str) -> bool:
         reply = self._run(lua.EXISTS, lua.ExistsArgs(now=self._now()), session_id)
         return bool(reply)
 
-    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        validate_session_id(session_id)
-        owner, ttl_us = _core.check_owner(owner), _codec.lease_ttl_micros(ttl)
+    def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
+        ttl_us = _codec.lease_ttl_micros(ttl)
         token = _codec.new_token()
         args = lua.ClaimArgs(
             now=self._now(),
@@ -447,7 +410,6 @@ class RedisStore(Store):
         return _codec.claimed(session_id, owner, token, reply)
 
     def _lease_call(self, lease: Lease, ttl_us: int | None) -> Lease:
-        _core.check_lease_arg(lease)
         args = lua.LeaseArgs(
             now=self._now(),
             base=self.keys.base,
@@ -460,10 +422,10 @@ class RedisStore(Store):
         reply = self._run(lua.LEASE, args, lease.session_id)
         return _codec.lease_updated(lease, reply)
 
-    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+    def _renew(self, lease: Lease, ttl: int) -> Lease:
         return self._lease_call(lease, _codec.lease_ttl_micros(ttl))
 
-    def release(self, lease: Lease) -> None:
+    def _release(self, lease: Lease) -> None:
         self._lease_call(lease, None)
 
     def purge_expired(self) -> int:

@@ -44,7 +44,7 @@ from .encryption_codec import (
     KeySource,
     encode_item,
     open_header,
-    open_session,
+    open_loaded,
     rebuilt,
     resolve_keys,
     seal_session,
@@ -177,7 +177,7 @@ class AsyncEncryptedStore(AsyncWrappingStore):
 
     def _open(self, session: Session) -> Session:
         self._saw(session.id, session.version, session.last_seq)
-        return open_session(self.codec, session)
+        return open_loaded(self.codec, session)
 
     # --- the contract: what changes when the values are encrypted -------------------------
 

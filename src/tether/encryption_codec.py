@@ -488,9 +488,10 @@ class Codec:
         return self._open(envelope, session_id, "item", seq, key)
 
     def open_window(
-        self, session_id: str, places: Iterable[tuple[int, str | None, object]]
+        self, session_id: str, rows: Iterable[Mapping[str, Any]]
     ) -> list[dict[str, Any]]:
-        """The history items of a loaded window, each ``(seq, key, envelope)``, in order.
+        """The history items of a loaded window, in order: each row is a stored history row
+        (``{"seq": ..., "key": ... (if any), "item": <envelope>, ...}``).
 
         What :meth:`open_item` gives for each, for a whole window at once: an envelope the
         cache accepts (the same ciphertext, nonce, key id, timestamp and shape at the same
@@ -500,26 +501,27 @@ class Codec:
         cached = self._cache.get
         values: list[dict[str, Any] | None] = []
         hits: list[bytes] = []
-        for seq, key, envelope in places:
+        for row in rows:
+            envelope = row["item"]
             try:
                 known = cached(
-                    (session_id, "item", seq, key, envelope["kid"], envelope["n"])  # type: ignore[index]
+                    (session_id, "item", row["seq"], row.get("key"), envelope["kid"], envelope["n"])
                 )
             except (TypeError, KeyError):  # not an envelope, or a malformed one: checked below
                 known = None
             if (
                 known is not None
-                and known[0] == envelope.get("c")  # type: ignore[attr-defined]
-                and envelope.get(ENVELOPE_MARK) == FORMAT  # type: ignore[attr-defined]
-                and len(envelope) == known[3]  # type: ignore[arg-type]
-                and envelope.get("timestamp") == known[2]  # type: ignore[attr-defined]
+                and known[0] == envelope.get("c")
+                and envelope.get(ENVELOPE_MARK) == FORMAT
+                and len(envelope) == known[3]
+                and envelope.get("timestamp") == known[2]
             ):
                 # the cache key held the place, key id and nonce; with the ciphertext, the
                 # format, the clear timestamp and the size equal, it is the envelope verified
                 values.append(None)
                 hits.append(known[1])
             else:
-                values.append(self._open(envelope, session_id, "item", seq, key))
+                values.append(self._open(envelope, session_id, "item", row["seq"], row.get("key")))
         if not hits:
             return values  # type: ignore[return-value]  # every one opened on its own
         decoded = iter(_json.loads(b"[" + b",".join(hits) + b"]"))
@@ -553,46 +555,27 @@ def rebuilt(
     items: Sequence[StoredItem],
 ) -> Session:
     """``session`` with these state, options and stored items (both history views rebuilt)."""
-    history: list[HistoryItem] = [
-        {**entry.item, "seq": entry.seq, "timestamp": entry.timestamp} for entry in items
-    ]
-    out = _with(session, state, options, history)
-    out._items = items
-    return out
-
-
-def _with(
-    session: Session, state: dict[str, Any], options: dict[str, Any], history: list[HistoryItem]
-) -> Session:
     fields = dict(session.__dict__)
     fields["state"] = state
     fields["options"] = options
+    history: list[HistoryItem] = [
+        {**entry.item, "seq": entry.seq, "timestamp": entry.timestamp} for entry in items
+    ]
     fields["history"] = history
     out = construct_trusted(Session, fields)
-    if session._stored_schema_version is not None:
-        out._stored_schema_version = session._stored_schema_version
+    out._items = items
+    out._stored_schema_version = session._stored_schema_version
     return out
 
 
 def open_session(codec: Codec, session: Session) -> Session:
-    """The session as written: its state, options and items decrypted (fails closed)."""
+    """The session as written: its state, options and items decrypted (fails closed).
+    ``session`` is left as it was."""
     sid = session.id
-    rows = session._records  # the rows as the store decoded them, if it kept them
-    if rows is not None and all(type(row.get("item")) is dict for row in rows):
-        # no StoredItem built for an envelope, and none for an item until it is read (the
-        # stores' own way, Session._records); a row without a dict item is an older row
-        values = codec.open_window(sid, [(row["seq"], row.get("key"), row["item"]) for row in rows])
-        state = codec.open_field(sid, "state", session.state)
-        options = codec.open_field(sid, "options", session.options)
-        history: list[HistoryItem] = [
-            {**value, "seq": row["seq"], "timestamp": row["timestamp"]}
-            for row, value in zip(rows, values, strict=True)
-        ]
-        out = _with(session, state, options, history)
-        out._records = [{**row, "item": value} for row, value in zip(rows, values, strict=True)]
-        return out
     entries = session._items if session._items is not None else session.items
-    values = codec.open_window(sid, [(entry.seq, entry.key, entry.item) for entry in entries])
+    values = codec.open_window(
+        sid, [{"seq": entry.seq, "key": entry.key, "item": entry.item} for entry in entries]
+    )
     items = [
         StoredItem(entry.seq, entry.timestamp, entry.key, value)
         for entry, value in zip(entries, values, strict=True)
@@ -603,6 +586,38 @@ def open_session(codec: Codec, session: Session) -> Session:
         codec.open_field(sid, "options", session.options),
         items,
     )
+
+
+def open_loaded(codec: Codec, session: Session) -> Session:
+    """:func:`open_session` for a session a store has just returned to this caller: opened in
+    place, without a copy (a load returns a copy that is the caller's to change, a clause
+    of the conformance suite), and without a :class:`StoredItem` built for any envelope.
+
+    The store keeps the decoded rows for ``Session.items`` to build at first use (the
+    ``_records`` of :func:`tether._core.make_session`); their items are opened in one pass,
+    each row's envelope replaced by its item. A session without such rows, or with a row of
+    another shape, is opened by :func:`open_session`.
+    """
+    rows = session._records
+    if rows is None:
+        return open_session(codec, session)
+    sid = session.id
+    try:
+        values = codec.open_window(sid, rows)
+    except (KeyError, TypeError):  # a row of another shape (an older one): the slow way
+        return open_session(codec, session)
+    fields = session.__dict__
+    state = codec.open_field(sid, "state", fields["state"])
+    options = codec.open_field(sid, "options", fields["options"])
+    history: list[HistoryItem] = []
+    for row, value in zip(rows, values, strict=True):
+        row["item"] = value
+        history.append({**value, "seq": row["seq"], "timestamp": row["timestamp"]})
+    fields["state"] = state
+    fields["options"] = options
+    fields["history"] = history
+    session._records = rows  # the items built from them at first use are the opened ones
+    return session
 
 
 def open_header(codec: Codec, header: SessionHeader) -> SessionHeader:

@@ -45,7 +45,7 @@ from .encryption_codec import (
     KeySource,
     encode_item,
     open_header,
-    open_session,
+    open_loaded,
     rebuilt,
     resolve_keys,
     seal_session,
@@ -178,7 +178,7 @@ class EncryptedStore(WrappingStore):
 
     def _open(self, session: Session) -> Session:
         self._saw(session.id, session.version, session.last_seq)
-        return open_session(self.codec, session)
+        return open_loaded(self.codec, session)
 
     # --- the contract: what changes when the values are encrypted -------------------------
 

@@ -32,23 +32,21 @@ sessions.
 
 Ids are used as file names as they are, so on a case-insensitive file system (macOS, Windows
 defaults) ``Ada`` and ``ada`` would be the same session: use lowercase ids there.
+
+The store is this module; its files are :mod:`._file_layout`'s (paths, the lock, the atomic
+header, the log generations) and its log's framing is :mod:`._file_log`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import logging
 import os
-import struct
-import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from .. import _core, _json
+from .. import _core
 from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
 from .._urls import as_bool, as_float, parse_store_url, redact
@@ -57,13 +55,14 @@ from ..errors import (
     ConflictError,
     CorruptSession,
     LeaseLost,
-    LockTimeout,
     SessionNotFound,
     StoreError,
     TetherError,
 )
-from ..models import HistoryItem, Lease, Page, Session, SessionHeader, StoredItem
+from ..models import HistoryItem, Lease, Page, Session, StoredItem
 from ..schema import schema
+from ._file_layout import FileLayout
+from ._file_log import FRAME, Keys, decode_record, keys_at
 from ._private import NotRegularFile, make_private_dirs, open_regular
 from .base import CheckedItems, CheckedKeys, Store, SyncBackedAsyncStore
 
@@ -71,98 +70,8 @@ __all__ = ["AsyncFileStore", "FileStore"]
 
 log = logging.getLogger(__name__)
 
-_FRAME = struct.Struct(">II")  # payload length, CRC-32 of the payload
-_LENGTH = struct.Struct(">I")  # a frame's first field alone
 
-
-def _frame(payload: bytes) -> bytes:
-    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-_SKIP_CHUNK = 1 << 16
-
-
-def _skip_frames(handle: BinaryIO, size: int, count: int) -> tuple[int, int]:
-    """Move ``handle`` past the first ``count`` frames of the log's first ``size`` bytes,
-    reading only their headers (a chunk of at most ``_SKIP_CHUNK`` bytes at a time; a frame's
-    payload is never read unless it shares a chunk with the next header). Returns the position
-    reached and the frames skipped: fewer than ``count`` if the log ends first."""
-    header_size = _FRAME.size
-    pos = skipped = chunk_start = 0
-    chunk = b""
-    while skipped < count and pos + header_size <= size:
-        offset = pos - chunk_start
-        if offset + header_size > len(chunk):
-            handle.seek(pos)
-            chunk, chunk_start, offset = handle.read(min(_SKIP_CHUNK, size - pos)), pos, 0
-            if len(chunk) < header_size:
-                break
-        (length,) = _LENGTH.unpack_from(chunk, offset)
-        if pos + header_size + length > size:
-            break
-        pos += header_size + length
-        skipped += 1
-    handle.seek(pos)
-    return pos, skipped
-
-
-Keys = dict[str, list[int]]
-"""A session's keyed items: key -> [seq, byte offset of its record in the current log]."""
-
-
-def _keys_at(encoded: _core.PreparedItems, start: int) -> Keys:
-    """The key map entries of ``encoded`` written to a log from byte ``start`` on."""
-    if not encoded.keys:
-        return {}
-    offsets: dict[int, int] = {}
-    pos = start
-    for seq, payload in encoded:
-        offsets[seq] = pos
-        pos += _FRAME.size + len(payload)
-    return {key: [seq, offsets[seq]] for key, seq in encoded.keys}
-
-
-def _decode_record(session_id: str, payload: bytes, crc: int, index: int) -> Any:
-    """One record's item, its checksum checked.
-
-    A record that fails it was damaged after it was committed (a crash cannot do that: torn
-    tails lie past the committed length and are never read), so it raises
-    :class:`CorruptSession` rather than quietly returning a history with a hole in it.
-    """
-    try:
-        if zlib.crc32(payload) != crc:
-            raise ValueError("checksum mismatch")
-        return _json.loads(payload)
-    except ValueError as exc:  # JSONDecodeError is a ValueError
-        raise CorruptSession(
-            session_id, f"history item {index + 1} in its log is damaged ({exc})"
-        ) from exc
-
-
-def _listable_newer(session_id: str, doc: Any) -> bool:
-    """Whether ``doc`` is a header a newer tether wrote that a listing can still show.
-
-    The other stores list such sessions (their ``load`` raises UnsupportedSchemaVersion), so
-    ``tether migrate``, ``export`` and ``copy`` can name them as skipped; the file store lists
-    them too, as stored, when they still have the fields a listing reads and filters on.
-    """
-    if not (
-        isinstance(doc, dict)
-        and isinstance(doc.get("schema_version"), int)
-        and doc["schema_version"] > schema.current
-        and doc.get("id") == session_id
-    ):
-        return False
-    if not SessionHeader.model_fields.keys() <= doc.keys():
-        return False
-    try:
-        _core.doc_to_header(doc)
-    except (KeyError, ValueError, TypeError):
-        return False
-    return all(isinstance(doc[name], int) for name in ("updated_at", "created_at"))
-
-
-class FileStore(Store):
+class FileStore(Store, FileLayout):
     """Sessions as files in one directory (created if missing).
 
     ``fsync=False`` skips the fsyncs: still atomic against a killed process, but a power loss
@@ -219,186 +128,6 @@ class FileStore(Store):
 
     # --- paths, locks, atomic files ------------------------------------------------------------
 
-    def _header_path(self, session_id: str) -> Path:
-        return self.directory / f"{session_id}.json"
-
-    def _log_path(self, session_id: str, gen: int) -> Path:
-        return self.directory / f"{session_id}.{gen}.log"
-
-    @contextlib.contextmanager
-    def _locked(self, session_id: str, *, shared: bool = False) -> Iterator[None]:
-        validate_session_id(session_id)  # before the id becomes part of a path
-        path = self.directory / f"{session_id}.lock"
-        try:
-            fd = open_regular(path, os.O_RDWR | os.O_CREAT)
-        except OSError as exc:
-            raise StoreError(f"cannot open lock file {str(path)!r}: {exc}") from exc
-        try:
-            mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
-            deadline = time.monotonic() + self.lock_timeout
-            pause = 0.0005
-            while True:
-                try:
-                    fcntl.flock(fd, mode)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise LockTimeout(
-                            f"session {session_id!r} stayed locked by another writer for "
-                            f"{self.lock_timeout}s ({str(path)!r}); if no tether process is "
-                            "running, a stuck process may hold it: end it, or raise "
-                            "lock_timeout"
-                        ) from None
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.05)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock; the file stays
-
-    def _sync_dir(self) -> None:
-        if self.fsync:
-            fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _write_header(
-        self,
-        doc: _core.Doc,
-        gen: int,
-        log_size: int,
-        keys: Keys,
-        *,
-        new_log: bool = False,
-    ) -> None:
-        """Commit ``doc`` (and the log ``gen`` up to ``log_size``) by replacing the header.
-
-        ``new_log``: ``gen`` was just written for this header, so if the header cannot be
-        written, that log is removed too (a refused or failed write leaves no file behind).
-        """
-        session_id = doc["id"]
-        wrapper: dict[str, Any] = {"session": doc, "log_gen": gen, "log_size": log_size}
-        if keys:
-            wrapper["keys"] = keys
-        payload = _json.dumps(wrapper)
-        tmp = self.directory / f".{session_id}.json.{os.getpid()}.{time.monotonic_ns()}.tmp"
-        try:
-            with os.fdopen(open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                if self.fsync:
-                    os.fsync(handle.fileno())
-            os.replace(tmp, self._header_path(session_id))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            if new_log:  # the header that would have committed it is not there: nothing is
-                self._unlink_log(session_id, gen)
-            raise
-        self._sync_dir()
-
-    def _read_header(
-        self, session_id: str, *, newer: bool = False
-    ) -> tuple[_core.Doc, int, int, Keys] | None:
-        """(document as stored, log generation, committed log size, key map), or None if
-        absent.
-
-        ``newer``: a header a newer tether wrote is returned as stored (for the listing)
-        instead of raising :class:`~tether.errors.UnsupportedSchemaVersion`.
-        """
-        try:
-            fd = open_regular(self._header_path(session_id), os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        except NotRegularFile as exc:  # a planted link or FIFO: never followed or waited on
-            raise CorruptSession(session_id, f"its header is {exc.kind}") from None
-        with os.fdopen(fd, "rb") as handle:
-            raw = handle.read()
-        try:
-            wrapper = _json.loads(raw)
-        except _json.JSONDecodeError as exc:
-            raise CorruptSession(session_id, f"header file is not valid JSON ({exc})") from exc
-        if not (
-            isinstance(wrapper, dict)
-            and isinstance(wrapper.get("log_gen"), int)
-            and isinstance(wrapper.get("log_size"), int)
-        ):
-            raise CorruptSession(session_id, "header file is not a tether file-store header")
-        stored: Any = wrapper.get("session")
-        if newer and _listable_newer(session_id, stored):
-            doc: _core.Doc = stored
-        else:
-            doc = _core.validate_header_doc(session_id, stored)
-        keys = wrapper.get("keys", {})
-        if not isinstance(keys, dict) or not all(
-            isinstance(v, list) and len(v) == 2 and all(isinstance(n, int) for n in v)
-            for v in keys.values()
-        ):
-            raise CorruptSession(session_id, "its header's key map is damaged")
-        return doc, wrapper["log_gen"], wrapper["log_size"], keys
-
-    def _live_header(self, session_id: str, now: int) -> tuple[_core.Doc, int, int, Keys]:
-        found = self._read_header(session_id)
-        if found is None or not _core.is_live(found[0], now):
-            raise SessionNotFound(session_id)
-        return found
-
-    def _read_window(
-        self,
-        session_id: str,
-        doc: _core.Doc,
-        gen: int,
-        log_size: int,
-        *,
-        start: int,
-        limit: int | None,
-    ) -> list[HistoryItem]:
-        """At most ``limit`` items from index ``start`` on, read frame by frame.
-
-        The frames before ``start`` are skipped by their 8-byte headers (see
-        :func:`_skip_frames`: their items are never decoded) and reading stops once the page is
-        full, so a page costs memory for its own items only. A log cut short inside its
-        committed part (by something outside tether: a crash cannot do it, the log is fsynced
-        before the header that commits it) loads the complete records before the cut, with a
-        warning; the next commit rewrites it that way.
-        """
-        try:
-            handle = os.fdopen(open_regular(self._log_path(session_id, gen), os.O_RDONLY), "rb")
-        except FileNotFoundError:
-            if log_size == 0:
-                return []
-            raise CorruptSession(session_id, "its history log is missing") from None
-        except NotRegularFile as exc:
-            raise CorruptSession(session_id, f"its history log is {exc.kind}") from None
-        items: list[HistoryItem] = []
-        header_size = _FRAME.size
-        with handle:
-            intact_size = min(log_size, os.fstat(handle.fileno()).st_size)
-            pos, index = _skip_frames(handle, intact_size, start)
-            cut = index < start  # the log ended before the window: cut short
-            while not cut and pos < log_size and (limit is None or len(items) < limit):
-                head = handle.read(header_size) if pos + header_size <= log_size else b""
-                if len(head) < header_size:
-                    cut = True
-                    break
-                length, crc = _FRAME.unpack(head)
-                end = pos + header_size + length
-                payload = handle.read(length) if end <= log_size else b""
-                if len(payload) < length:
-                    cut = True
-                    break
-                items.append(_decode_record(session_id, payload, crc, index))
-                pos, index = end, index + 1
-        if cut:
-            log.warning(
-                "session %r: history log is cut short: %d of %d items are intact; loading those",
-                session_id,
-                index,
-                doc["history_len"],
-            )
-        return items
-
     # --- the contract --------------------------------------------------------------------------
 
     def _create(self, session: Session) -> Session:
@@ -435,31 +164,9 @@ class FileStore(Store):
         if existing is not None:
             gen = existing[1] + 1  # a fresh log beside the old one, switched to by the header
         size = self._write_log(session_id, gen, encoded)
-        self._write_header(doc, gen, size, _keys_at(encoded, 0), new_log=True)
+        self._write_header(doc, gen, size, keys_at(encoded, 0), new_log=True)
         if existing is not None:
             self._unlink_log(session_id, existing[1])
-
-    def _write_log(
-        self, session_id: str, gen: int, encoded: list[_core.EncodedItem], prefix: bytes = b""
-    ) -> int:
-        """Write a new log generation (``prefix``: frames copied as they are, then the new
-        ones). Anything already at its path is no header's log (a crashed write's, or
-        planted): it is unlinked, never written through."""
-        data = prefix + b"".join(_frame(payload) for _, payload in encoded)
-        path = self._log_path(session_id, gen)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            if self.fsync:
-                os.fsync(handle.fileno())
-        return len(data)
-
-    def _unlink_log(self, session_id: str, gen: int) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._log_path(session_id, gen).unlink()
 
     def _load(
         self, session_id: str, *, last: int | None, after: int | None, limit: int | None
@@ -521,7 +228,7 @@ class FileStore(Store):
             try:
                 encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
                 _core.refuse_taken_keys(session_id, encoded.keys, keys)
-                keys = {**keys, **_keys_at(encoded, log_size)}
+                keys = {**keys, **keys_at(encoded, log_size)}
                 if encoded:
                     log_size = self._append_rows(session_id, gen, log_size, encoded)
                 new = _core.apply_commit(doc, changes, len(encoded), now)
@@ -533,12 +240,6 @@ class FileStore(Store):
             if old_gen is not None:
                 self._unlink_log(session_id, old_gen)
         return int(new["version"])
-
-    def _log_cut_short(self, session_id: str, gen: int, log_size: int) -> bool:
-        try:
-            return os.lstat(self._log_path(session_id, gen)).st_size < log_size
-        except FileNotFoundError:
-            return log_size > 0
 
     def _rewrite(
         self, session_id: str, doc: _core.Doc, gen: int, log_size: int
@@ -564,26 +265,7 @@ class FileStore(Store):
         new_gen = gen + 1
         size = self._write_log(session_id, new_gen, encoded)
         doc["schema_version"] = schema.current
-        return doc, new_gen, size, _keys_at(encoded, 0)
-
-    def _append_rows(
-        self, session_id: str, gen: int, log_size: int, encoded: list[_core.EncodedItem]
-    ) -> int:
-        data = b"".join(_frame(payload) for _, payload in encoded)
-        fd = open_regular(self._log_path(session_id, gen), os.O_WRONLY | os.O_CREAT)
-        try:
-            # Cut any torn tail a crashed commit left past the committed length, then append.
-            os.ftruncate(fd, log_size)
-            os.lseek(fd, log_size, os.SEEK_SET)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        return log_size + len(data)
+        return doc, new_gen, size, keys_at(encoded, 0)
 
     def _replace_history(
         self,
@@ -601,7 +283,7 @@ class FileStore(Store):
             encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
             size = self._write_log(session_id, gen + 1, encoded)
             new = _core.apply_replace(doc, len(encoded), now, changes)
-            self._write_header(new, gen + 1, size, _keys_at(encoded, 0), new_log=True)
+            self._write_header(new, gen + 1, size, keys_at(encoded, 0), new_log=True)
             self._unlink_log(session_id, gen)
         return int(new["version"])
 
@@ -641,7 +323,7 @@ class FileStore(Store):
                     size = self._write_log(session_id, new_gen, encoded, prefix)
                 else:
                     new_gen, size = gen, cut
-                keys.update(_keys_at(encoded, cut))
+                keys.update(keys_at(encoded, cut))
             except BaseException:
                 if old_gen is not None:
                     self._unlink_log(session_id, gen)
@@ -654,25 +336,6 @@ class FileStore(Store):
             if old_gen is not None:
                 self._unlink_log(session_id, old_gen)
         return int(new["version"])
-
-    def _kept_bytes(
-        self, session_id: str, gen: int, log_size: int, kept: int, copy: bool
-    ) -> tuple[int, bytes]:
-        """Where the first ``kept`` records of the log end, and (``copy``) their bytes."""
-        if kept == 0:
-            return 0, b""
-        try:
-            handle = os.fdopen(open_regular(self._log_path(session_id, gen), os.O_RDONLY), "rb")
-        except (FileNotFoundError, NotRegularFile):
-            raise CorruptSession(session_id, "its history log is missing") from None
-        with handle:
-            cut, skipped = _skip_frames(handle, log_size, kept)
-            if skipped < kept:
-                raise CorruptSession(session_id, "its history log is cut short")
-            if not copy:
-                return cut, b""
-            handle.seek(0)
-            return cut, handle.read(cut)
 
     def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: the header's key map gives each record's offset, and only those
@@ -691,14 +354,14 @@ class FileStore(Store):
             with os.fdopen(fd, "rb") as handle:
                 for seq, offset in spots:
                     handle.seek(offset)
-                    head = handle.read(_FRAME.size)
-                    if len(head) < _FRAME.size:
+                    head = handle.read(FRAME.size)
+                    if len(head) < FRAME.size:
                         raise CorruptSession(session_id, f"its log ends before item {seq}")
-                    length, crc = _FRAME.unpack(head)
-                    if offset + _FRAME.size + length > log_size:
+                    length, crc = FRAME.unpack(head)
+                    if offset + FRAME.size + length > log_size:
                         raise CorruptSession(session_id, f"its log ends before item {seq}")
                     index = seq - (doc["last_seq"] - doc["history_len"] + 1)
-                    records.append(_decode_record(session_id, handle.read(length), crc, index))
+                    records.append(decode_record(session_id, handle.read(length), crc, index))
         return _core.keyed_records(session_id, records)
 
     def _list_page(self, query: _core.ListQuery) -> Page:
@@ -751,18 +414,6 @@ class FileStore(Store):
                     raise ConflictError(session_id, expected_version, doc["version"])
             self._remove_files(session_id)
             return live
-
-    def _remove_files(self, session_id: str) -> None:
-        """Remove the header (first: then the session is gone) and every log generation."""
-        with contextlib.suppress(FileNotFoundError):
-            self._header_path(session_id).unlink()
-        prefix = f"{session_id}."
-        for entry in os.scandir(self.directory):
-            rest = entry.name[len(prefix) :] if entry.name.startswith(prefix) else ""
-            if rest.endswith(".log") and rest[: -len(".log")].isdigit():
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-        self._sync_dir()
 
     def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
         with self._locked(session_id):

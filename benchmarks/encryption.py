@@ -7,10 +7,11 @@ database file and session, at history lengths 10 and 1,000:
 
 - *cached turn*: a worker that holds the history: ``load(id, after=last_seq)`` then
   ``commit(id, version, append=[user, assistant])`` (benchmarks/runtime.py's store turn).
-  Encrypted, the commit also reads the header (the seqs its ciphertexts are bound to) and
-  seals two items.
+  Encrypted, the load opens ``state`` and ``options`` and the commit seals two items; their
+  seqs come from the version the load saw, so no header is read.
 - *whole-history turn*: ``load(id)`` (the whole history) then the same commit: every item is
-  decrypted on each turn.
+  opened on each turn (from the plaintext cache after the first, but checked, decoded and
+  given its ``history`` entry each time).
 
 The ratio is encrypted over plain; the target is 1.25 at most (docs/encryption.md).
 """

@@ -26,6 +26,7 @@ import tether  # noqa: E402
 from tether.errors import ConflictError  # noqa: E402
 from tether.integrations import _langgraph_core as core  # noqa: E402
 from tether.integrations import _langgraph_saver  # noqa: E402
+from tether.integrations import _langgraph_values as values  # noqa: E402
 from tether.integrations._langgraph_view import entry  # noqa: E402
 from tether.integrations.langgraph import TetherSaver  # noqa: E402
 from tether.stores.base import Store  # noqa: E402
@@ -88,12 +89,12 @@ def test_large_values_are_stored_compressed_and_read_back(store: Store) -> None:
     for turn in range(4):
         graph.invoke({"messages": [f"turn {turn}"]}, _cfg("z"))
     packed = _values(store, "z")
-    compressed = [p for p in packed if len(p) == 3 and p[2] == core.ZLIB]
+    compressed = [p for p in packed if len(p) == 3 and p[2] == values.ZLIB]
     assert compressed, packed
     for value in compressed:  # smaller than the serde's bytes, and the same bytes back
-        raw = core.raw_bytes(value)
+        raw = values.raw_bytes(value)
         assert len(value[1]) < len(base64.b64encode(raw))
-    assert all(len(p) in (2, 3) for p in packed)
+    assert all(len(p) in (2, 3, 4) for p in packed)  # 4: a delta (test_..._deltas.py)
     # a fresh saver (no cache) reads what was written, state and history alike
     other = _graph(TetherSaver(store))
     messages = other.get_state(_cfg("z")).values["messages"]
@@ -106,16 +107,16 @@ def test_large_values_are_stored_compressed_and_read_back(store: Store) -> None:
 
 
 def test_json_serde_values_are_stored_as_text() -> None:
-    packed = core.pack(("json", b'{"a": [1, 2, "\\u00e9"]}'))
-    assert packed == ["json", '{"a": [1, 2, "\\u00e9"]}', core.TEXT]
-    assert core.unpack(packed) == ("json", b'{"a": [1, 2, "\\u00e9"]}')
-    small = core.pack(("msgpack", b"\x91\x01"))
+    packed = values.pack(("json", b'{"a": [1, 2, "\\u00e9"]}'))
+    assert packed == ["json", '{"a": [1, 2, "\\u00e9"]}', values.TEXT]
+    assert values.unpack(packed) == ("json", b'{"a": [1, 2, "\\u00e9"]}')
+    small = values.pack(("msgpack", b"\x91\x01"))
     assert small == ["msgpack", base64.b64encode(b"\x91\x01").decode()]  # the first layout
     noise = uuid.uuid4().bytes * 20  # repeats: compresses
-    assert core.pack(("bytes", noise))[2] == core.ZLIB
-    assert core.unpack(core.pack(("bytes", noise))) == ("bytes", noise)
+    assert values.pack(("bytes", noise))[2] == values.ZLIB
+    assert values.unpack(values.pack(("bytes", noise))) == ("bytes", noise)
     with pytest.raises(ValueError, match="encoding"):
-        core.raw_bytes(["msgpack", "AAAA", "rot13"])
+        values.raw_bytes(["msgpack", "AAAA", "rot13"])
 
 
 @pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
@@ -124,6 +125,8 @@ def test_threads_written_in_the_first_layout_still_load_and_go_on(
 ) -> None:
     with monkeypatch.context() as patched:
         patched.setattr(_langgraph_saver, "pack", _first_layout)
+        patched.setattr(values, "pack", _first_layout)
+        patched.setattr(values, "_DELTA_FROM", 2**62)  # no deltas then
         old = _graph(TetherSaver(store))
         for turn in range(3):
             old.invoke({"messages": [f"old {turn}"]}, _cfg("legacy"))
@@ -136,6 +139,7 @@ def test_threads_written_in_the_first_layout_still_load_and_go_on(
     graph.invoke({"messages": ["new"]}, _cfg("legacy"))  # new values beside the old ones
     packed = _values(store, "legacy")
     assert any(len(p) == 3 for p in packed)
+    assert any(len(p) == 4 for p in packed)  # the new turn's list: a delta on a new snapshot
     assert any(len(p) == 2 for p in packed)
     after = _graph(TetherSaver(store)).get_state(_cfg("legacy")).values["messages"]
     assert after[: len(before)] == before
@@ -148,20 +152,20 @@ def test_threads_written_in_the_first_layout_still_load_and_go_on(
 
 
 def test_the_renderer_shows_compressed_values_and_refuses_bombs() -> None:
-    fine = {"type": core.BLOB, "channel": "notes", "value": core.pack(("json", b'"hi"'))}
+    fine = {"type": core.BLOB, "channel": "notes", "value": values.pack(("json", b'"hi"'))}
     assert entry(fine)["text"] == "notes = hi"
-    big = core.pack(("json", b'"' + b"word " * 2000 + b'"'))
-    assert big[2] == core.ZLIB
+    big = values.pack(("json", b'"' + b"word " * 2000 + b'"'))
+    assert big[2] == values.ZLIB
     shown = entry({"type": core.BLOB, "channel": "notes", "value": big})["text"]
     assert shown.startswith("notes = word word")
     # 200 MiB of zeros in a few hundred KiB: shown as unreadable, never inflated whole
     bomb = zlib.compress(b"\0" * (200 * 2**20), 9)
-    value = ["msgpack", base64.b64encode(bomb).decode(), core.ZLIB]
+    value = ["msgpack", base64.b64encode(bomb).decode(), values.ZLIB]
     shown = entry({"type": core.BLOB, "channel": "x", "value": value})["text"]
     assert shown == "x = <msgpack, unreadable>"
     for broken in (
-        ["msgpack", "%%%", core.ZLIB],
-        ["msgpack", base64.b64encode(b"not zlib").decode(), core.ZLIB],
+        ["msgpack", "%%%", values.ZLIB],
+        ["msgpack", base64.b64encode(b"not zlib").decode(), values.ZLIB],
         ["msgpack", "AAAA", "?"],
     ):
         text = entry({"type": core.BLOB, "channel": "x", "value": broken})["text"]

@@ -26,28 +26,29 @@ namespace was. Without them (the normal case: LangGraph's ids grow with time) a 
 checkpoints are in id order in the history, so ``list`` pages backward from the end; with
 them it sorts the whole thread, as LangGraph's order requires.
 
-Every value goes through the saver's ``serde`` (``dumps_typed``), its bytes packed as JSON by
-:func:`pack`: compressed when that shrinks them (large values: a chat's message list), as text
-when they are the serde's JSON, else as base64.
+Every value goes through the saver's ``serde`` (``dumps_typed``), its bytes packed as JSON (see
+:mod:`tether.integrations._langgraph_values`): compressed when that shrinks them, as text when
+they are the serde's JSON, else as base64; and a message list that grew since the last one
+this process stored whole (its snapshot) as a delta on it, the new messages only.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import contextlib
 import json
 import threading
 import uuid
-import zlib
+import weakref
 from collections.abc import (
     AsyncGenerator,
+    AsyncIterator,
     Awaitable,
     Callable,
     Coroutine,
     Generator,
     Iterable,
     Iterator,
-    Sequence,
 )
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -56,6 +57,7 @@ from ..errors import AlreadyClaimed, ConflictError, DuplicateItemKey, SessionExi
 from ..ids import encode_external_id, external_id_metadata
 from ..models import KeyedItem, Session, StoredItem
 from ..stores.base import AsyncStore, Store
+from ._langgraph_values import Snapshot, Snapshots, Value
 
 AGENT = "langgraph"
 STATE_KEY = "langgraph"
@@ -66,13 +68,10 @@ MARK = "langgraph.first_write"
 LATE = "langgraph.late_writes"
 _MAX_KEY = 256
 _PAGE = 1000
-TEXT = "t"  # a packed value's third part: the serde's bytes as text (its JSON)
-ZLIB = "z"  # ... or as base64 of their zlib compression
 _CACHED_THREADS = 10_000  # threads whose header a saver keeps (the least recently used go)
-_COMPRESS_FROM = 256  # bytes: smaller values gain too little to pay for the inflate
+_STRIPES = 64  # locks serializing one thread's writes (see _Serial)
 
 _T = TypeVar("_T")
-Typed = tuple[str, bytes]
 
 
 def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
@@ -128,6 +127,44 @@ class Direct:
         return call
 
 
+class _Serial:
+    """One write (``put``, ``put_writes``) to a thread at a time in this process.
+
+    LangGraph runs a checkpoint's ``put`` and the previous step's ``put_writes`` at once (in
+    threads, or tasks). Each is one store write, but the ``put`` commits against the version
+    this process last saw: an append landing first makes the store refuse it, and the retry
+    costs a header read and a second commit (on PostgreSQL nearly every turn). In turn, the
+    ``put`` finds the version the append left. Threads share a lock by hash (a fixed number,
+    whatever the threads); a sync store's calls never suspend, so a threading lock serves
+    there, and an asyncio lock per event loop for an async store."""
+
+    def __init__(self, *, direct: bool) -> None:
+        self._direct = direct
+        self._threads = [threading.Lock() for _ in range(_STRIPES)]
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]]
+        self._loops = weakref.WeakKeyDictionary()
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, thread_id: str) -> AsyncIterator[None]:
+        stripe = hash(thread_id) % _STRIPES
+        if self._direct:
+            with self._threads[stripe]:
+                yield
+            return
+        loop = asyncio.get_running_loop()
+        with self._threads[0]:  # two threads' loops may make their locks at once
+            locks = self._loops.setdefault(loop, [asyncio.Lock() for _ in range(_STRIPES)])
+        async with locks[stripe]:
+            yield
+
+
+def tag(header: Session) -> tuple[Any, int]:
+    """What a snapshot's key is valid under: the session's creation and first seq. A thread
+    deleted and made again, or rewritten by ``prune`` / ``delete_for_runs`` (new seqs), no
+    longer holds the snapshots this process remembers, and its header says so."""
+    return (header.created_at, header.first_seq)
+
+
 def session_id(thread_id: str) -> str:
     return encode_external_id(str(thread_id))
 
@@ -140,58 +177,6 @@ def key(kind: str, *parts: str | int) -> str:
     import hashlib
 
     return kind + "#" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def pack(typed: Typed) -> list[str]:
-    """A serde value as JSON: ``[type, base64]`` (the layout since the first release, still
-    written for small values), ``[type, text, "t"]`` for a serde's JSON text (no base64), or
-    ``[type, base64 of zlib, "z"]`` when compressing shrinks it: a chat's message list
-    compresses about 4x, which more than pays for base64's third."""
-    kind, raw = typed
-    plain: list[str] | None = None
-    if kind == "json":
-        with contextlib.suppress(UnicodeDecodeError):
-            plain = [kind, raw.decode("utf-8"), TEXT]
-    if len(raw) >= _COMPRESS_FROM:
-        # level 1: nearly the ratio of the default level for a tenth of its time
-        squeezed = base64.b64encode(zlib.compress(raw, 1)).decode("ascii")
-        size = len(raw) if plain is not None else (len(raw) + 2) // 3 * 4
-        if len(squeezed) * 10 < size * 9:  # a gain worth the inflate on every read
-            return [kind, squeezed, ZLIB]
-    if plain is not None:
-        return plain
-    return [kind, base64.b64encode(raw).decode("ascii")]
-
-
-def unpack(packed: Sequence[str]) -> Typed:
-    return (packed[0], raw_bytes(packed))
-
-
-def raw_bytes(packed: Sequence[str], limit: int | None = None) -> bytes:
-    """The serde bytes of a packed value (any layout :func:`pack` ever wrote).
-
-    ``limit`` caps what a compressed value may expand to (a renderer of untrusted sessions
-    passes one): past it, ValueError, as for a malformed value."""
-    if len(packed) == 2:
-        return base64.b64decode(packed[1], validate=limit is not None)
-    if len(packed) != 3:
-        raise ValueError(f"a stored LangGraph value has 2 or 3 parts, not {len(packed)}")
-    encoding = packed[2]
-    if encoding == TEXT:
-        return packed[1].encode("utf-8")
-    if encoding != ZLIB:
-        raise ValueError(f"unknown LangGraph value encoding {encoding!r} (a newer tether?)")
-    squeezed = base64.b64decode(packed[1], validate=limit is not None)
-    if limit is None:
-        return zlib.decompress(squeezed)
-    inflater = zlib.decompressobj()
-    try:
-        raw = inflater.decompress(squeezed, limit)
-    except zlib.error as exc:
-        raise ValueError(f"a compressed LangGraph value is corrupt: {exc}") from exc
-    if inflater.unconsumed_tail or not inflater.eof:
-        raise ValueError(f"a compressed LangGraph value expands past {limit} bytes, or is cut")
-    return raw
 
 
 class ThreadStore:
@@ -209,7 +194,9 @@ class ThreadStore:
         # of its channel values, read with the checkpoint in one keyed read by ``get_tuple``
         # (a guess: whatever the checkpoint names beyond it is read after)
         self._blob_keys: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        self.snapshots = Snapshots()  # what the next value of a channel may be a delta on
         self._lock = threading.Lock()
+        self._serial = _Serial(direct=isinstance(store, Direct))
 
     def _cached(self, thread_id: str) -> Session | None:
         with self._lock:
@@ -242,6 +229,7 @@ class ThreadStore:
             self._appended.pop(thread_id, None)
             for at in [at for at in self._blob_keys if at[0] == thread_id]:
                 del self._blob_keys[at]
+        self.snapshots.forget(thread_id)
 
     def remember_blob_keys(self, thread_id: str, ns: str, cid: str, keys: list[str]) -> None:
         with self._lock:
@@ -364,12 +352,35 @@ class ThreadStore:
         cid: str,
         parent: str | None,
         item: dict[str, Any],
-        blobs: dict[str, dict[str, Any]],
+        values: dict[str, Value],
+        *,
+        expect_parent: bool,
+        lease: Any = None,
+    ) -> None:
+        """See :meth:`_put`; one write to a thread at a time in this process (see
+        :class:`_Serial`)."""
+        async with self._serial(thread_id):
+            await self._put(
+                thread_id, ns, cid, parent, item, values, expect_parent=expect_parent, lease=lease
+            )
+
+    async def _put(  # noqa: PLR0917 - the checkpoint's parts, as LangGraph hands them over
+        self,
+        thread_id: str,
+        ns: str,
+        cid: str,
+        parent: str | None,
+        item: dict[str, Any],
+        values: dict[str, Value],
         *,
         expect_parent: bool,
         lease: Any = None,
     ) -> None:
         """Store a checkpoint and its changed channel values; move the head in the same write.
+
+        ``values`` are encoded against the header the write is judged on: a delta names a
+        snapshot the thread holds at that version, and the version check refuses the write if
+        the thread changed since (then it is read and encoded again).
 
         A checkpoint older than a head sets the order flags (see the module's doc) in that
         same write.
@@ -384,6 +395,8 @@ class ThreadStore:
         # is there already (a re-put) makes the store refuse it whole, and then we look.
         optimistic = True
         header = self._cached(thread_id)
+        encoded: tuple[Any, dict[str, dict[str, Any]], dict[str, tuple[str, Snapshot]]] | None
+        encoded = None
         while True:
             # the cached header first: the commit's version check catches a stale one
             fresh = header is None
@@ -409,6 +422,10 @@ class ThreadStore:
                     f"but the thread's newest is {head!r} (another run wrote it). Nothing was "
                     "written: reload the thread's state and invoke again.",
                 )
+            valid_under = tag(header)
+            if encoded is None or encoded[0] != valid_under:
+                encoded = (valid_under, *self.snapshots.encode(thread_id, ns, valid_under, values))
+            _, blobs, snapshots = encoded
             present = {} if optimistic else await self.by_key(thread_id, [ckey, *blobs])
             append: list[KeyedItem] = [
                 KeyedItem(k, v) for k, v in blobs.items() if k not in present
@@ -446,10 +463,25 @@ class ThreadStore:
                 self._remember(
                     thread_id, header.model_copy(update={"version": version, "state": state})
                 )
+                for blob_key, (channel, snap) in snapshots.items():
+                    if blob_key not in present:  # a delta's base is only one stored whole here
+                        self.snapshots.keep(thread_id, ns, channel, snap)
                 return
             ckey = key("c", ns, cid)
 
     async def put_writes(
+        self,
+        thread_id: str,
+        ns: str,
+        cid: str,
+        writes: list[tuple[str, dict[str, Any]]],
+        lease: Any = None,
+    ) -> None:
+        """See :meth:`_put_writes`; one write to a thread at a time in this process."""
+        async with self._serial(thread_id):
+            await self._put_writes(thread_id, ns, cid, writes, lease)
+
+    async def _put_writes(
         self,
         thread_id: str,
         ns: str,

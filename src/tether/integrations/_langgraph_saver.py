@@ -5,7 +5,6 @@ See :mod:`tether.integrations._langgraph_core` for how a thread is laid out in i
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import copy
 import random
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -20,60 +19,36 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
-    PendingWrite,
     get_checkpoint_id,
     get_serializable_checkpoint_metadata,
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from ..errors import ConflictError, SessionNotFound
-from ..ids import decode_external_id, external_id_metadata
-from ..models import KeyedItem, Lease, Session, StoredItem
+from ..ids import decode_external_id
+from ..models import Session, StoredItem
+from . import _langgraph_admin as admin
 from . import _langgraph_core as core
+from ._langgraph_admin import Thread
+from ._langgraph_admin import at_of as _at
+from ._langgraph_admin import bases as _bases
+from ._langgraph_admin import config_of as _config
+from ._langgraph_admin import lease_of as _lease
+from ._langgraph_admin import thread_of as _thread
 from ._langgraph_core import (
     AGENT,
     BLOB,
     CHECKPOINT,
-    LATE,
     MARK,
     WRITE,
     ThreadStore,
     key,
-    pack,
-    unpack,
 )
+from ._langgraph_values import Value, base_of, join, pack, payload, raw_bytes, unpack
 
 _PAGE = 1000
 _KEYED_WALK = 16  # delta history: ancestors read by key before one read of the thread
-
-LEASES: contextvars.ContextVar[dict[str, Lease] | None] = contextvars.ContextVar(
-    "tether_langgraph_leases", default=None
-)
-"""The leases of the threads this context owns (``owning``): every write to them carries it."""
-
-
-class _Thread:
-    """A thread's items, indexed once (list, prune, delete_for_runs, delta history)."""
-
-    def __init__(self, items: Sequence[StoredItem]) -> None:
-        self.items = list(items)
-        self.checkpoints: dict[tuple[str, str], StoredItem] = {}
-        self.writes: dict[tuple[str, str], list[StoredItem]] = {}
-        self.blobs: dict[str, StoredItem] = {}
-        for stored in self.items:
-            kind = stored.item.get("type")
-            if kind == CHECKPOINT:
-                at = (stored.item["ns"], stored.item["id"])
-                prev = self.checkpoints.get(at)
-                if prev is None or stored.item.get("rev", 0) >= prev.item.get("rev", 0):
-                    self.checkpoints[at] = stored
-            elif kind == WRITE:
-                self.writes.setdefault((stored.item["ns"], stored.item["checkpoint"]), []).append(
-                    stored
-                )
-            elif kind == BLOB and stored.key is not None:
-                self.blobs[stored.key] = stored
 
 
 class SaverBase(BaseCheckpointSaver[str]):
@@ -104,6 +79,42 @@ class SaverBase(BaseCheckpointSaver[str]):
     def _value(self, packed: Sequence[str]) -> Any:
         return self.serde.loads_typed(unpack(packed))
 
+    def _blob_value(
+        self, blob: StoredItem, blobs: Mapping[str, StoredItem], memo: _Memo | None
+    ) -> Any:
+        """A channel value: stored whole, or a delta joined to its snapshot.
+
+        A walk (``memo``) over LangGraph's own serializer decodes a snapshot once and each
+        delta alone: msgpack decodes an array's elements one by one, so the snapshot's list
+        followed by the delta's is the value the joined bytes decode to, and a history of n
+        checkpoints decodes each message about once instead of at every checkpoint."""
+        packed = blob.item["value"]
+        base = base_of(packed)
+        if base is None:
+            return self._value(packed)
+        if memo is not None and packed[0] == "msgpack" and type(self.serde) is JsonPlusSerializer:
+            head = memo.heads.get(base)
+            if head is None:
+                head = self._value(self._snapshot(base, blob, blobs)["value"])
+                memo.keep_head(base, head)
+            if isinstance(head, list):
+                tail = self.serde.loads_typed((packed[0], payload(packed)))
+                if isinstance(tail, list):
+                    return head + tail
+        raw = raw_bytes(self._snapshot(base, blob, blobs)["value"])
+        return self.serde.loads_typed((packed[0], join(raw, payload(packed))))
+
+    @staticmethod
+    def _snapshot(base: str, blob: StoredItem, blobs: Mapping[str, StoredItem]) -> Any:
+        stored = blobs.get(base)
+        if stored is None:
+            raise ValueError(
+                f"the snapshot {base!r} of LangGraph value {blob.key!r} is missing: the "
+                "thread was deleted and made again while this value was written (see 'the "
+                "cached header' in docs/integrations/langgraph.md)"
+            )
+        return stored.item
+
     def _tuple(
         self,
         thread_id: str,
@@ -132,7 +143,7 @@ class SaverBase(BaseCheckpointSaver[str]):
                 if memo is not None and blob_key in memo.values:
                     values[channel] = _own(memo.values[blob_key])
                 else:
-                    values[channel] = self._value(blob.item["value"])
+                    values[channel] = self._blob_value(blob, blobs, memo)
                 decoded[blob_key] = values[channel]
         if memo is not None:
             memo.values = decoded
@@ -161,6 +172,7 @@ class SaverBase(BaseCheckpointSaver[str]):
     async def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         thread_id, ns = _thread(config)
         cid = get_checkpoint_id(config)
+        header: Session | None = None
         if cid is None:
             header = await self._threads.header(thread_id)
             if header is None:
@@ -187,11 +199,22 @@ class SaverBase(BaseCheckpointSaver[str]):
         missing = [k for k in blob_keys if k not in blobs]
         if missing:
             blobs.update(await self._threads.by_key(thread_id, missing))
-        self._threads.remember_blob_keys(thread_id, ns, cid, blob_keys)
+        bases = _bases(blobs.values())
+        blobs.update((b, found[b]) for b in bases if b in found)
+        await self._read_bases(thread_id, blobs)
+        self._threads.remember_blob_keys(thread_id, ns, cid, [*blob_keys, *bases])
+        if header is not None:  # the head, as the store has it now: what the next put extends
+            self._threads.snapshots.seed(thread_id, ns, core.tag(header), blobs, blob_keys)
         writes: list[StoredItem] = []
         if mark in found:  # only a checkpoint with writes reads items, from the first of them
             writes = await self._threads.writes_from(thread_id, ns, cid, found[mark].seq)
         return self._tuple(thread_id, newest, blobs, writes)
+
+    async def _read_bases(self, thread_id: str, blobs: dict[str, StoredItem]) -> None:
+        """Add to ``blobs`` the snapshots its deltas extend that it lacks (one keyed read)."""
+        missing = [b for b in _bases(blobs.values()) if b not in blobs]
+        if missing:
+            blobs.update(await self._threads.by_key(thread_id, missing))
 
     async def _thread_ids(self, config: RunnableConfig | None) -> list[str]:
         if config is not None:
@@ -245,7 +268,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             not order[1] if scope.ns is None else scope.ns not in order[0]
         )
         if not ordered:
-            thread = _Thread(await self._threads.items(thread_id))
+            thread = Thread(await self._threads.items(thread_id))
             chosen = sorted(thread.checkpoints.items(), key=lambda kv: kv[0][1], reverse=True)
             memo = _Memo()
             for (ns, cid), stored in chosen:
@@ -316,6 +339,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             ]
             missing = [k for k in wanted if k not in blobs]
             blobs.update(await self._threads.by_key(thread_id, missing))
+            await self._read_bases(thread_id, blobs)
             for stored, _ in found:
                 ns, cid = owner = (stored.item["ns"], stored.item["id"])
                 mine = dict(writes.get(owner, {}))
@@ -358,16 +382,11 @@ class SaverBase(BaseCheckpointSaver[str]):
         values = checkpoint.get("channel_values", {})
         bare = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         bare["channel_values"] = {}
-        blobs: dict[str, dict[str, Any]] = {}
+        blobs: dict[str, Value] = {}
         for channel, version in new_versions.items():
-            value = self._typed(values[channel]) if channel in values else pack(("empty", b""))
-            blobs[key("b", ns, channel, str(version))] = {
-                "type": BLOB,
-                "ns": ns,
-                "channel": channel,
-                "version": str(version),
-                "value": value,
-            }
+            fields = {"type": BLOB, "ns": ns, "channel": channel, "version": str(version)}
+            typed = self.serde.dumps_typed(values[channel]) if channel in values else None
+            blobs[key("b", ns, channel, str(version))] = (fields, typed)
         meta = get_serializable_checkpoint_metadata(config, metadata)
         item = {
             "type": CHECKPOINT,
@@ -395,7 +414,8 @@ class SaverBase(BaseCheckpointSaver[str]):
             thread_id,
             ns,
             checkpoint["id"],
-            [key("b", ns, ch, str(v)) for ch, v in versions.items()],
+            [key("b", ns, ch, str(v)) for ch, v in versions.items()]
+            + self._threads.snapshots.keys(thread_id, ns, versions),
         )
         return _config(thread_id, ns, checkpoint["id"])
 
@@ -426,163 +446,40 @@ class SaverBase(BaseCheckpointSaver[str]):
             prepared.append((key("w", ns, cid, task_id, idx) if idx >= 0 else "", item))
         await self._threads.put_writes(thread_id, ns, cid, prepared, lease=_lease(thread_id))
 
-    async def _rewrite(self, thread_id: str, keep: Any) -> None:
-        """Replace the thread's items by those ``keep(thread)`` returns (compare-and-replace)."""
-        store = self._threads.store
-        sid = core.session_id(thread_id)
-        while True:
-            try:
-                header = await store.load(sid, last=0)
-            except SessionNotFound:
-                return
-            thread = _Thread(await self._threads.items(thread_id))
-            if thread.items and thread.items[-1].seq != header.last_seq:
-                continue  # written meanwhile
-            kept: list[StoredItem] = keep(thread)
-            heads: dict[str, str] = {}
-            for stored in kept:
-                if stored.item.get("type") == CHECKPOINT:
-                    ns, cid = stored.item["ns"], stored.item["id"]
-                    heads[ns] = max(heads.get(ns, cid), cid)
-            # the order flags stay: a rewrite keeps the items' order
-            state = {**header.state, core.STATE_KEY: {**core.state_of(header), "heads": heads}}
-            items = [KeyedItem(s.key, s.item) if s.key else dict(s.item) for s in kept]
-            try:
-                await store.replace_history(
-                    sid, header.version, items, changes={"state": state}, lease=_lease(thread_id)
-                )
-                return
-            except ConflictError:
-                continue
+    # --- whole-thread operations: see _langgraph_admin ------------------------------------
 
     async def _delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        runs = {str(r) for r in run_ids}
-
-        def keep(thread: _Thread) -> list[StoredItem]:
-            gone = {at for at, s in thread.checkpoints.items() if s.item.get("run_id") in runs}
-            return [s for s in thread.items if _at(s) not in gone]
-
-        for thread_id in await self._thread_ids(None):
-            await self._rewrite(thread_id, keep)
+        await admin.delete_for_runs(self, run_ids)
 
     async def _prune(self, thread_ids: Sequence[str], strategy: str) -> None:
-        if strategy == "delete":
-            for thread_id in thread_ids:
-                await self._threads.delete(str(thread_id))
-            return
-        if strategy != "keep_latest":
-            raise ValueError(f"unknown prune strategy {strategy!r}: 'keep_latest' or 'delete'")
-
-        def keep(thread: _Thread) -> list[StoredItem]:
-            latest: dict[str, str] = {}
-            for ns, cid in thread.checkpoints:
-                latest[ns] = max(latest.get(ns, cid), cid)
-            kept_at = set(latest.items())
-            needed: set[str] = set()
-            for at in kept_at:
-                stored = thread.checkpoints[at]
-                versions = self._value(stored.item["checkpoint"])["channel_versions"]
-                needed.update(key("b", at[0], ch, str(v)) for ch, v in versions.items())
-            out = []
-            for s in thread.items:
-                owner = _at(s)
-                if owner is not None and owner in kept_at:
-                    if s.item.get("type") != CHECKPOINT or s is thread.checkpoints[owner]:
-                        out.append(s)
-                elif s.item.get("type") == BLOB and s.key in needed:
-                    out.append(s)
-            return out
-
-        for thread_id in thread_ids:
-            await self._rewrite(str(thread_id), keep)
+        await admin.prune(self, thread_ids, strategy)
 
     async def _copy_thread(self, source: str, target: str) -> None:
-        """Tether's fork: the target starts with the source's items (shared where the store
-        can, copied with their keys elsewhere) and its heads."""
-        store = self._threads.store
-        try:
-            src = await store.load(core.session_id(source), last=0)
-        except SessionNotFound:
-            return
-        tid = core.session_id(target)
-        self._threads.forget(target)
-        with contextlib.suppress(SessionNotFound):
-            await store.delete(tid)
-        child = Session(
-            id=tid,
-            agent=AGENT,
-            metadata=external_id_metadata(str(target)),
-            state=src.state,
-            parent_id=src.id,
-            fork_seq=src.last_seq,
-        )
-        fork = getattr(store, "fork_session", None)
-        if fork is not None and src.last_seq >= src.first_seq:
-            with contextlib.suppress(NotImplementedError):
-                await fork(child, src.last_seq)
-                return
-        items = await self._threads.items(source)
-        created = await store.create(child.model_copy(update={"parent_id": None, "fork_seq": None}))
-        copied = [KeyedItem(s.key, s.item) if s.key else dict(s.item) for s in items]
-        await store.commit(tid, created.version, append=copied)
+        await admin.copy_thread(self._threads, source, target)
 
     async def _delta(
         self, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
-        """The default's walk up the parent chain: the first steps by keyed reads (a channel
-        is nearly always seeded within a few), the rest over one read of the thread."""
-        if not channels:
-            return {}
-        thread_id, ns = _thread(config)
-        collected: dict[str, list[PendingWrite]] = {c: [] for c in channels}
-        seeds: dict[str, Any] = {}
-        remaining = set(channels)
-        target = await self._get_tuple(config)
-        parent = target.parent_config if target is not None else None
-        cursor = get_checkpoint_id(parent) if parent is not None else None
-        thread: _Thread | None = None
-        steps = 0
-        while cursor is not None and remaining:
-            tup: CheckpointTuple | None
-            if steps < _KEYED_WALK:
-                steps += 1
-                tup = await self._get_tuple(_config(thread_id, ns, cursor))
-            else:
-                if thread is None:
-                    thread = _Thread(await self._threads.items(thread_id))
-                stored = thread.checkpoints.get((ns, cursor))
-                writes = thread.writes.get((ns, cursor), [])
-                tup = (
-                    None if stored is None else self._tuple(thread_id, stored, thread.blobs, writes)
-                )
-            if tup is None:
-                break
-            for write in reversed(tup.pending_writes or []):
-                if write[1] in remaining:
-                    collected[write[1]].append(write)
-            for ch in list(remaining):
-                if ch in tup.checkpoint["channel_values"]:
-                    seeds[ch] = tup.checkpoint["channel_values"][ch]
-                    remaining.discard(ch)
-            parent = tup.parent_config
-            cursor = get_checkpoint_id(parent) if parent is not None else None
-        result: dict[str, DeltaChannelHistory] = {}
-        for ch in channels:
-            entry: DeltaChannelHistory = {"writes": list(reversed(collected[ch]))}
-            if ch in seeds:
-                entry["seed"] = seeds[ch]
-            result[ch] = entry
-        return result
+        history: Mapping[str, DeltaChannelHistory] = await admin.delta_history(
+            self, config, channels
+        )
+        return history
 
 
 class _Memo:
     """What a walk decoded: the channel values of the checkpoint it built last (by blob key),
-    and the checkpoint and metadata of the items it chose (decoded once, to filter, and
-    taken when their tuple is built)."""
+    the snapshots its deltas were joined to, and the checkpoint and metadata of the items it
+    chose (decoded once, to filter, and taken when their tuple is built)."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
+        self.heads: dict[str, Any] = {}  # the snapshots decoded last, by key
         self._chosen: dict[int, tuple[Any, Any]] = {}
+
+    def keep_head(self, base: str, value: Any) -> None:
+        if len(self.heads) >= 4:  # a walk meets snapshots one after the other
+            del self.heads[next(iter(self.heads))]
+        self.heads[base] = value
 
     def keep(self, stored: StoredItem, checkpoint: Any, metadata: Any) -> None:
         self._chosen[stored.seq] = (checkpoint, metadata)
@@ -619,30 +516,3 @@ class _Scope:
 
     def matches(self, metadata: Mapping[str, Any]) -> bool:
         return all(metadata.get(k) == v for k, v in self.filter.items())
-
-
-def _thread(config: RunnableConfig) -> tuple[str, str]:
-    configurable = config.get("configurable", {})
-    if "thread_id" not in configurable:
-        raise ValueError(
-            "a LangGraph config for a checkpointer needs configurable.thread_id: "
-            'graph.invoke(..., {"configurable": {"thread_id": "..."}})'
-        )
-    return str(configurable["thread_id"]), str(configurable.get("checkpoint_ns", ""))
-
-
-def _config(thread_id: str, ns: str, cid: str) -> RunnableConfig:
-    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
-
-
-def _at(stored: StoredItem) -> tuple[str, str] | None:
-    kind = stored.item.get("type")
-    if kind == CHECKPOINT:
-        return (stored.item["ns"], stored.item["id"])
-    if kind in (WRITE, MARK, LATE):
-        return (stored.item["ns"], stored.item["checkpoint"])
-    return None
-
-
-def _lease(thread_id: str) -> Lease | None:
-    return (LEASES.get() or {}).get(thread_id)

@@ -6,7 +6,8 @@ message inside a value ``user: ...`` / ``ai: ...`` / ``ai: calls name({...})`` /
 ``tool name: ...``.
 
 The values are the saver's serde bytes (msgpack or JSON, packed as base64, zlib or text: see
-``_langgraph_core.pack``), written by whoever talks to the graph; a compressed value is
+``_langgraph_values``; a message list that grew reads ``messages += <the new messages>``, a
+delta on an earlier value), written by whoever talks to the graph; a compressed value is
 inflated up to a cap, never without one. They are read as plain data only: LangGraph's own
 serializer constructs the classes and imports the modules a value names, so it is never
 called here. A msgpack extension (a class instance) becomes ``{"module", "class",
@@ -24,7 +25,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._langgraph_core import raw_bytes
+from ._langgraph_values import base_of, payload
 
 __all__ = ["KINDS", "entry"]
 
@@ -82,10 +83,10 @@ def entry(item: Mapping[str, Any]) -> dict[str, Any]:
         head = f"write {item.get('channel')} from task {_task_name(item.get('task_path'))}"
         return {"kind": "write", "text": f"{head}{where}: {show(item.get('value'))}"}
     if kind == BLOB:
-        return {
-            "kind": "value",
-            "text": f"{item.get('channel')}{where} = {show(item.get('value'))}",
-        }
+        value: Any = item.get("value")
+        # a delta holds the elements its value adds to its snapshot's (see _langgraph_values)
+        sign = "+=" if _packed(value) and base_of(value) is not None else "="
+        return {"kind": "value", "text": f"{item.get('channel')}{where} {sign} {show(value)}"}
     if kind == MARK:
         return {"kind": "langgraph", "text": f"first write of checkpoint {item.get('checkpoint')}"}
     if kind == LATE:
@@ -119,7 +120,7 @@ def decode(packed: Any) -> Any:
     if kind in ("null", "empty"):
         return None if kind == "null" else _Cleared()
     try:
-        raw = raw_bytes(packed, limit=_MAX_INFLATE)  # capped: a session may be hostile
+        raw = payload(packed, limit=_MAX_INFLATE)  # capped: a session may be hostile
     except (binascii.Error, ValueError):
         return _OPAQUE
     if kind == "json":
@@ -139,10 +140,11 @@ def decode(packed: Any) -> Any:
 
 
 def _packed(packed: Any) -> bool:
-    """``[type, base64]``, or ``[type, data, encoding]`` (see ``_langgraph_core.pack``)."""
+    """``[type, base64]``, ``[type, data, encoding]``, or a delta ``[type, data, encoding,
+    snapshot key]`` (see ``_langgraph_values``)."""
     return (
         isinstance(packed, list)
-        and len(packed) in (2, 3)
+        and len(packed) in (2, 3, 4)
         and all(isinstance(p, str) for p in packed)
     )
 
@@ -154,7 +156,7 @@ class _Cleared:
 def _opaque(packed: Any) -> str:
     if _packed(packed):
         try:
-            size = len(raw_bytes(packed, limit=_MAX_INFLATE))
+            size = len(payload(packed, limit=_MAX_INFLATE))
         except binascii.Error:
             return f"<{packed[0]}, not base64>"
         except ValueError:  # corrupt, or expands past the cap

@@ -53,8 +53,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from . import _langgraph_core as core
+from ._langgraph_admin import LEASES
 from ._langgraph_core import Direct, ThreadStore
-from ._langgraph_saver import LEASES, SaverBase
+from ._langgraph_saver import SaverBase
 
 __all__ = ["AGENT", "AsyncTetherSaver", "TetherSaver"]
 

@@ -36,6 +36,7 @@ from pydantic import TypeAdapter
 from ..errors import ConflictError, InvalidRequest, SessionNotFound
 from ..ids import encode_external_id, external_id_metadata
 from ..models import KeyedItem, Session, StoredItem
+from ..stores.abilities import AsyncForksInStore
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
 
 try:
@@ -261,11 +262,10 @@ class TetherConversationStore(ConversationStore):
             raise ConversationConflict(cid)  # released by a delete or a rewrite meanwhile
         at = found[head].seq
         child = Session(**fields, state=state if not items else {}, parent_id=parent, fork_seq=at)
-        fork = getattr(self.store, "fork_session", None)
         version = None
-        if fork is not None:
+        if isinstance(self.store, AsyncForksInStore):  # shares the rows (SQLite, memory)
             try:
-                version = (await fork(child, at)).version
+                version = (await self.store.fork_session(child, at)).version
             except NotImplementedError:
                 version = None
         if version is None:  # copy the parent's items up to the fork point, keys and all

@@ -11,7 +11,7 @@ import itertools
 import threading
 
 from .._time import Clock, system_clock
-from .._urls import parse_store_url
+from .._urls import KV_MEMORY_OPTIONS, parse_store_url
 from ._kv_common import Revision
 from .kv_async import AsyncKVBackend, AsyncKVStore
 from .kv_sync import KVBackend, KVStore
@@ -74,7 +74,7 @@ class AsyncDictKVBackend(AsyncKVBackend):
 
 
 def _options(url: str) -> dict[str, int]:
-    return parse_store_url(url, "kv-memory", {"chunk_items": int, "max_value_size": int})[2]
+    return parse_store_url(url, "kv-memory", KV_MEMORY_OPTIONS)[2]
 
 
 class DictKVStore(KVStore):

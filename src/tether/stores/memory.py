@@ -50,9 +50,9 @@ class MemoryStore(Store):
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
-        from .._urls import parse_store_url
+        from .._urls import MEMORY_OPTIONS, parse_store_url
 
-        parse_store_url(url, "memory", {})
+        parse_store_url(url, "memory", MEMORY_OPTIONS)
         return cls()
 
     def _now(self) -> int:

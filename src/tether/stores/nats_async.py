@@ -24,7 +24,7 @@ from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
 from .._time import Clock, system_clock
-from .._urls import as_bool, as_float, parse_store_url, redact
+from .._urls import NATS_OPTIONS, parse_store_url, redact
 from ..errors import ConfigurationError, StoreError, StoreUnavailable
 from ._kv_common import DEFAULT_CHUNK_ITEMS, Revision
 from .kv_async import AsyncKVBackend, AsyncKVStore
@@ -69,16 +69,7 @@ class NatsOptions:
     """A ``nats://`` URL taken apart: the server, the bucket and the store's options."""
 
     def __init__(self, url: str) -> None:
-        netloc, path, options = parse_store_url(
-            url,
-            "nats",
-            {
-                "chunk_items": int,
-                "create": as_bool,
-                "connect_timeout": as_float,
-                "timeout": as_float,
-            },
-        )
+        netloc, path, options = parse_store_url(url, "nats", NATS_OPTIONS)
         bucket = path.strip("/") or DEFAULT_BUCKET
         if not _BUCKET.fullmatch(bucket):
             raise ConfigurationError(
@@ -87,10 +78,11 @@ class NatsOptions:
             )
         self.server = f"nats://{netloc or '127.0.0.1:4222'}"
         self.bucket = bucket
-        self.chunk_items = int(options.get("chunk_items", DEFAULT_CHUNK_ITEMS))
-        self.create = bool(options.get("create", True))
-        self.connect_timeout = float(options.get("connect_timeout", 2.0))
-        self.timeout = float(options.get("timeout", 5.0))
+        options = {**NATS_OPTIONS.defaults(), **options}  # the defaults live in the table
+        self.chunk_items = int(options["chunk_items"])
+        self.create = bool(options["create"])
+        self.connect_timeout = float(options["connect_timeout"])
+        self.timeout = float(options["timeout"])
 
 
 def parse_nats_url(url: str) -> NatsOptions:

@@ -30,7 +30,20 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     (
         ROOT / "src/tether/testing/_async_suite.py",
         ROOT / "src/tether/testing/_sync_suite.py",
-        [(r"\bAsyncIterator\b", "Iterator")],
+        [
+            (r"\bAsyncIterator\b", "Iterator"),
+            (r"\bAsync(Core|Fork|Restore|Purge)Conformance\b", r"\1Conformance"),
+            (r"\bAsync(Restores|Purges)\b", r"\1"),
+            (r"\b_async_abilities\b", "_sync_abilities"),
+        ],
+    ),
+    (
+        ROOT / "src/tether/testing/_async_abilities.py",
+        ROOT / "src/tether/testing/_sync_abilities.py",
+        [
+            (r"\bAsync(Fork|Restore|Purge)Conformance\b", r"\1Conformance"),
+            (r"\bAsync(ForksInStore|Restores|Purges)\b", r"\1"),
+        ],
     ),
     # --- the store contract: AsyncStore is the source, Store its twin --------------------
     (

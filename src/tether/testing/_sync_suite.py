@@ -1,9 +1,12 @@
 # generated from src/tether/testing/_async_suite.py by tools/unasync.py, do not edit
-"""Store conformance suite, sync side."""
+"""Store conformance suite, sync side.
+
+:class:`CoreConformance` is the contract every store keeps; the optional abilities have a
+class each (``_sync_abilities.py``); :class:`StoreConformance` is all of them at once.
+"""
 
 from __future__ import annotations
 
-import inspect
 import multiprocessing
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -34,8 +37,16 @@ from .. import (
 )
 from ..models import HistoryItem
 from ..schema import schema
-from ..stores.base import PROTECTED_METHODS
+from ..stores.abilities import Purges, Restores
 from ._clock import FakeClock
+from ._suite_data import FRAMEWORK_ITEMS
+from ._suite_data import items as _items
+from ._sync_abilities import (
+    ConformanceBase,
+    ForkConformance,
+    PurgeConformance,
+    RestoreConformance,
+)
 from ._workers import (
     append_process,
     append_with_retry,
@@ -47,29 +58,10 @@ from ._workers import (
     run_processes,
 )
 
-__all__ = ["StoreConformance"]
+__all__ = ["CoreConformance", "StoreConformance"]
 
 UNICODE = 'héllo wörld ✓ 日本語 עברית 🙂 \u0000 nul and \\ backslash " quote'
 NESTED = {"a": [1, 2.5, {"b": None, "c": [True, False]}], "d": {"e": {"f": "g"}}, "n": -(2**63)}
-
-
-FRAMEWORK_ITEMS: list[dict[str, Any]] = [
-    # Responses-API items: a type and no role; a framework replays them to its model as they are
-    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
-    {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA"},
-    {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": '{"o": 1}'},
-    {"type": "function_call_output", "call_id": "c1", "output": '{"ok": true}'},
-    # keys tether uses itself, kept as the item's own (an event's float timestamp, say)
-    {"seq": "mine", "timestamp": 1712345678.25, "key": "k", "item": {"nested": True}},
-    {},
-]
-
-
-def _items(count: int, prefix: str = "m") -> list[dict[str, Any]]:
-    return [
-        {"role": "user" if i % 2 == 0 else "assistant", "content": f"{prefix}{i}"}
-        for i in range(count)
-    ]
 
 
 def _take(pages: Iterator[HistoryItem], count: int | None = None) -> list[HistoryItem]:
@@ -91,8 +83,10 @@ def _future() -> datetime:
     return datetime.now(timezone.utc) + timedelta(days=1)
 
 
-class StoreConformance:
-    """Every clause of the store contract, for a :class:`~tether.Store`.
+class CoreConformance(ConformanceBase):
+    """Every clause of the store contract, for a :class:`~tether.Store`, without the
+    optional abilities (each has a class of its own: :class:`ForkConformance`,
+    :class:`RestoreConformance`, :class:`PurgeConformance`).
 
     Subclass it in a test module and provide a ``store`` fixture that yields a fresh, empty
     store built with the suite's ``clock`` fixture (``MyStore(..., clock=clock)``): the lease
@@ -103,7 +97,6 @@ class StoreConformance:
     on the one store object instead.
     """
 
-    is_async = False
     race_rounds = 20
     writers = 8
     appends_per_writer = 200
@@ -116,14 +109,6 @@ class StoreConformance:
     )
     """The clauses that start OS processes when ``store_opener`` is given: the slow ones. A
     fast loop can leave them out by name (tether's own tests mark them ``slow``)."""
-
-    @pytest.fixture
-    def store_opener(self) -> Callable[[], Any] | None:
-        return None
-
-    @pytest.fixture
-    def clock(self) -> FakeClock:
-        return FakeClock()
 
     # --- create and load -----------------------------------------------------------------------
 
@@ -1008,7 +993,7 @@ class StoreConformance:
         )
         monkeypatch.setattr(schema, "current", schema.current - 1)
         clock.advance(61)
-        purge: Callable[[], Any] | None = getattr(store, "purge_expired", None)
+        purge = store.purge_expired if isinstance(store, Purges) else None
         if purge is not None:
             purge()
         assert (store.list(owner="future")).sessions == []
@@ -1025,7 +1010,7 @@ class StoreConformance:
             (lambda: store.delete(future.id, force=True), UnsupportedSchemaVersion),
             (lambda: store.create(Session(id=future.id)), UnsupportedSchemaVersion),
         ]
-        restore: Callable[..., Any] | None = getattr(store, "restore", None)
+        restore = store.restore if isinstance(store, Restores) else None
         if restore is not None:
             mine = store.create(Session(id="mine"))
             stand_in = mine.model_copy(update={"id": future.id})
@@ -1324,126 +1309,7 @@ class StoreConformance:
         header = store.load(created.id, last=0)
         assert header.lease_fence == rounds
 
-    # --- the framework contract: an ability a store of your own may lack ---------------------
 
-    def _needs(self, store: Store, *names: str) -> None:
-        """Skip the clause unless the store implements these methods (the built-in stores all
-        do: tests/test_conformance.py checks that none of them skips)."""
-        target: Any = getattr(store, "sync", store)
-        # the contract's class (Store or Store), whose defaults a store may not override
-        base = next(
-            c for c in type(target).__mro__ if c.__module__.startswith("tether.stores.base")
-        )
-        for name in names:
-            if name == "replace_history:changes":
-                params = inspect.signature(target.replace_history).parameters
-                if "changes" not in params:
-                    pytest.skip(f"{type(target).__name__}.replace_history() has no changes=")
-                continue
-            # its own is the public method overridden, or the protected one implemented
-            own = (name, PROTECTED_METHODS.get(name, name))
-            if all(getattr(type(target), n) is getattr(base, n, None) for n in own):
-                pytest.skip(f"{type(target).__name__} has no {name}() of its own")
-
-    # --- restore (an optional ability: copying sessions between stores losslessly) -------------
-
-    def _restore_or_skip(self, store: Store) -> Callable[..., Any]:
-        restore: Callable[..., Any] | None = getattr(store, "restore", None)
-        if restore is None:
-            pytest.skip(f"{type(store).__name__} has no restore() (an optional ability)")
-        return restore
-
-    def test_restore_writes_a_session_exactly(self, store: Store) -> None:
-        restore = self._restore_or_skip(store)
-        created = store.create(
-            Session(owner="ada", metadata={"k": [1, {"x": None}]}, history=_items(3))
-        )
-        store.commit(created.id, 1, append=_items(2, "b"), changes={"state": {"n": 1}})
-        store.replace_history(created.id, 2, _items(2, "c"))  # seqs 6..7
-        original = store.load(created.id)
-        assert store.delete(created.id)
-        restore(original)
-        restored = store.load(created.id)
-        assert restored == original, "versions, timestamps and seqs are kept"
-        assert [h.id for h in (store.list(owner="ada")).sessions] == [created.id]
-        assert [h.id for h in (store.list(metadata={"k": [1, {"x": None}]})).sessions] == [
-            created.id
-        ]
-        assert store.commit(created.id, original.version, append=_items(1, "d")) == (
-            original.version + 1
-        )
-        assert [i["seq"] for i in (store.load(created.id)).history] == [6, 7, 8]
-
-    def test_restore_keeps_exact_items_and_keys(self, store: Store) -> None:
-        self._needs(store, "items_by_key")
-        restore = self._restore_or_skip(store)
-        created = store.create(Session(history=FRAMEWORK_ITEMS[:3]))
-        store.commit(created.id, 1, append=[KeyedItem("e1", FRAMEWORK_ITEMS[4])])
-        original = store.load(created.id)
-        assert store.delete(created.id)
-        restore(original)
-        restored = store.load(created.id)
-        assert restored.items == original.items
-        assert (store.items_by_key(created.id, ["e1"]))["e1"].item == FRAMEWORK_ITEMS[4]
-        with pytest.raises(DuplicateItemKey):
-            store.commit(created.id, restored.version, append=[KeyedItem("e1", {})])
-
-    def test_restore_over_an_existing_session_needs_replace(self, store: Store) -> None:
-        restore = self._restore_or_skip(store)
-        created = store.create(Session(history=_items(4)))
-        snapshot = store.load(created.id)
-        store.commit(created.id, 1, append=_items(3, "later"))
-        with pytest.raises(SessionExists):
-            restore(snapshot)
-        assert (store.load(created.id)).version == 2
-        restore(snapshot, replace=True)
-        assert store.load(created.id) == snapshot
-
-    def test_restore_with_an_expected_version_never_loses_a_commit(self, store: Store) -> None:
-        """``restore(session, expected_version=N)`` writes only over version N of the stored
-        session (``tether migrate`` writes back what it read this way): a commit that landed
-        since raises ConflictError and is kept. Seqs are kept as given, never renumbered."""
-        restore = self._restore_or_skip(store)
-        created = store.create(Session(history=_items(3)))
-        store.replace_history(created.id, 1, _items(2, "c"))  # seqs 4..5
-        read = store.load(created.id)  # version 2
-        store.commit(created.id, 2, append=_items(1, "late"))  # lands after the read
-        with pytest.raises(ConflictError) as info:
-            restore(read, replace=True, expected_version=read.version)
-        assert (info.value.expected_version, info.value.actual_version) == (2, 3)
-        assert (store.load(created.id)).history[-1]["content"] == "late0"
-        again = store.load(created.id)
-        changed = again.model_copy(update={"state": {"migrated": True}})
-        restore(changed, replace=True, expected_version=again.version)
-        assert store.load(created.id) == changed
-        assert [i["seq"] for i in (store.load(created.id)).history] == [4, 5, 6]
-        with pytest.raises(SessionNotFound):
-            restore(changed.model_copy(update={"id": "gone"}), expected_version=1)
-        assert not store.exists("gone")
-        for bad in ("3", 1.5, True):
-            with pytest.raises(InvalidRequest):
-                restore(changed, replace=True, expected_version=bad)
-
-    def test_restore_keeps_the_fence_but_no_live_lease(self, store: Store) -> None:
-        restore = self._restore_or_skip(store)
-        created = store.create(Session())
-        lease = store.claim(created.id, "runner", 300)
-        held = store.load(created.id)
-        store.release(lease)
-        store.delete(created.id)
-        restore(held)
-        restored = store.load(created.id, last=0)
-        assert restored.lease_fence == lease.fence
-        assert (store.claim(created.id, "other", 30)).fence == lease.fence + 1
-
-    def test_restore_refuses_bad_sessions_before_writing(self, store: Store) -> None:
-        restore = self._restore_or_skip(store)
-        created = store.create(Session(id="good", history=_items(3)))
-        loaded = store.load(created.id)
-        store.delete(created.id)
-        gap = loaded.model_copy(update={"history": [loaded.history[0], loaded.history[2]]})
-        never_stored = Session(id="good")
-        for bad in (gap, never_stored, loaded.model_copy(update={"history": []})):
-            with pytest.raises(InvalidRequest):
-                restore(bad)
-        assert not store.exists("good")
+class StoreConformance(CoreConformance, ForkConformance, RestoreConformance, PurgeConformance):
+    """The core contract and every optional ability's clauses; those of an ability the store
+    lacks skip, each with the reason. Subclass it as :class:`CoreConformance`."""

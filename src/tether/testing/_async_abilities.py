@@ -1,0 +1,315 @@
+"""The conformance clauses of the optional abilities (``tether.stores.abilities``), one class
+per ability, async side; tools/unasync.py writes the sync side from it.
+
+Each class skips its clauses, with the reason, for a store that lacks its ability
+(``isinstance`` with the ability's protocol), so a store of your own runs the core contract
+and the abilities it offers. :class:`ConformanceBase` holds what every class of the suite
+shares: the ``clock`` and ``store_opener`` fixtures and the framework-method check.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, NoReturn
+
+import pytest
+
+from .. import (
+    AsyncStore,
+    ConflictError,
+    DuplicateItemKey,
+    InvalidRequest,
+    KeyedItem,
+    Session,
+    SessionExists,
+    SessionNotFound,
+)
+from ..stores.abilities import AsyncForksInStore, AsyncPurges, AsyncRestores
+from ..stores.base import PROTECTED_METHODS
+from ._clock import FakeClock
+from ._suite_data import FRAMEWORK_ITEMS
+from ._suite_data import items as _items
+
+__all__ = [
+    "AsyncForkConformance",
+    "AsyncPurgeConformance",
+    "AsyncRestoreConformance",
+    "ConformanceBase",
+]
+
+
+def _lacks(store: AsyncStore, ability: type, method: str) -> NoReturn:
+    """Skip the calling clause: ``store`` does not offer ``ability``."""
+    pytest.skip(
+        f"{type(store).__name__} does not offer {ability.__name__.removeprefix('Async')} "
+        f"(no {method}(), an optional ability): its clauses do not apply"
+    )
+
+
+class ConformanceBase:
+    """What every conformance class shares: the fixtures a subclass may override and the
+    check that skips a framework clause for a store without that method."""
+
+    is_async = True
+    pytestmark = pytest.mark.asyncio
+
+    @pytest.fixture
+    def store_opener(self) -> Callable[[], Any] | None:
+        return None
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    def _needs(self, store: AsyncStore, *names: str) -> None:
+        """Skip the clause unless the store implements these methods (the built-in stores all
+        do: tests/test_conformance.py checks that none of them skips)."""
+        target: Any = getattr(store, "sync", store)
+        # the contract's class (Store or AsyncStore), whose defaults a store may not override
+        base = next(
+            c for c in type(target).__mro__ if c.__module__.startswith("tether.stores.base")
+        )
+        for name in names:
+            if name == "replace_history:changes":
+                params = inspect.signature(target.replace_history).parameters
+                if "changes" not in params:
+                    pytest.skip(f"{type(target).__name__}.replace_history() has no changes=")
+                continue
+            # its own is the public method overridden, or the protected one implemented
+            own = (name, PROTECTED_METHODS.get(name, name))
+            if all(getattr(type(target), n) is getattr(base, n, None) for n in own):
+                pytest.skip(f"{type(target).__name__} has no {name}() of its own")
+
+
+class AsyncForkConformance(ConformanceBase):
+    """:class:`~tether.stores.abilities.ForksInStore`: ``fork_session(child, at)`` creates
+    ``child`` with its parent's items up to seq ``at`` inside the store, without the caller
+    copying them; afterwards each side's writes stay invisible to the other."""
+
+    def _fork(self, store: AsyncStore) -> Callable[..., Any]:
+        if not isinstance(store, AsyncForksInStore):
+            _lacks(store, AsyncForksInStore, "fork_session")
+        return store.fork_session
+
+    async def test_fork_session_keeps_the_parents_items_up_to_at(self, store: AsyncStore) -> None:
+        fork = self._fork(store)
+        parent = await store.create(Session(owner="ada", history=_items(5)))
+        child = Session(id="child", parent_id=parent.id, owner="ada", state={"k": 1})
+        header = await fork(child, 3)
+        assert (header.id, header.parent_id, header.fork_seq) == ("child", parent.id, 3)
+        assert (header.version, header.last_seq, header.history_len) == (1, 3, 3)
+        loaded = await store.load("child")
+        assert loaded.items == parent.items[:3], "the same items, seqs and timestamps"
+        assert loaded.state == {"k": 1}
+        assert {h.id for h in (await store.list(owner="ada")).sessions} == {parent.id, "child"}
+        empty = await fork(Session(id="empty", parent_id=parent.id), 0)
+        assert (empty.fork_seq, (await store.load("empty")).history) == (0, [])
+
+    async def test_writes_after_a_fork_stay_on_their_side(self, store: AsyncStore) -> None:
+        fork = self._fork(store)
+        parent = await store.create(Session(history=_items(4)))
+        await fork(Session(id="child", parent_id=parent.id), 4)
+        await store.commit(parent.id, 1, append=_items(2, "parent"))
+        await store.commit("child", 1, append=_items(1, "child"))
+        parent_texts = [i["content"] for i in (await store.load(parent.id)).history]
+        child_texts = [i["content"] for i in (await store.load("child")).history]
+        assert parent_texts == ["m0", "m1", "m2", "m3", "parent0", "parent1"]
+        assert child_texts == ["m0", "m1", "m2", "m3", "child0"]
+        await store.replace_history(parent.id, 2, _items(1, "compacted"))
+        assert [i["content"] for i in (await store.load("child")).history] == child_texts
+        assert await store.delete(parent.id)
+        child = await store.load("child")
+        assert [i["content"] for i in child.history] == child_texts, "a fork outlives its parent"
+        assert [i["seq"] for i in child.history] == [1, 2, 3, 4, 5]
+
+    async def test_a_fork_of_a_compacted_parent_numbers_from_1(self, store: AsyncStore) -> None:
+        fork = self._fork(store)
+        parent = await store.create(Session(history=_items(3)))
+        await store.replace_history(parent.id, 1, _items(3, "c"))  # seqs 4..6
+        await fork(Session(id="child", parent_id=parent.id), 5)
+        child = await store.load("child")
+        assert [(i["seq"], i["content"]) for i in child.history] == [(1, "c0"), (2, "c1")]
+        assert await store.commit("child", 1, append=_items(1, "next")) == 2
+        assert [i["seq"] for i in (await store.load("child")).history] == [1, 2, 3]
+
+    async def test_a_fork_keeps_the_keys_up_to_at_as_its_own(self, store: AsyncStore) -> None:
+        self._needs(store, "items_by_key")
+        fork = self._fork(store)
+        parent = await store.create(Session(history=_items(1)))
+        await store.commit(parent.id, 1, append=[KeyedItem("a", {"n": 1}), KeyedItem("b", {})])
+        await fork(Session(id="child", parent_id=parent.id), 2)  # item "a" (seq 2) only
+        assert set(await store.items_by_key("child", ["a", "b"])) == {"a"}
+        await store.commit("child", 1, append=[KeyedItem("b", {"mine": True})])
+        assert (await store.items_by_key("child", ["b"]))["b"].item == {"mine": True}
+        assert (await store.items_by_key(parent.id, ["b"]))["b"].item == {}
+        with pytest.raises(DuplicateItemKey):
+            await store.commit("child", 2, append=[KeyedItem("a", {})])
+
+    async def test_fork_session_checks_before_writing(self, store: AsyncStore) -> None:
+        fork = self._fork(store)
+        parent = await store.create(Session(history=_items(3)))
+        with pytest.raises(InvalidRequest):
+            await fork(Session(id="orphan"), 1)  # no parent_id
+        with pytest.raises(SessionNotFound):
+            await fork(Session(id="orphan", parent_id="no-such-parent"), 1)
+        for at in (-1, 4):
+            with pytest.raises(InvalidRequest):
+                await fork(Session(id="orphan", parent_id=parent.id), at)
+        assert not await store.exists("orphan")
+        taken = await store.create(Session(id="taken", history=_items(1)))
+        with pytest.raises(SessionExists):
+            await fork(Session(id="taken", parent_id=parent.id), 2)
+        assert await store.load("taken") == taken
+
+
+class AsyncPurgeConformance(ConformanceBase):
+    """:class:`~tether.stores.abilities.Purges`: ``purge_expired()`` deletes the sessions whose
+    ``expires_at`` has passed and returns how many (a newer tether's are never deleted: see the
+    core clause on expired newer-schema sessions)."""
+
+    def _purge(self, store: AsyncStore) -> Callable[[], Any]:
+        if not isinstance(store, AsyncPurges):
+            _lacks(store, AsyncPurges, "purge_expired")
+        return store.purge_expired
+
+    async def test_purge_expired_deletes_the_expired_sessions_only(
+        self, store: AsyncStore, clock: FakeClock
+    ) -> None:
+        purge = self._purge(store)
+        soon = await store.create(
+            Session(owner="p", expires_at=clock() + timedelta(seconds=10), history=_items(3))
+        )
+        later = await store.create(Session(owner="p", expires_at=clock() + timedelta(seconds=60)))
+        forever = await store.create(Session(owner="p"))
+        assert await purge() == 0
+        clock.advance(11)
+        assert await purge() == 1
+        assert not await store.exists(soon.id)
+        assert {h.id for h in (await store.list(owner="p")).sessions} == {later.id, forever.id}
+        assert await purge() == 0, "a second run finds nothing left"
+        clock.advance(60)
+        assert await purge() == 1
+        assert [h.id for h in (await store.list(owner="p")).sessions] == [forever.id]
+
+    async def test_a_purged_sessions_id_is_free_again(
+        self, store: AsyncStore, clock: FakeClock
+    ) -> None:
+        purge = self._purge(store)
+        gone = await store.create(
+            Session(id="gone", expires_at=clock() + timedelta(seconds=5), history=_items(2))
+        )
+        clock.advance(6)
+        assert await purge() == 1
+        again = await store.create(Session(id=gone.id, history=_items(1, "new")))
+        assert again.version == 1
+        assert [i["content"] for i in (await store.load(gone.id)).history] == ["new0"]
+
+
+class AsyncRestoreConformance(ConformanceBase):
+    """:class:`~tether.stores.abilities.Restores`: ``restore(session, *, replace=False,
+    expected_version=None)`` writes a session exactly as given (what import, copy, migrate and
+    rekey write with)."""
+
+    def _restore_or_skip(self, store: AsyncStore) -> Callable[..., Any]:
+        if not isinstance(store, AsyncRestores):
+            _lacks(store, AsyncRestores, "restore")
+        return store.restore
+
+    async def test_restore_writes_a_session_exactly(self, store: AsyncStore) -> None:
+        restore = self._restore_or_skip(store)
+        created = await store.create(
+            Session(owner="ada", metadata={"k": [1, {"x": None}]}, history=_items(3))
+        )
+        await store.commit(created.id, 1, append=_items(2, "b"), changes={"state": {"n": 1}})
+        await store.replace_history(created.id, 2, _items(2, "c"))  # seqs 6..7
+        original = await store.load(created.id)
+        assert await store.delete(created.id)
+        await restore(original)
+        restored = await store.load(created.id)
+        assert restored == original, "versions, timestamps and seqs are kept"
+        assert [h.id for h in (await store.list(owner="ada")).sessions] == [created.id]
+        assert [h.id for h in (await store.list(metadata={"k": [1, {"x": None}]})).sessions] == [
+            created.id
+        ]
+        assert await store.commit(created.id, original.version, append=_items(1, "d")) == (
+            original.version + 1
+        )
+        assert [i["seq"] for i in (await store.load(created.id)).history] == [6, 7, 8]
+
+    async def test_restore_keeps_exact_items_and_keys(self, store: AsyncStore) -> None:
+        self._needs(store, "items_by_key")
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session(history=FRAMEWORK_ITEMS[:3]))
+        await store.commit(created.id, 1, append=[KeyedItem("e1", FRAMEWORK_ITEMS[4])])
+        original = await store.load(created.id)
+        assert await store.delete(created.id)
+        await restore(original)
+        restored = await store.load(created.id)
+        assert restored.items == original.items
+        assert (await store.items_by_key(created.id, ["e1"]))["e1"].item == FRAMEWORK_ITEMS[4]
+        with pytest.raises(DuplicateItemKey):
+            await store.commit(created.id, restored.version, append=[KeyedItem("e1", {})])
+
+    async def test_restore_over_an_existing_session_needs_replace(self, store: AsyncStore) -> None:
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session(history=_items(4)))
+        snapshot = await store.load(created.id)
+        await store.commit(created.id, 1, append=_items(3, "later"))
+        with pytest.raises(SessionExists):
+            await restore(snapshot)
+        assert (await store.load(created.id)).version == 2
+        await restore(snapshot, replace=True)
+        assert await store.load(created.id) == snapshot
+
+    async def test_restore_with_an_expected_version_never_loses_a_commit(
+        self, store: AsyncStore
+    ) -> None:
+        """``restore(session, expected_version=N)`` writes only over version N of the stored
+        session (``tether migrate`` writes back what it read this way): a commit that landed
+        since raises ConflictError and is kept. Seqs are kept as given, never renumbered."""
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session(history=_items(3)))
+        await store.replace_history(created.id, 1, _items(2, "c"))  # seqs 4..5
+        read = await store.load(created.id)  # version 2
+        await store.commit(created.id, 2, append=_items(1, "late"))  # lands after the read
+        with pytest.raises(ConflictError) as info:
+            await restore(read, replace=True, expected_version=read.version)
+        assert (info.value.expected_version, info.value.actual_version) == (2, 3)
+        assert (await store.load(created.id)).history[-1]["content"] == "late0"
+        again = await store.load(created.id)
+        changed = again.model_copy(update={"state": {"migrated": True}})
+        await restore(changed, replace=True, expected_version=again.version)
+        assert await store.load(created.id) == changed
+        assert [i["seq"] for i in (await store.load(created.id)).history] == [4, 5, 6]
+        with pytest.raises(SessionNotFound):
+            await restore(changed.model_copy(update={"id": "gone"}), expected_version=1)
+        assert not await store.exists("gone")
+        for bad in ("3", 1.5, True):
+            with pytest.raises(InvalidRequest):
+                await restore(changed, replace=True, expected_version=bad)
+
+    async def test_restore_keeps_the_fence_but_no_live_lease(self, store: AsyncStore) -> None:
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session())
+        lease = await store.claim(created.id, "runner", 300)
+        held = await store.load(created.id)
+        await store.release(lease)
+        await store.delete(created.id)
+        await restore(held)
+        restored = await store.load(created.id, last=0)
+        assert restored.lease_fence == lease.fence
+        assert (await store.claim(created.id, "other", 30)).fence == lease.fence + 1
+
+    async def test_restore_refuses_bad_sessions_before_writing(self, store: AsyncStore) -> None:
+        restore = self._restore_or_skip(store)
+        created = await store.create(Session(id="good", history=_items(3)))
+        loaded = await store.load(created.id)
+        await store.delete(created.id)
+        gap = loaded.model_copy(update={"history": [loaded.history[0], loaded.history[2]]})
+        never_stored = Session(id="good")
+        for bad in (gap, never_stored, loaded.model_copy(update={"history": []})):
+            with pytest.raises(InvalidRequest):
+                await restore(bad)
+        assert not await store.exists("good")

@@ -75,7 +75,7 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         # its own share, if it has one); shared_hi is the highest seq of this session's rows a
         # fork may read, so a write below it detaches the forks first; items_depth bounds
         # the chain a read follows. ADD COLUMN with a constant default rewrites no rows.
-        "ALTER TABLE {schema}.tether_sessions ADD COLUMN items_from text COLLATE \"C\", "
+        'ALTER TABLE {schema}.tether_sessions ADD COLUMN items_from text COLLATE "C", '
         "ADD COLUMN items_from_hi bigint, ADD COLUMN shared_hi bigint NOT NULL DEFAULT 0, "
         "ADD COLUMN items_depth integer NOT NULL DEFAULT 0",
         "CREATE INDEX tether_sessions_items_from ON {schema}.tether_sessions "

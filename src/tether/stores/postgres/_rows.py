@@ -225,6 +225,17 @@ def judge_write(
         raise ConflictError(session_id, expected_version, doc["version"])
 
 
+def judge_fork(parent_id: str, found: Found, at: int) -> bool:
+    """fork_session: raise what explains why the parent cannot be forked (missing, newer,
+    ``at`` outside its history); False when it must be copied instead of shared (compacted,
+    stored by an older tether, too deep a chain: see ``_sql.FORK``), True when the statement
+    should have matched (the parent changed in between, or the child's id was in the way)."""
+    doc, _ = _live(parent_id, found)
+    _core.check_writable(parent_id, doc)
+    _core.items_kept(doc, at, "fork")
+    return int(doc["schema_version"]) == schema.current and doc["history_len"] == doc["last_seq"]
+
+
 def judge_create(session_id: str, found: Found) -> None:
     if found is None:
         return  # deleted in between: the locked retry creates it

@@ -126,6 +126,26 @@ _WRITE_GUARD = f"""
 """
 
 
+# Forks share rows. A fork does not copy its parent's items: the child's row records that its
+# seqs up to items_from_hi are the items of session items_from with the same seqs (the parent
+# may itself read part of them from its own parent: a read follows the chain, items_depth
+# long at most, each level an index range scan of the window's part there). A session's own
+# rows start above items_from_hi, so a seq is found at exactly one level. Before a session's
+# rows are deleted or rewritten, the forks that read them get copies (DETACH): the write
+# statements below match nothing while shared_hi (the highest seq a fork of this session
+# may read) is above what they rewrite, and the store then detaches and retries under the
+# row lock. A fork takes that lock too (it raises shared_hi), so no fork slips in between.
+# The statements that drop a session's rows also refuse a row whose share changed since
+# their snapshot (_SAME_SHARE: a parent's detach gave it copies they would not see).
+_OLD_SHARE = (
+    "(SELECT items_from_hi AS old_from_hi FROM {schema}.tether_sessions "
+    "WHERE id = %(id)s::text) AS o"
+)
+_SAME_SHARE = "s.items_from_hi IS NOT DISTINCT FROM o.old_from_hi"
+MAX_DEPTH = 16
+"""The longest chain of shares a fork starts (deeper, the fork copies the rows instead)."""
+
+
 def _changed(column: str, cast: str) -> str:
     """``column = <the new value>`` if the commit changes it, else the stored value."""
     given = f"%(set_{column})s::boolean"
@@ -201,9 +221,10 @@ upd AS (
         updated_at = t.now,
         last_seq = s.last_seq + %(n)s::bigint,
         history_len = %(n)s::bigint,
+        items_from = NULL, items_from_hi = NULL, items_depth = 0,
         {_SET_CHANGES}
-    FROM t
-    WHERE {_WRITE_GUARD}
+    FROM t, {_OLD_SHARE}
+    WHERE {_WRITE_GUARD} AND s.shared_hi = 0 AND {_SAME_SHARE}
     RETURNING s.id, s.version, s.last_seq, t.iso
 ),
 gone AS (
@@ -229,7 +250,8 @@ SELECT version FROM upd
 # one statement that touches only the suffix. Rows whose seq the new items reuse are updated
 # in place, the rest past the new end deleted, the rest of the new items inserted: three
 # disjoint seq ranges, so the primary key never sees two rows at once. o.old_last is read in
-# the UPDATE's own snapshot; the version guard makes it the locked row's.
+# the UPDATE's own snapshot; the version guard makes it the locked row's. A fork cut below its
+# share (after < items_from_hi) has no own rows there: those new seqs are inserted too.
 TAIL = f"""
 WITH {_TIME_CTE},
 upd AS (
@@ -238,12 +260,18 @@ upd AS (
         updated_at = t.now,
         last_seq = %(after)s::bigint + %(n)s::bigint,
         history_len = %(after)s::bigint - (s.last_seq - s.history_len) + %(n)s::bigint,
+        items_from = CASE WHEN %(after)s::bigint = 0 THEN NULL ELSE s.items_from END,
+        items_from_hi = CASE WHEN %(after)s::bigint = 0 THEN NULL
+            WHEN s.items_from_hi > %(after)s::bigint THEN %(after)s::bigint
+            ELSE s.items_from_hi END,
+        items_depth = CASE WHEN %(after)s::bigint = 0 THEN 0 ELSE s.items_depth END,
         {_SET_CHANGES}
-    FROM t, (SELECT last_seq AS old_last FROM {{schema}}.tether_sessions
-             WHERE id = %(id)s::text) AS o
+    FROM t, (SELECT last_seq AS old_last, items_from_hi AS old_from_hi
+             FROM {{schema}}.tether_sessions WHERE id = %(id)s::text) AS o
     WHERE {_WRITE_GUARD}
       AND %(after)s::bigint BETWEEN s.last_seq - s.history_len AND s.last_seq
-    RETURNING s.id, s.version, o.old_last, t.iso
+      AND s.shared_hi <= %(after)s::bigint AND {_SAME_SHARE}
+    RETURNING s.id, s.version, o.old_last, o.old_from_hi, t.iso
 ),
 reused AS (
     UPDATE {{schema}}.tether_items AS old
@@ -264,6 +292,7 @@ items AS (
     SELECT u.id, %(after)s::bigint + i.ord, {_item("%(after)s::bigint + i.ord", time="u")}
     FROM upd AS u, {_NEW_ITEMS}
     WHERE %(after)s::bigint + i.ord > u.old_last
+       OR %(after)s::bigint + i.ord <= COALESCE(u.old_from_hi, 0)
 ),
 item_keys AS (
     INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
@@ -275,16 +304,28 @@ SELECT version FROM upd
 """
 
 # items_by_key: the header's schema version (no row: missing or expired) and the keyed rows, by
-# the (session_id, key) primary key and then the items' (session_id, seq) one.
+# the (session_id, key) primary key and then the items' (session_id, seq) one, at the level of
+# the share chain that holds the seq (a fork's keys are its own; its rows may be its parent's).
 ITEMS_BY_KEY = f"""
-WITH t AS (SELECT {_NOW} AS now)
-SELECT s.schema_version, ARRAY(
+WITH RECURSIVE t AS (SELECT {_NOW} AS now),
+s0 AS (
+    SELECT s.id, s.schema_version FROM {{schema}}.tether_sessions AS s, t
+    WHERE s.id = %(id)s::text AND {_LIVE}
+),
+r(src, hi, depth) AS (
+    SELECT s0.id, NULL::bigint, 0 FROM s0
+    UNION ALL
+    SELECT s.items_from, LEAST(r.hi, s.items_from_hi), r.depth + 1
+    FROM r JOIN {{schema}}.tether_sessions AS s ON s.id = r.src
+    WHERE s.items_from IS NOT NULL AND r.depth < {MAX_DEPTH * 2}
+)
+SELECT s0.schema_version, ARRAY(
     SELECT i.data::text FROM {{schema}}.tether_item_keys AS k
-    JOIN {{schema}}.tether_items AS i ON i.session_id = k.session_id AND i.seq = k.seq
-    WHERE k.session_id = s.id AND k.key = ANY(%(keys)s::text[])
+    JOIN r ON r.hi IS NULL OR k.seq <= r.hi
+    JOIN {{schema}}.tether_items AS i ON i.session_id = r.src AND i.seq = k.seq
+    WHERE k.session_id = s0.id AND k.key = ANY(%(keys)s::text[])
     ORDER BY k.seq)
-FROM {{schema}}.tether_sessions AS s, t
-WHERE s.id = %(id)s::text AND {_LIVE}
+FROM s0
 """
 
 # restore: the session exactly as given, unclaimed. The store first removes (under the row lock)
@@ -327,21 +368,118 @@ SELECT count(*) FROM ins
 # bounded index range scan. GREATEST and LEAST ignore NULLs: a NULL ``last``, ``after`` or
 # ``limit`` bounds nothing.
 LOAD = f"""
-WITH t AS (SELECT {_NOW} AS now),
+WITH RECURSIVE t AS (SELECT {_NOW} AS now),
 f AS (
     SELECT s.*, GREATEST(s.last_seq - s.history_len, %(after)s::bigint,
                          s.last_seq - %(last)s::bigint) AS floor
     FROM {{schema}}.tether_sessions AS s, t
     WHERE s.id = %(id)s::text AND {_LIVE}
 ),
-h AS (SELECT f.*, LEAST(f.last_seq, f.floor + %(limit)s::bigint) AS ceiling FROM f)
+h AS (SELECT f.*, LEAST(f.last_seq, f.floor + %(limit)s::bigint) AS ceiling FROM f),
+r(src, lo, hi, from_id, from_hi, depth) AS (
+    SELECT h.id, h.floor, h.ceiling, h.items_from, h.items_from_hi, 0 FROM h
+    WHERE h.schema_version <= %(schema)s::integer AND h.ceiling > h.floor
+    UNION ALL
+    SELECT s.id, r.lo, LEAST(r.hi, r.from_hi), s.items_from, s.items_from_hi, r.depth + 1
+    FROM r JOIN {{schema}}.tether_sessions AS s ON s.id = r.from_id
+    WHERE r.from_hi > r.lo AND r.depth < {MAX_DEPTH * 2}
+)
 SELECT NULL::bigint AS seq, {_header_json("h")} AS data FROM h
 UNION ALL
-SELECT i.seq, i.data::text FROM h
-JOIN {{schema}}.tether_items AS i
-    ON i.session_id = h.id AND i.seq > h.floor AND i.seq <= h.ceiling
-WHERE h.schema_version <= %(schema)s::integer
+SELECT i.seq, i.data::text FROM r
+JOIN {{schema}}.tether_items AS i ON i.session_id = r.src AND i.seq > r.lo AND i.seq <= r.hi
 ORDER BY seq NULLS FIRST
+"""
+
+# fork_session: the child's row, reading its parent's rows up to %(at)s (see "Forks share
+# rows"), its own copy of the parent's keys up to there, its metadata; the parent's shared_hi
+# raised. Matches nothing (the store then finds out why, or copies) unless the parent is live,
+# in this schema, uncompacted (its seqs start at 1, as the child's do), not too deep, at
+# %(at)s within its history, and unchanged since the statement's snapshot (o.version: a
+# write it waited for may have moved the keys it reads).
+FORK = f"""
+WITH {_TIME_CTE},
+p AS (
+    UPDATE {{schema}}.tether_sessions AS s SET shared_hi = GREATEST(s.shared_hi, %(at)s::bigint)
+    FROM t, (SELECT version AS old_version FROM {{schema}}.tether_sessions
+             WHERE id = %(parent_id)s::text) AS o
+    WHERE s.id = %(parent_id)s::text AND {_LIVE} AND s.schema_version = %(schema)s::integer
+      AND s.version = o.old_version AND s.history_len = s.last_seq
+      AND %(at)s::bigint BETWEEN 0 AND s.last_seq AND s.items_depth < {MAX_DEPTH}
+    RETURNING s.id, s.items_depth
+),
+ins AS (
+    INSERT INTO {{schema}}.tether_sessions (
+        id, owner, agent, status, metadata, state, options, parent_id, fork_seq, version,
+        schema_version, created_at, updated_at, expires_at, last_seq, history_len,
+        lease_owner, lease_token, lease_fence, lease_expires_at,
+        items_from, items_from_hi, items_depth)
+    SELECT %(id)s::text, %(owner)s::text, %(agent)s::text, %(status)s::text,
+        %(metadata)s::json, %(state)s::json, %(options)s::json, p.id,
+        %(at)s::bigint, 1, %(schema)s::integer, t.now, t.now,
+        %(expires_at)s::timestamptz, %(at)s::bigint, %(at)s::bigint, NULL, NULL, 0, NULL,
+        CASE WHEN %(at)s::bigint > 0 THEN p.id END,
+        CASE WHEN %(at)s::bigint > 0 THEN %(at)s::bigint END,
+        CASE WHEN %(at)s::bigint > 0 THEN p.items_depth + 1 ELSE 0 END
+    FROM p, t
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+),
+item_keys AS (
+    INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
+    SELECT ins.id, k.key, k.seq FROM ins, {{schema}}.tether_item_keys AS k
+    WHERE k.session_id = %(parent_id)s::text AND k.seq <= %(at)s::bigint
+),
+meta AS (
+    INSERT INTO {{schema}}.tether_session_meta (session_id, key, value, kv_hash)
+    SELECT ins.id, m.key, m.value, m.kv_hash FROM ins, {_NEW_META}
+)
+SELECT {_us("t.now")} FROM ins, t
+"""
+
+# Whether a fork of %(id)s may share its rows, by the length of its chain (see FORK).
+SHAREABLE = f"""
+SELECT items_depth < {MAX_DEPTH} FROM {{schema}}.tether_sessions WHERE id = %(id)s::text
+"""
+
+# Before %(id)s's rows above %(above)s are deleted or rewritten, under its row lock: lock the
+# forks that read them (LOCK_DEPENDENTS, a statement of its own, so that DETACH's snapshot
+# sees them as they are now), then give each its rows as its own (read through %(id)s's own
+# share chain) and lower %(id)s's shared_hi to what is still shared.
+LOCK_DEPENDENTS = """
+SELECT id FROM {schema}.tether_sessions
+WHERE items_from = %(id)s::text AND items_from_hi > %(above)s::bigint
+ORDER BY id FOR UPDATE
+"""
+DETACH = f"""
+WITH RECURSIVE d AS (
+    SELECT id, items_from_hi AS hi FROM {{schema}}.tether_sessions
+    WHERE items_from = %(id)s::text AND items_from_hi > %(above)s::bigint
+),
+r(src, hi, from_id, from_hi, depth) AS (
+    SELECT s.id, (SELECT max(d.hi) FROM d), s.items_from, s.items_from_hi, 0
+    FROM {{schema}}.tether_sessions AS s WHERE s.id = %(id)s::text
+    UNION ALL
+    SELECT s.id, LEAST(r.hi, r.from_hi), s.items_from, s.items_from_hi, r.depth + 1
+    FROM r JOIN {{schema}}.tether_sessions AS s ON s.id = r.from_id
+    WHERE r.from_hi > 0 AND r.depth < {MAX_DEPTH * 2}
+),
+copied AS (
+    INSERT INTO {{schema}}.tether_items (session_id, seq, data)
+    SELECT d.id, i.seq, i.data FROM r
+    JOIN {{schema}}.tether_items AS i ON i.session_id = r.src AND i.seq > 0 AND i.seq <= r.hi
+    JOIN d ON i.seq <= d.hi
+),
+cut AS (
+    UPDATE {{schema}}.tether_sessions AS s
+    SET items_from = NULL, items_from_hi = NULL, items_depth = 0
+    FROM d WHERE s.id = d.id
+),
+own AS (
+    UPDATE {{schema}}.tether_sessions
+    SET shared_hi = LEAST(shared_hi, %(above)s::bigint) WHERE id = %(id)s::text
+)
+SELECT count(*) FROM d
 """
 
 EXISTS = f"""
@@ -370,10 +508,10 @@ meta AS (DELETE FROM {schema}.tether_session_meta AS m USING gone AS g WHERE m.s
 DELETE = f"""
 WITH t AS (SELECT {_NOW} AS now),
 gone AS (
-    DELETE FROM {{schema}}.tether_sessions AS s USING t
+    DELETE FROM {{schema}}.tether_sessions AS s USING t, {_OLD_SHARE}
     WHERE s.id = %(id)s::text AND {_LIVE} AND s.schema_version <= %(schema)s::integer
       AND (%(version)s::bigint IS NULL OR s.version = %(version)s::bigint)
-      AND (%(force)s::boolean OR {_LEASE_OK})
+      AND (%(force)s::boolean OR {_LEASE_OK}) AND s.shared_hi = 0 AND {_SAME_SHARE}
     RETURNING s.id
 ),
 {_CHILDREN_GONE}
@@ -388,13 +526,23 @@ SELECT count(*) FROM gone
 
 PURGE_EXPIRED = f"""
 WITH gone AS (
-    DELETE FROM {{schema}}.tether_sessions
-    WHERE expires_at IS NOT NULL AND expires_at <= {_NOW}
-      AND schema_version <= %(schema)s::integer
-    RETURNING id
+    DELETE FROM {{schema}}.tether_sessions AS s
+    USING (SELECT id, items_from_hi AS old_from_hi FROM {{schema}}.tether_sessions
+           WHERE expires_at IS NOT NULL AND expires_at <= {_NOW}) AS o
+    WHERE s.id = o.id AND s.expires_at IS NOT NULL AND s.expires_at <= {_NOW}
+      AND s.schema_version <= %(schema)s::integer AND s.shared_hi = 0 AND {_SAME_SHARE}
+    RETURNING s.id
 ),
 {_CHILDREN_GONE}
 SELECT count(*) FROM gone
+"""
+
+# The expired sessions PURGE_EXPIRED left: those some fork reads (shared_hi), or changed by a
+# detach while it ran. The store purges each under its row lock, its forks detached first.
+EXPIRED_LEFT = f"""
+SELECT id FROM {{schema}}.tether_sessions
+WHERE expires_at IS NOT NULL AND expires_at <= {_NOW} AND schema_version <= %(schema)s::integer
+ORDER BY id LIMIT 1000
 """
 
 # A claim is one atomic UPDATE: it matches only a live session whose lease is free or expired
@@ -469,6 +617,11 @@ class Statements:
     replace: bytes
     tail: bytes
     items_by_key: bytes
+    fork: bytes
+    shareable: bytes
+    lock_dependents: bytes
+    detach: bytes
+    expired_left: bytes
     restore: bytes
     load: bytes
     exists: bytes
@@ -504,6 +657,11 @@ class Statements:
             replace=r(REPLACE),
             tail=r(TAIL),
             items_by_key=r(ITEMS_BY_KEY),
+            fork=r(FORK),
+            shareable=r(SHAREABLE),
+            lock_dependents=r(LOCK_DEPENDENTS),
+            detach=r(DETACH),
+            expired_left=r(EXPIRED_LEFT),
             restore=r(RESTORE),
             load=r(LOAD),
             exists=r(EXISTS),

@@ -39,7 +39,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
@@ -58,7 +58,7 @@ from ...errors import (
     StoreError,
     TetherError,
 )
-from ...models import Lease, Page, Session, StoredItem
+from ...models import Lease, Page, Session, SessionHeader, StoredItem
 from ...schema import schema
 from ..base import AsyncStore, CheckedItems, CheckedKeys
 from . import _connection, _options, _rows, _sql
@@ -230,6 +230,7 @@ class AsyncPostgresStore(AsyncStore):
         upgrade: bool = False,
         upgrade_items: bool = False,
         purge: bool = False,
+        detach_above: int | None = None,
     ) -> Row:
         """Run a guarded statement; when it matches nothing, find out why and raise that.
 
@@ -237,7 +238,9 @@ class AsyncPostgresStore(AsyncStore):
         is and raises the error that explains the miss. If nothing does (the session changed
         in between, or an older tether stored it), the statement runs again in a transaction
         that holds the session's row lock, after upgrading it (``upgrade``; its items too with
-        ``upgrade_items``) or removing an expired one (``purge``).
+        ``upgrade_items``), giving the forks that read its rows above ``detach_above`` their
+        own copies (a statement that rewrites them refuses while a fork reads them), or
+        removing an expired one (``purge``).
         """
         row = await self._fetch(what, query, params)
         if row is not None:
@@ -250,12 +253,28 @@ class AsyncPostgresStore(AsyncStore):
                 judge(found)
                 if found is not None and upgrade and _core.needs_upgrade(found[0]):
                     await write_back_upgraded(conn, self._sql, found[0], upgrade_items)
+                if found is not None and detach_above is not None:
+                    await self._detach(conn, session_id, detach_above)
                 if found is not None and purge:
-                    await conn.execute(self._sql.purge_one, {"id": session_id})
+                    await self._purge_locked(conn, session_id)
                 row = await one(conn, query, params)
         if row is None:
             raise StoreError(f"PostgreSQL {what} of {session_id!r} matched no row under lock")
         return row
+
+    async def _detach(self, conn: AsyncConnection[TupleRow], session_id: str, above: int) -> None:
+        """Give the forks that read ``session_id``'s rows above seq ``above`` copies of their
+        own, and lower its ``shared_hi`` to ``above``. The caller holds its row lock (no new
+        fork can start); the forks' rows are locked first, in a statement of their own, so the
+        copy reads them as they are now (see "Forks share rows" in ``_sql.py``)."""
+        params = {"id": session_id, "above": above}
+        await conn.execute(self._sql.lock_dependents, params)
+        await conn.execute(self._sql.detach, params)
+
+    async def _purge_locked(self, conn: AsyncConnection[TupleRow], session_id: str) -> None:
+        """Delete a session whose row lock the caller holds, its forks detached first."""
+        await self._detach(conn, session_id, 0)
+        await conn.execute(self._sql.purge_one, {"id": session_id})
 
     # --- the contract --------------------------------------------------------------------------
 
@@ -376,13 +395,20 @@ class AsyncPostgresStore(AsyncStore):
         judge: Callable[[_rows.Found], None],
         *,
         upgrade_items: bool = False,
+        detach_above: int | None = None,
     ) -> Row:
         """A guarded write (see ``_guarded``) whose new items may carry keys: a key the
         session holds fails the statement on tether_item_keys' primary key (nothing written),
         and becomes DuplicateItemKey naming it."""
         try:
             return await self._guarded(
-                what, query, params, judge, upgrade=True, upgrade_items=upgrade_items
+                what,
+                query,
+                params,
+                judge,
+                upgrade=True,
+                upgrade_items=upgrade_items,
+                detach_above=detach_above,
             )
         except StoreError as exc:
             if not _rows.is_duplicate_key(exc):
@@ -411,6 +437,7 @@ class AsyncPostgresStore(AsyncStore):
             self._sql.tail,
             params,
             lambda found: _rows.judge_tail(session_id, found, expected_version, lease, after),
+            detach_above=after,
         )
         return int(row[0])
 
@@ -444,6 +471,7 @@ class AsyncPostgresStore(AsyncStore):
             self._sql.replace,
             params,
             lambda found: _rows.judge_write(session_id, found, expected_version, lease),
+            detach_above=0,
         )
         return int(row[0])
 
@@ -467,12 +495,105 @@ class AsyncPostgresStore(AsyncStore):
                 async with conn.transaction():
                     found = await self._snapshot(conn, session_id, now, lock=True)
                     if _rows.judge_restore(session_id, found, replace, expected_version):
-                        await conn.execute(self._sql.purge_one, {"id": session_id})
+                        await self._purge_locked(conn, session_id)
                     row = await one(conn, self._sql.restore, params)
                     if row is not None and row[0]:
                         return
                 # a concurrent create inserted the row after the snapshot: judge it afresh
         raise StoreError(f"PostgreSQL restore of {session_id!r} kept racing concurrent writes")
+
+    async def fork_session(self, child: Session, at: int) -> SessionHeader:
+        """Create ``child`` with its parent's items up to seq ``at``, without copying them.
+
+        An optional ability the runtime's ``fork`` uses. One statement (``_sql.FORK``): the
+        child's row records that its seqs up to ``at`` are its parent's rows (see "Forks share
+        rows" in ``_sql.py``), so the fork costs the same at 10 items as at 10,000; the keys
+        of the parent's keyed items up to ``at`` become the child's own. Later writes to
+        either side stay invisible to the other; deleting, purging or rewriting the parent
+        first gives its forks copies of what they read. A compacted parent (its seqs no
+        longer start at 1: the child's are renumbered) or a chain of forks
+        ``_sql.MAX_DEPTH`` deep is copied instead. ``child.history`` is ignored;
+        ``child.parent_id`` names the parent.
+        """
+        if child.parent_id is None:
+            raise InvalidRequest("fork_session needs child.parent_id")
+        parent_id = child.parent_id
+        doc = _core.new_session_doc(child, 0)  # checks; the times come from the statement
+        for name in ("owner", "agent"):
+            _rows.check_text(name, doc[name], InvalidSessionData)
+        child_id = doc["id"]
+        now = self._now()
+        params = {
+            "id": child_id,
+            "parent_id": parent_id,
+            "at": at,
+            "now": now,
+            **{name: doc[name] for name in ("owner", "agent", "status")},
+            **{name: _rows.json_text(doc[name], name) for name in _core.JSON_FIELDS},
+            "schema": schema.current,
+            "expires_at": _rows.as_time(doc["expires_at"]),
+            **_rows.metadata_rows(doc["metadata"]),
+        }
+        row = await self._fetch("fork", self._sql.fork, params)
+        if row is None:
+            async with self._connection("fork") as conn:
+                parent = await self._snapshot(conn, parent_id, now, lock=False)
+                depth = await one(conn, self._sql.shareable, {"id": parent_id})
+                too_deep = depth is not None and not depth[0]
+                if not _rows.judge_fork(parent_id, parent, at) or too_deep:
+                    return await self._fork_by_copy(child, at)
+                _rows.judge_create(child_id, await self._snapshot(conn, child_id, now, False))
+                # changed in between, or an expired child in the way: again, under the locks
+                async with conn.transaction():
+                    parent = await self._snapshot(conn, parent_id, now, lock=True)
+                    if not _rows.judge_fork(parent_id, parent, at):
+                        raise StoreError(f"PostgreSQL fork of {parent_id!r} kept racing writes")
+                    found = await self._snapshot(conn, child_id, now, lock=True)
+                    _rows.judge_create(child_id, found)
+                    if found is not None:
+                        await self._purge_locked(conn, child_id)
+                    row = await one(conn, self._sql.fork, params)
+            if row is None:
+                raise StoreError(f"PostgreSQL fork of {parent_id!r} matched no row under lock")
+        created = int(row[0])
+        doc.update(
+            parent_id=parent_id,
+            fork_seq=at,
+            created_at=created,
+            updated_at=created,
+            last_seq=at,
+            history_len=at,
+        )
+        return _core.doc_to_header(doc)
+
+    async def _fork_by_copy(self, child: Session, at: int) -> SessionHeader:
+        """A fork that copies: the parent's items up to ``at``, numbered from 1 in the child
+        (keys, commit timestamps and item objects kept), written by ``restore``."""
+        parent_id = str(child.parent_id)
+        parent = await self._load(parent_id, last=None, after=None, limit=None)
+        count = _core.items_kept(_core.header_to_doc(parent), at, "fork")
+        items = [
+            StoredItem(seq=seq, timestamp=item.timestamp, key=item.key, item=item.item)
+            for seq, item in enumerate(parent.items[:count], 1)
+        ]
+        stamp = datetime.now(timezone.utc) if self._clock is None else self._clock()
+        made = child.model_copy(
+            update={
+                "parent_id": parent_id,
+                "fork_seq": at,
+                "version": 1,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "last_seq": count,
+                "history_len": count,
+                "history": [
+                    {**item.item, "seq": item.seq, "timestamp": item.timestamp} for item in items
+                ],
+            }
+        )
+        made._items = items
+        await self.restore(made)
+        return made.header
 
     async def _list_page(self, query: _core.ListQuery) -> Page:
         statement, params = _sql.list_statement(self._sql, query, self._now())
@@ -506,8 +627,8 @@ class AsyncPostgresStore(AsyncStore):
         row = await self._fetch("delete", self._sql.delete, params)
         if row is not None and row[0]:
             return True
-        # Nothing deleted: the session is missing, expired, claimed, at another version, or
-        # newer.
+        # Nothing deleted: the session is missing, expired, claimed, at another version,
+        # newer, or some fork reads its rows (they are detached under the row lock below).
         async with self._connection("delete") as conn:
             found = await self._snapshot(conn, session_id, now, lock=False)
             if found is not None:
@@ -517,7 +638,7 @@ class AsyncPostgresStore(AsyncStore):
                     found = await self._snapshot(conn, session_id, now, lock=True)
                     if found is not None:
                         _rows.judge_delete(session_id, found, expected_version, lease, force)
-                        await conn.execute(self._sql.purge_one, {"id": session_id})
+                        await self._purge_locked(conn, session_id)
                         if _core.is_live(*found):
                             return True
         if expected_version is not None:
@@ -572,12 +693,23 @@ class AsyncPostgresStore(AsyncStore):
         Expired sessions already behave as missing; this reclaims their rows (the partial
         index on ``expires_at`` finds them without a scan). Run it now and then.
         """
-        row = await self._fetch(
-            "purge_expired",
-            self._sql.purge_expired,
-            {"now": self._now(), "schema": schema.current},
-        )
-        return int(row[0]) if row is not None else 0
+        now = self._now()
+        params = {"now": now, "schema": schema.current}
+        row = await self._fetch("purge_expired", self._sql.purge_expired, params)
+        purged = int(row[0]) if row is not None else 0
+        # What the statement left: sessions some fork reads, each purged under its row lock
+        # once its forks have their own copies.
+        async with self._connection("purge_expired") as conn:
+            for (session_id,) in await all_rows(conn, self._sql.expired_left, params):
+                async with conn.transaction():
+                    found = await self._snapshot(conn, session_id, now, lock=True)
+                    if found is None or _core.is_live(*found):
+                        continue
+                    if int(found[0]["schema_version"]) > schema.current:
+                        continue
+                    await self._purge_locked(conn, session_id)
+                    purged += 1
+        return purged
 
     async def close(self) -> None:
         self._closed = True

@@ -40,7 +40,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import psycopg
@@ -59,7 +59,7 @@ from ...errors import (
     StoreError,
     TetherError,
 )
-from ...models import Lease, Page, Session, StoredItem
+from ...models import Lease, Page, Session, SessionHeader, StoredItem
 from ...schema import schema
 from ..base import CheckedItems, CheckedKeys, Store
 from . import _connection, _options, _rows, _sql
@@ -231,6 +231,7 @@ class PostgresStore(Store):
         upgrade: bool = False,
         upgrade_items: bool = False,
         purge: bool = False,
+        detach_above: int | None = None,
     ) -> Row:
         """Run a guarded statement; when it matches nothing, find out why and raise that.
 
@@ -238,7 +239,9 @@ class PostgresStore(Store):
         is and raises the error that explains the miss. If nothing does (the session changed
         in between, or an older tether stored it), the statement runs again in a transaction
         that holds the session's row lock, after upgrading it (``upgrade``; its items too with
-        ``upgrade_items``) or removing an expired one (``purge``).
+        ``upgrade_items``), giving the forks that read its rows above ``detach_above`` their
+        own copies (a statement that rewrites them refuses while a fork reads them), or
+        removing an expired one (``purge``).
         """
         row = self._fetch(what, query, params)
         if row is not None:
@@ -251,12 +254,28 @@ class PostgresStore(Store):
                 judge(found)
                 if found is not None and upgrade and _core.needs_upgrade(found[0]):
                     write_back_upgraded(conn, self._sql, found[0], upgrade_items)
+                if found is not None and detach_above is not None:
+                    self._detach(conn, session_id, detach_above)
                 if found is not None and purge:
-                    conn.execute(self._sql.purge_one, {"id": session_id})
+                    self._purge_locked(conn, session_id)
                 row = one(conn, query, params)
         if row is None:
             raise StoreError(f"PostgreSQL {what} of {session_id!r} matched no row under lock")
         return row
+
+    def _detach(self, conn: Connection[TupleRow], session_id: str, above: int) -> None:
+        """Give the forks that read ``session_id``'s rows above seq ``above`` copies of their
+        own, and lower its ``shared_hi`` to ``above``. The caller holds its row lock (no new
+        fork can start); the forks' rows are locked first, in a statement of their own, so the
+        copy reads them as they are now (see "Forks share rows" in ``_sql.py``)."""
+        params = {"id": session_id, "above": above}
+        conn.execute(self._sql.lock_dependents, params)
+        conn.execute(self._sql.detach, params)
+
+    def _purge_locked(self, conn: Connection[TupleRow], session_id: str) -> None:
+        """Delete a session whose row lock the caller holds, its forks detached first."""
+        self._detach(conn, session_id, 0)
+        conn.execute(self._sql.purge_one, {"id": session_id})
 
     # --- the contract --------------------------------------------------------------------------
 
@@ -377,13 +396,20 @@ class PostgresStore(Store):
         judge: Callable[[_rows.Found], None],
         *,
         upgrade_items: bool = False,
+        detach_above: int | None = None,
     ) -> Row:
         """A guarded write (see ``_guarded``) whose new items may carry keys: a key the
         session holds fails the statement on tether_item_keys' primary key (nothing written),
         and becomes DuplicateItemKey naming it."""
         try:
             return self._guarded(
-                what, query, params, judge, upgrade=True, upgrade_items=upgrade_items
+                what,
+                query,
+                params,
+                judge,
+                upgrade=True,
+                upgrade_items=upgrade_items,
+                detach_above=detach_above,
             )
         except StoreError as exc:
             if not _rows.is_duplicate_key(exc):
@@ -412,6 +438,7 @@ class PostgresStore(Store):
             self._sql.tail,
             params,
             lambda found: _rows.judge_tail(session_id, found, expected_version, lease, after),
+            detach_above=after,
         )
         return int(row[0])
 
@@ -445,6 +472,7 @@ class PostgresStore(Store):
             self._sql.replace,
             params,
             lambda found: _rows.judge_write(session_id, found, expected_version, lease),
+            detach_above=0,
         )
         return int(row[0])
 
@@ -468,12 +496,105 @@ class PostgresStore(Store):
                 with conn.transaction():
                     found = self._snapshot(conn, session_id, now, lock=True)
                     if _rows.judge_restore(session_id, found, replace, expected_version):
-                        conn.execute(self._sql.purge_one, {"id": session_id})
+                        self._purge_locked(conn, session_id)
                     row = one(conn, self._sql.restore, params)
                     if row is not None and row[0]:
                         return
                 # a concurrent create inserted the row after the snapshot: judge it afresh
         raise StoreError(f"PostgreSQL restore of {session_id!r} kept racing concurrent writes")
+
+    def fork_session(self, child: Session, at: int) -> SessionHeader:
+        """Create ``child`` with its parent's items up to seq ``at``, without copying them.
+
+        An optional ability the runtime's ``fork`` uses. One statement (``_sql.FORK``): the
+        child's row records that its seqs up to ``at`` are its parent's rows (see "Forks share
+        rows" in ``_sql.py``), so the fork costs the same at 10 items as at 10,000; the keys
+        of the parent's keyed items up to ``at`` become the child's own. Later writes to
+        either side stay invisible to the other; deleting, purging or rewriting the parent
+        first gives its forks copies of what they read. A compacted parent (its seqs no
+        longer start at 1: the child's are renumbered) or a chain of forks
+        ``_sql.MAX_DEPTH`` deep is copied instead. ``child.history`` is ignored;
+        ``child.parent_id`` names the parent.
+        """
+        if child.parent_id is None:
+            raise InvalidRequest("fork_session needs child.parent_id")
+        parent_id = child.parent_id
+        doc = _core.new_session_doc(child, 0)  # checks; the times come from the statement
+        for name in ("owner", "agent"):
+            _rows.check_text(name, doc[name], InvalidSessionData)
+        child_id = doc["id"]
+        now = self._now()
+        params = {
+            "id": child_id,
+            "parent_id": parent_id,
+            "at": at,
+            "now": now,
+            **{name: doc[name] for name in ("owner", "agent", "status")},
+            **{name: _rows.json_text(doc[name], name) for name in _core.JSON_FIELDS},
+            "schema": schema.current,
+            "expires_at": _rows.as_time(doc["expires_at"]),
+            **_rows.metadata_rows(doc["metadata"]),
+        }
+        row = self._fetch("fork", self._sql.fork, params)
+        if row is None:
+            with self._connection("fork") as conn:
+                parent = self._snapshot(conn, parent_id, now, lock=False)
+                depth = one(conn, self._sql.shareable, {"id": parent_id})
+                too_deep = depth is not None and not depth[0]
+                if not _rows.judge_fork(parent_id, parent, at) or too_deep:
+                    return self._fork_by_copy(child, at)
+                _rows.judge_create(child_id, self._snapshot(conn, child_id, now, False))
+                # changed in between, or an expired child in the way: again, under the locks
+                with conn.transaction():
+                    parent = self._snapshot(conn, parent_id, now, lock=True)
+                    if not _rows.judge_fork(parent_id, parent, at):
+                        raise StoreError(f"PostgreSQL fork of {parent_id!r} kept racing writes")
+                    found = self._snapshot(conn, child_id, now, lock=True)
+                    _rows.judge_create(child_id, found)
+                    if found is not None:
+                        self._purge_locked(conn, child_id)
+                    row = one(conn, self._sql.fork, params)
+            if row is None:
+                raise StoreError(f"PostgreSQL fork of {parent_id!r} matched no row under lock")
+        created = int(row[0])
+        doc.update(
+            parent_id=parent_id,
+            fork_seq=at,
+            created_at=created,
+            updated_at=created,
+            last_seq=at,
+            history_len=at,
+        )
+        return _core.doc_to_header(doc)
+
+    def _fork_by_copy(self, child: Session, at: int) -> SessionHeader:
+        """A fork that copies: the parent's items up to ``at``, numbered from 1 in the child
+        (keys, commit timestamps and item objects kept), written by ``restore``."""
+        parent_id = str(child.parent_id)
+        parent = self._load(parent_id, last=None, after=None, limit=None)
+        count = _core.items_kept(_core.header_to_doc(parent), at, "fork")
+        items = [
+            StoredItem(seq=seq, timestamp=item.timestamp, key=item.key, item=item.item)
+            for seq, item in enumerate(parent.items[:count], 1)
+        ]
+        stamp = datetime.now(timezone.utc) if self._clock is None else self._clock()
+        made = child.model_copy(
+            update={
+                "parent_id": parent_id,
+                "fork_seq": at,
+                "version": 1,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "last_seq": count,
+                "history_len": count,
+                "history": [
+                    {**item.item, "seq": item.seq, "timestamp": item.timestamp} for item in items
+                ],
+            }
+        )
+        made._items = items
+        self.restore(made)
+        return made.header
 
     def _list_page(self, query: _core.ListQuery) -> Page:
         statement, params = _sql.list_statement(self._sql, query, self._now())
@@ -507,8 +628,8 @@ class PostgresStore(Store):
         row = self._fetch("delete", self._sql.delete, params)
         if row is not None and row[0]:
             return True
-        # Nothing deleted: the session is missing, expired, claimed, at another version, or
-        # newer.
+        # Nothing deleted: the session is missing, expired, claimed, at another version,
+        # newer, or some fork reads its rows (they are detached under the row lock below).
         with self._connection("delete") as conn:
             found = self._snapshot(conn, session_id, now, lock=False)
             if found is not None:
@@ -518,7 +639,7 @@ class PostgresStore(Store):
                     found = self._snapshot(conn, session_id, now, lock=True)
                     if found is not None:
                         _rows.judge_delete(session_id, found, expected_version, lease, force)
-                        conn.execute(self._sql.purge_one, {"id": session_id})
+                        self._purge_locked(conn, session_id)
                         if _core.is_live(*found):
                             return True
         if expected_version is not None:
@@ -571,12 +692,23 @@ class PostgresStore(Store):
         Expired sessions already behave as missing; this reclaims their rows (the partial
         index on ``expires_at`` finds them without a scan). Run it now and then.
         """
-        row = self._fetch(
-            "purge_expired",
-            self._sql.purge_expired,
-            {"now": self._now(), "schema": schema.current},
-        )
-        return int(row[0]) if row is not None else 0
+        now = self._now()
+        params = {"now": now, "schema": schema.current}
+        row = self._fetch("purge_expired", self._sql.purge_expired, params)
+        purged = int(row[0]) if row is not None else 0
+        # What the statement left: sessions some fork reads, each purged under its row lock
+        # once its forks have their own copies.
+        with self._connection("purge_expired") as conn:
+            for (session_id,) in all_rows(conn, self._sql.expired_left, params):
+                with conn.transaction():
+                    found = self._snapshot(conn, session_id, now, lock=True)
+                    if found is None or _core.is_live(*found):
+                        continue
+                    if int(found[0]["schema_version"]) > schema.current:
+                        continue
+                    self._purge_locked(conn, session_id)
+                    purged += 1
+        return purged
 
     def close(self) -> None:
         self._closed = True

@@ -17,7 +17,14 @@ from tether.errors import InvalidRequest, InvalidSessionData, InvalidSessionId
 from tether.models import Page, StoredItem
 from tether.stores.base import PROTECTED_METHODS, CheckedItems, NewItems
 from tether.stores.memory import MemoryStore
-from tether.testing import FakeClock, StoreConformance
+from tether.testing import (
+    CoreConformance,
+    FakeClock,
+    ForkConformance,
+    PurgeConformance,
+    RestoreConformance,
+    StoreConformance,
+)
 
 
 class ProtectedOnly(Store):
@@ -456,3 +463,45 @@ def test_a_missing_ability_names_the_store_the_ability_and_the_way_out() -> None
     assert str(error).startswith("PublicOnly has no restore() (the optional ability Restores)")
     assert "docs/stores.md" in str(error)
     assert "purge_expired()" in str(missing(PublicOnly(), Purges))
+
+
+class _Purging(ProtectedOnly):
+    """ProtectedOnly with one optional ability: purge_expired."""
+
+    def purge_expired(self) -> int:
+        return self.inner.purge_expired()
+
+
+@pytest.mark.parametrize(
+    ("suite", "helper", "ability"),
+    [
+        (ForkConformance, "_fork", "ForksInStore (no fork_session()"),
+        (RestoreConformance, "_restore_or_skip", "Restores (no restore()"),
+        (PurgeConformance, "_purge", "Purges (no purge_expired()"),
+    ],
+)
+def test_an_ability_class_skips_saying_which_ability_the_store_lacks(
+    suite: type, helper: str, ability: str
+) -> None:
+    with ProtectedOnly() as store, pytest.raises(pytest.skip.Exception) as skipped:
+        getattr(suite(), helper)(store)
+    assert str(skipped.value.msg) == (
+        f"ProtectedOnly does not offer {ability}, an optional ability): its clauses do not apply"
+    )
+
+
+def test_an_ability_class_runs_on_a_store_that_offers_it() -> None:
+    with _Purging() as store:
+        purge = PurgeConformance()._purge(store)
+        assert purge() == 0  # the store's own method, called through the suite
+        with pytest.raises(pytest.skip.Exception):
+            RestoreConformance()._restore_or_skip(store)  # abilities are told apart
+
+
+class TestOneAbilityConforms(CoreConformance, PurgeConformance):
+    """A store of one's own runs the core contract and the class of the ability it offers."""
+
+    @pytest.fixture
+    def store(self, clock: FakeClock) -> Iterator[Store]:
+        with _Purging(clock) as store:
+            yield store

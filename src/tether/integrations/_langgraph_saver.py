@@ -80,7 +80,11 @@ class SaverBase(BaseCheckpointSaver[str]):
         return self.serde.loads_typed(unpack(packed))
 
     def _blob_value(
-        self, blob: StoredItem, blobs: Mapping[str, StoredItem], memo: _Memo | None
+        self,
+        blob: StoredItem,
+        blobs: Mapping[str, StoredItem],
+        memo: _Memo | None,
+        known: Mapping[str, bytes] | None = None,
     ) -> Any:
         """A channel value: stored whole, or a delta joined to its snapshot.
 
@@ -101,7 +105,9 @@ class SaverBase(BaseCheckpointSaver[str]):
                 tail = self.serde.loads_typed((packed[0], payload(packed)))
                 if isinstance(tail, list):
                     return head + tail
-        raw = raw_bytes(self._snapshot(base, blob, blobs)["value"])
+        raw = (known or {}).get(base)  # kept by this process: not read, not inflated
+        if raw is None:
+            raw = raw_bytes(self._snapshot(base, blob, blobs)["value"])
         return self.serde.loads_typed((packed[0], join(raw, payload(packed))))
 
     @staticmethod
@@ -121,7 +127,9 @@ class SaverBase(BaseCheckpointSaver[str]):
         stored: StoredItem,
         blobs: Mapping[str, StoredItem],
         writes: Sequence[StoredItem],
+        *,
         memo: _Memo | None = None,
+        known: Mapping[str, bytes] | None = None,
     ) -> CheckpointTuple:
         """One checkpoint's tuple. ``memo`` (a walk over many checkpoints) holds the values
         of the checkpoint built just before: a channel value that did not change between the
@@ -143,7 +151,7 @@ class SaverBase(BaseCheckpointSaver[str]):
                 if memo is not None and blob_key in memo.values:
                     values[channel] = _own(memo.values[blob_key])
                 else:
-                    values[channel] = self._blob_value(blob, blobs, memo)
+                    values[channel] = self._blob_value(blob, blobs, memo, known)
                 decoded[blob_key] = values[channel]
         if memo is not None:
             memo.values = decoded
@@ -184,7 +192,12 @@ class SaverBase(BaseCheckpointSaver[str]):
         # the channel values too when this process knows the checkpoint (it put it or read it
         # last): one keyed read instead of two; what the checkpoint names beyond them is read
         # below, so a wrong guess costs a read, never a wrong value
-        guess = self._threads.blob_keys(thread_id, ns, cid)
+        snapshots = self._threads.snapshots
+        guess = [
+            k  # a snapshot this process keeps is joined from memory, never read
+            for k in self._threads.blob_keys(thread_id, ns, cid)
+            if snapshots.raw(thread_id, k) is None
+        ]
         found = await self._threads.by_key(thread_id, [first, key("c", ns, cid, 1), mark, *guess])
         if first not in found:
             return None
@@ -201,18 +214,22 @@ class SaverBase(BaseCheckpointSaver[str]):
             blobs.update(await self._threads.by_key(thread_id, missing))
         bases = _bases(blobs.values())
         blobs.update((b, found[b]) for b in bases if b in found)
-        await self._read_bases(thread_id, blobs)
+        known = {b: raw for b in bases if b not in blobs and (raw := snapshots.raw(thread_id, b))}
+        await self._read_bases(thread_id, blobs, known)
         self._threads.remember_blob_keys(thread_id, ns, cid, [*blob_keys, *bases])
         if header is not None:  # the head, as the store has it now: what the next put extends
-            self._threads.snapshots.seed(thread_id, ns, core.tag(header), blobs, blob_keys)
+            snapshots.seed(thread_id, ns, core.tag(header), blobs, blob_keys)
         writes: list[StoredItem] = []
         if mark in found:  # only a checkpoint with writes reads items, from the first of them
             writes = await self._threads.writes_from(thread_id, ns, cid, found[mark].seq)
-        return self._tuple(thread_id, newest, blobs, writes)
+        return self._tuple(thread_id, newest, blobs, writes, known=known)
 
-    async def _read_bases(self, thread_id: str, blobs: dict[str, StoredItem]) -> None:
-        """Add to ``blobs`` the snapshots its deltas extend that it lacks (one keyed read)."""
-        missing = [b for b in _bases(blobs.values()) if b not in blobs]
+    async def _read_bases(
+        self, thread_id: str, blobs: dict[str, StoredItem], known: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Add to ``blobs`` the snapshots its deltas extend that it lacks and that are not
+        ``known`` (their bytes at hand), in one keyed read."""
+        missing = [b for b in _bases(blobs.values()) if b not in blobs and b not in (known or {})]
         if missing:
             blobs.update(await self._threads.by_key(thread_id, missing))
 
@@ -274,7 +291,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             for (ns, cid), stored in chosen:
                 if scope.admits(ns, cid) and scope.matches(self._value(stored.item["metadata"])):
                     writes = thread.writes.get((ns, cid), [])
-                    yield self._tuple(thread_id, stored, thread.blobs, writes, memo)
+                    yield self._tuple(thread_id, stored, thread.blobs, writes, memo=memo)
             return
         if scope.ns is not None and scope.cid is not None:  # one checkpoint: a keyed read
             tup = await self._get_tuple(_config(thread_id, scope.ns, scope.cid))
@@ -346,7 +363,7 @@ class SaverBase(BaseCheckpointSaver[str]):
                 if jumped:  # writes past ``before`` are named by late entries
                     late = await self._threads.late_writes(thread_id, ns, cid)
                     mine.update((s.seq, s) for s in late)
-                yield self._tuple(thread_id, stored, blobs, list(mine.values()), memo)
+                yield self._tuple(thread_id, stored, blobs, list(mine.values()), memo=memo)
 
     async def _early_writes(
         self,

@@ -200,13 +200,28 @@ class Snapshots:
 
     def __init__(self) -> None:
         self._kept: dict[tuple[str, str, str], Snapshot] = {}
+        self._by_key: dict[tuple[str, str], Snapshot] = {}  # (thread, snapshot key)
         self._bytes = 0
         self._lock = threading.Lock()
 
     def forget(self, thread_id: str) -> None:
         with self._lock:
             for place in [p for p in self._kept if p[0] == thread_id]:
-                self._bytes -= len(self._kept.pop(place).raw)
+                self._drop(place)
+
+    def _drop(self, place: tuple[str, str, str]) -> None:
+        snap = self._kept.pop(place)
+        self._bytes -= len(snap.raw)
+        if self._by_key.get((place[0], snap.key)) is snap:
+            del self._by_key[(place[0], snap.key)]
+
+    def raw(self, thread_id: str, snapshot_key: str) -> bytes | None:
+        """The serde bytes stored whole under ``snapshot_key``, if kept: a reader joins a
+        delta to them without reading its snapshot (a key's value never changes: versions
+        end in a random tail, so no other value is ever stored under it)."""
+        with self._lock:
+            snap = self._by_key.get((thread_id, snapshot_key))
+        return snap.raw if snap is not None else None
 
     def valid(self, thread_id: str, ns: str, channel: str, tag: Any) -> Snapshot | None:
         """The snapshot a value of this channel may extend, if still valid under ``tag``."""
@@ -253,14 +268,13 @@ class Snapshots:
     def keep(self, thread_id: str, ns: str, channel: str, snap: Snapshot) -> None:
         with self._lock:
             place = (thread_id, ns, channel)
-            old = self._kept.pop(place, None)
-            if old is not None:
-                self._bytes -= len(old.raw)
+            if place in self._kept:
+                self._drop(place)
             self._kept[place] = snap  # re-inserted: the newest used stays longest
+            self._by_key[(thread_id, snap.key)] = snap
             self._bytes += len(snap.raw)
             while self._bytes > _KEPT_BYTES and len(self._kept) > 1:
-                oldest = next(iter(self._kept))
-                self._bytes -= len(self._kept.pop(oldest).raw)
+                self._drop(next(iter(self._kept)))
 
     def encode(
         self, thread_id: str, ns: str, tag: Any, values: dict[str, Value]

@@ -215,7 +215,6 @@ def delete_rows(conn: sqlite3.Connection, session_id: str) -> None:
         conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (session_id,))
 
 
-
 def read_items(
     conn: sqlite3.Connection, session_id: str, floor: int, count: int
 ) -> list[HistoryItem]:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from . import _core
+from ._cache import SessionCache
 from .actions import Action, Draft
 from .errors import ConflictingSessionIds, InvalidRequest, ReservedStateKey
 from .models import HistoryItem, Session, SessionStatus, StoredItem
@@ -130,6 +131,34 @@ def with_items(session: Session, items: list[StoredItem]) -> Session:
     ]
     session._items = items
     return session
+
+
+def saved_from_stamp(
+    cache: SessionCache,
+    loaded: Session,
+    changes: Mapping[str, Any],
+    appended: list[HistoryItem],
+    stamp: _core.CommitStamp,
+) -> Session | None:
+    """The session ``execute``'s commit at ``loaded.version`` saved, built from the ``stamp``
+    the store reported instead of read back, and put in ``cache``; None when it cannot be
+    (the store reported the version alone, ``loaded`` is not the whole session the cache
+    holds, or the cache cannot join the new items to it): the caller reads it back.
+
+    ``changes`` and ``appended`` are what was committed: normalised again here (copies the
+    saved session owns), inside ``runtime_writes()`` as the commit ran, so the header is the
+    one the store's write made by the same rules (``_core.stamped_session``).
+    """
+    if not stamp.reported or cache.get(loaded.id) is not loaded:
+        return None
+    with _core.runtime_writes():
+        fresh = _core.stamped_session(loaded, _core.normalize_changes(changes), appended, stamp)
+    if fresh is None:
+        return None
+    merged = cache.merge(loaded, fresh, stamp.version)
+    if merged is not None:
+        cache.put(merged)
+    return merged
 
 
 def check_retries(action: Action, retries: object) -> None:

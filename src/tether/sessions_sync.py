@@ -22,6 +22,7 @@ from ._sessions_common import (
     hooks_left_history,
     new_session,
     renumbered,
+    saved_from_stamp,
     warn_skipped,
     with_items,
 )
@@ -431,7 +432,7 @@ class Sessions:
         self._run_hooks(HookStage.BEFORE_SAVE, ctx)
         changes = draft.changes()
         check_runtime_block(draft, action)
-        written: int | None = None
+        stamp: _core.CommitStamp | None = None
         try:
             if draft.replacement is not None:
                 if changes:
@@ -446,7 +447,7 @@ class Sessions:
                 # state["_tether"] is as loaded (checked above) or set by tether's own action,
                 # and the write is at the loaded version: commit it as the runtime's own
                 with _core.runtime_writes():
-                    written = self.store.commit(
+                    stamp = self.store.commit_stamped(
                         session_id,
                         loaded.version,
                         append=draft.appended,
@@ -459,10 +460,17 @@ class Sessions:
             if not (optimistic and isinstance(exc, SessionNotFound)):
                 self._emit(SaveFailed(session_id, self._clock(), exc))
             raise
-        # Read back what was committed (only the new items): commit returns the version alone,
-        # and the session returned must carry the store's commit time on its header and items.
-        # Only the new items are read when the cache holds the version committed against.
-        saved = self._fetch(session_id, written)
+        # The session returned carries the store's commit time on its header and new items:
+        # built from the stamp the store reported, with no read, when the cache holds the
+        # session committed against; else read back (only the new items when the cache holds
+        # the version committed against).
+        saved = (
+            None
+            if stamp is None
+            else saved_from_stamp(self._cache, loaded, changes, draft.appended, stamp)
+        )
+        if saved is None:
+            saved = self._fetch(session_id, None if stamp is None else stamp.version)
         if self._hooks.for_stage(HookStage.AFTER_SAVE):
             self._run_hooks(
                 HookStage.AFTER_SAVE, HookContext(HookStage.AFTER_SAVE, "execute", detach(saved))

@@ -16,6 +16,7 @@ One module per concern, each importing only those above it in this list:
 - :mod:`.leases`: claims, renewals, releases, fencing, who may write;
 - :mod:`.items`: history items encoded and decoded, looked up by key;
 - :mod:`.headers`: header documents to and from sessions and headers, create / restore;
+- :mod:`.stamps`: what a commit stamped (``CommitStamp``) and the session built from it;
 - :mod:`.history`: ``load`` windows and ``iter_history`` pages;
 - :mod:`.listing`: filters, order, cursors.
 
@@ -106,9 +107,11 @@ from .rules import (
     runtime_writes,
     upgrade_doc,
 )
+from .stamps import CommitStamp, commit_stamp, stamped_session
 
 __all__ = [
     "CHANGEABLE_FIELDS",
+    "CommitStamp",
     "DEFAULT_PAGE_SIZE",
     "DOC_FIELDS",
     "JSON_FIELDS",
@@ -142,6 +145,7 @@ __all__ = [
     "check_write_lease",
     "checked_items",
     "claim_fields",
+    "commit_stamp",
     "construct_trusted",
     "decode_cursor",
     "decode_item_array",
@@ -179,6 +183,7 @@ __all__ = [
     "restore_doc",
     "restore_over",
     "runtime_writes",
+    "stamped_session",
     "ttl_micros",
     "upgrade_doc",
     "upgrade_items",

@@ -24,6 +24,7 @@ from .base_async import (
     AsyncStore,
     CheckedItems,
     CheckedKeys,
+    CommitStamp,
     NewItems,
     StatusFilter,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "AsyncStore",
     "CheckedItems",
     "CheckedKeys",
+    "CommitStamp",
     "NewItems",
     "StatusFilter",
     "Store",
@@ -91,6 +93,31 @@ class SyncBackedAsyncStore(AsyncStore):
         # A lazy iterable (a generator, say) is drained here, in the caller's thread.
         return await self._call(
             self.sync.commit,
+            session_id,
+            expected_version,
+            append=_core.item_list(append),
+            changes=changes,
+            lease=lease,
+        )
+
+    async def commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: NewItems = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> CommitStamp:
+        if not self._stamps_commits:  # a subclass that changes commit(): its commit, stamped
+            return CommitStamp(  # by nothing more than its version (see AsyncStore)
+                await self.commit(
+                    session_id, expected_version, append=append, changes=changes, lease=lease
+                )
+            )
+        # The sync store reports the stamp if it can (else the version its commit returns).
+        return await self._call(
+            self.sync.commit_stamped,
             session_id,
             expected_version,
             append=_core.item_list(append),

@@ -29,6 +29,13 @@ protected method (``_create``, ``_load``, ``_commit``, ...) with the checked val
 implements the protected methods; a store written before them, which overrides the public
 methods instead, keeps working (see ``__init_subclass__``).
 
+``commit_stamped`` is ``commit`` reporting what the write stamped (a :class:`CommitStamp`: the
+version, the commit time, the lease fields), so a caller holding the session it committed
+against can build the saved one without reading it back. A store reports it through the
+optional ``_commit_stamped``, cheaply, from inside the same write; any other store (one without
+it, or one that overrides ``commit`` or ``_commit`` below the class that implements it) reports
+the version alone, from its own ``commit``.
+
 To check a store against this contract, run the conformance suite in :mod:`tether.testing`.
 """
 
@@ -41,7 +48,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .. import _core
-from .._core import ListQuery
+from .._core import CommitStamp, ListQuery
 from .._ids import validate_session_id
 from ..errors import ConflictError, InvalidRequest
 from ..models import (
@@ -55,7 +62,14 @@ from ..models import (
     StoredItem,
 )
 
-__all__ = ["PROTECTED_METHODS", "Store", "CheckedItems", "NewItems", "StatusFilter"]
+__all__ = [
+    "PROTECTED_METHODS",
+    "Store",
+    "CheckedItems",
+    "CommitStamp",
+    "NewItems",
+    "StatusFilter",
+]
 
 StatusFilter = str | SessionStatus | Collection[str | SessionStatus] | None
 NewItems = Iterable[Mapping[str, Any] | KeyedItem]
@@ -107,10 +121,35 @@ def _public_only(public: str, protected: str) -> Callable[..., Any]:
     return overridden
 
 
+def _stamps_own_commits(cls: type) -> bool:
+    """Whether ``cls``'s own ``_commit_stamped`` (or ``commit_stamped``) makes the commit its
+    ``commit`` makes: it is defined in a class at or below every class that defines ``commit``
+    or ``_commit``. A subclass that changes ``commit`` (an audit, a wrapper) and not the
+    stamped one would otherwise be bypassed by callers of ``commit_stamped``."""
+
+    def definer(*names: str) -> type | None:
+        for klass in cls.__mro__:
+            if klass is Store:  # the contract's own methods define nothing here
+                return None
+            if any(name in klass.__dict__ for name in names):
+                return klass
+        return None
+
+    stamper = definer("_commit_stamped", "commit_stamped")
+    if stamper is None:
+        return False
+    committers = (definer("commit"), definer("_commit"))
+    return all(klass is None or issubclass(stamper, klass) for klass in committers)
+
+
 class Store(ABC):  # noqa: B024 - its abstract methods are marked by _required
     """A place sessions live: the contract every store keeps. Subclass it and implement the
     protected methods (``_create``, ``_load``, ``_commit``, ...) to write your own store; see
     ``docs/stores.md``."""
+
+    _stamps_commits: bool = False
+    """Whether :meth:`commit_stamped` calls this store's ``_commit_stamped`` (set per class by
+    ``__init_subclass__``); otherwise it reports the version :meth:`commit` returns."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Runs inside type.__new__, before ABCMeta computes the abstract set: a store that
@@ -123,6 +162,7 @@ class Store(ABC):  # noqa: B024 - its abstract methods are marked by _required
                 getattr(cls, protected, None), "__isabstractmethod__", False
             ):
                 setattr(cls, protected, _public_only(public, protected))
+        cls._stamps_commits = _stamps_own_commits(cls)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # ABCMeta's own refusal names only the protected methods; this one says both ways out.
@@ -209,6 +249,40 @@ class Store(ABC):  # noqa: B024 - its abstract methods are marked by _required
         checked_lease = _core.check_lease_arg(lease, optional=True)
         items = _core.item_list(append)
         return self._commit(
+            session_id, expected_version, items, changes=normalized, lease=checked_lease
+        )
+
+    def commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: NewItems = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> CommitStamp:
+        """:meth:`commit`, returning what the write stamped instead of the version alone.
+
+        The same write with the same arguments, checks and errors. The
+        :class:`~tether.stores.base.CommitStamp` holds the new ``version`` and, when the store
+        reports them (``stamp.reported``), the commit time (the header's ``updated_at`` and the
+        ``timestamp`` of each new item without its own) and the lease fields as the write left
+        them: with the session read at ``expected_version``, that is everything a load of the
+        new items would tell (``tether.Sessions`` builds the saved session from it, with no
+        read). The built-in memory, file, SQLite and key-value-kit stores report it; any other
+        store reports the version its :meth:`commit` returns.
+        """
+        if not self._stamps_commits:  # what commit() does, whichever method does it
+            version = self.commit(
+                session_id, expected_version, append=append, changes=changes, lease=lease
+            )
+            return CommitStamp(version)
+        validate_session_id(session_id)
+        normalized = _core.normalize_changes(changes)
+        _core.check_version(expected_version)
+        checked_lease = _core.check_lease_arg(lease, optional=True)
+        items = _core.item_list(append)
+        return self._commit_stamped(
             session_id, expected_version, items, changes=normalized, lease=checked_lease
         )
 
@@ -423,6 +497,21 @@ class Store(ABC):  # noqa: B024 - its abstract methods are marked by _required
         """:meth:`commit` with ``changes`` already normalised (``_core.normalize_changes``:
         document values, ``expires_at`` in µs), the items drained into a list, a checked lease."""
         raise NotImplementedError(f"{type(self).__name__} has no _commit()")
+
+    def _commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> CommitStamp:
+        """:meth:`_commit`, returning ``_core.commit_stamp(new_header_document)`` from inside
+        the same write. Optional: a store without it (or whose ``commit`` / ``_commit`` is
+        overridden below it) is never called here; :meth:`commit_stamped` then calls
+        :meth:`commit` and reports the version alone."""
+        raise NotImplementedError(f"{type(self).__name__} has no _commit_stamped()")
 
     @_required
     def _replace_history(

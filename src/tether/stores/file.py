@@ -203,10 +203,21 @@ class FileStore(Store, FileLayout):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return self._add(session_id, expected_version, items, changes, lease)
+        return int(self._add(session_id, expected_version, items, changes, lease)["version"])
+
+    def _commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> _core.CommitStamp:
+        return _core.commit_stamp(self._add(session_id, expected_version, items, changes, lease))
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return self._add(session_id, None, items, {}, lease)
+        return int(self._add(session_id, None, items, {}, lease)["version"])
 
     def _add(
         self,
@@ -215,8 +226,8 @@ class FileStore(Store, FileLayout):
         items: CheckedItems,
         changes: _core.Doc,
         lease: Lease | None,
-    ) -> int:
-        """A commit (``expected_version`` None: a blind append)."""
+    ) -> _core.Doc:
+        """A commit (``expected_version`` None: a blind append); the header document it wrote."""
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)
@@ -239,7 +250,7 @@ class FileStore(Store, FileLayout):
             self._write_header(new, gen, log_size, keys, new_log=old_gen is not None)
             if old_gen is not None:
                 self._unlink_log(session_id, old_gen)
-        return int(new["version"])
+        return new
 
     def _rewrite(
         self, session_id: str, doc: _core.Doc, gen: int, log_size: int

@@ -364,10 +364,23 @@ class AsyncKVStore(AsyncStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return await self._add(session_id, expected_version, items, changes, lease)
+        written = await self._add(session_id, expected_version, items, changes, lease)
+        return int(written["version"])
+
+    async def _commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> _core.CommitStamp:
+        written = await self._add(session_id, expected_version, items, changes, lease)
+        return _core.commit_stamp(written)
 
     async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return await self._add(session_id, None, items, {}, lease)
+        return int((await self._add(session_id, None, items, {}, lease))["version"])
 
     async def _add(
         self,
@@ -376,8 +389,9 @@ class AsyncKVStore(AsyncStore):
         items: CheckedItems,
         changes: _core.Doc,
         lease: Lease | None,
-    ) -> int:
-        """A commit (``expected_version`` None: a blind append)."""
+    ) -> _core.Doc:
+        """A commit (``expected_version`` None: a blind append); the header document it
+        published."""
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = await self._live_head(session_id, now)
@@ -387,9 +401,9 @@ class AsyncKVStore(AsyncStore):
             keys = {**head.keys, **dict(prepared.keys)}
             encoded = [d for _, d in prepared]
             if _core.needs_upgrade(head.doc):
-                version = await self._rewrite(head, now, encoded, changes, keys)
-                if version is not None:
-                    return version
+                rewritten = await self._rewrite(head, now, encoded, changes, keys)
+                if rewritten is not None:
+                    return rewritten
                 continue
             new_doc = _core.apply_commit(head.doc, changes, len(encoded), now)
             sealed, tail = head.sealed, head.tail
@@ -411,7 +425,7 @@ class AsyncKVStore(AsyncStore):
             rev = await self._publish(new, head.rev)
             if rev is not None:
                 await self._gone_tail(head, tail)
-                return int(new_doc["version"])
+                return new_doc
             if tail is not None and tail != head.tail:
                 await self._drop_blob(kv.tail_key(session_id, head.gen, tail))
         raise ConflictError(session_id, expected_version, None, "the header kept changing")
@@ -423,9 +437,9 @@ class AsyncKVStore(AsyncStore):
         appended: list[bytes],
         changes: _core.Doc,
         keys: dict[str, int],
-    ) -> int | None:
+    ) -> _core.Doc | None:
         """Write an older-schema session back upgraded, history included, as a new
-        generation; the new version, or None if the header changed meanwhile."""
+        generation; the new header document, or None if the header changed meanwhile."""
         session_id = head.doc["id"]
         old = await self._all_items(head)
         if old is None:
@@ -434,7 +448,9 @@ class AsyncKVStore(AsyncStore):
         upgraded = _core.upgrade_items(_core.decode_items(session_id, old), stored)
         items = [_core.encode_item(item) for item in upgraded] + appended
         new_doc = _core.apply_commit(_core.upgrade_doc(head.doc), changes, len(appended), now)
-        return await self._replace_generation(head, new_doc, items, keys)
+        if await self._replace_generation(head, new_doc, items, keys) is None:
+            return None
+        return new_doc
 
     async def _replace_generation(
         self, head: Head, new_doc: _core.Doc, items: list[bytes], keys: dict[str, int]

@@ -365,10 +365,23 @@ class KVStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return self._add(session_id, expected_version, items, changes, lease)
+        written = self._add(session_id, expected_version, items, changes, lease)
+        return int(written["version"])
+
+    def _commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> _core.CommitStamp:
+        written = self._add(session_id, expected_version, items, changes, lease)
+        return _core.commit_stamp(written)
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return self._add(session_id, None, items, {}, lease)
+        return int((self._add(session_id, None, items, {}, lease))["version"])
 
     def _add(
         self,
@@ -377,8 +390,9 @@ class KVStore(Store):
         items: CheckedItems,
         changes: _core.Doc,
         lease: Lease | None,
-    ) -> int:
-        """A commit (``expected_version`` None: a blind append)."""
+    ) -> _core.Doc:
+        """A commit (``expected_version`` None: a blind append); the header document it
+        published."""
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
@@ -388,9 +402,9 @@ class KVStore(Store):
             keys = {**head.keys, **dict(prepared.keys)}
             encoded = [d for _, d in prepared]
             if _core.needs_upgrade(head.doc):
-                version = self._rewrite(head, now, encoded, changes, keys)
-                if version is not None:
-                    return version
+                rewritten = self._rewrite(head, now, encoded, changes, keys)
+                if rewritten is not None:
+                    return rewritten
                 continue
             new_doc = _core.apply_commit(head.doc, changes, len(encoded), now)
             sealed, tail = head.sealed, head.tail
@@ -412,7 +426,7 @@ class KVStore(Store):
             rev = self._publish(new, head.rev)
             if rev is not None:
                 self._gone_tail(head, tail)
-                return int(new_doc["version"])
+                return new_doc
             if tail is not None and tail != head.tail:
                 self._drop_blob(kv.tail_key(session_id, head.gen, tail))
         raise ConflictError(session_id, expected_version, None, "the header kept changing")
@@ -424,9 +438,9 @@ class KVStore(Store):
         appended: list[bytes],
         changes: _core.Doc,
         keys: dict[str, int],
-    ) -> int | None:
+    ) -> _core.Doc | None:
         """Write an older-schema session back upgraded, history included, as a new
-        generation; the new version, or None if the header changed meanwhile."""
+        generation; the new header document, or None if the header changed meanwhile."""
         session_id = head.doc["id"]
         old = self._all_items(head)
         if old is None:
@@ -435,7 +449,9 @@ class KVStore(Store):
         upgraded = _core.upgrade_items(_core.decode_items(session_id, old), stored)
         items = [_core.encode_item(item) for item in upgraded] + appended
         new_doc = _core.apply_commit(_core.upgrade_doc(head.doc), changes, len(appended), now)
-        return self._replace_generation(head, new_doc, items, keys)
+        if self._replace_generation(head, new_doc, items, keys) is None:
+            return None
+        return new_doc
 
     def _replace_generation(
         self, head: Head, new_doc: _core.Doc, items: list[bytes], keys: dict[str, int]

@@ -136,12 +136,37 @@ class MemoryStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
+        return int(self._committed(session_id, expected_version, items, changes, lease)["version"])
+
+    def _commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> _core.CommitStamp:
+        return _core.commit_stamp(
+            self._committed(session_id, expected_version, items, changes, lease)
+        )
+
+    def _committed(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> _core.Doc:
+        """A commit; the header document it stored (replaced, never mutated, by later writes:
+        its scalars may be read outside the lock)."""
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
             self._check(session_id, entry, expected_version, lease, now)
             self._add(entry, items, changes, now)
-            return int(entry.doc["version"])
+            return entry.doc
 
     @staticmethod
     def _add(entry: _Entry, items: CheckedItems, changes: _core.Doc, now: int) -> None:

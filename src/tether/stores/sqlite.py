@@ -258,10 +258,21 @@ class SQLiteStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return self._add(session_id, expected_version, items, changes, lease)
+        return int(self._add(session_id, expected_version, items, changes, lease)["version"])
+
+    def _commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> _core.CommitStamp:
+        return _core.commit_stamp(self._add(session_id, expected_version, items, changes, lease))
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return self._add(session_id, None, items, {}, lease)
+        return int(self._add(session_id, None, items, {}, lease)["version"])
 
     def _add(
         self,
@@ -270,8 +281,8 @@ class SQLiteStore(Store):
         items: CheckedItems,
         changes: _core.Doc,
         lease: Lease | None,
-    ) -> int:
-        """A commit (``expected_version`` None: a blind append)."""
+    ) -> _core.Doc:
+        """A commit (``expected_version`` None: a blind append); the header document it wrote."""
         with self._write() as conn:
             now = self._now()
             doc = db.writable(conn, session_id, expected_version, lease, now)
@@ -279,7 +290,7 @@ class SQLiteStore(Store):
             new = _core.apply_commit(doc, changes, len(encoded), now)
             db.insert_items(conn, session_id, encoded)
             db.update_header(conn, new, changes)
-        return int(new["version"])
+        return new
 
     def _replace_history(
         self,

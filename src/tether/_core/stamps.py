@@ -1,0 +1,88 @@
+"""What a commit stamped, with no I/O: the :class:`CommitStamp` a store reports from inside
+its write, and the session a caller builds from it instead of reading the commit back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .._time import from_micros, to_micros
+from ..models import KeyedItem, Session, SessionHeader
+from .checks import Doc
+from .headers import header_to_doc, make_session
+from .items import decode_items, prepare_items
+from .rules import apply_commit
+
+
+@dataclass(frozen=True, slots=True)
+class CommitStamp:
+    """What a commit wrote beside its items, as ``Store.commit_stamped`` reports it.
+
+    ``version`` is the new version (what ``commit`` returns). The other fields are None when
+    the store does not report them (a store without ``_commit_stamped``, or one that overrides
+    ``commit``): the caller then reads the session to learn them. Reported:
+
+    - ``updated_at``: the commit time, which the write made the header's ``updated_at`` and
+      the ``timestamp`` of each new item without a timestamp string of its own;
+    - ``lease_owner``, ``lease_fence``, ``lease_expires_at``: the lease fields as the write
+      left them (claims, renewals and releases change them without a new version, so a
+      header read before the write may hold older ones).
+    """
+
+    version: int
+    updated_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_fence: int | None = None
+    lease_expires_at: datetime | None = None
+
+    @property
+    def reported(self) -> bool:
+        """Whether the store reported the commit time and lease fields (not the version alone)."""
+        return self.updated_at is not None and self.lease_fence is not None
+
+
+def commit_stamp(doc: Doc) -> CommitStamp:
+    """The stamp of a commit whose new header document is ``doc`` (what the store wrote)."""
+    lease_expires = doc.get("lease_expires_at")
+    return CommitStamp(
+        version=int(doc["version"]),
+        updated_at=from_micros(doc["updated_at"]),
+        lease_owner=doc.get("lease_owner"),
+        lease_fence=int(doc.get("lease_fence") or 0),
+        lease_expires_at=None if lease_expires is None else from_micros(lease_expires),
+    )
+
+
+def stamped_session(
+    loaded: SessionHeader,
+    changes: Doc,
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+    stamp: CommitStamp,
+) -> Session | None:
+    """What ``load(id, after=loaded.last_seq)`` returns right after the commit ``stamp``
+    reports, made at ``loaded.version`` with these ``changes`` (normalised, as
+    ``_core.normalize_changes`` gives them) and ``items``; None if the stamp does not say
+    enough (unreported, or not the version after ``loaded``'s).
+
+    Built by the rules the store's write used, never restated: the header by
+    :func:`apply_commit` at the stamp's time with the stamp's lease fields, the items numbered
+    and stamped by :func:`prepare_items` from ``loaded.last_seq + 1`` and decoded from their
+    encoded rows, as a load decodes them. Call it as the commit was called (inside
+    ``runtime_writes()`` if the commit ran there): :func:`apply_commit` keeps the stored
+    ``state["_tether"]`` block as the store's write did. The header's JSON values are
+    ``loaded``'s and ``changes``' own objects, not copies.
+    """
+    stamped_at, fence = stamp.updated_at, stamp.lease_fence
+    if stamped_at is None or fence is None or stamp.version != loaded.version + 1:
+        return None
+    now = to_micros(stamped_at)
+    encoded = prepare_items(items, loaded.last_seq + 1, now)
+    doc = apply_commit(header_to_doc(loaded), changes, len(encoded), now)
+    doc["lease_owner"] = stamp.lease_owner
+    doc["lease_fence"] = fence
+    expires = stamp.lease_expires_at
+    doc["lease_expires_at"] = None if expires is None else to_micros(expires)
+    return make_session(doc, decode_items(loaded.id, [data for _, data in encoded]))

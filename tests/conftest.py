@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -144,6 +147,34 @@ def drop_postgres_schema(url: str, schema: str) -> None:
     assert schema.startswith("tether_t"), schema
     with psycopg.connect(url.split("?", 1)[0], autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An isolated tether store URL of the kind the test's parameter names (``memory``,
+    ``file``, ``sqlite``, ``redis``, ``postgres``; ``sqlite`` when not parametrized): a file
+    under ``tmp_path``, or a fresh Redis namespace or PostgreSQL schema, removed after.
+    Parametrize it with ``pytest.mark.parametrize("store_url", [...], indirect=True)``; a
+    module that defines its own ``store_url`` keeps it."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "memory":
+        yield "memory://"
+    elif kind == "file":
+        yield f"file:{tmp_path / 'sessions'}"
+    elif kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sessions.db'}"
+    elif kind == "redis":
+        url = require_server("redis")
+        namespace = f"t{uuid.uuid4().hex}"
+        yield with_options(url, namespace=namespace)
+        wipe_redis_namespace(url, namespace)
+    elif kind == "postgres":
+        url = require_server("postgres")
+        schema = f"tether_t_{uuid.uuid4().hex}"
+        yield with_options(url, schema=schema)
+        drop_postgres_schema(url, schema)
+    else:
+        raise ValueError(f"no store kind {kind!r}")
 
 
 def _opens_processes(cls: type) -> bool:

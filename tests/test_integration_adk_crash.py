@@ -15,18 +15,12 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from .conftest import (
-    drop_postgres_schema,
     require_module,
-    require_server,
-    wipe_redis_namespace,
-    with_options,
 )
 
 require_module("google.adk", "adk")
@@ -75,32 +69,19 @@ _CHILD = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["file", "sqlite", "redis", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    kind = request.param
-    if kind == "file":
-        yield f"file:{tmp_path / 'sessions'}"
-    elif kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'sessions.db'}"
-    elif kind == "redis":
-        url = require_server("redis")
-        namespace = f"t{uuid.uuid4().hex}"
-        yield with_options(url, namespace=namespace)
-        wipe_redis_namespace(url, namespace)
-    else:
-        url = require_server("postgres")
-        schema = f"tether_t_{uuid.uuid4().hex}"
-        yield with_options(url, schema=schema)
-        drop_postgres_schema(url, schema)
-
-
 @pytest.fixture
 async def tstore(store_url: str) -> AsyncIterator[AsyncStore]:
     async with tether.open_async_store(store_url) as opened:
         yield opened
 
 
+CRASH_STORES = pytest.mark.parametrize(
+    "store_url", ["file", "sqlite", "redis", "postgres"], indirect=True
+)
+
+
 @pytest.mark.slow
+@CRASH_STORES
 @pytest.mark.parametrize("die_at", [0, 1], ids=["before-app-write", "between-app-and-user"])
 async def test_killed_between_scope_writes_completes_all_or_nothing(store_url, tstore, die_at):
     svc = TetherSessionService(tstore)
@@ -179,6 +160,7 @@ _WRITER = textwrap.dedent(
 
 
 @pytest.mark.slow
+@CRASH_STORES
 async def test_two_processes_from_one_revision_exactly_one_wins(store_url, tstore, tmp_path):
     """Two processes read the session at one revision, then append at once: exactly one event
     is stored, the other process gets StaleSessionError, and the scopes hold the winner's."""

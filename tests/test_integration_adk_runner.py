@@ -13,7 +13,6 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from .conftest import (
     drop_postgres_schema,
     require_module,
     require_server,
-    wipe_redis_namespace,
     with_options,
 )
 
@@ -48,23 +46,6 @@ if str(EXAMPLE.parent) not in sys.path:
 import adk_runner  # noqa: E402
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    kind = request.param
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'sessions.db'}"
-    elif kind == "redis":
-        url = require_server("redis")
-        namespace = f"t{uuid.uuid4().hex}"
-        yield with_options(url, namespace=namespace)
-        wipe_redis_namespace(url, namespace)
-    else:
-        url = require_server("postgres")
-        schema = f"tether_t_{uuid.uuid4().hex}"
-        yield with_options(url, schema=schema)
-        drop_postgres_schema(url, schema)
-
-
 def _turn(store_url: str, user: str, session: str) -> str:
     done = subprocess.run(
         [sys.executable, str(EXAMPLE), store_url, user, session],
@@ -78,6 +59,7 @@ def _turn(store_url: str, user: str, session: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("store_url", ["sqlite", "redis", "postgres"], indirect=True)
 async def test_runner_in_two_processes_shares_user_state(store_url):
     assert _turn(store_url, "ada@example.com", "morning") == "visit 1"
     assert _turn(store_url, "ada@example.com", "evening") == "visit 2"

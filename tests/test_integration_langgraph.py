@@ -8,7 +8,6 @@ from __future__ import annotations
 import operator
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -16,11 +15,7 @@ from typing import Annotated, Any, TypedDict
 import pytest
 
 from .conftest import (
-    drop_postgres_schema,
     require_module,
-    require_server,
-    wipe_redis_namespace,
-    with_options,
 )
 
 require_module("langgraph", "langgraph")
@@ -37,27 +32,6 @@ from tether.integrations.langgraph import AGENT, AsyncTetherSaver, TetherSaver  
 from tether.stores.base import Store  # noqa: E402
 
 STORES = ["memory", "file", "sqlite", "redis", "postgres"]
-
-
-@pytest.fixture
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    kind = getattr(request, "param", "sqlite")
-    if kind == "memory":
-        yield "memory://"
-    elif kind == "file":
-        yield f"file:{tmp_path / 'sessions'}"
-    elif kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'sessions.db'}"
-    elif kind == "redis":
-        url = require_server("redis")
-        namespace = f"t{uuid.uuid4().hex}"
-        yield with_options(url, namespace=namespace)
-        wipe_redis_namespace(url, namespace)
-    else:
-        url = require_server("postgres")
-        schema = f"tether_t_{uuid.uuid4().hex}"
-        yield with_options(url, schema=schema)
-        drop_postgres_schema(url, schema)
 
 
 @pytest.fixture

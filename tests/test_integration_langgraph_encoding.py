@@ -10,12 +10,11 @@ import operator
 import uuid
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
 
-from .conftest import drop_postgres_schema, require_module, require_server, with_options
+from .conftest import require_module
 
 require_module("langgraph", "langgraph")
 
@@ -30,17 +29,6 @@ from tether.integrations import _langgraph_values as values  # noqa: E402
 from tether.integrations._langgraph_view import entry  # noqa: E402
 from tether.integrations.langgraph import TetherSaver  # noqa: E402
 from tether.stores.base import Store  # noqa: E402
-
-
-@pytest.fixture
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if getattr(request, "param", "sqlite") == "sqlite":
-        yield f"sqlite:///{tmp_path / 'sessions.db'}"
-        return
-    url = require_server("postgres")
-    schema = f"tether_t_{uuid.uuid4().hex}"
-    yield with_options(url, schema=schema)
-    drop_postgres_schema(url, schema)
 
 
 @pytest.fixture

@@ -13,18 +13,14 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .conftest import (
-    drop_postgres_schema,
     require_module,
-    require_server,
-    wipe_redis_namespace,
-    with_options,
 )
 
 require_module("pydantic_ai", "pydantic-ai")
@@ -45,28 +41,6 @@ from tether.integrations.pydantic_ai import AGENT, TetherConversationStore  # no
 from tether.stores.base import AsyncStore  # noqa: E402
 
 STORES = ["memory", "file", "sqlite", "redis", "postgres"]
-
-
-@pytest.fixture
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An isolated tether store URL of the kind named by the test's parameter."""
-    kind = request.param
-    if kind == "memory":
-        yield "memory://"
-    elif kind == "file":
-        yield f"file:{tmp_path / 'sessions'}"
-    elif kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'sessions.db'}"
-    elif kind == "redis":
-        url = require_server("redis")
-        namespace = f"t{uuid.uuid4().hex}"
-        yield with_options(url, namespace=namespace)
-        wipe_redis_namespace(url, namespace)
-    else:
-        url = require_server("postgres")
-        schema = f"tether_t_{uuid.uuid4().hex}"
-        yield with_options(url, schema=schema)
-        drop_postgres_schema(url, schema)
 
 
 @pytest.fixture

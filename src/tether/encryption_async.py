@@ -30,8 +30,10 @@ version (again on conflict); ``replace_tail`` numbers its items from ``after``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +60,18 @@ __all__ = ["AsyncEncryptedStore"]
 
 _Prepared = list[tuple[str | None, bytes, str | None]]
 """New items checked and encoded before any I/O: (key, JSON, own timestamp) each."""
+
+
+@dataclass
+class _Sealed:
+    """A versioned write, sealed: the envelopes to append, the changes to pass on (``state``
+    / ``options`` sealed) and the session's ``last_seq`` after it (None: not known)."""
+
+    items: list[Any]
+    changes: dict[str, Any] | None
+    last_seq: int | None
+
+
 SEEN_SESSIONS = 10_000
 """How many sessions' ``(version, last_seq)`` a store remembers (the oldest go first)."""
 
@@ -109,15 +123,12 @@ class AsyncEncryptedStore(AsyncWrappingStore):
             self._seen.pop(session_id, None)
 
     def _wrote(self, session_id: str, version: int, last_seq: int | None, expected: int) -> None:
-        """A write from ``expected`` landed at ``version``, leaving ``last_seq`` (None: as it
+        """A commit from ``expected`` landed at ``version``, leaving ``last_seq`` (None: as it
         was at ``expected``, if this store saw that, else unknown)."""
         if last_seq is None:
             seen = self._seen.get(session_id)
-            if seen is None or seen[0] != expected:
-                self._forget(session_id)
-                return
-            last_seq = seen[1]
-        self._saw(session_id, version, last_seq)
+            last_seq = seen[1] if seen is not None and seen[0] == expected else None
+        self._remember(session_id, version, last_seq)
 
     async def _header_at(self, session_id: str, expected_version: int) -> Session:
         """The stored header, which must be at ``expected_version``: the seqs and the runtime
@@ -151,6 +162,47 @@ class AsyncEncryptedStore(AsyncWrappingStore):
         store cannot see it inside the ciphertext, so the merge happens here."""
         stored = self.codec.open_field(header.id, "state", header.state)
         return _core.keep_runtime_block(changes, stored)
+
+    @contextlib.contextmanager
+    def _forgets(self, session_id: str) -> Iterator[None]:
+        """Around a write to the inner store: if it fails, forget what was seen of the
+        session (the write may have landed, or the session moved on)."""
+        try:
+            yield
+        except BaseException:
+            self._forget(session_id)
+            raise
+
+    def _remember(self, session_id: str, version: int, last_seq: int | None) -> None:
+        if last_seq is None:  # the store's to say: read it next time
+            self._forget(session_id)
+        else:
+            self._saw(session_id, version, last_seq)
+
+    async def _sealed_write(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: NewItems,
+        changes: Mapping[str, Any] | None,
+        lease: Lease | None,
+    ) -> _Sealed:
+        """A versioned write's arguments checked (before any I/O) and sealed: its items
+        numbered after the session's ``last_seq`` at ``expected_version``."""
+        validate_session_id(session_id)
+        _core.check_version(expected_version)
+        normalized = _core.normalize_changes(changes)
+        prepared = _prepare(items)
+        _core.check_lease_arg(lease, optional=True)
+        last_seq, normalized = await self._before_write(
+            session_id, expected_version, prepared, normalized
+        )
+        sealed = [] if last_seq is None else self._seal_items(session_id, last_seq + 1, prepared)
+        return _Sealed(
+            sealed,
+            self._seal_changes(session_id, changes, normalized),
+            None if last_seq is None else last_seq + len(prepared),
+        )
 
     # --- sealing and opening --------------------------------------------------------------
 
@@ -227,28 +279,12 @@ class AsyncEncryptedStore(AsyncWrappingStore):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
-        prepared = _prepare(append)
-        _core.check_lease_arg(lease, optional=True)
-        last_seq, normalized = await self._before_write(
-            session_id, expected_version, prepared, normalized
-        )
-        items = [] if last_seq is None else self._seal_items(session_id, last_seq + 1, prepared)
-        try:
+        write = await self._sealed_write(session_id, expected_version, append, changes, lease)
+        with self._forgets(session_id):
             version = await self.inner.commit(
-                session_id,
-                expected_version,
-                append=items,
-                changes=self._seal_changes(session_id, changes, normalized),
-                lease=lease,
+                session_id, expected_version, append=write.items, changes=write.changes, lease=lease
             )
-        except BaseException:
-            self._forget(session_id)
-            raise
-        grown = None if last_seq is None else last_seq + len(prepared)
-        self._wrote(session_id, version, grown, expected_version)
+        self._wrote(session_id, version, write.last_seq, expected_version)
         return version
 
     async def replace_history(
@@ -260,31 +296,14 @@ class AsyncEncryptedStore(AsyncWrappingStore):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
-        prepared = _prepare(items)
-        _core.check_lease_arg(lease, optional=True)
-        last_seq, normalized = await self._before_write(
-            session_id, expected_version, prepared, normalized
-        )
-        # the new items are numbered after the old last_seq
-        sealed = [] if last_seq is None else self._seal_items(session_id, last_seq + 1, prepared)
-        try:
+        # the new items are numbered after the old last_seq, as a commit's are
+        write = await self._sealed_write(session_id, expected_version, items, changes, lease)
+        with self._forgets(session_id):
             version = await self.inner.replace_history(
-                session_id,
-                expected_version,
-                sealed,
-                changes=self._seal_changes(session_id, changes, normalized),
-                lease=lease,
+                session_id, expected_version, write.items, changes=write.changes, lease=lease
             )
-        except BaseException:
-            self._forget(session_id)
-            raise
-        if prepared and last_seq is not None:
-            self._saw(session_id, version, last_seq + len(prepared))
-        else:  # an emptied history: its last_seq is the store's to say
-            self._forget(session_id)
+        # an emptied history's last_seq is the store's to say
+        self._remember(session_id, version, write.last_seq if write.items else None)
         return version
 
     async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
@@ -295,14 +314,12 @@ class AsyncEncryptedStore(AsyncWrappingStore):
             header = await self.inner.load(session_id, last=0)
             sealed = self._seal_items(session_id, header.last_seq + 1, prepared)
             try:
-                version = await self.inner.commit(
-                    session_id, header.version, append=sealed, lease=lease
-                )
+                with self._forgets(session_id):
+                    version = await self.inner.commit(
+                        session_id, header.version, append=sealed, lease=lease
+                    )
             except ConflictError:
                 continue
-            except BaseException:
-                self._forget(session_id)
-                raise
             self._saw(session_id, version, header.last_seq + len(prepared))
             return version
 
@@ -325,7 +342,7 @@ class AsyncEncryptedStore(AsyncWrappingStore):
         if _core.needs_runtime_block(normalized):
             header = await self._header_at(session_id, expected_version)
             normalized = self._keep_block(header, normalized)
-        try:
+        with self._forgets(session_id):
             # the new items are numbered from after + 1 whatever the history holds
             version = await self.inner.replace_tail(
                 session_id,
@@ -335,13 +352,8 @@ class AsyncEncryptedStore(AsyncWrappingStore):
                 changes=self._seal_changes(session_id, changes, normalized),
                 lease=lease,
             )
-        except BaseException:
-            self._forget(session_id)
-            raise
-        if prepared:
-            self._saw(session_id, version, after + len(prepared))
-        else:  # a truncation: the last_seq left is the store's to say
-            self._forget(session_id)
+        # a truncation's last_seq is the store's to say
+        self._remember(session_id, version, after + len(prepared) if prepared else None)
         return version
 
     async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:

@@ -20,7 +20,7 @@ import pytest
 import tether
 from tether import KeyedItem, Session, StoredItem
 from tether.encryption import EncryptedStore, Keyring, TamperedCiphertext
-from tether.encryption_codec import rebuilt
+from tether.encryption_codec import open_session, rebuilt
 from tether.stores import WrappingStore
 from tether.stores.memory import MemoryStore
 
@@ -204,3 +204,20 @@ def test_a_window_opened_in_one_pass_gives_fresh_objects_every_time() -> None:
     assert [entry.item for entry in again.items] == [{"content": {"n": 1}}, {"content": {"n": 2}}]
     assert [entry.seq for entry in again.items] == [1, 2]
     assert store.load("s", last=1).items[0].item == {"content": {"n": 2}}
+
+
+def test_opening_in_place_touches_only_the_loaded_copy() -> None:
+    """A load opens the session the store returned in place (it is the caller's copy); the
+    store beneath keeps its envelopes, and open_session (the import check) changes nothing."""
+    inner = MemoryStore()
+    store = EncryptedStore(inner, RING)
+    store.create(Session(id="s", state={"x": 1}, history=[{"content": "a"}]))
+    assert _texts(store.load("s")) == ["a"]
+    raw = inner.load("s")
+    assert raw.state["tether_enc"] == 1
+    assert raw.items[0].item["tether_enc"] == 1
+    opened = open_session(store.codec, raw)
+    assert (opened.state, _texts(opened)) == ({"x": 1}, ["a"])
+    assert raw.state["tether_enc"] == 1  # the session given is left as it was
+    assert raw.history[0]["tether_enc"] == 1
+    assert raw.items[0].item["tether_enc"] == 1

@@ -31,8 +31,27 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/testing/_async_suite.py",
         ROOT / "src/tether/testing/_sync_suite.py",
         [
-            (r"\bAsyncIterator\b", "Iterator"),
             (r"\bAsync(Core|Fork|Restore|Purge)Conformance\b", r"\1Conformance"),
+            (r"\bAsync(History|Lifecycle)Clauses\b", r"\1Clauses"),
+            (r"\b_async_(abilities|clauses_history|clauses_lifecycle)\b", r"_sync_\1"),
+        ],
+    ),
+    (
+        ROOT / "src/tether/testing/_async_clauses_history.py",
+        ROOT / "src/tether/testing/_sync_clauses_history.py",
+        [
+            (r"\bAsyncIterator\b", "Iterator"),
+            (r"\bAsyncHistoryClauses\b", "HistoryClauses"),
+            (r"~tether\.testing\.AsyncCoreConformance\b", "~tether.testing.CoreConformance"),
+            (r"\b_async_abilities\b", "_sync_abilities"),
+        ],
+    ),
+    (
+        ROOT / "src/tether/testing/_async_clauses_lifecycle.py",
+        ROOT / "src/tether/testing/_sync_clauses_lifecycle.py",
+        [
+            (r"\bAsyncLifecycleClauses\b", "LifecycleClauses"),
+            (r"~tether\.testing\.AsyncCoreConformance\b", "~tether.testing.CoreConformance"),
             (r"\bAsync(Restores|Purges)\b", r"\1"),
             (r"\b_async_abilities\b", "_sync_abilities"),
         ],

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-__all__ = ["FRAMEWORK_ITEMS", "items"]
+__all__ = ["FRAMEWORK_ITEMS", "NESTED", "UNICODE", "future", "items", "past"]
+
+UNICODE = 'héllo wörld ✓ 日本語 עברית 🙂 \u0000 nul and \\ backslash " quote'
+NESTED = {"a": [1, 2.5, {"b": None, "c": [True, False]}], "d": {"e": {"f": "g"}}, "n": -(2**63)}
 
 FRAMEWORK_ITEMS: list[dict[str, Any]] = [
     # Responses-API items: a type and no role; a framework replays them to its model as they are
@@ -24,3 +28,11 @@ def items(count: int, prefix: str = "m") -> list[dict[str, Any]]:
         {"role": "user" if i % 2 == 0 else "assistant", "content": f"{prefix}{i}"}
         for i in range(count)
     ]
+
+
+def past() -> datetime:
+    return datetime.now(timezone.utc) - timedelta(seconds=5)
+
+
+def future() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(days=1)

@@ -15,6 +15,10 @@ Your own storage in four methods: :class:`KVBackend` / :class:`AsyncKVBackend` u
 
 The optional abilities, as protocols to check with ``isinstance``: :class:`ForksInStore`,
 :class:`Restores`, :class:`Purges` (and their ``Async`` twins); :mod:`tether.stores.abilities`.
+
+A store that wraps another (to encrypt, audit, fence, ...): subclass :class:`WrappingStore` /
+:class:`AsyncWrappingStore`, which forward everything to ``inner``, and override only what
+the wrapper changes (:mod:`tether.stores.wrapping_async`).
 """
 
 from .abilities import (
@@ -28,6 +32,8 @@ from .abilities import (
 from .base import AsyncStore, Store, SyncBackedAsyncStore
 from .kv_async import AsyncKVBackend, AsyncKVStore
 from .kv_sync import KVBackend, KVStore
+from .wrapping_async import AsyncWrappingStore
+from .wrapping_sync import WrappingStore
 
 __all__ = [
     "AsyncForksInStore",
@@ -36,6 +42,7 @@ __all__ = [
     "AsyncPurges",
     "AsyncRestores",
     "AsyncStore",
+    "AsyncWrappingStore",
     "ForksInStore",
     "KVBackend",
     "KVStore",
@@ -43,4 +50,5 @@ __all__ = [
     "Restores",
     "Store",
     "SyncBackedAsyncStore",
+    "WrappingStore",
 ]

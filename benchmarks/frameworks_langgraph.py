@@ -20,8 +20,10 @@ of every table in the system's schema, indexes and TOAST included), and the time
 ``graph.get_state_history(config)`` in full at the end.
 
 Note on the workload: ``MessagesState`` keeps the conversation in one channel that changes at
-every step, so every saver stores the whole message list again at each checkpoint (two per turn
-here): storage grows with the square of the turns for all of them alike.
+every step (two checkpoints a turn here). ``SqliteSaver`` and ``PostgresSaver`` store the whole
+message list again each time, so their storage grows with the square of the turns;
+``TetherSaver`` stores a list that extends its last snapshot as a delta (the new messages), and
+a new snapshot once the deltas add up to its size (see docs/integrations/langgraph.md).
 """
 
 from __future__ import annotations

@@ -59,9 +59,10 @@ def figure(stores: dict[str, Callable[[Path], Store]], n: int, reps: int, root: 
         store = factory(root / name)
         opened.append(store)
         parent = store.create(Session(history=history(n)))
+        system = f"tether {name}"
         if hasattr(store, "fork_session"):
-            ops.append((f"tether {name}", "fork (fork_session)", partial(_fork, store, parent.id, n)))
-        ops.append((f"tether {name}", "fork (copy: load + create)", partial(_copy, store, parent.id, n)))
+            ops.append((system, "fork (fork_session)", partial(_fork, store, parent.id, n)))
+        ops.append((system, "fork (copy: load + create)", partial(_copy, store, parent.id, n)))
         ops.append((f"tether {name}", "commit", _Committer(store, n)))
         ops.append((f"tether {name}", "create (empty session)", partial(_create_empty, store)))
     for _, _, op in ops:

@@ -140,6 +140,53 @@ def create_args(
     )
 
 
+def fork_args(
+    keys: Keys, doc: _core.Doc, parent_id: str, at: int, *, now: str, ttl_ms: int, nonce: str
+) -> lua.ForkArgs:
+    """Arguments of the fork script: ``doc`` the child's new header document."""
+    fields = _field_args(doc, _CREATE_FIELDS)
+    meta = _meta_args(doc["metadata"])
+    return lua.ForkArgs(
+        now=now,
+        base=keys.base,
+        session_id=doc["id"],
+        parent_id=parent_id,
+        at=at,
+        schema_version=schema.current,
+        store_ttl_ms=ttl_ms,
+        nonce=nonce,
+        owner_prefix=prefix_of(doc["owner"]),
+        agent_prefix=prefix_of(doc["agent"]),
+        status_prefix=doc["status"] + ":",
+        expires_at=json_text(doc["expires_at"]),
+        n_fields=len(fields) // 2,
+        n_meta=len(meta) // 2,
+        tail=[*fields, *meta],
+    )
+
+
+def forked(doc: _core.Doc, parent_id: str, at: int, reply: Any) -> int | None:
+    """The fork script's answer: the child's creation time (µs), or None when the parent must
+    be copied instead; raises what refused the fork."""
+    status = _status(reply)
+    if status == "OK":
+        return int(reply[1])
+    if status == "COPY":
+        return None
+    if status == "MISSING":
+        raise SessionNotFound(parent_id)
+    if status == "EXISTS":
+        raise SessionExists(doc["id"], int(reply[1]))
+    if status == "NEWER":
+        _raise_newer(parent_id if len(reply) < 3 else doc["id"], reply[1])
+    if status == "RANGE":  # the parent's first and last seq: the core says what was wrong
+        first, last = int(reply[1]), int(reply[2])
+        _core.items_kept(
+            {"id": parent_id, "last_seq": last, "history_len": last - first + 1}, at, "fork"
+        )
+    raise StoreError(f"the Redis store's script gave an unexpected reply: {reply!r}")
+
+
 def restore_args(
     keys: Keys,
     doc: _core.Doc,

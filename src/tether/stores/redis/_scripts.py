@@ -10,7 +10,7 @@ neither side reads an argument by position::
     local ARG = {now = ARGV[1], last = ARGV[2], after = ARGV[3], limit = ARGV[4]}
     local ARG_TAIL = 5    -- where a script's variable-length part starts
 
-The store builds the dataclass (``LoadArgs(now=..., last=5, after=None, limit=None)``) and
+The store builds the dataclass (``CommitArgs(now=..., base=..., ...)``) and
 :meth:`ScriptArgs.argv` turns it into the argument list (None as "", a bool as "1" / "0").
 The header also binds the few constants the scripts share with Python (``HEADER_FIELDS``,
 ``RUNTIME_KEY``, ``SWEEP``), so no Lua text is spliced with ``.replace``.
@@ -94,7 +94,9 @@ class _SessionArgs(_NamespaceArgs):
 
 
 @dataclass(frozen=True)
-class LoadArgs(ScriptArgs):
+class LoadArgs(_SessionArgs):
+    """``base`` and ``session_id``: a fork's items may be read through its parents'."""
+
     last: int | None
     after: int | None
     limit: int | None
@@ -126,6 +128,23 @@ class CreateArgs(_SessionArgs):
     n_fields: int
     n_meta: int
     n_items: int
+
+
+@dataclass(frozen=True)
+class ForkArgs(_SessionArgs):
+    """The tail: the child's fields, then its metadata pairs."""
+
+    parent_id: str
+    at: int
+    schema_version: int
+    store_ttl_ms: int
+    nonce: str
+    owner_prefix: str
+    agent_prefix: str
+    status_prefix: str
+    expires_at: bytes
+    n_fields: int
+    n_meta: int
 
 
 @dataclass(frozen=True)
@@ -293,27 +312,29 @@ class LuaScript(Generic[_A]):
         return text
 
 
-_WRITE = ("_core", "_index", "_session")
+_WRITE = ("_core", "_shares", "_index", "_session")
 _LEASED = (*_WRITE, "_lease_rules")
 
-LOAD = LuaScript("load", LoadArgs, ("H", "ITEMS"))
+LOAD = LuaScript("load", LoadArgs, ("H", "ITEMS"), ("_core", "_shares"))
 ITEMS_BY_KEY = LuaScript("items_by_key", ItemsByKeyArgs, ("H", "IKEYS"))
 EXISTS = LuaScript("exists", ExistsArgs, ("H",))
 CREATE = LuaScript("create", CreateArgs, WRITE_KEYS, _WRITE)
+FORK = LuaScript("fork", ForkArgs, WRITE_KEYS, _WRITE)
 RESTORE = LuaScript("restore", RestoreArgs, WRITE_KEYS, _WRITE)
 COMMIT = LuaScript("commit", CommitArgs, WRITE_KEYS, (*_LEASED, "_json_member"))
 UPGRADE = LuaScript("upgrade", UpgradeArgs, WRITE_KEYS, _WRITE)
 DELETE = LuaScript("delete", DeleteArgs, WRITE_KEYS, _LEASED)
 CLAIM = LuaScript("claim", ClaimArgs, WRITE_KEYS, _LEASED)
 LEASE = LuaScript("lease", LeaseArgs, WRITE_KEYS, _LEASED)
-LIST = LuaScript("list", ListArgs, INDEX_KEYS, ("_core", "_index"))
-PURGE = LuaScript("purge", PurgeArgs, INDEX_KEYS, ("_core", "_index"))
+LIST = LuaScript("list", ListArgs, INDEX_KEYS, ("_core", "_shares", "_index"))
+PURGE = LuaScript("purge", PurgeArgs, INDEX_KEYS, ("_core", "_shares", "_index"))
 
 SCRIPTS: tuple[LuaScript[Any], ...] = (
     LOAD,
     ITEMS_BY_KEY,
     EXISTS,
     CREATE,
+    FORK,
     RESTORE,
     COMMIT,
     UPGRADE,

@@ -28,7 +28,7 @@ failure behaviour.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from redis import Redis
@@ -49,8 +49,8 @@ from redis.retry import Retry
 
 from ... import _core
 from ..._time import Clock, to_micros
-from ...errors import InvalidSessionData, StoreError, StoreUnavailable
-from ...models import Lease, Page, Session, StoredItem
+from ...errors import InvalidRequest, InvalidSessionData, StoreError, StoreUnavailable
+from ...models import Lease, Page, Session, SessionHeader, StoredItem
 from ...schema import schema
 from ..base import CheckedItems, CheckedKeys, Store
 from . import _codec, _keys, _listing, _options
@@ -176,7 +176,7 @@ class RedisStore(Store):
         trips: read the header, read the items if they migrate, then a compare-and-set on the
         version and schema version. A loser of a race just retries its commit.
         """
-        header_only = lua.LoadArgs(now=self._now(), last=0, after=None, limit=None)
+        header_only = self._load_args(session_id, last=0, after=None, limit=None)
         raw = _codec.loaded_raw(session_id, self._run(lua.LOAD, header_only, session_id))
         if raw is None:
             return
@@ -186,7 +186,7 @@ class RedisStore(Store):
             return
         items = None
         if schema.items_need_upgrade(old):
-            whole = lua.LoadArgs(now=self._now(), last=None, after=None, limit=None)
+            whole = self._load_args(session_id, last=None, after=None, limit=None)
             raw = _codec.loaded_raw(session_id, self._run(lua.LOAD, whole, session_id))
             if raw is None or raw[0]["version"] != doc["version"]:
                 return
@@ -247,6 +247,65 @@ class RedisStore(Store):
         reply = self._run(lua.CREATE, args, doc["id"])
         return _codec.created_session(doc, items, reply)
 
+    def fork_session(self, child: Session, at: int) -> SessionHeader:
+        """Create ``child`` with its parent's items up to seq ``at``, without copying them.
+
+        An optional ability the runtime's ``fork`` uses. One script (``lua/fork.lua``): the
+        child's header records that its seqs up to ``at`` are its parent's items (see
+        ``lua/_shares.lua``), so the fork costs the same at 10 items as at 10,000; the
+        parent's keyed rows up to ``at`` become the child's own. Later writes to either side
+        stay invisible to the other; deleting, expiring or rewriting the parent first gives
+        its forks copies of what they read, and Redis never expires a parent's keys before
+        its forks'. A compacted parent (the child numbers from 1), one stored by an older
+        tether, or a chain of forks 16 deep is copied instead. ``child.history`` is ignored;
+        ``child.parent_id`` names the parent.
+        """
+        if child.parent_id is None:
+            raise InvalidRequest("fork_session needs child.parent_id")
+        if isinstance(at, bool) or not isinstance(at, int):
+            raise InvalidRequest(f"at must be a seq (int), not {at!r}")
+        parent_id = child.parent_id
+        doc = _core.new_session_doc(child, 0)  # checks; the script stamps the time
+        doc.update(parent_id=parent_id, fork_seq=at)
+        args = _codec.fork_args(
+            self.keys, doc, parent_id, at, now=self._now(), ttl_ms=self.ttl_ms,
+            nonce=_codec.new_nonce(),
+        )  # fmt: skip
+        created = _codec.forked(doc, parent_id, at, self._run(lua.FORK, args, doc["id"]))
+        if created is None:
+            return self._fork_by_copy(child, at)
+        doc.update(created_at=created, updated_at=created, last_seq=at, history_len=at)
+        return _core.doc_to_header(doc)
+
+    def _fork_by_copy(self, child: Session, at: int) -> SessionHeader:
+        """A fork that copies: the parent's items up to ``at``, numbered from 1 in the child
+        (keys, commit timestamps and item objects kept), written by ``restore``."""
+        parent_id = str(child.parent_id)
+        parent = self._load(parent_id, last=None, after=None, limit=None)
+        count = _core.items_kept(_core.header_to_doc(parent), at, "fork")
+        items = [
+            StoredItem(seq=seq, timestamp=item.timestamp, key=item.key, item=item.item)
+            for seq, item in enumerate(parent.items[:count], 1)
+        ]
+        stamp = datetime.now(timezone.utc) if self._clock is None else self._clock()
+        made = child.model_copy(
+            update={
+                "parent_id": parent_id,
+                "fork_seq": at,
+                "version": 1,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "last_seq": count,
+                "history_len": count,
+                "history": [
+                    {**item.item, "seq": item.seq, "timestamp": item.timestamp} for item in items
+                ],
+            }
+        )
+        made._items = items
+        self.restore(made)
+        return made.header
+
     def restore(
         self, session: Session, *, replace: bool = False, expected_version: int | None = None
     ) -> None:
@@ -283,10 +342,24 @@ class RedisStore(Store):
             pipe.lrange(keys[1], *_codec.transaction_range(last, limit))
             if now is None:
                 pipe.time()
+            pipe.hexists(keys[0], "_from")  # a fork reading its parent's items: the script
             replies = self._guarded("load", pipe.execute)
-            return _codec.transaction_session(session_id, now, replies)
-        args = lua.LoadArgs(now=self._now(), last=last, after=after, limit=limit)
+            if not replies[-1]:
+                return _codec.transaction_session(session_id, now, replies)
+        args = self._load_args(session_id, last=last, after=after, limit=limit)
         return _codec.loaded_session(session_id, self._run(lua.LOAD, args, session_id))
+
+    def _load_args(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
+    ) -> lua.LoadArgs:
+        return lua.LoadArgs(
+            now=self._now(),
+            base=self.keys.base,
+            session_id=session_id,
+            last=last,
+            after=after,
+            limit=limit,
+        )
 
     def _commit(
         self,

@@ -33,8 +33,10 @@ local function reindex(id, updated, po, pa, ps)
   redis.call('HSET', IX_WHO, id, d .. '|' .. po .. '|' .. pa .. '|' .. ps)
 end
 local function drop(id)
-  redis.call('DEL', BASE .. 's:' .. id, BASE .. 'h:' .. id, BASE .. 'm:' .. id,
-    BASE .. 'k:' .. id, BASE .. 'ks:' .. id)
+  detach(id, 0)  -- its forks keep what they read (_shares.lua)
+  local from = redis.call('HGET', BASE .. 's:' .. id, '_from')
+  if from then redis.call('SREM', BASE .. 'd:' .. from, id) end
+  redis.call('DEL', unpack(skeys(id)))
   unindex(id)
 end
 -- A session stored by a newer tether is never deleted here, expired or not: only a tether that

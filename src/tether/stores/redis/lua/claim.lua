@@ -16,5 +16,5 @@ local expires = fmt(NOW + tonumber(ARG.lease_ttl_us))
 redis.call('HSET', H, 'lease_owner', ARG.owner, 'lease_token', ARG.token, 'lease_fence', fence,
   'lease_expires_at', expires)
 local store_ttl = tonumber(ARG.store_ttl_ms)
-if store_ttl > 0 then expire(SESSION_KEYS, h[2], store_ttl, false) end
+if store_ttl > 0 then expire(SESSION_KEYS, h[2], store_ttl, false); settle(ID) end
 return {'OK', fence, expires}

@@ -7,7 +7,7 @@
 -- JSON) pairs, then n_keys (key, offset in the batch) pairs. Every refusal comes before the
 -- first write.
 local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', 'lease_owner',
-  'lease_token', 'lease_expires_at', 'last_seq', 'history_len', '_w')
+  'lease_token', 'lease_expires_at', 'last_seq', 'history_len', '_w', '_from', '_from_hi')
 if not h[1] then return {'MISSING'} end
 local version, expected = tonumber(h[1]), tonumber(ARG.expected_version)
 -- The same write again (redis-py retried after a lost reply): it was applied, say so.
@@ -42,19 +42,27 @@ local fields = argv_list(pos, 2 * n_changes)
 pos = pos + 2 * n_changes
 if ARG.keep_runtime_block == '1' then keep_runtime_block(fields) end
 if n_meta >= 0 then set_meta(META, pos, n_meta); pos = pos + 2 * n_meta end
+local from, from_hi = h[10], tonumber(h[11])
 if mode == 'replace' then
+  detach(ID, 0)  -- its forks keep what they read (_shares.lua)
+  if from then unshare(ID, from) end
   redis.call('DEL', ITEMS, IKEYS, ISEQS)
   len = 0
 elseif mode == 'tail' then
   -- O(the suffix): LTRIM drops only the removed items, ZRANGEBYSCORE finds only their keys
-  local kept = after - (last_seq - len)
-  if kept == 0 then redis.call('DEL', ITEMS) else redis.call('LTRIM', ITEMS, 0, kept - 1) end
+  detach(ID, after)
+  local own = from_hi or (last_seq - len)
+  local kept = after - own
+  if kept <= 0 then redis.call('DEL', ITEMS) else redis.call('LTRIM', ITEMS, 0, kept - 1) end
+  if from and after < from_hi then  -- cut below the share: it now ends at `after`
+    if after == 0 then unshare(ID, from) else redis.call('HSET', H, '_from_hi', fmt(after)) end
+  end
   local gone = redis.call('ZRANGEBYSCORE', ISEQS, '(' .. fmt(after), '+inf')
   if #gone > 0 then
     push('HDEL', IKEYS, gone)
     redis.call('ZREMRANGEBYSCORE', ISEQS, '(' .. fmt(after), '+inf')
   end
-  last_seq, len = after, kept
+  last_seq, len = after, after - (last_seq - len)
 end
 local items = build_items(item_pos, n_items, last_seq + 1)
 push('RPUSH', ITEMS, items)
@@ -82,6 +90,7 @@ else
   local ttl = tonumber(ARG.store_ttl_ms)
   if ttl > 0 or ARG.expires_at ~= '*' or tonumber(expires) then
     expire(SESSION_KEYS, expires, ttl, ARG.expires_at ~= '*')
+    settle(ID)
   end
 end
 return {'OK', fmt(version + 1)}

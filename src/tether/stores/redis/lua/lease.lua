@@ -10,7 +10,7 @@ if token ~= ARG.token or not lease_live(token, h[6]) then
   return lease_state(h[3], token, h[6], ARG.token)
 end
 local store_ttl = tonumber(ARG.store_ttl_ms)
-if store_ttl > 0 then expire(SESSION_KEYS, h[2], store_ttl, false) end
+if store_ttl > 0 then expire(SESSION_KEYS, h[2], store_ttl, false); settle(ID) end
 if releasing then
   redis.call('HSET', H, 'lease_token', 'null', 'lease_expires_at', 'null', '_w', ARG.nonce)
   return {'OK'}

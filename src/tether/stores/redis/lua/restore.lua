@@ -40,6 +40,7 @@ if not live(ARG.expires_at) then
   drop(ID)
 else
   expire(SESSION_KEYS, ARG.expires_at, tonumber(ARG.store_ttl_ms), false)
+  settle(ID)
 end
 sweep(SWEEP, tonumber(ARG.schema_version))
 return {'OK'}

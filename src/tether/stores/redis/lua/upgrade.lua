@@ -14,7 +14,10 @@ pos = pos + 2 * n_fields
 push('HSET', H, fields)
 set_meta(META, pos, n_meta)
 pos = pos + 2 * n_meta
-if n_items >= 0 then
+if n_items >= 0 then  -- every item, read through any share: the forks and the share go
+  detach(ID, 0)
+  local from = redis.call('HGET', H, '_from')
+  if from then unshare(ID, from) end
   redis.call('DEL', ITEMS)
   push('RPUSH', ITEMS, argv_list(pos, n_items))
 end
@@ -24,5 +27,6 @@ if not live(expires) then
   drop(ID)
 else
   expire(SESSION_KEYS, expires, tonumber(ARG.store_ttl_ms), true)
+  settle(ID)
 end
 return 'OK'

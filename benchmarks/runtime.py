@@ -52,6 +52,7 @@ STORE_CALLS = (
     "create",
     "load",
     "commit",
+    "commit_stamped",
     "append",
     "replace_history",
     "replace_tail",

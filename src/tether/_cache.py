@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 
 from . import _core
-from .models import HistoryItem, Prefix, Session, SharedHistory, StoredItem
+from .models import HistoryItem, Prefix, Session, SharedHistory, StoredItem, stored_from_records
 
 __all__ = ["SessionCache", "detach", "header_only"]
 
@@ -96,6 +96,23 @@ class SessionCache:
         merged._items = items
         merged._views = None
         return merged
+
+    def extend(self, cached: Session, doc: _core.Doc, records: list[_core.Doc]) -> Session:
+        """``cached`` after this process's own commit at its version, built from what the
+        commit stamped (``_core.stamped_parts``: the new header document and the decoded new
+        rows) instead of read back: the new items are added at the end of the lists this cache
+        holds, as :meth:`merge` adds them. The result is not put in the cache."""
+        history_new = _core.history_view(cached.id, records)
+        items_new = stored_from_records(cached.id, records)
+        with self._lock:
+            history, items = self._extensible(cached)
+            history.extend(history_new)
+            items.extend(items_new)
+        fields = _core.fields_from_doc(doc)
+        fields["history"] = history
+        extended = _core.construct_trusted(Session, fields)
+        extended._items = items
+        return extended
 
     def _extensible(self, cached: Session) -> tuple[list[HistoryItem], list[StoredItem]]:
         """The lists of ``cached`` that this cache may extend in place (under the lock).

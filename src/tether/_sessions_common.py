@@ -142,8 +142,8 @@ def saved_from_stamp(
 ) -> Session | None:
     """The session ``execute``'s commit at ``loaded.version`` saved, built from the ``stamp``
     the store reported instead of read back, and put in ``cache``; None when it cannot be
-    (the store reported the version alone, ``loaded`` is not the whole session the cache
-    holds, or the cache cannot join the new items to it): the caller reads it back.
+    (the store reported the version alone, or ``loaded`` is not the whole session the cache
+    holds): the caller reads it back.
 
     ``changes`` and ``appended`` are what was committed: normalised again here (copies the
     saved session owns), inside ``runtime_writes()`` as the commit ran, so the header is the
@@ -152,13 +152,12 @@ def saved_from_stamp(
     if not stamp.reported or cache.get(loaded.id) is not loaded:
         return None
     with _core.runtime_writes():
-        fresh = _core.stamped_session(loaded, _core.normalize_changes(changes), appended, stamp)
-    if fresh is None:
+        parts = _core.stamped_parts(loaded, _core.normalize_changes(changes), appended, stamp)
+    if parts is None:
         return None
-    merged = cache.merge(loaded, fresh, stamp.version)
-    if merged is not None:
-        cache.put(merged)
-    return merged
+    saved = cache.extend(loaded, *parts)
+    cache.put(saved)
+    return saved
 
 
 def check_retries(action: Action, retries: object) -> None:

@@ -5,7 +5,7 @@ its write, and the session a caller builds from it instead of reading the commit
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,7 @@ from .._time import from_micros, to_micros
 from ..models import KeyedItem, Session, SessionHeader
 from .checks import Doc
 from .headers import header_to_doc, make_session
-from .items import decode_items, prepare_items
+from .items import EncodedItem, decode_items, prepare_items
 from .rules import apply_commit
 
 
@@ -30,6 +30,10 @@ class CommitStamp:
     - ``lease_owner``, ``lease_fence``, ``lease_expires_at``: the lease fields as the write
       left them (claims, renewals and releases change them without a new version, so a
       header read before the write may hold older ones).
+
+    ``rows`` (optional, not compared) are the new items' rows exactly as the store encoded
+    and wrote them, when it has them at hand: decoding them gives what a load would, without
+    encoding the items again.
     """
 
     version: int
@@ -37,6 +41,7 @@ class CommitStamp:
     lease_owner: str | None = None
     lease_fence: int | None = None
     lease_expires_at: datetime | None = None
+    rows: tuple[bytes, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def reported(self) -> bool:
@@ -44,8 +49,9 @@ class CommitStamp:
         return self.updated_at is not None and self.lease_fence is not None
 
 
-def commit_stamp(doc: Doc) -> CommitStamp:
-    """The stamp of a commit whose new header document is ``doc`` (what the store wrote)."""
+def commit_stamp(doc: Doc, rows: Iterable[EncodedItem] | None = None) -> CommitStamp:
+    """The stamp of a commit whose new header document is ``doc`` (what the store wrote) and
+    whose new items ``prepare_items`` encoded as ``rows``, if given."""
     lease_expires = doc.get("lease_expires_at")
     return CommitStamp(
         version=int(doc["version"]),
@@ -53,6 +59,7 @@ def commit_stamp(doc: Doc) -> CommitStamp:
         lease_owner=doc.get("lease_owner"),
         lease_fence=int(doc.get("lease_fence") or 0),
         lease_expires_at=None if lease_expires is None else from_micros(lease_expires),
+        rows=None if rows is None else tuple(data for _, data in rows),
     )
 
 
@@ -65,12 +72,24 @@ def stamped_session(
     """What ``load(id, after=loaded.last_seq)`` returns right after the commit ``stamp``
     reports, made at ``loaded.version`` with these ``changes`` (normalised, as
     ``_core.normalize_changes`` gives them) and ``items``; None if the stamp does not say
-    enough (unreported, or not the version after ``loaded``'s).
+    enough (unreported, or not the version after ``loaded``'s). See :func:`stamped_parts`."""
+    parts = stamped_parts(loaded, changes, items, stamp)
+    return None if parts is None else make_session(*parts)
+
+
+def stamped_parts(
+    loaded: SessionHeader,
+    changes: Doc,
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+    stamp: CommitStamp,
+) -> tuple[Doc, list[Doc]] | None:
+    """The header document and the decoded rows of :func:`stamped_session`'s session.
 
     Built by the rules the store's write used, never restated: the header by
-    :func:`apply_commit` at the stamp's time with the stamp's lease fields, the items numbered
-    and stamped by :func:`prepare_items` from ``loaded.last_seq + 1`` and decoded from their
-    encoded rows, as a load decodes them. Call it as the commit was called (inside
+    :func:`apply_commit` at the stamp's time with the stamp's lease fields, the items decoded
+    from the rows the store wrote (``stamp.rows``) or, without them, numbered and stamped by
+    :func:`prepare_items` from ``loaded.last_seq + 1`` and decoded from their encoded rows,
+    as a load decodes them. Call it as the commit was called (inside
     ``runtime_writes()`` if the commit ran there): :func:`apply_commit` keeps the stored
     ``state["_tether"]`` block as the store's write did. The header's JSON values are
     ``loaded``'s and ``changes``' own objects, not copies.
@@ -79,10 +98,12 @@ def stamped_session(
     if stamped_at is None or fence is None or stamp.version != loaded.version + 1:
         return None
     now = to_micros(stamped_at)
-    encoded = prepare_items(items, loaded.last_seq + 1, now)
-    doc = apply_commit(header_to_doc(loaded), changes, len(encoded), now)
+    rows = stamp.rows
+    if rows is None:
+        rows = tuple(data for _, data in prepare_items(items, loaded.last_seq + 1, now))
+    doc = apply_commit(header_to_doc(loaded), changes, len(rows), now)
     doc["lease_owner"] = stamp.lease_owner
     doc["lease_fence"] = fence
     expires = stamp.lease_expires_at
     doc["lease_expires_at"] = None if expires is None else to_micros(expires)
-    return make_session(doc, decode_items(loaded.id, [data for _, data in encoded]))
+    return doc, decode_items(loaded.id, rows)

@@ -203,7 +203,7 @@ class FileStore(Store, FileLayout):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return int(self._add(session_id, expected_version, items, changes, lease)["version"])
+        return int(self._add(session_id, expected_version, items, changes, lease)[0]["version"])
 
     def _commit_stamped(
         self,
@@ -214,10 +214,10 @@ class FileStore(Store, FileLayout):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> _core.CommitStamp:
-        return _core.commit_stamp(self._add(session_id, expected_version, items, changes, lease))
+        return _core.commit_stamp(*self._add(session_id, expected_version, items, changes, lease))
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return int(self._add(session_id, None, items, {}, lease)["version"])
+        return int(self._add(session_id, None, items, {}, lease)[0]["version"])
 
     def _add(
         self,
@@ -226,8 +226,9 @@ class FileStore(Store, FileLayout):
         items: CheckedItems,
         changes: _core.Doc,
         lease: Lease | None,
-    ) -> _core.Doc:
-        """A commit (``expected_version`` None: a blind append); the header document it wrote."""
+    ) -> tuple[_core.Doc, _core.PreparedItems]:
+        """A commit (``expected_version`` None: a blind append); the header document and the
+        rows it wrote."""
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)
@@ -250,7 +251,7 @@ class FileStore(Store, FileLayout):
             self._write_header(new, gen, log_size, keys, new_log=old_gen is not None)
             if old_gen is not None:
                 self._unlink_log(session_id, old_gen)
-        return new
+        return new, encoded
 
     def _rewrite(
         self, session_id: str, doc: _core.Doc, gen: int, log_size: int

@@ -364,7 +364,7 @@ class AsyncKVStore(AsyncStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        written = await self._add(session_id, expected_version, items, changes, lease)
+        written, _ = await self._add(session_id, expected_version, items, changes, lease)
         return int(written["version"])
 
     async def _commit_stamped(
@@ -376,11 +376,12 @@ class AsyncKVStore(AsyncStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> _core.CommitStamp:
-        written = await self._add(session_id, expected_version, items, changes, lease)
-        return _core.commit_stamp(written)
+        written, rows = await self._add(session_id, expected_version, items, changes, lease)
+        return _core.commit_stamp(written, rows)
 
     async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return int((await self._add(session_id, None, items, {}, lease))["version"])
+        written, _ = await self._add(session_id, None, items, {}, lease)
+        return int(written["version"])
 
     async def _add(
         self,
@@ -389,9 +390,9 @@ class AsyncKVStore(AsyncStore):
         items: CheckedItems,
         changes: _core.Doc,
         lease: Lease | None,
-    ) -> _core.Doc:
+    ) -> tuple[_core.Doc, _core.PreparedItems]:
         """A commit (``expected_version`` None: a blind append); the header document it
-        published."""
+        published and the rows of the new items."""
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = await self._live_head(session_id, now)
@@ -403,7 +404,7 @@ class AsyncKVStore(AsyncStore):
             if _core.needs_upgrade(head.doc):
                 rewritten = await self._rewrite(head, now, encoded, changes, keys)
                 if rewritten is not None:
-                    return rewritten
+                    return rewritten, prepared
                 continue
             new_doc = _core.apply_commit(head.doc, changes, len(encoded), now)
             sealed, tail = head.sealed, head.tail
@@ -425,7 +426,7 @@ class AsyncKVStore(AsyncStore):
             rev = await self._publish(new, head.rev)
             if rev is not None:
                 await self._gone_tail(head, tail)
-                return new_doc
+                return new_doc, prepared
             if tail is not None and tail != head.tail:
                 await self._drop_blob(kv.tail_key(session_id, head.gen, tail))
         raise ConflictError(session_id, expected_version, None, "the header kept changing")

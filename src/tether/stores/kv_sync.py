@@ -365,7 +365,7 @@ class KVStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        written = self._add(session_id, expected_version, items, changes, lease)
+        written, _ = self._add(session_id, expected_version, items, changes, lease)
         return int(written["version"])
 
     def _commit_stamped(
@@ -377,11 +377,12 @@ class KVStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> _core.CommitStamp:
-        written = self._add(session_id, expected_version, items, changes, lease)
-        return _core.commit_stamp(written)
+        written, rows = self._add(session_id, expected_version, items, changes, lease)
+        return _core.commit_stamp(written, rows)
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return int((self._add(session_id, None, items, {}, lease))["version"])
+        written, _ = self._add(session_id, None, items, {}, lease)
+        return int(written["version"])
 
     def _add(
         self,
@@ -390,9 +391,9 @@ class KVStore(Store):
         items: CheckedItems,
         changes: _core.Doc,
         lease: Lease | None,
-    ) -> _core.Doc:
+    ) -> tuple[_core.Doc, _core.PreparedItems]:
         """A commit (``expected_version`` None: a blind append); the header document it
-        published."""
+        published and the rows of the new items."""
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
@@ -404,7 +405,7 @@ class KVStore(Store):
             if _core.needs_upgrade(head.doc):
                 rewritten = self._rewrite(head, now, encoded, changes, keys)
                 if rewritten is not None:
-                    return rewritten
+                    return rewritten, prepared
                 continue
             new_doc = _core.apply_commit(head.doc, changes, len(encoded), now)
             sealed, tail = head.sealed, head.tail
@@ -426,7 +427,7 @@ class KVStore(Store):
             rev = self._publish(new, head.rev)
             if rev is not None:
                 self._gone_tail(head, tail)
-                return new_doc
+                return new_doc, prepared
             if tail is not None and tail != head.tail:
                 self._drop_blob(kv.tail_key(session_id, head.gen, tail))
         raise ConflictError(session_id, expected_version, None, "the header kept changing")

@@ -136,7 +136,12 @@ class MemoryStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return int(self._committed(session_id, expected_version, items, changes, lease)["version"])
+        with self._lock:
+            now = self._now()
+            entry = self._get(session_id, now)
+            self._check(session_id, entry, expected_version, lease, now)
+            self._add(entry, items, changes, now)
+            return int(entry.doc["version"])
 
     def _commit_stamped(
         self,
@@ -147,29 +152,18 @@ class MemoryStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> _core.CommitStamp:
-        return _core.commit_stamp(
-            self._committed(session_id, expected_version, items, changes, lease)
-        )
-
-    def _committed(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> _core.Doc:
-        """A commit; the header document it stored (replaced, never mutated, by later writes:
-        its scalars may be read outside the lock)."""
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
             self._check(session_id, entry, expected_version, lease, now)
-            self._add(entry, items, changes, now)
-            return entry.doc
+            rows = self._add(entry, items, changes, now)
+            return _core.commit_stamp(entry.doc, rows)
 
     @staticmethod
-    def _add(entry: _Entry, items: CheckedItems, changes: _core.Doc, now: int) -> None:
+    def _add(
+        entry: _Entry, items: CheckedItems, changes: _core.Doc, now: int
+    ) -> _core.PreparedItems:
+        """Append to ``entry`` (checked by the caller, under the lock); the rows written."""
         encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
         _core.refuse_taken_keys(entry.doc["id"], encoded.keys, entry.keys)
         entry.doc = _core.apply_commit(entry.doc, changes, len(encoded), now)
@@ -178,6 +172,7 @@ class MemoryStore(Store):
         entry.items.extend(data for _, data in encoded)
         entry.seqs.extend(seq for seq, _ in encoded)
         entry.keys.update(encoded.keys)
+        return encoded
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
         with self._lock:

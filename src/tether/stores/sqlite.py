@@ -258,7 +258,7 @@ class SQLiteStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return int(self._add(session_id, expected_version, items, changes, lease)["version"])
+        return int(self._add(session_id, expected_version, items, changes, lease)[0]["version"])
 
     def _commit_stamped(
         self,
@@ -269,10 +269,10 @@ class SQLiteStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> _core.CommitStamp:
-        return _core.commit_stamp(self._add(session_id, expected_version, items, changes, lease))
+        return _core.commit_stamp(*self._add(session_id, expected_version, items, changes, lease))
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return int(self._add(session_id, None, items, {}, lease)["version"])
+        return int(self._add(session_id, None, items, {}, lease)[0]["version"])
 
     def _add(
         self,
@@ -281,8 +281,9 @@ class SQLiteStore(Store):
         items: CheckedItems,
         changes: _core.Doc,
         lease: Lease | None,
-    ) -> _core.Doc:
-        """A commit (``expected_version`` None: a blind append); the header document it wrote."""
+    ) -> tuple[_core.Doc, _core.PreparedItems]:
+        """A commit (``expected_version`` None: a blind append); the header document and the
+        rows it wrote."""
         with self._write() as conn:
             now = self._now()
             doc = db.writable(conn, session_id, expected_version, lease, now)
@@ -290,7 +291,7 @@ class SQLiteStore(Store):
             new = _core.apply_commit(doc, changes, len(encoded), now)
             db.insert_items(conn, session_id, encoded)
             db.update_header(conn, new, changes)
-        return new
+        return new, encoded
 
     def _replace_history(
         self,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import tether
+import tether.encryption_sync
 from tether import KeyedItem, Session, StoredItem
 from tether.encryption import EncryptedStore, Keyring, TamperedCiphertext
 from tether.encryption_codec import open_session, rebuilt
@@ -221,3 +222,39 @@ def test_opening_in_place_touches_only_the_loaded_copy() -> None:
     assert raw.state["tether_enc"] == 1  # the session given is left as it was
     assert raw.history[0]["tether_enc"] == 1
     assert raw.items[0].item["tether_enc"] == 1
+
+
+@pytest.mark.parametrize("tamper", ["ciphertext", "extra field", "format", "swapped"])
+def test_a_header_field_tampered_after_a_read_is_caught_despite_the_cache(tamper: str) -> None:
+    inner = MemoryStore()
+    store = EncryptedStore(inner, RING)
+    store.create(Session(id="s", state={"a": 1}, options={"b": 2}))
+    assert store.load("s").state == {"a": 1}  # state and options verified, cached
+    raw = inner.load("s")
+    state, options = raw.state, raw.options
+    changed = {
+        "ciphertext": ({**state, "c": _flip(state["c"])}, options),
+        "extra field": ({**state, "extra": 1}, options),
+        "format": ({**state, "tether_enc": 2}, options),
+        "swapped": (options, state),
+    }[tamper]
+    inner.restore(rebuilt(raw, *changed, list(raw.items)), replace=True)
+    with pytest.raises(TamperedCiphertext):
+        store.load("s")
+    inner.restore(rebuilt(raw, state, options, list(raw.items)), replace=True)
+    assert (store.load("s").state, store.load("s").options) == ({"a": 1}, {"b": 2})
+
+
+def test_the_sessions_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tether.encryption_sync, "SEEN_SESSIONS", 2)
+    counted = HeaderReads(MemoryStore())
+    store = EncryptedStore(counted, RING)
+    for sid in ("a", "b", "c"):  # c's create pushes out a, the first seen
+        store.create(Session(id=sid))
+    assert len(store._seen) == 2
+    store.commit("b", 1, append=[{"content": "b"}])
+    store.commit("c", 1, append=[{"content": "c"}])
+    assert counted.header_reads == 0
+    store.commit("a", 1, append=[{"content": "a"}])
+    assert counted.header_reads == 1
+    assert [_texts(store.load(sid)) for sid in ("a", "b", "c")] == [["a"], ["b"], ["c"]]

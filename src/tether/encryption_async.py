@@ -73,7 +73,7 @@ class _Sealed:
 
 
 SEEN_SESSIONS = 10_000
-"""How many sessions' ``(version, last_seq)`` a store remembers (the oldest go first)."""
+"""How many sessions' ``(version, last_seq)`` a store remembers (the first seen go first)."""
 
 
 def _prepare(items: NewItems) -> _Prepared:
@@ -111,11 +111,16 @@ class AsyncEncryptedStore(AsyncWrappingStore):
     # --- what this store saw: (version, last_seq) by session -----------------------------
 
     def _saw(self, session_id: str, version: int, last_seq: int) -> None:
-        with self._seen_lock:  # a lock: the eviction iterates the dict
-            seen = self._seen
-            seen.pop(session_id, None)  # the newest last, so the oldest go first
-            if len(seen) >= SEEN_SESSIONS:
-                del seen[next(iter(seen))]
+        seen = self._seen
+        if session_id in seen or len(seen) < SEEN_SESSIONS:
+            seen[session_id] = (version, last_seq)  # one assignment: atomic, no lock
+            return
+        with self._seen_lock:  # one evicting thread at a time
+            while len(seen) >= SEEN_SESSIONS:
+                try:
+                    seen.pop(next(iter(seen)), None)  # the first seen go first
+                except RuntimeError:  # an unlocked write resized it meanwhile: look again
+                    continue
             seen[session_id] = (version, last_seq)
 
     def _forget(self, session_id: str) -> None:

@@ -381,15 +381,17 @@ class Codec:
         kid = self.keyring.current
         encrypt = self.keyring.aead(kid, session_id, f"history item seq {first_seq}").encrypt
         nonces = os.urandom(NONCE_BYTES * len(encoded))  # one system call, a fresh nonce each
+        b64 = binascii.b2a_base64  # _b64 and _item_ad inlined: this loop is a commit's cost
+        dumps = orjson.dumps
         out: list[dict[str, Any]] = []
         for offset, (key, data, stamp) in enumerate(encoded):
             nonce = nonces[offset * NONCE_BYTES : (offset + 1) * NONCE_BYTES]
-            ad = self._item_ad(session_id, first_seq + offset, key, kid)
+            ad = _AD_PREFIX + dumps(["item", session_id, first_seq + offset, key, kid])
             envelope = {
                 ENVELOPE_MARK: FORMAT,
                 "kid": kid,
-                "n": _b64(nonce),
-                "c": _b64(encrypt(nonce, data, ad)),
+                "n": b64(nonce, newline=False).decode("ascii"),
+                "c": b64(encrypt(nonce, data, ad), newline=False).decode("ascii"),
             }
             if stamp is not None:  # the store takes an item's own timestamp as its time
                 envelope["timestamp"] = stamp
@@ -529,6 +531,20 @@ class Codec:
 
     def open_field(self, session_id: str, field: str, envelope: object) -> dict[str, Any]:
         """The ``state`` / ``options`` an envelope of ``session_id`` holds."""
+        try:  # the envelope verified before, as open_window accepts an item's
+            known = self._cache.get(
+                (session_id, field, 0, None, envelope["kid"], envelope["n"])  # type: ignore[index]
+            )
+        except (TypeError, KeyError):
+            known = None
+        if (
+            known is not None
+            and known[0] == envelope.get("c")  # type: ignore[attr-defined]
+            and envelope.get(ENVELOPE_MARK) == FORMAT  # type: ignore[attr-defined]
+            and len(envelope) == 4  # type: ignore[arg-type]
+        ):
+            value: dict[str, Any] = _json.loads(known[1])
+            return value
         return self._open(envelope, session_id, field, 0, None)
 
     @staticmethod

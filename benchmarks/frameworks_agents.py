@@ -8,7 +8,7 @@ key prefix:
 - ``SQLiteSession``: the SDK's ``agents.SQLiteSession(id, path)`` (one file);
 - ``RedisSession``: ``agents.extensions.memory.RedisSession`` on one ``redis.asyncio`` client;
 - ``SQLAlchemySession (postgres)``: ``agents.extensions.memory.SQLAlchemySession`` on one
-  ``postgresql+asyncpg`` engine (``create_tables=True``), its schema its own.
+  ``postgresql+asyncpg`` engine, its schema its own.
 
 Two operations, on sessions pre-filled (untimed, one ``add_items``) with n items, half user
 messages (~200 characters), half assistant messages (~800), as the Responses API shapes them:
@@ -19,6 +19,17 @@ messages (~200 characters), half assistant messages (~800), as the Responses API
   a fixed ~800-character message at once (no network; tracing disabled), so the session, the
   runner's own handling of the history and nothing else is measured; up to 1,000 items (see
   :data:`RUNNER_LONGEST`).
+
+Each in the two ways applications hold a session (:data:`MODES`), every system alike:
+
+- ``kept``: one session object per conversation, reused turn after turn (a worker that keeps
+  it in memory). It read the history once, untimed, before its timed turns: what is timed is
+  the steady state (a ``TetherSession`` then reads only what is new);
+- ``new``: a new session object every turn (a web handler doing ``TetherSession(id, store)``,
+  ``SQLiteSession(id, path)``, ``RedisSession(id, redis_client=...)`` per request, as the SDK's
+  docs show), made inside the timed turn, on the system's one store, client or engine: every
+  ``get_items()`` is a first read. ``SQLAlchemySession`` objects made per turn pass
+  ``create_tables=False`` (the tables exist by then): its cheapest per-request form.
 """
 
 from __future__ import annotations
@@ -35,6 +46,9 @@ import tether
 LENGTHS = (10, 100, 1000, 5000)
 QUICK_LENGTHS = (10, 100)
 OPS = ("session", "Runner.run")
+MODES = ("kept", "new")
+"""``kept``: one session object across a conversation's turns; ``new``: a new object every
+turn (see the module docstring)."""
 RUNNER_LONGEST = 1000
 """``Runner.run`` is timed up to this length: past it the runner's own handling of the history
 (the same for every backend) takes most of a second a turn and would only dilute the ratios."""
@@ -95,12 +109,16 @@ def _agent() -> Any:
 
 
 class System:
-    """One session backend: ``session(id)`` makes the SDK session object for an id."""
+    """One session backend: ``session(id)`` makes the SDK session object for an id (``fresh``:
+    one made for a single turn, see :data:`MODES`); ``release`` closes such an object."""
 
     name: str
 
-    def session(self, session_id: str) -> Any:
+    def session(self, session_id: str, fresh: bool = False) -> Any:
         raise NotImplementedError
+
+    async def release(self, session: Any) -> None:
+        return None
 
     async def close(self) -> None:
         return None
@@ -114,8 +132,11 @@ class TetherSystem(System):
         self._cls = TetherSession
         self._store = tether.open_async_store(url)
 
-    def session(self, session_id: str) -> Any:
+    def session(self, session_id: str, fresh: bool = False) -> Any:
         return self._cls(session_id, self._store)
+
+    async def release(self, session: Any) -> None:
+        await session.close()  # the store is the system's: this closes nothing shared
 
     async def close(self) -> None:
         await self._store.close()
@@ -131,10 +152,14 @@ class SQLiteSystem(System):
         self._path = str(path)
         self._open: list[Any] = []
 
-    def session(self, session_id: str) -> Any:
+    def session(self, session_id: str, fresh: bool = False) -> Any:
         made = self._cls(session_id, self._path)
         self._open.append(made)
         return made
+
+    async def release(self, session: Any) -> None:
+        session.close()  # its connections, and its share of the file lock
+        self._open.remove(session)
 
     async def close(self) -> None:
         for made in self._open:
@@ -152,8 +177,11 @@ class RedisSystem(System):
         self._client = redis.asyncio.Redis.from_url(redis_url)
         self._prefix = prefix
 
-    def session(self, session_id: str) -> Any:
+    def session(self, session_id: str, fresh: bool = False) -> Any:
         return self._cls(session_id, redis_client=self._client, key_prefix=self._prefix)
+
+    async def release(self, session: Any) -> None:
+        await session.close()  # the client is injected: it stays open
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -172,8 +200,9 @@ class SQLAlchemySystem(System):
             connect_args={"server_settings": {"search_path": schema}},
         )
 
-    def session(self, session_id: str) -> Any:
-        return self._cls(session_id, engine=self._engine, create_tables=True)
+    def session(self, session_id: str, fresh: bool = False) -> Any:
+        # a per-turn object skips create_all (the kept ones made the tables): its cheapest form
+        return self._cls(session_id, engine=self._engine, create_tables=not fresh)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -221,17 +250,6 @@ def _per_session(n: int, reps: int) -> int:
     return max(1, min(reps, n // 20))
 
 
-def _timer(
-    loop: Loop, call: Callable[[Any, int], Any], held: list[list[Any]], per: int, n: int
-) -> Callable[[int, int], None]:
-    """Rep ``r`` of system ``i``: a turn on its ``r // per``-th pre-filled session."""
-
-    def timed(i: int, r: int) -> None:
-        loop.run(call(held[i][r // per], n + r))
-
-    return timed
-
-
 def measure(
     loop: Loop, made: Sequence[System], lengths: Sequence[int], reps: dict[str, int]
 ) -> list[Json]:
@@ -255,31 +273,72 @@ def measure(
         for op, call in ops.items():
             if op == "Runner.run" and n > RUNNER_LONGEST:
                 continue
-            per = _per_session(n, reps[op])
-            count = -(-reps[op] // per) + 1  # the first session takes the warm-up turn
-            held: list[list[Any]] = []
-            for i, system in enumerate(made):
-                sessions = [system.session(f"fw-{op}-{n}-{i}-{s}") for s in range(count)]
-                for session in sessions:
-                    loop.run(session.add_items(prefill))
-                loop.run(call(sessions[0], n))  # warm-up: connections, prepared statements
-                held.append(sessions[1:])
-
-            timed = _timer(loop, call, held, per, n)
-            samples = interleave(len(made), reps[op], timed)
-            for system, ns in zip(made, samples, strict=True):
-                rows.append({"op": op, "system": system.name, "n": n, **summarize(ns)})
-            print(
-                f"  agents {op:<10} n={n:>5}: "
-                + ", ".join(
-                    f"{r['system']} {r['median_us']:,.0f}"
-                    for r in rows
-                    if r["n"] == n and r["op"] == op
+            for mode in MODES:
+                rows += _measure_one(loop, made, call, prefill, op=op, mode=mode, reps=reps[op])
+                print(
+                    f"  agents {op:<10} {mode:<4} n={n:>5}: "
+                    + ", ".join(
+                        f"{r['system']} {r['median_us']:,.0f}"
+                        for r in rows
+                        if r["n"] == n and r["op"] == op and r["mode"] == mode
+                    )
+                    + " µs (median)",
+                    flush=True,
                 )
-                + " µs (median)",
-                flush=True,
-            )
     return rows
+
+
+def _measure_one(
+    loop: Loop,
+    made: Sequence[System],
+    call: Callable[[Any, int], Any],
+    prefill: list[dict[str, Any]],
+    *,
+    op: str,
+    mode: str,
+    reps: int,
+) -> list[Json]:
+    """One operation in one mode at one length, every system interleaved."""
+    n = len(prefill)
+    per = _per_session(n, reps)
+    count = -(-reps // per) + 1  # the first session takes the warm-up turn
+    kept: list[list[Any]] = []
+    ids: list[list[str]] = []
+    for i, system in enumerate(made):
+        names = [f"fw-{op}-{mode}-{n}-{i}-{s}" for s in range(count)]
+        sessions = [system.session(name) for name in names]
+        for session in sessions:
+            loop.run(session.add_items(prefill))
+        loop.run(call(sessions[0], n))  # warm-up: connections, prepared statements
+        if mode == "kept":
+            for session in sessions[1:]:
+                loop.run(session.get_items())  # the read a kept object made at its first turn
+            kept.append(sessions[1:])
+        else:
+            for session in sessions:
+                loop.run(system.release(session))
+            ids.append(names[1:])
+    used: list[tuple[System, Any]] = []
+
+    def timed(i: int, r: int) -> None:
+        if mode == "kept":
+            loop.run(call(kept[i][r // per], n + r))
+            return
+        # made inside the timed turn, as a request handler makes it; closed after, untimed
+        session = made[i].session(ids[i][r // per], fresh=True)
+        used.append((made[i], session))
+        loop.run(call(session, n + r))
+
+    samples = interleave(len(made), reps, timed)
+    for system, session in used:
+        loop.run(system.release(session))
+    for system, sessions in zip(made, kept, strict=False):
+        for session in sessions:
+            loop.run(system.release(session))
+    return [
+        {"op": op, "mode": mode, "system": system.name, "n": n, **summarize(ns)}
+        for system, ns in zip(made, samples, strict=True)
+    ]
 
 
 def run(directory: Path, servers: Servers, quick: bool, notes: list[str]) -> Json:
@@ -297,6 +356,7 @@ def run(directory: Path, servers: Servers, quick: bool, notes: list[str]) -> Jso
             "runner_longest": RUNNER_LONGEST,
             "turns": reps,
             "ops": list(OPS),
+            "modes": list(MODES),
         },
         "systems": [s.name for s in made],
         "pairs": [list(p) for p in PAIRS],

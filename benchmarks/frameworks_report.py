@@ -56,31 +56,53 @@ def _ratios_cell(ratios: Sequence[tuple[str, float | None]]) -> str:
 # --- OpenAI Agents SDK -------------------------------------------------------------------------
 
 
+_AGENT_MODES = {
+    "kept": "one session object kept across turns",
+    "new": "a new session object every turn",
+}
+
+
+def _agent_modes(data: Json) -> list[str | None]:
+    """The run's modes (``kept`` / ``new``); ``[None]`` for a run from before they existed."""
+    return list(data["settings"].get("modes") or [None])
+
+
+def _agent_row(rows: Sequence[Json], mode: str | None, **match: object) -> Json | None:
+    return _one(rows, **match) if mode is None else _one(rows, mode=mode, **match)
+
+
+def _agent_op(op: str, mode: str | None) -> str:
+    return f"`{op}`" if mode is None else f"`{op}`, {_AGENT_MODES.get(mode, mode)}"
+
+
 def agents_targets(data: Json) -> list[list[str]]:
     rows = data["rows"]
     lengths = data["settings"]["lengths"]
     out = []
     for mine, theirs in data["pairs"]:
         for op in data["settings"]["ops"]:
-            ratios = [
-                (
-                    f"n={_n(n)}",
-                    _ratio(
-                        _one(rows, op=op, system=mine, n=n), _one(rows, op=op, system=theirs, n=n)
-                    ),
-                )
-                for n in lengths
-            ]
-            found = [r for _, r in ratios if r is not None]
-            if not found:
-                continue
-            out.append(
-                [
-                    f"OpenAI Agents, `{op}`: {mine} at least as fast as {theirs} at every length",
-                    _ratios_cell(ratios),
-                    _verdict(all(r <= 1.0 for r in found)),
+            for mode in _agent_modes(data):
+                ratios = [
+                    (
+                        f"n={_n(n)}",
+                        _ratio(
+                            _agent_row(rows, mode, op=op, system=mine, n=n),
+                            _agent_row(rows, mode, op=op, system=theirs, n=n),
+                        ),
+                    )
+                    for n in lengths
                 ]
-            )
+                found = [r for _, r in ratios if r is not None]
+                if not found:
+                    continue
+                out.append(
+                    [
+                        f"OpenAI Agents, {_agent_op(op, mode)}: {mine} at least as fast as "
+                        f"{theirs} at every length",
+                        _ratios_cell(ratios),
+                        _verdict(all(r <= 1.0 for r in found)),
+                    ]
+                )
     return out
 
 
@@ -94,29 +116,36 @@ def agents(data: Json) -> list[str]:
             if op == "session"
             else "`Runner.run(agent, text, session=session)` with a fixed model"
         )
-        out += [
-            f"**OpenAI Agents SDK, {what}**, on a session holding n items: median µs (p95).",
-            "",
-        ]
-        body = []
-        for system in data["systems"]:
-            cells = []
-            for n in lengths:
-                row = _one(rows, op=op, system=system, n=n)
-                cells.append("" if row is None else f"{_n(row['median_us'])} ({_n(row['p95_us'])})")
-            body.append([system, *cells])
-        out += _table(["system", *(f"n={_n(n)}" for n in lengths)], body)
+        for mode in _agent_modes(data):
+            how = "" if mode is None else f", {_AGENT_MODES.get(mode, mode)}"
+            out += [
+                f"**OpenAI Agents SDK, {what}{how}**, on a session holding n items: "
+                "median µs (p95).",
+                "",
+            ]
+            body = []
+            for system in data["systems"]:
+                cells = []
+                for n in lengths:
+                    row = _agent_row(rows, mode, op=op, system=system, n=n)
+                    cells.append(
+                        "" if row is None else f"{_n(row['median_us'])} ({_n(row['p95_us'])})"
+                    )
+                body.append([system, *cells])
+            out += _table(["system", *(f"n={_n(n)}" for n in lengths)], body)
     ratio_rows = []
     for mine, theirs in data["pairs"]:
         for op in data["settings"]["ops"]:
-            cells = []
-            for n in lengths:
-                r = _ratio(
-                    _one(rows, op=op, system=mine, n=n), _one(rows, op=op, system=theirs, n=n)
-                )
-                cells.append("" if r is None else f"{r:.2f}{TIMES}")
-            if any(cells):
-                ratio_rows.append([f"{mine} ÷ {theirs}", f"`{op}`", *cells])
+            for mode in _agent_modes(data):
+                cells = []
+                for n in lengths:
+                    r = _ratio(
+                        _agent_row(rows, mode, op=op, system=mine, n=n),
+                        _agent_row(rows, mode, op=op, system=theirs, n=n),
+                    )
+                    cells.append("" if r is None else f"{r:.2f}{TIMES}")
+                if any(cells):
+                    ratio_rows.append([f"{mine} ÷ {theirs}", _agent_op(op, mode), *cells])
     if ratio_rows:
         out += ["Side by side (tether's median ÷ the SDK backend's; below 1 is faster):", ""]
         out += _table(["pair", "operation", *(f"n={_n(n)}" for n in lengths)], ratio_rows)

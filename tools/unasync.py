@@ -194,6 +194,9 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/stores/postgres/_conn_sync.py",
         [
             (r"\bAsyncConnection\b", "Connection"),
+            (r"\bAsyncIterator\b", "Iterator"),
+            (r"\basynccontextmanager\b", "contextmanager"),
+            (r"\bmigrate_async\b", "migrate"),
             (r"\basync with\b", "with"),
             (
                 r"^The async side is written by hand; _conn_sync\.py is generated from it by "

@@ -8,8 +8,8 @@ The async side is written by hand; _conn_sync.py is generated from it by tools/u
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from psycopg import AsyncConnection, errors
@@ -18,11 +18,10 @@ from psycopg.rows import TupleRow
 from ... import _core
 from ...errors import StoreError
 from ...schema import schema
+from .. import _migration_runner as runner
 from . import _migrations, _options, _rows
 from ._connection import SAFE_SEARCH_PATH
 from ._sql import Statements
-
-log = logging.getLogger("tether.stores.postgres")
 
 Row = tuple[Any, ...]
 
@@ -49,39 +48,56 @@ async def configure(conn: AsyncConnection[TupleRow]) -> None:
 async def migrate(
     conn: AsyncConnection[TupleRow], sql: Statements, schema_name: str, where: str
 ) -> None:
-    """Bring ``schema_name``'s tables to the last migration (see ``_migrations``)."""
+    """Bring ``schema_name``'s tables to the last migration (see ``_migrations``), by the
+    one migration runner (:mod:`tether.stores._migration_runner`)."""
     if conn.info.server_version < _options.MIN_SERVER_VERSION:
         raise StoreError(
             f"PostgreSQL at {where} is version {conn.info.server_version}; tether "
             "needs PostgreSQL 14 or newer"
         )
-    target = len(_migrations.MIGRATIONS)
-    try:
-        row = await one(conn, sql.migrations_applied)
-        if row is not None and row[0] == target:
-            return  # the common case: one query, no lock
-    except (errors.UndefinedTable, errors.InvalidSchemaName):
-        pass  # a new schema: create it below
-    async with conn.transaction():
-        # One migrator per schema at a time, across processes and machines; the lock is
-        # released when the transaction ends, however it ends.
-        await conn.execute(sql.migrations_lock, {"key": _migrations.lock_key(schema_name)})
-        row = await one(conn, sql.schema_exists, {"name": schema_name})
-        if row is None or not row[0]:
-            await conn.execute(sql.create_schema)
-        await conn.execute(sql.create_migrations_table)
-        row = await one(conn, sql.migrations_applied)
-        applied = int(row[0] or 0) if row is not None else 0
-        if applied > target:
-            raise StoreError(
-                f"schema {schema_name!r} at {where} has database migration "
-                f"{applied}, newer than this tether knows ({target}); upgrade tether"
-            )
-        for version in range(applied + 1, target + 1):
-            for statement in sql.migrations[version - 1]:
-                await conn.execute(statement)
-            await conn.execute(sql.record_migration, {"v": version})
-            log.info("schema %s: applied database migration %d", schema_name, version)
+    await runner.migrate_async(_PgMigrator(conn, sql, schema_name, where))
+
+
+class _PgMigrator:
+    """The runner's migrator on one autocommit connection: the lock is
+    ``pg_advisory_xact_lock`` on a hash of the schema name, taken in the transaction that
+    applies the steps, so it is released when that transaction ends, however it ends."""
+
+    def __init__(
+        self, conn: AsyncConnection[TupleRow], sql: Statements, schema_name: str, where: str
+    ) -> None:
+        self._conn = conn
+        self._sql = sql
+        self._schema_name = schema_name
+        self.target = len(sql.migrations)
+        self.where = f"schema {schema_name!r} at {where}"
+
+    async def applied(self) -> int | None:
+        try:
+            row = await one(self._conn, self._sql.migrations_applied)
+        except (errors.UndefinedTable, errors.InvalidSchemaName):
+            return None  # a new schema (or one older than the record): created under the lock
+        return int(row[0] or 0) if row is not None else 0
+
+    @asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        conn, sql = self._conn, self._sql
+        key = _migrations.lock_key(self._schema_name)
+        async with conn.transaction():
+            # One migrator per schema at a time, across processes and machines.
+            await conn.execute(sql.migrations_lock, {"key": key})
+            row = await one(conn, sql.schema_exists, {"name": self._schema_name})
+            if row is None or not row[0]:
+                await conn.execute(sql.create_schema)
+            await conn.execute(sql.create_migrations_table)
+            yield
+
+    async def apply(self, version: int) -> None:
+        for statement in self._sql.migrations[version - 1]:
+            await self._conn.execute(statement)
+
+    async def record(self, version: int) -> None:
+        await self._conn.execute(self._sql.record_migration, {"v": version})
 
 
 async def write_back_upgraded(

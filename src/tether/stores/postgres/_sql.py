@@ -320,11 +320,22 @@ r(src, hi, depth) AS (
     WHERE s.items_from IS NOT NULL AND r.depth < {MAX_DEPTH * 2}
 )
 SELECT s0.schema_version, ARRAY(
-    SELECT i.data::text FROM {{schema}}.tether_item_keys AS k
-    JOIN r ON r.hi IS NULL OR k.seq <= r.hi
-    JOIN {{schema}}.tether_items AS i ON i.session_id = r.src AND i.seq = k.seq
-    WHERE k.session_id = s0.id AND k.key = ANY(%(keys)s::text[])
-    ORDER BY k.seq)
+    SELECT found.data::text FROM (
+        SELECT k.seq, COALESCE(
+            -- the session's own row: one primary-key probe (r is not even computed)
+            (SELECT i.data FROM {{schema}}.tether_items AS i
+             WHERE i.session_id = s0.id AND i.seq = k.seq),
+            -- else a row it shares, at the nearest level of the chain that holds the seq
+            (SELECT i.data FROM r JOIN {{schema}}.tether_items AS i
+                ON i.session_id = r.src AND i.seq = k.seq
+             WHERE r.depth > 0 AND k.seq <= r.hi ORDER BY r.depth LIMIT 1)
+        ) AS data
+        FROM {{schema}}.tether_item_keys AS k
+        WHERE k.session_id = s0.id AND k.key = ANY(%(keys)s::text[])
+        OFFSET 0  -- a fence: the filter below must not re-run the probes above
+    ) AS found
+    WHERE found.data IS NOT NULL
+    ORDER BY found.seq)
 FROM s0
 """
 

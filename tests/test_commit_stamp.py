@@ -305,13 +305,26 @@ def test_a_subclass_that_changes_commit_is_never_bypassed(
     assert store.commit_stamped(sid, saved.version).reported is reported
 
 
-def test_a_wrapper_and_the_async_adapter_report_what_is_underneath() -> None:
-    wrapped = WrappingStore(MemoryStore())  # forwards commit(): the version alone, then a read
+class AuditedWrapper(WrappingStore):
+    """A wrapper that changes commit (as examples/audited_store.py does)."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryStore())
+        self.audited: list[str] = []
+
+    def commit(self, session_id: str, expected_version: int, **kwargs: Any) -> int:
+        self.audited.append(session_id)
+        return super().commit(session_id, expected_version, **kwargs)
+
+
+def test_a_wrapper_that_changes_commit_reports_the_version_alone() -> None:
+    wrapped = AuditedWrapper()
     sid = wrapped.create(Session()).id
     assert wrapped.commit_stamped(sid, 1) == CommitStamp(2)
     sessions = Sessions(wrapped)
     sessions.get(sid)
     saved = sessions.execute(sid, SetState(k=1))
+    assert wrapped.audited == [sid, sid]
     assert saved == _fresh(wrapped, sid)
     assert AsyncMemoryStore._stamps_commits
     assert AsyncSQLiteStore._stamps_commits
@@ -322,3 +335,39 @@ async def test_the_async_adapter_falls_back_with_its_sync_store() -> None:
     sid = (await store.create(Session())).id
     assert await store.commit_stamped(sid, 1) == CommitStamp(2)
     assert store.sync.audited == [sid]  # type: ignore[attr-defined]
+
+
+# --- the agent's commits keep the runtime's cache current ----------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "kv"])
+def test_an_agent_turn_reads_only_what_is_new(kind: str, tmp_path: Path) -> None:
+    """The agent commits through the store; the runtime's cache follows those commits from
+    their stamps, so the next turn's read is ``load(after=last_seq)``, never the whole
+    history again (which made an agent turn grow with the history)."""
+    from tether.agent import Agent, ScriptedModel
+
+    store, cleanup = _open(kind, tmp_path)
+    try:
+        agent = Agent(Sessions(store), llm=ScriptedModel(lambda request: "answer"))
+        history = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}] * 50
+        sid = agent.sessions.create(history=history).id
+        agent.run(sid, "first")
+        reads: list[dict[str, Any]] = []
+        load = store.load
+
+        def counted(*args: Any, **kwargs: Any) -> Session:
+            reads.append(kwargs)
+            return load(*args, **kwargs)
+
+        store.load = counted  # type: ignore[method-assign]
+        agent.run(sid, "second")
+        assert [set(kwargs) for kwargs in reads] == [{"after"}]
+        del store.load
+        held = agent.sessions.get(sid)
+        assert held == _fresh(store, sid)
+        said = [i["content"] for i in held.history if i.get("role") in ("user", "assistant")]
+        assert said[-2:] == ["second", "answer"]
+    finally:
+        store.close()
+        cleanup()

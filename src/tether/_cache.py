@@ -11,6 +11,10 @@ from .models import HistoryItem, Prefix, Session, SharedHistory, StoredItem, sto
 __all__ = ["SessionCache", "detach", "header_only"]
 
 
+_LEASE_FIELDS = ("lease_owner", "lease_fence", "lease_expires_at")
+"""The header fields a write may change without a new version (claim, renew, release)."""
+
+
 class SessionCache:
     """The most recently used sessions, whole, up to ``size`` of them (0 disables it).
 
@@ -75,7 +79,14 @@ class SessionCache:
         """
         same = fresh.created_at == cached.created_at
         if same and fresh.version == cached.version and fresh.last_seq == cached.last_seq:
-            return cached
+            # nothing written since; a claim, renewal or release changes the lease fields
+            # without a new version, so those are taken from what was just read
+            moved = {
+                name: getattr(fresh, name)
+                for name in _LEASE_FIELDS
+                if getattr(fresh, name) != getattr(cached, name)
+            }
+            return cached.model_copy(update=moved) if moved else cached
         added = len(fresh.history)
         joined = (
             same

@@ -4,7 +4,7 @@ and ``fork`` build, and the checks ``execute`` makes on a draft."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -137,7 +137,7 @@ def saved_from_stamp(
     cache: SessionCache,
     loaded: Session,
     changes: Mapping[str, Any],
-    appended: list[HistoryItem],
+    appended: Sequence[HistoryItem],
     stamp: _core.CommitStamp,
 ) -> Session | None:
     """The session ``execute``'s commit at ``loaded.version`` saved, built from the ``stamp``

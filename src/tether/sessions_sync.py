@@ -6,7 +6,7 @@ One object to create, load, change, fork, list and retire sessions over any stor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -489,6 +489,23 @@ class Sessions:
             )
             self._emit(SessionSaved(session_id, self._clock(), saved.version))
         return detach(saved)
+
+    def _follow_commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        changes: Mapping[str, Any],
+        appended: Sequence[HistoryItem],
+        stamp: _core.CommitStamp,
+    ) -> None:
+        """Keep the cache current after tether's own code (the agent) committed through the
+        store, at ``expected_version``, inside ``runtime_writes()``: a cached session at that
+        version is brought to the commit from its ``stamp`` (as ``execute`` does), so the next
+        read fetches only what is new, not the whole session. Anything else is left as it is
+        (the next read sees that someone wrote and reads the session whole)."""
+        cached = self._cache.get(session_id)
+        if cached is not None and cached.version == expected_version:
+            saved_from_stamp(self._cache, cached, changes, appended, stamp)
 
     # --- fork ----------------------------------------------------------------------------------
 

@@ -379,14 +379,15 @@ class AsyncAgent:
         rt = dict(turn.rt)
         rt["snapshot"] = turn.snapshot or None
         state = _turn.state_with(turn.state, rt)
+        changes = {"state": state, "status": status}
         with _core.runtime_writes():  # the one writer of state["_tether"]
-            turn.version = await self.store.commit(
-                turn.session_id,
-                turn.version,
-                append=items,
-                changes={"state": state, "status": status},
-                lease=turn.lease,
+            stamp = await self.store.commit_stamped(
+                turn.session_id, turn.version, append=items, changes=changes, lease=turn.lease
             )
+        # the runtime's cache follows this commit, so the next turn's read fetches only what
+        # is new (else it would see someone else's write and read the whole history again)
+        self.sessions._follow_commit(turn.session_id, turn.version, changes, items, stamp)
+        turn.version = stamp.version
         turn.state = state
         turn.status = status.value
         first = turn.history[-1]["seq"] + 1 if turn.history else 1

@@ -90,6 +90,38 @@ def write_params(
     }
 
 
+def commit_stamp(params: Mapping[str, Any], row: Sequence[Any]) -> _core.CommitStamp:
+    """What the commit statement (``_sql.COMMIT``, run with ``params``) stamped, from the row
+    it returned: the new version and last_seq, updated_at and the lease fields in µs, so no
+    read follows. The new items' rows are spliced here as the statement spliced them
+    (``_item`` in ``_sql.py``: ``seq`` and, if the item had none, the commit's timestamp in
+    front of the text the store sent), so they are the stored bytes without encoding the
+    items again."""
+    version, last_seq, updated_at, lease_owner, lease_fence, lease_expires_at = row
+    stamp = from_micros(int(updated_at)).isoformat(timespec="microseconds")
+    first = int(last_seq) - int(params["n"]) + 1
+    pairs = zip(params["items"], params["stamps"], strict=True)
+    rows = [
+        (seq, written_row(seq, stamp if needs_stamp else None, text))
+        for seq, (text, needs_stamp) in enumerate(pairs, first)
+    ]
+    header = {
+        "version": version,
+        "updated_at": updated_at,
+        "lease_owner": lease_owner,
+        "lease_fence": lease_fence,
+        "lease_expires_at": lease_expires_at,
+    }
+    return _core.commit_stamp(header, rows)
+
+
+def written_row(seq: int, stamp: str | None, text: str) -> bytes:
+    """A new item's stored row: ``text`` (from encode_new_items, never "{}") with ``seq`` and
+    the commit's timestamp (None: the item has its own) in front of its own keys."""
+    head = f'{{"seq":{seq}' if stamp is None else f'{{"seq":{seq},"timestamp":"{stamp}"'
+    return f"{head},{text[1:]}".encode()
+
+
 def changes_params(changes: _core.Doc) -> dict[str, Any]:
     """The ``set_<field>`` / ``<field>`` parameters of a write's header changes."""
     params: dict[str, Any] = {}

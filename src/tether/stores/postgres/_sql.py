@@ -184,6 +184,10 @@ meta AS (
     WHERE %(set_metadata)s::boolean
 )"""
 
+# A commit: the header updated under the write guard, its items and keys inserted, its metadata
+# rows replaced if it changes the metadata. It returns what it stamped (the new version, the
+# new last_seq, updated_at, the lease fields as it left them): the store's commit_stamped
+# reports them with no read (_rows.commit_stamp), the plain commit reads the version alone.
 COMMIT = f"""
 WITH {_TIME_CTE},
 upd AS (
@@ -195,7 +199,8 @@ upd AS (
         {_SET_CHANGES}
     FROM t
     WHERE {_WRITE_GUARD}
-    RETURNING s.id, s.version, s.last_seq, t.iso
+    RETURNING s.id, s.version, s.last_seq, t.iso, t.now AS stamped_at,
+        s.lease_owner, s.lease_fence, s.lease_expires_at
 ),
 items AS (
     INSERT INTO {{schema}}.tether_items (session_id, seq, data)
@@ -207,7 +212,9 @@ item_keys AS (
     SELECT u.id, i.key, {_NEW_SEQ} FROM upd AS u, {_NEW_ITEMS} WHERE i.key IS NOT NULL
 ),
 {_META_CHANGES}
-SELECT version FROM upd
+SELECT version, last_seq, {_us("stamped_at")}, lease_owner, lease_fence,
+    {_us("lease_expires_at")}
+FROM upd
 """
 
 # New seqs continue after the old last_seq, so the rows deleted and inserted never share a key.

@@ -341,11 +341,26 @@ class PostgresStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return self._commit_items(session_id, expected_version, items, changes, lease)
+        _, row = self._commit_items(session_id, expected_version, items, changes, lease)
+        return int(row[0])
+
+    def _commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> _core.CommitStamp:
+        """See the contract: the same one statement, whose row says what it stamped."""
+        params, row = self._commit_items(session_id, expected_version, items, changes, lease)
+        return _rows.commit_stamp(params, row)
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
         """See the contract: the commit statement with no version to compare (NULL)."""
-        return self._commit_items(session_id, None, items, {}, lease)
+        _, row = self._commit_items(session_id, None, items, {}, lease)
+        return int(row[0])
 
     def _commit_items(
         self,
@@ -354,7 +369,8 @@ class PostgresStore(Store):
         items: CheckedItems,
         changes: _core.Doc,
         lease: Lease | None,
-    ) -> int:
+    ) -> tuple[dict[str, Any], Row]:
+        """The commit statement (see COMMIT): its parameters and the row it returned."""
         for name in ("owner", "agent"):
             _rows.check_text(name, changes.get(name), InvalidRequest)
         params = _rows.write_params(session_id, expected_version, lease, items, self._now())
@@ -371,7 +387,7 @@ class PostgresStore(Store):
             merged = _core.keep_runtime_block(changes, stored.state)
             params.update(state=_rows.json_text(merged["state"], "state"), keep_block=False)
             row = self._commit_row(session_id, expected_version, lease, params)
-        return int(row[0])
+        return params, row
 
     def _commit_row(
         self,

@@ -1,0 +1,161 @@
+"""``commit_stamped`` on PostgreSQL: the commit statement returns what it stamped (the version,
+last_seq, updated_at, the lease fields), so the stamp costs no round trip of its own, and the
+rows it reports are the stored rows byte for byte. ``Sessions.execute`` on a cached session is
+then the commit alone: one round trip, where reading the commit back made it two.
+
+Round trips are counted on the wire, as in test_postgres_store.py (libpq's protocol trace of a
+one-connection store). Every test works in its own schema and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+import tether
+from tether import AppendMessages, KeyedItem, Session, Sessions, _core
+from tether.stores.postgres import AsyncPostgresStore, PostgresStore
+from tether.testing import FakeClock
+
+from .conftest import drop_postgres_schema, with_options
+from .test_postgres_store import _one_connection_store, _pgconn, _raw, _round_trips, _traced
+
+
+@pytest.fixture
+def pg_schema(postgres_url: str) -> Iterator[str]:
+    name = f"tether_t_{uuid.uuid4().hex}"
+    yield name
+    drop_postgres_schema(postgres_url, name)
+
+
+def _stored_rows(url: str, schema_name: str, session_id: str, after: int) -> list[bytes]:
+    with _raw(url) as conn:
+        table = sql.SQL("{}.tether_items").format(sql.Identifier(schema_name))
+        query = sql.SQL(
+            "SELECT data::text FROM {} WHERE session_id = %s AND seq > %s ORDER BY seq"
+        ).format(table)
+        return [row[0].encode() for row in conn.execute(query, (session_id, after)).fetchall()]
+
+
+ITEMS: list[Any] = [
+    {"role": "user", "content": 'é \u2028 \\u0000 "quoted" {braces}', "n": [1, 2.5, None]},
+    {"role": "assistant", "content": "its own time", "timestamp": "2020-01-01T00:00:00+00:00"},
+    KeyedItem("call-1", {"role": "tool", "content": {}}),
+    {},  # an empty item is still a row with an "item"
+]
+
+
+@pytest.mark.parametrize("clocked", [False, True], ids=["server-clock", "injected-clock"])
+def test_commit_stamped_reports_the_stored_rows_and_header(
+    postgres_url: str, pg_schema: str, clocked: bool
+) -> None:
+    clock = FakeClock() if clocked else None
+    with _one_connection_store(postgres_url, pg_schema, clock=clock) as store:
+        sid = store.create(Session(history=[{"role": "user", "content": "a"}])).id
+        lease = store.claim(sid, "runner-1", 60)
+        stamp = store.commit_stamped(sid, 1, append=ITEMS, lease=lease)
+        loaded = store.load(sid)
+        assert stamp.reported
+        assert stamp.updated_at is not None
+        assert stamp.version == loaded.version == 2
+        assert stamp.updated_at == loaded.updated_at
+        assert (stamp.lease_owner, stamp.lease_fence, stamp.lease_expires_at) == (
+            loaded.lease_owner,
+            loaded.lease_fence,
+            loaded.lease_expires_at,
+        )
+        assert stamp.rows == tuple(_stored_rows(postgres_url, pg_schema, sid, 1))
+        _, stored = _core.item_views(sid, _core.decode_items(sid, stamp.rows))
+        assert stored == loaded.items[1:]
+        assert [item.timestamp for item in stored[:2]] == [
+            stamp.updated_at.isoformat(timespec="microseconds"),
+            "2020-01-01T00:00:00+00:00",
+        ]
+
+
+def test_commit_stamped_is_one_round_trip(postgres_url: str, pg_schema: str) -> None:
+    with _one_connection_store(postgres_url, pg_schema) as store:
+        sid = store.create(Session()).id
+        for version in range(1, 9):  # past psycopg's prepare threshold
+            store.commit_stamped(sid, version, append=[{"role": "user"}])
+        with _traced(_pgconn(store)) as sent:
+            for version in range(9, 19):
+                store.commit_stamped(sid, version, append=[{"role": "user"}])
+        assert _round_trips(sent) == 10
+
+
+def test_execute_on_a_cached_session_is_the_commit_alone(postgres_url: str, pg_schema: str) -> None:
+    with _one_connection_store(postgres_url, pg_schema) as store:
+        sessions = Sessions(store)
+        sid = sessions.create(history=[{"role": "user", "content": "a"}]).id
+        sessions.get(sid)
+        for n in range(8):
+            sessions.execute(sid, AppendMessages({"role": "user", "content": n}))
+        with _traced(_pgconn(store)) as sent:
+            for n in range(10):
+                saved = sessions.execute(sid, AppendMessages({"role": "user", "content": n}))
+        assert _round_trips(sent) == 10  # no read back after each commit
+        assert saved == Sessions(store, cache_size=0).get(sid)
+
+
+def test_a_state_holding_nul_keeps_its_block_and_the_stamp(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """The slow path (the statement cannot merge the runtime block into a stored state holding
+    "\\u0000": the store reads it, merges, and commits again) reports the stamp as the one
+    statement does."""
+    url = with_options(postgres_url, schema=pg_schema)
+    block = {"reviews": [], "n": 1}
+    with PostgresStore.from_url(url) as store:
+        sid = store.create(Session(state={"text": "a\x00b"})).id
+        with _core.runtime_writes():
+            store.commit(sid, 1, changes={"state": {"text": "a\x00b", "_tether": block}})
+        reads: list[Any] = []
+        load = store._load
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            reads.append(args)
+            return load(*args, **kwargs)
+
+        store._load = counted  # type: ignore[method-assign]
+        stamp = store.commit_stamped(
+            sid, 2, append=[{"role": "user"}], changes={"state": {"text": "c\x00d"}}
+        )
+        assert len(reads) == 1  # the slow path ran
+        store._load = load  # type: ignore[method-assign]
+        loaded = store.load(sid)
+        assert loaded.state == {"text": "c\x00d", "_tether": block}
+        assert stamp.reported
+        assert (stamp.version, stamp.updated_at) == (loaded.version, loaded.updated_at)
+        assert stamp.rows == tuple(_stored_rows(postgres_url, pg_schema, sid, 0))
+
+
+async def test_async_sessions_build_the_saved_session_from_the_stamp(
+    postgres_url: str, pg_schema: str
+) -> None:
+    url = with_options(postgres_url, schema=pg_schema)
+    async with AsyncPostgresStore.from_url(url) as store, tether.AsyncSessions(store) as sessions:
+        assert AsyncPostgresStore._stamps_commits
+        sid = (await sessions.create(history=[{"role": "user", "content": "a"}])).id
+        await sessions.get(sid)
+        loads = 0
+        load = store.load
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal loads
+            loads += 1
+            return await load(*args, **kwargs)
+
+        store.load = counted  # type: ignore[method-assign]
+        for n in range(4):
+            saved = await sessions.execute(sid, AppendMessages({"role": "user", "content": n}))
+        assert loads == 0
+        store.load = load  # type: ignore[method-assign]
+        assert saved == await tether.AsyncSessions(store, cache_size=0).get(sid)
+        stamp = await store.commit_stamped(sid, saved.version)
+        assert stamp.reported
+        assert stamp.version == saved.version + 1

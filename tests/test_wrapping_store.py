@@ -150,3 +150,38 @@ def test_close_closes_the_inner_store(tmp_path: Path) -> None:
         store.create(Session(id="s"))
     with pytest.raises(tether.errors.TetherError):
         inner.load("s")
+
+
+def test_commit_stamped_is_the_inner_stores_unless_commit_is_changed() -> None:
+    """A bare wrapper passes the inner store's stamp on (the runtime then reads nothing back);
+    a wrapper that changes commit gets its own commit run, reporting the version alone."""
+    store = WrappingStore(MemoryStore())
+    store.create(Session(id="s"))
+    stamp = store.commit_stamped("s", 1, append=[{"content": "a"}])
+    assert (stamp.version, stamp.reported) == (2, True)
+
+    class Changing(WrappingStore):
+        commits = 0
+
+        def commit(self, session_id: str, expected_version: int, **kwargs: Any) -> int:
+            self.commits += 1
+            return super().commit(session_id, expected_version, **kwargs)
+
+    changing = Changing(MemoryStore())
+    changing.create(Session(id="s"))
+    stamp = changing.commit_stamped("s", 1, append=[{"content": "a"}])
+    assert (stamp.version, stamp.reported, changing.commits) == (2, False, 1)
+    beneath = MemoryStore()
+    encrypted = EncryptedStore(beneath, RING)
+    encrypted.create(Session(id="s"))
+    stamp = encrypted.commit_stamped("s", 1, append=[{"content": "secret"}])
+    assert (stamp.version, stamp.rows) == (2, None)  # its own commit: sealed, no rows
+    assert beneath.load("s").history[0]["tether_enc"] == 1
+    assert encrypted.load("s").history[0]["content"] == "secret"
+
+
+async def test_the_async_wrapper_passes_the_stamp_on_too() -> None:
+    store = AsyncWrappingStore(AsyncMemoryStore())
+    await store.create(Session(id="s"))
+    stamp = await store.commit_stamped("s", 1, append=[{"content": "a"}])
+    assert (stamp.version, stamp.reported) == (2, True)

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base import AsyncStore, NewItems, StatusFilter
+from .base import AsyncStore, CommitStamp, NewItems, StatusFilter
 
 __all__ = ["AsyncWrappingStore"]
 
@@ -86,6 +86,28 @@ class AsyncWrappingStore(AsyncStore):
         lease: Lease | None = None,
     ) -> int:
         return await self.inner.commit(
+            session_id, expected_version, append=append, changes=changes, lease=lease
+        )
+
+    async def commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: NewItems = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> CommitStamp:
+        """The inner store's ``commit_stamped``, unless a subclass changes ``commit``: then
+        that commit, reporting its version alone, as the base class does for any store whose
+        commit is not the stamped one (the inner store's stamp would describe a write the
+        subclass changed, or skip what it adds: encryption, an audit entry, a fence)."""
+        if type(self).commit is not AsyncWrappingStore.commit:
+            version = await self.commit(
+                session_id, expected_version, append=append, changes=changes, lease=lease
+            )
+            return CommitStamp(version)
+        return await self.inner.commit_stamped(
             session_id, expected_version, append=append, changes=changes, lease=lease
         )
 

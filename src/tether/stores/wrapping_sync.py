@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base import NewItems, StatusFilter, Store
+from .base import CommitStamp, NewItems, StatusFilter, Store
 
 __all__ = ["WrappingStore"]
 
@@ -87,6 +87,28 @@ class WrappingStore(Store):
         lease: Lease | None = None,
     ) -> int:
         return self.inner.commit(
+            session_id, expected_version, append=append, changes=changes, lease=lease
+        )
+
+    def commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        *,
+        append: NewItems = (),
+        changes: Mapping[str, Any] | None = None,
+        lease: Lease | None = None,
+    ) -> CommitStamp:
+        """The inner store's ``commit_stamped``, unless a subclass changes ``commit``: then
+        that commit, reporting its version alone, as the base class does for any store whose
+        commit is not the stamped one (the inner store's stamp would describe a write the
+        subclass changed, or skip what it adds: encryption, an audit entry, a fence)."""
+        if type(self).commit is not WrappingStore.commit:
+            version = self.commit(
+                session_id, expected_version, append=append, changes=changes, lease=lease
+            )
+            return CommitStamp(version)
+        return self.inner.commit_stamped(
             session_id, expected_version, append=append, changes=changes, lease=lease
         )
 

@@ -16,7 +16,8 @@ history length interleaved turn by turn (so a slow moment of the machine hits th
 
   The ratio columns are each runtime turn over the store's turn; the target is 1.2 at most.
   "calls" are the store calls each turn makes (counted on separate, untimed turns).
-- **agent**: ``Agent.run(id, message)`` with a ``ScriptedModel`` (no tools) at 10 items, beside
+- **agent**: ``Agent.run(id, message)`` with a ``ScriptedModel`` (no tools) at 10 items (and at
+  10,000, where the turn also builds the model's messages from the whole history), beside
   one plain ``store.commit`` of two items and raw sqlite3 (``BEGIN IMMEDIATE``, two INSERTs,
   ``COMMIT``; the same with the whole history SELECTed first, benchmarks/chat_turn.py's raw turn).
   It lists the store calls of one turn, and the turn's cost per write (claim, commits, release)
@@ -70,7 +71,9 @@ def counting(store: tether.Store) -> Counter[str]:
     """Count the calls made to ``store``'s methods from now on (its instance is patched)."""
     counts: Counter[str] = Counter()
     for name in STORE_CALLS:
-        method = getattr(store, name)
+        method = getattr(store, name, None)
+        if method is None:  # a tether from before commit_stamped (a before/after run)
+            continue
 
         @functools.wraps(method)
         def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
@@ -218,6 +221,7 @@ def agent_figures(store: tether.Store, directory: Path, turns: int) -> dict[str,
     model = ScriptedModel(lambda request: "a" * 800)
     agent = Agent(tether.Sessions(store), llm=model)
     session_id = agent.sessions.create(history=[USER, ASSISTANT] * 5).id
+    long_id = agent.sessions.create(history=[USER, ASSISTANT] * 5_000).id
     plain = StoreTurn(store, 10)
 
     version = [store.load(plain.id, last=0).version]
@@ -228,12 +232,22 @@ def agent_figures(store: tether.Store, directory: Path, turns: int) -> dict[str,
     def agent_turn() -> None:
         agent.run(session_id, USER["content"])
 
-    medians = interleaved({"agent": agent_turn, "commit": plain_commit}, turns)
+    def long_turn() -> None:
+        agent.run(long_id, USER["content"])
+
+    long_turn()  # the runtime holds the session, as a worker that ran its last turn does
+    medians = interleaved({"agent": agent_turn, "long": long_turn, "commit": plain_commit}, turns)
+    long_calls = calls_per_turn(store, long_turn)
     calls = calls_per_turn(store, agent_turn)
-    writes = sum(calls.get(name, 0) for name in ("commit", "claim", "release", "renew", "append"))
+    writes = sum(
+        calls.get(name, 0)
+        for name in ("commit", "commit_stamped", "claim", "release", "renew", "append")
+    )
     raw = raw_sqlite(directory, 10, turns)
     result = {
         "agent_us": medians["agent"],
+        "agent_10000_us": medians["long"],
+        "calls_10000": long_calls,
         "commit_us": medians["commit"],
         "calls": calls,
         "writes": writes,
@@ -245,6 +259,7 @@ def agent_figures(store: tether.Store, directory: Path, turns: int) -> dict[str,
         f"agent turn (ScriptedModel, no tools, 10 items): {medians['agent']:,.0f} µs; "
         f"store calls {calls}"
     )
+    print(f"  at 10,000 items: {medians['long']:,.0f} µs; store calls {long_calls}")
     print(
         f"  one plain commit {medians['commit']:,.0f} µs; the turn per write "
         f"({writes} writes) {result['per_write_ratio']:.2f}x a plain commit; "

@@ -615,7 +615,7 @@ def _turn_calls(store: tether.Store, *, reads: int, commits: int = 1) -> dict[st
     (the last one succeeding). A store that reports its commit stamp (memory, file, SQLite)
     is read no more; any other runs its ``commit`` under ``commit_stamped`` and is read once
     more, for what that commit stamped."""
-    stamps = type(getattr(store, "sync", store))._stamps_commits
+    stamps = bool(getattr(type(getattr(store, "sync", store)), "_stamps_commits", False))
     calls = {"load": reads, "commit_stamped": commits}
     if not stamps:
         calls.update(load=reads + 1, commit=commits)

@@ -147,7 +147,7 @@ def saved_from_stamp(
 
     ``changes`` and ``appended`` are what was committed: normalised again here (copies the
     saved session owns), inside ``runtime_writes()`` as the commit ran, so the header is the
-    one the store's write made by the same rules (``_core.stamped_session``).
+    one the store's write made by the same rules (``_core.stamped_parts``).
     """
     if not stamp.reported or cache.get(loaded.id) is not loaded:
         return None

@@ -514,6 +514,38 @@ def written_version(
     _unexpected(reply)
 
 
+def commit_stamp(version: int, reply: Any, items: _core.UnnumberedItems) -> _core.CommitStamp:
+    """What the commit script stamped, from its OK reply (the new version, the time in µs, the
+    new last_seq, the lease fields' JSON texts). The new items' rows are spliced here as the
+    script's ``build_items`` spliced them (``seq`` and, if the item had none, the commit's
+    timestamp after the item's own keys), so they are the stored bytes without encoding the
+    items again. A retried call whose write was already applied reports the version alone."""
+    if len(reply) < 7:
+        return _core.CommitStamp(version)
+    now, last_seq = int(reply[2]), int(reply[3])
+    stamp = from_micros(now).isoformat(timespec="microseconds").encode()
+    first = last_seq - len(items) + 1
+    rows = [
+        (seq, written_row(seq, stamp if needs_stamp else None, data))
+        for seq, (needs_stamp, data) in enumerate(items, first)
+    ]
+    header = {
+        "version": version,
+        "updated_at": now,
+        "lease_owner": _json.loads(reply[4]),
+        "lease_fence": _json.loads(reply[5]),
+        "lease_expires_at": _json.loads(reply[6]),
+    }
+    return _core.commit_stamp(header, rows)
+
+
+def written_row(seq: int, stamp: bytes | None, data: bytes) -> bytes:
+    """A new item's stored row: ``data`` (from encode_items, never "{}") with ``seq`` and the
+    commit's timestamp (None: the item has its own) after its own keys."""
+    tail = b',"seq":%d' % seq if stamp is None else b',"seq":%d,"timestamp":"%s"' % (seq, stamp)
+    return data[:-1] + tail + b"}"
+
+
 def deleted(session_id: str, expected_version: int | None, lease: Lease | None, reply: Any) -> bool:
     status = _status(reply)
     if status == "OK":

@@ -205,7 +205,9 @@ class AsyncRedisStore(AsyncStore):
         items: _core.UnnumberedItems,
         lease: Lease | None,
         after: int | None = None,
-    ) -> int:
+    ) -> tuple[int, Any]:
+        """The commit script (upgrading an older session first if it says so): the new
+        version and the script's reply."""
         for _ in range(5):
             args = _codec.commit_args(
                 self.keys,
@@ -220,11 +222,10 @@ class AsyncRedisStore(AsyncStore):
                 nonce=_codec.new_nonce(),
                 after=after,
             )
-            version = _codec.written_version(
-                session_id, expected_version, lease, await self._run(lua.COMMIT, args, session_id)
-            )
+            reply = await self._run(lua.COMMIT, args, session_id)
+            version = _codec.written_version(session_id, expected_version, lease, reply)
             if version is not None:
-                return version
+                return version, reply
             await self._upgrade(session_id)
         raise StoreError(
             f"session {session_id!r} kept changing while it was being upgraded to schema "
@@ -370,7 +371,7 @@ class AsyncRedisStore(AsyncStore):
         lease: Lease | None,
     ) -> int:
         # replacing state keeps the runtime's block: the commit script merges it (no read)
-        return await self._write(
+        version, _ = await self._write(
             session_id,
             expected_version,
             mode="append",
@@ -378,6 +379,23 @@ class AsyncRedisStore(AsyncStore):
             items=_codec.encode_items(items),
             lease=lease,
         )
+        return version
+
+    async def _commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> _core.CommitStamp:
+        """See the contract: the same one script call, whose reply says what it stamped."""
+        encoded = _codec.encode_items(items)
+        version, reply = await self._write(
+            session_id, expected_version, mode="append", changes=changes, items=encoded, lease=lease
+        )
+        return _codec.commit_stamp(version, reply, encoded)
 
     async def _replace_history(
         self,
@@ -388,7 +406,7 @@ class AsyncRedisStore(AsyncStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return await self._write(
+        version, _ = await self._write(
             session_id,
             expected_version,
             mode="replace",
@@ -396,13 +414,15 @@ class AsyncRedisStore(AsyncStore):
             items=_codec.encode_items(items),
             lease=lease,
         )
+        return version
 
     async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
         """See the contract: the commit script with no version to compare (one round trip)."""
         encoded = _codec.encode_items(items)
-        return await self._write(
+        version, _ = await self._write(
             session_id, None, mode="append", changes={}, items=encoded, lease=lease
         )
+        return version
 
     async def _replace_tail(
         self,
@@ -415,7 +435,7 @@ class AsyncRedisStore(AsyncStore):
         lease: Lease | None,
     ) -> int:
         """See the contract: one script call; LTRIM removes only the suffix."""
-        return await self._write(
+        version, _ = await self._write(
             session_id,
             expected_version,
             mode="tail",
@@ -424,6 +444,7 @@ class AsyncRedisStore(AsyncStore):
             lease=lease,
             after=after,
         )
+        return version
 
     async def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: one HMGET of the keyed rows, whatever the history's length."""

@@ -206,7 +206,9 @@ class RedisStore(Store):
         items: _core.UnnumberedItems,
         lease: Lease | None,
         after: int | None = None,
-    ) -> int:
+    ) -> tuple[int, Any]:
+        """The commit script (upgrading an older session first if it says so): the new
+        version and the script's reply."""
         for _ in range(5):
             args = _codec.commit_args(
                 self.keys,
@@ -221,11 +223,10 @@ class RedisStore(Store):
                 nonce=_codec.new_nonce(),
                 after=after,
             )
-            version = _codec.written_version(
-                session_id, expected_version, lease, self._run(lua.COMMIT, args, session_id)
-            )
+            reply = self._run(lua.COMMIT, args, session_id)
+            version = _codec.written_version(session_id, expected_version, lease, reply)
             if version is not None:
-                return version
+                return version, reply
             self._upgrade(session_id)
         raise StoreError(
             f"session {session_id!r} kept changing while it was being upgraded to schema "
@@ -371,7 +372,7 @@ class RedisStore(Store):
         lease: Lease | None,
     ) -> int:
         # replacing state keeps the runtime's block: the commit script merges it (no read)
-        return self._write(
+        version, _ = self._write(
             session_id,
             expected_version,
             mode="append",
@@ -379,6 +380,23 @@ class RedisStore(Store):
             items=_codec.encode_items(items),
             lease=lease,
         )
+        return version
+
+    def _commit_stamped(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> _core.CommitStamp:
+        """See the contract: the same one script call, whose reply says what it stamped."""
+        encoded = _codec.encode_items(items)
+        version, reply = self._write(
+            session_id, expected_version, mode="append", changes=changes, items=encoded, lease=lease
+        )
+        return _codec.commit_stamp(version, reply, encoded)
 
     def _replace_history(
         self,
@@ -389,7 +407,7 @@ class RedisStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        return self._write(
+        version, _ = self._write(
             session_id,
             expected_version,
             mode="replace",
@@ -397,11 +415,15 @@ class RedisStore(Store):
             items=_codec.encode_items(items),
             lease=lease,
         )
+        return version
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
         """See the contract: the commit script with no version to compare (one round trip)."""
         encoded = _codec.encode_items(items)
-        return self._write(session_id, None, mode="append", changes={}, items=encoded, lease=lease)
+        version, _ = self._write(
+            session_id, None, mode="append", changes={}, items=encoded, lease=lease
+        )
+        return version
 
     def _replace_tail(
         self,
@@ -414,7 +436,7 @@ class RedisStore(Store):
         lease: Lease | None,
     ) -> int:
         """See the contract: one script call; LTRIM removes only the suffix."""
-        return self._write(
+        version, _ = self._write(
             session_id,
             expected_version,
             mode="tail",
@@ -423,6 +445,7 @@ class RedisStore(Store):
             lease=lease,
             after=after,
         )
+        return version
 
     def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: one HMGET of the keyed rows, whatever the history's length."""

@@ -5,9 +5,12 @@
 -- stored runtime block in the new state; ARG.after is the seq after which a tail is replaced.
 -- The tail: n_changes (field, JSON) pairs, n_meta metadata pairs, n_items (needs timestamp,
 -- JSON) pairs, then n_keys (key, offset in the batch) pairs. Every refusal comes before the
--- first write.
+-- first write. The reply says what the write stamped: the new version, the time (µs), the new
+-- last_seq and the lease fields as it left them (a commit never changes them), so the store's
+-- commit_stamped needs no read; a retried call that finds its write applied says the version.
 local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', 'lease_owner',
-  'lease_token', 'lease_expires_at', 'last_seq', 'history_len', '_w', '_from', '_from_hi')
+  'lease_token', 'lease_expires_at', 'last_seq', 'history_len', '_w', '_from', '_from_hi',
+  'lease_fence')
 if not h[1] then return {'MISSING'} end
 local version, expected = tonumber(h[1]), tonumber(ARG.expected_version)
 -- The same write again (redis-py retried after a lost reply): it was applied, say so.
@@ -93,4 +96,5 @@ else
     settle(ID)
   end
 end
-return {'OK', fmt(version + 1)}
+return {'OK', fmt(version + 1), fmt(NOW), fmt(last_seq + n_items), h[4] or 'null',
+  h[12] or 'null', h[6] or 'null'}

@@ -137,11 +137,9 @@ class TetherSession:
         self.exclusive = exclusive
         self.owner = owner or f"{FRAMEWORK}@{socket.gethostname()}:{os.getpid()}"
         self.lease_ttl = float(lease_ttl)
-        self._metadata = {
-            **(dict(metadata) if metadata else {}),
-            **external_id_metadata(session_id),
-            "framework": FRAMEWORK,
-        }
+        # the metadata of a session this object creates: built only when it creates one (an
+        # application making an object per request mostly reads and appends)
+        self._given_metadata = dict(metadata) if metadata else None
         self._lease: Lease | None = None
         self._lease_lost: BaseException | None = None
         self._renewer: asyncio.Task[None] | None = None
@@ -174,8 +172,7 @@ class TetherSession:
                 session = await store.load(self.tether_id, last=window)
             except SessionNotFound:
                 return []
-            # one pass over the items as stored: no StoredItem, no history view is built
-            items = [i for i in _core.loaded_item_dicts(session) if i.get("role") != _EVENT]
+            items = _sdk_items(session)
             whole = len(session.history) >= session.history_len
             if whole and self._cache:
                 self._seen = _Seen(session, items)
@@ -582,7 +579,11 @@ class TetherSession:
     def _new_session(self, items: list[TResponseInputItem]) -> Session:
         return Session(
             id=self.tether_id,
-            metadata=self._metadata,
+            metadata={
+                **(self._given_metadata or {}),
+                **external_id_metadata(self.session_id),
+                "framework": FRAMEWORK,
+            },
             status=SessionStatus.RUNNING,
             history=[dict(item) for item in items],
         )
@@ -629,13 +630,39 @@ class _Seen:
             or fresh.history_len != self.history_len + added
         ):
             return False
-        self.items.extend(i for i in _core.loaded_item_dicts(fresh) if i.get("role") != _EVENT)
+        self.items.extend(_sdk_items(fresh))
         self._at(fresh)
         self.version = fresh.version
         return True
 
     def tail(self, wanted: int | None) -> list[dict[str, Any]]:
         return self.items[-wanted:] if wanted is not None else list(self.items)
+
+
+def _sdk_items(session: Session) -> list[dict[str, Any]]:
+    """The SDK's items of a session a store just returned: each stored item exactly as given,
+    tether's own events left out.
+
+    The first read of a long history is mostly the store's decoding, so this is one pass over
+    the rows the store decoded, with nothing built per item (no :class:`StoredItem`) and
+    nothing the store already checked checked again: a row is only looked at to see whether
+    it is an older tether's (schema < 3, the item merged with ``seq`` / ``timestamp``: then the
+    items are read the slow, general way) and whether it is one of tether's events."""
+    records = session._records
+    if records is not None:
+        items: list[dict[str, Any]] = []
+        keep = items.append
+        for record in records:
+            if "role" in record:  # an older tether's row (see models._is_legacy)
+                break
+            item = record.get("item")
+            if type(item) is not dict:
+                break
+            if item.get("role") != _EVENT:
+                keep(item)
+        else:
+            return items
+    return [e.item for e in session._items or session.items if e.item.get("role") != _EVENT]
 
 
 def _is_event(entry: StoredItem) -> bool:

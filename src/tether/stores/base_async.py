@@ -268,8 +268,8 @@ class AsyncStore(ABC):  # noqa: B024 - its abstract methods are marked by _requi
         ``timestamp`` of each new item without its own) and the lease fields as the write left
         them: with the session read at ``expected_version``, that is everything a load of the
         new items would tell (``tether.Sessions`` builds the saved session from it, with no
-        read). The built-in memory, file, SQLite and key-value-kit stores report it; any other
-        store reports the version its :meth:`commit` returns.
+        read). A store that implements ``_commit_stamped`` reports it; any other reports the
+        version its :meth:`commit` returns.
         """
         if not self._stamps_commits:  # what commit() does, whichever method does it
             version = await self.commit(

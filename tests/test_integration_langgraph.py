@@ -131,8 +131,9 @@ class _Counting:
 @pytest.mark.heavy
 @pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
 def test_get_tuple_reads_do_not_grow_with_the_thread(store: Store) -> None:
-    """The head and a checkpoint by id are keyed reads: the items read at turn 10 and 60 are
-    the same few (a scan would read every item of the thread)."""
+    """The head is read with the thread's newest items (a window sized by the last head read),
+    a checkpoint by id by key: the items read at turn 10 and 60 are the same few, give or take
+    where a step's writes landed (a scan would read every item of the thread: over 1,000)."""
     counting = _Counting(store)
     saver = TetherSaver(counting)  # type: ignore[arg-type]
     graph = _chat_graph(TetherSaver(store))
@@ -140,6 +141,7 @@ def test_get_tuple_reads_do_not_grow_with_the_thread(store: Store) -> None:
     for turns in (10, 60):
         while len(list(saver.list(_cfg("long")))) < turns * 3:
             graph.invoke({"messages": ["x"]}, _cfg("long"))
+        assert saver.get_tuple(_cfg("long")) is not None  # sizes the head's window
         counting.loaded = 0
         head = saver.get_tuple(_cfg("long"))
         assert head is not None
@@ -147,8 +149,8 @@ def test_get_tuple_reads_do_not_grow_with_the_thread(store: Store) -> None:
         assert by_id is not None
         assert by_id.checkpoint["id"] == head.checkpoint["id"]
         costs.append(counting.loaded)
-    assert costs[0] == costs[1], costs
-    assert costs[1] < 10, costs
+    assert abs(costs[0] - costs[1]) <= 4, costs
+    assert costs[1] < 32, costs
 
 
 @pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)

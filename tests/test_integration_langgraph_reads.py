@@ -278,3 +278,131 @@ def test_delta_history_equals_the_default_walk() -> None:
             assert ours == default
         assert len(ours["only_writes"]["writes"]) == 39
         assert "seed" not in ours["only_writes"]
+
+
+class _Calls:
+    """Counts the calls a saver makes to its store, by method."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return method(*args, **kwargs)
+
+        return call
+
+
+class _LateMarks(core.Marks):
+    """Says a checkpoint's mark is unknown until its put has checked, then known: what a
+    write by the saver's other face, begun during the put, looks like."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[tuple[str, str, str]] = set()
+
+    def has(self, thread_id: str, ns: str, cid: str) -> bool:
+        if (thread_id, ns, cid) not in self.asked:
+            self.asked.add((thread_id, ns, cid))
+            return False
+        return True
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_the_head_is_one_read_and_early_writes_are_never_missed(
+    kind: str, tmp_path: Path, postgres_url: str
+) -> None:
+    """A head whose put came before its writes is read in one ``load`` and no keyed read; one
+    with writes stored before it (far before: outside the newest items) is flagged, and read
+    by key with them; a flag a parallel write may have outdated is noted after the checkpoint
+    and read by key too. Late writes to an older checkpoint by the saver that knows it is late
+    are one append, their late entry in it (a second one takes the next index)."""
+    urls = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'h.db'}"}
+    url = (
+        urls.get(kind)
+        or f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema=t_{uuid.uuid4().hex[:12]}"
+    )
+    with tether.open_store(url) as store:
+        saver = TetherSaver(store)
+        thread = f"head-{uuid.uuid4().hex[:8]}"
+        configs = _grow(saver, thread, 4)
+
+        calls = _Calls(store)
+        fresh = TetherSaver(calls)  # type: ignore[arg-type]
+        head = fresh.get_tuple(_cfg(thread))
+        assert head is not None
+        assert head.config == configs[-1]
+        assert [w[1:] for w in head.pending_writes or []] == [("messages", "w3"), ("next", 3)]
+        # a channel value older than the newest 16 items (step 0's): read by key, once; the
+        # window then reaches it
+        assert calls.calls == {"load": 1, "items_by_key": 1}
+        calls.calls.clear()
+        again = fresh.get_tuple(_cfg(thread))
+        assert again == head
+        assert calls.calls == {"load": 1}
+
+        # writes first, then many items, then their checkpoint: the mark is outside the window
+        early = empty_checkpoint()
+        early["id"] = str(uuid6())
+        saver.put_writes(_cfg(thread, early["id"]), [("early", 1)], "task-e")
+        saver.put_writes(configs[-1], [(f"pad{i}", i) for i in range(40)], "task-pad")
+        configs.append(saver.put(configs[-1], early, {"source": "loop", "step": 4}, {}))
+        items = store.load(core.session_id(thread)).items
+        assert items[-1].item["early"] is True
+        for reader in (saver, TetherSaver(store)):
+            tup = reader.get_tuple(_cfg(thread))
+            assert tup is not None
+            assert tup.config == configs[-1]
+            assert [w[1:] for w in tup.pending_writes or []] == [("early", 1)]
+
+        # a put whose flag a parallel write may have outdated: noted, and read by key
+        racy = TetherSaver(store)
+        racy._threads.marks = _LateMarks()
+        noted = empty_checkpoint()
+        noted["id"] = str(uuid6())
+        saver.put_writes(_cfg(thread, noted["id"]), [("noted", 1)], "task-n")
+        saver.put_writes(configs[-1], [(f"pad{i}", i) for i in range(40)], "task-pad2")
+        configs.append(racy.put(configs[-1], noted, {"source": "loop", "step": 5}, {}))
+        items = store.load(core.session_id(thread)).items
+        assert items[-1].key == core.key("e", "", noted["id"])
+        assert items[-2].item["early"] is False
+        tup = TetherSaver(store).get_tuple(_cfg(thread))
+        assert tup is not None
+        assert [w[1:] for w in tup.pending_writes or []] == [("noted", 1)]
+
+        # late writes, known late from the cached header: the first to a checkpoint is one
+        # append, its late entry in it; a second to it reads the keys (the mark is there) and
+        # takes the next free late index, still in one append
+        bare = empty_checkpoint()
+        bare["id"] = str(uuid6())
+        bare_config = saver.put(configs[-1], bare, {"source": "loop", "step": 6}, {})
+        newer = empty_checkpoint()
+        newer["id"] = str(uuid6())
+        configs.append(saver.put(bare_config, newer, {"source": "loop", "step": 7}, {}))
+        fresh.get_tuple(_cfg(thread))  # the cached header now has the head
+        calls.calls.clear()
+        fresh.put_writes(bare_config, [("late", "a")], "task-late-1")
+        assert calls.calls == {"append": 1}
+        calls.calls.clear()
+        fresh.put_writes(bare_config, [("late", "b")], "task-late-2")
+        assert calls.calls == {"append": 2, "items_by_key": 1}
+        sid = core.session_id(thread)
+        entries = [s for s in store.load(sid).items if s.item.get("type") == core.LATE]
+        assert sorted(s.key or "" for s in entries) == [
+            core.key("l", "", bare["id"], 0),
+            core.key("l", "", bare["id"], 1),
+        ]
+        for reader in (fresh, TetherSaver(store)):
+            tup = reader.get_tuple(bare_config)
+            assert tup is not None
+            assert sorted(w[1:] for w in tup.pending_writes or []) == [("late", "a"), ("late", "b")]
+            head = reader.get_tuple(_cfg(thread))
+            assert head is not None
+            assert head.config == configs[-1]
+            assert not head.pending_writes

@@ -55,7 +55,7 @@ from typing import Any, TypeVar
 
 from ..errors import AlreadyClaimed, ConflictError, DuplicateItemKey, SessionExists, SessionNotFound
 from ..ids import encode_external_id, external_id_metadata
-from ..models import KeyedItem, Session, StoredItem
+from ..models import KeyedItem, Session, SessionHeader, StoredItem
 from ..stores.base import AsyncStore, Store
 from ._langgraph_values import Snapshot, Snapshots, Value
 
@@ -70,6 +70,9 @@ _MAX_KEY = 256
 _PAGE = 1000
 _CACHED_THREADS = 10_000  # threads whose header a saver keeps (the least recently used go)
 _STRIPES = 64  # locks serializing one thread's writes (see _Serial)
+_MARKS = 100_000  # first-write marks a process remembers appending (see Marks)
+_HEAD_WINDOW = (4, 64)  # the newest items read with the head: at least, at most
+EARLY_NOTE = "langgraph.early_writes"
 
 _T = TypeVar("_T")
 
@@ -158,6 +161,43 @@ class _Serial:
             yield
 
 
+class Marks:
+    """The checkpoints whose first-write mark this process appended (or began to append).
+
+    A ``put`` flags its checkpoint ``early`` when its mark is here: writes stored before their
+    checkpoint (LangGraph saves a step's writes while that step's checkpoint ``put`` waits for
+    the previous one). Only the process that runs a step knows its checkpoint's id before the
+    checkpoint is stored, so no other process can write a mark before it; a checkpoint not
+    flagged has every write after it, and the head is read from the thread's newest items
+    alone (see ``SaverBase._get_tuple``). Shared by a saver's faces (the sync methods of
+    ``AsyncTetherSaver``), bounded: the oldest go (a put long after its writes is then
+    flagged wrongly as not early only if 100,000 marks came between, which a step's writes
+    and its put, submitted together, never see)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._marked: dict[tuple[str, str, str], None] = {}
+
+    def add(self, thread_id: str, ns: str, cid: str) -> None:
+        with self._lock:
+            self._marked[(thread_id, ns, cid)] = None
+            if len(self._marked) > _MARKS:
+                del self._marked[next(iter(self._marked))]
+
+    def has(self, thread_id: str, ns: str, cid: str) -> bool:
+        with self._lock:
+            return (thread_id, ns, cid) in self._marked
+
+
+def header_only(session: Session) -> Session:
+    """``session`` without its items (what the header cache keeps)."""
+    if not session.history:
+        return session
+    return Session.model_construct(
+        **{name: getattr(session, name) for name in SessionHeader.model_fields}
+    )
+
+
 def tag(header: Session) -> tuple[Any, int]:
     """What a snapshot's key is valid under: the session's creation and first seq. A thread
     deleted and made again, or rewritten by ``prune`` / ``delete_for_runs`` (new seqs), no
@@ -182,8 +222,17 @@ def key(kind: str, *parts: str | int) -> str:
 class ThreadStore:
     """The reads and writes of LangGraph threads on one tether store."""
 
-    def __init__(self, store: AsyncStore | Direct) -> None:
+    def __init__(
+        self, store: AsyncStore | Direct, *, marks: Marks | None = None, flags: bool = True
+    ) -> None:
         self.store: Any = store
+        # the marks this process appended (shared with a saver's other face), and whether this
+        # face's puts flag their checkpoints' early writes: a face made for one sync call
+        # (AsyncTetherSaver's sync methods) is not serialized with the others, so its puts
+        # leave the flag out and readers read their checkpoints by key
+        self.marks = marks if marks is not None else Marks()
+        self._flags = flags
+        self._depth: dict[str, int] = {}  # per thread: how many newest items hold its head
         # per thread: its header as this process last read or wrote it (version, heads, order
         # flags, lease). A ``put`` commits against it without reading first: the store's
         # versioned write refuses a stale one (ConflictError: read, then judge again), and a
@@ -255,6 +304,30 @@ class ThreadStore:
             return None
         self._remember(thread_id, header)
         return header
+
+    async def head(self, thread_id: str) -> Session | None:
+        """The thread's header and its newest items, in one read: the head checkpoint, its
+        channel values and its writes are nearly always among them (see
+        ``SaverBase._get_tuple``). As many as the last head needed (see :meth:`head_depth`)."""
+        with self._lock:
+            depth = self._depth.get(thread_id, 16)
+        try:
+            window: Session = await self.store.load(session_id(thread_id), last=depth)
+        except SessionNotFound:
+            self.forget(thread_id)
+            return None
+        self._remember(thread_id, header_only(window))
+        return window
+
+    def head_depth(self, thread_id: str, depth: int) -> None:
+        """How many newest items the head read last needed: the next reads that many, and a
+        few more (a step's writes may land between)."""
+        low, high = _HEAD_WINDOW
+        with self._lock:
+            self._depth.pop(thread_id, None)
+            self._depth[thread_id] = max(low, min(depth + 2, high))
+            if len(self._depth) > _CACHED_THREADS:
+                del self._depth[next(iter(self._depth))]
 
     async def ensure(self, thread_id: str) -> Session:
         header = await self.header(thread_id)
@@ -395,6 +468,8 @@ class ThreadStore:
         # is there already (a re-put) makes the store refuse it whole, and then we look.
         optimistic = True
         header = self._cached(thread_id)
+        # were some of its writes stored before it (see Marks)? None: not said, read by key
+        early = self.marks.has(thread_id, ns, cid) if self._flags else None
         encoded: tuple[Any, dict[str, dict[str, Any]], dict[str, tuple[str, Snapshot]]] | None
         encoded = None
         while True:
@@ -435,7 +510,7 @@ class ThreadStore:
                 rev += 1
                 ckey = key("c", ns, cid, rev)
                 present.update(await self.by_key(thread_id, [ckey]))
-            append.append(KeyedItem(ckey, {**item, "rev": rev}))
+            append.append(KeyedItem(ckey, {**item, "rev": rev, "early": early}))
             thread_state = _state(header)
             order = thread_state.get("order")
             if isinstance(order, dict):  # kept since the thread began: keep it exact
@@ -466,6 +541,20 @@ class ThreadStore:
                 for blob_key, (channel, snap) in snapshots.items():
                     if blob_key not in present:  # a delta's base is only one stored whole here
                         self.snapshots.keep(thread_id, ns, channel, snap)
+                if early is False and self.marks.has(thread_id, ns, cid):
+                    # a write of this process's other face began meanwhile and may have
+                    # landed first: say so after the checkpoint, where a head read sees it
+                    with contextlib.suppress(DuplicateItemKey):
+                        await self.store.append(
+                            sid,
+                            [
+                                KeyedItem(
+                                    key("e", ns, cid),
+                                    {"type": EARLY_NOTE, "ns": ns, "checkpoint": cid},
+                                )
+                            ],
+                            lease=lease,
+                        )
                 return
             ckey = key("c", ns, cid)
 
@@ -496,16 +585,32 @@ class ThreadStore:
         optimistic = True  # one append, no read, unless a key is there already
         # a special write is an upsert (the newest wins): a key of its own, never taken
         upserts = [(key("u", ns, cid, uuid.uuid4().hex), item) for k, item in writes if not k]
+        # a write to a checkpoint older than its namespace's head (the cached header says so:
+        # heads only grow between rewrites) is late: its late entry goes in the same append,
+        # at index 0 first (LangGraph's late writes are a step's writes landing after the
+        # next checkpoint: the first for it), else at the first free one the keyed read finds
+        cached = self._cached(thread_id)
+        late_at = _heads(cached).get(ns) if cached is not None else None
+        late_due = late_at is not None and late_at > cid
+        late_entry: str | None = None
         while True:
             keyed = [k for k, _ in writes if k]
-            present = {} if optimistic else await self.by_key(thread_id, [mark, *keyed])
+            probe = [key("l", ns, cid, n) for n in range(16)] if late_due else []
+            present = {} if optimistic else await self.by_key(thread_id, [mark, *keyed, *probe])
+            free = [k for k in probe if k not in present]
+            late_entry = free[0] if free else None
             append: list[KeyedItem] = []
             if mark not in present:
                 append.append(KeyedItem(mark, {"type": MARK, "ns": ns, "checkpoint": cid}))
+                self.marks.add(thread_id, ns, cid)  # before it can land: see Marks
             append.extend(KeyedItem(k, item) for k, item in writes if k and k not in present)
             append.extend(KeyedItem(k, item) for k, item in upserts if k not in present)
             if not append:
                 return
+            named = [k.key for k in append if k.key != mark]
+            if late_entry is not None:
+                entry = {"type": LATE, "ns": ns, "checkpoint": cid, "keys": named}
+                append.append(KeyedItem(late_entry, entry))
             try:
                 version = await self.store.append(session_id(thread_id), append, lease=lease)
                 break
@@ -515,9 +620,8 @@ class ThreadStore:
                 optimistic = False  # stored by a parallel task or before: keep its, add the rest
         heads = await self._heads_at(thread_id, version)
         head = heads.get(ns)
-        if head is not None and head > cid:
-            stored = [k.key for k in append if k.key != mark]
-            await self._note_late(thread_id, ns, cid, stored, lease)
+        if head is not None and head > cid and late_entry is None:
+            await self._note_late(thread_id, ns, cid, named, lease)
 
     async def _heads_at(self, thread_id: str, version: int) -> dict[str, str]:
         """The heads at (or after) ``version``: known without a read when the write just

@@ -181,31 +181,52 @@ class SaverBase(BaseCheckpointSaver[str]):
         thread_id, ns = _thread(config)
         cid = get_checkpoint_id(config)
         header: Session | None = None
+        found: dict[str, StoredItem] = {}
+        window: list[StoredItem] = []
+        settled = False
         if cid is None:
-            header = await self._threads.header(thread_id)
+            # the head: the header and the thread's newest items in one read (it must see
+            # other processes' writes). The head checkpoint and what it needs are nearly
+            # always among them; anything missing is read by key below.
+            header = await self._threads.head(thread_id)
             if header is None:
                 return None
             cid = core.heads_of(header).get(ns)
             if cid is None:
                 return None
+            window = list(header.items)
+            found = {s.key: s for s in window if s.key is not None}
+            at = found.get(key("c", ns, cid))
+            # Every item stored after the head's first put is in the window (it reaches the
+            # end): a re-put of it, its writes, late or not. Only writes stored before it could
+            # be missed, and its put flagged those (``early``, see core.Marks); an early-writes
+            # note after it says a flag may be wrong. Else nothing needs a keyed read but
+            # channel values older than the window.
+            settled = (
+                at is not None and at.item.get("early") is False and key("e", ns, cid) not in found
+            )
         first, mark = key("c", ns, cid), key("f", ns, cid)
         # the channel values too when this process knows the checkpoint (it put it or read it
         # last): one keyed read instead of two; what the checkpoint names beyond them is read
         # below, so a wrong guess costs a read, never a wrong value
         snapshots = self._threads.snapshots
-        guess = [
-            k  # a snapshot this process keeps is joined from memory, never read
-            for k in self._threads.blob_keys(thread_id, ns, cid)
-            if snapshots.raw(thread_id, k) is None
-        ]
-        found = await self._threads.by_key(thread_id, [first, key("c", ns, cid, 1), mark, *guess])
+        if not settled:
+            guess = [
+                k  # a snapshot this process keeps is joined from memory, never read
+                for k in self._threads.blob_keys(thread_id, ns, cid)
+                if snapshots.raw(thread_id, k) is None and k not in found
+            ]
+            found.update(
+                await self._threads.by_key(thread_id, [first, key("c", ns, cid, 1), mark, *guess])
+            )
         if first not in found:
             return None
         rev, newest = 1, found[first]
         while key("c", ns, cid, rev) in found:  # the same checkpoint put again
             newest = found[key("c", ns, cid, rev)]
             rev += 1
-            found.update(await self._threads.by_key(thread_id, [key("c", ns, cid, rev)]))
+            if not settled:
+                found.update(await self._threads.by_key(thread_id, [key("c", ns, cid, rev)]))
         checkpoint = self._value(newest.item["checkpoint"])
         blob_keys = [key("b", ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
         blobs = {k: found[k] for k in blob_keys if k in found}
@@ -219,8 +240,19 @@ class SaverBase(BaseCheckpointSaver[str]):
         self._threads.remember_blob_keys(thread_id, ns, cid, [*blob_keys, *bases])
         if header is not None:  # the head, as the store has it now: what the next put extends
             snapshots.seed(thread_id, ns, core.tag(header), blobs, blob_keys)
+            # how far back the next head read should reach: to the checkpoint and its values
+            oldest = min([newest.seq, *(blobs[k].seq for k in blob_keys if k in blobs)])
+            self._threads.head_depth(thread_id, header.last_seq - oldest + 1)
         writes: list[StoredItem] = []
-        if mark in found:  # only a checkpoint with writes reads items, from the first of them
+        if settled:  # its writes are all after it, in the window
+            writes = [
+                s
+                for s in window
+                if s.item.get("type") == WRITE
+                and s.item.get("ns") == ns
+                and s.item.get("checkpoint") == cid
+            ]
+        elif mark in found:  # only a checkpoint with writes reads items, from the first of them
             writes = await self._threads.writes_from(thread_id, ns, cid, found[mark].seq)
         return self._tuple(thread_id, newest, blobs, writes, known=known)
 

@@ -143,7 +143,7 @@ class AsyncTetherSaver(SaverBase):
         inner = getattr(self._threads.store, "sync", None)
         if isinstance(inner, Store):
             shadow = copy.copy(self)
-            shadow._threads = ThreadStore(Direct(inner))
+            shadow._threads = ThreadStore(Direct(inner), marks=self._threads.marks, flags=False)
             return core.run_sync(make(shadow))
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -172,7 +172,7 @@ class AsyncTetherSaver(SaverBase):
         inner = getattr(self._threads.store, "sync", None)
         if isinstance(inner, Store):  # read page by page, as consumed
             shadow = copy.copy(self)
-            shadow._threads = ThreadStore(Direct(inner))
+            shadow._threads = ThreadStore(Direct(inner), marks=self._threads.marks, flags=False)
             yield from core.iterate_sync(shadow._list(config, filter, before, limit))
             return
 

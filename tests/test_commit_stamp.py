@@ -305,6 +305,28 @@ def test_a_subclass_that_changes_commit_is_never_bypassed(
     assert store.commit_stamped(sid, saved.version).reported is reported
 
 
+def test_a_commit_override_is_seen_whatever_subclasses_came_before() -> None:
+    # issubclass() inside __init_subclass__ reads the parent's ABC cache (the new class's is not
+    # made yet): with another subclass of MemoryStore defined first, it once took an audited
+    # commit for the stamping one and commit_stamped skipped it.
+    class Unrelated(MemoryStore):
+        pass
+
+    calls: list[str] = []
+
+    class Audited(MemoryStore):
+        def commit(self, session_id: str, expected_version: int, **kwargs: Any) -> int:
+            calls.append(session_id)
+            return super().commit(session_id, expected_version, **kwargs)
+
+    assert Unrelated._stamps_commits is True
+    assert Audited._stamps_commits is False
+    store = Audited()
+    sid = store.create(Session(id="audited")).id
+    stamp = store.commit_stamped(sid, 1, append=[{"role": "user", "content": "a"}])
+    assert (calls, stamp.version, stamp.reported) == ([sid], 2, False)
+
+
 class AuditedWrapper(WrappingStore):
     """A wrapper that changes commit (as examples/audited_store.py does)."""
 

@@ -138,7 +138,9 @@ def _stamps_own_commits(cls: type) -> bool:
     if stamper is None:
         return False
     committers = (definer("commit"), definer("_commit"))
-    return all(klass is None or issubclass(stamper, klass) for klass in committers)
+    # "klass in stamper.__mro__", not issubclass: inside __init_subclass__ ABCMeta's subclass
+    # cache is not ready for the class being made, and issubclass can answer True wrongly
+    return all(klass is None or klass in stamper.__mro__ for klass in committers)
 
 
 class AsyncStore(ABC):  # noqa: B024 - its abstract methods are marked by _required

@@ -11,13 +11,13 @@ raises never undoes or corrupts the save it hears about: its exception is logged
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ._sync_async import refuse_awaitable, resolve
 from .models import SessionStatus
 
 __all__ = [
@@ -136,27 +136,17 @@ class EventBus:
     def publish(self, event: Event) -> None:
         for handler in self._matching(event):
             try:
-                result = handler(event)
-                if inspect.isawaitable(result):
-                    _close(result)
-                    raise TypeError(
-                        "an async event handler was subscribed to the sync Sessions; "
-                        "use AsyncSessions, or a plain function"
-                    )
+                refuse_awaitable(
+                    handler(event),
+                    "an async event handler was subscribed to the sync Sessions; "
+                    "use AsyncSessions, or a plain function",
+                )
             except Exception:
                 log.exception("event handler %r failed on %r", handler, event)
 
-    async def apublish(self, event: Event) -> None:
+    async def publish_async(self, event: Event) -> None:
         for handler in self._matching(event):
             try:
-                result = handler(event)
-                if inspect.isawaitable(result):
-                    await result
+                await resolve(handler(event))
             except Exception:
                 log.exception("event handler %r failed on %r", handler, event)
-
-
-def _close(awaitable: Awaitable[Any]) -> None:
-    close = getattr(awaitable, "close", None)
-    if close is not None:
-        close()  # a coroutine that will never be awaited: close it to avoid a warning

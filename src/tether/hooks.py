@@ -19,13 +19,13 @@ priorities run in the order they were added.
 
 from __future__ import annotations
 
-import inspect
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from ._sync_async import refuse_awaitable, resolve
 from .errors import InvalidRequest
 from .models import Session
 
@@ -111,27 +111,17 @@ def _check_result(hook: Hook, result: Any) -> None:
         )
 
 
-def call_hook_sync(hook: Hook, ctx: HookContext) -> None:
+def call_hook(hook: Hook, ctx: HookContext) -> None:
     """Run one hook from the sync runtime (a coroutine function is refused)."""
     result = hook.fn(ctx)
-    if inspect.isawaitable(result):
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-        raise TypeError(
-            f"hook {hook.name!r} is async; the sync Sessions cannot await it. Use AsyncSessions "
-            "or a plain function."
-        )
+    refuse_awaitable(
+        result,
+        f"hook {hook.name!r} is async; the sync Sessions cannot await it. Use AsyncSessions "
+        "or a plain function.",
+    )
     _check_result(hook, result)
 
 
-async def call_hook(hook: Hook, ctx: HookContext) -> None:
+async def call_hook_async(hook: Hook, ctx: HookContext) -> None:
     """Run one hook from the async runtime (plain functions and coroutine functions alike)."""
-    result = hook.fn(ctx)
-    if inspect.isawaitable(result):
-        result = await _await(result)
-    _check_result(hook, result)
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+    _check_result(hook, await resolve(hook.fn(ctx)))

@@ -50,7 +50,7 @@ from .events import (
     SessionLoaded,
     SessionSaved,
 )
-from .hooks import HookContext, HookFunction, HookRegistry, HookStage, call_hook
+from .hooks import HookContext, HookFunction, HookRegistry, HookStage, call_hook_async
 from .models import (
     HistoryItem,
     Lease,
@@ -121,10 +121,10 @@ class AsyncSessions:
     async def _run_hooks(self, stage: HookStage, ctx: HookContext) -> None:
         ctx.stage = stage
         for hook in self._hooks.for_stage(stage):
-            await call_hook(hook, ctx)
+            await call_hook_async(hook, ctx)
 
     async def _emit(self, event: Event) -> None:
-        await self._events.apublish(event)
+        await self._events.publish_async(event)
 
     def _listened(self) -> bool:
         """Whether any handler is subscribed: a turn builds no events (and reads no clock)

@@ -51,7 +51,7 @@ from .events import (
     SessionLoaded,
     SessionSaved,
 )
-from .hooks import HookContext, HookFunction, HookRegistry, HookStage, call_hook_sync
+from .hooks import HookContext, HookFunction, HookRegistry, HookStage, call_hook
 from .models import (
     HistoryItem,
     Lease,
@@ -122,7 +122,7 @@ class Sessions:
     def _run_hooks(self, stage: HookStage, ctx: HookContext) -> None:
         ctx.stage = stage
         for hook in self._hooks.for_stage(stage):
-            call_hook_sync(hook, ctx)
+            call_hook(hook, ctx)
 
     def _emit(self, event: Event) -> None:
         self._events.publish(event)

@@ -16,7 +16,7 @@ import pytest
 
 import tether
 from tether.stores import _migration_runner as runner
-from tether.stores._sqlite_schema import MIGRATIONS, SQLiteMigrator
+from tether.stores._sqlite_migrations import MIGRATIONS, SQLiteMigrator
 from tether.stores.sqlite import SQLiteStore
 
 V1_SQL = Path(__file__).parent / "fixtures" / "schema_v1" / "sqlite.sql"

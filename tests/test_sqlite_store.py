@@ -25,11 +25,11 @@ import pytest
 
 import tether
 from tether import Session
-from tether.stores import _sqlite_schema
+from tether.stores import _sqlite_migrations
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import DEFAULT_PATH, AsyncSQLiteStore, SQLiteStore
 
-MIGRATIONS = len(_sqlite_schema.MIGRATIONS)
+MIGRATIONS = len(_sqlite_migrations.MIGRATIONS)
 
 
 def _items(count: int, prefix: str = "m") -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ database write lock, so two processes can never both commit from the same versio
 Durability: ``synchronous=normal`` (the default) survives the process being killed at any
 moment; ``synchronous=full`` also survives power loss, at the cost of an fsync per commit.
 
-The store is this module; the rest is split by concern: ``_sqlite_schema`` (the tables'
+The store is this module; the rest is split by concern: ``_sqlite_migrations`` (the tables'
 numbered migrations, run by ``_migration_runner``), ``_sqlite_sql`` (the statements, header
 rows, and how forks share rows) and ``_sqlite_rows`` (the work on rows inside a transaction).
 """
@@ -43,7 +43,7 @@ from ..schema import schema
 from . import _sqlite_rows as db
 from ._migration_runner import migrate
 from ._private import make_private_dirs, open_regular
-from ._sqlite_schema import SQLiteMigrator
+from ._sqlite_migrations import SQLiteMigrator
 from ._sqlite_sql import (
     DELETE_COLUMNS,
     HEADER_COLUMNS,

@@ -148,9 +148,18 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     ),
     # --- the key-value kit ----------------------------------------------------------------
     (
+        ROOT / "src/tether/stores/_kv_backend_async.py",
+        ROOT / "src/tether/stores/_kv_backend_sync.py",
+        [(r"\bAsyncKV(Backend|Store)\b", r"KV\1"), (r"\b_AsyncKVBlobs\b", "_KVBlobs")],
+    ),
+    (
         ROOT / "src/tether/stores/kv_async.py",
         ROOT / "src/tether/stores/kv_sync.py",
-        [(r"\bAsyncKV(Backend|Store)\b", r"KV\1")],
+        [
+            (r"\bAsyncKV(Backend|Store)\b", r"KV\1"),
+            (r"\b_AsyncKVBlobs\b", "_KVBlobs"),
+            (r"\b_kv_backend_async\b", "_kv_backend_sync"),
+        ],
     ),
     # --- encryption at rest: the wrapping store ------------------------------------------
     (

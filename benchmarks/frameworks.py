@@ -15,7 +15,7 @@ Sections (``--only agents,langgraph,adk``; each module's docstring has the detai
 - ``agents`` (``frameworks_agents.py``): OpenAI Agents SDK, ``TetherSession`` on SQLite,
   Redis and PostgreSQL beside ``SQLiteSession``, ``RedisSession`` and ``SQLAlchemySession`` on
   PostgreSQL: a turn's session calls, and a real ``Runner.run`` with a fixed model, at 10 to
-  5,000 items;
+  5,000 items, with one session object kept across turns and with a new one every turn;
 - ``langgraph`` (``frameworks_langgraph.py``): a ``MessagesState`` chat graph for 300 turns on
   ``TetherSaver`` (SQLite, PostgreSQL) beside ``SqliteSaver`` and ``PostgresSaver``: per-turn
   latency along the thread, bytes stored, ``get_state_history``;

@@ -70,11 +70,12 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         )""",
         "CREATE INDEX tether_item_keys_seq ON {schema}.tether_item_keys (session_id, seq)",
     ),
-    (  # 3: forks share their parent's rows instead of copying them (see "Forks share rows" in
-        # _sql.py): a child's seqs up to items_from_hi are the rows of items_from (read through
-        # its own share, if it has one); shared_hi is the highest seq of this session's rows a
-        # fork may read, so a write below it detaches the forks first; items_depth bounds
-        # the chain a read follows. ADD COLUMN with a constant default rewrites no rows.
+    (  # 3: forks share their parent's rows instead of copying them (see "Forks share rows"
+        # in _sql_shares.py): a child's seqs up to items_from_hi are the rows of items_from
+        # (read through its own share, if it has one); shared_hi is the highest seq of this
+        # session's rows a fork may read, so a write below it detaches the forks first;
+        # items_depth bounds the chain a read follows. ADD COLUMN with a constant default
+        # rewrites no rows.
         'ALTER TABLE {schema}.tether_sessions ADD COLUMN items_from text COLLATE "C", '
         "ADD COLUMN items_from_hi bigint, ADD COLUMN shared_hi bigint NOT NULL DEFAULT 0, "
         "ADD COLUMN items_depth integer NOT NULL DEFAULT 0",

@@ -94,9 +94,9 @@ def commit_stamp(params: Mapping[str, Any], row: Sequence[Any]) -> _core.CommitS
     """What the commit statement (``_sql.COMMIT``, run with ``params``) stamped, from the row
     it returned: the new version and last_seq, updated_at and the lease fields in µs, so no
     read follows. The new items' rows are spliced here as the statement spliced them
-    (``_item`` in ``_sql.py``: ``seq`` and, if the item had none, the commit's timestamp in
-    front of the text the store sent), so they are the stored bytes without encoding the
-    items again."""
+    (``item_json`` in ``_sql_parts.py``: ``seq`` and, if the item had none, the commit's
+    timestamp in front of the text the store sent), so they are the stored bytes without
+    encoding the items again."""
     version, last_seq, updated_at, lease_owner, lease_fence, lease_expires_at = row
     stamp = from_micros(int(updated_at)).isoformat(timespec="microseconds")
     first = int(last_seq) - int(params["n"]) + 1
@@ -260,7 +260,7 @@ def judge_write(
 def judge_fork(parent_id: str, found: Found, at: int) -> bool:
     """fork_session: raise what explains why the parent cannot be forked (missing, newer,
     ``at`` outside its history); False when it must be copied instead of shared (compacted,
-    stored by an older tether, too deep a chain: see ``_sql.FORK``), True when the statement
+    stored by an older tether, too deep a chain: see ``_sql_shares.FORK``), True when the statement
     should have matched (the parent changed in between, or the child's id was in the way)."""
     doc, _ = _live(parent_id, found)
     _core.check_writable(parent_id, doc)

@@ -79,9 +79,22 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     ),
     # --- the session runtime --------------------------------------------------------------
     (
+        ROOT / "src/tether/_sessions_core_async.py",
+        ROOT / "src/tether/_sessions_core_sync.py",
+        [
+            (r"\b_AsyncSessionsCore\b", "_SessionsCore"),
+            (r"\bAsyncSessions\b", "Sessions"),
+            (r"\bAsync(ForksInStore|Restores|Purges)\b", r"\1"),
+            (r"\bcall_hook_async\b", "call_hook"),
+            (r"\bpublish_async\b", "publish"),
+        ],
+    ),
+    (
         ROOT / "src/tether/sessions_async.py",
         ROOT / "src/tether/sessions_sync.py",
         [
+            (r"\b_AsyncSessionsCore\b", "_SessionsCore"),
+            (r"\b_sessions_core_async\b", "_sessions_core_sync"),
             (r"\bAsyncSessions\b", "Sessions"),
             (r"\bAsync(ForksInStore|Restores|Purges)\b", r"\1"),
             (r"\bAsyncIterator\b", "Iterator"),
@@ -179,10 +192,14 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     ),
     # --- postgres: rules for the PostgreSQL store only ------------------------------------
     (
-        ROOT / "src/tether/stores/postgres/store_async.py",
-        ROOT / "src/tether/stores/postgres/store_sync.py",
+        ROOT / "src/tether/stores/postgres/_base_async.py",
+        ROOT / "src/tether/stores/postgres/_base_sync.py",
         [
-            (r"\bAsyncPostgresStore\b", "PostgresStore"),
+            (r"\b_AsyncPostgresBase\b", "_PostgresBase"),
+            (
+                r"~tether\.stores\.postgres\.AsyncPostgresStore\b",
+                "~tether.stores.postgres.PostgresStore",
+            ),
             (r"\bAsyncConnectionPool\b", "ConnectionPool"),
             (r"\bAsyncConnection\b", "Connection"),
             (r"\bAsyncIterator\b", "Iterator"),
@@ -191,6 +208,39 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             (r"\b_conn_async\b", "_conn_sync"),
             (r"^import asyncio$", "import threading"),
             (r"\basyncio\.Lock\(\)", "threading.Lock()"),
+            (
+                r"^The async side is written by hand; _base_sync\.py is generated from it by "
+                r"tools/unasync\.py\.$",
+                "The sync side.",
+            ),
+        ],
+    ),
+    (
+        ROOT / "src/tether/stores/postgres/_forks_async.py",
+        ROOT / "src/tether/stores/postgres/_forks_sync.py",
+        [
+            (r"\b_AsyncPostgres(Base|Forks)\b", r"_Postgres\1"),
+            (
+                r"~tether\.stores\.postgres\.AsyncPostgresStore\b",
+                "~tether.stores.postgres.PostgresStore",
+            ),
+            (r"\b_(base|conn)_async\b", r"_\1_sync"),
+            (r"\basync with\b", "with"),
+            (
+                r"^The async side is written by hand; _forks_sync\.py is generated from it by "
+                r"tools/unasync\.py\.$",
+                "The sync side.",
+            ),
+        ],
+    ),
+    (
+        ROOT / "src/tether/stores/postgres/store_async.py",
+        ROOT / "src/tether/stores/postgres/store_sync.py",
+        [
+            (r"\bAsyncPostgresStore\b", "PostgresStore"),
+            (r"\b_AsyncPostgresForks\b", "_PostgresForks"),
+            (r"\b_(base|forks|conn)_async\b", r"_\1_sync"),
+            (r"\basync with\b", "with"),
             (
                 r"^The async side is written by hand; store_sync\.py is generated from it by "
                 r"tools/unasync\.py\.$",

@@ -1,7 +1,8 @@
 """The PostgreSQL store's work on one connection: single statements, the migration of its
-tables, and the write-back of a session stored by an older tether.
+tables, the write-back of a session stored by an older tether, and the steps under a session's
+row lock that give its forks their own rows before its rows are rewritten or deleted.
 
-The pool and the guarded statements are the store's (``store_async.py``).
+The pool and the guarded statements are the store's (``_base_async.py``).
 
 The async side is written by hand; _conn_sync.py is generated from it by tools/unasync.py.
 """
@@ -130,3 +131,21 @@ async def write_back_upgraded(
                 "datas": [_core.encode_item(item).decode() for item in upgraded],
             },
         )
+
+
+async def detach(
+    conn: AsyncConnection[TupleRow], sql: Statements, session_id: str, above: int
+) -> None:
+    """Give the forks that read ``session_id``'s rows above seq ``above`` copies of their
+    own, and lower its ``shared_hi`` to ``above``. The caller holds its row lock (no new
+    fork can start); the forks' rows are locked first, in a statement of their own, so the
+    copy reads them as they are now (see "Forks share rows" in ``_sql_shares.py``)."""
+    params = {"id": session_id, "above": above}
+    await conn.execute(sql.lock_dependents, params)
+    await conn.execute(sql.detach, params)
+
+
+async def purge_locked(conn: AsyncConnection[TupleRow], sql: Statements, session_id: str) -> None:
+    """Delete a session whose row lock the caller holds, its forks detached first."""
+    await detach(conn, sql, session_id, 0)
+    await conn.execute(sql.purge_one, {"id": session_id})

@@ -1,8 +1,9 @@
 # generated from src/tether/stores/postgres/_conn_async.py by tools/unasync.py, do not edit
 """The PostgreSQL store's work on one connection: single statements, the migration of its
-tables, and the write-back of a session stored by an older tether.
+tables, the write-back of a session stored by an older tether, and the steps under a session's
+row lock that give its forks their own rows before its rows are rewritten or deleted.
 
-The pool and the guarded statements are the store's (``store_async.py``).
+The pool and the guarded statements are the store's (``_base_async.py``).
 
 The sync side.
 """
@@ -129,3 +130,19 @@ def write_back_upgraded(
                 "datas": [_core.encode_item(item).decode() for item in upgraded],
             },
         )
+
+
+def detach(conn: Connection[TupleRow], sql: Statements, session_id: str, above: int) -> None:
+    """Give the forks that read ``session_id``'s rows above seq ``above`` copies of their
+    own, and lower its ``shared_hi`` to ``above``. The caller holds its row lock (no new
+    fork can start); the forks' rows are locked first, in a statement of their own, so the
+    copy reads them as they are now (see "Forks share rows" in ``_sql_shares.py``)."""
+    params = {"id": session_id, "above": above}
+    conn.execute(sql.lock_dependents, params)
+    conn.execute(sql.detach, params)
+
+
+def purge_locked(conn: Connection[TupleRow], sql: Statements, session_id: str) -> None:
+    """Delete a session whose row lock the caller holds, its forks detached first."""
+    detach(conn, sql, session_id, 0)
+    conn.execute(sql.purge_one, {"id": session_id})

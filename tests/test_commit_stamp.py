@@ -2,10 +2,10 @@
 from it instead of reading the commit back.
 
 On every built-in store the session ``execute`` returns equals (every field, every item) what
-a fresh load returns right after; on the stores that report the stamp (memory, file, SQLite,
-the key-value kit) it is built with no read at all. The base class falls back to ``commit``
-(the version alone) for any store that does not report it, including stores that change
-``commit`` below the class that stamps.
+a fresh load returns right after, and is built with no read at all: they all report the stamp
+(memory, file, SQLite, the key-value kit, Redis, PostgreSQL). The base class falls back to
+``commit`` (the version alone) for any store that does not report it, including stores that
+change ``commit`` below the class that stamps.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ from tether.stores.wrapping_sync import WrappingStore
 
 from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
 
-STAMPING = ("memory", "file", "sqlite", "kv")
-"""The stores that report the stamp; the others fall back to a read (until they report it)."""
+STAMPING = ("memory", "file", "sqlite", "kv", "redis", "postgres")
+"""The built-in stores, all of which report the stamp (``_stamps_commits``); the fallback to
+a read is tested with stores that do not (``AuditedCommits``, ``AuditedProtected`` below)."""
 
 
 def _open(kind: str, tmp_path: Path) -> tuple[Store, Callable[[], None]]:
@@ -70,7 +71,7 @@ def _open(kind: str, tmp_path: Path) -> tuple[Store, Callable[[], None]]:
     return store, functools.partial(drop_postgres_schema, url, schema)
 
 
-@pytest.fixture(params=[*STAMPING, "redis", "postgres"])
+@pytest.fixture(params=STAMPING)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     opened, cleanup = _open(request.param, tmp_path)
     try:

@@ -612,9 +612,10 @@ _STORE_CALLS = (
 
 def _turn_calls(store: tether.Store, *, reads: int, commits: int = 1) -> dict[str, int]:
     """The store calls of an ``execute`` that read ``reads`` times before its ``commits``
-    (the last one succeeding). A store that reports its commit stamp (memory, file, SQLite)
-    is read no more; any other runs its ``commit`` under ``commit_stamped`` and is read once
-    more, for what that commit stamped."""
+    (the last one succeeding). A store that reports its commit stamp (every built-in one:
+    memory, file, SQLite, the key-value kit, Redis, PostgreSQL) is read no more; any other
+    runs its ``commit`` under ``commit_stamped`` and is read once more, for what that commit
+    stamped."""
     stamps = bool(getattr(type(getattr(store, "sync", store)), "_stamps_commits", False))
     calls = {"load": reads, "commit_stamped": commits}
     if not stamps:

@@ -159,6 +159,12 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             ),
         ],
     ),
+    # --- a store whose commit, stamped commit and append are one _add ----------------------
+    (
+        ROOT / "src/tether/stores/_adding_async.py",
+        ROOT / "src/tether/stores/_adding_sync.py",
+        [(r"\b_AsyncAddingStore\b", "_AddingStore")],
+    ),
     # --- the key-value kit ----------------------------------------------------------------
     (
         ROOT / "src/tether/stores/_kv_backend_async.py",
@@ -171,7 +177,8 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         [
             (r"\bAsyncKV(Backend|Store)\b", r"KV\1"),
             (r"\b_AsyncKVBlobs\b", "_KVBlobs"),
-            (r"\b_kv_backend_async\b", "_kv_backend_sync"),
+            (r"\b_AsyncAddingStore\b", "_AddingStore"),
+            (r"\b_(kv_backend|adding)_async\b", r"_\1_sync"),
         ],
     ),
     # --- encryption at rest: the wrapping store ------------------------------------------

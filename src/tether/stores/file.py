@@ -61,17 +61,18 @@ from ..errors import (
 )
 from ..models import HistoryItem, Lease, Page, Session, StoredItem
 from ..schema import schema
+from ._adding_sync import _AddingStore
 from ._file_layout import FileLayout
 from ._file_log import FRAME, Keys, decode_record, keys_at
 from ._private import NotRegularFile, make_private_dirs, open_regular
-from .base import CheckedItems, CheckedKeys, Store, SyncBackedAsyncStore
+from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
 
 __all__ = ["AsyncFileStore", "FileStore"]
 
 log = logging.getLogger(__name__)
 
 
-class FileStore(Store, FileLayout):
+class FileStore(_AddingStore, FileLayout):
     """Sessions as files in one directory (created if missing).
 
     ``fsync=False`` skips the fsyncs: still atomic against a killed process, but a power loss
@@ -193,31 +194,6 @@ class FileStore(Store, FileLayout):
         if expected_version is not None and doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, doc["version"])
         return found
-
-    def _commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        return int(self._add(session_id, expected_version, items, changes, lease)[0]["version"])
-
-    def _commit_stamped(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> _core.CommitStamp:
-        return _core.commit_stamp(*self._add(session_id, expected_version, items, changes, lease))
-
-    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return int(self._add(session_id, None, items, {}, lease)[0]["version"])
 
     def _add(
         self,

@@ -18,16 +18,17 @@ from .._time import Clock, system_clock
 from ..errors import ConflictError, CorruptSession, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, StoredItem
 from . import _kv_common as kv
+from ._adding_async import _AsyncAddingStore
 from ._kv_backend_async import AsyncKVBackend, _AsyncKVBlobs, _Guarded
 from ._kv_common import Head, Revision
-from .base import AsyncStore, CheckedItems, CheckedKeys
+from .base import CheckedItems, CheckedKeys
 
 __all__ = ["AsyncKVBackend", "AsyncKVStore"]
 
 log = logging.getLogger("tether.stores.kv")
 
 
-class AsyncKVStore(_AsyncKVBlobs, AsyncStore):
+class AsyncKVStore(_AsyncKVBlobs, _AsyncAddingStore):
     """A complete store over an :class:`AsyncKVBackend`.
 
     ``chunk_items`` items make one sealed history chunk (kept per session: changing it applies
@@ -145,34 +146,6 @@ class AsyncKVStore(_AsyncKVBlobs, AsyncStore):
         _core.check_write_lease(head.doc, lease, now)
         if expected_version is not None and head.doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, head.doc["version"])
-
-    async def _commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        written, _ = await self._add(session_id, expected_version, items, changes, lease)
-        return int(written["version"])
-
-    async def _commit_stamped(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> _core.CommitStamp:
-        written, rows = await self._add(session_id, expected_version, items, changes, lease)
-        return _core.commit_stamp(written, rows)
-
-    async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        written, _ = await self._add(session_id, None, items, {}, lease)
-        return int(written["version"])
 
     async def _add(
         self,

@@ -19,16 +19,17 @@ from .._time import Clock, system_clock
 from ..errors import ConflictError, CorruptSession, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, StoredItem
 from . import _kv_common as kv
+from ._adding_sync import _AddingStore
 from ._kv_backend_sync import KVBackend, _Guarded, _KVBlobs
 from ._kv_common import Head, Revision
-from .base import CheckedItems, CheckedKeys, Store
+from .base import CheckedItems, CheckedKeys
 
 __all__ = ["KVBackend", "KVStore"]
 
 log = logging.getLogger("tether.stores.kv")
 
 
-class KVStore(_KVBlobs, Store):
+class KVStore(_KVBlobs, _AddingStore):
     """A complete store over an :class:`KVBackend`.
 
     ``chunk_items`` items make one sealed history chunk (kept per session: changing it applies
@@ -146,34 +147,6 @@ class KVStore(_KVBlobs, Store):
         _core.check_write_lease(head.doc, lease, now)
         if expected_version is not None and head.doc["version"] != expected_version:
             raise ConflictError(session_id, expected_version, head.doc["version"])
-
-    def _commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        written, _ = self._add(session_id, expected_version, items, changes, lease)
-        return int(written["version"])
-
-    def _commit_stamped(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> _core.CommitStamp:
-        written, rows = self._add(session_id, expected_version, items, changes, lease)
-        return _core.commit_stamp(written, rows)
-
-    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        written, _ = self._add(session_id, None, items, {}, lease)
-        return int(written["version"])
 
     def _add(
         self,

@@ -41,6 +41,7 @@ from ..errors import (
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
 from ..schema import schema
 from . import _sqlite_rows as db
+from ._adding_sync import _AddingStore
 from ._migration_runner import migrate
 from ._private import make_private_dirs, open_regular
 from ._sqlite_migrations import SQLiteMigrator
@@ -58,7 +59,7 @@ from ._sqlite_sql import (
     items_query,
     row_to_doc,
 )
-from .base import CheckedItems, CheckedKeys, Store, SyncBackedAsyncStore
+from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
 
 __all__ = ["DEFAULT_PATH", "AsyncSQLiteStore", "SQLiteStore"]
 
@@ -74,7 +75,7 @@ log = logging.getLogger(__name__)
 _JOIN_LIMIT = 2000
 
 
-class SQLiteStore(Store):
+class SQLiteStore(_AddingStore):
     """Sessions in one SQLite database file (``.tether/sessions.db`` unless told otherwise).
 
     Safe to share between threads (one connection, serialized) and between processes (SQLite's
@@ -248,31 +249,6 @@ class SQLiteStore(Store):
                 count = min(count, limit)
             history = db.read_items(conn, session_id, floor, count) if count > 0 else []
         return _core.readable_session(current, history)
-
-    def _commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        return int(self._add(session_id, expected_version, items, changes, lease)[0]["version"])
-
-    def _commit_stamped(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> _core.CommitStamp:
-        return _core.commit_stamp(*self._add(session_id, expected_version, items, changes, lease))
-
-    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return int(self._add(session_id, None, items, {}, lease)[0]["version"])
 
     def _add(
         self,

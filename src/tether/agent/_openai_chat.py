@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import _json
 from .._urls import redact
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncOpenAIChatModel", "OpenAIChatModel"]
 
+_C = TypeVar("_C", "httpx.Client", "httpx.AsyncClient")
+
 
 def _httpx() -> ModuleType:
     try:
@@ -36,18 +38,22 @@ def _httpx() -> ModuleType:
     return httpx
 
 
-class _OpenAIBase:
+class _OpenAIBase(Generic[_C]):
+    """What both adapters share: the arguments (one signature), the request, the reply, the
+    errors and the retry policy; a subclass adds its client's kind and the call itself."""
+
     def __init__(
         self,
-        model: str | None,
-        base_url: str,
-        api_key: str | None,
-        timeout: float,
-        extra: Mapping[str, Any] | None,
+        model: str | None = None,
         *,
-        max_retries: int,
-        backoff: float,
-        max_backoff: float,
+        base_url: str = "https://api.openai.com/v1",
+        api_key: str | None = None,
+        timeout: float = 60,
+        client: _C | None = None,
+        extra: Mapping[str, Any] | None = None,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
     ) -> None:
         clash = sorted(set(extra or ()) & set(RESERVED))
         if clash:
@@ -74,6 +80,12 @@ class _OpenAIBase:
         if key:  # no key, no header: local servers usually need none
             self._headers["Authorization"] = f"Bearer {key}"
         self._httpx = _httpx()
+        self._owns_client = client is None
+        self.client: _C = client if client is not None else self._new_client(timeout)
+
+    def _new_client(self, timeout: float) -> _C:
+        """The client the adapter creates (and closes) when none is given."""
+        raise NotImplementedError
 
     def _request(self, request: ModelRequest) -> tuple[str, bytes, dict[str, str]]:
         body = build_payload(request, self.model, self.extra)
@@ -120,7 +132,10 @@ class _OpenAIBase:
         if attempt >= self.max_retries:
             return None
         if isinstance(outcome, Exception):
-            transient = (self._httpx.TimeoutException, self._httpx.NetworkError)
+            transient: tuple[type[Exception], ...] = (
+                self._httpx.TimeoutException,
+                self._httpx.NetworkError,
+            )
             if not isinstance(outcome, (*transient, self._httpx.RemoteProtocolError)):
                 return None  # a bad URL or protocol: trying again cannot help
             return backoff_delay(attempt, self.backoff, self.max_backoff)
@@ -132,7 +147,7 @@ class _OpenAIBase:
         )
 
 
-class OpenAIChatModel(_OpenAIBase):
+class OpenAIChatModel(_OpenAIBase["httpx.Client"]):
     """A model speaking the OpenAI chat-completions API (or any server compatible with it).
 
     ``model`` is used when the session's options name none. ``api_key`` defaults to the
@@ -148,31 +163,9 @@ class OpenAIChatModel(_OpenAIBase):
     waited for instead.
     """
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        base_url: str = "https://api.openai.com/v1",
-        api_key: str | None = None,
-        timeout: float = 60,
-        client: httpx.Client | None = None,
-        extra: Mapping[str, Any] | None = None,
-        max_retries: int = 2,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
-    ) -> None:
-        super().__init__(
-            model,
-            base_url,
-            api_key,
-            timeout,
-            extra,
-            max_retries=max_retries,
-            backoff=backoff,
-            max_backoff=max_backoff,
-        )
-        self._owns_client = client is None
-        self.client: httpx.Client = client or self._httpx.Client(timeout=timeout)
+    def _new_client(self, timeout: float) -> httpx.Client:
+        client: httpx.Client = self._httpx.Client(timeout=timeout)
+        return client
 
     def __call__(self, request: ModelRequest) -> ModelReply:
         url, content, headers = self._request(request)
@@ -204,34 +197,12 @@ class OpenAIChatModel(_OpenAIBase):
         self.close()
 
 
-class AsyncOpenAIChatModel(_OpenAIBase):
+class AsyncOpenAIChatModel(_OpenAIBase["httpx.AsyncClient"]):
     """:class:`OpenAIChatModel` on ``httpx.AsyncClient``: ``await model(request)``."""
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        base_url: str = "https://api.openai.com/v1",
-        api_key: str | None = None,
-        timeout: float = 60,
-        client: httpx.AsyncClient | None = None,
-        extra: Mapping[str, Any] | None = None,
-        max_retries: int = 2,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
-    ) -> None:
-        super().__init__(
-            model,
-            base_url,
-            api_key,
-            timeout,
-            extra,
-            max_retries=max_retries,
-            backoff=backoff,
-            max_backoff=max_backoff,
-        )
-        self._owns_client = client is None
-        self.client: httpx.AsyncClient = client or self._httpx.AsyncClient(timeout=timeout)
+    def _new_client(self, timeout: float) -> httpx.AsyncClient:
+        client: httpx.AsyncClient = self._httpx.AsyncClient(timeout=timeout)
+        return client
 
     async def __call__(self, request: ModelRequest) -> ModelReply:
         url, content, headers = self._request(request)

@@ -43,8 +43,14 @@ r(src, lo, hi, from_id, from_hi, depth) AS (
 )
 SELECT NULL::bigint AS seq, {header_json("h")} AS data FROM h
 UNION ALL
-SELECT i.seq, i.data::text FROM r
-JOIN {{schema}}.tether_items AS i ON i.session_id = r.src AND i.seq > r.lo AND i.seq <= r.hi
+SELECT i.seq, i.data FROM r CROSS JOIN LATERAL (
+    -- one bounded index range scan per level of the chain: a join on the recursive r may
+    -- be planned as a scan of the whole table, and OFFSET 0 keeps this from being flattened
+    -- into one
+    SELECT i.seq, i.data::text AS data FROM {{schema}}.tether_items AS i
+    WHERE i.session_id = r.src AND i.seq > r.lo AND i.seq <= r.hi
+    OFFSET 0
+) AS i
 ORDER BY seq NULLS FIRST
 """
 

@@ -46,19 +46,34 @@ class Event:
     at: datetime
 
 
+# The events that carry the same payload share one dataclass for it; each event is then a
+# type of its own (what handlers subscribe to), with no fields to repeat.
+
+
 @dataclass(frozen=True)
-class SessionCreated(Event):
+class _VersionEvent(Event):
     version: int
+    """The session's version after what happened (0 from ``archive_inactive``, which does not
+    read it back)."""
 
 
 @dataclass(frozen=True)
-class SessionLoaded(Event):
-    version: int
-
-
-@dataclass(frozen=True)
-class LoadFailed(Event):
+class _FailureEvent(Event):
     error: Exception
+    """What was raised (it is raised to the caller as well)."""
+
+
+class SessionCreated(_VersionEvent):
+    """A session was created (``create``, or ``fork``'s child); a :class:`SessionSaved` comes
+    first."""
+
+
+class SessionLoaded(_VersionEvent):
+    """A session was read (``get``)."""
+
+
+class LoadFailed(_FailureEvent):
+    """Reading a session raised (``get``, or ``execute`` before its action)."""
 
 
 @dataclass(frozen=True)
@@ -70,14 +85,12 @@ class ActionExecuted(Event):
     after_status: SessionStatus
 
 
-@dataclass(frozen=True)
-class SessionSaved(Event):
-    version: int
+class SessionSaved(_VersionEvent):
+    """A session was written: created, or changed by ``execute``."""
 
 
-@dataclass(frozen=True)
-class SaveFailed(Event):
-    error: Exception
+class SaveFailed(_FailureEvent):
+    """Writing a session raised (a conflict only once it is not retried)."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +113,8 @@ class SessionDeleted(Event):
     pass
 
 
-@dataclass(frozen=True)
-class SessionArchived(Event):
-    version: int
+class SessionArchived(_VersionEvent):
+    """A session was archived (``archive``, ``archive_inactive``)."""
 
 
 _E = TypeVar("_E", bound=Event)

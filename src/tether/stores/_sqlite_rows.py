@@ -183,18 +183,7 @@ def detach_dependents(conn: sqlite3.Connection, session_id: str) -> None:
     Called before those rows are deleted or replaced. A share of ``session_id`` only ever
     covers rows it owns (a fork maps its parent's own shares to their sources), so
     copying the range is enough."""
-    dependents = conn.execute(
-        "SELECT session_id, lo, hi FROM tether_item_shares WHERE source_id = ?",
-        (session_id,),
-    ).fetchall()
-    for dependent, lo, hi in dependents:
-        conn.execute(
-            "INSERT INTO tether_items (session_id, seq, data) SELECT ?, seq, data "
-            "FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?",
-            (dependent, session_id, lo, hi),
-        )
-    if dependents:
-        conn.execute("DELETE FROM tether_item_shares WHERE source_id = ?", (session_id,))
+    detach_above(conn, session_id, -1)  # every share: a share's hi is a seq, never below 0
 
 
 def drop_items(conn: sqlite3.Connection, session_id: str) -> None:

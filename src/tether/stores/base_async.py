@@ -81,6 +81,21 @@ CheckedKeys = list[str]
 _A = TypeVar("_A", bound="AsyncStore")
 
 
+def _commit_args(
+    session_id: str,
+    expected_version: int,
+    append: NewItems,
+    changes: Mapping[str, Any] | None,
+    lease: Lease | None,
+) -> tuple[CheckedItems, _core.Doc, Lease | None]:
+    """``commit``'s and ``commit_stamped``'s arguments checked, in the contract's one order."""
+    validate_session_id(session_id)
+    normalized = _core.normalize_changes(changes)
+    _core.check_version(expected_version)
+    checked_lease = _core.check_lease_arg(lease, optional=True)
+    return _core.item_list(append), normalized, checked_lease
+
+
 class AsyncStore(_StoreMachinery):
     """A place sessions live: the contract every store keeps. Subclass it and implement the
     protected methods (``_create``, ``_load``, ``_commit``, ...) to write your own store; see
@@ -149,11 +164,9 @@ class AsyncStore(_StoreMachinery):
         refused with :class:`~tether.errors.AlreadyClaimed` while another runner holds a live
         lease. Either way nothing is written.
         """
-        validate_session_id(session_id)
-        normalized = _core.normalize_changes(changes)
-        _core.check_version(expected_version)
-        checked_lease = _core.check_lease_arg(lease, optional=True)
-        items = _core.item_list(append)
+        items, normalized, checked_lease = _commit_args(
+            session_id, expected_version, append, changes, lease
+        )
         return await self._commit(
             session_id, expected_version, items, changes=normalized, lease=checked_lease
         )
@@ -183,11 +196,9 @@ class AsyncStore(_StoreMachinery):
                 session_id, expected_version, append=append, changes=changes, lease=lease
             )
             return CommitStamp(version)
-        validate_session_id(session_id)
-        normalized = _core.normalize_changes(changes)
-        _core.check_version(expected_version)
-        checked_lease = _core.check_lease_arg(lease, optional=True)
-        items = _core.item_list(append)
+        items, normalized, checked_lease = _commit_args(
+            session_id, expected_version, append, changes, lease
+        )
         return await self._commit_stamped(
             session_id, expected_version, items, changes=normalized, lease=checked_lease
         )

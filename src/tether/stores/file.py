@@ -72,6 +72,15 @@ __all__ = ["AsyncFileStore", "FileStore"]
 log = logging.getLogger(__name__)
 
 
+def _header_ids(entries: list[os.DirEntry[str]]) -> Iterator[str]:
+    """The session ids of the header files among a directory's entries (``<id>.json``; a
+    hidden name, such as an atomic write's temporary file, is never a session's)."""
+    for entry in entries:
+        name = entry.name
+        if name.endswith(".json") and not name.startswith("."):
+            yield name[: -len(".json")]
+
+
 class FileStore(_AddingStore, FileLayout):
     """Sessions as files in one directory (created if missing).
 
@@ -360,11 +369,7 @@ class FileStore(_AddingStore, FileLayout):
             entries = list(os.scandir(self.directory))
         except OSError as exc:
             raise StoreError(f"cannot read store directory {str(self.directory)!r}: {exc}") from exc
-        for entry in entries:
-            name = entry.name
-            if not name.endswith(".json") or name.startswith("."):
-                continue
-            session_id = name[: -len(".json")]
+        for session_id in _header_ids(entries):
             try:
                 validate_session_id(session_id)
                 found = self._read_header(session_id, newer=True)
@@ -449,11 +454,7 @@ class FileStore(_AddingStore, FileLayout):
         after checking again that it is still expired.
         """
         count = 0
-        for entry in list(os.scandir(self.directory)):
-            name = entry.name
-            if not name.endswith(".json") or name.startswith("."):
-                continue
-            session_id = name[: -len(".json")]
+        for session_id in _header_ids(list(os.scandir(self.directory))):
             try:
                 validate_session_id(session_id)
                 with self._locked(session_id):

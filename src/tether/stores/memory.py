@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .. import _core
@@ -88,20 +90,26 @@ class MemoryStore(Store):
             raise SessionNotFound(session_id)
         return entry
 
-    @staticmethod
-    def _check(
-        session_id: str, entry: _Entry, expected_version: int, lease: Lease | None, now: int
-    ) -> None:
-        _core.check_writable(session_id, entry.doc)
-        _core.check_write_lease(entry.doc, lease, now)
-        if entry.doc["version"] != expected_version:
-            raise ConflictError(session_id, expected_version, entry.doc["version"])
-        if _core.needs_upgrade(entry.doc):
-            # Written back upgraded by this write, history included.
-            old = entry.doc["schema_version"]
-            entry.doc = _core.upgrade_doc(entry.doc)
-            items = _core.upgrade_items(_core.decode_items(session_id, entry.items), old)
-            entry.items = [_core.encode_item(item) for item in items]
+    @contextmanager
+    def _writing(
+        self, session_id: str, expected_version: int | None, lease: Lease | None
+    ) -> Iterator[tuple[_Entry, int]]:
+        """Under the lock: the live session's entry and now, once the write is allowed (the
+        schema, the lease, ``expected_version``; None for an append, at any version)."""
+        with self._lock:
+            now = self._now()
+            entry = self._get(session_id, now)
+            _core.check_writable(session_id, entry.doc)
+            _core.check_write_lease(entry.doc, lease, now)
+            if expected_version is not None and entry.doc["version"] != expected_version:
+                raise ConflictError(session_id, expected_version, entry.doc["version"])
+            if _core.needs_upgrade(entry.doc):
+                # Written back upgraded by this write, history included.
+                old = entry.doc["schema_version"]
+                entry.doc = _core.upgrade_doc(entry.doc)
+                items = _core.upgrade_items(_core.decode_items(session_id, entry.items), old)
+                entry.items = [_core.encode_item(item) for item in items]
+            yield entry, now
 
     def _create(self, session: Session) -> Session:
         now = self._now()
@@ -136,10 +144,7 @@ class MemoryStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        with self._lock:
-            now = self._now()
-            entry = self._get(session_id, now)
-            self._check(session_id, entry, expected_version, lease, now)
+        with self._writing(session_id, expected_version, lease) as (entry, now):
             self._add(entry, items, changes, now)
             return int(entry.doc["version"])
 
@@ -152,10 +157,7 @@ class MemoryStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> _core.CommitStamp:
-        with self._lock:
-            now = self._now()
-            entry = self._get(session_id, now)
-            self._check(session_id, entry, expected_version, lease, now)
+        with self._writing(session_id, expected_version, lease) as (entry, now):
             rows = self._add(entry, items, changes, now)
             return _core.commit_stamp(entry.doc, rows)
 
@@ -175,10 +177,7 @@ class MemoryStore(Store):
         return encoded
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        with self._lock:
-            now = self._now()
-            entry = self._get(session_id, now)
-            self._check(session_id, entry, entry.doc["version"], lease, now)
+        with self._writing(session_id, None, lease) as (entry, now):
             self._add(entry, items, {}, now)
             return int(entry.doc["version"])
 
@@ -192,10 +191,7 @@ class MemoryStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        with self._lock:
-            now = self._now()
-            entry = self._get(session_id, now)
-            self._check(session_id, entry, expected_version, lease, now)
+        with self._writing(session_id, expected_version, lease) as (entry, now):
             kept = _core.items_kept(entry.doc, after, "replace_tail")
             encoded = _core.prepare_items(items, after + 1, now)
             removed = {k for k, seq in entry.keys.items() if seq > after}  # O(keys)
@@ -226,10 +222,7 @@ class MemoryStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        with self._lock:
-            now = self._now()
-            entry = self._get(session_id, now)
-            self._check(session_id, entry, expected_version, lease, now)
+        with self._writing(session_id, expected_version, lease) as (entry, now):
             encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
             entry.doc = _core.apply_replace(entry.doc, len(encoded), now, changes)
             entry.items = [data for _, data in encoded]

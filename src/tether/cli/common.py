@@ -190,6 +190,9 @@ class _Env:
     def close(self) -> None:
         if self._sessions is not None:
             self._sessions.close()
+            # Sessions closes only a store it opened itself; this one the command opened (a
+            # PostgreSQL pool left open would be torn down by the garbage collector, late)
+            self._sessions.store.close()
 
 
 pass_env = click.make_pass_decorator(_Env)

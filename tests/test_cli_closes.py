@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import uuid
 
+import pytest
 from click.testing import CliRunner
 
 import tether
@@ -34,5 +35,24 @@ def test_a_command_closes_the_store_it_opened() -> None:
             result = CliRunner().invoke(cli, ["--store", url, *args])
             assert result.exit_code == 0, (args, result.output, result.exception)
         assert _open_pools() == before
+    finally:
+        drop_postgres_schema(base, schema)
+
+
+async def test_the_inspector_closes_the_store_it_opened() -> None:
+    from tether.web.app import Inspector
+
+    base = require_server("postgres")
+    schema = f"tether_tclc_{uuid.uuid4().hex[:16]}"
+    url = with_options(base, schema=schema)
+    try:
+        with tether.Sessions(url) as sessions:
+            sessions.create(session_id="quiet")
+        inspector = Inspector(url, token=None, read_only=True)
+        assert (await inspector.sessions.get("quiet")).id == "quiet"
+        store = inspector.sessions.store
+        await inspector.close()
+        with pytest.raises(tether.StoreError, match="store is closed"):
+            await store.exists("quiet")
     finally:
         drop_postgres_schema(base, schema)

@@ -119,6 +119,8 @@ class Inspector:
     async def close(self) -> None:
         if self._owns and self._sessions is not None:
             await self._sessions.close()
+            # AsyncSessions closes only a store it opened; the inspector opened this one
+            await self._sessions.store.close()
         self._sessions = None
         self._agent = None
 

@@ -678,20 +678,20 @@ async def test_the_api_answers_with_the_cli_shapes(
 ) -> None:
     page = await sessions.list(owner="ada", limit=50)
     listed = (await client.get("/api/sessions?owner=ada")).json()
-    assert listed == json.loads(render.json_text(render.page_json(page)))
+    assert listed == json.loads(render.terminal_json(render.page_json(page)))
     shown = (await client.get("/api/sessions/chat-1?last=2")).json()
     expected = render.session_json(await sessions.store.load("chat-1", last=2))
-    assert shown == json.loads(render.json_text(expected))
+    assert shown == json.loads(render.terminal_json(expected))
     window = (await client.get("/api/sessions/long-1?after=10&limit=5")).json()
     assert [item["seq"] for item in window["history"]] == [11, 12, 13, 14, 15]
     agent = AsyncAgent(sessions)
     replay = (await client.get("/api/sessions/refund-1/replay")).json()
     assert replay == json.loads(
-        render.json_text(render.replay_json(await agent.replay("refund-1")))
+        render.terminal_json(render.replay_json(await agent.replay("refund-1")))
     )
     reviews = (await client.get("/api/reviews")).json()
     assert reviews == json.loads(
-        render.json_text([render.review_json(r) for r in await agent.reviews()])
+        render.terminal_json([render.review_json(r) for r in await agent.reviews()])
     )
     one = (await client.get("/api/reviews?session=refund-2")).json()
     assert [r["session_id"] for r in one] == ["refund-2"]

@@ -75,6 +75,12 @@ def dumps(value: object, *, what: str = "value", option: int = _STRICT) -> bytes
     return encoded
 
 
+def dumps_text(value: object, *, what: str = "value") -> str:
+    """:func:`dumps` as ``str``, for a driver that takes JSON as text (PostgreSQL's json
+    parameters); every other caller keeps the bytes."""
+    return dumps(value, what=what).decode()
+
+
 def canonical(value: object, *, what: str = "value") -> str:
     """Encode ``value`` with sorted keys: equal JSON values give equal strings."""
     return dumps(value, what=what, option=_CANONICAL).decode()

@@ -2,7 +2,7 @@
 
 Everything here turns tether's data into text or JSON; nothing here reads or writes a store.
 Every value that comes from a session (ids, owners, metadata, contents, tool calls, reviews)
-reaches the terminal through :func:`clean` (text) or :func:`json_text` (JSON): a session's data
+reaches the terminal through :func:`clean` (text) or :func:`terminal_json` (JSON): a session's data
 is written by whoever talks to the agent, and must never drive the operator's terminal.
 """
 
@@ -34,7 +34,7 @@ __all__ = [
     "header_rows",
     "inspect_text",
     "item_row",
-    "json_text",
+    "terminal_json",
     "json_time",
     "page_json",
     "print_blocks",
@@ -114,7 +114,7 @@ def console() -> Console:
     )
 
 
-def json_text(data: Any) -> str:
+def terminal_json(data: Any) -> str:
     """Indented JSON that is safe on a terminal and still the same data: json.dumps escapes
     controls inside strings, and the characters it leaves raw (DEL, C1, bidi, invisible) are
     written as ``\\uXXXX`` escapes here."""
@@ -124,7 +124,7 @@ def json_text(data: Any) -> str:
 
 def echo_json(data: Any) -> None:
     """Plain JSON on stdout, for scripts."""
-    click.echo(json_text(data))
+    click.echo(terminal_json(data))
 
 
 def json_time(moment: datetime | str | None) -> str | None:
@@ -242,9 +242,9 @@ def print_section(out: Console, title: str, data: Mapping[str, Any]) -> None:
     if not data:
         out.print("  (empty)")
     elif out.is_terminal:
-        out.print(JSONHighlighter()(Text(json_text(data))))
+        out.print(JSONHighlighter()(Text(terminal_json(data))))
     else:
-        out.print(Text(json_text(data)))
+        out.print(Text(terminal_json(data)))
 
 
 # --- sessions ------------------------------------------------------------------------------------

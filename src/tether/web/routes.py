@@ -98,7 +98,9 @@ def _redirect(request: Request, path: str) -> RedirectResponse:
 
 def _json(data: Any, status_code: int = 200) -> Response:
     # the CLI's JSON text: the characters that could reorder or hide text are escapes
-    return Response(render.json_text(data), status_code=status_code, media_type="application/json")
+    return Response(
+        render.terminal_json(data), status_code=status_code, media_type="application/json"
+    )
 
 
 def _session_id(request: Request) -> str:

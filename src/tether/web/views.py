@@ -75,7 +75,7 @@ def fold(value: object, *, short: int = SHORT) -> Folded:
 def json_fold(data: Any, *, short: int = SHORT) -> Folded:
     """Indented JSON of ``data``, folded as :func:`fold` does (the JSON is the CLI's: the
     characters that could reorder text are escapes already)."""
-    return fold(render.json_text(data), short=short)
+    return fold(render.terminal_json(data), short=short)
 
 
 def _args(value: Any) -> Folded:

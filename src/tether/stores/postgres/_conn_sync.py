@@ -17,7 +17,7 @@ from typing import Any
 from psycopg import Connection, errors
 from psycopg.rows import TupleRow
 
-from ... import _core
+from ... import _core, _json
 from ...errors import StoreError
 from ...schema import schema
 from .. import _migration_runner as runner
@@ -112,7 +112,10 @@ def write_back_upgraded(
         {
             "id": session_id,
             **{name: new[name] for name in ("owner", "agent", "status", "parent_id")},
-            **{name: _rows.json_text(new[name], name) for name in ("metadata", "state", "options")},
+            **{
+                name: _json.dumps_text(new[name], what=name)
+                for name in ("metadata", "state", "options")
+            },
             "fork_seq": new["fork_seq"],
             "expires_at": _rows.as_time(new["expires_at"]),
             "schema_version": new["schema_version"],

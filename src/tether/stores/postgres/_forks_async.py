@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ... import _core
+from ... import _core, _json
 from ...errors import InvalidRequest, InvalidSessionData, StoreError
 from ...models import Session, SessionHeader, StoredItem
 from ...schema import schema
@@ -75,7 +75,7 @@ class _AsyncPostgresForks(_AsyncPostgresBase):
             "at": at,
             "now": now,
             **{name: doc[name] for name in ("owner", "agent", "status")},
-            **{name: _rows.json_text(doc[name], name) for name in _core.JSON_FIELDS},
+            **{name: _json.dumps_text(doc[name], what=name) for name in _core.JSON_FIELDS},
             "schema": schema.current,
             "expires_at": _rows.as_time(doc["expires_at"]),
             **_rows.metadata_rows(doc["metadata"]),

@@ -129,7 +129,7 @@ def changes_params(changes: _core.Doc) -> dict[str, Any]:
         given = name in changes
         value = changes.get(name)
         if given and name in _core.JSON_FIELDS:
-            value = json_text(value, name)
+            value = _json.dumps_text(value, what=name)
         elif name == "expires_at":
             value = as_time(value)
         params[f"set_{name}"] = given
@@ -171,10 +171,6 @@ def stored_items(
     return items
 
 
-def json_text(value: Any, what: str) -> str:
-    return _json.dumps(value, what=what).decode()
-
-
 def metadata_rows(metadata: Mapping[str, Any]) -> dict[str, list[Any]]:
     """The rows of the metadata index for a session: key, value, and their hash.
 
@@ -185,7 +181,7 @@ def metadata_rows(metadata: Mapping[str, Any]) -> dict[str, list[Any]]:
     """
     keys, values, hashes = [], [], []
     for key, value in _core.metadata_index(metadata):
-        key_json = json_text(key, "metadata key")
+        key_json = _json.dumps_text(key, what="metadata key")
         keys.append(key_json)
         values.append(value)
         hashes.append(kv_hash(key_json, value))
@@ -300,7 +296,7 @@ def restore_params(doc: _core.Doc, encoded: _core.PreparedItems) -> dict[str, An
     )  # fmt: skip
     return {
         **{name: doc[name] for name in plain},
-        **{name: json_text(doc[name], name) for name in _core.JSON_FIELDS},
+        **{name: _json.dumps_text(doc[name], what=name) for name in _core.JSON_FIELDS},
         **{name: as_time(doc[name]) for name in ("created_at", "updated_at", "expires_at")},
         "seqs": [seq for seq, _ in encoded],
         "datas": [data.decode() for _, data in encoded],

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ... import _core
+from ... import _core, _json
 from ..._time import from_micros
-from ._rows import json_text, kv_hash
+from ._rows import kv_hash
 from ._sql_parts import LIVE, NOW, header_json, micros
 from ._sql_shares import MAX_DEPTH
 
@@ -142,7 +142,7 @@ def list_statement(
         params["cursor_at"] = from_micros(query.cursor[0])
         params["cursor_id"] = query.cursor[1]
     for index, (key, value) in enumerate(query.metadata):
-        key_json = json_text(key, "metadata filter key")
+        key_json = _json.dumps_text(key, what="metadata filter key")
         where.append(
             f"s.id IN (SELECT m.session_id FROM {{schema}}.tether_session_meta AS m "
             f"WHERE m.kv_hash = %(h{index})s::bigint AND m.key = %(k{index})s::text "

@@ -43,7 +43,7 @@ import logging
 import secrets
 from typing import Any
 
-from ... import _core
+from ... import _core, _json
 from ..._time import Clock, from_micros
 from ...errors import (
     InvalidRequest,
@@ -101,7 +101,7 @@ class PostgresStore(_PostgresForks):
             "id": session_id,
             "now": self._now(),
             **{name: doc[name] for name in ("owner", "agent", "status", "parent_id", "fork_seq")},
-            **{name: _rows.json_text(doc[name], name) for name in _core.JSON_FIELDS},
+            **{name: _json.dumps_text(doc[name], what=name) for name in _core.JSON_FIELDS},
             "schema": schema.current,
             "expires_at": _rows.as_time(doc["expires_at"]),
             "n": len(texts),
@@ -193,7 +193,7 @@ class PostgresStore(_PostgresForks):
             # merge here, and write with the version check (a write in between conflicts).
             stored = self._load(session_id, last=0, after=None, limit=None)
             merged = _core.keep_runtime_block(changes, stored.state)
-            params.update(state=_rows.json_text(merged["state"], "state"), keep_block=False)
+            params.update(state=_json.dumps_text(merged["state"], what="state"), keep_block=False)
             row = self._commit_row(session_id, expected_version, lease, params)
         return params, row
 

@@ -81,10 +81,6 @@ def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def json_text(value: Any) -> bytes:
-    return _json.dumps(value)
-
-
 # --- arguments ---------------------------------------------------------------------------------
 
 
@@ -107,7 +103,7 @@ def _meta_args(metadata: Mapping[str, Any]) -> list[str]:
 def _field_args(doc: Mapping[str, Any], names: Iterable[str]) -> list[str | bytes]:
     fields: list[str | bytes] = []
     for name in names:
-        fields += (name, json_text(doc[name]))
+        fields += (name, _json.dumps(doc[name]))
     return fields
 
 
@@ -132,7 +128,7 @@ def create_args(
         owner_prefix=prefix_of(doc["owner"]),
         agent_prefix=prefix_of(doc["agent"]),
         status_prefix=doc["status"] + ":",
-        expires_at=json_text(doc["expires_at"]),
+        expires_at=_json.dumps(doc["expires_at"]),
         n_fields=len(fields) // 2,
         n_meta=len(meta) // 2,
         n_items=len(items),
@@ -158,7 +154,7 @@ def fork_args(
         owner_prefix=prefix_of(doc["owner"]),
         agent_prefix=prefix_of(doc["agent"]),
         status_prefix=doc["status"] + ":",
-        expires_at=json_text(doc["expires_at"]),
+        expires_at=_json.dumps(doc["expires_at"]),
         n_fields=len(fields) // 2,
         n_meta=len(meta) // 2,
         tail=[*fields, *meta],
@@ -218,7 +214,7 @@ def restore_args(
         owner_prefix=prefix_of(doc["owner"]),
         agent_prefix=prefix_of(doc["agent"]),
         status_prefix=doc["status"] + ":",
-        expires_at=json_text(doc["expires_at"]),
+        expires_at=_json.dumps(doc["expires_at"]),
         updated_at=updated,
         n_fields=len(fields) // 2,
         n_meta=len(meta) // 2,
@@ -256,7 +252,7 @@ def commit_args(
         session_id=session_id,
         schema_version=schema.current,
         expected_version=expected_version,
-        lease_token=None if lease is None else json_text(lease.token),
+        lease_token=None if lease is None else _json.dumps(lease.token),
         store_ttl_ms=ttl_ms,
         nonce=nonce,
         mode=mode,
@@ -267,7 +263,7 @@ def commit_args(
         owner_prefix=prefix_of(changes["owner"]) if "owner" in changes else "*",
         agent_prefix=prefix_of(changes["agent"]) if "agent" in changes else "*",
         status_prefix=changes["status"] + ":" if "status" in changes else "*",
-        expires_at=json_text(changes["expires_at"]) if "expires_at" in changes else "*",
+        expires_at=_json.dumps(changes["expires_at"]) if "expires_at" in changes else "*",
         keep_runtime_block=_core.needs_runtime_block(changes),
         after=after,
         n_keys=len(items.keys),

@@ -46,7 +46,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
-from ... import _core
+from ... import _core, _json
 from ..._time import Clock, to_micros
 from ...errors import InvalidRequest, InvalidSessionData, StoreError, StoreUnavailable
 from ...models import Lease, Page, Session, SessionHeader, StoredItem
@@ -478,7 +478,7 @@ class AsyncRedisStore(AsyncStore):
             session_id=session_id,
             schema_version=schema.current,
             expected_version=expected_version,
-            lease_token=None if lease is None else _codec.json_text(lease.token),
+            lease_token=None if lease is None else _json.dumps(lease.token),
             force=force,
         )
         reply = await self._run(lua.DELETE, args, session_id)
@@ -496,9 +496,9 @@ class AsyncRedisStore(AsyncStore):
             base=self.keys.base,
             session_id=session_id,
             schema_version=schema.current,
-            owner=_codec.json_text(owner),
+            owner=_json.dumps(owner),
             lease_ttl_us=ttl_us,
-            token=_codec.json_text(token),
+            token=_json.dumps(token),
             store_ttl_ms=self.ttl_ms,
         )
         reply = await self._run(lua.CLAIM, args, session_id)
@@ -509,7 +509,7 @@ class AsyncRedisStore(AsyncStore):
             now=self._now(),
             base=self.keys.base,
             session_id=lease.session_id,
-            token=_codec.json_text(lease.token),
+            token=_json.dumps(lease.token),
             lease_ttl_us=ttl_us,
             store_ttl_ms=self.ttl_ms,
             nonce=_codec.new_nonce(),

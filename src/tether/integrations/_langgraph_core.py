@@ -34,389 +34,67 @@ this process stored whole (its snapshot) as a delta on it, the new messages only
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-import threading
 import uuid
-import weakref
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Generator,
-    Iterable,
-    Iterator,
+from typing import Any
+
+from ..errors import AlreadyClaimed, ConflictError, DuplicateItemKey, SessionNotFound
+from ..models import KeyedItem
+from ._langgraph_direct import Direct, iterate_sync, run_sync
+from ._langgraph_layout import (
+    AGENT,
+    BLOB,
+    CHECKPOINT,
+    EARLY_NOTE,
+    LATE,
+    MARK,
+    STATE_KEY,
+    WRITE,
+    _heads,
+    _now,
+    _state,
+    header_only,
+    heads_of,
+    key,
+    order_of,
+    session_id,
+    state_of,
+    tag,
 )
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from ._langgraph_marks import Marks
+from ._langgraph_reads import ThreadReads
+from ._langgraph_values import Snapshot, Value
 
-from ..errors import AlreadyClaimed, ConflictError, DuplicateItemKey, SessionExists, SessionNotFound
-from ..ids import encode_external_id, external_id_metadata
-from ..models import KeyedItem, Session, SessionHeader, StoredItem
-from ..stores.base import AsyncStore, Store
-from ._langgraph_values import Snapshot, Snapshots, Value
-
-AGENT = "langgraph"
-STATE_KEY = "langgraph"
-CHECKPOINT = "langgraph.checkpoint"
-BLOB = "langgraph.blob"
-WRITE = "langgraph.write"
-MARK = "langgraph.first_write"
-LATE = "langgraph.late_writes"
-_MAX_KEY = 256
-_PAGE = 1000
-_CACHED_THREADS = 10_000  # threads whose header a saver keeps (the least recently used go)
-_STRIPES = 64  # locks serializing one thread's writes (see _Serial)
-_MARKS = 100_000  # first-write marks a process remembers appending (see Marks)
-_HEAD_WINDOW = (4, 64)  # the newest items read with the head: at least, at most
-EARLY_NOTE = "langgraph.early_writes"
-
-_T = TypeVar("_T")
-
-
-def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run a coroutine whose awaits never suspend (calls through :class:`Direct`)."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coro.close()
-    raise RuntimeError("a tether sync saver call suspended: it needs a sync store")
+# the names the saver, its admin side and the tests take from here (defined in the modules
+# this one was split into: keeping them here keeps every import path)
+__all__ = [
+    "AGENT",
+    "BLOB",
+    "CHECKPOINT",
+    "EARLY_NOTE",
+    "LATE",
+    "MARK",
+    "STATE_KEY",
+    "WRITE",
+    "Direct",
+    "Marks",
+    "ThreadReads",
+    "ThreadStore",
+    "header_only",
+    "heads_of",
+    "iterate_sync",
+    "key",
+    "order_of",
+    "run_sync",
+    "session_id",
+    "state_of",
+    "tag",
+]
 
 
-def iterate_sync(agen: AsyncGenerator[_T, None]) -> Iterator[_T]:
-    """Iterate an async generator whose awaits never suspend (calls through :class:`Direct`),
-    one step per item: a consumer that stops early reads no further."""
-    try:
-        while True:
-            step: Any = agen.__anext__()
-            try:
-                step.send(None)
-            except StopIteration as done:
-                yield done.value
-                continue
-            except StopAsyncIteration:
-                return
-            step.close()
-            raise RuntimeError("a tether sync saver call suspended: it needs a sync store")
-    finally:
-        _finish(agen.aclose())
-
-
-def _finish(awaitable: Any) -> None:
-    gen: Generator[Any, None, Any] = awaitable
-    try:
-        gen.send(None)
-    except (StopIteration, StopAsyncIteration):
-        return
-    gen.close()
-
-
-class Direct:
-    """An async face over a sync :class:`Store`: each method calls the store directly."""
-
-    def __init__(self, store: Store) -> None:
-        self.sync = store
-
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        method = getattr(self.sync, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return method(*args, **kwargs)
-
-        return call
-
-
-class _Serial:
-    """One write (``put``, ``put_writes``) to a thread at a time in this process.
-
-    LangGraph runs a checkpoint's ``put`` and the previous step's ``put_writes`` at once (in
-    threads, or tasks). Each is one store write, but the ``put`` commits against the version
-    this process last saw: an append landing first makes the store refuse it, and the retry
-    costs a header read and a second commit (on PostgreSQL nearly every turn). In turn, the
-    ``put`` finds the version the append left. Threads share a lock by hash (a fixed number,
-    whatever the threads); a sync store's calls never suspend, so a threading lock serves
-    there, and an asyncio lock per event loop for an async store."""
-
-    def __init__(self, *, direct: bool) -> None:
-        self._direct = direct
-        self._threads = [threading.Lock() for _ in range(_STRIPES)]
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]]
-        self._loops = weakref.WeakKeyDictionary()
-
-    @contextlib.asynccontextmanager
-    async def __call__(self, thread_id: str) -> AsyncIterator[None]:
-        stripe = hash(thread_id) % _STRIPES
-        if self._direct:
-            with self._threads[stripe]:
-                yield
-            return
-        loop = asyncio.get_running_loop()
-        with self._threads[0]:  # two threads' loops may make their locks at once
-            locks = self._loops.setdefault(loop, [asyncio.Lock() for _ in range(_STRIPES)])
-        async with locks[stripe]:
-            yield
-
-
-class Marks:
-    """The checkpoints whose first-write mark this process appended (or began to append).
-
-    A ``put`` flags its checkpoint ``early`` when its mark is here: writes stored before their
-    checkpoint (LangGraph saves a step's writes while that step's checkpoint ``put`` waits for
-    the previous one). Only the process that runs a step knows its checkpoint's id before the
-    checkpoint is stored, so no other process can write a mark before it; a checkpoint not
-    flagged has every write after it, and the head is read from the thread's newest items
-    alone (see ``SaverBase._get_tuple``). Shared by a saver's faces (the sync methods of
-    ``AsyncTetherSaver``), bounded: the oldest go (a put long after its writes is then
-    flagged wrongly as not early only if 100,000 marks came between, which a step's writes
-    and its put, submitted together, never see)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._marked: dict[tuple[str, str, str], None] = {}
-
-    def add(self, thread_id: str, ns: str, cid: str) -> None:
-        with self._lock:
-            self._marked[(thread_id, ns, cid)] = None
-            if len(self._marked) > _MARKS:
-                del self._marked[next(iter(self._marked))]
-
-    def has(self, thread_id: str, ns: str, cid: str) -> bool:
-        with self._lock:
-            return (thread_id, ns, cid) in self._marked
-
-
-def header_only(session: Session) -> Session:
-    """``session`` without its items (what the header cache keeps)."""
-    if not session.history:
-        return session
-    return Session.model_construct(
-        **{name: getattr(session, name) for name in SessionHeader.model_fields}
-    )
-
-
-def tag(header: Session) -> tuple[Any, int]:
-    """What a snapshot's key is valid under: the session's creation and first seq. A thread
-    deleted and made again, or rewritten by ``prune`` / ``delete_for_runs`` (new seqs), no
-    longer holds the snapshots this process remembers, and its header says so."""
-    return (header.created_at, header.first_seq)
-
-
-def session_id(thread_id: str) -> str:
-    return encode_external_id(str(thread_id))
-
-
-def key(kind: str, *parts: str | int) -> str:
-    """An item key: readable, unambiguous (JSON), a digest past tether's 256 characters."""
-    text = kind + json.dumps([str(p) for p in parts], separators=(",", ":"))
-    if len(text) <= _MAX_KEY:
-        return text
-    import hashlib
-
-    return kind + "#" + hashlib.sha256(text.encode()).hexdigest()
-
-
-class ThreadStore:
-    """The reads and writes of LangGraph threads on one tether store."""
-
-    def __init__(
-        self, store: AsyncStore | Direct, *, marks: Marks | None = None, flags: bool = True
-    ) -> None:
-        self.store: Any = store
-        # the marks this process appended (shared with a saver's other face), and whether this
-        # face's puts flag their checkpoints' early writes: a face made for one sync call
-        # (AsyncTetherSaver's sync methods) is not serialized with the others, so its puts
-        # leave the flag out and readers read their checkpoints by key
-        self.marks = marks if marks is not None else Marks()
-        self._flags = flags
-        self._depth: dict[str, int] = {}  # per thread: how many newest items hold its head
-        # per thread: its header as this process last read or wrote it (version, heads, order
-        # flags, lease). A ``put`` commits against it without reading first: the store's
-        # versioned write refuses a stale one (ConflictError: read, then judge again), and a
-        # ``put_writes`` whose append directly follows it knows the heads without a read.
-        self._headers: dict[str, Session] = {}
-        self._appended: dict[str, set[int]] = {}  # own appends past the cached version
-        # per (thread, namespace): the newest checkpoint this process put or read and the keys
-        # of its channel values, read with the checkpoint in one keyed read by ``get_tuple``
-        # (a guess: whatever the checkpoint names beyond it is read after)
-        self._blob_keys: dict[tuple[str, str], tuple[str, list[str]]] = {}
-        self.snapshots = Snapshots()  # what the next value of a channel may be a delta on
-        self._lock = threading.Lock()
-        self._serial = _Serial(direct=isinstance(store, Direct))
-
-    def _cached(self, thread_id: str) -> Session | None:
-        with self._lock:
-            return self._headers.get(thread_id)
-
-    def _remember(self, thread_id: str, header: Session) -> None:
-        """Keep ``header``, the latest read or written, even if its version is lower than the
-        cached one: the thread may have been deleted and made again meanwhile. An older one
-        kept by a race between tasks costs one refused commit and a read, nothing more."""
-        with self._lock:
-            self._headers.pop(thread_id, None)  # re-inserted: the newest used stays longest
-            own = self._appended.get(thread_id)
-            if own:  # appends of parallel tasks that returned before this write was noted
-                own.difference_update([v for v in own if v <= header.version])
-                at = header.version
-                while at + 1 in own:
-                    at += 1
-                    own.discard(at)
-                if at != header.version:
-                    header = header.model_copy(update={"version": at})
-            self._headers[thread_id] = header
-            if len(self._headers) > _CACHED_THREADS:
-                oldest = next(iter(self._headers))
-                del self._headers[oldest]
-                self._appended.pop(oldest, None)
-
-    def forget(self, thread_id: str) -> None:
-        with self._lock:
-            self._headers.pop(thread_id, None)
-            self._appended.pop(thread_id, None)
-            for at in [at for at in self._blob_keys if at[0] == thread_id]:
-                del self._blob_keys[at]
-        self.snapshots.forget(thread_id)
-
-    def remember_blob_keys(self, thread_id: str, ns: str, cid: str, keys: list[str]) -> None:
-        with self._lock:
-            at = (thread_id, ns)
-            self._blob_keys.pop(at, None)
-            self._blob_keys[at] = (cid, keys)
-            if len(self._blob_keys) > _CACHED_THREADS:
-                del self._blob_keys[next(iter(self._blob_keys))]
-
-    def blob_keys(self, thread_id: str, ns: str, cid: str) -> list[str]:
-        """The channel-value keys of checkpoint ``cid`` if remembered, else none."""
-        with self._lock:
-            known = self._blob_keys.get((thread_id, ns))
-        return known[1] if known is not None and known[0] == cid else []
-
-    async def header(self, thread_id: str) -> Session | None:
-        """The thread's header, read from the store (never the cache: another process may
-        have written)."""
-        try:
-            header: Session = await self.store.load(session_id(thread_id), last=0)
-        except SessionNotFound:
-            self.forget(thread_id)
-            return None
-        self._remember(thread_id, header)
-        return header
-
-    async def head(self, thread_id: str) -> Session | None:
-        """The thread's header and its newest items, in one read: the head checkpoint, its
-        channel values and its writes are nearly always among them (see
-        ``SaverBase._get_tuple``). As many as the last head needed (see :meth:`head_depth`)."""
-        with self._lock:
-            depth = self._depth.get(thread_id, 16)
-        try:
-            window: Session = await self.store.load(session_id(thread_id), last=depth)
-        except SessionNotFound:
-            self.forget(thread_id)
-            return None
-        self._remember(thread_id, header_only(window))
-        return window
-
-    def head_depth(self, thread_id: str, depth: int) -> None:
-        """How many newest items the head read last needed: the next reads that many, and a
-        few more (a step's writes may land between)."""
-        low, high = _HEAD_WINDOW
-        with self._lock:
-            self._depth.pop(thread_id, None)
-            self._depth[thread_id] = max(low, min(depth + 2, high))
-            if len(self._depth) > _CACHED_THREADS:
-                del self._depth[next(iter(self._depth))]
-
-    async def ensure(self, thread_id: str) -> Session:
-        header = await self.header(thread_id)
-        if header is not None:
-            return header
-        sid = session_id(thread_id)
-        fresh = Session(
-            id=sid,
-            agent=AGENT,
-            metadata=external_id_metadata(str(thread_id)),
-            state={STATE_KEY: {"heads": {}, "order": {"unordered": [], "mixed": False}}},
-        )
-        try:
-            created: Session = await self.store.create(fresh)
-        except SessionExists:
-            loaded: Session = await self.store.load(sid, last=0)
-            self._remember(thread_id, loaded)
-            return loaded
-        self._remember(thread_id, created)
-        return created
-
-    async def by_key(self, thread_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
-        wanted = list(dict.fromkeys(keys))
-        found: dict[str, StoredItem] = {}
-        for start in range(0, len(wanted), _PAGE):
-            try:
-                found.update(
-                    await self.store.items_by_key(
-                        session_id(thread_id), wanted[start : start + _PAGE]
-                    )
-                )
-            except SessionNotFound:
-                return {}
-        return found
-
-    async def items(self, thread_id: str, after: int = 0) -> list[StoredItem]:
-        """The thread's items with seq > after, a page per load."""
-        out: list[StoredItem] = []
-        sid = session_id(thread_id)
-        while True:
-            try:
-                page = await self.store.load(sid, after=after, limit=_PAGE)
-            except SessionNotFound:
-                return out
-            out.extend(page.items)
-            if not page.items or page.items[-1].seq >= page.last_seq:
-                return out
-            after = page.items[-1].seq
-
-    async def window(self, thread_id: str, lo: int, hi: int) -> list[StoredItem]:
-        """The thread's items with ``lo < seq <= hi``, oldest first (one read; seqs are
-        contiguous, so that is at most ``hi - lo`` items)."""
-        if hi <= lo:
-            return []
-        try:
-            page = await self.store.load(session_id(thread_id), after=lo, limit=hi - lo)
-        except SessionNotFound:
-            return []
-        return [s for s in page.items if s.seq <= hi]
-
-    async def writes_from(self, thread_id: str, ns: str, cid: str, start: int) -> list[StoredItem]:
-        """The writes of checkpoint ``(ns, cid)``, its first write at seq ``start``.
-
-        Read forward from ``start`` up to the first newer checkpoint of ``ns`` (no write made
-        before it was stored lies past it), then the late ones by key: the cost is that of
-        the checkpoint's own step, not of what the thread did after it."""
-        out: dict[int, StoredItem] = {}
-        sid = session_id(thread_id)
-        after, size = start - 1, 16
-        while True:
-            try:
-                page = await self.store.load(sid, after=after, limit=size)
-            except SessionNotFound:
-                return []
-            bound = False
-            for stored in page.items:
-                item = stored.item
-                kind = item.get("type")
-                if kind == CHECKPOINT and item["ns"] == ns and item["id"] > cid:
-                    bound = True
-                    break
-                if kind == WRITE and item["ns"] == ns and item["checkpoint"] == cid:
-                    out[stored.seq] = stored
-            if bound or not page.items or page.items[-1].seq >= page.last_seq:
-                break
-            after, size = page.items[-1].seq, min(size * 2, _PAGE)
-        for stored in await self.late_writes(thread_id, ns, cid):
-            out[stored.seq] = stored
-        return list(out.values())
+class ThreadStore(ThreadReads):
+    """The reads and writes of LangGraph threads on one tether store (the reads, and the
+    caches, in :class:`~tether.integrations._langgraph_reads.ThreadReads`)."""
 
     async def put(  # noqa: PLR0917 - the checkpoint's parts, as LangGraph hands them over
         self,
@@ -431,7 +109,7 @@ class ThreadStore:
         lease: Any = None,
     ) -> None:
         """See :meth:`_put`; one write to a thread at a time in this process (see
-        :class:`_Serial`)."""
+        :class:`~tether.integrations._langgraph_marks._Serial`)."""
         async with self._serial(thread_id):
             await self._put(
                 thread_id, ns, cid, parent, item, values, expect_parent=expect_parent, lease=lease
@@ -671,53 +349,7 @@ class ThreadStore:
             except DuplicateItemKey:
                 start = free + 1  # a parallel late write took it
 
-    async def late_writes(self, thread_id: str, ns: str, cid: str) -> list[StoredItem]:
-        """The writes named by a checkpoint's late entries."""
-        entries: list[StoredItem] = []
-        n = 0
-        while True:
-            probe = [key("l", ns, cid, i) for i in range(n, n + 16)]
-            found = await self.by_key(thread_id, probe)
-            entries.extend(found[k] for k in probe if k in found)
-            if len(found) < len(probe):
-                break
-            n += 16
-        names = [k for e in entries for k in e.item.get("keys", [])]
-        return list((await self.by_key(thread_id, names)).values()) if names else []
-
     async def delete(self, thread_id: str) -> None:
         sid = session_id(thread_id)
         self.forget(thread_id)
         await self.store.delete(sid)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _state(header: Session) -> dict[str, Any]:
-    raw = header.state.get(STATE_KEY)
-    return dict(raw) if isinstance(raw, dict) else {"heads": {}}
-
-
-def _heads(header: Session) -> dict[str, str]:
-    heads = _state(header).get("heads")
-    return dict(heads) if isinstance(heads, dict) else {}
-
-
-def state_of(header: Session) -> dict[str, Any]:
-    return _state(header)
-
-
-def heads_of(header: Session) -> dict[str, str]:
-    return _heads(header)
-
-
-def order_of(header: Session) -> tuple[list[str], bool] | None:
-    """The order flags ``(unordered namespaces, mixed)``; None for a thread that predates
-    them (its order is unknown)."""
-    order = _state(header).get("order")
-    if not isinstance(order, dict):
-        return None
-    unordered = order.get("unordered")
-    return (list(unordered) if isinstance(unordered, list) else [], bool(order.get("mixed")))

@@ -1,0 +1,83 @@
+"""The names of a LangGraph thread's session (see :mod:`tether.integrations._langgraph_core`
+for its layout): the item types, the item keys, and the header's ``state[STATE_KEY]`` read."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from ..ids import encode_external_id
+from ..models import Session, SessionHeader
+
+AGENT = "langgraph"
+STATE_KEY = "langgraph"
+CHECKPOINT = "langgraph.checkpoint"
+BLOB = "langgraph.blob"
+WRITE = "langgraph.write"
+MARK = "langgraph.first_write"
+LATE = "langgraph.late_writes"
+_MAX_KEY = 256
+EARLY_NOTE = "langgraph.early_writes"
+
+
+def header_only(session: Session) -> Session:
+    """``session`` without its items (what the header cache keeps)."""
+    if not session.history:
+        return session
+    return Session.model_construct(
+        **{name: getattr(session, name) for name in SessionHeader.model_fields}
+    )
+
+
+def tag(header: Session) -> tuple[Any, int]:
+    """What a snapshot's key is valid under: the session's creation and first seq. A thread
+    deleted and made again, or rewritten by ``prune`` / ``delete_for_runs`` (new seqs), no
+    longer holds the snapshots this process remembers, and its header says so."""
+    return (header.created_at, header.first_seq)
+
+
+def session_id(thread_id: str) -> str:
+    return encode_external_id(str(thread_id))
+
+
+def key(kind: str, *parts: str | int) -> str:
+    """An item key: readable, unambiguous (JSON), a digest past tether's 256 characters."""
+    text = kind + json.dumps([str(p) for p in parts], separators=(",", ":"))
+    if len(text) <= _MAX_KEY:
+        return text
+    import hashlib
+
+    return kind + "#" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _state(header: Session) -> dict[str, Any]:
+    raw = header.state.get(STATE_KEY)
+    return dict(raw) if isinstance(raw, dict) else {"heads": {}}
+
+
+def _heads(header: Session) -> dict[str, str]:
+    heads = _state(header).get("heads")
+    return dict(heads) if isinstance(heads, dict) else {}
+
+
+def state_of(header: Session) -> dict[str, Any]:
+    return _state(header)
+
+
+def heads_of(header: Session) -> dict[str, str]:
+    return _heads(header)
+
+
+def order_of(header: Session) -> tuple[list[str], bool] | None:
+    """The order flags ``(unordered namespaces, mixed)``; None for a thread that predates
+    them (its order is unknown)."""
+    order = _state(header).get("order")
+    if not isinstance(order, dict):
+        return None
+    unordered = order.get("unordered")
+    return (list(unordered) if isinstance(unordered, list) else [], bool(order.get("mixed")))

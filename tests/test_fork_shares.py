@@ -276,3 +276,19 @@ async def test_async_fork_of_a_fork_after_the_parent_is_gone(store_url: str) -> 
         assert await store.delete(parent.id)
         assert [i["content"] for i in (await store.load("b")).history] == ["m0", "m1"]
         assert [i["content"] for i in (await store.load("a")).history] == ["m0", "m1", "m2"]
+
+
+def test_a_fork_too_deep_to_share_is_a_copy_of_the_same_items(store: Store) -> None:
+    # past the deepest chain a read follows, fork_session copies (through restore) instead:
+    # the child must hold the same items, keys and commit times as a shared fork would
+    store.create(Session(id="f0", history=_items(3)))
+    store.commit("f0", 1, append=[KeyedItem("k", {"n": 0})])
+    for depth in range(1, 40):
+        _fork(store, f"f{depth - 1}", 4, f"f{depth}")
+    first, last = store.load("f1"), store.load("f39")
+    assert len(last.items) == 4
+    assert [(i.seq, i.key, i.timestamp) for i in last.items] == [
+        (i.seq, i.key, i.timestamp) for i in first.items
+    ]
+    assert store.items_by_key("f39", ["k"])["k"].item == {"n": 0}
+    assert (last.parent_id, last.fork_seq, last.version) == ("f38", 4, 1)

@@ -46,6 +46,7 @@ from .checks import (
 )
 from .headers import (
     construct_trusted,
+    copied_fork,
     doc_to_header,
     fields_from_doc,
     header_to_doc,
@@ -147,6 +148,7 @@ __all__ = [
     "claim_fields",
     "commit_stamp",
     "construct_trusted",
+    "copied_fork",
     "decode_cursor",
     "decode_item_array",
     "decode_items",

@@ -26,6 +26,7 @@ from ..models import (
     SessionHeader,
     SessionStatus,
     SharedHistory,
+    StoredItem,
 )
 from ..schema import schema
 from .checks import (
@@ -41,7 +42,7 @@ from .checks import (
     short,
 )
 from .items import PreparedItems, history_view, row, row_fields, upgrade_items
-from .rules import check_runtime_block, check_writable, needs_upgrade, upgrade_doc
+from .rules import check_runtime_block, check_writable, items_kept, needs_upgrade, upgrade_doc
 
 log = logging.getLogger("tether.stores")
 
@@ -323,3 +324,30 @@ def _checked_header_doc(session: SessionHeader, *, restoring: bool) -> Doc:
     for name in JSON_FIELDS:
         doc[name] = json_copy(getattr(session, name), what=name, must_be_object=True)
     return {name: doc[name] for name in DOC_FIELDS}
+
+
+def copied_fork(child: Session, parent: Session, at: int, now: datetime) -> Session:
+    """A fork that copies, for a store that cannot share its parent's items: ``child`` with
+    the parent's items up to ``at`` numbered from 1 (keys, commit times and item objects kept)
+    and its header set as a fork made ``now``, ready for the store's ``restore``."""
+    count = items_kept(header_to_doc(parent), at, "fork")
+    items = [
+        StoredItem(seq=seq, timestamp=item.timestamp, key=item.key, item=item.item)
+        for seq, item in enumerate(parent.items[:count], 1)
+    ]
+    made = child.model_copy(
+        update={
+            "parent_id": parent.id,
+            "fork_seq": at,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "last_seq": count,
+            "history_len": count,
+            "history": [
+                {**item.item, "seq": item.seq, "timestamp": item.timestamp} for item in items
+            ],
+        }
+    )
+    made._items = items
+    return made

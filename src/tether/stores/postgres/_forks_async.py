@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from ... import _core, _json
 from ...errors import InvalidRequest, InvalidSessionData, StoreError
-from ...models import Session, SessionHeader, StoredItem
+from ...models import Session, SessionHeader
 from ...schema import schema
 from . import _rows
 from ._base_async import _AsyncPostgresBase
@@ -113,30 +113,9 @@ class _AsyncPostgresForks(_AsyncPostgresBase):
         return _core.doc_to_header(doc)
 
     async def _fork_by_copy(self, child: Session, at: int) -> SessionHeader:
-        """A fork that copies: the parent's items up to ``at``, numbered from 1 in the child
-        (keys, commit timestamps and item objects kept), written by ``restore``."""
-        parent_id = str(child.parent_id)
-        parent = await self._load(parent_id, last=None, after=None, limit=None)
-        count = _core.items_kept(_core.header_to_doc(parent), at, "fork")
-        items = [
-            StoredItem(seq=seq, timestamp=item.timestamp, key=item.key, item=item.item)
-            for seq, item in enumerate(parent.items[:count], 1)
-        ]
-        stamp = datetime.now(timezone.utc) if self._clock is None else self._clock()
-        made = child.model_copy(
-            update={
-                "parent_id": parent_id,
-                "fork_seq": at,
-                "version": 1,
-                "created_at": stamp,
-                "updated_at": stamp,
-                "last_seq": count,
-                "history_len": count,
-                "history": [
-                    {**item.item, "seq": item.seq, "timestamp": item.timestamp} for item in items
-                ],
-            }
-        )
-        made._items = items
+        """A fork that copies (``_core.copied_fork``), written by ``restore``."""
+        parent = await self._load(str(child.parent_id), last=None, after=None, limit=None)
+        now = datetime.now(timezone.utc) if self._clock is None else self._clock()
+        made = _core.copied_fork(child, parent, at, now)
         await self.restore(made)
         return made.header

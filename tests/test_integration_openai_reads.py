@@ -14,7 +14,8 @@ require_module("agents", "openai-agents")
 
 import tether  # noqa: E402
 from tether.agent import stored  # noqa: E402
-from tether.integrations.openai_agents import TetherSession, _sdk_items  # noqa: E402
+from tether.integrations._openai_agents_items import _sdk_items  # noqa: E402
+from tether.integrations.openai_agents import TetherSession  # noqa: E402
 
 STORES = ["memory", "sqlite", "redis", "postgres"]
 

@@ -69,8 +69,7 @@ if TYPE_CHECKING:
     from agents import Agent, RunContextWrapper, RunState
     from agents.items import TResponseInputItem
 
-# _sdk_items: defined in _openai_agents_items now, its tests still import it from here
-__all__ = ["FRAMEWORK", "TetherSession", "_sdk_items"]
+__all__ = ["FRAMEWORK", "TetherSession"]
 
 
 _RUN_STATE = "run_state"

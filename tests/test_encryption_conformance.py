@@ -47,6 +47,11 @@ def _content_migration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(schema.item_migrations, new_version - 1, item_step)
 
 
+# The encrypting wrapper's logic does not depend on the store under it: make check runs the
+# whole suite encrypted on the memory store (sync and async), make test on every store as well.
+_WHOLE_SUITE_AGAIN = pytest.mark.heavy
+
+
 class _SyncClause:
     """An item migration runs inside the wrapped store, on the stored row, whose item is the
     ciphertext envelope: one that edits an item's content (as the suite's clause of this name
@@ -97,6 +102,7 @@ class TestAsyncEncryptedMemoryStore(_AsyncClause, AsyncStoreConformance):
             yield store
 
 
+@_WHOLE_SUITE_AGAIN
 class TestEncryptedFileStore(_SyncClause, StoreConformance):
     @pytest.fixture
     def store(self, tmp_path: Path, clock: FakeClock) -> Iterator[EncryptedStore]:
@@ -108,6 +114,7 @@ class TestEncryptedFileStore(_SyncClause, StoreConformance):
         return functools.partial(tether.open_store, _encrypted_url(f"file:{tmp_path / 'sessions'}"))
 
 
+@_WHOLE_SUITE_AGAIN
 class TestAsyncEncryptedFileStore(_AsyncClause, AsyncStoreConformance):
     @pytest.fixture
     async def store(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[AsyncEncryptedStore]:
@@ -121,6 +128,7 @@ class TestAsyncEncryptedFileStore(_AsyncClause, AsyncStoreConformance):
         return functools.partial(tether.open_async_store, url)
 
 
+@_WHOLE_SUITE_AGAIN
 class TestEncryptedSQLiteStore(_SyncClause, StoreConformance):
     @pytest.fixture
     def store(self, tmp_path: Path, clock: FakeClock) -> Iterator[EncryptedStore]:
@@ -133,6 +141,7 @@ class TestEncryptedSQLiteStore(_SyncClause, StoreConformance):
         return functools.partial(tether.open_store, url)
 
 
+@_WHOLE_SUITE_AGAIN
 class TestAsyncEncryptedSQLiteStore(_AsyncClause, AsyncStoreConformance):
     @pytest.fixture
     async def store(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[AsyncEncryptedStore]:
@@ -157,6 +166,7 @@ def namespace(redis_url: str) -> Iterator[str]:
     wipe_redis_namespace(redis_url, name)
 
 
+@_WHOLE_SUITE_AGAIN
 class TestEncryptedRedisStore(_SyncClause, StoreConformance):
     @pytest.fixture
     def store(self, redis_url: str, namespace: str, clock: FakeClock) -> Iterator[EncryptedStore]:
@@ -172,6 +182,7 @@ class TestEncryptedRedisStore(_SyncClause, StoreConformance):
         return functools.partial(tether.open_store, url)
 
 
+@_WHOLE_SUITE_AGAIN
 class TestAsyncEncryptedRedisStore(_AsyncClause, AsyncStoreConformance):
     @pytest.fixture
     async def store(
@@ -200,6 +211,7 @@ def pg_schema(postgres_url: str) -> Iterator[str]:
     drop_postgres_schema(postgres_url, name)
 
 
+@_WHOLE_SUITE_AGAIN
 class TestEncryptedPostgresStore(_SyncClause, StoreConformance):
     @pytest.fixture
     def store(
@@ -217,6 +229,7 @@ class TestEncryptedPostgresStore(_SyncClause, StoreConformance):
         return functools.partial(tether.open_store, url)
 
 
+@_WHOLE_SUITE_AGAIN
 class TestAsyncEncryptedPostgresStore(_AsyncClause, AsyncStoreConformance):
     @pytest.fixture
     async def store(

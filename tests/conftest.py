@@ -106,11 +106,11 @@ def wipe_redis_namespace(url: str, namespace: str) -> None:
     """Delete one namespace's keys: SCAN MATCH on its validated prefix, never FLUSH*."""
     import redis
 
-    from tether.stores import _redis_common
+    from tether.stores.redis._keys import Keys
 
     client = redis.Redis.from_url(url.split("?", 1)[0])
     try:
-        pattern = _redis_common.Keys.for_namespace(namespace).pattern
+        pattern = Keys.for_namespace(namespace).pattern
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)

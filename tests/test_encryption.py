@@ -67,12 +67,12 @@ def _redis_bytes(url: str, namespace: str) -> bytes:
     """Every value under the test's namespace (its own keys only), read by type."""
     import redis
 
-    from tether.stores import _redis_common
+    from tether.stores.redis._keys import Keys
 
     client: Any = redis.Redis.from_url(url.split("?", 1)[0])
     out: list[bytes] = []
     try:
-        pattern = _redis_common.Keys.for_namespace(namespace).pattern
+        pattern = Keys.for_namespace(namespace).pattern
         for key in client.scan_iter(match=pattern, count=1000):
             kind = client.type(key).decode()
             if kind == "string":

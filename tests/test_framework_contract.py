@@ -237,7 +237,7 @@ def _rows_read(plan: dict[str, Any], table: str) -> int:
 def test_postgres_keyed_read_and_tail_read_no_other_row(postgres_url: str) -> None:
     import psycopg
 
-    from tether.stores import _postgres_common as common
+    from tether.stores.postgres import _rows
     from tether.stores.postgres_sync import PostgresStore
 
     schema_name = f"tether_tfc_{uuid.uuid4().hex[:16]}"
@@ -258,8 +258,8 @@ def test_postgres_keyed_read_and_tail_read_no_other_row(postgres_url: str) -> No
                 keyed = plan(store._sql.items_by_key, {"id": "s", "keys": ["k"], "now": None})
                 assert _rows_read(keyed, "tether_items") == 1
                 assert _rows_read(keyed, "tether_item_keys") == 1
-                params = common.write_params("s", 2, None, [{"n": 2}], None)
-                params.update(common.changes_params({}), after=997)
+                params = _rows.write_params("s", 2, None, [{"n": 2}], None)
+                params.update(_rows.changes_params({}), after=997)
                 tail = plan(store._sql.tail, params)
                 # rows 998..1000 touched (one updated in place, two deleted): never the 997 kept
                 assert _rows_read(tail, "tether_items") <= 3

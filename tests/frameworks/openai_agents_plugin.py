@@ -75,11 +75,11 @@ def _cleanup(backend: str, what: Any) -> None:
     elif backend == "redis":
         import redis
 
-        from tether.stores import _redis_common
+        from tether.stores.redis._keys import Keys
 
         client = redis.Redis.from_url(REDIS_URL.split("?", 1)[0])
         try:
-            pattern = _redis_common.Keys.for_namespace(what).pattern
+            pattern = Keys.for_namespace(what).pattern
             keys = list(client.scan_iter(match=pattern, count=1000))
             if keys:
                 client.delete(*keys)

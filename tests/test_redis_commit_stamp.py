@@ -16,6 +16,7 @@ import redis
 
 import tether
 from tether import AppendMessages, KeyedItem, Session, Sessions, SetState, Suspend, _core
+from tether.stores.base import CommitStamp
 from tether.stores.redis import AsyncRedisStore, RedisStore
 from tether.testing import FakeClock
 
@@ -105,7 +106,7 @@ def test_a_retried_commit_whose_reply_was_lost_reports_the_version_alone(
         WIRE.lose_next_reply = True
         stamp = store.commit_stamped(sid, 1, append=[{"role": "user"}])
         assert not WIRE.lose_next_reply, "the reply was lost and the call retried"
-        assert stamp == tether.stores.base.CommitStamp(2)
+        assert stamp == CommitStamp(2)
         assert not stamp.reported
         assert store.load(sid).history_len == 1
         sessions.get(sid)

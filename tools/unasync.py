@@ -195,7 +195,12 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
     (
         ROOT / "src/tether/stores/wrapping_async.py",
         ROOT / "src/tether/stores/wrapping_sync.py",
-        [(r"\bAsyncWrappingStore\b", "WrappingStore")],
+        [
+            (r"\bAsyncWrappingStore\b", "WrappingStore"),
+            (r"\bAwaitable\[(\w+)\]", r"\1"),
+            (r"\bAwaitable, ", ""),
+            (r"\bbase_async\b", "base_sync"),
+        ],
     ),
     # --- postgres: rules for the PostgreSQL store only ------------------------------------
     (

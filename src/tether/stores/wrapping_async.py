@@ -27,21 +27,25 @@ ciphertexts, so it has no ``fork_session`` and the runtime copies the items thro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base import AsyncStore, CommitStamp, NewItems, StatusFilter
+from .base_async import AsyncStore, CommitStamp, NewItems, StatusFilter
 
 __all__ = ["AsyncWrappingStore"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class AsyncWrappingStore(AsyncStore):
     """An async store that forwards everything to ``inner``; subclass it to change a part.
 
-    ``inner`` must be an :class:`~tether.AsyncStore` (a sync one raises
+    ``inner`` must be an :class:`~tether.AsyncStore` (anything else raises
     :class:`~tether.errors.InvalidRequest`). ``close`` closes it: a wrapper that does not own
     its inner store overrides ``close``.
     """
@@ -59,12 +63,37 @@ class AsyncWrappingStore(AsyncStore):
         self._offer_abilities()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.inner!r})"
+        return f"{type(self).__name__}({self._target!r})"
+
+    # --- how a call is passed on: the one place ---------------------------------------------
+
+    @property
+    def _target(self) -> Any:
+        """The store calls are passed on to (``inner``; a sync store's async adapter, its sync
+        store)."""
+        return self.inner
+
+    async def _run(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call one of the target's methods (the async adapter of a sync store runs it in a
+        thread instead)."""
+        return await method(*args, **kwargs)
+
+    async def _forward(
+        self,
+        method: Callable[Concatenate[AsyncStore, _P], Awaitable[_R]],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _R:
+        """The target's ``method`` (named as the contract's, ``AsyncStore.load``, so the
+        arguments type-check) called with these arguments: every method below forwards so."""
+        result: _R = await self._run(getattr(self._target, method.__name__), *args, **kwargs)
+        return result
 
     # --- the contract -------------------------------------------------------------------------
 
     async def create(self, session: Session) -> Session:
-        return await self.inner.create(session)
+        return await self._forward(AsyncStore.create, session)
 
     async def load(
         self,
@@ -74,7 +103,7 @@ class AsyncWrappingStore(AsyncStore):
         after: int | None = None,
         limit: int | None = None,
     ) -> Session:
-        return await self.inner.load(session_id, last=last, after=after, limit=limit)
+        return await self._forward(AsyncStore.load, session_id, last=last, after=after, limit=limit)
 
     async def commit(
         self,
@@ -85,8 +114,13 @@ class AsyncWrappingStore(AsyncStore):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        return await self.inner.commit(
-            session_id, expected_version, append=append, changes=changes, lease=lease
+        return await self._forward(
+            AsyncStore.commit,
+            session_id,
+            expected_version,
+            append=append,
+            changes=changes,
+            lease=lease,
         )
 
     async def commit_stamped(
@@ -102,13 +136,18 @@ class AsyncWrappingStore(AsyncStore):
         that commit, reporting its version alone, as the base class does for any store whose
         commit is not the stamped one (the inner store's stamp would describe a write the
         subclass changed, or skip what it adds: encryption, an audit entry, a fence)."""
-        if type(self).commit is not AsyncWrappingStore.commit:
+        if not self._stamps_commits:
             version = await self.commit(
                 session_id, expected_version, append=append, changes=changes, lease=lease
             )
             return CommitStamp(version)
-        return await self.inner.commit_stamped(
-            session_id, expected_version, append=append, changes=changes, lease=lease
+        return await self._forward(
+            AsyncStore.commit_stamped,
+            session_id,
+            expected_version,
+            append=append,
+            changes=changes,
+            lease=lease,
         )
 
     async def replace_history(
@@ -120,12 +159,17 @@ class AsyncWrappingStore(AsyncStore):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        return await self.inner.replace_history(
-            session_id, expected_version, items, changes=changes, lease=lease
+        return await self._forward(
+            AsyncStore.replace_history,
+            session_id,
+            expected_version,
+            items,
+            changes=changes,
+            lease=lease,
         )
 
     async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        return await self.inner.append(session_id, items, lease=lease)
+        return await self._forward(AsyncStore.append, session_id, items, lease=lease)
 
     async def replace_tail(
         self,
@@ -137,12 +181,18 @@ class AsyncWrappingStore(AsyncStore):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        return await self.inner.replace_tail(
-            session_id, expected_version, after, items, changes=changes, lease=lease
+        return await self._forward(
+            AsyncStore.replace_tail,
+            session_id,
+            expected_version,
+            after,
+            items,
+            changes=changes,
+            lease=lease,
         )
 
     async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
-        return await self.inner.items_by_key(session_id, keys)
+        return await self._forward(AsyncStore.items_by_key, session_id, keys)
 
     async def list(
         self,
@@ -156,7 +206,8 @@ class AsyncWrappingStore(AsyncStore):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        return await self.inner.list(
+        return await self._forward(
+            AsyncStore.list,
             owner=owner,
             agent=agent,
             status=status,
@@ -175,28 +226,30 @@ class AsyncWrappingStore(AsyncStore):
         lease: Lease | None = None,
         force: bool = False,
     ) -> bool:
-        return await self.inner.delete(session_id, expected_version, lease=lease, force=force)
+        return await self._forward(
+            AsyncStore.delete, session_id, expected_version, lease=lease, force=force
+        )
 
     async def exists(self, session_id: str) -> bool:
-        return await self.inner.exists(session_id)
+        return await self._forward(AsyncStore.exists, session_id)
 
     async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        return await self.inner.claim(session_id, owner, ttl)
+        return await self._forward(AsyncStore.claim, session_id, owner, ttl)
 
     async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        return await self.inner.renew(lease, ttl)
+        return await self._forward(AsyncStore.renew, lease, ttl)
 
     async def release(self, lease: Lease) -> None:
-        await self.inner.release(lease)
+        await self._forward(AsyncStore.release, lease)
 
     async def close(self) -> None:
-        await self.inner.close()
+        await self._forward(AsyncStore.close)
 
     # --- the optional abilities: the inner store's, when it has them --------------------------
 
-    def _inner_ability(self, name: str) -> Callable[..., Any] | None:
-        method = getattr(self.inner, name, None) if name in self.passes_on else None
-        return method if callable(method) else None
+    def _inner_ability(self, name: str) -> Callable[..., Awaitable[Any]] | None:
+        method = getattr(self._target, name, None) if name in self.passes_on else None
+        return functools.partial(self._run, method) if callable(method) else None
 
     def _offer_abilities(self) -> None:
         """Set on this instance each ability of ``passes_on`` the inner store has (module doc)."""

@@ -28,21 +28,25 @@ ciphertexts, so it has no ``fork_session`` and the runtime copies the items thro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base import CommitStamp, NewItems, StatusFilter, Store
+from .base_sync import CommitStamp, NewItems, StatusFilter, Store
 
 __all__ = ["WrappingStore"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class WrappingStore(Store):
     """An async store that forwards everything to ``inner``; subclass it to change a part.
 
-    ``inner`` must be an :class:`~tether.Store` (a sync one raises
+    ``inner`` must be an :class:`~tether.Store` (anything else raises
     :class:`~tether.errors.InvalidRequest`). ``close`` closes it: a wrapper that does not own
     its inner store overrides ``close``.
     """
@@ -60,12 +64,37 @@ class WrappingStore(Store):
         self._offer_abilities()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.inner!r})"
+        return f"{type(self).__name__}({self._target!r})"
+
+    # --- how a call is passed on: the one place ---------------------------------------------
+
+    @property
+    def _target(self) -> Any:
+        """The store calls are passed on to (``inner``; a sync store's async adapter, its sync
+        store)."""
+        return self.inner
+
+    def _run(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call one of the target's methods (the async adapter of a sync store runs it in a
+        thread instead)."""
+        return method(*args, **kwargs)
+
+    def _forward(
+        self,
+        method: Callable[Concatenate[Store, _P], _R],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _R:
+        """The target's ``method`` (named as the contract's, ``Store.load``, so the
+        arguments type-check) called with these arguments: every method below forwards so."""
+        result: _R = self._run(getattr(self._target, method.__name__), *args, **kwargs)
+        return result
 
     # --- the contract -------------------------------------------------------------------------
 
     def create(self, session: Session) -> Session:
-        return self.inner.create(session)
+        return self._forward(Store.create, session)
 
     def load(
         self,
@@ -75,7 +104,7 @@ class WrappingStore(Store):
         after: int | None = None,
         limit: int | None = None,
     ) -> Session:
-        return self.inner.load(session_id, last=last, after=after, limit=limit)
+        return self._forward(Store.load, session_id, last=last, after=after, limit=limit)
 
     def commit(
         self,
@@ -86,8 +115,13 @@ class WrappingStore(Store):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        return self.inner.commit(
-            session_id, expected_version, append=append, changes=changes, lease=lease
+        return self._forward(
+            Store.commit,
+            session_id,
+            expected_version,
+            append=append,
+            changes=changes,
+            lease=lease,
         )
 
     def commit_stamped(
@@ -103,13 +137,18 @@ class WrappingStore(Store):
         that commit, reporting its version alone, as the base class does for any store whose
         commit is not the stamped one (the inner store's stamp would describe a write the
         subclass changed, or skip what it adds: encryption, an audit entry, a fence)."""
-        if type(self).commit is not WrappingStore.commit:
+        if not self._stamps_commits:
             version = self.commit(
                 session_id, expected_version, append=append, changes=changes, lease=lease
             )
             return CommitStamp(version)
-        return self.inner.commit_stamped(
-            session_id, expected_version, append=append, changes=changes, lease=lease
+        return self._forward(
+            Store.commit_stamped,
+            session_id,
+            expected_version,
+            append=append,
+            changes=changes,
+            lease=lease,
         )
 
     def replace_history(
@@ -121,12 +160,17 @@ class WrappingStore(Store):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        return self.inner.replace_history(
-            session_id, expected_version, items, changes=changes, lease=lease
+        return self._forward(
+            Store.replace_history,
+            session_id,
+            expected_version,
+            items,
+            changes=changes,
+            lease=lease,
         )
 
     def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        return self.inner.append(session_id, items, lease=lease)
+        return self._forward(Store.append, session_id, items, lease=lease)
 
     def replace_tail(
         self,
@@ -138,12 +182,18 @@ class WrappingStore(Store):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        return self.inner.replace_tail(
-            session_id, expected_version, after, items, changes=changes, lease=lease
+        return self._forward(
+            Store.replace_tail,
+            session_id,
+            expected_version,
+            after,
+            items,
+            changes=changes,
+            lease=lease,
         )
 
     def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
-        return self.inner.items_by_key(session_id, keys)
+        return self._forward(Store.items_by_key, session_id, keys)
 
     def list(
         self,
@@ -157,7 +207,8 @@ class WrappingStore(Store):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        return self.inner.list(
+        return self._forward(
+            Store.list,
             owner=owner,
             agent=agent,
             status=status,
@@ -176,28 +227,28 @@ class WrappingStore(Store):
         lease: Lease | None = None,
         force: bool = False,
     ) -> bool:
-        return self.inner.delete(session_id, expected_version, lease=lease, force=force)
+        return self._forward(Store.delete, session_id, expected_version, lease=lease, force=force)
 
     def exists(self, session_id: str) -> bool:
-        return self.inner.exists(session_id)
+        return self._forward(Store.exists, session_id)
 
     def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        return self.inner.claim(session_id, owner, ttl)
+        return self._forward(Store.claim, session_id, owner, ttl)
 
     def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        return self.inner.renew(lease, ttl)
+        return self._forward(Store.renew, lease, ttl)
 
     def release(self, lease: Lease) -> None:
-        self.inner.release(lease)
+        self._forward(Store.release, lease)
 
     def close(self) -> None:
-        self.inner.close()
+        self._forward(Store.close)
 
     # --- the optional abilities: the inner store's, when it has them --------------------------
 
     def _inner_ability(self, name: str) -> Callable[..., Any] | None:
-        method = getattr(self.inner, name, None) if name in self.passes_on else None
-        return method if callable(method) else None
+        method = getattr(self._target, name, None) if name in self.passes_on else None
+        return functools.partial(self._run, method) if callable(method) else None
 
     def _offer_abilities(self) -> None:
         """Set on this instance each ability of ``passes_on`` the inner store has (module doc)."""

@@ -89,22 +89,28 @@ def _b64(data: bytes) -> str:
 
 DEFAULT_CACHE_BYTES = 32 * 2**20
 """The plaintext cache of a store: 32 MiB of recently opened values."""
-_Place = tuple[str, str, int, "str | None", str, str]
-"""A cached value's place: session id, field, seq, item key, key id, nonce."""
-_Verified = tuple[str, bytes, "str | None", int]
-"""What the cache keeps of a verified envelope: its ciphertext, the plaintext JSON (an object),
-the clear timestamp that must stand beside it (an item's own, else None) and the envelope's
-size (4 keys, 5 with that timestamp): enough to accept the same envelope again without
-decrypting or decoding it."""
-_ENTRY_BYTES = 256  # what an entry costs beside its ciphertext and plaintext: keys, tuples
+_Place = tuple[str, "int | str"]
+"""Where a cached value lives: (session id, an item's seq), or (session id, ``"state"`` /
+``"options"``)."""
+_Verified = tuple["str | None", dict[str, Any], bytes]
+"""What the cache keeps of a verified envelope: the item key beside it (None for a header
+field), a private copy of the envelope itself and its plaintext JSON (an object). A stored
+envelope equal to that copy (one dict comparison: format, key id, nonce, ciphertext, clear
+timestamp, no other field) at the same place under the same item key is the one verified."""
+_ENTRY_BYTES = 512  # what an entry costs beside its ciphertext and plaintext: dict, tuples
+
+
+def _entry_size(verified: _Verified) -> int:
+    return len(verified[1].get("c", "")) + len(verified[2]) + _ENTRY_BYTES
 
 
 class Codec:
     """Seals values into envelopes and opens them, bound to their place.
 
-    It keeps the plaintext of recently opened values (up to ``cache_bytes``), by
-    their associated data and nonce: an envelope met again, the same ciphertext at the same
-    place under the same key, gives the plaintext verified before without decrypting it again
+    It keeps the plaintext of recently opened values (up to ``cache_bytes``), one per place
+    (a session's item at a seq, its ``state``, its ``options``): an envelope met again, equal
+    to the one verified there (the same ciphertext, nonce, key id, clear timestamp and shape)
+    under the same item key, gives the plaintext verified before without decrypting it again
     (a worker reloads the same history turn after turn). Anything else is decrypted and
     verified. The cache lives in the application's memory, which holds the keys anyway (the
     threat model: docs/encryption.md); ``cache_bytes=0`` turns it off.
@@ -119,18 +125,18 @@ class Codec:
         self._cache_lock = threading.Lock()
 
     def _remember(self, place: _Place, verified: _Verified) -> None:
-        """Keep a verified plaintext; the oldest go first past the limit."""
-        size = len(verified[0]) + len(verified[1]) + _ENTRY_BYTES
+        """Keep a verified plaintext (in place of what the cache held there); the oldest go
+        first past the limit."""
+        size = _entry_size(verified)
         if size > self._cache_limit:
             return
         with self._cache_lock:
             cache = self._cache
             old = cache.pop(place, None)
             if old is not None:
-                self._cached_bytes -= len(old[0]) + len(old[1]) + _ENTRY_BYTES
+                self._cached_bytes -= _entry_size(old)
             while cache and self._cached_bytes + size > self._cache_limit:
-                gone = cache.pop(next(iter(cache)))
-                self._cached_bytes -= len(gone[0]) + len(gone[1]) + _ENTRY_BYTES
+                self._cached_bytes -= _entry_size(cache.pop(next(iter(cache))))
             cache[place] = verified
             self._cached_bytes += size
 
@@ -149,27 +155,11 @@ class Codec:
 
     # --- sealing ----------------------------------------------------------------------------
 
-    def _seal(
-        self, data: bytes, ad: bytes, kid: str, session_id: str, place: str
-    ) -> dict[str, Any]:
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self.keyring.aead(kid, session_id, place).encrypt(nonce, data, ad)
-        # not remembered here: a write's cost stays its own, and a value read back is
-        # remembered when it is first opened
-        return {ENVELOPE_MARK: FORMAT, "kid": kid, "n": _b64(nonce), "c": _b64(sealed)}
-
     def seal_item(
         self, session_id: str, seq: int, key: str | None, item: Mapping[str, Any], *, what: str
     ) -> dict[str, Any]:
         """The envelope of one history item at ``seq`` (with ``key``) of ``session_id``."""
-        return self.seal_item_data(session_id, seq, key, *encode_item(item, what=what))
-
-    def seal_item_data(
-        self, session_id: str, seq: int, key: str | None, data: bytes, stamp: str | None
-    ) -> dict[str, Any]:
-        """:meth:`seal_item` for an item already encoded by :func:`encode_item` (the JSON
-        check runs before any I/O; the seq is known only after a read)."""
-        return self.seal_items(session_id, seq, [(key, data, stamp)])[0]
+        return self.seal_items(session_id, seq, [(key, *encode_item(item, what=what))])[0]
 
     def seal_items(
         self,
@@ -206,14 +196,21 @@ class Codec:
         """The envelope of a header field (``state`` / ``options``) of ``session_id``."""
         kid = self.keyring.current
         data = _json.dumps(value, what=field)
-        return self._seal(data, self._field_ad(session_id, field, kid), kid, session_id, field)
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self.keyring.aead(kid, session_id, field).encrypt(
+            nonce, data, self._field_ad(session_id, field, kid)
+        )
+        # not remembered here: a write's cost stays its own, and a value read back is
+        # remembered when it is first opened
+        return {ENVELOPE_MARK: FORMAT, "kid": kid, "n": _b64(nonce), "c": _b64(sealed)}
 
     # --- opening ----------------------------------------------------------------------------
 
     def _open(
         self, envelope: object, session_id: str, field: str, seq: int, key: str | None
     ) -> dict[str, Any]:
-        """Open an envelope of ``field`` (``item``: the item at ``seq`` under ``key``)."""
+        """Open an envelope of ``field`` (``item``: the item at ``seq`` under ``key``): every
+        check, the cipher's included (the callers look in the cache first)."""
         if type(envelope) is not dict or ENVELOPE_MARK not in envelope:
             raise PlaintextFound(
                 session_id,
@@ -241,22 +238,15 @@ class Codec:
                 "nothing was returned",
                 key_id=kid if isinstance(kid, str) else None,
             )
-        # the place, the key id and the nonce: the cache's key (no associated data to build)
-        place = (session_id, field, seq, key, kid, nonce)
-        known = self._cache.get(place)
+        ad = (
+            self._item_ad(session_id, seq, key, kid)
+            if field == "item"
+            else self._field_ad(session_id, field, kid)
+        )
+        aead = self._aead.get(kid) or self.keyring.aead(kid, session_id, _place(field, seq))
         try:
-            if known is not None and known[0] == sealed:  # verified before, byte for byte
-                value = _json.loads(known[1])
-            else:
-                ad = (
-                    self._item_ad(session_id, seq, key, kid)
-                    if field == "item"
-                    else self._field_ad(session_id, field, kid)
-                )
-                aead = self._aead.get(kid) or self.keyring.aead(kid, session_id, _place(field, seq))
-                data = aead.decrypt(_unb64(nonce), _unb64(sealed), ad)
-                value = _json.loads(data)
-                known = None
+            data = aead.decrypt(_unb64(nonce), _unb64(sealed), ad)
+            value = _json.loads(data)
         except (binascii.Error, ValueError, InvalidTag, _json.JSONDecodeError):
             raise TamperedCiphertext(
                 session_id,
@@ -272,26 +262,26 @@ class Codec:
                 "the decrypted value is not a JSON object",
                 key_id=kid,
             )
-        stamp = None
         if field == "item":
-            stamp = envelope.get("timestamp")
             own = value.get("timestamp")
-            if stamp != (own if isinstance(own, str) else None):
+            if envelope.get("timestamp") != (own if isinstance(own, str) else None):
                 raise TamperedCiphertext(
                     session_id,
                     _place(field, seq),
                     "the clear timestamp beside the ciphertext is not the item's own",
                     key_id=kid,
                 )
-        if known is None and self._cache_limit:  # every check passed: remember it
-            self._remember(place, (sealed, data, stamp, size))
+        if self._cache_limit:  # every check passed: remember it (a copy: the caller's may change)
+            self._remember(
+                (session_id, seq if field == "item" else field), (key, dict(envelope), data)
+            )
         return value
 
     def open_item(
         self, session_id: str, seq: int, key: str | None, envelope: object
     ) -> dict[str, Any]:
         """The history item an envelope at ``seq`` (with ``key``) of ``session_id`` holds."""
-        return self._open(envelope, session_id, "item", seq, key)
+        return self.open_window(session_id, [{"seq": seq, "key": key, "item": envelope}])[0]
 
     def open_window(
         self, session_id: str, rows: Iterable[Mapping[str, Any]]
@@ -299,55 +289,37 @@ class Codec:
         """The history items of a loaded window, in order: each row is a stored history row
         (``{"seq": ..., "key": ... (if any), "item": <envelope>, ...}``).
 
-        What :meth:`open_item` gives for each, for a whole window at once: an envelope the
-        cache accepts (the same ciphertext, nonce, key id, timestamp and shape at the same
-        place as one verified before) costs a few lookups, and all of those are decoded by
-        one JSON parse, not one each; any other goes through every check of :meth:`open_item`.
+        What :meth:`_open` gives for each, for a whole window at once: an envelope the cache
+        accepts (equal to the one verified at that seq under that item key) costs one lookup
+        and one comparison, and all of those are decoded by one JSON parse, not one each; any
+        other goes through every check of :meth:`_open`.
         """
         cached = self._cache.get
-        values: list[dict[str, Any] | None] = []
         hits: list[bytes] = []
+        missed: list[tuple[int, dict[str, Any]]] = []  # (position, the item opened)
         for row in rows:
             envelope = row["item"]
-            try:
-                known = cached(
-                    (session_id, "item", row["seq"], row.get("key"), envelope["kid"], envelope["n"])
-                )
-            except (TypeError, KeyError):  # not an envelope, or a malformed one: checked below
-                known = None
-            if (
-                known is not None
-                and known[0] == envelope.get("c")
-                and envelope.get(ENVELOPE_MARK) == FORMAT
-                and len(envelope) == known[3]
-                and envelope.get("timestamp") == known[2]
-            ):
-                # the cache key held the place, key id and nonce; with the ciphertext, the
-                # format, the clear timestamp and the size equal, it is the envelope verified
-                values.append(None)
-                hits.append(known[1])
+            seq = row["seq"]
+            known = cached((session_id, seq))
+            if known is not None and known[1] == envelope and known[0] == row.get("key"):
+                hits.append(known[2])
             else:
-                values.append(self._open(envelope, session_id, "item", row["seq"], row.get("key")))
-        if not hits:
-            return values  # type: ignore[return-value]  # every one opened on its own
-        decoded = iter(_json.loads(b"[" + b",".join(hits) + b"]"))
-        return [next(decoded) if value is None else value for value in values]
+                missed.append(
+                    (
+                        len(hits) + len(missed),
+                        self._open(envelope, session_id, "item", seq, row.get("key")),
+                    )
+                )
+        values: list[dict[str, Any]] = _json.loads(b"[" + b",".join(hits) + b"]") if hits else []
+        for position, value in missed:  # in order, so each lands where its row is
+            values.insert(position, value)
+        return values
 
     def open_field(self, session_id: str, field: str, envelope: object) -> dict[str, Any]:
         """The ``state`` / ``options`` an envelope of ``session_id`` holds."""
-        try:  # the envelope verified before, as open_window accepts an item's
-            known = self._cache.get(
-                (session_id, field, 0, None, envelope["kid"], envelope["n"])  # type: ignore[index]
-            )
-        except (TypeError, KeyError):
-            known = None
-        if (
-            known is not None
-            and known[0] == envelope.get("c")  # type: ignore[attr-defined]
-            and envelope.get(ENVELOPE_MARK) == FORMAT  # type: ignore[attr-defined]
-            and len(envelope) == 4  # type: ignore[arg-type]
-        ):
-            value: dict[str, Any] = _json.loads(known[1])
+        known = self._cache.get((session_id, field))
+        if known is not None and known[1] == envelope:  # the envelope verified before
+            value: dict[str, Any] = _json.loads(known[2])
             return value
         return self._open(envelope, session_id, field, 0, None)
 

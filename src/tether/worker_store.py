@@ -71,8 +71,8 @@ class FencedStore(WrappingStore):
     """Delegates to ``inner``; renews leases, stamps fences and stops cleanly (module doc).
 
     A :class:`~tether.stores.WrappingStore`: reads, ``create``, ``exists`` and the inner
-    store's optional abilities pass through unchanged; the lease calls and the writes are
-    overridden here. ``renew_ratio`` is the part of a lease's ttl between two renewals
+    store's optional abilities pass through unchanged; the lease calls, ``commit`` and
+    ``delete`` are overridden here, and every write's items pass through ``_write_items``. ``renew_ratio`` is the part of a lease's ttl between two renewals
     (default a third); ``renew=False`` starts no renewer (for writes that hold a lease for a
     moment only).
     """
@@ -174,6 +174,15 @@ class FencedStore(WrappingStore):
 
     # --- writes --------------------------------------------------------------------------------
 
+    def _write_items(self, items: NewItems, lease: Lease | None) -> NewItems:
+        """Every write under a lease: refused once the lease is lost, its items stamped with
+        the lease's fence (the module doc's fencing); ``replace_history``, ``append`` and
+        ``replace_tail`` are the wrapping store's, which pass their items through here."""
+        if lease is None:
+            return items
+        self._check(lease)
+        return [_stamped(item, lease.fence) for item in items]
+
     def commit(
         self,
         session_id: str,
@@ -183,11 +192,9 @@ class FencedStore(WrappingStore):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
-        items = list(append)
+        items = list(self._write_items(append, lease))
         checkpointed = False
         if lease is not None:
-            self._check(lease)
-            items = [_stamped(item, lease.fence) for item in items]
             key = getattr(_local, "prompt_key", None)
             if key is not None:
                 items = _keyed_prompt(items, key)
@@ -212,45 +219,6 @@ class FencedStore(WrappingStore):
         if checkpointed:
             raise TurnCheckpointed(session_id)
         return version
-
-    def replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: NewItems,
-        *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        if lease is not None:
-            self._check(lease)
-            items = [_stamped(item, lease.fence) for item in items]
-        return self.inner.replace_history(
-            session_id, expected_version, items, changes=changes, lease=lease
-        )
-
-    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        if lease is not None:
-            self._check(lease)
-            items = [_stamped(item, lease.fence) for item in items]
-        return self.inner.append(session_id, items, lease=lease)
-
-    def replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: NewItems = (),
-        *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        if lease is not None:
-            self._check(lease)
-            items = [_stamped(item, lease.fence) for item in items]
-        return self.inner.replace_tail(
-            session_id, expected_version, after, items, changes=changes, lease=lease
-        )
 
     def delete(
         self,

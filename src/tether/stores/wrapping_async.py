@@ -7,7 +7,10 @@ changes: :class:`~tether.encryption.EncryptedStore` seals values on the way in a
 on the way out, the worker's ``FencedStore`` stamps fences and checks leases,
 ``examples/audited_store.py`` records each write. Everything a wrapper does not override is
 the inner store's, errors included, so it passes the conformance suite wherever the inner
-store does.
+store does. A wrapper that changes the items of every write overrides ``_write_items`` once
+(the worker's store stamps fences there). Every forwarding method passes its call on through
+``_forward``, one place (:class:`~tether.stores.SyncBackedAsyncStore` is a wrapping store whose
+``_forward`` runs a sync store's method in a thread).
 
 Whole calls are forwarded (the public methods, not the protected ``_create`` / ``_commit``
 / ...): the inner store checks the arguments once, in the contract's order, as it would
@@ -90,6 +93,13 @@ class AsyncWrappingStore(AsyncStore):
         result: _R = await self._run(getattr(self._target, method.__name__), *args, **kwargs)
         return result
 
+    def _write_items(self, items: NewItems, lease: Lease | None) -> NewItems:
+        """The items a write passes on (``commit``, ``commit_stamped``, ``replace_history``,
+        ``append``, ``replace_tail``): these, unchanged. A wrapper that changes the items of
+        every write (the worker's store stamps each with its lease's fence) overrides this once
+        instead of each write."""
+        return items
+
     # --- the contract -------------------------------------------------------------------------
 
     async def create(self, session: Session) -> Session:
@@ -118,7 +128,7 @@ class AsyncWrappingStore(AsyncStore):
             AsyncStore.commit,
             session_id,
             expected_version,
-            append=append,
+            append=self._write_items(append, lease),
             changes=changes,
             lease=lease,
         )
@@ -145,7 +155,7 @@ class AsyncWrappingStore(AsyncStore):
             AsyncStore.commit_stamped,
             session_id,
             expected_version,
-            append=append,
+            append=self._write_items(append, lease),
             changes=changes,
             lease=lease,
         )
@@ -163,13 +173,15 @@ class AsyncWrappingStore(AsyncStore):
             AsyncStore.replace_history,
             session_id,
             expected_version,
-            items,
+            self._write_items(items, lease),
             changes=changes,
             lease=lease,
         )
 
     async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        return await self._forward(AsyncStore.append, session_id, items, lease=lease)
+        return await self._forward(
+            AsyncStore.append, session_id, self._write_items(items, lease), lease=lease
+        )
 
     async def replace_tail(
         self,
@@ -186,7 +198,7 @@ class AsyncWrappingStore(AsyncStore):
             session_id,
             expected_version,
             after,
-            items,
+            self._write_items(items, lease),
             changes=changes,
             lease=lease,
         )

@@ -8,7 +8,10 @@ changes: :class:`~tether.encryption.EncryptedStore` seals values on the way in a
 on the way out, the worker's ``FencedStore`` stamps fences and checks leases,
 ``examples/audited_store.py`` records each write. Everything a wrapper does not override is
 the inner store's, errors included, so it passes the conformance suite wherever the inner
-store does.
+store does. A wrapper that changes the items of every write overrides ``_write_items`` once
+(the worker's store stamps fences there). Every forwarding method passes its call on through
+``_forward``, one place (:class:`~tether.stores.SyncBackedAsyncStore` is a wrapping store whose
+``_forward`` runs a sync store's method in a thread).
 
 Whole calls are forwarded (the public methods, not the protected ``_create`` / ``_commit``
 / ...): the inner store checks the arguments once, in the contract's order, as it would
@@ -91,6 +94,13 @@ class WrappingStore(Store):
         result: _R = self._run(getattr(self._target, method.__name__), *args, **kwargs)
         return result
 
+    def _write_items(self, items: NewItems, lease: Lease | None) -> NewItems:
+        """The items a write passes on (``commit``, ``commit_stamped``, ``replace_history``,
+        ``append``, ``replace_tail``): these, unchanged. A wrapper that changes the items of
+        every write (the worker's store stamps each with its lease's fence) overrides this once
+        instead of each write."""
+        return items
+
     # --- the contract -------------------------------------------------------------------------
 
     def create(self, session: Session) -> Session:
@@ -119,7 +129,7 @@ class WrappingStore(Store):
             Store.commit,
             session_id,
             expected_version,
-            append=append,
+            append=self._write_items(append, lease),
             changes=changes,
             lease=lease,
         )
@@ -146,7 +156,7 @@ class WrappingStore(Store):
             Store.commit_stamped,
             session_id,
             expected_version,
-            append=append,
+            append=self._write_items(append, lease),
             changes=changes,
             lease=lease,
         )
@@ -164,13 +174,13 @@ class WrappingStore(Store):
             Store.replace_history,
             session_id,
             expected_version,
-            items,
+            self._write_items(items, lease),
             changes=changes,
             lease=lease,
         )
 
     def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        return self._forward(Store.append, session_id, items, lease=lease)
+        return self._forward(Store.append, session_id, self._write_items(items, lease), lease=lease)
 
     def replace_tail(
         self,
@@ -187,7 +197,7 @@ class WrappingStore(Store):
             session_id,
             expected_version,
             after,
-            items,
+            self._write_items(items, lease),
             changes=changes,
             lease=lease,
         )

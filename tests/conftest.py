@@ -186,11 +186,57 @@ def _opens_processes(cls: type) -> bool:
     )
 
 
+# Tests ``make check`` leaves out (marked ``heavy`` here, in one place, with the reason) and
+# ``make test`` runs: the slowest of the fast loop (``pytest --durations=30``) whose cost is
+# the case itself, not tether. The value is (reason, the parameter ids make check still runs).
+_HEAVY: dict[str, tuple[str, frozenset[str]]] = {
+    "test_sqlite_fork_shares.py::"
+    "test_random_forks_writes_rewrites_and_deletes_match_a_copying_store": (
+        "fuzzing: 120 random steps a seed on two stores; make check runs two seeds",
+        frozenset({"0", "1"}),
+    ),
+    "test_cli_closes.py::test_a_command_closes_the_store_it_opened": (
+        "walks every object of the test process (gc.get_objects) around each command",
+        frozenset(),
+    ),
+    "test_integration_langgraph_encoding.py::"
+    "test_the_renderer_shows_compressed_values_and_refuses_bombs": (
+        "compresses 200 MiB of zeros to build the bomb it refuses",
+        frozenset(),
+    ),
+    "test_integration_langgraph_conformance.py::test_async_saver_full_conformance": (
+        "LangGraph's whole saver suite again on each server store; make check runs the local ones",
+        frozenset({"memory", "file", "sqlite"}),
+    ),
+    "test_worker_example.py::test_web_endpoint_tether_worker_and_client": (
+        "starts the worker and the web app as OS processes",
+        frozenset(),
+    ),
+    "test_cli_trust.py::test_python_dash_m_tether_runs_the_command": (
+        "starts a Python process",
+        frozenset(),
+    ),
+    "test_cli_trust.py::test_without_the_cli_extra_tether_names_it": (
+        "starts a Python process a case",
+        frozenset(),
+    ),
+}
+
+
+def _heavy_here(item: pytest.Item) -> bool:
+    name, _, param = item.nodeid.removeprefix("tests/").partition("[")
+    entry = _HEAVY.get(name)
+    return entry is not None and param.rstrip("]") not in entry[1]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The conformance suite's multi-process clauses are ``slow`` where they really start OS
     processes (a class with a store_opener): ``make check`` leaves them out, ``make test``
-    runs them. On a class without one they race tasks or threads in-process and stay fast."""
+    runs them. On a class without one they race tasks or threads in-process and stay fast.
+    The tests of ``_HEAVY`` are ``heavy``: make check leaves them out too."""
     for item in items:
+        if _heavy_here(item):
+            item.add_marker(pytest.mark.heavy)
         cls = getattr(item, "cls", None)
         clauses = getattr(cls, "multi_process_clauses", ())
         named = getattr(item, "originalname", None) in clauses

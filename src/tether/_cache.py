@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Any
 
 from . import _core
 from .models import HistoryItem, Prefix, Session, SharedHistory, StoredItem, stored_from_records
@@ -86,7 +87,7 @@ class SessionCache:
                 for name in _LEASE_FIELDS
                 if getattr(fresh, name) != getattr(cached, name)
             }
-            return cached.model_copy(update=moved) if moved else cached
+            return _copy(cached, moved) if moved else cached
         added = len(fresh.history)
         joined = (
             same
@@ -103,9 +104,8 @@ class SessionCache:
             history.extend(fresh.history)
             new = fresh._items
             items.extend(new if new is not None else fresh.items)
-        merged = fresh.model_copy(update={"history": history})
-        merged._items = items
-        merged._views = None
+        merged = _copy(fresh, {"history": history})
+        _set_items(merged, items)
         return merged
 
     def extend(self, cached: Session, doc: _core.Doc, records: list[_core.Doc]) -> Session:
@@ -122,7 +122,7 @@ class SessionCache:
         fields = _core.fields_from_doc(doc)
         fields["history"] = history
         extended = _core.construct_trusted(Session, fields)
-        extended._items = items
+        _set_items(extended, items)
         return extended
 
     def _extensible(self, cached: Session) -> tuple[list[HistoryItem], list[StoredItem]]:
@@ -136,7 +136,7 @@ class SessionCache:
         if (
             owned is None
             or owned[0] is not cached.history
-            or owned[1] is not cached._exact
+            or owned[1] is not _private(cached).get("_exact")
             or len(owned[0]) != length
             or len(owned[1]) != length
         ):
@@ -147,38 +147,70 @@ class SessionCache:
         return owned
 
 
+def _private(session: Session) -> dict[str, Any]:
+    """``session``'s private attributes, read directly: pydantic's attribute access to each
+    costs a few µs, and a cached turn reads and sets several."""
+    private = session.__pydantic_private__
+    assert private is not None  # a Session always has its private attributes
+    return private
+
+
+def _set_items(session: Session, items: list[StoredItem]) -> None:
+    """``session._items = items`` (its decoded items, no rows left to decode), set directly."""
+    private = _private(session)
+    private["_exact"] = items
+    private["_records"] = None
+
+
+def _copy(session: Session, update: dict[str, object]) -> Session:
+    """``session.model_copy(update=update)`` with fresh private attributes (its items as they
+    are, no history views), built directly: a turn makes two of these, and pydantic's copy and
+    its private-attribute assignments were a tenth of a cached turn."""
+    cls = type(session)
+    copy = cls.__new__(cls)
+    object.__setattr__(copy, "__dict__", {**session.__dict__, **update})
+    fields_set = set(session.__pydantic_fields_set__)
+    fields_set.update(update)
+    object.__setattr__(copy, "__pydantic_fields_set__", fields_set)
+    extra = session.__pydantic_extra__
+    object.__setattr__(copy, "__pydantic_extra__", None if extra is None else dict(extra))
+    private = session.__pydantic_private__
+    private = {} if private is None else dict(private)
+    private["_views"] = None  # views are built from the copy's own items when asked for
+    object.__setattr__(copy, "__pydantic_private__", private)
+    return copy
+
+
 def detach(session: Session) -> Session:
     """A copy a caller may change without changing the cache.
 
-    The header's JSON fields are copied. The history is a :class:`~tether.models.SharedHistory`
-    over the cache's list: no item is copied (at 100,000 items a copy costs more than the
-    store's turn), and the first change a caller makes to it copies it, so the cache never
-    sees it. The items are shared: treat loaded items as read-only.
+    The header's JSON fields are copied (one JSON round trip for the three: the cache holds
+    only headers a store returned or a commit stamped, whose values are JSON already). The
+    history is a :class:`~tether.models.SharedHistory` over the cache's list: no item is
+    copied (at 100,000 items a copy costs more than the store's turn), and the first change a
+    caller makes to it copies it, so the cache never sees it. The items are shared: treat
+    loaded items as read-only.
     """
-    update: dict[str, object] = {
-        name: _core.json_copy(getattr(session, name), what=name) for name in _core.JSON_FIELDS
-    }
+    update: dict[str, object] = _core.trusted_json_fields(session)
     history = session.history
     length = len(history)
-    if isinstance(history, Prefix):
+    if type(history) is not list:  # a Prefix (or a history a hook set): a list of its own
         history = list(history)
     update["history"] = SharedHistory(history, length)
-    copy = session.model_copy(update=update)
-    stored = session._exact
-    if isinstance(stored, list):  # perhaps a list the cache extends: the caller's part only
-        copy._items = Prefix(stored, len(stored))
-    copy._views = None
+    copy = _copy(session, update)
+    private = _private(copy)
+    stored = private.get("_exact")
+    if type(stored) is list:  # perhaps a list the cache extends: the caller's part only
+        private["_exact"] = Prefix(stored, len(stored))
     return copy
 
 
 def header_only(session: Session) -> Session:
     """A copy of ``session``'s header with no history loaded, as ``load(id, last=0)`` gives
     (``history_len`` and ``last_seq`` still describe the whole history)."""
-    update: dict[str, object] = {
-        name: _core.json_copy(getattr(session, name), what=name) for name in _core.JSON_FIELDS
-    }
+    update: dict[str, object] = _core.trusted_json_fields(session)
     update["history"] = []
-    copy = session.model_copy(update=update)
-    copy._items = None
-    copy._views = None
+    copy = _copy(session, update)
+    private = _private(copy)
+    private["_exact"] = private["_records"] = None
     return copy

@@ -94,6 +94,8 @@ class _AsyncSessionsCore:
 
     async def _run_hooks(self, stage: HookStage, ctx: HookContext) -> None:
         ctx.stage = stage
+        if not self._hooks.hooks:  # most runtimes have none: no per-stage list is built
+            return
         for hook in self._hooks.for_stage(stage):
             await call_hook_async(hook, ctx)
 
@@ -357,7 +359,7 @@ class _AsyncSessionsCore:
         )
         if saved is None:
             saved = await self._fetch(session_id, None if stamp is None else stamp.version)
-        if self._hooks.for_stage(HookStage.AFTER_SAVE):
+        if self._hooks.hooks and self._hooks.for_stage(HookStage.AFTER_SAVE):
             await self._run_hooks(
                 HookStage.AFTER_SAVE, HookContext(HookStage.AFTER_SAVE, "execute", detach(saved))
             )

@@ -95,6 +95,8 @@ class _SessionsCore:
 
     def _run_hooks(self, stage: HookStage, ctx: HookContext) -> None:
         ctx.stage = stage
+        if not self._hooks.hooks:  # most runtimes have none: no per-stage list is built
+            return
         for hook in self._hooks.for_stage(stage):
             call_hook(hook, ctx)
 
@@ -356,7 +358,7 @@ class _SessionsCore:
         )
         if saved is None:
             saved = self._fetch(session_id, None if stamp is None else stamp.version)
-        if self._hooks.for_stage(HookStage.AFTER_SAVE):
+        if self._hooks.hooks and self._hooks.for_stage(HookStage.AFTER_SAVE):
             self._run_hooks(
                 HookStage.AFTER_SAVE, HookContext(HookStage.AFTER_SAVE, "execute", detach(saved))
             )

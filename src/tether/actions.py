@@ -43,6 +43,10 @@ __all__ = [
 ]
 
 
+_CHANGEABLE = tuple(sorted(_core.CHANGEABLE_FIELDS))
+"""The header fields :meth:`Draft.changes` compares, in the order it reports them."""
+
+
 class Draft:
     """A session being changed: edit ``session``'s header fields, add history with append()."""
 
@@ -72,7 +76,7 @@ class Draft:
                 "draft.replace_history(...) so the change can be stored"
             )
         changes: dict[str, Any] = {}
-        for name in sorted(_core.CHANGEABLE_FIELDS):
+        for name in _CHANGEABLE:
             new, old = getattr(self.session, name), getattr(self.loaded, name)
             if new != old:
                 changes[name] = new

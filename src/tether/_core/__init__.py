@@ -43,6 +43,7 @@ from .checks import (
     check_window,
     item_list,
     json_copy,
+    trusted_json_fields,
 )
 from .headers import (
     construct_trusted,
@@ -165,6 +166,7 @@ __all__ = [
     "item_views",
     "items_kept",
     "json_copy",
+    "trusted_json_fields",
     "keep_runtime_block",
     "keyed_items",
     "keyed_records",

@@ -53,12 +53,17 @@ def _opt_micros(value: datetime | None) -> int | None:
     return None if value is None else to_micros(value)
 
 
+def _status_text(status: SessionStatus | str) -> str:
+    # a model's status is a SessionStatus (its .value is the text); a str is checked
+    return status.value if type(status) is SessionStatus else SessionStatus(status).value
+
+
 def header_to_doc(header: SessionHeader) -> Doc:
     return {
         "id": header.id,
         "owner": header.owner,
         "agent": header.agent,
-        "status": SessionStatus(header.status).value,
+        "status": _status_text(header.status),
         "metadata": header.metadata,
         "state": header.state,
         "options": header.options,
@@ -108,13 +113,33 @@ def construct_trusted(cls: type[_M], fields: dict[str, Any]) -> _M:
     object.__setattr__(model, "__dict__", fields)
     object.__setattr__(model, "__pydantic_fields_set__", set(fields))
     object.__setattr__(model, "__pydantic_extra__", None)
-    private = cls.__private_attributes__
-    object.__setattr__(
-        model,
-        "__pydantic_private__",
-        {name: attr.get_default() for name, attr in private.items()} if private else None,
-    )
+    object.__setattr__(model, "__pydantic_private__", private_defaults(cls))
     return model
+
+
+_PLAIN_DEFAULTS: dict[type[BaseModel], dict[str, Any]] = {}
+"""Per model class, its private attributes' defaults when every one is None, a bool, an int
+or a str (nothing a copy could share): a plain copy of this dict is then what
+``get_default()`` of each would give, without pydantic's per-attribute deep copy."""
+
+
+def private_defaults(cls: type[BaseModel]) -> dict[str, Any] | None:
+    """A new ``__pydantic_private__`` for ``cls`` holding each private attribute's default
+    (None when it has none), as ``model_construct`` sets it up."""
+    private = cls.__private_attributes__
+    if not private:
+        return None
+    plain = _PLAIN_DEFAULTS.get(cls)
+    if plain is None:
+        defaults = {name: attr.get_default() for name, attr in private.items()}
+        immutable = all(
+            attr.default_factory is None and type(value) in (type(None), bool, int, str)
+            for attr, value in zip(private.values(), defaults.values(), strict=True)
+        )
+        if not immutable:
+            return defaults
+        plain = _PLAIN_DEFAULTS[cls] = defaults
+    return dict(plain)
 
 
 def doc_to_header(doc: Doc) -> SessionHeader:

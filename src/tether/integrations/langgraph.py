@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import copy
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Callable,
     Coroutine,
@@ -64,7 +65,130 @@ AGENT = core.AGENT
 """The ``agent`` of every session that holds a LangGraph thread."""
 
 
-class AsyncTetherSaver(SaverBase):
+_Run = Callable[[SaverBase], Coroutine[Any, Any, _T]]
+_Pages = Callable[[SaverBase], AsyncGenerator[CheckpointTuple, None]]
+
+
+class _Faces(SaverBase):
+    """LangGraph's checkpointer methods, sync and async, each written once over the saver's
+    coroutines (:class:`SaverBase`): the two savers differ only in how they run one
+    (``_run_sync`` / ``_run_async``) and read pages (``_pages_sync`` / ``_pages_async``)."""
+
+    def _run_sync(self, make: _Run[_T]) -> _T:
+        raise NotImplementedError
+
+    async def _run_async(self, make: _Run[_T]) -> _T:
+        raise NotImplementedError
+
+    def _pages_sync(self, make: _Pages) -> Iterator[CheckpointTuple]:
+        raise NotImplementedError
+
+    def _pages_async(self, make: _Pages) -> AsyncIterator[CheckpointTuple]:
+        raise NotImplementedError
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._run_sync(lambda saver: saver._get_tuple(config))
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._run_async(lambda saver: saver._get_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        yield from self._pages_sync(lambda saver: saver._list(config, filter, before, limit))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        async for tup in self._pages_async(lambda s: s._list(config, filter, before, limit)):
+            yield tup
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._run_sync(lambda saver: saver._put(config, checkpoint, metadata, new_versions))
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._run_async(lambda s: s._put(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._run_sync(lambda saver: saver._put_writes(config, writes, task_id, task_path))
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._run_async(lambda saver: saver._put_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._run_sync(lambda saver: saver._threads.delete(str(thread_id)))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._run_async(lambda saver: saver._threads.delete(str(thread_id)))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._run_sync(lambda saver: saver._delete_for_runs(run_ids))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._run_async(lambda saver: saver._delete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._run_sync(
+            lambda saver: saver._copy_thread(str(source_thread_id), str(target_thread_id))
+        )
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._run_async(
+            lambda saver: saver._copy_thread(str(source_thread_id), str(target_thread_id))
+        )
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._run_sync(lambda saver: saver._prune(thread_ids, strategy))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._run_async(lambda saver: saver._prune(thread_ids, strategy))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._run_sync(lambda saver: saver._delta(config, channels))
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await self._run_async(lambda saver: saver._delta(config, channels))
+
+
+class AsyncTetherSaver(_Faces):
     """A LangGraph checkpointer on any tether store, for ``ainvoke`` / ``astream``.
 
     ``store``: an async store (``tether.open_async_store(url)``), or a sync one (its calls
@@ -84,67 +208,31 @@ class AsyncTetherSaver(SaverBase):
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
 
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+    async def _run_async(self, make: _Run[_T]) -> _T:
         self._loop = asyncio.get_running_loop()
-        return await self._get_tuple(config)
+        return await make(self)
 
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        async for tup in self._list(config, filter, before, limit):
+    async def _pages_async(self, make: _Pages) -> AsyncIterator[CheckpointTuple]:
+        async for tup in make(self):
             yield tup
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        self._loop = asyncio.get_running_loop()
-        return await self._put(config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await self._put_writes(config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._threads.delete(str(thread_id))
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._delete_for_runs(run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._copy_thread(str(source_thread_id), str(target_thread_id))
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._prune(thread_ids, strategy)
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await self._delta(config, channels)
 
     # --- the sync methods, for sync code run beside an async graph (a sync node's
     # get_state, a sync subgraph): over a sync store they run its calls directly; over a
     # native async store they run on the loop the saver was used from, never on this thread.
 
-    def _blocking(self, make: Callable[[SaverBase], Coroutine[Any, Any, _T]]) -> _T:
+    def _direct(self) -> SaverBase | None:
+        """Over a sync store, this saver calling that store directly; else None."""
         inner = getattr(self._threads.store, "sync", None)
-        if isinstance(inner, Store):
-            shadow = copy.copy(self)
-            shadow._threads = ThreadStore(Direct(inner), marks=self._threads.marks, flags=False)
-            return core.run_sync(make(shadow))
+        if not isinstance(inner, Store):
+            return None
+        shadow = copy.copy(self)
+        shadow._threads = ThreadStore(Direct(inner), marks=self._threads.marks, flags=False)
+        return shadow
+
+    def _run_sync(self, make: _Run[_T]) -> _T:
+        direct = self._direct()
+        if direct is not None:
+            return core.run_sync(make(direct))
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -158,54 +246,16 @@ class AsyncTetherSaver(SaverBase):
             )
         return asyncio.run_coroutine_threadsafe(make(self), loop).result()
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._blocking(lambda saver: saver._get_tuple(config))
-
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        inner = getattr(self._threads.store, "sync", None)
-        if isinstance(inner, Store):  # read page by page, as consumed
-            shadow = copy.copy(self)
-            shadow._threads = ThreadStore(Direct(inner), marks=self._threads.marks, flags=False)
-            yield from core.iterate_sync(shadow._list(config, filter, before, limit))
+    def _pages_sync(self, make: _Pages) -> Iterator[CheckpointTuple]:
+        direct = self._direct()
+        if direct is not None:  # read page by page, as consumed
+            yield from core.iterate_sync(make(direct))
             return
 
         async def collect(saver: SaverBase) -> list[CheckpointTuple]:
-            return [tup async for tup in saver._list(config, filter, before, limit)]
+            return [tup async for tup in make(saver)]
 
-        yield from self._blocking(collect)
-
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return self._blocking(lambda saver: saver._put(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        self._blocking(lambda saver: saver._put_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        self._blocking(lambda saver: saver._threads.delete(str(thread_id)))
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return self._blocking(lambda saver: saver._delta(config, channels))
+        yield from self._run_sync(collect)
 
     @contextlib.asynccontextmanager
     async def owning(
@@ -223,7 +273,7 @@ class AsyncTetherSaver(SaverBase):
                 await self._threads.store.release(lease)
 
 
-class TetherSaver(SaverBase):
+class TetherSaver(_Faces):
     """A LangGraph checkpointer on any sync tether store (``tether.open_store(url)``).
 
     Sync calls run the saver's code directly on the store; the async ones run them in a
@@ -236,116 +286,25 @@ class TetherSaver(SaverBase):
         super().__init__(ThreadStore(Direct(store)), serde=serde, ownership=ownership)
         self.store = store
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        tup: CheckpointTuple | None = core.run_sync(self._get_tuple(config))
-        return tup
+    def _run_sync(self, make: _Run[_T]) -> _T:
+        result: _T = core.run_sync(make(self))
+        return result
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        yield from core.iterate_sync(self._list(config, filter, before, limit))
+    async def _run_async(self, make: _Run[_T]) -> _T:
+        return await _off(self._run_sync, make)
 
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        stored: RunnableConfig = core.run_sync(
-            self._put(config, checkpoint, metadata, new_versions)
-        )
-        return stored
+    def _pages_sync(self, make: _Pages) -> Iterator[CheckpointTuple]:
+        yield from core.iterate_sync(make(self))
 
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        core.run_sync(self._put_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        core.run_sync(self._threads.delete(str(thread_id)))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        core.run_sync(self._delete_for_runs(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        core.run_sync(self._copy_thread(str(source_thread_id), str(target_thread_id)))
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        core.run_sync(self._prune(thread_ids, strategy))
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        history: Mapping[str, DeltaChannelHistory] = core.run_sync(self._delta(config, channels))
-        return history
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await _off(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
+    async def _pages_async(self, make: _Pages) -> AsyncIterator[CheckpointTuple]:
         # read as consumed: each step of the sync iterator in the worker thread
-        tuples = cast(
-            Generator[CheckpointTuple, None, None],
-            self.list(config, filter=filter, before=before, limit=limit),
-        )
+        tuples = cast(Generator[CheckpointTuple, None, None], self._pages_sync(make))
         done = object()
         try:
             while (tup := await _off(next, tuples, done)) is not done:
                 yield tup
         finally:
             tuples.close()
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await _off(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await _off(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await _off(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await _off(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await _off(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await _off(lambda: self.prune(thread_ids, strategy=strategy))
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await _off(lambda: self.get_delta_channel_history(config=config, channels=channels))
 
     @contextlib.contextmanager
     def owning(

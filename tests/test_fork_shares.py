@@ -111,7 +111,7 @@ def test_windows_across_the_fork_point(store: Store) -> None:
     assert _texts(store, "child", after=6) == whole[6:]
     assert _texts(store, "child", last=7, limit=2) == whole[3:5]
     assert _texts(store, "child", after=2, limit=2) == whole[2:4]
-    for last in (0, 1, 4, 10, 40):  # the transaction path (Redis: >= 32) and the script's
+    for last in (0, 1, 4, 10, 40):  # windows inside the history and past its start
         assert _texts(store, "child", last=last) == whole[len(whole) - min(last, 10) :]
     pages = [item["content"] for item in store.iter_history("child", page_size=3)]
     assert pages == whole

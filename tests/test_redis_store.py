@@ -446,9 +446,6 @@ def test_index_prefixes_separate_look_alike_owners(store: RedisStore) -> None:
 
 
 SCRIPT = ["EVALSHA"]
-# one packet out; one reply per command. HEXISTS: a fork still reading its parent's items is
-# loaded by the script instead (a second round trip, tests/test_fork_shares.py)
-READ = ["MULTI", "HMGET", "LRANGE", "TIME", "HEXISTS", "EXEC"]
 
 
 def test_every_call_is_one_round_trip(redis_url: str, namespace: str) -> None:
@@ -468,8 +465,8 @@ def test_every_call_is_one_round_trip(redis_url: str, namespace: str) -> None:
             ("commit", SCRIPT, lambda: store.commit(created.id, version, append=_items(2),
                                                     changes={"metadata": {"k": 1},
                                                              "state": {"turn": version}})),
-            ("load", READ, lambda: store.load(created.id)),
-            ("load last 100", READ, lambda: store.load(created.id, last=100)),
+            ("load", SCRIPT, lambda: store.load(created.id)),
+            ("load last 100", SCRIPT, lambda: store.load(created.id, last=100)),
             ("load last 3", SCRIPT, lambda: store.load(created.id, last=3)),
             ("load header", SCRIPT, lambda: store.load(created.id, last=0)),
             ("load after", SCRIPT, lambda: store.load(created.id, after=3)),
@@ -528,18 +525,36 @@ async def test_every_async_call_is_one_round_trip(redis_url: str, namespace: str
             assert WIRE.one_round_trip() == SCRIPT
             WIRE.reset()
             assert (await store.load(created.id)).version == version + 1
-            assert WIRE.one_round_trip() == READ
+            assert WIRE.one_round_trip() == SCRIPT
 
 
-def test_an_injected_clock_replaces_time_in_load_transactions(
+def test_a_fork_reading_its_parents_items_loads_in_one_round_trip(
     redis_url: str, namespace: str
 ) -> None:
+    """The load script reads the fork link with the header: no second call for a fork."""
+    with counting_store(redis_url, namespace) as store:
+        parent = store.create(Session(history=_items(5)))
+        store.fork_session(Session(id="child", parent_id=parent.id), 3)
+        store.commit("child", 1, append=_items(2, "c"))
+        store.load(parent.id)  # warm: the script is loaded
+        for window, contents in [
+            ({}, ["m0", "m1", "m2", "c0", "c1"]),
+            ({"last": 4}, ["m1", "m2", "c0", "c1"]),
+            ({"last": 40}, ["m0", "m1", "m2", "c0", "c1"]),
+        ]:
+            WIRE.reset()
+            loaded = store.load("child", **window)
+            assert WIRE.one_round_trip() == SCRIPT, window
+            assert [item["content"] for item in loaded.history] == contents
+
+
+def test_an_injected_clock_decides_expiry_in_whole_loads(redis_url: str, namespace: str) -> None:
     clock = FakeClock()
     with counting_store(redis_url, namespace, clock=clock) as store:
         created = store.create(Session(expires_at=clock() + timedelta(seconds=5)))
         WIRE.reset()
         assert store.load(created.id) == created
-        assert WIRE.one_round_trip() == ["MULTI", "HMGET", "LRANGE", "HEXISTS", "EXEC"]
+        assert WIRE.one_round_trip() == SCRIPT
         clock.advance(6)
         with pytest.raises(SessionNotFound):
             store.load(created.id)

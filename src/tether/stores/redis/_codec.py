@@ -12,7 +12,7 @@ those texts.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from ... import _core, _json
@@ -369,61 +369,6 @@ def loaded_session(session_id: str, reply: Any) -> Session:
     return _core.readable_session(
         decode_header(session_id, header), _core.decode_items(session_id, items)
     )
-
-
-TRANSACTION_MIN_ITEMS = 32
-"""``load(last=N)`` for smaller N goes through the load script (cheaper for a few items)."""
-
-
-def use_transaction(last: int | None, after: int | None, limit: int | None = None) -> bool:
-    """Whether a load reads its window with MULTI/EXEC rather than the load script.
-
-    Both are one round trip and atomic. The transaction's LRANGE reaches the client without
-    passing through Lua, which converts every item to a Lua string and back: a whole history of
-    1,000 items of 1 KB loads in 1.5 ms instead of 2.3 ms (5,000: 8.6 against 14 ms), as fast as
-    a bare LRANGE. It costs ~30 µs more on tiny reads (redis-py queues and parses MULTI, QUEUED,
-    EXEC), and cannot serve ``after=`` (the first index depends on the header), nor ``last``
-    with a ``limit`` below it (the page's last index depends on the history's length).
-    """
-    if after is not None:
-        return False
-    if last is None:
-        return limit is None or limit >= TRANSACTION_MIN_ITEMS
-    return last >= TRANSACTION_MIN_ITEMS and (limit is None or limit >= last)
-
-
-def transaction_range(last: int | None, limit: int | None) -> tuple[int, int]:
-    """The LRANGE bounds of a load the transaction serves (see :func:`use_transaction`)."""
-    if last is not None:
-        return -last, -1  # a limit of at least `last` cuts nothing
-    return 0, -1 if limit is None else limit - 1
-
-
-def decode_fields(session_id: str, values: Sequence[bytes | str | None]) -> _core.Doc | None:
-    """A header document from an HMGET of HEADER_FIELDS; None if the session is missing."""
-    if values[HEADER_FIELDS.index("version")] is None:
-        return None
-    try:
-        doc = {
-            name: None if value is None else _json.loads(value)
-            for name, value in zip(HEADER_FIELDS, values, strict=True)
-        }
-    except _json.JSONDecodeError as exc:
-        raise CorruptSession(session_id, f"a header field is not valid JSON ({exc})") from exc
-    if not isinstance(doc.get("schema_version"), int):
-        raise CorruptSession(session_id, "its header is not a tether session document")
-    return doc
-
-
-def transaction_session(session_id: str, now: int | None, replies: Sequence[Any]) -> Session:
-    """The session a load transaction read: [HMGET, LRANGE, TIME (if no injected clock)]."""
-    doc = decode_fields(session_id, replies[0])
-    if now is None:
-        seconds, micros = replies[2]
-        now = int(seconds) * 1_000_000 + int(micros)
-    if doc is None or not _core.is_live(doc, now):
-        raise SessionNotFound(session_id)
-    return _core.readable_session(doc, _core.decode_items(session_id, replies[1]))
 
 
 def loaded_raw(session_id: str, reply: Any) -> tuple[_core.Doc, list[HistoryItem]] | None:

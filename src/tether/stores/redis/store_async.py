@@ -16,12 +16,13 @@ in one Redis Cluster slot and one script may touch any of its keys):
 Atomicity: every write is one Lua script run with EVALSHA, i.e. one round trip, and Redis runs
 a script alone: a commit checks the session is live, the schema, the lease and the version,
 then appends the items, updates the header, the metadata and the indexes and sets the expiry,
-all or nothing. Reads are one round trip too: a script, or for a whole history (or its last
-N items) a MULTI/EXEC of HMGET + LRANGE (+ TIME), which keeps the items out of Lua. Time is
-Redis's ``TIME`` (or an injected clock's), so expiry and leases follow one clock whatever the
-client machines say. The scripts are files in ``lua/``, each described (its KEYS and
-ARGV, by name) in :mod:`tether.stores.redis._scripts`; see ``docs/redis.md`` for costs and
-failure behaviour.
+all or nothing. Reads are one round trip too: every load is the load script, which reads the
+header and the fork link with one HMGET and returns the header as one JSON text beside the
+LRANGE of the items (a MULTI/EXEC of the same commands costs redis-py more to pack and parse
+than the script costs Redis to run). Time is Redis's ``TIME`` (or an injected clock's), so
+expiry and leases follow one clock whatever the client machines say. The scripts are files in
+``lua/``, each described (its KEYS and ARGV, by name) in :mod:`tether.stores.redis._scripts`;
+see ``docs/redis.md`` for costs and failure behaviour.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from redis.exceptions import (
 )
 
 from ... import _core, _json
-from ..._time import Clock, to_micros
+from ..._time import Clock
 from ...errors import InvalidRequest, InvalidSessionData, StoreError, StoreUnavailable
 from ...models import Lease, Page, Session, SessionHeader, StoredItem
 from ...schema import schema
@@ -313,18 +314,6 @@ class AsyncRedisStore(AsyncStore):
     async def _load(
         self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
-        if _codec.use_transaction(last, after, limit):
-            keys = self.keys.for_script(lua.LOAD.keys, session_id)
-            now = None if self._clock is None else to_micros(self._clock())
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hmget(keys[0], lua.HEADER_FIELDS)
-            pipe.lrange(keys[1], *_codec.transaction_range(last, limit))
-            if now is None:
-                pipe.time()
-            pipe.hexists(keys[0], "_from")  # a fork reading its parent's items: the script
-            replies = await self._guarded("load", pipe.execute)
-            if not replies[-1]:
-                return _codec.transaction_session(session_id, now, replies)
         args = self._load_args(session_id, last=last, after=after, limit=limit)
         return _codec.loaded_session(session_id, await self._run(lua.LOAD, args, session_id))
 

@@ -10,11 +10,15 @@ local function live(expires)
   local e = tonumber(expires)
   return e == nil or e > NOW
 end
-local function header_json(key)
-  local values = redis.call('HMGET', key, unpack(HEADER_FIELDS))
+-- The header document as one JSON text, from an HMGET of HEADER_FIELDS (values past them are
+-- ignored): the client decodes one text, not one per field.
+local function header_doc(values)
   local parts = {}
   for i, name in ipairs(HEADER_FIELDS) do
     parts[i] = '"' .. name .. '":' .. (values[i] or 'null')
   end
   return '{' .. table.concat(parts, ',') .. '}'
+end
+local function header_json(key)
+  return header_doc(redis.call('HMGET', key, unpack(HEADER_FIELDS)))
 end

@@ -47,6 +47,7 @@ from ..ids import encode_external_id
 from ..models import Session as TetherSession
 from ..models import StoredItem
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
+from ._extras import missing_extra
 
 try:
     from google.adk.errors import StaleSessionError
@@ -62,9 +63,7 @@ try:
     from google.adk.sessions.session import Session
     from google.adk.sessions.state import State
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        f"tether.integrations.adk needs Google ADK ({exc}): pip install 'tether[adk]'"
-    ) from exc
+    raise missing_extra("adk", "Google ADK", "adk", exc) from exc
 
 __all__ = ["AGENT", "EVENT_TYPE", "SCHEME", "TetherSessionService", "register"]
 

@@ -37,6 +37,7 @@ from typing import Any, TypeVar, cast
 from ..errors import InvalidRequest
 from ..models import Lease
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
+from ._extras import missing_extra
 
 try:
     from langchain_core.runnables import RunnableConfig
@@ -49,9 +50,7 @@ try:
     )
     from langgraph.checkpoint.serde.base import SerializerProtocol
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        f"tether.integrations.langgraph needs LangGraph ({exc}): pip install 'tether[langgraph]'"
-    ) from exc
+    raise missing_extra("langgraph", "LangGraph", "langgraph", exc) from exc
 
 from . import _langgraph_core as core
 from ._langgraph_admin import LEASES

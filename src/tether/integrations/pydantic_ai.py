@@ -38,6 +38,7 @@ from ..ids import encode_external_id, external_id_metadata
 from ..models import KeyedItem, Session, StoredItem
 from ..stores.abilities import AsyncForksInStore
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
+from ._extras import missing_extra
 
 try:
     from pydantic_ai.conversation_store import (
@@ -47,10 +48,7 @@ try:
         ConversationStore,
     )
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        f"tether.integrations.pydantic_ai needs Pydantic AI ({exc}): "
-        "pip install 'tether[pydantic-ai]'"
-    ) from exc
+    raise missing_extra("pydantic_ai", "Pydantic AI", "pydantic-ai", exc) from exc
 
 __all__ = ["AGENT", "ENTRY_TYPE", "STATE_KEY", "TetherConversationStore"]
 

@@ -108,9 +108,9 @@ class SessionCache:
         _set_items(merged, items)
         return merged
 
-    def extend(self, cached: Session, doc: _core.Doc, records: list[_core.Doc]) -> Session:
+    def extend(self, cached: Session, fields: dict[str, Any], records: list[_core.Doc]) -> Session:
         """``cached`` after this process's own commit at its version, built from what the
-        commit stamped (``_core.stamped_parts``: the new header document and the decoded new
+        commit stamped (``_core.stamped_fields``: the new header's fields and the decoded new
         rows) instead of read back: the new items are added at the end of the lists this cache
         holds, as :meth:`merge` adds them. The result is not put in the cache."""
         history_new = _core.history_view(cached.id, records)
@@ -119,7 +119,6 @@ class SessionCache:
             history, items = self._extensible(cached)
             history.extend(history_new)
             items.extend(items_new)
-        fields = _core.fields_from_doc(doc)
         fields["history"] = history
         extended = _core.construct_trusted(Session, fields)
         _set_items(extended, items)

@@ -147,12 +147,12 @@ def saved_from_stamp(
 
     ``changes`` and ``appended`` are what was committed: normalised again here (copies the
     saved session owns), inside ``runtime_writes()`` as the commit ran, so the header is the
-    one the store's write made by the same rules (``_core.stamped_parts``).
+    one the store's write made by the same rules (``_core.stamped_fields``).
     """
     if not stamp.reported or cache.get(loaded.id) is not loaded:
         return None
     with _core.runtime_writes():
-        parts = _core.stamped_parts(loaded, _core.normalize_changes(changes), appended, stamp)
+        parts = _core.stamped_fields(loaded, _core.normalize_changes(changes), appended, stamp)
     if parts is None:
         return None
     saved = cache.extend(loaded, *parts)

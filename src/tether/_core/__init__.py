@@ -109,7 +109,7 @@ from .rules import (
     runtime_writes,
     upgrade_doc,
 )
-from .stamps import CommitStamp, commit_stamp, stamped_parts, stamped_session
+from .stamps import CommitStamp, commit_stamp, stamped_fields, stamped_parts, stamped_session
 
 __all__ = [
     "CHANGEABLE_FIELDS",
@@ -187,6 +187,7 @@ __all__ = [
     "restore_doc",
     "restore_over",
     "runtime_writes",
+    "stamped_fields",
     "stamped_parts",
     "stamped_session",
     "ttl_micros",

@@ -83,11 +83,15 @@ def header_to_doc(header: SessionHeader) -> Doc:
     }
 
 
+TIME_FIELDS = ("created_at", "updated_at", "expires_at", "lease_expires_at")
+"""The header's times: datetimes on a model, integer microseconds in a document."""
+
+
 def fields_from_doc(doc: Doc) -> dict[str, Any]:
     fields = dict(doc)
     fields.pop("lease_token", None)  # the holder's secret: never in a header or a listing
     fields["status"] = SessionStatus(doc["status"])
-    for name in ("created_at", "updated_at", "expires_at", "lease_expires_at"):
+    for name in TIME_FIELDS:
         value = doc.get(name)
         fields[name] = None if value is None else from_micros(value)
     if "lease_fence" in fields:  # the models' field order (SessionHeader declares it last)

@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -94,18 +93,22 @@ RUNTIME_KEY = "_tether"
 _runtime_writes: ContextVar[bool] = ContextVar("tether_runtime_writes", default=False)
 
 
-@contextlib.contextmanager
-def runtime_writes() -> Iterator[None]:
+class runtime_writes:  # used as a function: ``with runtime_writes():``
     """Internal: the writes inside set ``state["_tether"]`` exactly as given (the runtime's path).
 
     A context variable, so it holds for this thread or task alone (and for the worker thread
-    ``asyncio.to_thread`` runs a store call in), never for a concurrent caller.
+    ``asyncio.to_thread`` runs a store call in), never for a concurrent caller. A class rather
+    than a ``contextlib`` generator: a cached turn enters it twice, and the generator's
+    machinery cost more than the rest of the check.
     """
-    token = _runtime_writes.set(True)
-    try:
-        yield
-    finally:
-        _runtime_writes.reset(token)
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _runtime_writes.set(True)
+
+    def __exit__(self, *exc: object) -> None:
+        _runtime_writes.reset(self._token)
 
 
 def check_runtime_block(state: Mapping[str, Any], how: str) -> None:

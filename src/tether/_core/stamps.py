@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from .._time import from_micros, to_micros
-from ..models import KeyedItem, Session, SessionHeader
+from ..models import KeyedItem, Session, SessionHeader, SessionStatus
 from .checks import Doc
-from .headers import header_to_doc, make_session
+from .headers import TIME_FIELDS, header_to_doc, make_session
 from .items import EncodedItem, decode_items, prepare_items
 from .rules import apply_commit
 
@@ -107,3 +107,47 @@ def stamped_parts(
     expires = stamp.lease_expires_at
     doc["lease_expires_at"] = None if expires is None else to_micros(expires)
     return doc, decode_items(loaded.id, rows)
+
+
+def stamped_fields(
+    loaded: SessionHeader,
+    changes: Doc,
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+    stamp: CommitStamp,
+) -> tuple[dict[str, Any], list[Doc]] | None:
+    """:func:`stamped_parts` as model fields (what ``fields_from_doc`` makes of its header
+    document, without ``history``) and the decoded rows; None as there.
+
+    For the runtime's cached turn: the fields are ``loaded``'s, with only those a commit writes
+    converted from :func:`apply_commit`'s result (run on the part of the document it reads and
+    writes), instead of the whole header to a document and back.
+    """
+    stamped_at, fence = stamp.updated_at, stamp.lease_fence
+    if stamped_at is None or fence is None or stamp.version != loaded.version + 1:
+        return None
+    now = to_micros(stamped_at)
+    rows = stamp.rows
+    if rows is None:
+        rows = tuple(data for _, data in prepare_items(items, loaded.last_seq + 1, now))
+    part = {name: getattr(loaded, name) for name in _COMMIT_READS}
+    held = loaded.__dict__
+    fields = {name: held[name] for name in _HEADER_FIELDS}
+    for name, value in apply_commit(part, changes, len(rows), now).items():
+        if name == "status":
+            fields[name] = SessionStatus(value)
+        elif name in TIME_FIELDS:
+            fields[name] = None if value is None else from_micros(value)
+        else:
+            fields[name] = value
+    fields["updated_at"] = stamped_at
+    fields["lease_owner"] = stamp.lease_owner
+    fields["lease_fence"] = fence
+    fields["lease_expires_at"] = stamp.lease_expires_at
+    return fields, decode_items(loaded.id, rows)
+
+
+_HEADER_FIELDS = tuple(SessionHeader.model_fields)
+
+_COMMIT_READS = ("state", "version", "last_seq", "history_len")
+"""The header document's fields :func:`apply_commit` reads (it writes those, ``updated_at``,
+``schema_version`` and the changed fields)."""

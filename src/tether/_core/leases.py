@@ -11,6 +11,7 @@ from .._ids import validate_session_id
 from .._time import from_micros
 from ..errors import (
     AlreadyClaimed,
+    ConflictError,
     InvalidRequest,
     LeaseLost,
 )
@@ -18,6 +19,7 @@ from ..models import (
     Lease,
 )
 from .checks import MAX_TTL, MAX_TTL_MICROS, Doc, check_text, check_version, short
+from .rules import check_writable
 
 # --- leases ------------------------------------------------------------------------------------
 
@@ -108,6 +110,18 @@ def check_write_lease(doc: Doc, lease: Lease | None, now: int) -> None:
         check_lease(doc, lease, now)
     elif lease_is_live(doc, now):
         raise AlreadyClaimed(doc["id"], doc["lease_owner"], from_micros(doc["lease_expires_at"]))
+
+
+def check_write(
+    session_id: str, doc: Doc, expected_version: int | None, lease: Lease | None, now: int
+) -> None:
+    """What every write checks on the stored header, in the contract's one order: a schema this
+    tether can write, the lease (before the version), then ``expected_version`` (None: a blind
+    append, at any version)."""
+    check_writable(session_id, doc)
+    check_write_lease(doc, lease, now)
+    if expected_version is not None and doc["version"] != expected_version:
+        raise ConflictError(session_id, expected_version, doc["version"])
 
 
 def check_delete_args(expected_version: int | None, lease: Lease | None, force: bool) -> None:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _core
+from .._core.leases import check_write
 from .._ids import validate_session_id
 from .._time import Clock, system_clock, to_micros
 from .._urls import as_bool, as_float, parse_store_url, redact
@@ -198,10 +199,7 @@ class FileStore(_AddingStore, FileLayout):
         """The header of a session to write (``expected_version`` None: a blind append)."""
         found = self._live_header(session_id, now)
         doc = found[0]
-        _core.check_writable(session_id, doc)
-        _core.check_write_lease(doc, lease, now)
-        if expected_version is not None and doc["version"] != expected_version:
-            raise ConflictError(session_id, expected_version, doc["version"])
+        check_write(session_id, doc, expected_version, lease, now)
         return found
 
     def _add(

@@ -14,6 +14,7 @@ import logging
 from datetime import timedelta
 
 from .. import _core, _json
+from .._core.leases import check_write
 from .._time import Clock, system_clock
 from ..errors import ConflictError, CorruptSession, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, StoredItem
@@ -133,20 +134,6 @@ class AsyncKVStore(_AsyncKVBlobs, _AsyncAddingStore):
                 return _core.readable_session(head.doc, _core.decode_items(session_id, raw))
         raise CorruptSession(session_id, "a history chunk its header names is missing")
 
-    def _check(
-        self,
-        session_id: str,
-        head: Head,
-        expected_version: int | None,
-        lease: Lease | None,
-        now: int,
-    ) -> None:
-        """Checks of a write (``expected_version`` None: a blind append)."""
-        _core.check_writable(session_id, head.doc)
-        _core.check_write_lease(head.doc, lease, now)
-        if expected_version is not None and head.doc["version"] != expected_version:
-            raise ConflictError(session_id, expected_version, head.doc["version"])
-
     async def _add(
         self,
         session_id: str,
@@ -160,7 +147,7 @@ class AsyncKVStore(_AsyncKVBlobs, _AsyncAddingStore):
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = await self._live_head(session_id, now)
-            self._check(session_id, head, expected_version, lease, now)
+            check_write(session_id, head.doc, expected_version, lease, now)
             prepared = _core.prepare_items(items, head.doc["last_seq"] + 1, now)
             _core.refuse_taken_keys(session_id, prepared.keys, head.keys)
             keys = {**head.keys, **dict(prepared.keys)}
@@ -242,7 +229,7 @@ class AsyncKVStore(_AsyncKVBlobs, _AsyncAddingStore):
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = await self._live_head(session_id, now)
-            self._check(session_id, head, expected_version, lease, now)
+            check_write(session_id, head.doc, expected_version, lease, now)
             encoded = _core.prepare_items(items, head.doc["last_seq"] + 1, now)
             doc = _core.upgrade_doc(head.doc)
             new_doc = _core.apply_replace(doc, len(encoded), now, changes)
@@ -270,7 +257,7 @@ class AsyncKVStore(_AsyncKVBlobs, _AsyncAddingStore):
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = await self._live_head(session_id, now)
-            self._check(session_id, head, expected_version, lease, now)
+            check_write(session_id, head.doc, expected_version, lease, now)
             kept = _core.items_kept(head.doc, after, "replace_tail")
             prepared = _core.prepare_items(items, after + 1, now)
             keys = {k: seq for k, seq in head.keys.items() if seq <= after}

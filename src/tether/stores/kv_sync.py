@@ -15,6 +15,7 @@ import logging
 from datetime import timedelta
 
 from .. import _core, _json
+from .._core.leases import check_write
 from .._time import Clock, system_clock
 from ..errors import ConflictError, CorruptSession, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, StoredItem
@@ -134,20 +135,6 @@ class KVStore(_KVBlobs, _AddingStore):
                 return _core.readable_session(head.doc, _core.decode_items(session_id, raw))
         raise CorruptSession(session_id, "a history chunk its header names is missing")
 
-    def _check(
-        self,
-        session_id: str,
-        head: Head,
-        expected_version: int | None,
-        lease: Lease | None,
-        now: int,
-    ) -> None:
-        """Checks of a write (``expected_version`` None: a blind append)."""
-        _core.check_writable(session_id, head.doc)
-        _core.check_write_lease(head.doc, lease, now)
-        if expected_version is not None and head.doc["version"] != expected_version:
-            raise ConflictError(session_id, expected_version, head.doc["version"])
-
     def _add(
         self,
         session_id: str,
@@ -161,7 +148,7 @@ class KVStore(_KVBlobs, _AddingStore):
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
-            self._check(session_id, head, expected_version, lease, now)
+            check_write(session_id, head.doc, expected_version, lease, now)
             prepared = _core.prepare_items(items, head.doc["last_seq"] + 1, now)
             _core.refuse_taken_keys(session_id, prepared.keys, head.keys)
             keys = {**head.keys, **dict(prepared.keys)}
@@ -243,7 +230,7 @@ class KVStore(_KVBlobs, _AddingStore):
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
-            self._check(session_id, head, expected_version, lease, now)
+            check_write(session_id, head.doc, expected_version, lease, now)
             encoded = _core.prepare_items(items, head.doc["last_seq"] + 1, now)
             doc = _core.upgrade_doc(head.doc)
             new_doc = _core.apply_replace(doc, len(encoded), now, changes)
@@ -271,7 +258,7 @@ class KVStore(_KVBlobs, _AddingStore):
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
-            self._check(session_id, head, expected_version, lease, now)
+            check_write(session_id, head.doc, expected_version, lease, now)
             kept = _core.items_kept(head.doc, after, "replace_tail")
             prepared = _core.prepare_items(items, after + 1, now)
             keys = {k: seq for k, seq in head.keys.items() if seq <= after}

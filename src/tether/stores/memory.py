@@ -8,10 +8,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import _core
+from .._core.leases import check_write
 from .._time import Clock, system_clock, to_micros
 from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base import CheckedItems, CheckedKeys, Store, SyncBackedAsyncStore
+from ._adding_sync import _AddingStore
+from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
 
@@ -36,7 +38,7 @@ class _Entry:
         return self.items[seq - self.seqs[0]]
 
 
-class MemoryStore(Store):
+class MemoryStore(_AddingStore):
     """Sessions kept in this process only; gone when it exits.
 
     Values are copied in and out (history items are kept as encoded JSON and decoded on each
@@ -99,10 +101,7 @@ class MemoryStore(Store):
         with self._lock:
             now = self._now()
             entry = self._get(session_id, now)
-            _core.check_writable(session_id, entry.doc)
-            _core.check_write_lease(entry.doc, lease, now)
-            if expected_version is not None and entry.doc["version"] != expected_version:
-                raise ConflictError(session_id, expected_version, entry.doc["version"])
+            check_write(session_id, entry.doc, expected_version, lease, now)
             if _core.needs_upgrade(entry.doc):
                 # Written back upgraded by this write, history included.
                 old = entry.doc["schema_version"]
@@ -135,51 +134,25 @@ class MemoryStore(Store):
             _core.json_copy(doc, what="header"), _core.decode_items(session_id, raw)
         )
 
-    def _commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        with self._writing(session_id, expected_version, lease) as (entry, now):
-            self._add(entry, items, changes, now)
-            return int(entry.doc["version"])
-
-    def _commit_stamped(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> _core.CommitStamp:
-        with self._writing(session_id, expected_version, lease) as (entry, now):
-            rows = self._add(entry, items, changes, now)
-            return _core.commit_stamp(entry.doc, rows)
-
-    @staticmethod
     def _add(
-        entry: _Entry, items: CheckedItems, changes: _core.Doc, now: int
-    ) -> _core.PreparedItems:
-        """Append to ``entry`` (checked by the caller, under the lock); the rows written."""
-        encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
-        _core.refuse_taken_keys(entry.doc["id"], encoded.keys, entry.keys)
-        entry.doc = _core.apply_commit(entry.doc, changes, len(encoded), now)
-        # In place: O(new items). Readers slice under the lock, so they never see a
-        # half-done append.
-        entry.items.extend(data for _, data in encoded)
-        entry.seqs.extend(seq for seq, _ in encoded)
-        entry.keys.update(encoded.keys)
-        return encoded
-
-    def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        with self._writing(session_id, None, lease) as (entry, now):
-            self._add(entry, items, {}, now)
-            return int(entry.doc["version"])
+        self,
+        session_id: str,
+        expected_version: int | None,
+        items: CheckedItems,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> tuple[_core.Doc, _core.PreparedItems]:
+        """A commit (``expected_version`` None: a blind append); the header and rows written."""
+        with self._writing(session_id, expected_version, lease) as (entry, now):
+            encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
+            _core.refuse_taken_keys(entry.doc["id"], encoded.keys, entry.keys)
+            entry.doc = _core.apply_commit(entry.doc, changes, len(encoded), now)
+            # In place: O(new items). Readers slice under the lock, so they never see a
+            # half-done append.
+            entry.items.extend(data for _, data in encoded)
+            entry.seqs.extend(seq for seq, _ in encoded)
+            entry.keys.update(encoded.keys)
+            return entry.doc, encoded
 
     def _replace_tail(
         self,

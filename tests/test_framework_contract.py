@@ -18,6 +18,7 @@ import pytest
 
 from tether import KeyedItem, Session
 from tether.errors import CorruptSession, DuplicateItemKey
+from tether.stores._sqlite_sql import items_query
 from tether.stores.file import FileStore
 from tether.stores.kv_memory import DictKVBackend
 from tether.stores.kv_sync import KVStore
@@ -62,10 +63,7 @@ def test_sqlite_keyed_read_is_an_index_search_reading_only_its_rows(
         " ".join(str(row[-1]) for row in store._conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
         for sql, args in (
             ("SELECT seq FROM tether_item_keys WHERE session_id = ? AND key IN (?)", ("s", "k")),
-            (
-                "SELECT data FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?",
-                ("s", 1, 2),
-            ),
+            items_query("s", [], 1, limit=1),  # the store's own read of seq 2
         )
     ]
     assert all("SEARCH" in plan and "SCAN" not in plan for plan in plans), plans
@@ -109,7 +107,7 @@ def test_sqlite_tail_writes_keep_forks_whole_and_forks_keep_keys(
 def test_sqlite_database_version_5_indexes_keys(tmp_path: Path) -> None:
     SQLiteStore(tmp_path / "v.db").close()
     conn = sqlite3.connect(tmp_path / "v.db")
-    assert conn.execute("SELECT max(version) FROM tether_schema_migrations").fetchone() == (5,)
+    assert conn.execute("SELECT max(version) FROM tether_schema_migrations").fetchone()[0] >= 5
     indexes = {row[1] for row in conn.execute("PRAGMA index_list(tether_item_keys)")}
     assert any(name.startswith("sqlite_autoindex") for name in indexes) or indexes
     conn.close()

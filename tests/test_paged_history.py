@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from tether import CorruptSession, Session, Store
-from tether.stores import sqlite as sqlite_module
 from tether.stores.file import FileStore
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore
@@ -111,12 +110,7 @@ def _windows() -> Iterator[dict[str, int]]:
         yield {name: value for name, value in window.items() if value is not None}
 
 
-@pytest.mark.parametrize("join_limit", [2000, 3], ids=["joined", "row-by-row"])
-def test_sqlite_pages_agree_with_the_memory_store_on_forks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, join_limit: int
-) -> None:
-    # join_limit=3 sends every page of more than 3 items down the row-by-row query
-    monkeypatch.setattr(sqlite_module, "_JOIN_LIMIT", join_limit)
+def test_sqlite_pages_agree_with_the_memory_store_on_forks(tmp_path: Path) -> None:
     sqlite, memory = SQLiteStore(tmp_path / "forks.db"), MemoryStore()
     for store in (sqlite, memory):
         store.create(Session(id="root", history=_items(30, "r")))

@@ -184,7 +184,7 @@ def decode_items(session_id: str, raw: Iterable[bytes | str]) -> list[Doc]:
         raise CorruptSession(session_id, f"a history item is not valid JSON ({exc})") from exc
 
 
-def decode_item_array(session_id: str, joined: str) -> list[Doc]:
+def decode_item_array(session_id: str, joined: str | bytes) -> list[Doc]:
     """Decode stored items that the store joined into one JSON array."""
     try:
         items = _json.loads(joined)

@@ -15,26 +15,35 @@ from typing import Final
 
 __all__ = ["MIGRATIONS", "SQLiteMigrator"]
 
+# tether_sessions' columns after its id: those of migration 1, then the leases' (migration 2)
+_HEADER_V1 = (
+    "owner TEXT",
+    "agent TEXT",
+    "status TEXT NOT NULL",
+    "metadata TEXT NOT NULL",
+    "state TEXT NOT NULL",
+    "options TEXT NOT NULL",
+    "parent_id TEXT",
+    "fork_seq INTEGER",
+    "version INTEGER NOT NULL",
+    "schema_version INTEGER NOT NULL",
+    "created_at INTEGER NOT NULL",
+    "updated_at INTEGER NOT NULL",
+    "expires_at INTEGER",
+    "last_seq INTEGER NOT NULL",
+    "history_len INTEGER NOT NULL",
+)
+_LEASES = (
+    "lease_owner TEXT",
+    "lease_token TEXT",
+    "lease_fence INTEGER NOT NULL DEFAULT 0",
+    "lease_expires_at INTEGER",
+)
+_SESSION_COLUMNS = ", ".join(["id", *(c.split()[0] for c in (*_HEADER_V1, *_LEASES))])
+
 MIGRATIONS: Final[Sequence[Sequence[str]]] = (
     (
-        """CREATE TABLE tether_sessions (
-            id TEXT PRIMARY KEY NOT NULL,
-            owner TEXT,
-            agent TEXT,
-            status TEXT NOT NULL,
-            metadata TEXT NOT NULL,
-            state TEXT NOT NULL,
-            options TEXT NOT NULL,
-            parent_id TEXT,
-            fork_seq INTEGER,
-            version INTEGER NOT NULL,
-            schema_version INTEGER NOT NULL,
-            created_at INTEGER NOT NULL,
-            updated_at INTEGER NOT NULL,
-            expires_at INTEGER,
-            last_seq INTEGER NOT NULL,
-            history_len INTEGER NOT NULL
-        )""",
+        f"CREATE TABLE tether_sessions (id TEXT PRIMARY KEY NOT NULL, {', '.join(_HEADER_V1)})",
         """CREATE TABLE tether_items (
             session_id TEXT NOT NULL,
             seq INTEGER NOT NULL,
@@ -56,10 +65,7 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
             WHERE expires_at IS NOT NULL""",
     ),
     (  # 2: leases (claims)
-        "ALTER TABLE tether_sessions ADD COLUMN lease_owner TEXT",
-        "ALTER TABLE tether_sessions ADD COLUMN lease_token TEXT",
-        "ALTER TABLE tether_sessions ADD COLUMN lease_fence INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE tether_sessions ADD COLUMN lease_expires_at INTEGER",
+        *(f"ALTER TABLE tether_sessions ADD COLUMN {column}" for column in _LEASES),
     ),
     (  # 3: forks share their parent's rows instead of copying them
         """CREATE TABLE tether_item_shares (
@@ -92,6 +98,37 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
             PRIMARY KEY (session_id, key)
         ) WITHOUT ROWID""",
         "CREATE INDEX tether_item_keys_seq ON tether_item_keys (session_id, seq)",
+    ),
+    (  # 6: fewer B-trees written per commit. Item rows keyed by k = (num << 32) + seq, num
+        # a session's number (its rowid): one B-tree, where a (session_id, seq) primary key
+        # was a table and an index, each written on every commit. The status index without
+        # updated_at, which every commit moved: a status filter reads its sessions and sorts.
+        "CREATE TABLE tether_sessions_6 (num INTEGER PRIMARY KEY "
+        "CHECK (num > 0 AND num < 2147483648), id TEXT NOT NULL UNIQUE, "
+        f"{', '.join((*_HEADER_V1, *_LEASES))})",
+        f"INSERT INTO tether_sessions_6 ({_SESSION_COLUMNS}) "
+        f"SELECT {_SESSION_COLUMNS} FROM tether_sessions ORDER BY rowid",
+        """CREATE TABLE tether_items_6 (
+            k INTEGER PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL CHECK (seq > 0 AND seq < 4294967296),
+            data TEXT NOT NULL
+        )""",
+        "INSERT INTO tether_items_6 (k, session_id, seq, data) "
+        "SELECT (s.num << 32) + i.seq, i.session_id, i.seq, i.data "
+        "FROM tether_items i JOIN tether_sessions_6 s ON s.id = i.session_id",
+        "DROP TABLE tether_items",
+        "ALTER TABLE tether_items_6 RENAME TO tether_items",
+        "DROP TABLE tether_sessions",  # and its indexes, made again below
+        "ALTER TABLE tether_sessions_6 RENAME TO tether_sessions",
+        "CREATE INDEX tether_sessions_updated ON tether_sessions (updated_at, id)",
+        "CREATE INDEX tether_sessions_owner ON tether_sessions (owner, updated_at, id) "
+        "WHERE owner IS NOT NULL",
+        "CREATE INDEX tether_sessions_agent ON tether_sessions (agent, updated_at, id) "
+        "WHERE agent IS NOT NULL",
+        "CREATE INDEX tether_sessions_status ON tether_sessions (status)",
+        """CREATE INDEX tether_sessions_expires ON tether_sessions (expires_at)
+            WHERE expires_at IS NOT NULL""",
     ),
 )
 

@@ -14,16 +14,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _core, _json
-from ..errors import ConflictError, DuplicateItemKey, SessionNotFound
+from ..errors import ConflictError, CorruptSession, DuplicateItemKey, SessionNotFound
 from ..models import HistoryItem, Lease
 from ..schema import schema
 from ._sqlite_sql import (
+    BASE,
     FREE_FIELDS,
     HEADER_COLUMNS,
+    INSERT_ITEM,
     JSON_COLUMNS,
     SELECT_HEADER,
     SELECT_SHARES,
     doc_to_row,
+    in_range,
     items_query,
     row_to_doc,
 )
@@ -69,16 +72,15 @@ def write_back_upgraded(conn: sqlite3.Connection, doc: _core.Doc) -> None:
         (*doc_to_row(upgraded)[1:], session_id),
     )
     write_meta(conn, session_id, upgraded["metadata"])
-    rows = conn.execute(
-        "SELECT seq, data FROM tether_items WHERE session_id = ?", (session_id,)
-    ).fetchall()
+    where, params = in_range(session_id, 0)
+    rows = conn.execute(f"SELECT k, data FROM tether_items WHERE {where}", params).fetchall()
     if rows and schema.items_need_upgrade(old):
         items = _core.upgrade_items(_core.decode_items(session_id, [r[1] for r in rows]), old)
         conn.executemany(
-            "UPDATE tether_items SET data = ? WHERE session_id = ? AND seq = ?",
+            "UPDATE tether_items SET data = ? WHERE k = ?",
             [
-                (_core.encode_item(item).decode(), session_id, seq)
-                for (seq, _), item in zip(rows, items, strict=True)
+                (_core.encode_item(item).decode(), k)
+                for (k, _), item in zip(rows, items, strict=True)
             ],
         )
     doc.update(upgraded)
@@ -135,10 +137,7 @@ def insert_items(conn: sqlite3.Connection, session_id: str, encoded: _core.Prepa
             [(session_id, key, seq) for key, seq in encoded.keys],
         )
     if encoded:
-        conn.executemany(
-            "INSERT INTO tether_items (session_id, seq, data) VALUES (?, ?, ?)",
-            [(session_id, seq, data.decode()) for seq, data in encoded],
-        )
+        conn.executemany(INSERT_ITEM, [(session_id, seq, data.decode()) for seq, data in encoded])
 
 
 def detach_above(conn: sqlite3.Connection, session_id: str, after: int) -> None:
@@ -149,10 +148,11 @@ def detach_above(conn: sqlite3.Connection, session_id: str, after: int) -> None:
         (session_id, after),
     ).fetchall()
     for dependent, lo, hi in dependents:
+        where, params = in_range(session_id, lo, hi)
         conn.execute(
-            "INSERT INTO tether_items (session_id, seq, data) SELECT ?, seq, data "
-            "FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?",
-            (dependent, session_id, lo, hi),
+            f"INSERT INTO tether_items (k, session_id, seq, data) SELECT {BASE} + seq, ?, seq, "
+            f"data FROM tether_items WHERE {where}",
+            (dependent, dependent, *params),
         )
     if dependents:
         conn.execute(
@@ -171,7 +171,8 @@ def drop_tail(conn: sqlite3.Connection, session_id: str, after: int) -> None:
         "UPDATE tether_item_shares SET hi = ? WHERE session_id = ? AND hi > ?",
         (after, session_id, after),
     )
-    conn.execute("DELETE FROM tether_items WHERE session_id = ? AND seq > ?", (session_id, after))
+    where, params = in_range(session_id, after)
+    conn.execute(f"DELETE FROM tether_items WHERE {where}", params)
     conn.execute(
         "DELETE FROM tether_item_keys WHERE session_id = ? AND seq > ?", (session_id, after)
     )
@@ -190,7 +191,8 @@ def drop_items(conn: sqlite3.Connection, session_id: str) -> None:
     """Delete a session's items (its own rows and its shares), keeping its forks whole."""
     detach_dependents(conn, session_id)
     conn.execute("DELETE FROM tether_item_shares WHERE session_id = ?", (session_id,))
-    conn.execute("DELETE FROM tether_items WHERE session_id = ?", (session_id,))
+    where, params = in_range(session_id, -1)
+    conn.execute(f"DELETE FROM tether_items WHERE {where}", params)
     conn.execute("DELETE FROM tether_item_keys WHERE session_id = ?", (session_id,))
 
 
@@ -210,7 +212,19 @@ def read_items(
     """The ``count`` items after seq ``floor``, inside the caller's read transaction."""
     shares = conn.execute(SELECT_SHARES, (session_id,)).fetchall()
     sql, params = items_query(session_id, shares, floor, limit=count)
-    return _core.decode_items(session_id, [row[0] for row in conn.execute(sql, params)])
+    rows = [row[0] for row in conn.execute(sql, params)]
+    if not rows:
+        return []
+    # One orjson call on the rows joined into one array beats a call per row (~15% at 1,000
+    # items, ~40% at 5,000), and joining them in Python (one copy: the brackets go on the end
+    # rows) costs less than SQLite's group_concat did. A row that is not one JSON value would
+    # change the count: it is corrupt.
+    rows[0] = b"[" + rows[0]
+    rows[-1] += b"]"
+    items = _core.decode_item_array(session_id, b",".join(rows))
+    if len(items) != len(rows):
+        raise CorruptSession(session_id, "a history item is not one JSON value")
+    return items
 
 
 def update_header(conn: sqlite3.Connection, new: _core.Doc, changes: _core.Doc) -> None:

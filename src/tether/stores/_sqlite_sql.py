@@ -15,7 +15,7 @@ from ..errors import CorruptSession
 HEADER_COLUMNS = _core.DOC_FIELDS
 UPDATED_AT = HEADER_COLUMNS.index("updated_at")
 SELECT_HEADER = f"SELECT {', '.join(HEADER_COLUMNS)} FROM tether_sessions"
-INSERT_HEADER = (
+INSERT_HEADER = (  # num, the rowid, is SQLite's: the largest in use + 1
     f"INSERT INTO tether_sessions ({', '.join(HEADER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in HEADER_COLUMNS)})"
 )
@@ -26,24 +26,6 @@ DELETE_COLUMNS = (
     "lease_expires_at",
 )  # fmt: skip
 
-NO_LAST = 1 << 62  # ``last=None``: a window reaching past any history
-
-# The common load in ONE statement (an autocommit SELECT reads one consistent snapshot, so no
-# BEGIN/COMMIT is needed): the header and, when the window is small and the session shares
-# no rows, its items already joined. ?1 after, ?2 last, ?3 the join limit (the store's
-# _JOIN_LIMIT), ?4 the id, ?5 the limit (a page: the oldest ?5 items of the window). Anything
-# else (a large window, a fork's shared rows) goes through _sqlite_rows.read_items in a read
-# transaction, row by row.
-FLOOR = "max(s.last_seq - s.history_len, ?1, s.last_seq - ?2)"
-SHARES = "EXISTS (SELECT 1 FROM tether_item_shares WHERE session_id = s.id)"
-LOAD_ONE = (
-    f"SELECT {', '.join('s.' + c for c in HEADER_COLUMNS)}, "
-    f"CASE WHEN min(s.last_seq - {FLOOR}, ?5) BETWEEN 1 AND ?3 AND NOT {SHARES} THEN "
-    "(SELECT CAST('[' || group_concat(data, ',') || ']' AS BLOB) FROM "
-    f"(SELECT data FROM tether_items WHERE session_id = s.id AND seq > {FLOOR} ORDER BY seq "
-    "LIMIT ?5)) END FROM tether_sessions s WHERE s.id = ?4"
-)
-
 # Forks share rows. A fork does not copy its parent's items: it records, in
 # tether_item_shares, that its seqs in (lo, hi] are the rows of ``source_id`` with the same
 # seqs, so a fork costs O(1) whatever the history's length. A session's own rows and its
@@ -53,8 +35,26 @@ LOAD_ONE = (
 # chain of forks of forks), a fork copies instead, keeping every load one bounded UNION ALL.
 MAX_SHARES = 32
 SELECT_SHARES = "SELECT lo, hi, source_id FROM tether_item_shares WHERE session_id = ? ORDER BY lo"
-OWN_ITEMS = "SELECT seq, data FROM tether_items WHERE session_id = ? AND seq > ?"
-SHARED_ITEMS = "SELECT seq, data FROM tether_items WHERE session_id = ? AND seq > ? AND seq <= ?"
+
+# Item rows are keyed by one integer, k = (num << 32) + seq, num being the session's number
+# (tether_sessions.num, its rowid: the index on id gives it without reading the row), so
+# tether_items is one B-tree (a rowid table), where a (session_id, seq) primary key was a
+# table and an index, each written on every commit. A session's rows are the range of k
+# after its BASE; session_id and seq stay plain columns (not indexed) so that the database
+# reads plainly with other tools, and seq's CHECK keeps k inside the session's range.
+MAX_SEQ = (1 << 32) - 1
+BASE = "(SELECT num << 32 FROM tether_sessions WHERE id = ?)"
+IN_RANGE = f"k > {BASE} + ? AND k <= {BASE} + ?"  # (id, lo, id, hi): the rows lo < seq <= hi
+INSERT_ITEM = (
+    "INSERT INTO tether_items (k, session_id, seq, data) "
+    f"VALUES ({BASE.replace('?', '?1')} + ?2, ?1, ?2, ?3)"
+)
+
+
+def in_range(session_id: str, lo: int, hi: int = MAX_SEQ) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause (and its parameters) of ``session_id``'s rows with lo < seq <= hi."""
+    return IN_RANGE, (session_id, lo, session_id, hi)
+
 
 Share = tuple[int, int, str]  # (lo, hi, source_id): seqs in (lo, hi] are source_id's rows
 
@@ -71,17 +71,17 @@ def items_query(
     the first ``limit`` of them (seqs are contiguous, so each part is also cut at seq
     ``floor + limit`` and no row past the page is read). Only fixed fragments are joined;
     every value is a bound parameter."""
-    ceiling = None if limit is None else floor + limit
-    own = OWN_ITEMS if ceiling is None else f"{OWN_ITEMS} AND seq <= ?"
-    parts, params = [own], [session_id, floor]
-    if ceiling is not None:
-        params.append(ceiling)
+    top = MAX_SEQ if limit is None else floor + limit
+    parts, params = [IN_RANGE], [session_id, floor, session_id, top]
     for lo, hi, source_id in shares:
-        top = hi if ceiling is None else min(hi, ceiling)
-        if top > max(lo, floor):
-            parts.append(SHARED_ITEMS)
-            params += [source_id, max(lo, floor), top]
-    sql = f"SELECT {columns} FROM ({' UNION ALL '.join(parts)}) ORDER BY seq"
+        if min(hi, top) > max(lo, floor):
+            parts.append(IN_RANGE)
+            params += [source_id, max(lo, floor), source_id, min(hi, top)]
+    if len(parts) == 1:  # the session's own rows alone: in k order already, nothing to sort
+        sql = f"SELECT {columns} FROM tether_items WHERE {IN_RANGE} ORDER BY k"
+    else:
+        union = " UNION ALL ".join(f"SELECT seq, data FROM tether_items WHERE {w}" for w in parts)
+        sql = f"SELECT {columns} FROM ({union}) ORDER BY seq"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)

@@ -1,8 +1,9 @@
 """The SQLite store: the embedded default. One file, no server, safe across processes.
 
-Layout: one row per session header (``tether_sessions``), one row per history item
-(``tether_items``, keyed by ``(session_id, seq)``), and one row per top-level metadata key
-(``tether_session_meta``) so that metadata filters use an index. WAL mode, a busy timeout, and
+Layout: one row per session header (``tether_sessions``, each with its number ``num``), one
+row per history item (``tether_items``, keyed by the one integer ``(num << 32) + seq``: see
+``_sqlite_sql``), and one row per top-level metadata key (``tether_session_meta``) so that
+metadata filters use an index. WAL mode, a busy timeout, and
 every write inside ``BEGIN IMMEDIATE``: the version check and the write happen under one
 database write lock, so two processes can never both commit from the same version.
 
@@ -46,16 +47,16 @@ from ._migration_runner import migrate
 from ._private import make_private_dirs, open_regular
 from ._sqlite_migrations import SQLiteMigrator
 from ._sqlite_sql import (
+    BASE,
     DELETE_COLUMNS,
     HEADER_COLUMNS,
     INSERT_HEADER,
-    LOAD_ONE,
     MAX_SHARES,
-    NO_LAST,
     SELECT_SHARES,
     UPDATED_AT,
     doc_to_row,
     fork_shares,
+    in_range,
     items_query,
     row_to_doc,
 )
@@ -66,13 +67,6 @@ __all__ = ["DEFAULT_PATH", "AsyncSQLiteStore", "SQLiteStore"]
 DEFAULT_PATH = Path(".tether") / "sessions.db"
 
 log = logging.getLogger(__name__)
-
-# Loading a window: SQLite joins the items into one JSON array and orjson decodes it in one
-# call, which beats decoding row by row (~30% at 1,000 items here). Past a few thousand items
-# the joined string's size costs more than that saves, so larger windows are decoded per row.
-# Items are read as BLOBs: bytes cost one copy, a str also a UTF-8 pass orjson repeats anyway.
-# Figures: benchmarks/chat_turn.py, docs/benchmarks.md.
-_JOIN_LIMIT = 2000
 
 
 class SQLiteStore(_AddingStore):
@@ -215,30 +209,7 @@ class SQLiteStore(_AddingStore):
         self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
         now = self._now()
-        params = (
-            after or 0,
-            NO_LAST if last is None else last,
-            _JOIN_LIMIT,
-            session_id,
-            NO_LAST if limit is None else limit,
-        )
-        with self._lock:
-            try:
-                row = self._conn.execute(LOAD_ONE, params).fetchone()
-            except sqlite3.Error as exc:
-                raise StoreError(f"SQLite read on {self.path!r} failed: {exc}") from exc
-        if row is None:
-            raise SessionNotFound(session_id)
-        doc = row_to_doc(row[:-1])
-        if not _core.is_live(doc, now):
-            raise SessionNotFound(session_id)
-        joined = row[-1]
-        floor = _core.window_floor(doc, last, after)
-        if doc["last_seq"] <= floor:
-            return _core.readable_session(doc, [])
-        if joined is not None:
-            return _core.readable_session(doc, _core.decode_item_array(session_id, joined))
-        # a large window or a fork's shared rows: header and items in one read transaction
+        # header and items in one read transaction: one snapshot
         with self._read() as conn:
             current = db.live_doc(conn, session_id, now)
             if current is None:
@@ -479,18 +450,19 @@ class SQLiteStore(_AddingStore):
                     [(child_id, *share) for share in fork_shares(parent_id, parent_shares, at)],
                 )
             elif offset == 0:
-                sql, params = items_query(parent_id, parent_shares, 0, "seq, data")
+                sql, params = items_query(parent_id, parent_shares, 0, "seq, data", limit=at)
                 conn.execute(
-                    "INSERT INTO tether_items (session_id, seq, data) "
-                    f"SELECT ?, seq, data FROM ({sql}) WHERE seq <= ?",
-                    (child_id, *params, at),
+                    "INSERT INTO tether_items (k, session_id, seq, data) "
+                    f"SELECT {BASE} + seq, ?, seq, data FROM ({sql})",
+                    (child_id, child_id, *params),
                 )
             else:  # a compacted parent owns all its rows (replace_history drops shares)
+                where, kept = in_range(parent_id, offset, at)
                 conn.execute(
-                    "INSERT INTO tether_items (session_id, seq, data) "
-                    "SELECT ?, seq - ?, json_set(data, '$.seq', seq - ?) FROM tether_items "
-                    "WHERE session_id = ? AND seq > ? AND seq <= ?",
-                    (child_id, offset, offset, parent_id, offset, at),
+                    "INSERT INTO tether_items (k, session_id, seq, data) "
+                    f"SELECT {BASE} + seq - ?, ?, seq - ?, json_set(data, '$.seq', seq - ?) "
+                    f"FROM tether_items WHERE {where}",
+                    (child_id, offset, child_id, offset, offset, *kept),
                 )
             conn.execute(  # the child's keys are its own (O(keyed items), not O(items))
                 "INSERT INTO tether_item_keys (session_id, key, seq) SELECT ?, key, seq - ? "

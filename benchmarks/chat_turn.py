@@ -737,6 +737,10 @@ def _table(title: str, rows: Sequence[Json], keys: str, note: str = "") -> None:
         print(f"  {note}")
 
 
+FIGURES = ("a", "b", "c", "d", "e", "f", "durability")
+"""The figures ``--figures`` may choose (docs/benchmarks.md describes each)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke run (under ~40 s)")
@@ -746,7 +750,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="sqlite,file,memory,redis,postgres,nats",
         help="tether stores to run (redis, postgres and nats when their servers answer)",
     )
+    parser.add_argument(
+        "--figures",
+        default=",".join(FIGURES),
+        help=f"figures to run, of {','.join(FIGURES)} (all by default)",
+    )
     args = parser.parse_args(argv)
+    figures = {f.strip().lower() for f in args.figures.split(",") if f.strip()}
+    if not figures <= set(FIGURES):
+        parser.error(f"unknown figure(s) {sorted(figures - set(FIGURES))}; choose from {FIGURES}")
     started = time.perf_counter()
     notes: list[str] = []
     stores = store_factories([s.strip() for s in args.stores.split(",") if s.strip()], notes)
@@ -765,6 +777,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_info(),
         "settings": {
             "quick": args.quick,
+            "figures": sorted(figures),
             "stores": list(stores),
             "figure_a_reps": lengths,
             "figure_b": b_plan,
@@ -782,94 +795,135 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="tether-bench-") as tmp, dropping_server_data():
         root = Path(tmp)
-        results["figure_a"] = a_rows = [
-            row for n, reps in lengths.items() for row in figure_a(makers, n, reps, root)
-        ]
-        _table(
-            "A. per-turn latency by history length n (pre-fill untimed)",
-            a_rows,
-            "system n turns_per_session median_us p95_us ratio_to_raw",
-            "each session is pre-filled to n, then takes 'turns/session' timed turns, so its "
-            "history grows from n to at most n + 2*turns/session - 2 (<= 5% of n) while timed; "
-            "systems take turns in blocks of 10, in rotating order",
-        )
-        b_sessions, b_turns, b_rounds = b_plan
-        b_makers: list[Callable[[], System]] = [RawSQLite]
-        if "sqlite" in stores:
-            b_makers.append(partial(TetherWhole, "sqlite", stores["sqlite"]))
-            b_makers.append(partial(TetherCached, "sqlite", stores["sqlite"]))
-        results["figure_b"] = b_rows = figure_b(b_makers, b_sessions, b_turns, b_rounds, root)
-        _table(
-            f"B. throughput: {b_sessions} sessions x {b_turns} turns (whole: the history read "
-            "every turn; cached: only what is new), "
-            f"round-robin, one process, sessions start empty (median of {b_rounds} rounds)",
-            b_rows,
-            "system turns_per_s ratio_to_raw",
-        )
-        results["figure_c"] = c_rows = figure_c(stores, c_reps, root)
-        _table("C. load a 1,000-message history", c_rows, "system median_us p95_us ratio_to_raw")
-        results["figure_d"] = d_rows = [
-            row for n in (1000, 5000) for row in figure_d(stores, n, d_turns, root)
-        ]
-        _table(
-            f"D. bytes written per turn, SQLite, over {d_turns} turns "
-            f"(payload {USER_BYTES + ASSISTANT_BYTES} B of text)",
-            d_rows,
-            "system n wal_bytes_per_turn wal_pages_per_turn db_growth_bytes_per_turn",
-            "approximate: WAL B = size of the -wal file after the turns, starting from a "
-            "TRUNCATE checkpoint (whole pages + 24 B frame headers); db growth = growth of the "
-            "main file between two TRUNCATE checkpoints (page granular)",
-        )
-        if any(r["maybe_autocheckpointed"] or r["checkpoint_busy"] for r in d_rows):
-            notes.append("figure D: a checkpoint was busy or an auto-checkpoint may have run")
-            print(f"  warning: {notes[-1]}")
-        results["figure_d_kv"] = kv_rows = figure_kv_bytes(stores, d_turns, root)
-        if kv_rows:
+        if "a" in figures:
+            _figure_a_table(results, makers, lengths, root)
+        if "b" in figures:
+            _figure_b_table(results, stores, b_plan, root)
+        if "c" in figures:
+            results["figure_c"] = c_rows = figure_c(stores, c_reps, root)
             _table(
-                f"D (kv). bytes a key-value kit store puts per cached turn, over {d_turns} turns",
-                kv_rows,
-                "system n bytes_per_turn puts_per_turn mean_us",
-                "every key and value handed to the backend's put(): the tail rewrite (at most "
-                "chunk_items - 1 older items), the header, a sealed chunk every chunk_items items",
+                "C. load a 1,000-message history", c_rows, "system median_us p95_us ratio_to_raw"
             )
-        results["figure_e"] = e_rows = figure_e(stores, e_plan[0], e_plan[1], root)
-        _table(
-            f"E. fork a session of {e_plan[0]:,} messages, beside one commit of a "
-            "turn's two messages on the same store (x raw = to raw sqlite3's fork)",
-            e_rows,
-            "system op median_us p95_us ratio_to_raw",
-        )
-        results["figure_f"] = f_rows = figure_f(stores, f_plan[0], f_plan[1], root)
-        _table(
-            "F. list the newest 50 sessions of one owner (10 owners in all)",
-            f_rows,
-            "system sessions median_us p95_us ratio_to_raw",
-            "the file store's listing reads every header (documented); file, redis and "
-            "postgres are not run past 10,000 sessions (setup time)",
-        )
-        if "sqlite" in stores:
-            results["durability"] = dur_rows = figure_a(
-                [
-                    RawSQLite,
-                    partial(RawSQLite, "FULL"),
-                    partial(TetherWhole, "sqlite", stores["sqlite"]),
-                    partial(TetherWhole, "sqlite synchronous=full", _sqlite_full),
-                ],
-                100,
-                durability_reps,
-                root / "durability",
-            )
+        if "d" in figures:
+            _figure_d_tables(results, stores, d_turns, root, notes)
+        if "e" in figures:
+            results["figure_e"] = e_rows = figure_e(stores, e_plan[0], e_plan[1], root)
             _table(
-                "Durability: the whole-history turn at n=100, WAL with synchronous=NORMAL "
-                "(survives a killed process) and FULL (an fsync per commit: survives power loss)",
-                dur_rows,
-                "system median_us p95_us ratio_to_raw",
+                f"E. fork a session of {e_plan[0]:,} messages, beside one commit of a "
+                "turn's two messages on the same store (x raw = to raw sqlite3's fork)",
+                e_rows,
+                "system op median_us p95_us ratio_to_raw",
             )
+        if "f" in figures:
+            _figure_f_table(results, stores, f_plan, root)
+        if "durability" in figures and "sqlite" in stores:
+            _durability_table(results, stores, durability_reps, root)
     results["notes"] = notes
     results["elapsed_s"] = elapsed = time.perf_counter() - started
     print(f"\ntotal run time {elapsed:.1f} s")
     write_json(args.json, results)
     return 0
+
+
+def _figure_a_table(
+    results: Json, makers: Sequence[Callable[[], System]], lengths: dict[int, int], root: Path
+) -> None:
+    results["figure_a"] = a_rows = [
+        row for n, reps in lengths.items() for row in figure_a(makers, n, reps, root)
+    ]
+    _table(
+        "A. per-turn latency by history length n (pre-fill untimed)",
+        a_rows,
+        "system n turns_per_session median_us p95_us ratio_to_raw",
+        "each session is pre-filled to n, then takes 'turns/session' timed turns, so its "
+        "history grows from n to at most n + 2*turns/session - 2 (<= 5% of n) while timed; "
+        "systems take turns in blocks of 10, in rotating order",
+    )
+
+
+def _figure_b_table(
+    results: Json, stores: dict[str, StoreFactory], b_plan: tuple[int, int, int], root: Path
+) -> None:
+    b_sessions, b_turns, b_rounds = b_plan
+    b_makers: list[Callable[[], System]] = [RawSQLite]
+    if "sqlite" in stores:
+        b_makers.append(partial(TetherWhole, "sqlite", stores["sqlite"]))
+        b_makers.append(partial(TetherCached, "sqlite", stores["sqlite"]))
+    results["figure_b"] = b_rows = figure_b(b_makers, b_sessions, b_turns, b_rounds, root)
+    _table(
+        f"B. throughput: {b_sessions} sessions x {b_turns} turns (whole: the history read "
+        "every turn; cached: only what is new), "
+        f"round-robin, one process, sessions start empty (median of {b_rounds} rounds)",
+        b_rows,
+        "system turns_per_s ratio_to_raw",
+    )
+
+
+def _figure_d_tables(
+    results: Json, stores: dict[str, StoreFactory], d_turns: int, root: Path, notes: list[str]
+) -> None:
+    results["figure_d"] = d_rows = [
+        row for n in (1000, 5000) for row in figure_d(stores, n, d_turns, root)
+    ]
+    _table(
+        f"D. bytes written per turn, SQLite, over {d_turns} turns "
+        f"(payload {USER_BYTES + ASSISTANT_BYTES} B of text)",
+        d_rows,
+        "system n wal_bytes_per_turn wal_pages_per_turn db_growth_bytes_per_turn",
+        "approximate: WAL B = size of the -wal file after the turns, starting from a "
+        "TRUNCATE checkpoint (whole pages + 24 B frame headers); db growth = growth of the "
+        "main file between two TRUNCATE checkpoints (page granular)",
+    )
+    if any(r["maybe_autocheckpointed"] or r["checkpoint_busy"] for r in d_rows):
+        notes.append("figure D: a checkpoint was busy or an auto-checkpoint may have run")
+        print(f"  warning: {notes[-1]}")
+    results["figure_d_kv"] = kv_rows = figure_kv_bytes(stores, d_turns, root)
+    if kv_rows:
+        _table(
+            f"D (kv). bytes a key-value kit store puts per cached turn, over {d_turns} turns",
+            kv_rows,
+            "system n bytes_per_turn puts_per_turn mean_us",
+            "every key and value handed to the backend's put(): the tail rewrite (at most "
+            "chunk_items - 1 older items), the header, a sealed chunk every chunk_items items",
+        )
+
+
+def _figure_f_table(
+    results: Json,
+    stores: dict[str, StoreFactory],
+    f_plan: tuple[tuple[int, ...], int],
+    root: Path,
+) -> None:
+    results["figure_f"] = f_rows = figure_f(stores, f_plan[0], f_plan[1], root)
+    _table(
+        "F. list the newest 50 sessions of one owner (10 owners in all)",
+        f_rows,
+        "system sessions median_us p95_us ratio_to_raw",
+        "the file store's listing reads every header (documented); file, redis and "
+        "postgres are not run past 10,000 sessions (setup time)",
+    )
+
+
+def _durability_table(
+    results: Json, stores: dict[str, StoreFactory], reps: int, root: Path
+) -> None:
+    results["durability"] = dur_rows = figure_a(
+        [
+            RawSQLite,
+            partial(RawSQLite, "FULL"),
+            partial(TetherWhole, "sqlite", stores["sqlite"]),
+            partial(TetherWhole, "sqlite synchronous=full", _sqlite_full),
+        ],
+        100,
+        reps,
+        root / "durability",
+    )
+    _table(
+        "Durability: the whole-history turn at n=100, WAL with synchronous=NORMAL "
+        "(survives a killed process) and FULL (an fsync per commit: survives power loss)",
+        dur_rows,
+        "system median_us p95_us ratio_to_raw",
+    )
 
 
 if __name__ == "__main__":

@@ -229,6 +229,17 @@ class _SessionsCore:
         self._cache.put(loaded)
         return loaded
 
+    def _held(self, session_id: str) -> Session | None:
+        """The session as this object holds it, detached as :meth:`get` returns it, without
+        reading the store; None if it holds none, or if a ``get`` would do more than read
+        (``after_load`` hooks to run, event handlers to tell). For tether's own code that
+        writes next at this version (the agent's first commit of a turn): the write conflicts
+        if anyone wrote since, and the caller then reads the session with ``get``."""
+        if self._listened() or (self._hooks.hooks and self._hooks.for_stage(HookStage.AFTER_LOAD)):
+            return None
+        cached = self._cache.get(session_id)
+        return None if cached is None else detach(cached)
+
     # --- changing a session --------------------------------------------------------------------
 
     def execute(

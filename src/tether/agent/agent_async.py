@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import itertools
 import logging
 import os
 import socket
@@ -72,13 +73,23 @@ def _os_user() -> str:
 
 
 class _Turn:
-    """One turn in progress: the lease, the version it writes from, what it has added."""
+    """One turn in progress: the lease, the version it writes from, what it has added.
 
-    def __init__(self, session: Session, lease: Lease, snapshot: dict[str, Any]) -> None:
+    ``cached``: the session came from the runtime's cache, unread since the claim; the turn's
+    first commit, at its version, is what checks that it is current (see ``AsyncAgent.run``).
+    """
+
+    def __init__(
+        self, session: Session, lease: Lease, snapshot: dict[str, Any], *, cached: bool = False
+    ) -> None:
         self.session_id = session.id
         self.lease = lease
+        self.cached = cached
         self.version = session.version
-        self.history = list(session.history)
+        # the history as loaded (a view the runtime shares, never copied) and, apart, what
+        # this turn committed: the model sees the two in a row
+        self.loaded = session.history
+        self.last_seq = session.last_seq
         self.state = dict(session.state)
         # the turn holds the lease, so nobody else changes the options while it runs
         self.options = dict(session.options)
@@ -170,23 +181,35 @@ class AsyncAgent:
         toolbox = self.tools if tools is None else tools_by_name(tools)
         if policy != "after_prompt":
             self._model(llm)
-        turn = await self._begin(session_id)
+        turn = await self._begin(session_id, cached=True)
         try:
-            snapshot = turn.rt.get("snapshot")
-            if snapshot:
-                raise TurnInProgress(session_id, str(snapshot.get("step")), turn.status)
             turn_id = uuid.uuid4().hex[:12]
-            turn.snapshot = _turn.new_snapshot(turn_id, "model", policy, sorted(toolbox))
             started = _turn.event("turn_started", turn=turn_id, checkpoint=policy)
+            first = [user, started]
             if policy == "after_prompt":
-                await self._commit(
-                    turn,
-                    [user, started, _turn.event("checkpoint", step="model")],
-                    SessionStatus.HIBERNATED,
-                )
+                first.append(_turn.event("checkpoint", step="model"))
+            status = SessionStatus.HIBERNATED if policy == "after_prompt" else SessionStatus.RUNNING
+            while True:
+                snapshot = turn.rt.get("snapshot")
+                if snapshot and turn.cached:  # perhaps finished since: read before refusing
+                    turn = await self._reread(turn)
+                    continue
+                if snapshot:
+                    raise TurnInProgress(session_id, str(snapshot.get("step")), turn.status)
+                turn.snapshot = _turn.new_snapshot(turn_id, "model", policy, sorted(toolbox))
+                # the prompt is committed before any model call: a conflict shows up here, free.
+                # From the cache, the conflict says only that it was behind (the claim keeps
+                # anyone else from writing from now on): read what is new and start again.
+                try:
+                    await self._commit(turn, first, status)
+                except ConflictError:
+                    if not turn.cached:
+                        raise
+                    turn = await self._reread(turn)
+                    continue
+                break
+            if policy == "after_prompt":
                 return await self._hibernate(turn, SessionStatus.HIBERNATED)
-            # the prompt is committed before any model call: a conflict shows up here, free
-            await self._commit(turn, [user, started], SessionStatus.RUNNING)
             return await self._drive(turn, self._model(llm), toolbox)
         finally:
             await self._release(turn)
@@ -249,7 +272,7 @@ class AsyncAgent:
             await self._keep_lease(turn)
             if turn.snapshot["step"] == "model":
                 request = ModelRequest(
-                    messages=_turn.model_messages(turn.history),
+                    messages=_turn.model_messages(itertools.chain(turn.loaded, turn.added)),
                     tools=[tool.spec() for tool in toolbox.values()],
                     options=turn.options,
                 )
@@ -362,18 +385,28 @@ class AsyncAgent:
 
     # --- commits -------------------------------------------------------------------------------
 
-    async def _begin(self, session_id: str) -> _Turn:
+    async def _begin(self, session_id: str, *, cached: bool = False) -> _Turn:
+        """Claim the session and read it. With ``cached``, a session the runtime holds is not
+        read: the caller's first write, at the cached version, checks it (``_Turn.cached``)."""
         try:
             lease = await self.store.claim(session_id, self.runner, self.lease_ttl)
         except AlreadyClaimed as exc:
             raise AlreadyRunning(session_id, exc.holder, exc.expires_at) from None
         try:
+            held = self.sessions._held(session_id) if cached else None
+            if held is not None:
+                return _Turn(held, lease, {}, cached=True)
             # through the runtime's cache: a worker that ran the last turn reads only what is new
             session = await self.sessions.get(session_id)
         except BaseException:
             await self.store.release(lease)
             raise
         return _Turn(session, lease, {})
+
+    async def _reread(self, turn: _Turn) -> _Turn:
+        """``turn`` started again from the session as stored (read under the same lease,
+        which the caller releases)."""
+        return _Turn(await self.sessions.get(turn.session_id), turn.lease, {})
 
     async def _commit(self, turn: _Turn, items: list[HistoryItem], status: SessionStatus) -> None:
         rt = dict(turn.rt)
@@ -390,9 +423,9 @@ class AsyncAgent:
         turn.version = stamp.version
         turn.state = state
         turn.status = status.value
-        first = turn.history[-1]["seq"] + 1 if turn.history else 1
-        numbered = [{**item, "seq": first + n} for n, item in enumerate(items)]
-        turn.history.extend(numbered)
+        turn.cached = False  # the commit at its version proved it current
+        numbered = [{**item, "seq": turn.last_seq + n} for n, item in enumerate(items, 1)]
+        turn.last_seq += len(items)
         turn.added.extend(numbered)
 
     async def _finish(self, turn: _Turn, assistant: HistoryItem, text: str | None) -> TurnResult:

@@ -8,6 +8,7 @@ test, sync or async. They are spawned (not forked) so each is a clean OS process
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -85,64 +86,100 @@ async def append_with_retry_async(
     return retries
 
 
-def append_process(
-    opener: Opener, is_async: bool, session_id: str, worker: int, count: int, start: Any
+def _in_process(
+    opener: Opener,
+    is_async: bool,
+    run: Callable[[Store], object],
+    run_async: Callable[[AsyncStore], Awaitable[object]],
 ) -> None:
-    start.wait()
+    """Open another handle on the store in this process (sync or async), run on it, close it."""
     if is_async:
 
         async def main() -> None:
             store = opener()
             try:
-                await append_with_retry_async(store, session_id, worker, count)
+                await run_async(store)
             finally:
                 await store.close()
 
         asyncio.run(main())
         return
     with opener() as store:
-        append_with_retry(store, session_id, worker, count)
+        run(store)
+
+
+def append_process(
+    opener: Opener, is_async: bool, session_id: str, worker: int, count: int, start: Any
+) -> None:
+    start.wait()
+    _in_process(
+        opener,
+        is_async,
+        lambda store: append_with_retry(store, session_id, worker, count),
+        lambda store: append_with_retry_async(store, session_id, worker, count),
+    )
+
+
+# --- commit races: the rounds are written once a side; processes, threads and tasks differ
+# only in how the racers wait for each other and count a win
+
+
+def _race_rounds(
+    store: Store,
+    session_id: str,
+    rounds: int,
+    wait: Callable[[], object],
+    record: Callable[[bool], None],
+) -> None:
+    """Each round: load the version, wait for the rivals, commit from that version at once."""
+    for round_ in range(rounds):
+        version = store.load(session_id, last=0).version
+        wait()
+        try:
+            store.commit(session_id, version, append=[_race_item(round_)])
+            record(True)
+        except ConflictError:
+            record(False)
+        wait()
+
+
+async def _race_rounds_async(
+    store: AsyncStore,
+    session_id: str,
+    rounds: int,
+    wait: Callable[[], Awaitable[object]],
+    record: Callable[[bool], None],
+) -> None:
+    """The async twin of :func:`_race_rounds`."""
+    for round_ in range(rounds):
+        version = (await store.load(session_id, last=0)).version
+        await wait()
+        try:
+            await store.commit(session_id, version, append=[_race_item(round_)])
+            record(True)
+        except ConflictError:
+            record(False)
+        await wait()
 
 
 def race_process(
     opener: Opener, is_async: bool, session_id: str, rounds: int, barrier: Any, wins: Any
 ) -> None:
-    """Each round: load the version, wait for the rival, commit from that version at once."""
+    """One racer process: the rounds of :func:`_race_rounds` on its own store handle."""
 
     def record(won: bool) -> None:
         if won:
             with wins.get_lock():
                 wins.value += 1
 
-    if is_async:
-
-        async def main() -> None:
-            store = opener()
-            try:
-                for round_ in range(rounds):
-                    version = (await store.load(session_id, last=0)).version
-                    await asyncio.to_thread(barrier.wait)
-                    try:
-                        await store.commit(session_id, version, append=[_race_item(round_)])
-                        record(True)
-                    except ConflictError:
-                        record(False)
-                    await asyncio.to_thread(barrier.wait)
-            finally:
-                await store.close()
-
-        asyncio.run(main())
-        return
-    with opener() as store:
-        for round_ in range(rounds):
-            version = store.load(session_id, last=0).version
-            barrier.wait()
-            try:
-                store.commit(session_id, version, append=[_race_item(round_)])
-                record(True)
-            except ConflictError:
-                record(False)
-            barrier.wait()
+    _in_process(
+        opener,
+        is_async,
+        lambda store: _race_rounds(store, session_id, rounds, barrier.wait, record),
+        lambda store: _race_rounds_async(
+            store, session_id, rounds, lambda: asyncio.to_thread(barrier.wait), record
+        ),
+    )
 
 
 def _race_item(round_: int) -> dict[str, Any]:
@@ -159,19 +196,13 @@ def race_threads(store: Store, session_id: str, rounds: int, racers: int) -> int
     wins = 0
     lock = threading.Lock()
 
-    def racer() -> None:
+    def record(won: bool) -> None:
         nonlocal wins
-        for round_ in range(rounds):
-            version = store.load(session_id, last=0).version
-            barrier.wait()
-            try:
-                store.commit(session_id, version, append=[_race_item(round_)])
-                with lock:
-                    wins += 1
-            except ConflictError:
-                pass
-            barrier.wait()
+        if won:
+            with lock:
+                wins += 1
 
+    racer = functools.partial(_race_rounds, store, session_id, rounds, barrier.wait, record)
     gather_threads([racer] * racers)
     return wins
 
@@ -181,18 +212,11 @@ async def race_tasks(store: AsyncStore, session_id: str, rounds: int, racers: in
     barrier = _AsyncBarrier(racers)
     wins = 0
 
-    async def racer() -> None:
+    def record(won: bool) -> None:
         nonlocal wins
-        for round_ in range(rounds):
-            version = (await store.load(session_id, last=0)).version
-            await barrier.wait()
-            try:
-                await store.commit(session_id, version, append=[_race_item(round_)])
-                wins += 1
-            except ConflictError:
-                pass
-            await barrier.wait()
+        wins += won
 
+    racer = functools.partial(_race_rounds_async, store, session_id, rounds, barrier.wait, record)
     await gather_tasks([racer] * racers)
     return wins
 
@@ -218,6 +242,52 @@ class _AsyncBarrier:
 # --- claim races -------------------------------------------------------------------------------
 
 
+def _claim_rounds(
+    store: Store,
+    session_id: str,
+    worker: int,
+    rounds: int,
+    wait: Callable[[], object],
+    won: Callable[[int], None],
+) -> None:
+    """Each round every racer claims at once; the winner releases after the round."""
+    for round_ in range(rounds):
+        wait()
+        try:
+            lease = store.claim(session_id, f"worker-{worker}", 60)
+        except AlreadyClaimed:
+            lease = None
+        else:
+            won(round_)
+        wait()
+        if lease is not None:
+            store.release(lease)
+        wait()
+
+
+async def _claim_rounds_async(
+    store: AsyncStore,
+    session_id: str,
+    worker: int,
+    rounds: int,
+    wait: Callable[[], Awaitable[object]],
+    won: Callable[[int], None],
+) -> None:
+    """The async twin of :func:`_claim_rounds`."""
+    for round_ in range(rounds):
+        await wait()
+        try:
+            lease = await store.claim(session_id, f"worker-{worker}", 60)
+        except AlreadyClaimed:
+            lease = None
+        else:
+            won(round_)
+        await wait()
+        if lease is not None:
+            await store.release(lease)
+        await wait()
+
+
 def claim_race_process(
     opener: Opener,
     is_async: bool,
@@ -227,44 +297,20 @@ def claim_race_process(
     barrier: Any,
     wins: Any,
 ) -> None:
-    """Each round every racer claims at once; the winner releases after the round."""
-    if is_async:
+    """One claiming process: the rounds of :func:`_claim_rounds` on its own store handle."""
 
-        async def main() -> None:
-            store = opener()
-            try:
-                for round_ in range(rounds):
-                    await asyncio.to_thread(barrier.wait)
-                    try:
-                        lease = await store.claim(session_id, f"worker-{worker}", 60)
-                    except AlreadyClaimed:
-                        lease = None
-                    else:
-                        with wins.get_lock():
-                            wins[round_] += 1
-                    await asyncio.to_thread(barrier.wait)
-                    if lease is not None:
-                        await store.release(lease)
-                    await asyncio.to_thread(barrier.wait)
-            finally:
-                await store.close()
+    def won(round_: int) -> None:
+        with wins.get_lock():
+            wins[round_] += 1
 
-        asyncio.run(main())
-        return
-    with opener() as store:
-        for round_ in range(rounds):
-            barrier.wait()
-            try:
-                lease = store.claim(session_id, f"worker-{worker}", 60)
-            except AlreadyClaimed:
-                lease = None
-            else:
-                with wins.get_lock():
-                    wins[round_] += 1
-            barrier.wait()
-            if lease is not None:
-                store.release(lease)
-            barrier.wait()
+    _in_process(
+        opener,
+        is_async,
+        lambda store: _claim_rounds(store, session_id, worker, rounds, barrier.wait, won),
+        lambda store: _claim_rounds_async(
+            store, session_id, worker, rounds, lambda: asyncio.to_thread(barrier.wait), won
+        ),
+    )
 
 
 def claim_race_threads(store: Store, session_id: str, rounds: int, racers: int) -> list[int]:
@@ -273,22 +319,16 @@ def claim_race_threads(store: Store, session_id: str, rounds: int, racers: int) 
     wins = [0] * rounds
     lock = threading.Lock()
 
-    def racer(worker: int) -> None:
-        for round_ in range(rounds):
-            barrier.wait()
-            try:
-                lease = store.claim(session_id, f"worker-{worker}", 60)
-            except AlreadyClaimed:
-                lease = None
-            else:
-                with lock:
-                    wins[round_] += 1
-            barrier.wait()
-            if lease is not None:
-                store.release(lease)
-            barrier.wait()
+    def won(round_: int) -> None:
+        with lock:
+            wins[round_] += 1
 
-    gather_threads([lambda w=w: racer(w) for w in range(racers)])  # type: ignore[misc]
+    gather_threads(
+        [
+            functools.partial(_claim_rounds, store, session_id, w, rounds, barrier.wait, won)
+            for w in range(racers)
+        ]
+    )
     return wins
 
 
@@ -299,19 +339,13 @@ async def claim_race_tasks(
     barrier = _AsyncBarrier(racers)
     wins = [0] * rounds
 
-    async def racer(worker: int) -> None:
-        for round_ in range(rounds):
-            await barrier.wait()
-            try:
-                lease = await store.claim(session_id, f"worker-{worker}", 60)
-            except AlreadyClaimed:
-                lease = None
-            else:
-                wins[round_] += 1
-            await barrier.wait()
-            if lease is not None:
-                await store.release(lease)
-            await barrier.wait()
+    def won(round_: int) -> None:
+        wins[round_] += 1
 
-    await gather_tasks([lambda w=w: racer(w) for w in range(racers)])  # type: ignore[misc]
+    await gather_tasks(
+        [
+            functools.partial(_claim_rounds_async, store, session_id, w, rounds, barrier.wait, won)
+            for w in range(racers)
+        ]
+    )
     return wins

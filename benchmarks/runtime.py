@@ -16,8 +16,10 @@ history length interleaved turn by turn (so a slow moment of the machine hits th
 
   The ratio columns are each runtime turn over the store's turn; the target is 1.2 at most.
   "calls" are the store calls each turn makes (counted on separate, untimed turns).
-- **agent**: ``Agent.run(id, message)`` with a ``ScriptedModel`` (no tools) at 10 items (and at
-  10,000, where the turn also builds the model's messages from the whole history), beside
+- **agent**: ``Agent.run(id, message)`` with a ``ScriptedModel`` (no tools) on a session the
+  runtime holds (a worker that ran its last turn), at 10 items (a new such session for each
+  timed turn) and at 10,000 (where the turn also builds the model's messages from the whole
+  history), beside
   one plain ``store.commit`` of two items and raw sqlite3 (``BEGIN IMMEDIATE``, two INSERTs,
   ``COMMIT``; the same with the whole history SELECTed first, benchmarks/chat_turn.py's raw turn).
   It lists the store calls of one turn, and the turn's cost per write (claim, commits, release)
@@ -217,11 +219,34 @@ def raw_sqlite(directory: Path, n: int, turns: int) -> dict[str, float]:
     return figures
 
 
+class AgentTurn:
+    """``Agent.run(id, message)`` on a session the runtime holds, as a worker that ran the
+    session's last turn does. ``fresh()`` (untimed) starts another session of 10 items that
+    way (6 created, one turn of 4), so every timed turn is at 10 items, not at however many
+    the earlier timed turns added."""
+
+    def __init__(self, agent: Agent, n: int | None) -> None:
+        self.agent, self.n = agent, n
+        self.id = self._started()
+
+    def _started(self) -> str:
+        session_id = self.agent.sessions.create(history=[USER, ASSISTANT] * ((self.n or 6) // 2)).id
+        self.agent.run(session_id, USER["content"])
+        return session_id
+
+    def fresh(self) -> None:
+        if self.n is None:
+            self.id = self._started()
+
+    def __call__(self) -> None:
+        self.agent.run(self.id, USER["content"])
+
+
 def agent_figures(store: tether.Store, directory: Path, turns: int) -> dict[str, Any]:
     model = ScriptedModel(lambda request: "a" * 800)
     agent = Agent(tether.Sessions(store), llm=model)
-    session_id = agent.sessions.create(history=[USER, ASSISTANT] * 5).id
-    long_id = agent.sessions.create(history=[USER, ASSISTANT] * 5_000).id
+    agent_turn = AgentTurn(agent, None)  # 10 items at every timed turn
+    long_turn = AgentTurn(agent, 10_000)  # 10,000 and growing by 4 a turn
     plain = StoreTurn(store, 10)
 
     version = [store.load(plain.id, last=0).version]
@@ -229,14 +254,19 @@ def agent_figures(store: tether.Store, directory: Path, turns: int) -> dict[str,
     def plain_commit() -> None:
         version[0] = store.commit(plain.id, version[0], append=[USER, ASSISTANT])
 
-    def agent_turn() -> None:
-        agent.run(session_id, USER["content"])
-
-    def long_turn() -> None:
-        agent.run(long_id, USER["content"])
-
-    long_turn()  # the runtime holds the session, as a worker that ran its last turn does
-    medians = interleaved({"agent": agent_turn, "long": long_turn, "commit": plain_commit}, turns)
+    systems: dict[str, Callable[[], None]] = {
+        "agent": agent_turn,
+        "long": long_turn,
+        "commit": plain_commit,
+    }
+    samples: dict[str, list[float]] = {name: [] for name in systems}
+    for _ in range(turns):
+        agent_turn.fresh()
+        for name, turn in systems.items():
+            start = time.perf_counter()
+            turn()
+            samples[name].append(time.perf_counter() - start)
+    medians = {name: _median_us(values) for name, values in samples.items()}
     long_calls = calls_per_turn(store, long_turn)
     calls = calls_per_turn(store, agent_turn)
     writes = sum(

@@ -151,8 +151,9 @@ def saved_from_stamp(
     """
     if not stamp.reported or cache.get(loaded.id) is not loaded:
         return None
-    with _core.runtime_writes():
-        parts = _core.stamped_fields(loaded, _core.normalize_changes(changes), appended, stamp)
+    with _core.runtime_writes():  # the commit checked the changes: copied, not walked again
+        normalized = _core.normalize_changes(changes, committed=True)
+        parts = _core.stamped_fields(loaded, normalized, appended, stamp)
     if parts is None:
         return None
     saved = cache.extend(loaded, *parts)

@@ -19,7 +19,16 @@ from ..models import (
     SessionStatus,
 )
 from ..schema import schema
-from .checks import JSON_FIELDS, STATUSES, Doc, check_text, check_time, json_copy, short
+from .checks import (
+    JSON_FIELDS,
+    STATUSES,
+    Doc,
+    check_text,
+    check_time,
+    json_copy,
+    short,
+    trusted_copy,
+)
 
 CHANGEABLE_FIELDS = frozenset({"owner", "agent", "status", "expires_at", *JSON_FIELDS})
 
@@ -131,8 +140,12 @@ def needs_runtime_block(changes: Doc) -> bool:
     return "state" in changes and not _runtime_writes.get()
 
 
-def normalize_changes(changes: Mapping[str, Any] | None) -> Doc:
-    """Check header changes and turn them into document values; raise before any I/O."""
+def normalize_changes(changes: Mapping[str, Any] | None, *, committed: bool = False) -> Doc:
+    """Check header changes and turn them into document values; raise before any I/O.
+
+    ``committed``: a store's commit just accepted these changes (it checked them with this
+    function): the JSON values are copied without walking them again to prove they are JSON.
+    """
     if changes is None:
         return {}
     if not isinstance(changes, Mapping):
@@ -147,7 +160,9 @@ def normalize_changes(changes: Mapping[str, Any] | None) -> Doc:
         )
     out: Doc = {}
     for name, value in changes.items():
-        if name in JSON_FIELDS:
+        if name in JSON_FIELDS and committed and isinstance(value, dict):
+            out[name] = trusted_copy(value)
+        elif name in JSON_FIELDS:
             out[name] = json_copy(value, what=name, must_be_object=True)
             if name == "state":
                 check_runtime_block(out[name], "a commit cannot set or change it")

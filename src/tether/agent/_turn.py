@@ -48,11 +48,28 @@ def model_messages(history: Iterable[HistoryItem]) -> list[dict[str, Any]]:
     the turn that asked for it is not this one. A turn in progress never calls the model while
     one of its own calls is unanswered.
     """
-    items = [item for item in history if item.get("role") in MODEL_ROLES]
-    answered = {item.get("tool_call_id") for item in items if item.get("role") == "tool"}
-    messages = []
-    for item in items:
+    # One pass over the history (it is read on every model call, so at 10,000 items this is
+    # most of a turn's own cost); the messages with tool calls are settled after it, once
+    # every answer is known.
+    messages: list[dict[str, Any]] = []
+    answered: set[Any] = set()
+    calling = False
+    for item in history:
+        role = item.get("role")
+        if role not in MODEL_ROLES:
+            continue
+        if role == "tool":
+            answered.add(item.get("tool_call_id"))
         message = {key: item[key] for key in MESSAGE_KEYS if key in item}
+        calling = calling or bool(message.get("tool_calls"))
+        messages.append(message)
+    return _answered_calls(messages, answered) if calling else messages
+
+
+def _answered_calls(messages: list[dict[str, Any]], answered: set[Any]) -> list[dict[str, Any]]:
+    """``messages`` with each call that has no answer left out (see :func:`model_messages`)."""
+    kept = []
+    for message in messages:
         if message.get("tool_calls"):
             calls = [c for c in message["tool_calls"] if c.get("id") in answered]
             if not calls:
@@ -61,8 +78,8 @@ def model_messages(history: Iterable[HistoryItem]) -> list[dict[str, Any]]:
                     continue  # nothing left of it to show
             elif len(calls) != len(message["tool_calls"]):
                 message["tool_calls"] = calls
-        messages.append(message)
-    return messages
+        kept.append(message)
+    return kept
 
 
 USER_KEYS = frozenset({"role", "content", "name"})

@@ -146,11 +146,10 @@ class AsyncWrappingStore(AsyncStore):
         that commit, reporting its version alone, as the base class does for any store whose
         commit is not the stamped one (the inner store's stamp would describe a write the
         subclass changed, or skip what it adds: encryption, an audit entry, a fence)."""
-        if not self._stamps_commits:
-            version = await self.commit(
+        if not self._stamps_commits:  # the base class's rule: this store's commit, its version
+            return await super().commit_stamped(
                 session_id, expected_version, append=append, changes=changes, lease=lease
             )
-            return CommitStamp(version)
         return await self._forward(
             AsyncStore.commit_stamped,
             session_id,

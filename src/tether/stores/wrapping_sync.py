@@ -147,11 +147,10 @@ class WrappingStore(Store):
         that commit, reporting its version alone, as the base class does for any store whose
         commit is not the stamped one (the inner store's stamp would describe a write the
         subclass changed, or skip what it adds: encryption, an audit entry, a fence)."""
-        if not self._stamps_commits:
-            version = self.commit(
+        if not self._stamps_commits:  # the base class's rule: this store's commit, its version
+            return super().commit_stamped(
                 session_id, expected_version, append=append, changes=changes, lease=lease
             )
-            return CommitStamp(version)
         return self._forward(
             Store.commit_stamped,
             session_id,

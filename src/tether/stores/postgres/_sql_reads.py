@@ -83,7 +83,7 @@ SELECT s0.schema_version, ARRAY(
              WHERE r.depth > 0 AND k.seq <= r.hi ORDER BY r.depth LIMIT 1)
         ) AS data
         FROM {{schema}}.tether_item_keys AS k
-        WHERE k.session_id = s0.id AND k.key = ANY(%(keys)s::text[])
+        WHERE k.session_id = s0.id AND k.key = ANY(%(keys)b::text[])
         OFFSET 0  -- a fence: the filter below must not re-run the probes above
     ) AS found
     WHERE found.data IS NOT NULL

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from tether import KeyedItem, Session, StoredItem
-from tether.encryption import EncryptedStore, Keyring, TamperedCiphertext, UnknownKeyId
+from tether.encryption import (
+    EncryptedStore,
+    Keyring,
+    PlaintextFound,
+    TamperedCiphertext,
+    UnknownKeyId,
+)
 from tether.encryption_codec import rebuilt, stored_key_ids
 from tether.stores.memory import MemoryStore
 
@@ -157,3 +163,21 @@ def test_a_format_2_envelope_under_an_unknown_key_id_names_it() -> None:
         EncryptedStore(inner, RING).load("s")
     assert (info.value.place, info.value.key_id) == ("state", "k9")
     assert stored_key_ids(inner.load("s")) == {"k1", "k9"}
+
+
+@pytest.mark.parametrize("clear", [{}, {"tether_enc": {}}, {"content": "in clear"}])
+def test_a_value_in_clear_is_found_wherever_the_cache_has_nothing(clear: dict[str, Any]) -> None:
+    """An empty item, or one shaped like nothing the cache holds, is opened (and refused),
+    never taken for a cached envelope: by a store that has the place cached and one that has
+    nothing cached."""
+    inner = MemoryStore()
+    store = _created(inner)
+    assert _contents(store.load("s")) == ["own time", "two", "three"]
+    raw = inner.load("s")
+    items = list(raw.items)
+    items[1] = StoredItem(2, items[1].timestamp, None, clear)
+    inner.restore(rebuilt(raw, raw.state, raw.options, items), replace=True)
+    for reader in (store, EncryptedStore(inner, RING)):
+        with pytest.raises((PlaintextFound, TamperedCiphertext)) as info:
+            reader.load("s")
+        assert info.value.place == "history item seq 2"

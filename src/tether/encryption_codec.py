@@ -108,6 +108,9 @@ _Verified = tuple["str | None", dict[str, Any], bytes]
 field), a private copy of the envelope itself and its plaintext JSON (an object). A stored
 envelope equal to that copy (one dict comparison: format, key id, nonce, ciphertext, clear
 timestamp, no other field) at the same place under the same item key is the one verified."""
+_UNKNOWN: _Verified = (None, {ENVELOPE_MARK: object()}, b"")
+"""The cache's answer for a place it does not hold: equal to no stored value (none holds that
+object), so the one comparison of a hit also rules out a miss."""
 _ENTRY_BYTES = 512  # what an entry costs beside its ciphertext and plaintext: dict, tuples
 
 
@@ -320,13 +323,14 @@ class Codec:
         """
         cached = self._cache.get
         hits: list[bytes] = []
+        hit = hits.append
         missed: list[tuple[int, dict[str, Any]]] = []  # (position, the item opened)
-        for row in rows:
+        for row in rows:  # the hot loop of a whole-history load: as few steps as it takes
             envelope = row["item"]
             seq = row["seq"]
-            known = cached((session_id, seq))
-            if known is not None and known[1] == envelope and known[0] == row.get("key"):
-                hits.append(known[2])
+            known = cached((session_id, seq), _UNKNOWN)
+            if known[1] == envelope and known[0] == row.get("key"):
+                hit(known[2])
             else:
                 missed.append(
                     (
@@ -418,7 +422,8 @@ def open_loaded(codec: Codec, session: Session) -> Session:
     each row's envelope replaced by its item. A session without such rows, or with a row of
     another shape, is opened by :func:`open_session`.
     """
-    rows = session._records
+    # the private attributes directly: pydantic's __getattr__ for one costs microseconds
+    rows = session.__pydantic_private__.get("_records")  # type: ignore[union-attr]
     if rows is None:
         return open_session(codec, session)
     sid = session.id
@@ -435,8 +440,7 @@ def open_loaded(codec: Codec, session: Session) -> Session:
         history.append({**value, "seq": row["seq"], "timestamp": row["timestamp"]})
     fields["state"] = state
     fields["options"] = options
-    fields["history"] = history
-    session._records = rows  # the items built from them at first use are the opened ones
+    fields["history"] = history  # the rows, opened in place, give the items at first use
     return session
 
 

@@ -1,9 +1,10 @@
 """Encryption at rest: what a turn costs encrypted beside plain, on the embedded SQLite store.
 
-Run ``.venv/bin/python benchmarks/encryption.py [--quick] [--json PATH]``. One machine, SQLite
-(WAL, synchronous=NORMAL), medians of many repetitions, the plain and the encrypted store
+Run ``.venv/bin/python benchmarks/encryption.py [--quick] [--stores sqlite,file] [--json PATH]``.
+One machine, SQLite (WAL, synchronous=NORMAL) by default, or the file store too
+(``--stores sqlite,file``), medians of many repetitions, the plain and the encrypted store
 interleaved turn by turn (so a slow moment of the machine hits both alike), each on its own
-database file and session, at history lengths 10 and 1,000:
+database file (or directory) and session, at history lengths 10 and 1,000:
 
 - *cached turn*: a worker that holds the history: ``load(id, after=last_seq)`` then
   ``commit(id, version, append=[user, assistant])`` (benchmarks/runtime.py's store turn).
@@ -79,11 +80,20 @@ def interleaved(systems: dict[str, Callable[[], None]], turns: int) -> dict[str,
     return {name: statistics.median(values) * 1e6 for name, values in samples.items()}
 
 
-def figures(directory: Path, quick: bool) -> list[dict[str, Any]]:
+STORES: dict[str, Callable[[Path], str]] = {
+    "sqlite": lambda path: f"sqlite:///{path}.db",
+    "file": lambda path: f"file://{path}",
+}
+"""The stores ``--stores`` can name: their URL for a path without its suffix."""
+
+
+def figures(directory: Path, quick: bool, store: str = "sqlite") -> list[dict[str, Any]]:
     ring = Keyring({"bench": Keyring.new_key()}, current="bench")
-    plain = tether.open_store(f"sqlite:///{directory / 'plain.db'}")
-    sealed = EncryptedStore(tether.open_store(f"sqlite:///{directory / 'sealed.db'}"), ring)
+    url = STORES[store]
+    plain = tether.open_store(url(directory / f"{store}-plain"))
+    sealed = EncryptedStore(tether.open_store(url(directory / f"{store}-sealed")), ring)
     rows: list[dict[str, Any]] = []
+    print(f"{store}:")
     print(f"{'turn':<14}{'items':>7}{'plain µs':>11}{'encrypted µs':>14}{'ratio':>7}")
     for kind, cls in (("cached", CachedTurn), ("whole-history", WholeTurn)):
         for n in (10, 1000):
@@ -97,6 +107,7 @@ def figures(directory: Path, quick: bool) -> list[dict[str, Any]]:
             ratio = medians["encrypted"] / medians["plain"]
             rows.append(
                 {
+                    "store": store,
                     "turn": kind,
                     "items": n,
                     "plain_us": medians["plain"],
@@ -117,10 +128,21 @@ def figures(directory: Path, quick: bool) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke run, figures not quotable")
+    parser.add_argument(
+        "--stores",
+        default="sqlite",
+        help=f"comma-separated, of {', '.join(STORES)} (default: sqlite, what make bench runs)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
+    stores = [name.strip() for name in args.stores.split(",") if name.strip()]
+    unknown = [name for name in stores if name not in STORES]
+    if unknown or not stores:
+        parser.error(f"--stores takes {', '.join(STORES)}, not {args.stores!r}")
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="tether-bench-enc-") as tmp:
-        rows = figures(Path(tmp), args.quick)
+        for store in stores:
+            rows += figures(Path(tmp), args.quick, store)
     missed = [r for r in rows if r["ratio"] > TARGET]
     print(
         f"target: encrypted at most {TARGET}x plain; "

@@ -61,8 +61,8 @@ from ._langgraph_layout import (
     state_of,
     tag,
 )
-from ._langgraph_marks import Marks
-from ._langgraph_reads import ThreadReads
+from ._langgraph_marks import Marks, _Batch
+from ._langgraph_reads import ThreadReads, past
 from ._langgraph_values import Snapshot, Value
 
 # the names the saver, its admin side and the tests take from here (defined in the modules
@@ -96,24 +96,11 @@ class ThreadStore(ThreadReads):
     """The reads and writes of LangGraph threads on one tether store (the reads, and the
     caches, in :class:`~tether.integrations._langgraph_reads.ThreadReads`)."""
 
-    async def put(  # noqa: PLR0917 - the checkpoint's parts, as LangGraph hands them over
-        self,
-        thread_id: str,
-        ns: str,
-        cid: str,
-        parent: str | None,
-        item: dict[str, Any],
-        values: dict[str, Value],
-        *,
-        expect_parent: bool,
-        lease: Any = None,
-    ) -> None:
-        """See :meth:`_put`; one write to a thread at a time in this process (see
+    async def put(self, thread_id: str, *parts: Any, **options: Any) -> None:
+        """:meth:`_put` (its parameters), one write to a thread at a time in this process (see
         :class:`~tether.integrations._langgraph_marks._Serial`)."""
-        async with self._serial(thread_id):
-            await self._put(
-                thread_id, ns, cid, parent, item, values, expect_parent=expect_parent, lease=lease
-            )
+        async with self._serial(thread_id, put=True):
+            await self._put(thread_id, *parts, **options)
 
     async def _put(  # noqa: PLR0917 - the checkpoint's parts, as LangGraph hands them over
         self,
@@ -128,6 +115,11 @@ class ThreadStore(ThreadReads):
         lease: Any = None,
     ) -> None:
         """Store a checkpoint and its changed channel values; move the head in the same write.
+
+        The ``put_writes`` of this thread waiting for the lock (see :class:`_Batch`) go first
+        in that same commit, when none of them is late under the header it is judged on: one
+        commit (one fsync on PostgreSQL) where there were two or three, in the order they
+        would have landed one by one. If the commit fails they are left to run on their own.
 
         ``values`` are encoded against the header the write is judged on: a delta names a
         snapshot the thread holds at that version, and the version check refuses the write if
@@ -150,6 +142,7 @@ class ThreadStore(ThreadReads):
         early = self.marks.has(thread_id, ns, cid) if self._flags else None
         encoded: tuple[Any, dict[str, dict[str, Any]], dict[str, tuple[str, Snapshot]]] | None
         encoded = None
+        combine = True  # with the waiting put_writes, until a commit with them fails
         while True:
             # the cached header first: the commit's version check catches a stale one
             fresh = header is None
@@ -188,7 +181,14 @@ class ThreadStore(ThreadReads):
                 rev += 1
                 ckey = key("c", ns, cid, rev)
                 present.update(await self.by_key(thread_id, [ckey]))
-            append.append(KeyedItem(ckey, {**item, "rev": rev, "early": early}))
+            taken = self._waiting(thread_id, lease, _heads(header)) if combine else []
+            # a write of this checkpoint in the same commit lands before it: early
+            flag = early or (early is not None and any(b.at == (ns, cid) for b in taken))
+            append.append(KeyedItem(ckey, {**item, "rev": rev, "early": flag}))
+            if taken:
+                for batch in taken:
+                    self.marks.add(thread_id, *batch.at)  # before it can land: see Marks
+                append = [*(i for batch in taken for i in batch.items or ()), *append]
             thread_state = _state(header)
             order = thread_state.get("order")
             if isinstance(order, dict):  # kept since the thread began: keep it exact
@@ -210,16 +210,21 @@ class ThreadStore(ThreadReads):
             except SessionNotFound:
                 self.forget(thread_id)  # deleted since it was cached: create it again
                 header = None
+                combine = False
             except DuplicateItemKey:
-                optimistic = False  # some of it is stored already: store only the rest
+                if taken:
+                    combine = False  # the writes' keys, or ours: try ours alone first
+                else:
+                    optimistic = False  # some of it is stored already: store only the rest
             else:
+                self._stored(thread_id, taken)
                 self._remember(
                     thread_id, header.model_copy(update={"version": version, "state": state})
                 )
                 for blob_key, (channel, snap) in snapshots.items():
                     if blob_key not in present:  # a delta's base is only one stored whole here
                         self.snapshots.keep(thread_id, ns, channel, snap)
-                if early is False and self.marks.has(thread_id, ns, cid):
+                if flag is False and self.marks.has(thread_id, ns, cid):
                     # a write of this process's other face began meanwhile and may have
                     # landed first: say so after the checkpoint, where a head read sees it
                     with contextlib.suppress(DuplicateItemKey):
@@ -244,21 +249,87 @@ class ThreadStore(ThreadReads):
         writes: list[tuple[str, dict[str, Any]]],
         lease: Any = None,
     ) -> None:
-        """See :meth:`_put_writes`; one write to a thread at a time in this process."""
-        async with self._serial(thread_id):
-            await self._put_writes(thread_id, ns, cid, writes, lease)
+        """See :meth:`_put_writes`; one write to a thread at a time in this process. While it
+        waits for its turn, a ``put`` of the thread that goes first may commit these writes
+        with its checkpoint (see :class:`_Batch`): then they are stored, in that commit."""
+        batch = self._offer(thread_id, ns, cid, writes, lease)
+        try:
+            async with self._serial(thread_id) as turn:
+                if batch.items is not None:
+                    # a put waiting for the lock goes first: it may store these writes too
+                    await turn.step_aside(lambda: batch.stored)
+                    if self._withdraw(thread_id, batch):
+                        return
+                await self._put_writes(thread_id, batch)
+        finally:
+            self._withdraw(thread_id, batch)
 
-    async def _put_writes(
+    def _offer(
         self,
         thread_id: str,
         ns: str,
         cid: str,
         writes: list[tuple[str, dict[str, Any]]],
-        lease: Any = None,
-    ) -> None:
-        """Blind appends: keyed writes only if absent, upserts (special writes) always, the
-        first-write mark; then, if a newer checkpoint of ``ns`` was stored before them, a
-        late entry naming them (see the module's doc)."""
+        lease: Any,
+    ) -> _Batch:
+        """These writes, offered to the next ``put`` of the thread as the append
+        :meth:`_put_writes` would make first (no read); not offered (``items`` None) when that
+        first append would be different: a write to a checkpoint older than its namespace's
+        head (a late one), or a face that does not serialize its writes."""
+        batch = _Batch((ns, cid), writes, lease)
+        cached = self._cached(thread_id)
+        head = _heads(cached).get(ns) if cached is not None else None
+        if not self._flags or (head is not None and head > cid):
+            return batch
+        items = [KeyedItem(key("f", ns, cid), {"type": MARK, "ns": ns, "checkpoint": cid})]
+        items.extend(KeyedItem(k, item) for k, item in writes if k)
+        items.extend(
+            KeyedItem(key("u", ns, cid, uuid.uuid4().hex), item) for k, item in writes if not k
+        )
+        batch.items = items
+        with self._lock:
+            self._batches.setdefault(thread_id, []).append(batch)
+        return batch
+
+    def _waiting(self, thread_id: str, lease: Any, heads: dict[str, str]) -> list[_Batch]:
+        """The offered writes a ``put`` (holding the thread's lock) may commit first: those
+        under the same lease, none late under ``heads`` (the header it commits on)."""
+        with self._lock:
+            waiting = list(self._batches.get(thread_id, ()))
+        return [
+            b
+            for b in waiting
+            if b.lease is lease and not (b.at[0] in heads and heads[b.at[0]] > b.at[1])
+        ]
+
+    def _stored(self, thread_id: str, batches: list[_Batch]) -> None:
+        """``batches`` landed in a put's commit (their callers, waiting, return at once)."""
+        if not batches:
+            return
+        with self._lock:
+            for batch in batches:
+                batch.stored = True
+            left = [b for b in self._batches.get(thread_id, ()) if not b.stored]
+            if left:
+                self._batches[thread_id] = left
+            else:
+                self._batches.pop(thread_id, None)
+
+    def _withdraw(self, thread_id: str, batch: _Batch) -> bool:
+        """Take back an offer (no put takes it any more); whether a put stored it."""
+        with self._lock:
+            waiting = self._batches.get(thread_id)
+            if waiting is not None and batch in waiting:
+                waiting.remove(batch)
+                if not waiting:
+                    del self._batches[thread_id]
+            return batch.stored
+
+    async def _put_writes(self, thread_id: str, batch: _Batch) -> None:
+        """Blind appends of ``batch``'s writes: keyed writes only if absent, upserts (special
+        writes) always, the first-write mark; then, if a newer checkpoint of ``ns`` was stored
+        before them, a late entry naming them (see the module's doc)."""
+        (ns, cid), writes, lease = batch.at, batch.writes, batch.lease
         mark = key("f", ns, cid)
         optimistic = True  # one append, no read, unless a key is there already
         # a special write is an upsert (the newest wins): a key of its own, never taken
@@ -313,10 +384,7 @@ class ThreadStore(ThreadReads):
             own.add(version)
             known = self._headers.get(thread_id)
             if known is not None:
-                at = known.version
-                while at + 1 in own:
-                    at += 1
-                    own.discard(at)
+                at = past(own, known.version)
                 if at != known.version:
                     known = known.model_copy(update={"version": at})
                     self._headers[thread_id] = known

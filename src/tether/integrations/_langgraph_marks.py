@@ -1,5 +1,6 @@
-"""What serializes a thread's writes in this process (:class:`_Serial`) and the early-write
-registry (:class:`Marks`) of :class:`~tether.integrations._langgraph_core.ThreadStore`."""
+"""What serializes a thread's writes in this process (:class:`_Serial`), the early-write
+registry (:class:`Marks`) and the writes waiting for a put (:class:`_Batch`) of
+:class:`~tether.integrations._langgraph_core.ThreadStore`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 _STRIPES = 64  # locks serializing one thread's writes (see _Serial)
+_ASIDE = 1.0  # seconds a put_writes waits, at most, for a put to take its writes
 _MARKS = 100_000  # first-write marks a process remembers appending (see Marks)
 
 
@@ -22,26 +25,92 @@ class _Serial:
     costs a header read and a second commit (on PostgreSQL nearly every turn). In turn, the
     ``put`` finds the version the append left. Threads share a lock by hash (a fixed number,
     whatever the threads); a sync store's calls never suspend, so a threading lock serves
-    there, and an asyncio lock per event loop for an async store."""
+    there, and an asyncio lock per event loop for an async store.
+
+    A ``put_writes`` holding the lock while a ``put`` of the same thread waits for it may step
+    aside (:meth:`_Turn.step_aside`): the put goes first and may commit its writes with the
+    checkpoint (see :class:`_Batch`), one commit instead of two."""
 
     def __init__(self, *, direct: bool) -> None:
         self._direct = direct
         self._threads = [threading.Lock() for _ in range(_STRIPES)]
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Lock]]
+        self._conds = [threading.Condition(lock) for lock in self._threads]
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Condition]]
         self._loops = weakref.WeakKeyDictionary()
+        self._count_lock = threading.Lock()
+        self._puts: dict[str, int] = {}  # per thread: puts waiting for its lock
+
+    def _count(self, thread_id: str, step: int) -> None:
+        with self._count_lock:
+            left = self._puts.get(thread_id, 0) + step
+            if left:
+                self._puts[thread_id] = left
+            else:
+                del self._puts[thread_id]
+
+    def put_waiting(self, thread_id: str) -> bool:
+        with self._count_lock:
+            return thread_id in self._puts
 
     @contextlib.asynccontextmanager
-    async def __call__(self, thread_id: str) -> AsyncIterator[None]:
+    async def __call__(self, thread_id: str, *, put: bool = False) -> AsyncIterator[_Turn]:
         stripe = hash(thread_id) % _STRIPES
-        if self._direct:
-            with self._threads[stripe]:
-                yield
+        waiting = put
+        if waiting:
+            self._count(thread_id, 1)
+        try:
+            if self._direct:
+                cond = self._conds[stripe]
+                with cond:
+                    if waiting:
+                        waiting = False
+                        self._count(thread_id, -1)
+                    try:
+                        yield _Turn(self, thread_id, cond)
+                    finally:
+                        cond.notify_all()  # writes that stepped aside look again
+                return
+            loop = asyncio.get_running_loop()
+            with self._threads[0]:  # two threads' loops may make their locks at once
+                conds = self._loops.setdefault(loop, [asyncio.Condition() for _ in range(_STRIPES)])
+            async with conds[stripe]:
+                if waiting:
+                    waiting = False
+                    self._count(thread_id, -1)
+                try:
+                    yield _Turn(self, thread_id, conds[stripe])
+                finally:
+                    conds[stripe].notify_all()
+        finally:
+            if waiting:  # never got the lock (cancelled, or failed on the way)
+                self._count(thread_id, -1)
+
+
+class _Turn:
+    """The lock of one thread's writes, held (see :class:`_Serial`)."""
+
+    def __init__(
+        self, serial: _Serial, thread_id: str, cond: threading.Condition | asyncio.Condition
+    ) -> None:
+        self._serial = serial
+        self._thread_id = thread_id
+        self._cond = cond
+
+    async def step_aside(self, done: Callable[[], bool]) -> None:
+        """Let the puts of this thread waiting for the lock go first; back with the lock held
+        once ``done()`` or none waits. Bounded (``_ASIDE`` seconds): a put that gave up
+        waiting (a cancelled task) never leaves a write waiting for it."""
+
+        def ready() -> bool:
+            return done() or not self._serial.put_waiting(self._thread_id)
+
+        if ready():
             return
-        loop = asyncio.get_running_loop()
-        with self._threads[0]:  # two threads' loops may make their locks at once
-            locks = self._loops.setdefault(loop, [asyncio.Lock() for _ in range(_STRIPES)])
-        async with locks[stripe]:
-            yield
+        if isinstance(self._cond, threading.Condition):
+            self._cond.wait_for(ready, timeout=_ASIDE)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._cond.wait_for(ready), _ASIDE)
 
 
 class Marks:
@@ -70,3 +139,20 @@ class Marks:
     def has(self, thread_id: str, ns: str, cid: str) -> bool:
         with self._lock:
             return (thread_id, ns, cid) in self._marked
+
+
+class _Batch:
+    """A ``put_writes`` and, while it waits for its thread's lock, the one append it would
+    make (``items``; None when it is not offered): a ``put`` that takes the lock first commits
+    these items ahead of its checkpoint's (the order they would land in one after the other),
+    and marks them ``stored``. Only under the lock is an offer taken or withdrawn, so a
+    put_writes that gets the lock finds its writes either stored or still its own to write."""
+
+    __slots__ = ("at", "items", "lease", "stored", "writes")
+
+    def __init__(self, at: tuple[str, str], writes: list[tuple[str, Any]], lease: Any) -> None:
+        self.at = at  # (namespace, checkpoint id)
+        self.writes = writes
+        self.lease = lease
+        self.items: list[Any] | None = None
+        self.stored = False

@@ -14,12 +14,21 @@ from ..models import Session, StoredItem
 from ..stores.base import AsyncStore
 from ._langgraph_direct import Direct
 from ._langgraph_layout import AGENT, CHECKPOINT, STATE_KEY, WRITE, header_only, key, session_id
-from ._langgraph_marks import Marks, _Serial
+from ._langgraph_marks import Marks, _Batch, _Serial
 from ._langgraph_values import Snapshots
 
 _PAGE = 1000
 _CACHED_THREADS = 10_000  # threads whose header a saver keeps (the least recently used go)
 _HEAD_WINDOW = (4, 64)  # the newest items read with the head: at least, at most
+
+
+def past(own: set[int], at: int) -> int:
+    """Version ``at`` moved over this process's own appends that follow it in order (each
+    taken out of ``own``); a gap (another process's write) stops it."""
+    while at + 1 in own:
+        at += 1
+        own.discard(at)
+    return at
 
 
 class ThreadReads:
@@ -43,6 +52,8 @@ class ThreadReads:
         # ``put_writes`` whose append directly follows it knows the heads without a read.
         self._headers: dict[str, Session] = {}
         self._appended: dict[str, set[int]] = {}  # own appends past the cached version
+        # per thread: the put_writes waiting for its lock, offered to the put that goes first
+        self._batches: dict[str, list[_Batch]] = {}
         # per (thread, namespace): the newest checkpoint this process put or read and the keys
         # of its channel values, read with the checkpoint in one keyed read by ``get_tuple``
         # (a guess: whatever the checkpoint names beyond it is read after)
@@ -64,10 +75,7 @@ class ThreadReads:
             own = self._appended.get(thread_id)
             if own:  # appends of parallel tasks that returned before this write was noted
                 own.difference_update([v for v in own if v <= header.version])
-                at = header.version
-                while at + 1 in own:
-                    at += 1
-                    own.discard(at)
+                at = past(own, header.version)
                 if at != header.version:
                     header = header.model_copy(update={"version": at})
             self._headers[thread_id] = header

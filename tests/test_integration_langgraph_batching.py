@@ -1,0 +1,167 @@
+"""A ``put_writes`` waiting for its thread's lock while a ``put`` of the thread waits too is
+committed with that put's checkpoint: one commit, the writes first (the order they would land
+one by one), the checkpoint flagged early when they are its own. Writes the put cannot take
+(keys stored already) still land, on their own, after it."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import require_module
+
+require_module("langgraph", "langgraph")
+
+from langgraph.checkpoint.base import empty_checkpoint  # noqa: E402
+from langgraph.checkpoint.base.id import uuid6  # noqa: E402
+
+import tether  # noqa: E402
+from tether.integrations import _langgraph_core as core  # noqa: E402
+from tether.integrations.langgraph import TetherSaver  # noqa: E402
+from tether.stores.base import Store  # noqa: E402
+
+
+class _Calls:
+    """Counts the writes a saver makes to its store."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.writes: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def commit(self, *args: Any, **kwargs: Any) -> Any:
+        self.writes.append("commit")
+        return self.inner.commit(*args, **kwargs)
+
+    def append(self, *args: Any, **kwargs: Any) -> Any:
+        self.writes.append("append")
+        return self.inner.append(*args, **kwargs)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "postgres":
+        base = request.getfixturevalue("postgres_url")
+        sep = "&" if "?" in base else "?"
+        url = f"{base}{sep}schema=t_{uuid.uuid4().hex[:12]}"
+    else:
+        url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'b.db'}"}[request.param]
+    with tether.open_store(url) as opened:
+        yield opened
+
+
+def _cfg(thread: str, cid: str | None = None) -> Any:
+    configurable = {"thread_id": thread, "checkpoint_ns": ""}
+    if cid is not None:
+        configurable["checkpoint_id"] = cid
+    return {"configurable": configurable}
+
+
+def _checkpoint(n: int) -> tuple[Any, dict[str, str | int | float]]:
+    checkpoint = empty_checkpoint()
+    checkpoint["id"] = str(uuid6())
+    version = f"{n + 1:032}.0"
+    checkpoint["channel_values"] = {"messages": [f"m{n}"]}
+    checkpoint["channel_versions"] = {"messages": version}
+    return checkpoint, {"messages": version}
+
+
+def _until(what: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not what():
+        assert time.monotonic() < deadline, "the other thread never got there"
+        time.sleep(0.001)
+
+
+def _race(saver: TetherSaver, thread: str, put_writes: Callable[[], Any], put: Callable[[], Any]):
+    """Hold the thread's lock while ``put_writes`` and then ``put`` queue for it, in threads of
+    their own (as LangGraph's background writes do); let them go; their results."""
+    threads = saver._threads
+    cond = threads._serial._conds[hash(thread) % len(threads._serial._conds)]
+    results: dict[str, Any] = {}
+
+    def run(name: str, call: Callable[[], Any]) -> None:
+        results[name] = call()
+
+    with cond:
+        writer = threading.Thread(target=run, args=("writes", put_writes))
+        writer.start()
+        _until(lambda: thread in threads._batches)
+        putter = threading.Thread(target=run, args=("put", put))
+        putter.start()
+        _until(lambda: threads._serial.put_waiting(thread))
+    writer.join(10)
+    putter.join(10)
+    assert set(results) == {"writes", "put"}
+    return results
+
+
+def test_waiting_writes_ride_with_the_put(store: Store) -> None:
+    calls = _Calls(store)
+    saver = TetherSaver(calls)  # type: ignore[arg-type]
+    thread = f"b-{uuid.uuid4().hex[:8]}"
+    first, versions = _checkpoint(0)
+    parent = saver.put(_cfg(thread), first, {"source": "loop", "step": 0}, versions)
+    calls.writes.clear()
+
+    second, versions = _checkpoint(1)
+    own = _cfg(thread, second["id"])  # the writes of the checkpoint about to be put: early
+    results = _race(
+        saver,
+        thread,
+        lambda: saver.put_writes(own, [("messages", "w1"), ("next", 1)], "task-1"),
+        lambda: saver.put(parent, second, {"source": "loop", "step": 1}, versions),
+    )
+    assert calls.writes == ["commit"]  # one write for both
+    items = store.load(core.session_id(thread)).items
+    tail = [i.key for i in items[-5:]]
+    assert tail[0] == core.key("f", "", second["id"])  # the mark, then the writes, first
+    assert tail[-1] == core.key("c", "", second["id"])
+    assert items[-1].item["early"] is True
+    for reader in (saver, TetherSaver(store)):
+        tup = reader.get_tuple(_cfg(thread))
+        assert tup is not None
+        assert tup.config == results["put"]
+        assert [w[1:] for w in tup.pending_writes or []] == [("messages", "w1"), ("next", 1)]
+        assert tup.checkpoint["channel_values"] == {"messages": ["m1"]}
+
+
+def test_writes_the_put_cannot_take_land_after_it(store: Store) -> None:
+    """Writes whose keys are stored already make the combined commit fail: the put is stored
+    alone, then the writes as a put_writes stores them: only what is missing, named by a late
+    entry (they land after a newer checkpoint)."""
+    calls = _Calls(store)
+    saver = TetherSaver(calls)  # type: ignore[arg-type]
+    thread = f"b-{uuid.uuid4().hex[:8]}"
+    first, versions = _checkpoint(0)
+    parent = saver.put(_cfg(thread), first, {"source": "loop", "step": 0}, versions)
+    saver.put_writes(parent, [("messages", "w0")], "task-0")
+    calls.writes.clear()
+
+    second, versions = _checkpoint(1)
+    _race(
+        saver,
+        thread,
+        lambda: saver.put_writes(parent, [("messages", "w0"), ("extra", 2)], "task-0"),
+        lambda: saver.put(parent, second, {"source": "loop", "step": 1}, versions),
+    )
+    assert calls.writes[:2] == ["commit", "commit"]  # refused with the writes, then alone
+    assert "append" in calls.writes[2:]
+    late = store.items_by_key(
+        core.session_id(thread), [core.key("l", "", parent["configurable"]["checkpoint_id"], 0)]
+    )
+    assert [entry.item["type"] for entry in late.values()] == [core.LATE]
+    tup = TetherSaver(store).get_tuple(parent)
+    assert tup is not None
+    assert [w[1:] for w in tup.pending_writes or []] == [("messages", "w0"), ("extra", 2)]
+    head = TetherSaver(store).get_tuple(_cfg(thread))
+    assert head is not None
+    assert head.checkpoint["id"] == second["id"]

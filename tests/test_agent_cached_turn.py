@@ -5,6 +5,7 @@ starts again, so the model never sees a stale history and nothing is lost."""
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +15,10 @@ import pytest
 
 import tether
 from tether import AppendMessages
-from tether.agent import Agent, ScriptedModel
+from tether.agent import Agent, ScriptedModel, _turn
 from tether.agent._turn import TurnResult
-from tether.agent.types import ModelRequest
+from tether.agent.tools import tool
+from tether.agent.types import ModelReply, ModelRequest, ToolCall
 from tether.errors import TurnInProgress
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore
@@ -118,3 +120,43 @@ def test_after_load_hooks_still_see_every_turn(store: tether.Store) -> None:
     agent.run(sid, "u1")
     agent.run(sid, "u2")
     assert loads == ["get", "get"]
+
+
+@tool(rerun="pure")
+def lookup(order_id: str) -> str:
+    """Look an order up."""
+    return f"{order_id} shipped"
+
+
+def test_the_messages_kept_between_turns_are_the_whole_history_s(store: tether.Store) -> None:
+    """Each model call gets exactly the messages of the session's whole history as stored,
+    though a turn on a held session builds only the new ones; a model that changes what it
+    was sent changes nothing the next call gets; a history replaced is read whole again."""
+    sent: list[list[dict[str, Any]]] = []
+
+    expected: list[list[dict[str, Any]]] = []
+
+    def reply(request: ModelRequest) -> Any:
+        sent.append(copy.deepcopy(request.messages))
+        # every step is committed before the model is called: the stored history is the turn's
+        expected.append(_turn.model_messages(store.load(sid).history))
+        request.messages[0]["content"] = "changed by the model"  # must not reach the memo
+        request.messages.append({"role": "user", "content": "added by the model"})
+        asked = sum(1 for m in request.messages if m.get("role") == "tool")
+        if len(sent) % 3 == 1:  # a tool call, answered within the turn
+            return ModelReply(tool_calls=[ToolCall(f"c{len(sent)}", "lookup", {"order_id": "A"})])
+        return f"answer {asked}"
+
+    sessions = tether.Sessions(store)
+    agent = Agent(sessions, llm=ScriptedModel(reply), tools=[lookup])
+    sid = sessions.create(history=[{"role": "system", "content": "be brief"}]).id
+    for n in range(5):
+        agent.run(sid, f"u{n}")
+        if n == 2:  # compacted behind the runtime: read whole, the memo starts again
+            stored = store.load(sid, last=0)
+            store.replace_history(sid, stored.version, [{"role": "user", "content": "summary"}])
+    assert len(sent) == 8  # 5 turns, 3 of them with a tool call
+    assert sent == expected
+    assert all(m["content"] not in ("changed by the model", "added by the model") for m in sent[-1])
+    assert sent[-1][0] == {"role": "user", "content": "summary"}
+    assert max(sum(m["role"] == "tool" for m in messages) for messages in sent) == 2

@@ -147,6 +147,12 @@ class SharedHistory(Prefix[HistoryItem], MutableSequence[HistoryItem]):
         super().__init__(base, len(base) if length is None else length)
         self._own: list[HistoryItem] | None = None
 
+    def shared(self) -> tuple[list[HistoryItem], int]:
+        """(the list this history reads, how many of its first items are this history's):
+        the cache's list, which only grows at its end, until this history is changed (then
+        its own copy). Read it, never change it."""
+        return self._base, self._len
+
     def _mine(self) -> list[HistoryItem]:
         """The list this history writes to: a copy of the shared prefix, made once."""
         own = self._own

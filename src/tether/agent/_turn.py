@@ -17,8 +17,11 @@ import base64
 import hashlib
 import hmac
 import inspect
+import itertools
 import secrets
-from collections.abc import Awaitable, Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,7 +30,7 @@ from .. import _json
 from .._time import from_micros, to_micros
 from ..errors import ConfigurationError, InvalidRequest, InvalidToken, ModelError
 from ..integrations import _langgraph_view
-from ..models import HistoryItem, Session, SessionHeader
+from ..models import HistoryItem, Session, SessionHeader, SharedHistory
 from .types import Model, ModelReply, ModelRequest, ToolCall
 
 RESERVED = "_tether"
@@ -64,6 +67,90 @@ def model_messages(history: Iterable[HistoryItem]) -> list[dict[str, Any]]:
         calling = calling or bool(message.get("tool_calls"))
         messages.append(message)
     return _answered_calls(messages, answered) if calling else messages
+
+
+def _message(item: HistoryItem) -> dict[str, Any] | None:
+    """The chat message of one history item (None for an event), before any call is dropped."""
+    if item.get("role") not in MODEL_ROLES:
+        return None
+    return {key: item[key] for key in MESSAGE_KEYS if key in item}
+
+
+class _Seen:
+    """The messages of the first ``count`` items of one history list."""
+
+    __slots__ = ("answered", "base", "calling", "count", "last", "messages")
+
+    def __init__(self, base: object) -> None:
+        self.base = base
+        self.count = 0
+        self.last: object = None  # the item at count - 1: still there, or read it all again
+        self.messages: list[dict[str, Any]] = []
+        self.answered: set[Any] = set()
+        self.calling = False
+
+    def add(self, items: Iterable[HistoryItem]) -> None:
+        for item in items:
+            message = _message(item)
+            if message is None:
+                continue
+            if message["role"] == "tool":
+                self.answered.add(message.get("tool_call_id"))
+            self.calling = self.calling or bool(message.get("tool_calls"))
+            self.messages.append(message)
+
+
+class MessageMemo:
+    """The model's messages of the histories an agent's turns ran on, kept between turns, so
+    that a turn on a session the runtime holds builds messages only for what is new.
+
+    A history the runtime hands out shares the cache's list, which only ever grows at its
+    end (:class:`~tether.models.SharedHistory`): while a turn's history shares the list a
+    memo was built from, that memo's messages are still the first ones. Any other history
+    (read whole again, replaced, or one of the caller's own) is read whole, and remembered
+    from then on. Each call returns copies of the message dicts, so a model that changes
+    what it was sent changes nothing here. At most ``size`` histories are kept.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def messages(
+        self, session_id: str, loaded: Sequence[HistoryItem], added: Iterable[HistoryItem]
+    ) -> list[dict[str, Any]]:
+        """``model_messages(loaded + added)``, from what was kept of ``loaded``'s list."""
+        if not isinstance(loaded, SharedHistory) or self.size == 0:
+            return model_messages(itertools.chain(loaded, added))
+        base, length = loaded.shared()
+        with self._lock:
+            seen = self._seen.pop(session_id, None)
+        if (
+            seen is None
+            or seen.base is not base
+            or seen.count > length
+            or (seen.count and base[seen.count - 1] is not seen.last)
+        ):
+            seen = _Seen(base)
+        seen.add(itertools.islice(base, seen.count, length))
+        seen.count = length
+        seen.last = base[length - 1] if length else None
+        messages = [message.copy() for message in seen.messages]
+        answered, calling = set(seen.answered), seen.calling
+        with self._lock:
+            self._seen[session_id] = seen
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+        for item in added:
+            message = _message(item)
+            if message is None:
+                continue
+            if message["role"] == "tool":
+                answered.add(message.get("tool_call_id"))
+            calling = calling or bool(message.get("tool_calls"))
+            messages.append(message)
+        return _answered_calls(messages, answered) if calling else messages
 
 
 def _answered_calls(messages: list[dict[str, Any]], answered: set[Any]) -> list[dict[str, Any]]:

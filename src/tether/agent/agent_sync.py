@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import itertools
 import logging
 import os
 import socket
@@ -157,6 +156,9 @@ class Agent:
             _TOOL_ERRORS[tool_errors] if isinstance(tool_errors, str) else tool_errors
         )
         self._clock = clock
+        # the model's messages of the sessions this agent ran, kept so that a turn on a
+        # session the runtime holds builds only the new ones (as many as the runtime caches)
+        self._messages = _turn.MessageMemo(min(self.sessions._cache.size, 256))
 
     # --- turns ---------------------------------------------------------------------------------
 
@@ -271,7 +273,7 @@ class Agent:
             self._keep_lease(turn)
             if turn.snapshot["step"] == "model":
                 request = ModelRequest(
-                    messages=_turn.model_messages(itertools.chain(turn.loaded, turn.added)),
+                    messages=self._messages.messages(turn.session_id, turn.loaded, turn.added),
                     tools=[tool.spec() for tool in toolbox.values()],
                     options=turn.options,
                 )

@@ -220,6 +220,40 @@ _HEAVY: dict[str, tuple[str, frozenset[str]]] = {
         "starts a Python process a case",
         frozenset(),
     ),
+    "test_web.py::test_the_benchmark_runs": (
+        "a benchmark smoke run (benchmarks/inspector.py) in a Python process",
+        frozenset(),
+    ),
+    "test_registry_and_api.py::test_import_tether_imports_no_store_module_or_driver": (
+        "starts a Python process",
+        frozenset(),
+    ),
+    "test_sqlite_store.py::test_commit_survives_the_process_being_killed": (
+        "starts a Python process and kills it mid-commit",
+        frozenset(),
+    ),
+    "test_file_store.py::test_commit_survives_the_process_being_killed": (
+        "starts a Python process and kills it mid-commit",
+        frozenset(),
+    ),
+    "test_nats_store.py::"
+    "test_a_server_that_goes_away_mid_run_gives_store_unavailable_then_works_again": (
+        "waits out the timeouts of a cut connection, then reconnects",
+        frozenset(),
+    ),
+    "test_nats_store.py::test_the_async_store_gives_store_unavailable_when_the_server_goes_away": (
+        "waits out the timeouts of a frozen, then cut connection",
+        frozenset(),
+    ),
+    "test_integration_langgraph_deltas.py::"
+    "test_a_chat_reads_back_as_langgraph_stores_it_in_a_fraction_of_the_bytes": (
+        "a long chat written and read back on each store; make check runs SQLite",
+        frozenset({"sqlite"}),
+    ),
+    "test_integration_langgraph_deltas.py::test_no_delta_names_a_snapshot_a_rewrite_removed": (
+        "many checkpoints rewritten on each store; make check runs SQLite",
+        frozenset({"sqlite"}),
+    ),
 }
 
 

@@ -207,10 +207,11 @@ def delete_rows(conn: sqlite3.Connection, session_id: str) -> None:
 
 
 def read_items(
-    conn: sqlite3.Connection, session_id: str, floor: int, count: int
+    conn: sqlite3.Connection, session_id: str, floor: int, count: int, *, shared: bool = True
 ) -> list[HistoryItem]:
-    """The ``count`` items after seq ``floor``, inside the caller's read transaction."""
-    shares = conn.execute(SELECT_SHARES, (session_id,)).fetchall()
+    """The ``count`` items after seq ``floor``, inside the caller's read transaction
+    (``shared`` False: the caller knows the session shares no rows)."""
+    shares = conn.execute(SELECT_SHARES, (session_id,)).fetchall() if shared else []
     sql, params = items_query(session_id, shares, floor, limit=count)
     rows = [row[0] for row in conn.execute(sql, params)]
     if not rows:

@@ -15,6 +15,13 @@ from ..errors import CorruptSession
 HEADER_COLUMNS = _core.DOC_FIELDS
 UPDATED_AT = HEADER_COLUMNS.index("updated_at")
 SELECT_HEADER = f"SELECT {', '.join(HEADER_COLUMNS)} FROM tether_sessions"
+# a load's header, and whether the session shares rows (a fork): most do not, and then need
+# no read of their shares
+LOAD_HEADER = (
+    f"SELECT {', '.join(HEADER_COLUMNS)}, "
+    "EXISTS (SELECT 1 FROM tether_item_shares h WHERE h.session_id = s.id) "
+    "FROM tether_sessions s WHERE s.id = ?"
+)
 INSERT_HEADER = (  # num, the rowid, is SQLite's: the largest in use + 1
     f"INSERT INTO tether_sessions ({', '.join(HEADER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in HEADER_COLUMNS)})"

@@ -51,6 +51,7 @@ from ._sqlite_sql import (
     DELETE_COLUMNS,
     HEADER_COLUMNS,
     INSERT_HEADER,
+    LOAD_HEADER,
     MAX_SHARES,
     SELECT_SHARES,
     UPDATED_AT,
@@ -211,14 +212,19 @@ class SQLiteStore(_AddingStore):
         now = self._now()
         # header and items in one read transaction: one snapshot
         with self._read() as conn:
-            current = db.live_doc(conn, session_id, now)
-            if current is None:
+            row = conn.execute(LOAD_HEADER, (session_id,)).fetchone()
+            current = None if row is None else row_to_doc(row[:-1])
+            if current is None or not _core.is_live(current, now):
                 raise SessionNotFound(session_id)
             floor = _core.window_floor(current, last, after)
             count = current["last_seq"] - floor
             if limit is not None:
                 count = min(count, limit)
-            history = db.read_items(conn, session_id, floor, count) if count > 0 else []
+            history = (
+                db.read_items(conn, session_id, floor, count, shared=bool(row[-1]))
+                if count > 0
+                else []
+            )
         return _core.readable_session(current, history)
 
     def _add(

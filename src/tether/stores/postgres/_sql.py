@@ -131,25 +131,13 @@ meta AS (
     WHERE %(set_metadata)s::boolean
 )"""
 
-# A commit: the header updated under the write guard, its items and keys inserted, its metadata
-# rows replaced if it changes the metadata. It returns what it stamped (the new version, the
-# new last_seq, updated_at, the lease fields as it left them): the store's commit_stamped
-# reports them with no read (_rows.commit_stamp), the plain commit reads the version alone.
-COMMIT = f"""
-WITH {TIME_CTE},
-upd AS (
-    UPDATE {{schema}}.tether_sessions AS s SET
-        version = s.version + 1,
+# What a commit and replace_history both do: a new version, at the statement's time, with n
+# new seqs; the new items (numbered after the UPDATE's last_seq) and their keys inserted, and
+# the metadata rows replaced if the metadata changes.
+_BUMP = """version = s.version + 1,
         updated_at = t.now,
-        last_seq = s.last_seq + %(n)s::bigint,
-        history_len = s.history_len + %(n)s::bigint,
-        {_SET_CHANGES}
-    FROM t
-    WHERE {_WRITE_GUARD}
-    RETURNING s.id, s.version, s.last_seq, t.iso, t.now AS stamped_at,
-        s.lease_owner, s.lease_fence, s.lease_expires_at
-),
-items AS (
+        last_seq = s.last_seq + %(n)s::bigint,"""
+_NEW_ROWS = f"""items AS (
     INSERT INTO {{schema}}.tether_items (session_id, seq, data)
     SELECT u.id, {NEW_SEQ}, {item_json(NEW_SEQ, time="u")}
     FROM upd AS u, {NEW_ITEMS}
@@ -158,7 +146,25 @@ item_keys AS (
     INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
     SELECT u.id, i.key, {NEW_SEQ} FROM upd AS u, {NEW_ITEMS} WHERE i.key IS NOT NULL
 ),
-{_META_CHANGES}
+{_META_CHANGES}"""
+
+# A commit: the header updated under the write guard, its items and keys inserted, its metadata
+# rows replaced if it changes the metadata. It returns what it stamped (the new version, the
+# new last_seq, updated_at, the lease fields as it left them): the store's commit_stamped
+# reports them with no read (_rows.commit_stamp), the plain commit reads the version alone.
+COMMIT = f"""
+WITH {TIME_CTE},
+upd AS (
+    UPDATE {{schema}}.tether_sessions AS s SET
+        {_BUMP}
+        history_len = s.history_len + %(n)s::bigint,
+        {_SET_CHANGES}
+    FROM t
+    WHERE {_WRITE_GUARD}
+    RETURNING s.id, s.version, s.last_seq, t.iso, t.now AS stamped_at,
+        s.lease_owner, s.lease_fence, s.lease_expires_at
+),
+{_NEW_ROWS}
 SELECT version, last_seq, {micros("stamped_at")}, lease_owner, lease_fence,
     {micros("lease_expires_at")}
 FROM upd
@@ -171,9 +177,7 @@ REPLACE = f"""
 WITH {TIME_CTE},
 upd AS (
     UPDATE {{schema}}.tether_sessions AS s SET
-        version = s.version + 1,
-        updated_at = t.now,
-        last_seq = s.last_seq + %(n)s::bigint,
+        {_BUMP}
         history_len = %(n)s::bigint,
         items_from = NULL, items_from_hi = NULL, items_depth = 0,
         {_SET_CHANGES}
@@ -187,16 +191,7 @@ gone AS (
 keys_gone AS (
     DELETE FROM {{schema}}.tether_item_keys AS old USING upd AS u WHERE old.session_id = u.id
 ),
-items AS (
-    INSERT INTO {{schema}}.tether_items (session_id, seq, data)
-    SELECT u.id, {NEW_SEQ}, {item_json(NEW_SEQ, time="u")}
-    FROM upd AS u, {NEW_ITEMS}
-),
-item_keys AS (
-    INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
-    SELECT u.id, i.key, {NEW_SEQ} FROM upd AS u, {NEW_ITEMS} WHERE i.key IS NOT NULL
-),
-{_META_CHANGES}
+{_NEW_ROWS}
 SELECT version FROM upd
 """
 

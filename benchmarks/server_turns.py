@@ -20,7 +20,10 @@ that starts with 20 messages. Measured per system:
 Raw loops use the same servers and the same durability (Redis as configured; PostgreSQL with
 its default ``synchronous_commit=on``). Each repetition runs every system of a server in turn
 (best of the repetitions kept), so noise on a shared machine falls on all alike; ratios from
-one run are what to compare. ``--stores postgres`` measures one server only.
+one run are what to compare. ``--stores postgres`` measures one server only; ``--cpu`` adds
+the client and server CPU per turn of the PostgreSQL loops in one process (the server's from
+its backends' ``/proc`` counters), which bound the 8-process figures on a machine whose cores
+clients and server share.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def raw_redis_loop(tag: str) -> TurnLoop:
     return run
 
 
-def raw_postgres_loop(tag: str) -> TurnLoop:
+def raw_postgres_loop(tag: str, meter: CpuMeter | None = None) -> TurnLoop:
     def run(sessions: int, turns: int) -> float:
         import psycopg
 
@@ -92,6 +95,8 @@ def raw_postgres_loop(tag: str) -> TurnLoop:
                     [(i, n, "user", USER["content"]) for i in ids for n in range(PREFILL)],
                 )
             conn.autocommit = False
+            if meter is not None:
+                meter.start([conn.info.backend_pid])
             start = time.perf_counter()
             for _ in range(turns):
                 for session_id in ids:
@@ -111,6 +116,8 @@ def raw_postgres_loop(tag: str) -> TurnLoop:
                                 ],
                             )
             elapsed = time.perf_counter() - start
+            if meter is not None:
+                meter.stop()
             conn.autocommit = True
             conn.execute(f"DROP TABLE {table}")
         return elapsed
@@ -130,13 +137,15 @@ def tether_url(kind: str) -> str:
     return f"{POSTGRES_URL}{sep}schema=bench_{suffix}"
 
 
-def tether_loop(url: str, cached: bool) -> TurnLoop:
+def tether_loop(url: str, cached: bool, meter: CpuMeter | None = None) -> TurnLoop:
     def run(sessions: int, turns: int) -> float:
         with tether.open_store(url) as store:
             held = {}
             for _ in range(sessions):
                 session = store.create(tether.Session(history=[USER] * PREFILL))
                 held[session.id] = store.load(session.id)
+            if meter is not None:
+                meter.start(meter.backends())
             start = time.perf_counter()
             for _ in range(turns):
                 for session_id, cache in held.items():
@@ -149,6 +158,8 @@ def tether_loop(url: str, cached: bool) -> TurnLoop:
                         loaded = store.load(session_id)
                         store.commit(session_id, loaded.version, append=[USER, ASSISTANT])
             elapsed = time.perf_counter() - start
+            if meter is not None:
+                meter.stop()
             for session_id in held:
                 store.delete(session_id)
         return elapsed
@@ -173,6 +184,83 @@ def cleanup(url: str) -> None:
         schema = url.rsplit("schema=", 1)[1]
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+# --- where the time goes (--cpu) ----------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU seconds of this process and of its PostgreSQL backends over a timed loop.
+
+    Backends are read from ``/proc/<pid>/stat`` (utime + stime: Linux, a server on this
+    machine); a tether store's are found by the ``application_name`` its URL sets.
+    """
+
+    def __init__(self, application_name: str = "") -> None:
+        self.application_name = application_name
+        self.client = self.server = 0.0
+        self._pids: list[int] = []
+
+    def backends(self) -> list[int]:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                (self.application_name,),
+            ).fetchall()
+        return [int(pid) for (pid,) in rows]
+
+    @staticmethod
+    def _server(pids: list[int]) -> float:
+        ticks = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def start(self, pids: list[int]) -> None:
+        self._pids = pids
+        self.client, self.server = time.process_time(), self._server(pids)
+
+    def stop(self) -> None:
+        self.client = time.process_time() - self.client
+        # a connection the store's pool opened during the loop counts whole
+        pids = sorted({*self._pids, *self.backends()}) if self.application_name else self._pids
+        self.server = self._server(pids) - self.server
+
+
+def cpu_per_turn(sessions: int, turns: int, reps: int) -> dict[str, dict[str, float]]:
+    """Client and server CPU milliseconds per turn of the PostgreSQL loops, one process (the
+    least of ``reps`` runs each, taken in turn): on a machine whose cores the clients and the
+    server share, what bounds the 8-process throughput."""
+    figures: dict[str, dict[str, float]] = {}
+    for _ in range(reps):
+        url = tether_url("postgres")
+        name = f"bench_cpu_{uuid.uuid4().hex[:12]}"
+        meters = {"raw psycopg": CpuMeter(), "tether postgres cached": CpuMeter(name)}
+        meters["tether postgres whole"] = CpuMeter(name)
+        loops = {
+            "raw psycopg": raw_postgres_loop("cpu", meters["raw psycopg"]),
+            "tether postgres cached": tether_loop(
+                f"{url}&application_name={name}", True, meters["tether postgres cached"]
+            ),
+            "tether postgres whole": tether_loop(
+                f"{url}&application_name={name}", False, meters["tether postgres whole"]
+            ),
+        }
+        try:
+            for system, loop in loops.items():
+                loop(sessions, turns)
+                meter, n = meters[system], sessions * turns
+                client, server = meter.client / n * 1e3, meter.server / n * 1e3
+                best = figures.setdefault(system, {"client_ms": client, "server_ms": server})
+                if client + server < best["client_ms"] + best["server_ms"]:
+                    figures[system] = {"client_ms": client, "server_ms": server}
+        finally:
+            cleanup(url)
+    return figures
 
 
 # --- measurement ---------------------------------------------------------------------------------
@@ -283,6 +371,11 @@ def main() -> int:
         default="redis,postgres",
         help="comma-separated servers to measure (redis, postgres; default both)",
     )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="also the client and server CPU per turn of the PostgreSQL loops (1 process)",
+    )
     args = parser.parse_args()
     kinds = [kind for kind in ("redis", "postgres") if kind in args.stores.split(",")]
     sessions, turns, reps = (5, 10, 1) if args.quick else (20, 25, 3)
@@ -333,6 +426,15 @@ def main() -> int:
         finally:
             for url in urls:
                 cleanup(url)
+    if args.cpu and "raw postgres" in results["systems"]:
+        cpu = cpu_per_turn(sessions, turns, reps)
+        results["cpu_ms_per_turn"] = cpu
+        print(f"\n{'CPU ms per turn, 1 process':<26}{'client':>10}{'server':>10}{'total':>10}")
+        for system, parts in cpu.items():
+            total = parts["client_ms"] + parts["server_ms"]
+            print(
+                f"{system:<26}{parts['client_ms']:>10.3f}{parts['server_ms']:>10.3f}{total:>10.3f}"
+            )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

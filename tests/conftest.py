@@ -220,6 +220,15 @@ _HEAVY: dict[str, tuple[str, frozenset[str]]] = {
         "starts a Python process a case",
         frozenset(),
     ),
+    "test_redis_store.py::test_namespaces_never_see_each_other": (
+        "SCANs every key on the shared Redis server, whatever other tests left there",
+        frozenset(),
+    ),
+    "test_kv_docs_example.py::TestDocsExampleKVStore::"
+    "test_concurrent_appends_with_retry_lose_nothing": (
+        "a race of threads retrying through the docs' example backend, seconds on its own",
+        frozenset(),
+    ),
     "test_web.py::test_the_benchmark_runs": (
         "a benchmark smoke run (benchmarks/inspector.py) in a Python process",
         frozenset(),

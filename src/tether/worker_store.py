@@ -72,9 +72,9 @@ class FencedStore(WrappingStore):
 
     A :class:`~tether.stores.WrappingStore`: reads, ``create``, ``exists`` and the inner
     store's optional abilities pass through unchanged; the lease calls, ``commit`` and
-    ``delete`` are overridden here, and every write's items pass through ``_write_items``. ``renew_ratio`` is the part of a lease's ttl between two renewals
-    (default a third); ``renew=False`` starts no renewer (for writes that hold a lease for a
-    moment only).
+    ``delete`` are overridden here, and every write's items pass through ``_write_items``.
+    ``renew_ratio`` is the part of a lease's ttl between two renewals (default a third);
+    ``renew=False`` starts no renewer (for writes that hold a lease for a moment only).
     """
 
     def __init__(self, inner: Store, *, renew_ratio: float = 1 / 3, renew: bool = True) -> None:

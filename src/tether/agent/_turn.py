@@ -54,19 +54,9 @@ def model_messages(history: Iterable[HistoryItem]) -> list[dict[str, Any]]:
     # One pass over the history (it is read on every model call, so at 10,000 items this is
     # most of a turn's own cost); the messages with tool calls are settled after it, once
     # every answer is known.
-    messages: list[dict[str, Any]] = []
-    answered: set[Any] = set()
-    calling = False
-    for item in history:
-        role = item.get("role")
-        if role not in MODEL_ROLES:
-            continue
-        if role == "tool":
-            answered.add(item.get("tool_call_id"))
-        message = {key: item[key] for key in MESSAGE_KEYS if key in item}
-        calling = calling or bool(message.get("tool_calls"))
-        messages.append(message)
-    return _answered_calls(messages, answered) if calling else messages
+    seen = _Seen(None)
+    seen.add(history)
+    return seen.settled(seen.messages, seen.answered)
 
 
 def _message(item: HistoryItem) -> dict[str, Any] | None:
@@ -98,6 +88,11 @@ class _Seen:
                 self.answered.add(message.get("tool_call_id"))
             self.calling = self.calling or bool(message.get("tool_calls"))
             self.messages.append(message)
+
+    def settled(self, messages: list[dict[str, Any]], answered: set[Any]) -> list[dict[str, Any]]:
+        """``messages`` (these or copies of them) with the calls ``answered`` holds no answer
+        to left out: looked at only if there was a call."""
+        return _answered_calls(messages, answered) if self.calling else messages
 
 
 class MessageMemo:
@@ -136,21 +131,15 @@ class MessageMemo:
         seen.add(itertools.islice(base, seen.count, length))
         seen.count = length
         seen.last = base[length - 1] if length else None
-        messages = [message.copy() for message in seen.messages]
-        answered, calling = set(seen.answered), seen.calling
         with self._lock:
             self._seen[session_id] = seen
             while len(self._seen) > self.size:
                 self._seen.popitem(last=False)
-        for item in added:
-            message = _message(item)
-            if message is None:
-                continue
-            if message["role"] == "tool":
-                answered.add(message.get("tool_call_id"))
-            calling = calling or bool(message.get("tool_calls"))
-            messages.append(message)
-        return _answered_calls(messages, answered) if calling else messages
+        tail = _Seen(None)  # what this turn added: not in the cache's list yet
+        tail.add(added)
+        tail.calling = tail.calling or seen.calling
+        messages = [message.copy() for message in seen.messages]
+        return tail.settled([*messages, *tail.messages], seen.answered | tail.answered)
 
 
 def _answered_calls(messages: list[dict[str, Any]], answered: set[Any]) -> list[dict[str, Any]]:

@@ -157,3 +157,22 @@ def test_a_seq_past_a_sessions_range_is_refused_not_written_into_the_next(
             store.commit("full", 1, append=_items(1, "over"))
         assert [item["content"] for item in store.load("next").history] == ["n 0"]
         assert store.load("full").version == 1
+
+
+def test_a_load_decodes_many_rows_in_chunks_in_order(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "s.db") as store:
+        store.create(Session(id="s", history=_items(601, "m")))
+        contents = [item["content"] for item in store.load("s").history]
+        assert contents == [f"m {i}" for i in range(601)]
+        window = store.load("s", after=240, limit=300).history
+        assert [item["seq"] for item in window] == list(range(241, 541))
+
+
+def test_a_row_holding_two_json_values_is_corrupt_not_two_items(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "s.db") as store:
+        store.create(Session(id="s", history=_items(3, "m")))
+        store._conn.execute(
+            "UPDATE tether_items SET data = data || ',' || data WHERE session_id = 's' AND seq = 2"
+        )
+        with pytest.raises(tether.CorruptSession, match="not one JSON value"):
+            store.load("s")

@@ -94,6 +94,23 @@ def stamped_parts(
     ``state["_tether"]`` block as the store's write did. The header's JSON values are
     ``loaded``'s and ``changes``' own objects, not copies.
     """
+    told = _told(loaded, items, stamp)
+    if told is None:
+        return None
+    now, fence, rows = told
+    doc = apply_commit(header_to_doc(loaded), changes, len(rows), now)
+    doc["lease_owner"] = stamp.lease_owner
+    doc["lease_fence"] = fence
+    expires = stamp.lease_expires_at
+    doc["lease_expires_at"] = None if expires is None else to_micros(expires)
+    return doc, decode_items(loaded.id, rows)
+
+
+def _told(
+    loaded: SessionHeader, items: Iterable[Mapping[str, Any] | KeyedItem], stamp: CommitStamp
+) -> tuple[int, int, tuple[bytes, ...]] | None:
+    """(the commit time in µs, the lease fence, the new items' rows) of a ``stamp`` that says
+    enough to build the commit made at ``loaded``'s version; None if it does not."""
     stamped_at, fence = stamp.updated_at, stamp.lease_fence
     if stamped_at is None or fence is None or stamp.version != loaded.version + 1:
         return None
@@ -101,12 +118,7 @@ def stamped_parts(
     rows = stamp.rows
     if rows is None:
         rows = tuple(data for _, data in prepare_items(items, loaded.last_seq + 1, now))
-    doc = apply_commit(header_to_doc(loaded), changes, len(rows), now)
-    doc["lease_owner"] = stamp.lease_owner
-    doc["lease_fence"] = fence
-    expires = stamp.lease_expires_at
-    doc["lease_expires_at"] = None if expires is None else to_micros(expires)
-    return doc, decode_items(loaded.id, rows)
+    return now, fence, rows
 
 
 def stamped_fields(
@@ -122,13 +134,10 @@ def stamped_fields(
     converted from :func:`apply_commit`'s result (run on the part of the document it reads and
     writes), instead of the whole header to a document and back.
     """
-    stamped_at, fence = stamp.updated_at, stamp.lease_fence
-    if stamped_at is None or fence is None or stamp.version != loaded.version + 1:
+    told = _told(loaded, items, stamp)
+    if told is None:
         return None
-    now = to_micros(stamped_at)
-    rows = stamp.rows
-    if rows is None:
-        rows = tuple(data for _, data in prepare_items(items, loaded.last_seq + 1, now))
+    now, fence, rows = told
     part = {name: getattr(loaded, name) for name in _COMMIT_READS}
     held = loaded.__dict__
     fields = {name: held[name] for name in _HEADER_FIELDS}
@@ -139,7 +148,7 @@ def stamped_fields(
             fields[name] = None if value is None else from_micros(value)
         else:
             fields[name] = value
-    fields["updated_at"] = stamped_at
+    fields["updated_at"] = stamp.updated_at
     fields["lease_owner"] = stamp.lease_owner
     fields["lease_fence"] = fence
     fields["lease_expires_at"] = stamp.lease_expires_at

@@ -35,6 +35,7 @@ Each in the two ways applications hold a session (:data:`MODES`), every system a
 from __future__ import annotations
 
 import importlib
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,12 @@ turn (see the module docstring)."""
 RUNNER_LONGEST = 1000
 """``Runner.run`` is timed up to this length: past it the runner's own handling of the history
 (the same for every backend) takes most of a second a turn and would only dilute the ratios."""
-RUNNER_TURNS = 20
+RUNNER_TURNS = 48
+BLOCK = 4
+"""Timed turns a system runs back to back before the next system's turn (rotating order, see
+``chat_turn.interleave``): many small blocks, so a burst of load on a shared machine lands on
+every system's blocks alike. A row's ``median_us`` is the median of its blocks' medians, which
+one slow block cannot move; ``p95_us`` and ``mean_us`` are over every turn."""
 
 
 def user_item(turn: int) -> dict[str, Any]:
@@ -329,16 +335,28 @@ def _measure_one(
         used.append((made[i], session))
         loop.run(call(session, n + r))
 
-    samples = interleave(len(made), reps, timed)
+    samples = interleave(len(made), reps, timed, block=BLOCK)
     for system, session in used:
         loop.run(system.release(session))
     for system, sessions in zip(made, kept, strict=False):
         for session in sessions:
             loop.run(system.release(session))
     return [
-        {"op": op, "mode": mode, "system": system.name, "n": n, **summarize(ns)}
+        {"op": op, "mode": mode, "system": system.name, "n": n, **_figures(ns)}
         for system, ns in zip(made, samples, strict=True)
     ]
+
+
+def _figures(samples_ns: list[int]) -> Json:
+    """``summarize``'s figures, the median being the median of the blocks' medians (see
+    :data:`BLOCK`; a system's samples are in the order taken, one block after another)."""
+    figures = summarize(samples_ns)
+    medians = [
+        statistics.median(samples_ns[i : i + BLOCK]) for i in range(0, len(samples_ns), BLOCK)
+    ]
+    figures["median_us"] = statistics.median(medians) / 1000
+    figures["blocks"] = len(medians)
+    return figures
 
 
 def run(directory: Path, servers: Servers, quick: bool, notes: list[str]) -> Json:

@@ -40,7 +40,7 @@ from tether import (
     _core,
 )
 from tether._time import to_micros
-from tether.stores.redis import AsyncRedisStore, RedisStore, _keys, _options
+from tether.stores.redis import AsyncRedisStore, RedisStore, _codec, _keys, _options
 from tether.stores.redis import _scripts as lua
 from tether.stores.redis import store_async as redis_async
 from tether.stores.redis import store_sync as redis_sync
@@ -548,6 +548,69 @@ def test_a_fork_reading_its_parents_items_loads_in_one_round_trip(
             assert [item["content"] for item in loaded.history] == contents
 
 
+TRANSACTION = ["MULTI", "EVALSHA", "LRANGE", "EXEC"]
+
+
+def test_long_histories_load_in_a_transaction_short_ones_by_the_script(
+    redis_url: str, namespace: str
+) -> None:
+    """The items of a long history skip Lua (the script sends the header, an LRANGE in the same
+    MULTI the items); a short one is the script alone. Both one round trip, both exact."""
+    long_items = _items(_codec.TRANSACTION_MIN_ITEMS + 6)
+    with RedisStore.from_url(with_options(redis_url, namespace=namespace)) as writer:
+        long = writer.create(Session(history=long_items))
+        short = writer.create(Session(history=_items(3)))
+    with counting_store(redis_url, namespace) as store:  # knows neither: a transaction
+        store.exists(long.id)  # warm: the pool is open
+        for session_id, first, then in [
+            (long.id, TRANSACTION, TRANSACTION),
+            (short.id, TRANSACTION, SCRIPT),  # it learnt the length from the first read
+        ]:
+            for expected in (first, then):
+                WIRE.reset()
+                loaded = store.load(session_id)
+                assert WIRE.one_round_trip() == expected, session_id
+        assert [i["content"] for i in store.load(long.id).history] == [
+            i["content"] for i in long_items
+        ]
+        assert [i["seq"] for i in store.load(long.id, last=64).history] == list(range(7, 71))
+        assert loaded.history_len == 3
+        WIRE.reset()
+        assert [i["seq"] for i in store.load(long.id, last=5).history] == [66, 67, 68, 69, 70]
+        assert WIRE.one_round_trip() == SCRIPT
+
+
+def test_a_long_fork_loads_through_its_share_in_the_transaction(
+    redis_url: str, namespace: str
+) -> None:
+    """A fork's own list lacks its parent's items: the script sees the share and sends them."""
+    n = _codec.TRANSACTION_MIN_ITEMS + 10
+    with RedisStore.from_url(with_options(redis_url, namespace=namespace)) as writer:
+        parent = writer.create(Session(history=_items(n)))
+        writer.fork_session(Session(id="long-child", parent_id=parent.id), n - 2)
+        writer.commit("long-child", 1, append=_items(3, "c"))
+    with counting_store(redis_url, namespace) as store:
+        store.exists(parent.id)
+        WIRE.reset()
+        loaded = store.load("long-child")
+        assert WIRE.one_round_trip() == TRANSACTION
+        contents = [item["content"] for item in loaded.history]
+        assert contents == [f"m{i}" for i in range(n - 2)] + ["c0", "c1", "c2"]
+        assert [item["seq"] for item in loaded.history] == list(range(1, n + 2))
+        tail = store.load("long-child", last=66).history
+        assert [item["content"] for item in tail] == contents[-66:]
+
+
+def test_a_load_transaction_reloads_a_script_the_server_lost(throwaway: ThrowawayRedis) -> None:
+    with RedisStore.from_url(with_options(throwaway.url, namespace="noscript")) as store:
+        created = store.create(Session(history=_items(_codec.TRANSACTION_MIN_ITEMS)))
+        other = RedisStore.from_url(with_options(throwaway.url, namespace="noscript"))
+        assert len(other.load(created.id).history) == _codec.TRANSACTION_MIN_ITEMS
+        redis.Redis(port=throwaway.port).script_flush()
+        assert len(other.load(created.id).history) == _codec.TRANSACTION_MIN_ITEMS
+        other.close()
+
+
 def test_an_injected_clock_decides_expiry_in_whole_loads(redis_url: str, namespace: str) -> None:
     clock = FakeClock()
     with counting_store(redis_url, namespace, clock=clock) as store:
@@ -943,11 +1006,11 @@ def test_a_script_binds_its_keys_and_named_arguments_in_order() -> None:
     assert "local H, ITEMS = KEYS[1], KEYS[2]\n" in source
     assert (
         "local ARG = {now = ARGV[1], base = ARGV[2], session_id = ARGV[3], last = ARGV[4], "
-        "after = ARGV[5], limit = ARGV[6]}" in source
+        "after = ARGV[5], limit = ARGV[6], listed = ARGV[7]}" in source
     )
-    assert "local ARG_TAIL = 7\n" in source
+    assert "local ARG_TAIL = 8\n" in source
     load = lua.LoadArgs(now="", base="b:", session_id="s", last=5, after=None, limit=None)
-    assert load.argv() == ["", "b:", "s", 5, "", ""]
+    assert load.argv() == ["", "b:", "s", 5, "", "", "0"]
     args = lua.DeleteArgs(
         now="1",
         base="b:",
@@ -965,12 +1028,12 @@ def test_a_script_binds_its_keys_and_named_arguments_in_order() -> None:
 def test_a_description_that_disagrees_with_its_script_is_refused() -> None:
     # exists.lua reads no argument but now: a description with one more is stale
     stale = lua.LuaScript("exists", lua.LoadArgs, ("H",))
-    stale_names = r"\['after', 'base', 'last', 'limit', 'session_id'\]"
+    stale_names = r"\['after', 'base', 'last', 'limit', 'listed', 'session_id'\]"
     with pytest.raises(RuntimeError, match=r"described but not read " + stale_names):
         _ = stale.source
     # load.lua reads ARG.last / after / limit: a description without them would give Lua nil
     missing = lua.LuaScript("load", lua.ExistsArgs, ("H", "ITEMS"))
-    unread = r"\['after', 'last', 'limit', 'session_id'\]"  # ARG.base is read by _shares.lua
+    unread = r"\['after', 'last', 'limit', 'listed', 'session_id'\]"  # ARG.base: _shares.lua
     with pytest.raises(RuntimeError, match=r"read but not described " + unread):
         _ = missing.source
 

@@ -95,11 +95,14 @@ class _SessionArgs(_NamespaceArgs):
 
 @dataclass(frozen=True)
 class LoadArgs(_SessionArgs):
-    """``base`` and ``session_id``: a fork's items may be read through its parents'."""
+    """``base`` and ``session_id``: a fork's items may be read through its parents'.
+    ``listed``: the same transaction's LRANGE reads the items (see ``_codec.use_transaction``),
+    so the script returns the header alone unless the session reads items through a share."""
 
     last: int | None
     after: int | None
     limit: int | None
+    listed: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,9 @@ class ExistsArgs(ScriptArgs):
 
 
 @dataclass(frozen=True)
-class CreateArgs(_SessionArgs):
-    """The tail: fields, metadata pairs, (needs timestamp, JSON) item pairs."""
+class _NewSessionArgs(_SessionArgs):
+    """What the scripts that write a whole new header (create, fork, restore) share. Their
+    tail starts with n_fields (name, JSON) header fields, then n_meta metadata pairs."""
 
     schema_version: int
     store_ttl_ms: int
@@ -127,41 +131,29 @@ class CreateArgs(_SessionArgs):
     expires_at: bytes
     n_fields: int
     n_meta: int
+
+
+@dataclass(frozen=True)
+class CreateArgs(_NewSessionArgs):
+    """The tail: fields, metadata pairs, (needs timestamp, JSON) item pairs."""
+
     n_items: int
 
 
 @dataclass(frozen=True)
-class ForkArgs(_SessionArgs):
+class ForkArgs(_NewSessionArgs):
     """The tail: the child's fields, then its metadata pairs."""
 
     parent_id: str
     at: int
-    schema_version: int
-    store_ttl_ms: int
-    nonce: str
-    owner_prefix: str
-    agent_prefix: str
-    status_prefix: str
-    expires_at: bytes
-    n_fields: int
-    n_meta: int
 
 
 @dataclass(frozen=True)
-class RestoreArgs(_SessionArgs):
+class RestoreArgs(_NewSessionArgs):
     """The tail: fields, metadata pairs, numbered items, (key, index, seq) triples."""
 
-    schema_version: int
-    store_ttl_ms: int
     replace: bool
-    nonce: str
-    owner_prefix: str
-    agent_prefix: str
-    status_prefix: str
-    expires_at: bytes
     updated_at: int
-    n_fields: int
-    n_meta: int
     n_items: int
     expected_version: int | None
     n_keys: int

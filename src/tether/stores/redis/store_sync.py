@@ -29,6 +29,8 @@ see ``docs/redis.md`` for costs and failure behaviour.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -38,6 +40,7 @@ from redis.commands.core import Script
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
+    NoScriptError,
     RedisError,
 )
 from redis.exceptions import (
@@ -118,6 +121,8 @@ class RedisStore(Store):
         self._scripts: dict[str, Script] = {
             script.name: self.client.register_script(script.source) for script in lua.SCRIPTS
         }
+        self._lengths: dict[str, int] = {}
+        """Session id -> its history length when this store last read or created it."""
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock | None = None) -> RedisStore:
@@ -247,7 +252,9 @@ class RedisStore(Store):
             self.keys, doc, items, now=self._now(), ttl_ms=self.ttl_ms, nonce=_codec.new_nonce()
         )
         reply = self._run(lua.CREATE, args, doc["id"])
-        return _codec.created_session(doc, items, reply)
+        created = _codec.created_session(doc, items, reply)
+        self._remember(created.id, created.history_len)
+        return created
 
     def fork_session(self, child: Session, at: int) -> SessionHeader:
         """Create ``child`` with its parent's items up to seq ``at``, without copying them.
@@ -277,6 +284,7 @@ class RedisStore(Store):
         if created is None:
             return self._fork_by_copy(child, at)
         doc.update(created_at=created, updated_at=created, last_seq=at, history_len=at)
+        self._remember(doc["id"], at)
         return _core.doc_to_header(doc)
 
     def _fork_by_copy(self, child: Session, at: int) -> SessionHeader:
@@ -316,7 +324,46 @@ class RedisStore(Store):
         self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
         args = self._load_args(session_id, last=last, after=after, limit=limit)
-        return _codec.loaded_session(session_id, self._run(lua.LOAD, args, session_id))
+        if _codec.use_transaction(last, after, limit, self._lengths.get(session_id)):
+            keys = self.keys.for_script(lua.LOAD.keys, session_id)
+            window = _codec.transaction_range(last, limit)
+            argv = replace(args, listed=True).argv()
+            replies = self._guarded("load", lambda: self._load_transaction(keys, argv, window))
+            session = _codec.transaction_session(session_id, replies)
+        else:
+            session = _codec.loaded_session(session_id, self._run(lua.LOAD, args, session_id))
+        self._remember(session_id, session.history_len)
+        return session
+
+    def _load_transaction(
+        self, keys: list[str], argv: list[Any], window: tuple[int, int]
+    ) -> list[Any]:
+        """MULTI, EVALSHA of the load script, LRANGE, EXEC: one round trip. (redis-py's own
+        script objects would ask SCRIPT EXISTS before every such pipeline: a round trip more.)
+        A server that lost the script gets it loaded once, then the transaction again."""
+        script = self._scripts[lua.LOAD.name]
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.evalsha(script.sha, len(keys), *keys, *argv)
+            pipe.lrange(keys[1], *window)
+            try:
+                return list(pipe.execute())
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self.client.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    def _remember(self, session_id: str, length: int) -> None:
+        """The history length this store last saw (``_codec.use_transaction``), for a bounded
+        number of sessions: the oldest entry goes first."""
+        lengths = self._lengths
+        lengths.pop(session_id, None)
+        if len(lengths) >= _codec.KNOWN_LENGTHS:
+            # threads sharing a sync store may trim at once: a hint is never worth an error
+            with suppress(KeyError, StopIteration, RuntimeError):
+                del lengths[next(iter(lengths))]
+        lengths[session_id] = length
 
     def _load_args(
         self, session_id: str, *, last: int | None, after: int | None, limit: int | None
@@ -340,15 +387,9 @@ class RedisStore(Store):
         lease: Lease | None,
     ) -> int:
         # replacing state keeps the runtime's block: the commit script merges it (no read)
-        version, _ = self._write(
-            session_id,
-            expected_version,
-            mode="append",
-            changes=changes,
-            items=_codec.encode_items(items),
-            lease=lease,
+        return self._versioned(
+            "append", session_id, expected_version, items, changes=changes, lease=lease
         )
-        return version
 
     def _commit_stamped(
         self,
@@ -375,13 +416,25 @@ class RedisStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
+        """See the contract: the commit script drops the items (giving forks their copies)."""
+        return self._versioned(
+            "replace", session_id, expected_version, items, changes=changes, lease=lease
+        )
+
+    def _versioned(
+        self,
+        mode: str,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> int:
+        """A commit or replace_history (``mode`` "append" or "replace"): the new version."""
+        encoded = _codec.encode_items(items)
         version, _ = self._write(
-            session_id,
-            expected_version,
-            mode="replace",
-            changes=changes,
-            items=_codec.encode_items(items),
-            lease=lease,
+            session_id, expected_version, mode=mode, changes=changes, items=encoded, lease=lease
         )
         return version
 

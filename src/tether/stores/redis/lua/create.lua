@@ -7,27 +7,15 @@ if h[1] then
   if live(h[2]) then return {'EXISTS', h[1]} end
 end
 drop(ID)
-local n_fields = tonumber(ARG.n_fields)
 local n_meta, n_items = tonumber(ARG.n_meta), tonumber(ARG.n_items)
-local pos = ARG_TAIL
-local fields = argv_list(pos, 2 * n_fields)
-pos = pos + 2 * n_fields
+local fields, pos = tail_fields(tonumber(ARG.n_fields))
 local n = fmt(n_items)
-for _, v in ipairs({'version', '1', 'created_at', fmt(NOW), 'updated_at', fmt(NOW),
-                    'last_seq', n, 'history_len', n, '_w', ARG.nonce}) do
-  fields[#fields + 1] = v
-end
+new_fields(fields, n, ARG.nonce)
 push('HSET', H, fields)
 if n_meta > 0 then set_meta(META, pos, n_meta) end
 pos = pos + 2 * n_meta
 local items, stamp = build_items(pos, n_items, 1)
 push('RPUSH', ITEMS, items)
-reindex(ID, NOW, ARG.owner_prefix, ARG.agent_prefix, ARG.status_prefix)
-if not live(ARG.expires_at) then
-  drop(ID)
-else
-  expire(SESSION_KEYS, ARG.expires_at, tonumber(ARG.store_ttl_ms), false)
-  settle(ID)
-end
-sweep(SWEEP, tonumber(ARG.schema_version))
+placed(NOW, ARG.owner_prefix, ARG.agent_prefix, ARG.status_prefix, ARG.expires_at,
+  tonumber(ARG.store_ttl_ms), tonumber(ARG.schema_version))
 return {'OK', fmt(NOW), stamp}

@@ -22,12 +22,9 @@ if h[1] then
   if live(h[2]) then return {'EXISTS', h[1]} end
 end
 drop(ID)
-local fields = argv_list(ARG_TAIL, 2 * tonumber(ARG.n_fields))
+local fields, meta_pos = tail_fields(tonumber(ARG.n_fields))
 local n = fmt(at)
-for _, v in ipairs({'version', '1', 'created_at', fmt(NOW), 'updated_at', fmt(NOW),
-                    'last_seq', n, 'history_len', n, '_w', ARG.nonce}) do
-  fields[#fields + 1] = v
-end
+new_fields(fields, n, ARG.nonce)
 if at > 0 then
   for _, v in ipairs({'_from', ARG.parent_id, '_from_hi', n, '_depth', fmt(depth + 1)}) do
     fields[#fields + 1] = v
@@ -36,7 +33,7 @@ if at > 0 then
 end
 push('HSET', H, fields)
 local n_meta = tonumber(ARG.n_meta)
-if n_meta > 0 then set_meta(META, ARG_TAIL + 2 * tonumber(ARG.n_fields), n_meta) end
+if n_meta > 0 then set_meta(META, meta_pos, n_meta) end
 local keyed = redis.call('ZRANGEBYSCORE', BASE .. 'ks:' .. ARG.parent_id, '-inf', n, 'WITHSCORES')
 if #keyed > 0 then
   local names, seqs = {}, {}
@@ -54,12 +51,6 @@ if #keyed > 0 then
   push('HSET', IKEYS, pairs_)
   push('ZADD', ISEQS, seqs)
 end
-reindex(ID, NOW, ARG.owner_prefix, ARG.agent_prefix, ARG.status_prefix)
-if not live(ARG.expires_at) then
-  drop(ID)
-else
-  expire(SESSION_KEYS, ARG.expires_at, tonumber(ARG.store_ttl_ms), false)
-  settle(ID)
-end
-sweep(SWEEP, current)
+placed(NOW, ARG.owner_prefix, ARG.agent_prefix, ARG.status_prefix, ARG.expires_at,
+  tonumber(ARG.store_ttl_ms), current)
 return {'OK', fmt(NOW)}

@@ -1,10 +1,12 @@
 -- Returns false when the session is missing or expired, else {header JSON, {item JSON, ...}}:
 -- the window ARG.last / ARG.after ("" for none), at most ARG.limit items ("" for all: else only
 -- the oldest `limit` items of the window, one bounded LRANGE per level of a fork's share chain,
--- see _shares.lua). Every load is this one script: one HMGET reads the header and the fork link
--- "_from" together, and the header goes back as one JSON text. The items go back as the LRANGE
--- array: joining them into one JSON array inside Lua would copy megabytes several times (Lua
--- 5.1's buffer) and costs twice as much as decoding them one by one in the client.
+-- see _shares.lua). One HMGET reads the header and the fork link "_from" together, and the
+-- header goes back as one JSON text. The items go back as the LRANGE array: joining them into
+-- one JSON array inside Lua would copy megabytes several times (Lua 5.1's buffer). ARG.listed
+-- "1": the LRANGE queued after this script in the same MULTI reads the items (every item that
+-- passes through Lua costs Redis ~10 times what the LRANGE costs), so the header JSON alone
+-- comes back, unless the session reads items through a share: then the whole reply.
 local n = #HEADER_FIELDS
 local names = {unpack(HEADER_FIELDS)}
 names[n + 1] = '_from'
@@ -16,6 +18,7 @@ local last_seq, len = tonumber(f.last_seq), tonumber(f.history_len)
 local floor = last_seq - len
 if ARG.after ~= '' then floor = math.max(floor, tonumber(ARG.after)) end
 if ARG.last ~= '' then floor = math.max(floor, last_seq - tonumber(ARG.last)) end
+if ARG.listed == '1' and not v[n + 1] then return header_doc(v) end
 local items = {}
 if floor < last_seq then
   local hi = last_seq

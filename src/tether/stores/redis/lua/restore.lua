@@ -17,13 +17,10 @@ elseif ARG.expected_version ~= '' then
   return {'MISSING'}
 end
 drop(ID)
-local n_fields = tonumber(ARG.n_fields)
 local n_meta, n_items = tonumber(ARG.n_meta), tonumber(ARG.n_items)
-local pos = ARG_TAIL
-local fields = argv_list(pos, 2 * n_fields)
+local fields, pos = tail_fields(tonumber(ARG.n_fields))
 fields[#fields + 1] = '_w'
 fields[#fields + 1] = ARG.nonce
-pos = pos + 2 * n_fields
 push('HSET', H, fields)
 if n_meta > 0 then set_meta(META, pos, n_meta) end
 pos = pos + 2 * n_meta
@@ -35,12 +32,6 @@ for i = 0, tonumber(ARG.n_keys) - 1 do  -- (key, index in the items, seq) triple
   redis.call('HSET', IKEYS, key, items[index + 1])
   redis.call('ZADD', ISEQS, ARGV[pos + 3 * i + 2], key)
 end
-reindex(ID, tonumber(ARG.updated_at), ARG.owner_prefix, ARG.agent_prefix, ARG.status_prefix)
-if not live(ARG.expires_at) then
-  drop(ID)
-else
-  expire(SESSION_KEYS, ARG.expires_at, tonumber(ARG.store_ttl_ms), false)
-  settle(ID)
-end
-sweep(SWEEP, tonumber(ARG.schema_version))
+placed(tonumber(ARG.updated_at), ARG.owner_prefix, ARG.agent_prefix, ARG.status_prefix, ARG.expires_at,
+  tonumber(ARG.store_ttl_ms), tonumber(ARG.schema_version))
 return {'OK'}

@@ -6,11 +6,8 @@ if not h[1] or not live(h[4]) or tonumber(h[1]) ~= tonumber(ARG.version)
    or tonumber(h[2]) ~= tonumber(ARG.stored_schema_version) then
   return 'RETRY'
 end
-local n_fields = tonumber(ARG.n_fields)
 local n_meta, n_items = tonumber(ARG.n_meta), tonumber(ARG.n_items)
-local pos = ARG_TAIL
-local fields = argv_list(pos, 2 * n_fields)
-pos = pos + 2 * n_fields
+local fields, pos = tail_fields(tonumber(ARG.n_fields))
 push('HSET', H, fields)
 set_meta(META, pos, n_meta)
 pos = pos + 2 * n_meta

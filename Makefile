@@ -43,11 +43,12 @@ XDIST := -n $(TEST_WORKERS) --dist loadfile
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q $(XDIST)
 
-# The fast loop while developing (about 75 seconds on two quiet cores): lint, types, fresh
+# The fast loop while developing (about a minute on two quiet cores): lint, types, fresh
 # generated twins, then the tests without the slow-marked multi-process stress clauses and the
 # heavy-marked tests (benchmark smoke runs, the browser, fuzzing, the demo, examples and process
 # races in subprocesses, throwaway servers, and the whole conformance suite run again encrypted
-# on every store but memory), stopping at the first failure. make test still runs everything.
+# on every store but memory; and the tests of tests/conftest.py's _HEAVY table, each with its
+# reason), stopping at the first failure. make test still runs everything.
 check: lint types
 	$(BIN)/python tools/unasync.py --check
 	$(BIN)/python -m pytest -q -x $(XDIST) -m "not slow and not heavy"

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .. import _core
 from .._time import Clock, system_clock, to_micros
@@ -62,6 +62,9 @@ from ._sqlite_sql import (
     row_to_doc,
 )
 from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
 
 __all__ = ["DEFAULT_PATH", "AsyncSQLiteStore", "SQLiteStore"]
 
@@ -255,15 +258,9 @@ class SQLiteStore(_AddingStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        with self._write() as conn:
-            now = self._now()
-            doc = db.writable(conn, session_id, expected_version, lease, now)
-            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
-            new = _core.apply_replace(doc, len(encoded), now, changes)
-            db.drop_items(conn, session_id)
-            db.insert_items(conn, session_id, encoded)
-            db.update_header(conn, new, changes)
-        return int(new["version"])
+        return self._rewrite(
+            session_id, expected_version, None, items, changes=changes, lease=lease
+        )
 
     def _replace_tail(
         self,
@@ -275,13 +272,34 @@ class SQLiteStore(_AddingStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
+        return self._rewrite(
+            session_id, expected_version, after, items, changes=changes, lease=lease
+        )
+
+    def _rewrite(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int | None,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> int:
+        """Replace the items after seq ``after`` (None: the whole history, the new items
+        numbered on from ``last_seq``) with ``items``; the new version."""
         with self._write() as conn:
             now = self._now()
             doc = db.writable(conn, session_id, expected_version, lease, now)
-            _core.items_kept(doc, after, "replace_tail")  # raises if after is outside the history
-            encoded = _core.prepare_items(items, after + 1, now)
-            new = _core.apply_tail(doc, changes, after, len(encoded), now)
-            db.drop_tail(conn, session_id, after)
+            if after is None:
+                encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
+                new = _core.apply_replace(doc, len(encoded), now, changes)
+                db.drop_items(conn, session_id)
+            else:
+                _core.items_kept(doc, after, "replace_tail")  # raises if after is outside it
+                encoded = _core.prepare_items(items, after + 1, now)
+                new = _core.apply_tail(doc, changes, after, len(encoded), now)
+                db.drop_tail(conn, session_id, after)
             db.insert_items(conn, session_id, encoded)
             db.update_header(conn, new, changes)
         return int(new["version"])
@@ -534,6 +552,15 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+class SQLiteOptions(TypedDict, total=False):
+    """:class:`SQLiteStore`'s keyword options, for the stores built on it."""
+
+    synchronous: str
+    timeout: float
+    clock: Clock
+    create: bool
+
+
 class AsyncSQLiteStore(SyncBackedAsyncStore):
     """The async twin of :class:`SQLiteStore`: each call runs in a worker thread."""
 
@@ -543,19 +570,11 @@ class AsyncSQLiteStore(SyncBackedAsyncStore):
         self,
         path: str | os.PathLike[str] = DEFAULT_PATH,
         *,
-        synchronous: str = "normal",
-        timeout: float = 30.0,
-        clock: Clock = system_clock,
-        create: bool = True,
         store: SQLiteStore | None = None,
+        **options: Unpack[SQLiteOptions],
     ) -> None:
-        super().__init__(
-            store
-            if store is not None
-            else SQLiteStore(
-                path, synchronous=synchronous, timeout=timeout, clock=clock, create=create
-            )
-        )
+        """``path`` and ``options`` as for :class:`SQLiteStore`; or ``store``, one already open."""
+        super().__init__(store if store is not None else SQLiteStore(path, **options))
 
     @classmethod
     def from_url(

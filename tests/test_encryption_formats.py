@@ -3,11 +3,12 @@ which earlier versions wrote: data already on disk stays readable, with every ch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from tether import KeyedItem, Session, StoredItem
+from tether import KeyedItem, Session, StoredItem, _json
 from tether.encryption import (
     EncryptedStore,
     Keyring,
@@ -63,9 +64,7 @@ def _as_format_1(
     inner.restore(rebuilt(raw, state, options, items), replace=True)
 
 
-def _encoded(item: dict[str, Any]) -> bytes:
-    from tether import _json
-
+def _encoded(item: Mapping[str, Any]) -> bytes:
     return _json.dumps(item)
 
 

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from . import _core, _json
 from ._ids import validate_session_id
@@ -55,7 +55,25 @@ from .models import KeyedItem, Lease, Page, Session, StoredItem
 from .stores.base import AsyncStore, NewItems, StatusFilter
 from .stores.wrapping_async import AsyncWrappingStore
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
+
 __all__ = ["AsyncEncryptedStore"]
+
+
+class ListFilters(TypedDict, total=False):
+    """The keyword arguments of ``list`` (:meth:`~tether.AsyncStore.list`), which this store
+    passes on as given: only the page it gets back changes."""
+
+    owner: str | None
+    agent: str | None
+    status: StatusFilter
+    metadata: Mapping[str, Any] | None
+    updated_after: datetime | None
+    updated_before: datetime | None
+    limit: int
+    cursor: str | None
+
 
 _Prepared = list[tuple[str | None, bytes, str | None]]
 """New items checked and encoded before any I/O: (key, JSON, own timestamp) each."""
@@ -385,28 +403,10 @@ class AsyncEncryptedStore(AsyncWrappingStore):
             for key, entry in found.items()
         }
 
-    async def list(
-        self,
-        *,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: StatusFilter = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        page = await self.inner.list(
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
-        )
+    async def list(self, **filters: Unpack[ListFilters]) -> Page:
+        """The inner store's page (the filters as :meth:`AsyncStore.list` takes them), each
+        header's ``state`` and ``options`` opened."""
+        page = await super().list(**filters)
         headers = [open_header(self.codec, header) for header in page.sessions]
         return Page(sessions=headers, next_cursor=page.next_cursor)
 

@@ -25,6 +25,11 @@ history length interleaved turn by turn (so a slow moment of the machine hits th
   It lists the store calls of one turn, and the turn's cost per write (claim, commits, release)
   over one plain commit.
 - **fork**: ``fork(id)`` of a session holding N items, beside one plain commit on the same store.
+- **throughput** (figure B of benchmarks/chat_turn.py, for the runtime): 50 sessions x 40
+  turns round-robin in one process, sessions starting empty, turns per second of
+  ``Sessions.get`` + ``Sessions.execute`` (and of ``execute`` alone) beside raw sqlite3's turn
+  (``SELECT`` the history, ``INSERT`` two rows, one transaction), each round on fresh files,
+  the systems taking turns round by round; median of the rounds. Target: at least 0.5x raw.
 """
 
 from __future__ import annotations
@@ -314,6 +319,84 @@ def fork_us(store: tether.Store, n: int, reps: int) -> tuple[float, float]:
     return _median_us(forks), _median_us(commits)
 
 
+class _RawFleet:
+    """Raw sqlite3's turn on ``sessions`` sessions of one file (chat_turn.py's raw baseline)."""
+
+    def __init__(self, db: Path) -> None:
+        self.conn = sqlite3.connect(db, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute(RAW_MESSAGES_TABLE)
+
+    def turn(self, k: int) -> None:
+        raw_turn(self.conn, f"s{k}", USER, ASSISTANT)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _SessionsFleet:
+    """``tether.Sessions`` on its own SQLite file: ``get`` for the prompt then ``execute``, or
+    (``keep``) a worker building its prompt from what ``execute`` returned."""
+
+    def __init__(self, db: Path, sessions: int, keep: bool) -> None:
+        self.store = tether.open_store(f"sqlite:///{db}")
+        self.sessions = tether.Sessions(self.store, cache_size=max(256, sessions))
+        self.ids = [self.sessions.create().id for _ in range(sessions)]
+        self.held = [self.sessions.get(i) for i in self.ids] if keep else None
+
+    def turn(self, k: int) -> None:
+        if self.held is None:
+            prompt = self.sessions.get(self.ids[k]).history
+            self.sessions.execute(self.ids[k], AppendMessages(USER, ASSISTANT))
+        else:
+            prompt = self.held[k].history
+            self.held[k] = self.sessions.execute(self.ids[k], AppendMessages(USER, ASSISTANT))
+        assert prompt is not None
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def throughput(directory: Path, sessions: int, turns: int, rounds: int) -> dict[str, Any]:
+    """Turns per second, ``sessions`` sessions x ``turns`` turns round-robin, fresh files each
+    round; raw sqlite3, get+execute and execute take turns round by round."""
+    rates: dict[str, list[float]] = {"raw": [], "get_execute": [], "execute": []}
+    for r in range(rounds):
+        for name, samples in rates.items():
+            db = directory / f"b-{r}-{name}.db"
+            fleet: _RawFleet | _SessionsFleet = (
+                _RawFleet(db)
+                if name == "raw"
+                else _SessionsFleet(db, sessions, keep=name == "execute")
+            )
+            start = time.perf_counter()
+            for _ in range(turns):
+                for k in range(sessions):
+                    fleet.turn(k)
+            samples.append(sessions * turns / (time.perf_counter() - start))
+            fleet.close()
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    result = {
+        "sessions": sessions,
+        "turns": turns,
+        "rounds": rounds,
+        "raw_turns_per_s": medians["raw"],
+        "get_execute_turns_per_s": medians["get_execute"],
+        "execute_turns_per_s": medians["execute"],
+        # the target's figure: the runtime's turn that reads its prompt (get + execute)
+        "ratio_to_raw": medians["get_execute"] / medians["raw"],
+        "execute_ratio_to_raw": medians["execute"] / medians["raw"],
+    }
+    print(
+        f"B ({sessions} sessions x {turns} turns, median of {rounds} rounds): raw "
+        f"{medians['raw']:,.0f} turns/s; get+execute {medians['get_execute']:,.0f} "
+        f"({result['ratio_to_raw']:.2f}x raw); execute {medians['execute']:,.0f} "
+        f"({result['execute_ratio_to_raw']:.2f}x raw)"
+    )
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run")
@@ -331,6 +414,9 @@ def main() -> int:
         results["fork"] = {"n": 10_000, "fork_us": fork, "commit_us": commit}
         print(f"fork of 10,000 items: {fork:,.0f} µs; one commit: {commit:,.0f} µs")
         store.close()
+        results["throughput"] = throughput(
+            Path(tmp), 10 if args.quick else 50, 40, 1 if args.quick else 3
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

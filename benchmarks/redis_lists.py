@@ -23,7 +23,10 @@ import statistics
 import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))  # .bench-venv lacks it
 
 from chat_turn import interleave
 from server_turns import REDIS_URL

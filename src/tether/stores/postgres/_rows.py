@@ -90,6 +90,24 @@ def write_params(
     }
 
 
+def header_write_params(
+    session_id: str,
+    expected_version: int | None,
+    lease: Lease | None,
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+    *,
+    changes: _core.Doc,
+    now: datetime | None,
+) -> dict[str, Any]:
+    """A write's parameters (write_params) with its header changes (changes_params), once an
+    owner or agent PostgreSQL text cannot hold is refused (before the items are encoded)."""
+    for name in ("owner", "agent"):
+        check_text(name, changes.get(name), InvalidRequest)
+    params = write_params(session_id, expected_version, lease, items, now)
+    params.update(changes_params(changes))
+    return params
+
+
 def commit_stamp(params: Mapping[str, Any], row: Sequence[Any]) -> _core.CommitStamp:
     """What the commit statement (``_sql.COMMIT``, run with ``params``) stamped, from the row
     it returned: the new version and last_seq, updated_at and the lease fields in µs, so no

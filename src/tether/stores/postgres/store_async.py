@@ -178,10 +178,9 @@ class AsyncPostgresStore(_AsyncPostgresForks):
         lease: Lease | None,
     ) -> tuple[dict[str, Any], Row]:
         """The commit statement (see COMMIT): its parameters and the row it returned."""
-        for name in ("owner", "agent"):
-            _rows.check_text(name, changes.get(name), InvalidRequest)
-        params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(changes))
+        params = _rows.header_write_params(
+            session_id, expected_version, lease, items, changes=changes, now=self._now()
+        )
         try:
             row = await self._commit_row(session_id, expected_version, lease, params)
         except StoreError as exc:
@@ -222,10 +221,10 @@ class AsyncPostgresStore(_AsyncPostgresForks):
         lease: Lease | None,
     ) -> int:
         """See the contract: one statement touching only the suffix (see TAIL)."""
-        for name in ("owner", "agent"):
-            _rows.check_text(name, changes.get(name), InvalidRequest)
-        params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(changes), after=after)
+        params = _rows.header_write_params(
+            session_id, expected_version, lease, items, changes=changes, now=self._now()
+        )
+        params["after"] = after
         row = await self._keyed_write(
             "replace_tail",
             self._sql.tail,
@@ -256,10 +255,9 @@ class AsyncPostgresStore(_AsyncPostgresForks):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        for name in ("owner", "agent"):
-            _rows.check_text(name, changes.get(name), InvalidRequest)
-        params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(changes))
+        params = _rows.header_write_params(
+            session_id, expected_version, lease, items, changes=changes, now=self._now()
+        )
         row = await self._keyed_write(
             "replace_history",
             self._sql.replace,

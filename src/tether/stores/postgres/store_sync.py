@@ -179,10 +179,9 @@ class PostgresStore(_PostgresForks):
         lease: Lease | None,
     ) -> tuple[dict[str, Any], Row]:
         """The commit statement (see COMMIT): its parameters and the row it returned."""
-        for name in ("owner", "agent"):
-            _rows.check_text(name, changes.get(name), InvalidRequest)
-        params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(changes))
+        params = _rows.header_write_params(
+            session_id, expected_version, lease, items, changes=changes, now=self._now()
+        )
         try:
             row = self._commit_row(session_id, expected_version, lease, params)
         except StoreError as exc:
@@ -223,10 +222,10 @@ class PostgresStore(_PostgresForks):
         lease: Lease | None,
     ) -> int:
         """See the contract: one statement touching only the suffix (see TAIL)."""
-        for name in ("owner", "agent"):
-            _rows.check_text(name, changes.get(name), InvalidRequest)
-        params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(changes), after=after)
+        params = _rows.header_write_params(
+            session_id, expected_version, lease, items, changes=changes, now=self._now()
+        )
+        params["after"] = after
         row = self._keyed_write(
             "replace_tail",
             self._sql.tail,
@@ -257,10 +256,9 @@ class PostgresStore(_PostgresForks):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        for name in ("owner", "agent"):
-            _rows.check_text(name, changes.get(name), InvalidRequest)
-        params = _rows.write_params(session_id, expected_version, lease, items, self._now())
-        params.update(_rows.changes_params(changes))
+        params = _rows.header_write_params(
+            session_id, expected_version, lease, items, changes=changes, now=self._now()
+        )
         row = self._keyed_write(
             "replace_history",
             self._sql.replace,

@@ -116,7 +116,7 @@ def test_a_database_in_the_previous_layout_reads_and_writes_the_same(tmp_path: P
         )
         assert conn.execute("PRAGMA index_list(tether_items)").fetchall() == []
         status = conn.execute("PRAGMA index_info(tether_sessions_status)").fetchall()
-        assert [row[2] for row in status] == ["status"]
+        assert [row[2] for row in status] == ["status", "updated_at", "id"]  # migration 7
         bad = conn.execute(
             "SELECT count(*) FROM tether_items i JOIN tether_sessions s ON s.id = i.session_id "
             "WHERE i.k != (s.num << 32) + i.seq"
@@ -176,3 +176,28 @@ def test_a_row_holding_two_json_values_is_corrupt_not_two_items(tmp_path: Path) 
         )
         with pytest.raises(tether.CorruptSession, match="not one JSON value"):
             store.load("s")
+
+
+def test_a_status_listing_reads_the_status_index_in_order(tmp_path: Path) -> None:
+    """A status filter reads the newest sessions of that status from the (status, updated_at,
+    id) index (migration 7): no sort of every session of the status. With the status index
+    on (status) alone, the runtime's default listing (every status but archived) of the
+    newest 50 among 100,000 sessions took ~120 ms instead of ~5 (benchmarks/inspector.py)."""
+    with SQLiteStore(tmp_path / "s.db") as store:
+        for i in range(30):
+            store.create(Session(status="finished" if i % 3 else "new"))
+    with _raw(tmp_path / "s.db") as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM tether_sessions s WHERE "
+            "(s.expires_at IS NULL OR s.expires_at > 0) AND s.status IN (?) "
+            "ORDER BY s.updated_at DESC, s.id DESC LIMIT 51",
+            ("finished",),
+        ).fetchall()
+        text = " | ".join(str(row[3]) for row in plan)
+        assert "tether_sessions_status" in text, text
+        assert "TEMP B-TREE" not in text, text
+    with SQLiteStore(tmp_path / "s.db") as store:
+        newest = store.list(status=["new", "finished"], limit=5).sessions
+        stamps = [h.updated_at for h in newest]
+        assert len(stamps) == 5
+        assert stamps == sorted(stamps, reverse=True)

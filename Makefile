@@ -117,7 +117,7 @@ $(BENCH_STAMP): benchmarks/requirements-peers.txt
 
 # make bench                      the full run (tether's stores, raw drivers, the peers,
 #                                 Redis and PostgreSQL, memory), then the report, the chart
-#                                 and docs/benchmarks.md (under 20 minutes)
+#                                 and docs/benchmarks.md (about 32 minutes on 2 cores)
 # make bench BENCH_ARGS=--quick   a smoke run (under 2 minutes); the docs are left alone
 BENCH_ARGS ?= --docs
 bench: $(STAMP) $(BENCH_STAMP)

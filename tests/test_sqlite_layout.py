@@ -198,6 +198,6 @@ def test_a_status_listing_reads_the_status_index_in_order(tmp_path: Path) -> Non
         assert "TEMP B-TREE" not in text, text
     with SQLiteStore(tmp_path / "s.db") as store:
         newest = store.list(status=["new", "finished"], limit=5).sessions
-        stamps = [h.updated_at for h in newest]
+        stamps = [h.updated_at for h in newest if h.updated_at is not None]
         assert len(stamps) == 5
         assert stamps == sorted(stamps, reverse=True)

@@ -323,12 +323,17 @@ def test_filter_and_page_the_list(page: Page) -> None:
     page.locator("select[name=limit]").select_option("20")
     page.check("input[name=status][value=new]")
     page.click("button:has-text('Filter')")
+    # the form's GET navigates: read the list once the filtered page is the one shown
+    page.wait_for_url(re.compile(r"[?&]owner=ada(&|$)"))
+    page.wait_for_load_state()
     ids = page.locator("td.id > a").all_inner_texts()
     assert "list-1" in ids
     assert "list-6" not in ids  # bob's
     assert "refund-1" not in ids  # waiting, not new
     page.fill("input[name=meta] >> nth=0", "channel=mail")
     page.click("button:has-text('Filter')")
+    page.wait_for_url(re.compile(r"[?&]meta=channel"))
+    page.wait_for_load_state()
     assert sorted(page.locator("td.id > a").all_inner_texts()) == ["list-2", "list-4"]
     # three to a page: the cursor walks them all, none twice
     page.goto(page.url.split("?")[0] + "?limit=3&owner=ada&status=new")

@@ -15,7 +15,7 @@ import pytest
 
 import tether
 from tether import AppendMessages
-from tether.agent import Agent, ScriptedModel, _turn
+from tether.agent import Agent, ScriptedModel, _messages
 from tether.agent._turn import TurnResult
 from tether.agent.tools import tool
 from tether.agent.types import ModelReply, ModelRequest, ToolCall
@@ -139,7 +139,7 @@ def test_the_messages_kept_between_turns_are_the_whole_history_s(store: tether.S
     def reply(request: ModelRequest) -> Any:
         sent.append(copy.deepcopy(request.messages))
         # every step is committed before the model is called: the stored history is the turn's
-        expected.append(_turn.model_messages(store.load(sid).history))
+        expected.append(_messages.model_messages(store.load(sid).history))
         request.messages[0]["content"] = "changed by the model"  # must not reach the memo
         request.messages.append({"role": "user", "content": "added by the model"})
         asked = sum(1 for m in request.messages if m.get("role") == "tool")

@@ -35,7 +35,7 @@ from ..errors import (
 from ..models import HistoryItem, Lease, Session, SessionHeader, SessionStatus
 from ..sessions_sync import Sessions
 from ..stores.base import Store
-from . import _turn
+from . import _messages, _turn
 from ._turn import Hibernation, Replay, Review, TurnResult, call_model_sync
 from .tools import Tool, ToolArgumentError, tools_by_name
 from .types import Model, ModelRequest, Rerun, ToolCall
@@ -158,7 +158,7 @@ class Agent:
         self._clock = clock
         # the model's messages of the sessions this agent ran, kept so that a turn on a
         # session the runtime holds builds only the new ones (as many as the runtime caches)
-        self._messages = _turn.MessageMemo(min(self.sessions._cache.size, 256))
+        self._messages = _messages.MessageMemo(min(self.sessions._cache.size, 256))
 
     # --- turns ---------------------------------------------------------------------------------
 

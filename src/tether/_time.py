@@ -11,6 +11,7 @@ Clock = Callable[[], datetime]
 """A zero-argument callable returning the current time as an aware datetime."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)  # built once: to_micros runs on every write
 
 
 def system_clock() -> datetime:
@@ -20,7 +21,7 @@ def system_clock() -> datetime:
 def to_micros(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: pass a timezone-aware datetime, e.g. with tz=UTC")
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def from_micros(micros: int) -> datetime:

@@ -114,8 +114,7 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             (r"\bsessions_async\b", "sessions_sync"),
             (r"\bcall_model\b", "call_model_sync"),
             (r"\.acall\(", ".call("),
-            (r"\b__aenter__\b", "__enter__"),
-            (r"\b__aexit__\b", "__exit__"),
+            (r"\bAsyncClosing\b", "Closing"),
         ],
     ),
     # --- the runtime's tests ---------------------------------------------------------------

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import _json
+from .._closing import Closing
 from .._urls import redact
 from ..errors import ConfigurationError, ModelError
 from ._openai_wire import RESERVED, build_payload, excerpt, http_error, parse_reply
@@ -147,7 +148,7 @@ class _OpenAIBase(Generic[_C]):
         )
 
 
-class OpenAIChatModel(_OpenAIBase["httpx.Client"]):
+class OpenAIChatModel(_OpenAIBase["httpx.Client"], Closing):
     """A model speaking the OpenAI chat-completions API (or any server compatible with it).
 
     ``model`` is used when the session's options name none. ``api_key`` defaults to the
@@ -189,12 +190,6 @@ class OpenAIChatModel(_OpenAIBase["httpx.Client"]):
         """Close the HTTP client if the adapter created it."""
         if self._owns_client:
             self.client.close()
-
-    def __enter__(self) -> OpenAIChatModel:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 class AsyncOpenAIChatModel(_OpenAIBase["httpx.AsyncClient"]):

@@ -9,7 +9,6 @@ It can stop at a checkpoint or on a human-approval interrupt and be resumed late
 from __future__ import annotations
 
 import contextlib
-import getpass
 import logging
 import os
 import socket
@@ -18,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .. import _core
+from .._closing import Closing
 from .._time import Clock, from_micros, system_clock, to_micros
 from ..errors import (
     AlreadyClaimed,
@@ -32,10 +32,11 @@ from ..errors import (
     ReviewMismatch,
     TurnInProgress,
 )
-from ..models import HistoryItem, Lease, Session, SessionHeader, SessionStatus
+from ..models import HistoryItem, SessionHeader, SessionStatus
 from ..sessions_sync import Sessions
 from ..stores.base import Store
 from . import _messages, _turn
+from ._progress import ToolErrorMessage, Turn, checked_checkpoint, os_user, tool_error_message
 from ._turn import Hibernation, Replay, Review, TurnResult, call_model_sync
 from .tools import Tool, ToolArgumentError, tools_by_name
 from .types import Model, ModelRequest, Rerun, ToolCall
@@ -43,64 +44,11 @@ from .types import Model, ModelRequest, Rerun, ToolCall
 __all__ = ["Agent"]
 
 TurnOutcome = TurnResult | Hibernation
-ToolErrorMessage = Callable[[ToolCall, Exception], object]
-"""``tool_errors=`` as a function: what the model is told when a tool raised."""
 
 log = logging.getLogger("tether.agent")
 
 
-def generic_tool_error(call: ToolCall, exc: Exception) -> str:
-    """The default: the model learns that the tool failed, not the exception's text."""
-    return f"error: the tool {call.name} failed; it did not return a result"
-
-
-def detailed_tool_error(call: ToolCall, exc: Exception) -> str:
-    """``tool_errors="detailed"``: the exception's type and message go to the model."""
-    return f"error: {call.name} raised {type(exc).__name__}: {exc}"
-
-
-_TOOL_ERRORS: dict[str, ToolErrorMessage] = {
-    "generic": generic_tool_error,
-    "detailed": detailed_tool_error,
-}
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name (a container without one): still say something true
-        return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
-
-
-class _Turn:
-    """One turn in progress: the lease, the version it writes from, what it has added.
-
-    ``cached``: the session came from the runtime's cache, unread since the claim; the turn's
-    first commit, at its version, is what checks that it is current (see ``Agent.run``).
-    """
-
-    def __init__(
-        self, session: Session, lease: Lease, snapshot: dict[str, Any], *, cached: bool = False
-    ) -> None:
-        self.session_id = session.id
-        self.lease = lease
-        self.cached = cached
-        self.version = session.version
-        # the history as loaded (a view the runtime shares, never copied) and, apart, what
-        # this turn committed: the model sees the two in a row
-        self.loaded = session.history
-        self.last_seq = session.last_seq
-        self.state = dict(session.state)
-        # the turn holds the lease, so nobody else changes the options while it runs
-        self.options = dict(session.options)
-        self.rt = _turn.runtime(session)
-        self.status = session.status.value
-        self.snapshot = snapshot
-        self.added: list[HistoryItem] = []
-        self.usage: dict[str, int] = {}
-
-
-class Agent:
+class Agent(Closing):
     """Runs agent turns on the sessions of one store.
 
     ``llm`` is any model callable (see :mod:`tether.agent.types`); ``tools`` are callables or
@@ -131,13 +79,6 @@ class Agent:
     ) -> None:
         if store is not None and not isinstance(store, (Sessions, Store, str)):
             raise MissingStore(type(store).__name__)
-        if isinstance(tool_errors, str) and tool_errors not in _TOOL_ERRORS:
-            raise InvalidRequest(
-                f"tool_errors={tool_errors!r}: use 'generic', 'detailed' or a function "
-                "(call, exc) -> what the model is told"
-            )
-        if not isinstance(tool_errors, str) and not callable(tool_errors):
-            raise InvalidRequest("tool_errors must be 'generic', 'detailed' or a function")
         if isinstance(token_ttl, bool) or not isinstance(token_ttl, (int, float)) or token_ttl <= 0:
             raise InvalidRequest(f"token_ttl must be a number of seconds > 0, not {token_ttl!r}")
         self.secret = None if secret is None else _turn.check_key(secret)
@@ -147,14 +88,12 @@ class Agent:
         self.store = self.sessions.store
         self.llm = llm
         self.tools = tools_by_name(tools)
-        self.checkpoint = _checked_checkpoint(checkpoint)
+        self.checkpoint = checked_checkpoint(checkpoint)
         self.runner = runner or f"{socket.gethostname()}:{os.getpid()}"
         self.lease_ttl = lease_ttl
         self.max_steps = max_steps
         self.token_ttl = float(token_ttl)
-        self.tool_errors: ToolErrorMessage = (
-            _TOOL_ERRORS[tool_errors] if isinstance(tool_errors, str) else tool_errors
-        )
+        self.tool_errors = tool_error_message(tool_errors)
         self._clock = clock
         # the model's messages of the sessions this agent ran, kept so that a turn on a
         # session the runtime holds builds only the new ones (as many as the runtime caches)
@@ -177,7 +116,7 @@ class Agent:
         precondition (the message, the checkpoint, a model unless the turn stops right after
         the prompt, the tools, no turn in progress) is checked before anything is written.
         """
-        policy = _checked_checkpoint(checkpoint or self.checkpoint)
+        policy = checked_checkpoint(checkpoint or self.checkpoint)
         user = _turn.user_item(message)
         toolbox = self.tools if tools is None else tools_by_name(tools)
         if policy != "after_prompt":
@@ -249,7 +188,7 @@ class Agent:
             if missing:
                 raise MissingTools(session_id, missing)
             turn.snapshot = snapshot
-            if self._open_reviews(turn):
+            if turn.open_reviews():
                 return self._hibernate(turn, SessionStatus.WAITING)
             self._commit(
                 turn, [_turn.event("resumed", step=snapshot["step"])], SessionStatus.RUNNING
@@ -268,7 +207,7 @@ class Agent:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def _drive(self, turn: _Turn, model: Model, toolbox: dict[str, Tool]) -> TurnOutcome:
+    def _drive(self, turn: Turn, model: Model, toolbox: dict[str, Tool]) -> TurnOutcome:
         for _ in range(self.max_steps):
             self._keep_lease(turn)
             if turn.snapshot["step"] == "model":
@@ -301,7 +240,7 @@ class Agent:
         self._fail(turn, error)
         raise error
 
-    def _next_tool(self, turn: _Turn, toolbox: dict[str, Tool]) -> TurnOutcome | None:
+    def _next_tool(self, turn: Turn, toolbox: dict[str, Tool]) -> TurnOutcome | None:
         """Resolve the first pending tool call; a Hibernation if the turn must stop."""
         snapshot = turn.snapshot
         if not snapshot["pending"]:
@@ -309,7 +248,7 @@ class Agent:
             return None
         call = _turn.call_from_json(snapshot["pending"][0])
         tool = toolbox.get(call.name)
-        review = self._review_for(turn, call.id)
+        review = turn.review_for(call.id)
         if tool is not None and review is None:
             interrupted = call.id in snapshot["started"]
             if tool.requires_approval or interrupted:
@@ -384,9 +323,9 @@ class Agent:
 
     # --- commits -------------------------------------------------------------------------------
 
-    def _begin(self, session_id: str, *, cached: bool = False) -> _Turn:
+    def _begin(self, session_id: str, *, cached: bool = False) -> Turn:
         """Claim the session and read it. With ``cached``, a session the runtime holds is not
-        read: the caller's first write, at the cached version, checks it (``_Turn.cached``)."""
+        read: the caller's first write, at the cached version, checks it (``Turn.cached``)."""
         try:
             lease = self.store.claim(session_id, self.runner, self.lease_ttl)
         except AlreadyClaimed as exc:
@@ -394,20 +333,20 @@ class Agent:
         try:
             held = self.sessions._held(session_id) if cached else None
             if held is not None:
-                return _Turn(held, lease, {}, cached=True)
+                return Turn(held, lease, {}, cached=True)
             # through the runtime's cache: a worker that ran the last turn reads only what is new
             session = self.sessions.get(session_id)
         except BaseException:
             self.store.release(lease)
             raise
-        return _Turn(session, lease, {})
+        return Turn(session, lease, {})
 
-    def _reread(self, turn: _Turn) -> _Turn:
+    def _reread(self, turn: Turn) -> Turn:
         """``turn`` started again from the session as stored (read under the same lease,
         which the caller releases)."""
-        return _Turn(self.sessions.get(turn.session_id), turn.lease, {})
+        return Turn(self.sessions.get(turn.session_id), turn.lease, {})
 
-    def _commit(self, turn: _Turn, items: list[HistoryItem], status: SessionStatus) -> None:
+    def _commit(self, turn: Turn, items: list[HistoryItem], status: SessionStatus) -> None:
         rt = dict(turn.rt)
         rt["snapshot"] = turn.snapshot or None
         state = _turn.state_with(turn.state, rt)
@@ -427,7 +366,7 @@ class Agent:
         turn.last_seq += len(items)
         turn.added.extend(numbered)
 
-    def _finish(self, turn: _Turn, assistant: HistoryItem, text: str | None) -> TurnResult:
+    def _finish(self, turn: Turn, assistant: HistoryItem, text: str | None) -> TurnResult:
         turn.rt["result"] = {"turn": turn.snapshot["turn"], "text": text, "usage": turn.usage}
         turn.snapshot = {}
         self._commit(
@@ -439,7 +378,7 @@ class Agent:
         items = [i for i in turn.added if i["role"] != _turn.EVENT_ROLE]
         return TurnResult(turn.session_id, text, items, events, dict(turn.usage))
 
-    def _fail(self, turn: _Turn, error: Exception) -> None:
+    def _fail(self, turn: Turn, error: Exception) -> None:
         """Record a failed step; the snapshot stays, so ``resume`` continues from the last
         committed step (the prompt is never sent twice). The session stores only a sanitized
         description (:func:`_turn.stored_error`): never the URL or the server's reply."""
@@ -449,29 +388,18 @@ class Agent:
         with contextlib.suppress(ConflictError):
             self._commit(turn, [_turn.event("error", message=message)], SessionStatus.ERROR)
 
-    def _hibernate(self, turn: _Turn, status: SessionStatus) -> Hibernation:
-        reviews = [Review.from_json(r) for r in self._open_reviews(turn)]
+    def _hibernate(self, turn: Turn, status: SessionStatus) -> Hibernation:
+        reviews = [Review.from_json(r) for r in turn.open_reviews()]
         return Hibernation(turn.session_id, status.value, dict(turn.snapshot), reviews)
 
-    def _keep_lease(self, turn: _Turn) -> None:
+    def _keep_lease(self, turn: Turn) -> None:
         left = to_micros(turn.lease.expires_at) - to_micros(self._clock())
         if left < self.lease_ttl * 1_000_000 / 2:
             turn.lease = self.store.renew(turn.lease, self.lease_ttl)
 
-    def _release(self, turn: _Turn) -> None:
+    def _release(self, turn: Turn) -> None:
         with contextlib.suppress(Exception):  # lost or gone: nothing to give back
             self.store.release(turn.lease)
-
-    def _open_reviews(self, turn: _Turn) -> list[dict[str, Any]]:
-        return [r for r in turn.rt.get("reviews", []) if r.get("decision") is None]
-
-    def _review_for(self, turn: _Turn, call_id: str) -> dict[str, Any] | None:
-        answered: list[dict[str, Any]] = [
-            r
-            for r in turn.rt.get("reviews", [])
-            if r["call"]["id"] == call_id and r.get("decision") is not None
-        ]
-        return answered[0] if answered else None
 
     # --- human review --------------------------------------------------------------------------
 
@@ -511,7 +439,7 @@ class Agent:
     def _answer(self, review_id: str, decision: str, note: str | None, by: str | None) -> Review:
         if by is not None and (not isinstance(by, str) or not by.strip()):
             raise InvalidRequest(f"by= names who answered: a non-empty str, not {by!r}")
-        who = by if by is not None else _os_user()
+        who = by if by is not None else os_user()
         session_id, _ = _turn.split_review_id(review_id)
         for _attempt in range(5):
             session = self.store.load(session_id, last=0)
@@ -592,15 +520,3 @@ class Agent:
         """Close the runtime and store this agent opened; one passed in is the caller's."""
         if self._owns_sessions:
             self.sessions.close()
-
-    def __enter__(self) -> Agent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _checked_checkpoint(policy: str) -> str:
-    if policy not in _turn.CHECKPOINTS:
-        raise InvalidRequest(f"checkpoint {policy!r} is not one of {sorted(_turn.CHECKPOINTS)}")
-    return policy

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _core, _json
-from ..errors import ConflictError, CorruptSession, DuplicateItemKey, SessionNotFound
+from .._core.leases import check_write
+from ..errors import CorruptSession, DuplicateItemKey, SessionNotFound
 from ..models import HistoryItem, Lease
 from ..schema import schema
 from ._sqlite_sql import (
@@ -52,10 +53,7 @@ def writable(
     doc = live_doc(conn, session_id, now)
     if doc is None:
         raise SessionNotFound(session_id)
-    _core.check_writable(session_id, doc)
-    _core.check_write_lease(doc, lease, now)
-    if expected_version is not None and doc["version"] != expected_version:
-        raise ConflictError(session_id, expected_version, doc["version"])
+    check_write(session_id, doc, expected_version, lease, now)
     if _core.needs_upgrade(doc):
         write_back_upgraded(conn, doc)
     return doc

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 
 from ... import _core, _json
+from ..._core.leases import check_write
 from ..._time import from_micros
 from ...errors import (
     ConflictError,
@@ -265,10 +266,7 @@ def judge_write(
 ) -> None:
     """commit and replace_history: the checks, in the order every store makes them."""
     doc, now = _live(session_id, found)
-    _core.check_writable(session_id, doc)
-    _core.check_write_lease(doc, lease, now)  # the lease before the version
-    if expected_version is not None and doc["version"] != expected_version:
-        raise ConflictError(session_id, expected_version, doc["version"])
+    check_write(session_id, doc, expected_version, lease, now)
 
 
 def judge_fork(parent_id: str, found: Found, at: int) -> bool:

@@ -38,13 +38,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ._extras import missing_extra
+
 try:
     from celery import Celery, Task
     from celery import signals as celery_signals
 except ImportError as exc:  # pragma: no cover - exercised without the extra only
-    raise ImportError(
-        f"tether.integrations.celery needs Celery: pip install 'tether[celery]' ({exc})"
-    ) from exc
+    raise missing_extra("celery", "Celery", "celery", exc) from exc
 
 from ..errors import AlreadyClaimed, ConfigurationError, LeaseLost
 from ..stores.base import Store

@@ -27,17 +27,22 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from agents.memory.session import _CompactionSnapshot
-from agents.memory.session_settings import (
-    SessionSettings,
-    coerce_session_settings,
-    resolve_session_limit,
-)
+from ._extras import missing_extra
+
+try:
+    from agents.memory.session import _CompactionSnapshot
+    from agents.memory.session_settings import (
+        SessionSettings,
+        coerce_session_settings,
+        resolve_session_limit,
+    )
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise missing_extra("openai_agents", "the OpenAI Agents SDK", "openai-agents", exc) from exc
 
 from .. import _core
+from .._closing import AsyncClosing
 from .._registry import open_async_store
 from .._time import to_micros
 from ..agent import Review, stored
@@ -76,7 +81,7 @@ _RUN_STATE = "run_state"
 _ANY = 2**62  # "every item" for a compaction snapshot read with no real bound
 
 
-class TetherSession:
+class TetherSession(AsyncClosing):
     """An OpenAI Agents SDK session stored in tether.
 
     ``session_id`` is the SDK's id (any string: it is stored under
@@ -236,15 +241,17 @@ class TetherSession:
         """Remove and return the newest item (``None`` if there is none): a versioned
         truncation of the tail, so two callers never pop the same item."""
         store = await self._ready()
+        last: int | None = 8  # the newest items, unless they are all tether's events
         while True:
             try:
-                session = await store.load(self.tether_id, last=8)
+                session = await store.load(self.tether_id, last=last)
             except SessionNotFound:
                 return None
             sdk = [e for e in session.items if not _is_event(e)]
             if not sdk:
-                if len(session.items) < session.history_len:
-                    return await self._pop_far()
+                if last is not None and len(session.items) < session.history_len:
+                    last = None  # only tether's events among the newest: read the whole tail
+                    continue
                 return None
             newest = sdk[-1]
             # tether's own events after it (an approval answered) stay, in their order
@@ -255,24 +262,6 @@ class TetherSession:
                 )
             except ConflictError:
                 continue  # written meanwhile: pop what is the newest now
-            return newest.item  # type: ignore[return-value]
-
-    async def _pop_far(self) -> TResponseInputItem | None:
-        """pop_item when the newest items are all tether's events: the whole tail is read."""
-        store = await self._ready()
-        while True:
-            session = await store.load(self.tether_id)
-            sdk = [e for e in session.items if not _is_event(e)]
-            if not sdk:
-                return None
-            newest = sdk[-1]
-            kept = [_as_new(e) for e in session.items if e.seq > newest.seq]
-            try:
-                await store.replace_tail(
-                    self.tether_id, session.version, newest.seq - 1, kept, lease=self._lease
-                )
-            except ConflictError:
-                continue
             return newest.item  # type: ignore[return-value]
 
     async def clear_session(self, *, wrapper: RunContextWrapper[Any] | None = None) -> None:
@@ -501,7 +490,8 @@ class TetherSession:
 
     async def close(self) -> None:
         """Stop renewing and release the lease (exclusive mode), close a store opened from a
-        URL. The object can be used again afterwards (it claims again when exclusive)."""
+        URL. The object can be used again afterwards (it claims again when exclusive). Leaving
+        ``async with`` calls it; entering claims nothing (the first call, inside the run, does)."""
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -514,17 +504,6 @@ class TetherSession:
         if self._url is not None and self._store is not None:
             store, self._store = self._store, None
             await store.close()
-
-    async def __aenter__(self) -> TetherSession:
-        return self  # the lease is claimed by the first call, inside the run
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # --- internals -----------------------------------------------------------------------------
 

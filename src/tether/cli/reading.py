@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import click
 
 from .._time import system_clock
-from ..agent import stored
+from ..agent import Replay, stored
 from . import render
 from .common import _STATUSES, _Env, _examples, _IsoTime, _KeyValue, pass_env
 
@@ -162,21 +163,37 @@ def show_command(env: _Env, session_id: str, last: int, as_json: bool) -> None:
         render.print_table(out, ["seq", "time", "role", "content"], rows, title=title)
 
 
-@click.command(
-    "replay", epilog=_examples("tether replay ticket-42", "tether replay ticket-42 --json")
-)
-@click.argument("session_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@pass_env
-def replay_command(env: _Env, session_id: str, as_json: bool) -> None:
+def _replay_view(name: str, json_help: str) -> Callable[[Callable[[Replay], None]], click.Command]:
+    """A command that reads one session's replay: ``--json`` prints it as data, else the
+    decorated function shows it (its docstring is the command's help)."""
+
+    def build(show: Callable[[Replay], None]) -> click.Command:
+        @click.command(
+            name,
+            help=show.__doc__,
+            epilog=_examples(f"tether {name} ticket-42", f"tether {name} ticket-42 --json"),
+        )
+        @click.argument("session_id", metavar="ID")
+        @click.option("--json", "as_json", is_flag=True, help=json_help)
+        @pass_env
+        def command(env: _Env, session_id: str, as_json: bool) -> None:
+            replay = env.agent().replay(session_id)
+            if as_json:
+                render.echo_json(render.replay_json(replay))
+            else:
+                show(replay)
+
+        return command
+
+    return build
+
+
+@_replay_view("replay", "Print JSON.")
+def replay_command(replay: Replay) -> None:
     """Show the timeline of a session's turns, as data.
 
     Calls no model and no tool: it reads what the session holds.
     """
-    replay = env.agent().replay(session_id)
-    if as_json:
-        render.echo_json(render.replay_json(replay))
-        return
     out = render.console()
     rows = [render.timeline_row(entry) for entry in replay.timeline]
     title = f"session {replay.session_id}  status {replay.status}"
@@ -188,16 +205,7 @@ def replay_command(env: _Env, session_id: str, as_json: bool) -> None:
         render.say(out, f"result: {replay.result.get('text') or replay.result.get('error')}")
 
 
-@click.command(
-    "inspect", epilog=_examples("tether inspect ticket-42", "tether inspect ticket-42 --json")
-)
-@click.argument("session_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as replay --json).")
-@pass_env
-def inspect_command(env: _Env, session_id: str, as_json: bool) -> None:
+@_replay_view("inspect", "Print JSON (the same as replay --json).")
+def inspect_command(replay: Replay) -> None:
     """Print a session's turns as plain text for a person."""
-    replay = env.agent().replay(session_id)
-    if as_json:
-        render.echo_json(render.replay_json(replay))
-        return
     click.echo(render.inspect_text(replay))

@@ -62,6 +62,46 @@ async def test_a_turn_reads_only_what_is_new(store: tether.AsyncStore) -> None:
     )
 
 
+async def test_a_runner_turn_appends_twice_and_still_reads_only_what_is_new(
+    store: tether.AsyncStore,
+) -> None:
+    # Runner.run saves the input, then the model's output: two appends before the next read
+    session = TetherSession("chat", store)
+    await session.add_items([_user("m0"), _user("m1")])
+    assert _texts(await session.get_items()) == ["m0", "m1"]
+    loads = _count_loads(store)
+    for turn in range(3):
+        await session.add_items([_user(f"u{turn}")])
+        await session.add_items([_user(f"a{turn}"), _user(f"b{turn}")])
+        got = await session.get_items()
+        assert _texts(got)[-3:] == [f"u{turn}", f"a{turn}", f"b{turn}"]
+        assert len(got) == 2 + 3 * (turn + 1)
+    assert loads == {"after": 3}
+    assert _texts(await TetherSession("chat", store).get_items()) == _texts(
+        await session.get_items()
+    )
+
+
+async def test_another_writer_between_my_two_appends_means_a_whole_read(
+    store: tether.AsyncStore,
+) -> None:
+    mine, theirs = TetherSession("chat", store), TetherSession("chat", store)
+    await mine.add_items([_user("a")])
+    assert _texts(await mine.get_items()) == ["a"]
+    loads = _count_loads(store)
+    await mine.add_items([_user("b")])
+    await theirs.add_items([_user("X")])
+    await mine.add_items([_user("c")])
+    assert _texts(await mine.get_items()) == ["a", "b", "X", "c"]
+    assert loads["whole"] == 1
+    # their pop and add between my appends: the seqs after mine are not mine
+    await mine.add_items([_user("d")])
+    assert await theirs.pop_item() is not None
+    await theirs.add_items([_user("Y")])
+    await mine.add_items([_user("e")])
+    assert _texts(await mine.get_items()) == _texts(await TetherSession("chat", store).get_items())
+
+
 async def test_another_writer_means_a_whole_read(store: tether.AsyncStore) -> None:
     mine, theirs = TetherSession("chat", store), TetherSession("chat", store)
     await mine.add_items([_user("a"), _user("b"), _user("c")])

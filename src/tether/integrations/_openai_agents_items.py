@@ -23,14 +23,27 @@ _EVENT = stored.EVENT_ROLE
 
 class _Seen:
     """The SDK's items of the whole history as this object last read them, and the header
-    they were read at: what lets the next ``get_items`` read only what came after them."""
+    they were read at: what lets the next ``get_items`` read only what came after them.
 
-    __slots__ = ("created_at", "first_seq", "history_len", "items", "last_seq", "version")
+    ``version`` is the session's version as far as this object knows it: the version it read
+    at, or the version its own last append made; ``pending`` says that its own appends since
+    the read are not read back yet (a turn of ``Runner.run`` appends twice before it reads)."""
+
+    __slots__ = (
+        "created_at",
+        "first_seq",
+        "history_len",
+        "items",
+        "last_seq",
+        "pending",
+        "version",
+    )
 
     def __init__(self, session: Session, items: list[dict[str, Any]]) -> None:
         self.items = items
         self._at(session)
         self.version = session.version
+        self.pending = False
 
     def _at(self, session: Session) -> None:
         self.created_at = session.created_at
@@ -38,24 +51,24 @@ class _Seen:
         self.history_len = session.history_len
 
     def wrote(self, version: int) -> bool:
-        """This object appended, making ``version``: True if that was the only write since
-        the read (the next read then takes the appended items as the only new ones)."""
+        """This object appended, making ``version``: True if every write since the read was
+        one of its own appends (versions follow each other with no gap, so nobody else wrote
+        in between; the next read then takes what came after the read as only those)."""
         if version != self.version + 1:
             return False
-        self.version = -version  # the append's items are not read yet: see extend()
+        self.version = version
+        self.pending = True  # the appended items are not read yet: see extend()
         return True
 
     def extend(self, fresh: Session) -> bool:
         """Join ``fresh`` (loaded with ``after=last_seq``); False if it cannot be trusted to
         be all that changed: anyone else wrote (a ``replace_tail`` reuses seqs), or the
         session was deleted and created again."""
-        if fresh.created_at != self.created_at:
+        if fresh.created_at != self.created_at or fresh.version != self.version:
             return False
         added = len(fresh.history)
-        if self.version >= 0:  # no write of ours since the read: nothing may have changed
-            return fresh.version == self.version and added == 0
-        if fresh.version != -self.version:
-            return False
+        if not self.pending:  # no write of ours since the read: nothing may have changed
+            return added == 0
         if (
             fresh.first_seq != self.first_seq
             or fresh.last_seq - self.last_seq != added
@@ -64,7 +77,7 @@ class _Seen:
             return False
         self.items.extend(_sdk_items(fresh))
         self._at(fresh)
-        self.version = fresh.version
+        self.pending = False
         return True
 
     def tail(self, wanted: int | None) -> list[dict[str, Any]]:

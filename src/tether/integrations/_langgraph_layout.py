@@ -25,8 +25,10 @@ def header_only(session: Session) -> Session:
     """``session`` without its items (what the header cache keeps)."""
     if not session.history:
         return session
+    # ``history`` given: left to its default factory, pydantic inspects ``list``'s signature
+    # on every call (most of a millisecond, on every head read)
     return Session.model_construct(
-        **{name: getattr(session, name) for name in SessionHeader.model_fields}
+        history=[], **{name: getattr(session, name) for name in SessionHeader.model_fields}
     )
 
 
@@ -43,7 +45,14 @@ def session_id(thread_id: str) -> str:
 
 def key(kind: str, *parts: str | int) -> str:
     """An item key: readable, unambiguous (JSON), a digest past tether's 256 characters."""
-    text = kind + json.dumps([str(p) for p in parts], separators=(",", ":"))
+    texts = [str(p) for p in parts]
+    bare = "".join(texts)
+    if texts and bare.isascii() and bare.isprintable() and '"' not in bare and "\\" not in bare:
+        # nothing to escape: the JSON that json.dumps writes, without its encoder (every
+        # saver call makes several keys)
+        text = kind + '["' + '","'.join(texts) + '"]'
+    else:
+        text = kind + json.dumps(texts, separators=(",", ":"))
     if len(text) <= _MAX_KEY:
         return text
     import hashlib

@@ -4,8 +4,11 @@ into their two views (``history`` and ``items``); look items up by key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+import orjson
 
 from .. import _json
 from .._time import from_micros
@@ -72,10 +75,43 @@ def row(fields: dict[str, Any], item: Mapping[str, Any], offset: int) -> bytes:
     """A stored history row (schema 3): ``{"seq": ..., "timestamp": ..., "key": ..., "item":
     {...}}``, the item as given beside tether's fields. The item is encoded on its own, so an
     error names its path as the caller wrote it (``history item 2.content``)."""
-    data = _json.dumps(item, what=f"history item {offset}")
+    data = _dumps(item, offset)
     if not fields:
         return b'{"item":' + data + b"}"
-    return _json.dumps(fields, what=f"history item {offset}")[:-1] + b',"item":' + data + b"}"
+    return _dumps(fields, offset)[:-1] + b',"item":' + data + b"}"
+
+
+_LEAF = frozenset((str, int, bool, type(None)))
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is built of exactly ``dict`` (str keys), ``list``, ``str``, ``int``,
+    ``bool``, ``None`` and finite floats: nothing JSON would read back as something else (no
+    Enum, UUID, subclass, NaN), so the path-naming walk of :func:`tether._json.dumps` has
+    nothing to find. Anything else (a tuple, a subclass) answers False: the full check runs."""
+    entries: Iterable[Any] = value.values() if type(value) is dict else value
+    for entry in entries:
+        kind = type(entry)
+        if kind in _LEAF:
+            continue
+        if kind is dict or kind is list:
+            if not _plain(entry):
+                return False
+        elif kind is not float or not math.isfinite(entry):
+            return False
+    return type(value) is list or all(type(k) is str for k in value)
+
+
+def _dumps(value: Mapping[str, Any], offset: int) -> bytes:
+    """:func:`tether._json.dumps` of an item (or a row's fields), the same bytes; a plain one
+    (:func:`_plain`: most items, every item of the LangGraph saver) skips the walk that only
+    looks for what a plain one cannot hold."""
+    try:
+        if type(value) is dict and _plain(value):
+            return orjson.dumps(value)
+    except (TypeError, RecursionError):  # too deep, an int past 64 bits, a lone surrogate
+        pass  # said by the full check
+    return _json.dumps(value, what=f"history item {offset}")
 
 
 def row_fields(seq: int, stamp: str, key: str | None) -> dict[str, Any]:

@@ -176,32 +176,20 @@ _STEP = "from tether.cli.demo import main; main()"
 
 
 def _python_step(step: str, session_id: str, env: dict[str, str]) -> None:
-    _show(
-        subprocess.run(
-            [sys.executable, "-c", _STEP, step, session_id],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        ),
-        f"step {step}",
-    )
+    _run(env, ["-c", _STEP, step, session_id], f"step {step}")
 
 
 def _cli(env: dict[str, str], *args: str, quiet: bool = False) -> str:
-    completed = subprocess.run(
-        [sys.executable, "-m", "tether", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return _show(completed, f"tether {' '.join(args)}", prefix="    ", quiet=quiet)
+    return _run(env, ["-m", "tether", *args], f"tether {' '.join(args)}", "    ", quiet)
 
 
-def _show(
-    completed: subprocess.CompletedProcess[str], what: str, prefix: str = "", quiet: bool = False
+def _run(
+    env: dict[str, str], args: list[str], what: str, prefix: str = "", quiet: bool = False
 ) -> str:
+    """Run ``python *args``; print its output (unless ``quiet``), stop the demo if it failed."""
+    completed = subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, check=False
+    )
     if not quiet:
         out = "".join(f"{prefix}{line}\n" for line in completed.stdout.splitlines())
         print(out, end="", flush=True)
@@ -224,25 +212,28 @@ def run(url: str | None = None) -> None:
     ledger = Path(tempfile.mkdtemp(prefix="tether-demo-")) / "payments.log"
     env = {**os.environ, "TETHER_DEMO_LEDGER": str(ledger), "TETHER_URL": url}
 
+    def part(title: str, step: str) -> None:
+        """Tell the story's next part, then run its step in a new process."""
+        print(title)
+        _python_step(step, session_id, env)
+
     print(f"tether demo: a support agent on {redact(url)}\n")
-    print("1. a customer asks about an order (a lookup tool runs); the process ends")
-    _python_step("ask", session_id, env)
-    print("\n2. a new process continues; the customer asks for a refund, which needs approval")
-    _python_step("refund", session_id, env)
+    part("1. a customer asks about an order (a lookup tool runs); the process ends", "ask")
+    part(
+        "\n2. a new process continues; the customer asks for a refund, which needs approval",
+        "refund",
+    )
     print("\n3. an operator lists what waits for a human, and approves it")
     print("  $ tether reviews")
     reviews = json.loads(_cli(env, "reviews", "--session", session_id, "--json", quiet=True))
     _cli(env, "reviews", "--session", session_id)
     print(f"  $ tether approve {reviews[0]['id']}")
     _cli(env, "approve", reviews[0]["id"])
-    print("\n4. a new process resumes: the refund runs exactly once")
-    _python_step("resume", session_id, env)
+    part("\n4. a new process resumes: the refund runs exactly once", "resume")
     runs = ledger.read_text().splitlines() if ledger.exists() else []
     print(f"  the payment ledger shows {len(runs)} refund: {runs}")
-    print("\n5. two writers, one version: the stale write is refused")
-    _python_step("stale", session_id, env)
-    print("\n6. the session is forked to try another answer")
-    _python_step("fork", session_id, env)
+    part("\n5. two writers, one version: the stale write is refused", "stale")
+    part("\n6. the session is forked to try another answer", "fork")
     print("\n7. the customer's sessions, newest first\n  $ tether ls --owner customer-42")
     _cli(env, "ls", "--owner", "customer-42", "--limit", "5")
     print("\n8. the replay timeline (data only: no model or tool is called)")

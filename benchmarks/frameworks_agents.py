@@ -53,7 +53,9 @@ turn (see the module docstring)."""
 RUNNER_LONGEST = 1000
 """``Runner.run`` is timed up to this length: past it the runner's own handling of the history
 (the same for every backend) takes most of a second a turn and would only dilute the ratios."""
-RUNNER_TURNS = 48
+RUNNER_TURNS = 96
+"""Timed ``Runner.run`` turns per system and length: 24 blocks of :data:`BLOCK`, because the
+runner's own work is most of a turn and the backends differ by a few percent of it."""
 BLOCK = 4
 """Timed turns a system runs back to back before the next system's turn (rotating order, see
 ``chat_turn.interleave``): many small blocks, so a burst of load on a shared machine lands on

@@ -6,7 +6,6 @@ starts again, so the model never sees a stale history and nothing is lost."""
 from __future__ import annotations
 
 import copy
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from tether.errors import TurnInProgress
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore
 
+from .store_calls import count_calls
+
 CALLS = ("load", "commit", "commit_stamped", "claim", "release", "renew")
 
 
@@ -33,19 +34,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tether.Sto
     )
     yield opened
     opened.close()
-
-
-def _counted(store: tether.Store) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for name in CALLS:
-        method = getattr(store, name)
-
-        def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
-            counts[_name] += 1
-            return _method(*args, **kw)
-
-        setattr(store, name, counted)
-    return counts
 
 
 def _recording(requests: list[ModelRequest]) -> ScriptedModel:
@@ -65,7 +53,7 @@ def test_a_worker_turn_on_a_held_session_reads_nothing(store: tether.Store) -> N
     agent = Agent(tether.Sessions(store), llm=_recording(requests))
     sid = agent.sessions.create(history=[{"role": "user", "content": "u0"}]).id
     agent.run(sid, "u1")
-    calls = _counted(store)
+    calls = count_calls(store, CALLS)
     result = agent.run(sid, "u2")
     assert isinstance(result, TurnResult)
     writes = calls["commit"] + calls["commit_stamped"]
@@ -86,7 +74,7 @@ def test_a_turn_behind_the_cache_reads_what_is_new_and_starts_again(store: tethe
     agent.run(sid, "u1")
     # another process writes between two turns of this worker
     tether.Sessions(store).execute(sid, AppendMessages({"role": "user", "content": "theirs"}))
-    calls = _counted(store)
+    calls = count_calls(store, CALLS)
     agent.run(sid, "u2")
     assert _seen(requests) == ["u1", "ok", "theirs", "u2"]
     assert calls["claim"] == calls["release"] == 1

@@ -9,7 +9,6 @@ import functools
 import logging
 import shutil
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -41,6 +40,7 @@ from tether.stores.sqlite import AsyncSQLiteStore
 from tether.testing import FakeClock
 
 from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
+from .store_calls import count_calls
 
 FIXTURES = Path(__file__).parent / "fixtures" / "schema_v1"
 
@@ -622,24 +622,10 @@ def _turn_calls(store: tether.AsyncStore, *, reads: int, commits: int = 1) -> di
     return {name: count for name, count in calls.items() if count}
 
 
-def _count_calls(store: tether.AsyncStore) -> Counter[str]:
-    """Count the calls made to ``store`` from now on (its instance's methods are wrapped)."""
-    counts: Counter[str] = Counter()
-    for name in _STORE_CALLS:
-        method = getattr(store, name)
-
-        async def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
-            counts[_name] += 1
-            return await _method(*args, **kw)
-
-        setattr(store, name, counted)
-    return counts
-
-
 async def test_a_cached_turn_is_one_commit(sessions: AsyncSessions) -> None:
     await sessions.create(session_id="s1", history=_msgs("a", "b"))
     await sessions.get("s1")
-    calls = _count_calls(sessions.store)
+    calls = count_calls(sessions.store, _STORE_CALLS)
     saved = await sessions.execute("s1", AppendMessages(*_msgs("c", "d")))
     # the commit at the cached version; its times from the stamp the store reported (else a
     # read of what it committed)
@@ -678,7 +664,7 @@ async def test_a_stale_cache_is_refreshed_by_the_conflict(sessions: AsyncSession
     failures: list[events.SaveFailed] = []
     sessions.subscribe(conflicts.append, events.ConflictDetected)
     sessions.subscribe(failures.append, events.SaveFailed)
-    calls = _count_calls(sessions.store)
+    calls = count_calls(sessions.store, _STORE_CALLS)
     saved = await sessions.execute("s1", AppendMessages(*_msgs("mine")))  # retries=0
     # refused at the cached version; what came after the cached seq, which cannot be trusted
     # as all that changed (someone else wrote, and a replace_tail reuses seqs), so the whole
@@ -705,7 +691,7 @@ async def test_an_action_that_is_not_retry_safe_reads_first_and_runs_once(
     await sessions.create(session_id="s1")
     await sessions.get("s1")
     await AsyncSessions(sessions.store).execute("s1", AppendMessages(*_msgs("theirs")))
-    calls = _count_calls(sessions.store)
+    calls = count_calls(sessions.store, _STORE_CALLS)
     saved = await sessions.execute("s1", Once())
     assert applied == [2], "applied once, to the session as stored"
     # what is new (someone else wrote: read whole), the commit (what it committed, from a

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
@@ -40,12 +40,16 @@ __all__ = [
 ]
 
 
-def _lacks(store: AsyncStore, ability: type, method: str) -> NoReturn:
-    """Skip the calling clause: ``store`` does not offer ``ability``."""
-    pytest.skip(
-        f"{type(store).__name__} does not offer {ability.__name__.removeprefix('Async')} "
-        f"(no {method}(), an optional ability): its clauses do not apply"
-    )
+def _ability(store: AsyncStore, ability: type, method: str) -> Callable[..., Any]:
+    """``store``'s ``method``; the calling clause is skipped if ``store`` does not offer
+    ``ability``."""
+    if not isinstance(store, ability):
+        pytest.skip(
+            f"{type(store).__name__} does not offer {ability.__name__.removeprefix('Async')} "
+            f"(no {method}(), an optional ability): its clauses do not apply"
+        )
+    method_: Callable[..., Any] = getattr(store, method)
+    return method_
 
 
 class ConformanceBase:
@@ -89,9 +93,7 @@ class AsyncForkConformance(ConformanceBase):
     copying them; afterwards each side's writes stay invisible to the other."""
 
     def _fork(self, store: AsyncStore) -> Callable[..., Any]:
-        if not isinstance(store, AsyncForksInStore):
-            _lacks(store, AsyncForksInStore, "fork_session")
-        return store.fork_session
+        return _ability(store, AsyncForksInStore, "fork_session")
 
     async def test_fork_session_keeps_the_parents_items_up_to_at(self, store: AsyncStore) -> None:
         fork = self._fork(store)
@@ -170,9 +172,7 @@ class AsyncPurgeConformance(ConformanceBase):
     core clause on expired newer-schema sessions)."""
 
     def _purge(self, store: AsyncStore) -> Callable[[], Any]:
-        if not isinstance(store, AsyncPurges):
-            _lacks(store, AsyncPurges, "purge_expired")
-        return store.purge_expired
+        return _ability(store, AsyncPurges, "purge_expired")
 
     async def test_purge_expired_deletes_the_expired_sessions_only(
         self, store: AsyncStore, clock: FakeClock
@@ -213,9 +213,7 @@ class AsyncRestoreConformance(ConformanceBase):
     rekey write with)."""
 
     def _restore_or_skip(self, store: AsyncStore) -> Callable[..., Any]:
-        if not isinstance(store, AsyncRestores):
-            _lacks(store, AsyncRestores, "restore")
-        return store.restore
+        return _ability(store, AsyncRestores, "restore")
 
     async def test_restore_writes_a_session_exactly(self, store: AsyncStore) -> None:
         restore = self._restore_or_skip(store)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
@@ -41,12 +41,16 @@ __all__ = [
 ]
 
 
-def _lacks(store: Store, ability: type, method: str) -> NoReturn:
-    """Skip the calling clause: ``store`` does not offer ``ability``."""
-    pytest.skip(
-        f"{type(store).__name__} does not offer {ability.__name__.removeprefix('Async')} "
-        f"(no {method}(), an optional ability): its clauses do not apply"
-    )
+def _ability(store: Store, ability: type, method: str) -> Callable[..., Any]:
+    """``store``'s ``method``; the calling clause is skipped if ``store`` does not offer
+    ``ability``."""
+    if not isinstance(store, ability):
+        pytest.skip(
+            f"{type(store).__name__} does not offer {ability.__name__.removeprefix('Async')} "
+            f"(no {method}(), an optional ability): its clauses do not apply"
+        )
+    method_: Callable[..., Any] = getattr(store, method)
+    return method_
 
 
 class ConformanceBase:
@@ -89,9 +93,7 @@ class ForkConformance(ConformanceBase):
     copying them; afterwards each side's writes stay invisible to the other."""
 
     def _fork(self, store: Store) -> Callable[..., Any]:
-        if not isinstance(store, ForksInStore):
-            _lacks(store, ForksInStore, "fork_session")
-        return store.fork_session
+        return _ability(store, ForksInStore, "fork_session")
 
     def test_fork_session_keeps_the_parents_items_up_to_at(self, store: Store) -> None:
         fork = self._fork(store)
@@ -170,9 +172,7 @@ class PurgeConformance(ConformanceBase):
     core clause on expired newer-schema sessions)."""
 
     def _purge(self, store: Store) -> Callable[[], Any]:
-        if not isinstance(store, Purges):
-            _lacks(store, Purges, "purge_expired")
-        return store.purge_expired
+        return _ability(store, Purges, "purge_expired")
 
     def test_purge_expired_deletes_the_expired_sessions_only(
         self, store: Store, clock: FakeClock
@@ -211,9 +211,7 @@ class RestoreConformance(ConformanceBase):
     rekey write with)."""
 
     def _restore_or_skip(self, store: Store) -> Callable[..., Any]:
-        if not isinstance(store, Restores):
-            _lacks(store, Restores, "restore")
-        return store.restore
+        return _ability(store, Restores, "restore")
 
     def test_restore_writes_a_session_exactly(self, store: Store) -> None:
         restore = self._restore_or_skip(store)

@@ -130,16 +130,19 @@ class SaverBase(BaseCheckpointSaver[str]):
         *,
         memo: _Memo | None = None,
         known: Mapping[str, bytes] | None = None,
+        parsed: Checkpoint | None = None,
     ) -> CheckpointTuple:
         """One checkpoint's tuple. ``memo`` (a walk over many checkpoints) holds the values
         of the checkpoint built just before: a channel value that did not change between the
         two is decoded once (LangGraph's input checkpoint shares its message list with the
-        step before it), each tuple getting its own copy of the outer list or dict."""
+        step before it), each tuple getting its own copy of the outer list or dict.
+        ``parsed``: the stored checkpoint, decoded already by the caller."""
         item = stored.item
         ns, cid = item["ns"], item["id"]
         checkpoint: Checkpoint
         if memo is None:
-            checkpoint, metadata = self._value(item["checkpoint"]), self._value(item["metadata"])
+            checkpoint = parsed if parsed is not None else self._value(item["checkpoint"])
+            metadata = self._value(item["metadata"])
         else:
             checkpoint, metadata = memo.take(stored, self._value)
         values: dict[str, Any] = {}
@@ -254,7 +257,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             ]
         elif mark in found:  # only a checkpoint with writes reads items, from the first of them
             writes = await self._threads.writes_from(thread_id, ns, cid, found[mark].seq)
-        return self._tuple(thread_id, newest, blobs, writes, known=known)
+        return self._tuple(thread_id, newest, blobs, writes, known=known, parsed=checkpoint)
 
     async def _read_bases(
         self, thread_id: str, blobs: dict[str, StoredItem], known: Mapping[str, bytes] | None = None

@@ -250,7 +250,8 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         [
             (r"\bAsyncPostgresStore\b", "PostgresStore"),
             (r"\b_AsyncPostgresForks\b", "_PostgresForks"),
-            (r"\b_(base|forks|conn)_async\b", r"_\1_sync"),
+            (r"\b_AsyncAddingStore\b", "_AddingStore"),
+            (r"\b_(base|forks|conn|adding)_async\b", r"_\1_sync"),
             (r"\basync with\b", "with"),
             (
                 r"^The async side is written by hand; store_sync\.py is generated from it by "

@@ -3,9 +3,11 @@ sync side from it.
 
 ``commit``, a stamped ``commit`` and ``append`` differ only in what they ask of one write: a
 version to compare (``append`` names none) and what to report (the new version, or the whole
-stamp). A store that does the write once, as ``_add`` returning the header document it wrote
-and the rows of the new items, subclasses :class:`_AsyncAddingStore` and gets the three
-protected methods from it: the key-value kit, the file store and SQLite do.
+stamp). A store that does the write once, as ``_add`` taking the write's arguments as one
+:class:`~tether.stores._writes.Addition` and returning what it wrote (an
+:class:`~tether.stores._writes.Added`: the new version, and the stamp when asked), subclasses
+:class:`_AsyncAddingStore` and gets the three protected methods from it: the key-value kit, the
+file store, SQLite and PostgreSQL do.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from abc import abstractmethod
 
 from .. import _core
 from ..models import Lease
+from ._writes import Added, Addition
 from .base import AsyncStore, CheckedItems
 
 
@@ -21,16 +24,9 @@ class _AsyncAddingStore(AsyncStore):
     """:meth:`_commit`, :meth:`_commit_stamped` and :meth:`_append` as calls of one :meth:`_add`."""
 
     @abstractmethod
-    async def _add(
-        self,
-        session_id: str,
-        expected_version: int | None,
-        items: CheckedItems,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> tuple[_core.Doc, _core.PreparedItems]:
-        """A commit (``expected_version`` None: a blind append); the header document it wrote
-        and the rows of the new items, from inside the same write."""
+    async def _add(self, write: Addition) -> Added:
+        """The write (a commit, or with ``expected_version`` None a blind append); what it
+        wrote, from inside the same write."""
 
     async def _commit(
         self,
@@ -41,8 +37,8 @@ class _AsyncAddingStore(AsyncStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        written, _ = await self._add(session_id, expected_version, items, changes, lease)
-        return int(written["version"])
+        added = await self._add(Addition(session_id, expected_version, items, changes, lease))
+        return added.version
 
     async def _commit_stamped(
         self,
@@ -53,9 +49,8 @@ class _AsyncAddingStore(AsyncStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> _core.CommitStamp:
-        written, rows = await self._add(session_id, expected_version, items, changes, lease)
-        return _core.commit_stamp(written, rows)
+        added = await self._add(Addition(session_id, expected_version, items, changes, lease))
+        return added.stamp()
 
     async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        written, _ = await self._add(session_id, None, items, {}, lease)
-        return int(written["version"])
+        return (await self._add(Addition(session_id, None, items, {}, lease))).version

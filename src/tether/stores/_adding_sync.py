@@ -4,9 +4,11 @@ sync side from it.
 
 ``commit``, a stamped ``commit`` and ``append`` differ only in what they ask of one write: a
 version to compare (``append`` names none) and what to report (the new version, or the whole
-stamp). A store that does the write once, as ``_add`` returning the header document it wrote
-and the rows of the new items, subclasses :class:`_AddingStore` and gets the three
-protected methods from it: the key-value kit, the file store and SQLite do.
+stamp). A store that does the write once, as ``_add`` taking the write's arguments as one
+:class:`~tether.stores._writes.Addition` and returning what it wrote (an
+:class:`~tether.stores._writes.Added`: the new version, and the stamp when asked), subclasses
+:class:`_AddingStore` and gets the three protected methods from it: the key-value kit, the
+file store, SQLite and PostgreSQL do.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from abc import abstractmethod
 
 from .. import _core
 from ..models import Lease
+from ._writes import Added, Addition
 from .base import CheckedItems, Store
 
 
@@ -22,16 +25,9 @@ class _AddingStore(Store):
     """:meth:`_commit`, :meth:`_commit_stamped` and :meth:`_append` as calls of one :meth:`_add`."""
 
     @abstractmethod
-    def _add(
-        self,
-        session_id: str,
-        expected_version: int | None,
-        items: CheckedItems,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> tuple[_core.Doc, _core.PreparedItems]:
-        """A commit (``expected_version`` None: a blind append); the header document it wrote
-        and the rows of the new items, from inside the same write."""
+    def _add(self, write: Addition) -> Added:
+        """The write (a commit, or with ``expected_version`` None a blind append); what it
+        wrote, from inside the same write."""
 
     def _commit(
         self,
@@ -42,8 +38,8 @@ class _AddingStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        written, _ = self._add(session_id, expected_version, items, changes, lease)
-        return int(written["version"])
+        added = self._add(Addition(session_id, expected_version, items, changes, lease))
+        return added.version
 
     def _commit_stamped(
         self,
@@ -54,9 +50,8 @@ class _AddingStore(Store):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> _core.CommitStamp:
-        written, rows = self._add(session_id, expected_version, items, changes, lease)
-        return _core.commit_stamp(written, rows)
+        added = self._add(Addition(session_id, expected_version, items, changes, lease))
+        return added.stamp()
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        written, _ = self._add(session_id, None, items, {}, lease)
-        return int(written["version"])
+        return (self._add(Addition(session_id, None, items, {}, lease))).version

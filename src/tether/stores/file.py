@@ -66,6 +66,7 @@ from ._adding_sync import _AddingStore
 from ._file_layout import FileLayout
 from ._file_log import FRAME, Keys, decode_record, keys_at
 from ._private import NotRegularFile, make_private_dirs, open_regular
+from ._writes import Addition, DocAdded
 from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
 
 __all__ = ["AsyncFileStore", "FileStore"]
@@ -202,31 +203,27 @@ class FileStore(_AddingStore, FileLayout):
         check_write(session_id, doc, expected_version, lease, now)
         return found
 
-    def _add(
-        self,
-        session_id: str,
-        expected_version: int | None,
-        items: CheckedItems,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> tuple[_core.Doc, _core.PreparedItems]:
-        """A commit (``expected_version`` None: a blind append); the header document and the
+    def _add(self, write: Addition) -> DocAdded:
+        """The write (``expected_version`` None: a blind append); the header document and the
         rows it wrote."""
+        session_id = write.session_id
         with self._locked(session_id):
             now = to_micros(self._clock())
-            doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)
+            doc, gen, log_size, keys = self._prepare_write(
+                session_id, write.expected_version, write.lease, now
+            )
             if _core.needs_upgrade(doc) or self._log_cut_short(session_id, gen, log_size):
                 old_gen = gen
                 doc, gen, log_size, keys = self._rewrite(session_id, doc, gen, log_size)
             else:
                 old_gen = None
             try:
-                encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
+                encoded = _core.prepare_items(write.items, doc["last_seq"] + 1, now)
                 _core.refuse_taken_keys(session_id, encoded.keys, keys)
                 keys = {**keys, **keys_at(encoded, log_size)}
                 if encoded:
                     log_size = self._append_rows(session_id, gen, log_size, encoded)
-                new = _core.apply_commit(doc, changes, len(encoded), now)
+                new = _core.apply_commit(doc, write.changes, len(encoded), now)
             except BaseException:
                 if old_gen is not None:  # a refused commit leaves no new log behind
                     self._unlink_log(session_id, gen)
@@ -234,7 +231,7 @@ class FileStore(_AddingStore, FileLayout):
             self._write_header(new, gen, log_size, keys, new_log=old_gen is not None)
             if old_gen is not None:
                 self._unlink_log(session_id, old_gen)
-        return new, encoded
+        return DocAdded(new, encoded)
 
     def _rewrite(
         self, session_id: str, doc: _core.Doc, gen: int, log_size: int

@@ -22,6 +22,7 @@ from . import _kv_common as kv
 from ._adding_async import _AsyncAddingStore
 from ._kv_backend_async import AsyncKVBackend, _AsyncKVBlobs, _Guarded
 from ._kv_common import Head, Revision
+from ._writes import Addition, DocAdded
 from .base import CheckedItems, CheckedKeys
 
 __all__ = ["AsyncKVBackend", "AsyncKVStore"]
@@ -134,30 +135,24 @@ class AsyncKVStore(_AsyncKVBlobs, _AsyncAddingStore):
                 return _core.readable_session(head.doc, _core.decode_items(session_id, raw))
         raise CorruptSession(session_id, "a history chunk its header names is missing")
 
-    async def _add(
-        self,
-        session_id: str,
-        expected_version: int | None,
-        items: CheckedItems,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> tuple[_core.Doc, _core.PreparedItems]:
-        """A commit (``expected_version`` None: a blind append); the header document it
+    async def _add(self, write: Addition) -> DocAdded:
+        """The write (``expected_version`` None: a blind append); the header document it
         published and the rows of the new items."""
+        session_id, expected_version = write.session_id, write.expected_version
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = await self._live_head(session_id, now)
-            check_write(session_id, head.doc, expected_version, lease, now)
-            prepared = _core.prepare_items(items, head.doc["last_seq"] + 1, now)
+            check_write(session_id, head.doc, expected_version, write.lease, now)
+            prepared = _core.prepare_items(write.items, head.doc["last_seq"] + 1, now)
             _core.refuse_taken_keys(session_id, prepared.keys, head.keys)
             keys = {**head.keys, **dict(prepared.keys)}
             encoded = [d for _, d in prepared]
             if _core.needs_upgrade(head.doc):
-                rewritten = await self._rewrite(head, now, encoded, changes, keys)
+                rewritten = await self._rewrite(head, now, encoded, write.changes, keys)
                 if rewritten is not None:
-                    return rewritten, prepared
+                    return DocAdded(rewritten, prepared)
                 continue
-            new_doc = _core.apply_commit(head.doc, changes, len(encoded), now)
+            new_doc = _core.apply_commit(head.doc, write.changes, len(encoded), now)
             sealed, tail = head.sealed, head.tail
             if encoded or head.tail_len >= head.chunk:
                 old_tail = head.tail_key()
@@ -177,7 +172,7 @@ class AsyncKVStore(_AsyncKVBlobs, _AsyncAddingStore):
             rev = await self._publish(new, head.rev)
             if rev is not None:
                 await self._gone_tail(head, tail)
-                return new_doc, prepared
+                return DocAdded(new_doc, prepared)
             if tail is not None and tail != head.tail:
                 await self._drop_blob(kv.tail_key(session_id, head.gen, tail))
         raise ConflictError(session_id, expected_version, None, "the header kept changing")

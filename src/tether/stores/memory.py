@@ -13,6 +13,7 @@ from .._time import Clock, system_clock, to_micros
 from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
 from ._adding_sync import _AddingStore
+from ._writes import Addition, DocAdded
 from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
@@ -134,25 +135,18 @@ class MemoryStore(_AddingStore):
             _core.json_copy(doc, what="header"), _core.decode_items(session_id, raw)
         )
 
-    def _add(
-        self,
-        session_id: str,
-        expected_version: int | None,
-        items: CheckedItems,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> tuple[_core.Doc, _core.PreparedItems]:
-        """A commit (``expected_version`` None: a blind append); the header and rows written."""
-        with self._writing(session_id, expected_version, lease) as (entry, now):
-            encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
+    def _add(self, write: Addition) -> DocAdded:
+        """The write (``expected_version`` None: a blind append); the header and rows written."""
+        with self._writing(write.session_id, write.expected_version, write.lease) as (entry, now):
+            encoded = _core.prepare_items(write.items, entry.doc["last_seq"] + 1, now)
             _core.refuse_taken_keys(entry.doc["id"], encoded.keys, entry.keys)
-            entry.doc = _core.apply_commit(entry.doc, changes, len(encoded), now)
+            entry.doc = _core.apply_commit(entry.doc, write.changes, len(encoded), now)
             # In place: O(new items). Readers slice under the lock, so they never see a
             # half-done append.
             entry.items.extend(data for _, data in encoded)
             entry.seqs.extend(seq for seq, _ in encoded)
             entry.keys.update(encoded.keys)
-            return entry.doc, encoded
+            return DocAdded(entry.doc, encoded)
 
     def _replace_tail(
         self,

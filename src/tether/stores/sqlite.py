@@ -61,6 +61,7 @@ from ._sqlite_sql import (
     items_query,
     row_to_doc,
 )
+from ._writes import Addition, DocAdded
 from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
 
 if TYPE_CHECKING:
@@ -230,24 +231,17 @@ class SQLiteStore(_AddingStore):
             )
         return _core.readable_session(current, history)
 
-    def _add(
-        self,
-        session_id: str,
-        expected_version: int | None,
-        items: CheckedItems,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> tuple[_core.Doc, _core.PreparedItems]:
-        """A commit (``expected_version`` None: a blind append); the header document and the
+    def _add(self, write: Addition) -> DocAdded:
+        """The write (``expected_version`` None: a blind append); the header document and the
         rows it wrote."""
         with self._write() as conn:
             now = self._now()
-            doc = db.writable(conn, session_id, expected_version, lease, now)
-            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
-            new = _core.apply_commit(doc, changes, len(encoded), now)
-            db.insert_items(conn, session_id, encoded)
-            db.update_header(conn, new, changes)
-        return new, encoded
+            doc = db.writable(conn, write.session_id, write.expected_version, write.lease, now)
+            encoded = _core.prepare_items(write.items, doc["last_seq"] + 1, now)
+            new = _core.apply_commit(doc, write.changes, len(encoded), now)
+            db.insert_items(conn, write.session_id, encoded)
+            db.update_header(conn, new, write.changes)
+        return DocAdded(new, encoded)
 
     def _replace_history(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -107,6 +107,21 @@ def header_write_params(
     params = write_params(session_id, expected_version, lease, items, now)
     params.update(changes_params(changes))
     return params
+
+
+class CommitRow(NamedTuple):
+    """What the commit statement wrote (a :class:`~tether.stores._writes.Added`): the
+    parameters it ran with and the row it returned."""
+
+    params: dict[str, Any]
+    row: Sequence[Any]
+
+    @property
+    def version(self) -> int:
+        return int(self.row[0])
+
+    def stamp(self) -> _core.CommitStamp:
+        return commit_stamp(self.params, self.row)
 
 
 def commit_stamp(params: Mapping[str, Any], row: Sequence[Any]) -> _core.CommitStamp:

@@ -53,6 +53,8 @@ from ...errors import (
 )
 from ...models import Lease, Page, Session, StoredItem
 from ...schema import schema
+from .._adding_async import _AsyncAddingStore
+from .._writes import Addition
 from ..base import CheckedItems, CheckedKeys
 from . import _options, _rows, _sql
 from ._conn_async import all_rows, purge_locked
@@ -65,7 +67,7 @@ log = logging.getLogger("tether.stores.postgres")
 Row = tuple[Any, ...]
 
 
-class AsyncPostgresStore(_AsyncPostgresForks):
+class AsyncPostgresStore(_AsyncAddingStore, _AsyncPostgresForks):
     """Sessions in PostgreSQL (psycopg 3 and a connection pool).
 
     ``conninfo`` is a libpq URL or ``key=value`` string; tether's own options are keyword
@@ -139,74 +141,39 @@ class AsyncPostgresStore(_AsyncPostgresForks):
         history = _core.decode_items(session_id, [row[1] for row in rows[1:]])
         return _core.readable_session(doc, history)
 
-    async def _commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        _, row = await self._commit_items(session_id, expected_version, items, changes, lease)
-        return int(row[0])
-
-    async def _commit_stamped(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> _core.CommitStamp:
-        """See the contract: the same one statement, whose row says what it stamped."""
-        params, row = await self._commit_items(session_id, expected_version, items, changes, lease)
-        return _rows.commit_stamp(params, row)
-
-    async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        """See the contract: the commit statement with no version to compare (NULL)."""
-        _, row = await self._commit_items(session_id, None, items, {}, lease)
-        return int(row[0])
-
-    async def _commit_items(
-        self,
-        session_id: str,
-        expected_version: int | None,
-        items: CheckedItems,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> tuple[dict[str, Any], Row]:
-        """The commit statement (see COMMIT): its parameters and the row it returned."""
+    async def _add(self, write: Addition) -> _rows.CommitRow:
+        """See the contract: the commit statement (see COMMIT; with no version to compare,
+        NULL, for an append), whose row says what it stamped."""
         params = _rows.header_write_params(
-            session_id, expected_version, lease, items, changes=changes, now=self._now()
+            write.session_id,
+            write.expected_version,
+            write.lease,
+            write.items,
+            changes=write.changes,
+            now=self._now(),
         )
         try:
-            row = await self._commit_row(session_id, expected_version, lease, params)
+            row = await self._commit_row(write, params)
         except StoreError as exc:
             if not _rows.cannot_merge_block(params, exc):
                 raise
             # PostgreSQL's json operators decode the stored state's strings, and one holding
             # "\u0000" cannot be decoded: that state keeps its block the slow way. Read it,
             # merge here, and write with the version check (a write in between conflicts).
-            stored = await self._load(session_id, last=0, after=None, limit=None)
-            merged = _core.keep_runtime_block(changes, stored.state)
+            stored = await self._load(write.session_id, last=0, after=None, limit=None)
+            merged = _core.keep_runtime_block(write.changes, stored.state)
             params.update(state=_json.dumps_text(merged["state"], what="state"), keep_block=False)
-            row = await self._commit_row(session_id, expected_version, lease, params)
-        return params, row
+            row = await self._commit_row(write, params)
+        return _rows.CommitRow(params, row)
 
-    async def _commit_row(
-        self,
-        session_id: str,
-        expected_version: int | None,
-        lease: Lease | None,
-        params: dict[str, Any],
-    ) -> Row:
+    async def _commit_row(self, write: Addition, params: dict[str, Any]) -> Row:
         return await self._keyed_write(
             "commit",
             self._sql.commit,
             params,
-            lambda found: _rows.judge_write(session_id, found, expected_version, lease),
+            lambda found: _rows.judge_write(
+                write.session_id, found, write.expected_version, write.lease
+            ),
             upgrade_items=True,  # replace_history skips this: it drops the old items anyway
         )
 

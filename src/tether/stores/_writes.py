@@ -1,0 +1,61 @@
+"""A write that adds items, as one value, and what it wrote (no I/O, so one module serves the
+async and the sync side).
+
+``commit``, a stamped ``commit`` and ``append`` are one write (see ``_adding_async.py``): the
+arguments that travel together from the contract's protected methods to a store's ``_add``
+are an :class:`Addition`, and ``_add`` answers with what the write wrote, an :class:`Added`,
+which gives the new version (for ``commit`` / ``append``) and, only when asked, the whole
+stamp (for ``commit_stamped``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from .. import _core
+from .._core import CommitStamp
+from ..models import KeyedItem, Lease
+
+__all__ = ["Added", "Addition", "DocAdded"]
+
+
+@dataclass(slots=True)
+class Addition:
+    """A commit's checked arguments (``expected_version`` None: a blind append, at any
+    version; ``changes`` normalised, ``{}`` for an append)."""
+
+    session_id: str
+    expected_version: int | None
+    items: list[Mapping[str, Any] | KeyedItem]
+    changes: _core.Doc
+    lease: Lease | None
+
+
+class Added(Protocol):
+    """What a store's ``_add`` wrote, as the three protected methods read it."""
+
+    @property
+    def version(self) -> int:
+        """The new version."""
+        ...
+
+    def stamp(self) -> CommitStamp:
+        """The write's :class:`~tether.stores.base.CommitStamp` (built only when asked)."""
+        ...
+
+
+class DocAdded(NamedTuple):
+    """:class:`Added` for a store that holds the new header document and the rows
+    ``_core.prepare_items`` encoded for the new items."""
+
+    doc: _core.Doc
+    rows: _core.PreparedItems
+
+    @property
+    def version(self) -> int:
+        return int(self.doc["version"])
+
+    def stamp(self) -> CommitStamp:
+        return _core.commit_stamp(self.doc, self.rows)

@@ -23,6 +23,7 @@ from langgraph.checkpoint.base.id import uuid6  # noqa: E402
 
 import tether  # noqa: E402
 from tether.integrations import _langgraph_core as core  # noqa: E402
+from tether.integrations import _langgraph_marks as marks  # noqa: E402
 from tether.integrations.langgraph import TetherSaver  # noqa: E402
 from tether.stores.base import Store  # noqa: E402
 
@@ -165,3 +166,54 @@ def test_writes_the_put_cannot_take_land_after_it(store: Store) -> None:
     head = TetherSaver(store).get_tuple(_cfg(thread))
     assert head is not None
     assert head.checkpoint["id"] == second["id"]
+
+
+def test_writes_wait_a_moment_for_the_next_put(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes that find no put waiting wait (``_GRACE``) for one to come: LangGraph puts a
+    step's checkpoint right after it saves the step's writes, so both share one commit; the
+    writes return as soon as the put stored them, never after the whole wait."""
+    monkeypatch.setattr(marks, "_GRACE", 30.0)
+    calls = _Calls(store)
+    saver = TetherSaver(calls)  # type: ignore[arg-type]
+    thread = f"b-{uuid.uuid4().hex[:8]}"
+    first, versions = _checkpoint(0)
+    parent = saver.put(_cfg(thread), first, {"source": "input", "step": -1}, versions)
+    calls.writes.clear()
+    writer = threading.Thread(
+        target=lambda: saver.put_writes(parent, [("messages", "w0")], "task-0")
+    )
+    started = time.monotonic()
+    writer.start()
+    _until(lambda: thread in saver._threads._batches)
+    time.sleep(0.05)  # the writer has the lock, finds no put waiting, and waits for one
+    second, versions = _checkpoint(1)
+    saver.put(parent, second, {"source": "loop", "step": 0}, versions)
+    writer.join(10)
+    assert not writer.is_alive()
+    assert time.monotonic() - started < 10
+    assert calls.writes == ["commit"]  # one write for both, the writes first
+    tup = TetherSaver(store).get_tuple(parent)
+    assert tup is not None
+    assert [w[1:] for w in tup.pending_writes or []] == [("messages", "w0")]
+
+
+def test_writes_no_put_takes_land_after_the_wait(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(marks, "_GRACE", 0.2)
+    calls = _Calls(store)
+    saver = TetherSaver(calls)  # type: ignore[arg-type]
+    thread = f"b-{uuid.uuid4().hex[:8]}"
+    first, versions = _checkpoint(0)
+    parent = saver.put(_cfg(thread), first, {"source": "input", "step": -1}, versions)
+    calls.writes.clear()
+    started = time.monotonic()
+    saver.put_writes(parent, [("messages", "w0")], "task-0")
+    assert time.monotonic() - started >= 0.2
+    assert calls.writes == ["append"]
+    assert thread not in saver._threads._batches  # no offer left for a later put
+    tup = TetherSaver(store).get_tuple(parent)
+    assert tup is not None
+    assert [w[1:] for w in tup.pending_writes or []] == [("messages", "w0")]

@@ -13,6 +13,7 @@ from typing import Any
 
 _STRIPES = 64  # locks serializing one thread's writes (see _Serial)
 _ASIDE = 1.0  # seconds a put_writes waits, at most, for a put to take its writes
+_GRACE = 0.005  # ... and for a put to come, when none waits (see _Turn.step_aside)
 _MARKS = 100_000  # first-write marks a process remembers appending (see Marks)
 
 
@@ -99,18 +100,25 @@ class _Turn:
     async def step_aside(self, done: Callable[[], bool]) -> None:
         """Let the puts of this thread waiting for the lock go first; back with the lock held
         once ``done()`` or none waits. Bounded (``_ASIDE`` seconds): a put that gave up
-        waiting (a cancelled task) never leaves a write waiting for it."""
+        waiting (a cancelled task) never leaves a write waiting for it.
+
+        With none waiting, wait up to ``_GRACE`` seconds for one to come and take them (the
+        lock free meanwhile): LangGraph puts a step's checkpoint right after it saves the
+        step's writes, so they nearly always share its commit (a chat turn's input writes,
+        stored alone otherwise: four commits a turn, now three); a put that does not come
+        (an interrupt, an error, a put waiting for these writes) costs the wait."""
 
         def ready() -> bool:
             return done() or not self._serial.put_waiting(self._thread_id)
 
-        if ready():
-            return
-        if isinstance(self._cond, threading.Condition):
-            self._cond.wait_for(ready, timeout=_ASIDE)
-            return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._cond.wait_for(ready), _ASIDE)
+        for until, timeout in ((ready, _ASIDE), (done, _GRACE)):
+            if until() or timeout <= 0:
+                continue
+            if isinstance(self._cond, threading.Condition):
+                self._cond.wait_for(until, timeout=timeout)
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._cond.wait_for(until), timeout)
 
 
 class Marks:

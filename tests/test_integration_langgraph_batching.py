@@ -217,3 +217,26 @@ def test_writes_no_put_takes_land_after_the_wait(
     tup = TetherSaver(store).get_tuple(parent)
     assert tup is not None
     assert [w[1:] for w in tup.pending_writes or []] == [("messages", "w0")]
+
+
+def test_two_waits_no_put_ended_stop_the_waits_for_a_while(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph whose puts wait for its writes (LangGraph's delta channels) never has a put
+    come while its writes wait: after two such waits the thread's writes stop waiting, and
+    one waits again every ``_RETRY`` writes."""
+    monkeypatch.setattr(marks, "_GRACE", 0.2)
+    monkeypatch.setattr(marks, "_RETRY", 4)
+    saver = TetherSaver(store)
+    thread = f"b-{uuid.uuid4().hex[:8]}"
+    first, versions = _checkpoint(0)
+    parent = saver.put(_cfg(thread), first, {"source": "input", "step": -1}, versions)
+    took: list[bool] = []
+    for n in range(8):
+        started = time.monotonic()
+        saver.put_writes(parent, [("messages", f"w{n}")], f"task-{n}")
+        took.append(time.monotonic() - started >= 0.2)
+    assert took == [True, True, False, False, False, True, False, False]
+    tup = saver.get_tuple(parent)
+    assert tup is not None
+    assert len(tup.pending_writes or []) == 8

@@ -14,6 +14,8 @@ from typing import Any
 _STRIPES = 64  # locks serializing one thread's writes (see _Serial)
 _ASIDE = 1.0  # seconds a put_writes waits, at most, for a put to take its writes
 _GRACE = 0.005  # ... and for a put to come, when none waits (see _Turn.step_aside)
+_RETRY = 32  # writes that do not wait, once two waits met no put, before one waits again
+_MISSED_THREADS = 10_000  # threads whose missed waits a saver remembers
 _MARKS = 100_000  # first-write marks a process remembers appending (see Marks)
 
 
@@ -40,6 +42,9 @@ class _Serial:
         self._loops = weakref.WeakKeyDictionary()
         self._count_lock = threading.Lock()
         self._puts: dict[str, int] = {}  # per thread: puts waiting for its lock
+        # per thread: the writes' waits for a put (_GRACE) that ended with no put, in a row
+        # (then counting the writes that did not wait since: see ``grace``)
+        self._missed: dict[str, int] = {}
 
     def _count(self, thread_id: str, step: int) -> None:
         with self._count_lock:
@@ -52,6 +57,28 @@ class _Serial:
     def put_waiting(self, thread_id: str) -> bool:
         with self._count_lock:
             return thread_id in self._puts
+
+    def grace(self, thread_id: str) -> float:
+        """How long a thread's writes wait for a put to come (:meth:`_Turn.step_aside`):
+        ``_GRACE``, but not after two waits in a row that no put ended (a graph whose puts
+        wait for the writes first, LangGraph's delta channels; runs that end in interrupts),
+        then again once every ``_RETRY`` writes."""
+        with self._count_lock:
+            missed = self._missed.get(thread_id, 0)
+            if missed < 2:
+                return _GRACE
+            self._missed[thread_id] = 1 if missed >= _RETRY else missed + 1
+            return 0.0
+
+    def waited(self, thread_id: str, *, taken: bool) -> None:
+        """A wait of :meth:`grace` ended: with the writes ``taken`` by a put, or not."""
+        with self._count_lock:
+            if taken:
+                self._missed.pop(thread_id, None)
+                return
+            self._missed[thread_id] = self._missed.get(thread_id, 0) + 1
+            if len(self._missed) > _MISSED_THREADS:
+                del self._missed[next(iter(self._missed))]
 
     @contextlib.asynccontextmanager
     async def __call__(self, thread_id: str, *, put: bool = False) -> AsyncIterator[_Turn]:
@@ -106,19 +133,27 @@ class _Turn:
         lock free meanwhile): LangGraph puts a step's checkpoint right after it saves the
         step's writes, so they nearly always share its commit (a chat turn's input writes,
         stored alone otherwise: four commits a turn, now three); a put that does not come
-        (an interrupt, an error, a put waiting for these writes) costs the wait."""
+        (an interrupt, an error, a put waiting for these writes) costs the wait, and two in a
+        row stop the waits of the thread's writes for a while (see :meth:`_Serial.grace`)."""
 
         def ready() -> bool:
             return done() or not self._serial.put_waiting(self._thread_id)
 
-        for until, timeout in ((ready, _ASIDE), (done, _GRACE)):
-            if until() or timeout <= 0:
-                continue
-            if isinstance(self._cond, threading.Condition):
-                self._cond.wait_for(until, timeout=timeout)
-            else:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._cond.wait_for(until), timeout)
+        if not ready():
+            await self._wait(ready, _ASIDE)
+        if done():
+            return
+        grace = self._serial.grace(self._thread_id)
+        if grace > 0:
+            await self._wait(done, grace)
+            self._serial.waited(self._thread_id, taken=done())
+
+    async def _wait(self, until: Callable[[], bool], timeout: float) -> None:
+        if isinstance(self._cond, threading.Condition):
+            self._cond.wait_for(until, timeout=timeout)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._cond.wait_for(until), timeout)
 
 
 class Marks:

@@ -47,9 +47,9 @@ from ..ids import encode_external_id
 from ..models import Session as TetherSession
 from ..models import StoredItem
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
-from ._extras import missing_extra
+from ._extras import requires_extra
 
-try:
+with requires_extra("adk", "Google ADK", "adk"):
     from google.adk.errors import StaleSessionError
     from google.adk.errors.already_exists_error import AlreadyExistsError
     from google.adk.errors.session_not_found_error import SessionNotFoundError
@@ -62,8 +62,6 @@ try:
     )
     from google.adk.sessions.session import Session
     from google.adk.sessions.state import State
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise missing_extra("adk", "Google ADK", "adk", exc) from exc
 
 __all__ = ["AGENT", "EVENT_TYPE", "SCHEME", "TetherSessionService", "register"]
 

@@ -38,13 +38,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ._extras import missing_extra
+from ._extras import requires_extra
 
-try:
+with requires_extra("celery", "Celery", "celery"):
     from celery import Celery, Task
     from celery import signals as celery_signals
-except ImportError as exc:  # pragma: no cover - exercised without the extra only
-    raise missing_extra("celery", "Celery", "celery", exc) from exc
 
 from ..errors import AlreadyClaimed, ConfigurationError, LeaseLost
 from ..stores.base import Store

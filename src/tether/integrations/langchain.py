@@ -22,13 +22,11 @@ from ..errors import ConflictError, SessionExists, SessionNotFound
 from ..ids import encode_external_id, external_id_metadata
 from ..models import Session
 from ..stores.base import Store
-from ._extras import missing_extra
+from ._extras import requires_extra
 
-try:
+with requires_extra("langchain", "langchain-core", "langchain"):
     from langchain_core.chat_history import BaseChatMessageHistory
     from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise missing_extra("langchain", "langchain-core", "langchain", exc) from exc
 
 __all__ = ["AGENT", "TetherChatMessageHistory"]
 

@@ -29,17 +29,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._extras import missing_extra
+from ._extras import requires_extra
 
-try:
+with requires_extra("openai_agents", "the OpenAI Agents SDK", "openai-agents"):
     from agents.memory.session import _CompactionSnapshot
     from agents.memory.session_settings import (
         SessionSettings,
         coerce_session_settings,
         resolve_session_limit,
     )
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise missing_extra("openai_agents", "the OpenAI Agents SDK", "openai-agents", exc) from exc
 
 from .. import _core
 from .._closing import AsyncClosing

@@ -38,17 +38,15 @@ from ..ids import encode_external_id, external_id_metadata
 from ..models import KeyedItem, Session, StoredItem
 from ..stores.abilities import AsyncForksInStore
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
-from ._extras import missing_extra
+from ._extras import requires_extra
 
-try:
+with requires_extra("pydantic_ai", "Pydantic AI", "pydantic-ai"):
     from pydantic_ai.conversation_store import (
         ConversationConflict,
         ConversationEntry,
         ConversationRecord,
         ConversationStore,
     )
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise missing_extra("pydantic_ai", "Pydantic AI", "pydantic-ai", exc) from exc
 
 __all__ = ["AGENT", "ENTRY_TYPE", "STATE_KEY", "TetherConversationStore"]
 

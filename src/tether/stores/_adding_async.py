@@ -1,13 +1,15 @@
-"""A store whose writes that add items are one method, async side; tools/unasync.py writes the
-sync side from it.
+"""A store whose writes take their arguments as one value, async side; tools/unasync.py writes
+the sync side from it.
 
 ``commit``, a stamped ``commit`` and ``append`` differ only in what they ask of one write: a
 version to compare (``append`` names none) and what to report (the new version, or the whole
 stamp). A store that does the write once, as ``_add`` taking the write's arguments as one
-:class:`~tether.stores._writes.Addition` and returning what it wrote (an
+:class:`~tether.stores._writes.Write` and returning what it wrote (an
 :class:`~tether.stores._writes.Added`: the new version, and the stamp when asked), subclasses
-:class:`_AsyncAddingStore` and gets the three protected methods from it: the key-value kit, the
-file store, SQLite and PostgreSQL do.
+:class:`_AsyncAddingStore` and gets the three protected methods from it. Its two replacing
+writes take the same value: ``_replace_all`` (``replace_history``) and ``_replace_after``
+(``replace_tail``). The memory store, the key-value kit, the file store, SQLite and PostgreSQL
+do; the contract's signatures are then declared here once, not in each store.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from abc import abstractmethod
 
 from .. import _core
 from ..models import Lease
-from ._writes import Added, Addition
+from ._writes import Added, Write
 from .base import AsyncStore, CheckedItems
 
 
 class _AsyncAddingStore(AsyncStore):
-    """:meth:`_commit`, :meth:`_commit_stamped` and :meth:`_append` as calls of one :meth:`_add`."""
+    """:meth:`_commit`, :meth:`_commit_stamped` and :meth:`_append` as calls of one :meth:`_add`;
+    :meth:`_replace_history` and :meth:`_replace_tail` as :meth:`_replace_all` and
+    :meth:`_replace_after`, each given the write as one :class:`~tether.stores._writes.Write`."""
 
     @abstractmethod
-    async def _add(self, write: Addition) -> Added:
+    async def _add(self, write: Write) -> Added:
         """The write (a commit, or with ``expected_version`` None a blind append); what it
         wrote, from inside the same write."""
 
@@ -37,7 +41,7 @@ class _AsyncAddingStore(AsyncStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> int:
-        added = await self._add(Addition(session_id, expected_version, items, changes, lease))
+        added = await self._add(Write(session_id, expected_version, items, changes, lease))
         return added.version
 
     async def _commit_stamped(
@@ -49,8 +53,42 @@ class _AsyncAddingStore(AsyncStore):
         changes: _core.Doc,
         lease: Lease | None,
     ) -> _core.CommitStamp:
-        added = await self._add(Addition(session_id, expected_version, items, changes, lease))
+        added = await self._add(Write(session_id, expected_version, items, changes, lease))
         return added.stamp()
 
     async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        return (await self._add(Addition(session_id, None, items, {}, lease))).version
+        return (await self._add(Write(session_id, None, items, {}, lease))).version
+
+    @abstractmethod
+    async def _replace_all(self, write: Write) -> int:
+        """``replace_history``: the whole history replaced by ``write.items``, numbered on from
+        the old ``last_seq``; the new version."""
+
+    @abstractmethod
+    async def _replace_after(self, write: Write, after: int) -> int:
+        """``replace_tail``: the items after seq ``after`` replaced by ``write.items``; the new
+        version."""
+
+    async def _replace_history(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> int:
+        return await self._replace_all(Write(session_id, expected_version, items, changes, lease))
+
+    async def _replace_tail(
+        self,
+        session_id: str,
+        expected_version: int,
+        after: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> int:
+        write = Write(session_id, expected_version, items, changes, lease)
+        return await self._replace_after(write, after)

@@ -1,30 +1,30 @@
-"""A write that adds items, as one value, and what it wrote (no I/O, so one module serves the
-async and the sync side).
+"""A write's checked arguments as one value, and what a write that adds items wrote (no I/O,
+so one module serves the async and the sync side).
 
-``commit``, a stamped ``commit`` and ``append`` are one write (see ``_adding_async.py``): the
-arguments that travel together from the contract's protected methods to a store's ``_add``
-are an :class:`Addition`, and ``_add`` answers with what the write wrote, an :class:`Added`,
-which gives the new version (for ``commit`` / ``append``) and, only when asked, the whole
-stamp (for ``commit_stamped``).
+The contract's protected writes (``_commit``, ``_commit_stamped``, ``_append``,
+``_replace_history``, ``_replace_tail``) all take a session id, a version to compare, the new
+items, the changes and the lease: in the built-in stores those travel together as one
+:class:`Write` (see ``_adding_async.py``). ``commit``, a stamped ``commit`` and ``append`` are
+one ``_add``, which answers with what it wrote, an :class:`Added`: the new version (for
+``commit`` / ``append``) and, only when asked, the whole stamp (for ``commit_stamped``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from .. import _core
 from .._core import CommitStamp
 from ..models import KeyedItem, Lease
 
-__all__ = ["Added", "Addition", "DocAdded"]
+__all__ = ["Added", "DocAdded", "Write"]
 
 
-@dataclass(slots=True)
-class Addition:
-    """A commit's checked arguments (``expected_version`` None: a blind append, at any
-    version; ``changes`` normalised, ``{}`` for an append)."""
+class Write(NamedTuple):
+    """A write's checked arguments, as the contract's protected methods receive them
+    (``expected_version`` None: a blind append, at any version; ``changes`` normalised, ``{}``
+    for an append)."""
 
     session_id: str
     expected_version: int | None

@@ -66,8 +66,8 @@ from ._adding_sync import _AddingStore
 from ._file_layout import FileLayout
 from ._file_log import FRAME, Keys, decode_record, keys_at
 from ._private import NotRegularFile, make_private_dirs, open_regular
-from ._writes import Addition, DocAdded
-from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
+from ._writes import DocAdded, Write
+from .base import CheckedKeys, SyncBackedAsyncStore
 
 __all__ = ["AsyncFileStore", "FileStore"]
 
@@ -203,7 +203,7 @@ class FileStore(_AddingStore, FileLayout):
         check_write(session_id, doc, expected_version, lease, now)
         return found
 
-    def _add(self, write: Addition) -> DocAdded:
+    def _add(self, write: Write) -> DocAdded:
         """The write (``expected_version`` None: a blind append); the header document and the
         rows it wrote."""
         session_id = write.session_id
@@ -259,15 +259,8 @@ class FileStore(_AddingStore, FileLayout):
         doc["schema_version"] = schema.current
         return doc, new_gen, size, keys_at(encoded, 0)
 
-    def _replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    def _replace_all(self, write: Write) -> int:
+        session_id, expected_version, items, changes, lease = write
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, _, _ = self._prepare_write(session_id, expected_version, lease, now)
@@ -279,22 +272,14 @@ class FileStore(_AddingStore, FileLayout):
             self._unlink_log(session_id, gen)
         return int(new["version"])
 
-    def _replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    def _replace_after(self, write: Write, after: int) -> int:
         """See the contract. Truncating rewrites only the header (the bytes past the new
         committed length are a torn tail, cut by the next append). Replacing with new items
         writes a new log generation: the kept records' bytes copied as they are (never
         decoded), then the new ones, because bytes a committed header covers are never
         overwritten in place. Finding where the kept records end reads their 8-byte frame
         headers."""
+        session_id, expected_version, items, changes, lease = write
         with self._locked(session_id):
             now = to_micros(self._clock())
             doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)

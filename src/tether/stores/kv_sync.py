@@ -23,8 +23,8 @@ from . import _kv_common as kv
 from ._adding_sync import _AddingStore
 from ._kv_backend_sync import KVBackend, _Guarded, _KVBlobs
 from ._kv_common import Head, Revision
-from ._writes import Addition, DocAdded
-from .base import CheckedItems, CheckedKeys
+from ._writes import DocAdded, Write
+from .base import CheckedKeys
 
 __all__ = ["KVBackend", "KVStore"]
 
@@ -136,7 +136,7 @@ class KVStore(_KVBlobs, _AddingStore):
                 return _core.readable_session(head.doc, _core.decode_items(session_id, raw))
         raise CorruptSession(session_id, "a history chunk its header names is missing")
 
-    def _add(self, write: Addition) -> DocAdded:
+    def _add(self, write: Write) -> DocAdded:
         """The write (``expected_version`` None: a blind append); the header document it
         published and the rows of the new items."""
         session_id, expected_version = write.session_id, write.expected_version
@@ -213,15 +213,8 @@ class KVStore(_KVBlobs, _AddingStore):
         self._drop_history(head)
         return int(new_doc["version"])
 
-    def _replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    def _replace_all(self, write: Write) -> int:
+        session_id, expected_version, items, changes, lease = write
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)
@@ -236,20 +229,12 @@ class KVStore(_KVBlobs, _AddingStore):
                 return version
         raise ConflictError(session_id, expected_version, None, "the header kept changing")
 
-    def _replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    def _replace_after(self, write: Write, after: int) -> int:
         """See the contract. A cut inside the unsealed tail (the newest items, fewer than
         ``chunk_items`` past the last sealed chunk) writes one new tail: O(chunk + suffix).
         A cut inside a sealed chunk writes a new generation (sealed chunks are never
         rewritten with other bytes), which copies the kept items."""
+        session_id, expected_version, items, changes, lease = write
         for _ in range(kv.WRITE_RETRIES):
             now = self._now()
             head = self._live_head(session_id, now)

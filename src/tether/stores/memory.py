@@ -13,8 +13,8 @@ from .._time import Clock, system_clock, to_micros
 from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
 from ._adding_sync import _AddingStore
-from ._writes import Addition, DocAdded
-from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
+from ._writes import DocAdded, Write
+from .base import CheckedKeys, SyncBackedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
 
@@ -135,7 +135,7 @@ class MemoryStore(_AddingStore):
             _core.json_copy(doc, what="header"), _core.decode_items(session_id, raw)
         )
 
-    def _add(self, write: Addition) -> DocAdded:
+    def _add(self, write: Write) -> DocAdded:
         """The write (``expected_version`` None: a blind append); the header and rows written."""
         with self._writing(write.session_id, write.expected_version, write.lease) as (entry, now):
             encoded = _core.prepare_items(write.items, entry.doc["last_seq"] + 1, now)
@@ -148,16 +148,8 @@ class MemoryStore(_AddingStore):
             entry.keys.update(encoded.keys)
             return DocAdded(entry.doc, encoded)
 
-    def _replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    def _replace_after(self, write: Write, after: int) -> int:
+        session_id, expected_version, items, changes, lease = write
         with self._writing(session_id, expected_version, lease) as (entry, now):
             kept = _core.items_kept(entry.doc, after, "replace_tail")
             encoded = _core.prepare_items(items, after + 1, now)
@@ -180,15 +172,8 @@ class MemoryStore(_AddingStore):
             rows = [entry.row(entry.keys[key]) for key in keys if key in entry.keys]
         return _core.keyed_items(session_id, rows)
 
-    def _replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    def _replace_all(self, write: Write) -> int:
+        session_id, expected_version, items, changes, lease = write
         with self._writing(session_id, expected_version, lease) as (entry, now):
             encoded = _core.prepare_items(items, entry.doc["last_seq"] + 1, now)
             entry.doc = _core.apply_replace(entry.doc, len(encoded), now, changes)

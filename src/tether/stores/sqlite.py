@@ -61,8 +61,8 @@ from ._sqlite_sql import (
     items_query,
     row_to_doc,
 )
-from ._writes import Addition, DocAdded
-from .base import CheckedItems, CheckedKeys, SyncBackedAsyncStore
+from ._writes import DocAdded, Write
+from .base import CheckedKeys, SyncBackedAsyncStore
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
@@ -231,7 +231,7 @@ class SQLiteStore(_AddingStore):
             )
         return _core.readable_session(current, history)
 
-    def _add(self, write: Addition) -> DocAdded:
+    def _add(self, write: Write) -> DocAdded:
         """The write (``expected_version`` None: a blind append); the header document and the
         rows it wrote."""
         with self._write() as conn:
@@ -243,45 +243,16 @@ class SQLiteStore(_AddingStore):
             db.update_header(conn, new, write.changes)
         return DocAdded(new, encoded)
 
-    def _replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        return self._rewrite(
-            session_id, expected_version, None, items, changes=changes, lease=lease
-        )
+    def _replace_all(self, write: Write) -> int:
+        return self._rewrite(write, None)
 
-    def _replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        return self._rewrite(
-            session_id, expected_version, after, items, changes=changes, lease=lease
-        )
+    def _replace_after(self, write: Write, after: int) -> int:
+        return self._rewrite(write, after)
 
-    def _rewrite(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int | None,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    def _rewrite(self, write: Write, after: int | None) -> int:
         """Replace the items after seq ``after`` (None: the whole history, the new items
-        numbered on from ``last_seq``) with ``items``; the new version."""
+        numbered on from ``last_seq``) with ``write.items``; the new version."""
+        session_id, expected_version, items, changes, lease = write
         with self._write() as conn:
             now = self._now()
             doc = db.writable(conn, session_id, expected_version, lease, now)

@@ -183,7 +183,7 @@ def is_duplicate_key(exc: StoreError) -> bool:
 
 
 def judge_tail(
-    session_id: str, found: Found, expected_version: int, lease: Lease | None, after: int
+    session_id: str, found: Found, expected_version: int | None, lease: Lease | None, after: int
 ) -> None:
     """replace_tail: the checks of a write, then ``after`` within the history."""
     judge_write(session_id, found, expected_version, lease)

@@ -54,8 +54,8 @@ from ...errors import (
 from ...models import Lease, Page, Session, StoredItem
 from ...schema import schema
 from .._adding_async import _AsyncAddingStore
-from .._writes import Addition
-from ..base import CheckedItems, CheckedKeys
+from .._writes import Write
+from ..base import CheckedKeys
 from . import _options, _rows, _sql
 from ._conn_async import all_rows, purge_locked
 from ._forks_async import _AsyncPostgresForks
@@ -141,7 +141,7 @@ class AsyncPostgresStore(_AsyncAddingStore, _AsyncPostgresForks):
         history = _core.decode_items(session_id, [row[1] for row in rows[1:]])
         return _core.readable_session(doc, history)
 
-    async def _add(self, write: Addition) -> _rows.CommitRow:
+    async def _add(self, write: Write) -> _rows.CommitRow:
         """See the contract: the commit statement (see COMMIT; with no version to compare,
         NULL, for an append), whose row says what it stamped."""
         params = _rows.header_write_params(
@@ -166,7 +166,7 @@ class AsyncPostgresStore(_AsyncAddingStore, _AsyncPostgresForks):
             row = await self._commit_row(write, params)
         return _rows.CommitRow(params, row)
 
-    async def _commit_row(self, write: Addition, params: dict[str, Any]) -> Row:
+    async def _commit_row(self, write: Write, params: dict[str, Any]) -> Row:
         return await self._keyed_write(
             "commit",
             self._sql.commit,
@@ -177,17 +177,9 @@ class AsyncPostgresStore(_AsyncAddingStore, _AsyncPostgresForks):
             upgrade_items=True,  # replace_history skips this: it drops the old items anyway
         )
 
-    async def _replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    async def _replace_after(self, write: Write, after: int) -> int:
         """See the contract: one statement touching only the suffix (see TAIL)."""
+        session_id, expected_version, items, changes, lease = write
         params = _rows.header_write_params(
             session_id, expected_version, lease, items, changes=changes, now=self._now()
         )
@@ -213,15 +205,8 @@ class AsyncPostgresStore(_AsyncAddingStore, _AsyncPostgresForks):
         schema.check(session_id, int(row[0]))
         return _core.keyed_items(session_id, row[1])
 
-    async def _replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    async def _replace_all(self, write: Write) -> int:
+        session_id, expected_version, items, changes, lease = write
         params = _rows.header_write_params(
             session_id, expected_version, lease, items, changes=changes, now=self._now()
         )

@@ -112,6 +112,23 @@ async def test_async_saver_runs_a_graph(store_url: str) -> None:
         assert len([s async for s in graph.aget_state_history(_cfg("a"))]) == 6
 
 
+@pytest.mark.parametrize("store_url", ["memory", "sqlite"], indirect=True)
+async def test_async_saver_owning_claims_the_thread_and_releases_it(store_url: str) -> None:
+    async with tether.open_async_store(store_url) as astore:
+        saver = AsyncTetherSaver(astore, ownership=True)
+        graph = _chat_graph(saver)
+        async with saver.owning("o", owner="first") as lease:
+            assert lease.owner == "first"
+            await graph.ainvoke({"messages": ["x"]}, _cfg("o"))  # its writes carry the lease
+            with pytest.raises(AlreadyClaimed):
+                async with saver.owning("o", owner="second"):
+                    pass
+        async with saver.owning("o", owner="second"):  # released at the end of the block
+            await graph.ainvoke({"messages": ["z"]}, _cfg("o"))
+        state = await graph.aget_state(_cfg("o"))
+        assert state.values["messages"] == ["x", "echo x", "z", "echo z"]
+
+
 class _Counting:
     """Counts the items a store hands back through load (what a scan would cost)."""
 

@@ -283,9 +283,10 @@ class SaverBase(BaseCheckpointSaver[str]):
     async def _list(
         self,
         config: RunnableConfig | None,
-        filter: dict[str, Any] | None,
-        before: RunnableConfig | None,
-        limit: int | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
     ) -> AsyncGenerator[CheckpointTuple, None]:
         """Checkpoints newest first, read as they are consumed (a page of the thread at a
         time), so a first page costs the same at any thread length."""
@@ -476,7 +477,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         config: RunnableConfig,
         writes: Sequence[tuple[str, Any]],
         task_id: str,
-        task_path: str,
+        task_path: str = "",
     ) -> None:
         if not writes:
             return
@@ -500,17 +501,20 @@ class SaverBase(BaseCheckpointSaver[str]):
 
     # --- whole-thread operations: see _langgraph_admin ------------------------------------
 
+    async def _delete_thread(self, thread_id: str) -> None:
+        await self._threads.delete(str(thread_id))
+
     async def _delete_for_runs(self, run_ids: Sequence[str]) -> None:
         await admin.delete_for_runs(self, run_ids)
 
-    async def _prune(self, thread_ids: Sequence[str], strategy: str) -> None:
+    async def _prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await admin.prune(self, thread_ids, strategy)
 
-    async def _copy_thread(self, source: str, target: str) -> None:
-        await admin.copy_thread(self._threads, source, target)
+    async def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await admin.copy_thread(self._threads, str(source_thread_id), str(target_thread_id))
 
-    async def _delta(
-        self, config: RunnableConfig, channels: Sequence[str]
+    async def _get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         history: Mapping[str, DeltaChannelHistory] = await admin.delta_history(
             self, config, channels

@@ -21,6 +21,8 @@ import asyncio
 import contextlib
 import contextvars
 import copy
+import functools
+import inspect
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -28,11 +30,9 @@ from collections.abc import (
     Coroutine,
     Generator,
     Iterator,
-    Mapping,
-    Sequence,
 )
 from datetime import timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from ..errors import InvalidRequest
 from ..models import Lease
@@ -40,14 +40,7 @@ from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
 from ._extras import missing_extra
 
 try:
-    from langchain_core.runnables import RunnableConfig
-    from langgraph.checkpoint.base import (
-        ChannelVersions,
-        Checkpoint,
-        CheckpointMetadata,
-        CheckpointTuple,
-        DeltaChannelHistory,
-    )
+    from langgraph.checkpoint.base import CheckpointTuple
     from langgraph.checkpoint.serde.base import SerializerProtocol
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise missing_extra("langgraph", "LangGraph", "langgraph", exc) from exc
@@ -66,12 +59,78 @@ AGENT = core.AGENT
 
 _Run = Callable[[SaverBase], Coroutine[Any, Any, _T]]
 _Pages = Callable[[SaverBase], AsyncGenerator[CheckpointTuple, None]]
+_P = ParamSpec("_P")
+
+
+def _named(face: Any, op: Callable[..., Any], returns: Any = None) -> Any:
+    """``face`` under the public name of ``op`` (``_put`` -> ``put``, ``aput`` for an async
+    face) with ``op``'s parameters for ``inspect`` (LangGraph reads ``put_writes``'s)."""
+    functools.update_wrapper(face, op)
+    del face.__wrapped__
+    name = op.__name__.lstrip("_")
+    is_async = asyncio.iscoroutinefunction(face) or inspect.isasyncgenfunction(face)
+    face.__name__ = face.__qualname__ = f"a{name}" if is_async else name
+    signature = inspect.signature(op)
+    if returns is not None:
+        signature = signature.replace(return_annotation=returns)
+    face.__signature__ = signature
+    return face
+
+
+def _sync_face(
+    op: Callable[Concatenate[SaverBase, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[_Faces, _P], _T]:
+    """A checkpointer method, sync: the saver's coroutine ``op`` run by ``_run_sync``."""
+
+    def face(self: _Faces, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return self._run_sync(lambda saver: op(saver, *args, **kwargs))
+
+    return cast("Callable[Concatenate[_Faces, _P], _T]", _named(face, op))
+
+
+def _async_face(
+    op: Callable[Concatenate[SaverBase, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[_Faces, _P], Coroutine[Any, Any, _T]]:
+    """The same method, async: ``op`` run by ``_run_async``."""
+
+    async def face(self: _Faces, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await self._run_async(lambda saver: op(saver, *args, **kwargs))
+
+    return cast("Callable[Concatenate[_Faces, _P], Coroutine[Any, Any, _T]]", _named(face, op))
+
+
+def _sync_pages(
+    op: Callable[Concatenate[SaverBase, _P], AsyncGenerator[CheckpointTuple, None]],
+) -> Callable[Concatenate[_Faces, _P], Iterator[CheckpointTuple]]:
+    """``list``: the saver's async generator ``op`` read by ``_pages_sync``."""
+
+    def face(self: _Faces, *args: _P.args, **kwargs: _P.kwargs) -> Iterator[CheckpointTuple]:
+        yield from self._pages_sync(lambda saver: op(saver, *args, **kwargs))
+
+    named = _named(face, op, "Iterator[CheckpointTuple]")
+    return cast("Callable[Concatenate[_Faces, _P], Iterator[CheckpointTuple]]", named)
+
+
+def _async_pages(
+    op: Callable[Concatenate[SaverBase, _P], AsyncGenerator[CheckpointTuple, None]],
+) -> Callable[Concatenate[_Faces, _P], AsyncIterator[CheckpointTuple]]:
+    """``alist``: ``op`` read by ``_pages_async``."""
+
+    async def face(
+        self: _Faces, *args: _P.args, **kwargs: _P.kwargs
+    ) -> AsyncIterator[CheckpointTuple]:
+        async for tup in self._pages_async(lambda saver: op(saver, *args, **kwargs)):
+            yield tup
+
+    named = _named(face, op, "AsyncIterator[CheckpointTuple]")
+    return cast("Callable[Concatenate[_Faces, _P], AsyncIterator[CheckpointTuple]]", named)
 
 
 class _Faces(SaverBase):
-    """LangGraph's checkpointer methods, sync and async, each written once over the saver's
-    coroutines (:class:`SaverBase`): the two savers differ only in how they run one
-    (``_run_sync`` / ``_run_async``) and read pages (``_pages_sync`` / ``_pages_async``)."""
+    """LangGraph's checkpointer methods, sync and async, each made once from the saver's
+    coroutine (:class:`SaverBase`, the same parameters): the two savers differ only in how
+    they run one (``_run_sync`` / ``_run_async``) and read pages (``_pages_sync`` /
+    ``_pages_async``)."""
 
     def _run_sync(self, make: _Run[_T]) -> _T:
         raise NotImplementedError
@@ -85,106 +144,44 @@ class _Faces(SaverBase):
     def _pages_async(self, make: _Pages) -> AsyncIterator[CheckpointTuple]:
         raise NotImplementedError
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._run_sync(lambda saver: saver._get_tuple(config))
+    get_tuple = _sync_face(SaverBase._get_tuple)
+    aget_tuple = _async_face(SaverBase._get_tuple)
+    list = _sync_pages(SaverBase._list)
+    alist = _async_pages(SaverBase._list)
+    put = _sync_face(SaverBase._put)
+    aput = _async_face(SaverBase._put)
+    put_writes = _sync_face(SaverBase._put_writes)
+    aput_writes = _async_face(SaverBase._put_writes)
+    delete_thread = _sync_face(SaverBase._delete_thread)
+    adelete_thread = _async_face(SaverBase._delete_thread)
+    delete_for_runs = _sync_face(SaverBase._delete_for_runs)
+    adelete_for_runs = _async_face(SaverBase._delete_for_runs)
+    copy_thread = _sync_face(SaverBase._copy_thread)
+    acopy_thread = _async_face(SaverBase._copy_thread)
+    prune = _sync_face(SaverBase._prune)
+    aprune = _async_face(SaverBase._prune)
+    get_delta_channel_history = _sync_face(SaverBase._get_delta_channel_history)
+    aget_delta_channel_history = _async_face(SaverBase._get_delta_channel_history)
 
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._run_async(lambda saver: saver._get_tuple(config))
+    # ``owning`` (each saver's own, sync or async): the claim and its release
+    async def _claim(self, thread_id: str, owner: str, ttl: float | timedelta) -> Lease:
+        await self._threads.ensure(str(thread_id))
+        lease: Lease = await self._threads.store.claim(core.session_id(str(thread_id)), owner, ttl)
+        return lease
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        yield from self._pages_sync(lambda saver: saver._list(config, filter, before, limit))
+    async def _release(self, lease: Lease) -> None:
+        with contextlib.suppress(Exception):
+            await self._threads.store.release(lease)
 
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        async for tup in self._pages_async(lambda s: s._list(config, filter, before, limit)):
-            yield tup
 
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return self._run_sync(lambda saver: saver._put(config, checkpoint, metadata, new_versions))
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await self._run_async(lambda s: s._put(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        self._run_sync(lambda saver: saver._put_writes(config, writes, task_id, task_path))
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await self._run_async(lambda saver: saver._put_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        self._run_sync(lambda saver: saver._threads.delete(str(thread_id)))
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._run_async(lambda saver: saver._threads.delete(str(thread_id)))
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        self._run_sync(lambda saver: saver._delete_for_runs(run_ids))
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._run_async(lambda saver: saver._delete_for_runs(run_ids))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._run_sync(
-            lambda saver: saver._copy_thread(str(source_thread_id), str(target_thread_id))
-        )
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._run_async(
-            lambda saver: saver._copy_thread(str(source_thread_id), str(target_thread_id))
-        )
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._run_sync(lambda saver: saver._prune(thread_ids, strategy))
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._run_async(lambda saver: saver._prune(thread_ids, strategy))
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return self._run_sync(lambda saver: saver._delta(config, channels))
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        return await self._run_async(lambda saver: saver._delta(config, channels))
+@contextlib.contextmanager
+def _carrying(thread_id: str, lease: Lease) -> Iterator[None]:
+    """The saver's writes to ``thread_id`` in this context carry ``lease``."""
+    token = LEASES.set({**(LEASES.get() or {}), str(thread_id): lease})
+    try:
+        yield
+    finally:
+        LEASES.reset(token)
 
 
 class AsyncTetherSaver(_Faces):
@@ -261,15 +258,12 @@ class AsyncTetherSaver(_Faces):
         self, thread_id: str, *, owner: str = "langgraph", ttl: float | timedelta = 300
     ) -> AsyncIterator[Lease]:
         """Claim the thread for one invocation: see :meth:`TetherSaver.owning`."""
-        await self._threads.ensure(str(thread_id))
-        lease = await self._threads.store.claim(core.session_id(str(thread_id)), owner, ttl)
-        token = LEASES.set({**(LEASES.get() or {}), str(thread_id): lease})
+        lease = await self._claim(thread_id, owner, ttl)
         try:
-            yield lease
+            with _carrying(thread_id, lease):
+                yield lease
         finally:
-            LEASES.reset(token)
-            with contextlib.suppress(Exception):
-                await self._threads.store.release(lease)
+            await self._release(lease)
 
 
 class TetherSaver(_Faces):
@@ -316,15 +310,12 @@ class TetherSaver(_Faces):
         :class:`~tether.errors.AlreadyClaimed`, and a second ``owning`` on it too. Released
         at the end of the block; a crashed holder's claim ends after ``ttl`` seconds.
         """
-        core.run_sync(self._threads.ensure(str(thread_id)))
-        lease = self.store.claim(core.session_id(str(thread_id)), owner, ttl)
-        token = LEASES.set({**(LEASES.get() or {}), str(thread_id): lease})
+        lease = core.run_sync(self._claim(thread_id, owner, ttl))
         try:
-            yield lease
+            with _carrying(thread_id, lease):
+                yield lease
         finally:
-            LEASES.reset(token)
-            with contextlib.suppress(Exception):
-                self.store.release(lease)
+            core.run_sync(self._release(lease))
 
 
 async def _off(fn: Callable[..., _T], *args: Any) -> _T:

@@ -33,8 +33,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from . import _core, _json
 from ._ids import validate_session_id
@@ -52,27 +51,13 @@ from .encryption_codec import (
 )
 from .errors import ConflictError, InvalidRequest
 from .models import KeyedItem, Lease, Page, Session, StoredItem
-from .stores.base import AsyncStore, NewItems, StatusFilter
+from .stores.base import AsyncStore, ListFilters, NewItems
 from .stores.wrapping_async import AsyncWrappingStore
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
 
 __all__ = ["AsyncEncryptedStore"]
-
-
-class ListFilters(TypedDict, total=False):
-    """The keyword arguments of ``list`` (:meth:`~tether.AsyncStore.list`), which this store
-    passes on as given: only the page it gets back changes."""
-
-    owner: str | None
-    agent: str | None
-    status: StatusFilter
-    metadata: Mapping[str, Any] | None
-    updated_after: datetime | None
-    updated_before: datetime | None
-    limit: int
-    cursor: str | None
 
 
 _Prepared = list[tuple[str | None, bytes, str | None]]
@@ -174,7 +159,7 @@ class AsyncEncryptedStore(AsyncWrappingStore):
         """The stored header, which must be at ``expected_version``: the seqs and the runtime
         block a write derives from it are then the ones the store holds when the write lands
         (the write itself is checked against the same version)."""
-        header = await self.inner.load(session_id, last=0)
+        header = await self._forward(AsyncStore.load, session_id, last=0)
         self._saw(session_id, header.version, header.last_seq)
         if header.version != expected_version:
             raise ConflictError(session_id, expected_version, header.version)
@@ -262,7 +247,8 @@ class AsyncEncryptedStore(AsyncWrappingStore):
                 sealed[field] = self.codec.seal_field(session_id, field, checked[field])
         return sealed
 
-    def _open(self, session: Session) -> Session:
+    def _loaded(self, session: Session) -> Session:
+        """What ``load`` returns: the inner store's session, opened."""
         self._saw(session.id, session.version, session.last_seq)
         return open_loaded(self.codec, session)
 
@@ -281,7 +267,7 @@ class AsyncEncryptedStore(AsyncWrappingStore):
                 "history": self._seal_items(sid, 1, prepared),
             }
         )
-        created = await self.inner.create(sealed)
+        created = await self._forward(AsyncStore.create, sealed)
         self._saw(created.id, created.version, created.last_seq)
         # the items as stored, decoded from what was encrypted: copies, never the caller's
         items = [
@@ -295,16 +281,6 @@ class AsyncEncryptedStore(AsyncWrappingStore):
             items,
         )
 
-    async def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-    ) -> Session:
-        return self._open(await self.inner.load(session_id, last=last, after=after, limit=limit))
-
     async def commit(
         self,
         session_id: str,
@@ -316,8 +292,13 @@ class AsyncEncryptedStore(AsyncWrappingStore):
     ) -> int:
         write = await self._sealed_write(session_id, expected_version, append, changes, lease)
         with self._forgets(session_id):
-            version = await self.inner.commit(
-                session_id, expected_version, append=write.items, changes=write.changes, lease=lease
+            version = await self._forward(
+                AsyncStore.commit,
+                session_id,
+                expected_version,
+                append=write.items,
+                changes=write.changes,
+                lease=lease,
             )
         self._wrote(session_id, version, write.last_seq, expected_version)
         return version
@@ -334,8 +315,13 @@ class AsyncEncryptedStore(AsyncWrappingStore):
         # the new items are numbered after the old last_seq, as a commit's are
         write = await self._sealed_write(session_id, expected_version, items, changes, lease)
         with self._forgets(session_id):
-            version = await self.inner.replace_history(
-                session_id, expected_version, write.items, changes=write.changes, lease=lease
+            version = await self._forward(
+                AsyncStore.replace_history,
+                session_id,
+                expected_version,
+                write.items,
+                changes=write.changes,
+                lease=lease,
             )
         # an emptied history's last_seq is the store's to say
         self._remember(session_id, version, write.last_seq if write.items else None)
@@ -346,12 +332,12 @@ class AsyncEncryptedStore(AsyncWrappingStore):
         prepared = _prepare(items)
         _core.check_lease_arg(lease, optional=True)
         while True:  # the seqs come from the header; the commit lands only at its version
-            header = await self.inner.load(session_id, last=0)
+            header = await self._forward(AsyncStore.load, session_id, last=0)
             sealed = self._seal_items(session_id, header.last_seq + 1, prepared)
             try:
                 with self._forgets(session_id):
-                    version = await self.inner.commit(
-                        session_id, header.version, append=sealed, lease=lease
+                    version = await self._forward(
+                        AsyncStore.commit, session_id, header.version, append=sealed, lease=lease
                     )
             except ConflictError:
                 continue
@@ -379,7 +365,8 @@ class AsyncEncryptedStore(AsyncWrappingStore):
             normalized = self._keep_block(header, normalized)
         with self._forgets(session_id):
             # the new items are numbered from after + 1 whatever the history holds
-            version = await self.inner.replace_tail(
+            version = await self._forward(
+                AsyncStore.replace_tail,
                 session_id,
                 expected_version,
                 after,
@@ -392,7 +379,7 @@ class AsyncEncryptedStore(AsyncWrappingStore):
         return version
 
     async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
-        found = await self.inner.items_by_key(session_id, keys)
+        found = await self._forward(AsyncStore.items_by_key, session_id, keys)
         return {
             key: StoredItem(
                 entry.seq,
@@ -420,7 +407,9 @@ class AsyncEncryptedStore(AsyncWrappingStore):
     ) -> bool:
         self._forget(session_id)  # whatever happens, a session of this id may start again
         try:
-            return await self.inner.delete(session_id, expected_version, lease=lease, force=force)
+            return await self._forward(
+                AsyncStore.delete, session_id, expected_version, lease=lease, force=force
+            )
         finally:
             self._forget(session_id)
 

@@ -34,8 +34,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from . import _core, _json
 from ._ids import validate_session_id
@@ -53,27 +52,13 @@ from .encryption_codec import (
 )
 from .errors import ConflictError, InvalidRequest
 from .models import KeyedItem, Lease, Page, Session, StoredItem
-from .stores.base import NewItems, StatusFilter, Store
+from .stores.base import ListFilters, NewItems, Store
 from .stores.wrapping_sync import WrappingStore
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
 
 __all__ = ["EncryptedStore"]
-
-
-class ListFilters(TypedDict, total=False):
-    """The keyword arguments of ``list`` (:meth:`~tether.Store.list`), which this store
-    passes on as given: only the page it gets back changes."""
-
-    owner: str | None
-    agent: str | None
-    status: StatusFilter
-    metadata: Mapping[str, Any] | None
-    updated_after: datetime | None
-    updated_before: datetime | None
-    limit: int
-    cursor: str | None
 
 
 _Prepared = list[tuple[str | None, bytes, str | None]]
@@ -175,7 +160,7 @@ class EncryptedStore(WrappingStore):
         """The stored header, which must be at ``expected_version``: the seqs and the runtime
         block a write derives from it are then the ones the store holds when the write lands
         (the write itself is checked against the same version)."""
-        header = self.inner.load(session_id, last=0)
+        header = self._forward(Store.load, session_id, last=0)
         self._saw(session_id, header.version, header.last_seq)
         if header.version != expected_version:
             raise ConflictError(session_id, expected_version, header.version)
@@ -263,7 +248,8 @@ class EncryptedStore(WrappingStore):
                 sealed[field] = self.codec.seal_field(session_id, field, checked[field])
         return sealed
 
-    def _open(self, session: Session) -> Session:
+    def _loaded(self, session: Session) -> Session:
+        """What ``load`` returns: the inner store's session, opened."""
         self._saw(session.id, session.version, session.last_seq)
         return open_loaded(self.codec, session)
 
@@ -282,7 +268,7 @@ class EncryptedStore(WrappingStore):
                 "history": self._seal_items(sid, 1, prepared),
             }
         )
-        created = self.inner.create(sealed)
+        created = self._forward(Store.create, sealed)
         self._saw(created.id, created.version, created.last_seq)
         # the items as stored, decoded from what was encrypted: copies, never the caller's
         items = [
@@ -296,16 +282,6 @@ class EncryptedStore(WrappingStore):
             items,
         )
 
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-    ) -> Session:
-        return self._open(self.inner.load(session_id, last=last, after=after, limit=limit))
-
     def commit(
         self,
         session_id: str,
@@ -317,8 +293,13 @@ class EncryptedStore(WrappingStore):
     ) -> int:
         write = self._sealed_write(session_id, expected_version, append, changes, lease)
         with self._forgets(session_id):
-            version = self.inner.commit(
-                session_id, expected_version, append=write.items, changes=write.changes, lease=lease
+            version = self._forward(
+                Store.commit,
+                session_id,
+                expected_version,
+                append=write.items,
+                changes=write.changes,
+                lease=lease,
             )
         self._wrote(session_id, version, write.last_seq, expected_version)
         return version
@@ -335,8 +316,13 @@ class EncryptedStore(WrappingStore):
         # the new items are numbered after the old last_seq, as a commit's are
         write = self._sealed_write(session_id, expected_version, items, changes, lease)
         with self._forgets(session_id):
-            version = self.inner.replace_history(
-                session_id, expected_version, write.items, changes=write.changes, lease=lease
+            version = self._forward(
+                Store.replace_history,
+                session_id,
+                expected_version,
+                write.items,
+                changes=write.changes,
+                lease=lease,
             )
         # an emptied history's last_seq is the store's to say
         self._remember(session_id, version, write.last_seq if write.items else None)
@@ -347,12 +333,12 @@ class EncryptedStore(WrappingStore):
         prepared = _prepare(items)
         _core.check_lease_arg(lease, optional=True)
         while True:  # the seqs come from the header; the commit lands only at its version
-            header = self.inner.load(session_id, last=0)
+            header = self._forward(Store.load, session_id, last=0)
             sealed = self._seal_items(session_id, header.last_seq + 1, prepared)
             try:
                 with self._forgets(session_id):
-                    version = self.inner.commit(
-                        session_id, header.version, append=sealed, lease=lease
+                    version = self._forward(
+                        Store.commit, session_id, header.version, append=sealed, lease=lease
                     )
             except ConflictError:
                 continue
@@ -380,7 +366,8 @@ class EncryptedStore(WrappingStore):
             normalized = self._keep_block(header, normalized)
         with self._forgets(session_id):
             # the new items are numbered from after + 1 whatever the history holds
-            version = self.inner.replace_tail(
+            version = self._forward(
+                Store.replace_tail,
                 session_id,
                 expected_version,
                 after,
@@ -393,7 +380,7 @@ class EncryptedStore(WrappingStore):
         return version
 
     def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
-        found = self.inner.items_by_key(session_id, keys)
+        found = self._forward(Store.items_by_key, session_id, keys)
         return {
             key: StoredItem(
                 entry.seq,
@@ -421,7 +408,9 @@ class EncryptedStore(WrappingStore):
     ) -> bool:
         self._forget(session_id)  # whatever happens, a session of this id may start again
         try:
-            return self.inner.delete(session_id, expected_version, lease=lease, force=force)
+            return self._forward(
+                Store.delete, session_id, expected_version, lease=lease, force=force
+            )
         finally:
             self._forget(session_id)
 

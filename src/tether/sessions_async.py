@@ -5,9 +5,9 @@ One object to create, load, change, fork, list and retire sessions over any stor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._cache import detach
@@ -26,6 +26,11 @@ from .events import LoadFailed, SessionArchived, SessionDeleted, SessionLoaded
 from .hooks import HookContext, HookStage
 from .models import HistoryItem, Lease, Page, Session, SessionHeader, SessionStatus
 from .stores.abilities import AsyncPurges, missing
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
+
+    from .stores.base import ListFilters
 
 __all__ = ["AsyncSessions"]
 
@@ -96,35 +101,16 @@ class AsyncSessions(_AsyncSessionsCore):
         the history is replaced between two pages; see ``Store.iter_history``."""
         return self.store.iter_history(session_id, after=after, page_size=page_size)
 
-    async def list(
-        self,
-        *,
-        include_archived: bool = False,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: Any = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        """Headers, newest first, with the store's filters and cursor pages.
+    async def list(self, *, include_archived: bool = False, **filters: Unpack[ListFilters]) -> Page:
+        """Headers, newest first, with the store's filters (those of ``Store.list``: ``owner``,
+        ``agent``, ``status``, ``metadata``, ``updated_after``, ``updated_before``, ``limit``)
+        and cursor pages (``cursor``).
 
         Archived sessions are left out unless ``include_archived`` or a ``status`` asks for them.
         """
-        if status is None and not include_archived:
-            status = sorted(ACTIVE)
-        return await self.store.list(
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
-        )
+        if filters.get("status") is None and not include_archived:
+            filters["status"] = sorted(ACTIVE)
+        return await self.store.list(**filters)
 
     async def for_owner(self, owner: str, **filters: Any) -> Page:
         """The sessions of one user or tenant (see :meth:`list` for the filters)."""

@@ -21,6 +21,7 @@ from .base_async import (
     CheckedItems,
     CheckedKeys,
     CommitStamp,
+    ListFilters,
     NewItems,
     StatusFilter,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "CheckedItems",
     "CheckedKeys",
     "CommitStamp",
+    "ListFilters",
     "NewItems",
     "StatusFilter",
     "Store",

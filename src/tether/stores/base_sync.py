@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from .. import _core
 from .._core import CommitStamp, ListQuery
@@ -67,11 +67,29 @@ __all__ = [
     "Store",
     "CheckedItems",
     "CommitStamp",
+    "ListFilters",
     "NewItems",
     "StatusFilter",
 ]
 
 StatusFilter = str | SessionStatus | Collection[str | SessionStatus] | None
+
+
+class ListFilters(TypedDict, total=False):
+    """The keyword arguments of :meth:`Store.list`, as one value: what a store that passes
+    a listing on (a wrapping store, ``Sessions.list``) takes as ``**filters`` and forwards as
+    given."""
+
+    owner: str | None
+    agent: str | None
+    status: StatusFilter
+    metadata: Mapping[str, Any] | None
+    updated_after: datetime | None
+    updated_before: datetime | None
+    limit: int
+    cursor: str | None
+
+
 NewItems = Iterable[Mapping[str, Any] | KeyedItem]
 """Items to append: plain dicts, or :class:`~tether.KeyedItem` for an item with a key."""
 CheckedItems = list[Mapping[str, Any] | KeyedItem]

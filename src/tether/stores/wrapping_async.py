@@ -8,9 +8,10 @@ on the way out, the worker's ``FencedStore`` stamps fences and checks leases,
 ``examples/audited_store.py`` records each write. Everything a wrapper does not override is
 the inner store's, errors included, so it passes the conformance suite wherever the inner
 store does. A wrapper that changes the items of every write overrides ``_write_items`` once
-(the worker's store stamps fences there). Every forwarding method passes its call on through
-``_forward``, one place (:class:`~tether.stores.SyncBackedAsyncStore` is a wrapping store whose
-``_forward`` runs a sync store's method in a thread).
+(the worker's store stamps fences there), one that changes what every ``load`` returns
+overrides ``_loaded`` (the encrypted store opens its values there). Every forwarding method
+passes its call on through ``_forward``, one place (:class:`~tether.stores.SyncBackedAsyncStore`
+is a wrapping store whose ``_forward`` runs a sync store's method in a thread).
 
 Whole calls are forwarded (the public methods, not the protected ``_create`` / ``_commit``
 / ...): the inner store checks the arguments once, in the contract's order, as it would
@@ -32,12 +33,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime, timedelta
-from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base_async import AsyncStore, CommitStamp, NewItems, StatusFilter
+from .base_async import AsyncStore, CommitStamp, ListFilters, NewItems
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
 
 __all__ = ["AsyncWrappingStore"]
 
@@ -100,6 +104,11 @@ class AsyncWrappingStore(AsyncStore):
         instead of each write."""
         return items
 
+    def _loaded(self, session: Session) -> Session:
+        """The session ``load`` passes back: this one, unchanged. A wrapper that changes what
+        every load returns (the encrypted store opens its values) overrides this once."""
+        return session
+
     # --- the contract -------------------------------------------------------------------------
 
     async def create(self, session: Session) -> Session:
@@ -113,7 +122,10 @@ class AsyncWrappingStore(AsyncStore):
         after: int | None = None,
         limit: int | None = None,
     ) -> Session:
-        return await self._forward(AsyncStore.load, session_id, last=last, after=after, limit=limit)
+        loaded = await self._forward(
+            AsyncStore.load, session_id, last=last, after=after, limit=limit
+        )
+        return self._loaded(loaded)
 
     async def commit(
         self,
@@ -205,29 +217,9 @@ class AsyncWrappingStore(AsyncStore):
     async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
         return await self._forward(AsyncStore.items_by_key, session_id, keys)
 
-    async def list(
-        self,
-        *,
-        owner: str | None = None,
-        agent: str | None = None,
-        status: StatusFilter = None,
-        metadata: Mapping[str, Any] | None = None,
-        updated_after: datetime | None = None,
-        updated_before: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        return await self._forward(
-            AsyncStore.list,
-            owner=owner,
-            agent=agent,
-            status=status,
-            metadata=metadata,
-            updated_after=updated_after,
-            updated_before=updated_before,
-            limit=limit,
-            cursor=cursor,
-        )
+    async def list(self, **filters: Unpack[ListFilters]) -> Page:
+        """The inner store's page (the filters as :meth:`AsyncStore.list` takes them)."""
+        return await self._forward(AsyncStore.list, **filters)
 
     async def delete(
         self,

@@ -70,6 +70,7 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/stores/base_sync.py",
         [
             (r"\bAsyncIterator\b", "Iterator"),
+            (r"\bAsyncRestores\b", "Restores"),
             (r"\b__aenter__\b", "__enter__"),
             (r"\b__aexit__\b", "__exit__"),
             # an async generator's loop of yields is one `yield from` on the sync side
@@ -151,6 +152,8 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             (r"\bredis\.asyncio\b", "redis"),
             (r"\bAsyncRedisStore\b", "RedisStore"),
             (r"\bAsyncScript\b", "Script"),
+            (r"\b_AsyncAddingStore\b", "_AddingStore"),
+            (r"\b_adding_async\b", "_adding_sync"),
             (r"\.aclose\(\)", ".close()"),
             (
                 r"asyncio side \(hand-written; tools/unasync\.py generates store_sync\.py\)\.",

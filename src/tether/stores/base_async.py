@@ -48,6 +48,7 @@ from typing import Any, TypedDict, TypeVar
 from .. import _core
 from .._core import CommitStamp, ListQuery
 from .._ids import validate_session_id
+from .._time import Clock, system_clock
 from ..errors import ConflictError, InvalidRequest
 from ..models import (
     HistoryItem,
@@ -60,6 +61,7 @@ from ..models import (
     StoredItem,
 )
 from ._contract import PROTECTED_METHODS, _required, _StoreMachinery
+from .abilities import AsyncRestores, missing
 
 __all__ = [
     "PROTECTED_METHODS",
@@ -418,6 +420,17 @@ class AsyncStore(_StoreMachinery):
     ) -> Session:
         """:meth:`load` for a valid id and window."""
         raise NotImplementedError(f"{type(self).__name__} has no _load()")
+
+    async def _fork_by_copy(self, child: Session, at: int, clock: Clock | None) -> SessionHeader:
+        """A fork that copies (``_core.copied_fork``, made now by ``clock``, the system's when
+        None), written by the store's ``restore``: for a store whose ``fork_session`` cannot
+        share its parent's items every time (Redis and PostgreSQL, past their share depth)."""
+        if not isinstance(self, AsyncRestores):
+            raise missing(self, AsyncRestores)
+        parent = await self._load(str(child.parent_id), last=None, after=None, limit=None)
+        made = _core.copied_fork(child, parent, at, (clock or system_clock)())
+        await self.restore(made)
+        return made.header
 
     @_required
     async def _commit(

@@ -49,6 +49,7 @@ from typing import Any, TypedDict, TypeVar
 from .. import _core
 from .._core import CommitStamp, ListQuery
 from .._ids import validate_session_id
+from .._time import Clock, system_clock
 from ..errors import ConflictError, InvalidRequest
 from ..models import (
     HistoryItem,
@@ -61,6 +62,7 @@ from ..models import (
     StoredItem,
 )
 from ._contract import PROTECTED_METHODS, _required, _StoreMachinery
+from .abilities import Restores, missing
 
 __all__ = [
     "PROTECTED_METHODS",
@@ -419,6 +421,17 @@ class Store(_StoreMachinery):
     ) -> Session:
         """:meth:`load` for a valid id and window."""
         raise NotImplementedError(f"{type(self).__name__} has no _load()")
+
+    def _fork_by_copy(self, child: Session, at: int, clock: Clock | None) -> SessionHeader:
+        """A fork that copies (``_core.copied_fork``, made now by ``clock``, the system's when
+        None), written by the store's ``restore``: for a store whose ``fork_session`` cannot
+        share its parent's items every time (Redis and PostgreSQL, past their share depth)."""
+        if not isinstance(self, Restores):
+            raise missing(self, Restores)
+        parent = self._load(str(child.parent_id), last=None, after=None, limit=None)
+        made = _core.copied_fork(child, parent, at, (clock or system_clock)())
+        self.restore(made)
+        return made.header
 
     @_required
     def _commit(

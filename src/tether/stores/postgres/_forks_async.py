@@ -7,8 +7,6 @@ The async side is written by hand; _forks_sync.py is generated from it by tools/
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from ... import _core, _json
 from ...errors import InvalidRequest, InvalidSessionData, StoreError
 from ...models import Session, SessionHeader
@@ -87,7 +85,7 @@ class _AsyncPostgresForks(_AsyncPostgresBase):
                 depth = await one(conn, self._sql.shareable, {"id": parent_id})
                 too_deep = depth is not None and not depth[0]
                 if not _rows.judge_fork(parent_id, parent, at) or too_deep:
-                    return await self._fork_by_copy(child, at)
+                    return await self._fork_by_copy(child, at, self._clock)
                 _rows.judge_create(child_id, await self._snapshot(conn, child_id, now, False))
                 # changed in between, or an expired child in the way: again, under the locks
                 async with conn.transaction():
@@ -111,11 +109,3 @@ class _AsyncPostgresForks(_AsyncPostgresBase):
             history_len=at,
         )
         return _core.doc_to_header(doc)
-
-    async def _fork_by_copy(self, child: Session, at: int) -> SessionHeader:
-        """A fork that copies (``_core.copied_fork``), written by ``restore``."""
-        parent = await self._load(str(child.parent_id), last=None, after=None, limit=None)
-        now = datetime.now(timezone.utc) if self._clock is None else self._clock()
-        made = _core.copied_fork(child, parent, at, now)
-        await self.restore(made)
-        return made.header

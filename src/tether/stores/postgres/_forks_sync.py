@@ -8,8 +8,6 @@ The sync side.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from ... import _core, _json
 from ...errors import InvalidRequest, InvalidSessionData, StoreError
 from ...models import Session, SessionHeader
@@ -88,7 +86,7 @@ class _PostgresForks(_PostgresBase):
                 depth = one(conn, self._sql.shareable, {"id": parent_id})
                 too_deep = depth is not None and not depth[0]
                 if not _rows.judge_fork(parent_id, parent, at) or too_deep:
-                    return self._fork_by_copy(child, at)
+                    return self._fork_by_copy(child, at, self._clock)
                 _rows.judge_create(child_id, self._snapshot(conn, child_id, now, False))
                 # changed in between, or an expired child in the way: again, under the locks
                 with conn.transaction():
@@ -112,11 +110,3 @@ class _PostgresForks(_PostgresBase):
             history_len=at,
         )
         return _core.doc_to_header(doc)
-
-    def _fork_by_copy(self, child: Session, at: int) -> SessionHeader:
-        """A fork that copies (``_core.copied_fork``), written by ``restore``."""
-        parent = self._load(str(child.parent_id), last=None, after=None, limit=None)
-        now = datetime.now(timezone.utc) if self._clock is None else self._clock()
-        made = _core.copied_fork(child, parent, at, now)
-        self.restore(made)
-        return made.header

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from ... import _core, _json
 from ..._time import Clock, from_micros, to_micros
@@ -480,6 +480,18 @@ def written_version(
     if status == "UPGRADE":
         return None
     _unexpected(reply)
+
+
+class Written(NamedTuple):
+    """What the commit script wrote (a :class:`~tether.stores._writes.Added`): the new
+    version, the script's reply and the items as sent; the stamp is built only when asked."""
+
+    version: int
+    reply: Any
+    items: _core.UnnumberedItems
+
+    def stamp(self) -> _core.CommitStamp:
+        return commit_stamp(self.version, self.reply, self.items)
 
 
 def commit_stamp(version: int, reply: Any, items: _core.UnnumberedItems) -> _core.CommitStamp:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -55,7 +55,9 @@ from ..._time import Clock
 from ...errors import InvalidRequest, InvalidSessionData, StoreError, StoreUnavailable
 from ...models import Lease, Page, Session, SessionHeader, StoredItem
 from ...schema import schema
-from ..base import AsyncStore, CheckedItems, CheckedKeys
+from .._adding_async import _AsyncAddingStore
+from .._writes import Write
+from ..base import CheckedKeys
 from . import _codec, _keys, _listing, _options
 from . import _scripts as lua
 
@@ -84,7 +86,7 @@ def client_options(
     }
 
 
-class AsyncRedisStore(AsyncStore):
+class AsyncRedisStore(_AsyncAddingStore):
     """Sessions in Redis (6.2 or later), shared by every process and machine that uses it.
 
     Build it from a URL with :meth:`from_url`, or from a client you made
@@ -281,18 +283,10 @@ class AsyncRedisStore(AsyncStore):
         )  # fmt: skip
         created = _codec.forked(doc, parent_id, at, await self._run(lua.FORK, args, doc["id"]))
         if created is None:
-            return await self._fork_by_copy(child, at)
+            return await self._fork_by_copy(child, at, self._clock)
         doc.update(created_at=created, updated_at=created, last_seq=at, history_len=at)
         self._remember(doc["id"], at)
         return _core.doc_to_header(doc)
-
-    async def _fork_by_copy(self, child: Session, at: int) -> SessionHeader:
-        """A fork that copies (``_core.copied_fork``), written by ``restore``."""
-        parent = await self._load(str(child.parent_id), last=None, after=None, limit=None)
-        now = datetime.now(timezone.utc) if self._clock is None else self._clock()
-        made = _core.copied_fork(child, parent, at, now)
-        await self.restore(made)
-        return made.header
 
     async def restore(
         self, session: Session, *, replace: bool = False, expected_version: int | None = None
@@ -378,96 +372,35 @@ class AsyncRedisStore(AsyncStore):
             limit=limit,
         )
 
-    async def _commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        # replacing state keeps the runtime's block: the commit script merges it (no read)
-        return await self._versioned(
-            "append", session_id, expected_version, items, changes=changes, lease=lease
-        )
+    async def _add(self, write: Write) -> _codec.Written:
+        """See the contract: the commit script (``expected_version`` None: no version to
+        compare), one round trip; its reply says what it stamped, so nothing is read after.
+        Replacing state keeps the runtime's block: the script merges it (no read)."""
+        return await self._items_write(write, "append")
 
-    async def _commit_stamped(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> _core.CommitStamp:
-        """See the contract: the same one script call, whose reply says what it stamped."""
-        encoded = _codec.encode_items(items)
-        version, reply = await self._write(
-            session_id, expected_version, mode="append", changes=changes, items=encoded, lease=lease
-        )
-        return _codec.commit_stamp(version, reply, encoded)
-
-    async def _replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    async def _replace_all(self, write: Write) -> int:
         """See the contract: the commit script drops the items (giving forks their copies)."""
-        return await self._versioned(
-            "replace", session_id, expected_version, items, changes=changes, lease=lease
-        )
+        return (await self._items_write(write, "replace")).version
 
-    async def _versioned(
-        self,
-        mode: str,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        """A commit or replace_history (``mode`` "append" or "replace"): the new version."""
-        encoded = _codec.encode_items(items)
-        version, _ = await self._write(
-            session_id, expected_version, mode=mode, changes=changes, items=encoded, lease=lease
-        )
-        return version
-
-    async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
-        """See the contract: the commit script with no version to compare (one round trip)."""
-        encoded = _codec.encode_items(items)
-        version, _ = await self._write(
-            session_id, None, mode="append", changes={}, items=encoded, lease=lease
-        )
-        return version
-
-    async def _replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
+    async def _replace_after(self, write: Write, after: int) -> int:
         """See the contract: one script call; LTRIM removes only the suffix."""
-        version, _ = await self._write(
-            session_id,
-            expected_version,
-            mode="tail",
-            changes=changes,
-            items=_codec.encode_items(items),
-            lease=lease,
+        return (await self._items_write(write, "tail", after)).version
+
+    async def _items_write(
+        self, write: Write, mode: str, after: int | None = None
+    ) -> _codec.Written:
+        """The commit script in ``mode`` ("append", "replace" or "tail")."""
+        encoded = _codec.encode_items(write.items)
+        version, reply = await self._write(
+            write.session_id,
+            write.expected_version,
+            mode=mode,
+            changes=write.changes,
+            items=encoded,
+            lease=write.lease,
             after=after,
         )
-        return version
+        return _codec.Written(version, reply, encoded)
 
     async def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: one HMGET of the keyed rows, whatever the history's length."""

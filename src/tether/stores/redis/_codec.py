@@ -30,6 +30,7 @@ from ...errors import (
 )
 from ...models import HistoryItem, KeyedItem, Lease, Session, StoredItem
 from ...schema import schema
+from .._writes import Write
 from . import _scripts as lua
 from ._keys import MAX_STAMP, Keys, prefix_of
 from ._scripts import HEADER_FIELDS
@@ -212,26 +213,25 @@ def restore_args(
 
 def commit_args(
     keys: Keys,
-    session_id: str,
-    expected_version: int | None,
+    write: Write,
+    items: _core.UnnumberedItems,
     *,
     mode: str,
-    changes: _core.Doc,
-    items: _core.UnnumberedItems,
-    lease: Lease | None,
     now: str,
     ttl_ms: int,
     nonce: str,
     after: int | None = None,
 ) -> lua.CommitArgs:
+    """Arguments of the commit script in ``mode`` for ``write``, its items encoded as ``items``."""
+    changes, lease = write.changes, write.lease
     fields = _field_args(changes, changes)
     meta = _meta_args(changes["metadata"]) if "metadata" in changes else None
     return lua.CommitArgs(
         now=now,
         base=keys.base,
-        session_id=session_id,
+        session_id=write.session_id,
         schema_version=schema.current,
-        expected_version=expected_version,
+        expected_version=write.expected_version,
         lease_token=None if lease is None else _json.dumps(lease.token),
         store_ttl_ms=ttl_ms,
         nonce=nonce,

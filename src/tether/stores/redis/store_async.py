@@ -203,37 +203,26 @@ class AsyncRedisStore(_AsyncAddingStore):
         )
         await self._run(lua.UPGRADE, args, session_id)
 
-    async def _write(
-        self,
-        session_id: str,
-        expected_version: int | None,
-        *,
-        mode: str,
-        changes: _core.Doc,
-        items: _core.UnnumberedItems,
-        lease: Lease | None,
-        after: int | None = None,
-    ) -> tuple[int, Any]:
-        """The commit script (upgrading an older session first if it says so): the new
-        version and the script's reply."""
+    async def _write(self, write: Write, mode: str, after: int | None = None) -> _codec.Written:
+        """The commit script in ``mode`` ("append", "replace" or "tail"), upgrading an older
+        session first if it says so: the new version, the script's reply and the encoded items."""
+        items = _codec.encode_items(write.items)
+        session_id, expected_version = write.session_id, write.expected_version
         for _ in range(5):
             args = _codec.commit_args(
                 self.keys,
-                session_id,
-                expected_version,
+                write,
+                items,
                 mode=mode,
-                changes=changes,
-                items=items,
-                lease=lease,
                 now=self._now(),
                 ttl_ms=self.ttl_ms,
                 nonce=_codec.new_nonce(),
                 after=after,
             )
             reply = await self._run(lua.COMMIT, args, session_id)
-            version = _codec.written_version(session_id, expected_version, lease, reply)
+            version = _codec.written_version(session_id, expected_version, write.lease, reply)
             if version is not None:
-                return version, reply
+                return _codec.Written(version, reply, items)
             await self._upgrade(session_id)
         raise StoreError(
             f"session {session_id!r} kept changing while it was being upgraded to schema "
@@ -376,31 +365,15 @@ class AsyncRedisStore(_AsyncAddingStore):
         """See the contract: the commit script (``expected_version`` None: no version to
         compare), one round trip; its reply says what it stamped, so nothing is read after.
         Replacing state keeps the runtime's block: the script merges it (no read)."""
-        return await self._items_write(write, "append")
+        return await self._write(write, "append")
 
     async def _replace_all(self, write: Write) -> int:
         """See the contract: the commit script drops the items (giving forks their copies)."""
-        return (await self._items_write(write, "replace")).version
+        return (await self._write(write, "replace")).version
 
     async def _replace_after(self, write: Write, after: int) -> int:
         """See the contract: one script call; LTRIM removes only the suffix."""
-        return (await self._items_write(write, "tail", after)).version
-
-    async def _items_write(
-        self, write: Write, mode: str, after: int | None = None
-    ) -> _codec.Written:
-        """The commit script in ``mode`` ("append", "replace" or "tail")."""
-        encoded = _codec.encode_items(write.items)
-        version, reply = await self._write(
-            write.session_id,
-            write.expected_version,
-            mode=mode,
-            changes=write.changes,
-            items=encoded,
-            lease=write.lease,
-            after=after,
-        )
-        return _codec.Written(version, reply, encoded)
+        return (await self._write(write, "tail", after)).version
 
     async def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
         """See the contract: one HMGET of the keyed rows, whatever the history's length."""

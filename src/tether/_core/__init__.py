@@ -17,6 +17,7 @@ One module per concern, each importing only those above it in this list:
 - :mod:`.items`: history items encoded and decoded, looked up by key;
 - :mod:`.headers`: header documents to and from sessions and headers, create / restore;
 - :mod:`.stamps`: what a commit stamped (``CommitStamp``) and the session built from it;
+- :mod:`.replies`: a commit stamp spliced from a store's reply, the lease a claim granted;
 - :mod:`.history`: ``load`` windows and ``iter_history`` pages;
 - :mod:`.listing`: filters, order, cursors.
 
@@ -91,6 +92,7 @@ from .leases import (
     ttl_micros,
 )
 from .listing import ListQuery, build_list_query, decode_cursor, encode_cursor, metadata_index
+from .replies import granted_lease, spliced_stamp
 from .rules import (
     CHANGEABLE_FIELDS,
     RUNTIME_KEY,
@@ -158,6 +160,7 @@ __all__ = [
     "encode_item",
     "encode_unnumbered_items",
     "fields_from_doc",
+    "granted_lease",
     "header_to_doc",
     "history_view",
     "is_live",
@@ -187,6 +190,7 @@ __all__ = [
     "restore_doc",
     "restore_over",
     "runtime_writes",
+    "spliced_stamp",
     "stamped_fields",
     "stamped_parts",
     "stamped_session",

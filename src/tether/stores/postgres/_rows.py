@@ -132,21 +132,9 @@ def commit_stamp(params: Mapping[str, Any], row: Sequence[Any]) -> _core.CommitS
     timestamp in front of the text the store sent), so they are the stored bytes without
     encoding the items again."""
     version, last_seq, updated_at, lease_owner, lease_fence, lease_expires_at = row
-    stamp = from_micros(int(updated_at)).isoformat(timespec="microseconds")
-    first = int(last_seq) - int(params["n"]) + 1
-    pairs = zip(params["items"], params["stamps"], strict=True)
-    rows = [
-        (seq, written_row(seq, stamp if needs_stamp else None, text))
-        for seq, (text, needs_stamp) in enumerate(pairs, first)
-    ]
-    header = {
-        "version": version,
-        "updated_at": updated_at,
-        "lease_owner": lease_owner,
-        "lease_fence": lease_fence,
-        "lease_expires_at": lease_expires_at,
-    }
-    return _core.commit_stamp(header, rows)
+    lease = (lease_owner, lease_fence, lease_expires_at)
+    items = list(zip(params["stamps"], params["items"], strict=True))
+    return _core.spliced_stamp(version, updated_at, last_seq, lease, items, splice=written_row)
 
 
 def written_row(seq: int, stamp: str | None, text: str) -> bytes:

@@ -291,13 +291,7 @@ class PostgresStore(_AddingStore, _PostgresForks):
             params,
             lambda found: _rows.judge_claim(session_id, found, owner),
         )
-        return Lease(
-            session_id=session_id,
-            owner=owner,
-            token=token,
-            fence=int(row[0]),
-            expires_at=from_micros(int(row[1])),
-        )
+        return _core.granted_lease(session_id, owner, token, row[0], row[1])
 
     def _lease_write(self, what: str, query: bytes, lease: Lease, ttl_us: int = 0) -> Row:
         params = {"id": lease.session_id, "now": self._now(), "token": lease.token, "ttl": ttl_us}

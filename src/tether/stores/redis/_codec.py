@@ -502,28 +502,18 @@ def commit_stamp(version: int, reply: Any, items: _core.UnnumberedItems) -> _cor
     items again. A retried call whose write was already applied reports the version alone."""
     if len(reply) < 7:
         return _core.CommitStamp(version)
-    now, last_seq = int(reply[2]), int(reply[3])
-    stamp = from_micros(now).isoformat(timespec="microseconds").encode()
-    first = last_seq - len(items) + 1
-    rows = [
-        (seq, written_row(seq, stamp if needs_stamp else None, data))
-        for seq, (needs_stamp, data) in enumerate(items, first)
-    ]
-    header = {
-        "version": version,
-        "updated_at": now,
-        "lease_owner": _json.loads(reply[4]),
-        "lease_fence": _json.loads(reply[5]),
-        "lease_expires_at": _json.loads(reply[6]),
-    }
-    return _core.commit_stamp(header, rows)
+    lease = (_json.loads(reply[4]), _json.loads(reply[5]), _json.loads(reply[6]))
+    return _core.spliced_stamp(
+        version, int(reply[2]), int(reply[3]), lease, items, splice=written_row
+    )
 
 
-def written_row(seq: int, stamp: bytes | None, data: bytes) -> bytes:
+def written_row(seq: int, stamp: str | None, data: bytes) -> bytes:
     """A new item's stored row: ``data`` (from encode_items, never "{}") with ``seq`` and the
     commit's timestamp (None: the item has its own) after its own keys."""
-    tail = b',"seq":%d' % seq if stamp is None else b',"seq":%d,"timestamp":"%s"' % (seq, stamp)
-    return data[:-1] + tail + b"}"
+    if stamp is None:
+        return data[:-1] + b',"seq":%d}' % seq
+    return data[:-1] + b',"seq":%d,"timestamp":"%s"}' % (seq, stamp.encode())
 
 
 def deleted(session_id: str, expected_version: int | None, lease: Lease | None, reply: Any) -> bool:
@@ -546,13 +536,7 @@ def deleted(session_id: str, expected_version: int | None, lease: Lease | None, 
 def claimed(session_id: str, owner: str, token: str, reply: Any) -> Lease:
     status = _status(reply)
     if status == "OK":
-        return Lease(
-            session_id=session_id,
-            owner=owner,
-            token=token,
-            fence=int(reply[1]),
-            expires_at=from_micros(int(reply[2])),
-        )
+        return _core.granted_lease(session_id, owner, token, reply[1], reply[2])
     if status == "MISSING":
         raise SessionNotFound(session_id)
     if status == "NEWER":

@@ -11,12 +11,12 @@ one ``_add``, which answers with what it wrote, an :class:`Added`: the new versi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from .. import _core
 from .._core import CommitStamp
-from ..models import KeyedItem, Lease
+from ..models import Lease
+from .base_async import CheckedItems
 
 __all__ = ["Added", "DocAdded", "Write"]
 
@@ -28,7 +28,7 @@ class Write(NamedTuple):
 
     session_id: str
     expected_version: int | None
-    items: list[Mapping[str, Any] | KeyedItem]
+    items: CheckedItems
     changes: _core.Doc
     lease: Lease | None
 

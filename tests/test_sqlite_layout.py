@@ -108,6 +108,11 @@ def test_a_database_in_the_previous_layout_reads_and_writes_the_same(tmp_path: P
         new = store.create(Session(history=_items(2, "new")))  # a new session's own range
         assert [item["content"] for item in store.load(new.id).history] == ["new 0", "new 1"]
         assert [h.id for h in store.list(status="finished").sessions] == ["d"]
+        listed = store.list().sessions  # every status, merged from the status index
+        assert {h.id for h in listed} == set(expected) - {"a"} | {new.id}
+        assert [(h.updated_at, h.id) for h in listed] == sorted(
+            ((h.updated_at, h.id) for h in listed), reverse=True
+        )
         assert [h.id for h in store.list(metadata={"team": "blue"}).sessions] == []  # a was deleted
 
     with _raw(old) as conn:
@@ -116,7 +121,10 @@ def test_a_database_in_the_previous_layout_reads_and_writes_the_same(tmp_path: P
         )
         assert conn.execute("PRAGMA index_list(tether_items)").fetchall() == []
         status = conn.execute("PRAGMA index_info(tether_sessions_status)").fetchall()
-        assert [row[2] for row in status] == ["status", "updated_at", "id"]  # migration 7
+        # migration 8: with expires_at, and no index on updated_at alone
+        assert [row[2] for row in status] == ["status", "updated_at", "id", "expires_at"]
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(tether_sessions)")}
+        assert "tether_sessions_updated" not in indexes
         bad = conn.execute(
             "SELECT count(*) FROM tether_items i JOIN tether_sessions s ON s.id = i.session_id "
             "WHERE i.k != (s.num << 32) + i.seq"

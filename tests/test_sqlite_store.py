@@ -17,6 +17,7 @@ import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import closing
+from datetime import datetime, timedelta, timezone
 from multiprocessing.synchronize import Event, Semaphore
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 import tether
-from tether import Session
+from tether import Session, SessionHeader, SessionStatus
 from tether.stores import _sqlite_migrations
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import DEFAULT_PATH, AsyncSQLiteStore, SQLiteStore
@@ -375,7 +376,7 @@ def listed_store(store: SQLiteStore) -> SQLiteStore:
 @pytest.mark.parametrize(
     ("filters", "index"),
     [
-        pytest.param({}, "tether_sessions_updated", id="none"),
+        pytest.param({}, "tether_sessions_status", id="none"),
         pytest.param({"owner": "owner-1"}, "tether_sessions_owner", id="owner"),
         pytest.param({"agent": "agent-2"}, "tether_sessions_agent", id="agent"),
         pytest.param({"status": "new"}, "tether_sessions_status", id="status"),
@@ -399,7 +400,77 @@ def test_list_uses_an_index_for_every_filter(
     assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan
     # the plan's first step is driven by the filter's index, never a bare table scan
     assert "SCAN s\n" not in f"{plan}\n", plan
-    assert "SCAN s USING INDEX tether_sessions_updated" not in plan or not filters, plan
+    assert "SCAN s USING" not in plan, plan  # a search of the index, never a walk of it
+
+
+def test_a_listing_without_filters_reads_each_status_from_its_covering_index(
+    listed_store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no index on updated_at alone (migration 8): the newest page of each status, merged
+    plan = _list_plan(listed_store, monkeypatch)
+    searches = plan.count("SEARCH s USING COVERING INDEX tether_sessions_status (status=?)")
+    assert searches == len(SessionStatus), plan
+    names = {row[0] for row in listed_store._conn.execute("SELECT name FROM sqlite_master")}
+    assert "tether_sessions_updated" not in names
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        pytest.param({}, id="none"),
+        pytest.param({"status": ["new", "running", "finished"]}, id="statuses"),
+        pytest.param({"updated_after": "middle"}, id="updated-after"),
+    ],
+)
+def test_listing_pages_match_one_sort_of_every_session(
+    db_path: Path, filters: dict[str, Any]
+) -> None:
+    # the merge of the statuses' pages against the plain truth: every live session matching,
+    # sorted by (updated_at, id) descending, cut into pages of every size; a clock that ticks
+    # every third call gives updated_at ties, and one expired session must never be listed
+    ticks = iter(range(10_000))
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def clock() -> datetime:
+        return start + timedelta(seconds=next(ticks) // 3)
+
+    statuses = ["new", "running", "finished", "waiting", "archived"]
+    with SQLiteStore(db_path, clock=clock) as store:
+        for index in range(37):
+            store.create(Session(id=f"s{index:02}", status=statuses[index % 5]))
+        store.create(Session(id="expired", expires_at=start - timedelta(days=1)))
+        every = _all_pages(store, limit=500)
+        assert "expired" not in {h.id for h in every}
+        if filters.get("updated_after") == "middle":
+            stamps = sorted(h.updated_at for h in every if h.updated_at is not None)
+            filters = {"updated_after": stamps[len(stamps) // 2]}
+        expected = [
+            h.id
+            for h in sorted(every, key=lambda h: (h.updated_at, h.id), reverse=True)
+            if _matches(h, filters)
+        ]
+        assert len(expected) >= 5
+        for limit in (1, 4, 7, 50):
+            assert [h.id for h in _all_pages(store, limit=limit, **filters)] == expected
+
+
+def _all_pages(store: SQLiteStore, limit: int = 50, **filters: Any) -> list[SessionHeader]:
+    found: list[SessionHeader] = []
+    cursor = None
+    while True:
+        page = store.list(limit=limit, cursor=cursor, **filters)
+        found += page.sessions
+        cursor = page.next_cursor
+        if cursor is None:
+            return found
+
+
+def _matches(header: SessionHeader, filters: dict[str, Any]) -> bool:
+    status = filters.get("status")
+    if status is not None and header.status.value not in status:
+        return False
+    after = filters.get("updated_after")
+    return after is None or header.updated_at > after
 
 
 # --- async ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from .. import _core
 from .._time import Clock, system_clock, to_micros
@@ -45,11 +45,11 @@ from . import _sqlite_rows as db
 from ._adding_sync import _AddingStore
 from ._migration_runner import migrate
 from ._private import make_private_dirs, open_regular
+from ._sqlite_listing import list_statement
 from ._sqlite_migrations import SQLiteMigrator
 from ._sqlite_sql import (
     BASE,
     DELETE_COLUMNS,
-    HEADER_COLUMNS,
     INSERT_HEADER,
     LOAD_HEADER,
     MAX_SHARES,
@@ -292,38 +292,7 @@ class SQLiteStore(_AddingStore):
         return _core.keyed_items(session_id, raw)
 
     def _list_page(self, query: _core.ListQuery) -> Page:
-        # Only fixed SQL fragments are joined; every value is a bound parameter.
-        where = ["(s.expires_at IS NULL OR s.expires_at > ?)"]
-        params: list[Any] = [self._now()]
-        for column, value in (("owner", query.owner), ("agent", query.agent)):
-            if value is not None:
-                where.append(f"s.{column} = ?")
-                params.append(value)
-        if query.statuses is not None:
-            where.append(f"s.status IN ({', '.join('?' for _ in query.statuses)})")
-            params.extend(sorted(query.statuses))
-        if query.updated_after is not None:
-            where.append("s.updated_at > ?")
-            params.append(query.updated_after)
-        if query.updated_before is not None:
-            where.append("s.updated_at < ?")
-            params.append(query.updated_before)
-        if query.cursor is not None:
-            where.append("(s.updated_at < ? OR (s.updated_at = ? AND s.id < ?))")
-            params.extend((query.cursor[0], query.cursor[0], query.cursor[1]))
-        for key, value in query.metadata:
-            # IN (subquery), not a correlated EXISTS: SQLite then drives it from the
-            # (key, value) index instead of probing every session.
-            where.append(
-                "s.id IN (SELECT session_id FROM tether_session_meta WHERE key = ? AND value = ?)"
-            )
-            params.extend((key, value))
-        columns = ", ".join(f"s.{c}" for c in HEADER_COLUMNS)
-        sql = (
-            f"SELECT {columns} FROM tether_sessions s WHERE {' AND '.join(where)} "
-            "ORDER BY s.updated_at DESC, s.id DESC LIMIT ?"
-        )
-        params.append(query.limit + 1)
+        sql, params = list_statement(query, self._now())
         with self._read() as conn:
             rows = conn.execute(sql, params).fetchall()
         headers = []

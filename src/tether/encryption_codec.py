@@ -37,10 +37,10 @@ from typing import Any
 
 import orjson
 
-from . import _json
+from . import _core, _json
 from ._core import construct_trusted
 from ._encryption_keys import _KEY_ID, InvalidTag, Keyring, KeySource, resolve_keys
-from .errors import PlaintextFound, TamperedCiphertext
+from .errors import CorruptSession, PlaintextFound, TamperedCiphertext
 from .models import HistoryItem, Session, SessionHeader, StoredItem
 
 __all__ = [
@@ -114,6 +114,17 @@ object), so the one comparison of a hit also rules out a miss."""
 _ENTRY_BYTES = 512  # what an entry costs beside its ciphertext and plaintext: dict, tuples
 
 
+_VerifiedRow = tuple[bytes, bytes]
+"""What the cache keeps of a verified stored row, read undecoded (a store's ``_load_raw``):
+the row's JSON exactly as stored, and the same row with its item in clear (the JSON the
+store would hold without encryption). A stored row equal to the first, byte for byte (seq,
+timestamp, key, envelope and its clear timestamp), gives the second without decrypting."""
+
+
+def _row_size(row: _VerifiedRow) -> int:
+    return len(row[0]) + len(row[1]) + _ENTRY_BYTES
+
+
 def _entry_size(verified: _Verified) -> int:
     texts = (len(value) for value in verified[1].values() if type(value) is str)
     return sum(texts) + len(verified[2]) + _ENTRY_BYTES
@@ -135,6 +146,8 @@ class Codec:
         self.keyring = keyring
         self._aead = keyring._aead  # the ring's ciphers by key id, read without its lock
         self._cache: dict[_Place, _Verified] = {}
+        self._rows: dict[str, dict[int, _VerifiedRow]] = {}  # session id -> seq -> row
+        self._row_bytes: dict[str, int] = {}  # what each session's rows cost the cache
         self._cached_bytes = 0
         self._cache_limit = cache_bytes
         self._cache_lock = threading.Lock()
@@ -150,10 +163,45 @@ class Codec:
             old = cache.pop(place, None)
             if old is not None:
                 self._cached_bytes -= _entry_size(old)
-            while cache and self._cached_bytes + size > self._cache_limit:
-                self._cached_bytes -= _entry_size(cache.pop(next(iter(cache))))
+            self._make_room(size, keep=None)
             cache[place] = verified
             self._cached_bytes += size
+
+    def _remember_rows(self, session_id: str, verified: Mapping[int, _VerifiedRow]) -> None:
+        """Keep a session's verified rows (by seq, in place of those the cache held there);
+        the values first, then the sessions seen first, go past the limit."""
+        sizes = {seq: _row_size(row) for seq, row in verified.items()}
+        with self._cache_lock:
+            rows = self._rows.get(session_id)
+            if rows is None:
+                rows = self._rows[session_id] = {}
+                self._row_bytes[session_id] = 0
+            for seq, row in verified.items():
+                old = rows.pop(seq, None)
+                freed = 0 if old is None else _row_size(old)
+                self._row_bytes[session_id] -= freed
+                self._cached_bytes -= freed
+                if not self._make_room(sizes[seq], keep=session_id):
+                    return  # this session alone fills the cache: the rest is read again
+                rows[seq] = row
+                self._row_bytes[session_id] += sizes[seq]
+                self._cached_bytes += sizes[seq]
+
+    def _make_room(self, size: int, *, keep: str | None) -> bool:
+        """Drop cached entries (values first, then the rows of the sessions seen first, but
+        never ``keep``'s) until ``size`` more bytes fit; whether they do. Under the lock."""
+        limit = self._cache_limit
+        cache, rows = self._cache, self._rows
+        while self._cached_bytes + size > limit:
+            if cache:
+                self._cached_bytes -= _entry_size(cache.pop(next(iter(cache))))
+                continue
+            oldest = next((sid for sid in rows if sid != keep), None)
+            if oldest is None:
+                return False
+            del rows[oldest]
+            self._cached_bytes -= self._row_bytes.pop(oldest)
+        return True
 
     # --- associated data ------------------------------------------------------------------
 
@@ -222,7 +270,20 @@ class Codec:
         self, envelope: object, session_id: str, field: str, seq: int, key: str | None
     ) -> dict[str, Any]:
         """Open an envelope of ``field`` (``item``: the item at ``seq`` under ``key``): every
-        check, the cipher's included (the callers look in the cache first)."""
+        check, the cipher's included (the callers look in the cache first); the plaintext is
+        remembered."""
+        value, data = self._verify(envelope, session_id, field, seq, key)
+        if self._cache_limit:  # every check passed: remember it (a copy: the caller's may change)
+            self._remember(
+                (session_id, seq if field == "item" else field),
+                (key, dict(envelope), data),  # type: ignore[call-overload]
+            )
+        return value
+
+    def _verify(
+        self, envelope: object, session_id: str, field: str, seq: int, key: str | None
+    ) -> tuple[dict[str, Any], bytes]:
+        """:meth:`_open`'s checks and decryption: (the value, its JSON), nothing remembered."""
         if type(envelope) is not dict or ENVELOPE_MARK not in envelope:
             raise PlaintextFound(
                 session_id,
@@ -298,11 +359,7 @@ class Codec:
                     "the clear timestamp beside the ciphertext is not the item's own",
                     key_id=kid,
                 )
-        if self._cache_limit:  # every check passed: remember it (a copy: the caller's may change)
-            self._remember(
-                (session_id, seq if field == "item" else field), (key, dict(envelope), data)
-            )
-        return value
+        return value, data
 
     def open_item(
         self, session_id: str, seq: int, key: str | None, envelope: object
@@ -342,6 +399,49 @@ class Codec:
         for position, value in missed:  # in order, so each lands where its row is
             values.insert(position, value)
         return values
+
+    def open_rows(self, session_id: str, rows: Sequence[tuple[int, bytes]]) -> list[bytes]:
+        """The rows of a window read undecoded (``(seq, stored JSON)`` each, a store's
+        ``_load_raw``), in order, each as the JSON of the same row with its item in clear.
+
+        A row equal byte for byte to the one verified at that seq (:data:`_VerifiedRow`)
+        costs one lookup and one comparison of bytes; any other is decoded and goes through
+        every check of :meth:`_open` (a row that is not a stored history row raises
+        :class:`~tether.errors.CorruptSession`, as the store's own decoding would).
+        """
+        known = self._rows.get(session_id) or {}
+        cached = known.get
+        out: list[bytes] = []
+        put = out.append
+        verified: dict[int, _VerifiedRow] = {}
+        for seq, stored in rows:  # the hot loop of a whole-history load: as few steps as it takes
+            entry = cached(seq)
+            if entry is not None and entry[0] == stored:
+                put(entry[1])
+            else:
+                clear = self._open_row(session_id, stored)
+                verified[seq] = (bytes(stored), clear)
+                put(clear)
+        if verified and self._cache_limit:
+            self._remember_rows(session_id, verified)
+        return out
+
+    def _open_row(self, session_id: str, stored: bytes) -> bytes:
+        """One stored row's JSON with its item in clear, after every check of :meth:`_open`."""
+        try:
+            row = _json.loads(stored)
+        except _json.JSONDecodeError as exc:
+            raise CorruptSession(session_id, f"a history item is not valid JSON ({exc})") from None
+        if (
+            type(row) is not dict
+            or type(row.get("seq")) is not int
+            or type(row.get("timestamp")) is not str
+        ):
+            raise CorruptSession(session_id, "a history item cannot be read (not a history row)")
+        # the key as stored, whatever it is: one that is not the sealed one does not verify
+        key: Any = row.get("key")
+        _, data = self._verify(row.pop("item", None), session_id, "item", row["seq"], key)
+        return orjson.dumps(row)[:-1] + b',"item":' + data + b"}"
 
     def open_field(self, session_id: str, field: str, envelope: object) -> dict[str, Any]:
         """The ``state`` / ``options`` an envelope of ``session_id`` holds."""
@@ -442,6 +542,24 @@ def open_loaded(codec: Codec, session: Session) -> Session:
     fields["options"] = options
     fields["history"] = history  # the rows, opened in place, give the items at first use
     return session
+
+
+_DECODE_CHUNK = 250  # rows decoded by one orjson call, as the SQLite store decodes its own
+
+
+def open_raw(codec: Codec, doc: dict[str, Any], rows: Sequence[tuple[int, bytes]]) -> Session:
+    """The session of a window a store read undecoded (its ``_load_raw``: the header document
+    and ``(seq, stored JSON)`` rows, in the current schema), opened (fails closed): what the
+    store's own ``load`` would give for the same rows stored in clear. ``doc`` is changed."""
+    sid = doc["id"]
+    clear = codec.open_rows(sid, rows)
+    records: list[dict[str, Any]] = []
+    for start in range(0, len(clear), _DECODE_CHUNK):  # one parse per chunk, not one per row
+        joined = b"[" + b",".join(clear[start : start + _DECODE_CHUNK]) + b"]"
+        records += _core.decode_item_array(sid, joined)
+    doc["state"] = codec.open_field(sid, "state", doc["state"])
+    doc["options"] = codec.open_field(sid, "options", doc["options"])
+    return _core.readable_session(doc, records)
 
 
 def open_header(codec: Codec, header: SessionHeader) -> SessionHeader:

@@ -228,6 +228,15 @@ def read_items(
     return items
 
 
+def read_raw(
+    conn: sqlite3.Connection, session_id: str, floor: int, count: int, *, shared: bool = True
+) -> list[tuple[int, bytes]]:
+    """:func:`read_items` undecoded: each row's ``(seq, JSON bytes)``."""
+    shares = conn.execute(SELECT_SHARES, (session_id,)).fetchall() if shared else []
+    sql, params = items_query(session_id, shares, floor, "seq, CAST(data AS BLOB)", limit=count)
+    return conn.execute(sql, params).fetchall()
+
+
 def update_header(conn: sqlite3.Connection, new: _core.Doc, changes: _core.Doc) -> None:
     """Write a write's new version, time, seq counters and changed fields."""
     columns = ["version", "updated_at", "last_seq", "history_len", *changes]

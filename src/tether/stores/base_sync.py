@@ -71,6 +71,7 @@ __all__ = [
     "CommitStamp",
     "ListFilters",
     "NewItems",
+    "RawWindow",
     "StatusFilter",
 ]
 
@@ -97,6 +98,9 @@ NewItems = Iterable[Mapping[str, Any] | KeyedItem]
 CheckedItems = list[Mapping[str, Any] | KeyedItem]
 """New items as a protected method receives them: drained into a list (each item is checked
 when the store encodes it with ``_core.prepare_items``, before anything is written)."""
+RawWindow = tuple[_core.Doc, list[tuple[int, bytes]]]
+"""What the optional ``_load_raw`` returns: the header document and the window's rows, each
+``(seq, the stored JSON)``."""
 CheckedKeys = list[str]
 """The keys of ``items_by_key`` as ``_items_by_key`` receives them: checked, distinct, a list."""
 _A = TypeVar("_A", bound="Store")
@@ -421,6 +425,22 @@ class Store(_StoreMachinery):
     ) -> Session:
         """:meth:`load` for a valid id and window."""
         raise NotImplementedError(f"{type(self).__name__} has no _load()")
+
+    def _load_raw(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> RawWindow | None:
+        """Optional: :meth:`_load` for a valid id and window with the rows left undecoded, for
+        a wrapper that decodes them itself (the encrypted store: its rows hold ciphertexts,
+        which a decoded load would parse once for nothing). The header document as stored
+        (live, not upgraded) and each row's ``(seq, JSON bytes)``, oldest first; raises as
+        :meth:`load` does. None (this default): the store does not offer it, and the caller
+        calls :meth:`load`."""
+        return None
 
     def _fork_by_copy(self, child: Session, at: int, clock: Clock | None) -> SessionHeader:
         """A fork that copies (``_core.copied_fork``, made now by ``clock``, the system's when

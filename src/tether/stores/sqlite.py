@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .. import _core
 from .._time import Clock, system_clock, to_micros
@@ -62,7 +62,8 @@ from ._sqlite_sql import (
     row_to_doc,
 )
 from ._writes import DocAdded, Write
-from .base import CheckedKeys, SyncBackedAsyncStore
+from .base import CheckedKeys, Store, SyncBackedAsyncStore
+from .base_async import RawWindow
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
@@ -213,6 +214,27 @@ class SQLiteStore(_AddingStore):
     def _load(
         self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
+        current, rows = self._window(session_id, last, after, limit, raw=False)
+        return _core.readable_session(current, rows)
+
+    def _load_raw(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> RawWindow | None:
+        """The optional undecoded load (see the contract), unless a subclass changes loads."""
+        cls = type(self)
+        if cls._load is not SQLiteStore._load or cls.load is not Store.load:
+            return None
+        return self._window(session_id, last, after, limit, raw=True)
+
+    def _window(
+        self, session_id: str, last: int | None, after: int | None, limit: int | None, *, raw: bool
+    ) -> tuple[_core.Doc, list[Any]]:
+        """The live header document and the window's rows: decoded, or ``raw`` (seq, bytes)."""
         now = self._now()
         # header and items in one read transaction: one snapshot
         with self._read() as conn:
@@ -224,12 +246,10 @@ class SQLiteStore(_AddingStore):
             count = current["last_seq"] - floor
             if limit is not None:
                 count = min(count, limit)
-            history = (
-                db.read_items(conn, session_id, floor, count, shared=bool(row[-1]))
-                if count > 0
-                else []
-            )
-        return _core.readable_session(current, history)
+            if count <= 0:
+                return current, []
+            read = db.read_raw if raw else db.read_items
+            return current, read(conn, session_id, floor, count, shared=bool(row[-1]))
 
     def _add(self, write: Write) -> DocAdded:
         """The write (``expected_version`` None: a blind append); the header document and the

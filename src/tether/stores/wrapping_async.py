@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, TypeVar
 
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base_async import AsyncStore, CommitStamp, ListFilters, NewItems
+from .base_async import AsyncStore, CommitStamp, ListFilters, NewItems, RawWindow
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
@@ -108,6 +108,28 @@ class AsyncWrappingStore(AsyncStore):
         """The session ``load`` passes back: this one, unchanged. A wrapper that changes what
         every load returns (the encrypted store opens its values) overrides this once."""
         return session
+
+    async def _load_raw(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> RawWindow | None:
+        """The target's undecoded load (:meth:`AsyncStore._load_raw`), if it offers one and
+        this wrapper's loads are its target's unchanged: a wrapper that changes what ``load``
+        returns (overriding ``load`` or ``_loaded``) offers none, so nothing it adds is skipped."""
+        cls = type(self)
+        if cls.load is not AsyncWrappingStore.load or cls._loaded is not AsyncWrappingStore._loaded:
+            return None
+        raw = getattr(self._target, "_load_raw", None)
+        if raw is None:
+            return None
+        window: RawWindow | None = await self._run(
+            raw, session_id, last=last, after=after, limit=limit
+        )
+        return window
 
     # --- the contract -------------------------------------------------------------------------
 

@@ -1004,13 +1004,14 @@ def test_every_lua_file_is_a_script_or_a_prelude_in_use() -> None:
 def test_a_script_binds_its_keys_and_named_arguments_in_order() -> None:
     source = lua.LOAD.source
     assert "local H, ITEMS = KEYS[1], KEYS[2]\n" in source
+    fields = "([^%z]*)%z" * 6 + "([^%z]*)"
     assert (
-        "local ARG = {now = ARGV[1], base = ARGV[2], session_id = ARGV[3], last = ARGV[4], "
-        "after = ARGV[5], limit = ARGV[6], listed = ARGV[7]}" in source
+        "ARG.now, ARG.base, ARG.session_id, ARG.last, ARG.after, ARG.limit, ARG.listed = "
+        f"string.match(ARGV[1] or '', '^{fields}$')\n" in source
     )
-    assert "local ARG_TAIL = 8\n" in source
+    assert "local ARG_TAIL = 2\n" in source
     load = lua.LoadArgs(now="", base="b:", session_id="s", last=5, after=None, limit=None)
-    assert load.argv() == ["", "b:", "s", 5, "", "", "0"]
+    assert load.argv() == ["\0b:\0s\x005\0\0\x000"]
     args = lua.DeleteArgs(
         now="1",
         base="b:",
@@ -1020,9 +1021,42 @@ def test_a_script_binds_its_keys_and_named_arguments_in_order() -> None:
         lease_token=None,
         force=True,
     )
-    assert args.argv() == ["1", "b:", "s", 3, "", "", "1"]
+    assert args.argv() == ["1\0b:\0s\x003\0\0\x001"]
     tail = lua.ItemsByKeyArgs(now="", schema_version=3, tail=["k1", "k2"])
-    assert tail.argv() == ["", 3, "k1", "k2"]
+    assert tail.argv() == ["\x003", "k1", "k2"]
+    lease = lua.LeaseArgs(
+        now="", base="b:", session_id="s", token=b'"t"', lease_ttl_us=None, store_ttl_ms=0,
+        nonce="n",
+    )  # fmt: skip
+    assert lease.argv() == ['\0b:\0s\0"t"\0\x000\0n']
+
+
+def test_a_named_argument_holding_the_separator_is_refused() -> None:
+    # a NUL would shift every later field in the script's split: refuse it, naming the field
+    args = lua.LoadArgs(now="", base="b:", session_id="s\0x", last=None, after=None, limit=None)
+    with pytest.raises(ValueError, match=r"\['session_id'\] hold a NUL"):
+        args.argv()
+
+
+def test_packed_arguments_reach_the_script_field_by_field(raw: redis.Redis) -> None:
+    # every field lands in its own ARG name on a real server, the empty ones included, and
+    # a text that does not split into the described fields is an error, not shifted fields
+    delete = lua.DeleteArgs(
+        now="", base="b:", session_id="s", schema_version=3, expected_version=None,
+        lease_token=b'"tok"', force=False,
+    )  # fmt: skip
+    echo = delete_echo_source()
+    fields = raw.evalsha(raw.script_load(echo), 0, *delete.argv())
+    assert fields == [b"", b"b:", b"s", b"3", b"", b'"tok"', b"0"]
+    with pytest.raises(redis.ResponseError, match="cannot split"):
+        raw.evalsha(raw.script_load(echo), 0, "only\0three\0fields")
+
+
+def delete_echo_source() -> str:
+    """The delete script's generated header, then a body that returns its named fields."""
+    header = lua.DELETE.source.split("local ARG_TAIL = 2\n")[0]
+    names = ", ".join(f"ARG.{name}" for name in lua.DeleteArgs.names())
+    return header + f"local ARG_TAIL = 2\nreturn {{{names}}}\n"
 
 
 def test_a_description_that_disagrees_with_its_script_is_refused() -> None:

@@ -4,7 +4,7 @@ members."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import _scripts as lua
 from ._options import check_namespace
@@ -21,12 +21,15 @@ class Keys:
     base: str
     index: tuple[str, ...]
     """updated, owner, agent, status (lex-ordered sorted sets), who (hash), sweep (string)."""
+    named_index: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """The index keys by their names in the scripts (``_scripts.INDEX_KEYS``)."""
 
     @classmethod
     def for_namespace(cls, namespace: str) -> Keys:
         base = f"tether:{{{check_namespace(namespace)}}}:"
         names = ("ix:updated", "ix:owner", "ix:agent", "ix:status", "ix:who", "ix:sweep")
-        return cls(namespace, base, tuple(base + name for name in names))
+        index = tuple(base + name for name in names)
+        return cls(namespace, base, index, dict(zip(lua.INDEX_KEYS, index, strict=True)))
 
     @property
     def pattern(self) -> str:
@@ -35,28 +38,35 @@ class Keys:
 
     def session(self, session_id: str) -> list[str]:
         """Header hash, items list, metadata hash. ``session_id`` must be validated."""
-        return [
-            self.base + "s:" + session_id,
-            self.base + "h:" + session_id,
-            self.base + "m:" + session_id,
-        ]
+        return [self.base + part + session_id for part in _SESSION_PARTS[:3]]
 
     def item_keys(self, session_id: str) -> list[str]:
         """Keyed items: a hash key -> the item's row, and a sorted set of the keys by seq
         (to drop the keys of a removed tail by seq range)."""
-        return [self.base + "k:" + session_id, self.base + "ks:" + session_id]
+        return [self.base + part + session_id for part in _SESSION_PARTS[3:]]
 
     def write_keys(self, session_id: str) -> list[str]:
         """A write script's KEYS (``_scripts.WRITE_KEYS``)."""
         return [*self.index, *self.session(session_id), *self.item_keys(session_id)]
 
     def for_script(self, names: Iterable[str], session_id: str | None = None) -> list[str]:
-        """The KEYS of a script, by the names it gives them (``LuaScript.keys``)."""
-        named = dict(zip(lua.INDEX_KEYS, self.index, strict=True))
-        if session_id is not None:
-            session = (*self.session(session_id), *self.item_keys(session_id))
-            named.update(zip(lua.SESSION_KEYS, session, strict=True))
-        return [named[name] for name in names]
+        """The KEYS of a script, by the names it gives them (``LuaScript.keys``); once per
+        script call, so no mapping is built per call."""
+        index, base = self.named_index, self.base
+        out = []
+        for name in names:
+            key = index.get(name)
+            if key is None:
+                if session_id is None:
+                    raise KeyError(f"the script key {name} needs a session id")
+                key = base + _SESSION_BY_NAME[name] + session_id
+            out.append(key)
+        return out
+
+
+_SESSION_PARTS = ("s:", "h:", "m:", "k:", "ks:")
+"""The session's keys after the namespace's prefix, in ``_scripts.SESSION_KEYS`` order."""
+_SESSION_BY_NAME = dict(zip(lua.SESSION_KEYS, _SESSION_PARTS, strict=True))
 
 
 def prefix_of(value: str | None) -> str:

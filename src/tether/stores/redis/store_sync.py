@@ -155,8 +155,20 @@ class RedisStore(_AddingStore):
     def _run(self, script: lua.LuaScript[_A], args: _A, session_id: str | None = None) -> Any:
         """One EVALSHA (plus SCRIPT LOAD the first time a server sees the script)."""
         keys = self.keys.for_script(script.keys, session_id)
-        call = self._scripts[script.name]
-        return self._guarded(script.name, lambda: call(keys=keys, args=args.argv()))
+        argv = args.argv()
+        return self._guarded(script.name, lambda: self._evalsha(script.name, keys, argv))
+
+    def _evalsha(self, name: str, keys: list[str], argv: list[Any]) -> Any:
+        """EVALSHA straight through ``execute_command``: redis-py's script object would add
+        its own per-call work (imports, tuple copies, pipeline checks) to every store call.
+        A server that lost the script (restart, SCRIPT FLUSH) gets it loaded once."""
+        script = self._scripts[name]
+        execute = self.client.execute_command  # untyped in redis-py
+        try:
+            return execute("EVALSHA", script.sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            self.client.script_load(script.script)
+        return execute("EVALSHA", script.sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
 
     def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
         """Run one round trip; driver errors become StoreUnavailable or StoreError."""

@@ -10,14 +10,17 @@ local function live(expires)
   local e = tonumber(expires)
   return e == nil or e > NOW
 end
--- The header document as one JSON text, from an HMGET of HEADER_FIELDS (values past them are
--- ignored): the client decodes one text, not one per field.
-local function header_doc(values)
-  local parts = {}
+-- The header document as one JSON text, from an HMGET of HEADER_FIELDS after `skip` other
+-- fields (values past them are ignored): the client decodes one text, not one per field.
+local function header_doc(values, skip)
+  -- labels and values side by side, joined once: a big value (state) is copied once
+  local parts, at = {'{'}, skip or 0
   for i, name in ipairs(HEADER_FIELDS) do
-    parts[i] = '"' .. name .. '":' .. (values[i] or 'null')
+    parts[2 * i] = (i == 1 and '"' or ',"') .. name .. '":'
+    parts[2 * i + 1] = values[at + i] or 'null'
   end
-  return '{' .. table.concat(parts, ',') .. '}'
+  parts[#parts + 1] = '}'
+  return table.concat(parts)
 end
 local function header_json(key)
   return header_doc(redis.call('HMGET', key, unpack(HEADER_FIELDS)))

@@ -19,15 +19,22 @@ local function members(id, d, po, pa, ps)
   if ps ~= '' then out[#out + 1] = {IX_STATUS, ps .. d .. ':' .. id} end
   return out
 end
-local function unindex(id)
-  local d, po, pa, ps = parse_who(redis.call('HGET', IX_WHO, id))
+-- Remove the entries `who` (the session's ix:who value, read by the caller) names.
+local function drop_entries(id, who)
+  local d, po, pa, ps = parse_who(who)
   if d then
     for _, m in ipairs(members(id, d, po, pa, ps)) do redis.call('ZREM', m[1], m[2]) end
   end
+end
+local function unindex(id)
+  drop_entries(id, redis.call('HGET', IX_WHO, id))
   redis.call('HDEL', IX_WHO, id)
 end
-local function reindex(id, updated, po, pa, ps)
-  unindex(id)
+-- `who`: the session's ix:who value when the caller already read it (commit), else nil. The
+-- HSET overwrites it, so it needs no HDEL first.
+local function reindex(id, updated, po, pa, ps, who)
+  if who == nil then who = redis.call('HGET', IX_WHO, id) end
+  drop_entries(id, who)
   local d = pad(updated)
   for _, m in ipairs(members(id, d, po, pa, ps)) do redis.call('ZADD', m[1], 0, m[2]) end
   redis.call('HSET', IX_WHO, id, d .. '|' .. po .. '|' .. pa .. '|' .. ps)
@@ -45,9 +52,11 @@ local function newer(id, schema)
   local v = tonumber(redis.call('HGET', BASE .. 's:' .. id, 'schema_version'))
   return v ~= nil and v > schema
 end
+-- A session's index prefixes, and its ix:who value (false when it has none) for reindex.
 local function prefixes(id)
-  local _, po, pa, ps = parse_who(redis.call('HGET', IX_WHO, id))
-  return po or '', pa or '', ps or ''
+  local who = redis.call('HGET', IX_WHO, id)
+  local _, po, pa, ps = parse_who(who)
+  return po or '', pa or '', ps or '', who
 end
 -- Native expiry: at expires_at, or ttl_ms after now by Redis's clock, whichever is first.
 local function expire(keys, expires, ttl_ms, persist)

@@ -80,11 +80,11 @@ for _, v in ipairs({'version', fmt(version + 1), 'updated_at', fmt(NOW),
   fields[#fields + 1] = v
 end
 push('HSET', H, fields)
-local po, pa, ps = prefixes(ID)
+local po, pa, ps, who = prefixes(ID)
 if ARG.owner_prefix ~= '*' then po = ARG.owner_prefix end
 if ARG.agent_prefix ~= '*' then pa = ARG.agent_prefix end
 if ARG.status_prefix ~= '*' then ps = ARG.status_prefix end
-reindex(ID, NOW, po, pa, ps)
+reindex(ID, NOW, po, pa, ps, who)
 local expires = h[2]
 if ARG.expires_at ~= '*' then expires = ARG.expires_at end
 if not live(expires) then

@@ -65,6 +65,14 @@ def _table_exists(url: str, name: str, table: str) -> bool:
     return row is not None and row[0] is not None
 
 
+def _indexes(url: str, name: str) -> dict[str, str]:
+    with _raw(url) as conn:
+        rows = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s", (name,)
+        ).fetchall()
+    return {str(index): str(definition) for index, definition in rows}
+
+
 OLD_ITEMS = (
     '{"seq":1,"timestamp":"2024-05-01T10:00:00.000000+00:00","item":{"role":"user","content":"a"}}',
     '{"seq":2,"timestamp":"2024-05-01T10:00:01.000000+00:00","item":{"role":"assistant",'
@@ -134,6 +142,9 @@ def test_an_old_database_is_migrated_and_its_sessions_kept(
             {"team": "red"},
         )
         assert [h.id for h in store.list(metadata={"team": "red"}).sessions] == ["old"]
+        assert [h.id for h in store.list(owner="alice").sessions] == ["old"]
+        assert [h.id for h in store.list().sessions] == ["old"]  # each status's page merged
+        assert [h.id for h in store.list(status=["running", "new"]).sessions] == ["old"]
         # what the later migrations added works on the session an older tether wrote
         store.commit("old", 3, append=[KeyedItem("call-1", {"role": "tool"})])  # migration 2
         assert store.items_by_key("old", ["call-1"])["call-1"].seq == 3
@@ -141,6 +152,10 @@ def test_an_old_database_is_migrated_and_its_sessions_kept(
         child = sessions.fork("old", at=2)  # migration 3: the child shares the parent's rows
         assert [item.item["content"] for item in sessions.get(child.id).items] == ["a", "b"]
     assert _recorded(postgres_url, pg_schema) == list(range(1, TARGET + 1))
+    indexes = _indexes(postgres_url, pg_schema)  # migration 4: fewer entries per commit
+    assert "tether_sessions_updated" not in indexes
+    assert indexes["tether_sessions_owner"].endswith("WHERE (owner IS NOT NULL)")
+    assert indexes["tether_sessions_agent"].endswith("WHERE (agent IS NOT NULL)")
     applied = [r.getMessage() for r in caplog.records if "applied database migration" in r.msg]
     assert applied == [
         f"schema {pg_schema!r} at {_options.describe(_options.parse_url(url)[0])}: "

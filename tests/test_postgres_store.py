@@ -260,14 +260,15 @@ def test_list_filters_use_their_indexes(postgres_url: str, pg_schema: str) -> No
             for table in ("tether_sessions", "tether_session_meta"):
                 names = sql.Identifier(pg_schema), sql.Identifier(table)
                 conn.execute(sql.SQL("ANALYZE {}.{}").format(*names))
-            expected: dict[str, dict[str, Any]] = {
-                "tether_sessions_updated": {},
-                "tether_sessions_owner": {"owner": "owner-7"},
-                "tether_sessions_agent": {"agent": "agent-7"},
-                "tether_sessions_status": {"status": "finished"},
-                "tether_session_meta_kv": {"metadata": {"tenant": "t7"}},
-            }
-            for index, filters in expected.items():
+            expected: list[tuple[str, dict[str, Any]]] = [
+                ("tether_sessions_status", {}),  # each status's page, merged (migration 4)
+                ("tether_sessions_owner", {"owner": "owner-7"}),
+                ("tether_sessions_agent", {"agent": "agent-7"}),
+                ("tether_sessions_status", {"status": "finished"}),
+                ("tether_sessions_status", {"status": ["finished", "new"]}),  # merged
+                ("tether_session_meta_kv", {"metadata": {"tenant": "t7"}}),
+            ]
+            for index, filters in expected:
                 query = _core.build_list_query(**filters, limit=20)
                 statement, params = _sql.list_statement(store._sql, query, None)
                 plan = "\n".join(

@@ -82,6 +82,19 @@ MIGRATIONS: Final[Sequence[Sequence[str]]] = (
         "CREATE INDEX tether_sessions_items_from ON {schema}.tether_sessions "
         "(items_from, items_from_hi) WHERE items_from IS NOT NULL",
     ),
+    (  # 4: fewer index entries per commit. Every commit changes updated_at, an indexed
+        # column, so PostgreSQL cannot update the row in place (HOT) and writes an entry in
+        # every index of the table. The index on (updated_at, id) alone goes (a listing with
+        # no status, or several, merges each status's page from the status index instead);
+        # owner and agent are indexed only where set, as SQLite's are.
+        "DROP INDEX {schema}.tether_sessions_updated",
+        "DROP INDEX {schema}.tether_sessions_owner",
+        "CREATE INDEX tether_sessions_owner ON {schema}.tether_sessions (owner, updated_at, id) "
+        "WHERE owner IS NOT NULL",
+        "DROP INDEX {schema}.tether_sessions_agent",
+        "CREATE INDEX tether_sessions_agent ON {schema}.tether_sessions (agent, updated_at, id) "
+        "WHERE agent IS NOT NULL",
+    ),
 )
 
 MIGRATIONS_APPLIED = "SELECT max(version) FROM {schema}.tether_schema_migrations"

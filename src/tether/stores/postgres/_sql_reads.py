@@ -113,24 +113,17 @@ def list_statement(
 ) -> tuple[bytes, dict[str, Any]]:
     """The listing statement for a checked query: fixed fragments joined, values bound.
 
-    Every filter has an index whose order is the listing's, so a page reads ~limit rows: owner,
-    agent and one status use (column, updated_at, id); no filter uses (updated_at, id); a
-    metadata filter probes (kv_hash, session_id) of the metadata table.
+    Every filter has an index whose order is the listing's, so a page reads ~limit rows: owner
+    and agent use their partial (column, updated_at, id) indexes, a metadata filter probes
+    (kv_hash, session_id) of the metadata table, one status (status, updated_at, id). There is
+    no index on (updated_at, id) alone (migration 4): a commit rewrote an entry in it, and
+    PostgreSQL writes one in every index of a row an update moves. Several statuses, or none,
+    read the newest page of each status from the status index and merge them
+    (:func:`_every_status`): ``status = ANY(...)`` would read every session of those statuses
+    and sort them.
     """
     where = [f"(s.expires_at IS NULL OR s.expires_at > {NOW})"]
     params: dict[str, Any] = {"now": now, "limit": query.limit + 1}
-    for column, value in (("owner", query.owner), ("agent", query.agent)):
-        if value is not None:
-            where.append(f"s.{column} = %({column})s::text")
-            params[column] = value
-    if query.statuses is not None:
-        statuses = sorted(query.statuses)
-        if len(statuses) == 1:  # equality keeps the (status, updated_at, id) order for LIMIT
-            where.append("s.status = %(status)s::text")
-            params["status"] = statuses[0]
-        else:
-            where.append("s.status = ANY(%(statuses)s::text[])")
-            params["statuses"] = statuses
     if query.updated_after is not None:
         where.append("s.updated_at > %(updated_after)s::timestamptz")
         params["updated_after"] = from_micros(query.updated_after)
@@ -141,6 +134,21 @@ def list_statement(
         where.append("(s.updated_at, s.id) < (%(cursor_at)s::timestamptz, %(cursor_id)s::text)")
         params["cursor_at"] = from_micros(query.cursor[0])
         params["cursor_id"] = query.cursor[1]
+    statuses = sorted(query.statuses if query.statuses is not None else _core.STATUSES)
+    narrowed = query.owner is not None or query.agent is not None or bool(query.metadata)
+    if not narrowed and len(statuses) > 1:
+        return _every_status(statements, statuses, where, params)
+    for column, value in (("owner", query.owner), ("agent", query.agent)):
+        if value is not None:
+            where.append(f"s.{column} = %({column})s::text")
+            params[column] = value
+    if query.statuses is not None:
+        if len(statuses) == 1:  # equality keeps the (status, updated_at, id) order for LIMIT
+            where.append("s.status = %(status)s::text")
+            params["status"] = statuses[0]
+        else:
+            where.append("s.status = ANY(%(statuses)s::text[])")
+            params["statuses"] = statuses
     for index, (key, value) in enumerate(query.metadata):
         key_json = _json.dumps_text(key, what="metadata filter key")
         where.append(
@@ -154,5 +162,32 @@ def list_statement(
         f"SELECT {header_json('s')} FROM {{schema}}.tether_sessions AS s "
         f"WHERE {' AND '.join(where)} "
         "ORDER BY s.updated_at DESC, s.id DESC LIMIT %(limit)s::integer"
+    )
+    return text.replace("{schema}", statements.quoted_schema).encode(), params
+
+
+def _every_status(
+    statements: Statements, statuses: list[str], where: list[str], params: dict[str, Any]
+) -> tuple[bytes, dict[str, Any]]:
+    """A page over several statuses: the newest ``limit + 1`` sessions of each, read in the
+    status index's order (each part a bounded index scan), merged, the newest ``limit + 1`` of
+    all kept; only their headers are built."""
+    parts = []
+    for index, status in enumerate(statuses):
+        condition = " AND ".join([f"s.status = %(st{index})s::text", *where])
+        parts.append(
+            f"(SELECT s.updated_at, s.id FROM {{schema}}.tether_sessions AS s WHERE {condition} "
+            "ORDER BY s.updated_at DESC, s.id DESC LIMIT %(limit)s::integer)"
+        )
+        params[f"st{index}"] = status
+    # the headers of the page's rows by primary key, one by one (LIMIT 1 keeps the lateral
+    # subquery a per-row index lookup: joined flat, the planner may hash the whole table)
+    text = (
+        "SELECT h.header FROM ("
+        f"SELECT t.updated_at, t.id FROM ({' UNION ALL '.join(parts)}) AS t "
+        "ORDER BY t.updated_at DESC, t.id DESC LIMIT %(limit)s::integer) AS p, "
+        f"LATERAL (SELECT {header_json('s')} AS header FROM {{schema}}.tether_sessions AS s "
+        "WHERE s.id = p.id LIMIT 1) AS h "
+        "ORDER BY p.updated_at DESC, p.id DESC"
     )
     return text.replace("{schema}", statements.quoted_schema).encode(), params

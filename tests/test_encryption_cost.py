@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +20,11 @@ import pytest
 import tether
 import tether.encryption_sync
 from tether import KeyedItem, Session, StoredItem
-from tether.encryption import EncryptedStore, Keyring, TamperedCiphertext
+from tether.encryption import EncryptedStore, Keyring, PlaintextFound, TamperedCiphertext
 from tether.encryption_codec import open_session, rebuilt
 from tether.stores import WrappingStore
 from tether.stores.memory import MemoryStore
+from tether.stores.sqlite import SQLiteStore
 
 from . import encryption_envelopes as envelopes
 
@@ -125,8 +127,21 @@ def test_a_delete_through_the_store_forgets_the_session() -> None:
     assert _texts(store.load("s")) == ["x", "y", "z", "after restore"]
 
 
+Inner = MemoryStore | SQLiteStore
+"""A store beneath that can be written raw (``restore``)."""
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def inner(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inner]:
+    """The store beneath: SQLite hands its rows over undecoded (``_load_raw``), so a load
+    takes the other way through the cache (rows compared byte for byte)."""
+    store: Inner = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    yield store
+    store.close()
+
+
 def _restore_raw(
-    inner: MemoryStore, session_id: str, change: Callable[[list[StoredItem]], list[StoredItem]]
+    inner: Inner, session_id: str, change: Callable[[list[StoredItem]], list[StoredItem]]
 ) -> None:
     raw = inner.load(session_id)
     inner.restore(rebuilt(raw, raw.state, raw.options, change(list(raw.items))), replace=True)
@@ -152,8 +167,7 @@ def _at(items: list[StoredItem], index: int, envelope: dict[str, Any]) -> list[S
         "key changed",
     ],
 )
-def test_tampering_after_a_read_is_caught_despite_the_cache(tamper: str) -> None:
-    inner = MemoryStore()
+def test_tampering_after_a_read_is_caught_despite_the_cache(tamper: str, inner: Inner) -> None:
     store = EncryptedStore(inner, RING)
     history = [
         {"content": "a", "timestamp": "2026-01-01T00:00:00+00:00"},
@@ -189,8 +203,8 @@ def test_tampering_after_a_read_is_caught_despite_the_cache(tamper: str) -> None
     assert _texts(store.load("s")) == ["a", "b", "c", "d"]
 
 
-def test_a_window_opened_in_one_pass_gives_fresh_objects_every_time() -> None:
-    store = EncryptedStore(MemoryStore(), RING)
+def test_a_window_opened_in_one_pass_gives_fresh_objects_every_time(inner: Inner) -> None:
+    store = EncryptedStore(inner, RING)
     store.create(Session(id="s", history=[{"content": {"n": 1}}, {"content": {"n": 2}}]))
     first = store.load("s")
     first.history[0]["content"]["n"] = 99
@@ -220,8 +234,9 @@ def test_opening_in_place_touches_only_the_loaded_copy() -> None:
 
 
 @pytest.mark.parametrize("tamper", ["ciphertext", "extra field", "format", "swapped"])
-def test_a_header_field_tampered_after_a_read_is_caught_despite_the_cache(tamper: str) -> None:
-    inner = MemoryStore()
+def test_a_header_field_tampered_after_a_read_is_caught_despite_the_cache(
+    tamper: str, inner: Inner
+) -> None:
     store = EncryptedStore(inner, RING)
     store.create(Session(id="s", state={"a": 1}, options={"b": 2}))
     assert store.load("s").state == {"a": 1}  # state and options verified, cached
@@ -253,3 +268,55 @@ def test_the_sessions_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) ->
     store.commit("a", 1, append=[{"content": "a"}])
     assert counted.header_reads == 1
     assert [_texts(store.load(sid)) for sid in ("a", "b", "c")] == [["a"], ["b"], ["c"]]
+
+
+class RawLoads(WrappingStore):
+    """Counts the undecoded loads that reach the store beneath, and what they gave."""
+
+    def __init__(self, inner: tether.Store) -> None:
+        super().__init__(inner)
+        self.raw: list[bool] = []
+
+    def _load_raw(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Any:
+        window = super()._load_raw(session_id, last=last, after=after, limit=limit)
+        self.raw.append(window is not None)
+        return window
+
+
+def test_sqlite_hands_its_rows_over_undecoded_and_a_changed_load_does_not(
+    tmp_path: Path,
+) -> None:
+    sqlite = SQLiteStore(tmp_path / "s.db")
+    counted = RawLoads(sqlite)
+    store = EncryptedStore(counted, RING)
+    store.create(Session(id="s", state={"a": 1}, history=[{"content": "a"}, {"content": "b"}]))
+    for _ in range(2):  # decrypted, then from the cache
+        loaded = store.load("s")
+        assert (_texts(loaded), loaded.state) == (["a", "b"], {"a": 1})
+        assert [entry.item for entry in loaded.items] == [{"content": "a"}, {"content": "b"}]
+    assert _texts(store.load("s", after=1)) == ["b"]
+    assert _texts(store.load("s", last=1, limit=1)) == ["b"]
+    assert counted.raw == [True, True, True, True]
+    # a store whose loads are changed (here: counted) offers none: the load is its own
+    headers = HeaderReads(sqlite)
+    assert headers._load_raw("s") is None
+    assert _texts(EncryptedStore(headers, RING).load("s")) == ["a", "b"]
+    sqlite.close()
+
+
+def test_a_row_in_clear_read_undecoded_fails_closed(tmp_path: Path) -> None:
+    sqlite = SQLiteStore(tmp_path / "s.db")
+    store = EncryptedStore(sqlite, RING)
+    store.create(Session(id="s", history=[{"content": "a"}]))
+    assert _texts(store.load("s")) == ["a"]
+    _restore_raw(sqlite, "s", lambda items: _at(items, 0, {"content": "in clear"}))
+    with pytest.raises(PlaintextFound):
+        store.load("s")
+    sqlite.close()

@@ -39,9 +39,10 @@ import orjson
 
 from . import _core, _json
 from ._core import construct_trusted
+from ._core.items import _dumps as encode_new_item
 from ._encryption_keys import _KEY_ID, InvalidTag, Keyring, KeySource, resolve_keys
 from .errors import CorruptSession, PlaintextFound, TamperedCiphertext
-from .models import HistoryItem, Session, SessionHeader, StoredItem
+from .models import HistoryItem, KeyedItem, Session, SessionHeader, StoredItem
 
 __all__ = [
     "ENVELOPE_MARK",
@@ -51,6 +52,7 @@ __all__ = [
     "encode_item",
     "is_envelope",
     "key_ids_in",
+    "prepare_items",
     "resolve_keys",
 ]
 
@@ -68,6 +70,27 @@ def encode_item(item: Mapping[str, Any], *, what: str) -> tuple[bytes, str | Non
     :class:`~tether.errors.InvalidSessionData` naming ``what`` if it is not plain JSON."""
     stamp = item.get("timestamp")
     return _json.dumps(item, what=what), stamp if isinstance(stamp, str) else None
+
+
+def prepare_items(
+    items: Iterable[Mapping[str, Any] | KeyedItem],
+) -> list[tuple[str | None, bytes, str | None]]:
+    """New items checked and encoded as a store checks and encodes them, before any I/O (the
+    same errors, the same bytes): ``(key, JSON, own timestamp)`` each, for
+    :meth:`Codec.seal_items`."""
+    drained = items if type(items) is list else _core.item_list(items)
+    out: list[tuple[str | None, bytes, str | None]] = []
+    put = out.append
+    for offset, item in enumerate(drained):
+        if type(item) is not dict:  # a KeyedItem, another Mapping: every check, from the first
+            return [
+                (key, *encode_item(value, what=f"history item {offset}"))
+                for offset, value, key in _core.checked_items(drained)
+            ]
+        stamp = item.get("timestamp")
+        # the store's own encoder: plain JSON (most items) skips the walk for what it cannot hold
+        put((None, encode_new_item(item, offset), stamp if isinstance(stamp, str) else None))
+    return out
 
 
 def is_envelope(value: object) -> bool:
@@ -236,20 +259,26 @@ class Codec:
         if not encoded:
             return []
         kid = self.keyring.current
-        encrypt = self.keyring.aead(kid, session_id, f"history item seq {first_seq}").encrypt
+        aead = self._aead.get(kid) or self.keyring.aead(
+            kid, session_id, f"history item seq {first_seq}"
+        )
+        encrypt = aead.encrypt
         nonces = os.urandom(NONCE_BYTES * len(encoded))  # one system call, a fresh nonce each
         b64 = binascii.b2a_base64  # _b64 and _item_ad inlined: this loop is a commit's cost
         dumps = orjson.dumps
         prefix = f"{FORMAT}:{kid}:"
         out: list[dict[str, Any]] = []
-        for offset, (key, data, stamp) in enumerate(encoded):
-            nonce = nonces[offset * NONCE_BYTES : (offset + 1) * NONCE_BYTES]
-            ad = _AD_PREFIX + dumps(["item", session_id, first_seq + offset, key, kid])
-            packed = nonce + encrypt(nonce, data, ad)
-            envelope = {ENVELOPE_MARK: prefix + b64(packed, newline=False).decode("ascii")}
-            if stamp is not None:  # the store takes an item's own timestamp as its time
-                envelope["timestamp"] = stamp
-            out.append(envelope)
+        put = out.append
+        start = 0
+        for seq, (key, data, stamp) in enumerate(encoded, first_seq):
+            nonce = nonces[start : start + NONCE_BYTES]
+            start += NONCE_BYTES
+            ad = _AD_PREFIX + dumps(("item", session_id, seq, key, kid))
+            sealed = b64(nonce + encrypt(nonce, data, ad), newline=False).decode("ascii")
+            if stamp is None:
+                put({ENVELOPE_MARK: prefix + sealed})
+            else:  # the store takes an item's own timestamp as its time
+                put({ENVELOPE_MARK: prefix + sealed, "timestamp": stamp})
         return out
 
     def seal_field(self, session_id: str, field: str, value: Mapping[str, Any]) -> dict[str, Any]:

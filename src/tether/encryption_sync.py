@@ -43,10 +43,10 @@ from .encryption_codec import (
     Codec,
     Keyring,
     KeySource,
-    encode_item,
     open_header,
     open_loaded,
     open_raw,
+    prepare_items,
     rebuilt,
     resolve_keys,
     seal_session,
@@ -66,7 +66,7 @@ _Prepared = list[tuple[str | None, bytes, str | None]]
 """New items checked and encoded before any I/O: (key, JSON, own timestamp) each."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Sealed:
     """A versioned write, sealed: the envelopes to append, the changes to pass on (``state``
     / ``options`` sealed) and the session's ``last_seq`` after it (None: not known)."""
@@ -98,12 +98,8 @@ SEEN_SESSIONS = 10_000
 """How many sessions' ``(version, last_seq)`` a store remembers (the first seen go first)."""
 
 
-def _prepare(items: NewItems) -> _Prepared:
-    """Check and encode new items as a store would, before any I/O (same errors)."""
-    return [
-        (key, *encode_item(item, what=f"history item {offset}"))
-        for offset, item, key in _core.checked_items(items)
-    ]
+_prepare = prepare_items
+"""Check and encode new items as a store would, before any I/O (same errors)."""
 
 
 class EncryptedStore(WrappingStore):
@@ -230,6 +226,8 @@ class EncryptedStore(WrappingStore):
 
     def _seal_items(self, session_id: str, first_seq: int, prepared: _Prepared) -> list[Any]:
         envelopes = self.codec.seal_items(session_id, first_seq, prepared)
+        if all(key is None for key, _, _ in prepared):  # no KeyedItem: the envelopes as they are
+            return envelopes
         return [
             envelope if key is None else KeyedItem(key, envelope)
             for envelope, (key, _, _) in zip(envelopes, prepared, strict=True)
@@ -312,8 +310,26 @@ class EncryptedStore(WrappingStore):
         changes: Mapping[str, Any] | None = None,
         lease: Lease | None = None,
     ) -> int:
+        validate_session_id(session_id)
+        seen = self._seen.get(session_id)
+        if changes is None and seen is not None and seen[0] == expected_version:
+            # A turn's commit: items numbered after what this store saw at that version (module
+            # doc), nothing else to seal or merge. _sealed_write's checks, in its order.
+            _core.check_version(expected_version)
+            prepared = _prepare(append)
+            _core.check_lease_arg(lease, optional=True)
+            items = self._seal_items(session_id, seen[1] + 1, prepared)
+            try:
+                version = self._forward(
+                    Store.commit, session_id, expected_version, append=items, lease=lease
+                )
+            except BaseException:  # the write may have landed, or the session moved on
+                self._forget(session_id)
+                raise
+            self._saw(session_id, version, seen[1] + len(prepared))
+            return version
         write = self._sealed_write(session_id, expected_version, append, changes, lease)
-        with self._forgets(session_id):
+        try:  # _forgets inlined: this is every turn's write
             version = self._forward(
                 Store.commit,
                 session_id,
@@ -322,6 +338,9 @@ class EncryptedStore(WrappingStore):
                 changes=write.changes,
                 lease=lease,
             )
+        except BaseException:
+            self._forget(session_id)
+            raise
         self._wrote(session_id, version, write.last_seq, expected_version)
         return version
 

@@ -88,6 +88,53 @@ def test_commit_stamped_is_one_round_trip(postgres_url: str, pg_schema: str) -> 
         assert _round_trips(sent) == 10
 
 
+def test_a_commit_without_header_changes_sends_only_the_writes_parameters(
+    postgres_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chat turn's commit changes nothing in the header: it runs the statement without the
+    changes (APPEND), and none of their parameters is converted; one that changes the header
+    runs COMMIT. Both stamp what they stored, and the lease and version guards hold for both."""
+    with _one_connection_store(postgres_url, pg_schema) as store:
+        sent: list[tuple[bytes, dict[str, Any]]] = []
+        keyed_write = store._keyed_write
+
+        def recorded(what: str, statement: bytes, params: dict[str, Any], *a: Any, **k: Any) -> Any:
+            sent.append((statement, dict(params)))
+            return keyed_write(what, statement, params, *a, **k)
+
+        monkeypatch.setattr(store, "_keyed_write", recorded)
+        sid = store.create(Session()).id
+        plain = store.commit_stamped(sid, 1, append=[{"role": "user", "content": "a"}])
+        changed = store.commit_stamped(
+            sid, 2, append=[{"role": "assistant"}], changes={"status": "running"}
+        )
+        with pytest.raises(tether.ConflictError):
+            store.commit(sid, 2, append=[{"role": "user"}])  # stale: refused, as by COMMIT
+        lease = store.claim(sid, "runner-1", 60)
+        with pytest.raises(tether.AlreadyClaimed):
+            store.commit(sid, 3, append=[{"role": "user"}])  # another's live lease
+        assert store.commit(sid, 3, append=[{"role": "user"}], lease=lease) == 4
+        assert [statement for statement, _ in sent[:2]] == [store._sql.append, store._sql.commit]
+        assert "set_status" not in sent[0][1]
+        assert "metadata" not in sent[0][1]
+        assert sent[1][1]["set_status"] is True
+        loaded = store.load(sid)
+        assert (plain.version, changed.version) == (2, 3)
+        assert stamps_match(plain, loaded, 0)
+        assert stamps_match(changed, loaded, 1)
+        assert loaded.status == "running"
+        assert [item.item for item in loaded.items] == [
+            {"role": "user", "content": "a"},
+            {"role": "assistant"},
+            {"role": "user"},
+        ]
+
+
+def stamps_match(stamp: Any, loaded: Session, index: int) -> bool:
+    _, stored = _core.item_views(loaded.id, _core.decode_items(loaded.id, stamp.rows))
+    return stored == loaded.items[index : index + 1]
+
+
 def test_execute_on_a_cached_session_is_the_commit_alone(postgres_url: str, pg_schema: str) -> None:
     with _one_connection_store(postgres_url, pg_schema) as store:
         sessions = Sessions(store)

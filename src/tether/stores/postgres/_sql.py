@@ -137,7 +137,7 @@ meta AS (
 _BUMP = """version = s.version + 1,
         updated_at = t.now,
         last_seq = s.last_seq + %(n)s::bigint,"""
-_NEW_ROWS = f"""items AS (
+_NEW_ITEM_ROWS = f"""items AS (
     INSERT INTO {{schema}}.tether_items (session_id, seq, data)
     SELECT u.id, {NEW_SEQ}, {item_json(NEW_SEQ, time="u")}
     FROM upd AS u, {NEW_ITEMS}
@@ -145,7 +145,8 @@ _NEW_ROWS = f"""items AS (
 item_keys AS (
     INSERT INTO {{schema}}.tether_item_keys (session_id, key, seq)
     SELECT u.id, i.key, {NEW_SEQ} FROM upd AS u, {NEW_ITEMS} WHERE i.key IS NOT NULL
-),
+)"""
+_NEW_ROWS = f"""{_NEW_ITEM_ROWS},
 {_META_CHANGES}"""
 
 # A commit: the header updated under the write guard, its items and keys inserted, its metadata
@@ -165,6 +166,27 @@ upd AS (
         s.lease_owner, s.lease_fence, s.lease_expires_at
 ),
 {_NEW_ROWS}
+SELECT version, last_seq, {micros("stamped_at")}, lease_owner, lease_fence,
+    {micros("lease_expires_at")}
+FROM upd
+"""
+
+# A commit that changes nothing in the header (a chat turn's, an append): COMMIT without the
+# changes, so without their 16 parameters (psycopg converts each one on every call, the larger
+# part of a commit's client time) and without the CASE per field and the metadata CTEs on the
+# server. The same guard, the same rows, the same stamp.
+APPEND = f"""
+WITH {TIME_CTE},
+upd AS (
+    UPDATE {{schema}}.tether_sessions AS s SET
+        {_BUMP}
+        history_len = s.history_len + %(n)s::bigint
+    FROM t
+    WHERE {_WRITE_GUARD}
+    RETURNING s.id, s.version, s.last_seq, t.iso, t.now AS stamped_at,
+        s.lease_owner, s.lease_fence, s.lease_expires_at
+),
+{_NEW_ITEM_ROWS}
 SELECT version, last_seq, {micros("stamped_at")}, lease_owner, lease_fence,
     {micros("lease_expires_at")}
 FROM upd
@@ -403,6 +425,7 @@ class Statements:
 
     create: bytes
     commit: bytes
+    append: bytes
     replace: bytes
     tail: bytes
     items_by_key: bytes
@@ -443,6 +466,7 @@ class Statements:
         return cls(
             create=r(CREATE),
             commit=r(COMMIT),
+            append=r(APPEND),
             replace=r(REPLACE),
             tail=r(TAIL),
             items_by_key=r(ITEMS_BY_KEY),

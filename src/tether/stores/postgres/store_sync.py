@@ -143,16 +143,22 @@ class PostgresStore(_AddingStore, _PostgresForks):
         return _core.readable_session(doc, history)
 
     def _add(self, write: Write) -> _rows.CommitRow:
-        """See the contract: the commit statement (see COMMIT; with no version to compare,
-        NULL, for an append), whose row says what it stamped."""
-        params = _rows.header_write_params(
-            write.session_id,
-            write.expected_version,
-            write.lease,
-            write.items,
-            changes=write.changes,
-            now=self._now(),
-        )
+        """See the contract: the commit statement (see COMMIT, or APPEND when the header does
+        not change; with no version to compare, NULL, for a blind append), whose row says what
+        it stamped."""
+        if write.changes:
+            params = _rows.header_write_params(
+                write.session_id,
+                write.expected_version,
+                write.lease,
+                write.items,
+                changes=write.changes,
+                now=self._now(),
+            )
+        else:  # the statement without header changes takes none of their parameters
+            params = _rows.write_params(
+                write.session_id, write.expected_version, write.lease, write.items, self._now()
+            )
         try:
             row = self._commit_row(write, params)
         except StoreError as exc:
@@ -170,7 +176,7 @@ class PostgresStore(_AddingStore, _PostgresForks):
     def _commit_row(self, write: Write, params: dict[str, Any]) -> Row:
         return self._keyed_write(
             "commit",
-            self._sql.commit,
+            self._sql.commit if write.changes else self._sql.append,
             params,
             lambda found: _rows.judge_write(
                 write.session_id, found, write.expected_version, write.lease

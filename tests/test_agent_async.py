@@ -23,7 +23,13 @@ from tether.stores.memory import AsyncMemoryStore
 from tether.stores.sqlite import AsyncSQLiteStore
 from tether.testing import FakeClock
 
-from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
+from .conftest import (
+    give_back_postgres_schema,
+    require_server,
+    take_postgres_schema,
+    wipe_redis_namespace,
+    with_options,
+)
 
 ORDERS = {"A1001": "shipped"}
 
@@ -75,9 +81,10 @@ async def store(
     else:
         from tether.stores.postgres_async import AsyncPostgresStore
 
-        url, schema = require_server("postgres"), f"tether_tag_{uuid.uuid4().hex[:16]}"
+        url = require_server("postgres")
+        schema = take_postgres_schema(url)  # empty and migrated, from conftest's pool
         opened = AsyncPostgresStore.from_url(with_options(url, schema=schema), clock=clock)
-        cleanup = functools.partial(drop_postgres_schema, url, schema)
+        cleanup = functools.partial(give_back_postgres_schema, url, schema)
     try:
         async with opened:
             yield opened

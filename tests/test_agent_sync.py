@@ -24,7 +24,13 @@ from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore
 from tether.testing import FakeClock
 
-from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
+from .conftest import (
+    give_back_postgres_schema,
+    require_server,
+    take_postgres_schema,
+    wipe_redis_namespace,
+    with_options,
+)
 
 ORDERS = {"A1001": "shipped"}
 
@@ -76,9 +82,10 @@ def store(
     else:
         from tether.stores.postgres_sync import PostgresStore
 
-        url, schema = require_server("postgres"), f"tether_tag_{uuid.uuid4().hex[:16]}"
+        url = require_server("postgres")
+        schema = take_postgres_schema(url)  # empty and migrated, from conftest's pool
         opened = PostgresStore.from_url(with_options(url, schema=schema), clock=clock)
-        cleanup = functools.partial(drop_postgres_schema, url, schema)
+        cleanup = functools.partial(give_back_postgres_schema, url, schema)
     try:
         with opened:
             yield opened

@@ -3,7 +3,8 @@ promises on top (see the docstring of tether.stores.postgres.store_async): one r
 commit, migrations under an advisory lock, indexed listings, schema isolation, URL options,
 and StoreUnavailable from a real server that stops and comes back.
 
-Every test works in its own schema (``tether_t_<uuid>``) and drops it afterwards. The tests
+Every test works in its own schema (``tether_t_<uuid>``) and drops it afterwards; the conformance
+suite's tests each take an empty, migrated one from conftest's pool instead. The tests
 that need the shared server skip when it is down (fail under CI=true, see conftest.py); the
 fault test starts a throwaway server of its own from the PostgreSQL binaries.
 """
@@ -49,7 +50,13 @@ from tether import (
 from tether.stores.postgres import AsyncPostgresStore, PostgresStore, _migrations, _options, _sql
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
-from .conftest import IN_CI, drop_postgres_schema, with_options
+from .conftest import (
+    IN_CI,
+    drop_postgres_schema,
+    give_back_postgres_schema,
+    take_postgres_schema,
+    with_options,
+)
 
 SCHEMA_PREFIX = "tether_t_"
 
@@ -78,30 +85,43 @@ def pg_schema(postgres_url: str) -> Iterator[str]:
 # --- the conformance suite -------------------------------------------------------------------
 
 
+@pytest.fixture
+def pooled_schema(postgres_url: str) -> Iterator[str]:
+    """An empty, migrated schema from conftest's pool: the conformance suite only reads and
+    writes sessions, so it needs no fresh schema (the tests below that do use pg_schema)."""
+    name = take_postgres_schema(postgres_url)
+    yield name
+    give_back_postgres_schema(postgres_url, name)
+
+
 class TestPostgresStore(StoreConformance):
     @pytest.fixture
-    def store(self, postgres_url: str, pg_schema: str, clock: FakeClock) -> Iterator[PostgresStore]:
+    def store(
+        self, postgres_url: str, pooled_schema: str, clock: FakeClock
+    ) -> Iterator[PostgresStore]:
         conninfo, _ = _options.parse_url(postgres_url)
-        with PostgresStore(conninfo, schema=pg_schema, clock=clock) as store:
+        with PostgresStore(conninfo, schema=pooled_schema, clock=clock) as store:
             yield store
 
     @pytest.fixture
-    def store_opener(self, postgres_url: str, pg_schema: str) -> Callable[[], Any]:
-        return functools.partial(tether.open_store, with_options(postgres_url, schema=pg_schema))
+    def store_opener(self, postgres_url: str, pooled_schema: str) -> Callable[[], Any]:
+        return functools.partial(
+            tether.open_store, with_options(postgres_url, schema=pooled_schema)
+        )
 
 
 class TestAsyncPostgresStore(AsyncStoreConformance):
     @pytest.fixture
     async def store(
-        self, postgres_url: str, pg_schema: str, clock: FakeClock
+        self, postgres_url: str, pooled_schema: str, clock: FakeClock
     ) -> AsyncIterator[AsyncPostgresStore]:
-        url = with_options(postgres_url, schema=pg_schema)
+        url = with_options(postgres_url, schema=pooled_schema)
         async with AsyncPostgresStore.from_url(url, clock=clock) as store:
             yield store
 
     @pytest.fixture
-    def store_opener(self, postgres_url: str, pg_schema: str) -> Callable[[], Any]:
-        url = with_options(postgres_url, schema=pg_schema)
+    def store_opener(self, postgres_url: str, pooled_schema: str) -> Callable[[], Any]:
+        url = with_options(postgres_url, schema=pooled_schema)
         return functools.partial(tether.open_async_store, url)
 
 

@@ -39,7 +39,13 @@ from tether.stores.memory import AsyncMemoryStore
 from tether.stores.sqlite import AsyncSQLiteStore
 from tether.testing import FakeClock
 
-from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
+from .conftest import (
+    give_back_postgres_schema,
+    require_server,
+    take_postgres_schema,
+    wipe_redis_namespace,
+    with_options,
+)
 from .store_calls import count_calls
 
 FIXTURES = Path(__file__).parent / "fixtures" / "schema_v1"
@@ -75,9 +81,10 @@ async def sessions(
     else:
         from tether.stores.postgres_async import AsyncPostgresStore
 
-        url, schema = require_server("postgres"), f"tether_trt_{uuid.uuid4().hex[:16]}"
+        url = require_server("postgres")
+        schema = take_postgres_schema(url)  # empty and migrated, from conftest's pool
         store = AsyncPostgresStore.from_url(with_options(url, schema=schema), clock=clock)
-        cleanup = functools.partial(drop_postgres_schema, url, schema)
+        cleanup = functools.partial(give_back_postgres_schema, url, schema)
     try:
         async with store, AsyncSessions(store, clock=clock) as runtime:
             yield runtime

@@ -38,8 +38,9 @@ from tether.web.app import CSP  # noqa: E402
 
 from .conftest import (  # noqa: E402
     delete_nats_bucket,
-    drop_postgres_schema,
+    give_back_postgres_schema,
     require_server,
+    take_postgres_schema,
     wipe_redis_namespace,
     with_options,
 )
@@ -72,9 +73,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     elif kind == "postgres":
         require_module("psycopg", "postgres")
         base = require_server("postgres")
-        name = f"tether_tweb_{uuid.uuid4().hex[:16]}"
+        name = take_postgres_schema(base)  # empty and migrated, from conftest's pool
         yield with_options(base, schema=name)
-        drop_postgres_schema(base, name)
+        give_back_postgres_schema(base, name)
     else:
         require_module("redis", "redis")
         base = require_server("redis")

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint types generated unit bench venv clean openai-agents-tests langgraph-tests
+.PHONY: demo test check check-tests lint types generated unit bench venv clean openai-agents-tests langgraph-tests
 
 $(STAMP): pyproject.toml constraints/frameworks.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "tether needs Python 3.10+"'
@@ -43,15 +43,20 @@ XDIST := -n $(TEST_WORKERS) --dist loadfile
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q $(XDIST)
 
-# The fast loop while developing (about a minute on two quiet cores): lint, types, fresh
-# generated twins, then the tests without the slow-marked multi-process stress clauses and the
-# heavy-marked tests (benchmark smoke runs, the browser, fuzzing, the demo, examples and process
-# races in subprocesses, throwaway servers, and the whole conformance suite run again encrypted
-# on every store but memory; and the tests of tests/conftest.py's _HEAVY table, each with its
-# reason), stopping at the first failure. make test still runs everything.
-check: lint types
-	$(BIN)/python tools/unasync.py --check
-	$(BIN)/python -m pytest -q -x $(XDIST) -m "not slow and not heavy"
+# The fast loop while developing (about a minute on two cores, warm caches): lint, types,
+# fresh generated twins and the tests, all at once (make -j; each part's output is printed
+# whole when it ends), the tests stopping at the first failure. The tests are all but the
+# slow-marked multi-process stress clauses and the heavy-marked tests (benchmark smoke runs,
+# the browser, fuzzing, the demo, examples and process races in subprocesses, throwaway
+# servers, the whole conformance suite run again encrypted on every store but memory; and
+# the tests of tests/conftest.py's _HEAVY table, each with its reason). make test still runs
+# everything. The tests keep their bytecode (PYTHONDONTWRITEBYTECODE emptied): compiling
+# tether and rewriting the test modules' asserts again costs each worker seconds.
+check: $(STAMP)
+	@$(MAKE) --no-print-directory -j 4 --output-sync=target lint types generated check-tests
+
+check-tests: $(STAMP)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -x $(XDIST) -m "not slow and not heavy"
 
 # The OpenAI Agents SDK's own tests (from its sdist) on tether, through tests/frameworks/
 # openai_agents_plugin.py: runner-level files and session files on memory and SQLite, the

@@ -102,6 +102,29 @@ class TestAsyncRedisStore(AsyncStoreConformance):
         )
 
 
+class TestRedisStoreWithEvalsha(TestRedisStore):
+    """The whole suite again on the path a server without functions (Redis 6.2) takes."""
+
+    @pytest.fixture
+    def store(self, redis_url: str, namespace: str, clock: FakeClock) -> Iterator[RedisStore]:
+        with RedisStore.from_url(
+            with_options(redis_url, namespace=namespace), clock=clock
+        ) as store:
+            store.use_functions = False
+            yield store
+
+
+class TestAsyncRedisStoreWithEvalsha(TestAsyncRedisStore):
+    @pytest.fixture
+    async def store(
+        self, redis_url: str, namespace: str, clock: FakeClock
+    ) -> AsyncIterator[AsyncRedisStore]:
+        url = with_options(redis_url, namespace=namespace)
+        async with AsyncRedisStore.from_url(url, clock=clock) as store:
+            store.use_functions = False
+            yield store
+
+
 # --- helpers: counting connections and a throwaway server --------------------------------------
 
 
@@ -134,7 +157,7 @@ class Wire:
 
     def read(self) -> None:
         self.reads += 1
-        if self.lose_next_reply and self.commands[-1:] == ["EVALSHA"]:
+        if self.lose_next_reply and self.commands[-1:] in (["FCALL"], ["EVALSHA"]):
             # the server ran the script and answered; the answer is lost on the way back
             self.lose_next_reply = False
             raise redis.ConnectionError("simulated: connection lost before the reply arrived")
@@ -445,7 +468,7 @@ def test_index_prefixes_separate_look_alike_owners(store: RedisStore) -> None:
 # --- one round trip ----------------------------------------------------------------------------
 
 
-SCRIPT = ["EVALSHA"]
+SCRIPT = ["FCALL"]
 
 
 def test_every_call_is_one_round_trip(redis_url: str, namespace: str) -> None:
@@ -548,7 +571,7 @@ def test_a_fork_reading_its_parents_items_loads_in_one_round_trip(
             assert [item["content"] for item in loaded.history] == contents
 
 
-TRANSACTION = ["MULTI", "EVALSHA", "LRANGE", "EXEC"]
+TRANSACTION = ["MULTI", "FCALL", "LRANGE", "EXEC"]
 
 
 def test_long_histories_load_in_a_transaction_short_ones_by_the_script(
@@ -601,14 +624,92 @@ def test_a_long_fork_loads_through_its_share_in_the_transaction(
         assert [item["content"] for item in tail] == contents[-66:]
 
 
-def test_a_load_transaction_reloads_a_script_the_server_lost(throwaway: ThrowawayRedis) -> None:
+@pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
+def test_a_load_transaction_reloads_a_script_the_server_lost(
+    throwaway: ThrowawayRedis, functions: bool
+) -> None:
     with RedisStore.from_url(with_options(throwaway.url, namespace="noscript")) as store:
         created = store.create(Session(history=_items(_codec.TRANSACTION_MIN_ITEMS)))
         other = RedisStore.from_url(with_options(throwaway.url, namespace="noscript"))
+        other.use_functions = functions
         assert len(other.load(created.id).history) == _codec.TRANSACTION_MIN_ITEMS
-        redis.Redis(port=throwaway.port).script_flush()
+        server = redis.Redis(port=throwaway.port)
+        server.script_flush()
+        server.function_flush()
+        WIRE.reset()
         assert len(other.load(created.id).history) == _codec.TRANSACTION_MIN_ITEMS
+        assert _libraries(server) == ([lua.library().name] if functions else [])
+        server.close()
         other.close()
+
+
+def _libraries(server: redis.Redis) -> list[str]:
+    """The function libraries a server holds, by name (FUNCTION LIST's RESP2 reply)."""
+    return [entry[1].decode() for entry in server.function_list()]
+
+
+def test_the_scripts_run_as_a_function_library_loaded_once(throwaway: ThrowawayRedis) -> None:
+    """FCALL after one FUNCTION LOAD; a lost library (restart, FUNCTION FLUSH) is loaded
+    again by the next call; a library another process loaded first is used as it is."""
+    server = redis.Redis(port=throwaway.port)
+    with counting_store(throwaway.url, "fn") as store:
+        WIRE.reset()
+        created = store.create(Session(history=_items(2)))
+        assert WIRE.commands[-3:] == ["FCALL", "FUNCTION", "FCALL"]
+        assert _libraries(server) == [lua.library().name]
+        WIRE.reset()
+        store.commit(created.id, 1, append=_items(1))
+        assert WIRE.one_round_trip() == ["FCALL"]
+        server.function_flush()
+        assert len(store.load(created.id).history) == 3
+        assert _libraries(server) == [lua.library().name]
+    with counting_store(throwaway.url, "fn") as other:  # the library is there: used at once
+        WIRE.reset()
+        assert other.exists(created.id)
+        assert WIRE.commands[-1:] == ["FCALL"]
+        assert "FUNCTION" not in WIRE.commands
+    # two stores loading it at once: the second finds it "already exists", and uses it
+    server.function_flush()
+    first, second = RedisStore.from_url(throwaway.url), RedisStore.from_url(throwaway.url)
+    assert first._load_library()
+    assert second._load_library()
+    assert second.exists(created.id) is False  # another namespace: only that it ran
+    first.close()
+    second.close()
+    server.close()
+
+
+def test_a_user_without_functions_runs_the_scripts_with_evalsha(throwaway: ThrowawayRedis) -> None:
+    """What a Redis 6.2 server or an ACL without FCALL / FUNCTION gets: EVALSHA, decided at the
+    first call, with the whole store working."""
+    admin = redis.Redis(port=throwaway.port)
+    admin.acl_setuser(
+        "nofn",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        commands=["+@all", "-fcall", "-function"],
+    )
+    url = f"redis://nofn:pw@127.0.0.1:{throwaway.port}/0"
+    with RedisStore.from_url(with_options(url, namespace="nofn")) as store:
+        created = store.create(Session(owner="o", history=_items(3)))
+        assert store._functions is False
+        store.commit(created.id, 1, append=_items(2))
+        assert len(store.load(created.id).history) == 5
+        assert [h.id for h in store.list(owner="o").sessions] == [created.id]
+    assert _libraries(admin) == []
+    admin.close()
+
+
+def test_the_function_library_is_named_by_its_text() -> None:
+    # a tether whose scripts differ loads a library of its own beside an older one
+    library = lua.library()
+    assert library.source.startswith(f"#!lua name={library.name}\n")
+    other = lua.Library(lua.SCRIPTS[:-1])
+    assert other.name != library.name
+    assert other.name.startswith("tether_")
+    assert library.function("commit") == f"{library.name}_commit"
+    assert library.source.count("redis.register_function(") == len(lua.SCRIPTS)
 
 
 def test_an_injected_clock_decides_expiry_in_whole_loads(redis_url: str, namespace: str) -> None:
@@ -637,7 +738,7 @@ def test_server_counts_one_script_call_per_commit(throwaway: ThrowawayRedis) -> 
             k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()
         }
         client.close()
-    assert stats.pop("evalsha") == 10
+    assert stats.pop("fcall") == 10
     assert stats.pop("config|resetstat") == 1
     assert stats.pop("rpush") == 10  # one append per commit ...
     assert not {"lrange", "lset", "ltrim", "del", "multi", "exec", "watch", "eval"} & set(stats)
@@ -703,7 +804,7 @@ def test_index_entries_of_natively_expired_sessions_are_cleaned_lazily(
         assert len(_index_mentions(raw, store.keys, gone.id)) == 5
         WIRE.reset()
         assert [h.id for h in store.list(agent="a").sessions] == [kept.id]
-        assert WIRE.commands == ["EVALSHA"], "one script call, no SCAN"
+        assert WIRE.commands == SCRIPT, "one script call, no SCAN"
         assert _index_mentions(raw, store.keys, gone.id) == [], "all four indexes cleaned"
         assert len(_index_mentions(raw, store.keys, kept.id)) == 5
     for script in lua.SCRIPTS:
@@ -785,11 +886,11 @@ def test_selective_listing_resumes_past_the_budget(redis_url: str, namespace: st
         page = store.list(owner="o", metadata={"rare": True})
         assert [h.id for h in page.sessions] == [oldest]
         assert page.next_cursor is None
-        assert WIRE.commands == ["EVALSHA"] * 4, "11 entries, 3 per script call"
+        assert WIRE.commands == SCRIPT * 4, "11 entries, 3 per script call"
         store.list_budget = _options.LIST_BUDGET
         WIRE.reset()
         assert [h.id for h in store.list(metadata={"rare": True}).sessions] == [oldest]
-        assert WIRE.commands == ["EVALSHA"]
+        assert WIRE.commands == SCRIPT
 
 
 def test_list_time_bounds_at_the_edges(store: RedisStore) -> None:
@@ -1003,13 +1104,13 @@ def test_every_lua_file_is_a_script_or_a_prelude_in_use() -> None:
 
 def test_a_script_binds_its_keys_and_named_arguments_in_order() -> None:
     source = lua.LOAD.source
-    assert "local H, ITEMS = KEYS[1], KEYS[2]\n" in source
+    assert "local H, ITEMS\nH, ITEMS = KEYS[1], KEYS[2]\n" in source
     fields = "([^%z]*)%z" * 6 + "([^%z]*)"
     assert (
         "ARG.now, ARG.base, ARG.session_id, ARG.last, ARG.after, ARG.limit, ARG.listed = "
         f"string.match(ARGV[1] or '', '^{fields}$')\n" in source
     )
-    assert "local ARG_TAIL = 2\n" in source
+    assert "local ARG_TAIL = 2  -- " in source
     load = lua.LoadArgs(now="", base="b:", session_id="s", last=5, after=None, limit=None)
     assert load.argv() == ["\0b:\0s\x005\0\0\x000"]
     args = lua.DeleteArgs(
@@ -1054,9 +1155,10 @@ def test_packed_arguments_reach_the_script_field_by_field(raw: redis.Redis) -> N
 
 def delete_echo_source() -> str:
     """The delete script's generated header, then a body that returns its named fields."""
-    header = lua.DELETE.source.split("local ARG_TAIL = 2\n")[0]
+    split = "got arguments it cannot split') end\n"
+    header = lua.DELETE.source.split(split)[0] + split
     names = ", ".join(f"ARG.{name}" for name in lua.DeleteArgs.names())
-    return header + f"local ARG_TAIL = 2\nreturn {{{names}}}\n"
+    return header + f"return {{{names}}}\n"
 
 
 def test_a_description_that_disagrees_with_its_script_is_refused() -> None:

@@ -24,6 +24,8 @@ The header also binds the few constants the scripts share with Python (``HEADER_
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -295,6 +297,20 @@ def _read(name: str) -> str:
     return resources.files(LUA_PACKAGE).joinpath(LUA_FOLDER).joinpath(name).read_text("utf-8")
 
 
+PRELUDES = ("_core", "_shares", "_index", "_session", "_lease_rules", "_json_member")
+"""Every prelude, in an order where each defines what the later ones call (the library's)."""
+BINDS: dict[str, tuple[str, ...]] = {
+    "_core": ("NOW = ARG.now ~= '' and tonumber(ARG.now) or server_now()",),
+    "_shares": ("BASE = ARG.base",),
+    "_index": ("BASE = ARG.base",),
+    "_session": ("ID = ARG.session_id", "SESSION_KEYS = {H, ITEMS, META, IKEYS, ISEQS}"),
+}
+"""What a prelude reads per call, bound after the arguments are split: the preludes hold only
+functions and constants, so a function library defines them once (see :class:`Library`)."""
+_PER_CALL = ("ARG", "NOW", "BASE", "ID", "SESSION_KEYS")
+_ALL_KEYS = WRITE_KEYS  # every script's keys are among them
+
+
 @dataclass(frozen=True)
 class LuaScript(Generic[_A]):
     """One script: ``lua/<name>.lua`` after its preludes, its KEYS and its ARGV."""
@@ -304,9 +320,9 @@ class LuaScript(Generic[_A]):
     keys: tuple[str, ...]
     preludes: tuple[str, ...] = ("_core",)
 
-    @cached_property
-    def source(self) -> str:
-        """The Lua Redis runs: the generated header, the preludes, the script."""
+    def _binding(self, keys: str) -> list[str]:
+        """The per-call Lua that comes before the script: its KEYS (from ``keys``) by name,
+        ARG split from ARGV[1], then what its preludes read (:data:`BINDS`)."""
         names = self.args.names()
         if len(names) > _LUA_MAX_CAPTURES:
             raise RuntimeError(
@@ -316,24 +332,29 @@ class LuaScript(Generic[_A]):
         # One capture per named field; a text that does not split into exactly that many
         # fields fails here rather than shifting every field after the bad one.
         pattern = "^" + "%z".join(["([^%z]*)"] * len(names)) + "$"
-        header = [
-            *(f"local {name} = {_lua_value(value)}" for name, value in _CONSTANTS.items()),
-            f"local {', '.join(self.keys)} = "
-            + ", ".join(f"KEYS[{i}]" for i in range(1, len(self.keys) + 1)),
-            "local ARG = {}",
+        binds = dict.fromkeys(line for prelude in self.preludes for line in BINDS.get(prelude, ()))
+        return [
+            f"{', '.join(self.keys)} = "
+            + ", ".join(f"{keys}[{i}]" for i in range(1, len(self.keys) + 1)),
+            "ARG = {}",
             ", ".join(f"ARG.{name}" for name in names)
             + f" = string.match(ARGV[1] or '', '{pattern}')",
             f"if ARG.{names[0]} == nil then return redis.error_reply("
             f"'tether: the {self.name} script got arguments it cannot split') end",
-            "local ARG_TAIL = 2",
+            *binds,
         ]
-        body = [_read(f"{prelude}.lua") for prelude in self.preludes]
-        body.append(_read(f"{self.name}.lua"))
-        text = "\n".join(header) + "\n" + "".join(body)
+
+    @cached_property
+    def body(self) -> str:
+        """The script's own Lua (``lua/<name>.lua``), checked against its description."""
+        text = _read(f"{self.name}.lua")
+        names = self.args.names()
         # A name the Lua reads that the description lacks would be nil at run time, and one it
         # never reads is a stale description: refuse both when the script is first used (the
-        # header names every field, so only the preludes and the script count).
-        used = set(_ARG_NAME.findall("".join(body)))
+        # binding names every field, so only the preludes, their binds and the script count).
+        read = [_read(f"{prelude}.lua") for prelude in self.preludes]
+        read += [line for prelude in self.preludes for line in BINDS.get(prelude, ())]
+        used = set(_ARG_NAME.findall("\n".join([*read, text])))
         if used != set(names):
             raise RuntimeError(
                 f"the Redis script {self.name!r} and its {self.args.__name__} disagree: "
@@ -341,6 +362,90 @@ class LuaScript(Generic[_A]):
                 f"{sorted(set(names) - used)}"
             )
         return text
+
+    @cached_property
+    def source(self) -> str:
+        """The Lua EVALSHA runs (Redis 6.2, or a server without functions): the constants,
+        the binding's locals, the preludes, then the per-call binding and the script."""
+        body = self.body
+        binding = self._binding("KEYS")
+        # The split comes before the preludes, so that a text that cannot be split returns
+        # before anything else runs; the preludes' binds after them (NOW needs server_now).
+        split = [line for line in binding if not _is_bind(line)]
+        binds = [line for line in binding if _is_bind(line)]
+        head = [
+            *_constant_lines(),
+            f"local {', '.join(_PER_CALL)}",
+            f"local {', '.join(self.keys)}",
+            *split,
+        ]
+        preludes = "".join(_read(f"{prelude}.lua") for prelude in self.preludes)
+        return "\n".join(head) + "\n" + preludes + "\n".join(binds) + "\n" + body
+
+
+def _is_bind(line: str) -> bool:
+    return any(line in lines for lines in BINDS.values())
+
+
+def _constant_lines() -> list[str]:
+    return [
+        *(f"local {name} = {_lua_value(value)}" for name, value in _CONSTANTS.items()),
+        "local ARG_TAIL = 2  -- ARGV[1] holds the named arguments, the tail starts after",
+    ]
+
+
+_NAME_HOLE = "__TETHER_LIBRARY__"
+"""Where the library's name goes in its function names: known once its text is hashed."""
+
+
+class Library:
+    """Every script as one Redis 7 function library (``FUNCTION LOAD`` once, ``FCALL``).
+
+    EVALSHA runs a script's whole text on every call: defining the preludes' ~40 functions
+    (closures, upvalues) cost a commit about a third of its server time. A library defines
+    them once, when Redis loads it; a call only binds its KEYS and arguments to upvalues and
+    runs its script. Redis runs one function at a time, and each call binds every per-call
+    value (keys it lacks to nil) before it reads any, so no call sees another's values.
+
+    The library's name carries a hash of its text: a tether whose scripts differ loads a
+    library of its own beside the old one, and processes of both versions keep working while
+    an upgrade rolls out (``FUNCTION DELETE tether_<hash>`` of an unused one is always safe: a
+    store loads what it needs again).
+    """
+
+    def __init__(self, scripts: Sequence[LuaScript[Any]]) -> None:
+        parts = [
+            *_constant_lines(),
+            f"local KEYS, ARGV, {', '.join(_PER_CALL)}",
+            f"local {', '.join(_ALL_KEYS)}",
+            *(_read(f"{prelude}.lua") for prelude in PRELUDES),
+        ]
+        for script in scripts:
+            unknown = set(script.preludes) - set(PRELUDES)
+            if unknown:
+                raise RuntimeError(
+                    f"the Redis script {script.name!r} has unknown preludes {unknown}"
+                )
+            others = [key for key in _ALL_KEYS if key not in script.keys]
+            parts += [
+                f"redis.register_function('{_NAME_HOLE}_{script.name}', function(keys, args)",
+                "KEYS, ARGV = keys, args",
+                f"{', '.join(others)} = nil" if others else "",
+                "NOW, BASE, ID, SESSION_KEYS = nil, nil, nil, nil",
+                *script._binding("KEYS"),
+                script.body,
+                "end)",
+            ]
+        text = "\n".join(parts) + "\n"
+        if text.count(_NAME_HOLE) != len(scripts):
+            raise RuntimeError(f"a Redis script's Lua holds {_NAME_HOLE!r}")
+        self.name = "tether_" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+        self.source = f"#!lua name={self.name}\n" + text.replace(_NAME_HOLE, self.name)
+        self._functions = {script.name: f"{self.name}_{script.name}" for script in scripts}
+
+    def function(self, script: str) -> str:
+        """The name FCALL calls ``script`` by."""
+        return self._functions[script]
 
 
 _WRITE = ("_core", "_shares", "_index", "_session")
@@ -375,3 +480,9 @@ SCRIPTS: tuple[LuaScript[Any], ...] = (
     LIST,
     PURGE,
 )
+
+
+@functools.cache
+def library() -> Library:
+    """Every script's library, built (and checked) the first time a store needs it."""
+    return Library(SCRIPTS)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -42,6 +42,7 @@ from redis.exceptions import (
     AuthorizationError,
     NoScriptError,
     RedisError,
+    ResponseError,
 )
 from redis.exceptions import (
     ConnectionError as RedisConnectionError,
@@ -58,7 +59,7 @@ from ...schema import schema
 from .._adding_async import _AsyncAddingStore
 from .._writes import Write
 from ..base import CheckedKeys
-from . import _codec, _keys, _listing, _options
+from . import _codec, _functions, _keys, _listing, _options
 from . import _scripts as lua
 
 __all__ = ["AsyncRedisStore", "client_options"]
@@ -99,6 +100,9 @@ class AsyncRedisStore(_AsyncAddingStore):
 
     list_budget = _options.LIST_BUDGET
     """Index entries one listing script examines before the client resumes it."""
+    use_functions = True
+    """Run the scripts as tether's Redis function library (FCALL) when the server has
+    functions (Redis 7); False: EVALSHA always, the path Redis 6.2 takes (for tests)."""
 
     def __init__(
         self,
@@ -124,6 +128,8 @@ class AsyncRedisStore(_AsyncAddingStore):
         }
         self._lengths: dict[str, int] = {}
         """Session id -> its history length when this store last read or created it."""
+        self._functions: bool | None = None
+        """Whether the server runs tether's function library: None until a call finds out."""
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock | None = None) -> AsyncRedisStore:
@@ -158,16 +164,54 @@ class AsyncRedisStore(_AsyncAddingStore):
         return await self._guarded(script.name, lambda: self._evalsha(script.name, keys, argv))
 
     async def _evalsha(self, name: str, keys: list[str], argv: list[Any]) -> Any:
-        """EVALSHA straight through ``execute_command``: redis-py's script object would add
-        its own per-call work (imports, tuple copies, pipeline checks) to every store call.
-        A server that lost the script (restart, SCRIPT FLUSH) gets it loaded once."""
-        script = self._scripts[name]
+        """FCALL of the script's function when the server has tether's library, else EVALSHA;
+        both straight through ``execute_command`` (redis-py's script object would add its own
+        per-call work: imports, tuple copies, pipeline checks). A server that lost the library
+        or the script (restart, FUNCTION FLUSH, SCRIPT FLUSH) gets it loaded once."""
         execute = self.client.execute_command  # untyped in redis-py
+        if self._functions is not False and self.use_functions:
+            function = lua.library().function(name)
+            try:
+                reply = await execute("FCALL", function, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
+            except ResponseError as exc:
+                if not await self._without_function(exc):
+                    raise
+            else:
+                self._functions = True
+                return reply
+            if self._functions:
+                return await execute("FCALL", function, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
+        script = self._scripts[name]
         try:
             return await execute("EVALSHA", script.sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
         except NoScriptError:
             await self.client.script_load(script.script)
         return await execute("EVALSHA", script.sha, len(keys), *keys, *argv)  # type: ignore[no-untyped-call]
+
+    async def _without_function(self, exc: ResponseError) -> bool:
+        """After an FCALL failed with ``exc``: True when no script ran because the function
+        was missing (then the library is loaded, or the server turns out to have no functions:
+        EVALSHA from then on), False when ``exc`` is the script's own error."""
+        if _functions.missing(exc):
+            self._functions = await self._load_library()
+            return True
+        if _functions.unsupported(exc):
+            self._functions = False
+            return True
+        return False
+
+    async def _load_library(self) -> bool:
+        """FUNCTION LOAD tether's library; False when this server or user cannot (Redis 6.2,
+        an ACL without FUNCTION): the store then runs its scripts with EVALSHA."""
+        try:
+            await self.client.function_load(lua.library().source)
+        except ResponseError as exc:
+            if _functions.already_loaded(exc):  # another process loaded it first
+                return True
+            if _functions.unsupported(exc):
+                return False
+            raise
+        return True
 
     async def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
         """Run one round trip; driver errors become StoreUnavailable or StoreError."""
@@ -318,7 +362,10 @@ class AsyncRedisStore(_AsyncAddingStore):
         self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
         args = self._load_args(session_id, last=last, after=after, limit=limit)
-        if _codec.use_transaction(last, after, limit, self._lengths.get(session_id)):
+        # A store's first script call finds out whether the server has the function library:
+        # never a transaction, which would have to guess (Redis 6.2 aborts a MULTI with FCALL)
+        decided = self._functions is not None or not self.use_functions
+        if decided and _codec.use_transaction(last, after, limit, self._lengths.get(session_id)):
             keys = self.keys.for_script(lua.LOAD.keys, session_id)
             window = _codec.transaction_range(last, limit)
             argv = replace(args, listed=True).argv()
@@ -339,8 +386,14 @@ class AsyncRedisStore(_AsyncAddingStore):
         A server that lost the script gets it loaded once, then the transaction again."""
         script = self._scripts[lua.LOAD.name]
         for attempt in (1, 2):
+            # FCALL once a script call found the library (see _load)
+            functions = self._functions is True and self.use_functions
             pipe = self.client.pipeline(transaction=True)
-            pipe.evalsha(script.sha, len(keys), *keys, *argv)
+            if functions:
+                function = lua.library().function(lua.LOAD.name)
+                cast(Any, pipe).execute_command("FCALL", function, len(keys), *keys, *argv)
+            else:
+                pipe.evalsha(script.sha, len(keys), *keys, *argv)
             pipe.lrange(keys[1], *window)
             try:
                 return list(await pipe.execute())
@@ -348,6 +401,9 @@ class AsyncRedisStore(_AsyncAddingStore):
                 if attempt == 2:
                     raise
                 await self.client.script_load(script.script)
+            except ResponseError as exc:
+                if attempt == 2 or not functions or not await self._without_function(exc):
+                    raise
         raise AssertionError("unreachable")
 
     def _remember(self, session_id: str, length: int) -> None:

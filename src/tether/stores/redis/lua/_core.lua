@@ -4,7 +4,7 @@ local function server_now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local NOW = ARG.now ~= '' and tonumber(ARG.now) or server_now()
+-- NOW is bound per call after the arguments (_scripts.BINDS): ARG.now, else server_now().
 local function fmt(n) return string.format('%d', n) end
 local function live(expires)
   local e = tonumber(expires)

@@ -7,7 +7,7 @@
 -- BYLEX REV reads a filter's sessions newest first with ties by id descending, and a cursor is
 -- an exclusive lex bound. ix:who maps id -> "<updated>|<owner prefix>|<agent prefix>|<status
 -- prefix>": what a session's entries are, even after Redis expired the session's own keys.
-local BASE = ARG.base
+-- BASE is bound per call (_scripts.BINDS).
 local function pad(n) return string.format('%016d', n) end
 local function parse_who(who)
   return string.match(who or '', '^(%d+)|([^|]*)|([^|]*)|([^|]*)$')

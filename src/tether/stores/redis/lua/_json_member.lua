@@ -3,7 +3,8 @@
 -- scanning it, not decoding it (cjson would round big integers and turn {} into []), so the
 -- block is copied byte for byte; strings are skipped whole, so a brace, a quote or a
 -- RUNTIME_KEY inside one is never taken for structure.
-local QUOTE_OR_ESCAPE = '["' .. string.char(92) .. ']'
+-- a literal: Redis 7.0 runs a function library's top level without the string library
+local QUOTE_OR_ESCAPE = '["\\]'
 local function string_end(s, i)  -- i at a string's opening quote: the closing quote's index
   while true do
     i = string.find(s, QUOTE_OR_ESCAPE, i + 1)

@@ -1,6 +1,6 @@
 -- The session a write script is about: ARG.session_id, and the keys that expire with it.
-local ID = ARG.session_id
-local SESSION_KEYS = {H, ITEMS, META, IKEYS, ISEQS}
+-- ID (ARG.session_id) and SESSION_KEYS {H, ITEMS, META, IKEYS, ISEQS} are bound per call
+-- (_scripts.BINDS).
 -- The tail's first n_fields (name, JSON) pairs as one list, and where the rest of it starts.
 local function tail_fields(n_fields)
   return argv_list(ARG_TAIL, 2 * n_fields), ARG_TAIL + 2 * n_fields

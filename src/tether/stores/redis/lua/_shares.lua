@@ -6,7 +6,7 @@
 -- exactly one level. Before a session's items are deleted or rewritten, detach() gives every
 -- fork that reads them a copy of its own. Native expiry never takes a parent's items first:
 -- settle() keeps a parent's keys alive at least as long as each of its forks' keys.
-local BASE = ARG.base
+-- BASE (ARG.base) is bound per call (_scripts.BINDS).
 local MAX_DEPTH = 16
 local function skeys(id)
   return {BASE .. 's:' .. id, BASE .. 'h:' .. id, BASE .. 'm:' .. id, BASE .. 'k:' .. id,

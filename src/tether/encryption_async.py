@@ -51,7 +51,7 @@ from .encryption_codec import (
     seal_session,
 )
 from .errors import ConflictError, InvalidRequest
-from .models import KeyedItem, Lease, Page, Session, StoredItem
+from .models import Lease, Page, Session, StoredItem
 from .stores.base import AsyncStore, ListFilters, NewItems
 from .stores.wrapping_async import AsyncWrappingStore
 
@@ -224,13 +224,7 @@ class AsyncEncryptedStore(AsyncWrappingStore):
     # --- sealing and opening --------------------------------------------------------------
 
     def _seal_items(self, session_id: str, first_seq: int, prepared: _Prepared) -> list[Any]:
-        envelopes = self.codec.seal_items(session_id, first_seq, prepared)
-        if all(key is None for key, _, _ in prepared):  # no KeyedItem: the envelopes as they are
-            return envelopes
-        return [
-            envelope if key is None else KeyedItem(key, envelope)
-            for envelope, (key, _, _) in zip(envelopes, prepared, strict=True)
-        ]
+        return self.codec.seal_items(session_id, first_seq, prepared, keyed=True)
 
     def _seal_changes(
         self, session_id: str, changes: Mapping[str, Any] | None, checked: _core.Doc
@@ -319,7 +313,7 @@ class AsyncEncryptedStore(AsyncWrappingStore):
             _core.check_version(expected_version)
             prepared = _prepare(append)
             _core.check_lease_arg(lease, optional=True)
-            items = self._seal_items(session_id, seen[1] + 1, prepared)
+            items = self.codec.seal_items(session_id, seen[1] + 1, prepared, keyed=True)
             try:
                 version = await self._forward(
                     AsyncStore.commit, session_id, expected_version, append=items, lease=lease

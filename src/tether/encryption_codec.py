@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import operator
 import os
 import sys
 import threading
@@ -144,6 +145,9 @@ store would hold without encryption). A stored row equal to the first, byte for 
 timestamp, key, envelope and its clear timestamp), gives the second without decrypting."""
 
 
+_RAW, _CLEAR = operator.itemgetter(0), operator.itemgetter(1)  # of a _VerifiedRow
+
+
 def _row_size(row: _VerifiedRow) -> int:
     return len(row[0]) + len(row[1]) + _ENTRY_BYTES
 
@@ -252,10 +256,13 @@ class Codec:
         session_id: str,
         first_seq: int,
         encoded: Sequence[tuple[str | None, bytes, str | None]],
-    ) -> list[dict[str, Any]]:
+        *,
+        keyed: bool = False,
+    ) -> list[Any]:
         """The envelopes of items numbered from ``first_seq``, each ``(key, JSON, own
         timestamp)`` as :func:`encode_item` gave it: one cipher and one draw of random nonces
-        for the batch (a commit seals its items together)."""
+        for the batch (a commit seals its items together). ``keyed``: an item with a key is
+        given as a :class:`~tether.KeyedItem` of its envelope, as a store's write takes it."""
         if not encoded:
             return []
         kid = self.keyring.current
@@ -267,7 +274,7 @@ class Codec:
         b64 = binascii.b2a_base64  # _b64 and _item_ad inlined: this loop is a commit's cost
         dumps = orjson.dumps
         prefix = f"{FORMAT}:{kid}:"
-        out: list[dict[str, Any]] = []
+        out: list[Any] = []
         put = out.append
         start = 0
         for seq, (key, data, stamp) in enumerate(encoded, first_seq):
@@ -275,10 +282,10 @@ class Codec:
             start += NONCE_BYTES
             ad = _AD_PREFIX + dumps(("item", session_id, seq, key, kid))
             sealed = b64(nonce + encrypt(nonce, data, ad), newline=False).decode("ascii")
-            if stamp is None:
-                put({ENVELOPE_MARK: prefix + sealed})
-            else:  # the store takes an item's own timestamp as its time
-                put({ENVELOPE_MARK: prefix + sealed, "timestamp": stamp})
+            envelope = {ENVELOPE_MARK: prefix + sealed}
+            if stamp is not None:  # the store takes an item's own timestamp as its time
+                envelope["timestamp"] = stamp
+            put(envelope if key is None or not keyed else KeyedItem(key, envelope))
         return out
 
     def seal_field(self, session_id: str, field: str, value: Mapping[str, Any]) -> dict[str, Any]:
@@ -439,6 +446,15 @@ class Codec:
         :class:`~tether.errors.CorruptSession`, as the store's own decoding would).
         """
         known = self._rows.get(session_id) or {}
+        if known and rows:  # every row cached and equal: one pass in C, no step per row here
+            seqs, stored = zip(*rows, strict=True)
+            try:
+                entries = list(map(known.__getitem__, seqs))
+            except KeyError:
+                pass  # a row not cached: row by row below
+            else:
+                if tuple(map(_RAW, entries)) == stored:
+                    return list(map(_CLEAR, entries))
         cached = known.get
         out: list[bytes] = []
         put = out.append
@@ -581,11 +597,12 @@ def open_raw(codec: Codec, doc: dict[str, Any], rows: Sequence[tuple[int, bytes]
     and ``(seq, stored JSON)`` rows, in the current schema), opened (fails closed): what the
     store's own ``load`` would give for the same rows stored in clear. ``doc`` is changed."""
     sid = doc["id"]
-    clear = codec.open_rows(sid, rows)
     records: list[dict[str, Any]] = []
-    for start in range(0, len(clear), _DECODE_CHUNK):  # one parse per chunk, not one per row
-        joined = b"[" + b",".join(clear[start : start + _DECODE_CHUNK]) + b"]"
-        records += _core.decode_item_array(sid, joined)
+    if rows:  # (a worker's load after the items it holds has none)
+        clear = codec.open_rows(sid, rows)
+        for start in range(0, len(clear), _DECODE_CHUNK):  # one parse a chunk, not one a row
+            joined = b"[" + b",".join(clear[start : start + _DECODE_CHUNK]) + b"]"
+            records += _core.decode_item_array(sid, joined)
     doc["state"] = codec.open_field(sid, "state", doc["state"])
     doc["options"] = codec.open_field(sid, "options", doc["options"])
     return _core.readable_session(doc, records)

@@ -301,7 +301,7 @@ def redis_commands() -> int:
     client = redis.Redis.from_url(REDIS_URL)
     stats = client.info("commandstats")
     client.close()
-    requests = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_exec")
+    requests = ("cmdstat_fcall", "cmdstat_evalsha", "cmdstat_eval", "cmdstat_exec")
     return sum(int(stats[k]["calls"]) for k in requests if k in stats)
 
 

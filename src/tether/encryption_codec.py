@@ -249,7 +249,10 @@ class Codec:
         self, session_id: str, seq: int, key: str | None, item: Mapping[str, Any], *, what: str
     ) -> dict[str, Any]:
         """The envelope of one history item at ``seq`` (with ``key``) of ``session_id``."""
-        return self.seal_items(session_id, seq, [(key, *encode_item(item, what=what))])[0]
+        envelope: dict[str, Any] = self.seal_items(
+            session_id, seq, [(key, *encode_item(item, what=what))]
+        )[0]
+        return envelope
 
     def seal_items(
         self,
@@ -447,13 +450,13 @@ class Codec:
         """
         known = self._rows.get(session_id) or {}
         if known and rows:  # every row cached and equal: one pass in C, no step per row here
-            seqs, stored = zip(*rows, strict=True)
+            seqs, as_stored = zip(*rows, strict=True)
             try:
                 entries = list(map(known.__getitem__, seqs))
             except KeyError:
                 pass  # a row not cached: row by row below
             else:
-                if tuple(map(_RAW, entries)) == stored:
+                if tuple(map(_RAW, entries)) == as_stored:
                     return list(map(_CLEAR, entries))
         cached = known.get
         out: list[bytes] = []

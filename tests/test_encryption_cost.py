@@ -320,3 +320,25 @@ def test_a_row_in_clear_read_undecoded_fails_closed(tmp_path: Path) -> None:
     with pytest.raises(PlaintextFound):
         store.load("s")
     sqlite.close()
+
+
+async def test_the_async_store_reads_sqlite_rows_undecoded_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tether.encryption import AsyncEncryptedStore
+    from tether.stores.sqlite import AsyncSQLiteStore
+
+    given: list[bool] = []
+    raw_load = SQLiteStore._load_raw
+
+    def counted(self: SQLiteStore, session_id: str, **window: Any) -> Any:
+        found = raw_load(self, session_id, **window)
+        given.append(found is not None)
+        return found
+
+    monkeypatch.setattr(SQLiteStore, "_load_raw", counted)
+    async with AsyncEncryptedStore(AsyncSQLiteStore(tmp_path / "s.db"), RING) as store:
+        await store.create(Session(id="s", history=[{"content": "a"}, {"content": "b"}]))
+        assert _texts(await store.load("s")) == ["a", "b"]
+        assert _texts(await store.load("s", after=1)) == ["b"]
+    assert given == [True, True]

@@ -1,4 +1,5 @@
-"""Listing on SQLite and PostgreSQL against the memory store, page by page.
+"""Listing on the file, SQLite, Redis and PostgreSQL stores against the memory store, page by
+page.
 
 The stores that keep tables choose an index per filter, and a listing with no status filter
 or several merges the newest page of each status from the status index (SQLite migration 8,
@@ -24,10 +25,11 @@ from tether import Session, Store
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore
 
-from .conftest import drop_postgres_schema
+from .conftest import drop_postgres_schema, wipe_redis_namespace, with_options
 
 STATUSES = ["new", "running", "hibernated", "waiting", "finished", "error", "archived"]
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+# near the real time: Redis expires keys on its own clock, so "expired" must mean the same there
+START = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
 FILTERS: list[dict[str, Any]] = [
     {},
     {"status": "running"},
@@ -104,6 +106,25 @@ def _compare(make: Callable[[StandingClock], Store], seed: int) -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sqlite_lists_as_the_memory_store_does(tmp_path: Path, seed: int) -> None:
     _compare(lambda clock: SQLiteStore(tmp_path / f"{seed}.db", clock=clock), seed)
+
+
+@pytest.mark.parametrize("seed", [1])
+def test_the_file_store_lists_as_the_memory_store_does(tmp_path: Path, seed: int) -> None:
+    from tether.stores.file import FileStore
+
+    _compare(lambda clock: FileStore(tmp_path / "files", fsync=False, clock=clock), seed)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_redis_lists_as_the_memory_store_does(redis_url: str, seed: int) -> None:
+    from tether.stores.redis import RedisStore
+
+    namespace = f"t{uuid.uuid4().hex}"
+    url = with_options(redis_url, namespace=namespace)
+    try:
+        _compare(lambda clock: RedisStore.from_url(url, clock=clock), seed)
+    finally:
+        wipe_redis_namespace(redis_url, namespace)
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from tether import (
     _core,
 )
 from tether._time import to_micros
-from tether.stores.redis import AsyncRedisStore, RedisStore, _codec, _keys, _options
+from tether.stores.redis import AsyncRedisStore, RedisStore, _codec, _functions, _keys, _options
 from tether.stores.redis import _scripts as lua
 from tether.stores.redis import store_async as redis_async
 from tether.stores.redis import store_sync as redis_sync
@@ -1182,3 +1182,30 @@ def test_keys_for_a_script_follow_its_names() -> None:
         "tether:{ns}:s:s1",
         "tether:{ns}:k:s1",
     ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "missing", "unsupported", "loaded"),
+    [
+        ("Function not found", True, False, False),
+        (
+            "unknown command 'FCALL', with args beginning with: 'tether_x_load' '2' ",
+            False,
+            True,
+            False,
+        ),
+        ("unknown command 'FUNCTION', with args beginning with: 'LOAD' ", False, True, False),
+        ("this user has no permissions to run the 'fcall' command", False, True, False),
+        ("Library 'tether_x' already exists", False, False, True),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", False, False, False),
+    ],
+)
+def test_what_a_reply_says_about_the_function_library(
+    reply: str, missing: bool, unsupported: bool, loaded: bool
+) -> None:
+    # Redis 6.2 answers FCALL and FUNCTION with "unknown command", an ACL without them with
+    # NOPERM: EVALSHA then; a script's own error is none of these and is raised as it is
+    exc = redis.ResponseError(reply)
+    assert _functions.missing(exc) is missing
+    assert _functions.unsupported(exc) is unsupported
+    assert _functions.already_loaded(exc) is loaded

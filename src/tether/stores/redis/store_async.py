@@ -13,16 +13,17 @@ in one Redis Cluster slot and one script may touch any of its keys):
   even after Redis expired the session's own keys; ``ix:sweep``: where the next bounded clean
   up of the index resumes.
 
-Atomicity: every write is one Lua script run with EVALSHA, i.e. one round trip, and Redis runs
-a script alone: a commit checks the session is live, the schema, the lease and the version,
-then appends the items, updates the header, the metadata and the indexes and sets the expiry,
-all or nothing. Reads are one round trip too: every load is the load script, which reads the
-header and the fork link with one HMGET and returns the header as one JSON text beside the
-LRANGE of the items (a MULTI/EXEC of the same commands costs redis-py more to pack and parse
-than the script costs Redis to run). Time is Redis's ``TIME`` (or an injected clock's), so
-expiry and leases follow one clock whatever the client machines say. The scripts are files in
-``lua/``, each described (its KEYS and ARGV, by name) in :mod:`tether.stores.redis._scripts`;
-see ``docs/redis.md`` for costs and failure behaviour.
+Atomicity: every write is one Lua script, i.e. one round trip (FCALL of tether's function
+library on Redis 7, EVALSHA on Redis 6.2), and Redis runs a script alone: a commit checks the
+session is live, the schema, the lease and the version, then appends the items, updates the
+header, the metadata and the indexes and sets the expiry, all or nothing. Reads are one round
+trip too: every load is the load script, which reads the header and the fork link with one
+HMGET and returns the header as one JSON text beside the LRANGE of the items (a MULTI/EXEC of
+the same commands costs redis-py more to pack and parse than the script costs Redis to run).
+Time is Redis's ``TIME`` (or an injected clock's), so expiry and leases follow one clock
+whatever the client machines say. The scripts are files in ``lua/``, each described (its KEYS
+and ARGV, by name) in :mod:`tether.stores.redis._scripts`; see ``docs/redis.md`` for costs and
+failure behaviour.
 """
 
 from __future__ import annotations
@@ -158,12 +159,13 @@ class AsyncRedisStore(_AsyncAddingStore):
     # --- plumbing ------------------------------------------------------------------------------
 
     async def _run(self, script: lua.LuaScript[_A], args: _A, session_id: str | None = None) -> Any:
-        """One EVALSHA (plus SCRIPT LOAD the first time a server sees the script)."""
+        """One FCALL or EVALSHA (plus FUNCTION LOAD or SCRIPT LOAD the first time a server
+        lacks the library or the script)."""
         keys = self.keys.for_script(script.keys, session_id)
         argv = args.argv()
-        return await self._guarded(script.name, lambda: self._evalsha(script.name, keys, argv))
+        return await self._guarded(script.name, lambda: self._call_script(script.name, keys, argv))
 
-    async def _evalsha(self, name: str, keys: list[str], argv: list[Any]) -> Any:
+    async def _call_script(self, name: str, keys: list[str], argv: list[Any]) -> Any:
         """FCALL of the script's function when the server has tether's library, else EVALSHA;
         both straight through ``execute_command`` (redis-py's script object would add its own
         per-call work: imports, tuple copies, pipeline checks). A server that lost the library
@@ -381,9 +383,10 @@ class AsyncRedisStore(_AsyncAddingStore):
     async def _load_transaction(
         self, keys: list[str], argv: list[Any], window: tuple[int, int]
     ) -> list[Any]:
-        """MULTI, EVALSHA of the load script, LRANGE, EXEC: one round trip. (redis-py's own
-        script objects would ask SCRIPT EXISTS before every such pipeline: a round trip more.)
-        A server that lost the script gets it loaded once, then the transaction again."""
+        """MULTI, FCALL (or EVALSHA) of the load script, LRANGE, EXEC: one round trip.
+        (redis-py's own script objects would ask SCRIPT EXISTS before every such pipeline: a
+        round trip more.) A server that lost the library or the script gets it loaded once,
+        then the transaction again."""
         script = self._scripts[lua.LOAD.name]
         for attempt in (1, 2):
             # FCALL once a script call found the library (see _load)

@@ -409,17 +409,18 @@ def _heavy_here(item: pytest.Item) -> bool:
 # order) starts them first and ends on short files, instead of one worker finishing a long
 # file alone while the other waits. Only the order changes; a file missing here goes after.
 _LONGEST_FILES = (
-    "tests/test_postgres_store.py",
-    "tests/test_integration_adk.py",
     "tests/test_web.py",
-    "tests/test_conformance.py",
-    "tests/test_runtime_async.py",
-    "tests/test_runtime_sync.py",
+    "tests/test_integration_adk.py",
+    "tests/test_postgres_store.py",
     "tests/test_agent_models.py",
     "tests/test_nats_store.py",
     "tests/test_agent_async.py",
-    "tests/test_agent_sync.py",
+    "tests/test_conformance.py",
     "tests/test_kv_docs_example.py",
+    "tests/test_redis_store.py",
+    "tests/test_agent_sync.py",
+    "tests/test_runtime_async.py",
+    "tests/test_runtime_sync.py",
 )
 
 

@@ -679,16 +679,18 @@ def test_the_scripts_run_as_a_function_library_loaded_once(throwaway: ThrowawayR
     server.close()
 
 
-def test_a_user_without_functions_runs_the_scripts_with_evalsha(throwaway: ThrowawayRedis) -> None:
-    """What a Redis 6.2 server or an ACL without FCALL / FUNCTION gets: EVALSHA, decided at the
-    first call, with the whole store working."""
+@pytest.mark.parametrize(
+    "refused", [["-fcall", "-function"], ["-function"]], ids=["no-fcall", "no-function-load"]
+)
+def test_a_user_without_functions_runs_the_scripts_with_evalsha(
+    throwaway: ThrowawayRedis, refused: list[str]
+) -> None:
+    """What a Redis 6.2 server or an ACL without FCALL or FUNCTION gets (FCALL refused, or the
+    library missing and FUNCTION LOAD refused): EVALSHA, decided at the first call, with the
+    whole store working."""
     admin = redis.Redis(port=throwaway.port)
     admin.acl_setuser(
-        "nofn",
-        enabled=True,
-        passwords=["+pw"],
-        keys=["*"],
-        commands=["+@all", "-fcall", "-function"],
+        "nofn", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", *refused]
     )
     url = f"redis://nofn:pw@127.0.0.1:{throwaway.port}/0"
     with RedisStore.from_url(with_options(url, namespace="nofn")) as store:

@@ -204,16 +204,13 @@ class RedisStore(_AddingStore):
         return False
 
     def _load_library(self) -> bool:
-        """FUNCTION LOAD tether's library; False when this server or user cannot (Redis 6.2,
-        an ACL without FUNCTION): the store then runs its scripts with EVALSHA."""
+        """FUNCTION LOAD tether's library; False when the server refuses it (Redis 6.2, an ACL
+        without FUNCTION, a full server's OOM): the store then runs its scripts with EVALSHA,
+        which costs only speed, so no refusal of the library is worth failing a call for."""
         try:
             self.client.function_load(lua.library().source)
         except ResponseError as exc:
-            if _functions.already_loaded(exc):  # another process loaded it first
-                return True
-            if _functions.unsupported(exc):
-                return False
-            raise
+            return _functions.already_loaded(exc)  # True: another process loaded it first
         return True
 
     def _guarded(self, what: str, call: Callable[[], Any]) -> Any:

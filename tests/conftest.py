@@ -191,6 +191,7 @@ SELECT concat_ws('|',
 _pool: dict[str, list[str]] = {}  # server URL -> the empty, migrated schemas not in use
 _pool_layout: dict[str, str] = {}  # server URL -> the layout a fresh migration gives
 _pool_admin: dict[str, Any] = {}  # server URL -> this process's connection for the pool's work
+_pool_made: dict[str, set[str]] = {}  # server URL -> every schema this process made (not dropped)
 
 
 def _admin(base: str) -> Any:
@@ -234,6 +235,7 @@ def take_postgres_schema(url: str) -> str:
     from tether.stores.postgres import PostgresStore
 
     schema = f"tether_tp_{uuid.uuid4().hex}"
+    _pool_made.setdefault(base, set()).add(schema)
     with PostgresStore.from_url(with_options(url, schema=schema)) as store:
         store.list()  # the first call runs the migrations
     if base not in _pool_layout:
@@ -253,6 +255,7 @@ def give_back_postgres_schema(url: str, schema: str) -> None:
     conn = _admin(base)
     if _schema_layout(conn, schema) != _pool_layout.get(base):
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        _pool_made.get(base, set()).discard(schema)
         return
     tables = conn.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = %s"
@@ -266,15 +269,17 @@ def give_back_postgres_schema(url: str, schema: str) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Drop this process's pooled schemas and close its pool connections."""
+    """Drop every schema this process made (pooled, or never given back because a fixture
+    failed between taking it and handing it on) and close its pool connections."""
     from psycopg import sql
 
-    for base, free in _pool.items():
-        while free:
-            name = free.pop()
+    for base, made in _pool_made.items():
+        for name in sorted(made):
             _admin(base).execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
             )
+    _pool_made.clear()
+    _pool.clear()
     for conn in _pool_admin.values():
         conn.close()
     _pool_admin.clear()

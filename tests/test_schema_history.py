@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import tether
+from tether.stores import _sqlite_migrations
 from tether.stores.file import FileStore
 from tether.stores.sqlite import SQLiteStore
 
@@ -73,7 +74,7 @@ def test_file_store_upgrades_on_read_and_writes_back_on_commit(v1_files: Path) -
 
 
 def test_sqlite_store_migrates_the_database_and_the_session(v1_database: Path) -> None:
-    store = SQLiteStore(v1_database)  # applies database migrations 2 to 7
+    store = SQLiteStore(v1_database)  # applies database migrations 2 to the newest
     loaded = store.load("support-42")
     assert loaded.schema_version == 3
     assert [item["content"] for item in loaded.history] == TEXTS
@@ -86,7 +87,8 @@ def test_sqlite_store_migrates_the_database_and_the_session(v1_database: Path) -
     store.commit("support-42", 1, append=[{"role": "user", "content": "Thanks!"}])
     store.close()
     conn = sqlite3.connect(v1_database)
-    assert conn.execute("SELECT max(version) FROM tether_schema_migrations").fetchone() == (7,)
+    newest = (len(_sqlite_migrations.MIGRATIONS),)
+    assert conn.execute("SELECT max(version) FROM tether_schema_migrations").fetchone() == newest
     assert conn.execute(
         "SELECT schema_version, lease_fence FROM tether_sessions WHERE id = 'support-42'"
     ).fetchone() == (3, 0)

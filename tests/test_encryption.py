@@ -28,7 +28,7 @@ from tether.encryption import (
     TamperedCiphertext,
     UnknownKeyId,
 )
-from tether.encryption_codec import rebuilt
+from tether.encryption_sessions import rebuilt
 from tether.errors import ConfigurationError, ReservedStateKey
 
 from . import encryption_envelopes as envelopes

@@ -21,7 +21,7 @@ import tether
 import tether.encryption_sync
 from tether import KeyedItem, Session, StoredItem
 from tether.encryption import EncryptedStore, Keyring, PlaintextFound, TamperedCiphertext
-from tether.encryption_codec import open_session, rebuilt
+from tether.encryption_sessions import open_session, rebuilt
 from tether.stores import WrappingStore
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore

@@ -16,7 +16,7 @@ from tether.encryption import (
     TamperedCiphertext,
     UnknownKeyId,
 )
-from tether.encryption_codec import rebuilt, stored_key_ids
+from tether.encryption_sessions import rebuilt, stored_key_ids
 from tether.stores.memory import MemoryStore
 
 from . import encryption_envelopes as envelopes

@@ -42,14 +42,10 @@ from .encryption_codec import (
     Codec,
     Keyring,
     KeySource,
-    open_header,
-    open_loaded,
-    open_raw,
     prepare_items,
-    rebuilt,
     resolve_keys,
-    seal_session,
 )
+from .encryption_sessions import open_header, open_loaded, open_raw, rebuilt, seal_session
 from .errors import ConflictError, InvalidRequest
 from .models import Lease, Page, Session, StoredItem
 from .stores.base import AsyncStore, ListFilters, NewItems

@@ -72,7 +72,7 @@ def _encrypted(store: Store) -> tuple[Store, Codec]:
 
 def usage(raw: Session) -> set[str | None]:
     """The key ids a stored session's values name (None: a value in clear)."""
-    from ..encryption_codec import stored_key_ids
+    from ..encryption_sessions import stored_key_ids
 
     return stored_key_ids(raw)
 
@@ -80,7 +80,8 @@ def usage(raw: Session) -> set[str | None]:
 def _in_clear(codec: Codec, raw: Session, *, lenient: bool) -> Session:
     """The session in clear; ``lenient``: values already in clear are taken as they are (a
     store being encrypted). Ciphertexts are always verified."""
-    from ..encryption_codec import is_envelope, rebuilt
+    from ..encryption_codec import is_envelope
+    from ..encryption_sessions import rebuilt
 
     sid = raw.id
 
@@ -110,7 +111,7 @@ def _done(used: set[str | None], codec: Codec, decrypt: bool) -> bool:
 def _one(
     inner: Store, codec: Codec, session_id: str, *, encrypt: bool, decrypt: bool, out: Rekey
 ) -> None:
-    from ..encryption_codec import seal_session
+    from ..encryption_sessions import seal_session
 
     restore: Callable[..., None] = inner.restore  # type: ignore[attr-defined]
     for _ in range(TRIES):

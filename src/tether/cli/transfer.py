@@ -83,7 +83,7 @@ def _destination(target: Store, session: Session) -> Store:
     raw = raw_side(target)
     if raw is target or "tether_enc" not in session.state:
         return target
-    from ..encryption_codec import open_session
+    from ..encryption_sessions import open_session
 
     open_session(target.codec, session)  # type: ignore[attr-defined]
     return raw

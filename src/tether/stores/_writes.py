@@ -16,7 +16,7 @@ from typing import NamedTuple, Protocol
 from .. import _core
 from .._core import CommitStamp
 from ..models import Lease
-from .base_async import CheckedItems
+from ._arguments import CheckedItems
 
 __all__ = ["Added", "DocAdded", "Write"]
 

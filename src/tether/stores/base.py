@@ -15,16 +15,8 @@ import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from .base_async import (
-    PROTECTED_METHODS,
-    AsyncStore,
-    CheckedItems,
-    CheckedKeys,
-    CommitStamp,
-    ListFilters,
-    NewItems,
-    StatusFilter,
-)
+from ._arguments import CheckedItems, CheckedKeys, ListFilters, NewItems, StatusFilter
+from .base_async import PROTECTED_METHODS, AsyncStore, CommitStamp
 from .base_sync import Store
 from .wrapping_async import AsyncWrappingStore
 

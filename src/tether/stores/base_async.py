@@ -40,10 +40,10 @@ To check a store against this contract, run the conformance suite in :mod:`tethe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeVar
 
 from .. import _core
 from .._core import CommitStamp, ListQuery
@@ -52,13 +52,20 @@ from .._time import Clock, system_clock
 from ..errors import ConflictError, InvalidRequest
 from ..models import (
     HistoryItem,
-    KeyedItem,
     Lease,
     Page,
     Session,
     SessionHeader,
-    SessionStatus,
     StoredItem,
+)
+from ._arguments import (
+    CheckedItems,
+    CheckedKeys,
+    ListFilters,
+    NewItems,
+    RawWindow,
+    StatusFilter,
+    commit_args,
 )
 from ._contract import PROTECTED_METHODS, _required, _StoreMachinery
 from .abilities import AsyncRestores, missing
@@ -74,50 +81,7 @@ __all__ = [
     "StatusFilter",
 ]
 
-StatusFilter = str | SessionStatus | Collection[str | SessionStatus] | None
-
-
-class ListFilters(TypedDict, total=False):
-    """The keyword arguments of :meth:`AsyncStore.list`, as one value: what a store that passes
-    a listing on (a wrapping store, ``Sessions.list``) takes as ``**filters`` and forwards as
-    given."""
-
-    owner: str | None
-    agent: str | None
-    status: StatusFilter
-    metadata: Mapping[str, Any] | None
-    updated_after: datetime | None
-    updated_before: datetime | None
-    limit: int
-    cursor: str | None
-
-
-NewItems = Iterable[Mapping[str, Any] | KeyedItem]
-"""Items to append: plain dicts, or :class:`~tether.KeyedItem` for an item with a key."""
-CheckedItems = list[Mapping[str, Any] | KeyedItem]
-"""New items as a protected method receives them: drained into a list (each item is checked
-when the store encodes it with ``_core.prepare_items``, before anything is written)."""
-RawWindow = tuple[_core.Doc, list[tuple[int, bytes]]]
-"""What the optional ``_load_raw`` returns: the header document and the window's rows, each
-``(seq, the stored JSON)``."""
-CheckedKeys = list[str]
-"""The keys of ``items_by_key`` as ``_items_by_key`` receives them: checked, distinct, a list."""
 _A = TypeVar("_A", bound="AsyncStore")
-
-
-def _commit_args(
-    session_id: str,
-    expected_version: int,
-    append: NewItems,
-    changes: Mapping[str, Any] | None,
-    lease: Lease | None,
-) -> tuple[CheckedItems, _core.Doc, Lease | None]:
-    """``commit``'s and ``commit_stamped``'s arguments checked, in the contract's one order."""
-    validate_session_id(session_id)
-    normalized = _core.normalize_changes(changes)
-    _core.check_version(expected_version)
-    checked_lease = _core.check_lease_arg(lease, optional=True)
-    return _core.item_list(append), normalized, checked_lease
 
 
 class AsyncStore(_StoreMachinery):
@@ -188,7 +152,7 @@ class AsyncStore(_StoreMachinery):
         refused with :class:`~tether.errors.AlreadyClaimed` while another runner holds a live
         lease. Either way nothing is written.
         """
-        items, normalized, checked_lease = _commit_args(
+        items, normalized, checked_lease = commit_args(
             session_id, expected_version, append, changes, lease
         )
         return await self._commit(
@@ -220,7 +184,7 @@ class AsyncStore(_StoreMachinery):
                 session_id, expected_version, append=append, changes=changes, lease=lease
             )
             return CommitStamp(version)
-        items, normalized, checked_lease = _commit_args(
+        items, normalized, checked_lease = commit_args(
             session_id, expected_version, append, changes, lease
         )
         return await self._commit_stamped(

@@ -43,6 +43,7 @@ from ..models import Lease, Page, Session, SessionHeader, StoredItem
 from ..schema import schema
 from . import _sqlite_rows as db
 from ._adding_sync import _AddingStore
+from ._arguments import RawWindow
 from ._migration_runner import migrate
 from ._private import make_private_dirs, open_regular
 from ._sqlite_listing import list_statement
@@ -63,7 +64,6 @@ from ._sqlite_sql import (
 )
 from ._writes import DocAdded, Write
 from .base import CheckedKeys, Store, SyncBackedAsyncStore
-from .base_async import RawWindow
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing

@@ -58,6 +58,9 @@ class ThreadReads:
         # of its channel values, read with the checkpoint in one keyed read by ``get_tuple``
         # (a guess: whatever the checkpoint names beyond it is read after)
         self._blob_keys: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        # per (thread, namespace): the empty channels (and their versions) of the checkpoint
+        # this process put or read last, listed as empty by the next put that keeps them
+        self._empties: dict[tuple[str, str], dict[str, str]] = {}
         self.snapshots = Snapshots()  # what the next value of a channel may be a delta on
         self._lock = threading.Lock()
         self._serial = _Serial(direct=isinstance(store, Direct))
@@ -90,6 +93,8 @@ class ThreadReads:
             self._appended.pop(thread_id, None)
             for at in [at for at in self._blob_keys if at[0] == thread_id]:
                 del self._blob_keys[at]
+            for at in [at for at in self._empties if at[0] == thread_id]:
+                del self._empties[at]
         self.snapshots.forget(thread_id)
 
     def remember_blob_keys(self, thread_id: str, ns: str, cid: str, keys: list[str]) -> None:
@@ -99,6 +104,20 @@ class ThreadReads:
             self._blob_keys[at] = (cid, keys)
             if len(self._blob_keys) > _CACHED_THREADS:
                 del self._blob_keys[next(iter(self._blob_keys))]
+
+    def remember_empties(self, thread_id: str, ns: str, empty: dict[str, str]) -> None:
+        """The channels empty at the checkpoint just put or read, by version (a version is
+        one value, so this stays true for any checkpoint naming that version)."""
+        with self._lock:
+            at = (thread_id, ns)
+            self._empties.pop(at, None)
+            self._empties[at] = empty
+            if len(self._empties) > _CACHED_THREADS:
+                del self._empties[next(iter(self._empties))]
+
+    def empties(self, thread_id: str, ns: str) -> dict[str, str]:
+        with self._lock:
+            return self._empties.get((thread_id, ns), {})
 
     def blob_keys(self, thread_id: str, ns: str, cid: str) -> list[str]:
         """The channel-value keys of checkpoint ``cid`` if remembered, else none."""

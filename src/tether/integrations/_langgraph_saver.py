@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import random
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
@@ -45,10 +46,84 @@ from ._langgraph_core import (
     ThreadStore,
     key,
 )
-from ._langgraph_values import Value, base_of, join, pack, payload, raw_bytes, unpack
+from ._langgraph_values import (
+    INLINE,
+    Value,
+    base_of,
+    join,
+    mark_inline,
+    pack,
+    payload,
+    raw_bytes,
+    unpack,
+)
 
 _PAGE = 1000
 _KEYED_WALK = 16  # delta history: ancestors read by key before one read of the thread
+_INLINE_CHARS = 64  # a str channel value up to this long is kept in its checkpoint's item
+EMPTY = "empty"  # a checkpoint item's list of the channels it names that are empty there
+
+
+def tiny(value: Any) -> bool:
+    """Whether a channel value is kept inside its checkpoint's item rather than as an item
+    of its own: None, a bool, a 64-bit int, a finite float, a short str (exact types: a
+    subclass, an enum, round-trips through the serde as itself only in an item of its own).
+    A graph's routing channels (``branch:to:*`` holding None) are most of them: an item
+    each would be a row (two, with its key) per step for a few bytes."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return bool(-(2**63) <= value < 2**64)
+    if kind is float:
+        return math.isfinite(value)
+    return kind is str and len(value) <= _INLINE_CHARS
+
+
+def kept_inline(
+    values: Mapping[str, Any],
+    versions: Mapping[str, Any],
+    new_versions: Mapping[str, Any],
+    known_empty: Mapping[str, str],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """What a put keeps in its checkpoint's item: the :func:`tiny` values (by channel), and
+    the channels empty at their version (by channel: that version). A channel emptied by
+    this checkpoint (in ``new_versions``, without a value) is empty; one it did not change
+    is listed when ``known_empty`` (the checkpoint this process put or read last) says its
+    version is empty, else it is read by key and found absent, which reads as empty too."""
+    inline: dict[str, Any] = {}
+    empty: dict[str, str] = {}
+    for channel, version in versions.items():
+        if channel in values:
+            if tiny(values[channel]):
+                inline[channel] = values[channel]
+        elif (
+            channel in new_versions and str(new_versions[channel]) == str(version)
+        ) or known_empty.get(channel) == str(version):
+            empty[channel] = str(version)
+    return inline, empty
+
+
+def inline_of(item: Mapping[str, Any], checkpoint: Mapping[str, Any]) -> tuple[Any, Any]:
+    """A stored checkpoint's values kept in its item (by channel) and the channels it lists
+    as empty (no item, nothing to read). A checkpoint stored before values were kept inline
+    has neither: every channel it names is an item of its own (an emptied one holds
+    ``empty``)."""
+    packed = item.get("checkpoint")
+    if not (isinstance(packed, list) and len(packed) == 3 and packed[2].endswith(INLINE)):
+        return {}, ()
+    return checkpoint.get("channel_values") or {}, item.get(EMPTY) or ()
+
+
+def stored_keys(ns: str, item: Mapping[str, Any], checkpoint: Mapping[str, Any]) -> list[str]:
+    """The keys of the channel-value items a stored checkpoint reads (those not kept in its
+    item nor listed empty)."""
+    inline, empty = inline_of(item, checkpoint)
+    return [
+        key("b", ns, ch, str(v))
+        for ch, v in checkpoint["channel_versions"].items()
+        if ch not in inline and ch not in empty
+    ]
 
 
 class SaverBase(BaseCheckpointSaver[str]):
@@ -147,7 +222,13 @@ class SaverBase(BaseCheckpointSaver[str]):
             checkpoint, metadata = memo.take(stored, self._value)
         values: dict[str, Any] = {}
         decoded: dict[str, Any] = {}
+        inline, empty = inline_of(item, checkpoint)
         for channel, version in checkpoint["channel_versions"].items():
+            if channel in inline:
+                values[channel] = inline[channel]  # immutable: no copy to own
+                continue
+            if channel in empty:
+                continue
             blob_key = key("b", ns, channel, str(version))
             blob = blobs.get(blob_key)
             if blob is not None and blob.item["value"][0] != "empty":
@@ -231,7 +312,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             if not settled:
                 found.update(await self._threads.by_key(thread_id, [key("c", ns, cid, rev)]))
         checkpoint = self._value(newest.item["checkpoint"])
-        blob_keys = [key("b", ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
+        blob_keys = stored_keys(ns, newest.item, checkpoint)
         blobs = {k: found[k] for k in blob_keys if k in found}
         missing = [k for k in blob_keys if k not in blobs]
         if missing:
@@ -241,6 +322,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         known = {b: raw for b in bases if b not in blobs and (raw := snapshots.raw(thread_id, b))}
         await self._read_bases(thread_id, blobs, known)
         self._threads.remember_blob_keys(thread_id, ns, cid, [*blob_keys, *bases])
+        self._threads.remember_empties(thread_id, ns, _empties(newest.item, checkpoint, blobs))
         if header is not None:  # the head, as the store has it now: what the next put extends
             snapshots.seed(thread_id, ns, core.tag(header), blobs, blob_keys)
             # how far back the next head read should reach: to the checkpoint and its values
@@ -385,11 +467,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             if not found:
                 continue
             await self._early_writes(thread_id, found, marks, writes, lo)
-            wanted = [
-                key("b", s.item["ns"], ch, str(v))
-                for s, checkpoint in found
-                for ch, v in checkpoint["channel_versions"].items()
-            ]
+            wanted = [k for s, cp in found for k in stored_keys(s.item["ns"], s.item, cp)]
             missing = [k for k in wanted if k not in blobs]
             blobs.update(await self._threads.by_key(thread_id, missing))
             await self._read_bases(thread_id, blobs)
@@ -433,24 +511,34 @@ class SaverBase(BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         thread_id, ns = _thread(config)
         values = checkpoint.get("channel_values", {})
+        versions = checkpoint.get("channel_versions", {})
+        # small values ride in the checkpoint's item, and channels empty at their version are
+        # listed there: neither is an item of its own
+        inline, empty = kept_inline(
+            values, versions, new_versions, self._threads.empties(thread_id, ns)
+        )
         bare = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-        bare["channel_values"] = {}
+        bare["channel_values"] = inline
         blobs: dict[str, Value] = {}
         for channel, version in new_versions.items():
+            if channel in inline or channel in empty:
+                continue
             fields = {"type": BLOB, "ns": ns, "channel": channel, "version": str(version)}
             typed = self.serde.dumps_typed(values[channel]) if channel in values else None
             blobs[key("b", ns, channel, str(version))] = (fields, typed)
         meta = get_serializable_checkpoint_metadata(config, metadata)
-        item = {
+        packed = self._typed(bare)
+        item: dict[str, Any] = {
             "type": CHECKPOINT,
             "ns": ns,
             "id": checkpoint["id"],
             "parent": get_checkpoint_id(config),
             "run_id": str(meta.get("run_id")) if meta.get("run_id") is not None else None,
-            "checkpoint": self._typed(bare),
+            "checkpoint": mark_inline(packed) if inline or empty else packed,
             "metadata": self._typed(meta),
         }
-        versions = checkpoint.get("channel_versions", {})
+        if empty:
+            item[EMPTY] = sorted(empty)
         await self._threads.put(
             thread_id,
             ns,
@@ -467,9 +555,14 @@ class SaverBase(BaseCheckpointSaver[str]):
             thread_id,
             ns,
             checkpoint["id"],
-            [key("b", ns, ch, str(v)) for ch, v in versions.items()]
+            [
+                key("b", ns, ch, str(v))
+                for ch, v in versions.items()
+                if ch not in inline and ch not in empty
+            ]
             + self._threads.snapshots.keys(thread_id, ns, versions),
         )
+        self._threads.remember_empties(thread_id, ns, empty)
         return _config(thread_id, ns, checkpoint["id"])
 
     async def _put_writes(
@@ -520,6 +613,22 @@ class SaverBase(BaseCheckpointSaver[str]):
             self, config, channels
         )
         return history
+
+
+def _empties(
+    item: Mapping[str, Any], checkpoint: Mapping[str, Any], blobs: Mapping[str, StoredItem]
+) -> dict[str, str]:
+    """The channels empty at a checkpoint just read, with their versions: those its item
+    lists, and those stored as ``empty`` items (a thread written before the list)."""
+    versions = checkpoint["channel_versions"]
+    found = {ch: str(versions[ch]) for ch in inline_of(item, checkpoint)[1] if ch in versions}
+    for blob in blobs.values():
+        fields = blob.item
+        if fields.get("type") == BLOB and fields["value"][0] == "empty":
+            channel = fields["channel"]
+            if str(versions.get(channel)) == fields["version"]:
+                found[channel] = fields["version"]
+    return found
 
 
 class _Memo:

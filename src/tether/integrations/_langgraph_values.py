@@ -29,6 +29,8 @@ TEXT = "t"  # a packed value's third part: the serde's bytes as text (its JSON)
 ZLIB = "z"  # ... or as base64 of their zlib compression
 DELTA = "+"  # a delta's third part: its payload as base64 ...
 DELTA_ZLIB = "+z"  # ... or as base64 of its zlib compression
+INLINE = "v"  # appended to a checkpoint's encoding: its channel_values hold values (see
+# mark_inline); a tether older than that refuses the encoding, never misreads the checkpoint
 _COMPRESS_FROM = 256  # bytes: smaller values gain too little to pay for the inflate
 _DELTA_FROM = 1024  # bytes: a smaller list is stored whole (a delta would save too little)
 _KEPT_BYTES = 64 * 2**20  # snapshots a saver keeps in memory to compare with
@@ -60,6 +62,15 @@ def pack_delta(kind: str, payload: bytes, base: str) -> list[str]:
     if squeezed is not None:
         return [kind, squeezed, DELTA_ZLIB, base]
     return [kind, base64.b64encode(payload).decode("ascii"), DELTA, base]
+
+
+def mark_inline(packed: list[str]) -> list[str]:
+    """A packed checkpoint whose ``channel_values`` hold the small values of its channels
+    (and whose item lists its empty ones): its encoding gets :data:`INLINE` appended
+    (``[type, base64, "v"]``, ``"tv"``, ``"zv"``), which a tether that stored every channel
+    value as an item of its own does not know and refuses (``ValueError``) rather than read
+    the checkpoint without those values."""
+    return [packed[0], packed[1], (packed[2] if len(packed) == 3 else "") + INLINE]
 
 
 def _b64_size(raw: bytes) -> int:
@@ -101,6 +112,10 @@ def payload(packed: Sequence[str], limit: int | None = None) -> bytes:
     elements (a msgpack array of them)."""
     if len(packed) == 2:
         return base64.b64decode(packed[1], validate=limit is not None)
+    if len(packed) == 3 and packed[2] in (INLINE, TEXT + INLINE, ZLIB + INLINE):
+        # a checkpoint with inline values (mark_inline): the bytes are packed as without it
+        base = packed[2][: -len(INLINE)]
+        return payload([packed[0], packed[1], base] if base else packed[:2], limit)
     if len(packed) not in (3, 4):
         raise ValueError(f"a stored LangGraph value has 2 to 4 parts, not {len(packed)}")
     encoding = packed[2]

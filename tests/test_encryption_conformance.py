@@ -24,7 +24,13 @@ from tether.stores.memory import AsyncMemoryStore, MemoryStore
 from tether.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
-from .conftest import drop_postgres_schema, require_module, wipe_redis_namespace, with_options
+from .conftest import (
+    give_back_postgres_schema,
+    require_module,
+    take_postgres_schema,
+    wipe_redis_namespace,
+    with_options,
+)
 
 KEYS_ENV = "TETHER_TEST_ENCRYPTION_KEYS"
 RING = Keyring({"k2": Keyring.new_key(), "k1": Keyring.new_key()}, current="k2")
@@ -45,11 +51,6 @@ def _content_migration(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(schema, "current", new_version)
     monkeypatch.setitem(schema.item_migrations, new_version - 1, item_step)
-
-
-# The encrypting wrapper's logic does not depend on the store under it: make check runs the
-# whole suite encrypted on the memory store (sync and async), make test on every store as well.
-_WHOLE_SUITE_AGAIN = pytest.mark.heavy
 
 
 class _SyncClause:
@@ -102,7 +103,6 @@ class TestAsyncEncryptedMemoryStore(_AsyncClause, AsyncStoreConformance):
             yield store
 
 
-@_WHOLE_SUITE_AGAIN
 class TestEncryptedFileStore(_SyncClause, StoreConformance):
     @pytest.fixture
     def store(self, tmp_path: Path, clock: FakeClock) -> Iterator[EncryptedStore]:
@@ -114,7 +114,6 @@ class TestEncryptedFileStore(_SyncClause, StoreConformance):
         return functools.partial(tether.open_store, _encrypted_url(f"file:{tmp_path / 'sessions'}"))
 
 
-@_WHOLE_SUITE_AGAIN
 class TestAsyncEncryptedFileStore(_AsyncClause, AsyncStoreConformance):
     @pytest.fixture
     async def store(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[AsyncEncryptedStore]:
@@ -128,7 +127,6 @@ class TestAsyncEncryptedFileStore(_AsyncClause, AsyncStoreConformance):
         return functools.partial(tether.open_async_store, url)
 
 
-@_WHOLE_SUITE_AGAIN
 class TestEncryptedSQLiteStore(_SyncClause, StoreConformance):
     @pytest.fixture
     def store(self, tmp_path: Path, clock: FakeClock) -> Iterator[EncryptedStore]:
@@ -141,7 +139,6 @@ class TestEncryptedSQLiteStore(_SyncClause, StoreConformance):
         return functools.partial(tether.open_store, url)
 
 
-@_WHOLE_SUITE_AGAIN
 class TestAsyncEncryptedSQLiteStore(_AsyncClause, AsyncStoreConformance):
     @pytest.fixture
     async def store(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[AsyncEncryptedStore]:
@@ -166,7 +163,6 @@ def namespace(redis_url: str) -> Iterator[str]:
     wipe_redis_namespace(redis_url, name)
 
 
-@_WHOLE_SUITE_AGAIN
 class TestEncryptedRedisStore(_SyncClause, StoreConformance):
     @pytest.fixture
     def store(self, redis_url: str, namespace: str, clock: FakeClock) -> Iterator[EncryptedStore]:
@@ -182,7 +178,6 @@ class TestEncryptedRedisStore(_SyncClause, StoreConformance):
         return functools.partial(tether.open_store, url)
 
 
-@_WHOLE_SUITE_AGAIN
 class TestAsyncEncryptedRedisStore(_AsyncClause, AsyncStoreConformance):
     @pytest.fixture
     async def store(
@@ -205,13 +200,15 @@ class TestAsyncEncryptedRedisStore(_AsyncClause, AsyncStoreConformance):
 
 @pytest.fixture
 def pg_schema(postgres_url: str) -> Iterator[str]:
+    """An empty, migrated schema from conftest's pool (as test_postgres_store.py's conformance
+    classes take): the suite only reads and writes sessions, so a fresh schema a test (its
+    migrations, then its DROP) would be most of what the test costs."""
     require_module("psycopg", "postgres")
-    name = f"tether_t{uuid.uuid4().hex}"
+    name = take_postgres_schema(postgres_url)
     yield name
-    drop_postgres_schema(postgres_url, name)
+    give_back_postgres_schema(postgres_url, name)
 
 
-@_WHOLE_SUITE_AGAIN
 class TestEncryptedPostgresStore(_SyncClause, StoreConformance):
     @pytest.fixture
     def store(
@@ -229,7 +226,6 @@ class TestEncryptedPostgresStore(_SyncClause, StoreConformance):
         return functools.partial(tether.open_store, url)
 
 
-@_WHOLE_SUITE_AGAIN
 class TestAsyncEncryptedPostgresStore(_AsyncClause, AsyncStoreConformance):
     @pytest.fixture
     async def store(

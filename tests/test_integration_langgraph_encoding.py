@@ -117,6 +117,7 @@ def test_threads_written_in_the_first_layout_still_load_and_go_on(
         patched.setattr(values, "_DELTA_FROM", 2**62)  # no deltas then
         # every channel value an item of its own then (no values kept in the checkpoint)
         patched.setattr(_langgraph_saver, "kept_inline", lambda *_: ({}, {}))
+        patched.setattr(_langgraph_saver, "mark_inline", lambda packed: packed)
         old = _graph(TetherSaver(store))
         for turn in range(3):
             old.invoke({"messages": [f"old {turn}"]}, _cfg("legacy"))

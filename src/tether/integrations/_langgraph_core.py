@@ -63,7 +63,7 @@ from ._langgraph_layout import (
 )
 from ._langgraph_marks import Marks, _Batch
 from ._langgraph_reads import ThreadReads, past
-from ._langgraph_values import Snapshot, Value
+from ._langgraph_values import INLINE, Snapshot, Value
 
 # the names the saver, its admin side and the tests take from here (defined in the modules
 # this one was split into: keeping them here keeps every import path)
@@ -188,7 +188,7 @@ class ThreadStore(ThreadReads):
             if taken:
                 for batch in taken:
                     self.marks.add(thread_id, *batch.at)  # before it can land: see Marks
-                append = [*(i for batch in taken for i in batch.items or ()), *append]
+                append = [*(i for b in taken for i in self._batched(thread_id, b, header)), *append]
             thread_state = _state(header)
             order = thread_state.get("order")
             if isinstance(order, dict):  # kept since the thread began: keep it exact
@@ -217,6 +217,8 @@ class ThreadStore(ThreadReads):
                 else:
                     optimistic = False  # some of it is stored already: store only the rest
             else:
+                if item.get("checkpoint", [""])[-1].endswith(INLINE):
+                    self.remember_put(thread_id, ns, cid)
                 self._stored(thread_id, taken)
                 self._remember(
                     thread_id, header.model_copy(update={"version": version, "state": state})
@@ -290,6 +292,17 @@ class ThreadStore(ThreadReads):
         with self._lock:
             self._batches.setdefault(thread_id, []).append(batch)
         return batch
+
+    def _batched(self, thread_id: str, batch: _Batch, header: Any) -> list[KeyedItem]:
+        """The items a put commits for ``batch``: its append, without the first-write mark
+        when its checkpoint is the head of the header the commit is judged on (stored before:
+        its writes land after it, where a reader looks when it finds no mark) and this process
+        put it (so in the layout whose readers do look there, see SaverBase._get_tuple)."""
+        items = batch.items or []
+        ns, cid = batch.at
+        if items and _heads(header).get(ns) == cid and self.put_last(thread_id, ns) == cid:
+            return items[1:]  # the mark goes first (see _offer)
+        return items
 
     def _waiting(self, thread_id: str, lease: Any, heads: dict[str, str]) -> list[_Batch]:
         """The offered writes a ``put`` (holding the thread's lock) may commit first: those

@@ -61,6 +61,9 @@ class ThreadReads:
         # per (thread, namespace): the empty channels (and their versions) of the checkpoint
         # this process put or read last, listed as empty by the next put that keeps them
         self._empties: dict[tuple[str, str], dict[str, str]] = {}
+        # per (thread, namespace): the newest checkpoint this process put (in the layout
+        # whose readers look for its writes after it when it has no first-write mark)
+        self._put_last: dict[tuple[str, str], str] = {}
         self.snapshots = Snapshots()  # what the next value of a channel may be a delta on
         self._lock = threading.Lock()
         self._serial = _Serial(direct=isinstance(store, Direct))
@@ -95,6 +98,8 @@ class ThreadReads:
                 del self._blob_keys[at]
             for at in [at for at in self._empties if at[0] == thread_id]:
                 del self._empties[at]
+            for at in [at for at in self._put_last if at[0] == thread_id]:
+                del self._put_last[at]
         self.snapshots.forget(thread_id)
 
     def remember_blob_keys(self, thread_id: str, ns: str, cid: str, keys: list[str]) -> None:
@@ -114,6 +119,19 @@ class ThreadReads:
             self._empties[at] = empty
             if len(self._empties) > _CACHED_THREADS:
                 del self._empties[next(iter(self._empties))]
+
+    def remember_put(self, thread_id: str, ns: str, cid: str) -> None:
+        with self._lock:
+            at = (thread_id, ns)
+            self._put_last.pop(at, None)
+            self._put_last[at] = cid
+            if len(self._put_last) > _CACHED_THREADS:
+                del self._put_last[next(iter(self._put_last))]
+
+    def put_last(self, thread_id: str, ns: str) -> str | None:
+        """The newest checkpoint of ``ns`` this process put (see :meth:`remember_put`)."""
+        with self._lock:
+            return self._put_last.get((thread_id, ns))
 
     def empties(self, thread_id: str, ns: str) -> dict[str, str]:
         with self._lock:

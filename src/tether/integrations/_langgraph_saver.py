@@ -41,6 +41,7 @@ from ._langgraph_core import (
     AGENT,
     BLOB,
     CHECKPOINT,
+    EARLY_NOTE,
     MARK,
     WRITE,
     ThreadStore,
@@ -104,13 +105,20 @@ def kept_inline(
     return inline, empty
 
 
+def marked(item: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint item is in the layout of values kept inline (its encoding says
+    so: :func:`~tether.integrations._langgraph_values.mark_inline`): its writes committed
+    after it may have no first-write mark."""
+    packed = item.get("checkpoint")
+    return isinstance(packed, list) and len(packed) == 3 and packed[2].endswith(INLINE)
+
+
 def inline_of(item: Mapping[str, Any], checkpoint: Mapping[str, Any]) -> tuple[Any, Any]:
     """A stored checkpoint's values kept in its item (by channel) and the channels it lists
     as empty (no item, nothing to read). A checkpoint stored before values were kept inline
     has neither: every channel it names is an item of its own (an emptied one holds
     ``empty``)."""
-    packed = item.get("checkpoint")
-    if not (isinstance(packed, list) and len(packed) == 3 and packed[2].endswith(INLINE)):
+    if not marked(item):
         return {}, ()
     return checkpoint.get("channel_values") or {}, item.get(EMPTY) or ()
 
@@ -339,6 +347,11 @@ class SaverBase(BaseCheckpointSaver[str]):
             ]
         elif mark in found:  # only a checkpoint with writes reads items, from the first of them
             writes = await self._threads.writes_from(thread_id, ns, cid, found[mark].seq)
+        elif marked(found[first].item):
+            # stored by a tether that leaves the mark out of writes committed after their
+            # checkpoint (with the next put): any writes are after it (those before it, early,
+            # have their mark), up to the next checkpoint of its namespace or named late
+            writes = await self._threads.writes_from(thread_id, ns, cid, found[first].seq)
         return self._tuple(thread_id, newest, blobs, writes, known=known, parsed=checkpoint)
 
     async def _read_bases(
@@ -439,6 +452,7 @@ class SaverBase(BaseCheckpointSaver[str]):
                 hi, jumped = at[key("c", scope.ns, scope.before)].seq - 1, True
         writes: dict[tuple[str, str], dict[int, StoredItem]] = {}
         marks: dict[tuple[str, str], int] = {}
+        notes: set[tuple[str, str]] = set()  # checkpoints with an early-writes note
         blobs: dict[str, StoredItem] = {}
         seen: set[tuple[str, str]] = set()
         memo = _Memo()
@@ -455,6 +469,8 @@ class SaverBase(BaseCheckpointSaver[str]):
                     marks[owner] = stored.seq
                 elif kind == BLOB and stored.key is not None:
                     blobs[stored.key] = stored
+                elif kind == EARLY_NOTE:
+                    notes.add((str(stored.item.get("ns")), str(stored.item.get("checkpoint"))))
                 elif kind == CHECKPOINT and owner is not None and owner not in seen:
                     seen.add(owner)  # the first seen is the newest put of it
                     if scope.admits(*owner):
@@ -466,7 +482,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             hi = lo
             if not found:
                 continue
-            await self._early_writes(thread_id, found, marks, writes, lo)
+            await self._early_writes(thread_id, found, marks, notes=notes, writes=writes, lo=lo)
             wanted = [k for s, cp in found for k in stored_keys(s.item["ns"], s.item, cp)]
             missing = [k for k in wanted if k not in blobs]
             blobs.update(await self._threads.by_key(thread_id, missing))
@@ -484,13 +500,25 @@ class SaverBase(BaseCheckpointSaver[str]):
         thread_id: str,
         found: Sequence[tuple[StoredItem, Any]],
         marks: dict[tuple[str, str], int],
+        *,
+        notes: set[tuple[str, str]],
         writes: dict[tuple[str, str], dict[int, StoredItem]],
         lo: int,
     ) -> None:
         """Read the writes stored before the window at ``lo`` for checkpoints whose first
-        write (``put_writes`` before ``put``) is there."""
-        owners = [(s.item["ns"], s.item["id"]) for s, _ in found]
-        unknown = [at for at in owners if at not in marks]
+        write (``put_writes`` before ``put``) is there. A checkpoint of the current layout
+        flagged as having none (``early`` False, no note saying the flag may be outdated) has
+        every write after it, read already: its mark, if any, is not looked for."""
+        unknown = [
+            (s.item["ns"], s.item["id"])
+            for s, _ in found
+            if (s.item["ns"], s.item["id"]) not in marks
+            and not (
+                marked(s.item)
+                and s.item.get("early") is False
+                and (s.item["ns"], s.item["id"]) not in notes
+            )
+        ]
         if not unknown:
             return
         mark_keys = {key("f", *at): at for at in unknown}
@@ -534,7 +562,9 @@ class SaverBase(BaseCheckpointSaver[str]):
             "id": checkpoint["id"],
             "parent": get_checkpoint_id(config),
             "run_id": str(meta.get("run_id")) if meta.get("run_id") is not None else None,
-            "checkpoint": mark_inline(packed) if inline or empty else packed,
+            # marked always: older tethers refuse it (they would miss its inline values, or
+            # its writes stored without a first-write mark), and readers know its layout
+            "checkpoint": mark_inline(packed),
             "metadata": self._typed(meta),
         }
         if empty:

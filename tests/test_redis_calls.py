@@ -39,7 +39,8 @@ def _store(redis_url: str, namespace: str, **client: Any) -> RedisStore:
 
 
 def _in_use(store: RedisStore | AsyncRedisStore) -> int:
-    return len(store.client.connection_pool._in_use_connections)  # type: ignore[attr-defined]
+    pool: Any = store.client.connection_pool
+    return len(pool._in_use_connections)
 
 
 def test_script_calls_bypass_execute_command(
@@ -63,7 +64,7 @@ def test_a_single_connection_client_keeps_execute_command(
     with _store(redis_url, namespace, single_connection_client=True) as store:
         assert not store._direct
         names: list[Any] = []
-        original = store.client.execute_command
+        original: Any = store.client.execute_command
 
         def spy(*args: Any, **options: Any) -> Any:
             names.append(args[0])

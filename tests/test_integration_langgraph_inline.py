@@ -140,8 +140,9 @@ def test_small_values_ride_in_the_checkpoint_and_read_as_langgraph_stores_them(
     checkpoints = [i for i in _items(store, "t") if i["type"] == core.CHECKPOINT]
     assert all(c["checkpoint"][2].endswith(values.INLINE) for c in checkpoints)
     assert any(c.get("empty") for c in checkpoints)
-    # the CLI still reads them (the encoding mark included)
+    # the CLI reads them (the encoding mark included) and shows the values they keep
     assert entry(checkpoints[-1])["text"].startswith("checkpoint ")
+    assert any("; count = 7, route = null, ratio = 1.75" in entry(c)["text"] for c in checkpoints)
     # a fresh saver goes on from what it read (its empties unknown, read by key: absent)
     _run(fresh, "t", range(7, 10))
     _run(memory, "t", range(7, 10))

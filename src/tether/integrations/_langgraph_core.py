@@ -8,13 +8,18 @@ Layout of a thread's session (agent :data:`AGENT`, id ``encode_external_id(threa
 
 - header ``state[STATE_KEY]``: ``{"heads": {namespace: newest checkpoint id}}`` (the head is
   the max checkpoint id, not the last written: time travel writes older parents later);
-- a keyed item per checkpoint (its ``channel_values`` left out), per channel value that
+- a keyed item per checkpoint (its ``channel_values`` holding only its small values: None,
+  bools, numbers, short strings; its channels empty at their version listed as ``empty``;
+  its encoding marked ``v``, which older tethers refuse), per other channel value that
   changed (key: namespace, channel, version: written once, shared by every later checkpoint
   that did not change it) and per write (key: namespace, checkpoint, task, index, so a
   regular write is inserted only if absent); special writes (negative index) are unkeyed
   items, the newest one wins;
 - a keyed marker for the first write of a checkpoint, so the writes of a checkpoint are read
-  from the first of (checkpoint, marker) on, also when ``put_writes`` came before ``put``;
+  from the first of (checkpoint, marker) on, also when ``put_writes`` came before ``put``.
+  Writes committed after their checkpoint (with the next ``put``, their checkpoint the head
+  that commit is judged on) have none: a checkpoint of the current layout without one has
+  its writes after it;
 - a keyed "late" index entry for writes to a checkpoint made once a newer checkpoint of its
   namespace was stored (time travel, a resumed old checkpoint): every other write of a
   checkpoint lies before the first newer checkpoint of its namespace, so a reader by id reads

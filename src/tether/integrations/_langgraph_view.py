@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._langgraph_values import base_of, payload
+from ._langgraph_values import INLINE, base_of, payload
 
 __all__ = ["KINDS", "entry"]
 
@@ -78,7 +78,7 @@ def entry(item: Mapping[str, Any]) -> dict[str, Any]:
         text += f" parent {parent}" if parent else " (first)"
         if item.get("rev"):
             text += f" (put again: {item.get('rev')})"
-        return {"kind": "checkpoint", "text": text}
+        return {"kind": "checkpoint", "text": text + _inline(item.get("checkpoint"))}
     if kind == WRITE:
         head = f"write {item.get('channel')} from task {_task_name(item.get('task_path'))}"
         return {"kind": "write", "text": f"{head}{where}: {show(item.get('value'))}"}
@@ -95,6 +95,19 @@ def entry(item: Mapping[str, Any]) -> dict[str, Any]:
         text = f"{many} late write(s) to checkpoint {item.get('checkpoint')}{where}"
         return {"kind": "langgraph", "text": text}
     return {"kind": str(kind), "text": _plain(dict(item))}
+
+
+def _inline(packed: Any) -> str:
+    """The small channel values a checkpoint keeps in its item (its encoding marked
+    ``INLINE``: see ``_langgraph_values.mark_inline``), as ``; channel = value, ...``."""
+    if not (_packed(packed) and len(packed) == 3 and packed[2].endswith(INLINE)):
+        return ""
+    checkpoint = decode(packed)
+    kept = checkpoint.get("channel_values") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(kept, Mapping) or not kept:
+        return ""
+    shown = [f"{_plain(ch)} = {_text(v, 1)}" for ch, v in list(kept.items())[:_MAX_PARTS]]
+    return "; " + ", ".join(shown)
 
 
 def _task_name(path: Any) -> str:

@@ -199,6 +199,8 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
         ROOT / "src/tether/stores/wrapping_sync.py",
         [
             (r"\bAsyncWrappingStore\b", "WrappingStore"),
+            (r"\b_AsyncAddingStore\b", "_AddingStore"),
+            (r"\b_adding_async\b", "_adding_sync"),
             (r"\bAwaitable\[(\w+)\]", r"\1"),
             (r"\bAwaitable, ", ""),
             (r"\bbase_async\b", "base_sync"),

@@ -32,12 +32,10 @@ version (again on conflict); ``replace_tail`` numbers its items from ``after``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _core, _json
-from ._ids import validate_session_id
 from .encryption_codec import (
     DEFAULT_CACHE_BYTES,
     Codec,
@@ -47,10 +45,12 @@ from .encryption_codec import (
     resolve_keys,
 )
 from .encryption_sessions import open_header, open_loaded, open_raw, rebuilt, seal_session
-from .errors import ConflictError, InvalidRequest
+from .errors import ConflictError
 from .models import Lease, Page, Session, StoredItem
-from .stores.base import ListFilters, NewItems, Store
-from .stores.wrapping_sync import WrappingStore
+from .stores._arguments import RawWindow
+from .stores._writes import Write
+from .stores.base import CheckedItems, CheckedKeys, ListFilters, Store
+from .stores.wrapping_sync import Forwarded, WrappingStore
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
@@ -60,16 +60,6 @@ __all__ = ["EncryptedStore"]
 
 _Prepared = list[tuple[str | None, bytes, str | None]]
 """New items checked and encoded before any I/O: (key, JSON, own timestamp) each."""
-
-
-@dataclass(slots=True)
-class _Sealed:
-    """A versioned write, sealed: the envelopes to append, the changes to pass on (``state``
-    / ``options`` sealed) and the session's ``last_seq`` after it (None: not known)."""
-
-    items: list[Any]
-    changes: dict[str, Any] | None
-    last_seq: int | None
 
 
 class _ForgetsOnError:
@@ -153,7 +143,7 @@ class EncryptedStore(WrappingStore):
         """The stored header, which must be at ``expected_version``: the seqs and the runtime
         block a write derives from it are then the ones the store holds when the write lands
         (the write itself is checked against the same version)."""
-        header = self._forward(Store.load, session_id, last=0)
+        header: Session = self._forward("_load", session_id, last=0, after=None, limit=None)
         self._saw(session_id, header.version, header.last_seq)
         if header.version != expected_version:
             raise ConflictError(session_id, expected_version, header.version)
@@ -193,45 +183,27 @@ class EncryptedStore(WrappingStore):
         else:
             self._saw(session_id, version, last_seq)
 
-    def _sealed_write(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: NewItems,
-        changes: Mapping[str, Any] | None,
-        lease: Lease | None,
-    ) -> _Sealed:
-        """A versioned write's arguments checked (before any I/O) and sealed: its items
-        numbered after the session's ``last_seq`` at ``expected_version``."""
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        normalized = _core.normalize_changes(changes)
+    def _sealed_write(self, write: Write, expected_version: int) -> tuple[Write, int | None]:
+        """A versioned write's checked values sealed (its items numbered after the session's
+        ``last_seq`` at ``expected_version``, ``state`` / ``options`` sealed), and the
+        session's ``last_seq`` after it (None: not known)."""
+        session_id, _, items, changes, _ = write
         prepared = _prepare(items)
-        _core.check_lease_arg(lease, optional=True)
-        last_seq, normalized = self._before_write(
-            session_id, expected_version, prepared, normalized
-        )
+        last_seq, kept = self._before_write(session_id, expected_version, prepared, changes)
         sealed = [] if last_seq is None else self._seal_items(session_id, last_seq + 1, prepared)
-        return _Sealed(
-            sealed,
-            self._seal_changes(session_id, changes, normalized),
-            None if last_seq is None else last_seq + len(prepared),
-        )
+        after = None if last_seq is None else last_seq + len(prepared)
+        return write._replace(items=sealed, changes=self._seal_changes(session_id, kept)), after
 
     # --- sealing and opening --------------------------------------------------------------
 
     def _seal_items(self, session_id: str, first_seq: int, prepared: _Prepared) -> list[Any]:
         return self.codec.seal_items(session_id, first_seq, prepared, keyed=True)
 
-    def _seal_changes(
-        self, session_id: str, changes: Mapping[str, Any] | None, checked: _core.Doc
-    ) -> dict[str, Any] | None:
-        """The caller's changes with ``state`` / ``options`` replaced by the envelopes of their
-        checked values (``checked``: :func:`_core.normalize_changes` of them, with the stored
-        runtime block kept); the other fields go to the inner store as given."""
-        if changes is None:
-            return None
-        sealed = dict(changes)
+    def _seal_changes(self, session_id: str, checked: _core.Doc) -> _core.Doc:
+        """Checked changes (:func:`_core.normalize_changes`, the stored runtime block kept)
+        with ``state`` / ``options`` replaced by their envelopes; the other fields go to the
+        inner store as they are."""
+        sealed = dict(checked)
         for field in ("state", "options"):
             if field in checked:
                 sealed[field] = self.codec.seal_field(session_id, field, checked[field])
@@ -242,11 +214,9 @@ class EncryptedStore(WrappingStore):
         self._saw(session.id, session.version, session.last_seq)
         return open_loaded(self.codec, session)
 
-    # --- the contract: what changes when the values are encrypted -------------------------
+    # --- the contract's protected methods: what changes when the values are encrypted ----
 
-    def create(self, session: Session) -> Session:
-        if not isinstance(session, Session):
-            raise InvalidRequest(f"create takes a tether.Session, not {type(session).__name__}")
+    def _create(self, session: Session) -> Session:
         _core.new_session_doc(session, 0)  # every check the store makes, before any I/O
         prepared = _prepare(session.history)
         sid = session.id
@@ -257,7 +227,7 @@ class EncryptedStore(WrappingStore):
                 "history": self._seal_items(sid, 1, prepared),
             }
         )
-        created = self._forward(Store.create, sealed)
+        created: Session = self._forward("_create", sealed)
         self._saw(created.id, created.version, created.last_seq)
         # the items as stored, decoded from what was encrypted: copies, never the caller's
         items = [
@@ -271,146 +241,99 @@ class EncryptedStore(WrappingStore):
             items,
         )
 
-    def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
+    def _load(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
         # The rows undecoded when the store beneath offers them (SQLite): a cached row is then
         # one comparison of bytes and its item in clear is decoded once, as a plain load's
         # would be, instead of the envelopes decoded, compared and the items decoded again.
-        validate_session_id(session_id)
-        _core.check_window(last, after, limit)
-        window = self._forward(Store._load_raw, session_id, last=last, after=after, limit=limit)
+        window: RawWindow | None = self._forward(
+            "_load_raw", session_id, last=last, after=after, limit=limit
+        )
         if window is None or _core.needs_upgrade(window[0]):  # an older or newer schema
-            return super().load(session_id, last=last, after=after, limit=limit)
+            return super()._load(session_id, last=last, after=after, limit=limit)
         session = open_raw(self.codec, *window)
         self._saw(session.id, session.version, session.last_seq)
         return session
 
-    def commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        validate_session_id(session_id)
+    def _add(self, write: Write) -> Forwarded:
+        write = self._passed(write)  # the hook of every write, on the items in clear
+        session_id, expected_version, items, changes, lease = write
+        if expected_version is None:
+            return Forwarded(self._append_sealed(session_id, items, lease))
         seen = self._seen.get(session_id)
-        if changes is None and seen is not None and seen[0] == expected_version:
+        if not changes and seen is not None and seen[0] == expected_version:
             # A turn's commit: items numbered after what this store saw at that version (module
-            # doc), nothing else to seal or merge. _sealed_write's checks, in its order.
-            _core.check_version(expected_version)
-            prepared = _prepare(append)
-            _core.check_lease_arg(lease, optional=True)
-            items = self.codec.seal_items(session_id, seen[1] + 1, prepared, keyed=True)
+            # doc), nothing else to seal or merge.
+            prepared = _prepare(items)
+            envelopes = self.codec.seal_items(session_id, seen[1] + 1, prepared, keyed=True)
             try:
-                version = self._forward(
-                    Store.commit, session_id, expected_version, append=items, lease=lease
+                version: int = self._forward(
+                    "_commit", session_id, expected_version, envelopes, changes=changes, lease=lease
                 )
             except BaseException:  # the write may have landed, or the session moved on
                 self._forget(session_id)
                 raise
             self._saw(session_id, version, seen[1] + len(prepared))
-            return version
-        write = self._sealed_write(session_id, expected_version, append, changes, lease)
+            return Forwarded(version)
+        sealed, last_seq = self._sealed_write(write, expected_version)
         try:  # _forgets inlined: this is every turn's write
-            version = self._forward(
-                Store.commit,
-                session_id,
-                expected_version,
-                append=write.items,
-                changes=write.changes,
-                lease=lease,
-            )
+            version = self._write_through("_commit", sealed)
         except BaseException:
             self._forget(session_id)
             raise
-        self._wrote(session_id, version, write.last_seq, expected_version)
-        return version
+        self._wrote(session_id, version, last_seq, expected_version)
+        return Forwarded(version)
 
-    def replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: NewItems,
-        *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        # the new items are numbered after the old last_seq, as a commit's are
-        write = self._sealed_write(session_id, expected_version, items, changes, lease)
-        with self._forgets(session_id):
-            version = self._forward(
-                Store.replace_history,
-                session_id,
-                expected_version,
-                write.items,
-                changes=write.changes,
-                lease=lease,
-            )
-        # an emptied history's last_seq is the store's to say
-        self._remember(session_id, version, write.last_seq if write.items else None)
-        return version
-
-    def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        validate_session_id(session_id)
+    def _append_sealed(self, session_id: str, items: CheckedItems, lease: Lease | None) -> int:
+        """A blind append: the seqs come from the header; the commit lands only at its
+        version (read again on conflict)."""
         prepared = _prepare(items)
-        _core.check_lease_arg(lease, optional=True)
-        while True:  # the seqs come from the header; the commit lands only at its version
-            header = self._forward(Store.load, session_id, last=0)
+        while True:
+            header: Session = self._forward("_load", session_id, last=0, after=None, limit=None)
             sealed = self._seal_items(session_id, header.last_seq + 1, prepared)
             try:
                 with self._forgets(session_id):
-                    version = self._forward(
-                        Store.commit, session_id, header.version, append=sealed, lease=lease
+                    version: int = self._forward(
+                        "_commit", session_id, header.version, sealed, changes={}, lease=lease
                     )
             except ConflictError:
                 continue
             self._saw(session_id, version, header.last_seq + len(prepared))
             return version
 
-    def replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: NewItems = (),
-        *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        validate_session_id(session_id)
-        _core.check_version(expected_version)
-        after = _core.check_after(after)
-        normalized = _core.normalize_changes(changes)
-        prepared = _prepare(items)
-        _core.check_lease_arg(lease, optional=True)
-        if _core.needs_runtime_block(normalized):
-            header = self._header_at(session_id, expected_version)
-            normalized = self._keep_block(header, normalized)
+    def _replace_all(self, write: Write) -> int:
+        # the new items are numbered after the old last_seq, as a commit's are
+        write = self._passed(write)  # the hook of every write, on the items in clear
+        session_id, expected_version = write.session_id, write.expected_version
+        assert expected_version is not None  # replace_history names a version
+        sealed, last_seq = self._sealed_write(write, expected_version)
         with self._forgets(session_id):
-            # the new items are numbered from after + 1 whatever the history holds
-            version = self._forward(
-                Store.replace_tail,
-                session_id,
-                expected_version,
-                after,
-                self._seal_items(session_id, after + 1, prepared),
-                changes=self._seal_changes(session_id, changes, normalized),
-                lease=lease,
-            )
+            version: int = self._write_through("_replace_history", sealed)
+        # an emptied history's last_seq is the store's to say
+        self._remember(session_id, version, last_seq if sealed.items else None)
+        return version
+
+    def _replace_after(self, write: Write, after: int) -> int:
+        session_id, expected_version, items, changes, lease = self._passed(write)
+        assert expected_version is not None  # replace_tail names a version
+        prepared = _prepare(items)
+        if _core.needs_runtime_block(changes):
+            header = self._header_at(session_id, expected_version)
+            changes = self._keep_block(header, changes)
+        # the new items are numbered from after + 1 whatever the history holds
+        items = self._seal_items(session_id, after + 1, prepared)
+        sealed = Write(
+            session_id, expected_version, items, self._seal_changes(session_id, changes), lease
+        )
+        with self._forgets(session_id):
+            version: int = self._write_through("_replace_tail", sealed, after)
         # a truncation's last_seq is the store's to say
         self._remember(session_id, version, after + len(prepared) if prepared else None)
         return version
 
-    def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
-        found = self._forward(Store.items_by_key, session_id, keys)
+    def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
+        found: dict[str, StoredItem] = self._forward("_items_by_key", session_id, keys)
         return {
             key: StoredItem(
                 entry.seq,
@@ -428,19 +351,15 @@ class EncryptedStore(WrappingStore):
         headers = [open_header(self.codec, header) for header in page.sessions]
         return Page(sessions=headers, next_cursor=page.next_cursor)
 
-    def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
+    def _delete(
+        self, session_id: str, expected_version: int | None, *, lease: Lease | None, force: bool
     ) -> bool:
         self._forget(session_id)  # whatever happens, a session of this id may start again
         try:
-            return self._forward(
-                Store.delete, session_id, expected_version, lease=lease, force=force
+            deleted: bool = self._forward(
+                "_delete", session_id, expected_version, lease=lease, force=force
             )
+            return deleted
         finally:
             self._forget(session_id)
 

@@ -25,11 +25,11 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from .errors import LeaseLost, TurnCheckpointed
 from .models import KeyedItem, Lease, SessionStatus
+from .stores._writes import Added, Write
 from .stores.base import NewItems, Store
 from .stores.wrapping_sync import WrappingStore
 
@@ -43,7 +43,8 @@ RUNTIME_KEY = "_tether"
 @dataclass
 class _Held:
     lease: Lease
-    ttl: float
+    ttl: int
+    """In µs, as the contract's protected methods take it."""
     lost: bool = False
 
 
@@ -71,8 +72,9 @@ class FencedStore(WrappingStore):
     """Delegates to ``inner``; renews leases, stamps fences and stops cleanly (module doc).
 
     A :class:`~tether.stores.WrappingStore`: reads, ``create``, ``exists`` and the inner
-    store's optional abilities pass through unchanged; the lease calls, ``commit`` and
-    ``delete`` are overridden here, and every write's items pass through ``_write_items``.
+    store's optional abilities pass through unchanged; the lease calls, commits (``_add``)
+    and ``delete`` are changed here, at the protected layer (the contract's public methods
+    check the arguments first), and every write's items pass through ``_write_items``.
     ``renew_ratio`` is the part of a lease's ttl between two renewals (default a third);
     ``renew=False`` starts no renewer (for writes that hold a lease for a moment only).
     """
@@ -92,10 +94,9 @@ class FencedStore(WrappingStore):
 
     # --- leases --------------------------------------------------------------------------------
 
-    def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        lease = self.inner.claim(session_id, owner, ttl)
-        seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
-        held = _Held(lease, seconds)
+    def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
+        lease: Lease = super()._claim(session_id, owner, ttl)
+        held = _Held(lease, ttl)
         with self._lock:
             self._held[lease.token] = held
             if self._renewer is None and self._renewing:
@@ -107,21 +108,21 @@ class FencedStore(WrappingStore):
         self._wake.set()
         return lease
 
-    def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
+    def _renew(self, lease: Lease, ttl: int) -> Lease:
         held = self._check(lease)
-        renewed = self.inner.renew(lease, ttl)
+        renewed: Lease = super()._renew(lease, ttl)
         if held is not None:
             held.lease = renewed
         return renewed
 
-    def release(self, lease: Lease) -> None:
+    def _release(self, lease: Lease) -> None:
         with self._lock:
             held = self._held.pop(lease.token, None)
         if getattr(_local, "held", None) is held:
             _local.held = None
         if held is not None and held.lost:
             raise LeaseLost(lease.session_id, "its renewal was refused: another runner holds it")
-        self.inner.release(lease)
+        super()._release(lease)
 
     def _check(self, lease: Lease) -> _Held | None:
         with self._lock:
@@ -139,7 +140,7 @@ class FencedStore(WrappingStore):
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
-            wait = min(h.ttl for h in held) * self.renew_ratio
+            wait = min(h.ttl for h in held) / 1_000_000 * self.renew_ratio
             if self._closed.wait(wait):
                 return
             for entry in held:
@@ -147,7 +148,7 @@ class FencedStore(WrappingStore):
                     if entry.lease.token not in self._held:
                         continue  # released meanwhile
                 try:
-                    entry.lease = self.inner.renew(entry.lease, entry.ttl)
+                    entry.lease = self._forward("_renew", entry.lease, entry.ttl)
                 except LeaseLost:
                     entry.lost = True
                     log.warning(
@@ -183,54 +184,40 @@ class FencedStore(WrappingStore):
         self._check(lease)
         return [_stamped(item, lease.fence) for item in items]
 
-    def commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        items = list(self._write_items(append, lease))
-        checkpointed = False
-        if lease is not None:
-            key = getattr(_local, "prompt_key", None)
-            if key is not None:
-                items = _keyed_prompt(items, key)
-            if self._stopping.is_set() and _safe_to_stop(items, changes):
-                snapshot = changes["state"][RUNTIME_KEY]["snapshot"]  # type: ignore[index]
-                changes = {**(changes or {}), "status": SessionStatus.HIBERNATED}
-                items.append(
-                    {
-                        "role": "tether",
-                        "event": "checkpoint",
-                        "step": snapshot.get("step"),
-                        "reason": "worker stopping",
-                        "fence": lease.fence,
-                    }
-                )
-                checkpointed = True
-        version = self.inner.commit(
-            session_id, expected_version, append=items, changes=changes, lease=lease
-        )
-        if lease is not None:
-            _local.prompt_key = None  # the keyed prompt is written: never key another item
+    def _add(self, write: Write) -> Added:
+        """A commit under a lease: its user message keyed (:func:`keyed_prompt`), and turned
+        into a checkpoint once a stop is requested (module doc)."""
+        session_id, expected_version, items, changes, lease = write
+        if lease is None or expected_version is None:  # a blind append: the wrapping store's
+            return super()._add(write)
+        key = getattr(_local, "prompt_key", None)
+        if key is not None:
+            items = _keyed_prompt(items, key)
+        checkpointed = self._stopping.is_set() and _safe_to_stop(items, changes)
+        if checkpointed:
+            snapshot = changes["state"][RUNTIME_KEY]["snapshot"]
+            changes = {**changes, "status": SessionStatus.HIBERNATED.value}
+            checkpoint = {
+                "role": "tether",
+                "event": "checkpoint",
+                "step": snapshot.get("step"),
+                "reason": "worker stopping",
+                "fence": lease.fence,
+            }
+            items = [*items, checkpoint]
+        added = super()._add(Write(session_id, expected_version, items, changes, lease))
+        _local.prompt_key = None  # the keyed prompt is written: never key another item
         if checkpointed:
             raise TurnCheckpointed(session_id)
-        return version
+        return added
 
-    def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
+    def _delete(
+        self, session_id: str, expected_version: int | None, *, lease: Lease | None, force: bool
     ) -> bool:
         if lease is not None:
             self._check(lease)
-        return self.inner.delete(session_id, expected_version, lease=lease, force=force)
+        deleted: bool = super()._delete(session_id, expected_version, lease=lease, force=force)
+        return deleted
 
     def close(self) -> None:
         """Stop the renewer; the inner store is closed by whoever opened it."""

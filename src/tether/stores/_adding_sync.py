@@ -16,6 +16,7 @@ do; the contract's signatures are then declared here once, not in each store.
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 from .. import _core
 from ..models import Lease
@@ -33,29 +34,15 @@ class _AddingStore(Store):
         """The write (a commit, or with ``expected_version`` None a blind append); what it
         wrote, from inside the same write."""
 
-    def _commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        added = self._add(Write(session_id, expected_version, items, changes, lease))
-        return added.version
+    # The contract's protected writes, each taking its arguments (their signatures are the
+    # contract's, in base_async.py, written once there) as the one Write they make: session id,
+    # expected version, items, then changes= and lease=, in Write's own order.
 
-    def _commit_stamped(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> _core.CommitStamp:
-        added = self._add(Write(session_id, expected_version, items, changes, lease))
-        return added.stamp()
+    def _commit(self, *args: Any, **kwargs: Any) -> int:
+        return (self._add(Write(*args, **kwargs))).version
+
+    def _commit_stamped(self, *args: Any, **kwargs: Any) -> _core.CommitStamp:
+        return (self._add(Write(*args, **kwargs))).stamp()
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
         return (self._add(Write(session_id, None, items, {}, lease))).version
@@ -70,26 +57,11 @@ class _AddingStore(Store):
         """``replace_tail``: the items after seq ``after`` replaced by ``write.items``; the new
         version."""
 
-    def _replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
-    ) -> int:
-        return self._replace_all(Write(session_id, expected_version, items, changes, lease))
+    def _replace_history(self, *args: Any, **kwargs: Any) -> int:
+        return self._replace_all(Write(*args, **kwargs))
 
     def _replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: CheckedItems,
-        *,
-        changes: _core.Doc,
-        lease: Lease | None,
+        self, session_id: str, expected_version: int, after: int, *rest: Any, **kwargs: Any
     ) -> int:
-        write = Write(session_id, expected_version, items, changes, lease)
-        return self._replace_after(write, after)
+        """The items after ``after`` replaced: ``after`` apart, the arguments of a Write."""
+        return self._replace_after(Write(session_id, expected_version, *rest, **kwargs), after)

@@ -44,12 +44,12 @@ class SyncBackedAsyncStore(AsyncWrappingStore):
     (``asyncio.to_thread``) and the event loop never blocks. A store whose calls never block
     (the memory store) sets ``offload = False`` and is called inline.
 
-    It forwards as :class:`~tether.stores.AsyncWrappingStore` does (whole calls, the sync
-    store's optional abilities and only those), to ``sync`` instead of ``inner``: the sync
-    store's own public methods check the arguments, once. An argument the contract gained
-    later (``limit=``, ``changes=`` of ``replace_history``, ``lease=`` / ``force=`` of
-    ``delete``, ``expected_version=`` of ``restore``) is passed on only when given, so a store
-    written before it still works here.
+    It forwards as :class:`~tether.stores.AsyncWrappingStore` does, to ``sync`` instead of
+    ``inner``: the arguments are checked once, on this side, and the sync store's protected
+    methods called with the checked values (its public ones where it overrides them, an
+    argument the contract gained later, such as ``limit=`` or ``lease=``, passed on only when
+    given, so a store written before it still works here). It offers the sync store's optional
+    abilities, and only those.
     """
 
     offload = True
@@ -64,30 +64,14 @@ class SyncBackedAsyncStore(AsyncWrappingStore):
         return self.sync
 
     async def _run(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        kwargs = {
-            name: value
-            for name, value in kwargs.items()
-            if name not in _LATER_ARGS or value is not _LATER_ARGS[name]
-        }
         if not self.offload:
             return method(*args, **kwargs)
-        # Items and keys are drained into lists here, in the caller's thread: a generator runs
-        # where it was made, and a list the caller's other tasks change meanwhile is not read
-        # by the worker thread (the sync store checks what it gets, as it always does).
+        # Items and keys are copied into lists here, in the caller's thread: a list the
+        # caller's other tasks change meanwhile is not read by the worker thread, and a
+        # generator (given to a store's own public method) runs where it was made.
         args = tuple(_drained(value) for value in args)
         kwargs = {name: _drained(value) for name, value in kwargs.items()}
         return await asyncio.to_thread(method, *args, **kwargs)
-
-
-_LATER_ARGS: dict[str, object] = {
-    "limit": None,
-    "changes": None,
-    "lease": None,
-    "force": False,
-    "expected_version": None,
-}
-"""Keyword arguments the contract gained after stores were written against it, with their
-defaults: :class:`SyncBackedAsyncStore` leaves one out when it is at its default."""
 
 
 def _drained(value: _T) -> _T | list[Any]:

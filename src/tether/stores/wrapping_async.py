@@ -7,17 +7,27 @@ changes: :class:`~tether.encryption.EncryptedStore` seals values on the way in a
 on the way out, the worker's ``FencedStore`` stamps fences and checks leases,
 ``examples/audited_store.py`` records each write. Everything a wrapper does not override is
 the inner store's, errors included, so it passes the conformance suite wherever the inner
-store does. A wrapper that changes the items of every write overrides ``_write_items`` once
-(the worker's store stamps fences there), one that changes what every ``load`` returns
-overrides ``_loaded`` (the encrypted store opens its values there). Every forwarding method
-passes its call on through ``_forward``, one place (:class:`~tether.stores.SyncBackedAsyncStore`
-is a wrapping store whose ``_forward`` runs a sync store's method in a thread).
+store does.
 
-Whole calls are forwarded (the public methods, not the protected ``_create`` / ``_commit``
-/ ...): the inner store checks the arguments once, in the contract's order, as it would
-unwrapped, and a wrapper of a wrapper keeps what the middle one adds. ``iter_sessions`` and
-``iter_history`` are the base class's, built on this store's ``list`` and ``load``, so a
-wrapper that changes those changes them too.
+A wrapper hooks the protected layer, never restating a public signature: the contract's public
+methods (``AsyncStore``'s, inherited) check the arguments once, in the contract's order, and
+call the protected ones, which a wrapping store forwards. Its writes are those of
+:class:`~tether.stores._adding_async._AsyncAddingStore`, each given as one
+:class:`~tether.stores._writes.Write`: ``_add`` (a commit, or with ``expected_version`` None a
+blind append), ``_replace_all`` (``replace_history``) and ``_replace_after`` (``replace_tail``).
+A wrapper that changes the items of every write overrides ``_write_items`` (the worker's store
+stamps fences there), one that changes what every load returns ``_loaded``. A subclass may
+still override a public method whole (``examples/audited_store.py`` does): its ``super()``
+call checks and forwards as above.
+
+Every call is passed on through ``_forward``, one place: to the target's protected method when
+the target's public twin is the contract's own (which would check the same values again and
+call it), else to that public method, the checked values given back in public form (a store
+written before the protected methods, a wrapper that overrides whole calls: what it adds is
+kept). :class:`~tether.stores.SyncBackedAsyncStore` is a wrapping store whose ``_run`` calls a
+sync store's method in a thread. ``list`` passes its filters on as given, and
+``iter_sessions`` and ``iter_history`` are the base class's, built on this store's ``list`` and
+``load``, so a wrapper that changes those changes them too.
 
 A wrapper has an optional ability exactly when its inner store has it (set on the instance,
 as :class:`~tether.stores.SyncBackedAsyncStore` does, so ``isinstance(wrapper, Restores)`` and
@@ -32,24 +42,144 @@ ciphertexts, so it has no ``fork_session`` and the runtime copies the items thro
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
+from .._time import from_micros
 from ..errors import InvalidRequest
-from ..models import Lease, Page, Session, SessionHeader, StoredItem
-from .base_async import AsyncStore, CommitStamp, ListFilters, NewItems, RawWindow
+from ..models import Lease, Page, Session, SessionHeader
+from ._adding_async import _AsyncAddingStore
+from ._contract import _StoreMachinery
+from ._writes import Added, Write
+from .base_async import PROTECTED_METHODS, AsyncStore, CommitStamp, ListFilters, RawWindow
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
 
+    from ._arguments import NewItems
+
 __all__ = ["AsyncWrappingStore"]
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
+_PUBLIC = {protected: public for public, protected in PROTECTED_METHODS.items()}
+_PUBLIC["_commit_stamped"] = "commit_stamped"
+"""Each protected method a wrapper forwards, and its public twin."""
+
+_LATER_ARGS: dict[str, object] = {
+    "limit": None,
+    "changes": None,
+    "lease": None,
+    "force": False,
+    "expected_version": None,
+}
+"""Keyword arguments the contract gained after stores were written against it, with their
+defaults: a public call leaves one out when it is at its default, so a store written before it
+still works behind a wrapper."""
 
 
-class AsyncWrappingStore(AsyncStore):
+def _public_routes(cls: type) -> frozenset[str]:
+    """The protected methods a wrapper reaches on a store of class ``cls`` through their public
+    twins: those whose public method ``cls`` overrides (its protected one may be missing, or
+    skip what the override adds) and, if ``cls`` does not stamp its commits itself, the
+    stamped commit (the contract's ``commit_stamped`` then calls ``commit``). All of them for
+    an object that is not a store class of the contract's."""
+    routes = _ROUTES.get(cls)
+    if routes is None:
+        routes = _ROUTES[cls] = _routes_of(cls)
+    return routes
+
+
+_ROUTES: dict[type, frozenset[str]] = {}
+""":func:`_public_routes` by class: a class's methods are looked up once, not on every call."""
+
+
+def _routes_of(cls: type) -> frozenset[str]:
+    contract = next((k for k in cls.__mro__ if _StoreMachinery in k.__bases__), None)
+    if contract is None:
+        return frozenset(_PUBLIC)
+    routed = {
+        p for p, public in _PUBLIC.items() if getattr(cls, public) is not getattr(contract, public)
+    }
+    if not getattr(cls, "_stamps_commits", False):
+        routed.add("_commit_stamped")
+    return frozenset(routed)
+
+
+def _public_call(
+    protected: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """A protected call's checked values in the form its public twin takes: the new items of
+    a commit as ``append=``, ``changes`` as the caller gave them (``expires_at`` a datetime
+    again, None if empty), a ttl in µs as a timedelta; the later arguments left out at their
+    defaults."""
+    if protected in ("_commit", "_commit_stamped"):
+        *args_, items = args
+        args, kwargs = tuple(args_), {"append": items, **kwargs}
+    elif protected in ("_claim", "_renew"):
+        args = (*args[:-1], timedelta(microseconds=args[-1]))
+    changes = kwargs.get("changes")
+    if changes is not None:
+        if changes.get("expires_at") is not None:
+            changes = {**changes, "expires_at": from_micros(changes["expires_at"])}
+        kwargs["changes"] = changes or None
+    kwargs = {
+        name: value
+        for name, value in kwargs.items()
+        if name not in _LATER_ARGS or value is not _LATER_ARGS[name]
+    }
+    return _PUBLIC[protected], args, kwargs
+
+
+def _forwarding(protected: str) -> Callable[..., Any]:
+    """A protected method of the contract (``_create``, ``_exists``, ...) that forwards its
+    checked values as they are: its signature is the contract's, written once."""
+
+    async def forward(self: AsyncWrappingStore, /, *args: Any, **kwargs: Any) -> Any:
+        return await self._forward(protected, *args, **kwargs)
+
+    forward.__name__ = forward.__qualname__ = protected
+    forward.__doc__ = f"The target's {_PUBLIC[protected]}() (see AsyncStore.{protected})."
+    return forward
+
+
+def _raw_forwarding() -> Callable[..., Any]:
+    """:meth:`AsyncWrappingStore._load_raw` (the contract's signature, written once there)."""
+
+    async def _load_raw(
+        self: AsyncWrappingStore, session_id: str, /, **window: Any
+    ) -> RawWindow | None:
+        """The target's undecoded load (:meth:`AsyncStore._load_raw`), if it offers one and
+        this wrapper's loads are its target's unchanged: a wrapper that changes what ``load``
+        returns (overriding ``load``, ``_load`` or ``_loaded``) offers none, so nothing it adds
+        is skipped."""
+        cls = type(self)
+        if (
+            cls.load is not AsyncStore.load
+            or cls._load is not AsyncWrappingStore._load
+            or cls._loaded is not AsyncWrappingStore._loaded
+        ):
+            return None
+        raw = getattr(self._target, "_load_raw", None)
+        if raw is None:
+            return None
+        rows: RawWindow | None = await self._run(raw, session_id, **window)
+        return rows
+
+    return _load_raw
+
+
+class Forwarded(NamedTuple):
+    """What a wrapper's ``_add`` wrote (:class:`~tether.stores._writes.Added`): the version;
+    its stamp reports nothing more (the target's stamped commit is called only when the
+    wrapper's commits are its target's unchanged)."""
+
+    version: int
+
+    def stamp(self) -> CommitStamp:
+        return CommitStamp(self.version)
+
+
+class AsyncWrappingStore(_AsyncAddingStore):
     """An async store that forwards everything to ``inner``; subclass it to change a part.
 
     ``inner`` must be an :class:`~tether.AsyncStore` (anything else raises
@@ -85,17 +215,17 @@ class AsyncWrappingStore(AsyncStore):
         thread instead)."""
         return await method(*args, **kwargs)
 
-    async def _forward(
-        self,
-        method: Callable[Concatenate[AsyncStore, _P], Awaitable[_R]],
-        /,
-        *args: _P.args,
-        **kwargs: _P.kwargs,
-    ) -> _R:
-        """The target's ``method`` (named as the contract's, ``AsyncStore.load``, so the
-        arguments type-check) called with these arguments: every method below forwards so."""
-        result: _R = await self._run(getattr(self._target, method.__name__), *args, **kwargs)
-        return result
+    async def _forward(self, protected: str, /, *args: Any, **kwargs: Any) -> Any:
+        """The target's ``protected`` method (``"_load"``, ...) with these checked values, or
+        its public twin with them in public form where the target overrides that (module
+        doc): every forwarded call goes through here."""
+        target = self._target
+        routes = _ROUTES.get(type(target))  # _public_routes inlined: every call comes here
+        if routes is None:
+            routes = _public_routes(type(target))
+        if protected in routes:
+            protected, args, kwargs = _public_call(protected, args, kwargs)
+        return await self._run(getattr(target, protected), *args, **kwargs)
 
     def _write_items(self, items: NewItems, lease: Lease | None) -> NewItems:
         """The items a write passes on (``commit``, ``commit_stamped``, ``replace_history``,
@@ -104,171 +234,86 @@ class AsyncWrappingStore(AsyncStore):
         instead of each write."""
         return items
 
+    def _passed(self, write: Write) -> Write:
+        """``write`` with its items as :meth:`_write_items` passes them on."""
+        items = self._write_items(write.items, write.lease)
+        if items is write.items:
+            return write
+        return write._replace(items=items if isinstance(items, list) else list(items))
+
     def _loaded(self, session: Session) -> Session:
         """The session ``load`` passes back: this one, unchanged. A wrapper that changes what
         every load returns (the encrypted store opens its values) overrides this once."""
         return session
 
-    async def _load_raw(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-    ) -> RawWindow | None:
-        """The target's undecoded load (:meth:`AsyncStore._load_raw`), if it offers one and
-        this wrapper's loads are its target's unchanged: a wrapper that changes what ``load``
-        returns (overriding ``load`` or ``_loaded``) offers none, so nothing it adds is skipped."""
-        cls = type(self)
-        if cls.load is not AsyncWrappingStore.load or cls._loaded is not AsyncWrappingStore._loaded:
-            return None
-        raw = getattr(self._target, "_load_raw", None)
-        if raw is None:
-            return None
-        window: RawWindow | None = await self._run(
-            raw, session_id, last=last, after=after, limit=limit
-        )
-        return window
+    # --- the contract: its protected methods, forwarded -------------------------------------
 
-    # --- the contract -------------------------------------------------------------------------
+    _create = _forwarding("_create")
+    _items_by_key = _forwarding("_items_by_key")
+    _delete = _forwarding("_delete")
+    _exists = _forwarding("_exists")
+    _claim = _forwarding("_claim")
+    _renew = _forwarding("_renew")
+    _release = _forwarding("_release")
 
-    async def create(self, session: Session) -> Session:
-        return await self._forward(AsyncStore.create, session)
-
-    async def load(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
+    async def _load(
+        self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
-        loaded = await self._forward(
-            AsyncStore.load, session_id, last=last, after=after, limit=limit
-        )
+        loaded = await self._forward("_load", session_id, last=last, after=after, limit=limit)
         return self._loaded(loaded)
 
-    async def commit(
-        self,
-        session_id: str,
-        expected_version: int,
-        *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        return await self._forward(
-            AsyncStore.commit,
-            session_id,
-            expected_version,
-            append=self._write_items(append, lease),
-            changes=changes,
-            lease=lease,
-        )
+    _load_raw = _raw_forwarding()
 
-    async def commit_stamped(
-        self,
-        session_id: str,
-        expected_version: int,
-        *,
-        append: NewItems = (),
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> CommitStamp:
-        """The inner store's ``commit_stamped``, unless a subclass changes ``commit``: then
-        that commit, reporting its version alone, as the base class does for any store whose
-        commit is not the stamped one (the inner store's stamp would describe a write the
-        subclass changed, or skip what it adds: encryption, an audit entry, a fence)."""
-        if not self._stamps_commits:  # the base class's rule: this store's commit, its version
-            return await super().commit_stamped(
-                session_id, expected_version, append=append, changes=changes, lease=lease
+    async def _add(self, write: Write) -> Added:
+        """A commit (the target's ``_commit``) or, with ``expected_version`` None, a blind
+        append (its ``_append``), the items passed through :meth:`_write_items`."""
+        write = self._passed(write)
+        if write.expected_version is None:
+            version = await self._forward(
+                "_append", write.session_id, write.items, lease=write.lease
             )
-        return await self._forward(
-            AsyncStore.commit_stamped,
-            session_id,
-            expected_version,
-            append=self._write_items(append, lease),
-            changes=changes,
-            lease=lease,
-        )
+        else:
+            version = await self._write_through("_commit", write)
+        return Forwarded(version)
 
-    async def replace_history(
-        self,
-        session_id: str,
-        expected_version: int,
-        items: NewItems,
-        *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        return await self._forward(
-            AsyncStore.replace_history,
-            session_id,
-            expected_version,
-            self._write_items(items, lease),
-            changes=changes,
-            lease=lease,
-        )
+    async def _commit_stamped(self, *args: Any, **kwargs: Any) -> CommitStamp:
+        """The target's stamped commit, unless a subclass changes commits (``_add``): then
+        that commit, reporting its version alone, as the base class does for any store whose
+        commit is not the stamped one (the target's stamp would describe a write the subclass
+        changed, or skip what it adds: encryption, an audit entry, a fence)."""
+        write = Write(*args, **kwargs)
+        if type(self)._add is not AsyncWrappingStore._add:
+            return (await self._add(write)).stamp()
+        stamp: CommitStamp = await self._write_through("_commit_stamped", self._passed(write))
+        return stamp
 
-    async def append(self, session_id: str, items: NewItems, *, lease: Lease | None = None) -> int:
-        return await self._forward(
-            AsyncStore.append, session_id, self._write_items(items, lease), lease=lease
-        )
+    async def _replace_all(self, write: Write) -> int:
+        """``replace_history``: the target's, the items passed through :meth:`_write_items`."""
+        version: int = await self._write_through("_replace_history", self._passed(write))
+        return version
 
-    async def replace_tail(
-        self,
-        session_id: str,
-        expected_version: int,
-        after: int,
-        items: NewItems = (),
-        *,
-        changes: Mapping[str, Any] | None = None,
-        lease: Lease | None = None,
-    ) -> int:
-        return await self._forward(
-            AsyncStore.replace_tail,
-            session_id,
-            expected_version,
-            after,
-            self._write_items(items, lease),
-            changes=changes,
-            lease=lease,
-        )
+    async def _replace_after(self, write: Write, after: int) -> int:
+        """``replace_tail``: the target's, the items passed through :meth:`_write_items`."""
+        version: int = await self._write_through("_replace_tail", self._passed(write), after)
+        return version
 
-    async def items_by_key(self, session_id: str, keys: Iterable[str]) -> dict[str, StoredItem]:
-        return await self._forward(AsyncStore.items_by_key, session_id, keys)
+    async def _write_through(self, protected: str, write: Write, *after: int) -> Any:
+        """The target's versioned write ``protected`` (``"_commit"``, ``"_replace_tail"``
+        with its ``after``, ...) with ``write``'s values as they are: a wrapper that changed
+        them (sealed, stamped) passes them on so."""
+        session_id, expected_version, items, changes, lease = write
+        return await self._forward(
+            protected, session_id, expected_version, *after, items, changes=changes, lease=lease
+        )
 
     async def list(self, **filters: Unpack[ListFilters]) -> Page:
-        """The inner store's page (the filters as :meth:`AsyncStore.list` takes them)."""
-        return await self._forward(AsyncStore.list, **filters)
-
-    async def delete(
-        self,
-        session_id: str,
-        expected_version: int | None = None,
-        *,
-        lease: Lease | None = None,
-        force: bool = False,
-    ) -> bool:
-        return await self._forward(
-            AsyncStore.delete, session_id, expected_version, lease=lease, force=force
-        )
-
-    async def exists(self, session_id: str) -> bool:
-        return await self._forward(AsyncStore.exists, session_id)
-
-    async def claim(self, session_id: str, owner: str, ttl: float | timedelta) -> Lease:
-        return await self._forward(AsyncStore.claim, session_id, owner, ttl)
-
-    async def renew(self, lease: Lease, ttl: float | timedelta) -> Lease:
-        return await self._forward(AsyncStore.renew, lease, ttl)
-
-    async def release(self, lease: Lease) -> None:
-        await self._forward(AsyncStore.release, lease)
+        """The inner store's page (the filters as :meth:`AsyncStore.list` takes them, passed
+        on as given: the inner store checks them)."""
+        page: Page = await self._run(self._target.list, **filters)
+        return page
 
     async def close(self) -> None:
-        await self._forward(AsyncStore.close)
+        await self._run(self._target.close)
 
     # --- the optional abilities: the inner store's, when it has them --------------------------
 

@@ -333,7 +333,8 @@ _HEAVY: dict[str, tuple[str, frozenset[str]]] = {
         frozenset({"0", "1"}),
     ),
     "test_cli_closes.py::test_a_command_closes_the_store_it_opened": (
-        "walks every object of the test process (gc.get_objects) around each command",
+        "walks every object of the test process (gc.get_objects) around each command: seconds"
+        " in a worker whose heap holds every module and fixture it has run",
         frozenset(),
     ),
     "test_integration_langgraph_encoding.py::"
@@ -345,50 +346,9 @@ _HEAVY: dict[str, tuple[str, frozenset[str]]] = {
         "LangGraph's whole saver suite again on each server store; make check runs the local ones",
         frozenset({"memory", "file", "sqlite"}),
     ),
-    "test_worker_example.py::test_web_endpoint_tether_worker_and_client": (
-        "starts the worker and the web app as OS processes",
-        frozenset(),
-    ),
-    "test_cli_trust.py::test_python_dash_m_tether_runs_the_command": (
-        "starts a Python process",
-        frozenset(),
-    ),
-    "test_cli_trust.py::test_without_the_cli_extra_tether_names_it": (
-        "starts a Python process a case",
-        frozenset(),
-    ),
-    "test_redis_store.py::test_namespaces_never_see_each_other": (
-        "SCANs every key on the shared Redis server, whatever other tests left there",
-        frozenset(),
-    ),
     "test_kv_docs_example.py::TestDocsExampleKVStore::"
     "test_concurrent_appends_with_retry_lose_nothing": (
         "a race of threads retrying through the docs' example backend, seconds on its own",
-        frozenset(),
-    ),
-    "test_web.py::test_the_benchmark_runs": (
-        "a benchmark smoke run (benchmarks/inspector.py) in a Python process",
-        frozenset(),
-    ),
-    "test_registry_and_api.py::test_import_tether_imports_no_store_module_or_driver": (
-        "starts a Python process",
-        frozenset(),
-    ),
-    "test_sqlite_store.py::test_commit_survives_the_process_being_killed": (
-        "starts a Python process and kills it mid-commit",
-        frozenset(),
-    ),
-    "test_file_store.py::test_commit_survives_the_process_being_killed": (
-        "starts a Python process and kills it mid-commit",
-        frozenset(),
-    ),
-    "test_nats_store.py::"
-    "test_a_server_that_goes_away_mid_run_gives_store_unavailable_then_works_again": (
-        "waits out the timeouts of a cut connection, then reconnects",
-        frozenset(),
-    ),
-    "test_nats_store.py::test_the_async_store_gives_store_unavailable_when_the_server_goes_away": (
-        "waits out the timeouts of a frozen, then cut connection",
         frozenset(),
     ),
     "test_integration_langgraph_deltas.py::"
@@ -414,18 +374,21 @@ def _heavy_here(item: pytest.Item) -> bool:
 # order) starts them first and ends on short files, instead of one worker finishing a long
 # file alone while the other waits. Only the order changes; a file missing here goes after.
 _LONGEST_FILES = (
+    "tests/test_encryption_conformance.py",
+    "tests/test_postgres_store.py",
     "tests/test_web.py",
     "tests/test_integration_adk.py",
-    "tests/test_postgres_store.py",
-    "tests/test_agent_models.py",
-    "tests/test_nats_store.py",
+    "tests/test_listing_differential.py",
     "tests/test_agent_async.py",
+    "tests/test_nats_store.py",
     "tests/test_conformance.py",
-    "tests/test_kv_docs_example.py",
-    "tests/test_redis_store.py",
     "tests/test_agent_sync.py",
+    "tests/test_agent_models.py",
     "tests/test_runtime_async.py",
     "tests/test_runtime_sync.py",
+    "tests/test_redis_store.py",
+    "tests/test_audited_store_example.py",
+    "tests/test_wrapping_store.py",
 )
 
 

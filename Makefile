@@ -43,15 +43,18 @@ XDIST := -n $(TEST_WORKERS) --dist loadfile
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q $(XDIST)
 
-# The fast loop while developing (about a minute on two cores, warm caches): lint, types,
+# The fast loop while developing (about a minute on two quiet cores, warm caches): lint, types,
 # fresh generated twins and the tests, all at once (make -j; each part's output is printed
-# whole when it ends), the tests stopping at the first failure. The tests are all but the
-# slow-marked multi-process stress clauses and the heavy-marked tests (benchmark smoke runs,
-# the browser, fuzzing, the demo, examples and process races in subprocesses, throwaway
-# servers, the whole conformance suite run again encrypted on every store but memory; and
-# the tests of tests/conftest.py's _HEAVY table, each with its reason). make test still runs
-# everything. The tests keep their bytecode (PYTHONDONTWRITEBYTECODE emptied): compiling
-# tether and rewriting the test modules' asserts again costs each worker seconds.
+# whole when it ends), the tests stopping at the first failure. The tests are all but two
+# kinds, which make test runs: the slow-marked multi-process races (the conformance suite's
+# multi-process clauses on every store that opens by URL, encrypted ones included; the
+# workers' crash and partition clauses), and the heavy-marked tests whose cost is the case
+# itself, seconds to minutes each: benchmark smoke runs, the browser, fuzzing (and fork-share
+# seeds past two), tether demo, examples and process races in subprocesses, throwaway servers
+# and services, checks at scale, and the rest of tests/conftest.py's _HEAVY table, each with
+# its reason. The whole conformance suite encrypted on every store is in (on pooled
+# PostgreSQL schemas). The tests keep their bytecode (PYTHONDONTWRITEBYTECODE emptied):
+# compiling tether and rewriting the test modules' asserts again costs each worker seconds.
 check: $(STAMP)
 	@$(MAKE) --no-print-directory -j 4 --output-sync=target lint types generated check-tests
 

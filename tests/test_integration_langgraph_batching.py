@@ -114,7 +114,7 @@ def test_waiting_writes_ride_with_the_put(store: Store) -> None:
     calls.writes.clear()
 
     second, versions = _checkpoint(1)
-    own = _cfg(thread, second["id"])  # the writes of the checkpoint about to be put: early
+    own = _cfg(thread, second["id"])  # the writes of the checkpoint about to be put
     results = _race(
         saver,
         thread,
@@ -123,10 +123,12 @@ def test_waiting_writes_ride_with_the_put(store: Store) -> None:
     )
     assert calls.writes == ["commit"]  # one write for both
     items = store.load(core.session_id(thread)).items
-    tail = [i.key for i in items[-5:]]
-    assert tail[0] == core.key("f", "", second["id"])  # the mark, then the writes, first
-    assert tail[-1] == core.key("c", "", second["id"])
-    assert items[-1].item["early"] is True
+    # the checkpoint, then its writes (after it: no first-write mark, not early)
+    tail = [i.key for i in items[-3:]]
+    assert tail[0] == core.key("c", "", second["id"])
+    assert {i.item["type"] for i in items[-2:]} == {core.WRITE}
+    assert items[-3].item["early"] is False
+    assert core.MARK not in {i.item["type"] for i in items}
     for reader in (saver, TetherSaver(store)):
         tup = reader.get_tuple(_cfg(thread))
         assert tup is not None

@@ -187,13 +187,19 @@ class ThreadStore(ThreadReads):
                 ckey = key("c", ns, cid, rev)
                 present.update(await self.by_key(thread_id, [ckey]))
             taken = self._waiting(thread_id, lease, _heads(header)) if combine else []
-            # a write of this checkpoint in the same commit lands before it: early
-            flag = early or (early is not None and any(b.at == (ns, cid) for b in taken))
+            # this checkpoint's own writes in the same commit: after it, without their mark,
+            # in the layout whose readers look after a checkpoint for writes it has no mark
+            # for (older readers refuse the checkpoint); before it otherwise, then early
+            own = [b for b in taken if b.at == (ns, cid)] if self._layout(item) else []
+            before = [b for b in taken if b not in own]
+            flag = early or (early is not None and any(b.at == (ns, cid) for b in before))
             append.append(KeyedItem(ckey, {**item, "rev": rev, "early": flag}))
-            if taken:
-                for batch in taken:
+            if before:
+                for batch in before:
                     self.marks.add(thread_id, *batch.at)  # before it can land: see Marks
-                append = [*(i for b in taken for i in self._batched(thread_id, b, header)), *append]
+                ahead = [i for b in before for i in self._batched(thread_id, b, header)]
+                append = [*ahead, *append]
+            append.extend(i for b in own for i in (b.items or [])[1:])  # the mark goes first
             thread_state = _state(header)
             order = thread_state.get("order")
             if isinstance(order, dict):  # kept since the thread began: keep it exact
@@ -222,7 +228,7 @@ class ThreadStore(ThreadReads):
                 else:
                     optimistic = False  # some of it is stored already: store only the rest
             else:
-                if item.get("checkpoint", [""])[-1].endswith(INLINE):
+                if self._layout(item):
                     self.remember_put(thread_id, ns, cid)
                 self._stored(thread_id, taken)
                 self._remember(
@@ -297,6 +303,12 @@ class ThreadStore(ThreadReads):
         with self._lock:
             self._batches.setdefault(thread_id, []).append(batch)
         return batch
+
+    @staticmethod
+    def _layout(item: dict[str, Any]) -> bool:
+        """Whether a checkpoint item is in the current layout (its encoding marked)."""
+        packed = item.get("checkpoint")
+        return isinstance(packed, list) and len(packed) == 3 and packed[2].endswith(INLINE)
 
     def _batched(self, thread_id: str, batch: _Batch, header: Any) -> list[KeyedItem]:
         """The items a put commits for ``batch``: its append, without the first-write mark

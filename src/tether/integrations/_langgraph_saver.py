@@ -507,8 +507,8 @@ class SaverBase(BaseCheckpointSaver[str]):
     ) -> None:
         """Read the writes stored before the window at ``lo`` for checkpoints whose first
         write (``put_writes`` before ``put``) is there. A checkpoint of the current layout
-        flagged as having none (``early`` False, no note saying the flag may be outdated) has
-        every write after it, read already: its mark, if any, is not looked for."""
+        put once and flagged as having none (``early`` False, no note saying the flag may be
+        outdated) has every write after it, read already: its mark is not looked for."""
         unknown = [
             (s.item["ns"], s.item["id"])
             for s, _ in found
@@ -516,6 +516,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             and not (
                 marked(s.item)
                 and s.item.get("early") is False
+                and not s.item.get("rev")  # a re-put's flag says nothing of the first put's
                 and (s.item["ns"], s.item["id"]) not in notes
             )
         ]

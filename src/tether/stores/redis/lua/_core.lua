@@ -12,14 +12,20 @@ local function live(expires)
 end
 -- The header document as one JSON text, from an HMGET of HEADER_FIELDS after `skip` other
 -- fields (values past them are ignored): the client decodes one text, not one per field.
+-- Each field's label ('{"id":', ',"version":', ...), made once: in the function library once
+-- per load of the library, not once per call.
+local HEADER_LABELS = {}
+for i = 1, #HEADER_FIELDS do  -- a numeric loop: a library's loading code has no ipairs
+  HEADER_LABELS[i] = (i == 1 and '{"' or ',"') .. HEADER_FIELDS[i] .. '":'
+end
 local function header_doc(values, skip)
   -- labels and values side by side, joined once: a big value (state) is copied once
-  local parts, at = {'{'}, skip or 0
-  for i, name in ipairs(HEADER_FIELDS) do
-    parts[2 * i] = (i == 1 and '"' or ',"') .. name .. '":'
-    parts[2 * i + 1] = values[at + i] or 'null'
+  local parts, at, n = {}, skip or 0, #HEADER_LABELS
+  for i = 1, n do
+    parts[2 * i - 1] = HEADER_LABELS[i]
+    parts[2 * i] = values[at + i] or 'null'
   end
-  parts[#parts + 1] = '}'
+  parts[2 * n + 1] = '}'
   return table.concat(parts)
 end
 local function header_json(key)

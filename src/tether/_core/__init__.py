@@ -48,6 +48,7 @@ from .checks import (
     trusted_json_fields,
 )
 from .headers import (
+    checked_restore,
     construct_trusted,
     copied_fork,
     doc_to_header,
@@ -68,6 +69,7 @@ from .items import (
     checked_items,
     decode_item_array,
     decode_items,
+    decode_stored,
     encode_item,
     encode_unnumbered_items,
     history_view,
@@ -149,6 +151,7 @@ __all__ = [
     "check_window",
     "check_writable",
     "check_write_lease",
+    "checked_restore",
     "checked_items",
     "claim_fields",
     "commit_stamp",
@@ -157,6 +160,7 @@ __all__ = [
     "decode_cursor",
     "decode_item_array",
     "decode_items",
+    "decode_stored",
     "doc_to_header",
     "encode_cursor",
     "encode_item",

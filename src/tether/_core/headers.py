@@ -36,6 +36,7 @@ from .checks import (
     Doc,
     check_int,
     check_item_key,
+    check_restore_args,
     check_text,
     check_time,
     json_copy,
@@ -241,6 +242,15 @@ def new_session_doc(session: SessionHeader, now: int) -> Doc:
         lease_expires_at=None,
     )
     return doc
+
+
+def checked_restore(
+    session: Session, replace: object, expected_version: object
+) -> tuple[Doc, PreparedItems]:
+    """What ``restore(session, replace=, expected_version=)`` writes (:func:`restore_doc`),
+    its arguments checked in the contract's order, before any I/O: every store's first step."""
+    check_restore_args(replace, expected_version)
+    return restore_doc(session)
 
 
 def restore_doc(session: Session) -> tuple[Doc, PreparedItems]:

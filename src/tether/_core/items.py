@@ -222,13 +222,22 @@ def decode_items(session_id: str, raw: Iterable[bytes | str]) -> list[Doc]:
 
 def decode_item_array(session_id: str, joined: str | bytes) -> list[Doc]:
     """Decode stored items that the store joined into one JSON array."""
-    try:
-        items = _json.loads(joined)
-    except _json.JSONDecodeError as exc:
-        raise CorruptSession(session_id, f"a history item is not valid JSON ({exc})") from exc
-    if not isinstance(items, list):
-        raise CorruptSession(session_id, "its history is not a list of items")
+    items: list[Doc] = decode_stored(
+        session_id, joined, list, "a history item", "its history is not a list of items"
+    )
     return items
+
+
+def decode_stored(session_id: str, data: str | bytes, kind: type, what: str, not_kind: str) -> Any:
+    """A stored JSON value that must be a ``kind`` (a list, a dict): decoded, or
+    :class:`CorruptSession` saying ``what`` is not valid JSON, or ``not_kind``."""
+    try:
+        value = _json.loads(data)
+    except _json.JSONDecodeError as exc:
+        raise CorruptSession(session_id, f"{what} is not valid JSON ({exc})") from exc
+    if not isinstance(value, kind):
+        raise CorruptSession(session_id, not_kind)
+    return value
 
 
 def encode_item(record: Doc) -> bytes:

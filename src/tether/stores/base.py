@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from ._arguments import CheckedItems, CheckedKeys, ListFilters, NewItems, StatusFilter
+from ._writes import Added, Write
 from .base_async import PROTECTED_METHODS, AsyncStore, CommitStamp
 from .base_sync import Store
 from .wrapping_async import AsyncWrappingStore
 
 __all__ = [
     "PROTECTED_METHODS",
+    "Added",
     "AsyncStore",
     "CheckedItems",
     "CheckedKeys",
@@ -31,6 +33,7 @@ __all__ = [
     "StatusFilter",
     "Store",
     "SyncBackedAsyncStore",
+    "Write",
 ]
 
 _T = TypeVar("_T")

@@ -420,10 +420,8 @@ class FileStore(_AddingStore, FileLayout):
         self, session: Session, *, replace: bool = False, expected_version: int | None = None
     ) -> None:
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
-        _core.check_restore_args(replace, expected_version)
-        doc, encoded = _core.restore_doc(session)
-        session_id = doc["id"]
-        with self._locked(session_id):
+        doc, encoded = _core.checked_restore(session, replace, expected_version)
+        with self._locked(doc["id"]):
             now = to_micros(self._clock())
             self._write_new(doc, encoded, now, replace=replace, expected_version=expected_version)
 

@@ -116,13 +116,8 @@ class KVStore(_KVBlobs, _AddingStore):
     ) -> None:
         """Refuse to write a new session where ``_core.restore_over`` says it may not go (the
         publish that follows is a compare-and-set on the head read: nothing moves between)."""
-        _core.restore_over(
-            session_id,
-            None if existing is None else existing.doc,
-            now,
-            replace=replace,
-            expected_version=expected_version,
-        )
+        doc = None if existing is None else existing.doc
+        _core.restore_over(session_id, doc, now, replace=replace, expected_version=expected_version)
 
     def _load(
         self, session_id: str, *, last: int | None, after: int | None, limit: int | None
@@ -382,8 +377,7 @@ class KVStore(_KVBlobs, _AddingStore):
         self, session: Session, *, replace: bool = False, expected_version: int | None = None
     ) -> None:
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
-        _core.check_restore_args(replace, expected_version)
-        doc, encoded = _core.restore_doc(session)
+        doc, encoded = _core.checked_restore(session, replace, expected_version)
         session_id = doc["id"]
         gen = kv.new_token(self._now())
         sealed, tail = self._write_generation(session_id, gen, [d for _, d in encoded])

@@ -79,13 +79,8 @@ class MemoryStore(_AddingStore):
     ) -> None:
         """Refuse to write a new session where ``_core.restore_over`` says it may not go."""
         existing = self._sessions.get(session_id)
-        _core.restore_over(
-            session_id,
-            None if existing is None else existing.doc,
-            now,
-            replace=replace,
-            expected_version=expected_version,
-        )
+        doc = None if existing is None else existing.doc
+        _core.restore_over(session_id, doc, now, replace=replace, expected_version=expected_version)
 
     def _get(self, session_id: str, now: int) -> _Entry:
         entry = self._live(session_id, now)
@@ -272,8 +267,7 @@ class MemoryStore(_AddingStore):
         self, session: Session, *, replace: bool = False, expected_version: int | None = None
     ) -> None:
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
-        _core.check_restore_args(replace, expected_version)
-        doc, encoded = _core.restore_doc(session)
+        doc, encoded = _core.checked_restore(session, replace, expected_version)
         with self._lock:
             self._free(doc["id"], self._now(), replace=replace, expected_version=expected_version)
             self._sessions[doc["id"]] = _Entry(

@@ -217,19 +217,14 @@ class SQLiteStore(_AddingStore):
         current, rows = self._window(session_id, last, after, limit, raw=False)
         return _core.readable_session(current, rows)
 
-    def _load_raw(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-    ) -> RawWindow | None:
-        """The optional undecoded load (see the contract), unless a subclass changes loads."""
+    def _load_raw(self, session_id: str, **window: int | None) -> RawWindow | None:
+        """The optional undecoded load (the contract's, its window ``last`` / ``after`` /
+        ``limit`` passed on as given), unless a subclass changes loads."""
         cls = type(self)
         if cls._load is not SQLiteStore._load or cls.load is not Store.load:
             return None
-        return self._window(session_id, last, after, limit, raw=True)
+        get = window.get
+        return self._window(session_id, get("last"), get("after"), get("limit"), raw=True)
 
     def _window(
         self, session_id: str, last: int | None, after: int | None, limit: int | None, *, raw: bool
@@ -454,11 +449,9 @@ class SQLiteStore(_AddingStore):
         self, session: Session, *, replace: bool = False, expected_version: int | None = None
     ) -> None:
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
-        _core.check_restore_args(replace, expected_version)
-        doc, encoded = _core.restore_doc(session)
-        session_id = doc["id"]
+        doc, encoded = _core.checked_restore(session, replace, expected_version)
         with self._write() as conn:
-            now = self._now()
+            session_id, now = doc["id"], self._now()
             db.free_id(conn, session_id, now, replace=replace, expected_version=expected_version)
             conn.execute(INSERT_HEADER, doc_to_row(doc))
             db.insert_items(conn, session_id, encoded)

@@ -15,7 +15,6 @@ from ..._core.leases import check_write
 from ..._time import from_micros
 from ...errors import (
     ConflictError,
-    CorruptSession,
     InvalidRequest,
     InvalidSessionData,
     LeaseLost,
@@ -228,12 +227,9 @@ None when no row has the id."""
 
 
 def decode_header(session_id: str, text: str) -> _core.Doc:
-    try:
-        doc = _json.loads(text)
-    except _json.JSONDecodeError as exc:
-        raise CorruptSession(session_id, f"its header is not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise CorruptSession(session_id, "its header is not a JSON object")
+    doc: _core.Doc = _core.decode_stored(
+        session_id, text, dict, "its header", "its header is not a JSON object"
+    )
     return doc
 
 

@@ -17,9 +17,10 @@ Layout of a thread's session (agent :data:`AGENT`, id ``encode_external_id(threa
   items, the newest one wins;
 - a keyed marker for the first write of a checkpoint, so the writes of a checkpoint are read
   from the first of (checkpoint, marker) on, also when ``put_writes`` came before ``put``.
-  Writes committed after their checkpoint (with the next ``put``, their checkpoint the head
-  that commit is judged on) have none: a checkpoint of the current layout without one has
-  its writes after it;
+  Writes a ``put`` commits after their checkpoint have none (the put's own checkpoint's,
+  placed after it in its commit; the previous checkpoint's, when it is the head that commit
+  is judged on and this process put it): a checkpoint of the current layout without one
+  has its writes after it;
 - a keyed "late" index entry for writes to a checkpoint made once a newer checkpoint of its
   namespace was stored (time travel, a resumed old checkpoint): every other write of a
   checkpoint lies before the first newer checkpoint of its namespace, so a reader by id reads

@@ -57,7 +57,7 @@ from .base_async import PROTECTED_METHODS, AsyncStore, CommitStamp, ListFilters,
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # pydantic's dependency; Python 3.11 has it in typing
 
-    from ._arguments import NewItems
+    from ._arguments import CheckedItems, NewItems
 
 __all__ = ["AsyncWrappingStore"]
 
@@ -168,6 +168,26 @@ def _raw_forwarding() -> Callable[..., Any]:
     return _load_raw
 
 
+def _committing(protected: str) -> Callable[..., Any]:
+    """The wrapping store's ``_commit`` / ``_commit_stamped`` (the contract's arguments: its
+    signature, written once there): the target's, the items passed through ``_write_items``;
+    through ``_add``, as :class:`_AsyncAddingStore` does, when a subclass changes commits
+    there (the stamped one then reports the version alone, as the base class does for any
+    store whose commit is not the stamped one: the target's stamp would describe a write the
+    subclass changed, or skip what it adds, encryption or a fence)."""
+
+    async def commit(self: AsyncWrappingStore, /, *args: Any, **kwargs: Any) -> Any:
+        if type(self)._add is not AsyncWrappingStore._add:
+            added = await self._add(Write(*args, **kwargs))
+            return added.stamp() if protected == "_commit_stamped" else added.version
+        *checked, items = args  # the items are the last positional argument, as in a Write
+        passed = self._items_passed(items, kwargs["lease"])
+        return await self._forward(protected, *checked, passed, **kwargs)
+
+    commit.__name__ = commit.__qualname__ = protected
+    return commit
+
+
 class Forwarded(NamedTuple):
     """What a wrapper's ``_add`` wrote (:class:`~tether.stores._writes.Added`): the version;
     its stamp reports nothing more (the target's stamped commit is called only when the
@@ -235,12 +255,15 @@ class AsyncWrappingStore(_AsyncAddingStore):
         instead of each write."""
         return items
 
+    def _items_passed(self, items: CheckedItems, lease: Lease | None) -> CheckedItems:
+        """``items`` as :meth:`_write_items` passes them on, in a list."""
+        passed = self._write_items(items, lease)
+        return passed if isinstance(passed, list) else list(passed)
+
     def _passed(self, write: Write) -> Write:
         """``write`` with its items as :meth:`_write_items` passes them on."""
-        items = self._write_items(write.items, write.lease)
-        if items is write.items:
-            return write
-        return write._replace(items=items if isinstance(items, list) else list(items))
+        items = self._items_passed(write.items, write.lease)
+        return write if items is write.items else write._replace(items=items)
 
     def _loaded(self, session: Session) -> Session:
         """The session ``load`` passes back: this one, unchanged. A wrapper that changes what
@@ -277,16 +300,9 @@ class AsyncWrappingStore(_AsyncAddingStore):
             version = await self._write_through("_commit", write)
         return Forwarded(version)
 
-    async def _commit_stamped(self, *args: Any, **kwargs: Any) -> CommitStamp:
-        """The target's stamped commit, unless a subclass changes commits (``_add``): then
-        that commit, reporting its version alone, as the base class does for any store whose
-        commit is not the stamped one (the target's stamp would describe a write the subclass
-        changed, or skip what it adds: encryption, an audit entry, a fence)."""
-        write = Write(*args, **kwargs)
-        if type(self)._add is not AsyncWrappingStore._add:
-            return (await self._add(write)).stamp()
-        stamp: CommitStamp = await self._write_through("_commit_stamped", self._passed(write))
-        return stamp
+    # a turn's commit, without the Write _add takes: the hot path of every wrapped store
+    _commit = _committing("_commit")
+    _commit_stamped = _committing("_commit_stamped")
 
     async def _replace_all(self, write: Write) -> int:
         """``replace_history``: the target's, the items passed through :meth:`_write_items`."""

@@ -1,13 +1,16 @@
-"""How the Redis store sends its script calls: straight through a pooled connection (hiredis
-packs the command) rather than redis-py's ``execute_command``, with the client's retry policy
-kept, every connection given back to the pool, and redis-py's own path for the clients the
-direct one does not fit (a single-connection client). Each test works in its own namespace.
+"""How the Redis store sends its script calls: on a connection of the client's pool that the
+store keeps (hiredis packs the command) rather than through redis-py's ``execute_command``,
+with the client's retry policy kept, a busy or forked store taking other connections, nothing
+ever read as another call's reply, and redis-py's own path for the clients the direct one
+does not fit (a single-connection client). Each test works in its own namespace.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -39,6 +42,7 @@ def _store(redis_url: str, namespace: str, **client: Any) -> RedisStore:
 
 
 def _in_use(store: RedisStore | AsyncRedisStore) -> int:
+    """The pool's connections out: the one the store keeps, and any a call did not give back."""
     pool: Any = store.client.connection_pool
     return len(pool._in_use_connections)
 
@@ -54,8 +58,11 @@ def test_script_calls_bypass_execute_command(
         assert store.commit(created.id, 1, append=[ITEM]) == 2
         loaded = store.load(created.id, after=1)
         assert [item["seq"] for item in loaded.history] == [2]
-        assert sent == []  # every call above went through the pooled connection
-        assert _in_use(store) == 0  # and gave it back
+        assert sent == []  # every call above went through the store's connection
+        assert _in_use(store) == 1  # the one it keeps
+        held = store._held
+    assert held is not None
+    assert _in_use(store) == 0  # close gave it back
 
 
 def test_a_single_connection_client_keeps_execute_command(
@@ -87,8 +94,7 @@ def test_a_connection_closed_under_a_call_is_retried_and_the_commit_applied_once
     try:
         with _store(redis_url, namespace) as store:
             created = store.create(Session(history=[ITEM]))
-            pool: Any = store.client.connection_pool
-            (conn,) = pool._available_connections  # the one connection the calls share
+            conn = store._held  # the one connection the calls share
             conn.send_command("CLIENT", "ID")
             client_id = conn.read_response()
             original = conn.send_packed_command
@@ -107,7 +113,7 @@ def test_a_connection_closed_under_a_call_is_retried_and_the_commit_applied_once
             assert len(sends) == 2  # the failed attempt and the retry
             loaded = store.load(created.id)
             assert (loaded.version, [i["seq"] for i in loaded.history]) == (2, [1, 2])
-            assert _in_use(store) == 0
+            assert _in_use(store) == 1
     finally:
         admin.close()
 
@@ -117,7 +123,7 @@ def test_an_error_reply_leaves_the_connection_usable(redis_url: str, namespace: 
         created = store.create(Session(history=[ITEM]))
         with pytest.raises(redis.ResponseError, match="Function not found"):
             store._execute("FCALL", "tether_no_such_function", 0)
-        assert _in_use(store) == 0
+        assert _in_use(store) == 1
         # the same pooled connection serves the next call, its reply not shifted by one
         assert store.load(created.id).version == 1
         with pytest.raises(StoreError):
@@ -149,7 +155,8 @@ async def test_async_script_calls_bypass_execute_command(
             await store._execute("FCALL", "tether_no_such_function", 0)
         assert (await store.load(created.id, after=1)).version == 2
         assert sent == []
-        assert _in_use(store) == 0
+        assert _in_use(store) == 1
+    assert _in_use(store) == 0
 
 
 async def test_async_single_connection_client_keeps_execute_command(
@@ -160,3 +167,70 @@ async def test_async_single_connection_client_keeps_execute_command(
         created = await store.create(Session(history=[ITEM]))
         assert await store.commit(created.id, 1, append=[ITEM]) == 2
         assert (await store.load(created.id)).version == 2
+
+
+def test_an_interrupted_call_leaves_no_reply_for_the_next(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call interrupted after its command went out (here a KeyboardInterrupt instead of the
+    read) drops the connection: the reply still on its way is never read as the next call's."""
+    with _store(redis_url, namespace) as store:
+        created = store.create(Session(history=[ITEM]))
+        conn = store._held
+        original = conn.read_response
+        monkeypatch.setattr(conn, "read_response", _raise(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            store.load(created.id, last=0)  # sent; its reply is left unread
+        monkeypatch.setattr(conn, "read_response", original)
+        assert store.commit(created.id, 1, append=[ITEM]) == 2  # not the load's reply
+        assert store.load(created.id).version == 2
+
+
+def _raise(error: type[BaseException]) -> Any:
+    def read(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    return read
+
+
+def test_threads_sharing_a_store_each_get_their_own_replies(redis_url: str, namespace: str) -> None:
+    """Calls from several threads at once: one uses the store's connection, the others take
+    pooled ones; every commit lands once, on its own session."""
+    with _store(redis_url, namespace) as store:
+        ids = [store.create(Session(history=[ITEM])).id for _ in range(4)]
+
+        def turns(session_id: str) -> int:
+            version = 1
+            for _ in range(50):
+                version = store.commit(session_id, version, append=[ITEM])
+                assert store.load(session_id, after=version).version == version
+            return version
+
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(turns, ids)) == [51] * 4
+        for session_id in ids:
+            assert store.load(session_id).history_len == 51
+
+
+def _commit_in_child(store: RedisStore, session_id: str, out: Any) -> None:
+    try:
+        out.put((store.commit(session_id, 2, append=[ITEM]), id(store._held)))
+    except BaseException as exc:  # reported to the parent
+        out.put(repr(exc))
+
+
+def test_a_forked_child_takes_a_connection_of_its_own(redis_url: str, namespace: str) -> None:
+    with _store(redis_url, namespace) as store:
+        created = store.create(Session(history=[ITEM]))
+        assert store.commit(created.id, 1, append=[ITEM]) == 2  # the parent's connection
+        ctx = multiprocessing.get_context("fork")
+        out = ctx.Queue()
+        child = ctx.Process(target=_commit_in_child, args=(store, created.id, out))
+        child.start()
+        child.join(30)
+        version, child_connection = out.get(timeout=5)
+        assert version == 3
+        assert child_connection != id(store._held)  # not the parent's socket
+        # the parent's connection was not used by the child: its next reply is its own
+        assert store.load(created.id, last=0).version == 3
+        assert store.commit(created.id, 3, append=[ITEM]) == 4

@@ -28,6 +28,8 @@ failure behaviour.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
@@ -78,6 +80,24 @@ _POOL_TAKES_NO_NAME = tuple(int(part) for part in redis_version.split(".")[:2]) 
 async def _send_read(conn: Any, command: list[bytes]) -> Any:
     await conn.send_packed_command(command)
     return await conn.read_response()
+
+
+async def _send(conn: Any, command: list[bytes]) -> Any:
+    """Send ``command`` on ``conn`` and read its reply, with the client's retry policy: a
+    connection error (such as a connection the server closed while it was idle) disconnects
+    it and, as often as the connection's ``retry`` allows, sends again on a new one, as
+    redis-py does (the scripts recognise a write they already applied). Any other failure
+    but an error reply (a timeout, an interrupt, a cancelled task) disconnects it too: its
+    reply may still come, and must never be read as the next call's."""
+    try:
+        return await conn.retry.call_with_retry(
+            lambda: _send_read(conn, command), lambda _error: conn.disconnect()
+        )
+    except ResponseError:
+        raise  # the error reply was read whole: the connection is in step
+    except BaseException:
+        await conn.disconnect()
+        raise
 
 
 _A = TypeVar("_A", bound=lua.ScriptArgs)
@@ -154,6 +174,10 @@ class AsyncRedisStore(_AsyncAddingStore):
             and self.client.connection is None
         )
         """Whether script calls bypass ``execute_command`` (see :meth:`_execute`)."""
+        self._held: Any = None
+        """A connection of the client's pool that script calls reuse (see :meth:`_execute`)."""
+        self._held_pid = 0
+        self._held_lock = threading.Lock()  # only ever tried, never waited for
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock | None = None) -> AsyncRedisStore:
@@ -210,36 +234,54 @@ class AsyncRedisStore(_AsyncAddingStore):
         try:
             return await execute("EVALSHA", script.sha, len(keys), *keys, *argv)
         except NoScriptError:
+            await self._give_back()  # redis-py's call takes it from the pool
             await self.client.script_load(script.script)
         return await execute("EVALSHA", script.sha, len(keys), *keys, *argv)
 
     async def _execute(self, *args: Any) -> Any:
         """One command, its reply as redis-py's ``execute_command`` returns it (FCALL and
-        EVALSHA have no reply callback), at about half the client's CPU.
+        EVALSHA have no reply callback), at about a third of the client's CPU.
 
-        redis-py's ``execute_command`` encodes every argument in Python, wraps the call in
-        observability hooks and two closures, and costs ~45 µs of client CPU for a commit's
-        FCALL where the socket round trip itself is ~15 µs (docs/redis.md). This takes a
-        connection from the client's pool, packs the command with hiredis (one C call),
-        sends it and reads the reply through the connection's own methods, and keeps the
-        client's retry policy: a connection error disconnects the connection and, as often as
-        the connection's ``retry`` allows, tries again (a timeout is not retried: the
-        connection disconnects itself). A client with a single connection of its own
+        redis-py's ``execute_command`` encodes every argument in Python and wraps the call in
+        observability hooks and closures, and its pool's checkout and return cost as much
+        again: ~45 µs of client CPU for a commit's FCALL where sending and reading take ~15 µs
+        (docs/redis.md). Here hiredis packs the command (one C call) and the store keeps one
+        connection of the client's pool for its calls (:meth:`_send`); a call that finds it
+        busy (another thread's or task's call) takes one from the pool as redis-py would. A
+        forked child takes a connection of its own. A client with a single connection
         (``single_connection_client``), any client that is not a plain ``Redis``, an older
         redis-py or one without hiredis keeps ``execute_command``.
         """
         client, pack = self.client, _pack
         if not self._direct or pack is None:
             return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+        command = [pack(args)]
         pool: Any = client.connection_pool  # partly untyped in redis-py
+        if self._held_lock.acquire(blocking=False):
+            try:
+                if self._held is None or self._held_pid != os.getpid():
+                    self._held = await pool.get_connection()  # a child's pool resets itself
+                    self._held_pid = os.getpid()
+                return await _send(self._held, command)
+            finally:
+                self._held_lock.release()
         conn = await pool.get_connection()
         try:
-            command = [pack(args)]
-            return await conn.retry.call_with_retry(
-                lambda: _send_read(conn, command), lambda _error: conn.disconnect()
-            )
+            return await _send(conn, command)
         finally:
             await pool.release(conn)
+
+    async def _give_back(self) -> None:
+        """Return the connection the store keeps to the client's pool (unless a call is using
+        it, or it is a forked parent's), so that a pipeline or ``close`` finds it there."""
+        if not self._held_lock.acquire(blocking=False):
+            return
+        try:
+            held, self._held = self._held, None
+            if held is not None and self._held_pid == os.getpid():
+                await self.client.connection_pool.release(held)
+        finally:
+            self._held_lock.release()
 
     async def _without_function(self, exc: ResponseError) -> bool:
         """After an FCALL failed with ``exc``: True when no script ran because the function
@@ -258,6 +300,7 @@ class AsyncRedisStore(_AsyncAddingStore):
         without FUNCTION, a full server's OOM): the store then runs its scripts with EVALSHA,
         which costs only speed, so no refusal of the library is worth failing a call for."""
         try:
+            await self._give_back()  # redis-py's call takes it from the pool
             await self.client.function_load(lua.library().source)
         except ResponseError as exc:
             return _functions.already_loaded(exc)  # True: another process loaded it first
@@ -436,6 +479,7 @@ class AsyncRedisStore(_AsyncAddingStore):
         round trip more.) A server that lost the library or the script gets it loaded once,
         then the transaction again."""
         script = self._scripts[lua.LOAD.name]
+        await self._give_back()  # the pipeline takes it from the pool: no second connection
         for attempt in (1, 2):
             # FCALL once a script call found the library (see _load)
             functions = self._functions is True and self.use_functions
@@ -595,5 +639,6 @@ class AsyncRedisStore(_AsyncAddingStore):
                 return removed
 
     async def close(self) -> None:
+        await self._give_back()
         if self._close_client:
             await self.client.aclose()

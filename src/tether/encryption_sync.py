@@ -370,22 +370,13 @@ class EncryptedStore(WrappingStore):
     parent's id and seqs. The runtime then writes the child with ``restore``, which encrypts
     each item for the child."""
 
-    def wrap_restore(
-        self,
-        restore: Callable[..., Any],
-        session: Session,
-        *,
-        replace: bool,
-        expected_version: int | None,
-    ) -> None:
-        """``restore``: write ``session`` exactly as given, encrypted (see the inner store's)."""
-        _core.check_restore_args(replace, expected_version)
-        _core.restore_doc(session)  # every check, before any I/O
+    def wrap_restore(self, restore: Callable[..., Any], session: Session, **how: Any) -> None:
+        """``restore``: write ``session`` exactly as given, encrypted (see the inner store's);
+        ``how`` is its ``replace`` and ``expected_version``, passed on."""
+        _core.checked_restore(session, how["replace"], how["expected_version"])  # before any I/O
         sealed = seal_session(self.codec, session)
         self._forget(session.id)  # a restore writes a version as given, not the next one
         try:
-            super().wrap_restore(
-                restore, sealed, replace=replace, expected_version=expected_version
-            )
+            super().wrap_restore(restore, sealed, **how)
         finally:
             self._forget(session.id)

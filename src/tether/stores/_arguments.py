@@ -1,4 +1,4 @@
-"""The store contract's argument types, and the check ``commit`` and ``commit_stamped`` share:
+"""The store contract's argument types, and the check its versioned writes share:
 the same for the async contract (:mod:`.base_async`) and the sync one generated from it, so
 written once here. Import them from :mod:`tether.stores.base`."""
 
@@ -52,16 +52,25 @@ CheckedKeys = list[str]
 """The keys of ``items_by_key`` as ``_items_by_key`` receives them: checked, distinct, a list."""
 
 
+_NO_AFTER: Any = object()
+"""``commit_args``' ``after`` for the writes that take none."""
+
+
 def commit_args(
     session_id: str,
     expected_version: int,
     append: NewItems,
     changes: Mapping[str, Any] | None,
     lease: Lease | None,
+    *,
+    after: int = _NO_AFTER,
 ) -> tuple[CheckedItems, _core.Doc, Lease | None]:
-    """``commit``'s and ``commit_stamped``'s arguments checked, in the contract's one order."""
+    """A versioned write's arguments checked, in the contract's one order: ``commit``'s,
+    ``commit_stamped``'s, ``replace_history``'s and, with its ``after``, ``replace_tail``'s."""
     validate_session_id(session_id)
     normalized = _core.normalize_changes(changes)
     _core.check_version(expected_version)
+    if after is not _NO_AFTER:
+        _core.check_after(after)
     checked_lease = _core.check_lease_arg(lease, optional=True)
     return _core.item_list(append), normalized, checked_lease

@@ -208,11 +208,9 @@ class Store(_StoreMachinery):
         ``changes`` changes the header in the same write, as :meth:`commit`'s does. Raises
         :class:`~tether.errors.ConflictError` and checks ``lease`` like :meth:`commit`.
         """
-        validate_session_id(session_id)
-        normalized = _core.normalize_changes(changes)
-        _core.check_version(expected_version)
-        checked_lease = _core.check_lease_arg(lease, optional=True)
-        drained = _core.item_list(items)
+        drained, normalized, checked_lease = commit_args(
+            session_id, expected_version, items, changes, lease
+        )
         return self._replace_history(
             session_id, expected_version, drained, changes=normalized, lease=checked_lease
         )
@@ -259,12 +257,9 @@ class Store(_StoreMachinery):
         :meth:`commit`'s. Seqs above ``after`` are reused: a reader that caches items by seq
         must notice the new ``version``.
         """
-        validate_session_id(session_id)
-        normalized = _core.normalize_changes(changes)
-        _core.check_version(expected_version)
-        _core.check_after(after)
-        checked_lease = _core.check_lease_arg(lease, optional=True)
-        drained = _core.item_list(items)
+        drained, normalized, checked_lease = commit_args(
+            session_id, expected_version, items, changes, lease, after=after
+        )
         return self._replace_tail(
             session_id, expected_version, after, drained, changes=normalized, lease=checked_lease
         )

@@ -1,7 +1,7 @@
 """A ``put_writes`` waiting for its thread's lock while a ``put`` of the thread waits too is
-committed with that put's checkpoint: one commit, the writes first (the order they would land
-one by one), the checkpoint flagged early when they are its own. Writes the put cannot take
-(keys stored already) still land, on their own, after it."""
+committed with that put's checkpoint: one commit; a previous checkpoint's writes before it (the
+order they would land one by one), its own checkpoint's after it, without a first-write mark.
+Writes the put cannot take (keys stored already) still land, on their own, after it."""
 
 from __future__ import annotations
 
@@ -135,6 +135,43 @@ def test_waiting_writes_ride_with_the_put(store: Store) -> None:
         assert tup.config == results["put"]
         assert [w[1:] for w in tup.pending_writes or []] == [("messages", "w1"), ("next", 1)]
         assert tup.checkpoint["channel_values"] == {"messages": ["m1"]}
+
+
+def test_a_later_write_marks_a_checkpoint_whose_first_writes_rode_without_one(
+    store: Store,
+) -> None:
+    """The writes a put committed after its checkpoint have no mark; a write made later (a
+    resumed task) appends the checkpoint's mark after them: a read by id still starts at
+    the checkpoint, not at that mark."""
+    saver = TetherSaver(store)
+    thread = f"b-{uuid.uuid4().hex[:8]}"
+    first, versions = _checkpoint(0)
+    parent = saver.put(_cfg(thread), first, {"source": "loop", "step": 0}, versions)
+    second, versions = _checkpoint(1)
+    own = _cfg(thread, second["id"])
+    _race(
+        saver,
+        thread,
+        lambda: saver.put_writes(own, [("__interrupt__", "asked")], "task-a"),
+        lambda: saver.put(parent, second, {"source": "loop", "step": 1}, versions),
+    )
+    saver.put_writes(own, [("messages", "answered")], "task-a")  # later: with a mark
+    kinds = [i.item["type"] for i in store.load(core.session_id(thread)).items[-4:]]
+    assert kinds == [core.CHECKPOINT, core.WRITE, core.MARK, core.WRITE]
+    for reader in (saver, TetherSaver(store)):
+        for config in (own, _cfg(thread)):  # by id, and the head
+            tup = reader.get_tuple(config)
+            assert tup is not None
+            assert sorted(w[1:] for w in tup.pending_writes or []) == [
+                ("__interrupt__", "asked"),
+                ("messages", "answered"),
+            ]
+        listed = [
+            t for t in reader.list(_cfg(thread)) if t.config["configurable"] == own["configurable"]
+        ]
+        assert [sorted(w[1:] for w in t.pending_writes or []) for t in listed] == [
+            [("__interrupt__", "asked"), ("messages", "answered")]
+        ]
 
 
 def test_writes_the_put_cannot_take_land_after_it(store: Store) -> None:

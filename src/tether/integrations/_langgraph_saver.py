@@ -345,13 +345,17 @@ class SaverBase(BaseCheckpointSaver[str]):
                 and s.item.get("ns") == ns
                 and s.item.get("checkpoint") == cid
             ]
+        elif marked(found[first].item):
+            # stored by a tether that leaves the mark out of writes a put commits after their
+            # checkpoint: they are after it, up to the next checkpoint of its namespace or
+            # named late; a mark before it says where its early writes begin (one after it
+            # was appended by a later write: the writes committed without one came first)
+            start = found[first].seq
+            if mark in found:
+                start = min(start, found[mark].seq)
+            writes = await self._threads.writes_from(thread_id, ns, cid, start)
         elif mark in found:  # only a checkpoint with writes reads items, from the first of them
             writes = await self._threads.writes_from(thread_id, ns, cid, found[mark].seq)
-        elif marked(found[first].item):
-            # stored by a tether that leaves the mark out of writes committed after their
-            # checkpoint (with the next put): any writes are after it (those before it, early,
-            # have their mark), up to the next checkpoint of its namespace or named late
-            writes = await self._threads.writes_from(thread_id, ns, cid, found[first].seq)
         return self._tuple(thread_id, newest, blobs, writes, known=known, parsed=checkpoint)
 
     async def _read_bases(

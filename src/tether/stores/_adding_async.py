@@ -23,6 +23,13 @@ from ._writes import Added, Write
 from .base import AsyncStore, CheckedItems
 
 
+def write_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Write:
+    """The :class:`Write` of a protected write's arguments (session id, expected version,
+    items; ``changes`` and ``lease`` by keyword, as the contract passes them), built without
+    the keyword binding of a NamedTuple's ``__new__``, which costs more: every commit is one."""
+    return Write._make((*args, kwargs["changes"], kwargs["lease"]))
+
+
 class _AsyncAddingStore(AsyncStore):
     """:meth:`_commit`, :meth:`_commit_stamped` and :meth:`_append` as calls of one :meth:`_add`;
     :meth:`_replace_history` and :meth:`_replace_tail` as :meth:`_replace_all` and
@@ -38,10 +45,10 @@ class _AsyncAddingStore(AsyncStore):
     # expected version, items, then changes= and lease=, in Write's own order.
 
     async def _commit(self, *args: Any, **kwargs: Any) -> int:
-        return (await self._add(Write(*args, **kwargs))).version
+        return (await self._add(write_of(args, kwargs))).version
 
     async def _commit_stamped(self, *args: Any, **kwargs: Any) -> _core.CommitStamp:
-        return (await self._add(Write(*args, **kwargs))).stamp()
+        return (await self._add(write_of(args, kwargs))).stamp()
 
     async def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
         return (await self._add(Write(session_id, None, items, {}, lease))).version
@@ -57,7 +64,7 @@ class _AsyncAddingStore(AsyncStore):
         version."""
 
     async def _replace_history(self, *args: Any, **kwargs: Any) -> int:
-        return await self._replace_all(Write(*args, **kwargs))
+        return await self._replace_all(write_of(args, kwargs))
 
     async def _replace_tail(
         self, session_id: str, expected_version: int, after: int, *rest: Any, **kwargs: Any

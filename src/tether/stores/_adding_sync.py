@@ -24,6 +24,13 @@ from ._writes import Added, Write
 from .base import CheckedItems, Store
 
 
+def write_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Write:
+    """The :class:`Write` of a protected write's arguments (session id, expected version,
+    items; ``changes`` and ``lease`` by keyword, as the contract passes them), built without
+    the keyword binding of a NamedTuple's ``__new__``, which costs more: every commit is one."""
+    return Write._make((*args, kwargs["changes"], kwargs["lease"]))
+
+
 class _AddingStore(Store):
     """:meth:`_commit`, :meth:`_commit_stamped` and :meth:`_append` as calls of one :meth:`_add`;
     :meth:`_replace_history` and :meth:`_replace_tail` as :meth:`_replace_all` and
@@ -39,10 +46,10 @@ class _AddingStore(Store):
     # expected version, items, then changes= and lease=, in Write's own order.
 
     def _commit(self, *args: Any, **kwargs: Any) -> int:
-        return (self._add(Write(*args, **kwargs))).version
+        return (self._add(write_of(args, kwargs))).version
 
     def _commit_stamped(self, *args: Any, **kwargs: Any) -> _core.CommitStamp:
-        return (self._add(Write(*args, **kwargs))).stamp()
+        return (self._add(write_of(args, kwargs))).stamp()
 
     def _append(self, session_id: str, items: CheckedItems, *, lease: Lease | None) -> int:
         return (self._add(Write(session_id, None, items, {}, lease))).version
@@ -58,7 +65,7 @@ class _AddingStore(Store):
         version."""
 
     def _replace_history(self, *args: Any, **kwargs: Any) -> int:
-        return self._replace_all(Write(*args, **kwargs))
+        return self._replace_all(write_of(args, kwargs))
 
     def _replace_tail(
         self, session_id: str, expected_version: int, after: int, *rest: Any, **kwargs: Any

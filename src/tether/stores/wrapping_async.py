@@ -44,12 +44,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._time import from_micros
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader
-from ._adding_async import _AsyncAddingStore
+from ._adding_async import _AsyncAddingStore, write_of
 from ._contract import _StoreMachinery
 from ._writes import Added, Write
 from .base_async import PROTECTED_METHODS, AsyncStore, CommitStamp, ListFilters, RawWindow
@@ -178,7 +178,7 @@ def _committing(protected: str) -> Callable[..., Any]:
 
     async def commit(self: AsyncWrappingStore, /, *args: Any, **kwargs: Any) -> Any:
         if type(self)._add is not AsyncWrappingStore._add:
-            added = await self._add(Write(*args, **kwargs))
+            added = await self._add(write_of(args, kwargs))
             return added.stamp() if protected == "_commit_stamped" else added.version
         *checked, items = args  # the items are the last positional argument, as in a Write
         passed = self._items_passed(items, kwargs["lease"])
@@ -188,15 +188,20 @@ def _committing(protected: str) -> Callable[..., Any]:
     return commit
 
 
-class Forwarded(NamedTuple):
-    """What a wrapper's ``_add`` wrote (:class:`~tether.stores._writes.Added`): the version;
+class Forwarded(int):
+    """What a wrapper's ``_add`` wrote (an :class:`~tether.stores._writes.Added`): the new
+    version, this int itself (cheaper to make than a tuple: every wrapped commit makes one);
     its stamp reports nothing more (the target's stamped commit is called only when the
     wrapper's commits are its target's unchanged)."""
 
-    version: int
+    __slots__ = ()
+
+    @property
+    def version(self) -> int:
+        return int(self)
 
     def stamp(self) -> CommitStamp:
-        return CommitStamp(self.version)
+        return CommitStamp(int(self))
 
 
 class AsyncWrappingStore(_AsyncAddingStore):

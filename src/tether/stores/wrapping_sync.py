@@ -45,12 +45,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._time import from_micros
 from ..errors import InvalidRequest
 from ..models import Lease, Page, Session, SessionHeader
-from ._adding_sync import _AddingStore
+from ._adding_sync import _AddingStore, write_of
 from ._contract import _StoreMachinery
 from ._writes import Added, Write
 from .base_sync import PROTECTED_METHODS, CommitStamp, ListFilters, RawWindow, Store
@@ -177,7 +177,7 @@ def _committing(protected: str) -> Callable[..., Any]:
 
     def commit(self: WrappingStore, /, *args: Any, **kwargs: Any) -> Any:
         if type(self)._add is not WrappingStore._add:
-            added = self._add(Write(*args, **kwargs))
+            added = self._add(write_of(args, kwargs))
             return added.stamp() if protected == "_commit_stamped" else added.version
         *checked, items = args  # the items are the last positional argument, as in a Write
         passed = self._items_passed(items, kwargs["lease"])
@@ -187,15 +187,20 @@ def _committing(protected: str) -> Callable[..., Any]:
     return commit
 
 
-class Forwarded(NamedTuple):
-    """What a wrapper's ``_add`` wrote (:class:`~tether.stores._writes.Added`): the version;
+class Forwarded(int):
+    """What a wrapper's ``_add`` wrote (an :class:`~tether.stores._writes.Added`): the new
+    version, this int itself (cheaper to make than a tuple: every wrapped commit makes one);
     its stamp reports nothing more (the target's stamped commit is called only when the
     wrapper's commits are its target's unchanged)."""
 
-    version: int
+    __slots__ = ()
+
+    @property
+    def version(self) -> int:
+        return int(self)
 
     def stamp(self) -> CommitStamp:
-        return CommitStamp(self.version)
+        return CommitStamp(int(self))
 
 
 class WrappingStore(_AddingStore):

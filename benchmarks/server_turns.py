@@ -21,9 +21,9 @@ Raw loops use the same servers and the same durability (Redis as configured; Pos
 its default ``synchronous_commit=on``). Each repetition runs every system of a server in turn
 (best of the repetitions kept), so noise on a shared machine falls on all alike; ratios from
 one run are what to compare. ``--stores postgres`` measures one server only; ``--cpu`` adds
-the client and server CPU per turn of the PostgreSQL loops in one process (the server's from
-its backends' ``/proc`` counters), which bound the 8-process figures on a machine whose cores
-clients and server share.
+the client and server CPU per turn of each server's loops in one process (the server's from
+``/proc``: PostgreSQL's backends, or the whole ``redis-server``, so give Redis a private
+server), which bound the 8-process figures on a machine whose cores clients and server share.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ TurnLoop = Callable[[int, int], float]
 # --- raw baselines -------------------------------------------------------------------------------
 
 
-def raw_redis_loop(tag: str) -> TurnLoop:
+def raw_redis_loop(tag: str, meter: CpuMeter | None = None) -> TurnLoop:
     def run(sessions: int, turns: int) -> float:
         import redis
 
@@ -65,12 +65,16 @@ def raw_redis_loop(tag: str) -> TurnLoop:
         payload = json.dumps(USER), json.dumps(ASSISTANT)
         for key in keys:
             client.rpush(key, *([payload[0]] * PREFILL))
+        if meter is not None:
+            meter.start(meter.backends())
         start = time.perf_counter()
         for _ in range(turns):
             for key in keys:
                 [json.loads(item) for item in client.lrange(key, 0, -1)]
                 client.rpush(key, *payload)
         elapsed = time.perf_counter() - start
+        if meter is not None:
+            meter.stop()
         client.delete(*keys)
         client.close()
         return elapsed
@@ -190,18 +194,28 @@ def cleanup(url: str) -> None:
 
 
 class CpuMeter:
-    """CPU seconds of this process and of its PostgreSQL backends over a timed loop.
+    """CPU seconds of this process and of the server's processes over a timed loop.
 
-    Backends are read from ``/proc/<pid>/stat`` (utime + stime: Linux, a server on this
-    machine); a tether store's are found by the ``application_name`` its URL sets.
+    Read from ``/proc/<pid>/stat`` (utime + stime: Linux, a server on this machine). For
+    PostgreSQL, its backends: a tether store's are found by the ``application_name`` its URL
+    sets. For Redis, the whole ``redis-server`` (its ``process_id``): on a server that other
+    clients use too, their work counts as well, so measure Redis on a private server.
     """
 
-    def __init__(self, application_name: str = "") -> None:
+    def __init__(self, application_name: str = "", *, redis_server: bool = False) -> None:
         self.application_name = application_name
+        self.redis_server = redis_server
         self.client = self.server = 0.0
         self._pids: list[int] = []
 
     def backends(self) -> list[int]:
+        if self.redis_server:
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL)
+            pid = int(client.info("server")["process_id"])
+            client.close()
+            return [pid]
         import psycopg
 
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
@@ -227,29 +241,41 @@ class CpuMeter:
     def stop(self) -> None:
         self.client = time.process_time() - self.client
         # a connection the store's pool opened during the loop counts whole
-        pids = sorted({*self._pids, *self.backends()}) if self.application_name else self._pids
+        pids = self._pids
+        if self.application_name and not self.redis_server:
+            pids = sorted({*self._pids, *self.backends()})
         self.server = self._server(pids) - self.server
 
 
-def cpu_per_turn(sessions: int, turns: int, reps: int) -> dict[str, dict[str, float]]:
-    """Client and server CPU milliseconds per turn of the PostgreSQL loops, one process (the
+def _cpu_loops(kind: str, url: str) -> tuple[dict[str, TurnLoop], dict[str, CpuMeter]]:
+    """The loops of one server, each with the meter that times it."""
+    if kind == "redis":
+        meters = {name: CpuMeter(redis_server=True) for name in ("raw redis-py", "cached", "whole")}
+        raw, store_url = raw_redis_loop("cpu", meters["raw redis-py"]), url
+    else:
+        name = f"bench_cpu_{uuid.uuid4().hex[:12]}"
+        meters = {"raw psycopg": CpuMeter(), "cached": CpuMeter(name), "whole": CpuMeter(name)}
+        raw, store_url = (
+            raw_postgres_loop("cpu", meters["raw psycopg"]),
+            f"{url}&application_name={name}",
+        )
+    loops = {
+        next(iter(meters)): raw,
+        f"tether {kind} cached": tether_loop(store_url, True, meters["cached"]),
+        f"tether {kind} whole": tether_loop(store_url, False, meters["whole"]),
+    }
+    by_system = dict(zip(loops, meters.values(), strict=True))
+    return loops, by_system
+
+
+def cpu_per_turn(kind: str, sessions: int, turns: int, reps: int) -> dict[str, dict[str, float]]:
+    """Client and server CPU milliseconds per turn of one server's loops, one process (the
     least of ``reps`` runs each, taken in turn): on a machine whose cores the clients and the
     server share, what bounds the 8-process throughput."""
     figures: dict[str, dict[str, float]] = {}
     for _ in range(reps):
-        url = tether_url("postgres")
-        name = f"bench_cpu_{uuid.uuid4().hex[:12]}"
-        meters = {"raw psycopg": CpuMeter(), "tether postgres cached": CpuMeter(name)}
-        meters["tether postgres whole"] = CpuMeter(name)
-        loops = {
-            "raw psycopg": raw_postgres_loop("cpu", meters["raw psycopg"]),
-            "tether postgres cached": tether_loop(
-                f"{url}&application_name={name}", True, meters["tether postgres cached"]
-            ),
-            "tether postgres whole": tether_loop(
-                f"{url}&application_name={name}", False, meters["tether postgres whole"]
-            ),
-        }
+        url = tether_url(kind)
+        loops, meters = _cpu_loops(kind, url)
         try:
             for system, loop in loops.items():
                 loop(sessions, turns)
@@ -374,7 +400,8 @@ def main() -> int:
     parser.add_argument(
         "--cpu",
         action="store_true",
-        help="also the client and server CPU per turn of the PostgreSQL loops (1 process)",
+        help="also the client and server CPU per turn of each server's loops (1 process; "
+        "for Redis, a private server: all of its CPU counts)",
     )
     args = parser.parse_args()
     kinds = [kind for kind in ("redis", "postgres") if kind in args.stores.split(",")]
@@ -426,8 +453,11 @@ def main() -> int:
         finally:
             for url in urls:
                 cleanup(url)
-    if args.cpu and "raw postgres" in results["systems"]:
-        cpu = cpu_per_turn(sessions, turns, reps)
+    cpu: dict[str, dict[str, float]] = {}
+    for kind in kinds:
+        if args.cpu and f"raw {kind}" in results["systems"]:
+            cpu.update(cpu_per_turn(kind, sessions, turns, reps))
+    if cpu:
         results["cpu_ms_per_turn"] = cpu
         print(f"\n{'CPU ms per turn, 1 process':<26}{'client':>10}{'server':>10}{'total':>10}")
         for system, parts in cpu.items():

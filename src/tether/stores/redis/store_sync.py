@@ -215,9 +215,9 @@ class RedisStore(_AddingStore):
 
     def _call_script(self, name: str, keys: list[str], argv: list[Any]) -> Any:
         """FCALL of the script's function when the server has tether's library, else EVALSHA;
-        both straight through ``execute_command`` (redis-py's script object would add its own
-        per-call work: imports, tuple copies, pipeline checks). A server that lost the library
-        or the script (restart, FUNCTION FLUSH, SCRIPT FLUSH) gets it loaded once."""
+        both sent by :meth:`_execute` (redis-py's script object and ``execute_command`` would add
+        their own per-call work). A server that lost the library or the script (restart,
+        FUNCTION FLUSH, SCRIPT FLUSH) gets it loaded once."""
         execute = self._execute
         if self._functions is not False and self.use_functions:
             function = lua.library().function(name)

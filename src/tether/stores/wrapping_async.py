@@ -296,13 +296,14 @@ class AsyncWrappingStore(_AsyncAddingStore):
     async def _add(self, write: Write) -> Added:
         """A commit (the target's ``_commit``) or, with ``expected_version`` None, a blind
         append (its ``_append``), the items passed through :meth:`_write_items`."""
-        write = self._passed(write)
-        if write.expected_version is None:
-            version = await self._forward(
-                "_append", write.session_id, write.items, lease=write.lease
-            )
+        session_id, expected_version, items, changes, lease = write
+        items = self._items_passed(items, lease)
+        if expected_version is None:
+            version = await self._forward("_append", session_id, items, lease=lease)
         else:
-            version = await self._write_through("_commit", write)
+            version = await self._forward(
+                "_commit", session_id, expected_version, items, changes=changes, lease=lease
+            )
         return Forwarded(version)
 
     # a turn's commit, without the Write _add takes: the hot path of every wrapped store

@@ -309,7 +309,7 @@ def _open_in_process(url: str, start: Any) -> None:
         assert not opened.exists("anything")
 
 
-@pytest.mark.heavy
+@pytest.mark.slow  # six processes racing to migrate one schema
 def test_processes_opening_a_new_schema_at_once_migrate_it_once(
     postgres_url: str, pg_schema: str
 ) -> None:

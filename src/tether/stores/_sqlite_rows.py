@@ -9,23 +9,25 @@ rows"): before a session's rows are deleted or replaced, :func:`detach_dependent
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from .. import _core, _json
 from .._core.leases import check_write
-from ..errors import CorruptSession, DuplicateItemKey, SessionNotFound
+from ..errors import CorruptSession, SessionNotFound
 from ..models import HistoryItem, Lease
 from ..schema import schema
 from ._sqlite_sql import (
     BASE,
     FREE_FIELDS,
     HEADER_COLUMNS,
-    INSERT_ITEM,
+    INSERT_HEADER,
     JSON_COLUMNS,
     SELECT_HEADER,
     SELECT_SHARES,
+    WRITE_HEADER,
     doc_to_row,
     in_range,
     items_query,
@@ -48,15 +50,17 @@ def writable(
     expected_version: int | None,
     lease: Lease | None,
     now: int,
-) -> _core.Doc:
-    """The session's header for a write; ``expected_version`` None: a blind append."""
-    doc = live_doc(conn, session_id, now)
-    if doc is None:
+) -> tuple[_core.Doc, int]:
+    """The session's header for a write (``expected_version`` None: a blind append), and its
+    number (``num``: its rows' keys and its header's rowid), read in the same statement."""
+    row = conn.execute(WRITE_HEADER, (session_id,)).fetchone()
+    doc = None if row is None else row_to_doc(row[:-1])
+    if doc is None or not _core.is_live(doc, now):
         raise SessionNotFound(session_id)
     check_write(session_id, doc, expected_version, lease, now)
     if _core.needs_upgrade(doc):
         write_back_upgraded(conn, doc)
-    return doc
+    return doc, row[-1]
 
 
 def write_back_upgraded(conn: sqlite3.Connection, doc: _core.Doc) -> None:
@@ -104,6 +108,14 @@ def free_id(
         delete_rows(conn, session_id)
 
 
+def insert_header(conn: sqlite3.Connection, row: tuple[Any, ...]) -> int:
+    """Insert a new session's header row; its number (``num``, the rowid SQLite gave it)."""
+    num = conn.execute(INSERT_HEADER, row).lastrowid
+    if num is None:  # an INSERT into a rowid table always sets it
+        raise sqlite3.DatabaseError("the new session header has no rowid")
+    return num
+
+
 def write_meta(conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]) -> None:
     """Replace a session's metadata index (one row per top-level key)."""
     conn.execute("DELETE FROM tether_session_meta WHERE session_id = ?", (session_id,))
@@ -119,23 +131,51 @@ def insert_meta(conn: sqlite3.Connection, session_id: str, metadata: Mapping[str
         )
 
 
-def insert_items(conn: sqlite3.Connection, session_id: str, encoded: _core.PreparedItems) -> None:
-    """Insert new rows and index their keys, refusing a key the session already holds."""
+INSERT_KEY = "INSERT INTO tether_item_keys (session_id, key, seq) VALUES (?, ?, ?)"
+INSERT_ROW = "INSERT INTO tether_items (k, session_id, seq, data) VALUES (?, ?, ?, ?)"
+
+
+def insert_items(
+    conn: sqlite3.Connection, session_id: str, encoded: _core.PreparedItems, num: int
+) -> None:
+    """Insert new rows and index their keys, refusing a key the session already holds.
+
+    ``num`` is the session's number: a row's ``k`` is ``(num << 32) + seq``, computed here
+    rather than by a subquery per row. (A multi-row INSERT measured no faster than one
+    executemany per table.) A key the session holds is refused by tether_item_keys' primary
+    key: see :func:`insert_keys`."""
     if encoded.keys:
-        keys = [key for key, _ in encoded.keys]
+        insert_keys(conn, session_id, encoded.keys)
+    base = num << 32
+    conn.executemany(
+        INSERT_ROW, [(base + seq, session_id, seq, data.decode()) for seq, data in encoded]
+    )
+
+
+def insert_keys(conn: sqlite3.Connection, session_id: str, keys: list[tuple[str, int]]) -> None:
+    """Index new keys; a key the session already holds raises :class:`DuplicateItemKey`
+    naming the first such key in the write's order, as the other stores do.
+
+    The primary key (session_id, key) refuses the duplicate, so a write whose keys are all new
+    (nearly every one) reads nothing first. The keys inserted before the refused one stay
+    until the caller's rollback: the keys the session held before are told apart by their
+    seqs, all below the new ones (a write numbers its new items after every item it keeps,
+    and the rows it replaces are deleted, with their keys, before it inserts)."""
+    try:
+        conn.executemany(INSERT_KEY, [(session_id, key, seq) for key, seq in keys])
+    except sqlite3.IntegrityError:
+        first_new = keys[0][1]
         marks = ", ".join("?" for _ in keys)
-        taken = conn.execute(
-            f"SELECT key FROM tether_item_keys WHERE session_id = ? AND key IN ({marks})",
-            (session_id, *keys),
-        ).fetchone()
-        if taken is not None:
-            raise DuplicateItemKey(session_id, taken[0])
-        conn.executemany(
-            "INSERT INTO tether_item_keys (session_id, key, seq) VALUES (?, ?, ?)",
-            [(session_id, key, seq) for key, seq in encoded.keys],
-        )
-    if encoded:
-        conn.executemany(INSERT_ITEM, [(session_id, seq, data.decode()) for seq, data in encoded])
+        taken = {
+            key
+            for key, seq in conn.execute(
+                f"SELECT key, seq FROM tether_item_keys WHERE session_id = ? AND key IN ({marks})",
+                (session_id, *(key for key, _ in keys)),
+            )
+            if seq < first_new
+        }
+        _core.refuse_taken_keys(session_id, keys, taken)
+        raise  # not a key the session held: a store error, as any other
 
 
 def detach_above(conn: sqlite3.Connection, session_id: str, after: int) -> None:
@@ -237,13 +277,21 @@ def read_raw(
     return conn.execute(sql, params).fetchall()
 
 
-def update_header(conn: sqlite3.Connection, new: _core.Doc, changes: _core.Doc) -> None:
-    """Write a write's new version, time, seq counters and changed fields."""
-    columns = ["version", "updated_at", "last_seq", "history_len", *changes]
-    values = [_json.dumps(new[c]).decode() if c in JSON_COLUMNS else new[c] for c in columns]
-    # column names come from the fixed CHANGEABLE_FIELDS set, never from input text
-    assignments = ", ".join(f"{c} = ?" for c in columns)
-    conn.execute(f"UPDATE tether_sessions SET {assignments} WHERE id = ?", (*values, new["id"]))
+@functools.lru_cache(maxsize=64)
+def update_sql(changed: tuple[str, ...]) -> str:
+    """The UPDATE of a write's header: its counters and the ``changed`` fields (names from
+    the fixed CHANGEABLE_FIELDS set, never from input text), by the session's number."""
+    columns = ("version", "updated_at", "last_seq", "history_len", *changed)
+    return f"UPDATE tether_sessions SET {', '.join(f'{c} = ?' for c in columns)} WHERE num = ?"
+
+
+def update_header(conn: sqlite3.Connection, new: _core.Doc, changes: _core.Doc, num: int) -> None:
+    """Write a write's new version, time, seq counters and changed fields (``num``: the
+    session's number, its header's rowid, so the row is found without the id's index)."""
+    values = [new["version"], new["updated_at"], new["last_seq"], new["history_len"]]
+    values += [_json.dumps(new[c]).decode() if c in JSON_COLUMNS else new[c] for c in changes]
+    values.append(num)
+    conn.execute(update_sql(tuple(changes)), values)
     if "metadata" in changes:
         write_meta(conn, new["id"], new["metadata"])
 

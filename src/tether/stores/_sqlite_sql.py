@@ -15,6 +15,8 @@ from ..errors import CorruptSession
 HEADER_COLUMNS = _core.DOC_FIELDS
 UPDATED_AT = HEADER_COLUMNS.index("updated_at")
 SELECT_HEADER = f"SELECT {', '.join(HEADER_COLUMNS)} FROM tether_sessions"
+# a write's header, and the session's number (its rows' keys: see BASE below)
+WRITE_HEADER = f"SELECT {', '.join(HEADER_COLUMNS)}, num FROM tether_sessions WHERE id = ?"
 # a load's header, and whether the session shares rows (a fork): most do not, and then need
 # no read of their shares
 LOAD_HEADER = (
@@ -52,10 +54,6 @@ SELECT_SHARES = "SELECT lo, hi, source_id FROM tether_item_shares WHERE session_
 MAX_SEQ = (1 << 32) - 1
 BASE = "(SELECT num << 32 FROM tether_sessions WHERE id = ?)"
 IN_RANGE = f"k > {BASE} + ? AND k <= {BASE} + ?"  # (id, lo, id, hi): the rows lo < seq <= hi
-INSERT_ITEM = (
-    "INSERT INTO tether_items (k, session_id, seq, data) "
-    f"VALUES ({BASE.replace('?', '?1')} + ?2, ?1, ?2, ?3)"
-)
 
 
 def in_range(session_id: str, lo: int, hi: int = MAX_SEQ) -> tuple[str, tuple[Any, ...]]:

@@ -206,8 +206,8 @@ class SQLiteStore(_AddingStore):
         session_id = doc["id"]
         with self._write() as conn:
             db.free_id(conn, session_id, now)
-            conn.execute(INSERT_HEADER, row)
-            db.insert_items(conn, session_id, encoded)
+            num = db.insert_header(conn, row)
+            db.insert_items(conn, session_id, encoded, num)
             db.insert_meta(conn, session_id, doc["metadata"])
         return _core.make_session(doc, _core.decode_items(session_id, [d for _, d in encoded]))
 
@@ -251,11 +251,11 @@ class SQLiteStore(_AddingStore):
         rows it wrote."""
         with self._write() as conn:
             now = self._now()
-            doc = db.writable(conn, write.session_id, write.expected_version, write.lease, now)
+            doc, num = db.writable(conn, write.session_id, write.expected_version, write.lease, now)
             encoded = _core.prepare_items(write.items, doc["last_seq"] + 1, now)
             new = _core.apply_commit(doc, write.changes, len(encoded), now)
-            db.insert_items(conn, write.session_id, encoded)
-            db.update_header(conn, new, write.changes)
+            db.insert_items(conn, write.session_id, encoded, num)
+            db.update_header(conn, new, write.changes, num)
         return DocAdded(new, encoded)
 
     def _replace_all(self, write: Write) -> int:
@@ -270,7 +270,7 @@ class SQLiteStore(_AddingStore):
         session_id, expected_version, items, changes, lease = write
         with self._write() as conn:
             now = self._now()
-            doc = db.writable(conn, session_id, expected_version, lease, now)
+            doc, num = db.writable(conn, session_id, expected_version, lease, now)
             if after is None:
                 encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
                 new = _core.apply_replace(doc, len(encoded), now, changes)
@@ -280,8 +280,8 @@ class SQLiteStore(_AddingStore):
                 encoded = _core.prepare_items(items, after + 1, now)
                 new = _core.apply_tail(doc, changes, after, len(encoded), now)
                 db.drop_tail(conn, session_id, after)
-            db.insert_items(conn, session_id, encoded)
-            db.update_header(conn, new, changes)
+            db.insert_items(conn, session_id, encoded, num)
+            db.update_header(conn, new, changes, num)
         return int(new["version"])
 
     def _items_by_key(self, session_id: str, keys: CheckedKeys) -> dict[str, StoredItem]:
@@ -453,8 +453,8 @@ class SQLiteStore(_AddingStore):
         with self._write() as conn:
             session_id, now = doc["id"], self._now()
             db.free_id(conn, session_id, now, replace=replace, expected_version=expected_version)
-            conn.execute(INSERT_HEADER, doc_to_row(doc))
-            db.insert_items(conn, session_id, encoded)
+            num = db.insert_header(conn, doc_to_row(doc))
+            db.insert_items(conn, session_id, encoded, num)
             db.insert_meta(conn, session_id, doc["metadata"])
 
     def purge_expired(self) -> int:

@@ -312,6 +312,16 @@ class SessionHeader(BaseModel):
         return self.expires_at is not None and self.expires_at <= now
 
 
+def _entry(stored: StoredItem) -> HistoryItem:
+    """``{**stored.item, "seq": ..., "timestamp": ...}``: the same dict (same keys, same
+    order), from a plain dict's copy and two stores, which take about two thirds of the time."""
+    item = stored.item
+    entry = dict.copy(item) if type(item) is dict else {**item}
+    entry["seq"] = stored.seq
+    entry["timestamp"] = stored.timestamp
+    return entry
+
+
 class _Views:
     """The ``history`` entries a session's stored items had when loaded, built once.
 
@@ -329,7 +339,7 @@ class _Views:
     def of(self, stored: Sequence[StoredItem]) -> list[HistoryItem]:
         cached = self._cached
         if cached is None or cached[0] is not stored:
-            views = [{**s.item, "seq": s.seq, "timestamp": s.timestamp} for s in stored]
+            views = [_entry(s) for s in stored]
             cached = self._cached = (stored, views)
         return cached[1]
 

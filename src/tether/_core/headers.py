@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -43,7 +44,7 @@ from .checks import (
     short,
 )
 from .items import PreparedItems, history_view, row, row_fields, upgrade_items
-from .rules import check_runtime_block, check_writable, items_kept, needs_upgrade, upgrade_doc
+from .rules import check_runtime_block, check_writable, items_kept, upgrade_doc
 
 log = logging.getLogger("tether.stores")
 
@@ -88,13 +89,42 @@ TIME_FIELDS = ("created_at", "updated_at", "expires_at", "lease_expires_at")
 """The header's times: datetimes on a model, integer microseconds in a document."""
 
 
+_STATUS_OF = {status.value: status for status in SessionStatus}
+
+
+def _status(value: Any) -> SessionStatus:
+    """``SessionStatus(value)``: a dict lookup for a stored text (the Enum call costs about
+    twenty times as much); anything else goes through the Enum call, which raises as before."""
+    try:
+        return _STATUS_OF[value]
+    except (KeyError, TypeError):
+        return SessionStatus(value)
+
+
+@lru_cache(maxsize=1024)
+def _moment(micros: int) -> datetime:
+    # a loaded header's times recur (``created_at`` on every load of a session, every time
+    # of a header loaded with nothing new): datetimes are immutable, so one may be shared
+    return from_micros(micros)
+
+
+def _time(value: Any) -> datetime | None:
+    """``from_micros`` of a stored time (None stays None), cached for ints: only an int is
+    looked up, so anything else raises what ``from_micros`` raises, as before."""
+    if value is None:
+        return None
+    return _moment(value) if type(value) is int else from_micros(value)
+
+
 def fields_from_doc(doc: Doc) -> dict[str, Any]:
     fields = dict(doc)
     fields.pop("lease_token", None)  # the holder's secret: never in a header or a listing
-    fields["status"] = SessionStatus(doc["status"])
-    for name in TIME_FIELDS:
-        value = doc.get(name)
-        fields[name] = None if value is None else from_micros(value)
+    fields["status"] = _status(doc["status"])
+    get = doc.get
+    fields["created_at"] = _time(get("created_at"))
+    fields["updated_at"] = _time(get("updated_at"))
+    fields["expires_at"] = _time(get("expires_at"))
+    fields["lease_expires_at"] = _time(get("lease_expires_at"))
     if "lease_fence" in fields:  # the models' field order (SessionHeader declares it last)
         fields["lease_fence"] = fields.pop("lease_fence")
     return fields
@@ -103,22 +133,42 @@ def fields_from_doc(doc: Doc) -> dict[str, Any]:
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def construct_trusted(cls: type[_M], fields: dict[str, Any]) -> _M:
+_FIELDS_SET: dict[type[BaseModel], tuple[dict[str, Any], set[str]]] = {}
+"""Per model class, (its ``__pydantic_fields__``, the set of their names): a copy of the set
+is every instance's ``model_fields_set``, made without hashing the names again."""
+
+
+def construct_trusted(
+    cls: type[_M], fields: dict[str, Any], private: dict[str, Any] | None = None
+) -> _M:
     """``cls.model_construct(**fields)`` for trusted data that holds every field, faster.
 
     pydantic's ``model_construct`` walks every field (aliases, defaults) on each call, which
     was about half the cost of listing 50 headers. When ``fields`` has exactly the model's
     fields, there is nothing to fill in, so the instance is set up directly, as
     ``model_construct`` itself does (tests/test_core.py checks the two agree field for field);
-    anything else goes through ``model_construct``.
+    anything else goes through ``model_construct``. ``private`` sets private attributes
+    (``{"_records": rows}``) without pydantic's per-assignment ``__setattr__``.
     """
-    if fields.keys() != cls.__pydantic_fields__.keys():
-        return cls.model_construct(**fields)
+    names = cls.__pydantic_fields__
+    if fields.keys() != names.keys():
+        model = cls.model_construct(**fields)
+        for name, value in (private or {}).items():
+            setattr(model, name, value)
+        return model
+    known = _FIELDS_SET.get(cls)
+    if known is None or known[0] is not names:  # first use (or the class was rebuilt)
+        known = _FIELDS_SET[cls] = (names, set(names))
     model = cls.__new__(cls)
     object.__setattr__(model, "__dict__", fields)
-    object.__setattr__(model, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(model, "__pydantic_fields_set__", known[1].copy())
     object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", private_defaults(cls))
+    defaults = private_defaults(cls)
+    if private:
+        if defaults is None or not private.keys() <= defaults.keys():
+            raise TypeError(f"{cls.__name__} has no private attribute among {sorted(private)}")
+        defaults.update(private)
+    object.__setattr__(model, "__pydantic_private__", defaults)
     return model
 
 
@@ -182,9 +232,9 @@ def readable_session(doc: Doc, history: list[Doc]) -> Session:
 
     Raises :class:`~tether.errors.UnsupportedSchemaVersion` if a newer tether stored it.
     """
-    check_writable(str(doc["id"]), doc)
     stored = int(doc["schema_version"])
-    if needs_upgrade(doc):
+    schema.check(str(doc["id"]), stored)  # check_writable, its version read once
+    if stored != schema.current:  # needs_upgrade
         doc = upgrade_doc(doc)
         history = upgrade_items(history, stored)
     try:
@@ -192,7 +242,7 @@ def readable_session(doc: Doc, history: list[Doc]) -> Session:
     except UNDECODABLE as exc:
         raise CorruptSession(str(doc.get("id")), f"its header cannot be read ({exc!r})") from exc
     if stored != session.schema_version:
-        session._stored_schema_version = stored
+        session.__pydantic_private__["_stored_schema_version"] = stored  # type: ignore[index]
     return session
 
 
@@ -201,9 +251,7 @@ def make_session(doc: Doc, records: list[Doc]) -> Session:
     exact items (``Session.items``) when first read, from the rows kept for that."""
     fields = fields_from_doc(doc)
     fields["history"] = history_view(str(doc.get("id")), records)
-    session = construct_trusted(Session, fields)
-    session._records = records
-    return session
+    return construct_trusted(Session, fields, {"_records": records})
 
 
 def validate_header_doc(session_id: str, doc: object) -> Doc:

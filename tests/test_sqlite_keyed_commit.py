@@ -10,12 +10,14 @@ runs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tether import DuplicateItemKey, KeyedItem, Session
+from tether.errors import StoreError
 from tether.stores.sqlite import SQLiteStore
 
 
@@ -127,3 +129,34 @@ def test_a_commit_runs_one_insert_per_table_and_reads_no_keys(store: SQLiteStore
     assert not any("SELECT num" in sql for sql in statements)  # k is computed, not looked up
     loaded = store.load(created.id)
     assert [entry.key for entry in loaded.items] == ["a", None, "b"]
+
+
+def _update_then(store: SQLiteStore, then: str | None) -> None:
+    """A write that moves every version to 99, then fails: ``then`` a bad statement, or None
+    for an error of the body's own."""
+    with store._write() as conn:
+        conn.execute("UPDATE tether_sessions SET version = 99")
+        if then is None:
+            raise RuntimeError("the body's own error goes on as it was")
+        conn.execute(then)
+
+
+def _begin(store: SQLiteStore, begin: str) -> None:
+    with store._transaction(begin, "read"):
+        pass
+
+
+def test_a_failed_transaction_rolls_back_and_lets_go_of_the_lock(store: SQLiteStore) -> None:
+    created = store.create(Session())
+    with pytest.raises(RuntimeError, match="the body's own"):
+        _update_then(store, None)
+    with pytest.raises(StoreError, match="SQLite write"):
+        _update_then(store, "SELECT * FROM no_such_table")
+    with pytest.raises(StoreError, match="SQLite read"):
+        _begin(store, "BEGIN NONSENSE")
+    assert store.load(created.id).version == 1  # both bodies' updates were rolled back
+    # the lock was let go each time: another thread writes
+    writer = threading.Thread(target=lambda: store.commit(created.id, 1, append=[{"n": 1}]))
+    writer.start()
+    writer.join(10)
+    assert store.load(created.id).version == 2

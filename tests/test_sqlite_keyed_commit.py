@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from tether import DuplicateItemKey, KeyedItem, Session
+from tether._time import system_clock, to_micros
 from tether.errors import StoreError
 from tether.stores.sqlite import SQLiteStore
 
@@ -160,3 +162,17 @@ def test_a_failed_transaction_rolls_back_and_lets_go_of_the_lock(store: SQLiteSt
     writer.start()
     writer.join(10)
     assert store.load(created.id).version == 2
+
+
+def test_the_system_clocks_time_is_the_datetimes(store: SQLiteStore) -> None:
+    # _now reads the system clock without a datetime: the same microseconds as the clock's
+    for _ in range(1000):
+        before = to_micros(system_clock())
+        now = store._now()
+        assert before <= now <= to_micros(system_clock())
+    moment = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    faked = SQLiteStore(store.path, clock=lambda: moment)
+    try:
+        assert faked._now() == to_micros(moment)  # any other clock is asked
+    finally:
+        faked.close()

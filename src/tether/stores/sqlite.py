@@ -169,7 +169,10 @@ class SQLiteStore(_AddingStore):
         migrate(SQLiteMigrator(self._conn, self.path, self._write, self._now))
 
     def _now(self) -> int:
-        return to_micros(self._clock())
+        clock = self._clock
+        if clock is system_clock:  # the same microseconds (both floor the system clock),
+            return time.time_ns() // 1000  # without a datetime made and subtracted: ~0.4 us
+        return to_micros(clock())
 
     def _transaction(self, begin: str, what: str) -> _Transaction:
         """One transaction on the shared connection; driver errors become StoreError."""

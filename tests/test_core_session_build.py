@@ -189,3 +189,16 @@ def test_an_older_schema_is_read_and_remembered() -> None:
     session = _core.readable_session(doc, [])
     assert session.schema_version == tether.schema.schema.current
     assert session.stored_schema_version == 2
+
+
+def test_trusted_json_fields_are_deep_copies_of_the_json_fields() -> None:
+    header = Session(metadata={"k": [1]}, state={"s": {"n": 1}}, options={"model": "m"})
+    copied = _core.trusted_json_fields(header)
+    assert tuple(copied) == _core.JSON_FIELDS  # every JSON field, in the models' order
+    assert copied == {name: getattr(header, name) for name in _core.JSON_FIELDS}
+    copied["metadata"]["k"].append(2)
+    copied["state"]["s"]["n"] = 2
+    assert header.metadata == {"k": [1]}
+    assert header.state == {"s": {"n": 1}}
+    with pytest.raises(TypeError):  # not JSON: refused, never copied as something else
+        _core.trusted_json_fields(Session.model_construct(metadata={"k": object()}))

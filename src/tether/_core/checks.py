@@ -167,8 +167,12 @@ def trusted_json_fields(header: Any) -> dict[str, Any]:
     as JSON when written, so :func:`json_copy`'s check is not made again (a value that is not
     JSON still raises ``TypeError``; a NaN or an Enum, which that check refuses, could not have
     been stored)."""
-    values = trusted_copy([getattr(header, name) for name in JSON_FIELDS])
-    return dict(zip(JSON_FIELDS, values, strict=True))
+    # one dict of the three, copied whole: orjson keeps its keys' order, so the copy is the
+    # result (a list of the values zipped back to their names took twice as long)
+    fields: dict[str, Any] = trusted_copy(
+        {"metadata": header.metadata, "state": header.state, "options": header.options}
+    )
+    return fields
 
 
 def trusted_copy(value: Any) -> Any:

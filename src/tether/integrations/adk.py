@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -95,6 +96,19 @@ def _app_tid(app_name: str) -> str:
 
 def _user_tid(app_name: str, user_id: str) -> str:
     return encode_external_id(f"u/{_q(app_name)}/{_q(user_id)}")
+
+
+_EVENT_ID = operator.attrgetter("id")
+
+
+def _delivered_before(events: Sequence[Any], event: Any) -> bool:
+    """Whether ``event`` (this object, or an equal one with its id) is already in ``events``.
+    The ids are compared first, in C (``in`` over ``map``): a Python loop over every event
+    of a long session cost milliseconds an append (about 0.5 µs an event); only an event that
+    shares the id is compared whole."""
+    if event.id not in map(_EVENT_ID, events):
+        return False
+    return any(seen is event or (seen.id == event.id and seen == event) for seen in events)
 
 
 class TetherSessionService(BaseSessionService):
@@ -299,7 +313,7 @@ class TetherSessionService(BaseSessionService):
         """
         if event.partial:
             return event
-        if any(seen is event or (seen.id == event.id and seen == event) for seen in session.events):
+        if _delivered_before(session.events, event):
             # the same event delivered again (a broadcast to several references of one
             # session): stored once, its state applied once; distinct events sharing an id are not
             # deduplicated

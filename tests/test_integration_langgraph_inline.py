@@ -25,7 +25,7 @@ import tether  # noqa: E402
 from tether.integrations import _langgraph_core as core  # noqa: E402
 from tether.integrations import _langgraph_saver  # noqa: E402
 from tether.integrations import _langgraph_values as values  # noqa: E402
-from tether.integrations._langgraph_saver import tiny  # noqa: E402
+from tether.integrations._langgraph_inline import tiny  # noqa: E402
 from tether.integrations._langgraph_view import entry  # noqa: E402
 from tether.integrations.langgraph import TetherSaver  # noqa: E402
 from tether.stores.base import Store  # noqa: E402

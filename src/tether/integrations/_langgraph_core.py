@@ -9,12 +9,12 @@ Layout of a thread's session (agent :data:`AGENT`, id ``encode_external_id(threa
 - header ``state[STATE_KEY]``: ``{"heads": {namespace: newest checkpoint id}}`` (the head is
   the max checkpoint id, not the last written: time travel writes older parents later);
 - a keyed item per checkpoint (its ``channel_values`` holding only its small values: None,
-  bools, numbers, short strings; its channels empty at their version listed as ``empty``;
-  its encoding marked ``v``, which older tethers refuse), per other channel value that
-  changed (key: namespace, channel, version: written once, shared by every later checkpoint
-  that did not change it) and per write (key: namespace, checkpoint, task, index, so a
-  regular write is inserted only if absent); special writes (negative index) are unkeyed
-  items, the newest one wins;
+  bools, numbers, short strings; its channels empty at their version listed as ``empty``; its
+  encoding marked ``v``, which older tethers refuse: :mod:`._langgraph_inline`), per other
+  channel value that changed (key: namespace, channel, version: written once, shared by every
+  later checkpoint that did not change it) and per write (key: namespace, checkpoint, task,
+  index, so a regular write is inserted only if absent); special writes (negative index) are
+  unkeyed items, the newest one wins;
 - a keyed marker for the first write of a checkpoint, so the writes of a checkpoint are read
   from the first of (checkpoint, marker) on, also when ``put_writes`` came before ``put``.
   Writes a ``put`` commits after their checkpoint have none (the put's own checkpoint's,

@@ -5,8 +5,6 @@ See :mod:`tether.integrations._langgraph_core` for how a thread is laid out in i
 from __future__ import annotations
 
 import contextlib
-import copy
-import math
 import random
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
@@ -47,8 +45,9 @@ from ._langgraph_core import (
     ThreadStore,
     key,
 )
+from ._langgraph_inline import EMPTY, empties, inline_of, kept_inline, marked, stored_keys
+from ._langgraph_listing import Memo, Scope, own_copy
 from ._langgraph_values import (
-    INLINE,
     Value,
     base_of,
     join,
@@ -61,77 +60,6 @@ from ._langgraph_values import (
 
 _PAGE = 1000
 _KEYED_WALK = 16  # delta history: ancestors read by key before one read of the thread
-_INLINE_CHARS = 64  # a str channel value up to this long is kept in its checkpoint's item
-EMPTY = "empty"  # a checkpoint item's list of the channels it names that are empty there
-
-
-def tiny(value: Any) -> bool:
-    """Whether a channel value is kept inside its checkpoint's item rather than as an item
-    of its own: None, a bool, a 64-bit int, a finite float, a short str (exact types: a
-    subclass, an enum, round-trips through the serde as itself only in an item of its own).
-    A graph's routing channels (``branch:to:*`` holding None) are most of them: an item
-    each would be a row (two, with its key) per step for a few bytes."""
-    kind = type(value)
-    if value is None or kind is bool:
-        return True
-    if kind is int:
-        return bool(-(2**63) <= value < 2**64)
-    if kind is float:
-        return math.isfinite(value)
-    return kind is str and len(value) <= _INLINE_CHARS
-
-
-def kept_inline(
-    values: Mapping[str, Any],
-    versions: Mapping[str, Any],
-    new_versions: Mapping[str, Any],
-    known_empty: Mapping[str, str],
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """What a put keeps in its checkpoint's item: the :func:`tiny` values (by channel), and
-    the channels empty at their version (by channel: that version). A channel emptied by
-    this checkpoint (in ``new_versions``, without a value) is empty; one it did not change
-    is listed when ``known_empty`` (the checkpoint this process put or read last) says its
-    version is empty, else it is read by key and found absent, which reads as empty too."""
-    inline: dict[str, Any] = {}
-    empty: dict[str, str] = {}
-    for channel, version in versions.items():
-        if channel in values:
-            if tiny(values[channel]):
-                inline[channel] = values[channel]
-        elif (
-            channel in new_versions and str(new_versions[channel]) == str(version)
-        ) or known_empty.get(channel) == str(version):
-            empty[channel] = str(version)
-    return inline, empty
-
-
-def marked(item: Mapping[str, Any]) -> bool:
-    """Whether a checkpoint item is in the layout of values kept inline (its encoding says
-    so: :func:`~tether.integrations._langgraph_values.mark_inline`): its writes committed
-    after it may have no first-write mark."""
-    packed = item.get("checkpoint")
-    return isinstance(packed, list) and len(packed) == 3 and packed[2].endswith(INLINE)
-
-
-def inline_of(item: Mapping[str, Any], checkpoint: Mapping[str, Any]) -> tuple[Any, Any]:
-    """A stored checkpoint's values kept in its item (by channel) and the channels it lists
-    as empty (no item, nothing to read). A checkpoint stored before values were kept inline
-    has neither: every channel it names is an item of its own (an emptied one holds
-    ``empty``)."""
-    if not marked(item):
-        return {}, ()
-    return checkpoint.get("channel_values") or {}, item.get(EMPTY) or ()
-
-
-def stored_keys(ns: str, item: Mapping[str, Any], checkpoint: Mapping[str, Any]) -> list[str]:
-    """The keys of the channel-value items a stored checkpoint reads (those not kept in its
-    item nor listed empty)."""
-    inline, empty = inline_of(item, checkpoint)
-    return [
-        key("b", ns, ch, str(v))
-        for ch, v in checkpoint["channel_versions"].items()
-        if ch not in inline and ch not in empty
-    ]
 
 
 class SaverBase(BaseCheckpointSaver[str]):
@@ -166,7 +94,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         self,
         blob: StoredItem,
         blobs: Mapping[str, StoredItem],
-        memo: _Memo | None,
+        memo: Memo | None,
         known: Mapping[str, bytes] | None = None,
     ) -> Any:
         """A channel value: stored whole, or a delta joined to its snapshot.
@@ -211,7 +139,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         blobs: Mapping[str, StoredItem],
         writes: Sequence[StoredItem],
         *,
-        memo: _Memo | None = None,
+        memo: Memo | None = None,
         known: Mapping[str, bytes] | None = None,
         parsed: Checkpoint | None = None,
     ) -> CheckpointTuple:
@@ -241,7 +169,7 @@ class SaverBase(BaseCheckpointSaver[str]):
             blob = blobs.get(blob_key)
             if blob is not None and blob.item["value"][0] != "empty":
                 if memo is not None and blob_key in memo.values:
-                    values[channel] = _own(memo.values[blob_key])
+                    values[channel] = own_copy(memo.values[blob_key])
                 else:
                     values[channel] = self._blob_value(blob, blobs, memo, known)
                 decoded[blob_key] = values[channel]
@@ -330,7 +258,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         known = {b: raw for b in bases if b not in blobs and (raw := snapshots.raw(thread_id, b))}
         await self._read_bases(thread_id, blobs, known)
         self._threads.remember_blob_keys(thread_id, ns, cid, [*blob_keys, *bases])
-        self._threads.remember_empties(thread_id, ns, _empties(newest.item, checkpoint, blobs))
+        self._threads.remember_empties(thread_id, ns, empties(newest.item, checkpoint, blobs))
         if header is not None:  # the head, as the store has it now: what the next put extends
             snapshots.seed(thread_id, ns, core.tag(header), blobs, blob_keys)
             # how far back the next head read should reach: to the checkpoint and its values
@@ -392,7 +320,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         if limit is not None and limit <= 0:
             return
         configurable = (config or {}).get("configurable", {})
-        scope = _Scope(
+        scope = Scope(
             ns=configurable.get("checkpoint_ns"),
             cid=get_checkpoint_id(config) if config else None,
             before=get_checkpoint_id(before) if before else None,
@@ -409,7 +337,7 @@ class SaverBase(BaseCheckpointSaver[str]):
                         return
 
     async def _list_thread(
-        self, thread_id: str, scope: _Scope
+        self, thread_id: str, scope: Scope
     ) -> AsyncGenerator[CheckpointTuple, None]:
         header = await self._threads.header(thread_id)
         if header is None:
@@ -422,7 +350,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         if not ordered:
             thread = Thread(await self._threads.items(thread_id))
             chosen = sorted(thread.checkpoints.items(), key=lambda kv: kv[0][1], reverse=True)
-            memo = _Memo()
+            memo = Memo()
             for (ns, cid), stored in chosen:
                 if scope.admits(ns, cid) and scope.matches(self._value(stored.item["metadata"])):
                     writes = thread.writes.get((ns, cid), [])
@@ -440,7 +368,7 @@ class SaverBase(BaseCheckpointSaver[str]):
                 yield tup
 
     async def _walk(
-        self, thread_id: str, header: Session, scope: _Scope
+        self, thread_id: str, header: Session, scope: Scope
     ) -> AsyncGenerator[CheckpointTuple, None]:
         """Page backward from the end (or from ``before``'s checkpoint) of an ordered thread.
 
@@ -459,7 +387,7 @@ class SaverBase(BaseCheckpointSaver[str]):
         notes: set[tuple[str, str]] = set()  # checkpoints with an early-writes note
         blobs: dict[str, StoredItem] = {}
         seen: set[tuple[str, str]] = set()
-        memo = _Memo()
+        memo = Memo()
         size = 32
         while hi > floor:
             lo = max(floor, hi - size)
@@ -648,71 +576,3 @@ class SaverBase(BaseCheckpointSaver[str]):
             self, config, channels
         )
         return history
-
-
-def _empties(
-    item: Mapping[str, Any], checkpoint: Mapping[str, Any], blobs: Mapping[str, StoredItem]
-) -> dict[str, str]:
-    """The channels empty at a checkpoint just read, with their versions: those its item
-    lists, and those stored as ``empty`` items (a thread written before the list)."""
-    versions = checkpoint["channel_versions"]
-    found = {ch: str(versions[ch]) for ch in inline_of(item, checkpoint)[1] if ch in versions}
-    for blob in blobs.values():
-        fields = blob.item
-        if fields.get("type") == BLOB and fields["value"][0] == "empty":
-            channel = fields["channel"]
-            if str(versions.get(channel)) == fields["version"]:
-                found[channel] = fields["version"]
-    return found
-
-
-class _Memo:
-    """What a walk decoded: the channel values of the checkpoint it built last (by blob key),
-    the snapshots its deltas were joined to, and the checkpoint and metadata of the items it
-    chose (decoded once, to filter, and taken when their tuple is built)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.heads: dict[str, Any] = {}  # the snapshots decoded last, by key
-        self._chosen: dict[int, tuple[Any, Any]] = {}
-
-    def keep_head(self, base: str, value: Any) -> None:
-        if len(self.heads) >= 4:  # a walk meets snapshots one after the other
-            del self.heads[next(iter(self.heads))]
-        self.heads[base] = value
-
-    def keep(self, stored: StoredItem, checkpoint: Any, metadata: Any) -> None:
-        self._chosen[stored.seq] = (checkpoint, metadata)
-
-    def take(self, stored: StoredItem, value: Any) -> tuple[Any, Any]:
-        parts = self._chosen.pop(stored.seq, None)
-        if parts is None:
-            return value(stored.item["checkpoint"]), value(stored.item["metadata"])
-        return parts
-
-
-def _own(value: Any) -> Any:
-    """A value decoded for another tuple, with its own outer container (a caller appending
-    to one snapshot's message list never changes another's)."""
-    if isinstance(value, (list, dict, set)):
-        return copy.copy(value)
-    return value
-
-
-class _Scope:
-    """What a ``list`` call selects: namespace, id, ``before``, metadata filter."""
-
-    def __init__(
-        self, *, ns: str | None, cid: str | None, before: str | None, filter: dict[str, Any]
-    ) -> None:
-        self.ns, self.cid, self.before, self.filter = ns, cid, before, filter
-
-    def admits(self, ns: str, cid: str) -> bool:
-        return (
-            (self.ns is None or ns == self.ns)
-            and (self.cid is None or cid == self.cid)
-            and (self.before is None or cid < self.before)
-        )
-
-    def matches(self, metadata: Mapping[str, Any]) -> bool:
-        return all(metadata.get(k) == v for k, v in self.filter.items())

@@ -34,17 +34,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import operator
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from pydantic_core import PydanticSerializationError
 
 from ..errors import ConflictError, SessionExists, SessionNotFound
-from ..ids import encode_external_id
 from ..models import Session as TetherSession
 from ..models import StoredItem
 from ..stores.base import AsyncStore, Store, SyncBackedAsyncStore
@@ -64,7 +61,21 @@ with requires_extra("adk", "Google ADK", "adk"):
     from google.adk.sessions.session import Session
     from google.adk.sessions.state import State
 
-__all__ = ["AGENT", "EVENT_TYPE", "SCHEME", "TetherSessionService", "register"]
+from ._adk_layout import (
+    adk_session,
+    app_scope,
+    app_tid,
+    delivered_before,
+    enough,
+    event_json,
+    event_of,
+    pending_outbox,
+    session_tid,
+    user_scope,
+    user_tid,
+)
+
+__all__ = ["AGENT", "EVENT_TYPE", "SCHEME", "TetherSessionService", "register", "session_tid"]
 
 AGENT = "google-adk"
 """The ``agent`` of every tether session that holds an ADK session."""
@@ -78,37 +89,6 @@ SCHEME = "tether"
 _LIST_PAGE = 1000
 _PAGE = 100  # get_session with after_timestamp / num_recent_events: newest items first
 logger = logging.getLogger(__name__)
-
-
-def _q(part: str) -> str:
-    # "%" first, so an escaped "/" can never be read back as a literal one
-    return part.replace("%", "%25").replace("/", "%2F")
-
-
-def session_tid(app_name: str, user_id: str, session_id: str) -> str:
-    """The tether id of an ADK session."""
-    return encode_external_id(f"s/{_q(app_name)}/{_q(user_id)}/{_q(session_id)}")
-
-
-def _app_tid(app_name: str) -> str:
-    return encode_external_id(f"a/{_q(app_name)}")
-
-
-def _user_tid(app_name: str, user_id: str) -> str:
-    return encode_external_id(f"u/{_q(app_name)}/{_q(user_id)}")
-
-
-_EVENT_ID = operator.attrgetter("id")
-
-
-def _delivered_before(events: Sequence[Any], event: Any) -> bool:
-    """Whether ``event`` (this object, or an equal one with its id) is already in ``events``.
-    The ids are compared first, in C (``in`` over ``map``): a Python loop over every event
-    of a long session cost milliseconds an append (about 0.5 µs an event); only an event that
-    shares the id is compared whole."""
-    if event.id not in map(_EVENT_ID, events):
-        return False
-    return any(seen is event or (seen.id == event.id and seen == event) for seen in events)
 
 
 class TetherSessionService(BaseSessionService):
@@ -154,7 +134,7 @@ class TetherSessionService(BaseSessionService):
         sid = session_id or str(uuid.uuid4())
         deltas = _session_util.extract_json_safe_state_delta(state or {})
         now = time.time()
-        pending = _pending("create", deltas)
+        pending = pending_outbox("create", deltas)
         header = TetherSession(
             id=session_tid(app_name, user_id, sid),
             agent=AGENT,
@@ -172,7 +152,7 @@ class TetherSessionService(BaseSessionService):
         except SessionExists:
             raise AlreadyExistsError(f"Session with id {sid} already exists.") from None
         app_state, user_state = await self._complete(created.id, app_name, user_id, pending)
-        return _adk_session(
+        return adk_session(
             app_name,
             user_id,
             sid,
@@ -214,7 +194,7 @@ class TetherSessionService(BaseSessionService):
             else:  # an event appended out of time order (or a session from before the flag)
                 items = list((await self.store.load(tid)).items)
                 items = [s for s in items if s.seq <= stored.last_seq]
-        events = [_event_of(entry.item) for entry in items if entry.item.get("type") == EVENT_TYPE]
+        events = [event_of(entry.item) for entry in items if entry.item.get("type") == EVENT_TYPE]
         events.sort(key=lambda event: (event.timestamp, event.id))
         if config is not None:
             if config.after_timestamp is not None:
@@ -222,7 +202,7 @@ class TetherSessionService(BaseSessionService):
             if config.num_recent_events is not None:
                 n = config.num_recent_events
                 events = events[max(0, len(events) - n) :] if n else []
-        return _adk_session(
+        return adk_session(
             app_name,
             user_id,
             session_id,
@@ -245,8 +225,8 @@ class TetherSessionService(BaseSessionService):
         as recent as the oldest read."""
         size = _PAGE
         while items[0].seq > first_seq:
-            read = [_event_of(s.item) for s in items if s.item.get("type") == EVENT_TYPE]
-            if _enough(read, after, recent):
+            read = [event_of(s.item) for s in items if s.item.get("type") == EVENT_TYPE]
+            if enough(read, after, recent):
                 break
             lo = max(first_seq - 1, items[0].seq - 1 - size)
             page = await self.store.load(tid, after=lo, limit=items[0].seq - 1 - lo)
@@ -267,13 +247,13 @@ class TetherSessionService(BaseSessionService):
         if user_id is not None:
             wanted["adk_user"] = user_id
         headers = await self._headers(AGENT, wanted)
-        app_state = await self._scope_values(_app_tid(app_name))
+        app_state = await self._scope_values(app_tid(app_name))
         user_states: dict[str, dict[str, Any]] = {}
         if user_id is not None:
-            user_states[user_id] = await self._scope_values(_user_tid(app_name, user_id))
+            user_states[user_id] = await self._scope_values(user_tid(app_name, user_id))
         else:
             # every user's state in one listing of the app's user scopes, not a read per user
-            scopes = await self._headers(SCOPE_AGENT, _user_scope(app_name, None))
+            scopes = await self._headers(SCOPE_AGENT, user_scope(app_name, None))
             for scope in scopes:
                 values = scope.state.get("values", {})
                 user_states[scope.metadata["adk_user"]] = dict(values)
@@ -281,7 +261,7 @@ class TetherSessionService(BaseSessionService):
         for header in headers:
             uid = header.metadata["adk_user"]
             sessions.append(
-                _adk_session(
+                adk_session(
                     app_name,
                     uid,
                     header.metadata["adk_session"],
@@ -300,7 +280,7 @@ class TetherSessionService(BaseSessionService):
 
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """The user's ``user:`` state, keys without the prefix (``{}`` if none)."""
-        return await self._scope_values(_user_tid(app_name, user_id))
+        return await self._scope_values(user_tid(app_name, user_id))
 
     # --- append_event ----------------------------------------------------------------------
 
@@ -313,7 +293,7 @@ class TetherSessionService(BaseSessionService):
         """
         if event.partial:
             return event
-        if _delivered_before(session.events, event):
+        if delivered_before(session.events, event):
             # the same event delivered again (a broadcast to several references of one
             # session): stored once, its state applied once; distinct events sharing an id are not
             # deduplicated
@@ -335,9 +315,9 @@ class TetherSessionService(BaseSessionService):
         # an outbox left by a crashed writer is completed before this event's own
         await self._complete(tid, session.app_name, session.user_id, header.state.get("pending"))
         deltas = _session_util.extract_json_safe_state_delta(event.actions.state_delta or {})
-        pending = _pending(event.id, deltas)
+        pending = pending_outbox(event.id, deltas)
         values = {**header.state.get("state", {}), **deltas["session"]}
-        item = {"type": EVENT_TYPE, "event": orjson.loads(_event_json(event))}
+        item = {"type": EVENT_TYPE, "event": orjson.loads(event_json(event))}
         state: dict[str, Any] = {
             "state": values,
             "last_update_time": event.timestamp,
@@ -387,14 +367,14 @@ class TetherSessionService(BaseSessionService):
         pending = pending if isinstance(pending, Mapping) else {}
         marker = pending.get("event")
         app_state = await self._apply(
-            _app_tid(app_name), origin, marker, pending.get("app"), _app_scope(app_name)
+            app_tid(app_name), origin, marker, pending.get("app"), app_scope(app_name)
         )
         user_state = await self._apply(
-            _user_tid(app_name, user_id),
+            user_tid(app_name, user_id),
             origin,
             marker,
             pending.get("user"),
-            _user_scope(app_name, user_id),
+            user_scope(app_name, user_id),
         )
         return app_state, user_state
 
@@ -458,27 +438,6 @@ class TetherSessionService(BaseSessionService):
         return dict(scope.state.get("values", {}))
 
 
-def _app_scope(app_name: str) -> dict[str, Any]:
-    return {"adk_app": app_name, "adk_scope": "app"}
-
-
-def _user_scope(app_name: str, user_id: str | None) -> dict[str, Any]:
-    """The metadata of a user scope's session (without ``user_id``: the filter for all of the
-    app's)."""
-    found: dict[str, Any] = {"adk_app": app_name, "adk_scope": "user"}
-    if user_id is not None:
-        found["adk_user"] = user_id
-    return found
-
-
-def _pending(what: str, deltas: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    # the marker a scope records once it has applied this outbox: unique per write, not the
-    # event id (distinct events may share one, and a session deleted and created again must
-    # not look applied)
-    marker = f"{what}:{uuid.uuid4().hex}"
-    return {"event": marker, "app": dict(deltas["app"]), "user": dict(deltas["user"])}
-
-
 def _stale(session: Session, version: Any) -> str:
     # ADK's own wording first ("modified in storage"), which callers match on
     return (
@@ -513,66 +472,6 @@ def _expected_version(session: Session, header: Any) -> int:
         if not same_tail:
             raise StaleSessionError(_stale(session, "unknown"))
     return int(header.version)
-
-
-def _event_of(item: Mapping[str, Any]) -> Event:
-    # through JSON, not model_validate: bytes travel as base64 text in the event's JSON form
-    return Event.model_validate_json(orjson.dumps(item["event"]))
-
-
-def _event_json(event: Event) -> str:
-    """The event's JSON form; a state value JSON cannot hold (a callable) is stored as its
-    text, as ADK's SQL services store it, rather than losing the whole event."""
-    try:
-        return event.model_dump_json(exclude_none=True)
-    except PydanticSerializationError:
-        safe_delta = _session_util.make_json_safe_state(event.actions.state_delta)
-        actions = event.actions.model_copy(update={"state_delta": safe_delta})
-        return event.model_copy(update={"actions": actions}).model_dump_json(exclude_none=True)
-
-
-def _enough(events: list[Event], after: float | None, recent: int | None) -> bool:
-    """Whether no event older than ``events`` (none more recent than their oldest) can be
-    among those ``after`` / ``recent`` select."""
-    if recent == 0:
-        return True
-    if not events:
-        return False
-    floor = min(e.timestamp for e in events)
-    if after is not None and floor < after:
-        return True
-    if recent is None:
-        return False
-    kept = sorted(
-        (e for e in events if after is None or e.timestamp >= after),
-        key=lambda e: (e.timestamp, e.id),
-    )
-    return len(kept) >= recent and kept[-recent].timestamp > floor
-
-
-def _adk_session(
-    app_name: str,
-    user_id: str,
-    session_id: str,
-    *,
-    stored: Any,
-    events: list[Event],
-    app_state: Mapping[str, Any],
-    user_state: Mapping[str, Any],
-) -> Session:
-    merged = dict(stored.state.get("state", {}))
-    merged.update({State.APP_PREFIX + k: v for k, v in app_state.items()})
-    merged.update({State.USER_PREFIX + k: v for k, v in user_state.items()})
-    session = Session(
-        app_name=app_name,
-        user_id=user_id,
-        id=session_id,
-        state=merged,
-        events=events,
-        last_update_time=float(stored.state.get("last_update_time", 0.0)),
-    )
-    session._storage_update_marker = str(stored.version)
-    return session
 
 
 def _store_url(uri: str) -> str:

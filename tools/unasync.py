@@ -154,10 +154,26 @@ FILES: list[tuple[Path, Path, list[tuple[str, str]]]] = [
             (r"\bAsyncScript\b", "Script"),
             (r"\b_AsyncAddingStore\b", "_AddingStore"),
             (r"\b_adding_async\b", "_adding_sync"),
+            (r"\b_AsyncScriptCalls\b", "_ScriptCalls"),
+            (r"\b_calls_async\b", "_calls_sync"),
             (r"\.aclose\(\)", ".close()"),
             (
                 r"asyncio side \(hand-written; tools/unasync\.py generates store_sync\.py\)\.",
                 "sync side.",
+            ),
+        ],
+    ),
+    (
+        ROOT / "src/tether/stores/redis/_calls_async.py",
+        ROOT / "src/tether/stores/redis/_calls_sync.py",
+        [
+            (r"\bredis\.asyncio\b", "redis"),
+            (r"\bAsyncScript\b", "Script"),
+            (r"\b_AsyncScriptCalls\b", "_ScriptCalls"),
+            (r"\bAsyncRedisStore\b", "RedisStore"),
+            (
+                r"The asyncio side \(hand-written; tools/unasync\.py generates _calls_sync\.py\)\.",
+                "The sync side.",
             ),
         ],
     ),

@@ -1,5 +1,5 @@
 """What Redis's replies say about tether's function library (no I/O): see
-``_scripts.Library`` and the store's ``_call_script``."""
+``_scripts.Library`` and ``_calls_async._AsyncScriptCalls._call_script``."""
 
 from __future__ import annotations
 

@@ -31,6 +31,15 @@ def past(own: set[int], at: int) -> int:
     return at
 
 
+def _keep_newest(cache: dict[Any, Any], at: Any, value: Any) -> None:
+    """Put ``value`` at ``at`` as the most recently used entry of a per-thread cache; past
+    ``_CACHED_THREADS`` entries the least recently used goes. Under the caller's lock."""
+    cache.pop(at, None)  # re-inserted: the newest used stays longest
+    cache[at] = value
+    if len(cache) > _CACHED_THREADS:
+        del cache[next(iter(cache))]
+
+
 class ThreadReads:
     """The reads of LangGraph threads on one tether store, and the caches its writes
     (:class:`~tether.integrations._langgraph_core.ThreadStore`) keep up to date."""
@@ -104,29 +113,17 @@ class ThreadReads:
 
     def remember_blob_keys(self, thread_id: str, ns: str, cid: str, keys: list[str]) -> None:
         with self._lock:
-            at = (thread_id, ns)
-            self._blob_keys.pop(at, None)
-            self._blob_keys[at] = (cid, keys)
-            if len(self._blob_keys) > _CACHED_THREADS:
-                del self._blob_keys[next(iter(self._blob_keys))]
+            _keep_newest(self._blob_keys, (thread_id, ns), (cid, keys))
 
     def remember_empties(self, thread_id: str, ns: str, empty: dict[str, str]) -> None:
         """The channels empty at the checkpoint just put or read, by version (a version is
         one value, so this stays true for any checkpoint naming that version)."""
         with self._lock:
-            at = (thread_id, ns)
-            self._empties.pop(at, None)
-            self._empties[at] = empty
-            if len(self._empties) > _CACHED_THREADS:
-                del self._empties[next(iter(self._empties))]
+            _keep_newest(self._empties, (thread_id, ns), empty)
 
     def remember_put(self, thread_id: str, ns: str, cid: str) -> None:
         with self._lock:
-            at = (thread_id, ns)
-            self._put_last.pop(at, None)
-            self._put_last[at] = cid
-            if len(self._put_last) > _CACHED_THREADS:
-                del self._put_last[next(iter(self._put_last))]
+            _keep_newest(self._put_last, (thread_id, ns), cid)
 
     def put_last(self, thread_id: str, ns: str) -> str | None:
         """The newest checkpoint of ``ns`` this process put (see :meth:`remember_put`)."""
@@ -173,10 +170,7 @@ class ThreadReads:
         few more (a step's writes may land between)."""
         low, high = _HEAD_WINDOW
         with self._lock:
-            self._depth.pop(thread_id, None)
-            self._depth[thread_id] = max(low, min(depth + 2, high))
-            if len(self._depth) > _CACHED_THREADS:
-                del self._depth[next(iter(self._depth))]
+            _keep_newest(self._depth, thread_id, max(low, min(depth + 2, high)))
 
     async def ensure(self, thread_id: str) -> Session:
         header = await self.header(thread_id)

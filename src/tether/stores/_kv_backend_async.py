@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .._time import Clock, to_micros
+from .._time import Clock, now_micros
 from ..errors import StoreError, TetherError
 from . import _kv_common as kv
 from ._kv_common import Head, Revision
@@ -137,7 +137,7 @@ class _AsyncKVBlobs:
     _blobs: dict[str, tuple[list[bytes], Revision, int]]
 
     def _now(self) -> int:
-        return to_micros(self._clock())
+        return now_micros(self._clock)
 
     @property
     def _max(self) -> int:

@@ -49,7 +49,7 @@ from typing import Any
 from .. import _core
 from .._core.leases import check_write
 from .._ids import validate_session_id
-from .._time import Clock, system_clock, to_micros
+from .._time import Clock, now_micros, system_clock
 from .._urls import as_bool, as_float, parse_store_url, redact
 from ..errors import (
     ConfigurationError,
@@ -143,7 +143,7 @@ class FileStore(_AddingStore, FileLayout):
     # --- the contract --------------------------------------------------------------------------
 
     def _create(self, session: Session) -> Session:
-        now = to_micros(self._clock())
+        now = now_micros(self._clock)
         doc = _core.new_session_doc(session, now)
         encoded = _core.prepare_items(session.history, 1, now)
         doc["last_seq"] = doc["history_len"] = len(encoded)
@@ -184,7 +184,7 @@ class FileStore(_AddingStore, FileLayout):
         self, session_id: str, *, last: int | None, after: int | None, limit: int | None
     ) -> Session:
         with self._locked(session_id, shared=True):
-            doc, gen, log_size, _ = self._live_header(session_id, to_micros(self._clock()))
+            doc, gen, log_size, _ = self._live_header(session_id, now_micros(self._clock))
             # Records are in seq order, contiguous from first_seq: the window is an index range.
             first = doc["last_seq"] - doc["history_len"] + 1
             start = _core.window_floor(doc, last, after) + 1 - first
@@ -208,7 +208,7 @@ class FileStore(_AddingStore, FileLayout):
         rows it wrote."""
         session_id = write.session_id
         with self._locked(session_id):
-            now = to_micros(self._clock())
+            now = now_micros(self._clock)
             doc, gen, log_size, keys = self._prepare_write(
                 session_id, write.expected_version, write.lease, now
             )
@@ -262,7 +262,7 @@ class FileStore(_AddingStore, FileLayout):
     def _replace_all(self, write: Write) -> int:
         session_id, expected_version, items, changes, lease = write
         with self._locked(session_id):
-            now = to_micros(self._clock())
+            now = now_micros(self._clock)
             doc, gen, _, _ = self._prepare_write(session_id, expected_version, lease, now)
             doc = _core.upgrade_doc(doc)
             encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
@@ -281,7 +281,7 @@ class FileStore(_AddingStore, FileLayout):
         headers."""
         session_id, expected_version, items, changes, lease = write
         with self._locked(session_id):
-            now = to_micros(self._clock())
+            now = now_micros(self._clock)
             doc, gen, log_size, keys = self._prepare_write(session_id, expected_version, lease, now)
             kept = _core.items_kept(doc, after, "replace_tail")
             old_gen = None
@@ -318,7 +318,7 @@ class FileStore(_AddingStore, FileLayout):
         """See the contract: the header's key map gives each record's offset, and only those
         records are read."""
         with self._locked(session_id, shared=True):
-            doc, gen, log_size, key_map = self._live_header(session_id, to_micros(self._clock()))
+            doc, gen, log_size, key_map = self._live_header(session_id, now_micros(self._clock))
             _core.check_writable(session_id, doc)
             spots = sorted(key_map[key] for key in keys if key in key_map)
             if not spots:
@@ -342,7 +342,7 @@ class FileStore(_AddingStore, FileLayout):
         return _core.keyed_records(session_id, records)
 
     def _list_page(self, query: _core.ListQuery) -> Page:
-        return query.page(self._headers(), to_micros(self._clock()))
+        return query.page(self._headers(), now_micros(self._clock))
 
     def _headers(self) -> Iterator[_core.Doc]:
         try:
@@ -376,7 +376,7 @@ class FileStore(_AddingStore, FileLayout):
                 return False
             doc = found[0]
             _core.check_writable(session_id, doc)
-            now = to_micros(self._clock())
+            now = now_micros(self._clock)
             live = _core.is_live(doc, now)
             if live:
                 _core.check_delete_lease(doc, lease, force, now)
@@ -390,7 +390,7 @@ class FileStore(_AddingStore, FileLayout):
 
     def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
         with self._locked(session_id):
-            now = to_micros(self._clock())
+            now = now_micros(self._clock)
             doc, gen, log_size, keys = self._live_header(session_id, now)
             _core.check_writable(session_id, doc)
             doc = {**doc, **_core.claim_fields(doc, owner, ttl, now)}
@@ -400,7 +400,7 @@ class FileStore(_AddingStore, FileLayout):
     def _update_lease(self, lease: Lease, fields: _core.Doc | None, ttl_us: int = 0) -> Lease:
         """Check ``lease`` is current, then write ``fields`` (or extend it by ``ttl_us``)."""
         with self._locked(lease.session_id):
-            now = to_micros(self._clock())
+            now = now_micros(self._clock)
             found = self._read_header(lease.session_id)
             if found is None or not _core.is_live(found[0], now):
                 raise LeaseLost(lease.session_id, "the session no longer exists")
@@ -422,7 +422,7 @@ class FileStore(_AddingStore, FileLayout):
         """Write ``session`` exactly as given (for copying between stores); see the contract."""
         doc, encoded = _core.checked_restore(session, replace, expected_version)
         with self._locked(doc["id"]):
-            now = to_micros(self._clock())
+            now = now_micros(self._clock)
             self._write_new(doc, encoded, now, replace=replace, expected_version=expected_version)
 
     def purge_expired(self) -> int:
@@ -437,7 +437,7 @@ class FileStore(_AddingStore, FileLayout):
                 validate_session_id(session_id)
                 with self._locked(session_id):
                     found = self._read_header(session_id)
-                    now = to_micros(self._clock())
+                    now = now_micros(self._clock)
                     if found is None or _core.is_live(found[0], now):
                         continue
                     _core.check_writable(session_id, found[0])
@@ -452,7 +452,7 @@ class FileStore(_AddingStore, FileLayout):
             found = self._read_header(session_id)
         except CorruptSession:
             return True  # it is there, just not readable
-        return found is not None and _core.is_live(found[0], to_micros(self._clock()))
+        return found is not None and _core.is_live(found[0], now_micros(self._clock))
 
 
 # Every call of the contract, and every optional ability: an OSError that escapes one (a full

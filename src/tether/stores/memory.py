@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import _core
 from .._core.leases import check_write
-from .._time import Clock, system_clock, to_micros
+from .._time import Clock, now_micros, system_clock
 from ..errors import ConflictError, InvalidRequest, LeaseLost, SessionNotFound
 from ..models import Lease, Page, Session, SessionHeader, StoredItem
 from ._adding_sync import _AddingStore
@@ -61,7 +61,7 @@ class MemoryStore(_AddingStore):
         return cls()
 
     def _now(self) -> int:
-        return to_micros(self._clock())
+        return now_micros(self._clock)
 
     def _live(self, session_id: str, now: int) -> _Entry | None:
         entry = self._sessions.get(session_id)

@@ -30,8 +30,7 @@ class _PostgresForks(_PostgresBase):
         then the session is inserted in one statement. With ``expected_version``, only over
         that version of the stored session (else ConflictError).
         """
-        _core.check_restore_args(replace, expected_version)
-        doc, encoded = _core.restore_doc(session)  # raises before any I/O
+        doc, encoded = _core.checked_restore(session, replace, expected_version)  # before any I/O
         params = _rows.restore_params(doc, encoded)
         session_id = doc["id"]
         now = self._now()

@@ -256,8 +256,7 @@ class AsyncRedisStore(_AsyncScriptCalls, _AsyncAddingStore):
         unless ``replace=True``, which overwrites it (its items included); with
         ``expected_version``, only that version of it (else ConflictError). One script call.
         """
-        _core.check_restore_args(replace, expected_version)
-        doc, items = _core.restore_doc(session)
+        doc, items = _core.checked_restore(session, replace, expected_version)
         args = _codec.restore_args(
             self.keys,
             doc,

@@ -8,6 +8,9 @@ The async side is written by hand; _base_sync.py is generated from it by tools/u
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,6 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
@@ -26,6 +30,11 @@ from . import _connection, _options, _rows, _sql
 from ._conn_async import configure, detach, migrate, one, purge_locked, write_back_upgraded
 
 Row = tuple[Any, ...]
+
+_KEEP_FOR = 60.0
+"""Seconds the store keeps one pooled connection before handing it back to the pool at the
+end of a call (and taking one again at the next): so the pool's own care of its connections
+(``max_lifetime``, ``max_idle``, health checks) still reaches it."""
 
 
 class _AsyncPostgresBase(AsyncStore):
@@ -72,6 +81,13 @@ class _AsyncPostgresBase(AsyncStore):
         self._ready = False
         self._closed = False
         self._start_lock = asyncio.Lock()
+        self._keep = pool_max_size >= 2
+        """Whether calls reuse one connection taken from the pool (see :meth:`_take_kept`):
+        not when the pool has one, which would leave none for a second caller."""
+        self._kept: AsyncConnection[TupleRow] | None = None
+        self._kept_since = 0.0
+        self._kept_pid = os.getpid()
+        self._kept_lock = threading.Lock()  # only ever tried, never waited for
 
     def __repr__(self) -> str:  # where it is, never the password
         return f"{type(self).__name__}({self._where!r}, schema={self.schema!r})"
@@ -118,8 +134,16 @@ class _AsyncPostgresBase(AsyncStore):
 
     @asynccontextmanager
     async def _connect(self, what: str) -> AsyncIterator[AsyncConnection[TupleRow]]:
-        """A pooled connection; driver and pool errors become tether errors."""
+        """The connection the store keeps, when it is free, else a pooled one; driver and pool
+        errors become tether errors."""
         try:
+            kept = await self._take_kept()
+            if kept is not None:
+                try:
+                    yield kept
+                finally:
+                    await self._release_kept(kept)
+                return
             conn = await self._getconn()
             try:
                 yield conn
@@ -131,6 +155,48 @@ class _AsyncPostgresBase(AsyncStore):
             raise StoreError("this PostgreSQL store is closed; open a new one") from exc
         except psycopg.Error as exc:
             raise _connection.driver_error(exc, self._where, what) from exc
+
+    async def _take_kept(self) -> AsyncConnection[TupleRow] | None:
+        """The connection this store keeps out of its pool for its calls, or None when another
+        call (a thread's, a task's) is using it: that call takes one from the pool.
+
+        Taking a connection from psycopg_pool and giving it back costs about as much client
+        CPU as sending a statement and reading its reply (docs/postgres.md), so the store keeps
+        one. It is checked as the pool checks one (no round trip), handed back to the pool
+        after any call that leaves it other than idle (the pool resets or discards it) and
+        every ``_KEEP_FOR`` seconds. A forked child never uses its parent's."""
+        if not self._keep or self._kept_pid != os.getpid():
+            return None
+        if not self._kept_lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._kept
+            if conn is not None and time.monotonic() - self._kept_since > _KEEP_FOR:
+                self._kept = None
+                await self._pool.putconn(conn)
+                conn = None
+            if conn is None or not _connection.idle_connection_alive(conn.pgconn):
+                if conn is not None:  # the server went away: as _getconn does
+                    self._kept = None
+                    await conn.close()
+                    await self._pool.putconn(conn)
+                    await self._pool.check()
+                conn = self._kept = await self._getconn()
+                self._kept_since = time.monotonic()
+        except BaseException:
+            self._kept_lock.release()
+            raise
+        return conn
+
+    async def _release_kept(self, conn: AsyncConnection[TupleRow]) -> None:
+        """After a call on the kept connection: keep it if the call left it idle, else give
+        it back to the pool (which rolls back or discards it)."""
+        try:
+            if self._closed or conn.info.transaction_status != TransactionStatus.IDLE:
+                self._kept = None
+                await self._pool.putconn(conn)
+        finally:
+            self._kept_lock.release()
 
     @asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[AsyncConnection[TupleRow]]:
@@ -237,4 +303,11 @@ class _AsyncPostgresBase(AsyncStore):
     async def close(self) -> None:
         self._closed = True
         self._ready = False
+        if self._kept_lock.acquire(blocking=False):  # else a call has it: it gives it back
+            try:
+                kept, self._kept = self._kept, None
+                if kept is not None and self._kept_pid == os.getpid():
+                    await self._pool.putconn(kept)
+            finally:
+                self._kept_lock.release()
         await self._pool.close()

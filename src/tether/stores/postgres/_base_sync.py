@@ -8,7 +8,9 @@ The sync side.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,6 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg import Connection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
@@ -27,6 +30,11 @@ from . import _connection, _options, _rows, _sql
 from ._conn_sync import configure, detach, migrate, one, purge_locked, write_back_upgraded
 
 Row = tuple[Any, ...]
+
+_KEEP_FOR = 60.0
+"""Seconds the store keeps one pooled connection before handing it back to the pool at the
+end of a call (and taking one again at the next): so the pool's own care of its connections
+(``max_lifetime``, ``max_idle``, health checks) still reaches it."""
 
 
 class _PostgresBase(Store):
@@ -73,6 +81,13 @@ class _PostgresBase(Store):
         self._ready = False
         self._closed = False
         self._start_lock = threading.Lock()
+        self._keep = pool_max_size >= 2
+        """Whether calls reuse one connection taken from the pool (see :meth:`_take_kept`):
+        not when the pool has one, which would leave none for a second caller."""
+        self._kept: Connection[TupleRow] | None = None
+        self._kept_since = 0.0
+        self._kept_pid = os.getpid()
+        self._kept_lock = threading.Lock()  # only ever tried, never waited for
 
     def __repr__(self) -> str:  # where it is, never the password
         return f"{type(self).__name__}({self._where!r}, schema={self.schema!r})"
@@ -119,8 +134,16 @@ class _PostgresBase(Store):
 
     @contextmanager
     def _connect(self, what: str) -> Iterator[Connection[TupleRow]]:
-        """A pooled connection; driver and pool errors become tether errors."""
+        """The connection the store keeps, when it is free, else a pooled one; driver and pool
+        errors become tether errors."""
         try:
+            kept = self._take_kept()
+            if kept is not None:
+                try:
+                    yield kept
+                finally:
+                    self._release_kept(kept)
+                return
             conn = self._getconn()
             try:
                 yield conn
@@ -132,6 +155,48 @@ class _PostgresBase(Store):
             raise StoreError("this PostgreSQL store is closed; open a new one") from exc
         except psycopg.Error as exc:
             raise _connection.driver_error(exc, self._where, what) from exc
+
+    def _take_kept(self) -> Connection[TupleRow] | None:
+        """The connection this store keeps out of its pool for its calls, or None when another
+        call (a thread's, a task's) is using it: that call takes one from the pool.
+
+        Taking a connection from psycopg_pool and giving it back costs about as much client
+        CPU as sending a statement and reading its reply (docs/postgres.md), so the store keeps
+        one. It is checked as the pool checks one (no round trip), handed back to the pool
+        after any call that leaves it other than idle (the pool resets or discards it) and
+        every ``_KEEP_FOR`` seconds. A forked child never uses its parent's."""
+        if not self._keep or self._kept_pid != os.getpid():
+            return None
+        if not self._kept_lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._kept
+            if conn is not None and time.monotonic() - self._kept_since > _KEEP_FOR:
+                self._kept = None
+                self._pool.putconn(conn)
+                conn = None
+            if conn is None or not _connection.idle_connection_alive(conn.pgconn):
+                if conn is not None:  # the server went away: as _getconn does
+                    self._kept = None
+                    conn.close()
+                    self._pool.putconn(conn)
+                    self._pool.check()
+                conn = self._kept = self._getconn()
+                self._kept_since = time.monotonic()
+        except BaseException:
+            self._kept_lock.release()
+            raise
+        return conn
+
+    def _release_kept(self, conn: Connection[TupleRow]) -> None:
+        """After a call on the kept connection: keep it if the call left it idle, else give
+        it back to the pool (which rolls back or discards it)."""
+        try:
+            if self._closed or conn.info.transaction_status != TransactionStatus.IDLE:
+                self._kept = None
+                self._pool.putconn(conn)
+        finally:
+            self._kept_lock.release()
 
     @contextmanager
     def _connection(self, what: str) -> Iterator[Connection[TupleRow]]:
@@ -238,4 +303,11 @@ class _PostgresBase(Store):
     def close(self) -> None:
         self._closed = True
         self._ready = False
+        if self._kept_lock.acquire(blocking=False):  # else a call has it: it gives it back
+            try:
+                kept, self._kept = self._kept, None
+                if kept is not None and self._kept_pid == os.getpid():
+                    self._pool.putconn(kept)
+            finally:
+                self._kept_lock.release()
         self._pool.close()

@@ -118,6 +118,8 @@ def check_runtime_block(draft: Draft, action: Action) -> None:
     Only tether's own actions (archive, suspend, resume: they remember the status to go back
     to) write it; the agent runtime writes it through its own commits.
     """
+    if not draft.touched:  # the working copy was never made: nothing in it changed
+        return
     key = _core.RUNTIME_KEY
     before, after = draft.loaded.state.get(key), draft.session.state.get(key)
     if before != after and not action._writes_runtime_block:
@@ -152,7 +154,7 @@ def saved_from_stamp(
     if not stamp.reported or cache.get(loaded.id) is not loaded:
         return None
     with _core.runtime_writes():  # the commit checked the changes: copied, not walked again
-        normalized = _core.normalize_changes(changes, committed=True)
+        normalized = _core.normalize_changes(changes, committed=True) if changes else {}
         parts = _core.stamped_fields(loaded, normalized, appended, stamp)
     if parts is None:
         return None

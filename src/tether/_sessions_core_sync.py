@@ -320,14 +320,19 @@ class _SessionsCore:
         optimistic: bool = False,
     ) -> Session:
         """The pipeline after the load: hooks, the action, the commit at ``loaded.version``."""
-        # an action that does not read the history gets the header, as load(last=0) gives it
-        working = detach(loaded) if action.needs_history else header_only(loaded)
-        draft = Draft(loaded, working)
-        ctx = HookContext(HookStage.AFTER_LOAD, "execute", draft.session, draft, action)
-        self._run_hooks(HookStage.AFTER_LOAD, ctx)
+        # an action that does not read the history gets the header, as load(last=0) gives it;
+        # the working copy is made when the action or a hook first asks for draft.session
+        draft = Draft(loaded, copy=detach if action.needs_history else header_only)
+        ctx: HookContext | None = None
+        if self._hooks.hooks:  # no hooks: no context (it would ask for the working copy)
+            ctx = HookContext(HookStage.AFTER_LOAD, "execute", draft.session, draft, action)
+            self._run_hooks(HookStage.AFTER_LOAD, ctx)
         action.apply(draft)
-        self._run_hooks(HookStage.AFTER_ACTION, ctx)
-        self._run_hooks(HookStage.BEFORE_SAVE, ctx)
+        if self._hooks.hooks:
+            if ctx is None:  # a hook added while the action ran
+                ctx = HookContext(HookStage.AFTER_LOAD, "execute", draft.session, draft, action)
+            self._run_hooks(HookStage.AFTER_ACTION, ctx)
+            self._run_hooks(HookStage.BEFORE_SAVE, ctx)
         changes = draft.changes()
         check_runtime_block(draft, action)
         stamp: _core.CommitStamp | None = None

@@ -20,7 +20,7 @@ for ones that assume the session they first saw.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -50,14 +50,45 @@ _CHANGEABLE = tuple(sorted(_core.CHANGEABLE_FIELDS))
 class Draft:
     """A session being changed: edit ``session``'s header fields, add history with append()."""
 
-    def __init__(self, loaded: Session, session: Session) -> None:
+    def __init__(
+        self,
+        loaded: Session,
+        session: Session | None = None,
+        *,
+        copy: Callable[[Session], Session] | None = None,
+    ) -> None:
         self.loaded = loaded
         """The session as the store returned it. Do not change it."""
-        self.session = session
-        """The working copy: change its header fields (its history is read-only here)."""
+        if session is None and copy is None:
+            raise TypeError("Draft needs the working session, or copy= to make it")
+        self._session = session
+        # the runtime passes copy=: the working copy is made the first time it is asked for,
+        # so an action (and hooks) that never read draft.session cost no copy of the header
+        self._copy = copy
         self.appended: list[HistoryItem] = []
         self.replacement: list[HistoryItem] | None = None
-        self._history_len = len(session.history)
+        self._history_len = 0 if session is None else len(session.history)
+
+    @property
+    def session(self) -> Session:
+        """The working copy: change its header fields (its history is read-only here)."""
+        session = self._session
+        if session is None:
+            assert self._copy is not None
+            session = self._session = self._copy(self.loaded)
+            self._history_len = len(session.history)
+        return session
+
+    @session.setter
+    def session(self, value: Session) -> None:
+        if self._session is None:
+            _ = self.session  # the history length is the working copy's, as it was made
+        self._session = value
+
+    @property
+    def touched(self) -> bool:
+        """Whether the working copy was made (asked for): if not, no header field changed."""
+        return self._session is not None
 
     def append(self, *items: Mapping[str, Any]) -> None:
         """Add items at the end of the history (each a dict with a ``role``)."""
@@ -70,14 +101,18 @@ class Draft:
 
     def changes(self) -> dict[str, Any]:
         """The header fields that differ from the loaded session, as ``commit(changes=)``."""
-        if len(self.session.history) != self._history_len:
+        session = self._session
+        if session is None:  # never asked for: nothing in it can differ from the loaded one
+            return {}
+        if len(session.history) != self._history_len:
             raise InvalidRequest(
                 "the history was changed in place; use draft.append(...) or "
                 "draft.replace_history(...) so the change can be stored"
             )
         changes: dict[str, Any] = {}
+        loaded = self.loaded
         for name in _CHANGEABLE:
-            new, old = getattr(self.session, name), getattr(self.loaded, name)
+            new, old = getattr(session, name), getattr(loaded, name)
             if new != old:
                 changes[name] = new
         return changes

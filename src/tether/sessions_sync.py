@@ -55,11 +55,14 @@ class Sessions(_SessionsCore):
             self._cache.drop(session_id)
             self._emit(LoadFailed(session_id, self._clock(), exc))
             raise
-        ctx = HookContext(HookStage.AFTER_LOAD, "get", loaded)
-        self._run_hooks(HookStage.AFTER_LOAD, ctx)
+        result = loaded
+        if self._hooks.hooks:  # no hooks (most runtimes): no context to build
+            ctx = HookContext(HookStage.AFTER_LOAD, "get", loaded)
+            self._run_hooks(HookStage.AFTER_LOAD, ctx)
+            result = ctx.session
         if self._listened():
             self._emit(SessionLoaded(session_id, self._clock(), loaded.version))
-        return ctx.session
+        return result
 
     def info(self, session_id: str) -> SessionHeader:
         """The header alone: no history is read."""

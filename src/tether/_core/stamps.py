@@ -138,10 +138,16 @@ def stamped_fields(
     if told is None:
         return None
     now, fence, rows = told
-    part = {name: getattr(loaded, name) for name in _COMMIT_READS}
     held = loaded.__dict__
-    fields = {name: held[name] for name in _HEADER_FIELDS}
+    if type(loaded) is Session:  # its header fields: its dict less the history, one copy
+        fields = held.copy()
+        del fields["history"]
+    else:
+        fields = {name: held[name] for name in _HEADER_FIELDS}
+    part = {name: fields[name] for name in _COMMIT_READS}
     for name, value in apply_commit(part, changes, len(rows), now).items():
+        if name in _STAMPED:  # the stamp's own values, set below
+            continue
         if name == "status":
             fields[name] = SessionStatus(value)
         elif name in TIME_FIELDS:
@@ -156,6 +162,9 @@ def stamped_fields(
 
 
 _HEADER_FIELDS = tuple(SessionHeader.model_fields)
+
+_STAMPED = frozenset(("updated_at", "lease_owner", "lease_fence", "lease_expires_at"))
+"""The fields :func:`stamped_fields` takes from the stamp, not from :func:`apply_commit`."""
 
 _COMMIT_READS = ("state", "version", "last_seq", "history_len")
 """The header document's fields :func:`apply_commit` reads (it writes those, ``updated_at``,

@@ -94,6 +94,11 @@ def test_split_and_join_rebuild_the_serde_bytes_exactly() -> None:
     assert values.split(base, ormsgpack.packb(["a", "b", "c"])) is None  # nothing new
     assert values.split(base, ormsgpack.packb({"a": 1})) is None  # not an array
     assert values.split(ormsgpack.packb(["ab"]), ormsgpack.packb(["abc", "d"])) is None
+    # the same elements under a longer header than msgpack writers make (array16 for 4):
+    # join would write the short one, so no delta rebuilds these bytes
+    padded = b"\xdc\x00\x04" + ormsgpack.packb(["a", "b", "c", "d"])[1:]
+    assert ormsgpack.unpackb(padded) == ["a", "b", "c", "d"]
+    assert values.split(base, padded) is None
     with pytest.raises(ValueError, match="joined to its snapshot"):
         values.raw_bytes(values.pack_delta("msgpack", b"\x91\x01", "b[...]"))
 

@@ -176,10 +176,13 @@ def split(snapshot: bytes, raw: bytes) -> bytes | None:
         return None
     body = memoryview(snapshot)[old[1] :]
     start = new[1]
-    if raw[start : start + len(body)] != body:
+    if not raw.startswith(body, start):  # a memcmp, no copy (views compare item by item)
         return None
-    delta = _header(new[0] - old[0]) + raw[start + len(body) :]
-    return delta if join(snapshot, delta) == raw else None
+    # join gives _header(new count) + the snapshot's elements + the delta's: ``raw`` exactly
+    # when its own header is the shortest for its count (as msgpack writers make it)
+    if _header(new[0]) != raw[:start]:
+        return None
+    return _header(new[0] - old[0]) + memoryview(raw)[start + len(body) :]
 
 
 def join(snapshot: bytes, delta: bytes) -> bytes:

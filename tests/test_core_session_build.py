@@ -133,6 +133,29 @@ def test_history_view_of_an_unreadable_row_is_a_corrupt_session() -> None:
             _core.history_view("s", [bad])  # type: ignore[list-item]
 
 
+def test_item_views_in_one_pass_give_both_views_as_they_were() -> None:
+    records: list[dict[str, Any]] = [
+        {"seq": 1, "timestamp": "t1", "item": {"role": "user", "content": "hi"}},
+        {"seq": 2, "timestamp": "t2", "key": "k", "item": {"type": "call", "timestamp": "own"}},
+        {"seq": 3, "timestamp": "t3", "item": {"seq": "its own", "z": 1, "a": 2}},
+        {"seq": 4, "timestamp": "t4", "role": "assistant", "content": "legacy"},
+        {"seq": 5, "timestamp": "t5", "item": OrderedDict(b=1, a=2)},
+    ]
+    history, items = _core.item_views("s", records)
+    assert history == [_reference_view(record) for record in records]
+    assert [list(entry) for entry in history] == [list(_reference_view(r)) for r in records]
+    assert all(type(entry) is dict for entry in history)
+    assert items == tether.models.stored_from_records("s", records)
+    assert items[1].key == "k"
+    assert items[3] == StoredItem(4, "t4", None, {"role": "assistant", "content": "legacy"})
+    assert history[0] is not items[0].item  # the history entry is a copy: editing it ...
+    history[0]["content"] = "changed"
+    assert items[0].item["content"] == "hi"  # ... leaves the stored item as it was
+    for bad in ({"seq": 1, "item": {}}, None, "text"):
+        with pytest.raises(CorruptSession, match="a history item cannot be read"):
+            _core.item_views("s", [bad])  # type: ignore[list-item]
+
+
 def test_items_views_give_what_they_gave() -> None:
     rows = [{"seq": 1, "timestamp": "t", "key": "k", "item": {"role": "user", "x": [1]}}]
     session = _core.make_session(_doc(last_seq=1, history_len=1), rows)

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from typing import Any
 
 from . import _core
-from .models import HistoryItem, Prefix, Session, SharedHistory, StoredItem, stored_from_records
+from .models import HistoryItem, Prefix, Session, SharedHistory, StoredItem
 
 __all__ = ["SessionCache", "detach", "header_only"]
 
@@ -113,8 +113,7 @@ class SessionCache:
         commit stamped (``_core.stamped_fields``: the new header's fields and the decoded new
         rows) instead of read back: the new items are added at the end of the lists this cache
         holds, as :meth:`merge` adds them. The result is not put in the cache."""
-        history_new = _core.history_view(cached.id, records)
-        items_new = stored_from_records(cached.id, records)
+        history_new, items_new = _core.item_views(cached.id, records)
         with self._lock:
             history, items = self._extensible(cached)
             history.extend(history_new)

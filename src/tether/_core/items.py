@@ -23,7 +23,6 @@ from ..models import (
     Session,
     StoredItem,
     _is_legacy,
-    stored_from_records,
 )
 from ..schema import schema
 from .checks import Doc, check_item_key, item_list
@@ -169,8 +168,28 @@ def item_views(
 ) -> tuple[list[HistoryItem], list[StoredItem]]:
     """The two views of stored rows: ``history`` (items with ``seq`` / ``timestamp`` merged
     into copies, as before schema 3) and ``items`` (each item exactly as stored)."""
-    listed = list(records)
-    return history_view(session_id, listed), stored_from_records(session_id, listed)
+    # one pass building both (the runtime's cached turn builds them for each commit's items):
+    # the entries of history_view and the items of stored_from_records, the same rows decided
+    # legacy or not once each
+    history: list[HistoryItem] = []
+    stored: list[StoredItem] = []
+    add_entry, add_item, copy = history.append, stored.append, dict.copy
+    try:
+        for record in records:
+            if "role" in record or not isinstance(item := record.get("item"), dict):
+                item = {k: v for k, v in record.items() if k not in ("seq", "timestamp")}
+                key = None
+            else:
+                key = record.get("key")
+            seq, stamp = record["seq"], record["timestamp"]
+            entry = copy(item)
+            entry["seq"] = seq
+            entry["timestamp"] = stamp
+            add_entry(entry)
+            add_item(StoredItem(seq, stamp, key, item))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CorruptSession(session_id, f"a history item cannot be read ({exc!r})") from exc
+    return history, stored
 
 
 def history_view(session_id: str, records: Iterable[Mapping[str, Any]]) -> list[HistoryItem]:

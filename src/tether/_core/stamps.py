@@ -134,10 +134,16 @@ def stamped_fields(
     converted from :func:`apply_commit`'s result (run on the part of the document it reads and
     writes), instead of the whole header to a document and back.
     """
-    told = _told(loaded, items, stamp)
-    if told is None:
+    fence, rows = stamp.lease_fence, stamp.rows
+    if rows is None or stamp.updated_at is None or fence is None:
+        told = _told(loaded, items, stamp)
+        if told is None:
+            return None
+        now, fence, rows = told
+    elif stamp.version != loaded.version + 1:
         return None
-    now, fence, rows = told
+    else:
+        now = 0  # apply_commit's updated_at is not read: the stamp's datetime is set below
     held = loaded.__dict__
     if type(loaded) is Session:  # its header fields: its dict less the history, one copy
         fields = held.copy()

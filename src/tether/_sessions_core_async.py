@@ -223,6 +223,8 @@ class _AsyncSessionsCore:
         if cached is not None:
             fresh = await self.store.load(session_id, after=cached.last_seq)
             merged = self._cache.merge(cached, fresh, written)
+            if merged is cached:  # nothing new: the entry is as it was (and get() moved it up)
+                return merged
             if merged is not None:
                 self._cache.put(merged)
                 return merged

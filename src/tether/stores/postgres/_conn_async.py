@@ -20,7 +20,7 @@ from ... import _core, _json
 from ...errors import StoreError
 from ...schema import schema
 from .. import _migration_runner as runner
-from . import _migrations, _options, _rows
+from . import _arrays, _migrations, _options, _rows
 from ._connection import SAFE_SEARCH_PATH
 from ._sql import Statements
 
@@ -42,7 +42,9 @@ async def all_rows(
 
 
 async def configure(conn: AsyncConnection[TupleRow]) -> None:
-    """Every pooled connection resolves names through pg_catalog only (see SAFE_SEARCH_PATH)."""
+    """Every pooled connection resolves names through pg_catalog only (see SAFE_SEARCH_PATH)
+    and sends the new items' arrays as literals (``_arrays``)."""
+    _arrays.register(conn.adapters)
     await conn.execute(SAFE_SEARCH_PATH)
 
 

@@ -21,7 +21,7 @@ from ... import _core, _json
 from ...errors import StoreError
 from ...schema import schema
 from .. import _migration_runner as runner
-from . import _migrations, _options, _rows
+from . import _arrays, _migrations, _options, _rows
 from ._connection import SAFE_SEARCH_PATH
 from ._sql import Statements
 
@@ -43,7 +43,9 @@ def all_rows(
 
 
 def configure(conn: Connection[TupleRow]) -> None:
-    """Every pooled connection resolves names through pg_catalog only (see SAFE_SEARCH_PATH)."""
+    """Every pooled connection resolves names through pg_catalog only (see SAFE_SEARCH_PATH)
+    and sends the new items' arrays as literals (``_arrays``)."""
+    _arrays.register(conn.adapters)
     conn.execute(SAFE_SEARCH_PATH)
 
 

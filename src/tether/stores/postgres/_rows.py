@@ -24,6 +24,7 @@ from ...errors import (
 )
 from ...models import KeyedItem, Lease
 from ...schema import schema
+from . import _arrays
 
 # --- values --------------------------------------------------------------------------------------
 
@@ -51,19 +52,20 @@ def cannot_merge_block(params: Mapping[str, Any], exc: StoreError) -> bool:
 
 def encode_new_items(
     items: Iterable[Mapping[str, Any] | KeyedItem],
-) -> tuple[list[str], list[bool], list[str | None]]:
+) -> tuple[_arrays.Texts, _arrays.Flags, _arrays.OptionalTexts]:
     """Check and encode items to append: their JSON texts, which need a timestamp, and their
-    keys (None for an item without one).
+    keys (None for an item without one), as the statement's array parameters (``_arrays``).
 
     The statement that stores them puts ``seq`` (and a missing timestamp) in front of each
     one: only it knows the session's ``last_seq`` and the server's time. The texts are never
     "{}" (a row always has its "item"), so the statement can splice after the "{".
     """
     encoded = _core.encode_unnumbered_items(items)
-    keys: list[str | None] = [None] * len(encoded)
+    keys = _arrays.OptionalTexts([None] * len(encoded))
     for key, offset in encoded.keys:
         keys[offset] = key
-    return [data.decode() for _, data in encoded], [stamp for stamp, _ in encoded], keys
+    texts = _arrays.Texts([data.decode() for _, data in encoded])
+    return texts, _arrays.Flags([stamp for stamp, _ in encoded]), keys
 
 
 def write_params(

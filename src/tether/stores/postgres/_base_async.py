@@ -133,9 +133,11 @@ class _AsyncPostgresBase(AsyncStore):
         return await self._pool.getconn()
 
     @asynccontextmanager
-    async def _connect(self, what: str) -> AsyncIterator[AsyncConnection[TupleRow]]:
-        """The connection the store keeps, when it is free, else a pooled one; driver and pool
-        errors become tether errors."""
+    async def _connection(self, what: str) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        """The connection the store keeps, when it is free, else a pooled one (the tables made
+        or migrated first, on the first call); driver and pool errors become tether errors."""
+        if not self._ready:
+            await self._start()
         try:
             kept = await self._take_kept()
             if kept is not None:
@@ -197,13 +199,6 @@ class _AsyncPostgresBase(AsyncStore):
                 await self._pool.putconn(conn)
         finally:
             self._kept_lock.release()
-
-    @asynccontextmanager
-    async def _connection(self, what: str) -> AsyncIterator[AsyncConnection[TupleRow]]:
-        if not self._ready:
-            await self._start()
-        async with self._connect(what) as conn:
-            yield conn
 
     async def _migrate(self, conn: AsyncConnection[TupleRow]) -> None:
         await migrate(conn, self._sql, self.schema, self._where)

@@ -133,9 +133,11 @@ class _PostgresBase(Store):
         return self._pool.getconn()
 
     @contextmanager
-    def _connect(self, what: str) -> Iterator[Connection[TupleRow]]:
-        """The connection the store keeps, when it is free, else a pooled one; driver and pool
-        errors become tether errors."""
+    def _connection(self, what: str) -> Iterator[Connection[TupleRow]]:
+        """The connection the store keeps, when it is free, else a pooled one (the tables made
+        or migrated first, on the first call); driver and pool errors become tether errors."""
+        if not self._ready:
+            self._start()
         try:
             kept = self._take_kept()
             if kept is not None:
@@ -197,13 +199,6 @@ class _PostgresBase(Store):
                 self._pool.putconn(conn)
         finally:
             self._kept_lock.release()
-
-    @contextmanager
-    def _connection(self, what: str) -> Iterator[Connection[TupleRow]]:
-        if not self._ready:
-            self._start()
-        with self._connect(what) as conn:
-            yield conn
 
     def _migrate(self, conn: Connection[TupleRow]) -> None:
         migrate(conn, self._sql, self.schema, self._where)

@@ -401,14 +401,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--lengths",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        help="the history lengths of the turn figures, comma-separated (default 10 ... 100,000)",
+    )
+    parser.add_argument(
+        "--turns-only",
+        action="store_true",
+        help="only the turn figures (for before/after runs of one change, alternated)",
+    )
     args = parser.parse_args()
     results: dict[str, object] = {}
     turns, reps = (5, 2) if args.quick else (200, 7)
     lengths = (10, 1_000) if args.quick else (10, 100, 1_000, 10_000, 100_000)
+    lengths = args.lengths or lengths
     with tempfile.TemporaryDirectory() as tmp:
         store = tether.open_store(f"sqlite:///{Path(tmp) / 'runtime.db'}")
         print(f"tether {tether.__version__}, SQLite store; medians of {turns} turns, {reps} forks")
         results["turns"] = turn_figures(store, lengths, turns)
+        if args.turns_only:
+            store.close()
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
+            return 0
         results["agent"] = agent_figures(store, Path(tmp), turns)
         fork, commit = fork_us(store, 10_000, reps)
         results["fork"] = {"n": 10_000, "fork_us": fork, "commit_us": commit}

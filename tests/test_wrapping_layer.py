@@ -219,3 +219,70 @@ def test_a_wrapper_changing_commits_gets_its_own_stamped_commit() -> None:
     store.create(Session(id="s"))
     stamp = store.commit_stamped("s", 1, append=[{"content": "a"}])
     assert (stamp.version, stamp.reported, len(store.added)) == (2, False, 1)
+
+
+class _OwnCommit(MemoryStore):
+    """An adding store whose ``_commit`` is its own: a wrapper may not go around it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits = 0
+
+    def _commit(self, *args: Any, **kwargs: Any) -> int:
+        self.commits += 1
+        version: int = super()._commit(*args, **kwargs)
+        return version
+
+
+@pytest.mark.parametrize("wrap", [WrappingStore, lambda inner: EncryptedStore(inner, RING)])
+def test_a_commit_goes_straight_to_add_only_where_commit_would_call_just_that(
+    wrap: Any,
+) -> None:
+    """A wrapper's turn commit skips the inner store's ``_commit`` when that only makes the
+    write and calls ``_add``; not when the class has its own ``_commit``, nor when the object
+    has its own ``commit`` (a spy), which are called as before."""
+    recording = _Recording()
+    store = wrap(recording)
+    store.create(Session(id="s"))
+    assert store.load("s").version == 1  # the encrypted store has seen version 1
+    assert store.commit("s", 1, append=[{"content": "a"}]) == 2
+    assert [w.expected_version for w in recording.writes] == [1]  # reached its _add
+    spied: list[int] = []
+    public = recording.commit
+
+    def spy(session_id: str, expected_version: int, **kwargs: Any) -> int:
+        spied.append(expected_version)
+        return public(session_id, expected_version, **kwargs)
+
+    recording.commit = spy  # type: ignore[method-assign]
+    assert store.commit("s", 2, append=[{"content": "b"}]) == 3
+    assert spied == [2]
+    own = _OwnCommit()
+    store = wrap(own)
+    store.create(Session(id="s"))
+    store.load("s")
+    assert store.commit("s", 1, append=[{"content": "a"}]) == 2
+    assert own.commits == 1
+    assert [i["content"] for i in store.load("s").history] == ["a"]
+
+
+def test_an_encrypted_store_hooking_every_write_passes_each_commit_through_it_once() -> None:
+    """A subclass that changes the items of every write (``_write_items``) has each turn's
+    commit go through that hook exactly once, before the items are sealed."""
+
+    class Stamping(EncryptedStore):
+        calls = 0
+
+        def _write_items(self, items: Any, lease: Lease | None) -> Any:
+            self.calls += 1
+            return [{**item, "stamped": True} for item in items]
+
+    beneath = MemoryStore()
+    store = Stamping(beneath, RING)
+    store.create(Session(id="s"))
+    version = store.load("s").version
+    store.commit("s", version, append=[{"content": "a"}])
+    store.commit_stamped("s", version + 1, append=[{"content": "b"}])
+    assert store.calls == 2
+    assert [i.get("stamped") for i in store.load("s").history] == [True, True]
+    assert all("tether_enc" in item for item in beneath.load("s").history)

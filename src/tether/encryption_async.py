@@ -79,6 +79,11 @@ class _ForgetsOnError:
             self.store._forget(self.session_id)
 
 
+_WRITE_ITEMS = AsyncWrappingStore._write_items
+"""The items a write passes on, unchanged: a subclass that overrides it commits through
+:meth:`AsyncEncryptedStore._add`, which calls it."""
+
+
 SEEN_SESSIONS = 10_000
 """How many sessions' ``(version, last_seq)`` a store remembers (the first seen go first)."""
 
@@ -246,14 +251,59 @@ class AsyncEncryptedStore(AsyncWrappingStore):
         # The rows undecoded when the store beneath offers them (SQLite): a cached row is then
         # one comparison of bytes and its item in clear is decoded once, as a plain load's
         # would be, instead of the envelopes decoded, compared and the items decoded again.
-        window: RawWindow | None = await self._forward(
-            "_load_raw", session_id, last=last, after=after, limit=limit
+        # (the target's _load_raw called directly: _forward would, as it has no public twin)
+        window: RawWindow | None = await self._run(
+            self._target._load_raw, session_id, last=last, after=after, limit=limit
         )
         if window is None or _core.needs_upgrade(window[0]):  # an older or newer schema
             return await super()._load(session_id, last=last, after=after, limit=limit)
         session = open_raw(self.codec, *window)
-        self._saw(session.id, session.version, session.last_seq)
+        fields = session.__dict__  # pydantic's attribute access costs more, on every load
+        self._saw(session_id, fields["version"], fields["last_seq"])
         return session
+
+    async def _commit(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        *,
+        changes: _core.Doc,
+        lease: Lease | None,
+    ) -> int:
+        """``commit``: a turn's (no header change, at a version this store saw) sealed and
+        passed on here, without the :class:`Write` of :meth:`_add`; any other through it."""
+        seen = self._seen.get(session_id)
+        if (
+            changes
+            or seen is None
+            or seen[0] != expected_version
+            or type(self)._write_items is not _WRITE_ITEMS  # a subclass's hook: through _add
+        ):
+            write = Write._make((session_id, expected_version, items, changes, lease))
+            return (await self._add(write)).version
+        return await self._turn(session_id, expected_version, items, lease, seen[1])
+
+    async def _turn(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        lease: Lease | None,
+        last_seq: int,
+    ) -> int:
+        """A turn's commit: ``items`` (passed through :meth:`_write_items` already) numbered
+        after ``last_seq``, what this store saw at ``expected_version`` (module doc); nothing
+        else to seal or merge."""
+        prepared = _prepare(items)
+        envelopes = self.codec.seal_items(session_id, last_seq + 1, prepared, keyed=True)
+        try:
+            version = await self._commit_through(session_id, expected_version, envelopes, {}, lease)
+        except BaseException:  # the write may have landed, or the session moved on
+            self._forget(session_id)
+            raise
+        self._saw(session_id, version, last_seq + len(prepared))
+        return version
 
     async def _add(self, write: Write) -> Forwarded:
         write = self._passed(write)  # the hook of every write, on the items in clear
@@ -262,22 +312,10 @@ class AsyncEncryptedStore(AsyncWrappingStore):
             return Forwarded(await self._append_sealed(session_id, items, lease))
         seen = self._seen.get(session_id)
         if not changes and seen is not None and seen[0] == expected_version:
-            # A turn's commit: items numbered after what this store saw at that version (module
-            # doc), nothing else to seal or merge.
-            prepared = _prepare(items)
-            envelopes = self.codec.seal_items(session_id, seen[1] + 1, prepared, keyed=True)
-            try:
-                version: int = await self._forward(
-                    "_commit", session_id, expected_version, envelopes, changes=changes, lease=lease
-                )
-            except BaseException:  # the write may have landed, or the session moved on
-                self._forget(session_id)
-                raise
-            self._saw(session_id, version, seen[1] + len(prepared))
-            return Forwarded(version)
+            return Forwarded(await self._turn(session_id, expected_version, items, lease, seen[1]))
         sealed, last_seq = await self._sealed_write(write, expected_version)
-        try:  # _forgets inlined: this is every turn's write
-            version = await self._write_through("_commit", sealed)
+        try:
+            version: int = await self._write_through("_commit", sealed)
         except BaseException:
             self._forget(session_id)
             raise

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import operator
 import os
 import sys
 import threading
@@ -144,7 +143,8 @@ store would hold without encryption). A stored row equal to the first, byte for 
 timestamp, key, envelope and its clear timestamp), gives the second without decrypting."""
 
 
-_RAW, _CLEAR = operator.itemgetter(0), operator.itemgetter(1)  # of a _VerifiedRow
+_NO_ROWS: dict[int, _VerifiedRow] = {}
+"""The rows cached for a session the cache holds none of (never written to)."""
 
 
 def _row_size(row: _VerifiedRow) -> int:
@@ -447,21 +447,14 @@ class Codec:
         every check of :meth:`_open` (a row that is not a stored history row raises
         :class:`~tether.errors.CorruptSession`, as the store's own decoding would).
         """
-        known = self._rows.get(session_id) or {}
-        if known and rows:  # every row cached and equal: one pass in C, no step per row here
-            seqs, as_stored = zip(*rows, strict=True)
-            try:
-                entries = list(map(known.__getitem__, seqs))
-            except KeyError:
-                pass  # a row not cached: row by row below
-            else:
-                if tuple(map(_RAW, entries)) == as_stored:
-                    return list(map(_CLEAR, entries))
-        cached = known.get
+        # The hot loop of a whole-history load, as few steps as it takes: a plain loop, faster
+        # here than building tuples of the rows' values for one comparison in C (0.66 against
+        # 1.6 µs for 10 rows, 117 against 169 µs for 1,000, in a tight loop).
+        cached = (self._rows.get(session_id) or _NO_ROWS).get
         out: list[bytes] = []
         put = out.append
         verified: dict[int, _VerifiedRow] = {}
-        for seq, stored in rows:  # the hot loop of a whole-history load: as few steps as it takes
+        for seq, stored in rows:
             entry = cached(seq)
             if entry is not None and entry[0] == stored:
                 put(entry[1])

@@ -105,6 +105,24 @@ def _routes_of(cls: type) -> frozenset[str]:
     return frozenset(routed)
 
 
+def _adds_directly(cls: type) -> bool:
+    """Whether a store of class ``cls`` commits through its own ``_add`` unchanged: it is an
+    adding store whose ``_commit`` is :class:`_AsyncAddingStore`'s (a call of ``_add`` with the
+    same values) and whose public ``commit`` is the contract's (nothing routed through it)."""
+    adds = _ADDS.get(cls)
+    if adds is None:
+        adds = _ADDS[cls] = (
+            issubclass(cls, _AsyncAddingStore)
+            and cls._commit is _AsyncAddingStore._commit
+            and "_commit" not in _public_routes(cls)
+        )
+    return adds
+
+
+_ADDS: dict[type, bool] = {}
+""":func:`_adds_directly` by class."""
+
+
 def _public_call(
     protected: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
@@ -182,6 +200,11 @@ def _committing(protected: str) -> Callable[..., Any]:
             return added.stamp() if protected == "_commit_stamped" else added.version
         *checked, items = args  # the items are the last positional argument, as in a Write
         passed = self._items_passed(items, kwargs["lease"])
+        if protected == "_commit":
+            session_id, expected_version = checked
+            return await self._commit_through(
+                session_id, expected_version, passed, kwargs["changes"], kwargs["lease"]
+            )
         return await self._forward(protected, *checked, passed, **kwargs)
 
     commit.__name__ = commit.__qualname__ = protected
@@ -252,6 +275,33 @@ class AsyncWrappingStore(_AsyncAddingStore):
         if protected in routes or _PUBLIC.get(protected) in getattr(target, "__dict__", ()):
             protected, args, kwargs = _public_call(protected, args, kwargs)
         return await self._run(getattr(target, protected), *args, **kwargs)
+
+    async def _commit_through(
+        self,
+        session_id: str,
+        expected_version: int,
+        items: CheckedItems,
+        changes: dict[str, Any],
+        lease: Lease | None,
+    ) -> int:
+        """``_forward("_commit", ...)`` with these values (passed on as they are, not through
+        :meth:`_write_items`), straight to the target's ``_add`` when its ``_commit`` would
+        only make the :class:`Write` and call that (:func:`_adds_directly`; not when the
+        object has its own ``commit`` or ``_commit``, a test's spy): the same write, without
+        the steps between, which every wrapped turn's commit would pay."""
+        target = self._target
+        adds = _ADDS.get(type(target))  # _adds_directly inlined: every turn's commit
+        if adds is None:
+            adds = _adds_directly(type(target))
+        own = getattr(target, "__dict__", ())
+        if adds and "commit" not in own and "_commit" not in own:
+            write = Write._make((session_id, expected_version, items, changes, lease))
+            added: Added = await self._run(target._add, write)
+            return added.version
+        version: int = await self._forward(
+            "_commit", session_id, expected_version, items, changes=changes, lease=lease
+        )
+        return version
 
     def _write_items(self, items: NewItems, lease: Lease | None) -> NewItems:
         """The items a write passes on (``commit``, ``commit_stamped``, ``replace_history``,

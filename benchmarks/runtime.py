@@ -185,11 +185,11 @@ def turn_figures(
         row["get_execute_ratio"] = medians["get_execute"] / medians["store"]
         row["execute_ratio"] = medians["execute"] / medians["store"]
         rows.append(row)
-        uncached = f"{medians['uncached']:>13,.0f}" if "uncached" in medians else f"{'':>13}"
+        column = f"{medians['uncached']:>13,.0f}" if "uncached" in medians else f"{'':>13}"
         print(
             f"{n:>14,}{medians['store']:>10,.0f}{medians['get_execute']:>16,.0f}"
             f"{row['get_execute_ratio']:>7.2f}{medians['execute']:>12,.0f}"
-            f"{row['execute_ratio']:>7.2f}{uncached}"
+            f"{row['execute_ratio']:>7.2f}{column}"
         )
     print("store calls per turn:")
     for name, calls in rows[0]["calls"].items():

@@ -1109,8 +1109,11 @@ def test_a_script_binds_its_keys_and_named_arguments_in_order() -> None:
     assert "local H, ITEMS\nH, ITEMS = KEYS[1], KEYS[2]\n" in source
     fields = "([^%z]*)%z" * 6 + "([^%z]*)"
     assert (
-        "ARG.now, ARG.base, ARG.session_id, ARG.last, ARG.after, ARG.limit, ARG.listed = "
-        f"string.match(ARGV[1] or '', '^{fields}$')\n" in source
+        f"local A1, A2, A3, A4, A5, A6, A7 = string.match(ARGV[1] or '', '^{fields}$')\n" in source
+    )
+    assert (
+        "ARG = {now = A1, base = A2, session_id = A3, last = A4, after = A5, limit = A6, "
+        "listed = A7}\n" in source
     )
     assert "local ARG_TAIL = 2  -- " in source
     load = lua.LoadArgs(now="", base="b:", session_id="s", last=5, after=None, limit=None)
@@ -1211,3 +1214,29 @@ def test_what_a_reply_says_about_the_function_library(
     assert _functions.missing(exc) is missing
     assert _functions.unsupported(exc) is unsupported
     assert _functions.already_loaded(exc) is loaded
+
+
+def test_item_timestamps_follow_the_clock_across_days(redis_url: str, namespace: str) -> None:
+    # the scripts keep the date of the last day they formatted (the function library lasts
+    # between calls): each commit on a new day, a new year or a leap day gets its own date,
+    # and each row is closed after its seq and timestamp (the client sends it without "}")
+    times = [
+        datetime(2024, 2, 28, 23, 59, 59, 999999, tzinfo=timezone.utc),
+        datetime(2024, 2, 29, 0, 0, 0, 1, tzinfo=timezone.utc),
+        datetime(2024, 12, 31, 23, 0, 0, tzinfo=timezone.utc),
+        datetime(2025, 1, 1, 1, 2, 3, 40, tzinfo=timezone.utc),
+        datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc),
+    ]
+    now = [times[0]]
+    with RedisStore.from_url(
+        with_options(redis_url, namespace=namespace), clock=lambda: now[0]
+    ) as store:
+        created = store.create(Session(history=[{"n": 0}, {}]))
+        for version, at in enumerate(times[1:], start=1):
+            now[0] = at
+            store.commit(created.id, version, append=[{"n": version}, {}])
+        entries = store.load(created.id).items
+    stamps = [entry.timestamp for entry in entries]
+    assert stamps == [at.isoformat(timespec="microseconds") for at in times for _ in range(2)]
+    assert [entry.seq for entry in entries] == list(range(1, 11))
+    assert [entry.item for entry in entries][:4] == [{"n": 0}, {}, {"n": 1}, {}]

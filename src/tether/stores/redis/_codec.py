@@ -91,9 +91,11 @@ def encode_items(items: Iterable[Mapping[str, Any] | KeyedItem]) -> _core.Unnumb
 
 
 def _item_args(items: _core.UnnumberedItems) -> list[str | bytes]:
+    """(needs timestamp, the row's JSON without its closing brace) pairs: the script closes
+    each row after its seq and timestamp with one concatenation (``build_items``)."""
     out: list[str | bytes] = []
     for needs_stamp, data in items:
-        out += ("1" if needs_stamp else "0", data)
+        out += ("1" if needs_stamp else "0", data[:-1])
     return out
 
 

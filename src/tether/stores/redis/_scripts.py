@@ -7,8 +7,8 @@ dataclass of its named ARGV. The loader puts a generated header in front of the 
 neither side reads an argument by position::
 
     local H, ITEMS = KEYS[1], KEYS[2]
-    local ARG = {}
-    ARG.now, ARG.last, ARG.after, ARG.limit = string.match(ARGV[1], '^([^%z]*)%z...$')
+    local A1, A2, A3, A4 = string.match(ARGV[1], '^([^%z]*)%z...$')
+    ARG = {now = A1, last = A2, after = A3, limit = A4}
     local ARG_TAIL = 2    -- where a script's variable-length part starts
 
 The store builds the dataclass (``CommitArgs(now=..., base=..., ...)``) and
@@ -185,7 +185,7 @@ class _NewSessionArgs(_SessionArgs):
 
 @dataclass(frozen=True)
 class CreateArgs(_NewSessionArgs):
-    """The tail: fields, metadata pairs, (needs timestamp, JSON) item pairs."""
+    """The tail: fields, metadata pairs, (needs timestamp, JSON without its "}") item pairs."""
 
     n_items: int
 
@@ -211,7 +211,8 @@ class RestoreArgs(_NewSessionArgs):
 
 @dataclass(frozen=True)
 class CommitArgs(_SessionArgs):
-    """The tail: changes, metadata pairs, (needs timestamp, JSON) item pairs, (key, offset)."""
+    """The tail: changes, metadata pairs, (needs timestamp, JSON without its "}") item pairs,
+    (key, offset)."""
 
     schema_version: int
     expected_version: int | None
@@ -353,13 +354,15 @@ class LuaScript(Generic[_A]):
         # fields fails here rather than shifting every field after the bad one.
         pattern = "^" + "%z".join(["([^%z]*)"] * len(names)) + "$"
         binds = dict.fromkeys(line for prelude in self.preludes for line in BINDS.get(prelude, ()))
+        # The captures go to locals, then into ARG by one table constructor, which sizes the
+        # table once (assigning ARG.x one by one into {} rehashed it five times for a commit).
+        captured = [f"A{i}" for i in range(1, len(names) + 1)]
         return [
             f"{', '.join(self.keys)} = "
             + ", ".join(f"{keys}[{i}]" for i in range(1, len(self.keys) + 1)),
-            "ARG = {}",
-            ", ".join(f"ARG.{name}" for name in names)
-            + f" = string.match(ARGV[1] or '', '{pattern}')",
-            f"if ARG.{names[0]} == nil then return redis.error_reply("
+            f"local {', '.join(captured)} = string.match(ARGV[1] or '', '{pattern}')",
+            "ARG = {" + ", ".join(f"{n} = {c}" for n, c in zip(names, captured, strict=True)) + "}",
+            f"if A1 == nil then return redis.error_reply("
             f"'tether: the {self.name} script got arguments it cannot split') end",
             *binds,
         ]

@@ -4,10 +4,11 @@
 -- prefixes and expires_at JSON are "*" when unchanged; ARG.keep_runtime_block "1" keeps the
 -- stored runtime block in the new state; ARG.after is the seq after which a tail is replaced.
 -- The tail: n_changes (field, JSON) pairs, n_meta metadata pairs, n_items (needs timestamp,
--- JSON) pairs, then n_keys (key, offset in the batch) pairs. Every refusal comes before the
--- first write. The reply says what the write stamped: the new version, the time (µs), the new
--- last_seq and the lease fields as it left them (a commit never changes them), so the store's
--- commit_stamped needs no read; a retried call that finds its write applied says the version.
+-- JSON without its closing brace) pairs, then n_keys (key, offset in the batch) pairs. Every
+-- refusal comes before the first write. The reply says what the write stamped: the new
+-- version, the time (µs), the new last_seq and the lease fields as it left them (a commit never
+-- changes them), so the store's commit_stamped needs no read; a retried call that finds its
+-- write applied says the version.
 local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', 'lease_owner',
   'lease_token', 'lease_expires_at', 'last_seq', 'history_len', '_w', '_from', '_from_hi',
   'lease_fence')
@@ -80,11 +81,8 @@ for _, v in ipairs({'version', fmt(version + 1), 'updated_at', fmt(NOW),
   fields[#fields + 1] = v
 end
 push('HSET', H, fields)
-local po, pa, ps, who = prefixes(ID)
-if ARG.owner_prefix ~= '*' then po = ARG.owner_prefix end
-if ARG.agent_prefix ~= '*' then pa = ARG.agent_prefix end
-if ARG.status_prefix ~= '*' then ps = ARG.status_prefix end
-reindex(ID, NOW, po, pa, ps, who)
+local po, pa, ps = ARG.owner_prefix, ARG.agent_prefix, ARG.status_prefix  -- "*": unchanged
+reindex(ID, NOW, po ~= '*' and po or nil, pa ~= '*' and pa or nil, ps ~= '*' and ps or nil)
 local expires = h[2]
 if ARG.expires_at ~= '*' then expires = ARG.expires_at end
 if not live(expires) then

@@ -1,5 +1,6 @@
 -- The tail: n_fields (name, JSON) pairs, n_meta metadata (key, canonical JSON) pairs, n_items
--- (needs timestamp, JSON) pairs. A retry of an applied create (same nonce) answers as it did.
+-- (needs timestamp, JSON without its closing brace) pairs. A retry of an applied create (same
+-- nonce) answers as it did.
 local h = redis.call('HMGET', H, 'version', 'expires_at', 'schema_version', '_w', 'created_at')
 if h[1] then
   if h[4] == ARG.nonce then return {'OK', h[5], iso(tonumber(h[5]))} end

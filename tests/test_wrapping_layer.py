@@ -286,3 +286,31 @@ def test_an_encrypted_store_hooking_every_write_passes_each_commit_through_it_on
     assert store.calls == 2
     assert [i.get("stamped") for i in store.load("s").history] == [True, True]
     assert all("tether_enc" in item for item in beneath.load("s").history)
+
+
+@pytest.mark.parametrize("base", [WrappingStore, EncryptedStore])
+def test_a_wrapper_changing_how_calls_run_has_every_call_run_so(base: type) -> None:
+    """A subclass overriding ``_run`` (how the target's methods are called) sees each call of
+    a turn, the commit passed straight to the target's ``_add`` and an encrypted load's
+    undecoded read included."""
+
+    class Running(base):  # type: ignore[misc, valid-type]
+        def __init__(self, inner: tether.Store) -> None:
+            if base is EncryptedStore:
+                super().__init__(inner, RING)
+            else:
+                super().__init__(inner)
+            self.ran: list[str] = []
+
+        def _run(self, method: Any, /, *args: Any, **kwargs: Any) -> Any:
+            self.ran.append(method.__name__)
+            return method(*args, **kwargs)
+
+    store = Running(_Recording())
+    store.create(Session(id="s"))
+    store.ran.clear()
+    version = store.load("s").version
+    store.commit("s", version, append=[{"content": "a"}])
+    assert store.ran[-1] == "_add"
+    assert store.ran[0] == ("_load_raw" if base is EncryptedStore else "_load")
+    assert [i["content"] for i in store.load("s").history] == ["a"]

@@ -1,6 +1,8 @@
 """The session runtime's costs beside the store's own: a worker's turn, an agent turn, and fork.
 
-Run ``.venv/bin/python benchmarks/runtime.py [--quick]``. One run, one machine, the embedded
+Run ``.venv/bin/python benchmarks/runtime.py [--quick]`` (``--turns-only --no-uncached
+--lengths 10,1000,10000``: the turn figures alone, for before/after runs of a change, each on
+its own code through ``PYTHONPATH``, alternated). One run, one machine, the embedded
 SQLite store (WAL, synchronous=NORMAL); medians of many repetitions, the systems compared at one
 history length interleaved turn by turn (so a slow moment of the machine hits them all alike).
 

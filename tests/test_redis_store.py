@@ -746,6 +746,34 @@ def test_server_counts_one_script_call_per_commit(throwaway: ThrowawayRedis) -> 
     assert not {"lrange", "lset", "ltrim", "del", "multi", "exec", "watch", "eval"} & set(stats)
 
 
+def test_a_load_asks_redis_for_the_time_only_for_a_session_that_expires(
+    throwaway: ThrowawayRedis,
+) -> None:
+    """Without an injected clock the scripts take Redis's TIME: a write always (it stamps
+    updated_at), a load only when the session has an expiry to compare with."""
+    with RedisStore.from_url(with_options(throwaway.url, namespace="tm")) as store:
+        lasting = store.create(Session(history=_items(3)))
+        expiring = store.create(
+            Session(history=_items(3), expires_at=datetime.now(timezone.utc) + timedelta(hours=1))
+        )
+        client = redis.Redis(port=throwaway.port)
+
+        def time_calls() -> int:
+            stats = client.info("commandstats")
+            return int(stats.get("cmdstat_time", {"calls": 0})["calls"])
+
+        client.config_resetstat()
+        for _ in range(3):
+            assert len(store.load(lasting.id, after=1).items) == 2
+        assert store.exists(lasting.id)
+        assert time_calls() == 0
+        assert len(store.load(expiring.id).items) == 3
+        assert time_calls() == 1
+        store.commit(lasting.id, 1, append=_items(1))
+        assert time_calls() == 2
+        client.close()
+
+
 # --- TTL and expiry ----------------------------------------------------------------------------
 
 

@@ -321,9 +321,12 @@ def _read(name: str) -> str:
 PRELUDES = ("_core", "_shares", "_index", "_session", "_lease_rules", "_json_member")
 """Every prelude, in an order where each defines what the later ones call (the library's)."""
 BINDS: dict[str, tuple[str, ...]] = {
-    "_core": ("NOW = ARG.now ~= '' and tonumber(ARG.now) or server_now()",),
+    # NOW from ARG.now, else Redis's TIME: at once for the scripts that write or list (their
+    # preludes include _index), only when live() needs it for the others (a load of a session
+    # without expiry then makes no TIME call)
+    "_core": ("NOW = tonumber(ARG.now)",),
     "_shares": ("BASE = ARG.base",),
-    "_index": ("BASE = ARG.base",),
+    "_index": ("BASE = ARG.base", "NOW = NOW or server_now()"),
     "_session": ("ID = ARG.session_id", "SESSION_KEYS = {H, ITEMS, META, IKEYS, ISEQS}"),
 }
 """What a prelude reads per call, bound after the arguments are split: the preludes hold only

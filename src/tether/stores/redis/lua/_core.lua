@@ -4,11 +4,14 @@ local function server_now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
--- NOW is bound per call after the arguments (_scripts.BINDS): ARG.now, else server_now().
+-- NOW is bound per call after the arguments (_scripts.BINDS): ARG.now, else server_now(), at
+-- once in the scripts that write or list, else here, the first time live() needs it.
 local function fmt(n) return string.format('%d', n) end
 local function live(expires)
   local e = tonumber(expires)
-  return e == nil or e > NOW
+  if e == nil then return true end
+  if NOW == nil then NOW = server_now() end
+  return e > NOW
 end
 -- The header document as one JSON text, from an HMGET of HEADER_FIELDS after `skip` other
 -- fields (values past them are ignored): the client decodes one text, not one per field.

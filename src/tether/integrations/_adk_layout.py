@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import operator
 import uuid
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -43,14 +44,65 @@ def user_tid(app_name: str, user_id: str) -> str:
 _EVENT_ID = operator.attrgetter("id")
 
 
-def delivered_before(events: Sequence[Any], event: Any) -> bool:
-    """Whether ``event`` (this object, or an equal one with its id) is already in ``events``.
-    The ids are compared first, in C (``in`` over ``map``): a Python loop over every event
-    of a long session cost milliseconds an append (about 0.5 µs an event); only an event that
-    shares the id is compared whole."""
-    if event.id not in map(_EVENT_ID, events):
+class _Seen:
+    """The ids of the events in one ``Session``'s ``events`` list, as far as ``count``."""
+
+    __slots__ = ("count", "events", "ids", "owner", "tail")
+
+    def __init__(self, owner: weakref.ref[Any], events: list[Any]) -> None:
+        self.owner = owner
+        self.events = events
+        self.count = 0
+        self.tail: Any = None
+        self.ids: set[str] = set()
+
+
+# id(session) -> the ids of its events; an entry goes when its session does
+_SEEN: dict[int, _Seen] = {}
+
+
+def _forgetting(key: int) -> Callable[[weakref.ref[Any]], None]:
+    def forget(ref: weakref.ref[Any]) -> None:
+        entry = _SEEN.get(key)
+        if entry is not None and entry.owner is ref:
+            del _SEEN[key]
+
+    return forget
+
+
+def _seen_ids(session: Any) -> set[str]:
+    """The ids in ``session.events``, kept up to date a new event at a time: each append
+    looks at the events added since the last one only, not at the whole list (a scan of a
+    long session's ids cost ~0.15 µs an event, ~0.7 ms an append at 5,000). Read again
+    whole when the list is another object, is shorter, or no longer holds the last event
+    seen at its place (an edit beyond appending); an event replaced in place before that one
+    is not noticed (ADK and its ``Runner`` only ever append)."""
+    events = session.events
+    key = id(session)
+    entry = _SEEN.get(key)
+    count = len(events)
+    if (
+        entry is None
+        or entry.owner() is not session
+        or entry.events is not events
+        or count < entry.count
+        or (entry.count and events[entry.count - 1] is not entry.tail)
+    ):
+        entry = _SEEN[key] = _Seen(weakref.ref(session, _forgetting(key)), events)
+    if count > entry.count:
+        entry.ids.update(map(_EVENT_ID, events[entry.count :]))
+        entry.count = count
+        entry.tail = events[-1]
+    return entry.ids
+
+
+def delivered_before(session: Any, event: Any) -> bool:
+    """Whether ``event`` (this object, or an equal one with its id) is already in
+    ``session.events``. Its id is looked up in the session's index of ids first
+    (:func:`_seen_ids`); only events that share the id are compared whole."""
+    if event.id not in _seen_ids(session):
         return False
-    return any(seen is event or (seen.id == event.id and seen == event) for seen in events)
+    return any(seen is event or (seen.id == event.id and seen == event) for seen in session.events)
 
 
 def app_scope(app_name: str) -> dict[str, Any]:

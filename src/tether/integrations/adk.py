@@ -293,7 +293,7 @@ class TetherSessionService(BaseSessionService):
         """
         if event.partial:
             return event
-        if delivered_before(session.events, event):
+        if delivered_before(session, event):
             # the same event delivered again (a broadcast to several references of one
             # session): stored once, its state applied once; distinct events sharing an id are not
             # deduplicated

@@ -1,0 +1,118 @@
+"""What ``TetherSessionService.append_event`` looks at: the ids of the events of the
+``Session`` it is handed are indexed once and then a new event at a time, so an append to a
+long session does not go over its earlier events (counted id reads, the same at 10 and 1,000
+events), and an event delivered again is still found after the list is edited or replaced."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from .conftest import require_module
+
+require_module("google.adk", "adk")
+
+from google.adk.events.event import Event  # noqa: E402
+from google.adk.events.event_actions import EventActions  # noqa: E402
+from google.adk.sessions.session import Session  # noqa: E402
+
+import tether  # noqa: E402
+from tether.integrations import _adk_layout  # noqa: E402
+from tether.integrations.adk import TetherSessionService  # noqa: E402
+
+
+@pytest.fixture
+async def svc() -> AsyncIterator[TetherSessionService]:
+    async with tether.open_async_store("memory://") as store:
+        yield TetherSessionService(store)
+
+
+@pytest.fixture
+def id_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times the index read an event's id (its ``_EVENT_ID`` wrapped)."""
+    calls = [0]
+    inner = _adk_layout._EVENT_ID
+
+    def counted(event: Any) -> Any:
+        calls[0] += 1
+        return inner(event)
+
+    monkeypatch.setattr(_adk_layout, "_EVENT_ID", counted)
+    return calls
+
+
+async def _filled(svc: TetherSessionService, sid: str, n: int) -> Session:
+    session = await svc.create_session(app_name="a", user_id="u", session_id=sid)
+    for k in range(n):
+        await svc.append_event(session, Event(invocation_id=f"i{k}", author="user"))
+    got = await svc.get_session(app_name="a", user_id="u", session_id=sid)
+    assert got is not None
+    assert len(got.events) == n
+    return got
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+async def test_append_reads_only_the_new_events_ids(svc, id_reads, n):
+    session = await _filled(svc, f"s{n}", n)
+    id_reads[0] = 0
+    await svc.append_event(session, Event(invocation_id="first", author="user"))
+    assert id_reads[0] == n  # the session read back is indexed once
+    for k in range(20):
+        id_reads[0] = 0
+        await svc.append_event(session, Event(invocation_id=f"more{k}", author="user"))
+        assert id_reads[0] == 1  # the previous append's event only, at any n
+    reread = await svc.get_session(app_name="a", user_id="u", session_id=f"s{n}")
+    assert reread is not None
+    assert len(reread.events) == n + 21
+    assert reread.events[-1].invocation_id == "more19"
+
+
+async def test_event_delivered_again_is_stored_once(svc):
+    session = await _filled(svc, "s", 5)
+    event = Event(invocation_id="again", author="user", actions=EventActions(state_delta={"n": 1}))
+    await svc.append_event(session, event)
+    for _ in range(3):
+        await svc.append_event(session, event)
+        await svc.append_event(session, event.model_copy(deep=True))
+    await svc.append_event(session, Event(invocation_id="after", author="user"))
+    await svc.append_event(session, event)  # not the newest any more: still found
+    got = await svc.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None
+    assert [e.invocation_id for e in got.events[-2:]] == ["again", "after"]
+    assert len(got.events) == 7
+
+
+async def test_index_follows_a_replaced_or_edited_events_list(svc):
+    session = await _filled(svc, "s", 3)
+    first = Event(invocation_id="x", author="user")
+    await svc.append_event(session, first)
+    # a list replaced by another object: read again whole (the copy still holds ``first``)
+    session.events = list(session.events)
+    await svc.append_event(session, first.model_copy(deep=True))
+    # the newest event replaced in place: its id is found, the one it replaced is not
+    second = Event(invocation_id="y", author="user")
+    await svc.append_event(session, second)
+    replacement = Event(invocation_id="z", author="user")
+    session.events[-1] = replacement
+    await svc.append_event(session, replacement.model_copy(deep=True))
+    got = await svc.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None
+    assert [e.invocation_id for e in got.events[3:]] == ["x", "y"]
+    # a list shortened (the events dropped are no longer known): ``second`` is stored again
+    del session.events[-1]
+    session._storage_update_marker = got._storage_update_marker
+    await svc.append_event(session, second)
+    got = await svc.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None
+    assert [e.invocation_id for e in got.events[3:]] == ["x", "y", "y"]
+
+
+async def test_index_entry_goes_with_its_session(svc):
+    session = await _filled(svc, "s", 3)
+    await svc.append_event(session, Event(invocation_id="x", author="user"))
+    key = id(session)
+    assert key in _adk_layout._SEEN
+    del session
+    assert key not in _adk_layout._SEEN

@@ -17,6 +17,10 @@ that starts with 20 messages. Measured per system:
     (``load(id, after=last_seq)``) and commits (2 round trips);
   - ``tether <store> whole``: ``load(id)`` then ``commit``.
 
+Every figure counts turns only: one process times its loop; with 8, each process sets its
+sessions up (creates, prefills, loads), waits at a barrier, and the run is timed from the
+barrier to the last process's last turn (see ``Gate``).
+
 Raw loops use the same servers and the same durability (Redis as configured; PostgreSQL with
 its default ``synchronous_commit=on``). Each repetition runs every system of a server in turn
 (best of the repetitions kept), so noise on a shared machine falls on all alike; ratios from

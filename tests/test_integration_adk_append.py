@@ -20,6 +20,7 @@ from google.adk.sessions.session import Session  # noqa: E402
 
 import tether  # noqa: E402
 from tether.integrations import _adk_layout  # noqa: E402
+from tether.integrations._adk_layout import session_tid, user_tid  # noqa: E402
 from tether.integrations.adk import TetherSessionService  # noqa: E402
 
 
@@ -116,3 +117,58 @@ async def test_index_entry_goes_with_its_session(svc):
     assert key in _adk_layout._SEEN
     del session
     assert key not in _adk_layout._SEEN
+
+
+class _Calls:
+    """The store calls a service makes (its ``load`` / ``commit`` wrapped in place)."""
+
+    def __init__(self, store: Any) -> None:
+        self.calls: list[tuple[str, str]] = []
+        for name in ("load", "commit"):
+            inner = getattr(store, name)
+
+            def wrapped(*args: Any, _inner: Any = inner, _name: str = name, **kw: Any) -> Any:
+                self.calls.append((_name, args[0]))
+                return _inner(*args, **kw)
+
+            setattr(store, name, wrapped)
+
+
+async def test_append_without_scoped_state_is_one_read_and_one_commit(svc):
+    session = await _filled(svc, "s", 3)
+    calls = _Calls(svc.store)
+    await svc.append_event(
+        session, Event(invocation_id="x", author="user", actions=EventActions(state_delta={"k": 1}))
+    )
+    # neither scope is read: nothing to apply
+    assert calls.calls == [
+        ("load", session_tid("a", "u", "s")),
+        ("commit", session_tid("a", "u", "s")),
+    ]
+    got = await svc.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None
+    assert got.state == {"k": 1}
+
+
+async def test_append_with_user_state_reads_only_that_scope(svc):
+    session = await svc.create_session(app_name="a", user_id="u", session_id="s")
+    calls = _Calls(svc.store)
+    delta = {"user:n": 2, "temp:t": 3}
+    await svc.append_event(
+        session, Event(invocation_id="x", author="user", actions=EventActions(state_delta=delta))
+    )
+    tid, user = session_tid("a", "u", "s"), user_tid("a", "u")
+    # the session's header and its commit, then the user scope: read (absent, so created),
+    # read, merged; the app scope is not read
+    assert calls.calls == [
+        ("load", tid),
+        ("commit", tid),
+        ("load", user),
+        ("load", user),
+        ("commit", user),
+    ]
+    assert session.state["user:n"] == 2
+    got = await svc.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None
+    assert got.state == {"user:n": 2}
+    assert await svc.get_user_state(app_name="a", user_id="u") == {"n": 2}

@@ -44,14 +44,14 @@ _CHILD = textwrap.dedent(
     writes = 0
     real_apply = adk.TetherSessionService._apply
 
-    async def dying_apply(self, tid, origin, marker, delta, metadata):
+    async def dying_apply(self, tid, origin, marker, delta, metadata, **kw):
         # count only the scope writes that change something; die before write number die_at
         global writes
         if delta:
             if writes == die_at:
                 os._exit(17)
             writes += 1
-        return await real_apply(self, tid, origin, marker, delta, metadata)
+        return await real_apply(self, tid, origin, marker, delta, metadata, **kw)
 
     adk.TetherSessionService._apply = dying_apply
 

@@ -313,7 +313,9 @@ class TetherSessionService(BaseSessionService):
             raise SessionNotFoundError(f"Session {session.id} not found.") from None
         version = _expected_version(session, header)
         # an outbox left by a crashed writer is completed before this event's own
-        await self._complete(tid, session.app_name, session.user_id, header.state.get("pending"))
+        await self._complete(
+            tid, session.app_name, session.user_id, header.state.get("pending"), read=False
+        )
         deltas = _session_util.extract_json_safe_state_delta(event.actions.state_delta or {})
         pending = pending_outbox(event.id, deltas)
         values = {**header.state.get("state", {}), **deltas["session"]}
@@ -343,7 +345,7 @@ class TetherSessionService(BaseSessionService):
         session._storage_update_marker = str(new_version)
         self._commit_event_to_session(session, event)
         try:
-            await self._complete(tid, session.app_name, session.user_id, pending)
+            await self._complete(tid, session.app_name, session.user_id, pending, read=False)
         except Exception:
             # The event and its outbox are stored: raising would tell the caller its write
             # failed when it did not (and its retry would be refused as stale). The next read
@@ -360,14 +362,15 @@ class TetherSessionService(BaseSessionService):
     # --- the scopes and their outbox ---------------------------------------------------------
 
     async def _complete(
-        self, origin: str, app_name: str, user_id: str, pending: Any
+        self, origin: str, app_name: str, user_id: str, pending: Any, *, read: bool = True
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Apply an outbox's ``app:`` / ``user:`` changes (if not yet applied); return the
-        app and user state as they now are."""
+        app and user state as they now are. ``read=False`` (``append_event``, which does not
+        return them): a scope the outbox does not change is not read, ``{}`` stands for it."""
         pending = pending if isinstance(pending, Mapping) else {}
         marker = pending.get("event")
         app_state = await self._apply(
-            app_tid(app_name), origin, marker, pending.get("app"), app_scope(app_name)
+            app_tid(app_name), origin, marker, pending.get("app"), app_scope(app_name), read=read
         )
         user_state = await self._apply(
             user_tid(app_name, user_id),
@@ -375,6 +378,7 @@ class TetherSessionService(BaseSessionService):
             marker,
             pending.get("user"),
             user_scope(app_name, user_id),
+            read=read,
         )
         return app_state, user_state
 
@@ -397,9 +401,14 @@ class TetherSessionService(BaseSessionService):
         marker: Any,
         delta: Mapping[str, Any] | None,
         metadata: Mapping[str, Any],
+        *,
+        read: bool = True,
     ) -> dict[str, Any]:
         """Merge ``delta`` into the scope session ``tid`` unless ``origin``'s ``marker`` is
-        already recorded there (idempotent); compare-and-retry against concurrent writers."""
+        already recorded there (idempotent); compare-and-retry against concurrent writers.
+        Without ``delta`` and ``read``: nothing to do, nothing read (``{}``)."""
+        if not delta and not read:
+            return {}
         while True:
             try:
                 scope = await self.store.load(tid, last=0)

@@ -20,7 +20,7 @@ from google.adk.sessions.session import Session  # noqa: E402
 
 import tether  # noqa: E402
 from tether.integrations import _adk_layout  # noqa: E402
-from tether.integrations._adk_layout import session_tid, user_tid  # noqa: E402
+from tether.integrations._adk_layout import app_tid, session_tid, user_tid  # noqa: E402
 from tether.integrations.adk import TetherSessionService  # noqa: E402
 
 
@@ -172,3 +172,56 @@ async def test_append_with_user_state_reads_only_that_scope(svc):
     assert got is not None
     assert got.state == {"user:n": 2}
     assert await svc.get_user_state(app_name="a", user_id="u") == {"n": 2}
+
+
+async def test_get_session_reads_the_scopes_alongside_the_session(svc):
+    await svc.create_session(app_name="a", user_id="u", session_id="s", state={"user:n": 1})
+    calls = _Calls(svc.store)
+    got = await svc.get_session(app_name="a", user_id="u", session_id="s")
+    assert got is not None
+    assert got.state == {"user:n": 1}
+    # the session and both scopes read once each; the outbox (applied at create) is not
+    # applied again, and nothing is written
+    assert sorted(calls.calls) == sorted(
+        [("load", session_tid("a", "u", "s")), ("load", app_tid("a")), ("load", user_tid("a", "u"))]
+    )
+
+
+async def test_outbox_applied_over_a_scope_written_after_it_was_read(svc):
+    """A scope read alongside the session and written by another writer before the outbox
+    is applied to it: the compared write fails, the scope is read again, both changes stay."""
+    store = svc.store
+    await svc.create_session(app_name="a", user_id="u", session_id="s2", state={"user:o": 2})
+    await svc.create_session(app_name="a", user_id="u", session_id="s")
+    # an outbox left by a writer that stopped before applying it
+    tid, user = session_tid("a", "u", "s"), user_tid("a", "u")
+    header = await store.load(tid, last=0)
+    pending = {"event": "left:1", "app": {}, "user": {"n": 1}}
+    await store.commit(tid, header.version, changes={"state": {**header.state, "pending": pending}})
+    inner = store.load
+    raced = [False]
+
+    async def load(session_id: str, **kw: Any) -> Any:
+        got = await inner(session_id, **kw)
+        if session_id == user and not raced[0]:
+            raced[0] = True  # another writer changes the scope after this read
+            fresh = await inner(user, last=0)
+            state = {**fresh.state, "values": {**fresh.state["values"], "o": 3}}
+            await store.commit(user, fresh.version, changes={"state": state})
+        return got
+
+    store.load = load  # type: ignore[method-assign]
+    got = await svc.get_session(app_name="a", user_id="u", session_id="s")
+    assert raced[0]
+    assert got is not None
+    assert got.state == {"user:n": 1, "user:o": 3}
+    assert await svc.get_user_state(app_name="a", user_id="u") == {"n": 1, "o": 3}
+
+
+async def test_list_sessions_merges_the_scopes_read_alongside(svc):
+    await svc.create_session(app_name="a", user_id="u1", session_id="s1", state={"app:x": 1})
+    await svc.create_session(app_name="a", user_id="u2", session_id="s2", state={"user:y": 2})
+    every = {s.id: s.state for s in (await svc.list_sessions(app_name="a")).sessions}
+    assert every == {"s1": {"app:x": 1}, "s2": {"app:x": 1, "user:y": 2}}
+    [one] = (await svc.list_sessions(app_name="a", user_id="u2")).sessions
+    assert one.state == {"app:x": 1, "user:y": 2}

@@ -32,6 +32,7 @@ How ADK's model maps onto tether (see ``docs/integrations/adk.md``):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -86,6 +87,7 @@ EVENT_TYPE = "adk.event"
 SCHEME = "tether"
 """The URI scheme :func:`register` adds to ADK's service registry: ``tether:<store url>``."""
 
+_UNREAD: Any = object()
 _LIST_PAGE = 1000
 _PAGE = 100  # get_session with after_timestamp / num_recent_events: newest items first
 logger = logging.getLogger(__name__)
@@ -179,12 +181,19 @@ class TetherSessionService(BaseSessionService):
         after = config.after_timestamp if config is not None else None
         recent = config.num_recent_events if config is not None else None
         windowed = after is not None or recent is not None
+        # the scopes are read alongside the session (one round trip, not three); an outbox
+        # that changes them is then applied to what was read (compared, so a scope written in
+        # between is read again)
         try:
-            stored = await self.store.load(tid, last=_PAGE if windowed else None)
+            stored, *scopes = await asyncio.gather(
+                self.store.load(tid, last=_PAGE if windowed else None),
+                self._scope(app_tid(app_name)),
+                self._scope(user_tid(app_name, user_id)),
+            )
         except SessionNotFound:
             return None
         app_state, user_state = await self._complete(
-            tid, app_name, user_id, stored.state.get("pending")
+            tid, app_name, user_id, stored.state.get("pending"), read=scopes
         )
         items = list(stored.items)
         if windowed and items and items[0].seq > stored.first_seq:
@@ -246,15 +255,21 @@ class TetherSessionService(BaseSessionService):
         wanted: dict[str, Any] = {"adk_app": app_name}
         if user_id is not None:
             wanted["adk_user"] = user_id
-        headers = await self._headers(AGENT, wanted)
-        app_state = await self._scope_values(app_tid(app_name))
+        # the listing and the scopes read at once (one round trip, not three)
+        users: Any = (
+            self._scope_values(user_tid(app_name, user_id))
+            if user_id is not None
+            # every user's state in one listing of the app's user scopes, not a read per user
+            else self._headers(SCOPE_AGENT, user_scope(app_name, None))
+        )
+        headers, app_state, users = await asyncio.gather(
+            self._headers(AGENT, wanted), self._scope_values(app_tid(app_name)), users
+        )
         user_states: dict[str, dict[str, Any]] = {}
         if user_id is not None:
-            user_states[user_id] = await self._scope_values(user_tid(app_name, user_id))
+            user_states[user_id] = users
         else:
-            # every user's state in one listing of the app's user scopes, not a read per user
-            scopes = await self._headers(SCOPE_AGENT, user_scope(app_name, None))
-            for scope in scopes:
+            for scope in users:
                 values = scope.state.get("values", {})
                 user_states[scope.metadata["adk_user"]] = dict(values)
         sessions = []
@@ -362,15 +377,28 @@ class TetherSessionService(BaseSessionService):
     # --- the scopes and their outbox ---------------------------------------------------------
 
     async def _complete(
-        self, origin: str, app_name: str, user_id: str, pending: Any, *, read: bool = True
+        self,
+        origin: str,
+        app_name: str,
+        user_id: str,
+        pending: Any,
+        *,
+        read: bool | list[TetherSession | None] = True,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Apply an outbox's ``app:`` / ``user:`` changes (if not yet applied); return the
         app and user state as they now are. ``read=False`` (``append_event``, which does not
-        return them): a scope the outbox does not change is not read, ``{}`` stands for it."""
+        return them): a scope the outbox does not change is not read, ``{}`` stands for it;
+        ``read=[app scope, user scope]``: the scopes as just read (``None``: absent)."""
         pending = pending if isinstance(pending, Mapping) else {}
         marker = pending.get("event")
+        app_read, user_read = (read, read) if isinstance(read, bool) else read
         app_state = await self._apply(
-            app_tid(app_name), origin, marker, pending.get("app"), app_scope(app_name), read=read
+            app_tid(app_name),
+            origin,
+            marker,
+            pending.get("app"),
+            app_scope(app_name),
+            read=app_read,
         )
         user_state = await self._apply(
             user_tid(app_name, user_id),
@@ -378,7 +406,7 @@ class TetherSessionService(BaseSessionService):
             marker,
             pending.get("user"),
             user_scope(app_name, user_id),
-            read=read,
+            read=user_read,
         )
         return app_state, user_state
 
@@ -402,17 +430,19 @@ class TetherSessionService(BaseSessionService):
         delta: Mapping[str, Any] | None,
         metadata: Mapping[str, Any],
         *,
-        read: bool = True,
+        read: bool | TetherSession | None = True,
     ) -> dict[str, Any]:
         """Merge ``delta`` into the scope session ``tid`` unless ``origin``'s ``marker`` is
         already recorded there (idempotent); compare-and-retry against concurrent writers.
-        Without ``delta`` and ``read``: nothing to do, nothing read (``{}``)."""
-        if not delta and not read:
+        Without ``delta`` and ``read``: nothing to do, nothing read (``{}``). ``read`` a
+        scope session (or ``None``: there was none): the scope as just read, the first try's."""
+        if read is False and not delta:
             return {}
+        given = read if not isinstance(read, bool) else _UNREAD
         while True:
-            try:
-                scope = await self.store.load(tid, last=0)
-            except SessionNotFound:
+            scope = given if given is not _UNREAD else await self._scope(tid)
+            given = _UNREAD
+            if scope is None:
                 if not delta:
                     return {}
                 with contextlib.suppress(SessionExists):
@@ -439,12 +469,15 @@ class TetherSessionService(BaseSessionService):
                 continue
             return values
 
-    async def _scope_values(self, tid: str) -> dict[str, Any]:
+    async def _scope(self, tid: str) -> TetherSession | None:
         try:
-            scope = await self.store.load(tid, last=0)
+            return await self.store.load(tid, last=0)
         except SessionNotFound:
-            return {}
-        return dict(scope.state.get("values", {}))
+            return None
+
+    async def _scope_values(self, tid: str) -> dict[str, Any]:
+        scope = await self._scope(tid)
+        return {} if scope is None else dict(scope.state.get("values", {}))
 
 
 def _stale(session: Session, version: Any) -> str:

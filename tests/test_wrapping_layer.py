@@ -294,7 +294,7 @@ def test_a_wrapper_changing_how_calls_run_has_every_call_run_so(base: type) -> N
     a turn, the commit passed straight to the target's ``_add`` and an encrypted load's
     undecoded read included."""
 
-    class Running(base):  # type: ignore[misc, valid-type]
+    class Running(base):  # type: ignore[misc]
         def __init__(self, inner: tether.Store) -> None:
             if base is EncryptedStore:
                 super().__init__(inner, RING)

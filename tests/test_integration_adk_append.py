@@ -210,7 +210,7 @@ async def test_outbox_applied_over_a_scope_written_after_it_was_read(svc):
             await store.commit(user, fresh.version, changes={"state": state})
         return got
 
-    store.load = load  # type: ignore[method-assign]
+    store.load = load
     got = await svc.get_session(app_name="a", user_id="u", session_id="s")
     assert raced[0]
     assert got is not None

@@ -76,3 +76,23 @@ def test_awkward_items_round_trip_through_the_store(postgres_url: str) -> None:
             ] == items
     finally:
         give_back_postgres_schema(postgres_url, schema)
+
+
+@pytest.mark.parametrize("encoding", ["LATIN1", "SQL_ASCII"])
+def test_texts_arrive_whatever_client_encoding_the_url_names(
+    postgres_url: str, encoding: str
+) -> None:
+    schema = take_postgres_schema(postgres_url)
+    url = with_options(postgres_url, schema=schema, client_encoding=encoding)
+    try:
+        with PostgresStore.from_url(url) as store:
+            created = store.create(Session(history=[{"role": "user", "content": "漢字 é"}]))
+            store.commit(created.id, 1, append=[{"role": "assistant", "content": "🙂"}])
+            assert [item["content"] for item in store.load(created.id).history] == [
+                "漢字 é",
+                "🙂",
+            ]
+            with store._connection("test") as conn:
+                assert conn.execute("SHOW client_encoding").fetchone() == ("UTF8",)
+    finally:
+        give_back_postgres_schema(postgres_url, schema)

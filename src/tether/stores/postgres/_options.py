@@ -107,11 +107,16 @@ def check_conninfo(conninfo: str) -> dict[str, str]:
 
 def connection_kwargs(conninfo: str) -> dict[str, Any]:
     """Keyword arguments for every pooled connection: tether's libpq defaults where the
-    connection string sets nothing, and autocommit, so that one statement is one transaction
-    and one round trip (no BEGIN / COMMIT around it)."""
+    connection string sets nothing, autocommit, so that one statement is one transaction and
+    one round trip (no BEGIN / COMMIT around it), and UTF-8 on the wire whatever the
+    connection string or ``PGCLIENTENCODING`` says: tether's texts are Unicode JSON, and in
+    another client encoding a text it cannot hold would fail in the driver's encoder, not as
+    a tether error (the server still converts to the database's encoding, and says so when it
+    cannot)."""
     given = check_conninfo(conninfo)
     kwargs: dict[str, Any] = {k: v for k, v in LIBPQ_DEFAULTS.items() if k not in given}
     kwargs["autocommit"] = True
+    kwargs["client_encoding"] = "UTF8"
     return kwargs
 
 

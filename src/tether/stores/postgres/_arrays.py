@@ -45,8 +45,7 @@ class _TextsDumper(Dumper):
     format = Format.TEXT
 
     def dump(self, obj: list[str] | list[str | None]) -> bytes:
-        encoding = self.connection.info.encoding if self.connection is not None else "utf-8"
-        return text_literal(obj).encode(encoding)
+        return text_literal(obj).encode()  # tether's connections are UTF8 (_options)
 
 
 class _FlagsDumper(Dumper):

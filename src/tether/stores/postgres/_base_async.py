@@ -124,13 +124,16 @@ class _AsyncPostgresBase(AsyncStore):
         conn = await self._pool.getconn()
         if _connection.idle_connection_alive(conn.pgconn):  # no round trip
             return conn
-        # The server closed this idle connection (restart, failover, crash), so the others
-        # in the pool are likely dead too: drop them all now, and this call and the next ones
-        # get fresh connections instead of failing one stale socket at a time.
+        await self._discard_dead(conn)
+        return await self._pool.getconn()
+
+    async def _discard_dead(self, conn: AsyncConnection[TupleRow]) -> None:
+        """Drop ``conn``, whose server closed it while it was idle (restart, failover, crash).
+        The pool's other connections are likely dead too: they are checked now, so this call
+        and the next ones get fresh connections instead of failing one stale socket at a time."""
         await conn.close()
         await self._pool.putconn(conn)
         await self._pool.check()
-        return await self._pool.getconn()
 
     @asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[AsyncConnection[TupleRow]]:
@@ -173,16 +176,13 @@ class _AsyncPostgresBase(AsyncStore):
             return None
         try:
             conn = self._kept
-            if conn is not None and time.monotonic() - self._kept_since > _KEEP_FOR:
+            if conn is not None and not _connection.idle_connection_alive(conn.pgconn):
+                self._kept = None
+                await self._discard_dead(conn)
+            elif conn is not None and time.monotonic() - self._kept_since > _KEEP_FOR:
                 self._kept = None
                 await self._pool.putconn(conn)
-                conn = None
-            if conn is None or not _connection.idle_connection_alive(conn.pgconn):
-                if conn is not None:  # the server went away: as _getconn does
-                    self._kept = None
-                    await conn.close()
-                    await self._pool.putconn(conn)
-                    await self._pool.check()
+            if self._kept is None:
                 conn = self._kept = await self._getconn()
                 self._kept_since = time.monotonic()
         except BaseException:

@@ -639,7 +639,9 @@ async def test_a_cached_turn_is_one_commit(sessions: AsyncSessions) -> None:
     assert calls == _turn_calls(sessions.store, reads=0)
     calls.clear()
     again = await sessions.get("s1")
-    assert calls == {"load": 1}
+    # a store that marks its changes (SQLite) tells that nothing was written since: no read
+    marks = sessions.store._change_mark() is not None
+    assert calls == ({} if marks else {"load": 1})
     calls.clear()
     await sessions.execute("s1", AppendMessages(*_msgs("e")))
     assert calls == _turn_calls(sessions.store, reads=0)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 
 from . import _core
 from .models import HistoryItem, Prefix, Session, SharedHistory, StoredItem
 
-__all__ = ["SessionCache", "detach", "header_only"]
+__all__ = ["ChangeMark", "SessionCache", "detach", "header_only"]
+
+ChangeMark = tuple[Hashable, int]
+"""A store's ``_change_mark()``: what others wrote (opaque) and the count of this store
+object's own writes."""
 
 
 _LEASE_FIELDS = ("lease_owner", "lease_fence", "lease_expires_at")
@@ -25,6 +30,10 @@ class SessionCache:
     items are added at the end of a history list (and an items list) the cache alone holds,
     never by copying them. Callers get views of those lists' first items (see :func:`detach`),
     which later additions do not change.
+
+    An entry may carry the store's change mark taken before the read it came from
+    (:meth:`current`): while the store's mark is the same, nothing was written since and the
+    entry is served without asking the store.
     """
 
     def __init__(self, size: int) -> None:
@@ -36,6 +45,8 @@ class SessionCache:
         # extended in place (a list a store returned may be the store's own, as the memory
         # store's is).
         self._owned: dict[str, tuple[list[HistoryItem], list[StoredItem]]] = {}
+        # The store's change mark each entry was read at (a session that expires has none).
+        self._marks: dict[str, ChangeMark] = {}
         # Extending in place is check-then-act: two threads refreshing one session through a
         # sync Sessions must not both extend the same list.
         self._lock = threading.Lock()
@@ -46,7 +57,17 @@ class SessionCache:
             self._entries.move_to_end(session_id)
         return session
 
-    def put(self, session: Session) -> None:
+    def current(self, session_id: str, mark: ChangeMark | None) -> Session | None:
+        """The entry for ``session_id`` if the store's change ``mark`` (just taken) is the one
+        it was read at: nothing was written to the store since, so it is as the store holds it.
+        None when it is not known to be (no entry, no mark, or a write since)."""
+        if mark is None or self._marks.get(session_id) != mark:
+            return None
+        return self.get(session_id)
+
+    def put(self, session: Session, mark: ChangeMark | None = None) -> None:
+        """Keep ``session``: read from the store at its change ``mark`` (taken before the read),
+        if it has one."""
         if self.size == 0:
             return
         with self._lock:
@@ -55,19 +76,34 @@ class SessionCache:
                 del self._owned[session.id]
             self._entries[session.id] = session
             self._entries.move_to_end(session.id)
-            while len(self._entries) > self.size:
-                evicted, _ = self._entries.popitem(last=False)
-                self._owned.pop(evicted, None)
+            self._set_mark(session, mark)
+            self._evict()
+
+    def _set_mark(self, session: Session, mark: ChangeMark | None) -> None:
+        # a session that expires is never served unread: the read is what sees it expire
+        if mark is None or session.expires_at is not None:
+            self._marks.pop(session.id, None)
+        else:
+            self._marks[session.id] = mark
+
+    def _evict(self) -> None:
+        entries = self._entries
+        while len(entries) > self.size:
+            evicted, _ = entries.popitem(last=False)
+            self._owned.pop(evicted, None)
+            self._marks.pop(evicted, None)
 
     def drop(self, session_id: str) -> None:
         with self._lock:
             self._entries.pop(session_id, None)
             self._owned.pop(session_id, None)
+            self._marks.pop(session_id, None)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._owned.clear()
+            self._marks.clear()
 
     def merge(self, cached: Session, fresh: Session, written: int | None = None) -> Session | None:
         """``cached`` brought up to date by ``fresh`` (loaded with ``after=cached.last_seq``).
@@ -118,7 +154,11 @@ class SessionCache:
         """``cached`` after this process's own commit at its version, built from what the
         commit stamped (``_core.stamped_fields``: the new header's fields and the decoded new
         rows) instead of read back: the new items are added at the end of the lists this cache
-        holds, as :meth:`merge` adds them. The result is put in the cache (as :meth:`put`)."""
+        holds, as :meth:`merge` adds them. The result is put in the cache (as :meth:`put`).
+
+        If ``cached`` had a change mark, the result's is that mark after one write of this
+        store object's, the commit: it matches the store's later only if that commit was the
+        one write since, by anyone."""
         history_new, items_new = _core.item_views(cached.id, records)
         with self._lock:
             history, items = self._extensible(cached)
@@ -131,9 +171,9 @@ class SessionCache:
                 entries = self._entries
                 entries[cached.id] = extended
                 entries.move_to_end(cached.id)
-                while len(entries) > self.size:
-                    evicted, _ = entries.popitem(last=False)
-                    self._owned.pop(evicted, None)
+                mark = self._marks.get(cached.id)
+                self._set_mark(extended, None if mark is None else (mark[0], mark[1] + 1))
+                self._evict()
         return extended
 
     def _extensible(self, cached: Session) -> tuple[list[HistoryItem], list[StoredItem]]:

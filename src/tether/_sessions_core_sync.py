@@ -216,19 +216,24 @@ class _SessionsCore:
         return child  # exactly what restore wrote (tests/test_fork_exact_items.py compares)
 
     def _fetch(self, session_id: str, written: int | None = None) -> Session:
-        """The whole session, through the cache: only what is new is read from the store when
-        nobody wrote since, or only this object (``written``: the version its write made)."""
-        cached = self._cache.get(session_id)
+        """The whole session, through the cache: nothing is read when the store's change mark
+        says nothing was written since the cached copy was read (the embedded SQLite store
+        tells); only what is new when nobody wrote since, or only this object (``written``:
+        the version its write made); else all of it."""
+        cache = self._cache
+        mark = self.store._change_mark()  # before the read: a write after it moves the mark
+        cached = cache.current(session_id, mark)
+        if cached is not None:
+            return cached
+        cached = cache.get(session_id)
         if cached is not None:
             fresh = self.store.load(session_id, after=cached.last_seq)
-            merged = self._cache.merge(cached, fresh, written)
-            if merged is cached:  # nothing new: the entry is as it was (and get() moved it up)
-                return merged
+            merged = cache.merge(cached, fresh, written)
             if merged is not None:
-                self._cache.put(merged)
+                cache.put(merged, mark)
                 return merged
         loaded = self.store.load(session_id)
-        self._cache.put(loaded)
+        cache.put(loaded, mark)
         return loaded
 
     def _held(self, session_id: str) -> Session | None:

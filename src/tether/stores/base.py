@@ -12,7 +12,7 @@ To check a store against this contract, run the conformance suite in :mod:`tethe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, TypeVar
 
 from ._arguments import CheckedItems, CheckedKeys, ListFilters, NewItems, StatusFilter
@@ -65,6 +65,18 @@ class SyncBackedAsyncStore(AsyncWrappingStore):
     @property
     def _target(self) -> Store:
         return self.sync
+
+    def _change_mark(self) -> tuple[Hashable, int] | None:
+        """The sync store's :meth:`AsyncStore._change_mark`, called here (it does no I/O to
+        wait for), unless this adapter changes what a load returns."""
+        cls = type(self)
+        if (
+            cls.load is not AsyncStore.load
+            or cls._load is not AsyncWrappingStore._load
+            or cls._loaded is not AsyncWrappingStore._loaded
+        ):
+            return None
+        return self.sync._change_mark()
 
     async def _run(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         if not self.offload:

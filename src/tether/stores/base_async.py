@@ -40,7 +40,7 @@ To check a store against this contract, run the conformance suite in :mod:`tethe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Hashable, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -398,6 +398,17 @@ class AsyncStore(_StoreMachinery):
         (live, not upgraded) and each row's ``(seq, JSON bytes)``, oldest first; raises as
         :meth:`load` does. None (this default): the store does not offer it, and the caller
         calls :meth:`load`."""
+        return None
+
+    def _change_mark(self) -> tuple[Hashable, int] | None:
+        """Optional, and no I/O a caller waits on: ``(others, writes)``, where ``others``
+        changes whenever a write by any other process or connection may have landed since,
+        and ``writes`` counts the writes begun through this store object (each counted before
+        it can change anything). Two equal marks say nothing was written in between, so a
+        session read after the first is still as it was (the runtime's cache then serves
+        ``get`` without reading; a session that expires is read anyway), and a mark one
+        ``writes`` further says this object's one write was all. None (this default): the
+        store cannot tell, and the caller reads."""
         return None
 
     async def _fork_by_copy(self, child: Session, at: int, clock: Clock | None) -> SessionHeader:

@@ -96,6 +96,10 @@ class SQLiteStore(_AddingStore):
         self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         self._clock = clock
         self._lock = threading.RLock()
+        # write transactions begun through this object, counted under the lock: with the
+        # connection's data_version (which counts only other connections' commits), the mark
+        # of _change_mark
+        self._writes = 0
         if not create and self.path != ":memory:" and not Path(self.path).is_file():
             # a reader with a mistyped path must not leave an empty database (and its
             # directories) behind and then report "no sessions"
@@ -211,6 +215,27 @@ class SQLiteStore(_AddingStore):
             return None
         get = window.get
         return self._window(session_id, get("last"), get("after"), get("limit"), raw=True)
+
+    def _change_mark(self) -> tuple[int, int] | None:
+        """The connection's ``PRAGMA data_version`` (it moves when any other connection, in this
+        process or another, commits) and this object's count of write transactions, read
+        together under the lock (no file I/O: WAL mode reads the shared-memory index). None
+        while another thread holds the connection (the caller reads instead of waiting here,
+        which may be an event loop), and for a subclass that changes loads, so nothing it adds
+        to a load is skipped."""
+        cls = type(self)
+        if cls._load is not SQLiteStore._load or cls.load is not Store.load:
+            return None
+        lock = self._lock
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return None  # the caller's read reports what is wrong
+        finally:
+            lock.release()
+        return version, self._writes
 
     def _window(
         self, session_id: str, last: int | None, after: int | None, limit: int | None, *, raw: bool
@@ -493,6 +518,8 @@ class _Transaction:
     def __enter__(self) -> sqlite3.Connection:
         store = self._store
         store._lock.acquire()
+        if self._begin != "BEGIN":  # a write, counted before it can change anything
+            store._writes += 1
         try:
             store._conn.execute(self._begin)
         except BaseException as exc:

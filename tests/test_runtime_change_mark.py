@@ -18,7 +18,7 @@ import pytest
 import tether
 from tether import AppendMessages, Session
 from tether.errors import ConflictError, SessionNotFound
-from tether.stores.sqlite import AsyncSQLiteStore, SQLiteStore
+from tether.stores.sqlite import _MARK_SLOTS, AsyncSQLiteStore, SQLiteStore
 from tether.stores.wrapping_sync import WrappingStore
 
 from .store_calls import count_calls
@@ -108,10 +108,10 @@ def test_a_write_through_the_same_store_object_is_read(store: SQLiteStore) -> No
 
 def test_a_failed_write_moves_the_mark(store: SQLiteStore) -> None:
     sid = store.create(Session()).id
-    before = store._change_mark()
+    before = store._change_mark(sid)
     with pytest.raises(ConflictError):
         store.commit(sid, 99, append=[USER])
-    after = store._change_mark()
+    after = store._change_mark(sid)
     assert before is not None
     assert after is not None
     assert after[1] == before[1] + 1  # a write begun counts, whatever became of it
@@ -156,9 +156,9 @@ def test_a_store_that_changes_loads_offers_no_mark(tmp_path: Path) -> None:
     plain = SQLiteStore(tmp_path / "plain.db")
     wrapped = WrappingStore(plain)
     try:
-        assert tagged._change_mark() is None
-        assert wrapped._change_mark() is None  # a wrapper's loads may add to its target's
-        assert plain._change_mark() is not None
+        assert tagged._change_mark("s") is None
+        assert wrapped._change_mark("s") is None  # a wrapper's loads may add to its target's
+        assert plain._change_mark("s") is not None
         sessions = tether.Sessions(tagged)
         sid = sessions.create().id
         sessions.get(sid)
@@ -182,11 +182,44 @@ def test_no_mark_while_another_thread_holds_the_connection(store: SQLiteStore) -
     thread.start()
     try:
         assert holding.wait(10)
-        assert store._change_mark() is None  # never waits for the lock: the caller reads
+        assert store._change_mark("s") is None  # never waits for the lock: the caller reads
     finally:
         done.set()
         thread.join()
-    assert store._change_mark() is not None
+    assert store._change_mark("s") is not None
+
+
+def test_a_write_to_another_session_leaves_the_mark_alone(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    sessions = tether.Sessions(store)
+    sid = sessions.create(history=[USER]).id
+    # another session counted in another slot (two in one slot only read more often)
+    other = next(
+        f"other-{n}"
+        for n in range(100)
+        if hash(f"other-{n}") % _MARK_SLOTS != hash(sid) % _MARK_SLOTS
+    )
+    sessions.create(session_id=other)
+    sessions.get(sid)
+    before = store._change_mark(sid)
+    loads = count_calls(store, ["load"])
+    for _ in range(3):  # a worker's turns on its other sessions, through the same store
+        sessions.execute(other, AppendMessages(USER))
+        assert _contents(sessions.get(sid)) == ["hi"]
+    assert loads["load"] == 0
+    assert store._change_mark(sid) == before
+    # a write by anything but one session's write through this object moves every mark
+    sessions.fork(other)
+    assert store._change_mark(sid) != before
+    held = sessions.get(sid)
+    outside = SQLiteStore(tmp_path / "marks.db")
+    try:  # another connection's write to another session: read, as anyone's may be
+        outside.commit(other, outside.load(other).version, append=[USER])
+        outside.commit(sid, held.version, append=[REPLY])
+    finally:
+        outside.close()
+    assert _contents(sessions.get(sid)) == ["hi", "hello"]
 
 
 def test_the_async_runtime_uses_the_mark(tmp_path: Path) -> None:

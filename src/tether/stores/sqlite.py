@@ -96,10 +96,12 @@ class SQLiteStore(_AddingStore):
         self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         self._clock = clock
         self._lock = threading.RLock()
-        # write transactions begun through this object, counted under the lock: with the
-        # connection's data_version (which counts only other connections' commits), the mark
-        # of _change_mark
-        self._writes = 0
+        # Write transactions begun through this object, counted under the lock: with the
+        # connection's data_version (which counts only other connections' commits), what
+        # _change_mark reports. A write to one session counts in that session's slot (of a
+        # fixed few: sessions sharing one only read more often), any other write in _epoch.
+        self._epoch = 0
+        self._slots = [0] * _MARK_SLOTS
         if not create and self.path != ":memory:" and not Path(self.path).is_file():
             # a reader with a mistyped path must not leave an empty database (and its
             # directories) behind and then report "no sessions"
@@ -175,13 +177,17 @@ class SQLiteStore(_AddingStore):
     def _now(self) -> int:
         return now_micros(self._clock)
 
-    def _transaction(self, begin: str, what: str) -> _Transaction:
+    def _transaction(self, begin: str, what: str, session_id: str | None = None) -> _Transaction:
         """One transaction on the shared connection; driver errors become StoreError."""
-        return _Transaction(self, begin, what)
+        return _Transaction(self, begin, what, session_id)
 
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """A write transaction, under the database write lock from its first statement."""
-        return self._transaction("BEGIN IMMEDIATE", "write")
+    def _write(
+        self, session_id: str | None = None
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction, under the database write lock from its first statement;
+        ``session_id`` if it changes what a load of that one session returns and nothing else
+        (it then moves that session's change mark alone)."""
+        return self._transaction("BEGIN IMMEDIATE", "write", session_id)
 
     def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A read transaction: every SELECT inside sees the same snapshot."""
@@ -216,13 +222,13 @@ class SQLiteStore(_AddingStore):
         get = window.get
         return self._window(session_id, get("last"), get("after"), get("limit"), raw=True)
 
-    def _change_mark(self) -> tuple[int, int] | None:
+    def _change_mark(self, session_id: str) -> tuple[tuple[int, int], int] | None:
         """The connection's ``PRAGMA data_version`` (it moves when any other connection, in this
-        process or another, commits) and this object's count of write transactions, read
-        together under the lock (no file I/O: WAL mode reads the shared-memory index). None
-        while another thread holds the connection (the caller reads instead of waiting here,
-        which may be an event loop), and for a subclass that changes loads, so nothing it adds
-        to a load is skipped."""
+        process or another, commits) with this object's count of writes to no one session,
+        and its count of writes in ``session_id``'s slot, read together under the lock (no
+        file I/O: WAL mode reads the shared-memory index). None while another thread holds the
+        connection (the caller reads instead of waiting here, which may be an event loop), and
+        for a subclass that changes loads, so nothing it adds to a load is skipped."""
         cls = type(self)
         if cls._load is not SQLiteStore._load or cls.load is not Store.load:
             return None
@@ -235,7 +241,7 @@ class SQLiteStore(_AddingStore):
             return None  # the caller's read reports what is wrong
         finally:
             lock.release()
-        return version, self._writes
+        return (version, self._epoch), self._slots[hash(session_id) % _MARK_SLOTS]
 
     def _window(
         self, session_id: str, last: int | None, after: int | None, limit: int | None, *, raw: bool
@@ -260,7 +266,7 @@ class SQLiteStore(_AddingStore):
     def _add(self, write: Write) -> DocAdded:
         """The write (``expected_version`` None: a blind append); the header document and the
         rows it wrote."""
-        with self._write() as conn:
+        with self._write(write.session_id) as conn:
             now = self._now()
             doc, num = db.writable(conn, write.session_id, write.expected_version, write.lease, now)
             encoded = _core.prepare_items(write.items, doc["last_seq"] + 1, now)
@@ -368,7 +374,7 @@ class SQLiteStore(_AddingStore):
         return row is not None and _core.is_live({"expires_at": row[0]}, self._now())
 
     def _claim(self, session_id: str, owner: str, ttl: int) -> Lease:
-        with self._write() as conn:
+        with self._write(session_id) as conn:
             now = self._now()
             doc = db.live_doc(conn, session_id, now)
             if doc is None:
@@ -380,7 +386,7 @@ class SQLiteStore(_AddingStore):
 
     def _update_lease(self, lease: Lease, fields: _core.Doc | None, ttl_us: int = 0) -> Lease:
         """Check ``lease`` is current, then write ``fields`` (or extend it by ``ttl_us``)."""
-        with self._write() as conn:
+        with self._write(lease.session_id) as conn:
             now = self._now()
             doc = db.live_doc(conn, lease.session_id, now)
             if doc is None:
@@ -489,6 +495,11 @@ class SQLiteStore(_AddingStore):
             self._conn.close()
 
 
+_MARK_SLOTS = 1024
+"""How many per-session write counters a store keeps for its change marks (a fixed few: no
+memory grows with the sessions written)."""
+
+
 def _create_private(path: str) -> None:
     """Create the database file (and its missing directories) readable by this user only.
 
@@ -510,16 +521,20 @@ class _Transaction:
     COMMIT; on any failure a rollback, a driver error raised as StoreError. A class, not a
     ``@contextmanager`` generator: every write is one, and the generator cost ~1 µs more."""
 
-    __slots__ = ("_begin", "_store", "_what")
+    __slots__ = ("_begin", "_session_id", "_store", "_what")
 
-    def __init__(self, store: SQLiteStore, begin: str, what: str) -> None:
+    def __init__(self, store: SQLiteStore, begin: str, what: str, session_id: str | None) -> None:
         self._store, self._begin, self._what = store, begin, what
+        self._session_id = session_id
 
     def __enter__(self) -> sqlite3.Connection:
         store = self._store
         store._lock.acquire()
         if self._begin != "BEGIN":  # a write, counted before it can change anything
-            store._writes += 1
+            if self._session_id is None:
+                store._epoch += 1
+            else:
+                store._slots[hash(self._session_id) % _MARK_SLOTS] += 1
         try:
             store._conn.execute(self._begin)
         except BaseException as exc:

@@ -641,7 +641,7 @@ def test_a_cached_turn_is_one_commit(sessions: Sessions) -> None:
     calls.clear()
     again = sessions.get("s1")
     # a store that marks its changes (SQLite) tells that nothing was written since: no read
-    marks = sessions.store._change_mark() is not None
+    marks = sessions.store._change_mark("s1") is not None
     assert calls == ({} if marks else {"load": 1})
     calls.clear()
     sessions.execute("s1", AppendMessages(*_msgs("e")))

@@ -66,7 +66,7 @@ class SyncBackedAsyncStore(AsyncWrappingStore):
     def _target(self) -> Store:
         return self.sync
 
-    def _change_mark(self) -> tuple[Hashable, int] | None:
+    def _change_mark(self, session_id: str) -> tuple[Hashable, int] | None:
         """The sync store's :meth:`AsyncStore._change_mark`, called here (it does no I/O to
         wait for), unless this adapter changes what a load returns."""
         cls = type(self)
@@ -76,7 +76,7 @@ class SyncBackedAsyncStore(AsyncWrappingStore):
             or cls._loaded is not AsyncWrappingStore._loaded
         ):
             return None
-        return self.sync._change_mark()
+        return self.sync._change_mark(session_id)
 
     async def _run(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         if not self.offload:

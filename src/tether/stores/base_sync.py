@@ -401,15 +401,16 @@ class Store(_StoreMachinery):
         calls :meth:`load`."""
         return None
 
-    def _change_mark(self) -> tuple[Hashable, int] | None:
-        """Optional, and no I/O a caller waits on: ``(others, writes)``, where ``others``
-        changes whenever a write by any other process or connection may have landed since,
-        and ``writes`` counts the writes begun through this store object (each counted before
-        it can change anything). Two equal marks say nothing was written in between, so a
-        session read after the first is still as it was (the runtime's cache then serves
-        ``get`` without reading; a session that expires is read anyway), and a mark one
-        ``writes`` further says this object's one write was all. None (this default): the
-        store cannot tell, and the caller reads."""
+    def _change_mark(self, session_id: str) -> tuple[Hashable, int] | None:
+        """Optional, and no I/O a caller waits on: ``(others, writes)`` for ``session_id``,
+        where ``others`` changes whenever a write that may change that session landed since
+        other than the ones counted in ``writes``: the writes to that session begun through
+        this store object (each counted before it can change anything; the count may also
+        count other sessions' writes). Two equal marks say nothing that session holds was
+        written in between, so a copy read after the first is still as it is stored (the
+        runtime's cache then serves ``get`` without reading; a session that expires is read
+        anyway), and a mark one ``writes`` further says this object's one write to it was all.
+        None (this default): the store cannot tell, and the caller reads."""
         return None
 
     def _fork_by_copy(self, child: Session, at: int, clock: Clock | None) -> SessionHeader:

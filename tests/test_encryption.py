@@ -361,6 +361,10 @@ def test_nothing_in_clear_in_raw_storage(backend: Backend, tmp_path: Path) -> No
     )
     version = store.append("m1", [{"content": f"blind {MARKER}"}])
     version = store.load("m1", last=0).version
+    # a turn's commit (no header change, at a version this store saw): on SQLite, the
+    # envelopes' JSON handed to the store beneath as it is
+    turn = {"content": f"turn {MARKER}", "timestamp": "2026-01-02T00:00:00Z"}
+    version = store.commit("m1", version, append=[turn, KeyedItem("key-2", {"c": MARKER})])
     version = store.replace_tail("m1", version, 3, [{"content": f"tail {MARKER}"}])
     sessions = Sessions(store)
     sessions.fork("m1", "m1-fork", at=2)

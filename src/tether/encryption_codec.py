@@ -265,9 +265,51 @@ class Codec:
         timestamp)`` as :func:`encode_item` gave it: one cipher and one draw of random nonces
         for the batch (a commit seals its items together). ``keyed``: an item with a key is
         given as a :class:`~tether.KeyedItem` of its envelope, as a store's write takes it."""
-        if not encoded:
-            return []
+        mark, sealed = self._seal(session_id, first_seq, encoded)
+        out: list[Any] = []
+        put = out.append
+        for (key, _, stamp), packed in zip(encoded, sealed, strict=True):
+            envelope = {ENVELOPE_MARK: mark + packed.decode("ascii")}
+            if stamp is not None:  # the store takes an item's own timestamp as its time
+                envelope["timestamp"] = stamp
+            put(envelope if key is None or not keyed else KeyedItem(key, envelope))
+        return out
+
+    def seal_encoded(
+        self,
+        session_id: str,
+        first_seq: int,
+        encoded: Sequence[tuple[str | None, bytes, str | None]],
+    ) -> _core.EncodedNewItems:
+        """:meth:`seal_items` for a store that takes new items already encoded (its
+        ``_adds_encoded``): each ``(key, the envelope's JSON, own timestamp)``, the JSON the
+        store would make of :meth:`seal_items`' envelope, byte for byte, built here without
+        the envelope (a turn's commit: the store then encodes nothing again)."""
+        mark, sealed = self._seal(session_id, first_seq, encoded)
+        dumps = orjson.dumps
+        head = dumps({ENVELOPE_MARK: mark})[:-2]  # '{"tether_enc":"2:<key id>:'
+        out = _core.EncodedNewItems()
+        put = out.append
+        for (key, _, stamp), packed in zip(encoded, sealed, strict=True):
+            if stamp is None:
+                put((key, head + packed + b'"}', None))
+            else:  # the store takes an item's own timestamp as its time
+                put((key, head + packed + b'","timestamp":' + dumps(stamp) + b"}", stamp))
+        return out
+
+    def _seal(
+        self,
+        session_id: str,
+        first_seq: int,
+        encoded: Sequence[tuple[str | None, bytes, str | None]],
+    ) -> tuple[str, list[bytes]]:
+        """The envelope mark's prefix (``2:<key id>:``) and, for each item numbered from
+        ``first_seq``, the base64 of its nonce, ciphertext and tag: one cipher and one draw of
+        random nonces for the batch."""
         kid = self.keyring.current
+        prefix = f"{FORMAT}:{kid}:"
+        if not encoded:
+            return prefix, []
         aead = self._aead.get(kid) or self.keyring.aead(
             kid, session_id, f"history item seq {first_seq}"
         )
@@ -275,20 +317,15 @@ class Codec:
         nonces = os.urandom(NONCE_BYTES * len(encoded))  # one system call, a fresh nonce each
         b64 = binascii.b2a_base64  # _b64 and _item_ad inlined: this loop is a commit's cost
         dumps = orjson.dumps
-        prefix = f"{FORMAT}:{kid}:"
-        out: list[Any] = []
+        out: list[bytes] = []
         put = out.append
         start = 0
-        for seq, (key, data, stamp) in enumerate(encoded, first_seq):
+        for seq, (key, data, _) in enumerate(encoded, first_seq):
             nonce = nonces[start : start + NONCE_BYTES]
             start += NONCE_BYTES
             ad = _AD_PREFIX + dumps(("item", session_id, seq, key, kid))
-            sealed = b64(nonce + encrypt(nonce, data, ad), newline=False).decode("ascii")
-            envelope = {ENVELOPE_MARK: prefix + sealed}
-            if stamp is not None:  # the store takes an item's own timestamp as its time
-                envelope["timestamp"] = stamp
-            put(envelope if key is None or not keyed else KeyedItem(key, envelope))
-        return out
+            put(b64(nonce + encrypt(nonce, data, ad), newline=False))
+        return prefix, out
 
     def seal_field(self, session_id: str, field: str, value: Mapping[str, Any]) -> dict[str, Any]:
         """The envelope of a header field (``state`` / ``options``) of ``session_id``."""

@@ -64,6 +64,7 @@ from .headers import (
 from .history import HistoryPages, window, window_floor
 from .items import (
     EncodedItem,
+    EncodedNewItems,
     PreparedItems,
     UnnumberedItems,
     checked_items,
@@ -78,6 +79,7 @@ from .items import (
     keyed_records,
     loaded_item_dicts,
     new_items,
+    prepare_encoded_items,
     prepare_items,
     refuse_taken_keys,
     upgrade_items,
@@ -130,6 +132,7 @@ __all__ = [
     "RUNTIME_KEY",
     "Doc",
     "EncodedItem",
+    "EncodedNewItems",
     "HistoryPages",
     "ListQuery",
     "PreparedItems",
@@ -189,6 +192,7 @@ __all__ = [
     "new_items",
     "new_session_doc",
     "normalize_changes",
+    "prepare_encoded_items",
     "prepare_items",
     "readable_session",
     "refuse_taken_keys",

@@ -77,7 +77,38 @@ def row(fields: dict[str, Any], item: Mapping[str, Any], offset: int) -> bytes:
     data = _dumps(item, offset)
     if not fields:
         return b'{"item":' + data + b"}"
-    return _dumps(fields, offset)[:-1] + b',"item":' + data + b"}"
+    return join_row(_dumps(fields, offset), data)
+
+
+def join_row(fields: bytes, data: bytes) -> bytes:
+    """A stored history row from the JSON of its fields (an object) and of its item."""
+    return fields[:-1] + b',"item":' + data + b"}"
+
+
+class EncodedNewItems(list[tuple["str | None", bytes, "str | None"]]):
+    """New items a wrapping store has already checked and encoded (the encrypting store: the
+    JSON of each item's envelope), ``(key, the item's JSON, its own timestamp string or
+    None)`` each, the keys checked and distinct: :func:`prepare_encoded_items` numbers and
+    stamps them without encoding anything again. Private: only a store whose ``_add`` says
+    it takes them (``_adds_encoded``) is given them."""
+
+
+def prepare_encoded_items(items: EncodedNewItems, first_seq: int, now: int) -> PreparedItems:
+    """:func:`prepare_items` for items already checked and encoded: the same rows."""
+    now_stamp: str | None = None
+    encoded = PreparedItems()
+    encoded.keys = []
+    dumps = orjson.dumps  # the fields are a checked int, key and timestamp string
+    for seq, (key, data, own) in enumerate(items, first_seq):
+        stamp = own
+        if stamp is None:
+            if now_stamp is None:
+                now_stamp = from_micros(now).isoformat(timespec="microseconds")
+            stamp = now_stamp
+        if key is not None:
+            encoded.keys.append((key, seq))
+        encoded.append((seq, join_row(dumps(row_fields(seq, stamp, key)), data)))
+    return encoded
 
 
 _LEAF = frozenset((str, int, bool, type(None)))

@@ -15,7 +15,7 @@ do; the contract's signatures are then declared here once, not in each store.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import _core
 from ..models import Lease
@@ -34,6 +34,12 @@ class _AsyncAddingStore(AsyncStore):
     """:meth:`_commit`, :meth:`_commit_stamped` and :meth:`_append` as calls of one :meth:`_add`;
     :meth:`_replace_history` and :meth:`_replace_tail` as :meth:`_replace_all` and
     :meth:`_replace_after`, each given the write as one :class:`~tether.stores._writes.Write`."""
+
+    _adds_encoded: ClassVar[object] = None
+    """The ``_add`` that also takes a write whose items are already checked and encoded
+    (:class:`tether._core.EncodedNewItems`, which a wrapping store hands on instead of items
+    it would have this store encode again), set by a store class whose ``_add`` does; a
+    subclass that overrides ``_add`` is not given them (``cls._add`` is then another)."""
 
     @abstractmethod
     async def _add(self, write: Write) -> Added:

@@ -128,6 +128,20 @@ _ADDS: dict[type, bool] = {}
 """:func:`_adds_directly` by class."""
 
 
+def _adds_encoded(cls: type) -> bool:
+    """Whether a store of class ``cls`` commits through its own ``_add`` unchanged
+    (:func:`_adds_directly`) and that ``_add`` takes items already encoded
+    (``_adds_encoded``: not a subclass's own ``_add``)."""
+    takes = _ENCODED.get(cls)
+    if takes is None:
+        takes = _ENCODED[cls] = _adds_directly(cls) and cls._adds_encoded is cls._add  # type: ignore[attr-defined]
+    return takes
+
+
+_ENCODED: dict[type, bool] = {}
+""":func:`_adds_encoded` by class."""
+
+
 def _public_call(
     protected: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
@@ -314,6 +328,17 @@ class WrappingStore(_AddingStore):
             "_commit", session_id, expected_version, items, changes=changes, lease=lease
         )
         return version
+
+    def _takes_encoded(self) -> bool:
+        """Whether :meth:`_commit_through` would pass a commit straight to the target's
+        ``_add`` and that takes items already checked and encoded
+        (:class:`tether._core.EncodedNewItems`: the encrypting store's sealed envelopes, which
+        the target then does not encode again). Only then may a commit's items be those."""
+        target = self._target
+        if not _adds_encoded(type(target)):
+            return False
+        own = getattr(target, "__dict__", ())
+        return "commit" not in own and "_commit" not in own and "_add" not in own
 
     def _write_items(self, items: NewItems, lease: Lease | None) -> NewItems:
         """The items a write passes on (``commit``, ``commit_stamped``, ``replace_history``,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -1209,12 +1210,39 @@ def test_a_description_that_disagrees_with_its_script_is_refused() -> None:
 
 def test_keys_for_a_script_follow_its_names() -> None:
     keys = _keys.Keys.for_namespace("ns")
-    assert keys.for_script(lua.COMMIT.keys, "s1") == keys.write_keys("s1")
+    assert keys.for_script(lua.CREATE.keys, "s1") == keys.write_keys("s1")
+    sweep = "tether:{ns}:ix:sweep"
+    assert keys.for_script(lua.COMMIT.keys, "s1") == [
+        key for key in keys.write_keys("s1") if key != sweep
+    ]
+    assert keys.for_script(lua.COMMIT.keys, "s2")[-1] == "tether:{ns}:ks:s2"  # not s1's again
     assert keys.for_script(lua.LIST.keys) == list(keys.index)
     assert keys.for_script(lua.ITEMS_BY_KEY.keys, "s1") == [
         "tether:{ns}:s:s1",
         "tether:{ns}:k:s1",
     ]
+    with pytest.raises(KeyError, match="need a session id"):
+        keys.for_script(lua.LOAD.keys)
+    with pytest.raises(ValueError, match="before the index's"):
+        keys.for_script(("H", "IX_WHO"), "s1")
+
+
+def test_only_the_scripts_that_declare_the_sweep_key_reach_the_sweep() -> None:
+    # Every key a script touches is declared: IX_SWEEP is touched by sweep() alone, which
+    # placed() alone calls; a script without IX_SWEEP among its keys calls neither.
+    preludes = {name: lua._read(f"{name}.lua") for name in lua.PRELUDES}
+    users = [name for name, text in preludes.items() if "IX_SWEEP" in text]
+    assert users == ["_index"]
+    assert re.findall(r"\bsweep\(", preludes["_session"]) == ["sweep("]
+    assert not re.search(r"\bsweep\(", preludes["_index"].split("local function sweep(")[0])
+    for script in lua.SCRIPTS:
+        body = script.body
+        assert "IX_SWEEP" not in body
+        if "IX_SWEEP" not in script.keys:
+            assert not re.search(r"\b(placed|sweep)\(", body), script.name
+    declared = {script.name for script in lua.SCRIPTS if "IX_SWEEP" in script.keys}
+    assert {"create", "fork", "restore"} <= declared
+    assert "commit" not in declared
 
 
 @pytest.mark.parametrize(

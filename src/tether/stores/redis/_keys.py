@@ -3,7 +3,6 @@ members."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import _scripts as lua
@@ -23,6 +22,10 @@ class Keys:
     """updated, owner, agent, status (lex-ordered sorted sets), who (hash), sweep (string)."""
     named_index: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     """The index keys by their names in the scripts (``_scripts.INDEX_KEYS``)."""
+    _plans: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+    """Each script's keys as :meth:`for_script` builds them, by the script's names."""
 
     @classmethod
     def for_namespace(cls, namespace: str) -> Keys:
@@ -49,19 +52,33 @@ class Keys:
         """A write script's KEYS (``_scripts.WRITE_KEYS``)."""
         return [*self.index, *self.session(session_id), *self.item_keys(session_id)]
 
-    def for_script(self, names: Iterable[str], session_id: str | None = None) -> list[str]:
-        """The KEYS of a script, by the names it gives them (``LuaScript.keys``); once per
-        script call, so no mapping is built per call."""
-        index, base = self.named_index, self.base
-        out = []
-        for name in names:
-            key = index.get(name)
-            if key is None:
-                if session_id is None:
-                    raise KeyError(f"the script key {name} needs a session id")
-                key = base + _SESSION_BY_NAME[name] + session_id
-            out.append(key)
-        return out
+    def for_script(self, names: tuple[str, ...], session_id: str | None = None) -> list[str]:
+        """The KEYS of a script, by the names it gives them (``LuaScript.keys``). Once per
+        script call, so each script's names become, once a store, its fixed keys (the
+        namespace's) and the prefixes its session's keys are made of (one concatenation
+        each per call)."""
+        plan = self._plans.get(names)
+        if plan is None:
+            plan = self._plans[names] = self._plan(names)
+        fixed, prefixes = plan
+        if session_id is None:
+            if prefixes:
+                raise KeyError(f"the script keys {names} need a session id")
+            return list(fixed)
+        keys = [prefix + session_id for prefix in prefixes]
+        return [*fixed, *keys] if fixed else keys
+
+    def _plan(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """A script's keys as (the namespace's keys, the prefixes of its session's keys), in
+        its order: every script names the namespace's keys first (``_scripts``)."""
+        index = self.named_index
+        fixed = [name for name in names if name in index]
+        if names[: len(fixed)] != tuple(fixed):
+            raise ValueError(f"the script keys {names} name a session's key before the index's")
+        session = names[len(fixed) :]
+        return tuple(index[name] for name in fixed), tuple(
+            self.base + _SESSION_BY_NAME[name] for name in session
+        )
 
 
 _SESSION_PARTS = ("s:", "h:", "m:", "k:", "ks:")

@@ -21,6 +21,7 @@ from langgraph.checkpoint.base.id import uuid6  # noqa: E402
 import tether  # noqa: E402
 from tether.integrations import _langgraph_core as core  # noqa: E402
 from tether.integrations.langgraph import AsyncTetherSaver, TetherSaver  # noqa: E402
+from tether.models import Session, SessionHeader  # noqa: E402
 from tether.stores.base import Store  # noqa: E402
 
 
@@ -406,3 +407,23 @@ def test_the_head_is_one_read_and_early_writes_are_never_missed(
             assert head is not None
             assert head.config == configs[-1]
             assert not head.pending_writes
+
+
+def test_the_cached_header_is_the_loaded_one_without_its_items(tmp_path: Path) -> None:
+    """``header_only`` (what a head read caches): every header field as loaded, no items, the
+    private state a fresh ``Session`` has (no rows or views of the items kept alive)."""
+    with tether.open_store(f"sqlite:///{tmp_path / 'cached.db'}") as store:
+        saver = TetherSaver(store)
+        configs = _grow(saver, "cached", 3)
+        window = store.load(core.session_id("cached"), last=8)
+        assert window.history
+        cached = core.header_only(window)
+        expected = Session.model_construct(
+            history=[], **{name: getattr(window, name) for name in SessionHeader.model_fields}
+        )
+        assert cached.history == []
+        assert cached.model_dump() == expected.model_dump()
+        assert cached.model_fields_set == expected.model_fields_set
+        assert cached.__pydantic_private__ == expected.__pydantic_private__
+        assert cached == expected
+        assert saver.get_tuple(configs[-1]) is not None

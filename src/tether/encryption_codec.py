@@ -33,7 +33,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -265,15 +265,7 @@ class Codec:
         timestamp)`` as :func:`encode_item` gave it: one cipher and one draw of random nonces
         for the batch (a commit seals its items together). ``keyed``: an item with a key is
         given as a :class:`~tether.KeyedItem` of its envelope, as a store's write takes it."""
-        mark, sealed = self._seal(session_id, first_seq, encoded)
-        out: list[Any] = []
-        put = out.append
-        for (key, _, stamp), packed in zip(encoded, sealed, strict=True):
-            envelope = {ENVELOPE_MARK: mark + packed.decode("ascii")}
-            if stamp is not None:  # the store takes an item's own timestamp as its time
-                envelope["timestamp"] = stamp
-            put(envelope if key is None or not keyed else KeyedItem(key, envelope))
-        return out
+        return self._seal(session_id, first_seq, encoded, keyed=keyed, as_json=False)
 
     def seal_encoded(
         self,
@@ -285,31 +277,25 @@ class Codec:
         ``_adds_encoded``): each ``(key, the envelope's JSON, own timestamp)``, the JSON the
         store would make of :meth:`seal_items`' envelope, byte for byte, built here without
         the envelope (a turn's commit: the store then encodes nothing again)."""
-        mark, sealed = self._seal(session_id, first_seq, encoded)
-        dumps = orjson.dumps
-        head = dumps({ENVELOPE_MARK: mark})[:-2]  # '{"tether_enc":"2:<key id>:'
-        out = _core.EncodedNewItems()
-        put = out.append
-        for (key, _, stamp), packed in zip(encoded, sealed, strict=True):
-            if stamp is None:
-                put((key, head + packed + b'"}', None))
-            else:  # the store takes an item's own timestamp as its time
-                put((key, head + packed + b'","timestamp":' + dumps(stamp) + b"}", stamp))
-        return out
+        return cast(
+            _core.EncodedNewItems,
+            self._seal(session_id, first_seq, encoded, keyed=True, as_json=True),
+        )
 
     def _seal(
         self,
         session_id: str,
         first_seq: int,
         encoded: Sequence[tuple[str | None, bytes, str | None]],
-    ) -> tuple[str, list[bytes]]:
-        """The envelope mark's prefix (``2:<key id>:``) and, for each item numbered from
-        ``first_seq``, the base64 of its nonce, ciphertext and tag: one cipher and one draw of
-        random nonces for the batch."""
-        kid = self.keyring.current
-        prefix = f"{FORMAT}:{kid}:"
+        *,
+        keyed: bool,
+        as_json: bool,
+    ) -> list[Any]:
+        """:meth:`seal_items` (``as_json`` False) and :meth:`seal_encoded` in one loop: each
+        item's envelope sealed, then given as a dict or as its JSON."""
         if not encoded:
-            return prefix, []
+            return _core.EncodedNewItems() if as_json else []
+        kid = self.keyring.current
         aead = self._aead.get(kid) or self.keyring.aead(
             kid, session_id, f"history item seq {first_seq}"
         )
@@ -317,15 +303,25 @@ class Codec:
         nonces = os.urandom(NONCE_BYTES * len(encoded))  # one system call, a fresh nonce each
         b64 = binascii.b2a_base64  # _b64 and _item_ad inlined: this loop is a commit's cost
         dumps = orjson.dumps
-        out: list[bytes] = []
+        mark = f"{FORMAT}:{kid}:"
+        head = dumps({ENVELOPE_MARK: mark})[:-2]  # the JSON's start: '{"tether_enc":"2:<kid>:'
+        out: list[Any] = _core.EncodedNewItems() if as_json else []
         put = out.append
         start = 0
-        for seq, (key, data, _) in enumerate(encoded, first_seq):
+        for seq, (key, data, stamp) in enumerate(encoded, first_seq):
             nonce = nonces[start : start + NONCE_BYTES]
             start += NONCE_BYTES
             ad = _AD_PREFIX + dumps(("item", session_id, seq, key, kid))
-            put(b64(nonce + encrypt(nonce, data, ad), newline=False))
-        return prefix, out
+            sealed = b64(nonce + encrypt(nonce, data, ad), newline=False)
+            if as_json:  # the store takes an item's own timestamp as its time
+                tail = b'"}' if stamp is None else b'","timestamp":' + dumps(stamp) + b"}"
+                put((key, b"".join((head, sealed, tail)), stamp))
+                continue
+            envelope = {ENVELOPE_MARK: mark + sealed.decode("ascii")}
+            if stamp is not None:
+                envelope["timestamp"] = stamp
+            put(envelope if key is None or not keyed else KeyedItem(key, envelope))
+        return out
 
     def seal_field(self, session_id: str, field: str, value: Mapping[str, Any]) -> dict[str, Any]:
         """The envelope of a header field (``state`` / ``options``) of ``session_id``."""

@@ -292,14 +292,15 @@ class EncryptedStore(WrappingStore):
         # the items numbered after what this store saw at that version (module doc)
         last_seq = seen[1]
         prepared = _prepare(items)
-        envelopes: list[Any] = (
-            # the envelopes' JSON, when the store beneath takes it: it encodes nothing again
-            self.codec.seal_encoded(session_id, last_seq + 1, prepared)
-            if self._takes_encoded()
-            else self.codec.seal_items(session_id, last_seq + 1, prepared, keyed=True)
-        )
         try:
-            version = self._commit_through(session_id, expected_version, envelopes, {}, lease)
+            if self._takes_encoded():  # the envelopes' JSON: the store encodes nothing again
+                sealed = self.codec.seal_encoded(session_id, last_seq + 1, prepared)
+                version = self._add_directly(
+                    Write._make((session_id, expected_version, sealed, {}, lease))
+                )
+            else:
+                envelopes = self.codec.seal_items(session_id, last_seq + 1, prepared, keyed=True)
+                version = self._commit_through(session_id, expected_version, envelopes, {}, lease)
         except BaseException:  # the write may have landed, or the session moved on
             self._forget(session_id)
             raise

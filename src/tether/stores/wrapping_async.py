@@ -27,7 +27,10 @@ written before the protected methods, a wrapper that overrides whole calls: what
 kept). One shortcut, for every turn's commit (``_commit_through``): where the target is an
 adding store whose ``_commit`` would only make the :class:`~tether.stores._writes.Write` and
 call its ``_add`` (and the object has no ``commit`` or ``_commit`` of its own, a test's spy),
-the write goes to that ``_add`` directly: the same call, without the steps between.
+the write goes to that ``_add`` directly: the same call, without the steps between. A store
+whose ``_add`` also takes items already encoded (``_adds_encoded``: SQLite's) may be handed
+them there (:meth:`~AsyncWrappingStore._takes_encoded`): the encrypting store's envelopes
+as JSON, which the store then does not encode again.
 :class:`~tether.stores.SyncBackedAsyncStore` is a wrapping store whose ``_run`` calls a
 sync store's method in a thread. ``list`` passes its filters on as given, and
 ``iter_sessions`` and ``iter_history`` are the base class's, built on this store's ``list`` and
@@ -320,15 +323,21 @@ class AsyncWrappingStore(_AsyncAddingStore):
             adds = _adds_directly(type(target))
         own = getattr(target, "__dict__", ())
         if adds and "commit" not in own and "_commit" not in own:
-            write = Write._make((session_id, expected_version, items, changes, lease))
-            add = target._add
-            # through _run only where a subclass changes how the target's methods are run
-            added: Added = await (add(write) if self._runs_plainly else self._run(add, write))
-            return added.version
+            return await self._add_directly(
+                Write._make((session_id, expected_version, items, changes, lease))
+            )
         version: int = await self._forward(
             "_commit", session_id, expected_version, items, changes=changes, lease=lease
         )
         return version
+
+    async def _add_directly(self, write: Write) -> int:
+        """The target's ``_add`` of ``write``, where :meth:`_commit_through` may call it
+        directly; the new version."""
+        add = self._target._add
+        # through _run only where a subclass changes how the target's methods are run
+        added: Added = await (add(write) if self._runs_plainly else self._run(add, write))
+        return added.version
 
     def _takes_encoded(self) -> bool:
         """Whether :meth:`_commit_through` would pass a commit straight to the target's

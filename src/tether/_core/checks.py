@@ -188,6 +188,8 @@ def item_list(
     """``list(items)``, refusing a single value (a str, a dict, a number) with
     :class:`InvalidSessionData`: a store drains ``append=`` / ``items=`` with this before any
     I/O, and each item is checked when encoded."""
+    if type(items) is list or type(items) is tuple:  # the usual case, without the ABC checks
+        return list(items)
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
         raise InvalidSessionData(
             f"history items must be a list of item dicts, not {type(items).__name__}"

@@ -209,8 +209,14 @@ def test_a_write_to_another_session_leaves_the_mark_alone(
         assert _contents(sessions.get(sid)) == ["hi"]
     assert loads["load"] == 0
     assert store._change_mark(sid) == before
+    # creating or forking another session changes what no other session's load returns
+    unrelated = next(
+        f"new-{n}" for n in range(100) if hash(f"new-{n}") % _MARK_SLOTS != hash(sid) % _MARK_SLOTS
+    )
+    sessions.create(session_id=unrelated)
+    assert store._change_mark(sid) == before
     # a write by anything but one session's write through this object moves every mark
-    sessions.fork(other)
+    store.delete(unrelated)
     assert store._change_mark(sid) != before
     held = sessions.get(sid)
     outside = SQLiteStore(tmp_path / "marks.db")
@@ -220,6 +226,33 @@ def test_a_write_to_another_session_leaves_the_mark_alone(
     finally:
         outside.close()
     assert _contents(sessions.get(sid)) == ["hi", "hello"]
+
+
+def test_a_fork_and_a_new_session_in_an_expired_ones_place_leave_other_copies_as_stored(
+    tmp_path: Path,
+) -> None:
+    now = [datetime(2030, 1, 1, tzinfo=timezone.utc)]
+    store = SQLiteStore(tmp_path / "forks.db", clock=lambda: now[0])
+    try:
+        sessions = tether.Sessions(store)
+        parent = sessions.create(
+            session_id="parent", history=[USER, REPLY], expires_at=now[0] + timedelta(minutes=1)
+        )
+        child = sessions.fork(parent.id, new_id="child")  # shares the parent's rows
+        held = sessions.get(child.id)
+        now[0] += timedelta(minutes=5)  # the parent expired: its id is free
+        loads = count_calls(store, ["load"])
+        sessions.create(session_id="parent", history=[REPLY])  # drops the expired one's rows
+        again = sessions.get(child.id)
+        read = loads["load"]
+        assert again == held == store.load(child.id)  # the child kept what it shared
+        assert _contents(again) == ["hi", "hello"]
+        assert read == (0 if hash("child") % _MARK_SLOTS != hash("parent") % _MARK_SLOTS else 1)
+        grandchild = sessions.fork(child.id, new_id="grandchild")
+        assert sessions.get(child.id) == held
+        assert _contents(sessions.get(grandchild.id)) == ["hi", "hello"]
+    finally:
+        store.close()
 
 
 def test_the_async_runtime_uses_the_mark(tmp_path: Path) -> None:

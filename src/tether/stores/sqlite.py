@@ -200,7 +200,7 @@ class SQLiteStore(_AddingStore):
         doc["last_seq"] = doc["history_len"] = len(encoded)
         row = doc_to_row(doc)
         session_id = doc["id"]
-        with self._write() as conn:
+        with self._write(session_id) as conn:  # that id alone: a new session, or one expired
             db.free_id(conn, session_id, now)
             num = db.insert_header(conn, row)
             db.insert_items(conn, session_id, encoded, num)
@@ -426,7 +426,7 @@ class SQLiteStore(_AddingStore):
         now = self._now()
         doc = _core.new_session_doc(child, now)
         child_id = doc["id"]
-        with self._write() as conn:
+        with self._write(child_id) as conn:  # the parent reads as it did
             parent = db.live_doc(conn, parent_id, now)
             if parent is None:
                 raise SessionNotFound(parent_id)

@@ -19,7 +19,7 @@ from ._arguments import CheckedItems, CheckedKeys, ListFilters, NewItems, Status
 from ._writes import Added, Write
 from .base_async import PROTECTED_METHODS, AsyncStore, CommitStamp
 from .base_sync import Store
-from .wrapping_async import AsyncWrappingStore
+from .wrapping_async import AsyncWrappingStore, loads_as_target
 
 __all__ = [
     "PROTECTED_METHODS",
@@ -69,12 +69,7 @@ class SyncBackedAsyncStore(AsyncWrappingStore):
     def _change_mark(self, session_id: str) -> tuple[Hashable, int] | None:
         """The sync store's :meth:`AsyncStore._change_mark`, called here (it does no I/O to
         wait for), unless this adapter changes what a load returns."""
-        cls = type(self)
-        if (
-            cls.load is not AsyncStore.load
-            or cls._load is not AsyncWrappingStore._load
-            or cls._loaded is not AsyncWrappingStore._loaded
-        ):
+        if not loads_as_target(type(self)):
             return None
         return self.sync._change_mark(session_id)
 

@@ -182,6 +182,17 @@ def _forwarding(protected: str) -> Callable[..., Any]:
     return forward
 
 
+def loads_as_target(cls: type[WrappingStore]) -> bool:
+    """Whether a wrapper class's loads are its target's unchanged (it overrides none of
+    ``load``, ``_load`` and ``_loaded``): only then may it offer what skips or shortcuts its
+    target's load (the undecoded load, the change mark) without skipping what it adds."""
+    return (
+        cls.load is Store.load
+        and cls._load is WrappingStore._load
+        and cls._loaded is WrappingStore._loaded
+    )
+
+
 def _raw_forwarding() -> Callable[..., Any]:
     """:meth:`WrappingStore._load_raw` (the contract's signature, written once there)."""
 
@@ -190,12 +201,7 @@ def _raw_forwarding() -> Callable[..., Any]:
         this wrapper's loads are its target's unchanged: a wrapper that changes what ``load``
         returns (overriding ``load``, ``_load`` or ``_loaded``) offers none, so nothing it adds
         is skipped."""
-        cls = type(self)
-        if (
-            cls.load is not Store.load
-            or cls._load is not WrappingStore._load
-            or cls._loaded is not WrappingStore._loaded
-        ):
+        if not loads_as_target(type(self)):
             return None
         raw = getattr(self._target, "_load_raw", None)
         if raw is None:

@@ -87,7 +87,7 @@ def test_a_turns_commit_hands_sqlite_the_envelopes_json(
         calls.append(len(items))
         return prepare(items, first_seq, now)
 
-    monkeypatch.setattr(_core, "prepare_encoded_items", spy)
+    monkeypatch.setattr("tether._core.items.prepare_encoded_items", spy)
     with SQLiteStore(tmp_path / "s.db") as inner:
         store = EncryptedStore(inner, RING)
         loaded = _turns(store)

@@ -175,9 +175,13 @@ def encode_unnumbered_items(items: Iterable[Mapping[str, Any] | KeyedItem]) -> U
 
 
 def prepare_items(
-    items: Iterable[Mapping[str, Any] | KeyedItem], first_seq: int, now: int
+    items: Iterable[Mapping[str, Any] | KeyedItem] | EncodedNewItems, first_seq: int, now: int
 ) -> PreparedItems:
-    """Number, timestamp and encode new history items; raise before any I/O if one is bad."""
+    """Number, timestamp and encode new history items; raise before any I/O if one is bad.
+    Items a wrapping store already checked and encoded are numbered and stamped as they are
+    (:func:`prepare_encoded_items`)."""
+    if isinstance(items, EncodedNewItems):
+        return prepare_encoded_items(items, first_seq, now)
     now_stamp: str | None = None
     encoded = PreparedItems()
     encoded.keys = []

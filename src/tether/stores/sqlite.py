@@ -269,17 +269,13 @@ class SQLiteStore(_AddingStore):
         with self._write(write.session_id) as conn:
             now = self._now()
             doc, num = db.writable(conn, write.session_id, write.expected_version, write.lease, now)
-            items: object = write.items
-            if type(items) is _core.EncodedNewItems:  # a wrapping store's, already encoded
-                encoded = _core.prepare_encoded_items(items, doc["last_seq"] + 1, now)
-            else:
-                encoded = _core.prepare_items(write.items, doc["last_seq"] + 1, now)
+            encoded = _core.prepare_items(write.items, doc["last_seq"] + 1, now)
             new = _core.apply_commit(doc, write.changes, len(encoded), now)
             db.insert_items(conn, write.session_id, encoded, num)
             db.update_header(conn, new, write.changes, num)
         return DocAdded(new, encoded)
 
-    _adds_encoded = _add
+    _adds_encoded = _add  # given _core.EncodedNewItems, prepare_items takes them as they are
 
     def _replace_all(self, write: Write) -> int:
         return self._rewrite(write, None)

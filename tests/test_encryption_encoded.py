@@ -121,7 +121,7 @@ def test_a_store_that_changes_add_is_given_envelopes(tmp_path: Path) -> None:
     with _SpiedAdd(tmp_path / "s.db") as inner:
         inner.given = []
         store = EncryptedStore(inner, RING)
-        assert not store._takes_encoded()
+        assert store._encoded_add() is None
         loaded = _turns(store)
         assert _contents(loaded) == [_core_item(i)["content"] for i in ITEMS]
         (turn,) = inner.given
@@ -132,7 +132,7 @@ def test_a_store_that_changes_add_is_given_envelopes(tmp_path: Path) -> None:
 def test_an_add_set_on_the_store_object_is_given_envelopes(tmp_path: Path) -> None:
     with SQLiteStore(tmp_path / "s.db") as inner:
         store = EncryptedStore(inner, RING)
-        assert store._takes_encoded()
+        assert store._encoded_add() is not None
         given: list[Any] = []
         add = inner._add
 
@@ -141,7 +141,7 @@ def test_an_add_set_on_the_store_object_is_given_envelopes(tmp_path: Path) -> No
             return add(write)
 
         inner._add = spy  # type: ignore[method-assign]
-        assert not store._takes_encoded()
+        assert store._encoded_add() is None
         loaded = _turns(store)
         assert _contents(loaded) == [_core_item(i)["content"] for i in ITEMS]
         assert [type(items) for items in given] == [list]
@@ -152,5 +152,5 @@ def test_a_store_that_does_not_say_so_is_given_envelopes() -> None:
 
     inner = MemoryStore()
     store = EncryptedStore(inner, RING)
-    assert not store._takes_encoded()
+    assert store._encoded_add() is None
     assert _contents(_turns(store)) == [_core_item(i)["content"] for i in ITEMS]

@@ -87,14 +87,13 @@ def open_loaded(codec: Codec, session: Session) -> Session:
     except (KeyError, TypeError):  # a row of another shape (an older one): the slow way
         return open_session(codec, session)
     fields = session.__dict__
-    state = codec.open_field(sid, "state", fields["state"])
-    options = codec.open_field(sid, "options", fields["options"])
+    opened = {"state": fields["state"], "options": fields["options"]}
+    codec.open_fields(sid, opened)
     history: list[HistoryItem] = []
     for row, value in zip(rows, values, strict=True):
         row["item"] = value
         history.append({**value, "seq": row["seq"], "timestamp": row["timestamp"]})
-    fields["state"] = state
-    fields["options"] = options
+    fields.update(opened)
     fields["history"] = history  # the rows, opened in place, give the items at first use
     return session
 
@@ -113,16 +112,14 @@ def open_raw(codec: Codec, doc: dict[str, Any], rows: Sequence[tuple[int, bytes]
         for start in range(0, len(clear), _DECODE_CHUNK):  # one parse a chunk, not one a row
             joined = b"[" + b",".join(clear[start : start + _DECODE_CHUNK]) + b"]"
             records += _core.decode_item_array(sid, joined)
-    doc["state"] = codec.open_field(sid, "state", doc["state"])
-    doc["options"] = codec.open_field(sid, "options", doc["options"])
+    codec.open_fields(sid, doc)
     return _core.readable_session(doc, records)
 
 
 def open_header(codec: Codec, header: SessionHeader) -> SessionHeader:
     """A listed header with its state and options decrypted."""
     fields = dict(header.__dict__)
-    fields["state"] = codec.open_field(header.id, "state", header.state)
-    fields["options"] = codec.open_field(header.id, "options", header.options)
+    codec.open_fields(header.id, fields)
     return construct_trusted(SessionHeader, fields)
 
 

@@ -292,12 +292,12 @@ class EncryptedStore(WrappingStore):
         # the items numbered after what this store saw at that version (module doc)
         last_seq = seen[1]
         prepared = _prepare(items)
+        add = self._encoded_add()
         try:
-            if self._takes_encoded():  # the envelopes' JSON: the store encodes nothing again
+            if add is not None:  # the envelopes' JSON: the store encodes nothing again
                 sealed = self.codec.seal_encoded(session_id, last_seq + 1, prepared)
-                version = self._add_directly(
-                    Write._make((session_id, expected_version, sealed, {}, lease))
-                )
+                write = Write._make((session_id, expected_version, sealed, {}, lease))
+                version = self._add_directly(add, write)
             else:
                 envelopes = self.codec.seal_items(session_id, last_seq + 1, prepared, keyed=True)
                 version = self._commit_through(session_id, expected_version, envelopes, {}, lease)

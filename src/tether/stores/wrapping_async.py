@@ -29,7 +29,7 @@ adding store whose ``_commit`` would only make the :class:`~tether.stores._write
 call its ``_add`` (and the object has no ``commit`` or ``_commit`` of its own, a test's spy),
 the write goes to that ``_add`` directly: the same call, without the steps between. A store
 whose ``_add`` also takes items already encoded (``_adds_encoded``: SQLite's) may be handed
-them there (:meth:`~AsyncWrappingStore._takes_encoded`): the encrypting store's envelopes
+them there (:meth:`~AsyncWrappingStore._encoded_add`): the encrypting store's envelopes
 as JSON, which the store then does not encode again.
 :class:`~tether.stores.SyncBackedAsyncStore` is a wrapping store whose ``_run`` calls a
 sync store's method in a thread. ``list`` passes its filters on as given, and
@@ -329,32 +329,34 @@ class AsyncWrappingStore(_AsyncAddingStore):
             adds = _adds_directly(type(target))
         own = getattr(target, "__dict__", ())
         if adds and "commit" not in own and "_commit" not in own:
-            return await self._add_directly(
-                Write._make((session_id, expected_version, items, changes, lease))
-            )
+            write = Write._make((session_id, expected_version, items, changes, lease))
+            return await self._add_directly(target._add, write)
         version: int = await self._forward(
             "_commit", session_id, expected_version, items, changes=changes, lease=lease
         )
         return version
 
-    async def _add_directly(self, write: Write) -> int:
-        """The target's ``_add`` of ``write``, where :meth:`_commit_through` may call it
-        directly; the new version."""
-        add = self._target._add
+    async def _add_directly(self, add: Callable[[Write], Any], write: Write) -> int:
+        """The target's ``_add`` (``add``) of ``write``, where :meth:`_commit_through` may
+        call it directly; the new version."""
         # through _run only where a subclass changes how the target's methods are run
         added: Added = await (add(write) if self._runs_plainly else self._run(add, write))
         return added.version
 
-    def _takes_encoded(self) -> bool:
-        """Whether :meth:`_commit_through` would pass a commit straight to the target's
-        ``_add`` and that takes items already checked and encoded
-        (:class:`tether._core.EncodedNewItems`: the encrypting store's sealed envelopes, which
-        the target then does not encode again). Only then may a commit's items be those."""
+    def _encoded_add(self) -> Callable[[Write], Any] | None:
+        """The target's ``_add`` if :meth:`_commit_through` would pass a commit straight to it
+        and it takes items already checked and encoded (:class:`tether._core.EncodedNewItems`:
+        the encrypting store's sealed envelopes, which the target then does not encode
+        again), for :meth:`_add_directly`; else None. Only then may a commit's items be
+        those."""
         target = self._target
         if not _adds_encoded(type(target)):
-            return False
+            return None
         own = getattr(target, "__dict__", ())
-        return "commit" not in own and "_commit" not in own and "_add" not in own
+        if "commit" in own or "_commit" in own or "_add" in own:
+            return None
+        add: Callable[[Write], Any] = target._add
+        return add
 
     def _write_items(self, items: NewItems, lease: Lease | None) -> NewItems:
         """The items a write passes on (``commit``, ``commit_stamped``, ``replace_history``,

@@ -100,8 +100,8 @@ def test_json_serde_values_are_stored_as_text() -> None:
     assert values.unpack(packed) == ("json", b'{"a": [1, 2, "\\u00e9"]}')
     small = values.pack(("msgpack", b"\x91\x01"))
     assert small == ["msgpack", base64.b64encode(b"\x91\x01").decode()]  # the first layout
-    # under 1 KB nothing is compressed, however well it would shrink: the try costs more
-    # than the bytes it could save (values.pack's threshold)
+    # under 1 KB nothing is compressed, however well it would shrink: CPU in LangGraph's
+    # threads over a few hundred bytes (values._COMPRESS_FROM)
     assert len(values.pack(("bytes", b"\0" * 1000))) == 2
     noise = uuid.uuid4().bytes * 80  # repeats: compresses
     assert values.pack(("bytes", noise))[2] == values.ZLIB

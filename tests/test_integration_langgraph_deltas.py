@@ -24,6 +24,7 @@ from langgraph.graph import START, MessagesState, StateGraph  # noqa: E402
 
 import tether  # noqa: E402
 from tether.integrations import _langgraph_core as core  # noqa: E402
+from tether.integrations import _langgraph_saver as saver_module  # noqa: E402
 from tether.integrations import _langgraph_values as values  # noqa: E402
 from tether.integrations._langgraph_view import entry  # noqa: E402
 from tether.integrations.langgraph import TetherSaver  # noqa: E402
@@ -224,3 +225,47 @@ def test_a_saver_that_did_not_write_the_head_extends_it(store: Store) -> None:
     for turn in range(10):
         _turn(memory, "many", turn)
     assert _history(_chat(TetherSaver(store)), "many") == _history(memory, "many")
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+def test_the_head_this_process_put_is_decoded_from_its_kept_bytes(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head read of values this saver stored last decodes the serde bytes it kept (no
+    delta inflated and joined to its snapshot again), and gives what a saver that did not
+    write them reads from the store; a value another saver stored since is read from the
+    store, not taken from memory."""
+    saver = TetherSaver(store)
+    graph = _chat(saver)
+    for turn in range(6):
+        _turn(graph, "kept", turn)
+    assert _deltas(store, "kept")  # the head's list is a delta on a snapshot
+    inflated: list[Any] = []
+    real = values.payload
+
+    def counted(packed: Any, limit: int | None = None) -> bytes:
+        inflated.append(packed)
+        return real(packed, limit)
+
+    monkeypatch.setattr(saver_module, "payload", counted)
+    head = saver.get_tuple(_cfg("kept"))
+    assert head is not None
+    assert inflated == []
+    other = TetherSaver(store).get_tuple(_cfg("kept"))
+    assert other is not None
+    assert inflated  # read from the store: the delta inflated and joined
+    assert head.checkpoint["channel_values"] == other.checkpoint["channel_values"]
+    assert head.checkpoint["channel_values"]["messages"][-1].id == "ai-5"
+    # another saver takes a turn: this one reads its values from the store
+    _turn(_chat(TetherSaver(store)), "kept", 6)
+    inflated.clear()
+    after = saver.get_tuple(_cfg("kept"))
+    assert after is not None
+    assert inflated
+    assert after.checkpoint["channel_values"]["messages"][-1].id == "ai-6"
+    assert [m.id for m in after.checkpoint["channel_values"]["messages"]][-4:] == [
+        "h-5",
+        "ai-5",
+        "h-6",
+        "ai-6",
+    ]

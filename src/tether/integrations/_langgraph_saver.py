@@ -104,6 +104,9 @@ class SaverBase(BaseCheckpointSaver[str]):
         followed by the delta's is the value the joined bytes decode to, and a history of n
         checkpoints decodes each message about once instead of at every checkpoint."""
         packed = blob.item["value"]
+        whole = (known or {}).get(blob.key or "")  # its serde bytes, kept by this process
+        if whole is not None:
+            return self.serde.loads_typed((packed[0], whole))
         base = base_of(packed)
         if base is None:
             return self._value(packed)
@@ -256,6 +259,8 @@ class SaverBase(BaseCheckpointSaver[str]):
         bases = _bases(blobs.values())
         blobs.update((b, found[b]) for b in bases if b in found)
         known = {b: raw for b in bases if b not in blobs and (raw := snapshots.raw(thread_id, b))}
+        # the values this process stored last (the head it put): decoded from their bytes
+        known.update((k, raw) for k in blob_keys if (raw := snapshots.value(thread_id, k)))
         await self._read_bases(thread_id, blobs, known)
         self._threads.remember_blob_keys(thread_id, ns, cid, [*blob_keys, *bases])
         self._threads.remember_empties(thread_id, ns, empties(newest.item, checkpoint, blobs))

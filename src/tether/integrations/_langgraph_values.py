@@ -203,12 +203,26 @@ class Snapshot:
     """A channel value this process stored (or read) whole: the next values that extend it
     are stored as deltas on it until their sizes add up to its own (then a new snapshot:
     each delta holds every element since its snapshot, so a read takes two items, and this
-    bound keeps the deltas' total within the snapshots')."""
+    bound keeps the deltas' total within the snapshots'). ``last``: the key and serde bytes of
+    the delta on it this process stored last (a head read decodes them, not inflated and
+    joined again)."""
 
-    __slots__ = ("key", "raw", "spent", "tag")
+    __slots__ = ("key", "last", "raw", "spent", "tag")
 
-    def __init__(self, key: str, raw: bytes, spent: int, tag: tuple[Any, int]) -> None:
-        self.key, self.raw, self.spent, self.tag = key, raw, spent, tag
+    def __init__(
+        self,
+        key: str,
+        raw: bytes,
+        spent: int,
+        tag: tuple[Any, int],
+        last: tuple[str, bytes] | None = None,
+    ) -> None:
+        self.key, self.raw, self.spent, self.tag, self.last = key, raw, spent, tag, last
+
+
+def _size(snap: Snapshot) -> int:
+    """The bytes a kept snapshot holds: its own, and its last delta's value."""
+    return len(snap.raw) + (len(snap.last[1]) if snap.last is not None else 0)
 
 
 Value = tuple[dict[str, Any], Typed | None]
@@ -223,6 +237,7 @@ class Snapshots:
     def __init__(self) -> None:
         self._kept: dict[tuple[str, str, str], Snapshot] = {}
         self._by_key: dict[tuple[str, str], Snapshot] = {}  # (thread, snapshot key)
+        self._by_last: dict[tuple[str, str], Snapshot] = {}  # (thread, key of its last delta)
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -233,9 +248,11 @@ class Snapshots:
 
     def _drop(self, place: tuple[str, str, str]) -> None:
         snap = self._kept.pop(place)
-        self._bytes -= len(snap.raw)
+        self._bytes -= _size(snap)
         if self._by_key.get((place[0], snap.key)) is snap:
             del self._by_key[(place[0], snap.key)]
+        if snap.last is not None and self._by_last.get((place[0], snap.last[0])) is snap:
+            del self._by_last[(place[0], snap.last[0])]
 
     def raw(self, thread_id: str, snapshot_key: str) -> bytes | None:
         """The serde bytes stored whole under ``snapshot_key``, if kept: a reader joins a
@@ -244,6 +261,16 @@ class Snapshots:
         with self._lock:
             snap = self._by_key.get((thread_id, snapshot_key))
         return snap.raw if snap is not None else None
+
+    def value(self, thread_id: str, blob_key: str) -> bytes | None:
+        """The serde bytes of the value stored under ``blob_key``, if this process keeps them:
+        a snapshot, or the last delta it stored on one (a key's value never changes)."""
+        with self._lock:
+            snap = self._by_key.get((thread_id, blob_key))
+            if snap is not None:
+                return snap.raw
+            snap = self._by_last.get((thread_id, blob_key))
+        return snap.last[1] if snap is not None and snap.last is not None else None
 
     def valid(self, thread_id: str, ns: str, channel: str, tag: Any) -> Snapshot | None:
         """The snapshot a value of this channel may extend, if still valid under ``tag``."""
@@ -294,7 +321,9 @@ class Snapshots:
                 self._drop(place)
             self._kept[place] = snap  # re-inserted: the newest used stays longest
             self._by_key[(thread_id, snap.key)] = snap
-            self._bytes += len(snap.raw)
+            if snap.last is not None:
+                self._by_last[(thread_id, snap.last[0])] = snap
+            self._bytes += _size(snap)
             while self._bytes > _KEPT_BYTES and len(self._kept) > 1:
                 self._drop(next(iter(self._kept)))
 
@@ -323,7 +352,7 @@ class Snapshots:
                     packed = pack_delta(kind, delta, snap.key)
                     after[blob_key] = (
                         channel,
-                        Snapshot(snap.key, snap.raw, snap.spent + len(delta), tag),
+                        Snapshot(snap.key, snap.raw, snap.spent + len(delta), tag, (blob_key, raw)),
                     )
                 elif array_header(raw) is not None:
                     after[blob_key] = (channel, Snapshot(blob_key, raw, 0, tag))

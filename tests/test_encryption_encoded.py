@@ -154,3 +154,12 @@ def test_a_store_that_does_not_say_so_is_given_envelopes() -> None:
     store = EncryptedStore(inner, RING)
     assert store._encoded_add() is None
     assert _contents(_turns(store)) == [_core_item(i)["content"] for i in ITEMS]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_a_chunk_of_rows_is_one_json_array(count: int) -> None:
+    from tether.encryption_sessions import _json_array
+
+    rows = [b'{"seq":%d}' % seq for seq in range(1, count + 1)]
+    assert _json_array(rows) == b"[" + b",".join(rows) + b"]"
+    assert json.loads(_json_array(rows)) == [{"seq": seq} for seq in range(1, count + 1)]

@@ -96,10 +96,8 @@ class SQLiteStore(_AddingStore):
         self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         self._clock = clock
         self._lock = threading.RLock()
-        # Write transactions begun through this object, counted under the lock: with the
-        # connection's data_version (which counts only other connections' commits), what
-        # _change_mark reports. A write to one session counts in that session's slot (of a
-        # fixed few: sessions sharing one only read more often), any other write in _epoch.
+        # Write transactions begun here, counted under the lock, for _change_mark: a write to
+        # one session in its slot (sessions sharing one only read more often), others in _epoch
         self._epoch = 0
         self._slots = [0] * _MARK_SLOTS
         if not create and self.path != ":memory:" and not Path(self.path).is_file():
@@ -223,12 +221,11 @@ class SQLiteStore(_AddingStore):
         return self._window(session_id, get("last"), get("after"), get("limit"), raw=True)
 
     def _change_mark(self, session_id: str) -> tuple[tuple[int, int], int] | None:
-        """The connection's ``PRAGMA data_version`` (it moves when any other connection, in this
-        process or another, commits) with this object's count of writes to no one session,
-        and its count of writes in ``session_id``'s slot, read together under the lock (no
-        file I/O: WAL mode reads the shared-memory index). None while another thread holds the
-        connection (the caller reads instead of waiting here, which may be an event loop), and
-        for a subclass that changes loads, so nothing it adds to a load is skipped."""
+        """``PRAGMA data_version`` (moved by any other connection's commit, in any process)
+        and the count of writes to no one session, then that of ``session_id``'s slot, read
+        under the lock (no file I/O in WAL mode). None while another thread holds the
+        connection (the caller reads rather than wait, perhaps on an event loop), and for a
+        subclass that changes loads, so nothing it adds to a load is skipped."""
         cls = type(self)
         if cls._load is not SQLiteStore._load or cls.load is not Store.load:
             return None

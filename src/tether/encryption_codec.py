@@ -115,6 +115,15 @@ def _place(field: str, seq: int) -> str:
     return f"history item seq {seq}" if field == "item" else field
 
 
+def _out_of_place(session_id: str, seq: object) -> TamperedCiphertext:
+    return TamperedCiphertext(
+        session_id,
+        f"history item seq {seq}",
+        "a stored history row is not at its own seq (a whole row copied over another, or "
+        "the rows reordered); nothing was returned",
+    )
+
+
 def _b64(data: bytes) -> str:
     # binascii directly: base64.b64encode is a Python wrapper around it (a sealed item's cost)
     return binascii.b2a_base64(data, newline=False).decode("ascii")
@@ -447,15 +456,21 @@ class Codec:
         What :meth:`_open` gives for each, for a whole window at once: an envelope the cache
         accepts (equal to the one verified at that seq under that item key) costs one lookup
         and one comparison, and all of those are decoded by one JSON parse, not one each; any
-        other goes through every check of :meth:`_open`.
+        other goes through every check of :meth:`_open`. The seqs must rise row to row: a
+        whole stored row copied over another (its envelope verifies at the seq it carries)
+        would otherwise be read twice, or out of its order.
         """
         cached = self._cache.get
         hits: list[bytes] = []
         hit = hits.append
         missed: list[tuple[int, dict[str, Any]]] = []  # (position, the item opened)
+        previous = -1
         for row in rows:  # the hot loop of a whole-history load: as few steps as it takes
             envelope = row["item"]
             seq = row["seq"]
+            if type(seq) is not int or seq <= previous:
+                raise _out_of_place(session_id, seq)
+            previous = seq
             known = cached((session_id, seq), _UNKNOWN)
             if known[1] == envelope and known[0] == row.get("key"):
                 hit(known[2])
@@ -492,15 +507,17 @@ class Codec:
             if entry is not None and entry[0] == stored:
                 put(entry[1])
             else:
-                clear = self._open_row(session_id, stored)
+                clear = self._open_row(session_id, seq, stored)
                 verified[seq] = (bytes(stored), clear)
                 put(clear)
         if verified and self._cache_limit:
             self._remember_rows(session_id, verified)
         return out
 
-    def _open_row(self, session_id: str, stored: bytes) -> bytes:
-        """One stored row's JSON with its item in clear, after every check of :meth:`_open`."""
+    def _open_row(self, session_id: str, seq: int, stored: bytes) -> bytes:
+        """One stored row's JSON with its item in clear, after every check of :meth:`_open`;
+        the row must say the ``seq`` it is stored at (a whole row copied over another's
+        carries the seq its envelope verifies at)."""
         try:
             row = _json.loads(stored)
         except _json.JSONDecodeError as exc:
@@ -511,6 +528,8 @@ class Codec:
             or type(row.get("timestamp")) is not str
         ):
             raise CorruptSession(session_id, "a history item cannot be read (not a history row)")
+        if row["seq"] != seq:
+            raise _out_of_place(session_id, seq)
         # the key as stored, whatever it is: one that is not the sealed one does not verify
         key: Any = row.get("key")
         _, data = self._verify(row.pop("item", None), session_id, "item", row["seq"], key)

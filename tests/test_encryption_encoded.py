@@ -16,6 +16,7 @@ import pytest
 from tether import KeyedItem, Session, _core
 from tether.encryption import EncryptedStore, Keyring, TamperedCiphertext
 from tether.encryption_codec import Codec, prepare_items
+from tether.errors import CorruptSession
 from tether.stores._writes import DocAdded, Write
 from tether.stores.sqlite import SQLiteStore
 
@@ -156,10 +157,12 @@ def test_a_store_that_does_not_say_so_is_given_envelopes() -> None:
     assert _contents(_turns(store)) == [_core_item(i)["content"] for i in ITEMS]
 
 
-@pytest.mark.parametrize("count", [1, 2, 3])
-def test_a_chunk_of_rows_is_one_json_array(count: int) -> None:
-    from tether.encryption_sessions import _json_array
+@pytest.mark.parametrize("count", [1, 2, 3, 250, 251, 501])
+def test_rows_are_decoded_in_chunks_of_one_json_array(count: int) -> None:
+    from tether import _core
 
     rows = [b'{"seq":%d}' % seq for seq in range(1, count + 1)]
-    assert _json_array(rows) == b"[" + b",".join(rows) + b"]"
-    assert json.loads(_json_array(rows)) == [{"seq": seq} for seq in range(1, count + 1)]
+    assert _core.decode_rows("s", rows) == [{"seq": seq} for seq in range(1, count + 1)]
+    rows[-1] = b'{"seq":1},{"seq":2}'  # one row holding two values: corrupt, not two items
+    with pytest.raises(CorruptSession):
+        _core.decode_rows("s", rows)

@@ -98,18 +98,6 @@ def open_loaded(codec: Codec, session: Session) -> Session:
     return session
 
 
-_DECODE_CHUNK = 250  # rows decoded by one orjson call, as the SQLite store decodes its own
-
-
-def _json_array(rows: list[bytes]) -> bytes:
-    """The JSON array of these JSON values (at least one), the bytes copied once: the
-    brackets go onto the first and last rows, not around the joined whole (which copied a
-    chunk of a whole-history load twice more, about 150 KB each time for 250 rows)."""
-    if len(rows) == 1:
-        return b"[" + rows[0] + b"]"
-    return b",".join([b"[" + rows[0], *rows[1:-1], rows[-1] + b"]"])
-
-
 def open_raw(codec: Codec, doc: dict[str, Any], rows: Sequence[tuple[int, bytes]]) -> Session:
     """The session of a window a store read undecoded (its ``_load_raw``: the header document
     and ``(seq, stored JSON)`` rows, in the current schema), opened (fails closed): what the
@@ -117,10 +105,7 @@ def open_raw(codec: Codec, doc: dict[str, Any], rows: Sequence[tuple[int, bytes]
     sid = doc["id"]
     records: list[dict[str, Any]] = []
     if rows:  # (a worker's load after the items it holds has none)
-        clear = codec.open_rows(sid, rows)
-        for start in range(0, len(clear), _DECODE_CHUNK):  # one parse a chunk, not one a row
-            joined = _json_array(clear[start : start + _DECODE_CHUNK])
-            records += _core.decode_item_array(sid, joined)
+        records = _core.decode_rows(sid, codec.open_rows(sid, rows))
     codec.open_fields(sid, doc)
     return _core.readable_session(doc, records)
 

@@ -287,6 +287,31 @@ def decode_item_array(session_id: str, joined: str | bytes) -> list[Doc]:
     return items
 
 
+DECODE_CHUNK = 250
+"""Stored rows decoded by one orjson call (see :func:`decode_rows`)."""
+
+
+def decode_rows(session_id: str, rows: list[bytes]) -> list[Doc]:
+    """Stored item rows (each one JSON value) decoded, in order.
+
+    One orjson call per :data:`DECODE_CHUNK` rows joined into an array: fewer calls than one
+    per row, and each array small enough to stay in the CPU's cache (one array of 5,000 items,
+    ~3 MB, decoded ~35% slower than 20 arrays of 250). The brackets go onto a chunk's first
+    and last rows, not around the joined whole, so its bytes are copied once, not three times.
+    A row that is not one JSON value changes the count: it is corrupt."""
+    items: list[Doc] = []
+    for start in range(0, len(rows), DECODE_CHUNK):
+        chunk = rows[start : start + DECODE_CHUNK]
+        if len(chunk) == 1:
+            joined = b"[" + chunk[0] + b"]"
+        else:
+            joined = b",".join([b"[" + chunk[0], *chunk[1:-1], chunk[-1] + b"]"])
+        items += decode_item_array(session_id, joined)
+    if len(items) != len(rows):
+        raise CorruptSession(session_id, "a history item is not one JSON value")
+    return items
+
+
 def decode_stored(session_id: str, data: str | bytes, kind: type, what: str, not_kind: str) -> Any:
     """A stored JSON value that must be a ``kind`` (a list, a dict): decoded, or
     :class:`CorruptSession` saying ``what`` is not valid JSON, or ``not_kind``."""

@@ -7,7 +7,7 @@ the least again over ``rounds`` fresh databases: on a shared machine the least i
 nearest to the uncontended cost. The steps are those of the store's own read:
 
 - ``sql rows``: the SELECT of the window's rows (BLOBs), the store's own query;
-- ``decode``: orjson on the rows, in the store's chunks (``_sqlite_rows.DECODE_CHUNK``);
+- ``decode``: orjson on the rows, in the store's chunks (``_core.decode_rows``);
 - ``history view``: ``Session.history``'s dicts built from the decoded rows (``_core``);
 - ``load``, ``commit``, ``turn``: the public calls, everything included.
 """
@@ -21,11 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import orjson
-
 import tether
 from tether import Session, _core
-from tether.stores._sqlite_rows import DECODE_CHUNK
 from tether.stores._sqlite_sql import items_query
 from tether.stores.sqlite import SQLiteStore
 
@@ -43,10 +40,7 @@ def least_us(call: Callable[[], object], reps: int) -> float:
 
 
 def decode(rows: Sequence[bytes]) -> list[object]:
-    items: list[object] = []
-    for start in range(0, len(rows), DECODE_CHUNK):
-        items += orjson.loads(b"[" + b",".join(rows[start : start + DECODE_CHUNK]) + b"]")
-    return items
+    return list(_core.decode_rows("profile", list(rows)))
 
 
 def profile(n: int, reps: int, root: Path) -> dict[str, float]:

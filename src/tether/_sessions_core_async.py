@@ -222,7 +222,8 @@ class _AsyncSessionsCore:
         tells); only what is new when nobody wrote since, or only this object (``written``:
         the version its write made); else all of it."""
         cache = self._cache
-        mark = self.store._change_mark(session_id)  # before the read: a later write moves it
+        # taken before the read (a later write moves it), and only for a cache that keeps it
+        mark = self.store._change_mark(session_id) if cache.size else None
         cached = cache.current(session_id, mark)
         if cached is not None:
             return cached

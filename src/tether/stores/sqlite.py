@@ -3,9 +3,9 @@
 Layout: one row per session header (``tether_sessions``, each with its number ``num``), one
 row per history item (``tether_items``, keyed by the one integer ``(num << 32) + seq``: see
 ``_sqlite_sql``), and one row per top-level metadata key (``tether_session_meta``) so that
-metadata filters use an index. WAL mode, a busy timeout, and
-every write inside ``BEGIN IMMEDIATE``: the version check and the write happen under one
-database write lock, so two processes can never both commit from the same version.
+metadata filters use an index. WAL mode, a busy timeout, and every write inside ``BEGIN
+IMMEDIATE``: the version check and the write happen under one database write lock, so two
+processes can never both commit from the same version.
 
 Durability: ``synchronous=normal`` (the default) survives the process being killed at any
 moment; ``synchronous=full`` also survives power loss, at the cost of an fsync per commit.
@@ -101,8 +101,7 @@ class SQLiteStore(_AddingStore):
         self._epoch = 0
         self._slots = [0] * _MARK_SLOTS
         if not create and self.path != ":memory:" and not Path(self.path).is_file():
-            # a reader with a mistyped path must not leave an empty database (and its
-            # directories) behind and then report "no sessions"
+            # a mistyped path must leave no empty database behind, then report "no sessions"
             from ..errors import ConfigurationError
 
             raise ConfigurationError(
@@ -156,8 +155,7 @@ class SQLiteStore(_AddingStore):
     # --- plumbing ------------------------------------------------------------------------------
 
     def _set_journal_mode(self, timeout: float) -> None:
-        # Switching a new file to WAL needs an exclusive lock; with several processes opening
-        # the same new file at once, one of them can be refused without the busy handler.
+        # WAL on a new file takes an exclusive lock, which bypasses the busy handler: retried
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -214,20 +212,24 @@ class SQLiteStore(_AddingStore):
     def _load_raw(self, session_id: str, **window: int | None) -> RawWindow | None:
         """The optional undecoded load (the contract's, its window ``last`` / ``after`` /
         ``limit`` passed on as given), unless a subclass changes loads."""
-        cls = type(self)
-        if cls._load is not SQLiteStore._load or cls.load is not Store.load:
+        if not self._loads_unchanged():
             return None
         get = window.get
         return self._window(session_id, get("last"), get("after"), get("limit"), raw=True)
+
+    def _loads_unchanged(self) -> bool:
+        """Whether loads are this class's: a subclass that changes them is offered no shortcut
+        past them (the undecoded load, the change mark), so nothing it adds is skipped."""
+        cls = type(self)
+        return cls._load is SQLiteStore._load and cls.load is Store.load
 
     def _change_mark(self, session_id: str) -> tuple[tuple[int, int], int] | None:
         """``PRAGMA data_version`` (moved by any other connection's commit, in any process)
         and the count of writes to no one session, then that of ``session_id``'s slot, read
         under the lock (no file I/O in WAL mode). None while another thread holds the
-        connection (the caller reads rather than wait, perhaps on an event loop), and for a
-        subclass that changes loads, so nothing it adds to a load is skipped."""
-        cls = type(self)
-        if cls._load is not SQLiteStore._load or cls.load is not Store.load:
+        connection (the caller reads rather than wait, perhaps on an event loop) or loads are
+        not this class's."""
+        if not self._loads_unchanged():
             return None
         lock = self._lock
         if not lock.acquire(blocking=False):
@@ -494,9 +496,7 @@ class SQLiteStore(_AddingStore):
             self._conn.close()
 
 
-_MARK_SLOTS = 1024
-"""How many per-session write counters a store keeps for its change marks (a fixed few: no
-memory grows with the sessions written)."""
+_MARK_SLOTS = 1024  # per-session write counters for change marks: a fixed few, no growth
 
 
 def _create_private(path: str) -> None:

@@ -514,6 +514,25 @@ class Codec:
             self._remember_rows(session_id, verified)
         return out
 
+    def holds_rows(self, session_id: str, first: int, last: int) -> bool:
+        """Whether the cache seems to hold the rows ``first`` to ``last`` of ``session_id``
+        (the first, the last, and as many as that takes; :meth:`known_rows` makes sure)."""
+        rows = self._rows.get(session_id)
+        return rows is not None and first in rows and last in rows and len(rows) > last - first
+
+    def known_rows(self, session_id: str, first: int, last: int) -> list[bytes] | None:
+        """The rows ``first`` to ``last`` of ``session_id`` in clear, in order, as the cache
+        holds them (each verified as stored at its seq; :meth:`open_rows`), or None if it
+        does not hold every one. The caller knows they are still the stored ones (the
+        encrypting store's change mark); nothing here reads or compares."""
+        rows = self._rows.get(session_id)
+        if rows is None:
+            return None
+        try:
+            return [rows[seq][1] for seq in range(first, last + 1)]
+        except KeyError:  # evicted, or never read
+            return None
+
     def _open_row(self, session_id: str, seq: int, stored: bytes) -> bytes:
         """One stored row's JSON with its item in clear, after every check of :meth:`_open`;
         the row must say the ``seq`` it is stored at (a whole row copied over another's

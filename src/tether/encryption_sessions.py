@@ -98,14 +98,24 @@ def open_loaded(codec: Codec, session: Session) -> Session:
     return session
 
 
-def open_raw(codec: Codec, doc: dict[str, Any], rows: Sequence[tuple[int, bytes]]) -> Session:
+def open_raw(
+    codec: Codec,
+    doc: dict[str, Any],
+    rows: Sequence[tuple[int, bytes]],
+    known: Sequence[bytes] = (),
+) -> Session:
     """The session of a window a store read undecoded (its ``_load_raw``: the header document
     and ``(seq, stored JSON)`` rows, in the current schema), opened (fails closed): what the
-    store's own ``load`` would give for the same rows stored in clear. ``doc`` is changed."""
+    store's own ``load`` would give for the same rows stored in clear. ``known``: the
+    window's rows before ``rows``, in clear, that the caller knows are still stored as the
+    codec verified them (:meth:`Codec.known_rows`). ``doc`` is changed."""
     sid = doc["id"]
+    clear = codec.open_rows(sid, rows) if rows else []
+    if known:
+        clear = [*known, *clear]
     records: list[dict[str, Any]] = []
-    if rows:  # (a worker's load after the items it holds has none)
-        records = _core.decode_rows(sid, codec.open_rows(sid, rows))
+    if clear:  # (a worker's load after the items it holds has none)
+        records = _core.decode_rows(sid, clear)
     codec.open_fields(sid, doc)
     return _core.readable_session(doc, records)
 

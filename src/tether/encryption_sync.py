@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _core, _json
+from ._cache import ChangeMark
 from .encryption_codec import (
     DEFAULT_CACHE_BYTES,
     Codec,
@@ -93,6 +94,17 @@ _prepare = prepare_items
 """Check and encode new items as a store would, before any I/O (same errors)."""
 
 
+KNOWN_FROM = 64
+"""The fewest rows kept as known (:data:`_KnownRows`): below it, reading and comparing the
+rows costs less than asking the store for its change mark (a few µs)."""
+
+
+_KnownRows = tuple[ChangeMark, int, int, int]
+"""Rows of a session the codec holds, verified as stored, that the store has not changed
+since: the store's change mark taken before the read that verified them, the session's
+version then, and the first and last seq of the rows (contiguous)."""
+
+
 class EncryptedStore(WrappingStore):
     """A store that keeps the items, state and options of another, ``inner``, encrypted.
 
@@ -113,6 +125,7 @@ class EncryptedStore(WrappingStore):
         self.codec = Codec(self.keyring, cache_bytes=cache_bytes)
         self._seen: dict[str, tuple[int, int]] = {}  # id -> (version, last_seq): module doc
         self._seen_lock = threading.Lock()
+        self._known: dict[str, _KnownRows] = {}  # id -> rows still as verified: _load
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r}, {self.keyring!r})"
@@ -135,6 +148,29 @@ class EncryptedStore(WrappingStore):
     def _forget(self, session_id: str) -> None:
         with self._seen_lock:
             self._seen.pop(session_id, None)
+            self._known.pop(session_id, None)
+
+    def _know(self, session_id: str, known: _KnownRows) -> None:
+        """Keep ``known`` for ``session_id`` if it has :data:`KNOWN_FROM` rows and the codec
+        holds them (the first seen go first past :data:`SEEN_SESSIONS`)."""
+        first, last = known[2], known[3]
+        if last - first + 1 < KNOWN_FROM or not self.codec.holds_rows(session_id, first, last):
+            self._known.pop(session_id, None)
+            return
+        with self._seen_lock:
+            entries = self._known
+            if session_id not in entries and len(entries) >= SEEN_SESSIONS:
+                entries.pop(next(iter(entries)), None)
+            entries[session_id] = known
+
+    def _known_after_commit(self, session_id: str, known: _KnownRows, version: int) -> None:
+        """This store's commit from ``known``'s version landed at ``version``: one write to the
+        session, which moves the store's change mark by one of its own writes and adds rows
+        after the known ones. Unless another load or write replaced ``known`` meanwhile."""
+        mark, _, first, last = known
+        with self._seen_lock:
+            if self._known.get(session_id) is known:
+                self._known[session_id] = ((mark[0], mark[1] + 1), version, first, last)
 
     def _wrote(self, session_id: str, version: int, last_seq: int | None, expected: int) -> None:
         """A commit from ``expected`` landed at ``version``, leaving ``last_seq`` (None: as it
@@ -254,18 +290,85 @@ class EncryptedStore(WrappingStore):
         # would be, instead of the envelopes decoded, compared and the items decoded again.
         # the target's _load_raw called as _forward would (it has no public twin), without
         # its steps, through _run only where a subclass changes how the target's methods run
-        raw = self._target._load_raw
-        window: RawWindow | None = (
-            raw(session_id, last=last, after=after, limit=limit)
-            if self._runs_plainly
-            else self._run(raw, session_id, last=last, after=after, limit=limit)
-        )
+        target = self._target
+        raw = target._load_raw
+        mark: ChangeMark | None = None
+        if not self._runs_plainly:
+            window: RawWindow | None = self._run(
+                raw, session_id, last=last, after=after, limit=limit
+            )
+        else:
+            # Rows verified before that the store's change mark says nothing has written since
+            # are not read again. The mark is taken only where it can spare reading many rows:
+            # not for a worker's load(after=) past the known rows, nor a short history.
+            known = self._known.get(session_id)
+            if known is not None:
+                if after is None or after < known[3]:
+                    mark = target._change_mark(session_id)
+            elif after is None:
+                seen = self._seen.get(session_id)
+                if seen is not None and seen[1] >= KNOWN_FROM:
+                    mark = target._change_mark(session_id)
+            if known is not None and mark is not None and known[0] == mark:
+                loaded = self._load_known(session_id, known, last, after, limit)
+                if loaded is not None:
+                    return loaded
+            window = raw(session_id, last=last, after=after, limit=limit)
         if window is None or _core.needs_upgrade(window[0]):  # an older or newer schema
             return super()._load(session_id, last=last, after=after, limit=limit)
         session = open_raw(self.codec, *window)
         fields = session.__dict__  # pydantic's attribute access costs more, on every load
         self._saw(session_id, fields["version"], fields["last_seq"])
+        rows = window[1]
+        if mark is not None and rows:  # verified as stored at the mark taken before the read
+            self._know(session_id, (mark, fields["version"], rows[0][0], rows[-1][0]))
         return session
+
+    def _load_known(
+        self,
+        session_id: str,
+        known: _KnownRows,
+        last: int | None,
+        after: int | None,
+        limit: int | None,
+    ) -> Session | None:
+        """``load`` of a session whose ``known`` rows are still the stored ones (its mark is
+        the store's): the header and the rows after the known ones read, the known rows
+        taken in clear from the codec. None where that cannot give the window (the version
+        moved, rows before the known ones are asked for, the codec let some go): the caller
+        then reads the window whole. The header is always read: it is what says the session
+        is live, and at the version the rows were verified at."""
+        mark, version, first, known_last = known
+        window = self._target._load_raw(session_id, last=None, after=known_last, limit=None)
+        if window is None:
+            return None
+        doc, rows = window
+        last_seq = doc["last_seq"]
+        if doc["version"] != version or last_seq < known_last or _core.needs_upgrade(doc):
+            return None  # written meanwhile (the mark was taken before this read)
+        floor = _core.window_floor(doc, last, after)
+        end = last_seq if limit is None else min(last_seq, floor + max(limit, 0))
+        if floor >= end:
+            held: list[bytes] | None = []
+        elif floor + 1 < first:
+            return None
+        else:
+            held = self.codec.known_rows(session_id, floor + 1, min(known_last, end))
+        if held is None:
+            self._forget_known(session_id, known)
+            return None
+        whole = floor <= known_last and end == last_seq  # every row read is in the window
+        wanted = rows if whole else [row for row in rows if floor < row[0] <= end]
+        session = open_raw(self.codec, doc, wanted, held)
+        self._saw(session_id, version, last_seq)
+        if whole and rows:
+            self._know(session_id, (mark, version, first, rows[-1][0]))
+        return session
+
+    def _forget_known(self, session_id: str, known: _KnownRows) -> None:
+        with self._seen_lock:
+            if self._known.get(session_id) is known:
+                del self._known[session_id]
 
     def _commit(
         self,
@@ -292,6 +395,7 @@ class EncryptedStore(WrappingStore):
         # the items numbered after what this store saw at that version (module doc)
         last_seq = seen[1]
         prepared = _prepare(items)
+        known = self._known.get(session_id)
         add = self._encoded_add()
         try:
             if add is not None:  # the envelopes' JSON: the store encodes nothing again
@@ -305,6 +409,8 @@ class EncryptedStore(WrappingStore):
             self._forget(session_id)
             raise
         self._saw(session_id, version, last_seq + len(prepared))
+        if known is not None and known[1] == expected_version:
+            self._known_after_commit(session_id, known, version)
         return version
 
     def _add(self, write: Write) -> Forwarded:

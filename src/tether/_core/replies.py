@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from .._time import from_micros
 from ..models import Lease
+from .items import stamp_text
 from .stamps import CommitStamp, commit_stamp
 
 _T = TypeVar("_T")
@@ -31,7 +32,7 @@ def spliced_stamp(
     sent (whether each needs the commit's timestamp, and its encoded text), numbered up to
     ``last_seq``; ``splice(seq, timestamp or None, text)`` makes each one's stored row as the
     store's write did, so the rows are the stored bytes without encoding the items again."""
-    stamp = from_micros(int(updated_at)).isoformat(timespec="microseconds")
+    stamp = stamp_text(int(updated_at))
     first = int(last_seq) - len(items) + 1
     rows = [
         (seq, splice(seq, stamp if needs_stamp else None, text))

@@ -91,9 +91,10 @@ def test_commit_stamped_is_one_round_trip(postgres_url: str, pg_schema: str) -> 
 def test_a_commit_without_header_changes_sends_only_the_writes_parameters(
     postgres_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A chat turn's commit changes nothing in the header: it runs the statement without the
-    changes (APPEND), and none of their parameters is converted; one that changes the header
-    runs COMMIT. Both stamp what they stored, and the lease and version guards hold for both."""
+    """A chat turn's commit changes nothing in the header and appends no keyed item: it runs
+    the statement without the changes and without the item-key CTE (APPEND_PLAIN), and none of
+    their parameters is converted; one with a keyed item runs APPEND, one that changes the
+    header COMMIT. All stamp what they stored, and the lease and version guards hold for all."""
     with _one_connection_store(postgres_url, pg_schema) as store:
         sent: list[tuple[bytes, dict[str, Any]]] = []
         keyed_write = store._keyed_write
@@ -114,7 +115,18 @@ def test_a_commit_without_header_changes_sends_only_the_writes_parameters(
         with pytest.raises(tether.AlreadyClaimed):
             store.commit(sid, 3, append=[{"role": "user"}])  # another's live lease
         assert store.commit(sid, 3, append=[{"role": "user"}], lease=lease) == 4
-        assert [statement for statement, _ in sent[:2]] == [store._sql.append, store._sql.commit]
+        keyed = store.commit_stamped(sid, 4, append=[KeyedItem("k", {"role": "tool"})], lease=lease)
+        assert [statement for statement, _ in sent[:2]] == [
+            store._sql.append_plain,
+            store._sql.commit,
+        ]
+        assert [statement for statement, _ in sent[-2:]] == [
+            store._sql.append_plain,
+            store._sql.append,
+        ]
+        assert b"tether_item_keys" not in store._sql.append_plain
+        assert b"item_keys" not in store._sql.append_plain
+        assert b"tether_item_keys" in store._sql.append
         assert "set_status" not in sent[0][1]
         assert "metadata" not in sent[0][1]
         assert sent[1][1]["set_status"] is True
@@ -122,11 +134,25 @@ def test_a_commit_without_header_changes_sends_only_the_writes_parameters(
         assert (plain.version, changed.version) == (2, 3)
         assert stamps_match(plain, loaded, 0)
         assert stamps_match(changed, loaded, 1)
+        assert stamps_match(keyed, loaded, 3)
         assert loaded.status == "running"
         assert [item.item for item in loaded.items] == [
             {"role": "user", "content": "a"},
             {"role": "assistant"},
             {"role": "user"},
+            {"role": "tool"},
+        ]
+        assert loaded.items[3].key == "k"
+        assert list(store.items_by_key(sid, ["k"])) == ["k"]
+        with pytest.raises(tether.DuplicateItemKey):
+            store.commit(sid, 5, append=[KeyedItem("k", {})], lease=lease)
+        # a write mixing plain and keyed items runs APPEND: both kinds stored, in order
+        store.commit(sid, 5, append=[{"role": "user"}, KeyedItem("j", {})], lease=lease)
+        assert sent[-1][0] == store._sql.append
+        mixed = store.load(sid, after=4)
+        assert [(item.key, item.item) for item in mixed.items] == [
+            (None, {"role": "user"}),
+            ("j", {}),
         ]
 
 

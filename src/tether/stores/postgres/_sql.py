@@ -32,6 +32,7 @@ from ._sql_parts import (
     LIVE,
     NEW_ITEMS,
     NEW_META,
+    NEW_PLAIN_ITEMS,
     NEW_SEQ,
     NOW,
     TIME_CTE,
@@ -175,9 +176,7 @@ FROM upd
 # changes, so without their 16 parameters (psycopg converts each one on every call, the larger
 # part of a commit's client time) and without the CASE per field and the metadata CTEs on the
 # server. The same guard, the same rows, the same stamp.
-APPEND = f"""
-WITH {TIME_CTE},
-upd AS (
+_APPEND_UPDATE = f"""upd AS (
     UPDATE {{schema}}.tether_sessions AS s SET
         {_BUMP}
         history_len = s.history_len + %(n)s::bigint
@@ -185,12 +184,29 @@ upd AS (
     WHERE {_WRITE_GUARD}
     RETURNING s.id, s.version, s.last_seq, t.iso, t.now AS stamped_at,
         s.lease_owner, s.lease_fence, s.lease_expires_at
-),
-{_NEW_ITEM_ROWS}
-SELECT version, last_seq, {micros("stamped_at")}, lease_owner, lease_fence,
+)"""
+_STAMPED = f"""SELECT version, last_seq, {micros("stamped_at")}, lease_owner, lease_fence,
     {micros("lease_expires_at")}
 FROM upd
 """
+APPEND = f"""
+WITH {TIME_CTE},
+{_APPEND_UPDATE},
+{_NEW_ITEM_ROWS}
+{_STAMPED}"""
+
+# APPEND when no new item has a key (a chat turn's): its items without the key array, and
+# without the item-key CTE, which would run (and unnest the items a second time) to insert
+# nothing. The same guard, the same rows, the same stamp.
+APPEND_PLAIN = f"""
+WITH {TIME_CTE},
+{_APPEND_UPDATE},
+items AS (
+    INSERT INTO {{schema}}.tether_items (session_id, seq, data)
+    SELECT u.id, {NEW_SEQ}, {item_json(NEW_SEQ, time="u")}
+    FROM upd AS u, {NEW_PLAIN_ITEMS}
+)
+{_STAMPED}"""
 
 # New seqs continue after the old last_seq, so the rows deleted and inserted never share a key.
 # An item key may move from a deleted row to a new one: tether_item_keys' primary key is checked
@@ -426,6 +442,7 @@ class Statements:
     create: bytes
     commit: bytes
     append: bytes
+    append_plain: bytes
     replace: bytes
     tail: bytes
     items_by_key: bytes
@@ -467,6 +484,7 @@ class Statements:
             create=r(CREATE),
             commit=r(COMMIT),
             append=r(APPEND),
+            append_plain=r(APPEND_PLAIN),
             replace=r(REPLACE),
             tail=r(TAIL),
             items_by_key=r(ITEMS_BY_KEY),

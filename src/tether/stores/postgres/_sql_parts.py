@@ -63,6 +63,11 @@ NEW_ITEMS = (
     "unnest(%(items)s::text[], %(stamps)s::boolean[], %(item_keys)s::text[]) "
     "WITH ORDINALITY AS i(data, stamp, key, ord)"
 )
+# The new items of a write none of whose items has a key (a chat turn's): no keys to send, and
+# no item-key CTE to run (see _sql.APPEND_PLAIN).
+NEW_PLAIN_ITEMS = (
+    "unnest(%(items)s::text[], %(stamps)s::boolean[]) WITH ORDINALITY AS i(data, stamp, ord)"
+)
 NEW_SEQ = "u.last_seq - %(n)s::bigint + i.ord"  # after the UPDATE, last_seq counts the new items
 NEW_META = (
     "unnest(%(meta_keys)b::text[], %(meta_values)b::text[], %(meta_hashes)b::bigint[]) "

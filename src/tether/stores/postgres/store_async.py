@@ -143,8 +143,8 @@ class AsyncPostgresStore(_AsyncAddingStore, _AsyncPostgresForks):
 
     async def _add(self, write: Write) -> _rows.CommitRow:
         """See the contract: the commit statement (see COMMIT, or APPEND when the header does
-        not change; with no version to compare, NULL, for a blind append), whose row says what
-        it stamped."""
+        not change, APPEND_PLAIN when no new item has a key either; with no version to compare,
+        NULL, for a blind append), whose row says what it stamped."""
         if write.changes:
             params = _rows.header_write_params(
                 write.session_id,
@@ -173,9 +173,15 @@ class AsyncPostgresStore(_AsyncAddingStore, _AsyncPostgresForks):
         return _rows.CommitRow(params, row)
 
     async def _commit_row(self, write: Write, params: dict[str, Any]) -> Row:
+        if write.changes:
+            query = self._sql.commit
+        elif any(key is not None for key in params["item_keys"]):
+            query = self._sql.append
+        else:  # no key to insert: the statement without the item-key CTE
+            query = self._sql.append_plain
         return await self._keyed_write(
             "commit",
-            self._sql.commit if write.changes else self._sql.append,
+            query,
             params,
             lambda found: _rows.judge_write(
                 write.session_id, found, write.expected_version, write.lease

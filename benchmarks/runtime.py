@@ -421,8 +421,20 @@ def main() -> int:
         help="leave the uncached turn out: its whole reads of the history empty SQLite's page "
         "cache, which the store's turn measured beside it then pays (at 10 and 10,000 items)",
     )
+    parser.add_argument(
+        "--throughput-only",
+        type=int,
+        metavar="ROUNDS",
+        help="only throughput B, median of ROUNDS rounds (for before/after runs, alternated)",
+    )
     args = parser.parse_args()
     results: dict[str, object] = {}
+    if args.throughput_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["throughput"] = throughput(Path(tmp), 50, 40, args.throughput_only)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return 0
     turns, reps = (5, 2) if args.quick else (200, 7)
     lengths = (10, 1_000) if args.quick else (10, 100, 1_000, 10_000, 100_000)
     lengths = args.lengths or lengths

@@ -12,6 +12,7 @@ import pytest
 
 from tether import KeyedItem
 from tether._core import items as core_items
+from tether._core.items import stamp_text
 from tether._time import from_micros
 from tether.errors import InvalidSessionData
 
@@ -33,14 +34,14 @@ NOW = 1_765_135_000_123_456
     ],
 )
 def test_stamp_text_is_isoformat(now: int) -> None:
-    assert core_items.stamp_text(now) == from_micros(now).isoformat(timespec="microseconds")
+    assert stamp_text(now) == from_micros(now).isoformat(timespec="microseconds")
 
 
 def test_stamp_text_across_seconds() -> None:
     rng = random.Random(7)
     moments = sorted(rng.randrange(NOW - 5_000_000, NOW + 5_000_000) for _ in range(2_000))
     for now in moments + moments[::-1]:  # the cached second moves forward and back
-        assert core_items.stamp_text(now) == from_micros(now).isoformat(timespec="microseconds")
+        assert stamp_text(now) == from_micros(now).isoformat(timespec="microseconds")
 
 
 def _apart(items: list[Any], first_seq: int) -> list[tuple[int, bytes]]:
@@ -92,3 +93,19 @@ def test_a_bad_item_is_refused_as_when_encoded_apart(item: dict[str, Any]) -> No
 def test_a_bad_own_timestamp_is_refused() -> None:
     with pytest.raises(InvalidSessionData):
         core_items.prepare_items([{"role": "u", "timestamp": "\ud800"}], 1, NOW)
+
+
+def test_a_plain_item_is_one_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+
+    class Counting:
+        @staticmethod
+        def dumps(value: object, *args: Any, **kwargs: Any) -> bytes:
+            calls.append(value)
+            return orjson.dumps(value, *args, **kwargs)
+
+    monkeypatch.setattr(core_items, "orjson", Counting)
+    items = [{"role": "user", "content": "hi"}, KeyedItem("k", {"role": "assistant"})]
+    encoded = core_items.prepare_items(items, 3, NOW)
+    assert len(calls) == 2  # one call per item: its fields and the item together
+    assert list(encoded) == _apart(items, 3)

@@ -105,7 +105,10 @@ def test_a_plain_item_is_one_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
             return orjson.dumps(value, *args, **kwargs)
 
     monkeypatch.setattr(core_items, "orjson", Counting)
-    items = [{"role": "user", "content": "hi"}, KeyedItem("k", {"role": "assistant"})]
+    items: list[dict[str, Any] | KeyedItem] = [
+        {"role": "user", "content": "hi"},
+        KeyedItem("k", {"role": "assistant"}),
+    ]
     encoded = core_items.prepare_items(items, 3, NOW)
     assert len(calls) == 2  # one call per item: its fields and the item together
     assert list(encoded) == _apart(items, 3)

@@ -10,11 +10,17 @@ from typing import Any
 from . import _core
 from .models import HistoryItem, Prefix, Session, SharedHistory, StoredItem
 
-__all__ = ["ChangeMark", "SessionCache", "detach", "header_only"]
+__all__ = ["ChangeMark", "SessionCache", "after_own_write", "detach", "header_only"]
 
 ChangeMark = tuple[Hashable, int]
 """A store's ``_change_mark()``: what others wrote (opaque) and the count of this store
 object's own writes."""
+
+
+def after_own_write(mark: ChangeMark) -> ChangeMark:
+    """The store's change mark after one more write of its own (a commit this process made
+    from ``mark``): it matches the store's later only if that write was the one since."""
+    return mark[0], mark[1] + 1
 
 
 _LEASE_FIELDS = ("lease_owner", "lease_fence", "lease_expires_at")
@@ -172,7 +178,7 @@ class SessionCache:
                 entries[cached.id] = extended
                 entries.move_to_end(cached.id)
                 mark = self._marks.get(cached.id)
-                self._set_mark(extended, None if mark is None else (mark[0], mark[1] + 1))
+                self._set_mark(extended, None if mark is None else after_own_write(mark))
                 self._evict()
         return extended
 

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _core, _json
-from ._cache import ChangeMark
+from ._cache import ChangeMark, after_own_write
 from .encryption_codec import (
     DEFAULT_CACHE_BYTES,
     Codec,
@@ -170,7 +170,7 @@ class EncryptedStore(WrappingStore):
         mark, _, first, last = known
         with self._seen_lock:
             if self._known.get(session_id) is known:
-                self._known[session_id] = ((mark[0], mark[1] + 1), version, first, last)
+                self._known[session_id] = (after_own_write(mark), version, first, last)
 
     def _wrote(self, session_id: str, version: int, last_seq: int | None, expected: int) -> None:
         """A commit from ``expected`` landed at ``version``, leaving ``last_seq`` (None: as it

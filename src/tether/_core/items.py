@@ -95,16 +95,12 @@ class EncodedNewItems(list[tuple["str | None", bytes, "str | None"]]):
 
 def prepare_encoded_items(items: EncodedNewItems, first_seq: int, now: int) -> PreparedItems:
     """:func:`prepare_items` for items already checked and encoded: the same rows."""
-    now_stamp: str | None = None
+    now_stamp = stamp_text(now)  # an item without a timestamp of its own takes the commit's
     encoded = PreparedItems()
     encoded.keys = []
     dumps = orjson.dumps  # the fields are a checked int, key and timestamp string
     for seq, (key, data, own) in enumerate(items, first_seq):
-        stamp = own
-        if stamp is None:
-            if now_stamp is None:
-                now_stamp = stamp_text(now)
-            stamp = now_stamp
+        stamp = now_stamp if own is None else own
         if key is not None:
             encoded.keys.append((key, seq))
         encoded.append((seq, join_row(dumps(row_fields(seq, stamp, key)), data)))
@@ -182,17 +178,14 @@ def prepare_items(
     (:func:`prepare_encoded_items`)."""
     if isinstance(items, EncodedNewItems):
         return prepare_encoded_items(items, first_seq, now)
-    now_stamp: str | None = None
+    now_stamp = stamp_text(now)  # an item without a timestamp of its own takes the commit's
     encoded = PreparedItems()
     encoded.keys = []
     dumps = orjson.dumps
     for offset, item, key in checked_items(items):
         seq = first_seq + offset
-        stamp = _own_stamp(item)
-        if stamp is None:
-            if now_stamp is None:
-                now_stamp = stamp_text(now)
-            stamp = now_stamp
+        own = _own_stamp(item)
+        stamp = now_stamp if own is None else own
         if key is not None:
             encoded.keys.append((key, seq))
         fields = row_fields(seq, stamp, key)

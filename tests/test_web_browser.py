@@ -285,6 +285,15 @@ def shot(page: Page, shots: Path, store: tuple[str, list[str]], name: str) -> No
     page.screenshot(path=str(shots / f"{kind}-{name}.png"), full_page=False)
 
 
+def follow(page: Page, link: str) -> None:
+    """Click ``link`` and wait until the page it opens is the one shown and loaded: reading
+    right after a click can read the old page, or the new one before it is parsed."""
+    before = page.url
+    page.click(link)
+    page.wait_for_url(lambda url: url != before)
+    page.wait_for_load_state()
+
+
 def seqs(page: Page) -> list[int]:
     return [int(s) for s in page.locator("#timeline .entry").evaluate_all(
         "els => els.map(e => e.dataset.seq)"
@@ -339,7 +348,7 @@ def test_filter_and_page_the_list(page: Page) -> None:
     page.goto(page.url.split("?")[0] + "?limit=3&owner=ada&status=new")
     seen = page.locator("td.id > a").all_inner_texts()
     while page.locator("a[rel=next]").count():
-        page.click("a[rel=next]")
+        follow(page, "a[rel=next]")
         more = page.locator("td.id > a").all_inner_texts()
         assert not set(more) & set(seen)
         seen += more
@@ -374,14 +383,14 @@ def test_page_back_through_a_long_timeline(
     pages = 1
     while page.locator("a[rel=prev]").count():
         first = seqs(page)[0]
-        page.click("a[rel=prev]")
+        follow(page, "a[rel=prev]")
         shown = seqs(page)
         assert shown[-1] == first - 1
         pages += 1
     assert seqs(page)[0] == 1
     assert pages == -(-LONG // 50)
     shot(page, shots, store, "timeline-oldest")
-    page.click("a[rel=next]")
+    follow(page, "a[rel=next]")
     assert seqs(page)[0] == 11
 
 
@@ -529,7 +538,7 @@ def test_reading_works_with_javascript_off(browser: Browser, server: Server) -> 
         assert page.locator(".counts .s-waiting b").count() == 1
         page.goto(server.origin + "/s/long-1")
         assert seqs(page)[-1] == LONG
-        page.click("a[rel=prev]")
+        follow(page, "a[rel=prev]")
         assert seqs(page)[-1] == LONG - 50
         assert page.locator("#live").is_hidden()  # nothing live without the script
         page.goto(server.origin + "/reviews")

@@ -27,17 +27,15 @@ the decrypted item's, or the envelope was tampered with.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import os
-import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
 
-from . import _core, _json
+from . import _base64, _core, _json
 from ._core.items import _dumps as encode_new_item
 from ._encryption_keys import _KEY_ID, InvalidTag, Keyring, KeySource, resolve_keys
 from .errors import CorruptSession, PlaintextFound, TamperedCiphertext
@@ -97,20 +95,6 @@ def is_envelope(value: object) -> bool:
     return isinstance(value, dict) and ENVELOPE_MARK in value
 
 
-def _unb64(text: str) -> bytes:
-    """Strict base64 (no stray characters): ``binascii.Error`` otherwise."""
-    return _a2b(text, strict_mode=True)
-
-
-if sys.version_info < (3, 11):  # pragma: no cover - strict_mode is new in 3.11
-
-    def _a2b(text: str, *, strict_mode: bool) -> bytes:
-        return base64.b64decode(text, validate=strict_mode)
-
-else:
-    _a2b = binascii.a2b_base64
-
-
 def _place(field: str, seq: int) -> str:
     return f"history item seq {seq}" if field == "item" else field
 
@@ -125,8 +109,7 @@ def _out_of_place(session_id: str, seq: object) -> TamperedCiphertext:
 
 
 def _b64(data: bytes) -> str:
-    # binascii directly: base64.b64encode is a Python wrapper around it (a sealed item's cost)
-    return binascii.b2a_base64(data, newline=False).decode("ascii")
+    return _base64.encode(data).decode("ascii")
 
 
 DEFAULT_CACHE_BYTES = 32 * 2**20
@@ -310,7 +293,7 @@ class Codec:
         )
         encrypt = aead.encrypt
         nonces = os.urandom(NONCE_BYTES * len(encoded))  # one system call, a fresh nonce each
-        b64 = binascii.b2a_base64  # _b64 and _item_ad inlined: this loop is a commit's cost
+        b64 = _base64.encode  # _b64 and _item_ad inlined: this loop is a commit's cost
         dumps = orjson.dumps
         mark = f"{FORMAT}:{kid}:"
         head = dumps({ENVELOPE_MARK: mark})[:-2]  # the JSON's start: '{"tether_enc":"2:<kid>:'
@@ -321,7 +304,7 @@ class Codec:
             nonce = nonces[start : start + NONCE_BYTES]
             start += NONCE_BYTES
             ad = _AD_PREFIX + dumps(("item", session_id, seq, key, kid))
-            sealed = b64(nonce + encrypt(nonce, data, ad), newline=False)
+            sealed = b64(nonce + encrypt(nonce, data, ad))
             if as_json:  # the store takes an item's own timestamp as its time
                 tail = b'"}' if stamp is None else b'","timestamp":' + dumps(stamp) + b"}"
                 put((key, b"".join((head, sealed, tail)), stamp))
@@ -409,10 +392,11 @@ class Codec:
         aead = self._aead.get(kid) or self.keyring.aead(kid, session_id, _place(field, seq))
         try:
             if fields == 1:  # one decode for nonce and ciphertext
-                raw = _unb64(packed)
+                raw = _base64.decode_strict(packed)
                 nonce, sealed = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
             else:
-                nonce, sealed = _unb64(nonce_text), _unb64(packed)  # type: ignore[arg-type]
+                unb64 = _base64.decode_strict
+                nonce, sealed = unb64(nonce_text), unb64(packed)  # type: ignore[arg-type]
             data = aead.decrypt(nonce, sealed, ad)
             value = _json.loads(data)
         except (binascii.Error, ValueError, InvalidTag, _json.JSONDecodeError):

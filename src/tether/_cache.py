@@ -171,8 +171,7 @@ class SessionCache:
             history.extend(history_new)
             items.extend(items_new)
             fields["history"] = history
-            extended = _core.construct_trusted(Session, fields)
-            _set_items(extended, items)
+            extended = _extended(cached, fields, items)
             if self.size:  # put(): the lists are this cache's own, so they stay owned
                 entries = self._entries
                 entries[cached.id] = extended
@@ -202,6 +201,31 @@ class SessionCache:
             owned = (list(cached.history[:length]), items[:length])
             self._owned[cached.id] = owned
         return owned
+
+
+_SESSION_FIELDS = frozenset(Session.__pydantic_fields__)
+_SESSION_PRIVATE = dict.fromkeys(Session.__private_attributes__)
+"""A new Session's private attributes as ``construct_trusted`` sets them: each one's default,
+None for every one of them (tests/test_runtime_trim_cache.py checks)."""
+
+
+def _extended(cached: Session, fields: dict[str, Any], items: list[StoredItem]) -> Session:
+    """``construct_trusted(Session, fields)`` holding ``items`` (as :func:`_set_items` sets
+    them), built directly when ``cached`` is a plain :class:`Session`: ``fields`` are then its
+    own fields (``_core.stamped_fields`` copies them from its dict), so neither the names are
+    compared nor the private defaults looked up again (1.5 µs of a cached turn's commit)."""
+    if type(cached) is not Session or len(fields) != len(_SESSION_FIELDS):
+        extended = _core.construct_trusted(Session, fields)
+        _set_items(extended, items)
+        return extended
+    extended = Session.__new__(Session)
+    _set(extended, "__dict__", fields)
+    _set(extended, "__pydantic_fields_set__", set(_SESSION_FIELDS))
+    _set(extended, "__pydantic_extra__", None)
+    private = _SESSION_PRIVATE.copy()
+    private["_exact"] = items
+    _set(extended, "__pydantic_private__", private)
+    return extended
 
 
 def _private(session: Session) -> dict[str, Any]:
@@ -253,18 +277,32 @@ def detach(session: Session) -> Session:
     caller makes to it copies it, so the cache never sees it. The items are shared: treat
     loaded items as read-only.
     """
-    update: dict[str, object] = _core.trusted_json_fields(session)
+    # _copy(session, update) with the update known: built in one pass (a cached turn makes two)
+    fields = session.__dict__.copy()
+    fields.update(_core.trusted_json_fields(session))
     history = session.history
     length = len(history)
     if type(history) is not list:  # a Prefix (or a history a hook set): a list of its own
         history = list(history)
-    update["history"] = SharedHistory(history, length)
-    copy = _copy(session, update)
-    private = _private(copy)
+    fields["history"] = SharedHistory(history, length)
+    cls = type(session)
+    copy = cls.__new__(cls)
+    _set(copy, "__dict__", fields)
+    _set(copy, "__pydantic_fields_set__", session.__pydantic_fields_set__ | _DETACHED)
+    extra = session.__pydantic_extra__
+    _set(copy, "__pydantic_extra__", None if extra is None else dict(extra))
+    private = session.__pydantic_private__
+    private = {} if private is None else private.copy()
+    private["_views"] = None  # views are built from the copy's own items when asked for
     stored = private.get("_exact")
     if type(stored) is list:  # perhaps a list the cache extends: the caller's part only
         private["_exact"] = Prefix(stored, len(stored))
+    _set(copy, "__pydantic_private__", private)
     return copy
+
+
+_DETACHED = frozenset(("metadata", "state", "options", "history"))
+"""The fields :func:`detach` replaces (set, as ``model_copy(update=...)`` marks them)."""
 
 
 def header_only(session: Session) -> Session:

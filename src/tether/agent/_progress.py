@@ -89,7 +89,9 @@ class Turn:
         self.state = dict(session.state)
         # the turn holds the lease, so nobody else changes the options while it runs
         self.options = dict(session.options)
-        self.rt = _turn.runtime(session)
+        # a session the runtime held (``cached``) is a copy of the cache's, made for this turn
+        # and checked as JSON when it was stored: its runtime part is copied without the check
+        self.rt = _turn.runtime(session, trusted=cached)
         self.status = session.status.value
         self.snapshot = snapshot
         self.added: list[HistoryItem] = []

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import _json
+from .._core.checks import trusted_copy
 from .._time import from_micros, to_micros
 from ..errors import ConfigurationError, InvalidRequest, InvalidToken, ModelError
 from ..integrations import _langgraph_view
@@ -128,10 +129,14 @@ def _checked_reply(reply: object) -> ModelReply:
 # --- runtime state: the snapshot and the reviews -------------------------------------------------
 
 
-def runtime(session: Session) -> dict[str, Any]:
-    """The reserved runtime part of the session's state (a copy)."""
+def runtime(session: Session, *, trusted: bool = False) -> dict[str, Any]:
+    """The reserved runtime part of the session's state (a copy). ``trusted``: the state is
+    as a store returned it (checked as JSON when written), copied without checking it again."""
     data = session.state.get(RESERVED)
-    return _json.loads(_json.dumps(data)) if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    copied: dict[str, Any] = trusted_copy(data) if trusted else _json.loads(_json.dumps(data))
+    return copied
 
 
 def state_with(session_state: Mapping[str, Any], rt: Mapping[str, Any]) -> dict[str, Any]:

@@ -153,9 +153,12 @@ def saved_from_stamp(
     """
     if not stamp.reported or cache.get(loaded.id) is not loaded:
         return None
-    with _core.runtime_writes():  # the commit checked the changes: copied, not walked again
-        normalized = _core.normalize_changes(changes, committed=True) if changes else {}
-        parts = _core.stamped_fields(loaded, normalized, appended, stamp)
+    if not changes:  # nothing of state to keep or set: the rules read no runtime_writes()
+        parts = _core.stamped_fields(loaded, {}, appended, stamp)
+    else:
+        with _core.runtime_writes():  # the commit checked the changes: copied, not walked again
+            normalized = _core.normalize_changes(changes, committed=True)
+            parts = _core.stamped_fields(loaded, normalized, appended, stamp)
     if parts is None:
         return None
     return cache.extend(loaded, *parts)  # and put in the cache

@@ -37,6 +37,17 @@ import orjson
 
 from . import _base64, _core, _json
 from ._core.items import _dumps as encode_new_item
+from ._encryption_cache import (
+    DEFAULT_CACHE_BYTES,
+    NO_ROWS,
+    WRITTEN_SESSIONS,
+    Place,
+    Verified,
+    VerifiedRow,
+    Written,
+    entry_size,
+    row_size,
+)
 from ._encryption_keys import _KEY_ID, InvalidTag, Keyring, KeySource, resolve_keys
 from .errors import CorruptSession, PlaintextFound, TamperedCiphertext
 from .models import KeyedItem
@@ -54,6 +65,10 @@ __all__ = [
 ]
 
 ENVELOPE_MARK = "tether_enc"
+
+_UNKNOWN: Verified = (None, {ENVELOPE_MARK: object()}, b"")
+"""The cache's answer for a place it does not hold: equal to no stored value (none holds that
+object), so the one comparison of a hit also rules out a miss."""
 """The key that marks an envelope; its value is the envelope (format 2) or its format (1)."""
 FORMAT = 2
 """The envelope format written (module doc); format 1 is read too."""
@@ -112,42 +127,6 @@ def _b64(data: bytes) -> str:
     return _base64.encode(data).decode("ascii")
 
 
-DEFAULT_CACHE_BYTES = 32 * 2**20
-"""The plaintext cache of a store: 32 MiB of recently opened values."""
-_Place = tuple[str, "int | str"]
-"""Where a cached value lives: (session id, an item's seq), or (session id, ``"state"`` /
-``"options"``)."""
-_Verified = tuple["str | None", dict[str, Any], bytes]
-"""What the cache keeps of a verified envelope: the item key beside it (None for a header
-field), a private copy of the envelope itself and its plaintext JSON (an object). A stored
-envelope equal to that copy (one dict comparison: format, key id, nonce, ciphertext, clear
-timestamp, no other field) at the same place under the same item key is the one verified."""
-_UNKNOWN: _Verified = (None, {ENVELOPE_MARK: object()}, b"")
-"""The cache's answer for a place it does not hold: equal to no stored value (none holds that
-object), so the one comparison of a hit also rules out a miss."""
-_ENTRY_BYTES = 512  # what an entry costs beside its ciphertext and plaintext: dict, tuples
-
-
-_VerifiedRow = tuple[bytes, bytes]
-"""What the cache keeps of a verified stored row, read undecoded (a store's ``_load_raw``):
-the row's JSON exactly as stored, and the same row with its item in clear (the JSON the
-store would hold without encryption). A stored row equal to the first, byte for byte (seq,
-timestamp, key, envelope and its clear timestamp), gives the second without decrypting."""
-
-
-_NO_ROWS: dict[int, _VerifiedRow] = {}
-"""The rows cached for a session the cache holds none of (never written to)."""
-
-
-def _row_size(row: _VerifiedRow) -> int:
-    return len(row[0]) + len(row[1]) + _ENTRY_BYTES
-
-
-def _entry_size(verified: _Verified) -> int:
-    texts = (len(value) for value in verified[1].values() if type(value) is str)
-    return sum(texts) + len(verified[2]) + _ENTRY_BYTES
-
-
 class Codec:
     """Seals values into envelopes and opens them, bound to their place.
 
@@ -163,32 +142,33 @@ class Codec:
     def __init__(self, keyring: Keyring, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.keyring = keyring
         self._aead = keyring._aead  # the ring's ciphers by key id, read without its lock
-        self._cache: dict[_Place, _Verified] = {}
-        self._rows: dict[str, dict[int, _VerifiedRow]] = {}  # session id -> seq -> row
+        self._cache: dict[Place, Verified] = {}
+        self._rows: dict[str, dict[int, VerifiedRow]] = {}  # session id -> seq -> row
+        self._written: dict[str, Written] = {}  # session id -> its latest write: written()
         self._row_bytes: dict[str, int] = {}  # what each session's rows cost the cache
         self._cached_bytes = 0
         self._cache_limit = cache_bytes
         self._cache_lock = threading.Lock()
 
-    def _remember(self, place: _Place, verified: _Verified) -> None:
+    def _remember(self, place: Place, verified: Verified) -> None:
         """Keep a verified plaintext (in place of what the cache held there); the oldest go
         first past the limit."""
-        size = _entry_size(verified)
+        size = entry_size(verified)
         if size > self._cache_limit:
             return
         with self._cache_lock:
             cache = self._cache
             old = cache.pop(place, None)
             if old is not None:
-                self._cached_bytes -= _entry_size(old)
+                self._cached_bytes -= entry_size(old)
             self._make_room(size, keep=None)
             cache[place] = verified
             self._cached_bytes += size
 
-    def _remember_rows(self, session_id: str, verified: Mapping[int, _VerifiedRow]) -> None:
+    def _remember_rows(self, session_id: str, verified: Mapping[int, VerifiedRow]) -> None:
         """Keep a session's verified rows (by seq, in place of those the cache held there);
         the values first, then the sessions seen first, go past the limit."""
-        sizes = {seq: _row_size(row) for seq, row in verified.items()}
+        sizes = {seq: row_size(row) for seq, row in verified.items()}
         with self._cache_lock:
             rows = self._rows.get(session_id)
             if rows is None:
@@ -196,7 +176,7 @@ class Codec:
                 self._row_bytes[session_id] = 0
             for seq, row in verified.items():
                 old = rows.pop(seq, None)
-                freed = 0 if old is None else _row_size(old)
+                freed = 0 if old is None else row_size(old)
                 self._row_bytes[session_id] -= freed
                 self._cached_bytes -= freed
                 if not self._make_room(sizes[seq], keep=session_id):
@@ -212,7 +192,7 @@ class Codec:
         cache, rows = self._cache, self._rows
         while self._cached_bytes + size > limit:
             if cache:
-                self._cached_bytes -= _entry_size(cache.pop(next(iter(cache))))
+                self._cached_bytes -= entry_size(cache.pop(next(iter(cache))))
                 continue
             oldest = next((sid for sid in rows if sid != keep), None)
             if oldest is None:
@@ -474,7 +454,7 @@ class Codec:
         """The rows of a window read undecoded (``(seq, stored JSON)`` each, a store's
         ``_load_raw``), in order, each as the JSON of the same row with its item in clear.
 
-        A row equal byte for byte to the one verified at that seq (:data:`_VerifiedRow`)
+        A row equal byte for byte to the one verified at that seq (:data:`VerifiedRow`)
         costs one lookup and one comparison of bytes; any other is decoded and goes through
         every check of :meth:`_open` (a row that is not a stored history row raises
         :class:`~tether.errors.CorruptSession`, as the store's own decoding would).
@@ -482,21 +462,58 @@ class Codec:
         # The hot loop of a whole-history load, as few steps as it takes: a plain loop, faster
         # here than building tuples of the rows' values for one comparison in C (0.66 against
         # 1.6 µs for 10 rows, 117 against 169 µs for 1,000, in a tight loop).
-        cached = (self._rows.get(session_id) or _NO_ROWS).get
+        cached = (self._rows.get(session_id) or NO_ROWS).get
         out: list[bytes] = []
         put = out.append
-        verified: dict[int, _VerifiedRow] = {}
+        verified: dict[int, VerifiedRow] = {}
         for seq, stored in rows:
             entry = cached(seq)
             if entry is not None and entry[0] == stored:
                 put(entry[1])
             else:
-                clear = self._open_row(session_id, seq, stored)
+                clear = self._written_row(session_id, seq, stored) or self._open_row(
+                    session_id, seq, stored
+                )
                 verified[seq] = (bytes(stored), clear)
                 put(clear)
         if verified and self._cache_limit:
             self._remember_rows(session_id, verified)
         return out
+
+    def written(
+        self,
+        session_id: str,
+        first_seq: int,
+        stored: Sequence[tuple[int, bytes]],
+        encoded: Sequence[tuple[str | None, bytes, str | None]],
+    ) -> None:
+        """Rows sealed here (:meth:`seal_encoded` from ``first_seq`` of the items ``encoded``)
+        as the store wrote them (``stored``: ``(seq, row JSON)`` each): the next
+        :meth:`open_rows` that meets one of them byte for byte at the seq it was sealed for
+        takes its item in clear from ``encoded``, instead of decrypting what was just
+        encrypted. One entry: a session's latest write, of the last :data:`WRITTEN_SESSIONS`."""
+        notes = self._written
+        if not self._cache_limit or len(stored) != len(encoded):
+            return
+        while session_id not in notes and len(notes) >= WRITTEN_SESSIONS:
+            try:
+                notes.pop(next(iter(notes)), None)  # the first written go first
+            except RuntimeError:  # another thread's write resized it meanwhile: look again
+                continue
+        notes[session_id] = (first_seq, stored, encoded)
+
+    def _written_row(self, session_id: str, seq: int, stored: bytes) -> bytes | None:
+        """The clear row of ``stored`` at ``seq`` if it is one :meth:`written` noted (sealed
+        for ``seq`` and stored there as given), else None."""
+        note = self._written.get(session_id)
+        if note is None:
+            return None
+        first, rows, encoded = note
+        offset = seq - first
+        if not 0 <= offset < len(rows) or rows[offset] != (seq, stored):
+            return None
+        cut = stored.find(b',"item":')  # a row's fields hold no such bytes: JSON escapes '"'
+        return None if cut < 0 else stored[:cut] + b',"item":' + encoded[offset][1] + b"}"
 
     def holds_rows(self, session_id: str, first: int, last: int) -> bool:
         """Whether the cache seems to hold the rows ``first`` to ``last`` of ``session_id``

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core, _json
 from ._cache import ChangeMark, after_own_write
+from ._encryption_cache import DEFAULT_CACHE_BYTES
 from .encryption_codec import (
-    DEFAULT_CACHE_BYTES,
     Codec,
     Keyring,
     KeySource,
@@ -49,7 +49,7 @@ from .encryption_sessions import open_header, open_loaded, open_raw, rebuilt, se
 from .errors import ConflictError
 from .models import Lease, Page, Session, StoredItem
 from .stores._arguments import RawWindow
-from .stores._writes import Write
+from .stores._writes import DocAdded, Write
 from .stores.base import CheckedItems, CheckedKeys, ListFilters, Store
 from .stores.wrapping_sync import Forwarded, WrappingStore
 
@@ -84,6 +84,13 @@ class _ForgetsOnError:
 _WRITE_ITEMS = WrappingStore._write_items
 """The items a write passes on, unchanged: a subclass that overrides it commits through
 :meth:`EncryptedStore._add`, which calls it once."""
+
+
+_Seen = tuple[int, int, bool]
+"""What this store saw of a session: its version, its ``last_seq`` then, and whether the load
+that saw it read its rows to ``last_seq`` (a reader of the whole window, which will read the
+rows a commit adds too: :meth:`~EncryptedStore._commit` then leaves them verified in the
+codec, so that load compares them instead of decrypting what was just encrypted)."""
 
 
 SEEN_SESSIONS = 10_000
@@ -123,7 +130,7 @@ class EncryptedStore(WrappingStore):
         """The wrapped store, which holds the ciphertexts (``tether export`` reads it)."""
         self.keyring: Keyring = resolve_keys(keys)
         self.codec = Codec(self.keyring, cache_bytes=cache_bytes)
-        self._seen: dict[str, tuple[int, int]] = {}  # id -> (version, last_seq): module doc
+        self._seen: dict[str, _Seen] = {}  # id -> (version, last_seq, rereads): module doc
         self._seen_lock = threading.Lock()
         self._known: dict[str, _KnownRows] = {}  # id -> rows still as verified: _load
 
@@ -132,10 +139,10 @@ class EncryptedStore(WrappingStore):
 
     # --- what this store saw: (version, last_seq) by session -----------------------------
 
-    def _saw(self, session_id: str, version: int, last_seq: int) -> None:
+    def _saw(self, session_id: str, version: int, last_seq: int, rereads: bool = False) -> None:
         seen = self._seen
         if session_id in seen or len(seen) < SEEN_SESSIONS:
-            seen[session_id] = (version, last_seq)  # one assignment: atomic, no lock
+            seen[session_id] = (version, last_seq, rereads)  # one assignment: atomic, no lock
             return
         with self._seen_lock:  # one evicting thread at a time
             while len(seen) >= SEEN_SESSIONS:
@@ -143,7 +150,7 @@ class EncryptedStore(WrappingStore):
                     seen.pop(next(iter(seen)), None)  # the first seen go first
                 except RuntimeError:  # an unlocked write resized it meanwhile: look again
                     continue
-            seen[session_id] = (version, last_seq)
+            seen[session_id] = (version, last_seq, rereads)
 
     def _forget(self, session_id: str) -> None:
         with self._seen_lock:
@@ -318,8 +325,9 @@ class EncryptedStore(WrappingStore):
             return super()._load(session_id, last=last, after=after, limit=limit)
         session = open_raw(self.codec, *window)
         fields = session.__dict__  # pydantic's attribute access costs more, on every load
-        self._saw(session_id, fields["version"], fields["last_seq"])
         rows = window[1]
+        last_seq = fields["last_seq"]
+        self._saw(session_id, fields["version"], last_seq, bool(rows) and rows[-1][0] == last_seq)
         if mark is not None and rows:  # verified as stored at the mark taken before the read
             self._know(session_id, (mark, fields["version"], rows[0][0], rows[-1][0]))
         return session
@@ -360,7 +368,7 @@ class EncryptedStore(WrappingStore):
         whole = floor <= known_last and end == last_seq  # every row read is in the window
         wanted = rows if whole else [row for row in rows if floor < row[0] <= end]
         session = open_raw(self.codec, doc, wanted, held)
-        self._saw(session_id, version, last_seq)
+        self._saw(session_id, version, last_seq, whole and end > floor)
         if whole and rows:
             self._know(session_id, (mark, version, first, rows[-1][0]))
         return session
@@ -401,14 +409,19 @@ class EncryptedStore(WrappingStore):
             if add is not None:  # the envelopes' JSON: the store encodes nothing again
                 sealed = self.codec.seal_encoded(session_id, last_seq + 1, prepared)
                 write = Write._make((session_id, expected_version, sealed, {}, lease))
-                version = self._add_directly(add, write)
+                added = self._add_directly(add, write)
+                version = added.version
             else:
+                added = None
                 envelopes = self.codec.seal_items(session_id, last_seq + 1, prepared, keyed=True)
                 version = self._commit_through(session_id, expected_version, envelopes, {}, lease)
         except BaseException:  # the write may have landed, or the session moved on
             self._forget(session_id)
             raise
-        self._saw(session_id, version, last_seq + len(prepared))
+        rereads = seen[2]
+        if rereads and type(added) is DocAdded:  # a whole-window reader reads these rows next
+            self.codec.written(session_id, last_seq + 1, added.rows, prepared)
+        self._saw(session_id, version, last_seq + len(prepared), rereads)
         if known is not None and known[1] == expected_version:
             self._known_after_commit(session_id, known, version)
         return version

@@ -329,18 +329,18 @@ class WrappingStore(_AddingStore):
         own = getattr(target, "__dict__", ())
         if adds and "commit" not in own and "_commit" not in own:
             write = Write._make((session_id, expected_version, items, changes, lease))
-            return self._add_directly(target._add, write)
+            return (self._add_directly(target._add, write)).version
         version: int = self._forward(
             "_commit", session_id, expected_version, items, changes=changes, lease=lease
         )
         return version
 
-    def _add_directly(self, add: Callable[[Write], Any], write: Write) -> int:
+    def _add_directly(self, add: Callable[[Write], Any], write: Write) -> Added:
         """The target's ``_add`` (``add``) of ``write``, where :meth:`_commit_through` may
-        call it directly; the new version."""
+        call it directly: what it wrote."""
         # through _run only where a subclass changes how the target's methods are run
         added: Added = add(write) if self._runs_plainly else self._run(add, write)
-        return added.version
+        return added
 
     def _encoded_add(self) -> Callable[[Write], Any] | None:
         """The target's ``_add`` if :meth:`_commit_through` would pass a commit straight to it

@@ -205,3 +205,21 @@ def test_the_async_store_keeps_them_too(path: Path) -> None:
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_the_notes_hold_at_most_a_quarter_of_the_cache() -> None:
+    codec = Codec(RING, cache_bytes=40_000)  # a quarter: 10,000 bytes
+    prepared, stored = _stored(codec, 1, 1)
+    size = sum(len(row) for _, row in stored) + sum(len(item[1]) for item in prepared)
+    assert 2 * size < 10_000 < 5 * size
+    for number in range(8):
+        codec.written(f"s-{number}", 1, stored, prepared)
+        codec.written(f"s-{number}", 1, stored, prepared)  # a session's note replaces its last
+        held = len(codec._written)
+        assert held * size <= 10_000
+        assert codec._written_bytes == held * size
+    assert list(codec._written)[-1] == "s-7"
+    big = prepare_items([{"role": "user", "content": "x" * 12_000}])
+    rows = list(_core.prepare_items(codec.seal_encoded("s-9", 1, big), 1, 1))
+    codec.written("s-9", 1, rows, big)  # larger than the budget alone: not noted
+    assert "s-9" not in codec._written

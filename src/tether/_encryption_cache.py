@@ -26,9 +26,11 @@ store would hold without encryption). A stored row equal to the first, byte for 
 timestamp, key, envelope and its clear timestamp), gives the second without decrypting."""
 
 
-Written = tuple[int, Sequence[tuple[int, bytes]], Sequence[tuple[str | None, bytes, str | None]]]
-"""A write :meth:`tether.encryption_codec.Codec.written` noted: the first seq sealed for,
-the rows as stored, the items."""
+Written = tuple[
+    int, Sequence[tuple[int, bytes]], Sequence[tuple["str | None", bytes, "str | None"]], int
+]
+"""A write :meth:`tether.encryption_codec.Codec.written` noted: the first seq sealed for, the
+rows as stored, the items, and the bytes of both."""
 
 WRITTEN_SESSIONS = 256
 """How many sessions' latest write a codec notes (a whole-history reader reads it next)."""

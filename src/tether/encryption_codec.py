@@ -145,6 +145,7 @@ class Codec:
         self._cache: dict[Place, Verified] = {}
         self._rows: dict[str, dict[int, VerifiedRow]] = {}  # session id -> seq -> row
         self._written: dict[str, Written] = {}  # session id -> its latest write: written()
+        self._written_bytes = 0  # what the notes hold, bytes of rows and items
         self._row_bytes: dict[str, int] = {}  # what each session's rows cost the cache
         self._cached_bytes = 0
         self._cache_limit = cache_bytes
@@ -491,16 +492,20 @@ class Codec:
         as the store wrote them (``stored``: ``(seq, row JSON)`` each): the next
         :meth:`open_rows` that meets one of them byte for byte at the seq it was sealed for
         takes its item in clear from ``encoded``, instead of decrypting what was just
-        encrypted. One entry: a session's latest write, of the last :data:`WRITTEN_SESSIONS`."""
-        notes = self._written
-        if not self._cache_limit or len(stored) != len(encoded):
+        encrypted. One entry: a session's latest write, of the last :data:`WRITTEN_SESSIONS`,
+        all of them within a quarter of ``cache_bytes`` (the first written go first)."""
+        budget = self._cache_limit // 4
+        size = sum(len(row) for _, row in stored) + sum(len(item[1]) for item in encoded)
+        if size > budget or len(stored) != len(encoded):
             return
-        while session_id not in notes and len(notes) >= WRITTEN_SESSIONS:
-            try:
-                notes.pop(next(iter(notes)), None)  # the first written go first
-            except RuntimeError:  # another thread's write resized it meanwhile: look again
-                continue
-        notes[session_id] = (first_seq, stored, encoded)
+        notes = self._written
+        with self._cache_lock:
+            old = notes.pop(session_id, None)
+            self._written_bytes -= 0 if old is None else old[3]
+            while notes and (len(notes) >= WRITTEN_SESSIONS or self._written_bytes + size > budget):
+                self._written_bytes -= notes.pop(next(iter(notes)))[3]
+            notes[session_id] = (first_seq, stored, encoded, size)
+            self._written_bytes += size
 
     def _written_row(self, session_id: str, seq: int, stored: bytes) -> bytes | None:
         """The clear row of ``stored`` at ``seq`` if it is one :meth:`written` noted (sealed
@@ -508,7 +513,7 @@ class Codec:
         note = self._written.get(session_id)
         if note is None:
             return None
-        first, rows, encoded = note
+        first, rows, encoded, _ = note
         offset = seq - first
         if not 0 <= offset < len(rows) or rows[offset] != (seq, stored):
             return None

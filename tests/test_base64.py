@@ -70,3 +70,24 @@ def test_both_refuse_text_that_is_not_ascii(fallback: ModuleType, text: str) -> 
     for module in (fast_base64, fallback):
         with pytest.raises(ValueError, match=r"ASCII|base64"):
             module.decode_strict(text)
+
+
+def test_envelopes_sealed_without_pybase64_open_with_it_and_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tether.encryption import Keyring
+    from tether.encryption_codec import Codec
+
+    ring = Keyring({"k1": Keyring.new_key()}, current="k1")
+    item = {"role": "user", "content": "é" * 700}
+    sealed_fast = Codec(ring).seal_item("s-1", 3, None, item, what="item")
+    monkeypatch.setitem(sys.modules, "pybase64", None)  # import pybase64 -> ImportError
+    try:
+        assert not importlib.reload(fast_base64).FAST
+        sealed_slow = Codec(ring).seal_item("s-1", 3, None, item, what="item")
+        assert Codec(ring).open_item("s-1", 3, None, sealed_fast) == item
+    finally:
+        monkeypatch.undo()
+        importlib.reload(fast_base64)
+    assert fast_base64.FAST
+    assert Codec(ring).open_item("s-1", 3, None, sealed_slow) == item

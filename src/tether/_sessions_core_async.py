@@ -363,7 +363,7 @@ class _AsyncSessionsCore:
                         session_id,
                         loaded.version,
                         append=draft.appended,
-                        changes=changes,
+                        changes=changes or None,  # None: the store has nothing to check
                         lease=lease,
                     )
         except ConflictError:

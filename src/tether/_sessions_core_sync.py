@@ -362,7 +362,7 @@ class _SessionsCore:
                         session_id,
                         loaded.version,
                         append=draft.appended,
-                        changes=changes,
+                        changes=changes or None,  # None: the store has nothing to check
                         lease=lease,
                     )
         except ConflictError:

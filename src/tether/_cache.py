@@ -218,14 +218,9 @@ def _extended(cached: Session, fields: dict[str, Any], items: list[StoredItem]) 
         extended = _core.construct_trusted(Session, fields)
         _set_items(extended, items)
         return extended
-    extended = Session.__new__(Session)
-    _set(extended, "__dict__", fields)
-    _set(extended, "__pydantic_fields_set__", set(_SESSION_FIELDS))
-    _set(extended, "__pydantic_extra__", None)
     private = _SESSION_PRIVATE.copy()
     private["_exact"] = items
-    _set(extended, "__pydantic_private__", private)
-    return extended
+    return _core.assembled(Session, fields, set(_SESSION_FIELDS), None, private)
 
 
 def _private(session: Session) -> dict[str, Any]:
@@ -247,24 +242,22 @@ def _copy(session: Session, update: dict[str, object]) -> Session:
     """``session.model_copy(update=update)`` with fresh private attributes (its items as they
     are, no history views), built directly: a turn makes two of these, and pydantic's copy and
     its private-attribute assignments were a tenth of a cached turn."""
-    cls = type(session)
-    copy = cls.__new__(cls)
     fields = session.__dict__.copy()  # a copy and an update: half the time of {**a, **b}
     fields.update(update)
-    _set(copy, "__dict__", fields)
     fields_set = session.__pydantic_fields_set__.copy()
     fields_set.update(update)
-    _set(copy, "__pydantic_fields_set__", fields_set)
+    return _copied(session, fields, fields_set)
+
+
+def _copied(session: Session, fields: dict[str, Any], fields_set: set[str]) -> Session:
+    """A copy of ``session`` holding ``fields`` (``fields_set`` set), its extras copied, with
+    fresh private attributes: its items as they are, no history views."""
     extra = session.__pydantic_extra__
-    _set(copy, "__pydantic_extra__", None if extra is None else dict(extra))
     private = session.__pydantic_private__
     private = {} if private is None else private.copy()
     private["_views"] = None  # views are built from the copy's own items when asked for
-    _set(copy, "__pydantic_private__", private)
-    return copy
-
-
-_set = object.__setattr__
+    extra = None if extra is None else dict(extra)
+    return _core.assembled(type(session), fields, fields_set, extra, private)
 
 
 def detach(session: Session) -> Session:
@@ -285,19 +278,11 @@ def detach(session: Session) -> Session:
     if type(history) is not list:  # a Prefix (or a history a hook set): a list of its own
         history = list(history)
     fields["history"] = SharedHistory(history, length)
-    cls = type(session)
-    copy = cls.__new__(cls)
-    _set(copy, "__dict__", fields)
-    _set(copy, "__pydantic_fields_set__", session.__pydantic_fields_set__ | _DETACHED)
-    extra = session.__pydantic_extra__
-    _set(copy, "__pydantic_extra__", None if extra is None else dict(extra))
-    private = session.__pydantic_private__
-    private = {} if private is None else private.copy()
-    private["_views"] = None  # views are built from the copy's own items when asked for
+    copy = _copied(session, fields, session.__pydantic_fields_set__ | _DETACHED)
+    private = _private(copy)
     stored = private.get("_exact")
     if type(stored) is list:  # perhaps a list the cache extends: the caller's part only
         private["_exact"] = Prefix(stored, len(stored))
-    _set(copy, "__pydantic_private__", private)
     return copy
 
 

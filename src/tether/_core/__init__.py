@@ -48,6 +48,7 @@ from .checks import (
     trusted_json_fields,
 )
 from .headers import (
+    assembled,
     checked_restore,
     construct_trusted,
     copied_fork,
@@ -159,6 +160,7 @@ __all__ = [
     "checked_items",
     "claim_fields",
     "commit_stamp",
+    "assembled",
     "construct_trusted",
     "copied_fork",
     "decode_cursor",

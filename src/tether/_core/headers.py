@@ -159,17 +159,34 @@ def construct_trusted(
     known = _FIELDS_SET.get(cls)
     if known is None or known[0] is not names:  # first use (or the class was rebuilt)
         known = _FIELDS_SET[cls] = (names, set(names))
-    model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", fields)
-    object.__setattr__(model, "__pydantic_fields_set__", known[1].copy())
-    object.__setattr__(model, "__pydantic_extra__", None)
     defaults = private_defaults(cls)
     if private:
         if defaults is None or not private.keys() <= defaults.keys():
             raise TypeError(f"{cls.__name__} has no private attribute among {sorted(private)}")
         defaults.update(private)
-    object.__setattr__(model, "__pydantic_private__", defaults)
+    return assembled(cls, fields, known[1].copy(), None, defaults)
+
+
+def assembled(
+    cls: type[_M],
+    fields: dict[str, Any],
+    fields_set: set[str],
+    extra: dict[str, Any] | None,
+    private: dict[str, Any] | None,
+) -> _M:
+    """An instance of ``cls`` set up from its parts as pydantic lays a model out (its
+    ``__dict__``, ``__pydantic_fields_set__``, ``__pydantic_extra__``,
+    ``__pydantic_private__``), nothing checked: the one place that layout is written, for
+    :func:`construct_trusted` and the runtime cache's copies of trusted sessions."""
+    model = cls.__new__(cls)
+    _set(model, "__dict__", fields)
+    _set(model, "__pydantic_fields_set__", fields_set)
+    _set(model, "__pydantic_extra__", extra)
+    _set(model, "__pydantic_private__", private)
     return model
+
+
+_set = object.__setattr__
 
 
 _PLAIN_DEFAULTS: dict[type[BaseModel], dict[str, Any]] = {}

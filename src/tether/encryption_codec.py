@@ -37,6 +37,7 @@ import orjson
 
 from . import _base64, _core, _json
 from ._core.items import _dumps as encode_new_item
+from ._core.items import join_row
 from ._encryption_cache import (
     DEFAULT_CACHE_BYTES,
     NO_ROWS,
@@ -65,11 +66,10 @@ __all__ = [
 ]
 
 ENVELOPE_MARK = "tether_enc"
-
+"""The key that marks an envelope; its value is the envelope (format 2) or its format (1)."""
 _UNKNOWN: Verified = (None, {ENVELOPE_MARK: object()}, b"")
 """The cache's answer for a place it does not hold: equal to no stored value (none holds that
 object), so the one comparison of a hit also rules out a miss."""
-"""The key that marks an envelope; its value is the envelope (format 2) or its format (1)."""
 FORMAT = 2
 """The envelope format written (module doc); format 1 is read too."""
 NONCE_BYTES = 12  # 96 bits: GCM's native nonce size, random per encryption
@@ -518,7 +518,7 @@ class Codec:
         if not 0 <= offset < len(rows) or rows[offset] != (seq, stored):
             return None
         cut = stored.find(b',"item":')  # a row's fields hold no such bytes: JSON escapes '"'
-        return None if cut < 0 else stored[:cut] + b',"item":' + encoded[offset][1] + b"}"
+        return None if cut < 0 else join_row(stored[:cut] + b"}", encoded[offset][1])
 
     def holds_rows(self, session_id: str, first: int, last: int) -> bool:
         """Whether the cache seems to hold the rows ``first`` to ``last`` of ``session_id``
@@ -558,7 +558,7 @@ class Codec:
         # the key as stored, whatever it is: one that is not the sealed one does not verify
         key: Any = row.get("key")
         _, data = self._verify(row.pop("item", None), session_id, "item", row["seq"], key)
-        return orjson.dumps(row)[:-1] + b',"item":' + data + b"}"
+        return join_row(orjson.dumps(row), data)
 
     def open_field(self, session_id: str, field: str, envelope: object) -> dict[str, Any]:
         """The ``state`` / ``options`` an envelope of ``session_id`` holds."""

@@ -89,8 +89,9 @@ _WRITE_ITEMS = WrappingStore._write_items
 _Seen = tuple[int, int, bool]
 """What this store saw of a session: its version, its ``last_seq`` then, and whether the load
 that saw it read its rows to ``last_seq`` (a reader of the whole window, which will read the
-rows a commit adds too: :meth:`~EncryptedStore._commit` then leaves them verified in the
-codec, so that load compares them instead of decrypting what was just encrypted)."""
+rows a commit adds too: :meth:`~EncryptedStore._commit` then notes them in the codec,
+:meth:`~tether.encryption_codec.Codec.written`, so that load compares them instead of
+decrypting what was just encrypted)."""
 
 
 SEEN_SESSIONS = 10_000
@@ -137,7 +138,7 @@ class EncryptedStore(WrappingStore):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r}, {self.keyring!r})"
 
-    # --- what this store saw: (version, last_seq) by session -----------------------------
+    # --- what this store saw: (version, last_seq, rereads) by session --------------------
 
     def _saw(self, session_id: str, version: int, last_seq: int, rereads: bool = False) -> None:
         seen = self._seen

@@ -355,7 +355,7 @@ class _AsyncSessionsCore:
                 await self.store.replace_history(
                     session_id, loaded.version, draft.replacement, lease=lease
                 )
-            else:
+            elif "state" in changes:
                 # state["_tether"] is as loaded (checked above) or set by tether's own action,
                 # and the write is at the loaded version: commit it as the runtime's own
                 with _core.runtime_writes():
@@ -363,9 +363,17 @@ class _AsyncSessionsCore:
                         session_id,
                         loaded.version,
                         append=draft.appended,
-                        changes=changes or None,  # None: the store has nothing to check
+                        changes=changes,
                         lease=lease,
                     )
+            else:  # no state written: runtime_writes() would change nothing the write reads
+                stamp = await self.store.commit_stamped(
+                    session_id,
+                    loaded.version,
+                    append=draft.appended,
+                    changes=changes or None,  # None: the store has nothing to check
+                    lease=lease,
+                )
         except ConflictError:
             raise  # execute() reports it and decides on a retry
         except TetherError as exc:

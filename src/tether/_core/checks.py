@@ -167,10 +167,13 @@ def trusted_json_fields(header: Any) -> dict[str, Any]:
     as JSON when written, so :func:`json_copy`'s check is not made again (a value that is not
     JSON still raises ``TypeError``; a NaN or an Enum, which that check refuses, could not have
     been stored)."""
+    metadata, state, options = header.metadata, header.state, header.options
+    if metadata == state == options == {}:  # nothing to copy (a new session's): new dicts
+        return {"metadata": {}, "state": {}, "options": {}}
     # one dict of the three, copied whole: orjson keeps its keys' order, so the copy is the
     # result (a list of the values zipped back to their names took twice as long)
     fields: dict[str, Any] = trusted_copy(
-        {"metadata": header.metadata, "state": header.state, "options": header.options}
+        {"metadata": metadata, "state": state, "options": options}
     )
     return fields
 

@@ -178,6 +178,21 @@ def insert_keys(conn: sqlite3.Connection, session_id: str, keys: list[tuple[str,
         raise  # not a key the session held: a store error, as any other
 
 
+def rows_by_key(conn: sqlite3.Connection, session_id: str, keys: list[str]) -> list[bytes]:
+    """The stored rows of the session's items under ``keys`` (those it holds), in seq order."""
+    marks = ", ".join("?" for _ in keys)
+    seqs = conn.execute(  # the (session_id, key) primary key: one lookup per key
+        f"SELECT seq FROM tether_item_keys WHERE session_id = ? AND key IN ({marks}) ORDER BY seq",
+        (session_id, *keys),
+    ).fetchall()
+    shares = conn.execute(SELECT_SHARES, (session_id,)).fetchall() if seqs else []
+    raw: list[bytes] = []
+    for (seq,) in seqs:  # each row by the (session_id, seq) primary key
+        sql, params = items_query(session_id, shares, seq - 1, limit=1)
+        raw.extend(row[0] for row in conn.execute(sql, params))
+    return raw
+
+
 def detach_above(conn: sqlite3.Connection, session_id: str, after: int) -> None:
     """Turn the shares that read ``session_id``'s rows above seq ``after`` into their
     readers' own rows, before those rows are deleted (a fork keeps what it had)."""

@@ -97,9 +97,10 @@ class SQLiteStore(_AddingStore):
         self._clock = clock
         self._lock = threading.RLock()
         # Write transactions begun here, counted under the lock, for _change_mark: a write to
-        # one session in its slot (sessions sharing one only read more often), others in _epoch
+        # one session by its id (up to _MARK_SESSIONS ids, then counted anew from a new
+        # _epoch), any other in _epoch
         self._epoch = 0
-        self._slots = [0] * _MARK_SLOTS
+        self._writes: dict[str, int] = {}
         if not create and self.path != ":memory:" and not Path(self.path).is_file():
             # a mistyped path must leave no empty database behind, then report "no sessions"
             from ..errors import ConfigurationError
@@ -225,7 +226,7 @@ class SQLiteStore(_AddingStore):
 
     def _change_mark(self, session_id: str) -> tuple[tuple[int, int], int] | None:
         """``PRAGMA data_version`` (moved by any other connection's commit, in any process)
-        and the count of writes to no one session, then that of ``session_id``'s slot, read
+        and the count of writes to no one session, then that of ``session_id``'s, read
         under the lock (no file I/O in WAL mode). None while another thread holds the
         connection (the caller reads rather than wait, perhaps on an event loop) or loads are
         not this class's."""
@@ -240,7 +241,7 @@ class SQLiteStore(_AddingStore):
             return None  # the caller's read reports what is wrong
         finally:
             lock.release()
-        return (version, self._epoch), self._slots[hash(session_id) % _MARK_SLOTS]
+        return (version, self._epoch), self._writes.get(session_id, 0)
 
     def _window(
         self, session_id: str, last: int | None, after: int | None, limit: int | None, *, raw: bool
@@ -309,19 +310,9 @@ class SQLiteStore(_AddingStore):
             if doc is None:
                 raise SessionNotFound(session_id)
             _core.check_writable(session_id, doc)
-            raw: list[bytes] = []
             if not wanted:
                 return {}
-            marks = ", ".join("?" for _ in wanted)
-            seqs = conn.execute(  # the (session_id, key) primary key: one lookup per key
-                f"SELECT seq FROM tether_item_keys WHERE session_id = ? AND key IN ({marks}) "
-                "ORDER BY seq",
-                (session_id, *wanted),
-            ).fetchall()
-            shares = conn.execute(SELECT_SHARES, (session_id,)).fetchall() if seqs else []
-            for (seq,) in seqs:  # each row by the (session_id, seq) primary key
-                sql, params = items_query(session_id, shares, seq - 1, limit=1)
-                raw.extend(row[0] for row in conn.execute(sql, params))
+            raw = db.rows_by_key(conn, session_id, wanted)
         return _core.keyed_items(session_id, raw)
 
     def _list_page(self, query: _core.ListQuery) -> Page:
@@ -496,7 +487,8 @@ class SQLiteStore(_AddingStore):
             self._conn.close()
 
 
-_MARK_SLOTS = 1024  # per-session write counters for change marks: a fixed few, no growth
+# the most sessions whose writes a store counts one by one for change marks; past that the
+_MARK_SESSIONS = 65_536  # counts start again, from a new epoch (moving every mark): bounded
 
 
 def _create_private(path: str) -> None:
@@ -530,10 +522,18 @@ class _Transaction:
         store = self._store
         store._lock.acquire()
         if self._begin != "BEGIN":  # a write, counted before it can change anything
-            if self._session_id is None:
+            session_id = self._session_id
+            if session_id is None:
                 store._epoch += 1
             else:
-                store._slots[hash(self._session_id) % _MARK_SLOTS] += 1
+                writes = store._writes
+                count = writes.get(session_id)
+                if count is None:
+                    count = 0
+                    if len(writes) >= _MARK_SESSIONS:  # full: every count starts again
+                        writes.clear()
+                        store._epoch += 1
+                writes[session_id] = count + 1
         try:
             store._conn.execute(self._begin)
         except BaseException as exc:

@@ -1,6 +1,7 @@
 """Encryption at rest: what a turn costs encrypted beside plain, on the embedded SQLite store.
 
-Run ``.venv/bin/python benchmarks/encryption.py [--quick] [--stores sqlite,file] [--json PATH]``.
+Run ``.venv/bin/python benchmarks/encryption.py [--quick] [--stores sqlite,file] [--frames]
+[--json PATH]``.
 One machine, SQLite (WAL, synchronous=NORMAL) by default, or the file store too
 (``--stores sqlite,file``), medians of many repetitions, the plain and the encrypted store
 interleaved turn by turn (so a slow moment of the machine hits both alike), each on its own
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -86,6 +88,53 @@ class WholeTurn:
         self.turns = 0
         header = store.load(self.id, last=0)
         store.replace_tail(self.id, header.version, header.first_seq - 1 + self.n)
+
+
+def wal_frames(directory: Path, turns: int = 300) -> list[dict[str, Any]]:
+    """Untimed: the pages a turn's commit writes to SQLite's write-ahead log (frames), plain
+    beside encrypted, at 10 items, and the stored bytes of an item row. Each system on a
+    fresh file of its own, in the order of the timed figures: the cached turn (its history
+    grows by two items a turn), then the whole-history turn on a new session of the same
+    file. Before each turn the log is emptied (``wal_checkpoint(TRUNCATE)``, through a second
+    connection); after it, that connection's ``wal_checkpoint(PASSIVE)`` counts the frames
+    the commit wrote. The first third of each turn's repetitions is not counted."""
+    ring = Keyring({"bench": Keyring.new_key()}, current="bench")
+    rows: list[dict[str, Any]] = []
+    for name in ("plain", "encrypted"):
+        path = directory / f"frames-{name}.db"
+        store = tether.open_store(f"sqlite:///{path}")
+        if name == "encrypted":
+            store = EncryptedStore(store, ring)
+        watcher = sqlite3.connect(path, isolation_level=None)
+        for kind in ("cached", "whole-history"):
+            turn: CachedTurn | WholeTurn = (
+                CachedTurn(store, 10) if kind == "cached" else WholeTurn(store, 10)
+            )
+            counted: list[int] = []
+            for k in range(turns):
+                watcher.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                turn()
+                frames = watcher.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+                if k >= turns // 3:
+                    counted.append(frames)
+                if isinstance(turn, WholeTurn):
+                    turn.tidy()
+            rows.append(
+                {"turn": kind, "system": name, "frames_per_commit": statistics.mean(counted)}
+            )
+        row_bytes = watcher.execute("SELECT avg(length(data)) FROM tether_items").fetchone()[0]
+        for row in rows[-2:]:
+            row["row_bytes"] = row_bytes
+        watcher.close()
+        store.close()
+    print("WAL frames (4 KB pages) a turn's commit writes, at 10 items (untimed):")
+    print(f"{'turn':<16}{'system':<12}{'frames/commit':>14}{'bytes/row':>11}")
+    for row in sorted(rows, key=lambda row: row["turn"]):
+        print(
+            f"{row['turn']:<16}{row['system']:<12}{row['frames_per_commit']:>14.2f}"
+            f"{row['row_bytes']:>11,.0f}"
+        )
+    return rows
 
 
 CPU_QUANTILE = 0.2
@@ -194,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated, of {', '.join(STORES)} (default: sqlite, what make bench runs)",
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--frames",
+        action="store_true",
+        help="also count the WAL pages a commit writes, plain beside encrypted (untimed; "
+        "SQLite; a checkpoint before every turn)",
+    )
     args = parser.parse_args(argv)
     stores = [name.strip() for name in args.stores.split(",") if name.strip()]
     unknown = [name for name in stores if name not in STORES]
@@ -203,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tether-bench-enc-") as tmp:
         for store in stores:
             rows += figures(Path(tmp), args.quick, store)
+        frames = wal_frames(Path(tmp)) if args.frames else None
     judged = [r for r in rows if r["target"]]
     for label, column in (("wall clock", "ratio"), ("CPU time", "cpu_ratio")):
         missed = [r for r in judged if r[column] > TARGET]
@@ -212,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         args.json.write_text(
-            json.dumps({"quick": args.quick, "target": TARGET, "rows": rows}, indent=1)
+            json.dumps(
+                {"quick": args.quick, "target": TARGET, "rows": rows, "frames": frames}, indent=1
+            )
         )
     return 0
 

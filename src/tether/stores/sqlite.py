@@ -116,6 +116,7 @@ class SQLiteStore(_AddingStore):
             self._conn = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
+            self._cursor = self._conn.cursor()  # BEGIN, COMMIT, change marks: no new cursor
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot open SQLite database {self.path!r}: {exc}. Check that the directory "
@@ -236,7 +237,7 @@ class SQLiteStore(_AddingStore):
         if not lock.acquire(False):  # not blocking (positional: half the cost of the keyword)
             return None
         try:
-            version: int = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            version: int = self._cursor.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error:
             return None  # the caller's read reports what is wrong
         finally:
@@ -487,8 +488,7 @@ class SQLiteStore(_AddingStore):
             self._conn.close()
 
 
-# the most sessions whose writes a store counts one by one for change marks; past that the
-_MARK_SESSIONS = 65_536  # counts start again, from a new epoch (moving every mark): bounded
+_MARK_SESSIONS = 65_536  # sessions whose writes are counted one by one; then a new epoch
 
 
 def _create_private(path: str) -> None:
@@ -535,7 +535,7 @@ class _Transaction:
                         store._epoch += 1
                 writes[session_id] = count + 1
         try:
-            store._conn.execute(self._begin)
+            store._cursor.execute(self._begin)
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -545,7 +545,7 @@ class _Transaction:
         store = self._store
         if exc is None:
             try:
-                store._conn.execute("COMMIT")
+                store._cursor.execute("COMMIT")
             except BaseException as failure:
                 self._fail(failure)
                 raise

@@ -261,9 +261,10 @@ class _SessionsCore:
         session up to N more times. ``lease`` is passed to the store's commit (see claims).
         A :class:`~tether.actions.Fork` action returns the new child session instead.
         """
-        if not isinstance(action, Action):
+        kinds = type(action).__mro__  # a subclass's own MRO: no ABC instance checks
+        if Action not in kinds and not isinstance(action, Action):
             raise InvalidRequest(f"execute() takes an Action, not {type(action).__name__}")
-        if isinstance(action, Fork):
+        if Fork in kinds and isinstance(action, Fork):  # the check only narrows the type
             return self.fork(session_id, action.new_id, at=action.at)
         check_retries(action, retries)
         # A retry_safe action on a session this object holds is committed against the cached

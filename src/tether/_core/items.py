@@ -58,7 +58,7 @@ def checked_items(
                 raise DuplicateItemKey(None, key)
             seen.add(key)
             item = entry.item
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):  # dict: no ABC check
             raise InvalidSessionData(f"history item {offset} is a {type(item)}, not a dict")
         yield offset, dict(item), key
 

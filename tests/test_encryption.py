@@ -1,6 +1,7 @@
 """Encryption at rest: fail closed on every store, no clear data in raw storage, keys.
 
-Every fail-closed case runs on every built-in store (memory, file, SQLite, Redis, PostgreSQL):
+Every fail-closed case runs on every built-in store (memory, file, SQLite, Redis, PostgreSQL,
+NATS):
 the stored data is changed through the store beneath the encryption (``restore`` writes a
 session exactly as given), as someone with access to the storage could, and the encrypted
 store must raise the typed error naming the session and the place.
@@ -32,7 +33,13 @@ from tether.encryption_sessions import rebuilt
 from tether.errors import ConfigurationError, ReservedStateKey
 
 from . import encryption_envelopes as envelopes
-from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
+from .conftest import (
+    delete_nats_bucket,
+    drop_postgres_schema,
+    require_server,
+    wipe_redis_namespace,
+    with_options,
+)
 
 MARKER = "MARKER-7f3a9c-secret"
 RING = Keyring({"k1": Keyring.new_key()}, current="k1")
@@ -118,7 +125,36 @@ def _postgres_bytes(url: str, schema: str) -> bytes:
     return b"\n".join(out)
 
 
-@pytest.fixture(params=["memory", "file", "sqlite", "redis", "postgres"])
+def _nats_bytes(url: str, bucket: str) -> bytes:
+    """Every message still in the bucket's stream (``KV_<bucket>``: every key's kept revisions,
+    headers and payloads), read through the server."""
+    import asyncio
+
+    import nats
+    import nats.js.errors
+
+    async def read() -> bytes:
+        client = await nats.connect(url)
+        try:
+            stream = client.jetstream()
+            info = await stream.stream_info(f"KV_{bucket}")
+            out: list[bytes] = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                try:
+                    message = await stream.get_msg(f"KV_{bucket}", seq)
+                except nats.js.errors.NotFoundError:
+                    continue  # deleted or replaced by a later revision: no longer stored
+                out += [(message.subject or "").encode(), message.data or b""]
+                out += [f"{k}:{v}".encode() for k, v in (message.headers or {}).items()]
+            assert out, "the store wrote nothing to its bucket"
+            return b"\n".join(out)
+        finally:
+            await client.close()
+
+    return asyncio.run(read())
+
+
+@pytest.fixture(params=["memory", "file", "sqlite", "redis", "postgres", "nats"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     kind = request.param
     if kind == "memory":
@@ -160,6 +196,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
                 )
         finally:
             wipe_redis_namespace(url, namespace)
+    elif kind == "nats":
+        pytest.importorskip("nats")
+        from tether.stores.nats_sync import NatsStore
+
+        server_url = require_server("nats")
+        bucket = f"tether_t{uuid.uuid4().hex[:12]}"
+        try:
+            with NatsStore(server_url, bucket, chunk_items=8) as kv:
+                yield Backend(kind, kv, lambda: _nats_bytes(server_url, bucket))
+        finally:
+            delete_nats_bucket(server_url, bucket)
     else:
         pytest.importorskip("psycopg")
         from tether.stores.postgres_sync import PostgresStore

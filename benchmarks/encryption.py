@@ -92,12 +92,12 @@ class WholeTurn:
 
 def wal_frames(directory: Path, turns: int = 300) -> list[dict[str, Any]]:
     """Untimed: the pages a turn's commit writes to SQLite's write-ahead log (frames), plain
-    beside encrypted, at 10 items, and the stored bytes of an item row. Each system on a
-    fresh file of its own, in the order of the timed figures: the cached turn (its history
-    grows by two items a turn), then the whole-history turn on a new session of the same
-    file. Before each turn the log is emptied (``wal_checkpoint(TRUNCATE)``, through a second
+    beside encrypted, and the stored bytes of an item row. Each system on a fresh file of its
+    own, with the timed figures' turns in their order (cached at 10 then 1,000 items, then
+    whole-history at 10 and 1,000, each on a new session of the same file), ``turns`` of each.
+    Before each turn the log is emptied (``wal_checkpoint(TRUNCATE)``, through a second
     connection); after it, that connection's ``wal_checkpoint(PASSIVE)`` counts the frames
-    the commit wrote. The first third of each turn's repetitions is not counted."""
+    the turn's commit wrote. The first third of each turn's repetitions is not counted."""
     ring = Keyring({"bench": Keyring.new_key()}, current="bench")
     rows: list[dict[str, Any]] = []
     for name in ("plain", "encrypted"):
@@ -106,34 +106,44 @@ def wal_frames(directory: Path, turns: int = 300) -> list[dict[str, Any]]:
         if name == "encrypted":
             store = EncryptedStore(store, ring)
         watcher = sqlite3.connect(path, isolation_level=None)
-        for kind in ("cached", "whole-history"):
-            turn: CachedTurn | WholeTurn = (
-                CachedTurn(store, 10) if kind == "cached" else WholeTurn(store, 10)
-            )
-            counted: list[int] = []
-            for k in range(turns):
-                watcher.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                turn()
-                frames = watcher.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
-                if k >= turns // 3:
-                    counted.append(frames)
-                if isinstance(turn, WholeTurn):
-                    turn.tidy()
-            rows.append(
-                {"turn": kind, "system": name, "frames_per_commit": statistics.mean(counted)}
-            )
+        for kind in TARGETED:
+            for n in (10, 1000):
+                turn: CachedTurn | WholeTurn = (
+                    CachedTurn(store, n) if kind == "cached" else WholeTurn(store, n)
+                )
+                counted: list[int] = []
+                for k in range(turns):
+                    watcher.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    turn()
+                    frames = watcher.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+                    if k >= turns // 3:
+                        counted.append(frames)
+                    if isinstance(turn, WholeTurn):
+                        turn.tidy()
+                rows.append(
+                    {
+                        "turn": kind,
+                        "items": n,
+                        "system": name,
+                        "frames_per_commit": statistics.mean(counted),
+                    }
+                )
         row_bytes = watcher.execute("SELECT avg(length(data)) FROM tether_items").fetchone()[0]
-        for row in rows[-2:]:
-            row["row_bytes"] = row_bytes
+        for row in rows:
+            row.setdefault("row_bytes", row_bytes)
         watcher.close()
         store.close()
-    print("WAL frames (4 KB pages) a turn's commit writes, at 10 items (untimed):")
-    print(f"{'turn':<16}{'system':<12}{'frames/commit':>14}{'bytes/row':>11}")
-    for row in sorted(rows, key=lambda row: row["turn"]):
+    print("WAL frames (4 KB pages) a turn's commit writes (untimed):")
+    print(f"{'turn':<16}{'items':>7}{'plain':>9}{'encrypted':>11}")
+    for plain, sealed in zip(rows[: len(rows) // 2], rows[len(rows) // 2 :], strict=True):
         print(
-            f"{row['turn']:<16}{row['system']:<12}{row['frames_per_commit']:>14.2f}"
-            f"{row['row_bytes']:>11,.0f}"
+            f"{plain['turn']:<16}{plain['items']:>7}{plain['frames_per_commit']:>9.2f}"
+            f"{sealed['frames_per_commit']:>11.2f}"
         )
+    print(
+        f"bytes of an item row: plain {rows[0]['row_bytes']:,.0f}, "
+        f"encrypted {rows[-1]['row_bytes']:,.0f}"
+    )
     return rows
 
 

@@ -429,6 +429,27 @@ def encryption(data: Json) -> list[str]:
             for r in data["rows"]
         ],
     )
+    frames = data.get("frames")  # absent from the runs before --frames, and without it
+    if frames:
+        half = len(frames) // 2
+        out += [
+            "WAL pages (frames of 4 KB) a turn's commit writes, counted untimed on files of "
+            f"their own (`--frames`); an item row takes {frames[0]['row_bytes']:,.0f} bytes "
+            f"plain and {frames[-1]['row_bytes']:,.0f} encrypted (base64 and the envelope):",
+            "",
+        ]
+        out += _table(
+            ["turn", "history items", "plain", "encrypted"],
+            [
+                [
+                    plain["turn"],
+                    _n(plain["items"]),
+                    f"{plain['frames_per_commit']:.2f}",
+                    f"{sealed['frames_per_commit']:.2f}",
+                ]
+                for plain, sealed in zip(frames[:half], frames[half:], strict=True)
+            ],
+        )
     return [*out, ""]
 
 

@@ -59,7 +59,14 @@ def steps(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
         ("memory", [main, "benchmarks/memory.py", *flag, "--json", str(out / "memory.json")]),
         (
             "encryption",
-            [main, "benchmarks/encryption.py", *flag, "--json", str(out / "encryption.json")],
+            [
+                main,
+                "benchmarks/encryption.py",
+                *flag,
+                "--frames",
+                "--json",
+                str(out / "encryption.json"),
+            ],
         ),
         (
             "frameworks",

@@ -85,6 +85,8 @@ def test_the_report_renders_the_targets_and_every_section(quick_run: tuple[Path,
         assert heading in text, heading
     # the encrypted turn after another writer is shown beside the others, not judged
     assert "| whole-history after another writer |" in text
+    # the pages a commit writes, plain beside encrypted (run.py passes --frames)
+    assert "WAL pages (frames of 4 KB) a turn's commit writes" in text
     assert "encrypted whole-history after another writer turn" not in text
     assert "peers: not run in this run." in text  # left to make bench, and said so
     assert "(`--quick`: a smoke run, not figures to quote)" in text

@@ -115,7 +115,13 @@ def _plain(value: Any) -> bool:
     ``bool``, ``None`` and finite floats: nothing JSON would read back as something else (no
     Enum, UUID, subclass, NaN), so the path-naming walk of :func:`tether._json.dumps` has
     nothing to find. Anything else (a tuple, a subclass) answers False: the full check runs."""
-    entries: Iterable[Any] = value.values() if type(value) is dict else value
+    if type(value) is dict:
+        for key in value:  # a plain loop: all() of a generator cost more than the check
+            if type(key) is not str:
+                return False
+        entries: Iterable[Any] = value.values()
+    else:
+        entries = value
     for entry in entries:
         kind = type(entry)
         if kind in _LEAF:
@@ -125,7 +131,7 @@ def _plain(value: Any) -> bool:
                 return False
         elif kind is not float or not math.isfinite(entry):
             return False
-    return type(value) is list or all(type(k) is str for k in value)
+    return True
 
 
 def _dumps(value: Mapping[str, Any], offset: int) -> bytes:
@@ -184,8 +190,9 @@ def prepare_items(
     dumps = orjson.dumps
     for offset, item, key in checked_items(items):
         seq = first_seq + offset
-        own = _own_stamp(item)
-        stamp = now_stamp if own is None else own
+        stamp = item.get("timestamp", now_stamp)  # _own_stamp's rule, without its call
+        if not isinstance(stamp, str):
+            stamp = now_stamp
         if key is not None:
             encoded.keys.append((key, seq))
         fields = row_fields(seq, stamp, key)

@@ -524,3 +524,26 @@ def test_an_existing_database_keeps_its_mode(tmp_path: Path) -> None:
     with SQLiteStore(path) as store:
         store.create(Session())
     assert (path.stat().st_mode & 0o777) == 0o640
+
+
+def test_the_kept_cursor_leaves_no_read_open(tmp_path: Path) -> None:
+    """Commits and change marks run on one kept cursor: after each, no statement of it is
+    left open (an open one would hold a read snapshot, and a checkpoint could not finish)."""
+    path = tmp_path / "kept.db"
+    store = SQLiteStore(path)
+    try:
+        sessions = tether.Sessions(store)
+        sid = sessions.create(history=[{"role": "user", "content": "hi"}]).id
+        with pytest.raises(tether.errors.ConflictError):  # a failed commit, rolled back
+            store.commit(sid, 99, append=[{"role": "user", "content": "stale"}])
+        for n in range(3):
+            sessions.get(sid)  # reads the change mark
+            sessions.execute(sid, tether.AppendMessages({"role": "user", "content": str(n)}))
+        with _raw(path) as other:  # a write after them, then a checkpoint of every frame
+            other.execute("CREATE TABLE probe (x)")
+            busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            assert busy == 0
+            count = other.execute("SELECT count(*) FROM tether_items").fetchone()[0]
+        assert count == 4 == len(store.load(sid).history)
+    finally:
+        store.close()

@@ -34,6 +34,11 @@ from ._sqlite_sql import (
     row_to_doc,
 )
 
+Statements = sqlite3.Connection | sqlite3.Cursor
+"""Where a function's statements run: the open connection, or the store's kept cursor (no
+cursor made per statement: a commit's runs there), each statement's rows read before the
+next statement."""
+
 
 def live_doc(conn: sqlite3.Connection, session_id: str, now: int) -> _core.Doc | None:
     """The session's header, or None if it is missing or expired."""
@@ -45,7 +50,7 @@ def live_doc(conn: sqlite3.Connection, session_id: str, now: int) -> _core.Doc |
 
 
 def writable(
-    conn: sqlite3.Connection,
+    conn: Statements,
     session_id: str,
     expected_version: int | None,
     lease: Lease | None,
@@ -63,7 +68,7 @@ def writable(
     return doc, row[-1]
 
 
-def write_back_upgraded(conn: sqlite3.Connection, doc: _core.Doc) -> None:
+def write_back_upgraded(conn: Statements, doc: _core.Doc) -> None:
     """Rewrite a session stored by an older tether in the current schema (once)."""
     old = int(doc["schema_version"])
     session_id = doc["id"]
@@ -116,13 +121,13 @@ def insert_header(conn: sqlite3.Connection, row: tuple[Any, ...]) -> int:
     return num
 
 
-def write_meta(conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]) -> None:
+def write_meta(conn: Statements, session_id: str, metadata: Mapping[str, Any]) -> None:
     """Replace a session's metadata index (one row per top-level key)."""
     conn.execute("DELETE FROM tether_session_meta WHERE session_id = ?", (session_id,))
     insert_meta(conn, session_id, metadata)
 
 
-def insert_meta(conn: sqlite3.Connection, session_id: str, metadata: Mapping[str, Any]) -> None:
+def insert_meta(conn: Statements, session_id: str, metadata: Mapping[str, Any]) -> None:
     """Index a new session's metadata (its id was freed, so it has no rows yet)."""
     rows = [(session_id, key, value) for key, value in _core.metadata_index(metadata)]
     if rows:
@@ -135,9 +140,7 @@ INSERT_KEY = "INSERT INTO tether_item_keys (session_id, key, seq) VALUES (?, ?, 
 INSERT_ROW = "INSERT INTO tether_items (k, session_id, seq, data) VALUES (?, ?, ?, ?)"
 
 
-def insert_items(
-    conn: sqlite3.Connection, session_id: str, encoded: _core.PreparedItems, num: int
-) -> None:
+def insert_items(conn: Statements, session_id: str, encoded: _core.PreparedItems, num: int) -> None:
     """Insert new rows and index their keys, refusing a key the session already holds.
 
     ``num`` is the session's number: a row's ``k`` is ``(num << 32) + seq``, computed here
@@ -152,7 +155,7 @@ def insert_items(
     )
 
 
-def insert_keys(conn: sqlite3.Connection, session_id: str, keys: list[tuple[str, int]]) -> None:
+def insert_keys(conn: Statements, session_id: str, keys: list[tuple[str, int]]) -> None:
     """Index new keys; a key the session already holds raises :class:`DuplicateItemKey`
     naming the first such key in the write's order, as the other stores do.
 
@@ -286,7 +289,7 @@ def update_sql(changed: tuple[str, ...]) -> str:
     return f"UPDATE tether_sessions SET {', '.join(f'{c} = ?' for c in columns)} WHERE num = ?"
 
 
-def update_header(conn: sqlite3.Connection, new: _core.Doc, changes: _core.Doc, num: int) -> None:
+def update_header(conn: Statements, new: _core.Doc, changes: _core.Doc, num: int) -> None:
     """Write a write's new version, time, seq counters and changed fields (``num``: the
     session's number, its header's rowid, so the row is found without the id's index)."""
     values = [new["version"], new["updated_at"], new["last_seq"], new["history_len"]]

@@ -270,7 +270,8 @@ def detach(session: Session) -> Session:
     caller makes to it copies it, so the cache never sees it. The items are shared: treat
     loaded items as read-only.
     """
-    # _copy(session, update) with the update known: built in one pass (a cached turn makes two)
+    # _copy(session, update) with the update known, and _copied inlined: built in one pass
+    # (a cached turn makes two)
     fields = session.__dict__.copy()
     fields.update(_core.trusted_json_fields(session))
     history = session.history
@@ -278,12 +279,20 @@ def detach(session: Session) -> Session:
     if type(history) is not list:  # a Prefix (or a history a hook set): a list of its own
         history = list(history)
     fields["history"] = SharedHistory(history, length)
-    copy = _copied(session, fields, session.__pydantic_fields_set__ | _DETACHED)
-    private = _private(copy)
+    private = session.__pydantic_private__
+    private = {} if private is None else private.copy()
+    private["_views"] = None  # views are built from the copy's own items when asked for
     stored = private.get("_exact")
     if type(stored) is list:  # perhaps a list the cache extends: the caller's part only
         private["_exact"] = Prefix(stored, len(stored))
-    return copy
+    extra = session.__pydantic_extra__
+    return _core.assembled(
+        type(session),
+        fields,
+        session.__pydantic_fields_set__ | _DETACHED,
+        None if extra is None else dict(extra),
+        private,
+    )
 
 
 _DETACHED = frozenset(("metadata", "state", "options", "history"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from .._time import from_micros, to_micros
@@ -49,6 +50,9 @@ class CommitStamp:
         return self.updated_at is not None and self.lease_fence is not None
 
 
+_DATA = itemgetter(1)  # an encoded row's JSON
+
+
 def commit_stamp(doc: Doc, rows: Iterable[EncodedItem] | None = None) -> CommitStamp:
     """The stamp of a commit whose new header document is ``doc`` (what the store wrote) and
     whose new items ``prepare_items`` encoded as ``rows``, if given."""
@@ -59,7 +63,7 @@ def commit_stamp(doc: Doc, rows: Iterable[EncodedItem] | None = None) -> CommitS
         doc.get("lease_owner"),
         int(doc.get("lease_fence") or 0),
         None if lease_expires is None else from_micros(lease_expires),
-        None if rows is None else tuple([row[1] for row in rows]),
+        None if rows is None else tuple(map(_DATA, rows)),
     )
 
 
@@ -150,10 +154,17 @@ def stamped_fields(
         del fields["history"]
     else:
         fields = {name: held[name] for name in _HEADER_FIELDS}
-    part = {name: fields[name] for name in _COMMIT_READS}
-    for name, value in apply_commit(part, changes, len(rows), now).items():
-        if name in _STAMPED:  # the stamp's own values, set below
-            continue
+    part = {  # the part of the header document apply_commit reads
+        "state": fields["state"],
+        "version": fields["version"],
+        "last_seq": fields["last_seq"],
+        "history_len": fields["history_len"],
+    }
+    new = apply_commit(part, changes, len(rows), now)
+    for name in _COUNTED:  # what every commit writes (updated_at: the stamp's, below)
+        fields[name] = new[name]
+    for name in changes:  # and the changed fields, as apply_commit wrote them
+        value = new[name]
         if name == "status":
             fields[name] = SessionStatus(value)
         elif name in TIME_FIELDS:
@@ -169,9 +180,6 @@ def stamped_fields(
 
 _HEADER_FIELDS = tuple(SessionHeader.model_fields)
 
-_STAMPED = frozenset(("updated_at", "lease_owner", "lease_fence", "lease_expires_at"))
-"""The fields :func:`stamped_fields` takes from the stamp, not from :func:`apply_commit`."""
-
-_COMMIT_READS = ("state", "version", "last_seq", "history_len")
-"""The header document's fields :func:`apply_commit` reads (it writes those, ``updated_at``,
-``schema_version`` and the changed fields)."""
+_COUNTED = ("version", "last_seq", "history_len", "schema_version")
+"""The fields :func:`apply_commit` writes on every commit but ``updated_at`` (the stamp's);
+it writes the changed fields too, and nothing else."""

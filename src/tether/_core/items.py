@@ -193,9 +193,10 @@ def prepare_items(
         stamp = item.get("timestamp", now_stamp)  # _own_stamp's rule, without its call
         if not isinstance(stamp, str):
             stamp = now_stamp
+        fields: dict[str, Any] = {"seq": seq, "timestamp": stamp}  # row_fields, inlined
         if key is not None:
             encoded.keys.append((key, seq))
-        fields = row_fields(seq, stamp, key)
+            fields["key"] = key
         data: bytes | None = None
         try:  # a plain item (a dict, from checked_items): the row in one call, the same bytes
             if _plain(item):

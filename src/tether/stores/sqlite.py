@@ -185,7 +185,7 @@ class SQLiteStore(_AddingStore):
         """A write transaction, under the database write lock from its first statement;
         ``session_id`` if it changes what a load of that one session returns and nothing else
         (it then moves that session's change mark alone)."""
-        return self._transaction("BEGIN IMMEDIATE", "write", session_id)
+        return _Transaction(self, "BEGIN IMMEDIATE", "write", session_id)
 
     def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A read transaction: every SELECT inside sees the same snapshot."""

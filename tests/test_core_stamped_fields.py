@@ -139,3 +139,33 @@ def test_what_a_cached_turn_hands_out_never_reaches_the_cache(store: tether.Stor
     assert again.updated_at is not None
     assert again.created_at is not None
     assert again.updated_at - again.created_at < timedelta(minutes=5)
+
+
+def test_a_stamp_from_a_written_document_is_the_one_its_init_makes() -> None:
+    doc = {
+        "version": 3,
+        "updated_at": 1_700_000_000_123_456,
+        "lease_owner": "w1",
+        "lease_fence": 2,
+        "lease_expires_at": 1_700_000_060_000_000,
+    }
+    stamp = _core.commit_stamp(doc, [(5, b'{"seq":5}'), (6, b'{"seq":6}')])
+    made = _core.CommitStamp(
+        3,
+        datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=timezone.utc),
+        "w1",
+        2,
+        datetime(2023, 11, 14, 22, 14, 20, tzinfo=timezone.utc),
+        (b'{"seq":5}', b'{"seq":6}'),
+    )
+    assert stamp == made
+    assert hash(stamp) == hash(made)
+    assert repr(stamp) == repr(made)
+    assert stamp.rows == made.rows
+    assert stamp.reported
+    with pytest.raises(AttributeError):  # a stamp is a fact about a write: frozen
+        stamp.version = 4  # type: ignore[misc]
+    bare = _core.commit_stamp({"version": 2, "updated_at": 0}, None)
+    assert bare == _core.CommitStamp(2, datetime(1970, 1, 1, tzinfo=timezone.utc), None, 0)
+    assert bare.rows is None
+    assert bare.lease_expires_at is None

@@ -72,5 +72,5 @@ def commit_args(
     _core.check_version(expected_version)
     if after is not _NO_AFTER:
         _core.check_after(after)
-    checked_lease = _core.check_lease_arg(lease, optional=True)
+    checked_lease = None if lease is None else _core.check_lease_arg(lease, optional=True)
     return _core.item_list(append), normalized, checked_lease

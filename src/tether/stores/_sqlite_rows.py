@@ -293,7 +293,8 @@ def update_header(conn: Statements, new: _core.Doc, changes: _core.Doc, num: int
     """Write a write's new version, time, seq counters and changed fields (``num``: the
     session's number, its header's rowid, so the row is found without the id's index)."""
     values = [new["version"], new["updated_at"], new["last_seq"], new["history_len"]]
-    values += [_json.dumps(new[c]).decode() if c in JSON_COLUMNS else new[c] for c in changes]
+    if changes:  # most commits change no field: no list of them to build
+        values += [_json.dumps(new[c]).decode() if c in JSON_COLUMNS else new[c] for c in changes]
     values.append(num)
     conn.execute(update_sql(tuple(changes)), values)
     if "metadata" in changes:

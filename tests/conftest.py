@@ -137,7 +137,27 @@ def delete_nats_bucket(url: str, bucket: str) -> None:
         finally:
             await nc.close()
 
-    asyncio.run(drop())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop running here: the usual case
+        asyncio.run(drop())
+        return
+    # an async fixture's teardown, inside its event loop: on a thread (and a loop) of its own
+    import threading
+
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(drop())
+        except BaseException as exc:  # re-raised on the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
 
 
 def drop_postgres_schema(url: str, schema: str) -> None:

@@ -41,6 +41,7 @@ from tether.stores.sqlite import SQLiteStore
 from tether.testing import FakeClock
 
 from .conftest import (
+    delete_nats_bucket,
     give_back_postgres_schema,
     require_server,
     take_postgres_schema,
@@ -61,7 +62,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["memory", "file", "sqlite", "redis", "postgres"])
+@pytest.fixture(params=["memory", "file", "sqlite", "redis", "postgres", "nats"])
 def sessions(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[Sessions]:
@@ -79,6 +80,12 @@ def sessions(
         url, namespace = require_server("redis"), f"rt{uuid.uuid4().hex}"
         store = RedisStore.from_url(with_options(url, namespace=namespace), clock=clock)
         cleanup = functools.partial(wipe_redis_namespace, url, namespace)
+    elif kind == "nats":
+        from tether.stores.nats_sync import NatsStore
+
+        url, bucket = require_server("nats"), f"tether_t{uuid.uuid4().hex[:12]}"
+        store = NatsStore(url, bucket, clock=clock, chunk_items=8)
+        cleanup = functools.partial(delete_nats_bucket, url, bucket)
     else:
         from tether.stores.postgres_sync import PostgresStore
 

@@ -9,9 +9,10 @@ non-JSON values such as UUIDs and Enums, forged cursors, wrong types). For every
 - refused: the error is a :class:`~tether.TetherError` and the store holds what it held;
 - either way, the session still loads and the store still lists.
 
-The five stores run the same properties; Redis and PostgreSQL are the real servers, each in a
-namespace / schema of its own. The runs are derandomized (no example database), so CI sees the
-same examples every time; ``max_examples`` keeps the whole file to about a minute.
+The six stores run the same properties; Redis, PostgreSQL and NATS are the real servers, each
+in a namespace / schema / bucket of its own. The runs are derandomized (no example database),
+so CI sees the same examples every time; ``max_examples`` keeps the whole file to about a
+minute and a half.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ from tether.stores.file import FileStore
 from tether.stores.memory import MemoryStore
 from tether.stores.sqlite import SQLiteStore
 
-from .conftest import drop_postgres_schema, require_server, wipe_redis_namespace, with_options
+from .conftest import (
+    delete_nats_bucket,
+    drop_postgres_schema,
+    require_server,
+    wipe_redis_namespace,
+    with_options,
+)
 
 # about a minute and a half: make check leaves it out, make test runs it
 pytestmark = pytest.mark.heavy
@@ -294,7 +301,7 @@ def calls() -> st.SearchStrategy[Call]:
 # --- the stores ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "file", "sqlite", "redis", "postgres"])
+@pytest.fixture(params=["memory", "file", "sqlite", "redis", "postgres", "nats"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -318,6 +325,14 @@ def store(kind: str, tmp_path: Path) -> Iterator[tether.Store]:
                 yield redis_store
         finally:
             wipe_redis_namespace(url, namespace)
+    elif kind == "nats":
+        url = require_server("nats")
+        bucket = f"tether_t{uuid.uuid4().hex[:12]}"
+        try:
+            with tether.open_store(f"{url}/{bucket}?chunk_items=8") as nats_store:
+                yield nats_store
+        finally:
+            delete_nats_bucket(url, bucket)
     else:
         url = require_server("postgres")
         schema = f"tether_t_{uuid.uuid4().hex}"
@@ -554,6 +569,16 @@ def _corrupt(kind: str, store: Any, session_id: str) -> None:
             client.hset(store.keys.session(session_id)[0], "status", '"bogus"')
         finally:
             client.close()
+    elif kind == "nats":  # the header key's value, written back at its revision
+        import json
+
+        from tether.stores._kv_common import header_key
+
+        key = header_key(session_id)
+        value, revision = store.backend.get(key)
+        header = json.loads(value)
+        header["doc"]["status"] = "bogus"
+        store.backend.put(key, json.dumps(header).encode(), revision)
     else:
         import psycopg
         from psycopg import sql

@@ -122,7 +122,7 @@ def test_a_commit_runs_one_insert_per_table_and_reads_no_keys(store: SQLiteStore
     shapes = [" ".join(sql.split()[:3]) for sql in statements]
     assert shapes == [
         "BEGIN IMMEDIATE",
-        "SELECT id, owner,",
+        "SELECT id, version,",
         *["INSERT INTO tether_item_keys"] * 2,
         *["INSERT INTO tether_items"] * 3,
         "UPDATE tether_sessions SET",

@@ -269,6 +269,20 @@ def test_corrupt_json_column_raises_corrupt_session(
     assert store.create(Session(id="bad")).version == 1
 
 
+def test_a_commit_on_a_corrupt_state_writes_nothing(store: SQLiteStore, db_path: Path) -> None:
+    """A commit reads only the header fields it needs, ``state`` among them (a new state keeps
+    the stored runtime block): an unreadable one is reported, and nothing is written."""
+    store.create(Session(id="bad", history=_items(1)))
+    with _raw(db_path) as conn:
+        conn.execute("UPDATE tether_sessions SET state = 'not json' WHERE id = 'bad'")
+    with pytest.raises(tether.CorruptSession, match="state"):
+        store.commit("bad", 1, append=_items(1, "x"))
+    with _raw(db_path) as conn:
+        row = conn.execute("SELECT version, last_seq FROM tether_sessions WHERE id = 'bad'")
+        assert row.fetchone() == (1, 1)
+        assert conn.execute("SELECT count(*) FROM tether_items").fetchone() == (1,)
+
+
 def test_corrupt_header_does_not_break_listing(store: SQLiteStore, db_path: Path) -> None:
     for session_id in ("a", "b", "c"):
         store.create(Session(id=session_id))

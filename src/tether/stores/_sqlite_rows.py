@@ -16,11 +16,13 @@ from typing import Any
 
 from .. import _core, _json
 from .._core.leases import check_write
-from ..errors import SessionNotFound
+from ..errors import CorruptSession, SessionNotFound
 from ..models import HistoryItem, Lease
 from ..schema import schema
 from ._sqlite_sql import (
     BASE,
+    COMMIT_COLUMNS,
+    COMMIT_HEADER,
     FREE_FIELDS,
     HEADER_COLUMNS,
     INSERT_HEADER,
@@ -65,6 +67,33 @@ def writable(
     check_write(session_id, doc, expected_version, lease, now)
     if _core.needs_upgrade(doc):
         write_back_upgraded(conn, doc)
+    return doc, row[-1]
+
+
+def committable(
+    conn: Statements,
+    session_id: str,
+    expected_version: int | None,
+    lease: Lease | None,
+    now: int,
+) -> tuple[_core.Doc, int]:
+    """:func:`writable` for a commit (or an append): only the header fields it reads
+    (``COMMIT_COLUMNS``: its checks', ``apply_commit``'s and its stamp's), checked as there; the
+    whole header when a session an older tether stored is to be upgraded first. A commit
+    writes the fields it changes, never the header whole, so it needs no more."""
+    row = conn.execute(COMMIT_HEADER, (session_id,)).fetchone()
+    if row is None:
+        raise SessionNotFound(session_id)
+    doc = dict(zip(COMMIT_COLUMNS, row[:-1], strict=True))
+    try:
+        doc["state"] = _json.loads(doc["state"])
+    except _json.JSONDecodeError as exc:
+        raise CorruptSession(session_id, "its state column is not valid JSON") from exc
+    if not _core.is_live(doc, now):
+        raise SessionNotFound(session_id)
+    if _core.needs_upgrade(doc):  # the whole header read, checked and upgraded
+        return writable(conn, session_id, expected_version, lease, now)
+    check_write(session_id, doc, expected_version, lease, now)
     return doc, row[-1]
 
 

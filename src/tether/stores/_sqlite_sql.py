@@ -17,6 +17,12 @@ UPDATED_AT = HEADER_COLUMNS.index("updated_at")
 SELECT_HEADER = f"SELECT {', '.join(HEADER_COLUMNS)} FROM tether_sessions"
 # a write's header, and the session's number (its rows' keys: see BASE below)
 WRITE_HEADER = f"SELECT {', '.join(HEADER_COLUMNS)}, num FROM tether_sessions WHERE id = ?"
+# what a commit reads of the header (its checks, apply_commit and its stamp), and the number
+COMMIT_COLUMNS = (
+    "id", "version", "schema_version", "expires_at", "last_seq", "history_len", "state",
+    "lease_owner", "lease_token", "lease_fence", "lease_expires_at",
+)  # fmt: skip
+COMMIT_HEADER = f"SELECT {', '.join(COMMIT_COLUMNS)}, num FROM tether_sessions WHERE id = ?"
 # a load's header, and whether the session shares rows (a fork): most do not, and then need
 # no read of their shares
 LOAD_HEADER = (

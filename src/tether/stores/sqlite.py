@@ -264,16 +264,16 @@ class SQLiteStore(_AddingStore):
             return current, read(conn, session_id, floor, count, shared=bool(row[-1]))
 
     def _add(self, write: Write) -> DocAdded:
-        """The write (``expected_version`` None: a blind append); the header document and the
-        rows it wrote."""
-        with self._write(write.session_id):
+        """The write (``expected_version`` None: a blind append); its header fields and rows."""
+        session_id, expected_version, items, changes, lease = write
+        with self._write(session_id):
             conn = self._cursor  # the kept cursor: every commit is one, each cursor ~1 µs
             now = self._now()
-            doc, num = db.writable(conn, write.session_id, write.expected_version, write.lease, now)
-            encoded = _core.prepare_items(write.items, doc["last_seq"] + 1, now)
-            new = _core.apply_commit(doc, write.changes, len(encoded), now)
-            db.insert_items(conn, write.session_id, encoded, num)
-            db.update_header(conn, new, write.changes, num)
+            doc, num = db.committable(conn, session_id, expected_version, lease, now)
+            encoded = _core.prepare_items(items, doc["last_seq"] + 1, now)
+            new = _core.apply_commit(doc, changes, len(encoded), now)
+            db.insert_items(conn, session_id, encoded, num)
+            db.update_header(conn, new, changes, num)
         return DocAdded(new, encoded)
 
     _adds_encoded = _add  # given _core.EncodedNewItems, prepare_items takes them as they are

@@ -85,6 +85,22 @@ def postgres_url() -> str:
 
 
 @pytest.fixture
+def nats_server() -> str:
+    """The NATS server's URL (``TETHER_TEST_NATS_URL``), with the driver installed."""
+    require_module("nats", "nats")
+    return require_server("nats")
+
+
+@pytest.fixture
+def nats_bucket(nats_server: str) -> Iterator[str]:
+    """A bucket of the test's own (``tether_t...``), deleted afterwards: the server is never
+    wiped."""
+    name = f"tether_t{uuid.uuid4().hex[:12]}"
+    yield name
+    delete_nats_bucket(nats_server, name)
+
+
+@pytest.fixture
 def rabbitmq_url() -> str:
     """The AMQP broker URL for Celery tests (``TETHER_TEST_RABBITMQ_URL``)."""
     return require_server("rabbitmq")

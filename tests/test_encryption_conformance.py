@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -26,10 +25,8 @@ from tether.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
 from .conftest import (
-    delete_nats_bucket,
     give_back_postgres_schema,
     require_module,
-    require_server,
     take_postgres_schema,
     wipe_redis_namespace,
     with_options,
@@ -251,21 +248,7 @@ class TestAsyncEncryptedPostgresStore(_AsyncClause, AsyncStoreConformance):
 # --- NATS JetStream ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def nats_server() -> str:
-    require_module("nats", "nats")
-    return require_server("nats")
-
-
-@pytest.fixture
-def nats_bucket(nats_server: str) -> Iterator[str]:
-    """The test's own bucket (``tether_t...``), deleted afterwards: the server is never wiped."""
-    name = f"tether_t{secrets.token_hex(6)}"
-    yield name
-    delete_nats_bucket(nats_server, name)
-
-
-def _nats_server(server: str, bucket: str) -> str:
+def _nats_store_url(server: str, bucket: str) -> str:
     return f"{server}/{bucket}?chunk_items=8"
 
 
@@ -282,7 +265,7 @@ class TestEncryptedNatsStore(_SyncClause, StoreConformance):
 
     @pytest.fixture
     def store_opener(self, nats_server: str, nats_bucket: str) -> Callable[[], Any]:
-        url = _encrypted_url(_nats_server(nats_server, nats_bucket))
+        url = _encrypted_url(_nats_store_url(nats_server, nats_bucket))
         return functools.partial(tether.open_store, url)
 
 
@@ -304,5 +287,5 @@ class TestAsyncEncryptedNatsStore(_AsyncClause, AsyncStoreConformance):
 
     @pytest.fixture
     def store_opener(self, nats_server: str, nats_bucket: str) -> Callable[[], Any]:
-        url = _encrypted_url(_nats_server(nats_server, nats_bucket))
+        url = _encrypted_url(_nats_store_url(nats_server, nats_bucket))
         return functools.partial(tether.open_async_store, url)

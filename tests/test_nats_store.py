@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import secrets
 import socket
 import threading
 import time
@@ -21,7 +20,7 @@ import tether
 from tether.errors import ConfigurationError, StoreUnavailable
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
-from .conftest import delete_nats_bucket, require_module, require_server
+from .conftest import require_module
 
 require_module("nats", "nats")
 
@@ -30,15 +29,9 @@ from tether.stores.nats_sync import NatsStore  # noqa: E402
 
 
 @pytest.fixture
-def nats_server() -> str:
-    return require_server("nats")
-
-
-@pytest.fixture
-def bucket(nats_server: str) -> Iterator[str]:
-    name = f"tether_t{secrets.token_hex(6)}"
-    yield name
-    delete_nats_bucket(nats_server, name)
+def bucket(nats_bucket: str) -> str:
+    """conftest's bucket of the test's own, by the name this module's tests use."""
+    return nats_bucket
 
 
 def _url(server: str, bucket: str, **options: str) -> str:

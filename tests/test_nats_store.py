@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import tether
-from tether.errors import ConfigurationError, StoreUnavailable
+from tether.errors import ConfigurationError, StoreError, StoreUnavailable
 from tether.testing import AsyncStoreConformance, FakeClock, StoreConformance
 
 from .conftest import require_module
@@ -81,6 +81,45 @@ def test_opens_by_url_and_splits_values_over_the_payload_limit(
         created = store.create(tether.Session(history=[{"role": "tool", "content": big}]))
         store.commit(created.id, 1, append=[{"role": "user", "content": big}])
         assert [i["content"] for i in store.load(created.id).history] == [big, big]
+
+
+def test_a_bucket_whose_storage_the_server_failed_to_make_is_asked_for_again() -> None:
+    """nats-server answers err_code 10049 to a stream created while it removes the account's
+    stream directory (its last stream was just deleted): the creation is asked for again, a
+    bounded number of times; any other server error is reported at once."""
+    import nats.js.errors
+
+    failed = nats.js.errors.ServerError(
+        code=500, err_code=10049, description="error creating store for stream"
+    )
+
+    class Stream:
+        def __init__(self, failures: int, error: Exception = failed) -> None:
+            self.failures, self.error, self.creates = failures, error, 0
+
+        async def key_value(self, bucket: str) -> Any:
+            raise nats.js.errors.BucketNotFoundError()
+
+        async def create_key_value(self, **config: Any) -> Any:
+            self.creates += 1
+            if self.creates <= self.failures:
+                raise self.error
+            return ("bucket", config["bucket"])
+
+    backend = AsyncNatsStore("nats://127.0.0.1:4222", "tether_tretry").backend
+    twice = Stream(failures=2)
+    opened: Any = asyncio.run(backend._open_bucket(twice))
+    assert opened == ("bucket", "tether_tretry")
+    assert twice.creates == 3
+    always = Stream(failures=100)
+    with pytest.raises(StoreError, match="error creating store for stream"):
+        asyncio.run(backend._open_bucket(always))
+    assert always.creates == 5
+    other = nats.js.errors.ServerError(code=500, err_code=10001, description="something else")
+    once = Stream(failures=100, error=other)
+    with pytest.raises(StoreError, match="something else"):
+        asyncio.run(backend._open_bucket(once))
+    assert once.creates == 1
 
 
 def test_bad_urls_and_an_absent_server_say_what_to_do() -> None:

@@ -59,6 +59,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_STORE_FAILED = 10049
+"""JetStream's error code for a stream whose storage could not be created."""
+_CREATE_ATTEMPTS = 5
+"""How often a bucket's creation is asked for when the server answers :data:`_STORE_FAILED`."""
+
+
 async def _log_error(exc: Exception) -> None:
     # nats-py reports connection errors here as well as raising them to the call: the call's
     # StoreUnavailable says it all, so this is only a debug trace (its default logs an error).
@@ -173,11 +179,21 @@ class AsyncNatsBackend(AsyncKVBackend):
                         f"NATS KV bucket {self.bucket!r} does not exist; create it or drop "
                         "create=false from the URL"
                     ) from None
-            try:
-                kv = await js.create_key_value(bucket=self.bucket, history=1, direct=True)
-            except nats.js.errors.BadRequestError:  # another process created it meanwhile
-                kv = await js.key_value(self.bucket)
-            return cast(KeyValue, kv)
+            for attempt in range(_CREATE_ATTEMPTS):
+                try:
+                    kv = await js.create_key_value(bucket=self.bucket, history=1, direct=True)
+                except nats.js.errors.BadRequestError:  # another process created it meanwhile
+                    kv = await js.key_value(self.bucket)
+                except nats.js.errors.ServerError as exc:
+                    # nats-server removes an account's stream directory when its last stream
+                    # is deleted; a stream created at that moment fails to make its own
+                    # directory (err_code 10049) and succeeds when asked again
+                    if exc.err_code != _STORE_FAILED or attempt + 1 == _CREATE_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(0.05 * (attempt + 1))
+                    continue
+                return cast(KeyValue, kv)
+            raise AssertionError("unreachable: the last attempt returns or raises")
         except nats.js.errors.ServiceUnavailableError as exc:
             raise ConfigurationError(
                 f"NATS at {redact(self.server)} has no JetStream ({_describe(exc)}); start the "
